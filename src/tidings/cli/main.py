@@ -1,0 +1,418 @@
+"""``tidings``: the command line. Data goes to stdout, messages to stderr.
+
+Exit codes: 0 success; 1 the data is bad (verification failed, a bundle is
+damaged); 2 the command cannot run as asked (bad arguments, no home, unknown
+feed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tidings import __version__
+from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
+from tidings.core.ids import FEED_PREFIX, FeedId
+from tidings.errors import InvalidEntry, InvalidId, TidingsError, UsageError
+from tidings.home import Home
+from tidings.logbook import BATCH_SIZE, ImportResult, Logbook
+
+EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _err(message: str) -> None:
+    print(f"tidings: {message}", file=sys.stderr)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _feed_arg(text: str, book: Logbook) -> FeedId:
+    """A feed id, or the name of one of your own logs."""
+    if text.startswith(FEED_PREFIX):
+        return FeedId.parse(text)
+    if book.identity is None:
+        raise CommandError(
+            f"{text!r} is not a feed id (they start with {FEED_PREFIX!r}), and there is no "
+            "identity here to read it as one of your logs"
+        )
+    try:
+        return book.feed(text)
+    except InvalidId:
+        raise CommandError(
+            f"{text!r} is neither a feed id (starting {FEED_PREFIX!r}) nor a log name"
+        ) from None
+
+
+def _entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "feed": str(entry.feed),
+        "author": str(entry.feed.author),
+        "log": entry.log_id,
+        "seq": entry.seq,
+        "hash": entry.hash.hex(),
+        "timestamp": entry.timestamp,
+        "payload_size": entry.payload_size,
+        "end_of_log": entry.is_end_of_log,
+    }
+    if payload is None:
+        obj["payload"] = None
+    else:
+        try:
+            obj["payload"] = payload.decode("utf-8")
+            obj["payload_encoding"] = "utf-8"
+        except UnicodeDecodeError:
+            obj["payload"] = base64.b64encode(payload).decode()
+            obj["payload_encoding"] = "base64"
+    return obj
+
+
+def _when(timestamp_us: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(timestamp_us / 1e6, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"@{timestamp_us}us"
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _payload_text(payload: bytes | None, size: int) -> str:
+    if payload is None:
+        return f"(payload not held, {size} B)"
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"(binary, {size} B)"
+    return text.replace("\n", "\\n")
+
+
+# -- commands ---------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, home: Home) -> int:
+    identity, created = home.init()
+    if args.json:
+        _print_json({"author": str(identity.author), "home": str(home.path), "created": created})
+    else:
+        print(identity.author)
+        note = "created a new identity in" if created else "already initialized; keeping the identity in"
+        _err(f"{note} {home.path}")
+    return EXIT_OK
+
+
+def cmd_whoami(args: argparse.Namespace, home: Home) -> int:
+    identity = home.identity()
+    if args.json:
+        _print_json({"author": str(identity.author), "home": str(home.path)})
+    else:
+        print(identity.author)
+    return EXIT_OK
+
+
+def _stdin_lines_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for line in stream:
+        batch.append(line.rstrip(b"\r\n"))
+        if len(batch) >= BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def cmd_publish(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook(need_identity=True)
+    log_id = args.log or home.config().default_log
+    sources = sum([args.text is not None, args.file is not None, args.lines])
+    if sources != 1:
+        raise CommandError("give exactly one of TEXT, --file PATH or --lines")
+    if args.lines:
+        if args.end:
+            raise CommandError("--end publishes one entry; it does not go with --lines")
+        total, first, last = 0, None, None
+        for batch in _stdin_lines_batches(sys.stdin.buffer):
+            entries = book.publish_batch(batch, log_id)
+            first = first or entries[0]
+            last = entries[-1]
+            total += len(entries)
+            if sys.stderr.isatty():
+                print(f"\rpublished {total} entries", end="", file=sys.stderr, flush=True)
+        if sys.stderr.isatty() and total:
+            print(file=sys.stderr)
+        if last is None or first is None:
+            _err("standard input was empty; nothing published")
+            return EXIT_OK
+        if args.json:
+            _print_json({"feed": str(last.feed), "count": total, "first_seq": first.seq,
+                         "last_seq": last.seq, "hash": last.hash.hex()})
+        else:
+            print(f"{last.feed} {first.seq}..{last.seq} {last.hash.hex()}")
+            _err(f"published {total} entries")
+        return EXIT_OK
+    if args.file is not None:
+        try:
+            payload = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    else:
+        payload = args.text.encode("utf-8")
+    if len(payload) > MAX_PAYLOAD_SIZE:
+        raise CommandError(
+            f"the payload is {len(payload)} bytes; an entry's payload holds at most "
+            f"{MAX_PAYLOAD_SIZE} bytes"
+        )
+    entry = book.publish(payload, log_id, end_of_log=args.end)
+    if args.json:
+        _print_json(_entry_json(entry, None) | {"payload": None})
+    else:
+        print(f"{entry.feed} {entry.seq} {entry.hash.hex()}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    feed = _feed_arg(args.feed, book)
+    head = book.head(feed)
+    if head is None:
+        raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
+    since = args.since
+    if since is None:
+        since = 1 if args.limit is None else max(1, head.seq - args.limit + 1)
+    for entry, payload in book.read(feed, since, args.limit):
+        if args.json:
+            _print_json(_entry_json(entry, payload))
+        else:
+            end = "  [end of log]" if entry.is_end_of_log else ""
+            print(f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
+                  f"{_payload_text(payload, entry.payload_size)}{end}")
+    return EXIT_OK
+
+
+def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    mine = book.identity.author.key if book.identity else None
+    for info in book.feeds():
+        if args.json:
+            _print_json({"feed": str(info.feed), "author": str(info.feed.author),
+                         "log": info.feed.log_id, "latest_seq": info.latest_seq,
+                         "forked_at": info.forked_at, "mine": info.feed.author_key == mine})
+        else:
+            flags = " (mine)" if info.feed.author_key == mine else ""
+            if info.forked_at is not None:
+                flags += f" FORKED at {info.forked_at}"
+            print(f"{info.feed}  {info.latest_seq}{flags}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    feed = _feed_arg(args.feed, book)
+    if book.head(feed) is None and not book.fork_proofs(feed):
+        raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with open(tmp, "wb") as handle:
+            count = book.export_bundle(feed, handle.write)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CommandError(f"cannot write {out}: {exc.strerror}") from None
+    if args.json:
+        _print_json({"feed": str(feed), "entries": count, "file": str(out)})
+    else:
+        _err(f"wrote {count} entries of {feed} to {out}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    show_progress = sys.stderr.isatty()
+
+    def progress(result: ImportResult) -> None:
+        print(f"\rimported {result.added} entries", end="", file=sys.stderr, flush=True)
+
+    try:
+        with open(args.file, "rb") as handle:
+            result = book.import_bundle(handle.read, progress=progress if show_progress else None)
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    if show_progress:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json({
+            "added": result.added, "duplicates": result.duplicates,
+            "fork_proofs": result.fork_proofs, "feeds": sorted(str(f) for f in result.feeds),
+            "error": None if result.error is None else _error_json(result.error),
+        })
+    else:
+        _err(f"imported {result.added} new entries ({result.duplicates} already held, "
+             f"{result.fork_proofs} fork proofs) from {args.file}")
+    if result.error is not None:
+        _err(f"stopped at the first bad record: {result.error}")
+        _err("everything before it was verified and stored; nothing after it was")
+        return EXIT_BAD_DATA
+    return EXIT_OK
+
+
+def _error_json(error: Exception) -> dict[str, Any]:
+    if isinstance(error, InvalidEntry):
+        return {"rule": error.rule, "feed": error.feed, "seq": error.seq, "detail": error.detail}
+    return {"rule": type(error).__name__, "detail": str(error)}
+
+
+def cmd_verify(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    feed = _feed_arg(args.feed, book) if args.feed else None
+    if feed is not None and book.head(feed) is None:
+        raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
+    bad = 0
+    for report in book.verify(feed):
+        bad += not report.ok
+        if args.json:
+            _print_json({"feed": str(report.feed), "entries": report.entries,
+                         "payloads": report.payloads, "forked_at": report.forked_at,
+                         "ok": report.ok,
+                         "error": None if report.error is None else _error_json(report.error)})
+            continue
+        status = "ok" if report.ok else "FAILED"
+        line = f"{report.feed}  {report.entries} entries, {report.payloads} payloads  {status}"
+        if report.forked_at is not None:
+            line += f"  (forked at seq {report.forked_at})"
+        print(line)
+        if report.error is not None:
+            _err(str(report.error))
+    return EXIT_BAD_DATA if bad else EXIT_OK
+
+
+def cmd_delete_payload(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    feed = _feed_arg(args.feed, book)
+    if not book.delete_payload(feed, args.seq):
+        raise CommandError(f"{feed} holds no payload at seq {args.seq}")
+    _err(f"deleted the payload of {feed} seq {args.seq}; the entry stays")
+    return EXIT_OK
+
+
+def cmd_forks(args: argparse.Namespace, home: Home) -> int:
+    book = home.open_logbook()
+    for proof in book.fork_proofs():
+        if args.json:
+            _print_json({"feed": str(proof.feed), "seq": proof.seq,
+                         "proof": base64.b64encode(proof.to_bytes()).decode()})
+        else:
+            print(f"{proof.feed}  seq {proof.seq}  {proof.first.hash.hex()[:12]} "
+                  f"vs {proof.second.hash.hex()[:12]}")
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidings",
+        description="Signed, append-only logs: publish, read, verify, export and import.",
+    )
+    parser.add_argument("--version", action="version", version=f"tidings {__version__}")
+    parser.add_argument("--home", metavar="DIR",
+                        help="the node's home directory (default: $TIDINGS_HOME, else the "
+                             "platform's user data directory)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON (one object a line)")
+        return p
+
+    p = command("init", "create the home directory and a new identity (keeps an existing one)")
+    p.set_defaults(run=cmd_init)
+    p = command("whoami", "print your author id")
+    p.set_defaults(run=cmd_whoami)
+
+    p = command("publish", "publish one entry (or one per line of standard input)")
+    p.add_argument("text", nargs="?", metavar="TEXT", help="the payload, as UTF-8 text")
+    p.add_argument("--log", metavar="NAME", help="the log to publish to (default from config: main)")
+    p.add_argument("--file", metavar="PATH", help="take the payload from a file ('-' for stdin)")
+    p.add_argument("--lines", action="store_true",
+                   help="publish each line of standard input as its own entry")
+    p.add_argument("--end", action="store_true",
+                   help="make this the log's last entry (end of log)")
+    p.set_defaults(run=cmd_publish)
+
+    p = command("show", "print a feed's entries, newest last")
+    p.add_argument("feed", metavar="FEED", help="a feed id, or the name of one of your logs")
+    p.add_argument("--since", type=_positive, metavar="SEQ", help="start at this seq")
+    p.add_argument("--limit", type=_positive, metavar="N",
+                   help="at most N entries (without --since: the latest N)")
+    p.set_defaults(run=cmd_show)
+
+    p = command("feeds", "list the feeds in the store with their latest seq")
+    p.set_defaults(run=cmd_feeds)
+
+    p = command("export", "write a feed to a bundle file")
+    p.add_argument("feed", metavar="FEED", help="a feed id, or the name of one of your logs")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle to write")
+    p.set_defaults(run=cmd_export)
+
+    p = command("import", "verify a bundle file and store what is valid")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(run=cmd_import)
+
+    p = command("verify", "re-check the stored entries and payloads")
+    p.add_argument("feed", nargs="?", metavar="FEED", help="one feed (default: every feed)")
+    p.set_defaults(run=cmd_verify)
+
+    p = command("delete-payload", "forget one entry's payload; the entry stays", json_flag=False)
+    p.add_argument("feed", metavar="FEED")
+    p.add_argument("seq", type=_positive, metavar="SEQ")
+    p.set_defaults(run=cmd_delete_payload)
+
+    p = command("forks", "list the fork proofs in the store")
+    p.set_defaults(run=cmd_forks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    home = Home.resolve(args.home)
+    try:
+        return int(args.run(args, home))
+    except CommandError as exc:
+        _err(str(exc))
+        return exc.code
+    except InvalidEntry as exc:
+        _err(str(exc))
+        return EXIT_BAD_DATA
+    except (UsageError, TidingsError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

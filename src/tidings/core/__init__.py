@@ -1,0 +1,1 @@
+"""The pure core: formats, links and validation. No sockets, no disk, no clocks."""

@@ -1,0 +1,270 @@
+"""Entries: the signed records of a log (spec/02-entries.md).
+
+An entry is the *body*, a deterministic CBOR array of ten fields, followed by the
+signature as a CBOR byte string of 64 bytes. The signature covers the body's
+exact bytes. The payload is not inside the entry: the body carries its size and
+BLAKE2b-256 hash, so a payload can be deleted or left unfetched while the log
+still verifies.
+
+Decoding is strict: any input whose re-encoding differs from the received bytes
+is refused, so there is exactly one byte string per entry and hashes are stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from tidings.core.ids import LOG_ID_PATTERN, MAX_LOG_ID_LEN, FeedId, check_log_id
+from tidings.core.lipmaa import link_target
+from tidings.errors import (
+    BadSignature,
+    MalformedEntry,
+    NonCanonicalEncoding,
+    Oversize,
+    PayloadHashMismatch,
+    PayloadSizeMismatch,
+    UnknownVersion,
+)
+
+VERSION = 1
+TAG_REGULAR = 0
+TAG_END_OF_LOG = 1
+HASH_SIZE = 32
+SIG_SIZE = 64
+#: CBOR head of a 64-byte byte string: major type 2, one-byte length 0x40.
+SIG_HEAD = b"\x58\x40"
+SIG_PART = len(SIG_HEAD) + SIG_SIZE
+BODY_FIELDS = 10
+#: The largest possible version-1 entry is 299 bytes (64-byte log id, 8-byte
+#: integers, both links); 512 leaves room and bounds every read of one.
+MAX_ENTRY_SIZE = 512
+#: Payloads are posts and notes, not media; 1 MiB bounds a peer's memory per
+#: message. Larger things belong in a blob referenced from a payload.
+MAX_PAYLOAD_SIZE = 1 << 20
+MAX_SEQ = (1 << 63) - 1
+MAX_TIMESTAMP = (1 << 64) - 1
+
+
+def payload_hash(payload: bytes) -> bytes:
+    """BLAKE2b-256 of a payload, as the entry's ``payload_hash`` field holds it."""
+    return hashlib.blake2b(payload, digest_size=HASH_SIZE).digest()
+
+
+def entry_hash(raw: bytes) -> bytes:
+    """BLAKE2b-256 of an entry's full bytes (body and signature): what links point at."""
+    return hashlib.blake2b(raw, digest_size=HASH_SIZE).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded entry. Build one with :func:`decode_entry` or :func:`sign_entry`."""
+
+    tag: int
+    author: bytes
+    log_id: str
+    seq: int
+    timestamp: int
+    backlink: bytes | None
+    lipmaa_link: bytes | None
+    payload_size: int
+    payload_hash: bytes
+    signature: bytes
+    raw: bytes
+    hash: bytes
+    version: int = VERSION
+
+    @property
+    def feed(self) -> FeedId:
+        return FeedId(self.author, self.log_id)
+
+    @property
+    def body(self) -> bytes:
+        """The signed bytes."""
+        return self.raw[:-SIG_PART]
+
+    @property
+    def is_end_of_log(self) -> bool:
+        return self.tag == TAG_END_OF_LOG
+
+    def check_signature(self) -> None:
+        """Raise :class:`BadSignature` unless the author signed this body."""
+        check_signature(self)
+
+    def check_payload(self, payload: bytes) -> None:
+        """Raise unless ``payload`` is the one this entry signed for."""
+        if len(payload) != self.payload_size:
+            raise PayloadSizeMismatch(
+                f"payload is {len(payload)} bytes, the entry says {self.payload_size}",
+                feed=str(self.feed), seq=self.seq,
+            )
+        if payload_hash(payload) != self.payload_hash:
+            raise PayloadHashMismatch(
+                "payload hash differs from the entry's payload_hash",
+                feed=str(self.feed), seq=self.seq,
+            )
+
+
+_public_keys: dict[bytes, Ed25519PublicKey] = {}
+#: Authors whose loaded key stays cached; past this the cache restarts, which
+#: bounds memory on a relay that sees many authors.
+_PUBLIC_KEY_CACHE = 4096
+
+
+def _public_key(author: bytes) -> Ed25519PublicKey:
+    key = _public_keys.get(author)
+    if key is None:
+        if len(_public_keys) >= _PUBLIC_KEY_CACHE:
+            _public_keys.clear()
+        key = _public_keys[author] = Ed25519PublicKey.from_public_bytes(author)
+    return key
+
+
+def check_signature(entry: Entry) -> None:
+    try:
+        _public_key(entry.author).verify(entry.signature, entry.body)
+    except (InvalidSignature, ValueError):
+        raise BadSignature(
+            "signature does not verify with the author key", feed=str(entry.feed), seq=entry.seq
+        ) from None
+
+
+def _malformed(detail: str) -> MalformedEntry:
+    return MalformedEntry(detail)
+
+
+def _hash_field(value: Any, name: str) -> bytes:
+    if type(value) is not bytes or len(value) != HASH_SIZE:
+        raise _malformed(f"{name} must be a {HASH_SIZE}-byte byte string")
+    return value
+
+
+def decode_entry(raw: bytes) -> Entry:
+    """Decode and structurally check one entry; links and signature are not checked here.
+
+    Raises :class:`Oversize`, :class:`MalformedEntry`, :class:`UnknownVersion` or
+    :class:`NonCanonicalEncoding`.
+    """
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    if len(raw) > MAX_ENTRY_SIZE:
+        raise Oversize(f"entry is {len(raw)} bytes, the bound is {MAX_ENTRY_SIZE}")
+    if len(raw) <= SIG_PART or raw[-SIG_PART:-SIG_SIZE] != SIG_HEAD:
+        raise _malformed("an entry must end with a 64-byte signature (CBOR 0x58 0x40 ...)")
+    body = raw[:-SIG_PART]
+    try:
+        fields = cbor2.loads(body)
+    except Exception as exc:  # cbor2 raises several types for broken input
+        raise _malformed(f"body is not CBOR: {exc}") from None
+    if type(fields) is not list or not fields:
+        raise _malformed("body must be a CBOR array")
+    version = fields[0]
+    if type(version) is not int:
+        raise _malformed("the first field (version) must be an unsigned integer")
+    if version != VERSION:
+        raise UnknownVersion(f"entry format version {version}; this implementation knows {VERSION}")
+    if len(fields) != BODY_FIELDS:
+        raise _malformed(f"body must have {BODY_FIELDS} fields, has {len(fields)}")
+    _, tag, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash = fields
+    if type(tag) is not int or tag not in (TAG_REGULAR, TAG_END_OF_LOG):
+        raise _malformed("tag must be 0 (regular) or 1 (end of log)")
+    if type(author) is not bytes or len(author) != 32:
+        raise _malformed("author must be a 32-byte byte string")
+    if type(log_id) is not str:
+        raise _malformed("log id must be a text string")
+    if len(log_id.encode()) > MAX_LOG_ID_LEN:
+        raise Oversize(f"log id is over {MAX_LOG_ID_LEN} bytes")
+    if not LOG_ID_PATTERN.fullmatch(log_id):
+        raise _malformed(f"log id {log_id!r} has characters outside a-z, 0-9, '_', '-'")
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise _malformed(f"seq must be an integer from 1 to 2^63-1, got {seq!r}")
+    if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise _malformed("timestamp must be an unsigned 64-bit integer")
+    if type(size) is not int or size < 0:
+        raise _malformed("payload size must be an unsigned integer")
+    if size > MAX_PAYLOAD_SIZE:
+        raise Oversize(f"payload size {size} is over the bound {MAX_PAYLOAD_SIZE}")
+    _hash_field(phash, "payload hash")
+    if seq == 1:
+        if backlink is not None or lipmaa_link is not None:
+            raise _malformed("entry 1 has no backlink and no lipmaa link (both must be null)")
+    else:
+        _hash_field(backlink, "backlink")
+        if link_target(seq) is None:
+            if lipmaa_link is not None:
+                raise _malformed(
+                    "lipmaa link must be null where lipmaa(seq) == seq - 1"
+                )
+        else:
+            _hash_field(lipmaa_link, "lipmaa link")
+    if cbor2.dumps(fields) != body:
+        raise NonCanonicalEncoding("re-encoding the body gives other bytes")
+    return Entry(
+        tag, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
+        raw[-SIG_SIZE:], raw, entry_hash(raw),
+    )
+
+
+def encode_body(
+    *,
+    tag: int,
+    author: bytes,
+    log_id: str,
+    seq: int,
+    timestamp: int,
+    backlink: bytes | None,
+    lipmaa_link: bytes | None,
+    payload_size: int,
+    payload_hash: bytes,
+) -> bytes:
+    """The canonical body bytes (what gets signed)."""
+    return cbor2.dumps(
+        [VERSION, tag, author, log_id, seq, timestamp, backlink, lipmaa_link,
+         payload_size, payload_hash]
+    )
+
+
+def sign_entry(
+    secret: Ed25519PrivateKey,
+    *,
+    log_id: str,
+    seq: int,
+    timestamp: int,
+    payload: bytes,
+    backlink: bytes | None,
+    lipmaa_link: bytes | None,
+    tag: int = TAG_REGULAR,
+    author: bytes | None = None,
+) -> Entry:
+    """Make and sign an entry for ``payload``. Decoding the result gives it back unchanged.
+
+    ``author`` saves re-deriving the public key when the caller has it.
+    """
+    if author is None:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        author = secret.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    check_log_id(log_id)
+    if not 1 <= seq <= MAX_SEQ or (seq == 1) != (backlink is None):
+        raise ValueError(f"seq {seq}: entry 1 alone has no backlink, every later one has one")
+    if (link_target(seq) is None) != (lipmaa_link is None):
+        raise ValueError(f"seq {seq}: lipmaa link must be given exactly when link_target(seq)")
+    if len(payload) > MAX_PAYLOAD_SIZE:
+        raise Oversize(f"payload is {len(payload)} bytes, the bound is {MAX_PAYLOAD_SIZE}")
+    phash = payload_hash(payload)
+    body = encode_body(
+        tag=tag, author=author, log_id=log_id, seq=seq, timestamp=timestamp,
+        backlink=backlink, lipmaa_link=lipmaa_link, payload_size=len(payload),
+        payload_hash=phash,
+    )
+    signature = secret.sign(body)
+    raw = body + SIG_HEAD + signature
+    return Entry(
+        tag, author, log_id, seq, timestamp, backlink, lipmaa_link, len(payload), phash,
+        signature, raw, entry_hash(raw),
+    )

@@ -1,0 +1,136 @@
+"""Text forms of author ids and feed ids (spec/01-identifiers.md).
+
+Both are made of ``[a-z0-9_-]`` only, so they survive copy-paste, URLs, shells
+and double-click selection of the key part. Each starts with a type prefix that
+carries the format version (``ta1`` author, ``tf1`` feed) and ends its key part
+with a 2-byte checksum, so a mistyped id is refused instead of naming a stranger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+
+from tidings.errors import InvalidId
+
+AUTHOR_PREFIX = "ta1"
+FEED_PREFIX = "tf1"
+KEY_SIZE = 32
+CHECKSUM_SIZE = 2
+#: 34 bytes (key + checksum) in unpadded base32.
+KEY_TEXT_LEN = 55
+#: Log ids are short names readers pick a topic by; 64 bytes is plenty for a
+#: name and keeps every entry well under its size bound.
+MAX_LOG_ID_LEN = 64
+LOG_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def _checksum(prefix: str, key: bytes, log_id: str = "") -> bytes:
+    data = prefix.encode() + key + log_id.encode()
+    return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode().rstrip("=").lower()
+
+
+def _unb32(text: str, what: str) -> bytes:
+    if len(text) != KEY_TEXT_LEN or not re.fullmatch(r"[a-z2-7]+", text):
+        raise InvalidId(f"{what}: the key part must be {KEY_TEXT_LEN} characters of a-z and 2-7")
+    try:
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except binascii.Error as exc:  # pragma: no cover - the regex above rules this out
+        raise InvalidId(f"{what}: {exc}") from None
+    if _b32(raw) != text:
+        raise InvalidId(f"{what}: non-canonical base32 (trailing bits must be zero)")
+    return raw
+
+
+def check_log_id(log_id: str) -> str:
+    """Return ``log_id`` if it is a valid log id, else raise :class:`InvalidId`."""
+    if not isinstance(log_id, str) or not LOG_ID_PATTERN.fullmatch(log_id):
+        raise InvalidId(
+            f"invalid log id {log_id!r}: use 1-64 characters of a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return log_id
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorId:
+    """An author: an Ed25519 public key. ``str()`` gives the text form."""
+
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes) or len(self.key) != KEY_SIZE:
+            raise InvalidId("an author key is exactly 32 bytes")
+
+    def __str__(self) -> str:
+        return AUTHOR_PREFIX + _b32(self.key + _checksum(AUTHOR_PREFIX, self.key))
+
+    def __repr__(self) -> str:
+        return f"AuthorId({str(self)!r})"
+
+    @classmethod
+    def parse(cls, text: str) -> AuthorId:
+        """Parse the text form; raises :class:`InvalidId` naming what is wrong."""
+        text = text.strip()
+        if not text.startswith(AUTHOR_PREFIX):
+            hint = " (that is a feed id)" if text.startswith(FEED_PREFIX) else ""
+            raise InvalidId(f"not an author id: it must start with {AUTHOR_PREFIX!r}{hint}")
+        raw = _unb32(text[len(AUTHOR_PREFIX):], "author id")
+        key, check = raw[:KEY_SIZE], raw[KEY_SIZE:]
+        if check != _checksum(AUTHOR_PREFIX, key):
+            raise InvalidId("author id checksum does not match: is it mistyped or cut short?")
+        return cls(key)
+
+    def feed(self, log_id: str) -> FeedId:
+        return FeedId(self.key, log_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedId:
+    """A feed: one log of one author, ``(author key, log id)``."""
+
+    author_key: bytes
+    log_id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.author_key, bytes) or len(self.author_key) != KEY_SIZE:
+            raise InvalidId("an author key is exactly 32 bytes")
+        check_log_id(self.log_id)
+
+    @property
+    def author(self) -> AuthorId:
+        return AuthorId(self.author_key)
+
+    def __str__(self) -> str:
+        check = _checksum(FEED_PREFIX, self.author_key, self.log_id)
+        return f"{FEED_PREFIX}{_b32(self.author_key + check)}_{self.log_id}"
+
+    def __repr__(self) -> str:
+        return f"FeedId({str(self)!r})"
+
+    @classmethod
+    def parse(cls, text: str) -> FeedId:
+        """Parse the text form; raises :class:`InvalidId` naming what is wrong."""
+        text = text.strip()
+        if not text.startswith(FEED_PREFIX):
+            hint = " (that is an author id)" if text.startswith(AUTHOR_PREFIX) else ""
+            raise InvalidId(f"not a feed id: it must start with {FEED_PREFIX!r}{hint}")
+        body = text[len(FEED_PREFIX):]
+        sep = KEY_TEXT_LEN
+        if len(body) < sep + 2 or body[sep] != "_":
+            raise InvalidId(
+                f"not a feed id: expected {FEED_PREFIX}<{KEY_TEXT_LEN} characters>_<log id>"
+            )
+        raw = _unb32(body[:sep], "feed id")
+        log_id = check_log_id(body[sep + 1:])
+        key, check = raw[:KEY_SIZE], raw[KEY_SIZE:]
+        if check != _checksum(FEED_PREFIX, key, log_id):
+            raise InvalidId("feed id checksum does not match: is it mistyped or cut short?")
+        return cls(key, log_id)

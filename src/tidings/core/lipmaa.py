@@ -1,0 +1,122 @@
+"""Lipmaa links and certificate pools (spec/03-links.md).
+
+Every entry ``n > 1`` links to ``n - 1`` (the backlink) and to ``lipmaa(n)``.
+These links, from Buldas, Laud and Lipmaa's anti-monotone graphs as Bamboo uses
+them, give a path of O(log n) links between any two entries, so a reader can
+verify recent entries of a long log without fetching the rest.
+"""
+
+from __future__ import annotations
+
+
+def lipmaa(n: int) -> int:
+    """The sequence number entry ``n`` links to besides ``n - 1`` (0 for ``n == 1``).
+
+    Spine numbers ``(3^k - 1) / 2`` (1, 4, 13, 40, ...) link back by ``3^(k-1)``;
+    every other number recurses into the ternary block it sits in.
+    """
+    if n < 1:
+        raise ValueError(f"sequence numbers start at 1, got {n}")
+    if n == 1:
+        return 0
+    spine, power = 1, 3
+    while spine < n:
+        power *= 3
+        spine = (power - 1) // 2
+    power //= 3
+    if spine != n:
+        rest = n
+        while rest != 0:
+            spine = (power - 1) // 2
+            power //= 3
+            rest %= spine
+        if spine != power:
+            power = spine
+    return n - power
+
+
+def is_spine(n: int) -> bool:
+    """True for 1, 4, 13, 40, 121, ...: numbers ``(3^k - 1) / 2`` with ``k >= 1``."""
+    spine = 1
+    while spine < n:
+        spine = 3 * spine + 1
+    return spine == n
+
+
+def link_target(n: int) -> int | None:
+    """``lipmaa(n)`` when entry ``n`` carries a lipmaa link, ``None`` when it has none.
+
+    Entry 1 has no links; where ``lipmaa(n) == n - 1`` the lipmaa link would
+    repeat the backlink, so it is left out.
+    """
+    if n <= 1:
+        return None
+    target = lipmaa(n)
+    return None if target == n - 1 else target
+
+
+def shortest_path(newer: int, older: int) -> list[int]:
+    """The sequence numbers on the shortest link path from ``newer`` down to ``older``.
+
+    Both ends are included. Taking the lipmaa link whenever it does not jump past
+    ``older`` and the backlink otherwise is optimal on this graph.
+    """
+    if not 1 <= older <= newer:
+        raise ValueError(f"need 1 <= older <= newer, got older={older} newer={newer}")
+    path = [newer]
+    current = newer
+    while current > older:
+        target = lipmaa(current)
+        current = target if target >= older else current - 1
+        path.append(current)
+    return path
+
+
+def _spine_below(n: int) -> int:
+    """The largest spine number strictly below ``n`` (0 if none)."""
+    below, spine = 0, 1
+    while spine < n:
+        below, spine = spine, 3 * spine + 1
+    return below
+
+
+def _spine_at_or_above(n: int) -> int:
+    spine = 1
+    while spine < n:
+        spine = 3 * spine + 1
+    return spine
+
+
+def certificate_pool(seq: int) -> list[int]:
+    """The sequence numbers of ``seq``'s certificate pool, ascending.
+
+    The union of the shortest paths from ``seq`` to the spine number ``w`` below
+    it, from ``w`` to 1, and from the spine number ``z >= seq`` down to ``seq``.
+    The last part may name entries that do not exist yet: they let a later pool
+    join this one. For any ``x < y`` the union of both pools holds a link path
+    from ``y`` through ``x`` to 1.
+    """
+    if seq < 1:
+        raise ValueError(f"sequence numbers start at 1, got {seq}")
+    below = _spine_below(seq)
+    members = set(shortest_path(_spine_at_or_above(seq), seq))
+    if below:
+        members.update(shortest_path(seq, below))
+        members.update(shortest_path(below, 1))
+    return sorted(members)
+
+
+def links_needed(first: int, last: int) -> set[int]:
+    """Sequence numbers below ``first`` that entries ``first..last`` link to.
+
+    A verifier (or an author appending) needs the hashes of exactly these
+    entries to check (or make) the links of the run.
+    """
+    needed: set[int] = set()
+    if first > 1:
+        needed.add(first - 1)
+    for n in range(first, last + 1):
+        target = link_target(n)
+        if target is not None and target < first:
+            needed.add(target)
+    return needed

@@ -1,0 +1,178 @@
+"""One error hierarchy for tidings, rooted in :class:`TidingsError`.
+
+Two families matter to callers:
+
+* :class:`InvalidEntry` and its subclasses: data broke a validity rule of the
+  spec (``spec/04-validity.md``). Each names the rule, the feed and the sequence
+  number, so a node can drop the data (and the peer that sent it) and go on.
+* :class:`UsageError`: the caller asked for something that cannot be done
+  (publishing to an ended log, opening a missing home). Its message says what to
+  do next.
+"""
+
+from __future__ import annotations
+
+
+class TidingsError(Exception):
+    """Base class of every error tidings raises on purpose."""
+
+
+class UsageError(TidingsError):
+    """The caller asked for something impossible; the message says what to do."""
+
+
+class InvalidId(UsageError, ValueError):
+    """A text author id, feed id or log id does not parse."""
+
+
+class MissingAnchor(UsageError):
+    """Verification was asked to check a link to an entry the caller did not supply."""
+
+
+class InvalidBundle(TidingsError):
+    """A bundle file's framing is broken (bad magic, truncated record, bad record kind)."""
+
+
+class InvalidForkProof(TidingsError):
+    """A fork proof does not prove a fork."""
+
+
+class InvalidEntry(TidingsError):
+    """An entry (or its payload) breaks a validity rule.
+
+    ``rule`` is the rule's stable name from the spec. ``feed`` (text feed id) and
+    ``seq`` say where; either can be ``None`` when the bytes are too broken to
+    tell and the caller had no expectation to fill in.
+    """
+
+    rule = "invalid-entry"
+
+    def __init__(self, detail: str, *, feed: str | None = None, seq: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.feed = feed
+        self.seq = seq
+
+    def at(self, feed: str | None, seq: int | None) -> InvalidEntry:
+        """Fill in the location where the raiser could not know it; returns self."""
+        if self.feed is None:
+            self.feed = feed
+        if self.seq is None:
+            self.seq = seq
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.feed is not None:
+            where.append(f"feed {self.feed}")
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        prefix = " ".join(where)
+        return f"{prefix}: {self.rule}: {self.detail}" if prefix else f"{self.rule}: {self.detail}"
+
+
+class MalformedEntry(InvalidEntry):
+    """The bytes are not an entry: not CBOR, wrong shape, a field of the wrong type or range."""
+
+    rule = "malformed"
+
+
+class NonCanonicalEncoding(InvalidEntry):
+    """The entry decodes, but re-encoding it gives other bytes."""
+
+    rule = "non-canonical"
+
+
+class UnknownVersion(InvalidEntry):
+    """The entry's format version is not one this implementation knows."""
+
+    rule = "unknown-version"
+
+
+class Oversize(InvalidEntry):
+    """The entry, its log id or its declared payload size is over the spec's bound."""
+
+    rule = "oversize"
+
+
+class BadSignature(InvalidEntry):
+    """The Ed25519 signature does not verify against the author key."""
+
+    rule = "bad-signature"
+
+
+class WrongBacklink(InvalidEntry):
+    """The backlink is not the hash of the entry at seq - 1."""
+
+    rule = "wrong-backlink"
+
+
+class WrongLipmaaLink(InvalidEntry):
+    """The lipmaa link is not the hash of the entry at lipmaa(seq)."""
+
+    rule = "wrong-lipmaa-link"
+
+
+class LinkedSeqMismatch(InvalidEntry):
+    """A link resolves to an entry whose sequence number is not the one the link must reach."""
+
+    rule = "linked-seq-mismatch"
+
+
+class SequenceGap(InvalidEntry):
+    """The entry's seq does not follow the entry before it."""
+
+    rule = "gap"
+
+
+class WrongFeed(InvalidEntry):
+    """The entry belongs to another feed than the one being verified."""
+
+    rule = "wrong-feed"
+
+
+class PayloadSizeMismatch(InvalidEntry):
+    """The payload's length differs from the signed payload size."""
+
+    rule = "payload-size-mismatch"
+
+
+class PayloadHashMismatch(InvalidEntry):
+    """The payload's hash differs from the signed payload hash."""
+
+    rule = "payload-hash-mismatch"
+
+
+class EntryAfterEndOfLog(InvalidEntry):
+    """An entry follows an end-of-log entry."""
+
+    rule = "after-end-of-log"
+
+
+class ForkDetected(InvalidEntry):
+    """Two validly signed entries share a feed and seq; ``proof`` carries them."""
+
+    rule = "fork"
+
+    def __init__(self, detail: str, proof: object, *, feed: str | None = None,
+                 seq: int | None = None) -> None:
+        super().__init__(detail, feed=feed, seq=seq)
+        self.proof = proof
+
+
+class ForkedFeed(InvalidEntry):
+    """The feed holds a fork proof at or before this seq; nothing past the fork is accepted."""
+
+    rule = "forked-feed"
+
+
+#: Every validity rule by its stable name, as the spec and the vectors use them.
+RULES: dict[str, type[InvalidEntry]] = {
+    cls.rule: cls
+    for cls in (
+        MalformedEntry, NonCanonicalEncoding, UnknownVersion, Oversize, BadSignature,
+        WrongBacklink, WrongLipmaaLink, LinkedSeqMismatch, SequenceGap, WrongFeed,
+        PayloadSizeMismatch, PayloadHashMismatch, EntryAfterEndOfLog, ForkDetected,
+        ForkedFeed,
+    )
+}

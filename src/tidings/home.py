@@ -1,0 +1,121 @@
+"""The home directory: the identity, the store and the configuration of one node.
+
+Layout (spec-independent, local only)::
+
+    HOME/secret.key      the author's secret key, mode 0600
+    HOME/store.sqlite3   the SQLite store (plus -wal and -shm beside it)
+    HOME/config.toml     settings, all optional
+
+HOME is ``--home``, else ``$TIDINGS_HOME``, else the platform's user data
+directory for "tidings".
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from tidings.core.ids import check_log_id
+from tidings.errors import InvalidId, UsageError
+from tidings.identity import Identity
+from tidings.logbook import DEFAULT_LOG, Logbook
+from tidings.storage.sqlite import SqliteStore
+
+ENV_VAR = "TIDINGS_HOME"
+KEY_FILE = "secret.key"
+STORE_FILE = "store.sqlite3"
+CONFIG_FILE = "config.toml"
+DEFAULT_CONFIG = f"""\
+# tidings configuration. Every setting is optional.
+
+# The log `tidings publish` writes to when --log is not given.
+default_log = "{DEFAULT_LOG}"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    default_log: str = DEFAULT_LOG
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        unknown = set(data) - {"default_log"}
+        if unknown:
+            raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        default_log = data.get("default_log", DEFAULT_LOG)
+        try:
+            check_log_id(default_log)
+        except InvalidId as exc:
+            raise UsageError(f"{path}: default_log: {exc}") from None
+        return cls(default_log=default_log)
+
+
+class Home:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+
+    @classmethod
+    def resolve(cls, explicit: str | None = None) -> Home:
+        """``explicit``, else ``$TIDINGS_HOME``, else the platform default."""
+        chosen = explicit or os.environ.get(ENV_VAR) or platformdirs.user_data_dir("tidings")
+        return cls(chosen)
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    def is_initialized(self) -> bool:
+        return self.key_path.exists()
+
+    def init(self) -> tuple[Identity, bool]:
+        """Create the home and a new identity; returns ``(identity, created)``.
+
+        An existing identity is kept, never replaced.
+        """
+        if self.is_initialized():
+            return self.identity(), False
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        identity = Identity.generate()
+        identity.save(self.key_path)
+        if not self.config_path.exists():
+            self.config_path.write_text(DEFAULT_CONFIG)
+        SqliteStore(self.store_path).close()
+        return identity, True
+
+    def _require(self) -> None:
+        if not self.path.is_dir():
+            raise UsageError(
+                f"no tidings home at {self.path}: run `tidings init` (or pass --home DIR, "
+                f"or set {ENV_VAR})"
+            )
+
+    def identity(self) -> Identity:
+        self._require()
+        return Identity.load(self.key_path)
+
+    def config(self) -> Config:
+        return Config.load(self.config_path)
+
+    def open_logbook(self, *, need_identity: bool = False) -> Logbook:
+        """Open the store, with the identity when there is one."""
+        self._require()
+        identity = self.identity() if need_identity or self.is_initialized() else None
+        return Logbook(SqliteStore(self.store_path), identity)

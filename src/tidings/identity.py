@@ -1,0 +1,84 @@
+"""An author's key pair and the file that keeps the secret half.
+
+The secret key file holds one line of text and has mode 0600. The secret never
+appears in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from tidings.core.ids import AuthorId
+from tidings.errors import UsageError
+
+KEY_FILE_HEADER = "tidings-secret-key-1"
+
+
+class Identity:
+    """An author: an Ed25519 key pair. ``identity.author`` is the public id."""
+
+    __slots__ = ("_secret", "author")
+
+    def __init__(self, secret: Ed25519PrivateKey) -> None:
+        self._secret = secret
+        self.author = AuthorId(
+            secret.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        """The identity for a 32-byte seed (test vectors use fixed seeds)."""
+        return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    @property
+    def secret_key(self) -> Ed25519PrivateKey:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"Identity({self.author})"
+
+    def save(self, path: Path) -> None:
+        """Write the secret key to a new file with mode 0600; never overwrites."""
+        seed = self._secret.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        text = f"{KEY_FILE_HEADER} {base64.b32encode(seed).decode().rstrip('=').lower()}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @classmethod
+    def load(cls, path: Path) -> Identity:
+        """Read a secret key file; refuses one that others can read."""
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text()
+        except FileNotFoundError:
+            raise UsageError(f"no secret key at {path}: run `tidings init` first") from None
+        if mode & 0o077:
+            raise UsageError(
+                f"{path} can be read by other users (mode {mode & 0o777:o}); "
+                f"run `chmod 600 {path}` and try again"
+            )
+        parts = text.split()
+        if len(parts) != 2 or parts[0] != KEY_FILE_HEADER:
+            raise UsageError(f"{path} is not a tidings secret key file")
+        try:
+            seed = base64.b32decode(parts[1].upper() + "=" * (-len(parts[1]) % 8))
+            return cls.from_seed(seed)
+        except ValueError:
+            raise UsageError(f"{path} is not a tidings secret key file") from None

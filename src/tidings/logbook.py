@@ -1,0 +1,430 @@
+"""The logbook: the feeds one node holds, verified on the way in.
+
+This is the library's main entry point. It joins the pure core (formats,
+verification) to a :class:`~tidings.storage.base.Store`::
+
+    from tidings import Logbook, Identity, MemoryStore
+
+    book = Logbook(MemoryStore(), Identity.generate())
+    entry = book.publish(b"hello", log_id="blog")
+    for entry, payload in book.read(entry.feed):
+        print(entry.seq, payload)
+
+Everything written goes through a store transaction: ``publish`` returns only
+once the entry is durable, and ``ingest`` stores the valid prefix of what it is
+given, never anything invalid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tidings.core.bundle import (
+    HEADER,
+    EntryRecord,
+    ForkProofRecord,
+    encode_entry_record,
+    encode_proof_record,
+    read_bundle,
+)
+from tidings.core.entry import (
+    MAX_PAYLOAD_SIZE,
+    TAG_END_OF_LOG,
+    TAG_REGULAR,
+    Entry,
+    decode_entry,
+    sign_entry,
+)
+from tidings.core.forks import ForkProof
+from tidings.core.ids import FeedId, check_log_id
+from tidings.core.lipmaa import certificate_pool, link_target, links_needed
+from tidings.core.verify import Anchor, decode_run, verify_run
+from tidings.errors import (
+    ForkDetected,
+    ForkedFeed,
+    InvalidEntry,
+    Oversize,
+    TidingsError,
+    UsageError,
+)
+from tidings.identity import Identity
+from tidings.storage.base import FeedInfo, Store, StoredEntry
+
+DEFAULT_LOG = "main"
+#: Entries per store transaction when ingesting or verifying: large enough that
+#: one signature check and one commit are spread over many entries, small
+#: enough to bound memory per batch (about 1000 * (512 B + payload)).
+BATCH_SIZE = 1000
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    added: int
+    duplicates: int
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What an import stored before it finished or hit ``error``."""
+
+    added: int = 0
+    duplicates: int = 0
+    fork_proofs: int = 0
+    feeds: set[FeedId] = field(default_factory=set)
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    feed: FeedId
+    entries: int
+    payloads: int
+    forked_at: int | None
+    error: InvalidEntry | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.forked_at is None
+
+
+class Logbook:
+    """A node's feeds: publish to your own, ingest others', read, verify, export."""
+
+    def __init__(
+        self,
+        store: Store,
+        identity: Identity | None = None,
+        *,
+        clock: Callable[[], int] = _now_us,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self._clock = clock
+
+    # -- publishing -------------------------------------------------------
+
+    def _require_identity(self) -> Identity:
+        if self.identity is None:
+            raise UsageError("this logbook has no identity: run `tidings init` to publish")
+        return self.identity
+
+    def feed(self, log_id: str = DEFAULT_LOG) -> FeedId:
+        """Your own feed for ``log_id``."""
+        return self._require_identity().author.feed(check_log_id(log_id))
+
+    def publish(
+        self, payload: bytes, log_id: str = DEFAULT_LOG, *, end_of_log: bool = False
+    ) -> Entry:
+        """Append one entry to your log ``log_id``; durable when this returns."""
+        return self.publish_batch([payload], log_id, end_of_log=end_of_log)[0]
+
+    def publish_batch(
+        self, payloads: Sequence[bytes], log_id: str = DEFAULT_LOG, *, end_of_log: bool = False
+    ) -> list[Entry]:
+        """Append one entry per payload in one transaction; durable when this returns.
+
+        With ``end_of_log`` the last entry ends the log: nothing can follow it.
+        """
+        identity = self._require_identity()
+        feed = self.feed(log_id)
+        for payload in payloads:
+            if not isinstance(payload, bytes):
+                raise TypeError("payloads are bytes; encode text first")
+            if len(payload) > MAX_PAYLOAD_SIZE:
+                raise Oversize(
+                    f"payload is {len(payload)} bytes, the bound is {MAX_PAYLOAD_SIZE}",
+                    feed=str(feed),
+                )
+        if not payloads:
+            return []
+        author = identity.author.key
+        secret = identity.secret_key
+        entries: list[Entry] = []
+        with self.store.transaction():
+            forked = self.store.forked_at(feed)
+            if forked is not None:
+                raise UsageError(
+                    f"your feed {feed} is forked at seq {forked} (the key was used on two "
+                    "devices, or restored from an old backup): publish to a new log instead"
+                )
+            head = self.store.head(feed)
+            head_seq = head.seq if head else 0
+            if head is not None and decode_entry(head.raw).is_end_of_log:
+                raise UsageError(
+                    f"log {log_id!r} ended at seq {head_seq}: publish to another log"
+                )
+            hashes = self.store.hashes(feed, links_needed(head_seq + 1, head_seq + len(payloads)))
+            previous = head.hash if head else None
+            timestamp = self._clock()
+            last = len(payloads) - 1
+            for index, payload in enumerate(payloads):
+                seq = head_seq + 1 + index
+                target = link_target(seq)
+                entry = sign_entry(
+                    secret,
+                    author=author,
+                    log_id=feed.log_id,
+                    seq=seq,
+                    timestamp=timestamp,
+                    payload=payload,
+                    backlink=previous,
+                    lipmaa_link=hashes[target] if target is not None else None,
+                    tag=TAG_END_OF_LOG if end_of_log and index == last else TAG_REGULAR,
+                )
+                hashes[seq] = previous = entry.hash
+                entries.append(entry)
+            self.store.append(
+                feed,
+                [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads)],
+            )
+        return entries
+
+    # -- taking in others' entries ----------------------------------------
+
+    def ingest(
+        self,
+        feed: FeedId,
+        items: Sequence[tuple[bytes, bytes | None]],
+        *,
+        batch: bool = True,
+    ) -> IngestResult:
+        """Verify and store ``(entry bytes, payload or None)`` of ``feed``, ascending.
+
+        Entries already stored are counted as duplicates. The valid prefix is
+        stored; then the first :class:`InvalidEntry` is raised, naming the entry
+        and the rule. A validly signed entry that conflicts with a stored one
+        makes a fork proof, which is stored, and :class:`ForkDetected` is raised.
+        """
+        feed_text = str(feed)
+        error: InvalidEntry | None = None
+        added = duplicates = 0
+        with self.store.transaction():
+            head = self.store.head(feed)
+            head_seq = head.seq if head else 0
+            forked = self.store.forked_at(feed)
+            entries: list[Entry] = []
+            for offset, (raw, _) in enumerate(items):
+                try:
+                    entries.append(decode_entry(raw))
+                except InvalidEntry as exc:
+                    expected = entries[-1].seq + 1 if entries else head_seq + 1 + offset
+                    error = exc.at(feed_text, expected)
+                    break
+            index = 0
+            while index < len(entries) and error is None and entries[index].seq <= head_seq:
+                entry = entries[index]
+                if entry.feed != feed:
+                    break  # verify_run names it as a wrong feed
+                stored = self.store.entries_at(feed, [entry.seq])[0]
+                if stored.hash == entry.hash:
+                    duplicates += 1
+                else:
+                    error = self._fork(feed, decode_entry(stored.raw), entry)
+                index += 1
+            run = entries[index:]
+            if error is None and run:
+                if forked is not None and run[-1].seq >= forked:
+                    error = ForkedFeed(
+                        f"the feed is forked at seq {forked}; entries from there on are refused",
+                        feed=feed_text, seq=max(forked, run[0].seq),
+                    )
+                    run = [entry for entry in run if entry.seq < forked]
+                first = head_seq + 1
+                anchor = Anchor(
+                    feed.author_key,
+                    feed.log_id,
+                    head_seq,
+                    ended=head is not None and decode_entry(head.raw).is_end_of_log,
+                    known=self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
+                )
+                payloads = [items[index + i][1] for i in range(len(run))]
+                try:
+                    verify_run(run, anchor, payloads, batch=batch)
+                except InvalidEntry as exc:
+                    error = exc
+                    assert exc.seq is not None
+                    valid = max(0, exc.seq - first)
+                    run, payloads = run[:valid], payloads[:valid]
+                if run:
+                    self.store.append(
+                        feed,
+                        [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(run, payloads)],
+                    )
+                    added = len(run)
+        if error is not None:
+            raise error
+        return IngestResult(added, duplicates)
+
+    def _fork(self, feed: FeedId, stored: Entry, incoming: Entry) -> InvalidEntry:
+        """A conflicting entry at a stored seq: a fork proof if it is authentic."""
+        try:
+            incoming.check_signature()
+        except InvalidEntry as exc:
+            return exc
+        proof = ForkProof.from_entries(stored, incoming)
+        self.store.add_fork_proof(feed, proof.seq, proof.to_bytes())
+        return ForkDetected(
+            "two validly signed entries at this seq; the fork proof is stored and the feed "
+            "accepts nothing from here on",
+            proof, feed=str(feed), seq=proof.seq,
+        )
+
+    def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Keep a verified fork proof (from a peer or a bundle); True if it is new."""
+        proof.verify()
+        with self.store.transaction():
+            known = proof.to_bytes() in self.store.fork_proofs(proof.feed)
+            if not known:
+                self.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes())
+        return not known
+
+    def add_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
+        """Store the payload of an entry held without one, after checking it."""
+        with self.store.transaction():
+            rows = self.store.entries_at(feed, [seq])
+            if not rows:
+                raise UsageError(f"{feed} has no entry {seq} in this store")
+            decode_entry(rows[0].raw).check_payload(payload)
+            self.store.put_payload(feed, seq, payload)
+
+    def delete_payload(self, feed: FeedId, seq: int) -> bool:
+        """Forget one payload; the entry stays and the log still verifies."""
+        return self.store.delete_payload(feed, seq)
+
+    # -- reading ------------------------------------------------------------
+
+    def read(
+        self, feed: FeedId, since: int = 1, limit: int | None = None
+    ) -> list[tuple[Entry, bytes | None]]:
+        """Entries with ``seq >= since``, ascending, with their payloads where held."""
+        return [
+            (decode_entry(row.raw), row.payload)
+            for row in self.store.entries(feed, since, limit)
+        ]
+
+    def head(self, feed: FeedId) -> Entry | None:
+        row = self.store.head(feed)
+        return decode_entry(row.raw) if row else None
+
+    def feeds(self) -> list[FeedInfo]:
+        return self.store.feeds()
+
+    def fork_proofs(self, feed: FeedId | None = None) -> list[ForkProof]:
+        return [ForkProof.from_bytes(raw) for raw in self.store.fork_proofs(feed)]
+
+    def certificate_pool(self, feed: FeedId, seq: int) -> list[Entry]:
+        """The stored entries of ``seq``'s certificate pool (those that exist yet)."""
+        return [
+            decode_entry(row.raw)
+            for row in self.store.entries_at(feed, certificate_pool(seq))
+        ]
+
+    # -- checking what is stored -------------------------------------------
+
+    def verify(
+        self, feed: FeedId | None = None, *, progress: Callable[[FeedId, int], None] | None = None
+    ) -> list[VerifyReport]:
+        """Re-check every stored entry and payload of ``feed`` (or of every feed)."""
+        feeds = [feed] if feed is not None else [info.feed for info in self.feeds()]
+        return [self._verify_feed(f, progress) for f in feeds]
+
+    def _verify_feed(
+        self, feed: FeedId, progress: Callable[[FeedId, int], None] | None
+    ) -> VerifyReport:
+        checked = payloads = 0
+        ended = False
+        error: InvalidEntry | None = None
+        while rows := self.store.entries(feed, checked + 1, BATCH_SIZE):
+            first = checked + 1
+            try:
+                run = decode_run((row.raw for row in rows), feed, first)
+                needed = links_needed(first, first + len(run) - 1)
+                anchor = Anchor(
+                    feed.author_key, feed.log_id, checked, ended, self.store.hashes(feed, needed)
+                )
+                verify_run(run, anchor, [row.payload for row in rows])
+            except InvalidEntry as exc:
+                error = exc
+                break
+            payloads += sum(row.payload is not None for row in rows)
+            checked += len(run)
+            ended = run[-1].is_end_of_log
+            if progress is not None:
+                progress(feed, checked)
+        return VerifyReport(feed, checked, payloads, self.store.forked_at(feed), error)
+
+    # -- bundles ------------------------------------------------------------
+
+    def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
+        """Write ``feed`` (entries, payloads, fork proofs) as a bundle; returns entries written."""
+        write(HEADER)
+        written = 0
+        while True:
+            rows = self.store.entries(feed, written + 1, BATCH_SIZE)
+            if not rows:
+                break
+            write(b"".join(encode_entry_record(row.raw, row.payload) for row in rows))
+            written += len(rows)
+        for proof in self.store.fork_proofs(feed):
+            write(encode_proof_record(proof))
+        return written
+
+    def import_bundle(
+        self,
+        read: Callable[[int], bytes],
+        *,
+        progress: Callable[[ImportResult], None] | None = None,
+    ) -> ImportResult:
+        """Verify and store a bundle. Stops at the first problem, kept in ``result.error``.
+
+        Everything before the problem is stored; nothing invalid is.
+        """
+        result = ImportResult()
+        pending: list[tuple[bytes, bytes | None]] = []
+        pending_feed: FeedId | None = None
+
+        def flush() -> None:
+            nonlocal pending, pending_feed
+            if pending and pending_feed is not None:
+                result.feeds.add(pending_feed)
+                before = self.store.head(pending_feed)
+                try:
+                    outcome = self.ingest(pending_feed, pending)
+                except InvalidEntry:
+                    after = self.store.head(pending_feed)
+                    result.added += (after.seq if after else 0) - (before.seq if before else 0)
+                    raise
+                result.added += outcome.added
+                result.duplicates += outcome.duplicates
+                if progress is not None:
+                    progress(result)
+            pending = []
+
+        try:
+            for record in read_bundle(read):
+                if isinstance(record, ForkProofRecord):
+                    flush()
+                    if self.add_fork_proof(ForkProof.from_bytes(record.proof)):
+                        result.fork_proofs += 1
+                    continue
+                assert isinstance(record, EntryRecord)
+                try:
+                    feed = decode_entry(record.entry).feed
+                except InvalidEntry:
+                    feed = pending_feed  # the error surfaces, with context, in ingest
+                    if feed is None:
+                        raise
+                if feed != pending_feed or len(pending) >= BATCH_SIZE:
+                    flush()
+                    pending_feed = feed
+                pending.append((record.entry, record.payload))
+            flush()
+        except TidingsError as exc:
+            result.error = exc
+        return result

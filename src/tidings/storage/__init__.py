@@ -1,0 +1,7 @@
+"""Where entries live: the :class:`Store` interface and its SQLite and in-memory implementations."""
+
+from tidings.storage.base import FeedInfo, StoredEntry, Store
+from tidings.storage.memory import MemoryStore
+from tidings.storage.sqlite import SCHEMA_VERSION, SqliteStore
+
+__all__ = ["SCHEMA_VERSION", "FeedInfo", "MemoryStore", "SqliteStore", "Store", "StoredEntry"]

@@ -1,0 +1,75 @@
+"""The store interface: what the logbook needs from a place that keeps entries.
+
+A store keeps bytes and does no validation: the logbook verifies before it
+writes. Every write happens inside :meth:`Store.transaction`, which is atomic
+and, for a durable store, on disk when it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from tidings.core.ids import FeedId
+
+
+class StoredEntry(NamedTuple):
+    seq: int
+    hash: bytes
+    raw: bytes
+    payload: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    feed: FeedId
+    latest_seq: int
+    forked_at: int | None
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[None]:
+        """Atomic and exclusive; durable when it returns. Nests as a no-op."""
+        ...
+
+    def head(self, feed: FeedId) -> StoredEntry | None:
+        """The newest stored entry of ``feed`` (payload omitted), or None."""
+        ...
+
+    def hashes(self, feed: FeedId, seqs: Collection[int]) -> dict[int, bytes]:
+        """Hashes of the stored entries among ``seqs``."""
+        ...
+
+    def entries(
+        self, feed: FeedId, since: int = 1, limit: int | None = None
+    ) -> list[StoredEntry]:
+        """Stored entries with ``seq >= since``, ascending, at most ``limit``."""
+        ...
+
+    def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
+        """The stored entries among ``seqs``, ascending."""
+        ...
+
+    def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
+        """Insert verified entries (and their payloads where given)."""
+        ...
+
+    def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None: ...
+
+    def delete_payload(self, feed: FeedId, seq: int) -> bool:
+        """Drop one payload, keep its entry; True if there was one."""
+        ...
+
+    def feeds(self) -> list[FeedInfo]: ...
+
+    def forked_at(self, feed: FeedId) -> int | None: ...
+
+    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> None:
+        """Keep a verified fork proof and mark the feed forked at ``seq``."""
+        ...
+
+    def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,282 @@
+"""The SQLite store: one file, WAL journal, durable commits, versioned schema.
+
+Durability: ``synchronous=FULL`` in WAL mode syncs the log on every commit, so
+a transaction that returned survives kill -9 and power loss; SQLite's journal
+makes a crash at any other moment roll back to the last commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tidings.core.ids import FeedId
+from tidings.errors import UsageError
+from tidings.storage.base import FeedInfo, StoredEntry
+
+#: Each migration takes the schema from its index to index + 1.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: feeds, entries, payloads beside them, fork proofs.
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY,
+        author BLOB NOT NULL,
+        log_id TEXT NOT NULL,
+        forked_at INTEGER,
+        UNIQUE (author, log_id)
+    );
+    CREATE TABLE entries (
+        feed INTEGER NOT NULL REFERENCES feeds (id),
+        seq INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        entry BLOB NOT NULL,
+        PRIMARY KEY (feed, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE payloads (
+        feed INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        UNIQUE (feed, seq)
+    );
+    CREATE TABLE fork_proofs (
+        feed INTEGER NOT NULL REFERENCES feeds (id),
+        seq INTEGER NOT NULL,
+        proof BLOB NOT NULL,
+        PRIMARY KEY (feed, seq)
+    );
+    """,
+    # 1 -> 2: find an entry by its hash (what links and peers name entries by).
+    "CREATE INDEX entries_by_hash ON entries (hash);",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+#: How long a writer waits for another process's transaction before failing.
+BUSY_TIMEOUT_MS = 10_000
+#: Sequence numbers per ``IN (...)`` query; below SQLite's variable limit.
+_IN_CHUNK = 500
+
+
+def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target``; returns the version found before."""
+    found = int(connection.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise UsageError(
+            f"the store has schema version {found}, newer than this tidings knows "
+            f"({SCHEMA_VERSION}): upgrade tidings to open it"
+        )
+    for version in range(found, target):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, MIGRATIONS[version].split(";")):
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    return found
+
+
+class SqliteStore:
+    """A :class:`~tidings.storage.base.Store` in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot open the store {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._feed_ids: dict[FeedId, int] = {}
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._feed_ids.clear()
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    def _feed_id(self, feed: FeedId, *, create: bool = False) -> int | None:
+        cached = self._feed_ids.get(feed)
+        if cached is not None:
+            return cached
+        row = self._db.execute(
+            "SELECT id FROM feeds WHERE author = ? AND log_id = ?", (feed.author_key, feed.log_id)
+        ).fetchone()
+        if row is None:
+            if not create:
+                return None
+            cursor = self._db.execute(
+                "INSERT INTO feeds (author, log_id) VALUES (?, ?)", (feed.author_key, feed.log_id)
+            )
+            row = (cursor.lastrowid,)
+        feed_id = int(row[0])
+        self._feed_ids[feed] = feed_id
+        return feed_id
+
+    def head(self, feed: FeedId) -> StoredEntry | None:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return None
+            row = self._db.execute(
+                "SELECT seq, hash, entry FROM entries WHERE feed = ? ORDER BY seq DESC LIMIT 1",
+                (fid,),
+            ).fetchone()
+        return StoredEntry(row[0], row[1], row[2], None) if row else None
+
+    def hashes(self, feed: FeedId, seqs: Collection[int]) -> dict[int, bytes]:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None or not seqs:
+                return {}
+            wanted = sorted(seqs)
+            found: dict[int, bytes] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(
+                    f"SELECT seq, hash FROM entries WHERE feed = ? AND seq IN ({marks})",
+                    (fid, *chunk),
+                ).fetchall())
+            return found
+
+    _SELECT = (
+        "SELECT e.seq, e.hash, e.entry, p.payload FROM entries e "
+        "LEFT JOIN payloads p ON p.feed = e.feed AND p.seq = e.seq "
+    )
+
+    def entries(self, feed: FeedId, since: int = 1, limit: int | None = None) -> list[StoredEntry]:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return []
+            rows = self._db.execute(
+                self._SELECT + "WHERE e.feed = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?",
+                (fid, since, -1 if limit is None else limit),
+            ).fetchall()
+        return [StoredEntry(*row) for row in rows]
+
+    def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return []
+            wanted = sorted(set(seqs))
+            rows = []
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows.extend(self._db.execute(
+                    self._SELECT + f"WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq",
+                    (fid, *chunk),
+                ).fetchall())
+        return [StoredEntry(*row) for row in rows]
+
+    def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
+        with self.transaction():
+            fid = self._feed_id(feed, create=True)
+            self._db.executemany(
+                "INSERT INTO entries (feed, seq, hash, entry) VALUES (?, ?, ?, ?)",
+                [(fid, row.seq, row.hash, row.raw) for row in rows],
+            )
+            self._db.executemany(
+                "INSERT INTO payloads (feed, seq, payload) VALUES (?, ?, ?)",
+                [(fid, row.seq, row.payload) for row in rows if row.payload is not None],
+            )
+
+    def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
+        with self.transaction():
+            fid = self._feed_id(feed)
+            if fid is None:
+                raise KeyError(f"{feed} is not in the store")
+            self._db.execute(
+                "INSERT OR REPLACE INTO payloads (feed, seq, payload) VALUES (?, ?, ?)",
+                (fid, seq, payload),
+            )
+
+    def delete_payload(self, feed: FeedId, seq: int) -> bool:
+        with self.transaction():
+            fid = self._feed_id(feed)
+            if fid is None:
+                return False
+            cursor = self._db.execute(
+                "DELETE FROM payloads WHERE feed = ? AND seq = ?", (fid, seq)
+            )
+            return cursor.rowcount > 0
+
+    def feeds(self) -> list[FeedInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT f.author, f.log_id, f.forked_at, "
+                "(SELECT max(seq) FROM entries e WHERE e.feed = f.id) "
+                "FROM feeds f ORDER BY f.author, f.log_id"
+            ).fetchall()
+        return [FeedInfo(FeedId(author, log_id), latest or 0, forked) for
+                author, log_id, forked, latest in rows]
+
+    def forked_at(self, feed: FeedId) -> int | None:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return None
+            row = self._db.execute("SELECT forked_at FROM feeds WHERE id = ?", (fid,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> None:
+        with self.transaction():
+            fid = self._feed_id(feed, create=True)
+            self._db.execute(
+                "INSERT OR IGNORE INTO fork_proofs (feed, seq, proof) VALUES (?, ?, ?)",
+                (fid, seq, proof),
+            )
+            self._db.execute(
+                "UPDATE feeds SET forked_at = min(coalesce(forked_at, ?), ?) WHERE id = ?",
+                (seq, seq, fid),
+            )
+
+    def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]:
+        with self._lock:
+            if feed is None:
+                rows = self._db.execute(
+                    "SELECT proof FROM fork_proofs ORDER BY feed, seq"
+                ).fetchall()
+            else:
+                fid = self._feed_id(feed)
+                if fid is None:
+                    return []
+                rows = self._db.execute(
+                    "SELECT proof FROM fork_proofs WHERE feed = ? ORDER BY seq", (fid,)
+                ).fetchall()
+        return [row[0] for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
