@@ -63,6 +63,10 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _rows(entries: Sequence[Entry], payloads: Sequence[bytes | None]) -> list[StoredEntry]:
+    return [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     added: int
@@ -181,7 +185,7 @@ class Logbook:
                 entries.append(entry)
             self.store.append(
                 feed,
-                [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads)],
+                _rows(entries, payloads),
             )
         return entries
 
@@ -254,7 +258,7 @@ class Logbook:
                 if run:
                     self.store.append(
                         feed,
-                        [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(run, payloads)],
+                        _rows(run, payloads),
                     )
                     added = len(run)
         if error is not None:
@@ -351,6 +355,9 @@ class Logbook:
                 verify_run(run, anchor, [row.payload for row in rows])
             except InvalidEntry as exc:
                 error = exc
+                valid = max(0, (exc.seq or first) - first)
+                payloads += sum(row.payload is not None for row in rows[:valid])
+                checked += valid
                 break
             payloads += sum(row.payload is not None for row in rows)
             checked += len(run)
@@ -417,9 +424,9 @@ class Logbook:
                 try:
                     feed = decode_entry(record.entry).feed
                 except InvalidEntry:
-                    feed = pending_feed  # the error surfaces, with context, in ingest
-                    if feed is None:
+                    if pending_feed is None:
                         raise
+                    feed = pending_feed  # the error surfaces, with context, in ingest
                 if feed != pending_feed or len(pending) >= BATCH_SIZE:
                     flush()
                     pending_feed = feed

@@ -107,8 +107,10 @@ def cmd_init(args: argparse.Namespace, home: Home) -> int:
         _print_json({"author": str(identity.author), "home": str(home.path), "created": created})
     else:
         print(identity.author)
-        note = "created a new identity in" if created else "already initialized; keeping the identity in"
-        _err(f"{note} {home.path}")
+        if created:
+            _err(f"created a new identity in {home.path}")
+        else:
+            _err(f"already initialized; keeping the identity in {home.path}")
     return EXIT_OK
 
 
@@ -355,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("publish", "publish one entry (or one per line of standard input)")
     p.add_argument("text", nargs="?", metavar="TEXT", help="the payload, as UTF-8 text")
-    p.add_argument("--log", metavar="NAME", help="the log to publish to (default from config: main)")
+    p.add_argument("--log", metavar="NAME",
+                   help="the log to publish to (default from config: main)")
     p.add_argument("--file", metavar="PATH", help="take the payload from a file ('-' for stdin)")
     p.add_argument("--lines", action="store_true",
                    help="publish each line of standard input as its own entry")

@@ -83,11 +83,15 @@ def _check_entry(
     feed_text: str,
 ) -> None:
     """Every rule for one entry of a run, in the spec's order, signature optional."""
+    # Errors name the position in the run (expected_seq), which is what a
+    # caller needs to keep the valid prefix, whatever seq the entry claims.
     seq = entry.seq
     if entry.author != anchor.author or entry.log_id != anchor.log_id:
-        raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=seq)
+        raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=expected_seq)
     if seq != expected_seq:
-        raise SequenceGap(f"expected seq {expected_seq}, got {seq}", feed=feed_text, seq=seq)
+        raise SequenceGap(
+            f"expected seq {expected_seq}, got {seq}", feed=feed_text, seq=expected_seq
+        )
     if previous_ended:
         raise EntryAfterEndOfLog(
             f"entry {seq - 1} ended the log", feed=feed_text, seq=seq
@@ -227,7 +231,7 @@ def verify_partial(
             continue
         if entry.is_end_of_log and seq != head.seq:
             ended_at = seq
-        links = []
+        links: list[tuple[int, bytes | None, type[InvalidEntry], str]] = []
         if seq > 1:
             links.append((seq - 1, entry.backlink, WrongBacklink, "backlink"))
             target = link_target(seq)

@@ -1,6 +1,6 @@
 """Where entries live: the :class:`Store` interface and its SQLite and in-memory implementations."""
 
-from tidings.storage.base import FeedInfo, StoredEntry, Store
+from tidings.storage.base import FeedInfo, Store, StoredEntry
 from tidings.storage.memory import MemoryStore
 from tidings.storage.sqlite import SCHEMA_VERSION, SqliteStore
 

@@ -1,0 +1,148 @@
+"""spec/02-entries.md: the byte layout, hashing, and the strict decoder."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tidings import decode_entry
+from tidings.core.entry import (
+    MAX_ENTRY_SIZE,
+    SIG_HEAD,
+    entry_hash,
+    payload_hash,
+)
+from tidings.errors import MalformedEntry, NonCanonicalEncoding, Oversize, UnknownVersion
+
+from .helpers import author, forge, make_log, sign_raw_body
+
+
+def test_entry_is_body_then_signature_over_the_body() -> None:
+    entries, payloads = make_log(3)
+    entry = entries[2]
+    body = entry.raw[:-66]
+    assert entry.raw[-66:-64] == SIG_HEAD
+    assert cbor2.loads(body) == [
+        1, 0, entry.author, "blog", 3, entry.timestamp, entries[1].hash, None,
+        len(payloads[2]), payload_hash(payloads[2]),
+    ]
+    author(1).secret_key.public_key().verify(entry.signature, body)
+    assert entry.hash == entry_hash(entry.raw)
+
+
+def test_decoding_gives_back_what_was_signed() -> None:
+    entries, _ = make_log(20)
+    for entry in entries:
+        assert decode_entry(entry.raw) == entry
+
+
+def test_largest_entry_fits_the_bound() -> None:
+    who = author(1)
+    spine = 1
+    while 3 * spine + 1 < 2**63:
+        spine = 3 * spine + 1  # the largest spine seq: 8-byte integer and a lipmaa link
+    raw = forge(who, log_id="x" * 64, seq=spine, timestamp=2**64 - 1, backlink=b"\xff" * 32,
+                lipmaa_link=b"\xff" * 32, payload_size=2**20)
+    assert len(raw) <= MAX_ENTRY_SIZE
+    assert decode_entry(raw).seq == spine
+
+
+def _reencode_with(items: list[object], index: int, head: bytes) -> bytes:
+    """The body with item ``index`` written with a non-shortest head."""
+    parts = [cbor2.dumps(item) for item in items]
+    parts[index] = head
+    return bytes([0x80 | len(items)]) + b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    "make_body",
+    [
+        # seq 1 written as a two-byte integer head (0x18 0x01)
+        lambda items: _reencode_with(items, 4, b"\x18\x01"),
+        # version written as 0x19 0x00 0x01
+        lambda items: _reencode_with(items, 0, b"\x19\x00\x01"),
+        # indefinite-length array
+        lambda items: b"\x9f" + b"".join(cbor2.dumps(i) for i in items) + b"\xff",
+    ],
+)
+def test_non_canonical_bodies_are_refused_even_when_signed(make_body) -> None:  # type: ignore[no-untyped-def]
+    who = author(1)
+    items = cbor2.loads(forge(who)[:-66])
+    raw = sign_raw_body(who, make_body(items))
+    with pytest.raises((NonCanonicalEncoding, MalformedEntry)) as caught:
+        decode_entry(raw)
+    # 0x18 0x01 for version decodes as 1 too, so every case is a re-encoding mismatch
+    assert caught.type is NonCanonicalEncoding
+
+
+def test_trailing_bytes_after_the_body_are_refused() -> None:
+    who = author(1)
+    body = forge(who)[:-66] + b"\x00"
+    with pytest.raises(NonCanonicalEncoding):
+        decode_entry(sign_raw_body(who, body))
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"tag": 2}, MalformedEntry, "tag"),
+        ({"seq": 0}, MalformedEntry, "seq"),
+        ({"author": b"\x01" * 31}, MalformedEntry, "author"),
+        ({"log_id": "Blog"}, MalformedEntry, "log id"),
+        ({"log_id": "a" * 65}, Oversize, "log id"),
+        ({"payload_size": 2**20 + 1}, Oversize, "payload size"),
+        ({"payload_hash": b"\x00" * 31}, MalformedEntry, "payload hash"),
+        ({"backlink": b"\x00" * 32}, MalformedEntry, "entry 1"),
+        ({"seq": 3, "backlink": None}, MalformedEntry, "backlink"),
+        ({"seq": 3, "backlink": b"\x00" * 32, "lipmaa_link": b"\x00" * 32}, MalformedEntry, "null"),
+        ({"seq": 4, "backlink": b"\x00" * 32}, MalformedEntry, "lipmaa link"),
+        ({"timestamp": True}, MalformedEntry, "timestamp"),
+    ],
+)
+def test_field_rules(fields: dict[str, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        decode_entry(forge(author(1), **fields))
+
+
+def test_unknown_version_is_named_before_anything_else() -> None:
+    who = author(1)
+    items = cbor2.loads(forge(who)[:-66])
+    items[0] = 2
+    with pytest.raises(UnknownVersion, match="version 2"):
+        decode_entry(sign_raw_body(who, cbor2.dumps(items + ["future field"])))
+
+
+def test_oversize_entries_are_refused_before_decoding() -> None:
+    with pytest.raises(Oversize):
+        decode_entry(b"\x00" * (MAX_ENTRY_SIZE + 1))
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_never_escape_as_anything_but_invalid_entry(data: bytes) -> None:
+    from tidings.errors import InvalidEntry
+
+    try:
+        decode_entry(data)
+    except InvalidEntry:
+        pass
+
+
+@given(st.data())
+def test_any_byte_flip_changes_the_hash_or_is_refused(data: st.DataObject) -> None:
+    from tidings.errors import InvalidEntry
+
+    entries, _ = make_log(5)
+    entry = entries[data.draw(st.integers(0, 4))]
+    position = data.draw(st.integers(0, len(entry.raw) - 1))
+    flip = data.draw(st.integers(1, 255))
+    raw = bytearray(entry.raw)
+    raw[position] ^= flip
+    try:
+        changed = decode_entry(bytes(raw))
+    except InvalidEntry:
+        return
+    assert changed.hash != entry.hash
+    with pytest.raises(InvalidEntry):
+        changed.check_signature()

@@ -1,0 +1,80 @@
+"""spec/03-links.md: the lipmaa function, link targets, paths and certificate pools."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tidings import certificate_pool, lipmaa
+from tidings.core.lipmaa import is_spine, link_target, links_needed, shortest_path
+
+
+def test_lipmaa_matches_bamboo_for_small_numbers() -> None:
+    assert [lipmaa(n) for n in range(2, 14)] == [1, 2, 1, 4, 5, 6, 4, 8, 9, 10, 8, 4]
+
+
+def test_spine_numbers_link_back_by_a_power_of_three() -> None:
+    power = 1
+    spine = 1
+    for _ in range(1, 30):
+        spine, power = 3 * spine + 1, power * 3
+        assert is_spine(spine)
+        assert lipmaa(spine) == spine - power
+
+
+@given(st.integers(min_value=2, max_value=10**12))
+def test_lipmaa_points_strictly_back(n: int) -> None:
+    assert 1 <= lipmaa(n) < n
+
+
+def test_link_target_is_absent_where_it_would_repeat_the_backlink() -> None:
+    assert link_target(1) is None
+    assert link_target(2) is None  # lipmaa(2) == 1 == 2 - 1
+    assert link_target(4) == 1
+    assert link_target(13) == 4
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9))
+def test_shortest_path_follows_real_links(a: int, b: int) -> None:
+    newer, older = max(a, b), min(a, b)
+    path = shortest_path(newer, older)
+    assert path[0] == newer and path[-1] == older
+    for here, there in zip(path, path[1:], strict=False):
+        assert there in (here - 1, lipmaa(here))
+    assert len(path) < 200
+
+
+def test_certificate_pool_sizes_stay_logarithmic() -> None:
+    assert len(certificate_pool(10**6)) == 52
+    assert len(certificate_pool(1000)) == 21
+    assert certificate_pool(1) == [1]
+    assert max(len(certificate_pool(n)) for n in range(1, 5000)) < 40
+
+
+@given(st.integers(min_value=1, max_value=3000), st.integers(min_value=1, max_value=3000))
+def test_two_pools_hold_a_path_from_the_newer_through_the_older_to_one(x: int, y: int) -> None:
+    x, y = min(x, y), max(x, y)
+    union = set(certificate_pool(x)) | set(certificate_pool(y))
+    # Walk from y down to 1 using only links between members of the union,
+    # and pass through x (the property Bamboo's pool definition guarantees).
+    reachable = {y}
+    for n in sorted(union, reverse=True):
+        if n in reachable and n > 1:
+            for target in (n - 1, lipmaa(n)):
+                if target in union:
+                    reachable.add(target)
+    assert x in reachable and 1 in reachable
+
+
+def test_links_needed_lists_what_a_run_links_to_below_it() -> None:
+    assert links_needed(1, 10) == set()
+    needed = links_needed(5, 13)
+    assert 4 in needed
+    assert all(n < 5 for n in needed)
+    assert needed == {4} | {t for n in range(5, 14) if (t := link_target(n)) and t < 5}
+
+
+def test_lipmaa_refuses_zero() -> None:
+    with pytest.raises(ValueError):
+        lipmaa(0)

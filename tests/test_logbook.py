@@ -1,0 +1,195 @@
+"""The logbook over every store: publishing, ingesting, reading, bundles."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tidings import Logbook, MemoryStore, SqliteStore, Store, verify_partial
+from tidings.core.bundle import HEADER, encode_entry_record
+from tidings.errors import (
+    BadSignature,
+    EntryAfterEndOfLog,
+    InvalidBundle,
+    PayloadHashMismatch,
+    UsageError,
+)
+
+from .helpers import author, make_log
+
+
+def test_publish_links_every_entry(store: Store) -> None:
+    book = Logbook(store, author(1))
+    for i in range(1, 15):
+        entry = book.publish(b"post %d" % i, "blog")
+        assert entry.seq == i
+    entries = [e for e, _ in book.read(book.feed("blog"))]
+    for e in entries[1:]:
+        assert e.backlink == entries[e.seq - 2].hash
+    assert entries[12].lipmaa_link == entries[3].hash  # lipmaa(13) == 4
+    assert book.verify()[0].ok
+
+
+def test_logs_of_one_author_are_separate_feeds(store: Store) -> None:
+    book = Logbook(store, author(1))
+    book.publish(b"a", "blog")
+    book.publish(b"b", "podcast")
+    book.publish(b"c", "blog")
+    assert {(f.feed.log_id, f.latest_seq) for f in book.feeds()} == {("blog", 2), ("podcast", 1)}
+
+
+def test_publish_batch_continues_a_log(store: Store) -> None:
+    book = Logbook(store, author(1))
+    book.publish(b"first", "blog")
+    entries = book.publish_batch([b"%d" % i for i in range(2000)], "blog")
+    assert [entries[0].seq, entries[-1].seq] == [2, 2001]
+    assert book.verify()[0].entries == 2001
+
+
+def test_end_of_log_ends_publishing(store: Store) -> None:
+    book = Logbook(store, author(1))
+    book.publish(b"bye", "blog", end_of_log=True)
+    with pytest.raises(UsageError, match="ended"):
+        book.publish(b"more", "blog")
+
+
+def test_publishing_needs_an_identity() -> None:
+    with pytest.raises(UsageError, match="tidings init"):
+        Logbook(MemoryStore()).publish(b"x")
+
+
+def test_payloads_over_the_bound_are_refused_before_signing() -> None:
+    from tidings.errors import Oversize
+
+    with pytest.raises(Oversize):
+        Logbook(MemoryStore(), author(1)).publish(b"x" * (2**20 + 1))
+
+
+def test_ingest_stores_the_valid_prefix_and_names_the_first_bad_entry(store: Store) -> None:
+    entries, payloads = make_log(30)
+    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+    broken = bytearray(items[19][0])
+    broken[-3] ^= 0xFF
+    items[19] = (bytes(broken), items[19][1])
+    book = Logbook(store)
+    with pytest.raises(BadSignature) as caught:
+        book.ingest(entries[0].feed, items)
+    assert caught.value.seq == 20
+    head = book.head(entries[0].feed)
+    assert head is not None and head.seq == 19
+    # the rest arrives later, intact, and duplicates are recognised
+    result = book.ingest(entries[0].feed, [(e.raw, p) for e, p in zip(entries, payloads, strict=True)])
+    assert (result.added, result.duplicates) == (11, 19)
+
+
+def test_ingest_refuses_a_bad_payload_but_keeps_what_came_before(store: Store) -> None:
+    entries, payloads = make_log(5)
+    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+    items[3] = (items[3][0], b"not it")
+    book = Logbook(store)
+    with pytest.raises(Exception) as caught:
+        book.ingest(entries[0].feed, items)
+    assert caught.value.seq == 4  # type: ignore[attr-defined]
+    assert len(book.read(entries[0].feed)) == 3
+
+
+def test_entries_without_payloads_then_the_payloads(store: Store) -> None:
+    entries, payloads = make_log(4)
+    book = Logbook(store)
+    book.ingest(entries[0].feed, [(e.raw, None) for e in entries])
+    assert [p for _, p in book.read(entries[0].feed)] == [None] * 4
+    with pytest.raises(PayloadHashMismatch):
+        book.add_payload(entries[0].feed, 2, payloads[1][:-1] + b"?")
+    book.add_payload(entries[0].feed, 2, payloads[1])
+    assert book.read(entries[0].feed)[1][1] == payloads[1]
+    assert book.verify()[0].payloads == 1
+
+
+def test_nothing_is_accepted_after_end_of_log(store: Store) -> None:
+    writer = Logbook(MemoryStore(), author(1))
+    writer.publish(b"a", "blog")
+    writer.publish(b"the end", "blog", end_of_log=True)
+    feed = writer.feed("blog")
+    reader = Logbook(store)
+    reader.ingest(feed, [(e.raw, p) for e, p in writer.read(feed)])
+    from .helpers import forge
+
+    head = reader.head(feed)
+    assert head is not None
+    after = forge(author(1), seq=3, backlink=head.hash)
+    with pytest.raises(EntryAfterEndOfLog):
+        reader.ingest(feed, [(after, None)])
+
+
+def test_certificate_pool_of_a_stored_log_verifies_alone(store: Store) -> None:
+    book = Logbook(store, author(1))
+    book.publish_batch([b"%d" % i for i in range(500)], "blog")
+    feed = book.feed("blog")
+    pool = book.certificate_pool(feed, 450)
+    latest = [e for e, _ in book.read(feed, since=450)]
+    verified = verify_partial(pool + latest)
+    assert verified[0].seq == 1 and verified[-1].seq == 500
+    assert len(pool) < 25
+
+
+def test_bundle_round_trip_carries_entries_payloads_and_proofs(store: Store) -> None:
+    source = Logbook(MemoryStore(), author(1))
+    source.publish_batch([b"%d" % i for i in range(2500)], "blog")
+    feed = source.feed("blog")
+    source.delete_payload(feed, 7)
+    out = io.BytesIO()
+    assert source.export_bundle(feed, out.write) == 2500
+    target = Logbook(store)
+    result = target.import_bundle(io.BytesIO(out.getvalue()).read)
+    assert result.error is None and result.added == 2500 and result.feeds == {feed}
+    assert [e.hash for e, _ in target.read(feed)] == [e.hash for e, _ in source.read(feed)]
+    assert target.read(feed, since=7, limit=1)[0][1] is None
+    again = target.import_bundle(io.BytesIO(out.getvalue()).read)
+    assert (again.added, again.duplicates, again.error) == (0, 2500, None)
+
+
+def test_a_tampered_bundle_stores_the_valid_prefix(store: Store) -> None:
+    entries, payloads = make_log(10)
+    data = HEADER + b"".join(
+        encode_entry_record(e.raw, b"tampered" if e.seq == 6 else p)
+        for e, p in zip(entries, payloads, strict=True)
+    )
+    book = Logbook(store)
+    result = book.import_bundle(io.BytesIO(data).read)
+    assert result.added == 5
+    assert result.error is not None and getattr(result.error, "seq", None) == 6
+    assert len(book.read(entries[0].feed)) == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a tidings bundle"),
+        (b"PK\x03\x04 zip file", "not a tidings bundle"),
+        (HEADER[:-1] + b"\x02", "unknown bundle version"),
+        (HEADER + b"\x83\x00\x59\xff\xff", "bound"),
+        (HEADER + b"\x83\x00\x58\x30abc", "truncated"),
+        (HEADER + b"\x83\x00\x58\x10abc", "non-canonical length"),
+        (HEADER + b"\xa1", "expected a record"),
+    ],
+)
+def test_broken_bundles_are_named(data: bytes, message: str) -> None:
+    result = Logbook(MemoryStore()).import_bundle(io.BytesIO(data).read)
+    assert isinstance(result.error, InvalidBundle)
+    assert message in str(result.error)
+
+
+def test_verify_finds_an_entry_changed_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    book = Logbook(SqliteStore(path), author(1))
+    book.publish_batch([b"%d" % i for i in range(50)], "blog")
+    db = sqlite3.connect(path)
+    raw = db.execute("SELECT entry FROM entries WHERE seq = 20").fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE seq = 20", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    db.commit()
+    report = Logbook(SqliteStore(path)).verify()[0]
+    assert not report.ok and report.error is not None and report.error.seq == 20
+    assert report.entries == 19

@@ -1,0 +1,105 @@
+"""The store interface, for both stores; SQLite schema versions and migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tidings import Logbook, SqliteStore, Store
+from tidings.errors import UsageError
+from tidings.storage.base import StoredEntry
+from tidings.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
+
+from .helpers import make_log
+
+
+def rows(count: int) -> list[StoredEntry]:
+    entries, payloads = make_log(count)
+    return [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+
+
+def test_append_and_read_back(store: Store) -> None:
+    data = rows(30)
+    feed = make_log(1)[0][0].feed
+    with store.transaction():
+        store.append(feed, data[:10])
+    store.append(feed, data[10:])
+    assert store.head(feed) == data[-1]._replace(payload=None)
+    assert store.entries(feed) == data
+    assert store.entries(feed, since=25, limit=3) == data[24:27]
+    assert store.entries_at(feed, [3, 1, 40]) == [data[0], data[2]]
+    assert store.hashes(feed, {1, 7, 99}) == {1: data[0].hash, 7: data[6].hash}
+    assert [(f.feed, f.latest_seq, f.forked_at) for f in store.feeds()] == [(feed, 30, None)]
+
+
+def test_payloads_can_be_deleted_without_touching_entries(store: Store) -> None:
+    data = rows(5)
+    feed = make_log(1)[0][0].feed
+    store.append(feed, data)
+    assert store.delete_payload(feed, 3)
+    assert not store.delete_payload(feed, 3)
+    held = store.entries(feed)
+    assert held[2].payload is None and held[2].raw == data[2].raw
+    assert [r.payload for r in held[:2]] == [d.payload for d in data[:2]]
+    store.put_payload(feed, 3, data[2].payload or b"")
+    assert store.entries(feed)[2] == data[2]
+
+
+def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    feed = make_log(1)[0][0].feed
+    data = rows(4)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.append(feed, data)
+        raise RuntimeError("boom")
+    assert store.head(feed) is None
+    store.append(feed, data)
+    assert store.head(feed) is not None
+
+
+def test_sqlite_is_durable_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    data = rows(12)
+    feed = make_log(1)[0][0].feed
+    SqliteStore(path).append(feed, data)  # never closed: like a crash after commit
+    again = SqliteStore(path)
+    assert again.entries(feed) == data
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_migrations_bring_an_old_store_forward_keeping_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    migrate(old, target=1)  # a store written by the first schema
+    entries, payloads = make_log(3)
+    old.execute("INSERT INTO feeds (id, author, log_id) VALUES (1, ?, 'blog')",
+                (entries[0].author,))
+    for e, p in zip(entries, payloads, strict=True):
+        old.execute("INSERT INTO entries VALUES (1, ?, ?, ?)", (e.seq, e.hash, e.raw))
+        old.execute("INSERT INTO payloads VALUES (1, ?, ?)", (e.seq, p))
+    old.close()
+    store = SqliteStore(path)
+    version = store._db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == len(MIGRATIONS)
+    indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "entries_by_hash" in indexes
+    book = Logbook(store)
+    assert [r.ok for r in book.verify()] == [True]
+    assert [p for _, p in book.read(entries[0].feed)] == payloads
+
+
+def test_a_store_from_a_newer_tidings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(UsageError, match="upgrade tidings"):
+        SqliteStore(path)
+
+
+def test_an_unopenable_store_says_so(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot open"):
+        SqliteStore(tmp_path / "missing-dir" / "s.db")
