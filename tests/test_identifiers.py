@@ -16,7 +16,10 @@ from .helpers import author
 SAFE = re.compile(r"[a-z0-9_-]+")
 
 
-@given(st.binary(min_size=32, max_size=32), st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True))
+LOG_IDS = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,63}", fullmatch=True)
+
+
+@given(st.binary(min_size=32, max_size=32), LOG_IDS)
 def test_ids_round_trip_exactly_and_are_copy_paste_safe(key: bytes, log_id: str) -> None:
     author_text = str(AuthorId(key))
     feed_text = str(FeedId(key, log_id))

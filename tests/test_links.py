@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,7 +42,7 @@ def test_shortest_path_follows_real_links(a: int, b: int) -> None:
     newer, older = max(a, b), min(a, b)
     path = shortest_path(newer, older)
     assert path[0] == newer and path[-1] == older
-    for here, there in zip(path, path[1:], strict=False):
+    for here, there in pairwise(path):
         assert there in (here - 1, lipmaa(here))
     assert len(path) < 200
 

@@ -10,6 +10,7 @@ import pytest
 
 from tidings import Logbook, MemoryStore, SqliteStore, Store, verify_partial
 from tidings.core.bundle import HEADER, encode_entry_record
+from tidings.core.entry import Entry
 from tidings.errors import (
     BadSignature,
     EntryAfterEndOfLog,
@@ -19,6 +20,10 @@ from tidings.errors import (
 )
 
 from .helpers import author, make_log
+
+
+def pairs(entries: list[Entry], payloads: list[bytes]) -> list[tuple[bytes, bytes | None]]:
+    return [(e.raw, p) for e, p in zip(entries, payloads, strict=True)]
 
 
 def test_publish_links_every_entry(store: Store) -> None:
@@ -70,7 +75,7 @@ def test_payloads_over_the_bound_are_refused_before_signing() -> None:
 
 def test_ingest_stores_the_valid_prefix_and_names_the_first_bad_entry(store: Store) -> None:
     entries, payloads = make_log(30)
-    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+    items = pairs(entries, payloads)
     broken = bytearray(items[19][0])
     broken[-3] ^= 0xFF
     items[19] = (bytes(broken), items[19][1])
@@ -81,13 +86,13 @@ def test_ingest_stores_the_valid_prefix_and_names_the_first_bad_entry(store: Sto
     head = book.head(entries[0].feed)
     assert head is not None and head.seq == 19
     # the rest arrives later, intact, and duplicates are recognised
-    result = book.ingest(entries[0].feed, [(e.raw, p) for e, p in zip(entries, payloads, strict=True)])
+    result = book.ingest(entries[0].feed, pairs(entries, payloads))
     assert (result.added, result.duplicates) == (11, 19)
 
 
 def test_ingest_refuses_a_bad_payload_but_keeps_what_came_before(store: Store) -> None:
     entries, payloads = make_log(5)
-    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in zip(entries, payloads, strict=True)]
+    items = pairs(entries, payloads)
     items[3] = (items[3][0], b"not it")
     book = Logbook(store)
     with pytest.raises(Exception) as caught:
