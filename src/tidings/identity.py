@@ -66,7 +66,8 @@ class Identity:
         """Read a secret key file; refuses one that others can read."""
         try:
             mode = path.stat().st_mode
-            text = path.read_text()
+            with open(path, "rb") as handle:
+                text = handle.read(4096).decode("ascii", errors="replace")  # a key is 74 bytes
         except FileNotFoundError:
             raise UsageError(f"no secret key at {path}: run `tidings init` first") from None
         if mode & 0o077:

@@ -165,7 +165,11 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         return EXIT_OK
     if args.file is not None:
         try:
-            payload = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+            if args.file == "-":
+                payload = sys.stdin.buffer.read(MAX_PAYLOAD_SIZE + 1)
+            else:
+                with open(args.file, "rb") as handle:
+                    payload = handle.read(MAX_PAYLOAD_SIZE + 1)  # bounded: never more
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
     else:
@@ -192,14 +196,27 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
     since = args.since
     if since is None:
         since = 1 if args.limit is None else max(1, head.seq - args.limit + 1)
-    for entry, payload in book.read(feed, since, args.limit):
-        if args.json:
+    remaining = args.limit
+    while remaining is None or remaining > 0:
+        size = BATCH_SIZE if remaining is None else min(remaining, BATCH_SIZE)
+        page = book.read(feed, since, size)
+        if not page:
+            break
+        since = page[-1][0].seq + 1
+        if remaining is not None:
+            remaining -= len(page)
+        _print_entries(page, args.json)
+    return EXIT_OK
+
+
+def _print_entries(page: list[tuple[Entry, bytes | None]], as_json: bool) -> None:
+    for entry, payload in page:
+        if as_json:
             _print_json(_entry_json(entry, payload))
         else:
             end = "  [end of log]" if entry.is_end_of_log else ""
             print(f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
                   f"{_payload_text(payload, entry.payload_size)}{end}")
-    return EXIT_OK
 
 
 def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
@@ -281,7 +298,14 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
     if feed is not None and book.head(feed) is None:
         raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
     bad = 0
-    for report in book.verify(feed):
+
+    def progress(checking: FeedId, done: int) -> None:
+        print(f"\rverifying {checking}: {done} entries", end="", file=sys.stderr, flush=True)
+
+    reports = book.verify(feed, progress=progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for report in reports:
         bad += not report.ok
         if args.json:
             _print_json({"feed": str(report.feed), "entries": report.entries,
