@@ -52,6 +52,8 @@ class InvalidEntry(TidingsError):
         self.detail = detail
         self.feed = feed
         self.seq = seq
+        #: Set by ``Logbook.ingest``: ``(added, duplicates)`` stored before the error.
+        self.ingested: tuple[int, int] = (0, 0)
 
     def at(self, feed: str | None, seq: int | None) -> InvalidEntry:
         """Fill in the location where the raiser could not know it; returns self."""

@@ -92,11 +92,17 @@ class Home:
         """
         if self.is_initialized():
             return self.identity(), False
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         identity = Identity.generate()
-        identity.save(self.key_path)
-        if not self.config_path.exists():
-            self.config_path.write_text(DEFAULT_CONFIG)
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            identity.save(self.key_path)
+            if not self.config_path.exists():
+                self.config_path.write_text(DEFAULT_CONFIG)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the home {self.path}: {exc.strerror}; choose another with "
+                f"--home DIR or {ENV_VAR}"
+            ) from None
         SqliteStore(self.store_path).close()
         return identity, True
 

@@ -44,6 +44,7 @@ from tidings.core.verify import Anchor, decode_run, verify_run
 from tidings.errors import (
     ForkDetected,
     ForkedFeed,
+    InvalidBundle,
     InvalidEntry,
     Oversize,
     TidingsError,
@@ -262,6 +263,7 @@ class Logbook:
                     )
                     added = len(run)
         if error is not None:
+            error.ingested = (added, duplicates)
             raise error
         return IngestResult(added, duplicates)
 
@@ -400,12 +402,11 @@ class Logbook:
             nonlocal pending, pending_feed
             if pending and pending_feed is not None:
                 result.feeds.add(pending_feed)
-                before = self.store.head(pending_feed)
                 try:
                     outcome = self.ingest(pending_feed, pending)
-                except InvalidEntry:
-                    after = self.store.head(pending_feed)
-                    result.added += (after.seq if after else 0) - (before.seq if before else 0)
+                except InvalidEntry as exc:
+                    result.added += exc.ingested[0]
+                    result.duplicates += exc.ingested[1]
                     raise
                 result.added += outcome.added
                 result.duplicates += outcome.duplicates
@@ -432,6 +433,13 @@ class Logbook:
                     pending_feed = feed
                 pending.append((record.entry, record.payload))
             flush()
+        except InvalidBundle as broken:
+            # The complete records before the broken one are still good.
+            result.error = broken
+            try:
+                flush()
+            except TidingsError as earlier:
+                result.error = earlier
         except TidingsError as exc:
             result.error = exc
         return result

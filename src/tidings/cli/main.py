@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from typing import Any, BinaryIO
 
 from tidings import __version__
 from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
-from tidings.core.ids import FEED_PREFIX, FeedId
+from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
 from tidings.errors import InvalidEntry, InvalidId, TidingsError, UsageError
 from tidings.home import Home
 from tidings.logbook import BATCH_SIZE, ImportResult, Logbook
@@ -44,6 +45,11 @@ def _feed_arg(text: str, book: Logbook) -> FeedId:
     """A feed id, or the name of one of your own logs."""
     if text.startswith(FEED_PREFIX):
         return FeedId.parse(text)
+    if text.startswith(AUTHOR_PREFIX):
+        raise CommandError(
+            f"{text[:12]}... is an author id; give one of the author's feed ids "
+            "(see `tidings feeds`)"
+        )
     if book.identity is None:
         raise CommandError(
             f"{text!r} is not a feed id (they start with {FEED_PREFIX!r}), and there is no "
@@ -247,7 +253,8 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
             count = book.export_bundle(feed, handle.write)
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise CommandError(f"cannot write {out}: {exc.strerror}") from None
     if args.json:
         _print_json({"feed": str(feed), "entries": count, "file": str(out)})

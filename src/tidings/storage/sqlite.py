@@ -94,11 +94,18 @@ class SqliteStore:
         self._depth = 0
         self._feed_ids: dict[FeedId, int] = {}
         db = self._db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrate(db)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrate(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise UsageError(f"cannot open the store {self.path}: {exc}") from None
+        except UsageError:
+            db.close()
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
