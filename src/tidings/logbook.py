@@ -207,13 +207,13 @@ class Logbook:
         makes a fork proof, which is stored, and :class:`ForkDetected` is raised.
         """
         feed_text = str(feed)
-        error: InvalidEntry | None = None
         added = duplicates = 0
         with self.store.transaction():
             head = self.store.head(feed)
             head_seq = head.seq if head else 0
-            forked = self.store.forked_at(feed)
             entries: list[Entry] = []
+            # A later error (further along the input) gives way to an earlier one.
+            error: InvalidEntry | None = None
             for offset, (raw, _) in enumerate(items):
                 try:
                     entries.append(decode_entry(raw))
@@ -222,45 +222,43 @@ class Logbook:
                     error = exc.at(feed_text, expected)
                     break
             index = 0
-            while index < len(entries) and error is None and entries[index].seq <= head_seq:
+            conflict: InvalidEntry | None = None
+            while index < len(entries) and entries[index].seq <= head_seq:
                 entry = entries[index]
                 if entry.feed != feed:
                     break  # verify_run names it as a wrong feed
                 stored = self.store.entries_at(feed, [entry.seq])[0]
-                if stored.hash == entry.hash:
-                    duplicates += 1
-                else:
-                    error = self._fork(feed, decode_entry(stored.raw), entry)
+                if stored.hash != entry.hash:
+                    conflict = error = self._fork(feed, decode_entry(stored.raw), entry)
+                    break
+                duplicates += 1
                 index += 1
-            run = entries[index:]
-            if error is None and run:
-                if forked is not None and run[-1].seq >= forked:
+            if conflict is None:
+                run = entries[index:]
+                payloads = [payload for _, payload in items[index:index + len(run)]]
+                forked = self.store.forked_at(feed)
+                if forked is not None and run and run[-1].seq >= forked:
                     error = ForkedFeed(
                         f"the feed is forked at seq {forked}; entries from there on are refused",
-                        feed=feed_text, seq=max(forked, run[0].seq),
+                        feed=feed_text, seq=max(forked, head_seq + 1),
                     )
-                    run = [entry for entry in run if entry.seq < forked]
+                    keep = max(0, forked - head_seq - 1)
+                    run, payloads = run[:keep], payloads[:keep]
                 first = head_seq + 1
-                anchor = Anchor(
-                    feed.author_key,
-                    feed.log_id,
-                    head_seq,
-                    ended=head is not None and decode_entry(head.raw).is_end_of_log,
-                    known=self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
-                )
-                payloads = [items[index + i][1] for i in range(len(run))]
                 try:
-                    verify_run(run, anchor, payloads, batch=batch)
+                    verify_run(run, Anchor(
+                        feed.author_key,
+                        feed.log_id,
+                        head_seq,
+                        ended=head is not None and decode_entry(head.raw).is_end_of_log,
+                        known=self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
+                    ), payloads, batch=batch)
                 except InvalidEntry as exc:
                     error = exc
-                    assert exc.seq is not None
-                    valid = max(0, exc.seq - first)
+                    valid = max(0, (exc.seq or first) - first)
                     run, payloads = run[:valid], payloads[:valid]
                 if run:
-                    self.store.append(
-                        feed,
-                        _rows(run, payloads),
-                    )
+                    self.store.append(feed, _rows(run, payloads))
                     added = len(run)
         if error is not None:
             error.ingested = (added, duplicates)
