@@ -6,6 +6,7 @@ import contextlib
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,11 +80,42 @@ def test_non_canonical_bodies_are_refused_even_when_signed(make_body) -> None:  
     assert caught.type is NonCanonicalEncoding
 
 
-def test_trailing_bytes_after_the_body_are_refused() -> None:
+def test_trailing_bytes_after_the_body_are_malformed() -> None:
     who = author(1)
     body = forge(who)[:-66] + b"\x00"
-    with pytest.raises(NonCanonicalEncoding):
+    with pytest.raises(MalformedEntry, match="follow"):
         decode_entry(sign_raw_body(who, body))
+
+
+@pytest.mark.parametrize("tag", [b"\xc2", b"\xd9\xd9\xf7", b"\xd8\x1c"])
+def test_tags_are_malformed_wherever_they_sit(tag: bytes) -> None:
+    """Tags 2 (bignum), 55799 (self-describe), 28 (shareable): cbor2 would unwrap them."""
+    who = author(1)
+    items = cbor2.loads(forge(who)[:-66])
+    parts = [cbor2.dumps(i) for i in items]
+    parts[4] = tag + (b"\x41\x01" if tag == b"\xc2" else parts[4])
+    with pytest.raises(MalformedEntry, match="tags"):
+        decode_entry(sign_raw_body(who, b"\x8a" + b"".join(parts)))
+
+
+def test_small_order_author_keys_sign_nothing() -> None:
+    """The identity point: R = identity, S = 0 verifies over every message in OpenSSL."""
+    from tidings.core.entry import SIG_HEAD, encode_body, is_acceptable_author_key
+    from tidings.errors import BadSignature
+
+    identity_point = b"\x01" + b"\x00" * 31
+    assert not is_acceptable_author_key(identity_point)
+    assert not is_acceptable_author_key(b"\xff" * 31 + b"\x7f")  # y >= p
+    assert is_acceptable_author_key(author(1).author.key)
+    body = encode_body(tag=0, author=identity_point, log_id="blog", seq=1, timestamp=0,
+                       backlink=None, lipmaa_link=None, payload_size=0,
+                       payload_hash=payload_hash(b""))
+    forged_signature = identity_point + b"\x00" * 32
+    # the raw primitive accepts it: this is the hole the key check closes
+    Ed25519PublicKey.from_public_bytes(identity_point).verify(forged_signature, body)
+    entry = decode_entry(body + SIG_HEAD + forged_signature)
+    with pytest.raises(BadSignature, match="small-order"):
+        entry.check_signature()
 
 
 @pytest.mark.parametrize(

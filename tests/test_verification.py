@@ -150,3 +150,26 @@ def test_link_to_the_wrong_seq_is_named() -> None:
     unknown = decode_entry(forge(who, seq=4, backlink=b"\x07" * 32, lipmaa_link=entries[0].hash))
     with pytest.raises(WrongBacklink):
         verify_partial([*entries[:3], unknown])
+
+
+def test_a_failed_batch_keeps_everything_a_verified_signature_commits_to() -> None:
+    """Entry 3's own signature is broken but the author's entry 4 commits to it;
+    entry 5 breaks a link. A batch accepts 1..4 and names entry 5's rule."""
+    who = author(1)
+    e1 = decode_entry(forge(who))
+    e2 = decode_entry(forge(who, seq=2, backlink=e1.hash))
+    good3 = forge(who, seq=3, backlink=e2.hash)
+    e3 = decode_entry(good3[:-1] + bytes([good3[-1] ^ 1]))
+    e4 = decode_entry(forge(who, seq=4, backlink=e3.hash, lipmaa_link=e1.hash))
+    e5 = decode_entry(forge(who, seq=5, backlink=e3.hash))
+    fresh = Anchor(who.author.key, "blog")
+    with pytest.raises(WrongBacklink) as caught:
+        verify_run([e1, e2, e3, e4, e5], fresh, batch=True)
+    assert caught.value.seq == 5
+    with pytest.raises(BadSignature) as caught_strict:
+        verify_run([e1, e2, e3, e4, e5], fresh, batch=False)
+    assert caught_strict.value.seq == 3
+    # without entry 4 nothing vouches for entry 3: the batch refuses it by its signature
+    with pytest.raises(BadSignature) as caught_short:
+        verify_run([e1, e2, e3, e5], fresh, batch=True)
+    assert caught_short.value.seq == 3

@@ -231,13 +231,21 @@ class Logbook:
                 if stored.hash != entry.hash:
                     conflict = error = self._fork(feed, decode_entry(stored.raw), entry)
                     break
+                payload = items[index][1]
+                if stored.payload is None and payload is not None:
+                    try:  # a payload for an entry held without one
+                        entry.check_payload(payload)
+                    except InvalidEntry as exc:
+                        conflict = error = exc
+                        break
+                    self.store.put_payload(feed, entry.seq, payload)
                 duplicates += 1
                 index += 1
             if conflict is None:
                 run = entries[index:]
                 payloads = [payload for _, payload in items[index:index + len(run)]]
                 forked = self.store.forked_at(feed)
-                if forked is not None and run and run[-1].seq >= forked:
+                if forked is not None and run and head_seq + len(run) >= forked:
                     error = ForkedFeed(
                         f"the feed is forked at seq {forked}; entries from there on are refused",
                         feed=feed_text, seq=max(forked, head_seq + 1),
@@ -371,6 +379,9 @@ class Logbook:
     def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
         """Write ``feed`` (entries, payloads, fork proofs) as a bundle; returns entries written."""
         write(HEADER)
+        # Proofs first, so an importer learns of a fork before the entries past it.
+        for proof in self.store.fork_proofs(feed):
+            write(encode_proof_record(proof))
         written = 0
         while True:
             rows = self.store.entries(feed, written + 1, BATCH_SIZE)
@@ -378,8 +389,6 @@ class Logbook:
                 break
             write(b"".join(encode_entry_record(row.raw, row.payload) for row in rows))
             written += len(rows)
-        for proof in self.store.fork_proofs(feed):
-            write(encode_proof_record(proof))
         return written
 
     def import_bundle(

@@ -40,7 +40,7 @@ SIG_SIZE = 64
 SIG_HEAD = b"\x58\x40"
 SIG_PART = len(SIG_HEAD) + SIG_SIZE
 BODY_FIELDS = 10
-#: The largest possible version-1 entry is 299 bytes (64-byte log id, 8-byte
+#: The largest possible version-1 entry is 294 bytes (64-byte log id, 8-byte
 #: integers, both links); 512 leaves room and bounds every read of one.
 MAX_ENTRY_SIZE = 512
 #: Payloads are posts and notes, not media; 1 MiB bounds a peer's memory per
@@ -118,19 +118,54 @@ _public_keys: dict[bytes, Ed25519PublicKey] = {}
 _PUBLIC_KEY_CACHE = 4096
 
 
-def _public_key(author: bytes) -> Ed25519PublicKey:
+_FIELD_PRIME = 2**255 - 19
+#: y-coordinates of the eight points of small order (the identity, order 2,
+#: order 4, and the four of order 8 come in pairs sharing y). A key on one of
+#: them has signatures that verify over many messages: it has no real author.
+_SMALL_ORDER_Y = frozenset({
+    0,
+    1,
+    _FIELD_PRIME - 1,
+    0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
+    _FIELD_PRIME - 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7,
+})
+
+
+def is_acceptable_author_key(author: bytes) -> bool:
+    """False for keys no honest author has: non-canonical y (``y >= p``) or small order."""
+    y = int.from_bytes(author, "little") & ((1 << 255) - 1)
+    return y < _FIELD_PRIME and y not in _SMALL_ORDER_Y
+
+
+def _public_key(author: bytes) -> Ed25519PublicKey | None:
     key = _public_keys.get(author)
     if key is None:
+        if not is_acceptable_author_key(author):
+            return None
         if len(_public_keys) >= _PUBLIC_KEY_CACHE:
             _public_keys.clear()
-        key = _public_keys[author] = Ed25519PublicKey.from_public_bytes(author)
+        try:
+            key = _public_keys[author] = Ed25519PublicKey.from_public_bytes(author)
+        except ValueError:
+            return None
     return key
 
 
 def check_signature(entry: Entry) -> None:
+    """Raise :class:`BadSignature` unless the author key signed the entry's body.
+
+    Ed25519 per RFC 8032 (OpenSSL: cofactorless, ``S < L`` enforced), after
+    refusing author keys that are small-order or non-canonical encodings.
+    """
+    key = _public_key(entry.author)
+    if key is None:
+        raise BadSignature(
+            "the author key is a small-order or non-canonical point: no signature by it counts",
+            feed=str(entry.feed), seq=entry.seq,
+        )
     try:
-        _public_key(entry.author).verify(entry.signature, entry.body)
-    except (InvalidSignature, ValueError):
+        key.verify(entry.signature, entry.body)
+    except InvalidSignature:
         raise BadSignature(
             "signature does not verify with the author key", feed=str(entry.feed), seq=entry.seq
         ) from None
@@ -165,10 +200,16 @@ def decode_entry(raw: bytes) -> Entry:
     if len(raw) <= SIG_PART or raw[-SIG_PART:-SIG_SIZE] != SIG_HEAD:
         raise _malformed("an entry must end with a 64-byte signature (CBOR 0x58 0x40 ...)")
     body = raw[:-SIG_PART]
+    # Fast path: cbor2 decodes, and re-encoding gives the same bytes. Anything
+    # else goes through the strict reader, which tells malformed input (spec
+    # rule D3) from merely non-canonical input (D9, reported after the fields).
     try:
         fields = cbor2.loads(body)
-    except Exception as exc:  # cbor2 raises several types for broken input
-        raise _malformed(f"body is not CBOR: {exc}") from None
+        canonical = cbor2.dumps(fields) == body
+    except Exception:  # cbor2 raises several types for broken input
+        canonical = False
+    if not canonical:
+        fields = strict_cbor_decode(body)
     if type(fields) is not list or not fields:
         raise _malformed("body must be a CBOR array")
     version = fields[0]
@@ -214,12 +255,114 @@ def decode_entry(raw: bytes) -> Entry:
                 )
         else:
             _hash_field(lipmaa_link, "lipmaa link")
-    if cbor2.dumps(fields) != body:
+    if not canonical:
         raise NonCanonicalEncoding("re-encoding the body gives other bytes")
     return Entry(
         tag, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
         raw[-SIG_SIZE:], raw, entry_hash(raw),
     )
+
+
+class _NotAField:
+    """Stands for a well-formed CBOR value no field can hold (maps, floats, booleans)."""
+
+    def __repr__(self) -> str:
+        return "<not a field value>"
+
+
+_NOT_A_FIELD = _NotAField()
+
+
+def strict_cbor_decode(data: bytes) -> Any:
+    """Decode exactly one well-formed CBOR item (RFC 8949 Appendix F), without tags.
+
+    Non-shortest heads and indefinite lengths are accepted here (the caller's
+    re-encoding check refuses them); tags, trailing bytes, truncation, reserved
+    values and invalid UTF-8 raise :class:`MalformedEntry`.
+    """
+    value, end = _strict_item(data, 0)
+    if end != len(data):
+        raise _malformed(f"{len(data) - end} bytes follow the body's CBOR item")
+    return value
+
+
+def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
+    if pos >= len(data):
+        raise _malformed("truncated CBOR")
+    initial = data[pos]
+    major, info = initial >> 5, initial & 0x1F
+    pos += 1
+    argument: int | None
+    if info < 24:
+        argument = info
+    elif info <= 27:
+        size = 1 << (info - 24)
+        if pos + size > len(data):
+            raise _malformed("truncated CBOR")
+        argument = int.from_bytes(data[pos:pos + size], "big")
+        pos += size
+    elif info == 31:
+        argument = None
+    else:
+        raise _malformed("reserved CBOR additional information (28-30)")
+    if major == 0 or major == 1:
+        if argument is None:
+            raise _malformed("an integer cannot have indefinite length")
+        return (argument if major == 0 else -1 - argument), pos
+    if major == 2 or major == 3:
+        if argument is None:
+            chunks: list[Any] = []
+            while True:
+                if pos >= len(data):
+                    raise _malformed("truncated CBOR")
+                if data[pos] == 0xFF:
+                    pos += 1
+                    break
+                if data[pos] >> 5 != major or data[pos] & 0x1F == 31:
+                    raise _malformed("bad chunk in an indefinite-length string")
+                chunk, pos = _strict_item(data, pos)
+                chunks.append(chunk)
+            return (b"".join(chunks) if major == 2 else "".join(chunks)), pos
+        if pos + argument > len(data):
+            raise _malformed("truncated CBOR")
+        raw = data[pos:pos + argument]
+        pos += argument
+        if major == 2:
+            return raw, pos
+        try:
+            return raw.decode("utf-8"), pos
+        except UnicodeDecodeError:
+            raise _malformed("text string is not valid UTF-8") from None
+    if major == 4 or major == 5:
+        per_entry = 1 if major == 4 else 2
+        items: list[Any] = []
+        if argument is None:
+            while True:
+                if pos >= len(data):
+                    raise _malformed("truncated CBOR")
+                if data[pos] == 0xFF:
+                    pos += 1
+                    break
+                for _ in range(per_entry):
+                    item, pos = _strict_item(data, pos)
+                    items.append(item)
+        else:
+            if argument * per_entry > len(data) - pos:
+                raise _malformed("truncated CBOR")
+            for _ in range(argument * per_entry):
+                item, pos = _strict_item(data, pos)
+                items.append(item)
+        return (items if major == 4 else _NOT_A_FIELD), pos
+    if major == 6:
+        raise _malformed("CBOR tags are not allowed in an entry")
+    # major 7: simple values and floats
+    if info == 22:
+        return None, pos
+    if info == 24 and argument is not None and argument < 32:
+        raise _malformed("two-byte simple value below 32")
+    if info == 31:
+        raise _malformed("break code outside an indefinite-length item")
+    return _NOT_A_FIELD, pos
 
 
 def encode_body(

@@ -162,22 +162,49 @@ def verify_run(
     """Check that ``entries`` validly extend the feed described by ``anchor``.
 
     ``payloads`` (same length as ``entries``, ``None`` where absent) are checked
-    against the signed size and hash. With ``batch`` only the newest entry's
-    signature is verified; a failing batch is checked again one by one so the
-    raised :class:`InvalidEntry` always names the first bad entry. Everything
-    before that entry is valid.
+    against the signed size and hash. One by one (``batch=False``) every
+    signature is verified. In a batch every check but the signature runs on
+    every entry, and a signature only where it is needed: the newest entry's,
+    whose signature authenticates every entry it links back to.
+
+    On failure the raised :class:`InvalidEntry` names the first entry that is
+    not accepted, with the first rule it breaks; every entry before it is
+    valid. In a batch the accepted entries are the longest prefix that passes
+    every other check and ends in an entry whose own signature verifies
+    (spec/05-verification.md §2).
     """
     if payloads is not None and len(payloads) != len(entries):
         raise ValueError("payloads must be as many as entries")
     if not entries:
         return
-    if batch:
-        try:
-            _verify(entries, anchor, payloads, check_every_signature=False)
-            return
-        except InvalidEntry:
-            pass
-    _verify(entries, anchor, payloads, check_every_signature=True)
+    if not batch:
+        _verify(entries, anchor, payloads, check_every_signature=True)
+        return
+    try:
+        _verify(entries, anchor, payloads, check_every_signature=False)
+        return
+    except InvalidEntry as failure:
+        assert failure.seq is not None
+        failed = failure.seq - (anchor.head_seq + 1)
+    accepted = failed  # entries before the failure passed every check but signatures
+    while accepted > 0 and not _signature_verifies(entries[accepted - 1]):
+        accepted -= 1
+    # Entry `accepted` is the first one refused: report the first rule it
+    # breaks, its own signature included (it is the newest of this run).
+    _verify(
+        entries[:accepted + 1], anchor,
+        None if payloads is None else payloads[:accepted + 1],
+        check_every_signature=False,
+    )
+    raise AssertionError("unreachable: the refused entry passed every check")  # pragma: no cover
+
+
+def _signature_verifies(entry: Entry) -> bool:
+    try:
+        check_signature(entry)
+    except InvalidEntry:
+        return False
+    return True
 
 
 def partial_seqs(head_seq: int, count: int) -> list[int]:
@@ -203,25 +230,28 @@ def verify_partial(
     from it by hash links, each link landing on the sequence number it must
     reach, and entry 1 must be among them. Returns the entries, ascending.
     """
+    entries = sorted(entries, key=lambda e: e.seq)
+    if not entries:
+        return []
+    head = entries[-1]
+    feed_text = str(head.feed)
+    for entry in entries:
+        if entry.author != head.author or entry.log_id != head.log_id:
+            raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=entry.seq)
     by_seq: dict[int, Entry] = {}
     for entry in entries:
         other = by_seq.get(entry.seq)
         if other is not None and other.hash != entry.hash:
             from tidings.core.forks import ForkProof
 
-            proof = ForkProof.from_entries(other, entry)
+            check_signature(other)
+            check_signature(entry)
             raise ForkDetected(
-                "two entries at one seq", proof, feed=str(entry.feed), seq=entry.seq
+                "two validly signed entries at one seq", ForkProof.from_entries(other, entry),
+                feed=feed_text, seq=entry.seq,
             )
         by_seq[entry.seq] = entry
-    if not by_seq:
-        return []
     by_hash = {entry.hash: entry for entry in by_seq.values()}
-    head = by_seq[max(by_seq)]
-    feed_text = str(head.feed)
-    for entry in by_seq.values():
-        if entry.author != head.author or entry.log_id != head.log_id:
-            raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=entry.seq)
     check_signature(head)
     reached = {head.seq}
     ended_at = None
@@ -265,9 +295,9 @@ def verify_partial(
             feed=feed_text, seq=1,
         )
     if payloads:
-        for seq, payload in payloads.items():
+        for seq in sorted(payloads):
             if seq in by_seq:
-                by_seq[seq].check_payload(payload)
+                by_seq[seq].check_payload(payloads[seq])
     return [by_seq[seq] for seq in sorted(by_seq)]
 
 
