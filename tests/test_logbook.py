@@ -198,3 +198,17 @@ def test_verify_finds_an_entry_changed_on_disk(tmp_path: Path) -> None:
     report = Logbook(SqliteStore(path)).verify()[0]
     assert not report.ok and report.error is not None and report.error.seq == 20
     assert report.entries == 19
+
+
+def test_a_duplicate_brings_the_payload_the_store_lacked(store: Store) -> None:
+    entries, payloads = make_log(6)
+    feed = entries[0].feed
+    book = Logbook(store)
+    book.ingest(feed, [(e.raw, None) for e in entries])
+    result = book.ingest(feed, pairs(entries[:3], payloads[:3]))
+    assert (result.added, result.duplicates) == (0, 3)
+    assert [p for _, p in book.read(feed)] == [*payloads[:3], None, None, None]
+    with pytest.raises(PayloadHashMismatch) as caught:
+        book.ingest(feed, [(entries[3].raw, b"entry 9")])
+    assert caught.value.seq == 4
+    assert book.read(feed, since=4)[0][1] is None

@@ -234,25 +234,31 @@ def verify_partial(
     if not entries:
         return []
     head = entries[-1]
-    feed_text = str(head.feed)
-    for entry in entries:
-        if entry.author != head.author or entry.log_id != head.log_id:
-            raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=entry.seq)
+    feed_text = str(head.feed)  # errors name the feed the head claims
+    # P1: two different entries at one seq (the lowest such seq).
     by_seq: dict[int, Entry] = {}
     for entry in entries:
-        other = by_seq.get(entry.seq)
-        if other is not None and other.hash != entry.hash:
-            from tidings.core.forks import ForkProof
-
-            check_signature(other)
-            check_signature(entry)
-            raise ForkDetected(
-                "two validly signed entries at one seq", ForkProof.from_entries(other, entry),
+        other = by_seq.setdefault(entry.seq, entry)
+        if other.hash == entry.hash:
+            continue
+        if other.feed != entry.feed:
+            raise WrongFeed(
+                f"entries of feeds {other.feed} and {entry.feed} at one seq",
                 feed=feed_text, seq=entry.seq,
             )
-        by_seq[entry.seq] = entry
+        check_signature(other)
+        check_signature(entry)
+        from tidings.core.forks import ForkProof
+
+        raise ForkDetected(
+            "two validly signed entries at one seq", ForkProof.from_entries(other, entry),
+            feed=feed_text, seq=entry.seq,
+        )
+    for entry in entries:  # P2
+        if entry.author != head.author or entry.log_id != head.log_id:
+            raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=entry.seq)
+    check_signature(head)  # P3
     by_hash = {entry.hash: entry for entry in by_seq.values()}
-    check_signature(head)
     reached = {head.seq}
     ended_at = None
     for seq in sorted(by_seq, reverse=True):

@@ -1,0 +1,1146 @@
+#!/usr/bin/env python3
+"""Write the published test vectors in ``spec/vectors/`` (described in its README.md).
+
+    python tools/make_vectors.py            # (re)write the files
+    python tools/make_vectors.py --check    # exit 1 if a file differs from what this makes
+
+Every run writes the same bytes: keys come from fixed seeds, timestamps are
+fixed, Ed25519 signatures are deterministic and the JSON is written with sorted
+keys. Valid data is made with the library; the expected outcome of every
+invalid case (rule, sequence number, what a node stores) is written down here
+from the spec, never read back from the library, so a library bug shows up as a
+failing test rather than as a wrong vector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+from tidings import Identity, Logbook, MemoryStore
+from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
+from tidings.core.entry import (
+    MAX_ENTRY_SIZE,
+    MAX_PAYLOAD_SIZE,
+    SIG_HEAD,
+    TAG_END_OF_LOG,
+    TAG_REGULAR,
+    VERSION,
+    Entry,
+    encode_body,
+    payload_hash,
+    sign_entry,
+)
+from tidings.core.forks import MAX_PROOF_SIZE, ForkProof
+from tidings.core.ids import FeedId
+from tidings.core.lipmaa import certificate_pool, link_target, links_needed, lipmaa
+from tidings.core.verify import partial_seqs
+
+VECTORS_DIR = Path(__file__).resolve().parents[1] / "spec" / "vectors"
+
+#: RFC 8032 section 7.1, TEST 1: pins our seed -> public key step to a published value.
+RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+ALICE_SEED = bytes(range(32))
+BOB_SEED = bytes(range(32, 64))
+ALICE = Identity.from_seed(ALICE_SEED)
+BOB = Identity.from_seed(BOB_SEED)
+
+#: 2023-11-14T22:13:20Z in microseconds; entries are one minute apart.
+T0 = 1_700_000_000_000_000
+MINUTE = 60_000_000
+
+
+def blog_payload(seq: int) -> bytes:
+    """Payloads of the "blog" log: text, empty, binary and CBOR length-head boundaries."""
+    special = {
+        1: b"hello, tidings",
+        2: b"",
+        3: bytes(range(256)),  # binary; length 256 takes a 2-byte CBOR head
+        4: "grüße, 水".encode(),
+        5: b"\x00" * 23,  # the largest length with the head inline
+        6: b"\xff" * 24,  # the smallest length with a 1-byte head
+        7: b"",
+        13: b"",
+        20: hashlib.shake_256(b"tidings vector payload").digest(1000),
+        27: cbor2.dumps({"text": "a post", "type": "post"}),
+        30: b"last one for now",
+    }
+    return special.get(seq, b"entry %d" % seq)
+
+
+BLOG_LENGTH = 30
+NOTES_PAYLOADS = [b"first note", b"", b"second note", b"this log ends here; see log blog"]
+
+
+def hx(data: bytes | None) -> str | None:
+    return None if data is None else data.hex()
+
+
+# -- logs -------------------------------------------------------------------
+
+
+@dataclass
+class Log:
+    """One feed's entries and payloads, built entry by entry with ``sign_entry``."""
+
+    identity: Identity
+    log_id: str
+    entries: list[Entry] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+
+    @property
+    def feed(self) -> FeedId:
+        return self.identity.author.feed(self.log_id)
+
+    def hashes(self, upto: int | None = None) -> dict[int, bytes]:
+        return {e.seq: e.hash for e in self.entries[:upto]}
+
+    def fields(
+        self, seq: int, payload: bytes, *, timestamp: int, tag: int = TAG_REGULAR
+    ) -> dict[str, Any]:
+        """The body fields (as ``encode_body`` takes them) of a correctly linked entry."""
+        hashes = self.hashes(seq - 1)
+        target = link_target(seq)
+        return {
+            "tag": tag, "author": self.identity.author.key, "log_id": self.log_id, "seq": seq,
+            "timestamp": timestamp,
+            "backlink": hashes[seq - 1] if seq > 1 else None,
+            "lipmaa_link": hashes[target] if target is not None else None,
+            "payload_size": len(payload), "payload_hash": payload_hash(payload),
+        }
+
+    def sign(self, seq: int, payload: bytes, *, timestamp: int, tag: int = TAG_REGULAR
+             ) -> Entry:
+        """A valid entry at ``seq`` (also for conflicting ones), made by ``sign_entry``."""
+        values = self.fields(seq, payload, timestamp=timestamp, tag=tag)
+        entry = sign_entry(
+            self.identity.secret_key, log_id=self.log_id, seq=seq, timestamp=timestamp,
+            payload=payload, backlink=values["backlink"], lipmaa_link=values["lipmaa_link"],
+            tag=tag,
+        )
+        # The hand encoder below must agree with the library where both are canonical.
+        assert entry.body == array(body_parts(values))
+        return entry
+
+    def append(self, payload: bytes, timestamp: int, tag: int = TAG_REGULAR) -> Entry:
+        entry = self.sign(len(self.entries) + 1, payload, timestamp=timestamp, tag=tag)
+        self.entries.append(entry)
+        self.payloads.append(payload)
+        return entry
+
+    def item(self, seq: int) -> tuple[bytes, bytes]:
+        return self.entries[seq - 1].raw, self.payloads[seq - 1]
+
+
+def build_logs() -> tuple[Log, Log, Log]:
+    blog = Log(ALICE, "blog")
+    for seq in range(1, BLOG_LENGTH + 1):
+        blog.append(blog_payload(seq), T0 + seq * MINUTE)
+    notes = Log(ALICE, "notes")
+    for index, payload in enumerate(NOTES_PAYLOADS):
+        last = index == len(NOTES_PAYLOADS) - 1
+        notes.append(payload, T0 + 1000 * MINUTE + index * MINUTE,
+                     TAG_END_OF_LOG if last else TAG_REGULAR)
+    bob = Log(BOB, "blog")
+    bob.append(b"hello from bob", T0 + 5 * MINUTE)
+    return blog, notes, bob
+
+
+# -- hand-made bodies ---------------------------------------------------------
+
+FIELD_ORDER = ("tag", "author", "log_id", "seq", "timestamp", "backlink", "lipmaa_link",
+               "payload_size", "payload_hash")
+
+
+def head(major: int, value: int, size: int | None = None) -> bytes:
+    """A CBOR head; ``size`` (0, 1, 2, 4 or 8 argument bytes) forces a non-shortest form."""
+    if size is None:
+        size = 0 if value < 24 else next(s for s in (1, 2, 4, 8) if value < 1 << (8 * s))
+    if size == 0:
+        return bytes([major << 5 | value])
+    info = {1: 24, 2: 25, 4: 26, 8: 27}[size]
+    return bytes([major << 5 | info]) + value.to_bytes(size, "big")
+
+
+def body_parts(values: dict[str, Any], version: Any = VERSION) -> list[bytes]:
+    """Each body field canonically encoded, version first."""
+    return [cbor2.dumps(version)] + [cbor2.dumps(values[name]) for name in FIELD_ORDER]
+
+
+def array(parts: Sequence[bytes], *, indefinite: bool = False, head_size: int | None = None,
+          ) -> bytes:
+    if indefinite:
+        return b"\x9f" + b"".join(parts) + b"\xff"
+    return head(4, len(parts), head_size) + b"".join(parts)
+
+
+def signed(who: Identity, body: bytes) -> bytes:
+    """``body`` followed by ``who``'s signature over it: an author-signed entry."""
+    return body + SIG_HEAD + who.secret_key.sign(body)
+
+
+def forge(who: Identity, values: dict[str, Any], **overrides: Any) -> bytes:
+    """An author-signed entry from canonical fields (any values, valid or not)."""
+    values = {**values, **overrides}
+    return signed(who, array(body_parts(values)))
+
+
+def forge_parts(who: Identity, values: dict[str, Any], replace: dict[str, bytes],
+                **array_options: Any) -> bytes:
+    """An author-signed entry with some fields' encodings replaced by raw bytes."""
+    parts = body_parts(values)
+    for name, raw in replace.items():
+        index = 0 if name == "version" else FIELD_ORDER.index(name) + 1
+        parts[index] = raw
+    return signed(who, array(parts, **array_options))
+
+
+def flip(data: bytes, index: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[index] ^= mask
+    return bytes(out)
+
+
+def padded_entry(who: Identity, values: dict[str, Any], size: int) -> bytes:
+    """An author-signed, non-canonical entry of exactly ``size`` bytes.
+
+    The author key is written as an indefinite-length byte string led by empty
+    chunks (``0x40``), one byte each, so the length can be set to the byte.
+    """
+    key = values["author"]
+    base = forge_parts(who, values, {"author": b"\x5f" + cbor2.dumps(key) + b"\xff"})
+    padding = size - len(base)
+    assert padding >= 0
+    author = b"\x5f" + b"\x40" * padding + cbor2.dumps(key) + b"\xff"
+    entry = forge_parts(who, values, {"author": author})
+    assert len(entry) == size
+    return entry
+
+
+# -- ids.json -------------------------------------------------------------------
+
+ID_SEEDS = [
+    ("rfc8032-test-1", RFC8032_SEED),
+    ("alice", ALICE_SEED),
+    ("bob", BOB_SEED),
+    ("zeros", bytes(32)),
+    ("ones", b"\xff" * 32),
+]
+FEED_LOG_IDS = ["main", "blog", "0", "a", "my_log-2", "x" * 64]
+
+
+def _replace_at(text: str, index: int, char: str) -> str:
+    assert text[index] != char
+    return text[:index] + char + text[index + 1:]
+
+
+def make_ids() -> dict[str, Any]:
+    authors = []
+    for name, seed in ID_SEEDS:
+        author = Identity.from_seed(seed).author
+        authors.append({
+            "name": name,
+            "seed": seed.hex(),
+            "public_key": author.key.hex(),
+            "author_id": str(author),
+            "feeds": [{"log_id": log_id, "feed_id": str(author.feed(log_id))}
+                      for log_id in FEED_LOG_IDS],
+        })
+    alice = str(ALICE.author)
+    alice_feed = str(ALICE.author.feed("blog"))
+    key_part = alice[3:]
+    # The last of the 55 key characters carries 2 data bits and 3 zero bits.
+    last = key_part[-1]
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    same_zero_bits = next(c for c in "aiqy" if c != last)
+    nonzero_bits = alphabet[alphabet.index(last) | 1]
+    middle = 20
+    other = "b" if key_part[middle] != "b" else "c"
+    invalid_authors = [
+        ("bad-checksum", "ta1" + _replace_at(key_part, middle, other),
+         "one key character changed: the checksum does not match"),
+        ("bad-checksum", "ta1" + _replace_at(key_part, 54, same_zero_bits),
+         "a checksum character changed"),
+        ("non-canonical-base32", "ta1" + _replace_at(key_part, 54, nonzero_bits),
+         "the last character has non-zero trailing bits"),
+        ("wrong-prefix", "tx1" + key_part, "unknown type prefix"),
+        ("wrong-prefix", "ta2" + key_part, "unknown version in the prefix"),
+        ("wrong-prefix", alice.upper(), "upper case: ids are lower case only"),
+        ("wrong-prefix", alice_feed, "a feed id is not an author id"),
+        ("wrong-prefix", "", "empty"),
+        ("bad-chars", "ta1" + _replace_at(key_part, middle, "A"), "an upper-case letter"),
+        ("bad-chars", "ta1" + _replace_at(key_part, middle, "1"), "'1' is not in base32"),
+        ("bad-chars", "ta1" + _replace_at(key_part, middle, "8"), "'8' is not in base32"),
+        ("bad-chars", "ta1" + _replace_at(key_part, middle, "="), "padding is not written"),
+        ("bad-length", alice[:-1], "one character short"),
+        ("bad-length", alice + "a", "one character too many"),
+    ]
+    feed_key = alice_feed[3:58]
+    invalid_feeds = [
+        ("bad-checksum", alice_feed[:-4] + "blag",
+         "the log id changed: the checksum covers it"),
+        ("bad-checksum", "tf1" + key_part + "_blog",
+         "the key part of the author id: author and feed checksums differ"),
+        ("bad-checksum", "tf1" + _replace_at(feed_key, middle, other) + "_blog",
+         "one key character changed"),
+        ("wrong-prefix", alice, "an author id is not a feed id"),
+        ("wrong-prefix", "tx1" + alice_feed[3:], "unknown type prefix"),
+        ("bad-chars", "tf1" + _replace_at(feed_key, middle, "1") + "_blog",
+         "'1' is not in base32"),
+        ("bad-separator", "tf1" + feed_key + "-blog", "the separator is '_'"),
+        ("bad-separator", "tf1" + feed_key + "blog", "no separator"),
+        ("bad-log-id", "tf1" + feed_key + "_", "empty log id"),
+        ("bad-log-id", "tf1" + feed_key + "_Blog", "upper case in the log id"),
+        ("bad-log-id", "tf1" + feed_key + "_" + "x" * 65, "log id of 65 characters"),
+        ("bad-log-id", "tf1" + feed_key + "__blog", "log id starting with '_'"),
+    ]
+    invalid_log_ids = [
+        ("", "empty"),
+        ("x" * 65, "65 characters; the bound is 64"),
+        ("Blog", "upper case"),
+        ("_blog", "starts with '_'"),
+        ("-blog", "starts with '-'"),
+        ("my log", "space"),
+        ("a.b", "'.'"),
+        ("blög", "non-ASCII letter"),
+        ("blog\n", "trailing newline"),
+    ]
+    return {
+        "authors": authors,
+        "valid_log_ids": ["main", "blog", "0", "a", "my_log-2", "9-_", "x" * 64],
+        "invalid_author_ids": [{"reason": r, "text": t, "description": d}
+                               for r, t, d in invalid_authors],
+        "invalid_feed_ids": [{"reason": r, "text": t, "description": d}
+                             for r, t, d in invalid_feeds],
+        "invalid_log_ids": [{"log_id": t, "description": d} for t, d in invalid_log_ids],
+    }
+
+
+# -- lipmaa.json -----------------------------------------------------------------
+
+LARGE_SEQS = [242, 243, 364, 365, 1000, 1093, 3280, 3281, 9841, 29524, 10**6, 2**32,
+              2**63 - 1]
+POOL_SEQS = [1, 2, 3, 4, 5, 13, 14, 40, 41, 100, 121, 1000, 3280, 10**6]
+PARTIAL_EXAMPLES = [(1, 1), (5, 2), (13, 1), (30, 5), (100, 10), (1000, 3), (10**6, 20),
+                    (7, 100)]
+
+
+def make_lipmaa() -> dict[str, Any]:
+    seqs = list(range(1, 201)) + LARGE_SEQS
+    return {
+        "lipmaa": [{"n": n, "lipmaa": lipmaa(n), "link_target": link_target(n)} for n in seqs],
+        "certificate_pool": [{"n": n, "pool": certificate_pool(n)} for n in POOL_SEQS],
+        "partial_seqs": [{"head_seq": h, "count": c, "seqs": partial_seqs(h, c)}
+                         for h, c in PARTIAL_EXAMPLES],
+    }
+
+
+# -- entries.json ------------------------------------------------------------------
+
+
+def entry_json(entry: Entry, payload: bytes) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "entry": entry.raw.hex(),
+        "hash": entry.hash.hex(),
+        "body": entry.body.hex(),
+        "signature": entry.signature.hex(),
+        "payload": payload.hex(),
+        "fields": {
+            "version": entry.version,
+            "tag": entry.tag,
+            "author": entry.author.hex(),
+            "log_id": entry.log_id,
+            "seq": entry.seq,
+            "timestamp": entry.timestamp,
+            "backlink": hx(entry.backlink),
+            "lipmaa_link": hx(entry.lipmaa_link),
+            "payload_size": entry.payload_size,
+            "payload_hash": entry.payload_hash.hex(),
+        },
+    }
+
+
+def make_entries(blog: Log, notes: Log) -> dict[str, Any]:
+    return {
+        "author": {
+            "seed": ALICE_SEED.hex(),
+            "public_key": ALICE.author.key.hex(),
+            "author_id": str(ALICE.author),
+        },
+        "logs": [
+            {
+                "log_id": log.log_id,
+                "feed_id": str(log.feed),
+                "entries": [entry_json(e, p) for e, p in zip(log.entries, log.payloads,
+                                                              strict=True)],
+            }
+            for log in (blog, notes)
+        ],
+    }
+
+
+# -- invalid.json ------------------------------------------------------------------
+
+Item = tuple[bytes, bytes | None]
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    return {"entry": item[0].hex(), "payload": hx(item[1])}
+
+
+def ingest_case(
+    name: str, rule: str, description: str, *, log: Log, context: int, inputs: list[Item],
+    seq: int, stored: int = 0, index: int | None = None, standalone: bool = False,
+    run: bool = True, fork_proofs: Sequence[bytes] = (), fork_proof: bytes | None = None,
+) -> dict[str, Any]:
+    """A node holding ``log``'s first ``context`` entries receives ``inputs`` for its feed.
+
+    ``index`` is the input entry the error is about; by default the one at
+    position ``seq``. ``run`` is False where only a node's stored entries or fork
+    proofs decide the outcome, so a run verifier given the anchor cannot.
+    """
+    first, last = context + 1, context + len(inputs)
+    known = links_needed(first, last) | ({context} if context else set())
+    hashes = log.hashes(context)
+    if index is None:
+        index = seq - first
+    assert 0 <= index < len(inputs) and stored <= index
+    expected: dict[str, Any] = {"seq": seq, "stored": stored, "index": index}
+    if fork_proof is not None:
+        expected["fork_proof"] = fork_proof.hex()
+    return {
+        "name": name,
+        "kind": "ingest",
+        "rule": rule,
+        "description": description,
+        "feed": str(log.feed),
+        "context": {
+            "entries": [item_json(log.item(s)) for s in range(1, context + 1)],
+            "fork_proofs": [p.hex() for p in fork_proofs],
+            "anchor": {
+                "head_seq": context,
+                "ended": bool(context) and log.entries[context - 1].is_end_of_log,
+                "known": [{"seq": s, "hash": hashes[s].hex()} for s in sorted(known)],
+            },
+        },
+        "input": [item_json(i) for i in inputs],
+        "standalone": standalone,
+        "run": run,
+        "expected": expected,
+    }
+
+
+def partial_case(name: str, rule: str, description: str, *, log: Log, inputs: list[Item],
+                 seq: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": "partial",
+        "rule": rule,
+        "description": description,
+        "feed": str(log.feed),
+        "input": [item_json(i) for i in inputs],
+        "standalone": False,
+        "expected": {"seq": seq},
+    }
+
+
+@dataclass
+class Forgeries:
+    """Author-signed entries that conflict with the logs (shared by several files)."""
+
+    alt1: Entry
+    alt3: Entry
+    alt4: Entry
+    alt_payloads: dict[int, bytes]
+    notes5: bytes
+    proof3: ForkProof
+    proof1: ForkProof
+    proof4: ForkProof
+
+
+def make_forgeries(blog: Log, notes: Log) -> Forgeries:
+    payloads = {1: b"starting over", 3: b"another third entry", 4: b"another fourth entry"}
+    alts = {}
+    for seq, payload in payloads.items():
+        timestamp = T0 + 10 * 24 * 60 * MINUTE if seq == 1 else T0 + seq * MINUTE + 1
+        alts[seq] = blog.sign(seq, payload, timestamp=timestamp)
+    notes5 = forge(ALICE, notes.fields(5, b"after the end", timestamp=T0 + 1100 * MINUTE))
+    return Forgeries(
+        alts[1], alts[3], alts[4], payloads, notes5,
+        ForkProof.from_entries(blog.entries[2], alts[3]),
+        ForkProof.from_entries(blog.entries[0], alts[1]),
+        ForkProof.from_entries(blog.entries[3], alts[4]),
+    )
+
+
+def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, Any]:
+    cases: list[dict[str, Any]] = []
+    p = b"forged entry"
+
+    def at(seq: int, **overrides: Any) -> dict[str, Any]:
+        """Fields of a correctly linked blog entry at ``seq`` for payload ``p``."""
+        return {**blog.fields(seq, p, timestamp=T0 + seq * MINUTE), **overrides}
+
+    def one(name: str, rule: str, description: str, entry: bytes, *, context: int,
+            payload: bytes | None = None, standalone: bool = True) -> None:
+        """One bad entry at the position after blog's first ``context`` entries."""
+        cases.append(ingest_case(name, rule, description, log=blog, context=context,
+                                 inputs=[(entry, payload)], seq=context + 1,
+                                 standalone=standalone))
+
+    # malformed: the bytes are not an entry of the right shape.
+    sig64 = bytes(64)
+    one("malformed-not-cbor", "malformed",
+        "the body is the single byte 0x1c (reserved additional information 28)",
+        b"\x1c" + SIG_HEAD + sig64, context=2)
+    one("malformed-too-short", "malformed", "62 bytes: no room for a body and a signature",
+        SIG_HEAD + bytes(60), context=2)
+    one("malformed-signature-cut", "malformed",
+        "the real entry 3 without its last byte: it no longer ends with 0x58 0x40 and 64 "
+        "bytes", blog.entries[2].raw[:-1], context=2)
+    one("malformed-byte-after-signature", "malformed",
+        "the real entry 3 followed by one 0x00 byte", blog.entries[2].raw + b"\x00", context=2)
+    one("malformed-body-not-array", "malformed", "the body is a CBOR map",
+        signed(ALICE, cbor2.dumps({"seq": 3})), context=2)
+    one("malformed-body-empty-array", "malformed", "the body is an empty array",
+        signed(ALICE, b"\x80"), context=2)
+    one("malformed-nine-fields", "malformed", "the payload hash is left out: 9 fields",
+        signed(ALICE, array(body_parts(at(3))[:-1])), context=2)
+    one("malformed-eleven-fields", "malformed", "an 11th field (0) after the payload hash",
+        signed(ALICE, array([*body_parts(at(3)), b"\x00"])), context=2)
+    one("malformed-version-text", "malformed", "the version is the text string \"1\"",
+        forge_parts(ALICE, at(3), {"version": cbor2.dumps("1")}), context=2)
+    one("malformed-tag-2", "malformed", "tag 2 (only 0 and 1 exist)",
+        forge(ALICE, at(3), tag=2), context=2)
+    one("malformed-author-31-bytes", "malformed", "the author key is 31 bytes",
+        forge(ALICE, at(3), author=ALICE.author.key[:31]), context=2)
+    one("malformed-log-id-upper-case", "malformed", "log id \"Blog\"",
+        forge(ALICE, at(3), log_id="Blog"), context=2)
+    one("malformed-log-id-non-ascii", "malformed", "log id \"blög\" (5 bytes of UTF-8)",
+        forge(ALICE, at(3), log_id="blög"), context=2)
+    one("malformed-log-id-empty", "malformed", "log id \"\"",
+        forge(ALICE, at(3), log_id=""), context=2)
+    one("malformed-log-id-bytes", "malformed", "the log id is a byte string h'626c6f67'",
+        forge(ALICE, at(3), log_id=b"blog"), context=2)
+    one("malformed-log-id-bad-utf8", "malformed",
+        "the log id is a text string whose bytes are not UTF-8 (62 6c ff 67)",
+        forge_parts(ALICE, at(3), {"log_id": b"\x64bl\xffg"}), context=2)
+    one("malformed-seq-zero", "malformed", "seq 0 (sequence numbers start at 1)",
+        forge(ALICE, at(3), seq=0, backlink=None, lipmaa_link=None), context=2)
+    big = 2**63
+    one("malformed-seq-2-63", "malformed", "seq 2^63 (the bound is 2^63 - 1)",
+        forge(ALICE, at(3), seq=big, lipmaa_link=blog.entries[0].hash
+              if link_target(big) is not None else None), context=2)
+    one("malformed-timestamp-negative", "malformed", "timestamp -1",
+        forge(ALICE, at(3), timestamp=-1), context=2)
+    one("malformed-timestamp-float", "malformed", "timestamp 1.5 (a CBOR float)",
+        forge(ALICE, at(3), timestamp=1.5), context=2)
+    one("malformed-payload-size-negative", "malformed", "payload size -1",
+        forge(ALICE, at(3), payload_size=-1), context=2)
+    one("malformed-payload-hash-31-bytes", "malformed", "the payload hash is 31 bytes",
+        forge(ALICE, at(3), payload_hash=payload_hash(p)[:31]), context=2)
+    one("malformed-backlink-33-bytes", "malformed", "the backlink is 33 bytes",
+        forge(ALICE, at(3), backlink=blog.entries[1].hash + b"\x00"), context=2)
+    one("malformed-entry-1-with-backlink", "malformed",
+        "entry 1 carries a backlink (32 zero bytes); entry 1 has no links",
+        forge(ALICE, at(1), backlink=bytes(32)), context=0)
+    one("malformed-backlink-null", "malformed", "entry 3 with a null backlink",
+        forge(ALICE, at(3), backlink=None), context=2)
+    one("malformed-lipmaa-link-missing", "malformed",
+        "entry 4 (link_target 1) with a null lipmaa link",
+        forge(ALICE, at(4), lipmaa_link=None), context=3)
+    one("malformed-lipmaa-link-not-allowed", "malformed",
+        "entry 3 (lipmaa(3) = 2 = seq - 1, so no lipmaa link) carries one equal to its backlink",
+        forge(ALICE, at(3), lipmaa_link=blog.entries[1].hash), context=2)
+    one("malformed-trailing-bytes-in-body", "malformed",
+        "a byte (0x00) after the body's array, inside the signed part: the body is not one "
+        "CBOR data item", signed(ALICE, array(body_parts(at(3))) + b"\x00"), context=2)
+    one("malformed-tagged-timestamp", "malformed",
+        "the timestamp wrapped in tag 1 (epoch time): tags are never allowed",
+        forge_parts(ALICE, at(3), {"timestamp": b"\xc1" + cbor2.dumps(T0 + 3 * MINUTE)}),
+        context=2)
+    one("malformed-tagged-seq", "malformed",
+        "seq 3 as a tag-2 bignum h'03': tags are never allowed, even around a right value",
+        forge_parts(ALICE, at(3), {"seq": b"\xc2\x41\x03"}), context=2)
+    one("malformed-two-byte-simple-value", "malformed",
+        "the null lipmaa link of entry 3 written 0xf8 0x16 (not well-formed)",
+        forge_parts(ALICE, at(3), {"lipmaa_link": b"\xf8\x16"}), context=2)
+    one("malformed-chunk-of-other-type", "malformed",
+        "the payload hash as an indefinite-length byte string holding a text chunk",
+        forge_parts(ALICE, at(3), {"payload_hash": b"\x5f\x61a\xff"}), context=2)
+    one("malformed-and-non-canonical", "malformed",
+        "tag 2 and seq written 0x18 0x03: a bad field wins over the encoding",
+        forge_parts(ALICE, at(3, tag=2), {"seq": head(0, 3, 1)}), context=2)
+    cases.append(ingest_case(
+        "malformed-after-a-valid-entry", "malformed",
+        "valid entry 3, then bytes that are not CBOR at position 4: entry 3 is stored",
+        log=blog, context=2, inputs=[blog.item(3), (b"\x1c" + SIG_HEAD + sig64, None)],
+        seq=4, stored=1, standalone=True))
+
+    # non-canonical: decodes to valid fields, but not in the one canonical encoding.
+    # Each is signed by the author over exactly these body bytes.
+    one("non-canonical-uint-head", "non-canonical",
+        "seq 3 written 0x18 0x03 (a 1-byte argument for a value below 24)",
+        forge_parts(ALICE, at(3), {"seq": head(0, 3, 1)}), context=2)
+    one("non-canonical-uint-4-byte-head", "non-canonical",
+        "payload size 12 written with a 4-byte argument (0x1a 0x0000000c)",
+        forge_parts(ALICE, at(3), {"payload_size": head(0, len(p), 4)}), context=2)
+    one("non-canonical-version-head", "non-canonical", "version 1 written 0x18 0x01",
+        forge_parts(ALICE, at(3), {"version": head(0, 1, 1)}), context=2)
+    one("non-canonical-array-head", "non-canonical",
+        "the body array's length 10 written 0x98 0x0a",
+        signed(ALICE, array(body_parts(at(3)), head_size=1)), context=2)
+    one("non-canonical-indefinite-array", "non-canonical",
+        "the body is an indefinite-length array (0x9f ... 0xff)",
+        signed(ALICE, array(body_parts(at(3)), indefinite=True)), context=2)
+    one("non-canonical-bytes-length-head", "non-canonical",
+        "the author key's length 32 written 0x59 0x0020",
+        forge_parts(ALICE, at(3), {"author": head(2, 32, 2) + ALICE.author.key}), context=2)
+    hash_p = payload_hash(p)
+    one("non-canonical-indefinite-bytes", "non-canonical",
+        "the payload hash as an indefinite-length byte string of two 16-byte chunks",
+        forge_parts(ALICE, at(3), {"payload_hash": b"\x5f" + cbor2.dumps(hash_p[:16])
+                                   + cbor2.dumps(hash_p[16:]) + b"\xff"}), context=2)
+    one("non-canonical-indefinite-text", "non-canonical",
+        "the log id as an indefinite-length text string \"bl\" \"og\"",
+        forge_parts(ALICE, at(3), {"log_id": b"\x7f\x62bl\x62og\xff"}), context=2)
+    one("non-canonical-text-length-head", "non-canonical",
+        "the log id's length 4 written 0x78 0x04",
+        forge_parts(ALICE, at(3), {"log_id": head(3, 4, 1) + b"blog"}), context=2)
+    one("non-canonical-512-bytes", "non-canonical",
+        f"exactly {MAX_ENTRY_SIZE} bytes (the bound, so not oversize): the author key as an "
+        "indefinite-length byte string led by empty chunks",
+        padded_entry(ALICE, at(3), MAX_ENTRY_SIZE), context=2)
+
+    # unknown-version
+    one("unknown-version-2", "unknown-version", "version 2 with version 1's ten fields",
+        forge_parts(ALICE, at(3), {"version": cbor2.dumps(2)}), context=2)
+    one("unknown-version-0", "unknown-version", "version 0 with version 1's ten fields",
+        forge_parts(ALICE, at(3), {"version": cbor2.dumps(0)}), context=2)
+    one("unknown-version-negative", "unknown-version",
+        "version -1: an integer, so the version is unknown rather than malformed",
+        forge_parts(ALICE, at(3), {"version": cbor2.dumps(-1)}), context=2)
+    one("unknown-version-other-shape", "unknown-version",
+        "[2, \"future\", h'00']: the version is checked before the shape of the rest",
+        signed(ALICE, cbor2.dumps([2, "future", b"\x00"])), context=2)
+
+    # oversize
+    one("oversize-entry-513-bytes", "oversize",
+        f"{MAX_ENTRY_SIZE + 1} bytes: one empty chunk more than non-canonical-512-bytes",
+        padded_entry(ALICE, at(3), MAX_ENTRY_SIZE + 1), context=2)
+    one("oversize-entry-before-parsing", "oversize",
+        "1000 zero bytes: an entry over the bound is refused before it is parsed",
+        bytes(1000), context=2)
+    one("oversize-payload-size", "oversize",
+        f"payload size {MAX_PAYLOAD_SIZE + 1} (the bound is {MAX_PAYLOAD_SIZE}), author-signed",
+        forge(ALICE, at(3), payload_size=MAX_PAYLOAD_SIZE + 1), context=2)
+    one("oversize-log-id", "oversize",
+        "log id of 65 characters (the bound is 64 bytes), author-signed entry 1",
+        forge(ALICE, at(1), log_id="a" * 65), context=0)
+
+    one("oversize-log-id-bad-chars", "oversize",
+        "log id of 65 upper-case letters: the length is checked before the characters",
+        forge(ALICE, at(1), log_id="A" * 65), context=0)
+
+    # bad-signature
+    real5 = blog.entries[4]
+    one("bad-signature-flipped-bit", "bad-signature",
+        "the real entry 5 with the lowest bit of its signature's first byte flipped",
+        flip(real5.raw, len(real5.raw) - 64), payload=blog.payloads[4], context=4)
+    one("bad-signature-other-key", "bad-signature",
+        "entry 5 with alice's key as author, signed by bob",
+        forge(BOB, at(5)), payload=p, context=4)
+    changed = encode_body(**blog.fields(5, blog.payloads[4], timestamp=real5.timestamp + 1))
+    one("bad-signature-body-changed", "bad-signature",
+        "the real entry 5 with its timestamp raised by 1 and its old signature",
+        changed + SIG_HEAD + real5.signature, payload=blog.payloads[4], context=4)
+    bad6 = flip(blog.entries[5].raw, len(blog.entries[5].raw) - 1)
+    cases.append(ingest_case(
+        "bad-signature-in-a-run", "bad-signature",
+        "entries 5, 6, 7 where 6's signature has a flipped bit (so 7's backlink is wrong "
+        "too): 6 is the first bad entry, 5 is stored",
+        log=blog, context=4, inputs=[blog.item(5), (bad6, blog.payloads[5]), blog.item(7)],
+        seq=6, stored=1, standalone=True))
+
+    bad_alt3 = flip(forged.alt3.raw, len(forged.alt3.raw) - 64)
+    cases.append(ingest_case(
+        "bad-signature-conflicting-entry", "bad-signature",
+        "the node holds 1 to 5 and receives another entry 3 with a bad signature: no fork "
+        "proof", log=blog, context=5, inputs=[(bad_alt3, forged.alt_payloads[3])], seq=3,
+        index=0, standalone=True, run=False))
+    cases.append(partial_case(
+        "bad-signature-partial-head", "bad-signature",
+        "entries 1, 2 and the real entry 3 with a flipped signature bit", log=blog,
+        inputs=[blog.item(1), blog.item(2),
+                (flip(blog.entries[2].raw, len(blog.entries[2].raw) - 64), blog.payloads[2])],
+        seq=3))
+    cases.append(partial_case(
+        "bad-signature-partial-same-seq", "bad-signature",
+        "entries 1, 2, 3 and another entry 3 with a bad signature: not a fork", log=blog,
+        inputs=[blog.item(1), blog.item(2), blog.item(3), (bad_alt3, None)], seq=3))
+
+    # Author keys no honest author has: small order, or y >= p. The identity
+    # point with R = identity, S = 0 passes a plain RFC 8032 check over every
+    # message; spec 02 §2 makes every signature by such a key bad.
+    field_prime = 2**255 - 19
+    for name, key, what in (
+        ("identity", b"\x01" + bytes(31), "the identity point (small order 1)"),
+        ("order-2", (field_prime - 1).to_bytes(32, "little"), "the point of order 2"),
+        ("order-4", bytes(32), "a point of order 4 (y = 0)"),
+        ("y-not-canonical", (field_prime + 1).to_bytes(32, "little"),
+         "y = p + 1, a non-canonical encoding of the identity"),
+    ):
+        key_body = encode_body(tag=TAG_REGULAR, author=key, log_id="blog", seq=1,
+                               timestamp=T0, backlink=None, lipmaa_link=None, payload_size=0,
+                               payload_hash=payload_hash(b""))
+        cases.append({
+            "name": f"bad-signature-small-order-key-{name}",
+            "kind": "partial",
+            "rule": "bad-signature",
+            "description": f"entry 1 whose author key is {what}; signature R = the identity "
+                           "encoding 01 00..00, S = 0",
+            "feed": str(FeedId(key, "blog")),
+            "input": [item_json((key_body + SIG_HEAD + b"\x01" + bytes(63), None))],
+            "standalone": False,
+            "expected": {"seq": 1},
+        })
+
+    # wrong-backlink (author-signed: only the link is wrong)
+    one("wrong-backlink-older-entry", "wrong-backlink",
+        "entry 5 whose backlink is the hash of entry 3", forge(ALICE, at(5,
+        backlink=blog.entries[2].hash)), payload=p, context=4, standalone=False)
+    one("wrong-backlink-zeros", "wrong-backlink", "entry 5 whose backlink is 32 zero bytes",
+        forge(ALICE, at(5, backlink=bytes(32))), payload=p, context=4, standalone=False)
+    cases.append(ingest_case(
+        "wrong-backlink-in-a-run", "wrong-backlink",
+        "entry 5, then an entry 6 whose backlink is the hash of entry 4: 5 is stored",
+        log=blog, context=4,
+        inputs=[blog.item(5), (forge(ALICE, at(6, backlink=blog.entries[3].hash)), p)],
+        seq=6, stored=1))
+
+    cases.append(partial_case(
+        "wrong-backlink-partial", "wrong-backlink",
+        "entries 1, 2 and an author-signed head 3 whose backlink is 32 zero bytes", log=blog,
+        inputs=[blog.item(1), blog.item(2), (forge(ALICE, at(3, backlink=bytes(32))), p)],
+        seq=3))
+
+    # wrong-lipmaa-link (author-signed, backlink right)
+    one("wrong-lipmaa-link-13", "wrong-lipmaa-link",
+        "entry 13 (link_target 4) whose lipmaa link is the hash of entry 12",
+        forge(ALICE, at(13, lipmaa_link=blog.entries[11].hash)), payload=p, context=12,
+        standalone=False)
+    one("wrong-lipmaa-link-zeros", "wrong-lipmaa-link",
+        "entry 4 (link_target 1) whose lipmaa link is 32 zero bytes",
+        forge(ALICE, at(4, lipmaa_link=bytes(32))), payload=p, context=3, standalone=False)
+    cases.append(ingest_case(
+        "wrong-lipmaa-link-in-a-run", "wrong-lipmaa-link",
+        "entries 4 to 7, then an entry 8 (link_target 4) linking to entry 5: 4 to 7 are "
+        "stored", log=blog, context=3,
+        inputs=[*(blog.item(s) for s in range(4, 8)),
+                (forge(ALICE, at(8, lipmaa_link=blog.entries[4].hash)), p)],
+        seq=8, stored=4))
+
+    cases.append(partial_case(
+        "wrong-lipmaa-link-partial", "wrong-lipmaa-link",
+        "entries 1, 4 and an author-signed head 13 whose lipmaa link is 32 zero bytes",
+        log=blog, inputs=[blog.item(1), blog.item(4),
+                          (forge(ALICE, at(13, lipmaa_link=bytes(32))), p)], seq=13))
+
+    # linked-seq-mismatch (partial verification)
+    cases.append(partial_case(
+        "linked-seq-mismatch-lipmaa", "linked-seq-mismatch",
+        "entries 1, 4 and an author-signed head 13 whose lipmaa link (which must reach 4) is "
+        "the hash of entry 1", log=blog,
+        inputs=[blog.item(1), blog.item(4),
+                (forge(ALICE, at(13, lipmaa_link=blog.entries[0].hash)), p)], seq=13))
+    cases.append(partial_case(
+        "linked-seq-mismatch-backlink", "linked-seq-mismatch",
+        "entries 1, 2 and an author-signed head 3 whose backlink (which must reach 2) is the "
+        "hash of entry 1", log=blog,
+        inputs=[blog.item(1), blog.item(2),
+                (forge(ALICE, at(3, backlink=blog.entries[0].hash)), p)], seq=3))
+
+    # gap
+    cases.append(ingest_case(
+        "gap-skipped-entry", "gap", "the node holds 1 to 5 and receives the real entry 7",
+        log=blog, context=5, inputs=[blog.item(7)], seq=6))
+    cases.append(ingest_case(
+        "gap-in-a-run", "gap", "entries 6 and 8 after 1 to 5: 6 is stored, position 7 is bad",
+        log=blog, context=5, inputs=[blog.item(6), blog.item(8)], seq=7, stored=1))
+    cases.append(ingest_case(
+        "gap-first-entry-missing", "gap", "an empty node receives the real entry 2",
+        log=blog, context=0, inputs=[blog.item(2)], seq=1))
+    cases.append(partial_case(
+        "gap-partial-unreached", "gap",
+        "entries 1, 4, 5 and 13: from 13 the links reach 4 and 1, nothing reaches 5",
+        log=blog, inputs=[blog.item(s) for s in (1, 4, 5, 13)], seq=5))
+    cases.append(partial_case(
+        "gap-partial-no-entry-1", "gap",
+        "entries 4 and 13 link correctly but entry 1 is missing", log=blog,
+        inputs=[blog.item(4), blog.item(13)], seq=1))
+
+    # wrong-feed
+    cases.append(ingest_case(
+        "wrong-feed-other-log", "wrong-feed",
+        "the node holds blog 1 to 3 and receives entry 4 of the same author's log \"notes\"",
+        log=blog, context=3, inputs=[notes.item(4)], seq=4))
+    cases.append(ingest_case(
+        "wrong-feed-other-author", "wrong-feed",
+        "an empty node for alice's \"blog\" receives entry 1 of bob's \"blog\"",
+        log=blog, context=0, inputs=[bob.item(1)], seq=1))
+
+    cases.append(partial_case(
+        "wrong-feed-partial", "wrong-feed",
+        "entry 1 of alice's notes with entries 2 and 3 of her blog (the head)", log=blog,
+        inputs=[notes.item(1), blog.item(2), blog.item(3)], seq=1))
+    cases.append(partial_case(
+        "wrong-feed-partial-same-seq", "wrong-feed",
+        "entries 1, 2 of alice's blog and entry 1 of bob's blog: two entries at seq 1 of "
+        "different feeds are not a fork", log=blog,
+        inputs=[blog.item(1), blog.item(2), bob.item(1)], seq=1))
+
+    # payload-size-mismatch / payload-hash-mismatch (the entries are valid)
+    one("payload-size-mismatch-longer", "payload-size-mismatch",
+        "the real entry 5 with its payload and one byte more",
+        real5.raw, payload=blog.payloads[4] + b"!", context=4)
+    one("payload-size-mismatch-empty", "payload-size-mismatch",
+        "the real entry 5 with an empty payload (absent would be null, not empty)",
+        real5.raw, payload=b"", context=4)
+    one("payload-hash-mismatch", "payload-hash-mismatch",
+        "the real entry 5 with a payload of the right size, one bit flipped",
+        real5.raw, payload=flip(blog.payloads[4], 0), context=4)
+    cases.append(ingest_case(
+        "payload-hash-mismatch-in-a-run", "payload-hash-mismatch",
+        "entries 5, 6, 7 where 6's payload has a flipped bit: 5 is stored",
+        log=blog, context=4,
+        inputs=[blog.item(5), (blog.entries[5].raw, flip(blog.payloads[5], 2)), blog.item(7)],
+        seq=6, stored=1, standalone=True))
+
+    cases.append(partial_case(
+        "payload-size-mismatch-partial", "payload-size-mismatch",
+        "entries 1, 2, 3 with entry 3's payload one byte longer", log=blog,
+        inputs=[blog.item(1), blog.item(2), (blog.entries[2].raw, blog.payloads[2] + b"!")],
+        seq=3))
+    cases.append(partial_case(
+        "payload-hash-mismatch-partial", "payload-hash-mismatch",
+        "entries 1, 2, 3 with one bit of entry 1's payload flipped", log=blog,
+        inputs=[(blog.entries[0].raw, flip(blog.payloads[0], 0)), blog.item(2), blog.item(3)],
+        seq=1))
+
+    # after-end-of-log
+    cases.append(ingest_case(
+        "after-end-of-log", "after-end-of-log",
+        "the node holds notes 1 to 4 (4 ends the log) and receives an author-signed, "
+        "correctly linked entry 5", log=notes, context=4,
+        inputs=[(forged.notes5, b"after the end")], seq=5))
+    cases.append(ingest_case(
+        "after-end-of-log-in-a-run", "after-end-of-log",
+        "notes 4 (end of log) and an entry 5 after notes 1 to 3: 4 is stored",
+        log=notes, context=3, inputs=[notes.item(4), (forged.notes5, b"after the end")],
+        seq=5, stored=1))
+    cases.append(partial_case(
+        "after-end-of-log-partial", "after-end-of-log",
+        "notes 1 to 4 and a correctly linked head 5", log=notes,
+        inputs=[*(notes.item(s) for s in range(1, 5)), (forged.notes5, b"after the end")],
+        seq=5))
+
+    # fork
+    alt3 = (forged.alt3.raw, forged.alt_payloads[3])
+    cases.append(ingest_case(
+        "fork-at-3", "fork",
+        "the node holds 1 to 5 and receives another author-signed, correctly linked entry 3",
+        log=blog, context=5, inputs=[alt3], seq=3, index=0, run=False,
+        fork_proof=forged.proof3.to_bytes()))
+    cases.append(ingest_case(
+        "fork-at-1", "fork",
+        "the node holds 1 to 5 and receives another entry 1 (a key restored from a backup "
+        "starting over)", log=blog, context=5,
+        inputs=[(forged.alt1.raw, forged.alt_payloads[1])], seq=1, index=0, run=False,
+        fork_proof=forged.proof1.to_bytes()))
+    cases.append(partial_case(
+        "fork-partial", "fork", "entries 1, 2, 3 and another entry 3", log=blog,
+        inputs=[blog.item(1), blog.item(2), blog.item(3), alt3], seq=3))
+
+    # forked-feed
+    cases.append(ingest_case(
+        "forked-feed-after-fork", "forked-feed",
+        "the node holds 1 to 5 and a fork proof at seq 3, and receives entry 6",
+        log=blog, context=5, inputs=[blog.item(6)], seq=6, run=False,
+        fork_proofs=[forged.proof3.to_bytes()]))
+    cases.append(ingest_case(
+        "forked-feed-from-the-fork", "forked-feed",
+        "the node holds 1 and 2 and a fork proof at seq 4, and receives 3, 4, 5: 3 is stored",
+        log=blog, context=2, inputs=[blog.item(s) for s in (3, 4, 5)], seq=4, stored=1,
+        run=False, fork_proofs=[forged.proof4.to_bytes()]))
+    return {"cases": cases}
+
+
+# -- forks.json --------------------------------------------------------------------
+
+
+def make_forks(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, Any]:
+    def proof_bytes(a: bytes, b: bytes, version: int = 1) -> bytes:
+        return cbor2.dumps([version, a, b])
+
+    def by_hash(a: bytes, b: bytes) -> tuple[bytes, bytes]:
+        return (a, b) if hashlib.blake2b(a, digest_size=32).digest() < hashlib.blake2b(
+            b, digest_size=32).digest() else (b, a)
+
+    valid = []
+    for description, proof in (
+        ("two entries 3 of alice's blog", forged.proof3),
+        ("two entries 1 of alice's blog (a restored key starting over)", forged.proof1),
+        ("two entries 4 of alice's blog (both with a lipmaa link)", forged.proof4),
+    ):
+        valid.append({
+            "description": description,
+            "proof": proof.to_bytes().hex(),
+            "feed": str(proof.feed),
+            "seq": proof.seq,
+            "first": proof.first.raw.hex(),
+            "second": proof.second.raw.hex(),
+        })
+    first, second = forged.proof3.first.raw, forged.proof3.second.raw
+    b3 = blog.entries[2].raw
+    bad_alt = flip(forged.alt3.raw, len(forged.alt3.raw) - 64)
+    invalid = [  # (reason, the check of spec 06 section 3 that fails, description, bytes)
+        ("same-entry", "F9", "the real entry 3 twice", proof_bytes(b3, b3)),
+        ("different-seqs", "F8", "entries 2 and 3 of one feed",
+         proof_bytes(*by_hash(blog.entries[1].raw, b3))),
+        ("different-feeds", "F7", "entry 1 of alice's blog and entry 1 of alice's notes",
+         proof_bytes(*by_hash(blog.entries[0].raw, notes.entries[0].raw))),
+        ("different-feeds", "F7", "entry 1 of alice's blog and entry 1 of bob's blog",
+         proof_bytes(*by_hash(blog.entries[0].raw, bob.entries[0].raw))),
+        ("bad-signature", "F10", "entry 3 and the other entry 3 with a flipped signature bit",
+         proof_bytes(*by_hash(b3, bad_alt))),
+        ("wrong-order", "F9", "a valid fork's entries with the larger hash first",
+         proof_bytes(second, first)),
+        ("unknown-version", "F4", "version 2", proof_bytes(first, second, 2)),
+        ("non-canonical", "F5", "an indefinite-length array",
+         b"\x9f" + proof_bytes(first, second)[1:] + b"\xff"),
+        ("trailing-bytes", "F2", "a valid proof followed by 0x00",
+         proof_bytes(first, second) + b"\x00"),
+        ("malformed", "F3", "two items: [1, entry]", cbor2.dumps([1, first])),
+        ("malformed", "F3", "the entries as text strings",
+         cbor2.dumps([1, first.hex(), second.hex()])),
+        ("malformed", "F2", "not CBOR: the single byte 0xff", b"\xff"),
+        ("invalid-entry", "F6", "the second entry is 70 zero bytes",
+         proof_bytes(first, bytes(70))),
+        ("oversize", "F1", f"over {MAX_PROOF_SIZE} bytes (two 520-byte strings)",
+         proof_bytes(bytes(520), bytes(520))),
+    ]
+    assert len(invalid[-1][3]) > MAX_PROOF_SIZE
+    return {
+        "valid": valid,
+        "invalid": [{"reason": r, "step": step, "description": d, "proof": b.hex()}
+                    for r, step, d, b in invalid],
+    }
+
+
+# -- bundles.json ------------------------------------------------------------------
+
+
+def export(book: Logbook, feed: FeedId) -> bytes:
+    out = io.BytesIO()
+    book.export_bundle(feed, out.write)
+    return out.getvalue()
+
+
+#: A bundle's records: ("entry", entry bytes, payload or None) or ("fork_proof", proof, None).
+Record = tuple[str, bytes, bytes | None]
+
+
+def encode_bundle(records: Sequence[Record]) -> bytes:
+    return HEADER + b"".join(
+        encode_entry_record(raw, payload) if kind == "entry" else encode_proof_record(raw)
+        for kind, raw, payload in records
+    )
+
+
+def records_json(records: Sequence[Record]) -> list[dict[str, Any]]:
+    return [
+        {"kind": "entry", "entry": raw.hex(), "payload": hx(payload)} if kind == "entry"
+        else {"kind": "fork_proof", "proof": raw.hex()}
+        for kind, raw, payload in records
+    ]
+
+
+def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
+    feed = blog.feed
+    proof: Record = ("fork_proof", forged.proof3.to_bytes(), None)
+
+    def entries(last: int, absent: int | None = None) -> list[Record]:
+        return [("entry", blog.entries[s - 1].raw, None if s == absent else blog.payloads[s - 1])
+                for s in range(1, last + 1)]
+
+    # What the reference writer makes; the asserts stop the script, rather than
+    # write inconsistent vectors, if it changes.
+    plain = Logbook(MemoryStore())
+    plain.ingest(feed, [blog.item(s) for s in range(1, 7)])
+    plain.delete_payload(feed, 4)
+    contents = entries(6, absent=4)
+    bundle = export(plain, feed)
+    assert bundle == encode_bundle(contents)
+    forked = Logbook(MemoryStore())
+    forked.ingest(feed, [blog.item(s) for s in range(1, 6)])
+    forked.add_fork_proof(forged.proof3)
+    forked_contents = [proof, *entries(5)]
+    assert export(forked, feed) == encode_bundle(forked_contents)
+    assert export(Logbook(MemoryStore()), feed) == HEADER
+
+    def outcome(added: int, forked_at: int | None = None, fork_proofs: int = 0,
+                error: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"added": added, "fork_proofs": fork_proofs, "forked_at": forked_at,
+                "error": error}
+
+    def bad_entry(rule: str, seq: int | None, feed_id: FeedId | None = feed) -> dict[str, Any]:
+        return {"kind": "InvalidEntry", "rule": rule, "seq": seq,
+                "feed": None if feed_id is None else str(feed_id)}
+
+    valid = [
+        ("entries 1 to 6 of alice's blog; the payload of entry 4 is absent",
+         contents, contents, outcome(6)),
+        ("a forked feed as the writer puts it: the fork proof at seq 3, then entries 1 to 5; "
+         "the importer keeps 1 and 2 and refuses 3 on", forked_contents, [proof, *entries(2)],
+         outcome(2, forked_at=3, fork_proofs=1, error=bad_entry("forked-feed", 3))),
+        ("entries 1 to 5, then the fork proof at seq 3: a reader accepts proofs anywhere, "
+         "and the entries came before it", [*entries(5), proof], forked_contents,
+         outcome(5, forked_at=3, fork_proofs=1)),
+        ("the header alone: a bundle with no records", [], [], outcome(0)),
+    ]
+    # Offsets into the valid bundle, record by record.
+    offsets = [len(HEADER)]
+    for _, raw, pl in contents:
+        offsets.append(offsets[-1] + len(encode_entry_record(raw, pl)))
+
+    def record_at(seq: int) -> int:
+        return offsets[seq - 1]
+
+    def entry_start(seq: int) -> int:
+        """Offset of entry ``seq``'s bytes: after 0x83 0x00 and the byte string head."""
+        raw = contents[seq - 1][1]
+        return record_at(seq) + 2 + len(head(2, len(raw)))
+
+    bad_bundle = {"kind": "InvalidBundle"}
+    e3_payload = entry_start(3) + len(contents[2][1]) + len(head(2, len(contents[2][2] or b"")))
+    e5_sig_end = entry_start(5) + len(contents[4][1])
+    reordered = [contents[i] for i in (0, 1, 3, 2, 4, 5)]
+    rec1 = HEADER + b"\x83\x00"
+    entry1 = blog.entries[0].raw
+    damaged = [
+        ("payload-byte-flipped", "one bit of entry 3's payload flipped",
+         flip(bundle, e3_payload + 5), outcome(2, error=bad_entry("payload-hash-mismatch", 3))),
+        ("signature-byte-flipped", "one bit of entry 5's signature flipped",
+         flip(bundle, e5_sig_end - 1), outcome(4, error=bad_entry("bad-signature", 5))),
+        ("entry-not-decodable", "entry 2's body array head 0x8a changed to 0x89 (9 items)",
+         flip(bundle, entry_start(2), 0x8A ^ 0x89), outcome(1, error=bad_entry("malformed", 2))),
+        ("records-out-of-order", "the records in the order 1, 2, 4, 3, 5, 6",
+         encode_bundle(reordered),
+         outcome(2, error=bad_entry("gap", 3))),
+        ("first-entry-not-decodable", "the first record's entry is 70 zero bytes: no feed "
+         "is known, so neither feed nor seq can be reported",
+         rec1 + cbor2.dumps(bytes(70)) + b"\xf6",
+         outcome(0, error=bad_entry("malformed", None, None))),
+        ("missing-first-entry", "the records of entries 2 to 6 only",
+         HEADER + bundle[record_at(2):], outcome(0, error=bad_entry("gap", 1))),
+        ("truncated-in-a-record", "cut 10 bytes into the record of entry 5",
+         bundle[:record_at(5) + 10], outcome(4, error=bad_bundle)),
+        ("truncated-header", "the first 5 bytes", bundle[:5], outcome(0, error=bad_bundle)),
+        ("empty", "no bytes at all", b"", outcome(0, error=bad_bundle)),
+        ("bad-magic", "the header's text is \"tidings-bundlf\"",
+         cbor2.dumps(["tidings-bundlf", 1]) + bundle[len(HEADER):],
+         outcome(0, error=bad_bundle)),
+        ("unknown-version", "the header's version is 2",
+         cbor2.dumps(["tidings-bundle", 2]) + bundle[len(HEADER):],
+         outcome(0, error=bad_bundle)),
+        ("oversize-entry", f"the first record holds a {MAX_ENTRY_SIZE + 1}-byte entry",
+         rec1 + head(2, MAX_ENTRY_SIZE + 1) + bytes(MAX_ENTRY_SIZE + 1) + b"\xf6",
+         outcome(0, error=bad_bundle)),
+        ("oversize-payload", f"the first record declares a {MAX_PAYLOAD_SIZE + 1}-byte "
+         "payload (the bytes are not there: the length alone must be refused)",
+         rec1 + cbor2.dumps(entry1) + head(2, MAX_PAYLOAD_SIZE + 1),
+         outcome(0, error=bad_bundle)),
+        ("non-canonical-length", "entry 1's length written with a 2-byte head",
+         rec1 + head(2, len(entry1), 2) + entry1 + cbor2.dumps(blog.payloads[0]),
+         outcome(0, error=bad_bundle)),
+        ("indefinite-length", "entry 1 as an indefinite-length byte string",
+         rec1 + b"\x5f" + cbor2.dumps(entry1) + b"\xff" + cbor2.dumps(blog.payloads[0]),
+         outcome(0, error=bad_bundle)),
+        ("payload-not-bytes", "entry 1's payload as a text string",
+         rec1 + cbor2.dumps(entry1) + cbor2.dumps(blog.payloads[0].decode()),
+         outcome(0, error=bad_bundle)),
+        ("bad-record-kind", "a 3-item record of kind 1",
+         HEADER + b"\x83\x01" + bundle[len(HEADER) + 2:], outcome(0, error=bad_bundle)),
+        ("not-a-record", "the first record is a 4-item array",
+         HEADER + b"\x84" + bundle[len(HEADER) + 1:], outcome(0, error=bad_bundle)),
+        ("invalid-fork-proof", "entries 1 to 6, then a fork proof record whose entries are in "
+         "the wrong order", bundle + encode_proof_record(cbor2.dumps(
+             [1, forged.proof3.second.raw, forged.proof3.first.raw])),
+         outcome(6, error={"kind": "InvalidForkProof"})),
+    ]
+    return {
+        "valid": [{"description": d, "bundle": encode_bundle(r).hex(), "feed": str(feed),
+                   "records": records_json(r), "reexport": encode_bundle(again).hex(),
+                   "expected": e} for d, r, again, e in valid],
+        "damaged": [{"name": n, "description": d, "bundle": b.hex(), "expected": e}
+                    for n, d, b, e in damaged],
+    }
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+def render(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def make_all() -> dict[str, str]:
+    blog, notes, bob = build_logs()
+    forged = make_forgeries(blog, notes)
+    # The first author of ids.json is pinned to RFC 8032: fail here, not in a vector.
+    assert Identity.from_seed(RFC8032_SEED).author.key.hex() == (
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    return {
+        "ids.json": render(make_ids()),
+        "lipmaa.json": render(make_lipmaa()),
+        "entries.json": render(make_entries(blog, notes)),
+        "invalid.json": render(make_invalid(blog, notes, bob, forged)),
+        "forks.json": render(make_forks(blog, notes, bob, forged)),
+        "bundles.json": render(make_bundles(blog, forged)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a file differs from what the code makes")
+    parser.add_argument("--out", type=Path, default=VECTORS_DIR, help="vectors directory")
+    args = parser.parse_args(argv)
+    files = make_all()
+    if args.check:
+        stale = [name for name, text in files.items()
+                 if not (args.out / name).is_file()
+                 or (args.out / name).read_text(encoding="utf-8") != text]
+        for name in stale:
+            print(f"{args.out / name} is missing or out of date: run tools/make_vectors.py",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.out / name).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
