@@ -178,3 +178,25 @@ def test_any_byte_flip_changes_the_hash_or_is_refused(data: st.DataObject) -> No
     assert changed.hash != entry.hash
     with pytest.raises(InvalidEntry):
         changed.check_signature()
+
+
+CBOR_VALUES = st.recursive(
+    st.none() | st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=40) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(CBOR_VALUES)
+def test_strict_decoder_reads_what_cbor2_writes(value: object) -> None:
+    from tidings.core.entry import strict_cbor_decode
+
+    assert strict_cbor_decode(cbor2.dumps(value)) == value
+
+
+@given(st.binary(max_size=64))
+def test_strict_decoder_only_raises_malformed(data: bytes) -> None:
+    from tidings.core.entry import strict_cbor_decode
+
+    with contextlib.suppress(MalformedEntry):
+        strict_cbor_decode(data)

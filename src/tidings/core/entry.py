@@ -13,6 +13,7 @@ is refused, so there is exactly one byte string per entry and hashes are stable.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import cbor2
@@ -286,6 +287,20 @@ def strict_cbor_decode(data: bytes) -> Any:
     return value
 
 
+def _until_break(
+    data: bytes, pos: int, read: Callable[[bytes, int], tuple[Any, int]]
+) -> tuple[list[Any], int]:
+    """Items of an indefinite-length string, array or map, up to its break code."""
+    items: list[Any] = []
+    while True:
+        if pos >= len(data):
+            raise _malformed("truncated CBOR")
+        if data[pos] == 0xFF:
+            return items, pos + 1
+        item, pos = read(data, pos)
+        items.append(item)
+
+
 def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
     if pos >= len(data):
         raise _malformed("truncated CBOR")
@@ -311,17 +326,13 @@ def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
         return (argument if major == 0 else -1 - argument), pos
     if major == 2 or major == 3:
         if argument is None:
-            chunks: list[Any] = []
-            while True:
-                if pos >= len(data):
-                    raise _malformed("truncated CBOR")
-                if data[pos] == 0xFF:
-                    pos += 1
-                    break
-                if data[pos] >> 5 != major or data[pos] & 0x1F == 31:
+
+            def chunk(data: bytes, at: int) -> tuple[Any, int]:
+                if data[at] >> 5 != major or data[at] & 0x1F == 31:
                     raise _malformed("bad chunk in an indefinite-length string")
-                chunk, pos = _strict_item(data, pos)
-                chunks.append(chunk)
+                return _strict_item(data, at)
+
+            chunks, pos = _until_break(data, pos, chunk)
             return (b"".join(chunks) if major == 2 else "".join(chunks)), pos
         if pos + argument > len(data):
             raise _malformed("truncated CBOR")
@@ -334,22 +345,16 @@ def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
         except UnicodeDecodeError:
             raise _malformed("text string is not valid UTF-8") from None
     if major == 4 or major == 5:
-        per_entry = 1 if major == 4 else 2
-        items: list[Any] = []
         if argument is None:
-            while True:
-                if pos >= len(data):
-                    raise _malformed("truncated CBOR")
-                if data[pos] == 0xFF:
-                    pos += 1
-                    break
-                for _ in range(per_entry):
-                    item, pos = _strict_item(data, pos)
-                    items.append(item)
+            items, pos = _until_break(data, pos, _strict_item)
+            if major == 5 and len(items) % 2:
+                raise _malformed("break code between a map key and its value")
         else:
-            if argument * per_entry > len(data) - pos:
+            count = argument * (1 if major == 4 else 2)
+            if count > len(data) - pos:  # every item takes at least one byte
                 raise _malformed("truncated CBOR")
-            for _ in range(argument * per_entry):
+            items = []
+            for _ in range(count):
                 item, pos = _strict_item(data, pos)
                 items.append(item)
         return (items if major == 4 else _NOT_A_FIELD), pos
