@@ -29,7 +29,7 @@ def test_a_proof_verifies_alone_and_round_trips() -> None:
 @pytest.mark.parametrize(
     ("pick", "message"),
     [
-        (lambda a, b: (a[1], a[1]), "differ"),
+        (lambda a, b: (a[1], a[1]), "same entry"),
         (lambda a, b: (a[1], b[2]), "seq"),
         (lambda a, b: (a[1], decode_entry(forge(author(2), seq=1))), "feeds"),
     ],

@@ -49,7 +49,7 @@ def test_every_single_character_typo_is_caught() -> None:
     [
         ("", "must start with"),
         ("tf1abc_blog", "feed id"),
-        ("ta1" + "a" * 54, "55 characters"),
+        ("ta1" + "a" * 54, "must be 55"),
         ("ta1" + "A" * 55, "a-z and 2-7"),
         ("ta1" + "1" * 55, "a-z and 2-7"),
     ],

@@ -96,14 +96,16 @@ def test_invalid_log_ids(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", IDS["invalid_author_ids"], ids=lambda c: c["description"])
 def test_invalid_author_ids(case: dict[str, Any]) -> None:
-    with pytest.raises(InvalidId):
+    with pytest.raises(InvalidId) as raised:
         AuthorId.parse(case["text"])
+    assert raised.value.reason == case["reason"]
 
 
 @pytest.mark.parametrize("case", IDS["invalid_feed_ids"], ids=lambda c: c["description"])
 def test_invalid_feed_ids(case: dict[str, Any]) -> None:
-    with pytest.raises(InvalidId):
+    with pytest.raises(InvalidId) as raised:
         FeedId.parse(case["text"])
+    assert raised.value.reason == case["reason"]
 
 
 # -- lipmaa.json ------------------------------------------------------------------
@@ -358,8 +360,9 @@ def test_valid_fork_proofs(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", by_name(FORKS["invalid"], "description"))
 def test_invalid_fork_proofs(case: dict[str, Any]) -> None:
-    with pytest.raises(InvalidForkProof):
+    with pytest.raises(InvalidForkProof) as raised:
         ForkProof.from_bytes(bytes.fromhex(case["proof"]))
+    assert raised.value.reason == case["reason"]
 
 
 # -- bundles.json -----------------------------------------------------------------------

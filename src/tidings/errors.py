@@ -22,7 +22,16 @@ class UsageError(TidingsError):
 
 
 class InvalidId(UsageError, ValueError):
-    """A text author id, feed id or log id does not parse."""
+    """A text author id, feed id or log id does not parse.
+
+    ``reason`` is the check that failed, as spec/01-identifiers.md §4 names it
+    (``wrong-prefix``, ``bad-length``, ``bad-chars``, ``non-canonical-base32``,
+    ``bad-checksum``, ``bad-separator``, ``bad-log-id``, or ``bad-key``).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid-id") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingAnchor(UsageError):
@@ -34,7 +43,17 @@ class InvalidBundle(TidingsError):
 
 
 class InvalidForkProof(TidingsError):
-    """A fork proof does not prove a fork."""
+    """A fork proof does not prove a fork.
+
+    ``reason`` names the failed check of spec/06-forks.md §3 (``oversize``,
+    ``malformed``, ``trailing-bytes``, ``unknown-version``, ``non-canonical``,
+    ``invalid-entry``, ``different-feeds``, ``different-seqs``, ``same-entry``,
+    ``wrong-order``, ``bad-signature``).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid-fork-proof") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidEntry(TidingsError):

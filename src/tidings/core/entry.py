@@ -281,7 +281,7 @@ def strict_cbor_decode(data: bytes) -> Any:
     re-encoding check refuses them); tags, trailing bytes, truncation, reserved
     values and invalid UTF-8 raise :class:`MalformedEntry`.
     """
-    value, end = _strict_item(data, 0)
+    value, end = strict_cbor_item(data, 0)
     if end != len(data):
         raise _malformed(f"{len(data) - end} bytes follow the body's CBOR item")
     return value
@@ -301,7 +301,12 @@ def _until_break(
         items.append(item)
 
 
-def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
+def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
+    """One well-formed CBOR item from ``pos``, without tags: ``(value, end offset)``.
+
+    Maps, floats, booleans and other simple values come back as a placeholder
+    no field accepts. Raises :class:`MalformedEntry`.
+    """
     if pos >= len(data):
         raise _malformed("truncated CBOR")
     initial = data[pos]
@@ -330,7 +335,7 @@ def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
             def chunk(data: bytes, at: int) -> tuple[Any, int]:
                 if data[at] >> 5 != major or data[at] & 0x1F == 31:
                     raise _malformed("bad chunk in an indefinite-length string")
-                return _strict_item(data, at)
+                return strict_cbor_item(data, at)
 
             chunks, pos = _until_break(data, pos, chunk)
             return (b"".join(chunks) if major == 2 else "".join(chunks)), pos
@@ -346,7 +351,7 @@ def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
             raise _malformed("text string is not valid UTF-8") from None
     if major == 4 or major == 5:
         if argument is None:
-            items, pos = _until_break(data, pos, _strict_item)
+            items, pos = _until_break(data, pos, strict_cbor_item)
             if major == 5 and len(items) % 2:
                 raise _malformed("break code between a map key and its value")
         else:
@@ -355,7 +360,7 @@ def _strict_item(data: bytes, pos: int) -> tuple[Any, int]:
                 raise _malformed("truncated CBOR")
             items = []
             for _ in range(count):
-                item, pos = _strict_item(data, pos)
+                item, pos = strict_cbor_item(data, pos)
                 items.append(item)
         return (items if major == 4 else _NOT_A_FIELD), pos
     if major == 6:
