@@ -34,3 +34,21 @@ async def test_publish_and_read_from_trio(tmp_path: Path) -> None:
     assert ticks > 0  # the loop kept running while threads wrote
     assert (await book.verify(feed))[0].ok
     await book.aclose()
+
+
+async def test_bundles_and_payloads_from_trio(tmp_path: Path) -> None:
+    import io
+
+    source = AsyncLogbook.wrap(SqliteStore(tmp_path / "a.db"), author(1))
+    await source.publish_batch([b"one", b"two", b"three"], "blog", end_of_log=True)
+    feed = source.sync.feed("blog")
+    assert (head := await source.head(feed)) is not None and head.is_end_of_log
+    out = io.BytesIO()
+    assert await source.export_bundle(feed, out.write) == 3
+    target = AsyncLogbook.wrap(SqliteStore(tmp_path / "b.db"))
+    result = await target.import_bundle(io.BytesIO(out.getvalue()).read)
+    assert result.added == 3 and result.error is None
+    assert await target.delete_payload(feed, 2)
+    await target.add_payload(feed, 2, b"two")
+    assert [p for _, p in await target.read(feed)] == [b"one", b"two", b"three"]
+    assert await target.fork_proofs() == []

@@ -200,3 +200,16 @@ def test_strict_decoder_only_raises_malformed(data: bytes) -> None:
 
     with contextlib.suppress(MalformedEntry):
         strict_cbor_decode(data)
+
+
+@pytest.mark.parametrize("field", [0, 8])
+def test_a_bignum_that_round_trips_is_still_a_tag(field: int) -> None:
+    """cbor2 writes ints >= 2^64 as tag 2, so such a body re-encodes exactly;
+    the version (or payload size) must still be malformed, not unknown or oversize."""
+    who = author(1)
+    items = cbor2.loads(forge(who)[:-66])
+    items[field] = 1 << 64
+    body = cbor2.dumps(items)
+    assert b"\xc2" in body and cbor2.dumps(cbor2.loads(body)) == body
+    with pytest.raises(MalformedEntry, match="tags"):
+        decode_entry(sign_raw_body(who, body))

@@ -10,12 +10,14 @@ import pytest
 
 from tidings import Logbook, MemoryStore, SqliteStore, Store, verify_partial
 from tidings.core.bundle import HEADER, encode_entry_record
-from tidings.core.entry import Entry
+from tidings.core.entry import Entry, decode_entry
 from tidings.errors import (
     BadSignature,
     EntryAfterEndOfLog,
     InvalidBundle,
+    InvalidEntry,
     PayloadHashMismatch,
+    PayloadSizeMismatch,
     UsageError,
 )
 
@@ -95,9 +97,9 @@ def test_ingest_refuses_a_bad_payload_but_keeps_what_came_before(store: Store) -
     items = pairs(entries, payloads)
     items[3] = (items[3][0], b"not it")
     book = Logbook(store)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(PayloadSizeMismatch) as caught:
         book.ingest(entries[0].feed, items)
-    assert caught.value.seq == 4  # type: ignore[attr-defined]
+    assert caught.value.seq == 4
     assert len(book.read(entries[0].feed)) == 3
 
 
@@ -212,3 +214,83 @@ def test_a_duplicate_brings_the_payload_the_store_lacked(store: Store) -> None:
         book.ingest(feed, [(entries[3].raw, b"entry 9")])
     assert caught.value.seq == 4
     assert book.read(feed, since=4)[0][1] is None
+
+
+def test_pages_of_large_payloads_stay_within_a_byte_budget(store: Store) -> None:
+    book = Logbook(store, author(1))
+    big = [bytes([i]) * (300 * 1024) for i in range(10)]
+    book.publish_batch(big, "blog")
+    feed = book.feed("blog")
+    page = store.entries(feed, 1, 1000, max_bytes=1 << 20)
+    assert [r.seq for r in page] == [1, 2, 3, 4]  # the 4th reaches the budget
+    assert [r.seq for r in store.entries(feed, 5, 1000, max_bytes=1)] == [5]  # never empty
+    assert len(book.read(feed, 1, None, max_bytes=600 * 1024)) == 2
+
+
+def test_a_bundle_of_large_payloads_imports_in_bounded_batches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tidings.logbook as logbook
+
+    monkeypatch.setattr(logbook, "BATCH_BYTES", 1 << 20)
+    source = Logbook(MemoryStore(), author(1))
+    source.publish_batch([bytes([i]) * (400 * 1024) for i in range(12)], "blog")
+    out = io.BytesIO()
+    source.export_bundle(source.feed("blog"), out.write)
+    target = Logbook(store)
+    calls = []
+    original = target.ingest
+    monkeypatch.setattr(target, "ingest", lambda feed, items: calls.append(len(items))
+                        or original(feed, items))
+    result = target.import_bundle(io.BytesIO(out.getvalue()).read)
+    assert result.error is None and result.added == 12
+    assert max(calls) <= 3 and sum(calls) == 12
+
+
+def test_a_proof_record_ends_the_run(store: Store) -> None:
+    """An undecodable entry after a proof record belongs to no feed (spec 07 §3)."""
+    from tidings import ForkProof
+    from tidings.core.bundle import encode_proof_record
+
+    a, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"a")
+    b, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"b")
+    proof = ForkProof.from_entries(a[1], b[1])
+    data = HEADER + encode_entry_record(a[0].raw, None) + encode_proof_record(proof.to_bytes())
+    data += encode_entry_record(b"\x00" * 80, None)
+    result = Logbook(store).import_bundle(io.BytesIO(data).read)
+    assert result.added == 1 and result.fork_proofs == 1
+    assert isinstance(result.error, InvalidEntry)
+    assert (result.error.feed, result.error.seq) == (None, None)
+
+
+def test_a_second_proof_at_one_seq_is_not_counted_as_new(store: Store) -> None:
+    from tidings import ForkProof
+
+    branches = [make_log(2, payload=lambda i, t=t: b"x" if i == 1 else t)[0]
+                for t in (b"a", b"b", b"c")]
+    book = Logbook(store)
+    assert book.add_fork_proof(ForkProof.from_entries(branches[0][1], branches[1][1]))
+    assert not book.add_fork_proof(ForkProof.from_entries(branches[0][1], branches[2][1]))
+    assert len(book.fork_proofs()) == 1
+
+
+def test_a_conflict_with_a_held_entry_that_has_a_bad_own_signature(store: Store) -> None:
+    """Batch verification held entry 2 on the strength of entry 3's signature; a
+    validly signed other entry 2 conflicts with it but makes no portable proof."""
+    from tidings.errors import ForkDetected
+
+    from .helpers import forge
+
+    who = author(1)
+    e1 = forge(who)
+    good2 = forge(who, seq=2, backlink=decode_entry(e1).hash)
+    bad2 = good2[:-1] + bytes([good2[-1] ^ 1])
+    e3 = forge(who, seq=3, backlink=decode_entry(bad2).hash)
+    feed = who.author.feed("blog")
+    book = Logbook(store)
+    assert book.ingest(feed, [(e1, None), (bad2, None), (e3, None)]).added == 3
+    other2 = forge(who, seq=2, backlink=decode_entry(e1).hash, timestamp=99)
+    with pytest.raises(ForkDetected) as caught:
+        book.ingest(feed, [(other2, None)])
+    assert caught.value.proof is None and caught.value.seq == 2
+    assert book.fork_proofs() == [] and book.head(feed) == decode_entry(e3)

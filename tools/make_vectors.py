@@ -572,6 +572,14 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
     one("malformed-tagged-seq", "malformed",
         "seq 3 as a tag-2 bignum h'03': tags are never allowed, even around a right value",
         forge_parts(ALICE, at(3), {"seq": b"\xc2\x41\x03"}), context=2)
+    big = b"\xc2\x49\x01" + bytes(8)  # 2^64: the shortest form of that bignum
+    one("malformed-bignum-version", "malformed",
+        "version 2^64 as a tag-2 bignum in its shortest form (a decoder that writes it "
+        "back the same way must still refuse the tag; not unknown-version)",
+        forge_parts(ALICE, at(3), {"version": big}), context=2)
+    one("malformed-bignum-payload-size", "malformed",
+        "payload size 2^64 as a tag-2 bignum: malformed, not oversize",
+        forge_parts(ALICE, at(3), {"payload_size": big}), context=2)
     one("malformed-two-byte-simple-value", "malformed",
         "the null lipmaa link of entry 3 written 0xf8 0x16 (not well-formed)",
         forge_parts(ALICE, at(3), {"lipmaa_link": b"\xf8\x16"}), context=2)

@@ -28,7 +28,7 @@ from tidings.core.entry import Entry
 from tidings.core.forks import ForkProof
 from tidings.core.ids import FeedId
 from tidings.identity import Identity
-from tidings.logbook import DEFAULT_LOG, IngestResult, Logbook, VerifyReport
+from tidings.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 from tidings.storage.base import FeedInfo, Store
 
 T = TypeVar("T")
@@ -55,19 +55,42 @@ class AsyncLogbook:
         return await self._run(partial(self.sync.publish, payload, log_id, end_of_log=end_of_log))
 
     async def publish_batch(
-        self, payloads: Sequence[bytes], log_id: str = DEFAULT_LOG
+        self, payloads: Sequence[bytes], log_id: str = DEFAULT_LOG, *, end_of_log: bool = False
     ) -> list[Entry]:
-        return await self._run(partial(self.sync.publish_batch, payloads, log_id))
+        return await self._run(
+            partial(self.sync.publish_batch, payloads, log_id, end_of_log=end_of_log)
+        )
 
     async def ingest(
-        self, feed: FeedId, items: Sequence[tuple[bytes, bytes | None]]
+        self, feed: FeedId, items: Sequence[tuple[bytes, bytes | None]], *, batch: bool = True
     ) -> IngestResult:
-        return await self._run(partial(self.sync.ingest, feed, items))
+        return await self._run(partial(self.sync.ingest, feed, items, batch=batch))
 
     async def read(
-        self, feed: FeedId, since: int = 1, limit: int | None = None
+        self, feed: FeedId, since: int = 1, limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[tuple[Entry, bytes | None]]:
-        return await self._run(partial(self.sync.read, feed, since, limit))
+        return await self._run(partial(self.sync.read, feed, since, limit, max_bytes))
+
+    async def head(self, feed: FeedId) -> Entry | None:
+        return await self._run(partial(self.sync.head, feed))
+
+    async def add_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
+        await self._run(partial(self.sync.add_payload, feed, seq, payload))
+
+    async def delete_payload(self, feed: FeedId, seq: int) -> bool:
+        return await self._run(partial(self.sync.delete_payload, feed, seq))
+
+    async def fork_proofs(self, feed: FeedId | None = None) -> list[ForkProof]:
+        return await self._run(partial(self.sync.fork_proofs, feed))
+
+    async def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
+        """``write`` runs in the worker thread (a file's ``write`` is fine)."""
+        return await self._run(partial(self.sync.export_bundle, feed, write))
+
+    async def import_bundle(self, read: Callable[[int], bytes]) -> ImportResult:
+        """``read`` runs in the worker thread (a file's ``read`` is fine)."""
+        return await self._run(partial(self.sync.import_bundle, read))
 
     async def feeds(self) -> list[FeedInfo]:
         return await self._run(self.sync.feeds)

@@ -26,6 +26,8 @@ from tidings.logbook import DEFAULT_LOG, Logbook
 from tidings.storage.sqlite import SqliteStore
 
 ENV_VAR = "TIDINGS_HOME"
+#: A config file is a few settings; a bound keeps a mistaken path from eating memory.
+MAX_CONFIG_BYTES = 64 * 1024
 KEY_FILE = "secret.key"
 STORE_FILE = "store.sqlite3"
 CONFIG_FILE = "config.toml"
@@ -46,7 +48,15 @@ class Config:
         if not path.exists():
             return cls()
         try:
-            data = tomllib.loads(path.read_text())
+            if not path.is_file():
+                raise UsageError(f"{path} is not a regular file")
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_CONFIG_BYTES + 1)
+            if len(raw) > MAX_CONFIG_BYTES:
+                raise UsageError(f"{path} is over {MAX_CONFIG_BYTES} bytes: not a config file")
+            data = tomllib.loads(raw.decode("utf-8"))
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: not valid TOML: {exc}") from None
         unknown = set(data) - {"default_log"}
@@ -95,7 +105,10 @@ class Home:
         identity = Identity.generate()
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            identity.save(self.key_path)
+            try:
+                identity.save(self.key_path)
+            except FileExistsError:  # another `init` won the race: keep its identity
+                return self.identity(), False
             if not self.config_path.exists():
                 self.config_path.write_text(DEFAULT_CONFIG)
         except OSError as exc:
@@ -120,8 +133,17 @@ class Home:
     def config(self) -> Config:
         return Config.load(self.config_path)
 
-    def open_logbook(self, *, need_identity: bool = False) -> Logbook:
-        """Open the store, with the identity when there is one."""
+    def open_logbook(self, *, need_identity: bool = False, create: bool = False) -> Logbook:
+        """Open the store, with the identity when there is one.
+
+        With ``create`` a missing home is made (mode 0700) without an identity:
+        a node that only keeps others' feeds needs no key of its own.
+        """
+        if create and not self.path.exists():
+            try:
+                self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create the home {self.path}: {exc.strerror}") from None
         self._require()
         identity = self.identity() if need_identity or self.is_initialized() else None
         return Logbook(SqliteStore(self.store_path), identity)

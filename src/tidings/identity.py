@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,24 +53,44 @@ class Identity:
         return f"Identity({self.author})"
 
     def save(self, path: Path) -> None:
-        """Write the secret key to a new file with mode 0600; never overwrites."""
+        """Write the secret key to a new file with mode 0600; never overwrites.
+
+        The key is written whole to a temporary file, synced, then linked into
+        place, so a crash leaves either no key file or a complete one, and two
+        processes saving at once cannot both win (the loser gets
+        ``FileExistsError``).
+        """
         seed = self._secret.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         text = f"{KEY_FILE_HEADER} {base64.b32encode(seed).decode().rstrip('=').lower()}\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     @classmethod
     def load(cls, path: Path) -> Identity:
         """Read a secret key file; refuses one that others can read."""
         try:
             mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise UsageError(f"{path} is not a regular file, so not a secret key file")
             with open(path, "rb") as handle:
                 text = handle.read(4096).decode("ascii", errors="replace")  # a key is 74 bytes
         except FileNotFoundError:
             raise UsageError(f"no secret key at {path}: run `tidings init` first") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read the secret key {path}: {exc.strerror}") from None
         if mode & 0o077:
             raise UsageError(
                 f"{path} can be read by other users (mode {mode & 0o777:o}); "

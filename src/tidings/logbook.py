@@ -55,9 +55,11 @@ from tidings.storage.base import FeedInfo, Store, StoredEntry
 
 DEFAULT_LOG = "main"
 #: Entries per store transaction when ingesting or verifying: large enough that
-#: one signature check and one commit are spread over many entries, small
-#: enough to bound memory per batch (about 1000 * (512 B + payload)).
+#: one signature check and one commit are spread over many entries.
 BATCH_SIZE = 1000
+#: ...and at most this many bytes of entries and payloads held at once, so a
+#: batch of 1 MiB payloads (or a hostile bundle of them) stays at 8 MiB, not 1 GiB.
+BATCH_BYTES = 8 << 20
 
 
 def _now_us() -> int:
@@ -223,11 +225,17 @@ class Logbook:
                     break
             index = 0
             conflict: InvalidEntry | None = None
+            held = {
+                row.seq: row
+                for row in self.store.entries_at(
+                    feed, [e.seq for e in entries if 1 <= e.seq <= head_seq]
+                )
+            } if entries and entries[0].seq <= head_seq else {}
             while index < len(entries) and entries[index].seq <= head_seq:
                 entry = entries[index]
                 if entry.feed != feed:
                     break  # verify_run names it as a wrong feed
-                stored = self.store.entries_at(feed, [entry.seq])[0]
+                stored = held[entry.seq]
                 if stored.hash != entry.hash:
                     conflict = error = self._fork(feed, decode_entry(stored.raw), entry)
                     break
@@ -279,6 +287,16 @@ class Logbook:
             incoming.check_signature()
         except InvalidEntry as exc:
             return exc
+        try:
+            stored.check_signature()
+        except InvalidEntry:
+            # The held entry came in a batch that a later signature vouched
+            # for; its own signature fails, so the two make no portable proof.
+            return ForkDetected(
+                "a validly signed entry conflicts with the held one, whose own signature "
+                "does not verify: refused, no fork proof can be made",
+                None, feed=str(feed), seq=incoming.seq,
+            )
         proof = ForkProof.from_entries(stored, incoming)
         self.store.add_fork_proof(feed, proof.seq, proof.to_bytes())
         return ForkDetected(
@@ -290,11 +308,7 @@ class Logbook:
     def add_fork_proof(self, proof: ForkProof) -> bool:
         """Keep a verified fork proof (from a peer or a bundle); True if it is new."""
         proof.verify()
-        with self.store.transaction():
-            known = proof.to_bytes() in self.store.fork_proofs(proof.feed)
-            if not known:
-                self.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes())
-        return not known
+        return self.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes())
 
     def add_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
         """Store the payload of an entry held without one, after checking it."""
@@ -312,12 +326,17 @@ class Logbook:
     # -- reading ------------------------------------------------------------
 
     def read(
-        self, feed: FeedId, since: int = 1, limit: int | None = None
+        self, feed: FeedId, since: int = 1, limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[tuple[Entry, bytes | None]]:
-        """Entries with ``seq >= since``, ascending, with their payloads where held."""
+        """Entries with ``seq >= since``, ascending, with their payloads where held.
+
+        ``limit`` caps the count and ``max_bytes`` the bytes of entries and
+        payloads (at least one entry is returned); page with ``since``.
+        """
         return [
             (decode_entry(row.raw), row.payload)
-            for row in self.store.entries(feed, since, limit)
+            for row in self.store.entries(feed, since, limit, max_bytes)
         ]
 
     def head(self, feed: FeedId) -> Entry | None:
@@ -352,7 +371,7 @@ class Logbook:
         checked = payloads = 0
         ended = False
         error: InvalidEntry | None = None
-        while rows := self.store.entries(feed, checked + 1, BATCH_SIZE):
+        while rows := self.store.entries(feed, checked + 1, BATCH_SIZE, BATCH_BYTES):
             first = checked + 1
             try:
                 run = decode_run((row.raw for row in rows), feed, first)
@@ -383,11 +402,9 @@ class Logbook:
         for proof in self.store.fork_proofs(feed):
             write(encode_proof_record(proof))
         written = 0
-        while True:
-            rows = self.store.entries(feed, written + 1, BATCH_SIZE)
-            if not rows:
-                break
-            write(b"".join(encode_entry_record(row.raw, row.payload) for row in rows))
+        while rows := self.store.entries(feed, written + 1, BATCH_SIZE, BATCH_BYTES):
+            for row in rows:
+                write(encode_entry_record(row.raw, row.payload))
             written += len(rows)
         return written
 
@@ -403,10 +420,11 @@ class Logbook:
         """
         result = ImportResult()
         pending: list[tuple[bytes, bytes | None]] = []
+        pending_bytes = 0
         pending_feed: FeedId | None = None
 
         def flush() -> None:
-            nonlocal pending, pending_feed
+            nonlocal pending, pending_feed, pending_bytes
             if pending and pending_feed is not None:
                 result.feeds.add(pending_feed)
                 try:
@@ -420,11 +438,13 @@ class Logbook:
                 if progress is not None:
                     progress(result)
             pending = []
+            pending_bytes = 0
 
         try:
             for record in read_bundle(read):
                 if isinstance(record, ForkProofRecord):
                     flush()
+                    pending_feed = None  # a proof record ends the run
                     if self.add_fork_proof(ForkProof.from_bytes(record.proof)):
                         result.fork_proofs += 1
                     continue
@@ -435,10 +455,13 @@ class Logbook:
                     if pending_feed is None:
                         raise
                     feed = pending_feed  # the error surfaces, with context, in ingest
-                if feed != pending_feed or len(pending) >= BATCH_SIZE:
+                if feed != pending_feed or len(pending) >= BATCH_SIZE or (
+                    pending_bytes >= BATCH_BYTES
+                ):
                     flush()
                     pending_feed = feed
                 pending.append((record.entry, record.payload))
+                pending_bytes += len(record.entry) + len(record.payload or b"")
             flush()
         except InvalidBundle as broken:
             # The complete records before the broken one are still good.

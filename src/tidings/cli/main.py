@@ -11,6 +11,8 @@ import argparse
 import base64
 import contextlib
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
 from tidings.errors import InvalidEntry, InvalidId, TidingsError, UsageError
 from tidings.home import Home
-from tidings.logbook import BATCH_SIZE, ImportResult, Logbook
+from tidings.logbook import BATCH_BYTES, BATCH_SIZE, ImportResult, Logbook
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
 
@@ -94,6 +96,12 @@ def _when(timestamp_us: int) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+#: Control characters (C0, DEL, C1) shown escaped, so a payload cannot move the
+#: cursor or send escape sequences to the reader's terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
 def _payload_text(payload: bytes | None, size: int) -> str:
     if payload is None:
         return f"(payload not held, {size} B)"
@@ -101,7 +109,7 @@ def _payload_text(payload: bytes | None, size: int) -> str:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         return f"(binary, {size} B)"
-    return text.replace("\n", "\\n")
+    return text.translate(_CONTROL)
 
 
 # -- commands ---------------------------------------------------------------
@@ -130,14 +138,35 @@ def cmd_whoami(args: argparse.Namespace, home: Home) -> int:
 
 
 def _stdin_lines_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+    """Lines without their ending (one ``\\n`` or ``\\r\\n``), in batches.
+
+    Each read is bounded, so a line longer than a payload may be is refused
+    without reading it whole.
+    """
     batch: list[bytes] = []
-    for line in stream:
-        batch.append(line.rstrip(b"\r\n"))
-        if len(batch) >= BATCH_SIZE:
+    batch_bytes = 0
+    number = 0
+    while line := stream.readline(MAX_PAYLOAD_SIZE + 2):
+        number += 1
+        if line.endswith(b"\n"):
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        if len(line) > MAX_PAYLOAD_SIZE:
+            if batch:
+                yield batch  # the lines before it are fine: publish them first
+            raise _LineTooLong(number)
+        batch.append(line)
+        batch_bytes += len(line)
+        if len(batch) >= BATCH_SIZE or batch_bytes >= BATCH_BYTES:
             yield batch
-            batch = []
+            batch, batch_bytes = [], 0
     if batch:
         yield batch
+
+
+class _LineTooLong(Exception):
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
 
 
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
@@ -149,25 +178,39 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
     if args.lines:
         if args.end:
             raise CommandError("--end publishes one entry; it does not go with --lines")
-        total, first, last = 0, None, None
-        for batch in _stdin_lines_batches(sys.stdin.buffer):
-            entries = book.publish_batch(batch, log_id)
-            first = first or entries[0]
-            last = entries[-1]
-            total += len(entries)
+        total, last = 0, None
+        try:
+            for batch in _stdin_lines_batches(sys.stdin.buffer):
+                last = book.publish_batch(batch, log_id)[-1]
+                total += len(batch)
+                if sys.stderr.isatty():
+                    print(f"\rpublished {total} entries", end="", file=sys.stderr, flush=True)
+        except (_LineTooLong, TidingsError) as exc:
             if sys.stderr.isatty():
-                print(f"\rpublished {total} entries", end="", file=sys.stderr, flush=True)
+                print(file=sys.stderr)
+            done = f"published lines 1-{total}" if total else "published nothing"
+            if last is not None:
+                done += f" (last seq {last.seq})"
+            if isinstance(exc, _LineTooLong):
+                raise CommandError(
+                    f"line {exc.number} is over {MAX_PAYLOAD_SIZE} bytes, the payload bound; "
+                    f"{done}; the lines after it were not read"
+                ) from None
+            raise CommandError(f"{exc}; {done}", EXIT_BAD_DATA
+                               if isinstance(exc, InvalidEntry) else EXIT_USAGE) from None
         if sys.stderr.isatty() and total:
             print(file=sys.stderr)
-        if last is None or first is None:
+        if last is None:
             _err("standard input was empty; nothing published")
             return EXIT_OK
         if args.json:
-            _print_json({"feed": str(last.feed), "count": total, "first_seq": first.seq,
-                         "last_seq": last.seq, "hash": last.hash.hex()})
+            _print_json({"feed": str(last.feed), "count": total, "last_seq": last.seq,
+                         "hash": last.hash.hex()})
         else:
-            print(f"{last.feed} {first.seq}..{last.seq} {last.hash.hex()}")
-            _err(f"published {total} entries")
+            # Another process may publish to the log at the same time, so the
+            # entries need not be contiguous: report the count and the last.
+            print(f"{last.feed} {last.seq} {last.hash.hex()}")
+            _err(f"published {total} entries; the last is seq {last.seq}")
         return EXIT_OK
     if args.file is not None:
         try:
@@ -179,7 +222,7 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
     else:
-        payload = args.text.encode("utf-8")
+        payload = os.fsencode(args.text)  # the argument's bytes, even if not UTF-8
     if len(payload) > MAX_PAYLOAD_SIZE:
         raise CommandError(
             f"the payload is {len(payload)} bytes; an entry's payload holds at most "
@@ -205,7 +248,7 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
     remaining = args.limit
     while remaining is None or remaining > 0:
         size = BATCH_SIZE if remaining is None else min(remaining, BATCH_SIZE)
-        page = book.read(feed, since, size)
+        page = book.read(feed, since, size, BATCH_BYTES)
         if not page:
             break
         since = page[-1][0].seq + 1
@@ -264,7 +307,9 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_import(args: argparse.Namespace, home: Home) -> int:
-    book = home.open_logbook()
+    if not Path(args.file).exists():
+        raise CommandError(f"cannot read {args.file}: no such file")
+    book = home.open_logbook(create=True)
     show_progress = sys.stderr.isatty()
 
     def progress(result: ImportResult) -> None:
@@ -445,8 +490,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, TidingsError) as exc:
         _err(str(exc))
         return EXIT_USAGE
+    except sqlite3.OperationalError as exc:
+        _err(f"the store is busy or unreadable ({exc}); try again, or check {home.path}")
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        _err(f"the store failed: {exc}")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`tidings show ... | head`): stop quietly, and
+        # keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:
+        _err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK

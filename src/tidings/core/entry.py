@@ -217,6 +217,10 @@ def decode_entry(raw: bytes) -> Entry:
     if type(version) is not int:
         raise _malformed("the first field (version) must be an unsigned integer")
     if version != VERSION:
+        if not -(1 << 64) <= version < 1 << 64:
+            # only a bignum tag (2 or 3) holds such an integer, and cbor2
+            # round-trips those: a tag is malformed (spec D3), whatever it holds
+            raise _malformed("CBOR tags are not allowed in an entry")
         raise UnknownVersion(f"entry format version {version}; this implementation knows {VERSION}")
     if len(fields) != BODY_FIELDS:
         raise _malformed(f"body must have {BODY_FIELDS} fields, has {len(fields)}")
@@ -242,6 +246,8 @@ def decode_entry(raw: bytes) -> Entry:
     if type(size) is not int or size < 0:
         raise _malformed("payload size must be an unsigned integer")
     if size > MAX_PAYLOAD_SIZE:
+        if size >= 1 << 64:  # a bignum tag, as for the version above
+            raise _malformed("CBOR tags are not allowed in an entry")
         raise Oversize(f"payload size {size} is over the bound {MAX_PAYLOAD_SIZE}")
     _hash_field(phash, "payload hash")
     if seq == 1:

@@ -39,10 +39,7 @@ def lipmaa(n: int) -> int:
 
 def is_spine(n: int) -> bool:
     """True for 1, 4, 13, 40, 121, ...: numbers ``(3^k - 1) / 2`` with ``k >= 1``."""
-    spine = 1
-    while spine < n:
-        spine = 3 * spine + 1
-    return spine == n
+    return _spine_at_or_above(n) == n
 
 
 #: Decoding and verifying one entry both ask for its link target; caching the

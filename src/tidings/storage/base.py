@@ -7,7 +7,7 @@ and, for a durable store, on disk when it returns.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -20,6 +20,23 @@ class StoredEntry(NamedTuple):
     hash: bytes
     raw: bytes
     payload: bytes | None
+
+    @property
+    def size(self) -> int:
+        """Bytes this row holds in memory (entry and payload)."""
+        return len(self.raw) + (len(self.payload) if self.payload is not None else 0)
+
+
+def take_within(rows: Iterable[StoredEntry], max_bytes: int | None) -> list[StoredEntry]:
+    """Rows up to and including the one that reaches ``max_bytes`` (at least one row)."""
+    taken: list[StoredEntry] = []
+    total = 0
+    for row in rows:
+        taken.append(row)
+        total += row.size
+        if max_bytes is not None and total >= max_bytes:
+            break
+    return taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +60,15 @@ class Store(Protocol):
         ...
 
     def entries(
-        self, feed: FeedId, since: int = 1, limit: int | None = None
+        self, feed: FeedId, since: int = 1, limit: int | None = None,
+        max_bytes: int | None = None,
     ) -> list[StoredEntry]:
-        """Stored entries with ``seq >= since``, ascending, at most ``limit``."""
+        """Stored entries with ``seq >= since``, ascending, at most ``limit``.
+
+        With ``max_bytes`` the page stops once its entries and payloads reach
+        that many bytes (it always holds at least one entry), so paging through
+        a feed of large payloads keeps memory bounded.
+        """
         ...
 
     def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
@@ -66,8 +89,11 @@ class Store(Protocol):
 
     def forked_at(self, feed: FeedId) -> int | None: ...
 
-    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> None:
-        """Keep a verified fork proof and mark the feed forked at ``seq``."""
+    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> bool:
+        """Keep a verified fork proof and mark the feed forked at ``seq``.
+
+        One proof per seq is kept; returns False if one was already held there.
+        """
         ...
 
     def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]: ...

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 from tidings.core.ids import FeedId
-from tidings.storage.base import FeedInfo, StoredEntry
+from tidings.storage.base import FeedInfo, StoredEntry, take_within
 
 
 class MemoryStore:
@@ -34,11 +34,14 @@ class MemoryStore:
         log = self._log(feed)
         return {seq: log[seq - 1].hash for seq in seqs if 1 <= seq <= len(log)}
 
-    def entries(self, feed: FeedId, since: int = 1, limit: int | None = None) -> list[StoredEntry]:
+    def entries(
+        self, feed: FeedId, since: int = 1, limit: int | None = None,
+        max_bytes: int | None = None,
+    ) -> list[StoredEntry]:
         log = self._log(feed)
         start = max(since, 1) - 1
         end = len(log) if limit is None else min(len(log), start + limit)
-        return log[start:end]
+        return take_within(log[start:end], max_bytes)
 
     def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
         log = self._log(feed)
@@ -73,8 +76,12 @@ class MemoryStore:
         proofs = self._proofs.get(feed)
         return min(proofs) if proofs else None
 
-    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> None:
-        self._proofs.setdefault(feed, {}).setdefault(seq, proof)
+    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> bool:
+        proofs = self._proofs.setdefault(feed, {})
+        if seq in proofs:
+            return False
+        proofs[seq] = proof
+        return True
 
     def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]:
         feeds = [feed] if feed is not None else sorted(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
-from tidings.storage.base import FeedInfo, StoredEntry
+from tidings.storage.base import FeedInfo, StoredEntry, take_within
 
 #: Each migration takes the schema from its index to index + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -58,25 +59,50 @@ BUSY_TIMEOUT_MS = 10_000
 _IN_CHUNK = 500
 
 
-def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the schema to ``target``; returns the version found before."""
+def _schema_version(connection: sqlite3.Connection) -> int:
     found = int(connection.execute("PRAGMA user_version").fetchone()[0])
     if found > SCHEMA_VERSION:
         raise UsageError(
             f"the store has schema version {found}, newer than this tidings knows "
             f"({SCHEMA_VERSION}): upgrade tidings to open it"
         )
-    for version in range(found, target):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+    return found
+
+
+def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target``; returns the version found before.
+
+    Safe when several processes open a new store at once: the version is read
+    again under the write lock, so each migration runs exactly once.
+    """
+    found = _schema_version(connection)
+    if found >= target:
+        return found
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(_schema_version(connection), target):
             for statement in filter(str.strip, MIGRATIONS[version].split(";")):
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
     return found
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL; another process creating the file at the same moment can
+    hold the lock this needs without the busy handler being asked, so retry."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class SqliteStore:
@@ -96,7 +122,7 @@ class SqliteStore:
         db = self._db
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
+            _set_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             migrate(db)
@@ -180,16 +206,24 @@ class SqliteStore:
         "LEFT JOIN payloads p ON p.feed = e.feed AND p.seq = e.seq "
     )
 
-    def entries(self, feed: FeedId, since: int = 1, limit: int | None = None) -> list[StoredEntry]:
+    def entries(
+        self, feed: FeedId, since: int = 1, limit: int | None = None,
+        max_bytes: int | None = None,
+    ) -> list[StoredEntry]:
         with self._lock:
             fid = self._feed_id(feed)
             if fid is None:
                 return []
-            rows = self._db.execute(
+            cursor = self._db.execute(
                 self._SELECT + "WHERE e.feed = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?",
                 (fid, since, -1 if limit is None else limit),
-            ).fetchall()
-        return [StoredEntry(*row) for row in rows]
+            )
+            # The cursor steps row by row, so stopping at the byte budget never
+            # loads the rows past it.
+            try:
+                return take_within((StoredEntry(*row) for row in cursor), max_bytes)
+            finally:
+                cursor.close()
 
     def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
         with self._lock:
@@ -257,10 +291,10 @@ class SqliteStore:
             row = self._db.execute("SELECT forked_at FROM feeds WHERE id = ?", (fid,)).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> None:
+    def add_fork_proof(self, feed: FeedId, seq: int, proof: bytes) -> bool:
         with self.transaction():
             fid = self._feed_id(feed, create=True)
-            self._db.execute(
+            cursor = self._db.execute(
                 "INSERT OR IGNORE INTO fork_proofs (feed, seq, proof) VALUES (?, ?, ?)",
                 (fid, seq, proof),
             )
@@ -268,6 +302,7 @@ class SqliteStore:
                 "UPDATE feeds SET forked_at = min(coalesce(forked_at, ?), ?) WHERE id = ?",
                 (seq, seq, fid),
             )
+            return cursor.rowcount > 0
 
     def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]:
         with self._lock:
