@@ -1,0 +1,41 @@
+"""The README's command-line walk-through runs as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    section = text[text.index("## The command line"):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
+    # the `tidings` script sits beside the interpreter running the tests
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "_notes  10000" in done.stdout  # the relay's `feeds`
+
+
+def test_the_library_snippet_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    assert block is not None
+    done = subprocess.run(
+        [sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "relay.sqlite3").exists()
