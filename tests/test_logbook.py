@@ -294,3 +294,22 @@ def test_a_conflict_with_a_held_entry_that_has_a_bad_own_signature(store: Store)
         book.ingest(feed, [(other2, None)])
     assert caught.value.proof is None and caught.value.seq == 2
     assert book.fork_proofs() == [] and book.head(feed) == decode_entry(e3)
+
+
+def test_ingest_one_by_one_checks_every_signature(store: Store) -> None:
+    from tidings.errors import BadSignature
+
+    from .helpers import forge
+
+    who = author(1)
+    e1 = forge(who)
+    good2 = forge(who, seq=2, backlink=decode_entry(e1).hash)
+    bad2 = good2[:-1] + bytes([good2[-1] ^ 1])
+    e3 = forge(who, seq=3, backlink=decode_entry(bad2).hash)
+    feed = who.author.feed("blog")
+    items: list[tuple[bytes, bytes | None]] = [(e1, None), (bad2, None), (e3, None)]
+    strict = Logbook(store)
+    with pytest.raises(BadSignature) as caught:
+        strict.ingest(feed, items, batch=False)
+    assert caught.value.seq == 2 and caught.value.ingested == (1, 0)
+    assert strict.ingest(feed, items, batch=True).added == 2  # e3 vouches for e2

@@ -66,6 +66,20 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _decode_items(
+    items: Sequence[tuple[bytes, bytes | None]], feed_text: str, head_seq: int
+) -> tuple[list[Entry], InvalidEntry | None]:
+    """Decode entries up to the first that does not decode (whose error says where)."""
+    entries: list[Entry] = []
+    for offset, (raw, _) in enumerate(items):
+        try:
+            entries.append(decode_entry(raw))
+        except InvalidEntry as exc:
+            expected = entries[-1].seq + 1 if entries else head_seq + 1 + offset
+            return entries, exc.at(feed_text, expected)
+    return entries, None
+
+
 def _rows(entries: Sequence[Entry], payloads: Sequence[bytes | None]) -> list[StoredEntry]:
     return [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)]
 
@@ -209,77 +223,92 @@ class Logbook:
         makes a fork proof, which is stored, and :class:`ForkDetected` is raised.
         """
         feed_text = str(feed)
-        added = duplicates = 0
         with self.store.transaction():
             head = self.store.head(feed)
             head_seq = head.seq if head else 0
-            entries: list[Entry] = []
-            # A later error (further along the input) gives way to an earlier one.
-            error: InvalidEntry | None = None
-            for offset, (raw, _) in enumerate(items):
-                try:
-                    entries.append(decode_entry(raw))
-                except InvalidEntry as exc:
-                    expected = entries[-1].seq + 1 if entries else head_seq + 1 + offset
-                    error = exc.at(feed_text, expected)
-                    break
-            index = 0
-            conflict: InvalidEntry | None = None
-            held = {
-                row.seq: row
-                for row in self.store.entries_at(
-                    feed, [e.seq for e in entries if 1 <= e.seq <= head_seq]
+            # Each step stops at its first error; a later step can only find
+            # an error further back in the input, which then takes precedence.
+            entries, error = _decode_items(items, feed_text, head_seq)
+            duplicates, conflict = self._match_held(feed, entries, items, head_seq)
+            added = 0
+            if conflict is not None:
+                error = conflict
+            else:
+                new = entries[duplicates:]
+                payloads = [payload for _, payload in items[duplicates:duplicates + len(new)]]
+                ended = head is not None and decode_entry(head.raw).is_end_of_log
+                valid, extend_error = self._verify_extension(
+                    feed, head_seq, ended, new, payloads, batch
                 )
-            } if entries and entries[0].seq <= head_seq else {}
-            while index < len(entries) and entries[index].seq <= head_seq:
-                entry = entries[index]
-                if entry.feed != feed:
-                    break  # verify_run names it as a wrong feed
-                stored = held[entry.seq]
-                if stored.hash != entry.hash:
-                    conflict = error = self._fork(feed, decode_entry(stored.raw), entry)
-                    break
-                payload = items[index][1]
-                if stored.payload is None and payload is not None:
-                    try:  # a payload for an entry held without one
-                        entry.check_payload(payload)
-                    except InvalidEntry as exc:
-                        conflict = error = exc
-                        break
-                    self.store.put_payload(feed, entry.seq, payload)
-                duplicates += 1
-                index += 1
-            if conflict is None:
-                run = entries[index:]
-                payloads = [payload for _, payload in items[index:index + len(run)]]
-                forked = self.store.forked_at(feed)
-                if forked is not None and run and head_seq + len(run) >= forked:
-                    error = ForkedFeed(
-                        f"the feed is forked at seq {forked}; entries from there on are refused",
-                        feed=feed_text, seq=max(forked, head_seq + 1),
-                    )
-                    keep = max(0, forked - head_seq - 1)
-                    run, payloads = run[:keep], payloads[:keep]
-                first = head_seq + 1
-                try:
-                    verify_run(run, Anchor(
-                        feed.author_key,
-                        feed.log_id,
-                        head_seq,
-                        ended=head is not None and decode_entry(head.raw).is_end_of_log,
-                        known=self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
-                    ), payloads, batch=batch)
-                except InvalidEntry as exc:
-                    error = exc
-                    valid = max(0, (exc.seq or first) - first)
-                    run, payloads = run[:valid], payloads[:valid]
-                if run:
-                    self.store.append(feed, _rows(run, payloads))
-                    added = len(run)
+                error = extend_error or error
+                if valid:
+                    self.store.append(feed, _rows(new[:valid], payloads[:valid]))
+                    added = valid
         if error is not None:
             error.ingested = (added, duplicates)
             raise error
         return IngestResult(added, duplicates)
+
+    def _match_held(
+        self,
+        feed: FeedId,
+        entries: Sequence[Entry],
+        items: Sequence[tuple[bytes, bytes | None]],
+        head_seq: int,
+    ) -> tuple[int, InvalidEntry | None]:
+        """Compare the leading entries at held seqs with what is held.
+
+        Returns how many are duplicates, and the error of the first one that is
+        not (a fork, or a bad payload brought for a payload-less held entry).
+        """
+        leading = []
+        for entry in entries:
+            if entry.seq > head_seq or entry.feed != feed:
+                break  # the rest extends the log (a wrong feed is named there)
+            leading.append(entry)
+        held = {row.seq: row for row in self.store.entries_at(feed, [e.seq for e in leading])}
+        for index, entry in enumerate(leading):
+            stored = held[entry.seq]
+            if stored.hash != entry.hash:
+                return index, self._fork(feed, decode_entry(stored.raw), entry)
+            payload = items[index][1]
+            if stored.payload is None and payload is not None:
+                try:  # a payload for an entry held without one
+                    entry.check_payload(payload)
+                except InvalidEntry as exc:
+                    return index, exc
+                self.store.put_payload(feed, entry.seq, payload)
+        return len(leading), None
+
+    def _verify_extension(
+        self,
+        feed: FeedId,
+        head_seq: int,
+        ended: bool,
+        run: Sequence[Entry],
+        payloads: Sequence[bytes | None],
+        batch: bool,
+    ) -> tuple[int, InvalidEntry | None]:
+        """How many of ``run`` validly extend the held log, and the error after them."""
+        error: InvalidEntry | None = None
+        forked = self.store.forked_at(feed)
+        if forked is not None and run and head_seq + len(run) >= forked:
+            error = ForkedFeed(
+                f"the feed is forked at seq {forked}; entries from there on are refused",
+                feed=str(feed), seq=max(forked, head_seq + 1),
+            )
+            keep = max(0, forked - head_seq - 1)
+            run, payloads = run[:keep], payloads[:keep]
+        first = head_seq + 1
+        anchor = Anchor(
+            feed.author_key, feed.log_id, head_seq, ended,
+            self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
+        )
+        try:
+            verify_run(run, anchor, payloads, batch=batch)
+        except InvalidEntry as exc:
+            return max(0, (exc.seq or first) - first), exc
+        return len(run), error
 
     def _fork(self, feed: FeedId, stored: Entry, incoming: Entry) -> InvalidEntry:
         """A conflicting entry at a stored seq: a fork proof if it is authentic."""
