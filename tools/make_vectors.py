@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tidings import Identity, Logbook, MemoryStore
 from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
@@ -402,6 +403,7 @@ def ingest_case(
     name: str, rule: str, description: str, *, log: Log, context: int, inputs: list[Item],
     seq: int, stored: int = 0, index: int | None = None, standalone: bool = False,
     run: bool = True, fork_proofs: Sequence[bytes] = (), fork_proof: bytes | None = None,
+    context_items: list[Item] | None = None, one_by_one: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A node holding ``log``'s first ``context`` entries receives ``inputs`` for its feed.
 
@@ -411,13 +413,19 @@ def ingest_case(
     """
     first, last = context + 1, context + len(inputs)
     known = links_needed(first, last) | ({context} if context else set())
-    hashes = log.hashes(context)
+    if context_items is None:
+        context_items = [log.item(s) for s in range(1, context + 1)]
+    hashes = {
+        n: hashlib.blake2b(raw, digest_size=32).digest()
+        for n, (raw, _) in enumerate(context_items, 1)
+    }
     if index is None:
         index = seq - first
     assert 0 <= index < len(inputs) and stored <= index
     expected: dict[str, Any] = {"seq": seq, "stored": stored, "index": index}
     if fork_proof is not None:
         expected["fork_proof"] = fork_proof.hex()
+    extra = {} if one_by_one is None else {"one_by_one": one_by_one}
     return {
         "name": name,
         "kind": "ingest",
@@ -425,7 +433,7 @@ def ingest_case(
         "description": description,
         "feed": str(log.feed),
         "context": {
-            "entries": [item_json(log.item(s)) for s in range(1, context + 1)],
+            "entries": [item_json(item) for item in context_items],
             "fork_proofs": [p.hex() for p in fork_proofs],
             "anchor": {
                 "head_seq": context,
@@ -437,6 +445,7 @@ def ingest_case(
         "standalone": standalone,
         "run": run,
         "expected": expected,
+        **extra,
     }
 
 
@@ -697,31 +706,92 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         "entries 1, 2, 3 and another entry 3 with a bad signature: not a fork", log=blog,
         inputs=[blog.item(1), blog.item(2), blog.item(3), (bad_alt3, None)], seq=3))
 
-    # Author keys no honest author has: small order, or y >= p. The identity
-    # point with R = identity, S = 0 passes a plain RFC 8032 check over every
-    # message; spec 02 §2 makes every signature by such a key bad.
+    # Author keys no honest author has: small order, or y >= p. With R = the
+    # identity and S = 0, a plain RFC 8032 check accepts whenever [k]A is the
+    # identity, i.e. k = H(R || A || body) is a multiple of A's order: the
+    # timestamp is chosen so that it is, and each case really needs the rule
+    # of spec 02 §2 (the raw primitive accepts every one of these signatures).
     field_prime = 2**255 - 19
-    for name, key, what in (
-        ("identity", b"\x01" + bytes(31), "the identity point (small order 1)"),
-        ("order-2", (field_prime - 1).to_bytes(32, "little"), "the point of order 2"),
-        ("order-4", bytes(32), "a point of order 4 (y = 0)"),
-        ("y-not-canonical", (field_prime + 1).to_bytes(32, "little"),
+    group_order = 2**252 + 27742317777372353535851937790883648493
+    y8 = 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7
+    identity_r = b"\x01" + bytes(31)
+    for name, key, order, what in (
+        ("identity", b"\x01" + bytes(31), 1, "the identity point (order 1)"),
+        ("order-2", (field_prime - 1).to_bytes(32, "little"), 2, "the point of order 2"),
+        ("order-4", bytes(32), 4, "a point of order 4 (y = 0)"),
+        ("order-8", y8.to_bytes(32, "little"), 8, "a point of order 8"),
+        ("order-8-other", (field_prime - y8).to_bytes(32, "little"), 8,
+         "the other order-8 y-coordinate"),
+        ("y-not-canonical", (field_prime + 1).to_bytes(32, "little"), 1,
          "y = p + 1, a non-canonical encoding of the identity"),
     ):
-        key_body = encode_body(tag=TAG_REGULAR, author=key, log_id="blog", seq=1,
-                               timestamp=T0, backlink=None, lipmaa_link=None, payload_size=0,
-                               payload_hash=payload_hash(b""))
+        for tick in range(10_000):
+            key_body = encode_body(tag=TAG_REGULAR, author=key, log_id="blog", seq=1,
+                                   timestamp=T0 + tick, backlink=None, lipmaa_link=None,
+                                   payload_size=0, payload_hash=payload_hash(b""))
+            k = int.from_bytes(hashlib.sha512(identity_r + key + key_body).digest(), "little")
+            if k % group_order % order == 0:
+                break
+        signature = identity_r + bytes(32)
+        Ed25519PublicKey.from_public_bytes(key).verify(signature, key_body)  # accepted raw
         cases.append({
             "name": f"bad-signature-small-order-key-{name}",
             "kind": "partial",
             "rule": "bad-signature",
-            "description": f"entry 1 whose author key is {what}; signature R = the identity "
-                           "encoding 01 00..00, S = 0",
+            "description": f"entry 1 whose author key is {what}; the signature (R = the "
+                           "identity 01 00..00, S = 0) passes a plain RFC 8032 check, but "
+                           "the key is refused",
             "feed": str(FeedId(key, "blog")),
-            "input": [item_json((key_body + SIG_HEAD + b"\x01" + bytes(63), None))],
+            "input": [item_json((key_body + SIG_HEAD + signature, None))],
             "standalone": False,
             "expected": {"seq": 1},
         })
+
+    # Batch verification (spec 05 §2.2): an entry whose own signature fails is
+    # kept when a later validly signed entry of the run commits to it.
+    bad3 = flip(blog.entries[2].raw, len(blog.entries[2].raw) - 1)
+    after_bad3 = forge(ALICE, at(4, backlink=hashlib.blake2b(bad3, digest_size=32).digest()))
+    broken5 = forge(ALICE, at(5, backlink=blog.entries[2].hash))
+    cases.append(ingest_case(
+        "batch-keeps-what-a-signature-vouches-for", "wrong-backlink",
+        "entry 3 with a flipped signature bit, an author-signed entry 4 linking to it, and "
+        "an entry 5 with a wrong backlink. Batch: 4's signature vouches for 3, so 3 and 4 "
+        "are kept and 5 is reported. One by one: 3 is refused",
+        log=blog, context=2, inputs=[(bad3, blog.payloads[2]), (after_bad3, p), (broken5, p)],
+        seq=5, stored=2, standalone=False,
+        one_by_one={"rule": "bad-signature", "seq": 3, "index": 0, "stored": 0}))
+    bad4 = flip(blog.entries[3].raw, len(blog.entries[3].raw) - 1)
+    cases.append(ingest_case(
+        "batch-reports-the-first-unvouched-entry", "bad-signature",
+        "entries 3, 4 (signature bit flipped) and an entry that claims seq 6: the run fails "
+        "at position 5 (gap); the newest verifying signature before it is 3's, so 3 is kept "
+        "and 4 is reported by its first failing check, its signature",
+        log=blog, context=2,
+        inputs=[blog.item(3), (bad4, blog.payloads[3]), (forge(ALICE, at(6)), p)],
+        seq=4, stored=1, standalone=True))
+
+    # A conflict with a held entry whose own signature fails (spec 06 §4): the
+    # node held 1, 2 (bad own signature) and 3 (vouching for 2).
+    bad2 = flip(blog.entries[1].raw, len(blog.entries[1].raw) - 1)
+    vouching3 = forge(ALICE, at(3, backlink=hashlib.blake2b(bad2, digest_size=32).digest()))
+    cases.append(ingest_case(
+        "fork-without-a-proof", "fork",
+        "the node holds entry 1, entry 2 with a flipped signature bit, and an author-signed "
+        "entry 3 linking to it (kept by batch verification); another validly signed entry 2 "
+        "arrives: a fork, but the two entries 2 make no proof, so none is stored",
+        log=blog, context=3,
+        context_items=[blog.item(1), (bad2, blog.payloads[1]), (vouching3, p)],
+        inputs=[(forge(ALICE, at(2, timestamp=T0 + 1)), p)],
+        seq=2, index=0, standalone=False, run=False))
+
+    # A duplicate that brings the payload the node lacks (spec 07 §3).
+    cases.append(ingest_case(
+        "payload-hash-mismatch-on-a-duplicate", "payload-hash-mismatch",
+        "the node holds entries 1 to 3 without payloads; entry 1 arrives again with a "
+        "payload of the right size whose hash is not the signed one",
+        log=blog, context=3, context_items=[(blog.entries[i].raw, None) for i in range(3)],
+        inputs=[(blog.entries[0].raw, flip(blog.payloads[0], 0))],
+        seq=1, index=0, standalone=True, run=False))
 
     # wrong-backlink (author-signed: only the link is wrong)
     one("wrong-backlink-older-entry", "wrong-backlink",
@@ -922,27 +992,27 @@ def make_forks(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, 
     b3 = blog.entries[2].raw
     bad_alt = flip(forged.alt3.raw, len(forged.alt3.raw) - 64)
     invalid = [  # (reason, the check of spec 06 section 3 that fails, description, bytes)
-        ("same-entry", "F9", "the real entry 3 twice", proof_bytes(b3, b3)),
-        ("different-seqs", "F8", "entries 2 and 3 of one feed",
+        ("same-entry", "F10", "the real entry 3 twice", proof_bytes(b3, b3)),
+        ("different-seqs", "F9", "entries 2 and 3 of one feed",
          proof_bytes(*by_hash(blog.entries[1].raw, b3))),
-        ("different-feeds", "F7", "entry 1 of alice's blog and entry 1 of alice's notes",
+        ("different-feeds", "F8", "entry 1 of alice's blog and entry 1 of alice's notes",
          proof_bytes(*by_hash(blog.entries[0].raw, notes.entries[0].raw))),
-        ("different-feeds", "F7", "entry 1 of alice's blog and entry 1 of bob's blog",
+        ("different-feeds", "F8", "entry 1 of alice's blog and entry 1 of bob's blog",
          proof_bytes(*by_hash(blog.entries[0].raw, bob.entries[0].raw))),
-        ("bad-signature", "F10", "entry 3 and the other entry 3 with a flipped signature bit",
+        ("bad-signature", "F12", "entry 3 and the other entry 3 with a flipped signature bit",
          proof_bytes(*by_hash(b3, bad_alt))),
-        ("wrong-order", "F9", "a valid fork's entries with the larger hash first",
+        ("wrong-order", "F11", "a valid fork's entries with the larger hash first",
          proof_bytes(second, first)),
-        ("unknown-version", "F4", "version 2", proof_bytes(first, second, 2)),
-        ("non-canonical", "F5", "an indefinite-length array",
+        ("unknown-version", "F5", "version 2", proof_bytes(first, second, 2)),
+        ("non-canonical", "F6", "an indefinite-length array",
          b"\x9f" + proof_bytes(first, second)[1:] + b"\xff"),
-        ("trailing-bytes", "F2", "a valid proof followed by 0x00",
+        ("trailing-bytes", "F3", "a valid proof followed by 0x00",
          proof_bytes(first, second) + b"\x00"),
-        ("malformed", "F3", "two items: [1, entry]", cbor2.dumps([1, first])),
-        ("malformed", "F3", "the entries as text strings",
+        ("malformed", "F4", "two items: [1, entry]", cbor2.dumps([1, first])),
+        ("malformed", "F4", "the entries as text strings",
          cbor2.dumps([1, first.hex(), second.hex()])),
         ("malformed", "F2", "not CBOR: the single byte 0xff", b"\xff"),
-        ("invalid-entry", "F6", "the second entry is 70 zero bytes",
+        ("invalid-entry", "F7", "the second entry is 70 zero bytes",
          proof_bytes(first, bytes(70))),
         ("oversize", "F1", f"over {MAX_PROOF_SIZE} bytes (two 520-byte strings)",
          proof_bytes(bytes(520), bytes(520))),
