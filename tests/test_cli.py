@@ -713,3 +713,46 @@ def test_concurrent_init_and_first_open_agree(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith("store")) == [
         "config.toml", "secret.key",
     ]
+
+
+def test_a_reader_that_goes_away_is_not_an_error(home: Path) -> None:
+    ok(tidings(home, "publish", "x"))
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
+    for args in (["show", "main"], ["feeds"], ["whoami"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "--home", str(home), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # like `| head -0`
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err
+        assert b"Traceback" not in err and b"Exception ignored" not in err
+
+
+def test_interrupted_publish_lines_says_what_is_durable(home: Path) -> None:
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "tidings", "--home", str(home), "publish", "--lines"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(b"".join(b"%d\n" % i for i in range(2500)))
+    proc.stdin.flush()  # stdin stays open: the CLI waits for more after two batches
+    store = home / "store.sqlite3"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            count = db.execute("SELECT count(*) FROM entries").fetchone()[0]
+        finally:
+            db.close()
+        if count >= 2000:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 130
+    assert "published lines 1-2000 (last seq 2000)" in err, err
+    assert "Traceback" not in err

@@ -313,3 +313,19 @@ def test_ingest_one_by_one_checks_every_signature(store: Store) -> None:
         strict.ingest(feed, items, batch=False)
     assert caught.value.seq == 2 and caught.value.ingested == (1, 0)
     assert strict.ingest(feed, items, batch=True).added == 2  # e3 vouches for e2
+
+
+def test_duplicates_are_matched_without_loading_held_payloads(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries, payloads = make_log(20)
+    feed = entries[0].feed
+    book = Logbook(store)
+    book.ingest(feed, pairs(entries, payloads))
+
+    def no_payload_reads(*args: object, **kwargs: object) -> None:
+        raise AssertionError("held entries (with payloads) were loaded")
+
+    monkeypatch.setattr(store, "entries_at", no_payload_reads)
+    result = book.ingest(feed, [(e.raw, None) for e in entries])
+    assert (result.added, result.duplicates) == (0, 20)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,20 @@ def test_a_store_from_a_newer_tidings_is_refused(tmp_path: Path) -> None:
 def test_an_unopenable_store_says_so(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot open"):
         SqliteStore(tmp_path / "missing-dir" / "s.db")
+
+
+def test_the_key_file_is_written_whole_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    from tidings import Identity
+    from tidings.home import Home
+
+    home = Home(tmp_path / "h")
+    (tmp_path / "h").mkdir()
+    stale = tmp_path / "h" / f".secret.key.{os.getpid()}.tmp"
+    stale.write_text("left by a crash")
+    identity, created = home.init()
+    assert created and Identity.load(home.key_path).author == identity.author
+    assert stat.S_IMODE(home.key_path.stat().st_mode) == 0o600
+    leftovers = [p.name for p in home.path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == [stale.name]  # only the stale one; ours is gone
+    again, created_again = home.init()
+    assert not created_again and again.author == identity.author

@@ -107,8 +107,10 @@ class Home:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 identity.save(self.key_path)
-            except FileExistsError:  # another `init` won the race: keep its identity
-                return self.identity(), False
+            except FileExistsError:
+                if not self.key_path.exists():
+                    raise
+                return self.identity(), False  # another `init` won the race: keep its key
             if not self.config_path.exists():
                 self.config_path.write_text(DEFAULT_CONFIG)
         except OSError as exc:

@@ -7,8 +7,10 @@ appears in ``repr``, logs or error messages.
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -23,6 +25,16 @@ from tidings.core.ids import AuthorId
 from tidings.errors import UsageError
 
 KEY_FILE_HEADER = "tidings-secret-key-1"
+#: errno values of filesystems (FAT, some FUSE and SMB mounts) that refuse hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def _write_new(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class Identity:
@@ -62,14 +74,19 @@ class Identity:
         """
         seed = self._secret.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         text = f"{KEY_FILE_HEADER} {base64.b32encode(seed).decode().rstrip('=').lower()}\n"
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        temporary = Path(name)  # mkstemp makes it 0600
         try:
             with os.fdopen(fd, "w") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(temporary, path)
+            try:
+                os.link(temporary, path)
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                _write_new(path, text)  # a filesystem without hard links
         finally:
             temporary.unlink(missing_ok=True)
         directory = os.open(path.parent, os.O_RDONLY)

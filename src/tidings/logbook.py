@@ -266,13 +266,16 @@ class Logbook:
             if entry.seq > head_seq or entry.feed != feed:
                 break  # the rest extends the log (a wrong feed is named there)
             leading.append(entry)
-        held = {row.seq: row for row in self.store.entries_at(feed, [e.seq for e in leading])}
+        seqs = [e.seq for e in leading]
+        # Hashes and a payload flag only: the held payloads are never loaded.
+        held = self.store.hashes(feed, seqs)
+        with_payload = self.store.payloads_held(feed, seqs)
         for index, entry in enumerate(leading):
-            stored = held[entry.seq]
-            if stored.hash != entry.hash:
+            if held[entry.seq] != entry.hash:
+                stored = self.store.entries_at(feed, [entry.seq])[0]
                 return index, self._fork(feed, decode_entry(stored.raw), entry)
             payload = items[index][1]
-            if stored.payload is None and payload is not None:
+            if payload is not None and entry.seq not in with_payload:
                 try:  # a payload for an entry held without one
                     entry.check_payload(payload)
                 except InvalidEntry as exc:

@@ -178,19 +178,24 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
     if args.lines:
         if args.end:
             raise CommandError("--end publishes one entry; it does not go with --lines")
-        total, last = 0, None
+        total, first, last = 0, None, None
         try:
             for batch in _stdin_lines_batches(sys.stdin.buffer):
-                last = book.publish_batch(batch, log_id)[-1]
+                published = book.publish_batch(batch, log_id)
+                first = first or published[0]
+                last = published[-1]
                 total += len(batch)
                 if sys.stderr.isatty():
                     print(f"\rpublished {total} entries", end="", file=sys.stderr, flush=True)
-        except (_LineTooLong, TidingsError) as exc:
+        except BaseException as exc:
             if sys.stderr.isatty():
                 print(file=sys.stderr)
             done = f"published lines 1-{total}" if total else "published nothing"
             if last is not None:
                 done += f" (last seq {last.seq})"
+            if not isinstance(exc, _LineTooLong | TidingsError):
+                _err(done)  # whatever stopped us, say what is already durable
+                raise
             if isinstance(exc, _LineTooLong):
                 raise CommandError(
                     f"line {exc.number} is over {MAX_PAYLOAD_SIZE} bytes, the payload bound; "
@@ -200,12 +205,12 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
                                if isinstance(exc, InvalidEntry) else EXIT_USAGE) from None
         if sys.stderr.isatty() and total:
             print(file=sys.stderr)
-        if last is None:
+        if last is None or first is None:
             _err("standard input was empty; nothing published")
             return EXIT_OK
         if args.json:
-            _print_json({"feed": str(last.feed), "count": total, "last_seq": last.seq,
-                         "hash": last.hash.hex()})
+            _print_json({"feed": str(last.feed), "count": total, "first_seq": first.seq,
+                         "last_seq": last.seq, "hash": last.hash.hex()})
         else:
             # Another process may publish to the log at the same time, so the
             # entries need not be contiguous: report the count and the last.
@@ -480,7 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
     try:
-        return int(args.run(args, home))
+        code = int(args.run(args, home))
+        sys.stdout.flush()  # a closed pipe shows up here, not after main returns
+        return code
     except CommandError as exc:
         _err(str(exc))
         return exc.code
@@ -499,7 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`tidings show ... | head`): stop quietly, and
         # keep Python from complaining when it flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         return EXIT_OK
     except OSError as exc:
         _err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")

@@ -79,6 +79,10 @@ class Store(Protocol):
         """Insert verified entries (and their payloads where given)."""
         ...
 
+    def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
+        """The seqs among ``seqs`` whose payload is stored (without reading them)."""
+        ...
+
     def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None: ...
 
     def delete_payload(self, feed: FeedId, seq: int) -> bool:

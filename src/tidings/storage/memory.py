@@ -54,6 +54,10 @@ class MemoryStore:
                 raise ValueError(f"{feed} seq {row.seq}: the store holds {len(log)} entries")
             log.append(row)
 
+    def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
+        log = self._log(feed)
+        return {seq for seq in seqs if 1 <= seq <= len(log) and log[seq - 1].payload is not None}
+
     def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
         log = self._log(feed)
         log[seq - 1] = log[seq - 1]._replace(payload=payload)

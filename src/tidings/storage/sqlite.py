@@ -253,6 +253,22 @@ class SqliteStore:
                 [(fid, row.seq, row.payload) for row in rows if row.payload is not None],
             )
 
+    def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return set()
+            wanted = sorted(set(seqs))
+            held: set[int] = set()
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                held.update(row[0] for row in self._db.execute(
+                    f"SELECT seq FROM payloads WHERE feed = ? AND seq IN ({marks})",
+                    (fid, *chunk),
+                ))
+            return held
+
     def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
         with self.transaction():
             fid = self._feed_id(feed)
