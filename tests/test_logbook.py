@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidings import Logbook, MemoryStore, SqliteStore, Store, verify_partial
 from tidings.core.bundle import HEADER, encode_entry_record
@@ -329,3 +331,43 @@ def test_duplicates_are_matched_without_loading_held_payloads(
     monkeypatch.setattr(store, "entries_at", no_payload_reads)
     result = book.ingest(feed, [(e.raw, None) for e in entries])
     assert (result.added, result.duplicates) == (0, 20)
+
+
+_SOURCE = Logbook(MemoryStore(), author(1))
+_SOURCE.publish_batch([b"post %d" % i for i in range(12)], "blog")
+_BUNDLE = io.BytesIO()
+_SOURCE.export_bundle(_SOURCE.feed("blog"), _BUNDLE.write)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_damaged_bundle_never_stores_anything_invalid(data: st.DataObject) -> None:
+    """Random damage anywhere: the import stops with a tidings error or succeeds,
+    and whatever it stored is a valid prefix of the real log."""
+    bundle = bytearray(_BUNDLE.getvalue())
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, len(bundle) - 1))
+        if action == "flip":
+            bundle[at] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del bundle[at:at + data.draw(st.integers(1, 40))]
+        else:
+            bundle[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    book = Logbook(MemoryStore())
+    result = book.import_bundle(io.BytesIO(bytes(bundle)).read)
+    feed = _SOURCE.feed("blog")
+    held = [e for e, _ in book.read(feed)]
+    assert held == [e for e, _ in _SOURCE.read(feed)][: len(held)]
+    assert all(report.ok for report in book.verify())
+    if result.error is None:
+        assert len(held) == result.added
+
+
+@given(st.binary(max_size=1100))
+def test_random_bytes_are_never_a_fork_proof(data: bytes) -> None:
+    from tidings import ForkProof
+    from tidings.errors import InvalidForkProof
+
+    with pytest.raises(InvalidForkProof):
+        ForkProof.from_bytes(data)
