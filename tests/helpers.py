@@ -45,3 +45,14 @@ def sign_raw_body(who: Identity, body: bytes) -> bytes:
     from tidings.core.entry import SIG_HEAD
 
     return body + SIG_HEAD + who.secret_key.sign(body)
+
+
+def vouched_log(who: Identity) -> tuple[bytes, bytes, bytes]:
+    """Entries 1-3 of "blog" where entry 2's own signature is broken but the
+    author's entry 3 links to it: batch verification accepts all three."""
+    from tidings.core.entry import entry_hash
+
+    first = forge(who)
+    good_second = forge(who, seq=2, backlink=entry_hash(first))
+    second = good_second[:-1] + bytes([good_second[-1] ^ 1])
+    return first, second, forge(who, seq=3, backlink=entry_hash(second))

@@ -281,13 +281,10 @@ def test_a_conflict_with_a_held_entry_that_has_a_bad_own_signature(store: Store)
     validly signed other entry 2 conflicts with it but makes no portable proof."""
     from tidings.errors import ForkDetected
 
-    from .helpers import forge
+    from .helpers import forge, vouched_log
 
     who = author(1)
-    e1 = forge(who)
-    good2 = forge(who, seq=2, backlink=decode_entry(e1).hash)
-    bad2 = good2[:-1] + bytes([good2[-1] ^ 1])
-    e3 = forge(who, seq=3, backlink=decode_entry(bad2).hash)
+    e1, bad2, e3 = vouched_log(who)
     feed = who.author.feed("blog")
     book = Logbook(store)
     assert book.ingest(feed, [(e1, None), (bad2, None), (e3, None)]).added == 3
@@ -301,13 +298,10 @@ def test_a_conflict_with_a_held_entry_that_has_a_bad_own_signature(store: Store)
 def test_ingest_one_by_one_checks_every_signature(store: Store) -> None:
     from tidings.errors import BadSignature
 
-    from .helpers import forge
+    from .helpers import vouched_log
 
     who = author(1)
-    e1 = forge(who)
-    good2 = forge(who, seq=2, backlink=decode_entry(e1).hash)
-    bad2 = good2[:-1] + bytes([good2[-1] ^ 1])
-    e3 = forge(who, seq=3, backlink=decode_entry(bad2).hash)
+    e1, bad2, e3 = vouched_log(who)
     feed = who.author.feed("blog")
     items: list[tuple[bytes, bytes | None]] = [(e1, None), (bad2, None), (e3, None)]
     strict = Logbook(store)
