@@ -29,8 +29,7 @@ KEY_FILE_HEADER = "tidings-secret-key-1"
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
-def _write_new(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_synced(fd: int, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
         handle.flush()
@@ -77,16 +76,14 @@ class Identity:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         temporary = Path(name)  # mkstemp makes it 0600
         try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
+            _write_synced(fd, text)
             try:
                 os.link(temporary, path)
             except OSError as exc:
                 if exc.errno not in _NO_HARD_LINKS:
                     raise
-                _write_new(path, text)  # a filesystem without hard links
+                # a filesystem without hard links: create the file in place
+                _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), text)
         finally:
             temporary.unlink(missing_ok=True)
         directory = os.open(path.parent, os.O_RDONLY)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
@@ -185,21 +186,24 @@ class SqliteStore:
             ).fetchone()
         return StoredEntry(row[0], row[1], row[2], None) if row else None
 
-    def hashes(self, feed: FeedId, seqs: Collection[int]) -> dict[int, bytes]:
+    def _rows_at(self, feed: FeedId, seqs: Collection[int], query: str) -> list[tuple[Any, ...]]:
+        """``query`` (ending in ``seq IN ({marks})``) for ``seqs``, in chunks, ascending."""
         with self._lock:
             fid = self._feed_id(feed)
-            if fid is None or not seqs:
-                return {}
-            wanted = sorted(seqs)
-            found: dict[int, bytes] = {}
+            if fid is None:
+                return []
+            wanted = sorted(set(seqs))
+            rows: list[tuple[Any, ...]] = []
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start:start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                found.update(self._db.execute(
-                    f"SELECT seq, hash FROM entries WHERE feed = ? AND seq IN ({marks})",
-                    (fid, *chunk),
-                ).fetchall())
-            return found
+                rows.extend(self._db.execute(query.format(marks=marks), (fid, *chunk)))
+            return rows
+
+    def hashes(self, feed: FeedId, seqs: Collection[int]) -> dict[int, bytes]:
+        return dict(self._rows_at(
+            feed, seqs, "SELECT seq, hash FROM entries WHERE feed = ? AND seq IN ({marks})"
+        ))
 
     _SELECT = (
         "SELECT e.seq, e.hash, e.entry, p.payload FROM entries e "
@@ -226,20 +230,8 @@ class SqliteStore:
                 cursor.close()
 
     def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
-        with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
-                return []
-            wanted = sorted(set(seqs))
-            rows = []
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start:start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows.extend(self._db.execute(
-                    self._SELECT + f"WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq",
-                    (fid, *chunk),
-                ).fetchall())
-        return [StoredEntry(*row) for row in rows]
+        query = self._SELECT + "WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq"
+        return [StoredEntry(*row) for row in self._rows_at(feed, seqs, query)]
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
         with self.transaction():
@@ -254,20 +246,8 @@ class SqliteStore:
             )
 
     def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
-        with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
-                return set()
-            wanted = sorted(set(seqs))
-            held: set[int] = set()
-            for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start:start + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                held.update(row[0] for row in self._db.execute(
-                    f"SELECT seq FROM payloads WHERE feed = ? AND seq IN ({marks})",
-                    (fid, *chunk),
-                ))
-            return held
+        query = "SELECT seq FROM payloads WHERE feed = ? AND seq IN ({marks})"
+        return {row[0] for row in self._rows_at(feed, seqs, query)}
 
     def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
         with self.transaction():
