@@ -187,6 +187,102 @@ class ForkedFeed(InvalidEntry):
     rule = "forked-feed"
 
 
+class PeerError(TidingsError):
+    """A peer broke the transport or wire protocol; its connection is closed.
+
+    ``code`` is the stable error code of spec/09-wire.md §6, sent to the peer in
+    an ``error`` message where the connection still allows it. ``peer`` names the
+    peer (its address or transport key) once the node knows it.
+    """
+
+    code = "protocol"
+
+    def __init__(self, detail: str, *, peer: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.peer = peer
+
+    def __str__(self) -> str:
+        prefix = f"peer {self.peer}: " if self.peer else ""
+        return f"{prefix}{self.code}: {self.detail}"
+
+
+class HandshakeFailed(PeerError):
+    """The Noise handshake failed: another network key, a broken message, or no key proof."""
+
+    code = "handshake"
+
+
+class BadFrame(PeerError):
+    """A transport frame is malformed: truncated, empty, or failing decryption."""
+
+    code = "bad-frame"
+
+
+class MessageTooLarge(PeerError):
+    """A message, frame or list is over the bound the spec sets."""
+
+    code = "oversize"
+
+
+class MalformedMessage(PeerError):
+    """A message is not valid msgpack, or has the wrong shape, types or ranges."""
+
+    code = "malformed"
+
+
+class UnsupportedVersion(PeerError):
+    """The peers share no wire protocol version."""
+
+    code = "version"
+
+
+class UnexpectedMessage(PeerError):
+    """A valid message arrived where the protocol does not allow it."""
+
+    code = "unexpected"
+
+
+class PeerTimeout(PeerError):
+    """The peer was silent past a deadline (handshake or idle)."""
+
+    code = "timeout"
+
+
+class PeerFlooding(PeerError):
+    """The peer sent more requests or notes than the spec's bounds allow."""
+
+    code = "flood"
+
+
+class InvalidData(PeerError):
+    """The peer sent an entry, payload or fork proof that does not verify.
+
+    ``cause`` is the :class:`InvalidEntry` (naming the feed, seq and rule) or
+    the :class:`InvalidForkProof`.
+    """
+
+    code = "invalid-data"
+
+    def __init__(self, cause: TidingsError, *, peer: str | None = None) -> None:
+        super().__init__(str(cause), peer=peer)
+        self.cause = cause
+
+
+class RemoteError(PeerError):
+    """The peer closed the connection with an ``error`` message naming our fault."""
+
+    code = "remote-error"
+
+    def __init__(self, remote_code: str, detail: str, *, peer: str | None = None) -> None:
+        super().__init__(f"{remote_code}: {detail}", peer=peer)
+        self.remote_code = remote_code
+
+
+class LocalProtocolError(TidingsError):
+    """This side misused a protocol object (a bug in the caller, not the peer's fault)."""
+
+
 #: Every validity rule by its stable name, as the spec and the vectors use them.
 RULES: dict[str, type[InvalidEntry]] = {
     cls.rule: cls

@@ -1,0 +1,222 @@
+"""The secure channel, pure: Noise XX handshake, frames and message boundaries.
+
+Bytes in, bytes and messages out (spec/08-transport.md)::
+
+    channel = Channel(initiator=True, static_private=key, network_key=net)
+    channel.start()                       # queues handshake message 1
+    sock.send(channel.data_to_send())
+    channel.receive_data(sock.recv())     # may queue more to send
+    for message in channel.messages(): ...
+
+Every Noise message travels as a 2-byte big-endian length and the message.
+After the handshake, the plaintext of the transport frames is a stream of
+wire messages, each a 4-byte big-endian length and a msgpack body, so a large
+message spans frames and small ones share a frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tidings.errors import (
+    BadFrame,
+    HandshakeFailed,
+    LocalProtocolError,
+    MalformedMessage,
+    MessageTooLarge,
+)
+from tidings.protocol.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
+from tidings.protocol.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
+
+PROLOGUE_PREFIX = b"tidings/transport/1"
+PROOF_CONTEXT = b"tidings/network-proof/1"
+NETWORK_KEY_SIZE = 32
+#: The network everyone is on unless they choose a private one.
+DEFAULT_NETWORK_KEY = hashlib.blake2b(b"tidings public network 1", digest_size=32).digest()
+#: Plaintext bytes one transport frame carries (Noise's message bound less the tag).
+MAX_FRAME_PLAINTEXT = MAX_MESSAGE_LEN - TAG_LEN
+_LENGTH = struct.Struct(">H")
+_MESSAGE_LENGTH = struct.Struct(">I")
+
+
+def prologue(network_key: bytes) -> bytes:
+    return PROLOGUE_PREFIX + network_key
+
+
+def network_proof(network_key: bytes, ephemeral_public: bytes) -> bytes:
+    """Handshake message 1's payload: shows the initiator holds the network key.
+
+    Bound to the initiator's fresh ephemeral key, so an observer cannot replay it.
+    """
+    return hashlib.blake2b(
+        PROOF_CONTEXT + ephemeral_public, key=network_key, digest_size=32
+    ).digest()
+
+
+def public_key(private: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw
+    )
+
+
+def check_network_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes) or len(key) != NETWORK_KEY_SIZE:
+        raise LocalProtocolError(f"a network key is {NETWORK_KEY_SIZE} bytes")
+    return key
+
+
+class Channel:
+    """One side of a connection: handshake, then encrypted message frames."""
+
+    def __init__(
+        self, *, initiator: bool, static_private: bytes, network_key: bytes,
+        ephemeral_private: bytes | None = None,
+    ) -> None:
+        self.initiator = initiator
+        self._network_key = check_network_key(network_key)
+        self._ephemeral = ephemeral_private or os.urandom(32)
+        self.local_static = public_key(static_private)
+        self._handshake: NoiseHandshake | None = NoiseHandshake(
+            initiator=initiator, static_private=static_private,
+            prologue=prologue(network_key), ephemeral_private=self._ephemeral,
+        )
+        self._send_cipher: CipherState | None = None
+        self._receive_cipher: CipherState | None = None
+        self._remote_static: bytes | None = None
+        self._inbox = bytearray()  # raw bytes from the socket, at most one frame + 2
+        self._stream = bytearray()  # decrypted plaintext, at most one message + a frame
+        self._outgoing = bytearray()  # encrypted bytes ready for the socket
+        self._plaintext_out = bytearray()  # messages not yet sealed into frames
+        self._messages: list[Message] = []
+        self._handshake_step = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        return self._send_cipher is not None
+
+    @property
+    def remote_static(self) -> bytes | None:
+        """The peer's transport public key, once the handshake has shown it."""
+        return self._remote_static
+
+    # -- handshake -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Initiator only: queue handshake message 1."""
+        if not self.initiator or self._handshake_step != 0 or self._handshake is None:
+            raise LocalProtocolError("start() is for the initiator, once")
+        proof = network_proof(self._network_key, public_key(self._ephemeral))
+        self._queue_frame(self._handshake.write_message(proof))
+        self._handshake_step = 1
+
+    def _on_handshake_frame(self, frame: bytes) -> None:
+        handshake = self._handshake
+        assert handshake is not None
+        if self.initiator:
+            if self._handshake_step != 1:
+                raise LocalProtocolError("start() must be called before receiving")
+            handshake.read_message(frame)  # message 2
+            self._queue_frame(handshake.write_message(b""))  # message 3
+        elif self._handshake_step == 0:
+            payload = handshake.read_message(frame)  # message 1
+            expected = network_proof(self._network_key, frame[:32])
+            if not hmac.compare_digest(payload, expected):
+                raise HandshakeFailed(
+                    "handshake message 1 carries no proof of this network's key: "
+                    "the peer is on another network"
+                )
+            self._queue_frame(handshake.write_message(b""))  # message 2
+            self._handshake_step = 2
+            return
+        else:
+            handshake.read_message(frame)  # message 3
+        self._remote_static = handshake.remote_static
+        self._send_cipher, self._receive_cipher = handshake.split()
+        self._handshake = None
+
+    # -- bytes in ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; raises a PeerError if the peer broke the protocol."""
+        self.bytes_received += len(data)
+        self._inbox += data
+        while len(self._inbox) >= 2:
+            (length,) = _LENGTH.unpack_from(self._inbox)
+            if length == 0:
+                raise BadFrame("empty frame")
+            if len(self._inbox) < 2 + length:
+                break
+            frame = bytes(self._inbox[2:2 + length])
+            del self._inbox[:2 + length]
+            if self._handshake is not None:
+                self._on_handshake_frame(frame)
+            else:
+                assert self._receive_cipher is not None
+                if length <= TAG_LEN:
+                    raise BadFrame(f"transport frame of {length} bytes carries no data")
+                self._stream += self._receive_cipher.decrypt_with_ad(b"", frame)
+                self._parse_stream()
+
+    def _parse_stream(self) -> None:
+        while len(self._stream) >= 4:
+            (length,) = _MESSAGE_LENGTH.unpack_from(self._stream)
+            if length > MAX_MESSAGE_SIZE:
+                raise MessageTooLarge(
+                    f"message length {length} is over the bound of {MAX_MESSAGE_SIZE} bytes"
+                )
+            if length == 0:
+                raise MalformedMessage("empty message")
+            if len(self._stream) < 4 + length:
+                break
+            body = bytes(self._stream[4:4 + length])
+            del self._stream[:4 + length]
+            self._messages.append(decode_message(body))
+
+    def messages(self) -> list[Message]:
+        """Messages received so far, oldest first; each is returned once."""
+        taken, self._messages = self._messages, []
+        return taken
+
+    # -- bytes out -----------------------------------------------------------
+
+    def send(self, message: Message) -> int:
+        """Queue ``message``; returns its size on the wire before encryption."""
+        body = encode_message(message)
+        # Sealed into frames in data_to_send(), so messages queued together share frames.
+        self._plaintext_out += _MESSAGE_LENGTH.pack(len(body)) + body
+        return len(body) + 4
+
+    def _flush_plaintext(self) -> None:
+        assert self._send_cipher is not None
+        view = memoryview(self._plaintext_out)
+        for start in range(0, len(view), MAX_FRAME_PLAINTEXT):
+            chunk = bytes(view[start:start + MAX_FRAME_PLAINTEXT])
+            self._queue_frame(self._send_cipher.encrypt_with_ad(b"", chunk))
+        view.release()
+        self._plaintext_out.clear()
+
+    def _queue_frame(self, frame: bytes) -> None:
+        self._outgoing += _LENGTH.pack(len(frame)) + frame
+
+    def data_to_send(self) -> bytes:
+        """Bytes for the socket, in order; each is returned once."""
+        if self.established and self._plaintext_out:
+            self._flush_plaintext()
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        self.bytes_sent += len(out)
+        return out
+
+    @property
+    def pending_output(self) -> int:
+        return len(self._outgoing) + len(self._plaintext_out)

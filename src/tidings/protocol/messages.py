@@ -1,0 +1,348 @@
+"""Wire messages: one frozen dataclass per message, msgpack on the wire.
+
+Every message is a msgpack array whose first element is its type number
+(spec/09-wire.md §3). :func:`decode_message` is strict: it checks the shape,
+every type and every bound, and raises a :class:`~tidings.errors.PeerError`
+subclass naming what is wrong. Anything else escaping it is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence, Sized
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgpack
+
+from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
+from tidings.core.ids import FeedId
+from tidings.errors import InvalidId, MalformedMessage, MessageTooLarge
+
+#: Wire protocol versions this implementation speaks, newest last.
+VERSIONS = (1,)
+#: One message: a payload at its largest (1 MiB) plus a batch's worth of
+#: entries and framing, so one oversized item can still travel alone.
+MAX_MESSAGE_SIZE = 2 * 1024 * 1024
+#: Notes in one clock message: 4096 notes of at most ~110 bytes stay < 0.5 MiB.
+MAX_NOTES = 4096
+#: Entries in one entries message; senders batch far fewer bytes than the message bound.
+MAX_ITEMS = 1024
+#: Entries one partial request may ask for; the reply adds at most ~60 pool entries.
+MAX_PARTIAL = 1000
+#: Pool entries (at most 2 per level of a 64-bit seq) plus MAX_PARTIAL.
+MAX_PARTIAL_ITEMS = MAX_PARTIAL + 130
+#: Addresses in one peers message: enough to spread, too few to flood a table.
+MAX_ADDRESSES = 32
+MAX_HOST_LEN = 253
+MAX_VERSIONS = 16
+MAX_ERROR_CODE_LEN = 32
+MAX_ERROR_DETAIL_LEN = 1000
+#: A fork proof is two entries and a small CBOR wrapper.
+MAX_PROOF_SIZE = 2 * MAX_ENTRY_SIZE + 16
+MAX_SEQ = 2**64 - 1
+
+#: Note flags (spec/10-replication.md §2).
+WANT = 1
+EAGER = 2
+
+
+def _shape(
+    item: Any, kind: type, what: str, *, max_len: int | None = None, min_len: int = 0,
+) -> Any:
+    # `type(x) is kind` so that True is not an int and a str is not bytes.
+    if type(item) is not kind:
+        raise MalformedMessage(f"{what} must be {kind.__name__}, got {type(item).__name__}")
+    if max_len is None:
+        return item
+    length = len(cast(Sized, item))
+    if not min_len <= length <= max_len:
+        raise MalformedMessage(f"{what} has length {length}, allowed {min_len}..{max_len}")
+    return item
+
+
+def _uint(item: Any, what: str, maximum: int = MAX_SEQ, minimum: int = 0) -> int:
+    value: int = _shape(item, int, what)
+    if not minimum <= value <= maximum:
+        raise MalformedMessage(f"{what} is {value}, allowed {minimum}..{maximum}")
+    return value
+
+
+def _feed(author: Any, log_id: Any) -> FeedId:
+    _shape(author, bytes, "author key", max_len=32, min_len=32)
+    _shape(log_id, str, "log id", max_len=64, min_len=1)
+    try:
+        return FeedId(author, log_id)
+    except InvalidId as exc:
+        raise MalformedMessage(f"bad feed: {exc}") from None
+
+
+def _items(raw: Any, max_items: int, what: str) -> list[tuple[bytes, bytes | None]]:
+    _shape(raw, list, what, max_len=max_items)
+    items: list[tuple[bytes, bytes | None]] = []
+    for pair in raw:
+        _shape(pair, list, "an item", max_len=2, min_len=2)
+        entry = _shape(pair[0], bytes, "an entry", max_len=MAX_ENTRY_SIZE, min_len=1)
+        payload = pair[1]
+        if payload is not None:
+            _shape(payload, bytes, "a payload", max_len=MAX_PAYLOAD_SIZE)
+        items.append((entry, payload))
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """What one side holds of a feed and wants from the other."""
+
+    seq: int
+    flags: int
+
+    @property
+    def wants(self) -> bool:
+        return bool(self.flags & WANT)
+
+    @property
+    def eager(self) -> bool:
+        return bool(self.flags & EAGER)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The first message each side sends: versions spoken and the clock it remembers."""
+
+    TYPE = 0
+    versions: tuple[int, ...]
+    relay: bool
+    #: Digest of the clock this side holds from the peer, None if it holds none.
+    clock_digest: bytes | None
+
+    def fields(self) -> list[Any]:
+        return [list(self.versions), int(self.relay), self.clock_digest]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> Hello:
+        versions, relay, digest = _arity(body, 3, "hello")
+        _shape(versions, list, "versions", max_len=MAX_VERSIONS, min_len=1)
+        parsed = tuple(_uint(v, "a version", 2**16 - 1, 1) for v in versions)
+        if digest is not None:
+            _shape(digest, bytes, "clock digest", max_len=32, min_len=32)
+        return cls(parsed, bool(_uint(relay, "relay flag", 1)), digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Notes: for each feed, the seq held and what is wanted (spec/10 §2)."""
+
+    TYPE = 1
+    #: True: forget every note held from this peer before applying these.
+    reset: bool
+    notes: tuple[tuple[FeedId, Note], ...]
+    #: True on the last message of the opening clock exchange.
+    final: bool
+
+    def fields(self) -> list[Any]:
+        return [
+            int(self.reset),
+            [[f.author_key, f.log_id, n.seq, n.flags] for f, n in self.notes],
+            int(self.final),
+        ]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> Clock:
+        reset, raw_notes, final = _arity(body, 3, "clock")
+        _shape(raw_notes, list, "notes", max_len=MAX_NOTES)
+        notes = []
+        for raw in raw_notes:
+            _shape(raw, list, "a note", max_len=4, min_len=4)
+            feed = _feed(raw[0], raw[1])
+            notes.append((feed, Note(_uint(raw[2], "note seq"), _uint(raw[3], "note flags", 3))))
+        return cls(bool(_uint(reset, "reset", 1)), tuple(notes), bool(_uint(final, "final", 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """Consecutive entries of one feed, ascending, each with its payload or nil."""
+
+    TYPE = 2
+    feed: FeedId
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+    def fields(self) -> list[Any]:
+        return [self.feed.author_key, self.feed.log_id, [list(i) for i in self.items]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> Entries:
+        author, log_id, items = _arity(body, 3, "entries")
+        feed = _feed(author, log_id)
+        parsed = _items(items, MAX_ITEMS, "entries")
+        if not parsed:
+            raise MalformedMessage("an entries message carries at least one entry")
+        return cls(feed, tuple(parsed))
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    """Ask for the latest ``count`` entries of a feed, with their certificate pool."""
+
+    TYPE = 3
+    request_id: int
+    feed: FeedId
+    count: int
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.feed.author_key, self.feed.log_id, self.count]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> PartialRequest:
+        request_id, author, log_id, count = _arity(body, 4, "partial request")
+        return cls(
+            _uint(request_id, "request id", 2**32 - 1), _feed(author, log_id),
+            _uint(count, "count", MAX_PARTIAL, 1),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PartialResponse:
+    """The entries a partial request asked for plus their pool; empty if not held."""
+
+    TYPE = 4
+    request_id: int
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, [list(i) for i in self.items]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> PartialResponse:
+        request_id, items = _arity(body, 2, "partial response")
+        return cls(
+            _uint(request_id, "request id", 2**32 - 1),
+            tuple(_items(items, MAX_PARTIAL_ITEMS, "partial items")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProofMessage:
+    """A fork proof (spec/06-forks.md), passed on to peers that follow the feed."""
+
+    TYPE = 5
+    proof: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.proof]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> ForkProofMessage:
+        (proof,) = _arity(body, 1, "fork proof")
+        return cls(_shape(proof, bytes, "fork proof", max_len=MAX_PROOF_SIZE, min_len=1))
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """Addresses of other nodes on the same network (peer exchange)."""
+
+    TYPE = 6
+    addresses: tuple[tuple[str, int], ...]
+
+    def fields(self) -> list[Any]:
+        return [[list(a) for a in self.addresses]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> Peers:
+        (raw,) = _arity(body, 1, "peers")
+        _shape(raw, list, "addresses", max_len=MAX_ADDRESSES)
+        addresses = []
+        for pair in raw:
+            _shape(pair, list, "an address", max_len=2, min_len=2)
+            host = _shape(pair[0], str, "host", max_len=MAX_HOST_LEN, min_len=1)
+            addresses.append((host, _uint(pair[1], "port", 65535, 1)))
+        return cls(tuple(addresses))
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Keeps an idle connection alive; needs no answer."""
+
+    TYPE = 7
+
+    def fields(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> Ping:
+        _arity(body, 0, "ping")
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    """The sender is closing the connection because of ``code`` (spec/09 §6)."""
+
+    TYPE = 8
+    code: str
+    detail: str
+
+    def fields(self) -> list[Any]:
+        return [self.code[:MAX_ERROR_CODE_LEN], self.detail[:MAX_ERROR_DETAIL_LEN]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> ErrorMessage:
+        code, detail = _arity(body, 2, "error")
+        return cls(
+            _shape(code, str, "error code", max_len=MAX_ERROR_CODE_LEN, min_len=1),
+            _shape(detail, str, "error detail", max_len=MAX_ERROR_DETAIL_LEN),
+        )
+
+
+Message = (
+    Hello | Clock | Entries | PartialRequest | PartialResponse | ForkProofMessage | Peers | Ping
+    | ErrorMessage
+)
+_PARSERS: dict[int, Callable[[list[Any]], Message]] = {
+    cls.TYPE: cls.parse
+    for cls in (
+        Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
+        ErrorMessage,
+    )
+}
+
+
+def _arity(body: list[Any], count: int, what: str) -> list[Any]:
+    if len(body) != count:
+        raise MalformedMessage(f"{what} has {len(body)} fields, it must have {count}")
+    return body
+
+
+def encode_message(message: Message) -> bytes:
+    """The msgpack body of ``message`` (without the 4-byte length prefix)."""
+    body: bytes = msgpack.packb([message.TYPE, *message.fields()], use_bin_type=True)
+    if len(body) > MAX_MESSAGE_SIZE:
+        raise MessageTooLarge(f"message of {len(body)} bytes is over {MAX_MESSAGE_SIZE}")
+    return body
+
+
+def decode_message(body: bytes) -> Message:
+    """Parse one message body strictly; raises MalformedMessage naming the fault."""
+    if len(body) > MAX_MESSAGE_SIZE:
+        raise MessageTooLarge(f"message of {len(body)} bytes is over {MAX_MESSAGE_SIZE}")
+    try:
+        decoded = msgpack.unpackb(
+            body, raw=False, use_list=True, strict_map_key=True,
+            max_bin_len=MAX_MESSAGE_SIZE, max_str_len=MAX_ERROR_DETAIL_LEN * 4,
+            max_array_len=max(MAX_NOTES, MAX_PARTIAL_ITEMS), max_map_len=0, max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # msgpack raises ValueError subclasses for truncated input, extra bytes,
+        # bad UTF-8 and exceeded limits.
+        raise MalformedMessage(f"not a msgpack message: {type(exc).__name__}: {exc}") from None
+    if type(decoded) is not list or not decoded:
+        raise MalformedMessage("a message is a non-empty msgpack array")
+    kind = decoded[0]
+    if type(kind) is not int or kind not in _PARSERS:
+        raise MalformedMessage(f"unknown message type {kind!r}")
+    return _PARSERS[kind](decoded[1:])
+
+
+def message_types() -> Sequence[type]:
+    """Every message class, by type number (for the spec's vectors and tests)."""
+    return [Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers,
+            Ping, ErrorMessage]

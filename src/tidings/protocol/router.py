@@ -1,0 +1,75 @@
+"""Which peer streams each feed, pure (spec/10-replication.md §5).
+
+Each wanted feed is streamed eagerly from one session at a time; every other
+session only sends notes for it. So an entry arrives about once however many
+peers hold it. When a peer's note shows it holds more than this node and the
+current source has nothing more to give (or left), the feed moves to that peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tidings.core.ids import FeedId
+from tidings.protocol.clock import LocalClock
+from tidings.protocol.session import Session
+
+
+class Router:
+    def __init__(self, local: LocalClock) -> None:
+        self.local = local
+        self.sessions: list[Session] = []
+        self.source: dict[FeedId, Session] = {}
+
+    def add(self, session: Session) -> None:
+        """A new session: it streams the wanted feeds that have no source yet."""
+        self.sessions.append(session)
+        for feed in self.local.wanted:
+            if feed not in self.source:
+                self._assign(feed, session)
+
+    def remove(self, session: Session) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
+        for feed in [f for f, s in self.source.items() if s is session]:
+            del self.source[feed]
+            self.consider(feed)
+
+    def _assign(self, feed: FeedId, session: Session | None) -> None:
+        current = self.source.pop(feed, None)
+        if current is not None and current is not session:
+            current.set_eager(feed, False)
+        if session is not None:
+            self.source[feed] = session
+            session.set_eager(feed, True)
+
+    def consider(self, feed: FeedId) -> None:
+        """Pick the feed's source again after a note, a new head or a departure."""
+        if feed not in self.local.wanted:
+            self._assign(feed, None)
+            return
+        head = self.local.seq(feed)
+        current = self.source.get(feed)
+        if current is not None and current.peer_seq(feed) > head:
+            return  # it is still giving us entries
+        ahead = [s for s in self.sessions if s.peer_seq(feed) > head]
+        if ahead:
+            self._assign(feed, max(ahead, key=lambda s: s.peer_seq(feed)))
+        elif current is None and self.sessions:
+            # Nobody is ahead yet: the first session listens for new entries.
+            self._assign(feed, self.sessions[0])
+
+    def notes_received(self, feeds: Iterable[FeedId]) -> None:
+        for feed in feeds:
+            if feed in self.local.wanted:
+                self.consider(feed)
+
+    def local_changed(self, feeds: Iterable[FeedId], source: Session | None = None,
+                      delivered: int | None = None) -> None:
+        """This node's notes changed: tell every session, and re-pick sources."""
+        for feed in feeds:
+            for session in self.sessions:
+                session.local_changed(
+                    feed, delivered=delivered if session is source else None
+                )
+            self.consider(feed)

@@ -1,0 +1,397 @@
+"""The replication session, pure: one peer connection's state machine.
+
+A :class:`Session` sits on a :class:`~tidings.protocol.channel.Channel`. It
+takes bytes from the peer and returns bytes for it, plus events for the node
+(spec/10-replication.md)::
+
+    session.receive_data(data)        # raises PeerError if the peer misbehaved
+    for event in session.events(): ...   # EntriesReceived, PartialRequested, ...
+    sock.send(session.data_to_send())
+
+The node answers the events that need its store (ingest the entries, read a
+partial answer) and tells the session when its own heads change
+(:meth:`Session.local_changed`). :meth:`Session.next_stream` says which feed
+the peer is owed entries of; the node reads a batch and hands it to
+:meth:`Session.send_entries`, so the peer gets entries only as fast as the
+socket drains (backpressure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from tidings.core.ids import FeedId
+from tidings.errors import (
+    LocalProtocolError,
+    PeerError,
+    PeerFlooding,
+    RemoteError,
+    UnexpectedMessage,
+    UnsupportedVersion,
+)
+from tidings.protocol.channel import Channel
+from tidings.protocol.clock import LocalClock, clock_digest
+from tidings.protocol.messages import (
+    EAGER,
+    MAX_NOTES,
+    MAX_PARTIAL,
+    VERSIONS,
+    Clock,
+    Entries,
+    ErrorMessage,
+    ForkProofMessage,
+    Hello,
+    Note,
+    PartialRequest,
+    PartialResponse,
+    Peers,
+    Ping,
+)
+
+#: Notes kept from one peer: a relay's clock can be large, but not unbounded.
+MAX_PEER_NOTES = 200_000
+#: Entries messages for feeds this node does not want, tolerated per session:
+#: a few arrive in flight after an unfollow or an eager switch.
+MAX_UNSOLICITED = 64
+#: Partial requests this side may have unanswered at once.
+MAX_OUTSTANDING_PARTIALS = 16
+
+
+# -- events for the node ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReady:
+    """Hello exchanged: the session speaks ``version``."""
+
+    version: int
+    relay: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotesReceived:
+    notes: tuple[tuple[FeedId, Note], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockExchanged:
+    """The peer's opening clock is complete: what it holds is known."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesReceived:
+    feed: FeedId
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequested:
+    request_id: int
+    feed: FeedId
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartialReceived:
+    request_id: int
+    feed: FeedId
+    count: int
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForkProofReceived:
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeersReceived:
+    addresses: tuple[tuple[str, int], ...]
+
+
+Event = (
+    PeerReady | NotesReceived | ClockExchanged | EntriesReceived | PartialRequested
+    | PartialReceived | ForkProofReceived | PeersReceived
+)
+
+
+class Session:
+    """Replication with one peer. ``local`` is shared with the node's other sessions.
+
+    ``sent`` and ``received`` are the clocks remembered from the last session
+    with this peer (what this side sent, and what the peer sent); the node
+    persists them from :attr:`sent` and :attr:`received` when the session ends.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        local: LocalClock,
+        *,
+        relay: bool = False,
+        sent: Mapping[FeedId, Note] | None = None,
+        received: Mapping[FeedId, Note] | None = None,
+        on_established: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.local = local
+        self.relay = relay
+        self.sent: dict[FeedId, Note] = dict(sent or {})
+        self.received: dict[FeedId, Note] = dict(received or {})
+        self.version: int | None = None
+        self.peer_relay = False
+        self.clock_exchanged = False
+        self.eager: set[FeedId] = set()  # feeds this side streams from this peer
+        self._hello_sent = False
+        self._pending_notes: dict[FeedId, Note] = {}
+        self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
+        self._events: list[Event] = []
+        self._unsolicited = 0
+        self._next_request = 0
+        self._outstanding: dict[int, tuple[FeedId, int]] = {}
+        self.closed_by_peer: RemoteError | None = None
+        self._on_established = on_established
+
+    # -- bytes ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer. A PeerError means: close the connection."""
+        self.channel.receive_data(data)
+        self._after_channel()
+        for message in self.channel.messages():
+            self._handle(message)
+
+    def _after_channel(self) -> None:
+        if self.channel.established and not self._hello_sent:
+            self._hello_sent = True
+            if self._on_established is not None:
+                # The node learns who the peer is: it may load remembered
+                # clocks, choose what to stream from it, or refuse it.
+                self._on_established(self)
+            digest = clock_digest(self.received) if self.received else None
+            self.channel.send(Hello(VERSIONS, self.relay, digest))
+
+    def data_to_send(self) -> bytes:
+        if self._pending_notes and self.clock_exchanged_sent:
+            notes = tuple(self._pending_notes.items())
+            self._pending_notes.clear()
+            self._send_notes(notes, reset=False)
+        self._after_channel()
+        return self.channel.data_to_send()
+
+    def events(self) -> list[Event]:
+        taken, self._events = self._events, []
+        return taken
+
+    def fail(self, error: PeerError) -> None:
+        """Queue an error message for the peer before the node closes the connection."""
+        if self.channel.established:
+            self.channel.send(ErrorMessage(error.code, error.detail))
+
+    # -- notes we send -------------------------------------------------------
+
+    @property
+    def clock_exchanged_sent(self) -> bool:
+        return self.version is not None
+
+    def our_note(self, feed: FeedId) -> Note:
+        note = self.local.note(feed)
+        if feed in self.eager:
+            return Note(note.seq, note.flags | EAGER)
+        return note
+
+    def set_eager(self, feed: FeedId, eager: bool) -> None:
+        """Stream ``feed`` from this peer (True) or get only its notes (False)."""
+        if eager == (feed in self.eager):
+            return
+        if eager:
+            self.eager.add(feed)
+        else:
+            self.eager.discard(feed)
+        self._refresh(feed)
+
+    def local_changed(self, feed: FeedId, *, delivered: int | None = None) -> None:
+        """This node's note for ``feed`` changed (new head, or now wanted or not).
+
+        ``delivered`` is the last seq of entries this peer just sent: the peer
+        knows this side has them, so no note goes back for them.
+        """
+        if delivered is not None and delivered == self.local.seq(feed) and feed in self.sent:
+            self.sent[feed] = self.our_note(feed)
+            return
+        self._refresh(feed)
+
+    def _refresh(self, feed: FeedId) -> None:
+        ours = self.our_note(feed)
+        last = self._pending_notes.get(feed) or self.sent.get(feed)
+        if ours == last:
+            return
+        theirs = self.received.get(feed)
+        if (
+            last is None
+            or last.flags != ours.flags
+            or (theirs is not None and theirs.wants and not theirs.eager)
+        ):
+            self._pending_notes[feed] = ours
+        if theirs is not None and theirs.eager and theirs.seq < ours.seq:
+            self._owed.add(feed)
+
+    def _send_notes(self, notes: tuple[tuple[FeedId, Note], ...], *, reset: bool) -> None:
+        for start in range(0, max(len(notes), 1), MAX_NOTES):
+            chunk = notes[start:start + MAX_NOTES]
+            final = start + MAX_NOTES >= len(notes)
+            self.channel.send(Clock(reset and start == 0, chunk, final))
+            self.sent.update(chunk)
+
+    def _send_opening_clock(self, peer_digest: bytes | None) -> None:
+        self._pending_notes.clear()  # the opening clock says it all
+        feeds = self.local.feeds() | set(self.sent)
+        if self.sent and peer_digest == clock_digest(self.sent):
+            notes = tuple(
+                (f, self.our_note(f)) for f in feeds if self.our_note(f) != self.sent.get(f)
+            )
+            self._send_notes(notes, reset=False)
+        else:
+            self.sent.clear()
+            self._send_notes(tuple((f, self.our_note(f)) for f in feeds), reset=True)
+        for feed in feeds:
+            self._check_owed(feed)
+
+    # -- what the peer is owed -------------------------------------------------
+
+    def _check_owed(self, feed: FeedId) -> None:
+        theirs = self.received.get(feed)
+        if theirs is not None and theirs.eager and theirs.seq < self.local.seq(feed):
+            self._owed.add(feed)
+        else:
+            self._owed.discard(feed)
+
+    def next_stream(self) -> tuple[FeedId, int] | None:
+        """A feed the peer streams from us and lacks entries of, and the first seq it lacks."""
+        while self._owed:
+            feed = next(iter(self._owed))
+            theirs = self.received.get(feed)
+            if theirs is not None and theirs.eager and theirs.seq < self.local.seq(feed):
+                return feed, theirs.seq + 1
+            self._owed.discard(feed)
+        return None
+
+    def forget_owed(self, feed: FeedId) -> None:
+        """The store has nothing to send for ``feed`` after all (a payload-less gap, a fork)."""
+        self._owed.discard(feed)
+
+    def send_entries(self, feed: FeedId, items: list[tuple[bytes, bytes | None]],
+                     last_seq: int) -> None:
+        """Send consecutive entries of ``feed`` ending at ``last_seq``."""
+        if not items:
+            raise LocalProtocolError("send_entries needs at least one entry")
+        self.channel.send(Entries(feed, tuple(items)))
+        theirs = self.received.get(feed)
+        if theirs is not None:
+            # The peer will hold these once it has verified them; if it cannot,
+            # it closes the connection and the next session starts afresh.
+            self.received[feed] = Note(max(theirs.seq, last_seq), theirs.flags)
+        # Round robin: the next call starts with another owed feed.
+        self._owed.discard(feed)
+        self._check_owed(feed)
+
+    # -- other requests --------------------------------------------------------
+
+    def request_partial(self, feed: FeedId, count: int) -> int:
+        """Ask for the latest ``count`` entries of ``feed``; returns the request id."""
+        if not 1 <= count <= MAX_PARTIAL:
+            raise LocalProtocolError(f"count must be 1..{MAX_PARTIAL}")
+        if len(self._outstanding) >= MAX_OUTSTANDING_PARTIALS:
+            raise LocalProtocolError("too many partial requests outstanding")
+        request_id = self._next_request
+        self._next_request = (self._next_request + 1) % 2**32
+        self._outstanding[request_id] = (feed, count)
+        self.channel.send(PartialRequest(request_id, feed, count))
+        return request_id
+
+    def send_partial(self, request_id: int, items: list[tuple[bytes, bytes | None]]) -> None:
+        self.channel.send(PartialResponse(request_id, tuple(items)))
+
+    def send_fork_proof(self, proof: bytes) -> None:
+        self.channel.send(ForkProofMessage(proof))
+
+    def send_peers(self, addresses: list[tuple[str, int]]) -> None:
+        self.channel.send(Peers(tuple(addresses)))
+
+    def ping(self) -> None:
+        self.channel.send(Ping())
+
+    def peer_seq(self, feed: FeedId) -> int:
+        theirs = self.received.get(feed)
+        return theirs.seq if theirs is not None else 0
+
+    # -- messages in -------------------------------------------------------------
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, ErrorMessage):
+            self.closed_by_peer = RemoteError(message.code, message.detail)
+            raise self.closed_by_peer
+        if self.version is None:
+            if not isinstance(message, Hello):
+                raise UnexpectedMessage(f"expected hello, got {type(message).__name__}")
+            self._on_hello(message)
+            return
+        if isinstance(message, Hello):
+            raise UnexpectedMessage("a second hello")
+        if isinstance(message, Clock):
+            self._on_clock(message)
+        elif isinstance(message, Entries):
+            self._on_entries(message)
+        elif isinstance(message, PartialRequest):
+            self._events.append(PartialRequested(message.request_id, message.feed, message.count))
+        elif isinstance(message, PartialResponse):
+            asked = self._outstanding.pop(message.request_id, None)
+            if asked is None:
+                raise UnexpectedMessage(f"no partial request {message.request_id} is open")
+            self._events.append(
+                PartialReceived(message.request_id, asked[0], asked[1], message.items)
+            )
+        elif isinstance(message, ForkProofMessage):
+            self._events.append(ForkProofReceived(message.proof))
+        elif isinstance(message, Peers):
+            self._events.append(PeersReceived(message.addresses))
+        # Ping: its arrival is all it says.
+
+    def _on_hello(self, hello: Hello) -> None:
+        common = set(hello.versions) & set(VERSIONS)
+        if not common:
+            raise UnsupportedVersion(
+                f"peer speaks versions {list(hello.versions)}, this node {list(VERSIONS)}"
+            )
+        self.version = max(common)
+        self.peer_relay = hello.relay
+        self._events.append(PeerReady(self.version, hello.relay))
+        self._send_opening_clock(hello.clock_digest)
+
+    def _on_clock(self, clock: Clock) -> None:
+        if clock.reset:
+            self.received.clear()
+        for feed, note in clock.notes:
+            before = self.received.get(feed)
+            self.received[feed] = note
+            self._check_owed(feed)
+            if note.wants and (before is None or not before.wants):
+                self._refresh(feed)  # it now wants the feed: tell it what this side holds
+        if len(self.received) > MAX_PEER_NOTES:
+            raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
+        if clock.notes:
+            self._events.append(NotesReceived(clock.notes))
+        if clock.final and not self.clock_exchanged:
+            self.clock_exchanged = True
+            self._events.append(ClockExchanged())
+
+    def _on_entries(self, message: Entries) -> None:
+        if message.feed not in self.local.wanted:
+            self._unsolicited += 1
+            if self._unsolicited > MAX_UNSOLICITED:
+                raise PeerFlooding(
+                    f"over {MAX_UNSOLICITED} entries messages for feeds this node does not want"
+                )
+            return
+        self._events.append(EntriesReceived(message.feed, message.items))

@@ -1,0 +1,358 @@
+"""The replicator: a node's sessions joined to its logbook, without sockets or clocks.
+
+The trio node (:mod:`tidings.node`) and a simulator drive the same object::
+
+    replicator = Replicator(logbook, static_private=key, follows=[feed])
+    session = replicator.open_session(initiator=True)
+    replicator.receive(session, data)      # ingest, answer requests
+    out = replicator.pump(session)         # stream owed entries, then bytes to send
+
+Every call is synchronous and may touch the store; the trio node runs them in
+a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tidings.content import follows_in
+from tidings.core.entry import decode_entry
+from tidings.core.forks import ForkProof
+from tidings.core.ids import FeedId
+from tidings.core.verify import partial_seqs, verify_partial
+from tidings.errors import (
+    ForkDetected,
+    ForkedFeed,
+    InvalidData,
+    InvalidEntry,
+    InvalidForkProof,
+    PeerError,
+)
+from tidings.logbook import Logbook
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.protocol.clock import LocalClock
+from tidings.protocol.messages import MAX_MESSAGE_SIZE, Note
+from tidings.protocol.router import Router
+from tidings.protocol.session import (
+    EntriesReceived,
+    ForkProofReceived,
+    NotesReceived,
+    PartialReceived,
+    PartialRequested,
+    PeersReceived,
+    Session,
+)
+
+#: Bytes of entries read per batch when streaming: big enough to amortise one
+#: store read and one signature check, small enough to interleave feeds.
+STREAM_BATCH_BYTES = 256 * 1024
+STREAM_BATCH_ENTRIES = 1000
+#: Bytes queued for one peer before the node waits for its socket to drain.
+SEND_BUDGET = 512 * 1024
+#: Payload bytes in one partial response; the rest of the payloads come with a full sync.
+PARTIAL_PAYLOAD_BYTES = MAX_MESSAGE_SIZE // 2
+#: Feeds a relay takes on from its peers unless configured otherwise.
+DEFAULT_RELAY_MAX_FEEDS = 10_000
+
+
+class DuplicateConnection(PeerError):
+    """A second connection to a peer this node is already connected to (or to itself)."""
+
+    code = "duplicate"
+
+
+class ClockMemory(Protocol):
+    """Where the clocks of past sessions are kept, by the peer's transport key."""
+
+    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        """(notes this node sent the peer, notes the peer sent) at the last session."""
+        ...
+
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+        ...
+
+
+@dataclass
+class MemoryClocks:
+    """Clock memory in a dict, for tests and the simulator."""
+
+    clocks: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note]]] = field(
+        default_factory=dict
+    )
+
+    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        sent, received = self.clocks.get(peer, ({}, {}))
+        return dict(sent), dict(received)
+
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+        self.clocks[peer] = (dict(sent), dict(received))
+
+
+@dataclass(frozen=True, slots=True)
+class PartialResult:
+    """A verified answer to :meth:`Replicator.request_partial`: entries and payloads."""
+
+    request_id: int
+    feed: FeedId
+    entries: list[tuple[bytes, bytes | None]]
+
+
+class Replicator:
+    def __init__(
+        self,
+        logbook: Logbook,
+        *,
+        static_private: bytes,
+        network_key: bytes = DEFAULT_NETWORK_KEY,
+        follows: Iterable[FeedId] = (),
+        hops: int = 1,
+        relay: bool = False,
+        relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS,
+        memory: ClockMemory | None = None,
+    ) -> None:
+        self.logbook = logbook
+        self.static_private = static_private
+        self.network_key = network_key
+        self.hops = hops
+        self.relay = relay
+        self.relay_max_feeds = relay_max_feeds
+        self.memory: ClockMemory = memory or MemoryClocks()
+        self.local = LocalClock()
+        self.router = Router(self.local)
+        self.follows: set[FeedId] = set()
+        self.relayed: set[FeedId] = set()
+        self.partials: list[PartialResult] = []
+        self.learned_addresses: list[tuple[str, int]] = []
+        self.forked: set[FeedId] = {p.feed for p in logbook.fork_proofs()}
+        self.entries_received = 0
+        self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
+        self.refresh_local()
+        self.set_follows(follows)
+
+    # -- what this node holds and wants ---------------------------------------
+
+    def refresh_local(self) -> list[FeedId]:
+        """Re-read the heads from the store (after a publish, or another process's write)."""
+        changed = self.local.update((info.feed, info.latest_seq) for info in self.logbook.feeds())
+        if self.hops > 1 and any(f in self.local.wanted for f in changed):
+            self._recompute_wanted()
+        self.router.local_changed(changed)
+        return changed
+
+    def set_follows(self, follows: Iterable[FeedId]) -> None:
+        self.follows = set(follows)
+        self._recompute_wanted()
+
+    def _recompute_wanted(self) -> None:
+        wanted = set(self.follows) | self.relayed
+        frontier = set(self.follows)
+        for _ in range(self.hops - 1):
+            found: set[FeedId] = set()
+            for feed in frontier:
+                found |= self._follows_of(feed)
+            frontier = found - wanted
+            wanted |= found
+        changed = wanted ^ self.local.wanted
+        self.local.wanted = wanted
+        self.router.local_changed(changed)
+
+    def _follows_of(self, feed: FeedId) -> set[FeedId]:
+        """Feeds the author says it follows in ``feed`` (the follow content type)."""
+        scanned, found = self._follow_scan.get(feed, (0, set()))
+        head = self.local.seq(feed)
+        if head > scanned:
+            found = set(found)
+            for _entry, payload in self.logbook.read(feed, since=scanned + 1):
+                if payload is not None:
+                    follows_in(payload, found)
+            self._follow_scan[feed] = (head, found)
+        return found
+
+    # -- sessions -------------------------------------------------------------
+
+    def open_session(self, *, initiator: bool, ephemeral_private: bytes | None = None) -> Session:
+        channel = Channel(
+            initiator=initiator, static_private=self.static_private,
+            network_key=self.network_key, ephemeral_private=ephemeral_private,
+        )
+        session = Session(channel, self.local, relay=self.relay, on_established=self._established)
+        if initiator:
+            channel.start()
+        return session
+
+    def _established(self, session: Session) -> None:
+        peer = session.channel.remote_static
+        assert peer is not None
+        if peer == session.channel.local_static:
+            raise DuplicateConnection("connected to itself")
+        if any(s.channel.remote_static == peer for s in self.router.sessions):
+            raise DuplicateConnection("already connected to this node")
+        session.sent, session.received = self.memory.load(peer)
+        self.router.add(session)
+
+    def close_session(self, session: Session) -> None:
+        """Forget a session; its clocks are kept for the next one with this peer."""
+        if session in self.router.sessions:
+            peer = session.channel.remote_static
+            if peer is not None and session.version is not None:
+                self.memory.save(peer, session.sent, session.received)
+            self.router.remove(session)
+
+    def receive(self, session: Session, data: bytes) -> None:
+        """Bytes from ``session``'s peer. A PeerError means: close that connection."""
+        try:
+            session.receive_data(data)
+        finally:
+            # Events before an error still happened (a verified prefix is kept).
+            for event in session.events():
+                self._handle(session, event)
+
+    def _handle(self, session: Session, event: object) -> None:
+        if isinstance(event, NotesReceived):
+            self._on_notes(session, event)
+        elif isinstance(event, EntriesReceived):
+            self._on_entries(session, event)
+        elif isinstance(event, PartialRequested):
+            self._answer_partial(session, event)
+        elif isinstance(event, PartialReceived):
+            self._on_partial(event)
+        elif isinstance(event, ForkProofReceived):
+            self._on_fork_proof(session, event.proof)
+        elif isinstance(event, PeersReceived):
+            self.learned_addresses.extend(event.addresses)
+
+    def _on_notes(self, session: Session, event: NotesReceived) -> None:
+        feeds = [feed for feed, _ in event.notes]
+        if self.relay:
+            new = [
+                feed for feed, note in event.notes
+                if note.seq > 0 and feed not in self.local.wanted
+            ][: max(0, self.relay_max_feeds - len(self.relayed))]
+            if new:
+                self.relayed.update(new)
+                self.local.wanted.update(new)
+                self.router.local_changed(new)
+        self.router.notes_received(feeds)
+        for feed in feeds:
+            if feed in self.forked:
+                for proof in self.logbook.fork_proofs(feed):
+                    session.send_fork_proof(proof.to_bytes())
+
+    def _on_entries(self, session: Session, event: EntriesReceived) -> None:
+        feed = event.feed
+        error: InvalidEntry | None = None
+        try:
+            result = self.logbook.ingest(feed, event.items)
+            added = result.added
+        except InvalidEntry as exc:
+            added = exc.ingested[0]
+            error = exc
+        self.entries_received += added
+        if added:
+            head = self.logbook.store.head(feed)
+            self.local.update([(feed, head.seq if head else 0)])
+            last = decode_entry(event.items[-1][0]).seq if error is None else None
+            self.router.local_changed([feed], source=session, delivered=last)
+        if isinstance(error, ForkDetected):
+            # The author forked its log: not this peer's fault. Spread the proof.
+            self._spread_fork(feed, session)
+        elif isinstance(error, ForkedFeed):
+            pass  # entries past a fork this node knows of; the peer will get the proof
+        elif error is not None:
+            raise InvalidData(error)
+
+    def _spread_fork(self, feed: FeedId, origin: Session | None) -> None:
+        self.forked.add(feed)
+        for proof in self.logbook.fork_proofs(feed):
+            for other in self.router.sessions:
+                if other is not origin and feed in other.received:
+                    other.send_fork_proof(proof.to_bytes())
+
+    def _on_fork_proof(self, session: Session, raw: bytes) -> None:
+        try:
+            proof = ForkProof.from_bytes(raw)
+        except InvalidForkProof as exc:
+            raise InvalidData(exc) from None
+        if self.logbook.add_fork_proof(proof):
+            self._spread_fork(proof.feed, session)
+
+    # -- partial replication --------------------------------------------------
+
+    def request_partial(self, session: Session, feed: FeedId, count: int) -> int:
+        return session.request_partial(feed, count)
+
+    def _answer_partial(self, session: Session, request: PartialRequested) -> None:
+        head = self.logbook.store.head(request.feed)
+        if head is None:
+            session.send_partial(request.request_id, [])
+            return
+        seqs = partial_seqs(head.seq, request.count)
+        oldest = head.seq - request.count + 1
+        rows = self.logbook.store.entries_at(request.feed, seqs)
+        budget = PARTIAL_PAYLOAD_BYTES
+        items: list[tuple[bytes, bytes | None]] = []
+        for row in reversed(rows):  # newest payloads first, within the budget
+            payload = row.payload if row.seq >= oldest else None
+            if payload is not None and len(payload) <= budget:
+                budget -= len(payload)
+            else:
+                payload = None
+            items.append((row.raw, payload))
+        session.send_partial(request.request_id, items[::-1])
+
+    def _on_partial(self, event: PartialReceived) -> None:
+        try:
+            entries = [decode_entry(raw) for raw, _ in event.items]
+            payloads = {e.seq: p for e, (_, p) in zip(entries, event.items, strict=True) if p}
+            verified = verify_partial(entries, payloads)
+        except InvalidEntry as exc:
+            raise InvalidData(exc.at(str(event.feed), None)) from None
+        if verified and verified[-1].feed != event.feed:
+            raise InvalidData(
+                InvalidEntry(f"the answer is for feed {verified[-1].feed}", feed=str(event.feed))
+            )
+        if not verified:
+            self.partials.append(PartialResult(event.request_id, event.feed, []))
+            return
+        head = verified[-1].seq
+        held = {e.seq for e in verified}
+        missing = set(partial_seqs(head, event.count)) - held
+        if missing:
+            raise InvalidData(InvalidEntry(
+                f"the answer lacks seqs {sorted(missing)[:5]} of the latest {event.count}",
+                feed=str(event.feed), seq=min(missing),
+            ))
+        newest = [e for e in verified if e.seq > head - event.count]
+        self.partials.append(PartialResult(
+            event.request_id, event.feed,
+            [(e.raw, payloads.get(e.seq)) for e in newest],
+        ))
+
+    # -- streaming --------------------------------------------------------------
+
+    def pump(self, session: Session, budget: int = SEND_BUDGET) -> bytes:
+        """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
+        while session.channel.pending_output < budget:
+            owed = session.next_stream()
+            if owed is None:
+                break
+            feed, since = owed
+            rows = self.logbook.store.entries(
+                feed, since, STREAM_BATCH_ENTRIES, STREAM_BATCH_BYTES
+            )
+            if not rows or rows[0].seq != since:
+                session.forget_owed(feed)
+                continue
+            session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq)
+        return session.data_to_send()
+
+    def caught_up(self, session: Session) -> bool:
+        """The peer's opening clock is in and this node holds every wanted entry it has."""
+        if not session.clock_exchanged:
+            return False
+        return all(
+            self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked
+            for feed in self.local.wanted
+        )
