@@ -12,17 +12,19 @@ directory for "tidings".
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
 from tidings.core.ids import check_log_id
 from tidings.errors import InvalidId, UsageError
-from tidings.identity import Identity
+from tidings.identity import Identity, read_key_file, write_key_file
 from tidings.logbook import DEFAULT_LOG, Logbook
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY
 from tidings.storage.sqlite import SqliteStore
 
 ENV_VAR = "TIDINGS_HOME"
@@ -31,17 +33,60 @@ MAX_CONFIG_BYTES = 64 * 1024
 KEY_FILE = "secret.key"
 STORE_FILE = "store.sqlite3"
 CONFIG_FILE = "config.toml"
+NODE_STATE_FILE = "node.sqlite3"
+NODE_KEY_FILE = "node.key"
+SYNC_KEY_FILE = "sync.key"
+NODE_KEY_HEADER = "tidings-node-key-1"
+DEFAULT_LISTEN = "0.0.0.0:7654"
 DEFAULT_CONFIG = f"""\
 # tidings configuration. Every setting is optional.
 
 # The log `tidings publish` writes to when --log is not given.
 default_log = "{DEFAULT_LOG}"
+
+[node]
+# Where `tidings up` listens for peers (--listen).
+# listen = "{DEFAULT_LISTEN}"
+# Peers to dial at start (--peer), as "HOST:PORT".
+# peers = []
+# "public", or a private network's key from `tidings network new` (--network).
+# network = "public"
+# Store every feed peers offer, up to relay_max_feeds (--relay).
+# relay = false
+# relay_max_feeds = 10000
+# 1: replicate the feeds you follow; 2: also the feeds their authors follow.
+# hops = 1
+# max_connections = 64
+# Find nodes of the same network on the LAN by UDP multicast.
+# lan_discovery = true
 """
+_NODE_SETTINGS = {
+    "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
+    "hops": int, "max_connections": int, "lan_discovery": bool,
+}
+
+
+def parse_network_key(text: str) -> bytes:
+    """``public`` or 64 hex digits (from `tidings network new`)."""
+    text = text.strip().lower()
+    if text in ("", "public"):
+        return DEFAULT_NETWORK_KEY
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise UsageError(
+            "a network key is 'public' or 64 hex digits; make one with `tidings network new`"
+        )
+    return key
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     default_log: str = DEFAULT_LOG
+    #: The [node] table, checked for names and types (values checked where used).
+    node: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -59,7 +104,7 @@ class Config:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"default_log"}
+        unknown = set(data) - {"default_log", "node"}
         if unknown:
             raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         default_log = data.get("default_log", DEFAULT_LOG)
@@ -67,7 +112,16 @@ class Config:
             check_log_id(default_log)
         except InvalidId as exc:
             raise UsageError(f"{path}: default_log: {exc}") from None
-        return cls(default_log=default_log)
+        node = data.get("node", {})
+        if not isinstance(node, dict):
+            raise UsageError(f"{path}: node must be a table ([node])")
+        for name, value in node.items():
+            kind = _NODE_SETTINGS.get(name)
+            if kind is None:
+                raise UsageError(f"{path}: unknown setting node.{name}")
+            if type(value) is not kind:
+                raise UsageError(f"{path}: node.{name} must be a {kind.__name__}")
+        return cls(default_log=default_log, node=node)
 
 
 class Home:
@@ -91,6 +145,23 @@ class Home:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
+
+    def transport_key(self, name: str = NODE_KEY_FILE) -> bytes:
+        """The node's X25519 transport key (made on first use, mode 0600).
+
+        Separate from the author key: it names the node to its peers, never an author.
+        """
+        path = self.path / name
+        if not path.exists():
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Another process may make it first: then use theirs.
+            with contextlib.suppress(FileExistsError):
+                write_key_file(path, NODE_KEY_HEADER, os.urandom(32))
+        return read_key_file(path, NODE_KEY_HEADER, "node key")
+
+    @property
+    def node_state_path(self) -> Path:
+        return self.path / NODE_STATE_FILE
 
     def is_initialized(self) -> bool:
         return self.key_path.exists()

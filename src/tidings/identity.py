@@ -64,57 +64,69 @@ class Identity:
         return f"Identity({self.author})"
 
     def save(self, path: Path) -> None:
-        """Write the secret key to a new file with mode 0600; never overwrites.
-
-        The key is written whole to a temporary file, synced, then linked into
-        place, so a crash leaves either no key file or a complete one, and two
-        processes saving at once cannot both win (the loser gets
-        ``FileExistsError``).
-        """
+        """Write the secret key to a new file with mode 0600; never overwrites."""
         seed = self._secret.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        text = f"{KEY_FILE_HEADER} {base64.b32encode(seed).decode().rstrip('=').lower()}\n"
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        temporary = Path(name)  # mkstemp makes it 0600
-        try:
-            _write_synced(fd, text)
-            try:
-                os.link(temporary, path)
-            except OSError as exc:
-                if exc.errno not in _NO_HARD_LINKS:
-                    raise
-                # a filesystem without hard links: create the file in place
-                _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), text)
-        finally:
-            temporary.unlink(missing_ok=True)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_key_file(path, KEY_FILE_HEADER, seed)
 
     @classmethod
     def load(cls, path: Path) -> Identity:
         """Read a secret key file; refuses one that others can read."""
+        return cls.from_seed(read_key_file(path, KEY_FILE_HEADER, "secret key"))
+
+
+def write_key_file(path: Path, header: str, key: bytes) -> None:
+    """Write ``header`` and ``key`` (base32) to a new file with mode 0600.
+
+    The key is written whole to a temporary file, synced, then linked into
+    place, so a crash leaves either no key file or a complete one, and two
+    processes saving at once cannot both win (the loser gets
+    ``FileExistsError``).
+    """
+    text = f"{header} {base64.b32encode(key).decode().rstrip('=').lower()}\n"
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = Path(name)  # mkstemp makes it 0600
+    try:
+        _write_synced(fd, text)
         try:
-            mode = path.stat().st_mode
-            if not stat.S_ISREG(mode):
-                raise UsageError(f"{path} is not a regular file, so not a secret key file")
-            with open(path, "rb") as handle:
-                text = handle.read(4096).decode("ascii", errors="replace")  # a key is 74 bytes
-        except FileNotFoundError:
-            raise UsageError(f"no secret key at {path}: run `tidings init` first") from None
+            os.link(temporary, path)
         except OSError as exc:
-            raise UsageError(f"cannot read the secret key {path}: {exc.strerror}") from None
-        if mode & 0o077:
-            raise UsageError(
-                f"{path} can be read by other users (mode {mode & 0o777:o}); "
-                f"run `chmod 600 {path}` and try again"
-            )
-        parts = text.split()
-        if len(parts) != 2 or parts[0] != KEY_FILE_HEADER:
-            raise UsageError(f"{path} is not a tidings secret key file")
-        try:
-            seed = base64.b32decode(parts[1].upper() + "=" * (-len(parts[1]) % 8))
-            return cls.from_seed(seed)
-        except ValueError:
-            raise UsageError(f"{path} is not a tidings secret key file") from None
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # a filesystem without hard links: create the file in place
+            _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), text)
+    finally:
+        temporary.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def read_key_file(path: Path, header: str, what: str) -> bytes:
+    """The 32-byte key in a key file; refuses one that other users can read."""
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{path} is not a regular file, so not a {what} file")
+        with open(path, "rb") as handle:
+            text = handle.read(4096).decode("ascii", errors="replace")  # a key file is < 80 bytes
+    except FileNotFoundError:
+        raise UsageError(f"no {what} at {path}: run `tidings init` first") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise UsageError(
+            f"{path} can be read by other users (mode {mode & 0o777:o}); "
+            f"run `chmod 600 {path}` and try again"
+        )
+    parts = text.split()
+    if len(parts) != 2 or parts[0] != header:
+        raise UsageError(f"{path} is not a tidings {what} file")
+    try:
+        key = base64.b32decode(parts[1].upper() + "=" * (-len(parts[1]) % 8))
+    except ValueError:
+        raise UsageError(f"{path} is not a tidings {what} file") from None
+    if len(key) != 32:
+        raise UsageError(f"{path} is not a tidings {what} file")
+    return key

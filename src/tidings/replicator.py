@@ -31,7 +31,7 @@ from tidings.errors import (
     PeerError,
 )
 from tidings.logbook import Logbook
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.protocol.clock import LocalClock
 from tidings.protocol.messages import MAX_MESSAGE_SIZE, Note
 from tidings.protocol.router import Router
@@ -114,6 +114,7 @@ class Replicator:
     ) -> None:
         self.logbook = logbook
         self.static_private = static_private
+        self.local_static = public_key(static_private)
         self.network_key = network_key
         self.hops = hops
         self.relay = relay

@@ -10,128 +10,50 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import json
 import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from tidings import __version__
-from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
-from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
-from tidings.errors import InvalidEntry, InvalidId, TidingsError, UsageError
+from tidings.cli.common import (
+    EXIT_BAD_DATA,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    entry_json,
+    err,
+    feed_arg,
+    print_entries,
+    print_json,
+)
+from tidings.cli.node import add_commands as add_node_commands
+from tidings.core.entry import MAX_PAYLOAD_SIZE
+from tidings.core.ids import FeedId
+from tidings.errors import InvalidEntry, PeerError, TidingsError, UsageError
 from tidings.home import Home
-from tidings.logbook import BATCH_BYTES, BATCH_SIZE, ImportResult, Logbook
-
-EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
-
-
-class CommandError(Exception):
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _err(message: str) -> None:
-    print(f"tidings: {message}", file=sys.stderr)
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, ensure_ascii=False))
-
-
-def _feed_arg(text: str, book: Logbook) -> FeedId:
-    """A feed id, or the name of one of your own logs."""
-    if text.startswith(FEED_PREFIX):
-        return FeedId.parse(text)
-    if text.startswith(AUTHOR_PREFIX):
-        raise CommandError(
-            f"{text[:12]}... is an author id; give one of the author's feed ids "
-            "(see `tidings feeds`)"
-        )
-    if book.identity is None:
-        raise CommandError(
-            f"{text!r} is not a feed id (they start with {FEED_PREFIX!r}), and there is no "
-            "identity here to read it as one of your logs"
-        )
-    try:
-        return book.feed(text)
-    except InvalidId:
-        raise CommandError(
-            f"{text!r} is neither a feed id (starting {FEED_PREFIX!r}) nor a log name"
-        ) from None
-
-
-def _entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "feed": str(entry.feed),
-        "author": str(entry.feed.author),
-        "log": entry.log_id,
-        "seq": entry.seq,
-        "hash": entry.hash.hex(),
-        "timestamp": entry.timestamp,
-        "payload_size": entry.payload_size,
-        "end_of_log": entry.is_end_of_log,
-    }
-    if payload is None:
-        obj["payload"] = None
-    else:
-        try:
-            obj["payload"] = payload.decode("utf-8")
-            obj["payload_encoding"] = "utf-8"
-        except UnicodeDecodeError:
-            obj["payload"] = base64.b64encode(payload).decode()
-            obj["payload_encoding"] = "base64"
-    return obj
-
-
-def _when(timestamp_us: int) -> str:
-    try:
-        moment = datetime.fromtimestamp(timestamp_us / 1e6, UTC)
-    except (OverflowError, OSError, ValueError):
-        return f"@{timestamp_us}us"
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-#: Control characters (C0, DEL, C1) shown escaped, so a payload cannot move the
-#: cursor or send escape sequences to the reader's terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-
-
-def _payload_text(payload: bytes | None, size: int) -> str:
-    if payload is None:
-        return f"(payload not held, {size} B)"
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"(binary, {size} B)"
-    return text.translate(_CONTROL)
-
-
-# -- commands ---------------------------------------------------------------
+from tidings.logbook import BATCH_BYTES, BATCH_SIZE, ImportResult
 
 
 def cmd_init(args: argparse.Namespace, home: Home) -> int:
     identity, created = home.init()
     if args.json:
-        _print_json({"author": str(identity.author), "home": str(home.path), "created": created})
+        print_json({"author": str(identity.author), "home": str(home.path), "created": created})
     else:
         print(identity.author)
         if created:
-            _err(f"created a new identity in {home.path}")
+            err(f"created a new identity in {home.path}")
         else:
-            _err(f"already initialized; keeping the identity in {home.path}")
+            err(f"already initialized; keeping the identity in {home.path}")
     return EXIT_OK
 
 
 def cmd_whoami(args: argparse.Namespace, home: Home) -> int:
     identity = home.identity()
     if args.json:
-        _print_json({"author": str(identity.author), "home": str(home.path)})
+        print_json({"author": str(identity.author), "home": str(home.path)})
     else:
         print(identity.author)
     return EXIT_OK
@@ -194,7 +116,7 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
             if last is not None:
                 done += f" (last seq {last.seq})"
             if not isinstance(exc, _LineTooLong | TidingsError):
-                _err(done)  # whatever stopped us, say what is already durable
+                err(done)  # whatever stopped us, say what is already durable
                 raise
             if isinstance(exc, _LineTooLong):
                 raise CommandError(
@@ -206,16 +128,16 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         if sys.stderr.isatty() and total:
             print(file=sys.stderr)
         if last is None or first is None:
-            _err("standard input was empty; nothing published")
+            err("standard input was empty; nothing published")
             return EXIT_OK
         if args.json:
-            _print_json({"feed": str(last.feed), "count": total, "first_seq": first.seq,
+            print_json({"feed": str(last.feed), "count": total, "first_seq": first.seq,
                          "last_seq": last.seq, "hash": last.hash.hex()})
         else:
             # Another process may publish to the log at the same time, so the
             # entries need not be contiguous: report the count and the last.
             print(f"{last.feed} {last.seq} {last.hash.hex()}")
-            _err(f"published {total} entries; the last is seq {last.seq}")
+            err(f"published {total} entries; the last is seq {last.seq}")
         return EXIT_OK
     if args.file is not None:
         try:
@@ -235,7 +157,7 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         )
     entry = book.publish(payload, log_id, end_of_log=args.end)
     if args.json:
-        _print_json(_entry_json(entry, None) | {"payload": None})
+        print_json(entry_json(entry, None) | {"payload": None})
     else:
         print(f"{entry.feed} {entry.seq} {entry.hash.hex()}")
     return EXIT_OK
@@ -243,7 +165,7 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
 
 def cmd_show(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
-    feed = _feed_arg(args.feed, book)
+    feed = feed_arg(args.feed, book)
     head = book.head(feed)
     if head is None:
         raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
@@ -259,18 +181,8 @@ def cmd_show(args: argparse.Namespace, home: Home) -> int:
         since = page[-1][0].seq + 1
         if remaining is not None:
             remaining -= len(page)
-        _print_entries(page, args.json)
+        print_entries(page, args.json)
     return EXIT_OK
-
-
-def _print_entries(page: list[tuple[Entry, bytes | None]], as_json: bool) -> None:
-    for entry, payload in page:
-        if as_json:
-            _print_json(_entry_json(entry, payload))
-        else:
-            end = "  [end of log]" if entry.is_end_of_log else ""
-            print(f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
-                  f"{_payload_text(payload, entry.payload_size)}{end}")
 
 
 def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
@@ -278,7 +190,7 @@ def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
     mine = book.identity.author.key if book.identity else None
     for info in book.feeds():
         if args.json:
-            _print_json({"feed": str(info.feed), "author": str(info.feed.author),
+            print_json({"feed": str(info.feed), "author": str(info.feed.author),
                          "log": info.feed.log_id, "latest_seq": info.latest_seq,
                          "forked_at": info.forked_at, "mine": info.feed.author_key == mine})
         else:
@@ -291,7 +203,7 @@ def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
 
 def cmd_export(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
-    feed = _feed_arg(args.feed, book)
+    feed = feed_arg(args.feed, book)
     if book.head(feed) is None and not book.fork_proofs(feed):
         raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
     out = Path(args.output)
@@ -305,9 +217,9 @@ def cmd_export(args: argparse.Namespace, home: Home) -> int:
             tmp.unlink()
         raise CommandError(f"cannot write {out}: {exc.strerror}") from None
     if args.json:
-        _print_json({"feed": str(feed), "entries": count, "file": str(out)})
+        print_json({"feed": str(feed), "entries": count, "file": str(out)})
     else:
-        _err(f"wrote {count} entries of {feed} to {out}")
+        err(f"wrote {count} entries of {feed} to {out}")
     return EXIT_OK
 
 
@@ -328,17 +240,17 @@ def cmd_import(args: argparse.Namespace, home: Home) -> int:
     if show_progress:
         print(file=sys.stderr)
     if args.json:
-        _print_json({
+        print_json({
             "added": result.added, "duplicates": result.duplicates,
             "fork_proofs": result.fork_proofs, "feeds": sorted(str(f) for f in result.feeds),
             "error": None if result.error is None else _error_json(result.error),
         })
     else:
-        _err(f"imported {result.added} new entries ({result.duplicates} already held, "
+        err(f"imported {result.added} new entries ({result.duplicates} already held, "
              f"{result.fork_proofs} fork proofs) from {args.file}")
     if result.error is not None:
-        _err(f"stopped at the first bad record: {result.error}")
-        _err("everything before it was verified and stored; nothing after it was")
+        err(f"stopped at the first bad record: {result.error}")
+        err("everything before it was verified and stored; nothing after it was")
         return EXIT_BAD_DATA
     return EXIT_OK
 
@@ -351,7 +263,7 @@ def _error_json(error: Exception) -> dict[str, Any]:
 
 def cmd_verify(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
-    feed = _feed_arg(args.feed, book) if args.feed else None
+    feed = feed_arg(args.feed, book) if args.feed else None
     if feed is not None and book.head(feed) is None:
         raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
     bad = 0
@@ -365,7 +277,7 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
     for report in reports:
         bad += not report.ok
         if args.json:
-            _print_json({"feed": str(report.feed), "entries": report.entries,
+            print_json({"feed": str(report.feed), "entries": report.entries,
                          "payloads": report.payloads, "forked_at": report.forked_at,
                          "ok": report.ok,
                          "error": None if report.error is None else _error_json(report.error)})
@@ -376,16 +288,16 @@ def cmd_verify(args: argparse.Namespace, home: Home) -> int:
             line += f"  (forked at seq {report.forked_at})"
         print(line)
         if report.error is not None:
-            _err(str(report.error))
+            err(str(report.error))
     return EXIT_BAD_DATA if bad else EXIT_OK
 
 
 def cmd_delete_payload(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
-    feed = _feed_arg(args.feed, book)
+    feed = feed_arg(args.feed, book)
     if not book.delete_payload(feed, args.seq):
         raise CommandError(f"{feed} holds no payload at seq {args.seq}")
-    _err(f"deleted the payload of {feed} seq {args.seq}; the entry stays")
+    err(f"deleted the payload of {feed} seq {args.seq}; the entry stays")
     return EXIT_OK
 
 
@@ -393,7 +305,7 @@ def cmd_forks(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
     for proof in book.fork_proofs():
         if args.json:
-            _print_json({"feed": str(proof.feed), "seq": proof.seq,
+            print_json({"feed": str(proof.feed), "seq": proof.seq,
                          "proof": base64.b64encode(proof.to_bytes()).decode()})
         else:
             print(f"{proof.feed}  seq {proof.seq}  {proof.first.hash.hex()[:12]} "
@@ -417,7 +329,7 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tidings",
-        description="Signed, append-only logs: publish, read, verify, export and import.",
+        description="Signed, append-only logs: publish, follow, replicate, verify, export.",
     )
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     parser.add_argument("--home", metavar="DIR",
@@ -477,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("forks", "list the fork proofs in the store")
     p.set_defaults(run=cmd_forks)
+    add_node_commands(command)
     return parser
 
 
@@ -489,19 +402,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows up here, not after main returns
         return code
     except CommandError as exc:
-        _err(str(exc))
+        err(str(exc))
         return exc.code
-    except InvalidEntry as exc:
-        _err(str(exc))
+    except (InvalidEntry, PeerError) as exc:
+        err(str(exc))
         return EXIT_BAD_DATA
     except (UsageError, TidingsError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     except sqlite3.OperationalError as exc:
-        _err(f"the store is busy or unreadable ({exc}); try again, or check {home.path}")
+        err(f"the store is busy or unreadable ({exc}); try again, or check {home.path}")
         return EXIT_USAGE
     except sqlite3.Error as exc:
-        _err(f"the store failed: {exc}")
+        err(f"the store failed: {exc}")
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`tidings show ... | head`): stop quietly, and
@@ -512,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.close(devnull)
         return EXIT_OK
     except OSError as exc:
-        _err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
+        err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         return 130

@@ -134,6 +134,11 @@ class SqliteStore:
             db.close()
             raise
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:

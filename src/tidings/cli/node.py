@@ -1,0 +1,287 @@
+"""The node commands: up, sync, fetch, follow, unfollow, following, network."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from tidings.cli.common import (
+    EXIT_BAD_DATA,
+    EXIT_OK,
+    CommandError,
+    feed_arg,
+    print_entries,
+    print_json,
+)
+from tidings.content import follow_payload
+from tidings.core.entry import decode_entry
+from tidings.core.ids import FeedId
+from tidings.errors import PeerError
+from tidings.home import DEFAULT_LISTEN, SYNC_KEY_FILE, Home, parse_network_key
+from tidings.node.daemon import Node, NodeOptions, parse_address
+from tidings.node.log import Logger
+from tidings.node.state import NodeState
+
+FOLLOWS_LOG = "follows"
+
+
+def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptions:
+    settings = home.config().node
+    network = args.network or str(settings.get("network", "public"))
+    peers = [parse_address(str(p)) for p in settings.get("peers", [])]  # type: ignore[attr-defined]
+    peers += [parse_address(p) for p in getattr(args, "peer", None) or []]
+    options = NodeOptions(network_key=parse_network_key(network), peers=peers)
+    if listen:
+        options.listen = parse_address(args.listen or str(settings.get("listen", DEFAULT_LISTEN)))
+        options.relay = bool(args.relay or settings.get("relay", False))
+        options.relay_max_feeds = int(settings.get("relay_max_feeds", 10_000))  # type: ignore[call-overload]
+        options.max_connections = int(settings.get("max_connections", 64))  # type: ignore[call-overload]
+        options.lan_discovery = bool(settings.get("lan_discovery", True)) and not args.no_lan
+    hops = getattr(args, "hops", None) or settings.get("hops", 1)
+    if not isinstance(hops, int) or not 1 <= hops <= 3:
+        raise CommandError("hops must be 1, 2 or 3")
+    options.hops = hops
+    return options
+
+
+def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, bytes]:
+    book = home.open_logbook(create=True)
+    state = NodeState(home.node_state_path)
+    key = home.transport_key() if key_file is None else home.transport_key(key_file)
+    return book, state, key
+
+
+def cmd_up(args: argparse.Namespace, home: Home) -> int:
+    identity, created = home.init()
+    log = Logger(level="debug" if args.verbose else "info", as_json=args.log_json)
+    if created:
+        log.info("created-identity", author=str(identity.author), home=str(home.path))
+    options = _options(args, home, listen=True)
+    book, state, key = _open(home)
+    node = Node(book, state, key, options, log)
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(node.run)
+
+                async def stop_on_signal() -> None:
+                    async for signum in signals:
+                        log.info("stopping", signal=signal.Signals(signum).name)
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        raise CommandError(
+            f"cannot listen on {options.listen}: {exc.strerror or exc}; "
+            "choose another with --listen HOST:PORT"
+        ) from None
+    finally:
+        book.store.close()
+        state.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
+    if not enabled:
+        return None
+
+    def show(received: int, remaining: int) -> None:
+        print(f"\rreceived {received} entries, {remaining} to go   ", end="",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_sync(args: argparse.Namespace, home: Home) -> int:
+    options = _options(args, home, listen=False)
+    address = parse_address(args.peer_address)
+    book, state, key = _open(home, SYNC_KEY_FILE)
+    node = Node(book, state, key, options, Logger(level="quiet"))
+    progress = _progress_printer(sys.stderr.isatty() and not args.json)
+
+    async def body(node: Node) -> int:
+        with trio.fail_after(args.timeout or math.inf):
+            connection = await node.connect(address)
+            await node.wait_caught_up(connection, progress)
+        return node.replicator.entries_received
+
+    try:
+        received = trio.run(node.run_client, body)
+    except trio.TooSlowError:
+        raise CommandError(f"not caught up with {args.peer_address} after {args.timeout} s",
+                           EXIT_BAD_DATA) from None
+    except OSError as exc:
+        raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
+                           EXIT_BAD_DATA) from None
+    finally:
+        book.store.close()
+        state.close()
+    return _report_sync(args, received, node)
+
+
+def _report_sync(args: argparse.Namespace, received: int, node: Node) -> int:
+    if sys.stderr.isatty() and not args.json:
+        print(file=sys.stderr)
+    wanted = sorted(node.replicator.local.wanted, key=str)
+    if args.json:
+        print_json({"peer": args.peer_address, "received": received,
+                    "feeds": {str(f): node.replicator.local.seq(f) for f in wanted}})
+    else:
+        print(f"caught up with {args.peer_address}: {received} new entries, "
+              f"{len(wanted)} followed feeds")
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
+    options = _options(args, home, listen=False)
+    address = parse_address(args.peer_address)
+    book, state, key = _open(home, SYNC_KEY_FILE)
+    feed = feed_arg(args.feed, book)
+    node = Node(book, state, key, options, Logger(level="quiet"))
+
+    async def body(node: Node) -> Any:
+        with trio.fail_after(args.timeout):
+            connection = await node.connect(address)
+            return await node.fetch_latest(connection, feed, args.latest)
+
+    try:
+        result = trio.run(node.run_client, body)
+    except trio.TooSlowError:
+        raise CommandError(f"no answer from {args.peer_address} after {args.timeout} s",
+                           EXIT_BAD_DATA) from None
+    except OSError as exc:
+        raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
+                           EXIT_BAD_DATA) from None
+    finally:
+        book.store.close()
+        state.close()
+    if not result.entries:
+        raise CommandError(f"{args.peer_address} does not hold {feed}", EXIT_BAD_DATA)
+    print_entries([(decode_entry(raw), payload) for raw, payload in result.entries], args.json)
+    return EXIT_OK
+
+
+def _follow_state(home: Home) -> NodeState:
+    home.open_logbook(create=True).store.close()  # makes the home if needed
+    return NodeState(home.node_state_path)
+
+
+def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
+    feed = FeedId.parse(args.feed)
+    state = _follow_state(home)
+    try:
+        changed = state.follow(feed) if follow else state.unfollow(feed)
+    finally:
+        state.close()
+    if args.public:
+        book = home.open_logbook(need_identity=True)
+        try:
+            book.publish(follow_payload(feed, follow=follow), FOLLOWS_LOG)
+        finally:
+            book.store.close()
+    verb = "following" if follow else "no longer following"
+    note = "" if changed else " (already)" if follow else " (was not)"
+    print(f"{verb} {feed}{note}")
+    return EXIT_OK
+
+
+def cmd_unfollow(args: argparse.Namespace, home: Home) -> int:
+    return cmd_follow(args, home, follow=False)
+
+
+def cmd_following(args: argparse.Namespace, home: Home) -> int:
+    state = _follow_state(home)
+    try:
+        follows = state.follows()
+    finally:
+        state.close()
+    for feed in follows:
+        print_json({"feed": str(feed)}) if args.json else print(feed)
+    return EXIT_OK
+
+
+def cmd_network_new(args: argparse.Namespace, home: Home) -> int:
+    print(os.urandom(32).hex())
+    return EXIT_OK
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    network_help = "'public' (default) or a private network key from `tidings network new`"
+
+    p = command("up", "run the node in the foreground until Ctrl-C (creates the home if needed)",
+                json_flag=False)
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help=f"where to listen for peers (default from config: {DEFAULT_LISTEN})")
+    p.add_argument("--peer", action="append", metavar="HOST:PORT",
+                   help="a peer to connect to (repeat for more)")
+    p.add_argument("--network", metavar="KEY", help=network_help)
+    p.add_argument("--relay", action="store_true",
+                   help="store every feed peers offer (an always-on relay)")
+    p.add_argument("--hops", type=int, metavar="N",
+                   help="1: replicate followed feeds; 2: also those their authors follow")
+    p.add_argument("--no-lan", action="store_true", help="no LAN discovery by multicast")
+    p.add_argument("--verbose", action="store_true", help="log debug events too")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
+    p.set_defaults(run=cmd_up)
+
+    p = command("sync", "fetch what this home follows from one peer, then exit once caught up")
+    p.add_argument("--peer", dest="peer_address", required=True, metavar="HOST:PORT")
+    p.add_argument("--network", metavar="KEY", help=network_help)
+    p.add_argument("--timeout", type=_timeout, metavar="S",
+                   help="give up (exit 1) after S seconds (default: no limit)")
+    p.add_argument("--hops", type=int, metavar="N", help="as for `up`")
+    p.set_defaults(run=cmd_sync)
+
+    p = command("fetch", "print the latest entries of a feed from one peer, verified, "
+                "without fetching the rest")
+    p.add_argument("feed", metavar="FEED")
+    p.add_argument("--peer", dest="peer_address", required=True, metavar="HOST:PORT")
+    p.add_argument("--latest", type=int, default=20, metavar="N", help="how many (default 20)")
+    p.add_argument("--network", metavar="KEY", help=network_help)
+    p.add_argument("--timeout", type=_timeout, default=30.0, metavar="S")
+    p.set_defaults(run=cmd_fetch)
+
+    for name, run, text in (
+        ("follow", cmd_follow, "replicate a feed from now on"),
+        ("unfollow", cmd_unfollow, "stop replicating a feed (what is stored stays)"),
+    ):
+        p = command(name, text, json_flag=False)
+        p.add_argument("feed", metavar="FEED")
+        p.add_argument("--public", action="store_true",
+                       help=f"also publish a {name} entry in your '{FOLLOWS_LOG}' log (for hops)")
+        p.set_defaults(run=run)
+
+    p = command("following", "list the feeds this home follows")
+    p.set_defaults(run=cmd_following)
+
+    p = command("network", "network keys", json_flag=False)
+    network_sub = p.add_subparsers(dest="network_command", metavar="COMMAND", required=True)
+    q = network_sub.add_parser("new", help="print a new private network key",
+                               description="print a new private network key")
+    q.set_defaults(run=cmd_network_new)
+
+
+__all__ = ["PeerError", "add_commands"]

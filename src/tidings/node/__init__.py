@@ -1,0 +1,1 @@
+"""The trio node: sockets, peers, timers and the daemon around the replicator."""

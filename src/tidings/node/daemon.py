@@ -1,0 +1,470 @@
+"""The trio node: sockets, timers and the peer table around the replicator.
+
+Everything that decides what to send lives in :class:`~tidings.replicator.Replicator`
+(pure apart from the store). This module only moves bytes: one reader and one
+writer task per connection, a listener, a dialer with backoff, a poller that
+notices writes by other processes (``tidings publish``, ``tidings follow``),
+and LAN discovery. Replicator calls run in a worker thread, one at a time, so
+the store's fsyncs never block the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import trio
+
+from tidings.core.ids import FeedId
+from tidings.errors import (
+    BadFrame,
+    HandshakeFailed,
+    InvalidData,
+    MalformedMessage,
+    MessageTooLarge,
+    PeerError,
+    PeerFlooding,
+    PeerTimeout,
+    TidingsError,
+    UnexpectedMessage,
+    UsageError,
+)
+from tidings.logbook import Logbook
+from tidings.node import discovery
+from tidings.node.log import Logger, short_key
+from tidings.node.state import NodeState
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY
+from tidings.protocol.messages import MAX_ADDRESSES, Note
+from tidings.protocol.session import Session
+from tidings.replicator import PartialResult, Replicator
+
+T = TypeVar("T")
+
+#: A peer must finish the handshake and hello within this many seconds.
+HANDSHAKE_TIMEOUT = 10.0
+#: Silence longer than this ends a connection; a ping goes out after PING_AFTER
+#: idle seconds, so a live peer is never silent that long.
+IDLE_TIMEOUT = 90.0
+PING_AFTER = 30.0
+CONNECT_TIMEOUT = 10.0
+#: How often to look for writes by other processes (publish, follow): a
+#: cheap PRAGMA, and the bound on how late a CLI publish goes out live.
+POLL_INTERVAL = 0.1
+#: One socket read: a Noise frame and its length prefix.
+READ_SIZE = 65537
+DEFAULT_PORT = 7654
+#: Errors that mean the peer misbehaved (as opposed to a network hiccup).
+MISBEHAVIOUR = (BadFrame, MalformedMessage, MessageTooLarge, InvalidData, PeerFlooding,
+                UnexpectedMessage)
+
+
+@dataclass
+class NodeOptions:
+    listen: tuple[str, int] | None = None
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    network_key: bytes = DEFAULT_NETWORK_KEY
+    relay: bool = False
+    relay_max_feeds: int = 10_000
+    hops: int = 1
+    #: Open connections, both directions; more are refused at accept.
+    max_connections: int = 64
+    #: Connections this node dials itself.
+    max_outbound: int = 8
+    lan_discovery: bool = False
+
+
+@dataclass(eq=False)
+class Connection:
+    session: Session
+    stream: trio.SocketStream
+    address: tuple[str, int]
+    initiator: bool
+    wake: trio.Event = field(default_factory=trio.Event)
+    error: PeerError | None = None
+    ready: trio.Event = field(default_factory=trio.Event)
+    last_sent: float = field(default_factory=time.monotonic)
+
+
+class _ClockMemory:
+    """The replicator's clock memory in the node state, namespaced by our own key.
+
+    ``tidings up`` and ``tidings sync`` use different transport keys on one
+    home, so each keeps its own record of what it told each peer.
+    """
+
+    def __init__(self, state: NodeState, local_key: bytes) -> None:
+        self.state = state
+        self.prefix = local_key[:8]
+
+    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        return self.state.load(self.prefix + peer)
+
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+        self.state.save(self.prefix + peer, sent, received)
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``, or ``HOST`` for the default port)."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = text, str(default_port)
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not HOST:PORT") from None
+    if not host or not 0 <= port <= 65535:
+        raise UsageError(f"{text!r} is not HOST:PORT")
+    return host, port
+
+
+class Node:
+    """A tidings node: ``await node.run()`` serves until cancelled."""
+
+    def __init__(self, logbook: Logbook, state: NodeState, transport_key: bytes,
+                 options: NodeOptions | None = None, log: Logger | None = None) -> None:
+        self.logbook = logbook
+        self.state = state
+        self.options = options or NodeOptions()
+        self.log = log or Logger()
+        self.replicator = Replicator(
+            logbook, static_private=transport_key, network_key=self.options.network_key,
+            follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
+            relay_max_feeds=self.options.relay_max_feeds,
+            memory=_ClockMemory(state, transport_key),
+        )
+        self.connections: set[Connection] = set()
+        self.listen_address: tuple[str, int] | None = None
+        self._lock = trio.Lock()
+        self._dialing: set[tuple[str, int]] = set()
+        self._banned: dict[str, float] = {}
+        self._versions = (self._store_version(), state.data_version())
+
+    # -- the replicator, one call at a time, off the event loop -----------------
+
+    async def _core(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._lock:
+            return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
+
+    def _wake_all(self) -> None:
+        for connection in self.connections:
+            connection.wake.set()
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[tuple[str, int] | None]
+                  = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status`` gets the listening address (or None)."""
+        options = self.options
+        self.state.add_peers(options.peers, "config")
+        async with trio.open_nursery() as nursery:
+            self._background = nursery
+            if options.listen is not None:
+                host, port = options.listen
+                listeners = await trio.open_tcp_listeners(port, host=host)
+                bound = listeners[0].socket.getsockname()
+                self.listen_address = (host, bound[1])
+                self.log.info("listening", addr=f"{host}:{bound[1]}",
+                              node=short_key(self.replicator.local_static),
+                              relay=options.relay)
+                nursery.start_soon(partial(
+                    trio.serve_listeners, self._accept, listeners, handler_nursery=nursery
+                ))
+                if options.lan_discovery:
+                    self._start_lan(nursery, bound[1])
+            nursery.start_soon(self._poll_changes)
+            nursery.start_soon(self._dial_loop, nursery)
+            task_status.started(self.listen_address)
+
+    def _start_lan(self, nursery: trio.Nursery, port: int) -> None:
+        send, receive = trio.open_memory_channel[tuple[str, int]](16)
+        nursery.start_soon(discovery.announce, self.options.network_key, port, self.log)
+        nursery.start_soon(discovery.listen, self.options.network_key, send, self.log)
+
+        async def remember() -> None:
+            async for address in receive:
+                if address[1] != port or address[0] not in ("127.0.0.1",):
+                    self.state.add_peers([address], "lan")
+
+        nursery.start_soon(remember)
+
+    async def _poll_changes(self) -> None:
+        """Notice other processes' writes: a CLI publish, import, follow or unfollow."""
+        while True:
+            await trio.sleep(POLL_INTERVAL)
+            store_version, state_version = self._store_version(), self.state.data_version()
+            if state_version != self._versions[1]:
+                await self._core(self.replicator.set_follows, self.state.follows())
+            if store_version != self._versions[0]:
+                changed = await self._core(self.replicator.refresh_local)
+                if changed:
+                    self.log.debug("local-change", feeds=len(changed))
+            if (store_version, state_version) != self._versions:
+                self._versions = (store_version, state_version)
+                self._wake_all()
+
+    def _store_version(self) -> int:
+        version = getattr(self.logbook.store, "data_version", None)
+        return int(version()) if version is not None else 0
+
+    async def refresh(self) -> None:
+        """Take in this process's own writes (an embedding app's publish) at once."""
+        await self._core(self.replicator.refresh_local)
+        self._wake_all()
+
+    # -- dialing --------------------------------------------------------------------
+
+    async def _dial_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            outbound = sum(1 for c in self.connections if c.initiator) + len(self._dialing)
+            room = min(self.options.max_outbound - outbound,
+                       self.options.max_connections - len(self.connections))
+            if room > 0:
+                busy = {c.address for c in self.connections} | self._dialing
+                for record in self.state.due_peers(time.time(), room + len(busy)):
+                    if room <= 0:
+                        break
+                    if record.address in busy or record.address == self.listen_address:
+                        continue
+                    room -= 1
+                    self._dialing.add(record.address)
+                    nursery.start_soon(self._dial, record.address)
+            await trio.sleep(1.0)
+
+    async def _dial(self, address: tuple[str, int]) -> None:
+        try:
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    stream = await trio.open_tcp_stream(*address)
+            except (OSError, trio.TooSlowError) as exc:
+                wait = self.state.failed(address, time.time())
+                self.log.info("connect-failed", addr=_text(address),
+                              error=getattr(exc, "strerror", None) or type(exc).__name__,
+                              retry_in=f"{wait:.0f}s")
+                return
+        finally:
+            self._dialing.discard(address)
+        await self._serve(stream, address, initiator=True)
+
+    async def connect(self, address: tuple[str, int]) -> Connection:
+        """Dial one peer for this process's own use (sync, fetch); serve it in the background.
+
+        Returns once the hello exchange is done; raises the PeerError (or
+        OSError) that prevented it.
+        """
+        with trio.fail_after(CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(*address)
+        started: trio.Event = trio.Event()
+        box: list[Connection] = []
+
+        async def serve() -> None:
+            await self._serve(stream, address, initiator=True, started=(started, box))
+
+        self._background.start_soon(serve)
+        await started.wait()
+        connection = box[0]
+        with trio.fail_after(HANDSHAKE_TIMEOUT + 1):
+            while not connection.ready.is_set():
+                if connection.error is not None:
+                    raise connection.error
+                if connection not in self.connections and not connection.ready.is_set():
+                    raise PeerTimeout("the peer closed the connection during the handshake")
+                await trio.sleep(0.02)
+        return connection
+
+    # -- serving one connection ---------------------------------------------------
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        address = _peer_address(stream)
+        if len(self.connections) >= self.options.max_connections:
+            self.log.info("refused", addr=_text(address), reason="max-connections")
+            await stream.aclose()
+            return
+        if self._banned.get(address[0], 0) > time.monotonic():
+            await stream.aclose()
+            return
+        await self._serve(stream, address, initiator=False)
+
+    async def _serve(
+        self, stream: trio.SocketStream, address: tuple[str, int], *, initiator: bool,
+        started: tuple[trio.Event, list[Connection]] | None = None,
+    ) -> None:
+        session = await self._core(self.replicator.open_session, initiator=initiator)
+        connection = Connection(session, stream, address, initiator)
+        self.connections.add(connection)
+        if started is not None:
+            started[1].append(connection)
+            started[0].set()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader, connection, nursery.cancel_scope)
+                nursery.start_soon(self._writer, connection, nursery.cancel_scope)
+        finally:
+            self.connections.discard(connection)
+            with trio.CancelScope(shield=True):
+                await self._core(self.replicator.close_session, session)
+                await stream.aclose()
+                self._after_close(connection)
+            self._wake_all()  # feeds this peer streamed move to other peers
+
+    def _after_close(self, connection: Connection) -> None:
+        error, peer = connection.error, connection.session.channel.remote_static
+        misbehaved = isinstance(error, MISBEHAVIOUR)
+        fields: dict[str, object] = {"peer": short_key(peer), "addr": _text(connection.address)}
+        if error is not None:
+            self.log.warning("peer-error", **fields, code=error.code, error=error.detail)
+            if misbehaved and not connection.initiator:
+                self._banned[connection.address[0]] = time.monotonic() + 600
+        elif connection.ready.is_set():
+            self.log.info("disconnected", **fields)
+        if connection.initiator:
+            self.state.failed(connection.address, time.time(), misbehaved=misbehaved,
+                              disconnected=error is None and connection.ready.is_set())
+
+    async def _reader(self, connection: Connection, scope: trio.CancelScope) -> None:
+        session = connection.session
+        try:
+            while True:
+                timeout = IDLE_TIMEOUT if connection.ready.is_set() else HANDSHAKE_TIMEOUT
+                with trio.move_on_after(timeout) as waited:
+                    data = await connection.stream.receive_some(READ_SIZE)
+                if waited.cancelled_caught:
+                    what = "idle" if connection.ready.is_set() else "in the handshake"
+                    raise PeerTimeout(f"silent for {timeout:.0f} s {what}")
+                if not data:
+                    break
+                await self._core(self.replicator.receive, session, data)
+                if not connection.ready.is_set() and session.version is not None:
+                    await self._on_ready(connection)
+                await self._take_addresses()
+                self._wake_all()
+        except PeerError as error:
+            error.peer = error.peer or _text(connection.address)
+            connection.error = error
+            await self._send_error(connection, error)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
+
+    async def _send_error(self, connection: Connection, error: PeerError) -> None:
+        if isinstance(error, HandshakeFailed):
+            return  # say nothing to a stranger
+        with trio.move_on_after(2):
+            try:
+                data = await self._core(_fail, connection.session, error)
+                await connection.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, TidingsError):
+                pass
+
+    async def _on_ready(self, connection: Connection) -> None:
+        peer = connection.session.channel.remote_static
+        assert peer is not None
+        connection.ready.set()
+        self.log.info("connected", peer=short_key(peer), addr=_text(connection.address),
+                      direction="out" if connection.initiator else "in",
+                      version=connection.session.version)
+        if connection.initiator:
+            self.state.connected(connection.address, peer, time.time())
+        addresses = [a for a in self.state.good_addresses(MAX_ADDRESSES)
+                     if a != connection.address]
+        if addresses:
+            await self._core(connection.session.send_peers, addresses)
+
+    async def _take_addresses(self) -> None:
+        learned = self.replicator.learned_addresses
+        if learned:
+            addresses = list(learned)
+            learned.clear()
+            self.state.add_peers(addresses, "exchange")
+
+    async def _writer(self, connection: Connection, scope: trio.CancelScope) -> None:
+        session = connection.session
+        try:
+            while True:
+                connection.wake = trio.Event()
+                data = await self._core(self.replicator.pump, session)
+                if data:
+                    await connection.stream.send_all(data)
+                    connection.last_sent = time.monotonic()
+                    continue
+                idle_for = time.monotonic() - connection.last_sent
+                with trio.move_on_after(max(0.0, PING_AFTER - idle_for)):
+                    await connection.wake.wait()
+                if not connection.wake.is_set() and connection.ready.is_set():
+                    await self._core(session.ping)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
+
+    # -- for sync and fetch ---------------------------------------------------------
+
+    async def run_client(self, body: Callable[[Node], Any]) -> Any:
+        """Run ``await body(self)`` with this node dialing only (no listener)."""
+        async with trio.open_nursery() as nursery:
+            self._background = nursery
+            nursery.start_soon(self._poll_changes)
+            try:
+                return await body(self)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def wait_caught_up(self, connection: Connection,
+                             progress: Callable[[int, int], None] | None = None) -> None:
+        """Return once this node holds everything it wants that the peer holds."""
+        start = self.replicator.entries_received
+        while True:
+            if connection.error is not None:
+                raise connection.error
+            if connection not in self.connections:
+                raise PeerTimeout("the peer closed the connection before the sync finished")
+            if await self._core(self.replicator.caught_up, connection.session):
+                return
+            if progress is not None and connection.session.clock_exchanged:
+                remaining = await self._core(self._remaining, connection.session)
+                progress(self.replicator.entries_received - start, remaining)
+            await trio.sleep(0.05)
+
+    def _remaining(self, session: Session) -> int:
+        local = self.replicator.local
+        return sum(max(0, session.peer_seq(f) - local.seq(f)) for f in local.wanted)
+
+    async def fetch_latest(self, connection: Connection, feed: FeedId,
+                           count: int) -> PartialResult:
+        """The latest ``count`` entries of ``feed`` from one peer, verified (not stored)."""
+        request = await self._core(self.replicator.request_partial, connection.session,
+                                   feed, count)
+        self._wake_all()
+        while True:
+            if connection.error is not None:
+                raise connection.error
+            for result in self.replicator.partials:
+                if result.request_id == request and result.feed == feed:
+                    self.replicator.partials.remove(result)
+                    return result
+            await trio.sleep(0.02)
+
+    _background: trio.Nursery
+
+
+def _fail(session: Session, error: PeerError) -> bytes:
+    session.fail(error)
+    return session.data_to_send()
+
+
+def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return str(host), int(port)
+    except OSError:
+        return "?", 0
+
+
+def _text(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__ = ["DEFAULT_PORT", "Connection", "Node", "NodeOptions", "parse_address"]

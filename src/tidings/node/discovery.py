@@ -1,0 +1,82 @@
+"""Finding nodes on the same LAN: UDP multicast beacons scoped by network key.
+
+A beacon is ``b"tidings-lan/1" || port (2 bytes, big-endian) || nonce (16) ||
+tag (16)``, the tag a keyed BLAKE2b-128 of everything before it under the
+network key (spec/08-transport.md §7). Nodes on another network cannot read
+or forge one, and a beacon carries no node key: it only says "a node of this
+network listens on this port at the sender's address".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+
+import trio
+
+from tidings.node.log import Logger
+
+MULTICAST_GROUP = "239.255.77.77"
+MULTICAST_PORT = 7657
+BEACON_PREFIX = b"tidings-lan/1"
+BEACON_SIZE = len(BEACON_PREFIX) + 2 + 16 + 16
+#: Seconds between beacons: quick enough to find a neighbour within a minute.
+BEACON_INTERVAL = 15.0
+
+
+def make_beacon(network_key: bytes, port: int, nonce: bytes | None = None) -> bytes:
+    body = BEACON_PREFIX + struct.pack(">H", port) + (nonce or os.urandom(16))
+    return body + hashlib.blake2b(body, key=network_key, digest_size=16).digest()
+
+
+def read_beacon(network_key: bytes, data: bytes) -> int | None:
+    """The port a beacon announces, or None if it is not one of this network's."""
+    if len(data) != BEACON_SIZE or not data.startswith(BEACON_PREFIX):
+        return None
+    body, tag = data[:-16], data[-16:]
+    expected = hashlib.blake2b(body, key=network_key, digest_size=16).digest()
+    if not hmac.compare_digest(tag, expected):
+        return None
+    (port,) = struct.unpack_from(">H", body, len(BEACON_PREFIX))
+    return port if port else None
+
+
+async def announce(network_key: bytes, port: int, log: Logger,
+                   interval: float = BEACON_INTERVAL) -> None:
+    """Send a beacon now and every ``interval`` seconds (with jitter)."""
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with sock:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        while True:
+            try:
+                await sock.sendto(make_beacon(network_key, port), (MULTICAST_GROUP, MULTICAST_PORT))
+            except OSError as exc:
+                log.warning("lan-beacon-failed", error=exc.strerror or str(exc))
+                return
+            await trio.sleep(interval * (0.75 + 0.5 * int.from_bytes(os.urandom(1)) / 255))
+
+
+async def listen(network_key: bytes, found: trio.MemorySendChannel[tuple[str, int]],
+                 log: Logger) -> None:
+    """Receive beacons; send each (address, port) found into ``found``."""
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    with sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            await sock.bind(("", MULTICAST_PORT))
+            membership = socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton("0.0.0.0")
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        except OSError as exc:
+            log.warning("lan-discovery-unavailable", error=exc.strerror or str(exc))
+            return
+        while True:
+            data, (host, _) = await sock.recvfrom(BEACON_SIZE + 1)
+            port = read_beacon(network_key, data)
+            if port is not None:
+                await found.send((host, port))

@@ -1,0 +1,214 @@
+"""What a node remembers besides the logs: follows, peers and past clocks.
+
+One SQLite file, ``HOME/node.sqlite3`` (mode 0600), shared by ``tidings up``,
+``tidings sync`` and ``tidings follow`` running at once (WAL, busy timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tidings.core.ids import FeedId
+from tidings.errors import UsageError
+from tidings.protocol.messages import Note
+
+#: Addresses kept in the peer table; the least useful are dropped beyond it,
+#: so peer exchange cannot grow the table without bound.
+MAX_PEERS = 1000
+#: Reconnect backoff: doubles per failure, capped, with jitter (×0.5 to ×1.5)
+#: so that nodes restarted together do not reconnect in lockstep.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+#: A peer that sent invalid data waits at least this long.
+MISBEHAVIOUR_BACKOFF = 600.0
+#: After a clean disconnect, try again this soon (a relay restarting, a laptop waking).
+RECONNECT_AFTER = 5.0
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS follows (
+        feed TEXT PRIMARY KEY, added REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS peers (
+        host TEXT NOT NULL, port INTEGER NOT NULL, source TEXT NOT NULL,
+        node_key BLOB, failures INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL DEFAULT 0, last_connected REAL,
+        PRIMARY KEY (host, port))""",
+    """CREATE TABLE IF NOT EXISTS clocks (
+        peer BLOB NOT NULL, sent INTEGER NOT NULL, author BLOB NOT NULL,
+        log_id TEXT NOT NULL, seq INTEGER NOT NULL, flags INTEGER NOT NULL,
+        PRIMARY KEY (peer, sent, author, log_id)) WITHOUT ROWID""",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRecord:
+    host: str
+    port: int
+    source: str
+    failures: int
+    next_attempt: float
+    last_connected: float | None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+def backoff(failures: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait after ``failures`` failures in a row."""
+    jitter = (rng or random).uniform(0.5, 1.5)
+    return float(min(BACKOFF_BASE * 2 ** min(failures, 20), BACKOFF_CAP) * jitter)
+
+
+class NodeState:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            # Created 0600 before SQLite opens it: it names the peers and feeds of this node.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"cannot open the node state {self.path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def data_version(self) -> int:
+        """Changes when another connection commits (for cheap polling)."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _write(self, statement: str, rows: Iterable[tuple[object, ...]] = ((),)) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(statement, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- follows ----------------------------------------------------------------
+
+    def follow(self, feed: FeedId) -> bool:
+        """Follow ``feed``; False if it was already followed."""
+        before = set(self.follows())
+        self._write("INSERT OR IGNORE INTO follows VALUES (?, ?)", [(str(feed), time.time())])
+        return feed not in before
+
+    def unfollow(self, feed: FeedId) -> bool:
+        before = set(self.follows())
+        self._write("DELETE FROM follows WHERE feed = ?", [(str(feed),)])
+        return feed in before
+
+    def follows(self) -> list[FeedId]:
+        with self._lock:
+            rows = self._db.execute("SELECT feed FROM follows ORDER BY added").fetchall()
+        return [FeedId.parse(feed) for (feed,) in rows]
+
+    # -- peers ----------------------------------------------------------------
+
+    def add_peers(self, addresses: Iterable[tuple[str, int]], source: str) -> None:
+        """Remember addresses (known ones keep their history)."""
+        self._write(
+            "INSERT OR IGNORE INTO peers (host, port, source) VALUES (?, ?, ?)",
+            [(host, port, source) for host, port in addresses],
+        )
+        self._trim()
+
+    def _trim(self) -> None:
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM peers").fetchone()
+        if count > MAX_PEERS:
+            self._write(
+                "DELETE FROM peers WHERE rowid IN (SELECT rowid FROM peers "
+                "ORDER BY last_connected IS NULL DESC, failures DESC LIMIT ?)",
+                [(count - MAX_PEERS,)],
+            )
+
+    def peers(self) -> list[PeerRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, port, source, failures, next_attempt, last_connected FROM peers "
+                "ORDER BY next_attempt, failures"
+            ).fetchall()
+        return [PeerRecord(*row) for row in rows]
+
+    def due_peers(self, now: float, limit: int) -> list[PeerRecord]:
+        return [p for p in self.peers() if p.next_attempt <= now][:limit]
+
+    def connected(self, address: tuple[str, int], node_key: bytes, now: float) -> None:
+        self._write(
+            "UPDATE peers SET failures = 0, node_key = ?, last_connected = ?, "
+            "next_attempt = ? WHERE host = ? AND port = ?",
+            [(node_key, now, now + RECONNECT_AFTER, *address)],
+        )
+
+    def failed(self, address: tuple[str, int], now: float, *, misbehaved: bool = False,
+               disconnected: bool = False) -> float:
+        """Record a failure (or a disconnect); returns the seconds until the next attempt."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT failures FROM peers WHERE host = ? AND port = ?", address
+            ).fetchone()
+        failures = (row[0] if row else 0) + (0 if disconnected else 1)
+        wait = RECONNECT_AFTER * random.uniform(0.5, 1.5) if disconnected else backoff(failures)
+        if misbehaved:
+            wait = max(wait, MISBEHAVIOUR_BACKOFF)
+        self._write(
+            "UPDATE peers SET failures = ?, next_attempt = ? WHERE host = ? AND port = ?",
+            [(failures, now + wait, *address)],
+        )
+        return wait
+
+    def good_addresses(self, limit: int) -> list[tuple[str, int]]:
+        """Addresses this node has connected to, most recent first (for peer exchange)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT host, port FROM peers WHERE last_connected IS NOT NULL "
+                "ORDER BY last_connected DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [(host, port) for host, port in rows]
+
+    # -- clocks of past sessions (the replicator's ClockMemory) ---------------
+
+    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        sent: dict[FeedId, Note] = {}
+        received: dict[FeedId, Note] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sent, author, log_id, seq, flags FROM clocks WHERE peer = ?", (peer,)
+            ).fetchall()
+        for is_sent, author, log_id, seq, flags in rows:
+            (sent if is_sent else received)[FeedId(author, log_id)] = Note(seq, flags)
+        return sent, received
+
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+        rows = [
+            (peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags)
+            for is_sent, notes in ((1, sent), (0, received))
+            for feed, note in notes.items()
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM clocks WHERE peer = ?", (peer,))
+                self._db.executemany("INSERT INTO clocks VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
