@@ -63,6 +63,12 @@ class DuplicateConnection(PeerError):
     code = "duplicate"
 
 
+class PeerRefused(PeerError):
+    """This node refuses the peer's key for a while: it sent invalid data before."""
+
+    code = "refused"
+
+
 class ClockMemory(Protocol):
     """Where the clocks of past sessions are kept, by the peer's transport key."""
 
@@ -126,6 +132,8 @@ class Replicator:
         self.relayed: set[FeedId] = set()
         self.partials: list[PartialResult] = []
         self.learned_addresses: list[tuple[str, int]] = []
+        #: Transport keys refused at the handshake (the node adds and expires them).
+        self.refused: set[bytes] = set()
         self.forked: set[FeedId] = {p.feed for p in logbook.fork_proofs()}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
@@ -188,6 +196,8 @@ class Replicator:
         assert peer is not None
         if peer == session.channel.local_static:
             raise DuplicateConnection("connected to itself")
+        if peer in self.refused:
+            raise PeerRefused("refused for a while after sending invalid data")
         if any(s.channel.remote_static == peer for s in self.router.sessions):
             raise DuplicateConnection("already connected to this node")
         session.sent, session.received = self.memory.load(peer)

@@ -35,7 +35,7 @@ from tidings.errors import (
 from tidings.logbook import Logbook
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
-from tidings.node.state import NodeState
+from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY
 from tidings.protocol.messages import MAX_ADDRESSES, Note
 from tidings.protocol.session import Session
@@ -141,7 +141,6 @@ class Node:
         self.listen_address: tuple[str, int] | None = None
         self._lock = trio.Lock()
         self._dialing: set[tuple[str, int]] = set()
-        self._banned: dict[str, float] = {}
         self._versions = (self._store_version(), state.data_version())
 
     # -- the replicator, one call at a time, off the event loop -----------------
@@ -271,8 +270,8 @@ class Node:
             while not connection.ready.is_set():
                 if connection.error is not None:
                     raise connection.error
-                if connection not in self.connections and not connection.ready.is_set():
-                    raise PeerTimeout("the peer closed the connection during the handshake")
+                if connection not in self.connections:
+                    raise HandshakeFailed("the peer closed the connection during the handshake")
                 await trio.sleep(0.02)
         return connection
 
@@ -282,9 +281,6 @@ class Node:
         address = _peer_address(stream)
         if len(self.connections) >= self.options.max_connections:
             self.log.info("refused", addr=_text(address), reason="max-connections")
-            await stream.aclose()
-            return
-        if self._banned.get(address[0], 0) > time.monotonic():
             await stream.aclose()
             return
         await self._serve(stream, address, initiator=False)
@@ -317,13 +313,24 @@ class Node:
         fields: dict[str, object] = {"peer": short_key(peer), "addr": _text(connection.address)}
         if error is not None:
             self.log.warning("peer-error", **fields, code=error.code, error=error.detail)
-            if misbehaved and not connection.initiator:
-                self._banned[connection.address[0]] = time.monotonic() + 600
+            if misbehaved and peer is not None:
+                self._refuse(peer)
         elif connection.ready.is_set():
             self.log.info("disconnected", **fields)
         if connection.initiator:
             self.state.failed(connection.address, time.time(), misbehaved=misbehaved,
                               disconnected=error is None and connection.ready.is_set())
+
+    def _refuse(self, peer: bytes) -> None:
+        """Refuse ``peer``'s key for MISBEHAVIOUR_BACKOFF seconds (by key, not address:
+        many honest nodes can share an address behind NAT)."""
+        self.replicator.refused.add(peer)
+
+        async def expire() -> None:
+            await trio.sleep(MISBEHAVIOUR_BACKOFF)
+            self.replicator.refused.discard(peer)
+
+        self._background.start_soon(expire)
 
     async def _reader(self, connection: Connection, scope: trio.CancelScope) -> None:
         session = connection.session
@@ -336,6 +343,11 @@ class Node:
                     what = "idle" if connection.ready.is_set() else "in the handshake"
                     raise PeerTimeout(f"silent for {timeout:.0f} s {what}")
                 if not data:
+                    if not connection.ready.is_set():
+                        raise HandshakeFailed(
+                            "the peer closed the connection during the handshake: is it on "
+                            "another network (--network)?"
+                        )
                     break
                 await self._core(self.replicator.receive, session, data)
                 if not connection.ready.is_set() and session.version is not None:
@@ -403,13 +415,18 @@ class Node:
 
     async def run_client(self, body: Callable[[Node], Any]) -> Any:
         """Run ``await body(self)`` with this node dialing only (no listener)."""
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             self._background = nursery
             nursery.start_soon(self._poll_changes)
             try:
-                return await body(self)
-            finally:
-                nursery.cancel_scope.cancel()
+                result = await body(self)
+            except Exception as exc:  # raised below, not wrapped in the nursery's group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return result
 
     async def wait_caught_up(self, connection: Connection,
                              progress: Callable[[int, int], None] | None = None) -> None:
