@@ -29,6 +29,27 @@ def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
     assert "_notes  10000" in done.stdout  # the relay's `feeds`
 
 
+def test_the_node_walk_through_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    section = text[text.index("## The node"):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr + (tmp_path / "author.log").read_text()
+    lines = done.stdout.splitlines()
+    assert "caught up with 127.0.0.1:7710: 100 new entries, 1 followed feeds" in lines
+    assert any(line.split()[0] == "98" for line in lines)  # fetch --latest 3 starts at 98
+    assert re.search(r"^[0-9a-f]{64}$", done.stdout, re.M)  # network new
+    assert lines[-1] == "2"  # the author's node saw the sync and the fetch
+
+
 def test_the_library_snippet_runs(tmp_path: Path) -> None:
     text = README.read_text()
     block = re.search(r"```python\n(.*?)```", text, re.S)
