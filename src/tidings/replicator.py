@@ -63,6 +63,10 @@ class DuplicateConnection(PeerError):
     code = "duplicate"
 
 
+class SelfConnection(DuplicateConnection):
+    """This node dialed one of its own addresses."""
+
+
 class PeerRefused(PeerError):
     """This node refuses the peer's key for a while: it sent invalid data before."""
 
@@ -195,7 +199,7 @@ class Replicator:
         peer = session.channel.remote_static
         assert peer is not None
         if peer == session.channel.local_static:
-            raise DuplicateConnection("connected to itself")
+            raise SelfConnection("connected to itself")
         if peer in self.refused:
             raise PeerRefused("refused for a while after sending invalid data")
         if any(s.channel.remote_static == peer for s in self.router.sessions):

@@ -39,7 +39,7 @@ from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY
 from tidings.protocol.messages import MAX_ADDRESSES, Note
 from tidings.protocol.session import Session
-from tidings.replicator import PartialResult, Replicator
+from tidings.replicator import PartialResult, Replicator, SelfConnection
 
 T = TypeVar("T")
 
@@ -311,6 +311,9 @@ class Node:
         error, peer = connection.error, connection.session.channel.remote_static
         misbehaved = isinstance(error, MISBEHAVIOUR)
         fields: dict[str, object] = {"peer": short_key(peer), "addr": _text(connection.address)}
+        if isinstance(error, SelfConnection) and connection.initiator:
+            self.state.forget(connection.address)  # our own address, heard from a peer
+            return
         if error is not None:
             self.log.warning("peer-error", **fields, code=error.code, error=error.detail)
             if misbehaved and peer is not None:
@@ -334,14 +337,21 @@ class Node:
 
     async def _reader(self, connection: Connection, scope: trio.CancelScope) -> None:
         session = connection.session
+        # The handshake has one deadline in all (a peer trickling bytes cannot
+        # stretch it); after it, any data restarts the idle timer.
+        handshake_deadline = trio.current_time() + HANDSHAKE_TIMEOUT
         try:
             while True:
-                timeout = IDLE_TIMEOUT if connection.ready.is_set() else HANDSHAKE_TIMEOUT
-                with trio.move_on_after(timeout) as waited:
+                if connection.ready.is_set():
+                    deadline = trio.current_time() + IDLE_TIMEOUT
+                else:
+                    deadline = handshake_deadline
+                with trio.move_on_at(deadline) as waited:
                     data = await connection.stream.receive_some(READ_SIZE)
                 if waited.cancelled_caught:
-                    what = "idle" if connection.ready.is_set() else "in the handshake"
-                    raise PeerTimeout(f"silent for {timeout:.0f} s {what}")
+                    if connection.ready.is_set():
+                        raise PeerTimeout(f"silent for {IDLE_TIMEOUT:.0f} s")
+                    raise PeerTimeout(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
                 if not data:
                     if not connection.ready.is_set():
                         raise HandshakeFailed(

@@ -175,6 +175,9 @@ class NodeState:
         )
         return wait
 
+    def forget(self, address: tuple[str, int]) -> None:
+        self._write("DELETE FROM peers WHERE host = ? AND port = ?", [address])
+
     def good_addresses(self, limit: int) -> list[tuple[str, int]]:
         """Addresses this node has connected to, most recent first (for peer exchange)."""
         with self._lock:
