@@ -15,19 +15,19 @@ from tests.test_cli import _env, ok, tidings
 from tidings import FeedId
 from tidings.home import Home
 
-LISTENING = re.compile(r"event=listening addr=127\.0\.0\.1:(\d+) node=([0-9a-f]{8})")
+LISTENING = re.compile(r"event=listening addr=[0-9.]+:(\d+) node=([0-9a-f]{8})")
 
 
 class NodeProcess:
     """A running ``tidings up``; its log is a file beside the home."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, lan: bool = False) -> None:
         self.home = home
         self.log_path = home.parent / f"{home.name}.log"
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tidings", "--home", str(home), "up",
-             "--listen", "127.0.0.1:0", "--no-lan", *args],
+             *([] if lan else ["--listen", "127.0.0.1:0", "--no-lan"]), *args],
             stdout=subprocess.DEVNULL, stderr=self.log_file, env=_env(),
         )
         self.port, self.key = self._wait_listening()
@@ -74,8 +74,8 @@ class NodeProcess:
 
 
 @contextmanager
-def running(home: Path, *args: str) -> Iterator[NodeProcess]:
-    node = NodeProcess(home, *args)
+def running(home: Path, *args: str, lan: bool = False) -> Iterator[NodeProcess]:
+    node = NodeProcess(home, *args, lan=lan)
     try:
         yield node
     finally:

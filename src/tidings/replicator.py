@@ -109,6 +109,11 @@ class PartialResult:
     entries: list[tuple[bytes, bytes | None]]
 
 
+def _dialer(session: Session) -> bytes | None:
+    channel = session.channel
+    return channel.local_static if channel.initiator else channel.remote_static
+
+
 class Replicator:
     def __init__(
         self,
@@ -202,8 +207,14 @@ class Replicator:
             raise SelfConnection("connected to itself")
         if peer in self.refused:
             raise PeerRefused("refused for a while after sending invalid data")
-        if any(s.channel.remote_static == peer for s in self.router.sessions):
-            raise DuplicateConnection("already connected to this node")
+        existing = next((s for s in self.router.sessions if s.channel.remote_static == peer), None)
+        if existing is not None:
+            # Two nodes that dial each other at once must keep the same one of the
+            # two connections: the one dialed by the node with the smaller key.
+            preferred = min(peer, session.channel.local_static)
+            if _dialer(session) != preferred or _dialer(existing) == preferred:
+                raise DuplicateConnection("already connected to this node")
+            existing.superseded = True
         session.sent, session.received = self.memory.load(peer)
         self.router.add(session)
 

@@ -85,6 +85,7 @@ class Connection:
     wake: trio.Event = field(default_factory=trio.Event)
     error: PeerError | None = None
     ready: trio.Event = field(default_factory=trio.Event)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     last_sent: float = field(default_factory=time.monotonic)
 
 
@@ -141,6 +142,7 @@ class Node:
         self.listen_address: tuple[str, int] | None = None
         self._lock = trio.Lock()
         self._dialing: set[tuple[str, int]] = set()
+        self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
 
     # -- the replicator, one call at a time, off the event loop -----------------
@@ -174,20 +176,25 @@ class Node:
                     trio.serve_listeners, self._accept, listeners, handler_nursery=nursery
                 ))
                 if options.lan_discovery:
-                    self._start_lan(nursery, bound[1])
+                    self._start_lan(nursery, host, bound[1])
             nursery.start_soon(self._poll_changes)
             nursery.start_soon(self._dial_loop, nursery)
             task_status.started(self.listen_address)
 
-    def _start_lan(self, nursery: trio.Nursery, port: int) -> None:
+    def _start_lan(self, nursery: trio.Nursery, host: str, port: int) -> None:
         send, receive = trio.open_memory_channel[tuple[str, int]](16)
-        nursery.start_soon(discovery.announce, self.options.network_key, port, self.log)
-        nursery.start_soon(discovery.listen, self.options.network_key, send, self.log)
+        own: set[bytes] = set()
+        if not host.startswith("127.") and host != "::1":
+            # A node listening on loopback only has nothing to offer the LAN.
+            nursery.start_soon(discovery.announce, self.options.network_key, port, self.log, own)
+        nursery.start_soon(discovery.listen, self.options.network_key, send, self.log, own)
 
         async def remember() -> None:
             async for address in receive:
-                if address[1] != port or address[0] not in ("127.0.0.1",):
-                    self.state.add_peers([address], "lan")
+                if address not in self._lan_seen:
+                    self._lan_seen.add(address)
+                    self.log.info("lan-peer", addr=_text(address))
+                self.state.add_peers([address], "lan")
 
         nursery.start_soon(remember)
 
@@ -296,9 +303,10 @@ class Node:
             started[1].append(connection)
             started[0].set()
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._reader, connection, nursery.cancel_scope)
-                nursery.start_soon(self._writer, connection, nursery.cancel_scope)
+            with connection.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader, connection, nursery.cancel_scope)
+                    nursery.start_soon(self._writer, connection, nursery.cancel_scope)
         finally:
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
@@ -362,6 +370,9 @@ class Node:
                 await self._core(self.replicator.receive, session, data)
                 if not connection.ready.is_set() and session.version is not None:
                     await self._on_ready(connection)
+                    for other in self.connections:
+                        if other.session.superseded:
+                            other.scope.cancel()
                 await self._take_addresses()
                 self._wake_all()
         except PeerError as error:

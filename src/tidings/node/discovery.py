@@ -44,16 +44,24 @@ def read_beacon(network_key: bytes, data: bytes) -> int | None:
     return port if port else None
 
 
-async def announce(network_key: bytes, port: int, log: Logger,
+async def announce(network_key: bytes, port: int, log: Logger, own: set[bytes],
                    interval: float = BEACON_INTERVAL) -> None:
-    """Send a beacon now and every ``interval`` seconds (with jitter)."""
+    """Send a beacon now and every ``interval`` seconds (with jitter).
+
+    Each beacon's nonce goes into ``own``, so :func:`listen` can skip this
+    node's own beacons (multicast loops back to the sender).
+    """
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     with sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         while True:
+            nonce = os.urandom(16)
+            own.add(nonce)
             try:
-                await sock.sendto(make_beacon(network_key, port), (MULTICAST_GROUP, MULTICAST_PORT))
+                await sock.sendto(
+                    make_beacon(network_key, port, nonce), (MULTICAST_GROUP, MULTICAST_PORT)
+                )
             except OSError as exc:
                 log.warning("lan-beacon-failed", error=exc.strerror or str(exc))
                 return
@@ -61,8 +69,8 @@ async def announce(network_key: bytes, port: int, log: Logger,
 
 
 async def listen(network_key: bytes, found: trio.MemorySendChannel[tuple[str, int]],
-                 log: Logger) -> None:
-    """Receive beacons; send each (address, port) found into ``found``."""
+                 log: Logger, own: set[bytes]) -> None:
+    """Receive beacons; send each (address, port) found into ``found``, except our own."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     with sock:
         try:
@@ -78,5 +86,6 @@ async def listen(network_key: bytes, found: trio.MemorySendChannel[tuple[str, in
         while True:
             data, (host, _) = await sock.recvfrom(BEACON_SIZE + 1)
             port = read_beacon(network_key, data)
-            if port is not None:
+            nonce = data[len(BEACON_PREFIX) + 2:len(BEACON_PREFIX) + 18]
+            if port is not None and nonce not in own:
                 await found.send((host, port))

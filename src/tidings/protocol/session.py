@@ -151,6 +151,8 @@ class Session:
         self._next_request = 0
         self._outstanding: dict[int, tuple[FeedId, int]] = {}
         self.closed_by_peer: RemoteError | None = None
+        #: Set by the node when a newer connection to the same peer replaces this one.
+        self.superseded = False
         self._on_established = on_established
 
     # -- bytes ---------------------------------------------------------------
