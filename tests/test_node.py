@@ -310,3 +310,24 @@ def test_follow_unfollow_following(tmp_path: Path, author_a: tuple[Path, FeedId,
     ok(tidings(home, "unfollow", str(blog)))
     assert ok(tidings(home, "following")).out.split() == [str(podcast)]
     assert tidings(home, "follow", "tf1nonsense_blog").code == 2
+
+
+def test_sync_says_what_to_do_when_nothing_is_followed_or_nobody_answers(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "r"
+    nothing = tidings(home, "sync", "--peer", "127.0.0.1:9")
+    assert nothing.code == 2 and "tidings follow" in nothing.err
+    ok(tidings(home, "follow", str(feed_of_new_author(tmp_path))))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    refused = tidings(home, "sync", "--peer", f"127.0.0.1:{port}", "--timeout", "10")
+    assert refused.code == 1 and "cannot connect" in refused.err, refused.err
+    assert tidings(home, "sync", "--peer", "host:notaport").code == 2
+
+
+def feed_of_new_author(tmp_path: Path) -> FeedId:
+    home = tmp_path / "author"
+    ok(tidings(home, "init"))
+    return feed_of(home, "blog")

@@ -109,6 +109,10 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     options = _options(args, home, listen=False)
     address = parse_address(args.peer_address)
     book, state, key = _open(home, SYNC_KEY_FILE)
+    if not state.follows():
+        book.store.close()
+        state.close()
+        raise CommandError("this home follows no feed: run `tidings follow FEED` first")
     node = Node(book, state, key, options, Logger(level="quiet"))
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
 
