@@ -228,12 +228,22 @@ class Replicator:
 
     def receive(self, session: Session, data: bytes) -> None:
         """Bytes from ``session``'s peer. A PeerError means: close that connection."""
-        try:
-            session.receive_data(data)
-        finally:
-            # Events before an error still happened (a verified prefix is kept).
-            for event in session.events():
-                self._handle(session, event)
+        failure: PeerError | None = None
+        # One durable commit for everything these bytes carry (many small feeds
+        # arrive in one read), committed even when the peer erred half way:
+        # what verified before the error is kept.
+        with self.logbook.store.transaction():
+            try:
+                session.receive_data(data)
+            except PeerError as exc:
+                failure = exc
+            try:
+                for event in session.events():
+                    self._handle(session, event)
+            except PeerError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def _handle(self, session: Session, event: object) -> None:
         if isinstance(event, NotesReceived):

@@ -8,9 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from tidings.cli.common import (
     EXIT_BAD_DATA,
@@ -20,19 +18,22 @@ from tidings.cli.common import (
     print_entries,
     print_json,
 )
-from tidings.content import follow_payload
-from tidings.core.entry import decode_entry
 from tidings.core.ids import FeedId
-from tidings.errors import PeerError
 from tidings.home import DEFAULT_LISTEN, SYNC_KEY_FILE, Home, parse_network_key
-from tidings.node.daemon import Node, NodeOptions, parse_address
-from tidings.node.log import Logger
-from tidings.node.state import NodeState
+
+if TYPE_CHECKING:
+    from tidings.node.daemon import Node, NodeOptions
+    from tidings.node.state import NodeState
+
+# The node's modules (trio, the protocol) load only when a node command runs:
+# `tidings publish` and friends start faster without them.
 
 FOLLOWS_LOG = "follows"
 
 
 def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptions:
+    from tidings.node.daemon import NodeOptions, parse_address
+
     settings = home.config().node
     network = args.network or str(settings.get("network", "public"))
     peers = [parse_address(str(p)) for p in settings.get("peers", [])]  # type: ignore[attr-defined]
@@ -52,6 +53,8 @@ def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptio
 
 
 def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, bytes]:
+    from tidings.node.state import NodeState
+
     book = home.open_logbook(create=True)
     state = NodeState(home.node_state_path)
     key = home.transport_key() if key_file is None else home.transport_key(key_file)
@@ -59,6 +62,11 @@ def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, byte
 
 
 def cmd_up(args: argparse.Namespace, home: Home) -> int:
+    import trio
+
+    from tidings.node.daemon import Node
+    from tidings.node.log import Logger
+
     identity, created = home.init()
     log = Logger(level="debug" if args.verbose else "info", as_json=args.log_json)
     if created:
@@ -106,6 +114,11 @@ def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
 
 
 def cmd_sync(args: argparse.Namespace, home: Home) -> int:
+    import trio
+
+    from tidings.node.daemon import Node, parse_address
+    from tidings.node.log import Logger
+
     options = _options(args, home, listen=False)
     address = parse_address(args.peer_address)
     book, state, key = _open(home, SYNC_KEY_FILE)
@@ -150,6 +163,12 @@ def _report_sync(args: argparse.Namespace, received: int, node: Node) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
+    import trio
+
+    from tidings.core.entry import decode_entry
+    from tidings.node.daemon import Node, parse_address
+    from tidings.node.log import Logger
+
     options = _options(args, home, listen=False)
     address = parse_address(args.peer_address)
     book, state, key = _open(home, SYNC_KEY_FILE)
@@ -179,6 +198,8 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
 
 
 def _follow_state(home: Home) -> NodeState:
+    from tidings.node.state import NodeState
+
     home.open_logbook(create=True).store.close()  # makes the home if needed
     return NodeState(home.node_state_path)
 
@@ -191,6 +212,8 @@ def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int
     finally:
         state.close()
     if args.public:
+        from tidings.content import follow_payload
+
         book = home.open_logbook(need_identity=True)
         try:
             book.publish(follow_payload(feed, follow=follow), FOLLOWS_LOG)
@@ -288,4 +311,4 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     q.set_defaults(run=cmd_network_new)
 
 
-__all__ = ["PeerError", "add_commands"]
+__all__ = ["add_commands"]

@@ -106,14 +106,16 @@ class NodeState:
 
     def follow(self, feed: FeedId) -> bool:
         """Follow ``feed``; False if it was already followed."""
-        before = set(self.follows())
-        self._write("INSERT OR IGNORE INTO follows VALUES (?, ?)", [(str(feed), time.time())])
-        return feed not in before
+        return self._change("INSERT OR IGNORE INTO follows VALUES (?, ?)", (str(feed), time.time()))
 
     def unfollow(self, feed: FeedId) -> bool:
-        before = set(self.follows())
-        self._write("DELETE FROM follows WHERE feed = ?", [(str(feed),)])
-        return feed in before
+        """Stop following ``feed``; False if it was not followed."""
+        return self._change("DELETE FROM follows WHERE feed = ?", (str(feed),))
+
+    def _change(self, statement: str, row: tuple[object, ...]) -> bool:
+        with self._lock:
+            changed = self._db.execute(statement, row).rowcount
+        return bool(changed)
 
     def follows(self) -> list[FeedId]:
         with self._lock:
