@@ -602,6 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes (pool of a 10^5 log, not 10^6); under ~30 s")
+    parser.add_argument("--replication", action="store_true",
+                        help="also run benchmarks/replication.py (two nodes over loopback TCP)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     results = Results()
@@ -611,6 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_verification(results, sizes)
     bench_publishing(results, sizes)
     bench_pools(results, sizes)
+    more_meta: dict[str, Any] = {}
+    if args.replication:
+        import replication  # benchmarks/replication.py, beside this file
+
+        replication_sizes = replication.QUICK if args.quick else replication.FULL
+        replication.bench_replication(results, replication_sizes)
+        more_meta["replication_sizes"] = replication.sizes_meta(replication_sizes)
     results.notes.append(
         "ratio = value / raw limit. For rates higher is better; for the pool rows the ratio "
         "is how many single Ed25519 verifies the pool check costs, and for the ESTIMATE "
@@ -636,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pool_seqs": list(sizes.pool_seqs),
             "pool_repeats": sizes.pool_repeats,
         },
+        **more_meta,
         "elapsed_s": perf_counter() - begun,
     }
     if args.json:

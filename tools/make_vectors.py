@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tidings import Identity, Logbook, MemoryStore
@@ -45,6 +46,41 @@ from tidings.core.forks import MAX_PROOF_SIZE, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed, lipmaa
 from tidings.core.verify import partial_seqs
+from tidings.protocol.channel import (
+    DEFAULT_NETWORK_KEY,
+    Channel,
+    network_proof,
+    prologue,
+    public_key,
+)
+from tidings.protocol.clock import LocalClock, clock_digest
+from tidings.protocol.messages import (
+    EAGER,
+    MAX_ADDRESSES,
+    MAX_ERROR_CODE_LEN,
+    MAX_ERROR_DETAIL_LEN,
+    MAX_HOST_LEN,
+    MAX_ITEMS,
+    MAX_MESSAGE_SIZE,
+    MAX_NOTES,
+    MAX_PARTIAL,
+    MAX_PARTIAL_ITEMS,
+    WANT,
+    Clock,
+    Entries,
+    ErrorMessage,
+    ForkProofMessage,
+    Hello,
+    Message,
+    Note,
+    PartialRequest,
+    PartialResponse,
+    Peers,
+    Ping,
+    encode_message,
+)
+from tidings.protocol.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
+from tidings.protocol.session import Session
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 
@@ -1175,6 +1211,697 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
     }
 
 
+# -- handshake.json (spec 08) ------------------------------------------------------
+
+#: Raw X25519 private keys of the two nodes of handshake.json, and their network key.
+NETWORK_KEY = bytes(range(0xC0, 0xE0))
+INITIATOR_STATIC = bytes(range(0x40, 0x60))
+INITIATOR_EPHEMERAL = bytes(range(0x60, 0x80))
+RESPONDER_STATIC = bytes(range(0x80, 0xA0))
+RESPONDER_EPHEMERAL = bytes(range(0xA0, 0xC0))
+#: The text the default network key is hashed from (spec 08 section 1.1).
+DEFAULT_NETWORK_TEXT = b"tidings public network 1"
+
+
+def frame(message: bytes) -> bytes:
+    """A Noise message on the wire: 2-byte big-endian length, then the message."""
+    return len(message).to_bytes(2, "big") + message
+
+
+def framed(body: bytes) -> bytes:
+    """A wire message in the plaintext stream: 4-byte big-endian length, then the body."""
+    return len(body).to_bytes(4, "big") + body
+
+
+def channel_pair() -> tuple[Channel, Channel]:
+    """The initiator and responder of handshake.json, before the handshake."""
+    return (
+        Channel(initiator=True, static_private=INITIATOR_STATIC, network_key=NETWORK_KEY,
+                ephemeral_private=INITIATOR_EPHEMERAL),
+        Channel(initiator=False, static_private=RESPONDER_STATIC, network_key=NETWORK_KEY,
+                ephemeral_private=RESPONDER_EPHEMERAL),
+    )
+
+
+def run_handshake(initiator: Channel, responder: Channel) -> list[bytes]:
+    """Move the three framed handshake messages; returns them in order."""
+    initiator.start()
+    sent = [initiator.data_to_send()]
+    responder.receive_data(sent[0])
+    sent.append(responder.data_to_send())
+    initiator.receive_data(sent[1])
+    sent.append(initiator.data_to_send())
+    responder.receive_data(sent[2])
+    assert initiator.established and responder.established
+    return sent
+
+
+MESSAGE_KINDS: dict[type, str] = {
+    Hello: "hello", Clock: "clock", Entries: "entries", PartialRequest: "partial-request",
+    PartialResponse: "partial-response", ForkProofMessage: "fork-proof", Peers: "peers",
+    Ping: "ping", ErrorMessage: "error",
+}
+
+
+def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
+    wire_prologue = prologue(NETWORK_KEY)
+    assert wire_prologue == b"tidings/transport/1" + NETWORK_KEY
+    initiator_e = public_key(INITIATOR_EPHEMERAL)
+    proof = hashlib.blake2b(b"tidings/network-proof/1" + initiator_e, key=NETWORK_KEY,
+                            digest_size=32).digest()
+    assert proof == network_proof(NETWORK_KEY, initiator_e)
+
+    # Noise alone gives the handshake hash and the transport keys...
+    sides = [NoiseHandshake(initiator=True, static_private=INITIATOR_STATIC,
+                            prologue=wire_prologue, ephemeral_private=INITIATOR_EPHEMERAL),
+             NoiseHandshake(initiator=False, static_private=RESPONDER_STATIC,
+                            prologue=wire_prologue, ephemeral_private=RESPONDER_EPHEMERAL)]
+    payloads = [proof, b"", b""]
+    raw = []
+    for step, payload in enumerate(payloads):
+        sender, receiver = sides[step % 2], sides[1 - step % 2]
+        raw.append(sender.write_message(payload))
+        assert receiver.read_message(raw[-1]) == payload
+    assert [len(m) for m in raw] == [64, 96, 64]
+    handshake_hash = sides[0].handshake_hash
+    assert handshake_hash == sides[1].handshake_hash
+    to_responder, to_initiator = sides[0].split()
+    assert to_responder.k is not None and to_initiator.k is not None
+
+    # ...and the channel, which adds the proof and the frames, must send the same bytes.
+    initiator, responder = channel_pair()
+    assert run_handshake(initiator, responder) == [frame(m) for m in raw]
+    assert initiator.remote_static == public_key(RESPONDER_STATIC)
+    assert responder.remote_static == public_key(INITIATOR_STATIC)
+
+    frames = []
+    nonces = {"initiator": 0, "responder": 0}
+
+    def transport(who: str, messages: list[Message]) -> bytes:
+        sender, receiver = (initiator, responder) if who == "initiator" else (responder, initiator)
+        for message in messages:
+            sender.send(message)
+        data = sender.data_to_send()
+        receiver.receive_data(data)
+        assert receiver.messages() == messages
+        bodies = [encode_message(m) for m in messages]
+        frames.append({
+            "from": who, "nonce": nonces[who],
+            "messages": [{"kind": MESSAGE_KINDS[type(m)], "body": b.hex()}
+                         for m, b in zip(messages, bodies, strict=True)],
+            "plaintext": b"".join(framed(b) for b in bodies).hex(), "frame": data.hex(),
+        })
+        nonces[who] += 1
+        return data
+
+    hello_frame = transport("initiator", [Hello((1,), False, None)])
+    responder_frame = transport("responder", [Hello((1,), True, None)])
+    transport("initiator", [Clock(True, ((blog.feed, Note(BLOG_LENGTH, WANT)),), True),
+                            PartialRequest(0, notes.feed, 2)])
+
+    # Failures: what each side gets, at which stage, and the error it must end with.
+    other_network = NoiseHandshake(initiator=False, static_private=RESPONDER_STATIC,
+                                   prologue=prologue(DEFAULT_NETWORK_KEY),
+                                   ephemeral_private=RESPONDER_EPHEMERAL)
+    other_network.read_message(raw[0])  # it does not check the proof
+    low_order = bytes(32)
+    tag_only = CipherState(to_responder.k).encrypt_with_ad(b"", b"")
+    invalid = [  # (name, stage, input, code, description)
+        ("proof-for-another-network", "message-1",
+         frame(initiator_e + network_proof(DEFAULT_NETWORK_KEY, initiator_e)), "handshake",
+         "message 1 whose proof is made with the default network key, not this network's"),
+        ("no-proof", "message-1", frame(initiator_e), "handshake",
+         "message 1 with the ephemeral key alone (32 bytes)"),
+        ("proof-one-byte-short", "message-1", frame(initiator_e + proof[:31]), "handshake",
+         "message 1 whose proof lacks its last byte (63 bytes)"),
+        ("proof-of-another-ephemeral-key", "message-1",
+         frame(public_key(RESPONDER_EPHEMERAL) + proof), "handshake",
+         "a replayed proof: this network's proof of the initiator's ephemeral key, sent with "
+         "another ephemeral key"),
+        ("message-1-too-short", "message-1", frame(initiator_e[:31]), "handshake",
+         "31 bytes: shorter than an ephemeral key"),
+        ("low-order-ephemeral-key", "message-1",
+         frame(low_order + network_proof(NETWORK_KEY, low_order)), "handshake",
+         "a valid proof of the ephemeral key 00..00, a low-order point: the responder's "
+         "ee DH output is all zeros"),
+        ("empty-frame-first", "message-1", b"\x00\x00", "bad-frame",
+         "a frame of length 0 instead of message 1"),
+        ("message-2-from-another-network", "message-2",
+         frame(other_network.write_message(b"")), "handshake",
+         "message 2 from a responder whose prologue has the default network key"),
+        ("message-2-bit-flipped", "message-2", frame(flip(raw[1], 40)), "handshake",
+         "message 2 with one bit of the encrypted static key flipped"),
+        ("message-2-truncated", "message-2", frame(raw[1][:95]), "handshake",
+         "message 2 without its last byte (95 bytes)"),
+        ("message-3-bit-flipped", "message-3", frame(flip(raw[2], 63)), "handshake",
+         "message 3 with one bit of its payload tag flipped"),
+        ("transport-frame-bit-flipped", "transport", flip(hello_frame, 2), "bad-frame",
+         "the initiator's first transport frame with one ciphertext bit flipped"),
+        ("transport-frame-replayed", "transport", hello_frame + hello_frame, "bad-frame",
+         "the initiator's first transport frame twice: the second is read with nonce 1"),
+        ("transport-frame-other-direction", "transport", responder_frame, "bad-frame",
+         "the responder's own first frame sent back to it: the other direction's key"),
+        ("transport-frame-tag-only", "transport", frame(tag_only), "bad-frame",
+         "a 16-byte frame: an encrypted empty plaintext, carrying no data"),
+        ("transport-frame-empty", "transport", b"\x00\x00", "bad-frame",
+         "a frame of length 0 after the handshake"),
+    ]
+    assert len(tag_only) == 16
+    return {
+        "protocol_name": PROTOCOL_NAME.decode(),
+        "default_network_key": {"text": DEFAULT_NETWORK_TEXT.decode(),
+                                "key": DEFAULT_NETWORK_KEY.hex()},
+        "network_key": NETWORK_KEY.hex(),
+        "prologue": wire_prologue.hex(),
+        "initiator": {"static_private": INITIATOR_STATIC.hex(),
+                      "static_public": public_key(INITIATOR_STATIC).hex(),
+                      "ephemeral_private": INITIATOR_EPHEMERAL.hex(),
+                      "ephemeral_public": initiator_e.hex()},
+        "responder": {"static_private": RESPONDER_STATIC.hex(),
+                      "static_public": public_key(RESPONDER_STATIC).hex(),
+                      "ephemeral_private": RESPONDER_EPHEMERAL.hex(),
+                      "ephemeral_public": public_key(RESPONDER_EPHEMERAL).hex()},
+        "proof": proof.hex(),
+        "messages": [{"from": "initiator" if i % 2 == 0 else "responder",
+                      "payload": payloads[i].hex(), "message": m.hex(),
+                      "frame": frame(m).hex()} for i, m in enumerate(raw)],
+        "handshake_hash": handshake_hash.hex(),
+        "transport_keys": {"initiator_to_responder": to_responder.k.hex(),
+                           "responder_to_initiator": to_initiator.k.hex()},
+        "frames": frames,
+        "invalid": [{"name": n, "stage": s, "input": i.hex(), "code": c, "description": d}
+                    for n, s, i, c, d in invalid],
+    }
+
+
+# -- wire.json (spec 09, 10) ---------------------------------------------------------
+
+
+def pack(value: Any) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def note_json(feed: FeedId, note: Note) -> dict[str, Any]:
+    return {"author": feed.author_key.hex(), "log_id": feed.log_id, "seq": note.seq,
+            "flags": note.flags}
+
+
+def wire_items_json(items: Sequence[tuple[bytes, bytes | None]]) -> list[dict[str, Any]]:
+    return [{"entry": entry.hex(), "payload": hx(payload)} for entry, payload in items]
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A message's fields as wire.json writes them (README: wire.json)."""
+    if isinstance(message, Hello):
+        return {"versions": list(message.versions), "relay": int(message.relay),
+                "clock_digest": hx(message.clock_digest)}
+    if isinstance(message, Clock):
+        return {"reset": int(message.reset), "final": int(message.final),
+                "notes": [note_json(f, n) for f, n in message.notes]}
+    if isinstance(message, Entries):
+        return {"author": message.feed.author_key.hex(), "log_id": message.feed.log_id,
+                "items": wire_items_json(message.items)}
+    if isinstance(message, PartialRequest):
+        return {"request_id": message.request_id, "author": message.feed.author_key.hex(),
+                "log_id": message.feed.log_id, "count": message.count}
+    if isinstance(message, PartialResponse):
+        return {"request_id": message.request_id, "items": wire_items_json(message.items)}
+    if isinstance(message, ForkProofMessage):
+        return {"proof": message.proof.hex()}
+    if isinstance(message, Peers):
+        return {"addresses": [{"host": h, "port": p} for h, p in message.addresses]}
+    if isinstance(message, ErrorMessage):
+        return {"code": message.code, "detail": message.detail}
+    return {}
+
+
+def runs(body: bytes, repeated: Sequence[tuple[bytes, int]]) -> list[list[Any]]:
+    """``body`` as ``[hex, count]`` runs, so that megabyte bodies stay small in JSON."""
+    parts: list[list[Any]] = []
+    at = 0
+    for unit, count in repeated:
+        start = body.index(unit * count, at)
+        if start > at:
+            parts.append([body[at:start].hex(), 1])
+        parts.append([unit.hex(), count])
+        at = start + len(unit) * count
+    if at < len(body):
+        parts.append([body[at:].hex(), 1])
+    assert b"".join(bytes.fromhex(h) * n for h, n in parts) == body
+    return parts
+
+
+def body_json(body: bytes, repeated: Sequence[tuple[bytes, int]] = ()) -> dict[str, Any]:
+    """``{"body": hex}``, or ``{"body_runs": ...}`` for bodies given as repeated runs."""
+    return {"body_runs": runs(body, repeated)} if repeated else {"body": body.hex()}
+
+
+def digest_input(notes: Sequence[tuple[FeedId, Note]]) -> bytes:
+    """The bytes the clock digest hashes, written out from spec 10 section 3."""
+    ordered = sorted(notes, key=lambda fn: (fn[0].author_key, fn[0].log_id.encode()))
+    return b"".join(
+        f.author_key + bytes([len(f.log_id)]) + f.log_id.encode() + n.seq.to_bytes(8, "big")
+        + bytes([n.flags])
+        for f, n in ordered
+    )
+
+
+def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, Any]:
+    alice_key = ALICE.author.key
+    blog_feed, notes_feed, bob_feed = blog.feed, notes.feed, bob.feed
+    long_feed = FeedId(bob.identity.author.key, "a-very-long-log-id-" + "x" * 45)
+    assert len(long_feed.log_id) == 64
+    e1 = blog.entries[0].raw
+    both = WANT | EAGER
+
+    # -- valid messages, canonical -------------------------------------------------
+    head, count = BLOG_LENGTH, 3
+    oldest = head - count + 1
+    answer = tuple((blog.entries[s - 1].raw, blog.payloads[s - 1] if s >= oldest else None)
+                   for s in partial_seqs(head, count))
+    remembered = {blog_feed: Note(BLOG_LENGTH, both), notes_feed: Note(4, WANT)}
+    valid: list[tuple[str, str, Message]] = [
+        ("hello", "first meeting: version 1, not a relay, no remembered clock",
+         Hello((1,), False, None)),
+        ("hello-relay-with-digest", "a relay that remembers the peer's clock of the last "
+         "session (the two notes of clock_digests[\"two-feeds\"])",
+         Hello((1,), True, clock_digest(remembered))),
+        ("hello-several-versions", "versions 1, 2 and 300 (a 2-byte integer)",
+         Hello((1, 2, 300), False, None)),
+        ("clock-empty", "the opening clock of a node that holds and wants nothing",
+         Clock(True, (), True)),
+        ("clock-notes", "one message of a longer clock: neither the first (reset 0) nor the "
+         "last (final 0); flags 0, 1 and 3, seqs 0 to 2^32",
+         Clock(False, ((blog_feed, Note(BLOG_LENGTH, both)), (notes_feed, Note(4, 0)),
+                       (bob_feed, Note(0, WANT)), (long_feed, Note(2**32, WANT))), False)),
+        ("clock-update", "a later note: the feed's head is now 31",
+         Clock(False, ((blog_feed, Note(31, both)),), True)),
+        ("entries", "entries 1 to 3 of alice's blog with their payloads (entry 2's is empty)",
+         Entries(blog_feed, tuple(blog.item(s) for s in (1, 2, 3)))),
+        ("entries-without-payloads", "entries 4 and 5 without payloads",
+         Entries(blog_feed, tuple((blog.entries[s - 1].raw, None) for s in (4, 5)))),
+        ("partial-request", "the latest 3 entries of alice's blog",
+         PartialRequest(0, blog_feed, count)),
+        ("partial-response", "the answer to partial-request from a node holding the whole "
+         "blog: partial_seqs(30, 3), payloads for 28 to 30 only",
+         PartialResponse(0, answer)),
+        ("partial-response-empty", "the answer of a node that holds none of the feed",
+         PartialResponse(7, ())),
+        ("fork-proof", "the fork proof of forks.json valid[0]",
+         ForkProofMessage(forged.proof3.to_bytes())),
+        ("peers", "an IPv4, an IPv6 and a DNS address",
+         Peers((("192.0.2.7", 7654), ("2001:db8::1", 7654), ("node.example.org", 65535)))),
+        ("peers-empty", "no addresses", Peers(())),
+        ("ping", "no fields", Ping()),
+        ("error", "closing because of a malformed message",
+         ErrorMessage("malformed", "clock has 2 fields, it must have 3")),
+        ("error-empty-detail", "an error without detail", ErrorMessage("timeout", "")),
+    ]
+    assert [e for e, _ in answer] == [blog.entries[s - 1].raw
+                                      for s in (1, 4, 13, 26, 27, 28, 29, 30)]
+
+    # -- valid messages exactly at a bound -------------------------------------------
+    big_payload = bytes(MAX_PAYLOAD_SIZE)
+    note = (blog_feed, Note(BLOG_LENGTH, both))
+    note_bytes = pack([alice_key, "blog", BLOG_LENGTH, both])
+    item = (e1, None)
+    item_bytes = pack([e1, None])
+    # Two payloads whose message is exactly MAX_MESSAGE_SIZE bytes.
+    second = MAX_PAYLOAD_SIZE - 1024
+    while True:
+        exact = Entries(blog_feed, ((e1, big_payload), (blog.entries[1].raw, bytes(second))))
+        size = len(pack([exact.TYPE, *exact.fields()]))
+        if size == MAX_MESSAGE_SIZE:
+            break
+        second += MAX_MESSAGE_SIZE - size
+    zero_run = bytes(1024)
+    bounds: list[tuple[str, str, Message, list[tuple[bytes, int]]]] = [
+        ("hello-16-versions", "versions 1 to 16", Hello(tuple(range(1, 17)), False, None), []),
+        ("hello-version-65535", "the largest version number",
+         Hello((1, 65535), False, None), []),
+        ("clock-4096-notes", "4096 notes (the same one)",
+         Clock(True, (note,) * MAX_NOTES, True), [(note_bytes, MAX_NOTES)]),
+        ("clock-largest-seq-and-flags", "seq 2^64 - 1 and flags 3",
+         Clock(False, ((blog_feed, Note(2**64 - 1, 3)),), True), []),
+        ("clock-64-character-log-id", "a 64-character log id",
+         Clock(False, ((long_feed, Note(1, WANT)),), True), []),
+        ("entries-1024-items", "entry 1 of alice's blog 1024 times, without payloads "
+         "(decoding does not verify entries)",
+         Entries(blog_feed, (item,) * MAX_ITEMS), [(item_bytes, MAX_ITEMS)]),
+        ("entries-512-byte-entry", "a 512-byte entry of zero bytes",
+         Entries(blog_feed, ((bytes(MAX_ENTRY_SIZE), None),)), []),
+        ("entries-1-mib-payload", "entry 1 with a 2^20-byte payload of zeros",
+         Entries(blog_feed, ((e1, big_payload),)), [(zero_run, MAX_PAYLOAD_SIZE // 1024)]),
+        ("entries-2-mib-message", f"two payloads that make the body exactly "
+         f"{MAX_MESSAGE_SIZE} bytes", exact,
+         [(zero_run, MAX_PAYLOAD_SIZE // 1024), (zero_run, second // 1024)]),
+        ("partial-request-largest", "request id 2^32 - 1, count 1000",
+         PartialRequest(2**32 - 1, blog_feed, MAX_PARTIAL), []),
+        ("partial-response-1130-items", "entry 1 1130 times",
+         PartialResponse(1, (item,) * MAX_PARTIAL_ITEMS), [(item_bytes, MAX_PARTIAL_ITEMS)]),
+        ("fork-proof-1040-bytes", "1040 zero bytes (decoding does not verify the proof)",
+         ForkProofMessage(bytes(MAX_PROOF_SIZE)), []),
+        ("peers-32-addresses", "32 addresses",
+         Peers(tuple((f"192.0.2.{i}", 1 + i) for i in range(MAX_ADDRESSES))), []),
+        ("peers-253-character-host", "a 253-character host and port 65535",
+         Peers((("h" * MAX_HOST_LEN, 65535),)), []),
+        ("error-longest", "a 32-character code and a 1000-character detail of 3-byte "
+         "characters", ErrorMessage("c" * MAX_ERROR_CODE_LEN, "水" * MAX_ERROR_DETAIL_LEN), []),
+    ]
+
+    # -- accepted, but not the shortest encoding ---------------------------------------
+    canonical_note = pack([1, 0, [[alice_key, "blog", 30, 3]], 1])
+    noncanonical = [  # (name, description, body, canonical body)
+        ("type-as-uint8", "ping with its type in a uint8 (cc 07)", b"\x91\xcc\x07",
+         pack([7])),
+        ("type-as-int8", "ping with its type in an int8 (d0 07)", b"\x91\xd0\x07", pack([7])),
+        ("array16-head", "ping in an array 16 (dc 00 01)", b"\xdc\x00\x01\x07", pack([7])),
+        ("array32-head", "ping in an array 32 (dd 00 00 00 01)",
+         b"\xdd\x00\x00\x00\x01\x07", pack([7])),
+        ("seq-as-uint64", "a note's seq 30 as a uint64 (cf)",
+         b"\x94\x01\x00\x91\x94\xc4\x20" + alice_key + b"\xa4blog\xcf"
+         + (30).to_bytes(8, "big") + b"\x03\x01", canonical_note),
+        ("str8-log-id", "a note's log id \"blog\" as a str 8 (d9 04)",
+         b"\x94\x01\x00\x91\x94\xc4\x20" + alice_key + b"\xd9\x04blog\x1e\x03\x01",
+         canonical_note),
+        ("bin16-author", "a note's author key as a bin 16 (c5 00 20)",
+         b"\x94\x01\x00\x91\x94\xc5\x00\x20" + alice_key + b"\xa4blog\x1e\x03\x01",
+         canonical_note),
+        ("str16-detail", "an error's detail as a str 16 (da 00 02)",
+         b"\x93\x08\xa7timeout\xda\x00\x02hi", pack([8, "timeout", "hi"])),
+    ]
+
+    # -- invalid bodies: the expected codes are spec 09 section 4's ---------------------
+    note_ok = [alice_key, "blog", 30, 3]
+    over_payload = pack([2, alice_key, "blog", [[e1, bytes(MAX_PAYLOAD_SIZE + 1)]]])
+    two_mib = pack([2, alice_key, "blog", [[e1, big_payload], [e1, big_payload]]])
+    assert len(two_mib) > MAX_MESSAGE_SIZE
+    invalid: list[tuple[str, str, bytes, list[tuple[bytes, int]], str]] = [
+        # the body as a whole
+        ("empty-body", "no bytes", b"", [], "malformed"),
+        ("not-msgpack", "the byte c1, which msgpack never uses", b"\xc1", [], "malformed"),
+        ("truncated", "a hello without its last byte", pack([0, [1], 0, None])[:-1], [],
+         "malformed"),
+        ("trailing-bytes", "a ping followed by 00", pack([7]) + b"\x00", [], "malformed"),
+        ("two-messages", "two pings in one body", pack([7]) + pack([7]), [], "malformed"),
+        ("not-an-array", "the integer 7", pack(7), [], "malformed"),
+        ("a-map", "a map {0: [1]} instead of an array", pack({0: [1]}), [], "malformed"),
+        ("empty-array", "an array with no type", pack([]), [], "malformed"),
+        ("unknown-type", "type 9, unknown in version 1", pack([9]), [], "malformed"),
+        ("unknown-type-with-fields", "type 255 with two fields", pack([255, 1, 2]), [],
+         "malformed"),
+        ("negative-type", "type -1", pack([-1]), [], "malformed"),
+        ("type-as-bool", "type true", pack([True]), [], "malformed"),
+        ("type-as-string", "type \"ping\"", pack(["ping"]), [], "malformed"),
+        ("type-as-float", "type 7.0 (a float 64)", pack([7.0]), [], "malformed"),
+        ("over-2-mib", f"two 1 MiB payloads: {len(two_mib)} bytes, over the bound of "
+         f"{MAX_MESSAGE_SIZE} (checked before decoding)", two_mib,
+         [(zero_run, MAX_PAYLOAD_SIZE // 1024), (zero_run, MAX_PAYLOAD_SIZE // 1024)],
+         "oversize"),
+        # hello
+        ("hello-two-fields", "hello without its clock digest", pack([0, [1], 0]), [],
+         "malformed"),
+        ("hello-four-fields", "hello with a fourth field (version 1 has no extension slot)",
+         pack([0, [1], 0, None, 0]), [], "malformed"),
+        ("hello-relay-bool", "relay false instead of 0", pack([0, [1], False, None]), [],
+         "malformed"),
+        ("hello-relay-2", "relay 2", pack([0, [1], 2, None]), [], "malformed"),
+        ("hello-no-versions", "an empty versions list", pack([0, [], 0, None]), [],
+         "malformed"),
+        ("hello-version-0", "version 0", pack([0, [0], 0, None]), [], "malformed"),
+        ("hello-version-65536", "version 65536", pack([0, [1, 65536], 0, None]), [],
+         "malformed"),
+        ("hello-17-versions", "versions 1 to 17", pack([0, list(range(1, 18)), 0, None]), [],
+         "malformed"),
+        ("hello-versions-not-a-list", "versions 1 instead of [1]", pack([0, 1, 0, None]), [],
+         "malformed"),
+        ("hello-digest-31-bytes", "a 31-byte clock digest", pack([0, [1], 0, bytes(31)]), [],
+         "malformed"),
+        ("hello-digest-as-string", "the clock digest as a hex text string",
+         pack([0, [1], 0, bytes(32).hex()]), [], "malformed"),
+        # clock
+        ("clock-two-fields", "clock without final", pack([1, 1, []]), [], "malformed"),
+        ("clock-reset-bool", "reset true instead of 1", pack([1, True, [], 1]), [],
+         "malformed"),
+        ("clock-final-2", "final 2", pack([1, 0, [], 2]), [], "malformed"),
+        ("clock-notes-as-map", "the notes as a map from author key to seq",
+         pack([1, 0, {alice_key: 30}, 1]), [], "malformed"),
+        ("clock-note-three-items", "a note without flags",
+         pack([1, 0, [note_ok[:3]], 1]), [], "malformed"),
+        ("clock-note-flags-4", "flags 4", pack([1, 0, [[alice_key, "blog", 30, 4]], 1]), [],
+         "malformed"),
+        ("clock-note-flags-bool", "flags true",
+         pack([1, 0, [[alice_key, "blog", 30, True]], 1]), [], "malformed"),
+        ("clock-note-seq-negative", "seq -1",
+         pack([1, 0, [[alice_key, "blog", -1, 3]], 1]), [], "malformed"),
+        ("clock-note-seq-float", "seq 30.0",
+         pack([1, 0, [[alice_key, "blog", 30.0, 3]], 1]), [], "malformed"),
+        ("clock-note-seq-nil", "seq nil",
+         pack([1, 0, [[alice_key, "blog", None, 3]], 1]), [], "malformed"),
+        ("clock-note-author-31-bytes", "a 31-byte author key",
+         pack([1, 0, [[alice_key[:31], "blog", 30, 3]], 1]), [], "malformed"),
+        ("clock-note-author-33-bytes", "a 33-byte author key",
+         pack([1, 0, [[alice_key + b"\x00", "blog", 30, 3]], 1]), [], "malformed"),
+        ("clock-note-author-as-string", "the author key as a hex text string",
+         pack([1, 0, [[alice_key.hex(), "blog", 30, 3]], 1]), [], "malformed"),
+        ("clock-note-log-id-empty", "an empty log id",
+         pack([1, 0, [[alice_key, "", 30, 3]], 1]), [], "malformed"),
+        ("clock-note-log-id-65-characters", "a 65-character log id",
+         pack([1, 0, [[alice_key, "x" * 65, 30, 3]], 1]), [], "malformed"),
+        ("clock-note-log-id-uppercase", "log id \"Blog\"",
+         pack([1, 0, [[alice_key, "Blog", 30, 3]], 1]), [], "malformed"),
+        ("clock-note-log-id-as-bytes", "the log id as a bin",
+         pack([1, 0, [[alice_key, b"blog", 30, 3]], 1]), [], "malformed"),
+        ("clock-4097-notes", "4097 notes",
+         pack([1, 1, [note_ok] * (MAX_NOTES + 1), 1]), [(note_bytes, MAX_NOTES + 1)],
+         "malformed"),
+        # entries
+        ("entries-no-items", "an entries message with no entry",
+         pack([2, alice_key, "blog", []]), [], "malformed"),
+        ("entries-item-one-element", "an item without its payload slot",
+         pack([2, alice_key, "blog", [[e1]]]), [], "malformed"),
+        ("entries-item-three-elements", "an item with a third element",
+         pack([2, alice_key, "blog", [[e1, None, None]]]), [], "malformed"),
+        ("entries-entry-empty", "an empty entry",
+         pack([2, alice_key, "blog", [[b"", None]]]), [], "malformed"),
+        ("entries-entry-513-bytes", "a 513-byte entry",
+         pack([2, alice_key, "blog", [[bytes(MAX_ENTRY_SIZE + 1), None]]]), [], "malformed"),
+        ("entries-entry-nil", "the entry nil", pack([2, alice_key, "blog", [[None, None]]]),
+         [], "malformed"),
+        ("entries-payload-as-string", "the payload as a text string",
+         pack([2, alice_key, "blog", [[e1, "hello, tidings"]]]), [], "malformed"),
+        ("entries-payload-ext", "the payload as an ext value (fixext 1)",
+         pack([2, alice_key, "blog", [[e1, msgpack.ExtType(1, b"x")]]]), [], "malformed"),
+        ("entries-payload-over-1-mib", f"a {MAX_PAYLOAD_SIZE + 1}-byte payload",
+         over_payload, [(zero_run, MAX_PAYLOAD_SIZE // 1024)], "malformed"),
+        ("entries-1025-items", "1025 items",
+         pack([2, alice_key, "blog", [[e1, None]] * (MAX_ITEMS + 1)]),
+         [(item_bytes, MAX_ITEMS + 1)], "malformed"),
+        ("entries-author-32-bytes-of-text", "the author key as 32 characters of text",
+         pack([2, "a" * 32, "blog", [[e1, None]]]), [], "malformed"),
+        # partial request and response
+        ("partial-request-count-0", "count 0", pack([3, 0, alice_key, "blog", 0]), [],
+         "malformed"),
+        ("partial-request-count-1001", "count 1001", pack([3, 0, alice_key, "blog", 1001]),
+         [], "malformed"),
+        ("partial-request-id-2^32", "request id 2^32",
+         pack([3, 2**32, alice_key, "blog", 3]), [], "malformed"),
+        ("partial-request-id-bool", "request id true", pack([3, True, alice_key, "blog", 3]),
+         [], "malformed"),
+        ("partial-request-three-fields", "no count", pack([3, 0, alice_key, "blog"]), [],
+         "malformed"),
+        ("partial-response-items-nil", "items nil instead of []", pack([4, 0, None]), [],
+         "malformed"),
+        ("partial-response-1131-items", "1131 items",
+         pack([4, 0, [[e1, None]] * (MAX_PARTIAL_ITEMS + 1)]),
+         [(item_bytes, MAX_PARTIAL_ITEMS + 1)], "malformed"),
+        # fork proof, peers, ping, error
+        ("fork-proof-empty", "an empty proof", pack([5, b""]), [], "malformed"),
+        ("fork-proof-1041-bytes", "a 1041-byte proof", pack([5, bytes(MAX_PROOF_SIZE + 1)]),
+         [], "malformed"),
+        ("fork-proof-as-array", "the proof's CBOR items as a msgpack array",
+         pack([5, [1, e1, e1]]), [], "malformed"),
+        ("peers-33-addresses", "33 addresses",
+         pack([6, [[f"192.0.2.{i}", 7654] for i in range(MAX_ADDRESSES + 1)]]), [],
+         "malformed"),
+        ("peers-host-empty", "an empty host", pack([6, [["", 7654]]]), [], "malformed"),
+        ("peers-host-254-characters", "a 254-character host",
+         pack([6, [["h" * (MAX_HOST_LEN + 1), 7654]]]), [], "malformed"),
+        ("peers-port-0", "port 0", pack([6, [["192.0.2.7", 0]]]), [], "malformed"),
+        ("peers-port-65536", "port 65536", pack([6, [["192.0.2.7", 65536]]]), [],
+         "malformed"),
+        ("peers-address-as-text", "\"192.0.2.7:7654\" instead of [host, port]",
+         pack([6, ["192.0.2.7:7654"]]), [], "malformed"),
+        ("ping-with-a-field", "ping with a field", pack([7, 0]), [], "malformed"),
+        ("error-code-empty", "an empty code", pack([8, "", "detail"]), [], "malformed"),
+        ("error-code-33-characters", "a 33-character code", pack([8, "c" * 33, ""]), [],
+         "malformed"),
+        ("error-detail-1001-characters", "a 1001-character detail",
+         pack([8, "timeout", "d" * (MAX_ERROR_DETAIL_LEN + 1)]), [], "malformed"),
+        ("error-code-as-bytes", "the code as a bin", pack([8, b"timeout", ""]), [],
+         "malformed"),
+        ("error-detail-nil", "detail nil", pack([8, "timeout", None]), [], "malformed"),
+        ("error-detail-bad-utf-8", "a detail whose bytes ff fe are not UTF-8",
+         b"\x93\x08\xa7timeout\xa2\xff\xfe", [], "malformed"),
+    ]
+
+    # -- plaintext streams (spec 09 section 1) -----------------------------------------
+    ping = encode_message(Ping())
+    hello = encode_message(Hello((1,), False, None))
+    streams = [  # (name, description, stream, messages decoded first, code)
+        ("two-messages", "a hello and a ping", framed(hello) + framed(ping), [hello, ping],
+         None),
+        ("incomplete-tail", "a ping, then the first 3 bytes of a length: nothing yet",
+         framed(ping) + b"\x00\x00\x00", [ping], None),
+        ("incomplete-body", "a ping, then a length of 10 and 2 bytes of body",
+         framed(ping) + b"\x00\x00\x00\x0a\x93\x00", [ping], None),
+        ("length-over-bound", f"a length of {MAX_MESSAGE_SIZE + 1}, refused before any "
+         "body byte arrives", (MAX_MESSAGE_SIZE + 1).to_bytes(4, "big"), [], "oversize"),
+        ("length-ffffffff", "a length of 2^32 - 1", b"\xff\xff\xff\xff", [], "oversize"),
+        ("length-zero", "a length of 0", b"\x00\x00\x00\x00", [], "malformed"),
+        ("ping-then-bad-body", "a ping, then a 1-byte body c1",
+         framed(ping) + b"\x00\x00\x00\x01\xc1", [ping], "malformed"),
+    ]
+
+    # -- sessions: what a node must do with the first messages (spec 10 section 4) ------
+    sessions = [  # (name, description, messages, code, version)
+        ("hello-then-ping", "the usual start", [hello, ping], None, 1),
+        ("hello-with-future-versions", "versions 1, 2 and 9: version 1 is the highest common",
+         [encode_message(Hello((1, 2, 9), False, None))], None, 1),
+        ("ping-before-hello", "a ping first", [ping], "unexpected", None),
+        ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
+         "unexpected", None),
+        ("no-common-version", "versions 2 and 3 only",
+         [encode_message(Hello((2, 3), False, None))], "version", None),
+        ("second-hello", "two hellos", [hello, hello], "unexpected", None),
+        ("partial-response-not-requested", "an answer to a request the node never made",
+         [hello, encode_message(PartialResponse(7, ()))], "unexpected", None),
+        ("error-before-hello", "the peer closes at once",
+         [encode_message(ErrorMessage("duplicate", "already connected to this node"))],
+         "remote-error", None),
+        ("error-after-hello", "the peer closes after the hello",
+         [hello, encode_message(ErrorMessage("flood", "too many notes"))], "remote-error",
+         None),
+    ]
+
+    # -- the opening clock: reset or delta (spec 10 section 4) -------------------------
+    current = {blog_feed: Note(BLOG_LENGTH, WANT), notes_feed: Note(4, WANT),
+               bob_feed: Note(0, WANT)}
+    dropped = FeedId(bob.identity.author.key, "photos")
+    older = {**current, blog_feed: Note(25, WANT)}
+    seen = {blog_feed: Note(BLOG_LENGTH, both)}
+    opening = [  # (name, description, sent, received, peer's digest, reset, notes)
+        ("first-meeting", "nothing remembered: a reset with every note",
+         {}, {}, None, True, current),
+        ("reconnect-delta", "the peer's digest matches what this node remembers sending: "
+         "only the blog's note changed (25 then, 30 now)",
+         older, seen, clock_digest(older), False, {blog_feed: current[blog_feed]}),
+        ("reconnect-unchanged", "the digest matches and nothing changed: one empty clock "
+         "message", current, seen, clock_digest(current), False, {}),
+        ("reconnect-stopped-wanting", "the digest matches; bob's photos, noted last time, "
+         "is neither held nor wanted now: note (0, 0)",
+         {**current, dropped: Note(7, WANT)}, seen,
+         clock_digest({**current, dropped: Note(7, WANT)}), False, {dropped: Note(0, 0)}),
+        ("reconnect-peer-forgot", "the peer sends no digest: a reset", older, seen, None,
+         True, current),
+        ("reconnect-digest-differs", "the peer's digest is of other notes: a reset",
+         older, seen, clock_digest(current), True, current),
+    ]
+    local = opening_local()
+    local_json = {
+        "heads": [{"author": f.author_key.hex(), "log_id": f.log_id, "seq": s}
+                  for f, s in sorted(local.heads.items(), key=lambda fs: str(fs[0]))],
+        "wanted": [{"author": f.author_key.hex(), "log_id": f.log_id}
+                   for f in sorted(local.wanted, key=str)],
+    }
+    opening_json = []
+    for name, description, sent, received, digest, reset, expected in opening:
+        heard = run_opening(sent, received, digest)
+        assert heard[0] == Hello((1,), False, clock_digest(received) if received else None)
+        assert len(heard) == 2 and isinstance(heard[1], Clock), heard
+        assert (heard[1].reset, heard[1].final) == (reset, True), name
+        assert dict(heard[1].notes) == expected, name
+        opening_json.append({
+            "name": name, "description": description, "local": local_json,
+            "sent": notes_list(sent), "received": notes_list(received),
+            "peer_hello": encode_message(Hello((1,), False, digest)).hex(),
+            "hello": encode_message(heard[0]).hex(),
+            "clock": {"reset": int(reset), "final": 1, "notes": notes_list(expected)},
+        })
+
+    # -- clock digests (spec 10 section 3) ---------------------------------------------
+    digests = [
+        ("empty", "no notes: BLAKE2b-256 of nothing", []),
+        ("two-feeds", "the notes of hello-relay-with-digest", list(remembered.items())),
+        ("sorting", "given out of order: bob's key sorts after alice's, and log id \"b\" "
+         "before \"blog\" before \"blog-2\" (bytes, not length first); \"a-long-id\" "
+         "before \"b\" although its length byte is larger",
+         [(bob_feed, Note(1, 0)), (FeedId(alice_key, "blog-2"), Note(2, WANT)),
+          (FeedId(alice_key, "b"), Note(2**63 - 1, both)), (blog_feed, Note(30, EAGER)),
+          (FeedId(alice_key, "a-long-id"), Note(0, WANT))]),
+    ]
+    digests_json = []
+    for name, description, given in digests:
+        data = digest_input(given)
+        digest = hashlib.blake2b(data, digest_size=32).digest()
+        assert digest == clock_digest(dict(given))
+        digests_json.append({"name": name, "description": description,
+                             "notes": [note_json(f, n) for f, n in given],
+                             "input": data.hex(), "digest": digest.hex()})
+
+    def case(name: str, description: str, message: Message) -> dict[str, Any]:
+        body = encode_message(message)
+        return {"name": name, "description": description, "type": message.TYPE,
+                "kind": MESSAGE_KINDS[type(message)], "fields": message_json(message),
+                "body": body.hex(), "stream": framed(body).hex()}
+
+    return {
+        "messages": [case(*c) for c in valid],
+        "bounds": [{"name": n, "description": d, "type": m.TYPE,
+                    "kind": MESSAGE_KINDS[type(m)], **body_json(encode_message(m), r)}
+                   for n, d, m, r in bounds],
+        "noncanonical": [{"name": n, "description": d, "body": b.hex(), "canonical": c.hex()}
+                         for n, d, b, c in noncanonical],
+        "invalid": [{"name": n, "description": d, "code": c, **body_json(b, r)}
+                    for n, d, b, r, c in invalid],
+        "streams": [{"name": n, "description": d, "stream": s.hex(),
+                     "messages": [m.hex() for m in ms], "code": c}
+                    for n, d, s, ms, c in streams],
+        "sessions": [{"name": n, "description": d, "messages": [m.hex() for m in ms],
+                      "code": c, "version": v} for n, d, ms, c, v in sessions],
+        "opening": opening_json,
+        "clock_digests": digests_json,
+    }
+
+
+def notes_list(notes: dict[FeedId, Note]) -> list[dict[str, Any]]:
+    """Notes sorted as the clock digest sorts them."""
+    return [note_json(f, n) for f, n in sorted(
+        notes.items(), key=lambda fn: (fn[0].author_key, fn[0].log_id.encode()))]
+
+
+def opening_local() -> LocalClock:
+    """The node of wire.json's opening cases: it holds alice's blog (30 entries) and notes
+    (4) and wants those and bob's blog."""
+    blog, notes = ALICE.author.feed("blog"), ALICE.author.feed("notes")
+    return LocalClock({blog: BLOG_LENGTH, notes: 4}, {blog, notes, BOB.author.feed("blog")})
+
+
+def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
+                peer_digest: bytes | None) -> list[Message]:
+    """What the responder of handshake.json sends as :func:`opening_local`, remembering
+    ``sent`` and ``received``, when its peer's hello carries ``peer_digest``."""
+    initiator, responder = channel_pair()
+    run_handshake(initiator, responder)
+    session = Session(responder, opening_local(), sent=sent, received=received)
+    initiator.receive_data(session.data_to_send())
+    initiator.send(Hello((1,), False, peer_digest))
+    session.receive_data(initiator.data_to_send())
+    initiator.receive_data(session.data_to_send())
+    return initiator.messages()
+
+
 # -- writing ------------------------------------------------------------------------
 
 
@@ -1185,6 +1912,8 @@ def render(data: Any) -> str:
 def make_all() -> dict[str, str]:
     blog, notes, bob = build_logs()
     forged = make_forgeries(blog, notes)
+    # The default network key is pinned to its text (spec 08 section 1.1).
+    assert hashlib.blake2b(DEFAULT_NETWORK_TEXT, digest_size=32).digest() == DEFAULT_NETWORK_KEY
     # The first author of ids.json is pinned to RFC 8032: fail here, not in a vector.
     assert Identity.from_seed(RFC8032_SEED).author.key.hex() == (
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
@@ -1195,6 +1924,8 @@ def make_all() -> dict[str, str]:
         "invalid.json": render(make_invalid(blog, notes, bob, forged)),
         "forks.json": render(make_forks(blog, notes, bob, forged)),
         "bundles.json": render(make_bundles(blog, forged)),
+        "handshake.json": render(make_handshake(blog, notes)),
+        "wire.json": render(make_wire(blog, notes, bob, forged)),
     }
 
 

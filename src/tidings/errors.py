@@ -220,7 +220,7 @@ class BadFrame(PeerError):
 
 
 class MessageTooLarge(PeerError):
-    """A message, frame or list is over the bound the spec sets."""
+    """A message's declared length is over the bound (a long list inside one is malformed)."""
 
     code = "oversize"
 

@@ -291,6 +291,8 @@ class Replicator:
             self.local.update([(feed, head.seq if head else 0)])
             last = decode_entry(event.items[-1][0]).seq if error is None else None
             self.router.local_changed([feed], source=session, delivered=last)
+            if self.hops > 1 and feed in self.local.wanted:
+                self._recompute_wanted()  # new follow entries may add feeds
         if isinstance(error, ForkDetected):
             # The author forked its log: not this peer's fault. Spread the proof.
             self._spread_fork(feed, session)
@@ -341,7 +343,9 @@ class Replicator:
     def _on_partial(self, event: PartialReceived) -> None:
         try:
             entries = [decode_entry(raw) for raw, _ in event.items]
-            payloads = {e.seq: p for e, (_, p) in zip(entries, event.items, strict=True) if p}
+            payloads = {
+                e.seq: p for e, (_, p) in zip(entries, event.items, strict=True) if p is not None
+            }
             verified = verify_partial(entries, payloads)
         except InvalidEntry as exc:
             raise InvalidData(exc.at(str(event.feed), None)) from None

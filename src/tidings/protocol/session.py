@@ -159,10 +159,16 @@ class Session:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer. A PeerError means: close the connection."""
-        self.channel.receive_data(data)
+        failure: PeerError | None = None
+        try:
+            self.channel.receive_data(data)
+        except PeerError as exc:
+            failure = exc  # the messages decoded before the fault still count
         self._after_channel()
         for message in self.channel.messages():
             self._handle(message)
+        if failure is not None:
+            raise failure
 
     def _after_channel(self) -> None:
         if self.channel.established and not self._hello_sent:
@@ -257,8 +263,8 @@ class Session:
         else:
             self.sent.clear()
             self._send_notes(tuple((f, self.our_note(f)) for f in feeds), reset=True)
-        for feed in feeds:
-            self._check_owed(feed)
+        # Nothing is streamed on remembered notes: what the peer wants now is
+        # known once its opening clock is complete (see _on_clock).
 
     # -- what the peer is owed -------------------------------------------------
 
@@ -271,6 +277,8 @@ class Session:
 
     def next_stream(self) -> tuple[FeedId, int] | None:
         """A feed the peer streams from us and lacks entries of, and the first seq it lacks."""
+        if not self.clock_exchanged:
+            return None
         while self._owed:
             feed = next(iter(self._owed))
             theirs = self.received.get(feed)
@@ -386,6 +394,8 @@ class Session:
             self._events.append(NotesReceived(clock.notes))
         if clock.final and not self.clock_exchanged:
             self.clock_exchanged = True
+            for feed in self.received:
+                self._check_owed(feed)
             self._events.append(ClockExchanged())
 
     def _on_entries(self, message: Entries) -> None:

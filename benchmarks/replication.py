@@ -1,0 +1,770 @@
+"""tidings replication benchmark: two nodes over loopback TCP, two processes.
+
+Usage::
+
+    python benchmarks/replication.py            # full run, about 40 s on 2 cores
+    python benchmarks/replication.py --quick    # smaller sizes, about 10 s
+    python benchmarks/replication.py --json     # one JSON object on stdout
+
+Process 1 is ``tidings --home S up --listen 127.0.0.1:0 --no-lan`` on a source
+home S that holds the data. Process 2 is ``tidings --home R sync --peer
+127.0.0.1:PORT --json`` on a fresh home R that follows the feeds. The time from
+launching the sync to its exit is the replication time. Three scenarios:
+
+* one feed of 100,000 entries (10,000 with ``--quick``), ~100-byte payloads;
+* 1,000 feeds x 100 entries (100 x 100 with ``--quick``), one author per feed;
+* a reconnect: two homes that share 10,000 feeds (1,000 with ``--quick``) sync
+  once, then 10 feeds get one more entry on the source, and R syncs again.
+
+Bytes on the wire are counted by a small TCP proxy in this process, between the
+sync client and the node. Every rate is printed beside the raw Ed25519
+verifies/s measured in the same run, with their ratio. Nothing here asserts on
+timing; the exit status is non-zero only when the benchmark itself breaks (a
+sync fails or receives the wrong number of entries). benchmarks/run.py runs
+this too with ``--replication``. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:  # for `import run` when run.py imports this file
+    sys.path.insert(0, str(BENCH_DIR))
+
+import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, sampling helpers)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
+    Ed25519PrivateKey,
+)
+
+import tidings  # noqa: E402  (importable: run.py above puts src/ on the path if needed)
+from tidings import Identity, Logbook, SqliteStore  # noqa: E402
+from tidings.core.ids import FeedId  # noqa: E402
+from tidings.home import Home  # noqa: E402
+from tidings.logbook import BATCH_SIZE  # noqa: E402
+from tidings.node.state import NodeState  # noqa: E402
+
+Figure, Results, log, no_gc = base.Figure, base.Results, base.log, base.no_gc
+perf_counter = time.perf_counter
+
+TIMESTAMP = 1_700_000_000_000_000
+PAYLOAD_SIZE = 100
+LOG_ID = "blog"
+SYNC_TIMEOUT_S = 600
+#: The node notices a write by another process within its POLL_INTERVAL (0.1 s).
+NODE_NOTICE_S = 1.0
+#: So the child processes import the same tidings as this one (a checkout or not).
+SRC_DIR = str(Path(tidings.__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    repeats: int  # timed syncs per scenario; the fastest is reported
+    raw_crypto: int  # Ed25519 verifies per raw sample
+    one_feed: int  # entries in the one-feed log
+    feeds: int  # feeds in the many-feeds scenario ...
+    per_feed: int  # ... and entries in each
+    shared: int  # feeds both homes hold in the reconnect scenario
+    changed: int  # feeds that get one more entry before the reconnect
+
+
+FULL = Sizes("full", 3, 5000, 100_000, 1000, 100, 10_000, 10)
+QUICK = Sizes("quick", 3, 2000, 10_000, 100, 100, 1000, 10)
+
+
+def payload(i: int) -> bytes:
+    """A ~100-byte payload, different for each ``i``."""
+    head = b"entry %09d " % i
+    return head + b"x" * (PAYLOAD_SIZE - len(head))
+
+
+def author(index: int) -> Identity:
+    """A fixed author per index, so two runs replicate the same bytes."""
+    return Identity.from_seed(hashlib.sha256(b"tidings-bench-author-%d" % index).digest())
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def tidings_cmd(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tidings", "--home", str(home), *args]
+
+
+def rss_kib_to_mib(kib: float) -> float:
+    return kib / 1024
+
+
+#: A small launcher between this process and each measured child. Linux carries
+#: the RSS high-water mark of the process that calls exec into the new program's
+#: ``ru_maxrss`` (and subprocess execs from a vfork of this process), so a child
+#: spawned straight from here reports at least this process's own peak RSS,
+#: which grows with the data built for the benchmark. The launcher is a bare
+#: ``python -S`` (about 10 MiB, a floor for the figure): it times the child from
+#: spawn to exit and writes [seconds, exit code, ru_maxrss KiB, CPU seconds].
+LAUNCHER = """\
+import json, os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+elapsed = time.perf_counter() - start
+maxrss = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+with open(sys.argv[1], "w") as report:
+    json.dump([elapsed, os.waitstatus_to_exitcode(status), maxrss,
+               usage.ru_utime + usage.ru_stime], report)
+"""
+
+
+@dataclass
+class Child:
+    elapsed_s: float  # spawn to exit, timed by the launcher
+    returncode: int
+    peak_rss_kib: float  # ru_maxrss from os.wait4 in the launcher
+    cpu_s: float  # user + system
+    stdout: str
+    stderr: str
+
+
+def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> Child:
+    """Run ``cmd`` through the launcher: wall time, peak RSS and CPU of that process alone."""
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
+        report = Path(tmp) / "report.json"
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(report), *cmd],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        stdout = out_path.read_text(errors="replace")
+        stderr = err_path.read_text(errors="replace")
+        if done.returncode != 0 or not report.exists():
+            raise RuntimeError(f"the launcher failed ({done.returncode}): {stderr[-800:]}")
+        elapsed, code, maxrss, cpu = json.loads(report.read_text())
+    return Child(elapsed, code, maxrss, cpu, stdout, stderr)
+
+
+# -- the source and receiving homes ------------------------------------------------
+
+
+@dataclass
+class Source:
+    home: Path
+    feeds: list[FeedId]
+    entries: int
+    wire_minimum: int  # bytes of every entry plus its payload: what any sync must ship
+
+
+def build_source(home: Path, authors: Sequence[int], per_feed: int) -> Source:
+    """A home holding one ``LOG_ID`` log per author, ``per_feed`` entries each.
+
+    Every write happens in one store transaction (``publish_batch`` nests in it),
+    so the setup pays one durable commit, not one per feed.
+    """
+    Home(home).init()
+    store = SqliteStore(Home(home).store_path)
+    feeds: list[FeedId] = []
+    minimum = 0
+    try:
+        with store.transaction():
+            for index in authors:
+                book = Logbook(store, author(index), clock=lambda: TIMESTAMP)
+                for first in range(0, per_feed, BATCH_SIZE):
+                    payloads = [payload(i) for i in range(first, min(per_feed, first + BATCH_SIZE))]
+                    for entry in book.publish_batch(payloads, LOG_ID):
+                        minimum += len(entry.raw)
+                    minimum += sum(map(len, payloads))
+                feeds.append(book.feed(LOG_ID))
+    finally:
+        store.close()
+    return Source(home, feeds, len(feeds) * per_feed, minimum)
+
+
+def add_entries(source: Source, authors: Sequence[int]) -> int:
+    """One more entry in each of these authors' feeds; returns their bytes (entry + payload)."""
+    store = SqliteStore(Home(source.home).store_path)
+    added = 0
+    try:
+        with store.transaction():
+            for index in authors:
+                body = payload(10**8 + index)
+                entry = Logbook(store, author(index), clock=lambda: TIMESTAMP + 1).publish_batch(
+                    [body], LOG_ID
+                )[0]
+                added += len(entry.raw) + len(body)
+    finally:
+        store.close()
+    return added
+
+
+def make_receiver(home: Path, feeds: Sequence[FeedId]) -> Path:
+    """A fresh home (no identity) that follows ``feeds``.
+
+    The follows are inserted in one transaction: ``NodeState.follow`` reads
+    every follow and commits durably on each call, which for 10,000 feeds
+    takes minutes. The count is checked through ``NodeState.follows`` so a
+    change of the schema breaks the benchmark loudly rather than silently.
+    """
+    Home(home).open_logbook(create=True).store.close()
+    path = Home(home).node_state_path
+    NodeState(path).close()  # makes the file and the schema
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT OR IGNORE INTO follows (feed, added) VALUES (?, ?)",
+                       [(str(feed), index) for index, feed in enumerate(feeds)])
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    state = NodeState(path)
+    try:
+        held = len(state.follows())
+    finally:
+        state.close()
+    if held != len(set(feeds)):
+        raise RuntimeError(f"the receiver follows {held} feeds, not {len(feeds)}: "
+                           "the benchmark is broken (node.sqlite3 schema changed?)")
+    return home
+
+
+# -- the node process ----------------------------------------------------------------
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process, from /proc (None off Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_kib(pid: int) -> float | None:
+    """VmHWM (peak resident set) of a live process, in KiB (None off Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class NodeProcess:
+    """``tidings --home HOME up --listen 127.0.0.1:0 --no-lan``, port read from its log."""
+
+    def __init__(self, home: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                tidings_cmd(home, "up", "--listen", "127.0.0.1:0", "--no-lan"),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=child_env(),
+            )
+        self.port = self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if "event=listening" in line:
+                    for part in line.split():
+                        if part.startswith("addr="):
+                            return int(part.rpartition(":")[2])
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"the node did not start listening: {self.tail()}")
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-800:]
+
+    def cpu_s(self) -> float | None:
+        return proc_cpu_s(self.proc.pid)
+
+    def peak_rss_kib(self) -> float | None:
+        return proc_peak_rss_kib(self.proc.pid)
+
+    def stop(self) -> None:
+        """SIGINT, as Ctrl-C; the node must stop cleanly."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise RuntimeError("the node did not stop within 20 s of SIGINT") from None
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"the node exited with {self.proc.returncode}: {self.tail()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def running_node(home: Path, log_path: Path) -> Iterator[NodeProcess]:
+    node = NodeProcess(home, log_path)
+    try:
+        yield node
+    finally:
+        node.kill()  # only if still running: an error stopped the scenario
+
+
+# -- bytes on the wire --------------------------------------------------------------
+
+
+class CountingProxy:
+    """127.0.0.1:port -> the node, counting the TCP payload bytes each way.
+
+    Headers (TCP/IP) are not counted: these are the bytes tidings writes,
+    Noise framing included. One thread per direction per connection.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.to_node = 0
+        self.from_node = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            node = socket.create_connection(self.upstream)
+            for sock in (client, node):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.connections += 1
+            done = threading.Barrier(2, action=lambda c=client, n=node: (c.close(), n.close()))
+            for src, dst, up in ((client, node, True), (node, client, False)):
+                thread = threading.Thread(target=self._pump, args=(src, dst, up, done),
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, up: bool,
+              done: threading.Barrier) -> None:
+        count = 0
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                count += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                if up:
+                    self.to_node += count
+                else:
+                    self.from_node += count
+            with suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+            with suppress(threading.BrokenBarrierError):
+                done.wait(timeout=30)
+
+    def close(self) -> None:
+        """Stop accepting and wait for the open connections to end."""
+        self._stop.set()
+        self._acceptor.join()
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    @property
+    def total(self) -> int:
+        return self.to_node + self.from_node
+
+
+# -- one sync --------------------------------------------------------------------------
+
+
+@dataclass
+class SyncRun:
+    elapsed_s: float  # launch to exit
+    received: int
+    client_peak_rss_kib: float  # ru_maxrss of the sync process (os.wait4, launcher)
+    client_cpu_s: float
+    node_cpu_s: float | None  # the node's CPU time during this sync
+    to_node: int | None = None  # bytes, when run through the proxy
+    from_node: int | None = None
+
+    @property
+    def wire_total(self) -> int:
+        return (self.to_node or 0) + (self.from_node or 0)
+
+
+def run_sync(home: Path, node: NodeProcess, expect: int, *, proxied: bool = False) -> SyncRun:
+    """``tidings --home HOME sync --peer 127.0.0.1:PORT --json``, timed from spawn to exit."""
+    proxy = CountingProxy(node.port) if proxied else None
+    port = proxy.port if proxy is not None else node.port
+    cmd = tidings_cmd(home, "sync", "--peer", f"127.0.0.1:{port}", "--json",
+                      "--timeout", str(SYNC_TIMEOUT_S))
+    node_cpu_before = node.cpu_s()
+    try:
+        with no_gc():
+            child = run_measured(cmd, child_env())
+    finally:
+        if proxy is not None:
+            proxy.close()
+    node_cpu_after = node.cpu_s()
+    if child.returncode != 0:
+        raise RuntimeError(f"tidings sync exited with {child.returncode}: "
+                           f"{child.stderr[-800:]}\nnode log: {node.tail()}")
+    try:
+        received = int(json.loads(child.stdout)["received"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(
+            f"tidings sync printed no JSON report ({exc}): {child.stdout[-500:]}"
+        ) from None
+    if received != expect:
+        raise RuntimeError(f"tidings sync received {received} entries, not {expect}: "
+                           "the benchmark is broken")
+    node_cpu = None
+    if node_cpu_before is not None and node_cpu_after is not None:
+        node_cpu = node_cpu_after - node_cpu_before
+    run = SyncRun(child.elapsed_s, received, child.peak_rss_kib, child.cpu_s, node_cpu)
+    if proxy is not None:
+        if proxy.connections != 1:
+            raise RuntimeError(f"the sync made {proxy.connections} connections, not 1")
+        run.to_node, run.from_node = proxy.to_node, proxy.from_node
+    return run
+
+
+# -- raw limits --------------------------------------------------------------------------
+
+
+def bench_raw(results: Results, sizes: Sizes) -> None:
+    """The raw limits, unless run.py measured them already in this run."""
+    if "raw_ed25519_verify" not in results.figures:
+        key = Ed25519PrivateKey.from_private_bytes(base.SEED_VERIFY)
+        public, signature, n = key.public_key(), key.sign(base.MESSAGE), sizes.raw_crypto
+
+        def verify_once() -> float:
+            verify = public.verify
+            start = perf_counter()
+            for _ in range(n):
+                verify(signature, base.MESSAGE)
+            return perf_counter() - start
+
+        log("raw Ed25519 verifies ...")
+        results.rate("raw_ed25519_verify", "raw", "Ed25519 verify, 200-byte message", n,
+                     base.samples(sizes.repeats, verify_once), "verifies/s")
+    if "raw_python_startup" not in results.figures:
+        log("raw process start-up: python -c pass ...")
+        bare = [run_measured([sys.executable, "-c", "pass"]) for _ in range(sizes.repeats)]
+        results.add(Figure("raw_python_startup", "raw", "python -c pass (process start)",
+                           min(c.elapsed_s for c in bare) * 1000, "ms",
+                           samples_s=[c.elapsed_s for c in bare]))
+    bare = [run_measured([sys.executable, "-c", "pass"]) for _ in range(sizes.repeats)]
+    results.add(Figure("raw_python_rss", "raw", "python -c pass: peak RSS (ru_maxrss)",
+                       rss_kib_to_mib(min(c.peak_rss_kib for c in bare)), "MiB"))
+
+
+# -- the scenarios -------------------------------------------------------------------------
+
+
+def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str,
+               source: Source) -> None:
+    """Replicate everything ``source`` holds into fresh homes: ``repeats`` direct syncs
+    (timed), syncs with nothing new (the fixed cost of a sync), one sync through the proxy."""
+    n = source.entries
+    with running_node(source.home, tmp / f"node-{key}.log") as node:
+        log(f"  node up on 127.0.0.1:{node.port}; {sizes.repeats} timed syncs of {n:,} "
+            "entries ...")
+        runs: list[SyncRun] = []
+        for attempt in range(sizes.repeats):
+            home = make_receiver(tmp / f"r-{key}-{attempt}", source.feeds)
+            runs.append(run_sync(home, node, n))
+            log(f"    sync {attempt + 1}: {runs[-1].elapsed_s:.2f} s")
+        log("  syncs with nothing new (the fixed cost of one sync) ...")
+        noops = [run_sync(tmp / f"r-{key}-0", node, 0) for _ in range(sizes.repeats)]
+        log("  one more sync through the counting proxy ...")
+        proxied = run_sync(make_receiver(tmp / f"r-{key}-proxy", source.feeds), node, n,
+                           proxied=True)
+        node_rss = node.peak_rss_kib()
+        node.stop()
+
+    times = [r.elapsed_s for r in runs]
+    best = min(runs, key=lambda r: r.elapsed_s)
+    noop_s = min(r.elapsed_s for r in noops)
+    what = (f"{n:,} entries" if len(source.feeds) == 1
+            else f"{len(source.feeds):,} feeds x {n // len(source.feeds)}")
+    results.rate(f"replicate_{key}", section, f"sync {what}: launch to exit", n, times,
+                 "entries/s", raw_key="raw_ed25519_verify", goal_ratio=5,
+                 note="wall time of `tidings sync`, process start-up included")
+    net = best.elapsed_s - noop_s
+    if net > 0:
+        results.add(Figure(f"replicate_{key}_net", section,
+                           f"sync {what}: minus a no-op sync", n / net, "entries/s",
+                           raw_key="raw_ed25519_verify", goal_ratio=5, count=n,
+                           note=f"{n:,} / (best sync {best.elapsed_s:.3f} s - best no-op sync "
+                                f"{noop_s:.3f} s)"))
+    results.add(Figure(f"sync_noop_{key}", section, "no-op sync (nothing new), launch to exit",
+                       noop_s * 1000, "ms", raw_key="raw_python_startup",
+                       samples_s=[r.elapsed_s for r in noops],
+                       note="the same home again, after its full sync: start-up, imports, "
+                            "handshake, clock exchange, exit"))
+    results.add(Figure(f"raw_entry_bytes_{key}", "raw",
+                       f"entry + payload bytes, mean ({what})", source.wire_minimum / n,
+                       "bytes/entry"))
+    results.add(Figure(f"wire_bytes_per_entry_{key}", section,
+                       "bytes on the wire per entry, both ways", proxied.wire_total / n,
+                       "bytes/entry", raw_key=f"raw_entry_bytes_{key}",
+                       note=f"one proxied sync: {proxied.from_node:,} bytes node->client, "
+                            f"{proxied.to_node:,} bytes client->node (TCP payload); "
+                            f"that sync took {proxied.elapsed_s:.2f} s"))
+    results.add(Figure(f"wire_bytes_from_node_{key}", section, "bytes node->client, total",
+                       float(proxied.from_node or 0), "bytes"))
+    results.add(Figure(f"wire_bytes_to_node_{key}", section, "bytes client->node, total",
+                       float(proxied.to_node or 0), "bytes"))
+    if node_rss is not None:
+        results.add(Figure(f"node_peak_rss_{key}", section, "node (`up`) peak RSS (VmHWM)",
+                           rss_kib_to_mib(node_rss), "MiB", raw_key="raw_python_rss",
+                           note=f"VmHWM of the `up` process after {len(runs) + len(noops) + 1} "
+                                "syncs, read just before stopping it"))
+    results.add(Figure(f"client_peak_rss_{key}", section, "sync client peak RSS (ru_maxrss)",
+                       rss_kib_to_mib(max(r.client_peak_rss_kib for r in runs)), "MiB",
+                       raw_key="raw_python_rss",
+                       note="max over the timed syncs; os.wait4 in a small launcher process"))
+    results.add(Figure(f"client_cpu_{key}", section, "sync client CPU (user+sys), best run",
+                       best.client_cpu_s * 1000, "ms"))
+    if best.node_cpu_s is not None:
+        results.add(Figure(f"node_cpu_{key}", section, "node CPU during it (user+sys)",
+                           best.node_cpu_s * 1000, "ms", note="from /proc/PID/stat, 10 ms ticks"))
+
+
+def bench_one_feed(results: Results, sizes: Sizes, tmp: Path) -> None:
+    n = sizes.one_feed
+    section = f"4. Replication: one feed of {n:,} entries, ~{PAYLOAD_SIZE}-byte payloads"
+    log(f"replication: building a source home with one feed of {n:,} entries ...")
+    source = build_source(tmp / "s-one", [0], n)
+    bench_bulk(results, sizes, tmp, "one_feed", section, source)
+
+
+def bench_many_feeds(results: Results, sizes: Sizes, tmp: Path) -> None:
+    feeds, per = sizes.feeds, sizes.per_feed
+    section = f"5. Replication: {feeds:,} feeds x {per} entries (one author each)"
+    log(f"replication: building a source home with {feeds:,} feeds x {per} entries ...")
+    source = build_source(tmp / "s-many", range(1, feeds + 1), per)
+    bench_bulk(results, sizes, tmp, "many_feeds", section, source)
+
+
+def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
+    shared, changed = sizes.shared, sizes.changed
+    section = (f"6. Reconnect: {shared:,} shared feeds x 1 entry, then {changed} get one "
+               "more (once)")
+    log(f"reconnect: building {shared:,} feeds x 1 entry ...")
+    authors = range(100_001, 100_001 + shared)
+    source = build_source(tmp / "s-shared", authors, 1)
+    home = make_receiver(tmp / "r-shared", source.feeds)
+    with running_node(source.home, tmp / "node-shared.log") as node:
+        log("  first sync (through the proxy) ...")
+        first = run_sync(home, node, shared, proxied=True)
+        log(f"  {changed} feeds get one more entry on the source; reconnect ...")
+        new_bytes = add_entries(source, list(authors)[:: max(1, shared // changed)][:changed])
+        time.sleep(NODE_NOTICE_S)  # let the node see the write (it polls every 0.1 s)
+        again = run_sync(home, node, changed, proxied=True)
+        log("  reconnect with nothing changed ...")
+        idle = run_sync(home, node, 0, proxied=True)
+        node_rss = node.peak_rss_kib()
+        node.stop()
+
+    results.add(Figure("raw_entry_bytes_shared", "raw",
+                       f"entry + payload bytes of all {shared:,} shared entries",
+                       float(source.wire_minimum), "bytes"))
+    results.add(Figure("raw_entry_bytes_changed", "raw",
+                       f"entry + payload bytes of the {changed} new entries",
+                       float(new_bytes), "bytes"))
+    results.add(Figure("reconnect_first_sync_bytes", section,
+                       f"first sync of {shared:,} feeds: bytes both ways",
+                       float(first.wire_total), "bytes", raw_key="raw_entry_bytes_shared",
+                       samples_s=[first.elapsed_s],
+                       note=f"{first.from_node:,} node->client, {first.to_node:,} client->node; "
+                            f"took {first.elapsed_s:.2f} s"))
+    results.add(Figure("reconnect_changed_bytes", section,
+                       f"reconnect, {changed} changed: bytes both ways",
+                       float(again.wire_total), "bytes", raw_key="raw_entry_bytes_changed",
+                       samples_s=[again.elapsed_s],
+                       note=f"{again.from_node:,} node->client, {again.to_node:,} client->node; "
+                            f"took {again.elapsed_s:.2f} s; first sync "
+                            f"{first.wire_total:,} bytes"))
+    results.add(Figure("reconnect_unchanged_bytes", section,
+                       "reconnect, nothing changed: bytes both ways",
+                       float(idle.wire_total), "bytes", raw_key="reconnect_first_sync_bytes",
+                       raw_label="first sync", samples_s=[idle.elapsed_s],
+                       note=f"{idle.from_node:,} node->client, {idle.to_node:,} client->node; "
+                            f"took {idle.elapsed_s:.2f} s"))
+    results.add(Figure("reconnect_changed_time", section,
+                       f"reconnect, {changed} changed: launch to exit",
+                       again.elapsed_s * 1000, "ms", raw_key="raw_python_startup",
+                       samples_s=[again.elapsed_s]))
+    results.add(Figure("reconnect_first_sync_time", section,
+                       f"first sync of {shared:,} feeds: launch to exit",
+                       first.elapsed_s * 1000, "ms", raw_key="raw_python_startup",
+                       samples_s=[first.elapsed_s]))
+    if node_rss is not None:
+        results.add(Figure("node_peak_rss_shared", section, "node (`up`) peak RSS (VmHWM)",
+                           rss_kib_to_mib(node_rss), "MiB", raw_key="raw_python_rss"))
+    results.add(Figure("client_peak_rss_shared", section, "sync client peak RSS (ru_maxrss)",
+                       rss_kib_to_mib(max(r.client_peak_rss_kib for r in (first, again, idle))),
+                       "MiB", raw_key="raw_python_rss"))
+
+
+def bench_replication(results: Results, sizes: Sizes) -> None:
+    """Every figure of this file; ``results`` may already hold run.py's raw limits."""
+    bench_raw(results, sizes)
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-repl-") as tmp:
+        bench_one_feed(results, sizes, Path(tmp))
+        bench_many_feeds(results, sizes, Path(tmp))
+        bench_reconnect(results, sizes, Path(tmp))
+    results.notes.append(
+        "replication: ratio = value / raw limit. Rates are entries/s over raw Ed25519 "
+        "verifies/s (goal >= 5x: SSB managed ~200 entries/s between two local instances). "
+        "Bytes on the wire are TCP payload bytes counted by a proxy in the benchmark "
+        "process; their raw limit is the entry and payload bytes themselves. The timed "
+        "syncs connect straight to the node, without the proxy."
+    )
+
+
+def sizes_meta(sizes: Sizes) -> dict[str, Any]:
+    return {
+        "repeats": sizes.repeats,
+        "one_feed_entries": sizes.one_feed,
+        "many_feeds": sizes.feeds,
+        "entries_per_feed": sizes.per_feed,
+        "shared_feeds": sizes.shared,
+        "changed_feeds": sizes.changed,
+        "payload_bytes": PAYLOAD_SIZE,
+    }
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit in ("MiB", "bytes/entry"):
+        return f"{value:,.1f} {unit}"
+    if unit == "ms" and 10 <= value < 10_000:
+        return f"{value:,.0f} ms"
+    return base.fmt(value, unit)
+
+
+def print_human(results: Results, meta: dict[str, Any]) -> None:
+    print(f"tidings replication benchmark: {meta['mode']} run")
+    print(f"python {meta['python']}, cryptography {meta['cryptography']}, SQLite "
+          f"{meta['sqlite']}, {meta['cpus']} CPUs, temp dir {meta['tmpdir']}")
+    print(f"timed syncs: best of {meta['sizes']['repeats']}; total {meta['elapsed_s']:.0f} s")
+    print()
+    print("Raw limits measured in this run")
+    for figure in results.figures.values():
+        if figure.section == "raw":
+            print(f"  {figure.label:<52} {fmt(figure.value, figure.unit):>22}")
+    widths = (44, 20, 20, 9, 9, 4)
+    head = ("figure", "value", "raw limit", "ratio", "goal", "met?")
+    print()
+    print("  ".join(h.ljust(w) if i < 3 else h.rjust(w)
+                    for i, (h, w) in enumerate(zip(head, widths, strict=True))))
+    section = None
+    for figure in results.figures.values():
+        if figure.section == "raw":
+            continue
+        if figure.section != section:
+            section = figure.section
+            print(section)
+        raw = "-"
+        if figure.raw_value is not None:
+            raw = fmt(figure.raw_value, base.short_unit(figure.raw_unit))
+            if figure.raw_label == "first sync":
+                raw = f"{raw} (1st)"
+        ratio = "-"
+        if figure.ratio is not None:
+            ratio = f"{figure.ratio:,.2f}x" if figure.ratio < 100 else f"{figure.ratio:,.0f}x"
+        met = "-" if figure.met is None else ("yes" if figure.met else "NO")
+        cells = (" " + figure.label[:43], fmt(figure.value, figure.unit), raw, ratio,
+                 figure.goal_text, met)
+        print("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+    print()
+    print("Notes")
+    for figure in results.figures.values():
+        if figure.note:
+            print(f"  {figure.label}: {figure.note}")
+    for note in results.notes:
+        print(f"  {note}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller sizes (10,000 entries; 100 x 100; 1,000 shared feeds)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    results = Results()
+    begun = perf_counter()
+    log(f"tidings replication benchmark ({sizes.name}); progress on stderr")
+    bench_replication(results, sizes)
+    meta = {
+        "mode": sizes.name,
+        "python": platform.python_version(),
+        "tidings": metadata.version("tidings"),
+        "cryptography": metadata.version("cryptography"),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "tmpdir": tempfile.gettempdir(),
+        "statistic": f"best (fastest) of {sizes.repeats} syncs; reconnect figures once",
+        "sizes": sizes_meta(sizes),
+        "elapsed_s": perf_counter() - begun,
+    }
+    if args.json:
+        print(json.dumps({
+            "benchmark": "tidings-replication",
+            "meta": meta,
+            "figures": {key: f.to_json() for key, f in results.figures.items()},
+            "notes": results.notes,
+        }, indent=2))
+    else:
+        print_human(results, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
