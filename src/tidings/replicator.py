@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tidings.content import follows_in
-from tidings.core.entry import decode_entry
+from tidings.core.entry import check_signature, decode_entry
 from tidings.core.forks import ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.verify import partial_seqs, verify_partial
@@ -29,6 +29,8 @@ from tidings.errors import (
     InvalidEntry,
     InvalidForkProof,
     PeerError,
+    WrongBacklink,
+    WrongLipmaaLink,
 )
 from tidings.logbook import Logbook
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, public_key
@@ -143,6 +145,8 @@ class Replicator:
         self.learned_addresses: list[tuple[str, int]] = []
         #: Transport keys refused at the handshake (the node adds and expires them).
         self.refused: set[bytes] = set()
+        #: (feed, peer key) where a peer holds another branch of a forked feed.
+        self.suspected_forks: list[tuple[FeedId, bytes | None]] = []
         self.forked: set[FeedId] = {p.feed for p in logbook.fork_proofs()}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
@@ -262,10 +266,11 @@ class Replicator:
     def _on_notes(self, session: Session, event: NotesReceived) -> None:
         feeds = [feed for feed, _ in event.notes]
         if self.relay:
-            new = [
+            offered = dict.fromkeys(  # a clock may name a feed twice (spec/10 §2)
                 feed for feed, note in event.notes
                 if note.seq > 0 and feed not in self.local.wanted
-            ][: max(0, self.relay_max_feeds - len(self.relayed))]
+            )
+            new = list(offered)[: max(0, self.relay_max_feeds - len(self.relayed))]
             if new:
                 self.relayed.update(new)
                 self.local.wanted.update(new)
@@ -298,8 +303,26 @@ class Replicator:
             self._spread_fork(feed, session)
         elif isinstance(error, ForkedFeed):
             pass  # entries past a fork this node knows of; the peer will get the proof
+        elif error is not None and self._diverged(feed, event, error):
+            # The peer holds another branch of a fork by the author: honest, but
+            # this node cannot extend its own branch from it. Stop streaming
+            # the feed from that peer instead of closing the connection.
+            session.diverged.add(feed)
+            self.suspected_forks.append((feed, session.channel.remote_static))
+            self.router.consider(feed)
         elif error is not None:
             raise InvalidData(error)
+
+    def _diverged(self, feed: FeedId, event: EntriesReceived, error: InvalidEntry) -> bool:
+        """Is ``error`` a validly signed entry whose link misses this node's branch?"""
+        if not isinstance(error, WrongBacklink | WrongLipmaaLink) or error.ingested[0]:
+            return False
+        try:
+            first = decode_entry(event.items[error.ingested[1]][0])
+            check_signature(first)
+        except InvalidEntry:
+            return False
+        return first.seq == error.seq and first.author == feed.author_key
 
     def _spread_fork(self, feed: FeedId, origin: Session | None) -> None:
         self.forked.add(feed)

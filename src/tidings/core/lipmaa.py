@@ -8,7 +8,12 @@ verify recent entries of a long log without fetching the rest.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import lru_cache
+
+#: Powers of 3 and the spine numbers (3^k - 1) / 2, far enough for any 64-bit seq.
+_POW3: tuple[int, ...] = tuple(3**k for k in range(42))
+_SPINES: tuple[int, ...] = tuple((power - 1) // 2 for power in _POW3)
 
 
 def lipmaa(n: int) -> int:
@@ -21,20 +26,17 @@ def lipmaa(n: int) -> int:
         raise ValueError(f"sequence numbers start at 1, got {n}")
     if n == 1:
         return 0
-    spine, power = 1, 3
-    while spine < n:
-        power *= 3
-        spine = (power - 1) // 2
-    power //= 3
-    if spine != n:
-        rest = n
-        while rest != 0:
-            spine = (power - 1) // 2
-            power //= 3
-            rest %= spine
-        if spine != power:
-            power = spine
-    return n - power
+    k = bisect_left(_SPINES, n)  # the smallest spine >= n (tables, not loops: ingest's hot path)
+    if _SPINES[k] == n:
+        return n - _POW3[k - 1]
+    rest, spine = n, n
+    k -= 1
+    while rest:
+        spine = _SPINES[k]
+        k -= 1
+        rest %= spine
+    power = _POW3[k]
+    return n - (spine if spine != power else power)
 
 
 def is_spine(n: int) -> bool:

@@ -53,8 +53,10 @@ CONNECT_TIMEOUT = 10.0
 #: How often to look for writes by other processes (publish, follow): a
 #: cheap PRAGMA, and the bound on how late a CLI publish goes out live.
 POLL_INTERVAL = 0.1
-#: One socket read: a Noise frame and its length prefix.
-READ_SIZE = 65537
+#: Bytes taken from the socket at most per read. Whatever the kernel holds is
+#: processed under one store commit, so a large read while the peer streams
+#: means few fsyncs; the channel itself buffers at most one frame and one message.
+READ_SIZE = 1024 * 1024
 DEFAULT_PORT = 7654
 #: Errors that mean the peer misbehaved (as opposed to a network hiccup).
 MISBEHAVIOUR = (BadFrame, MalformedMessage, MessageTooLarge, InvalidData, PeerFlooding,

@@ -50,14 +50,21 @@ class Router:
             return
         head = self.local.seq(feed)
         current = self.source.get(feed)
+        if current is not None and feed in current.diverged:
+            self._assign(feed, None)
+            current = None
         if current is not None and current.peer_seq(feed) > head:
             return  # it is still giving us entries
-        ahead = [s for s in self.sessions if s.peer_seq(feed) > head]
+        ahead = [
+            s for s in self.sessions if s.peer_seq(feed) > head and feed not in s.diverged
+        ]
         if ahead:
             self._assign(feed, max(ahead, key=lambda s: s.peer_seq(feed)))
-        elif current is None and self.sessions:
-            # Nobody is ahead yet: the first session listens for new entries.
-            self._assign(feed, self.sessions[0])
+        elif current is None:
+            # Nobody is ahead yet: the first session on this branch listens for new entries.
+            listener = next((s for s in self.sessions if feed not in s.diverged), None)
+            if listener is not None:
+                self._assign(feed, listener)
 
     def notes_received(self, feeds: Iterable[FeedId]) -> None:
         for feed in feeds:

@@ -143,6 +143,8 @@ class Session:
         self.peer_relay = False
         self.clock_exchanged = False
         self.eager: set[FeedId] = set()  # feeds this side streams from this peer
+        #: Feeds of which the peer holds another branch (a fork): never streamed from it.
+        self.diverged: set[FeedId] = set()
         self._hello_sent = False
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
@@ -399,7 +401,7 @@ class Session:
             self._events.append(ClockExchanged())
 
     def _on_entries(self, message: Entries) -> None:
-        if message.feed not in self.local.wanted:
+        if message.feed not in self.local.wanted or message.feed in self.diverged:
             self._unsolicited += 1
             if self._unsolicited > MAX_UNSOLICITED:
                 raise PeerFlooding(

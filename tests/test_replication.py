@@ -1,0 +1,800 @@
+"""Replication (spec/10-replication.md): Replicators over MemoryStores, wired in memory.
+
+Nodes are named by letter: A authors, B and C read and pass on. Each test
+builds its own nodes; :mod:`tests.replication_helpers` moves the bytes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidings import ForkProof, Logbook, MemoryStore
+from tidings.content import follow_payload
+from tidings.core.entry import decode_entry, payload_hash
+from tidings.core.ids import FeedId
+from tidings.errors import (
+    BadSignature,
+    InvalidData,
+    MalformedMessage,
+    PeerFlooding,
+    RemoteError,
+    UnexpectedMessage,
+    UnsupportedVersion,
+    WrongFeed,
+)
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.protocol.messages import (
+    EAGER,
+    VERSIONS,
+    WANT,
+    Clock,
+    Entries,
+    ErrorMessage,
+    Hello,
+    Note,
+    PartialRequest,
+    PartialResponse,
+    Ping,
+)
+from tidings.protocol.session import MAX_UNSOLICITED, Session
+from tidings.replicator import (
+    PARTIAL_PAYLOAD_BYTES,
+    DuplicateConnection,
+    PeerRefused,
+    Replicator,
+    SelfConnection,
+)
+from tidings.storage.base import StoredEntry
+
+from .helpers import author, forge, make_log
+from .replication_helpers import (
+    Link,
+    clock_bytes,
+    connect,
+    drain,
+    entries_items,
+    held,
+    node,
+    pipes,
+    publish_feeds,
+    run,
+    sync,
+    transport_key,
+)
+
+
+def copy_feed(source: Replicator, target: Replicator, feed: FeedId) -> None:
+    """Give ``target`` everything ``source`` holds of ``feed``, outside the protocol."""
+    target.logbook.ingest(feed, [(e.raw, p) for e, p in source.logbook.read(feed)])
+    target.refresh_local()
+
+
+def same_log(a: Replicator, b: Replicator, feed: FeedId) -> bool:
+    """Both stores hold the same entries and payloads of ``feed``."""
+    return [(e.raw, p) for e, p in a.logbook.read(feed)] == [
+        (e.raw, p) for e, p in b.logbook.read(feed)
+    ]
+
+
+def bare_peer(listener: Replicator) -> tuple[Channel, Session]:
+    """A peer that is only a Channel, handshake done: it sends whatever it is told to."""
+    channel = Channel(
+        initiator=True, static_private=transport_key("bare"), network_key=DEFAULT_NETWORK_KEY
+    )
+    session = listener.open_session(initiator=False)
+    channel.start()
+    listener.receive(session, channel.data_to_send())
+    channel.receive_data(listener.pump(session))
+    assert channel.established
+    return channel, session
+
+
+# -- full replication --------------------------------------------------------------
+
+def test_a_followed_feed_replicates_in_full_and_another_log_of_its_author_does_not() -> None:
+    a = node("a", who=1)
+    a.logbook.publish_batch([b"post %d" % i for i in range(1500)], "blog")
+    a.logbook.publish_batch([b"episode"] * 10, "podcast")
+    a.refresh_local()
+    blog, podcast = a.logbook.feed("blog"), a.logbook.feed("podcast")
+    b = node("b", follows=[blog])
+    sync(b, a)
+    assert same_log(a, b, blog)
+    assert held(b, podcast) == 0
+    assert all(report.ok for report in b.logbook.verify())
+
+
+def test_the_dialling_side_may_be_either_one() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 20)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    sync(a, b)  # A dials
+    assert same_log(a, b, blog)
+
+
+def test_caught_up_waits_for_the_peers_opening_clock() -> None:
+    a = node("a", who=1)
+    b = node("b", follows=[a.logbook.feed("blog")])
+    link = connect(b, a)
+    assert not b.caught_up(link.sa)
+    link.step()  # handshake message 1: nothing from A yet
+    assert not b.caught_up(link.sa)
+    run(link)
+    assert b.caught_up(link.sa)  # A holds nothing B wants
+
+
+def test_caught_up_is_false_while_a_wanted_feed_lags_the_peer() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 50)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    link = connect(b, a)
+    link.budget_b = 0  # A sends its clock but streams nothing
+    run(link)
+    assert link.sa.clock_exchanged and held(b, blog) == 0
+    assert not b.caught_up(link.sa)
+    link.budget_b = None
+    run(link)
+    assert held(b, blog) == 50
+    assert b.caught_up(link.sa)
+
+
+def test_caught_up_ignores_feeds_not_wanted() -> None:
+    a = node("a", who=1)
+    blog, podcast = publish_feeds(a.logbook, 2, 5)
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    link = sync(b, a)
+    assert held(b, podcast) == 0 and link.sa.peer_seq(podcast) == 5
+    assert b.caught_up(link.sa)
+
+
+def test_a_new_entry_is_pushed_to_a_connected_peer() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 10)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    link = sync(b, a)
+    a.logbook.publish(b"live", blog.log_id)
+    assert a.refresh_local() == [blog]
+    run(link)
+    assert held(b, blog) == 11 and same_log(a, b, blog)
+    assert entries_items(link.to_a) == 11  # the ten, then only the new one
+    assert b.caught_up(link.sa)
+
+
+def test_a_feed_followed_during_a_session_is_fetched_from_the_connected_peer() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 10)[0]
+    a.refresh_local()
+    b = node("b")
+    link = sync(b, a)
+    assert held(b, blog) == 0
+    b.set_follows([blog])
+    run(link)
+    assert held(b, blog) == 10 and b.caught_up(link.sa)
+
+
+def test_a_feed_unfollowed_during_a_session_is_no_longer_streamed() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 10)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    link = sync(b, a)
+    b.set_follows([])
+    run(link)
+    a.logbook.publish(b"unread", blog.log_id)
+    a.refresh_local()
+    run(link)
+    assert held(b, blog) == 10
+    assert entries_items(link.to_a) == 10
+
+
+def test_a_feed_travels_through_a_middle_node_and_the_ends_never_meet() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 30)[0]
+    a.refresh_local()
+    c = node("c", who=3)
+    diary = publish_feeds(c.logbook, 1, 5)[0]
+    c.refresh_local()
+    b = node("b", follows=[blog, diary])
+    c.set_follows([blog])
+    ab, bc = connect(a, b), connect(b, c)
+    run(ab, bc)
+    assert same_log(a, c, blog)
+    a.logbook.publish(b"live", blog.log_id)
+    a.refresh_local()
+    run(ab, bc)
+    assert held(c, blog) == 31
+    assert entries_items(ab.to_b, blog) == 31  # A sent its feed once, to B only
+    assert [s.channel.remote_static for s in a.router.sessions] == [ab.sb.channel.local_static]
+    assert held(b, diary) == 5 and held(a, diary) == 0
+
+
+# -- any schedule -----------------------------------------------------------------------
+
+deliveries = st.tuples(st.just("deliver"), st.integers(0, 7), st.integers(1, 4000))
+events = st.one_of(
+    deliveries, deliveries, deliveries,
+    st.tuples(st.just("publish"), st.integers(0, 1), st.just(0)),
+    st.tuples(st.just("reconnect"), st.integers(0, 3), st.just(0)),
+    st.tuples(st.just("toggle"), st.integers(0, 2), st.just(0)),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(events, max_size=80))
+def test_any_order_of_partial_deliveries_reconnects_and_follows_converges(
+    schedule: list[tuple[str, int, int]]
+) -> None:
+    """A authors two feeds; B1, B2 and C pass them on in a ring (A-B1, B2-A, B1-C, C-B2).
+
+    Bytes arrive in arbitrary pieces and orders, connections drop (losing what
+    was in flight) and come back, the readers follow and unfollow the second
+    feed and A publishes meanwhile: once every byte is delivered, each reader
+    holds everything of what it follows that some path of followers carries.
+    """
+    a = node("a", who=1)
+    blog, podcast = publish_feeds(a.logbook, 2, 20)
+    a.refresh_local()
+    b1, b2, c = node("b1"), node("b2"), node("c")
+    readers = [b1, b2, c]
+    follows = {b1: {blog}, b2: {blog, podcast}, c: {blog, podcast}}
+    for reader in readers:
+        reader.set_follows(follows[reader])
+    pairs = [(a, b1), (b2, a), (b1, c), (c, b2)]
+    links = [connect(x, y) for x, y in pairs]
+    every_link = list(links)
+    wires = [pipe for link in links for pipe in pipes(link)]
+    for kind, index, size in schedule:
+        if kind == "deliver":
+            wires[index].deliver(size)
+        elif kind == "publish":
+            a.logbook.publish(b"live", (blog, podcast)[index].log_id)
+            a.refresh_local()
+        elif kind == "reconnect":
+            links[index].close()
+            links[index] = connect(*pairs[index])
+            every_link.append(links[index])
+            wires[2 * index:2 * index + 2] = pipes(links[index])
+        else:
+            follows[readers[index]] ^= {podcast}
+            readers[index].set_follows(follows[readers[index]])
+    drain(wires)
+    for reader in readers:
+        assert same_log(a, reader, blog)
+    # The podcast reaches B2 directly, and C through B2 or through B1.
+    if podcast in follows[b2]:
+        assert same_log(a, b2, podcast)
+    if podcast in follows[c] and (podcast in follows[b2] or podcast in follows[b1]):
+        assert same_log(a, c, podcast)
+    # Flags are 0, 1 or 3: never EAGER without WANT (spec/10 §2).
+    notes = [
+        note for link in every_link for m in link.to_a + link.to_b if isinstance(m, Clock)
+        for _, note in m.notes
+    ]
+    assert {note.flags for note in notes} <= {0, WANT, WANT | EAGER}
+
+
+# -- one source per feed ---------------------------------------------------------------
+
+def test_a_feed_held_by_two_peers_arrives_about_once() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 500)[0]
+    b1, b2 = node("b1"), node("b2")
+    copy_feed(a, b1, blog)
+    copy_feed(a, b2, blog)
+    c = node("c", follows=[blog])
+    first, second = connect(c, b1), connect(c, b2)
+    run(first, second)
+    assert held(c, blog) == 500
+    received = entries_items(first.to_a) + entries_items(second.to_a)
+    assert received <= 1.1 * 500
+
+
+def test_a_feed_moves_to_another_peer_when_its_source_leaves() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 500, payload=lambda f, i: bytes(2000))[0]
+    b1, b2 = node("b1"), node("b2")
+    copy_feed(a, b1, blog)
+    copy_feed(a, b2, blog)
+    c = node("c", follows=[blog])
+    first, second = connect(c, b1), connect(c, b2)
+    first.budget_b = second.budget_b = 1  # one batch per step
+    for _ in range(20):
+        first.step()
+        second.step()
+        if held(c, blog):
+            break
+    assert 0 < held(c, blog) < 500
+    first.close()
+    run(second)
+    assert held(c, blog) == 500 and same_log(a, c, blog)
+    assert entries_items(first.to_a) + entries_items(second.to_a) <= 1.1 * 500
+
+
+# -- remembered clocks -------------------------------------------------------------------
+
+def shared_feeds(count: int = 1000) -> tuple[Replicator, Replicator, list[FeedId], Link]:
+    """A authors ``count`` feeds of 3 entries; B follows them all and has synced once."""
+    a = node("a", who=1)
+    feeds = publish_feeds(a.logbook, count, 3)
+    a.refresh_local()
+    b = node("b", follows=feeds)
+    first = sync(b, a)
+    assert all(held(b, f) == 3 for f in feeds)
+    first.close()
+    return a, b, feeds, first
+
+
+def test_a_reconnect_sends_only_what_changed() -> None:
+    a, b, feeds, first = shared_feeds()
+    first_clocks = clock_bytes(first.to_a) + clock_bytes(first.to_b)
+    for feed in feeds[:10]:
+        a.logbook.publish(b"changed", feed.log_id)
+    a.refresh_local()
+    again = sync(b, a)
+    assert [held(b, f) for f in feeds[:11]] == [4] * 10 + [3]
+    assert again.bytes_exchanged < 0.05 * first_clocks
+
+
+@pytest.mark.parametrize("forgetful", ["dialler", "listener"])
+def test_a_reconnect_after_one_side_lost_its_memory_exchanges_full_clocks(
+    forgetful: str
+) -> None:
+    a, b, feeds, _ = shared_feeds()
+    for feed in feeds[:10]:
+        a.logbook.publish(b"changed", feed.log_id)
+    a.refresh_local()
+    if forgetful == "dialler":
+        b = node("b", book=b.logbook, follows=feeds)
+    else:
+        a = node("a", book=a.logbook)
+    again = sync(b, a)
+    assert all(held(b, f) == (4 if f in feeds[:10] else 3) for f in feeds)
+    for received in (again.to_a, again.to_b):
+        clocks = [m for m in received if isinstance(m, Clock)]
+        assert clocks[0].reset
+        assert {f for m in clocks for f, _ in m.notes} >= set(feeds)
+
+
+def test_a_reset_clock_replaces_every_note_remembered_from_the_peer() -> None:
+    a = node("a", who=1)
+    later = a.logbook.feed("later")  # not published yet
+    b = node("b", follows=[later])
+    sync(b, a).close()  # A remembers: B streams "later" from it
+    b = node("b", book=b.logbook)  # B lost its memory and follows nothing now
+    a.logbook.publish(b"now", "later")
+    a.refresh_local()
+    again = sync(a, b)  # A dials: B's reset clock comes with its hello, and omits "later"
+    assert entries_items(again.to_b) == 0
+
+
+def test_feeds_unfollowed_while_apart_are_not_streamed_on_reconnect() -> None:
+    """spec/10 §4: nothing streams on a remembered note before the peer's opening clock."""
+    a, b, feeds, _ = shared_feeds(MAX_UNSOLICITED + 36)
+    b.set_follows([])
+    for feed in feeds:
+        a.logbook.publish(b"changed", feed.log_id)
+    a.refresh_local()
+    again = connect(b, a)
+    run(again)
+    assert entries_items(again.to_a) == 0
+
+
+# -- partial replication ---------------------------------------------------------------
+
+def test_a_partial_request_brings_the_latest_entries_verified_and_nothing_else() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 2000)[0]
+    a.refresh_local()
+    c = node("c")
+    link = sync(c, a)
+    request = c.request_partial(link.sa, blog, 20)
+    run(link)
+    (result,) = c.partials
+    assert result.request_id == request and result.feed == blog
+    assert result.entries == [(e.raw, p) for e, p in a.logbook.read(blog, since=1981)]
+    assert held(c, blog) == 0 and c.logbook.feeds() == []
+
+
+def test_a_partial_request_for_a_feed_the_peer_lacks_gets_an_empty_answer() -> None:
+    a, c = node("a"), node("c")
+    link = sync(c, a)
+    blog = author(1).author.feed("blog")
+    request = c.request_partial(link.sa, blog, 20)
+    run(link)
+    assert [(r.request_id, r.feed, r.entries) for r in c.partials] == [(request, blog, [])]
+
+
+def test_a_partial_answer_carries_the_newest_payloads_that_fit_its_budget() -> None:
+    a = node("a", who=1)
+    big = PARTIAL_PAYLOAD_BYTES // 5 - 1000  # five fit, a sixth does not
+    sizes = [big] * 14 + [10] + [big] * 5  # seq 15 is small: it fits after the five
+    a.logbook.publish_batch([bytes([i]) * size for i, size in enumerate(sizes)], "blog")
+    a.refresh_local()
+    blog = a.logbook.feed("blog")
+    c = node("c")
+    link = sync(c, a)
+    c.request_partial(link.sa, blog, 20)
+    run(link)
+    (result,) = c.partials
+    with_payload = [decode_entry(raw).seq for raw, payload in result.entries if payload]
+    assert with_payload == [15, 16, 17, 18, 19, 20]
+
+
+def test_a_partial_answer_keeps_empty_payloads_apart_from_absent_ones() -> None:
+    a = node("a", who=1)
+    a.logbook.publish_batch([b"", b"x", b""], "blog")
+    a.refresh_local()
+    blog = a.logbook.feed("blog")
+    c = node("c")
+    link = sync(c, a)
+    c.request_partial(link.sa, blog, 2)
+    run(link)
+    (result,) = c.partials
+    assert [payload for _, payload in result.entries] == [b"x", b""]
+
+
+def test_a_partial_answer_without_its_certificate_pool_is_invalid_data() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 100)[0]
+    c = node("c")
+    channel, session = bare_peer(c)
+    channel.send(Hello(VERSIONS, False, None))
+    c.receive(session, channel.data_to_send())
+    request = c.request_partial(session, blog, 20)
+    channel.receive_data(c.pump(session))
+    assert PartialRequest(request, blog, 20) in channel.messages()
+    latest = tuple((e.raw, p) for e, p in a.logbook.read(blog, since=81))
+    channel.send(PartialResponse(request, latest))
+    with pytest.raises(InvalidData) as caught:
+        c.receive(session, channel.data_to_send())
+    assert caught.value.cause.feed == str(blog)
+    assert c.partials == [] and held(c, blog) == 0
+
+
+# -- bad data ------------------------------------------------------------------------------
+
+def test_a_forged_entry_from_a_peer_is_invalid_data_naming_feed_and_seq() -> None:
+    log, payloads = make_log(3)
+    blog = log[0].feed
+    # Entry 4 claims author 1 but is signed by author 2.
+    forged = forge(
+        author(2), author=author(1).author.key, seq=4, backlink=log[2].hash,
+        lipmaa_link=log[0].hash, payload_size=5, payload_hash=payload_hash(b"forty"),
+    )
+    mallory = node("mallory")
+    mallory.logbook.store.append(blog, [
+        *(StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(log, payloads, strict=True)),
+        StoredEntry(4, decode_entry(forged).hash, forged, b"forty"),
+    ])
+    mallory.refresh_local()
+    b = node("b", follows=[blog])
+    with pytest.raises(InvalidData) as caught:
+        sync(b, mallory)
+    error = caught.value
+    assert error.code == "invalid-data"
+    assert isinstance(error.cause, BadSignature)
+    assert error.cause.feed == str(blog) and error.cause.seq == 4
+    assert str(blog) in str(error) and "seq 4" in str(error)
+    assert held(b, blog) == 3
+    assert [report.ok for report in b.logbook.verify()] == [True]
+
+
+def test_entries_of_another_feed_under_a_wanted_feeds_name_are_invalid_data() -> None:
+    mallory = node("mallory", who=2)
+    diary = publish_feeds(mallory.logbook, 1, 2)[0]
+    mallory.refresh_local()
+    blog = author(1).author.feed("blog")
+    b = node("b", follows=[blog])
+    link = sync(b, mallory)
+    items = [(e.raw, p) for e, p in mallory.logbook.read(diary)]
+    link.sb.send_entries(blog, items, 2)
+    with pytest.raises(InvalidData) as caught:
+        run(link)
+    assert isinstance(caught.value.cause, WrongFeed)
+    assert caught.value.cause.feed == str(blog)
+    assert b.logbook.feeds() == []
+
+
+def branches() -> tuple[ForkProof, list[tuple[bytes, bytes]]]:
+    """A fork of author 1's blog at seq 2, and the first branch (3 entries)."""
+    laptop, payloads = make_log(3, payload=lambda i: b"first" if i == 1 else b"laptop %d" % i)
+    phone, _ = make_log(3, payload=lambda i: b"first" if i == 1 else b"phone %d" % i)
+    proof = ForkProof.from_entries(laptop[1], phone[1])
+    return proof, [(e.raw, p) for e, p in zip(laptop, payloads, strict=True)]
+
+
+@pytest.mark.parametrize("c_joins", ["before", "after"])
+def test_a_fork_proof_is_passed_on_to_a_peer_that_follows_the_feed(c_joins: str) -> None:
+    proof, laptop = branches()
+    blog = proof.feed
+    d = node("d")
+    d.logbook.add_fork_proof(proof)
+    d = node("d", book=d.logbook)  # holds the proof, not the feed
+    b = node("b", follows=[blog])
+    b.logbook.ingest(blog, laptop)
+    b.refresh_local()
+    c = node("c", follows=[blog])
+    if c_joins == "before":
+        bc = sync(c, b)
+        sync(d, b)
+        run(bc)
+    else:
+        sync(d, b)
+        sync(c, b)
+    assert b.logbook.fork_proofs(blog) == [proof]
+    assert c.logbook.fork_proofs(blog) == [proof]
+    assert blog in c.forked
+
+
+# -- relays and hops -------------------------------------------------------------------------
+
+def test_a_relay_stores_every_feed_offered_to_it_up_to_its_limit() -> None:
+    a, e = node("a", who=1), node("e", who=5)
+    from_a = publish_feeds(a.logbook, 3, 2)
+    from_e = publish_feeds(e.logbook, 3, 2)
+    a.refresh_local()
+    e.refresh_local()
+    relay = node("relay", relay=True, relay_max_feeds=4)
+    sync(relay, a)
+    assert [held(relay, f) for f in from_a] == [2, 2, 2]
+    sync(relay, e)
+    assert sorted(held(relay, f) for f in from_e) == [0, 0, 2]
+    assert len(relay.logbook.feeds()) == 4
+
+
+def test_a_relay_counts_a_feed_named_twice_in_one_clock_once() -> None:
+    relay = node("relay", relay=True, relay_max_feeds=2)
+    first, second = author(1).author.feed("first"), author(1).author.feed("second")
+    channel, session = bare_peer(relay)
+    channel.send(Hello(VERSIONS, False, None))
+    offered = ((first, Note(5, 0)), (first, Note(5, 0)), (second, Note(5, 0)))
+    channel.send(Clock(True, offered, True))
+    relay.receive(session, channel.data_to_send())
+    assert relay.relayed == {first, second}
+
+
+def test_a_node_that_is_not_a_relay_stores_only_what_it_follows() -> None:
+    a = node("a", who=1)
+    publish_feeds(a.logbook, 3, 2)
+    a.refresh_local()
+    b = node("b")
+    sync(b, a)
+    assert b.logbook.feeds() == []
+
+
+def follows_d() -> tuple[Replicator, FeedId, FeedId]:
+    """A's blog holds a follow entry for D's feed; A holds D's feed too."""
+    a, d = node("a", who=1), node("d", who=4)
+    diary = publish_feeds(d.logbook, 1, 3)[0]
+    d.refresh_local()
+    copy_feed(d, a, diary)
+    a.logbook.publish_batch([b"hello", follow_payload(diary), b"bye"], "blog")
+    a.refresh_local()
+    return a, a.logbook.feed("blog"), diary
+
+
+def test_with_two_hops_the_feeds_a_followed_author_follows_are_replicated() -> None:
+    """spec/10 §9: the follow entry arrives over the wire, in this very session."""
+    a, blog, diary = follows_d()
+    b = node("b", follows=[blog], hops=2)
+    sync(b, a)
+    assert held(b, blog) == 3
+    assert held(b, diary) == 3
+
+
+def test_with_one_hop_only_the_followed_feed_is_replicated() -> None:
+    a, blog, diary = follows_d()
+    b = node("b", follows=[blog], hops=1)
+    sync(b, a)
+    assert held(b, blog) == 3
+    assert held(b, diary) == 0
+
+
+def test_with_two_hops_a_follow_entry_already_held_is_followed() -> None:
+    a, blog, diary = follows_d()
+    b = node("b")
+    copy_feed(a, b, blog)
+    b = node("b", book=b.logbook, follows=[blog], hops=2)
+    sync(b, a)
+    assert held(b, diary) == 3
+
+
+# -- misbehaving peers ---------------------------------------------------------------------------
+
+def test_entries_of_unwanted_feeds_are_tolerated_up_to_a_bound_then_flooding() -> None:
+    p = node("p", who=1)
+    blog = publish_feeds(p.logbook, 1, 1)[0]
+    p.refresh_local()
+    q = node("q")
+    link = sync(p, q)
+    items = [(e.raw, payload) for e, payload in p.logbook.read(blog)]
+    for _ in range(MAX_UNSOLICITED):
+        link.sa.send_entries(blog, items, 1)
+    run(link)
+    assert held(q, blog) == 0
+    link.sa.send_entries(blog, items, 1)
+    with pytest.raises(PeerFlooding) as caught:
+        run(link)
+    assert caught.value.code == "flood"
+
+
+def test_the_bare_peer_is_a_good_peer_when_it_follows_the_protocol() -> None:
+    """The control for the tests below."""
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    b.receive(session, channel.data_to_send())
+    channel.receive_data(b.pump(session))
+    assert [type(m) for m in channel.messages()] == [Hello, Clock]
+
+
+def test_a_second_hello_is_unexpected() -> None:
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    channel.send(Hello(VERSIONS, False, None))
+    with pytest.raises(UnexpectedMessage, match="second hello") as caught:
+        b.receive(session, channel.data_to_send())
+    assert caught.value.code == "unexpected"
+
+
+def test_a_message_before_hello_is_unexpected() -> None:
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Ping())
+    with pytest.raises(UnexpectedMessage, match="expected hello"):
+        b.receive(session, channel.data_to_send())
+
+
+def test_an_error_message_from_the_peer_ends_the_session_as_remote_error() -> None:
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    channel.send(ErrorMessage("flood", "you sent too much"))
+    with pytest.raises(RemoteError) as caught:
+        b.receive(session, channel.data_to_send())
+    assert caught.value.remote_code == "flood" and caught.value.code == "remote-error"
+    assert session.closed_by_peer is caught.value
+
+
+def test_a_partial_response_nobody_asked_for_is_unexpected() -> None:
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    channel.send(PartialResponse(3, ()))
+    with pytest.raises(UnexpectedMessage, match="no partial request 3"):
+        b.receive(session, channel.data_to_send())
+
+
+def test_entries_before_a_malformed_message_in_the_same_data_are_kept() -> None:
+    """spec/09 §1: the messages before the first one that fails count."""
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 5)[0]
+    b = node("b", follows=[blog])
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    channel.send(Entries(blog, tuple((e.raw, p) for e, p in a.logbook.read(blog))))
+    channel.send(PartialRequest(0, blog, 0))  # encodes, but a count of 0 does not decode
+    with pytest.raises(MalformedMessage, match="count"):
+        b.receive(session, channel.data_to_send())
+    assert held(b, blog) == 5
+
+
+def test_a_peer_with_no_common_version_is_unsupported() -> None:
+    b = node("b")
+    channel, session = bare_peer(b)
+    channel.send(Hello((max(VERSIONS) + 1, 1000), False, None))
+    with pytest.raises(UnsupportedVersion) as caught:
+        b.receive(session, channel.data_to_send())
+    assert caught.value.code == "version"
+
+
+def test_a_connection_to_itself_is_refused() -> None:
+    a = node("a")
+    link = Link(a, a, a.open_session(initiator=True), a.open_session(initiator=False))
+    with pytest.raises(SelfConnection, match="itself") as caught:
+        run(link)
+    assert isinstance(caught.value, DuplicateConnection) and caught.value.code == "duplicate"
+    assert a.router.sessions == []
+
+
+def test_a_second_connection_dialled_by_the_same_node_is_a_duplicate_on_both_sides() -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 2)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    first = sync(b, a)
+    second = connect(b, a)
+    with pytest.raises(DuplicateConnection) as caught:
+        run(second)  # B, the dialler, learns who answered first
+    assert caught.value.code == "duplicate"
+    with pytest.raises(DuplicateConnection):
+        a.receive(second.sb, second.sa.channel.data_to_send())  # handshake message 3
+    assert a.router.sessions == [first.sb] and b.router.sessions == [first.sa]
+    assert not first.sa.superseded and not first.sb.superseded
+    a.logbook.publish(b"still here", blog.log_id)
+    a.refresh_local()
+    run(first)
+    assert held(b, blog) == 3
+
+
+def race(first: Replicator, second: Replicator, lag: int) -> list[Link]:
+    """``first`` dials ``second``, which dials back ``lag`` steps later.
+
+    As the node does, a connection is hung up on both sides when either side
+    refuses it or marks it superseded. Returns the connections left.
+    """
+    links = [connect(first, second), connect(second, first)]
+    alive = [True, True]
+    for rounds in range(100):
+        moved = False
+        for index, link in enumerate(links):
+            if not alive[index] or (index == 1 and rounds < lag):
+                continue
+            try:
+                moved |= link.step()
+            except DuplicateConnection:
+                alive[index] = False
+            if link.sa.superseded or link.sb.superseded:
+                alive[index] = False
+            if not alive[index]:
+                link.close()
+        if not moved and rounds >= lag:
+            break
+    return [link for link, up in zip(links, alive, strict=True) if up]
+
+
+@pytest.mark.parametrize("lag", [0, 1, 2, 3, 6])
+@pytest.mark.parametrize("first_dialler", ["smaller key", "larger key"])
+def test_two_nodes_dialling_each_other_keep_the_connection_dialled_by_the_smaller_key(
+    first_dialler: str, lag: int
+) -> None:
+    a = node("a", who=1)
+    blog = publish_feeds(a.logbook, 1, 2)[0]
+    a.refresh_local()
+    b = node("b", follows=[blog])
+    smaller, larger = sorted([a, b], key=lambda r: r.local_static)
+    first, second = (smaller, larger) if first_dialler == "smaller key" else (larger, smaller)
+    (kept,) = race(first, second, lag)
+    assert kept.a is smaller
+    assert smaller.router.sessions == [kept.sa] and larger.router.sessions == [kept.sb]
+    a.logbook.publish(b"after the race", blog.log_id)
+    a.refresh_local()
+    run(kept)
+    assert held(b, blog) == 3
+
+
+def test_a_refused_key_is_refused_at_the_handshake() -> None:
+    a, b = node("a"), node("b")
+    b.refused.add(a.local_static)
+    link = connect(a, b)
+    with pytest.raises(PeerRefused) as caught:
+        run(link)
+    assert caught.value.code == "refused"
+    assert b.router.sessions == []
+
+
+def test_a_peer_on_a_longer_branch_of_a_fork_is_not_punished() -> None:
+    """spec/10 §6: a validly signed entry whose link misses this node's branch means
+    the author forked; the peer is honest, so the feed is no longer streamed from it
+    and the connection stays open."""
+    blog = author(1).author.feed("blog")
+    mine = Logbook(MemoryStore(), author(1))
+    mine.publish_batch([b"one", b"two", b"three"], "blog")
+    other = Logbook(MemoryStore(), author(1))  # the same author on a second device
+    other.publish_batch([b"one", b"deux", b"trois", b"quatre"], "blog")
+    b = node("b", book=other)
+    c = node("c", follows=[blog])
+    c.logbook.ingest(blog, [(e.raw, p) for e, p in mine.read(blog)])
+    c.refresh_local()
+    link = sync(c, b)  # raises if the connection were closed with an error
+    assert held(c, blog) == 3  # c keeps its branch
+    assert blog in link.sa.diverged
+    assert c.suspected_forks == [(blog, link.sa.channel.remote_static)]
+    assert c.router.source.get(blog) is not link.sa
