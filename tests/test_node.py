@@ -331,3 +331,24 @@ def feed_of_new_author(tmp_path: Path) -> FeedId:
     home = tmp_path / "author"
     ok(tidings(home, "init"))
     return feed_of(home, "blog")
+
+
+def test_the_config_file_sets_the_node(tmp_path: Path,
+                                       author_a: tuple[Path, FeedId, FeedId]) -> None:
+    """`[node]` in config.toml: listen, peers, relay, lan_discovery; flags still win."""
+    a_home, blog, _ = author_a
+    relay_home = tmp_path / "relay"
+    ok(tidings(relay_home, "init"))
+    with running(a_home) as a:
+        (relay_home / "config.toml").write_text(
+            f'[node]\nlisten = "127.0.0.1:0"\npeers = ["{a.address}"]\nrelay = true\n'
+            "lan_discovery = false\n"
+        )
+        with running(relay_home, lan=True) as relay:  # no --listen, no --no-lan: config only
+            assert "relay=True" in relay.log() and "lan-" not in relay.log()
+            wait_for(lambda: _seq(relay_home, blog) == 990, 60, "the relay to take A's blog")
+    (relay_home / "config.toml").write_text('[node]\nlisten = 7654\n')
+    bad = tidings(relay_home, "up")
+    assert bad.code == 2 and "node.listen must be a str" in bad.err
+    (relay_home / "config.toml").write_text('[node]\nlisten_on = "x"\n')
+    assert "unknown setting node.listen_on" in tidings(relay_home, "up").err
