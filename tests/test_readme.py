@@ -11,10 +11,10 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
+def run_sh_block(heading: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the first ``sh`` block under ``heading`` as a bash script, in ``tmp_path``."""
     text = README.read_text()
-    section = text[text.index("## The command line"):]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    block = re.search(r"```sh\n(.*?)```", text[text.index(heading):], re.S)
     assert block is not None
     env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
     # the `tidings` script sits beside the interpreter running the tests
@@ -26,23 +26,17 @@ def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    return done
+
+
+def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## The command line", tmp_path)
     assert "_notes  10000" in done.stdout  # the relay's `feeds`
 
 
 def test_the_node_walk_through_runs(tmp_path: Path) -> None:
-    text = README.read_text()
-    section = text[text.index("## The node"):]
-    block = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert block is not None
-    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["TMPDIR"] = str(tmp_path)
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.group(1)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr + (tmp_path / "author.log").read_text()
+    done = run_sh_block("## The node", tmp_path)
+    assert "Traceback" not in (tmp_path / "author.log").read_text()
     lines = done.stdout.splitlines()
     assert "caught up with 127.0.0.1:7710: 100 new entries, 1 followed feeds" in lines
     assert any(line.split()[0] == "98" for line in lines)  # fetch --latest 3 starts at 98

@@ -7,8 +7,8 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tidings.cli.common import (
     EXIT_BAD_DATA,
@@ -22,8 +22,11 @@ from tidings.core.ids import FeedId
 from tidings.home import DEFAULT_LISTEN, SYNC_KEY_FILE, Home, parse_network_key
 
 if TYPE_CHECKING:
-    from tidings.node.daemon import Node, NodeOptions
+    from tidings.node.daemon import Connection, Node, NodeOptions
     from tidings.node.state import NodeState
+    from tidings.replicator import PartialResult
+
+T = TypeVar("T")
 
 # The node's modules (trio, the protocol) load only when a node command runs:
 # `tidings publish` and friends start faster without them.
@@ -113,7 +116,14 @@ def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
     return show
 
 
-def cmd_sync(args: argparse.Namespace, home: Home) -> int:
+def _as_client(
+    args: argparse.Namespace, home: Home, work: Callable[[Node, Connection], Awaitable[T]],
+    timeout_message: str, *, need_follows: bool = False,
+) -> tuple[Node, T]:
+    """Dial ``args.peer_address`` with this home's sync key and run ``work`` on the connection.
+
+    No listener: ``sync`` and ``fetch`` only pull, and may run while ``up`` does.
+    """
     import trio
 
     from tidings.node.daemon import Node, parse_address
@@ -122,34 +132,36 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     options = _options(args, home, listen=False)
     address = parse_address(args.peer_address)
     book, state, key = _open(home, SYNC_KEY_FILE)
-    if not state.follows():
-        book.store.close()
-        state.close()
-        raise CommandError("this home follows no feed: run `tidings follow FEED` first")
     node = Node(book, state, key, options, Logger(level="quiet"))
-    progress = _progress_printer(sys.stderr.isatty() and not args.json)
 
-    async def body(node: Node) -> int:
+    async def body(node: Node) -> T:
         with trio.fail_after(args.timeout or math.inf):
-            connection = await node.connect(address)
-            await node.wait_caught_up(connection, progress)
-        return node.replicator.entries_received
+            return await work(node, await node.connect(address))
 
     try:
-        received = trio.run(node.run_client, body)
+        if need_follows and not state.follows():
+            raise CommandError("this home follows no feed: run `tidings follow FEED` first")
+        return node, trio.run(node.run_client, body)
     except trio.TooSlowError:
-        raise CommandError(f"not caught up with {args.peer_address} after {args.timeout} s",
-                           EXIT_BAD_DATA) from None
+        raise CommandError(f"{timeout_message} after {args.timeout} s", EXIT_BAD_DATA) from None
     except OSError as exc:
         raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
                            EXIT_BAD_DATA) from None
     finally:
         book.store.close()
         state.close()
-    return _report_sync(args, received, node)
 
 
-def _report_sync(args: argparse.Namespace, received: int, node: Node) -> int:
+def cmd_sync(args: argparse.Namespace, home: Home) -> int:
+    progress = _progress_printer(sys.stderr.isatty() and not args.json)
+
+    async def work(node: Node, connection: Connection) -> int:
+        await node.wait_caught_up(connection, progress)
+        return node.replicator.entries_received
+
+    node, received = _as_client(
+        args, home, work, f"not caught up with {args.peer_address}", need_follows=True
+    )
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
     wanted = sorted(node.replicator.local.wanted, key=str)
@@ -163,34 +175,21 @@ def _report_sync(args: argparse.Namespace, received: int, node: Node) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
-    import trio
-
     from tidings.core.entry import decode_entry
-    from tidings.node.daemon import Node, parse_address
-    from tidings.node.log import Logger
 
-    options = _options(args, home, listen=False)
-    address = parse_address(args.peer_address)
-    book, state, key = _open(home, SYNC_KEY_FILE)
-    feed = feed_arg(args.feed, book)
-    node = Node(book, state, key, options, Logger(level="quiet"))
+    feed = FeedId.parse(args.feed) if args.feed.startswith("tf1") else None
+    if feed is None:
+        book = home.open_logbook(create=True)
+        try:
+            feed = feed_arg(args.feed, book)
+        finally:
+            book.store.close()
+    wanted = feed
 
-    async def body(node: Node) -> Any:
-        with trio.fail_after(args.timeout):
-            connection = await node.connect(address)
-            return await node.fetch_latest(connection, feed, args.latest)
+    async def work(node: Node, connection: Connection) -> PartialResult:
+        return await node.fetch_latest(connection, wanted, args.latest)
 
-    try:
-        result = trio.run(node.run_client, body)
-    except trio.TooSlowError:
-        raise CommandError(f"no answer from {args.peer_address} after {args.timeout} s",
-                           EXIT_BAD_DATA) from None
-    except OSError as exc:
-        raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
-                           EXIT_BAD_DATA) from None
-    finally:
-        book.store.close()
-        state.close()
+    _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
     if not result.entries:
         raise CommandError(f"{args.peer_address} does not hold {feed}", EXIT_BAD_DATA)
     print_entries([(decode_entry(raw), payload) for raw, payload in result.entries], args.json)
