@@ -229,6 +229,7 @@ class Replicator:
             if peer is not None and session.version is not None:
                 self.memory.save(peer, session.sent, session.received)
             self.router.remove(session)
+        self.local.dirty.discard(session)
 
     def receive(self, session: Session, data: bytes) -> None:
         """Bytes from ``session``'s peer. A PeerError means: close that connection."""
@@ -397,6 +398,7 @@ class Replicator:
 
     def pump(self, session: Session, budget: int = SEND_BUDGET) -> bytes:
         """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
+        self.local.dirty.discard(session)
         while session.channel.pending_output < budget:
             owed = session.next_stream()
             if owed is None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import ClassVar
 
 from tidings.errors import InvalidId
 
@@ -109,17 +111,54 @@ def _feed_text(author_key: bytes, log_id: str) -> str:
     return f"{FEED_PREFIX}{_b32(author_key + check)}_{log_id}"
 
 
-@dataclass(frozen=True, slots=True)
 class FeedId:
-    """A feed: one log of one author, ``(author key, log id)``."""
+    """A feed: one log of one author, ``(author key, log id)``. Immutable.
 
+    Feeds key every clock, router and store dict, so each distinct feed is one
+    object while anything refers to it (interned): dict lookups then match by
+    identity, and the hash is computed once.
+    """
+
+    __slots__ = ("__weakref__", "_hash", "author_key", "log_id")
     author_key: bytes
     log_id: str
+    _hash: int
+    _interned: ClassVar[weakref.WeakValueDictionary[tuple[bytes, str], FeedId]] = (
+        weakref.WeakValueDictionary()
+    )
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.author_key, bytes) or len(self.author_key) != KEY_SIZE:
+    def __new__(cls, author_key: bytes, log_id: str) -> FeedId:
+        try:
+            found = cls._interned.get((author_key, log_id))
+        except TypeError:  # unhashable input: let the checks below name it
+            found = None
+        if found is not None:
+            return found
+        if not isinstance(author_key, bytes) or len(author_key) != KEY_SIZE:
             raise InvalidId("an author key is exactly 32 bytes", "bad-key")
-        check_log_id(self.log_id)
+        check_log_id(log_id)
+        self = object.__new__(cls)
+        object.__setattr__(self, "author_key", author_key)
+        object.__setattr__(self, "log_id", log_id)
+        object.__setattr__(self, "_hash", hash((author_key, log_id)))
+        cls._interned[(author_key, log_id)] = self
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("FeedId is immutable")
+
+    def __reduce__(self) -> tuple[type[FeedId], tuple[bytes, str]]:
+        return FeedId, (self.author_key, self.log_id)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not FeedId:
+            return NotImplemented
+        return self.author_key == other.author_key and self.log_id == other.log_id
 
     @property
     def author(self) -> AuthorId:

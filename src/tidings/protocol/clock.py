@@ -6,6 +6,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.protocol.messages import WANT, Note
@@ -38,6 +39,9 @@ class LocalClock:
 
     heads: dict[FeedId, int] = field(default_factory=dict)
     wanted: set[FeedId] = field(default_factory=set)
+    #: Sessions that queued output since the node last pumped them, so a node
+    #: with many peers need not ask every session after every change.
+    dirty: set[Any] = field(default_factory=set)
 
     def seq(self, feed: FeedId) -> int:
         return self.heads.get(feed, 0)

@@ -42,6 +42,7 @@ from tidings.protocol.messages import (
     ErrorMessage,
     ForkProofMessage,
     Hello,
+    Message,
     Note,
     PartialRequest,
     PartialResponse,
@@ -155,6 +156,9 @@ class Session:
         self.closed_by_peer: RemoteError | None = None
         #: Set by the node when a newer connection to the same peer replaces this one.
         self.superseded = False
+        #: What this session streamed (for status and the simulator's redundancy figure).
+        self.entries_sent = 0
+        self.payload_bytes_sent = 0
         self._on_established = on_established
 
     # -- bytes ---------------------------------------------------------------
@@ -169,6 +173,8 @@ class Session:
         self._after_channel()
         for message in self.channel.messages():
             self._handle(message)
+        if self.channel.pending_output:
+            self._mark()  # a handshake reply, a hello
         if failure is not None:
             raise failure
 
@@ -180,7 +186,7 @@ class Session:
                 # clocks, choose what to stream from it, or refuse it.
                 self._on_established(self)
             digest = clock_digest(self.received) if self.received else None
-            self.channel.send(Hello(VERSIONS, self.relay, digest))
+            self._send(Hello(VERSIONS, self.relay, digest))
 
     def data_to_send(self) -> bytes:
         if self._pending_notes and self.clock_exchanged_sent:
@@ -190,6 +196,24 @@ class Session:
         self._after_channel()
         return self.channel.data_to_send()
 
+    def _send(self, message: Message) -> None:
+        self.channel.send(message)
+        self._mark()
+
+    def _mark(self) -> None:
+        """Tell the node this session has output (``LocalClock.dirty``)."""
+        self.local.dirty.add(self)
+
+    @property
+    def has_output(self) -> bool:
+        """Whether data_to_send() or the node's pump would give anything now (a cheap hint)."""
+        return bool(
+            self.channel.pending_output
+            or (self._pending_notes and self.version is not None)
+            or (self._owed and self.clock_exchanged)
+            or (self.channel.established and not self._hello_sent)
+        )
+
     def events(self) -> list[Event]:
         taken, self._events = self._events, []
         return taken
@@ -197,7 +221,7 @@ class Session:
     def fail(self, error: PeerError) -> None:
         """Queue an error message for the peer before the node closes the connection."""
         if self.channel.established:
-            self.channel.send(ErrorMessage(error.code, error.detail))
+            self._send(ErrorMessage(error.code, error.detail))
 
     # -- notes we send -------------------------------------------------------
 
@@ -242,16 +266,21 @@ class Session:
             last is None
             or last.flags != ours.flags
             or (theirs is not None and theirs.wants and not theirs.eager)
+            # The first entry held of a feed is an offer (relays take offers);
+            # later seqs go only to peers that want the feed.
+            or (last.seq == 0 and ours.seq > 0)
         ):
             self._pending_notes[feed] = ours
+            self._mark()
         if theirs is not None and theirs.eager and theirs.seq < ours.seq:
             self._owed.add(feed)
+            self._mark()
 
     def _send_notes(self, notes: tuple[tuple[FeedId, Note], ...], *, reset: bool) -> None:
         for start in range(0, max(len(notes), 1), MAX_NOTES):
             chunk = notes[start:start + MAX_NOTES]
             final = start + MAX_NOTES >= len(notes)
-            self.channel.send(Clock(reset and start == 0, chunk, final))
+            self._send(Clock(reset and start == 0, chunk, final))
             self.sent.update(chunk)
 
     def _send_opening_clock(self, peer_digest: bytes | None) -> None:
@@ -274,6 +303,7 @@ class Session:
         theirs = self.received.get(feed)
         if theirs is not None and theirs.eager and theirs.seq < self.local.seq(feed):
             self._owed.add(feed)
+            self._mark()
         else:
             self._owed.discard(feed)
 
@@ -298,7 +328,9 @@ class Session:
         """Send consecutive entries of ``feed`` ending at ``last_seq``."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
-        self.channel.send(Entries(feed, tuple(items)))
+        self._send(Entries(feed, tuple(items)))
+        self.entries_sent += len(items)
+        self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)
         theirs = self.received.get(feed)
         if theirs is not None:
             # The peer will hold these once it has verified them; if it cannot,
@@ -319,20 +351,20 @@ class Session:
         request_id = self._next_request
         self._next_request = (self._next_request + 1) % 2**32
         self._outstanding[request_id] = (feed, count)
-        self.channel.send(PartialRequest(request_id, feed, count))
+        self._send(PartialRequest(request_id, feed, count))
         return request_id
 
     def send_partial(self, request_id: int, items: list[tuple[bytes, bytes | None]]) -> None:
-        self.channel.send(PartialResponse(request_id, tuple(items)))
+        self._send(PartialResponse(request_id, tuple(items)))
 
     def send_fork_proof(self, proof: bytes) -> None:
-        self.channel.send(ForkProofMessage(proof))
+        self._send(ForkProofMessage(proof))
 
     def send_peers(self, addresses: list[tuple[str, int]]) -> None:
-        self.channel.send(Peers(tuple(addresses)))
+        self._send(Peers(tuple(addresses)))
 
     def ping(self) -> None:
-        self.channel.send(Ping())
+        self._send(Ping())
 
     def peer_seq(self, feed: FeedId) -> int:
         theirs = self.received.get(feed)
