@@ -55,6 +55,11 @@ STREAM_BATCH_ENTRIES = 1000
 SEND_BUDGET = 512 * 1024
 #: Payload bytes in one partial response; the rest of the payloads come with a full sync.
 PARTIAL_PAYLOAD_BYTES = MAX_MESSAGE_SIZE // 2
+#: Addresses one session may add to the peer table.
+MAX_ADDRESSES_PER_SESSION = 64
+#: Seconds a source may claim entries without sending any before another peer
+#: is chosen for the feed (a peer that lies about what it holds, or withholds).
+STALL_AFTER = 30.0
 #: Feeds a relay takes on from its peers unless configured otherwise.
 DEFAULT_RELAY_MAX_FEEDS = 10_000
 
@@ -150,6 +155,7 @@ class Replicator:
         self.forked: set[FeedId] = {p.feed for p in logbook.fork_proofs()}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
+        self._watch: dict[FeedId, tuple[int, float, Session]] = {}
         self.refresh_local()
         self.set_follows(follows)
 
@@ -222,11 +228,11 @@ class Replicator:
         session.sent, session.received = self.memory.load(peer)
         self.router.add(session)
 
-    def close_session(self, session: Session) -> None:
+    def close_session(self, session: Session, *, remember: bool = True) -> None:
         """Forget a session; its clocks are kept for the next one with this peer."""
         if session in self.router.sessions:
             peer = session.channel.remote_static
-            if peer is not None and session.version is not None:
+            if remember and peer is not None and session.version is not None:
                 self.memory.save(peer, session.sent, session.received)
             self.router.remove(session)
         self.local.dirty.discard(session)
@@ -255,14 +261,17 @@ class Replicator:
             self._on_notes(session, event)
         elif isinstance(event, EntriesReceived):
             self._on_entries(session, event)
-        elif isinstance(event, PartialRequested):
-            self._answer_partial(session, event)
         elif isinstance(event, PartialReceived):
             self._on_partial(event)
         elif isinstance(event, ForkProofReceived):
             self._on_fork_proof(session, event.proof)
         elif isinstance(event, PeersReceived):
-            self.learned_addresses.extend(event.addresses)
+            # At most MAX_ADDRESSES_PER_SESSION from one peer: peer exchange spreads
+            # addresses, it must not let one peer fill the table.
+            room = MAX_ADDRESSES_PER_SESSION - session.addresses_taken
+            taken = list(event.addresses[:max(0, room)])
+            session.addresses_taken += len(taken)
+            self.learned_addresses.extend(taken)
 
     def _on_notes(self, session: Session, event: NotesReceived) -> None:
         feeds = [feed for feed, _ in event.notes]
@@ -277,10 +286,9 @@ class Replicator:
                 self.local.wanted.update(new)
                 self.router.local_changed(new)
         self.router.notes_received(feeds)
-        for feed in feeds:
+        for feed in dict.fromkeys(feeds):
             if feed in self.forked:
-                for proof in self.logbook.fork_proofs(feed):
-                    session.send_fork_proof(proof.to_bytes())
+                self._send_proof(session, feed)
 
     def _on_entries(self, session: Session, event: EntriesReceived) -> None:
         feed = event.feed
@@ -325,12 +333,22 @@ class Replicator:
             return False
         return first.seq == error.seq and first.author == feed.author_key
 
+    def _send_proof(self, session: Session, feed: FeedId) -> None:
+        """The feed's earliest fork proof, once per session (stored proofs are verified)."""
+        if feed in session.proofs_sent:
+            return
+        proofs = self.logbook.store.fork_proofs(feed)
+        if proofs:
+            session.proofs_sent.add(feed)
+            session.send_fork_proof(proofs[0])
+
     def _spread_fork(self, feed: FeedId, origin: Session | None) -> None:
         self.forked.add(feed)
-        for proof in self.logbook.fork_proofs(feed):
-            for other in self.router.sessions:
-                if other is not origin and feed in other.received:
-                    other.send_fork_proof(proof.to_bytes())
+        if origin is not None:
+            origin.proofs_sent.add(feed)  # it told us, or sent the entries that made it
+        for other in self.router.sessions:
+            if other is not origin and feed in other.received:
+                self._send_proof(other, feed)
 
     def _on_fork_proof(self, session: Session, raw: bytes) -> None:
         try:
@@ -350,19 +368,25 @@ class Replicator:
         if head is None:
             session.send_partial(request.request_id, [])
             return
-        seqs = partial_seqs(head.seq, request.count)
         oldest = head.seq - request.count + 1
-        rows = self.logbook.store.entries_at(request.feed, seqs)
-        budget = PARTIAL_PAYLOAD_BYTES
-        items: list[tuple[bytes, bytes | None]] = []
-        for row in reversed(rows):  # newest payloads first, within the budget
-            payload = row.payload if row.seq >= oldest else None
-            if payload is not None and len(payload) <= budget:
-                budget -= len(payload)
-            else:
-                payload = None
-            items.append((row.raw, payload))
-        session.send_partial(request.request_id, items[::-1])
+        rows = self.logbook.store.entries_at(
+            request.feed, partial_seqs(head.seq, request.count), payloads=False
+        )
+        # Payloads of the newest entries, newest first, within the budget: chosen
+        # from the signed sizes, so only the payloads sent are ever read.
+        budget, chosen = PARTIAL_PAYLOAD_BYTES, []
+        for row in reversed(rows):
+            size = decode_entry(row.raw).payload_size
+            if row.seq >= oldest and size <= budget:
+                budget -= size
+                chosen.append(row.seq)
+        payloads = {
+            row.seq: row.payload
+            for row in self.logbook.store.entries_at(request.feed, chosen)
+        }
+        session.send_partial(
+            request.request_id, [(row.raw, payloads.get(row.seq)) for row in rows]
+        )
 
     def _on_partial(self, event: PartialReceived) -> None:
         try:
@@ -400,6 +424,11 @@ class Replicator:
         """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
         self.local.dirty.discard(session)
         while session.channel.pending_output < budget:
+            request = session.next_partial_request()
+            if request is None:
+                break
+            self._answer_partial(session, request)
+        while session.channel.pending_output < budget:
             owed = session.next_stream()
             if owed is None:
                 break
@@ -413,11 +442,35 @@ class Replicator:
             session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq)
         return session.data_to_send()
 
+    def tick(self, now: float) -> list[FeedId]:
+        """Time passes (the driver's clock, in seconds): drop sources that stall.
+
+        A source whose note says it holds more than this node, and that sent
+        nothing new for STALL_AFTER seconds, stops being the feed's source for
+        the rest of its session. Returns the feeds moved.
+        """
+        moved = []
+        for feed, session in list(self.router.source.items()):
+            head = self.local.seq(feed)
+            if session.peer_seq(feed) <= head:
+                self._watch.pop(feed, None)
+                continue
+            seen = self._watch.get(feed)
+            if seen is None or seen[0] != head or seen[2] is not session:
+                self._watch[feed] = (head, now, session)
+            elif now - seen[1] >= STALL_AFTER:
+                session.stalled.add(feed)
+                del self._watch[feed]
+                self.router.consider(feed)
+                moved.append(feed)
+        return moved
+
     def caught_up(self, session: Session) -> bool:
         """The peer's opening clock is in and this node holds every wanted entry it has."""
         if not session.clock_exchanged:
             return False
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked
+            or session.excludes(feed)
             for feed in self.local.wanted
         )

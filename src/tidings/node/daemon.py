@@ -28,6 +28,7 @@ from tidings.errors import (
     PeerError,
     PeerFlooding,
     PeerTimeout,
+    RemoteError,
     TidingsError,
     UnexpectedMessage,
     UsageError,
@@ -36,7 +37,7 @@ from tidings.logbook import Logbook
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY, public_key
 from tidings.protocol.messages import MAX_ADDRESSES, Note
 from tidings.protocol.session import Session
 from tidings.replicator import PartialResult, Replicator, SelfConnection
@@ -58,6 +59,9 @@ POLL_INTERVAL = 0.1
 #: means few fsyncs; the channel itself buffers at most one frame and one message.
 READ_SIZE = 1024 * 1024
 DEFAULT_PORT = 7654
+#: Output queued for one peer beyond which its requests are not read: answers
+#: wait for the socket, so a peer that never reads costs at most this much.
+MAX_QUEUED_OUTPUT = 1024 * 1024
 #: Errors that mean the peer misbehaved (as opposed to a network hiccup).
 MISBEHAVIOUR = (BadFrame, MalformedMessage, MessageTooLarge, InvalidData, PeerFlooding,
                 UnexpectedMessage)
@@ -88,6 +92,9 @@ class Connection:
     error: PeerError | None = None
     ready: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: One sender at a time on the stream: the writer, or the reader sending an error.
+    send_lock: trio.Lock = field(default_factory=trio.Lock)
+    drained: trio.Event = field(default_factory=trio.Event)
     last_sent: float = field(default_factory=time.monotonic)
 
 
@@ -138,7 +145,7 @@ class Node:
             logbook, static_private=transport_key, network_key=self.options.network_key,
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
-            memory=_ClockMemory(state, transport_key),
+            memory=_ClockMemory(state, public_key(transport_key)),
         )
         self.connections: set[Connection] = set()
         self.listen_address: tuple[str, int] | None = None
@@ -196,17 +203,23 @@ class Node:
                 if address not in self._lan_seen:
                     self._lan_seen.add(address)
                     self.log.info("lan-peer", addr=_text(address))
-                self.state.add_peers([address], "lan")
+                await _io(self.state.add_peers, [address], "lan")
 
         nursery.start_soon(remember)
 
     async def _poll_changes(self) -> None:
-        """Notice other processes' writes: a CLI publish, import, follow or unfollow."""
+        """Notice other processes' writes: a CLI publish, import, follow or unfollow.
+
+        Also the replicator's clock (stalled sources), once a second.
+        """
+        next_tick = trio.current_time()
         while True:
             await trio.sleep(POLL_INTERVAL)
-            store_version, state_version = self._store_version(), self.state.data_version()
+            # Off the event loop: both take locks a long replicator call may hold.
+            store_version = await _io(self._store_version)
+            state_version = await _io(self.state.data_version)
             if state_version != self._versions[1]:
-                await self._core(self.replicator.set_follows, self.state.follows())
+                await self._core(self.replicator.set_follows, await _io(self.state.follows))
             if store_version != self._versions[0]:
                 changed = await self._core(self.replicator.refresh_local)
                 if changed:
@@ -214,6 +227,10 @@ class Node:
             if (store_version, state_version) != self._versions:
                 self._versions = (store_version, state_version)
                 self._wake_all()
+            if trio.current_time() >= next_tick:
+                next_tick = trio.current_time() + 1.0
+                if await self._core(self.replicator.tick, trio.current_time()):
+                    self._wake_all()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
@@ -233,7 +250,7 @@ class Node:
                        self.options.max_connections - len(self.connections))
             if room > 0:
                 busy = {c.address for c in self.connections} | self._dialing
-                for record in self.state.due_peers(time.time(), room + len(busy)):
+                for record in await _io(self.state.due_peers, time.time(), room + len(busy)):
                     if room <= 0:
                         break
                     if record.address in busy or record.address == self.listen_address:
@@ -248,8 +265,8 @@ class Node:
             try:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await trio.open_tcp_stream(*address)
-            except (OSError, trio.TooSlowError) as exc:
-                wait = self.state.failed(address, time.time())
+            except (OSError, trio.TooSlowError, UnicodeError, ValueError) as exc:
+                wait = await _io(self.state.failed, address, time.time())
                 self.log.info("connect-failed", addr=_text(address),
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
                               retry_in=f"{wait:.0f}s")
@@ -309,20 +326,25 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reader, connection, nursery.cancel_scope)
                     nursery.start_soon(self._writer, connection, nursery.cancel_scope)
+        except Exception as exc:  # a bug must cost one connection, never the node
+            self.log.warning("connection-failed", addr=_text(address),
+                             error=f"{type(exc).__name__}: {exc}")
         finally:
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
-                await self._core(self.replicator.close_session, session)
+                # A misbehaving peer's clock is not worth keeping (and may be huge).
+                remember = not isinstance(connection.error, MISBEHAVIOUR)
+                await self._core(self.replicator.close_session, session, remember=remember)
                 await stream.aclose()
-                self._after_close(connection)
+                await self._after_close(connection)
             self._wake_all()  # feeds this peer streamed move to other peers
 
-    def _after_close(self, connection: Connection) -> None:
+    async def _after_close(self, connection: Connection) -> None:
         error, peer = connection.error, connection.session.channel.remote_static
         misbehaved = isinstance(error, MISBEHAVIOUR)
         fields: dict[str, object] = {"peer": short_key(peer), "addr": _text(connection.address)}
         if isinstance(error, SelfConnection) and connection.initiator:
-            self.state.forget(connection.address)  # our own address, heard from a peer
+            await _io(self.state.forget, connection.address)  # ours, heard from a peer
             return
         if error is not None:
             self.log.warning("peer-error", **fields, code=error.code, error=error.detail)
@@ -331,8 +353,9 @@ class Node:
         elif connection.ready.is_set():
             self.log.info("disconnected", **fields)
         if connection.initiator:
-            self.state.failed(connection.address, time.time(), misbehaved=misbehaved,
-                              disconnected=error is None and connection.ready.is_set())
+            await _io(self.state.failed, connection.address, time.time(),
+                      misbehaved=misbehaved,
+                      disconnected=error is None and connection.ready.is_set())
 
     def _refuse(self, peer: bytes) -> None:
         """Refuse ``peer``'s key for MISBEHAVIOUR_BACKOFF seconds (by key, not address:
@@ -356,6 +379,12 @@ class Node:
                     deadline = trio.current_time() + IDLE_TIMEOUT
                 else:
                     deadline = handshake_deadline
+                while session.channel.pending_output > MAX_QUEUED_OUTPUT:
+                    # The peer asks faster than it reads our answers: stop reading
+                    # until the writer has sent them (bounded memory per peer).
+                    connection.drained = trio.Event()
+                    connection.wake.set()
+                    await connection.drained.wait()
                 with trio.move_on_at(deadline) as waited:
                     data = await connection.stream.receive_some(READ_SIZE)
                 if waited.cancelled_caught:
@@ -386,12 +415,14 @@ class Node:
         scope.cancel()
 
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
-        if isinstance(error, HandshakeFailed):
-            return  # say nothing to a stranger
+        if isinstance(error, HandshakeFailed | RemoteError):
+            return  # say nothing to a stranger; never answer an error
+        # Best effort, bounded: a peer that does not read gets no error message.
         with trio.move_on_after(2):
             try:
                 data = await self._core(_fail, connection.session, error)
-                await connection.stream.send_all(data)
+                async with connection.send_lock:
+                    await connection.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, TidingsError):
                 pass
 
@@ -403,8 +434,8 @@ class Node:
                       direction="out" if connection.initiator else "in",
                       version=connection.session.version)
         if connection.initiator:
-            self.state.connected(connection.address, peer, time.time())
-        addresses = [a for a in self.state.good_addresses(MAX_ADDRESSES)
+            await _io(self.state.connected, connection.address, peer, time.time())
+        addresses = [a for a in await _io(self.state.good_addresses, MAX_ADDRESSES)
                      if a != connection.address]
         if addresses:
             await self._core(connection.session.send_peers, addresses)
@@ -414,7 +445,7 @@ class Node:
         if learned:
             addresses = list(learned)
             learned.clear()
-            self.state.add_peers(addresses, "exchange")
+            await _io(self.state.add_peers, addresses, "exchange")
 
     async def _writer(self, connection: Connection, scope: trio.CancelScope) -> None:
         session = connection.session
@@ -423,14 +454,17 @@ class Node:
                 connection.wake = trio.Event()
                 data = await self._core(self.replicator.pump, session)
                 if data:
-                    await connection.stream.send_all(data)
+                    async with connection.send_lock:
+                        await connection.stream.send_all(data)
                     connection.last_sent = time.monotonic()
+                    connection.drained.set()
                     continue
                 idle_for = time.monotonic() - connection.last_sent
                 with trio.move_on_after(max(0.0, PING_AFTER - idle_for)):
                     await connection.wake.wait()
                 if not connection.wake.is_set() and connection.ready.is_set():
                     await self._core(session.ping)
+                connection.drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
 
@@ -461,6 +495,21 @@ class Node:
             if connection not in self.connections:
                 raise PeerTimeout("the peer closed the connection before the sync finished")
             if await self._core(self.replicator.caught_up, connection.session):
+                session = connection.session
+                local = self.replicator.local
+                behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)]
+                stalled = [f for f in behind if f in session.stalled]
+                if stalled:
+                    raise PeerTimeout(
+                        f"the peer claims entries it does not send ({len(stalled)} feed(s), "
+                        f"e.g. {stalled[0]}); try another peer"
+                    )
+                diverged = [f for f in behind if f in session.diverged]
+                if diverged:
+                    raise PeerTimeout(
+                        f"the peer holds another branch of {diverged[0]}: its author forked "
+                        "the feed"
+                    )
                 return
             if progress is not None and connection.session.clock_exchanged:
                 remaining = await self._core(self._remaining, connection.session)
@@ -480,6 +529,8 @@ class Node:
         while True:
             if connection.error is not None:
                 raise connection.error
+            if connection not in self.connections:
+                raise PeerTimeout("the peer closed the connection before answering")
             for result in self.replicator.partials:
                 if result.request_id == request and result.feed == feed:
                     self.replicator.partials.remove(result)
@@ -487,6 +538,11 @@ class Node:
             await trio.sleep(0.02)
 
     _background: trio.Nursery
+
+
+async def _io(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A blocking call (SQLite) in a worker thread, so the event loop never waits on it."""
+    return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
 
 
 def _fail(session: Session, error: PeerError) -> bytes:

@@ -31,6 +31,9 @@ MISBEHAVIOUR_BACKOFF = 600.0
 #: After a clean disconnect, try again this soon (a relay restarting, a laptop waking).
 RECONNECT_AFTER = 5.0
 BUSY_TIMEOUT_MS = 10_000
+#: Peers whose last clocks are kept: enough for every peer a node meets often;
+#: strangers with fresh keys cannot grow the file past it.
+MAX_REMEMBERED = 256
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS follows (
@@ -40,6 +43,8 @@ _SCHEMA = [
         node_key BLOB, failures INTEGER NOT NULL DEFAULT 0,
         next_attempt REAL NOT NULL DEFAULT 0, last_connected REAL,
         PRIMARY KEY (host, port))""",
+    """CREATE TABLE IF NOT EXISTS clock_peers (
+        peer BLOB PRIMARY KEY, saved REAL NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS clocks (
         peer BLOB NOT NULL, sent INTEGER NOT NULL, author BLOB NOT NULL,
         log_id TEXT NOT NULL, seq INTEGER NOT NULL, flags INTEGER NOT NULL,
@@ -136,8 +141,10 @@ class NodeState:
         with self._lock:
             (count,) = self._db.execute("SELECT count(*) FROM peers").fetchone()
         if count > MAX_PEERS:
+            # Configured peers are never dropped: peer exchange must not evict them.
             self._write(
                 "DELETE FROM peers WHERE rowid IN (SELECT rowid FROM peers "
+                "WHERE source != 'config' "
                 "ORDER BY last_connected IS NULL DESC, failures DESC LIMIT ?)",
                 [(count - MAX_PEERS,)],
             )
@@ -203,6 +210,7 @@ class NodeState:
         return sent, received
 
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+        """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers)."""
         rows = [
             (peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags)
             for is_sent, notes in ((1, sent), (0, received))
@@ -213,6 +221,15 @@ class NodeState:
             try:
                 self._db.execute("DELETE FROM clocks WHERE peer = ?", (peer,))
                 self._db.executemany("INSERT INTO clocks VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("INSERT OR REPLACE INTO clock_peers VALUES (?, ?)",
+                                 (peer, time.time()))
+                forgotten = [row[0] for row in self._db.execute(
+                    "SELECT peer FROM clock_peers ORDER BY saved DESC LIMIT -1 OFFSET ?",
+                    (MAX_REMEMBERED,),
+                )]
+                for old in forgotten:
+                    self._db.execute("DELETE FROM clocks WHERE peer = ?", (old,))
+                    self._db.execute("DELETE FROM clock_peers WHERE peer = ?", (old,))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -8,6 +8,8 @@ subclass naming what is wrong. Anything else escaping it is a bug.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, cast
@@ -40,6 +42,22 @@ MAX_ERROR_DETAIL_LEN = 1000
 #: A fork proof is two entries and a small CBOR wrapper.
 MAX_PROOF_SIZE = 2 * MAX_ENTRY_SIZE + 16
 MAX_SEQ = 2**64 - 1
+#: Entry seqs stop at 2^63 - 1 (spec/02); a note cannot hold more.
+MAX_NOTE_SEQ = 2**63 - 1
+#: A DNS name in a peers message: labels of 1-63 letters, digits and inner '-'.
+DNS_NAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def dialable_host(host: str) -> bool:
+    """A DNS name or an IPv4 / IPv6 literal; anything else is not an address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(DNS_NAME.fullmatch(host))
+
 
 #: Note flags (spec/10-replication.md §2).
 WANT = 1
@@ -154,7 +172,8 @@ class Clock:
         for raw in raw_notes:
             _shape(raw, list, "a note", max_len=4, min_len=4)
             feed = _feed(raw[0], raw[1])
-            notes.append((feed, Note(_uint(raw[2], "note seq"), _uint(raw[3], "note flags", 3))))
+            seq = _uint(raw[2], "note seq", MAX_NOTE_SEQ)
+            notes.append((feed, Note(seq, _uint(raw[3], "note flags", 3))))
         return cls(bool(_uint(reset, "reset", 1)), tuple(notes), bool(_uint(final, "final", 1)))
 
 
@@ -254,6 +273,8 @@ class Peers:
         for pair in raw:
             _shape(pair, list, "an address", max_len=2, min_len=2)
             host = _shape(pair[0], str, "host", max_len=MAX_HOST_LEN, min_len=1)
+            if not dialable_host(host):
+                raise MalformedMessage(f"host {host[:60]!r} is not a DNS name or an IP address")
             addresses.append((host, _uint(pair[1], "port", 65535, 1)))
         return cls(tuple(addresses))
 

@@ -50,19 +50,19 @@ class Router:
             return
         head = self.local.seq(feed)
         current = self.source.get(feed)
-        if current is not None and feed in current.diverged:
+        if current is not None and current.excludes(feed):
             self._assign(feed, None)
             current = None
         if current is not None and current.peer_seq(feed) > head:
             return  # it is still giving us entries
         ahead = [
-            s for s in self.sessions if s.peer_seq(feed) > head and feed not in s.diverged
+            s for s in self.sessions if s.peer_seq(feed) > head and not s.excludes(feed)
         ]
         if ahead:
             self._assign(feed, max(ahead, key=lambda s: s.peer_seq(feed)))
         elif current is None:
             # Nobody is ahead yet: the first session on this branch listens for new entries.
-            listener = next((s for s in self.sessions if feed not in s.diverged), None)
+            listener = next((s for s in self.sessions if not s.excludes(feed)), None)
             if listener is not None:
                 self._assign(feed, listener)
 

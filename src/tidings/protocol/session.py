@@ -5,7 +5,7 @@ takes bytes from the peer and returns bytes for it, plus events for the node
 (spec/10-replication.md)::
 
     session.receive_data(data)        # raises PeerError if the peer misbehaved
-    for event in session.events(): ...   # EntriesReceived, PartialRequested, ...
+    for event in session.events(): ...   # EntriesReceived, PartialReceived, ...
     sock.send(session.data_to_send())
 
 The node answers the events that need its store (ingest the entries, read a
@@ -18,6 +18,7 @@ socket drains (backpressure).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -55,6 +56,9 @@ MAX_PEER_NOTES = 200_000
 #: Entries messages for feeds this node does not want, tolerated per session:
 #: a few arrive in flight after an unfollow or an eager switch.
 MAX_UNSOLICITED = 64
+#: Partial requests from the peer waiting for an answer: each is a few bytes
+#: until answered, and answers are made only as the socket drains.
+MAX_QUEUED_REQUESTS = 1024
 #: Partial requests this side may have unanswered at once.
 MAX_OUTSTANDING_PARTIALS = 16
 
@@ -144,8 +148,15 @@ class Session:
         self.peer_relay = False
         self.clock_exchanged = False
         self.eager: set[FeedId] = set()  # feeds this side streams from this peer
-        #: Feeds of which the peer holds another branch (a fork): never streamed from it.
+        #: Feeds of which the peer holds another branch (a fork), or claims entries it
+        #: does not send (stalled): never streamed from it again in this session.
         self.diverged: set[FeedId] = set()
+        self.stalled: set[FeedId] = set()
+        #: Feeds whose fork proof this session has sent (each goes once).
+        self.proofs_sent: set[FeedId] = set()
+        self.failed = False
+        self.addresses_taken = 0
+        self._partial_requests: deque[PartialRequested] = deque()
         self._hello_sent = False
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
@@ -189,7 +200,7 @@ class Session:
             self._send(Hello(VERSIONS, self.relay, digest))
 
     def data_to_send(self) -> bytes:
-        if self._pending_notes and self.clock_exchanged_sent:
+        if self._pending_notes and self.clock_exchanged_sent and not self.failed:
             notes = tuple(self._pending_notes.items())
             self._pending_notes.clear()
             self._send_notes(notes, reset=False)
@@ -212,14 +223,27 @@ class Session:
             or (self._pending_notes and self.version is not None)
             or (self._owed and self.clock_exchanged)
             or (self.channel.established and not self._hello_sent)
+            or (self._partial_requests and not self.failed)
         )
+
+    def next_partial_request(self) -> PartialRequested | None:
+        """The oldest partial request not yet answered (the node answers it next)."""
+        if self.failed or not self._partial_requests:
+            return None
+        return self._partial_requests.popleft()
 
     def events(self) -> list[Event]:
         taken, self._events = self._events, []
         return taken
 
     def fail(self, error: PeerError) -> None:
-        """Queue an error message for the peer before the node closes the connection."""
+        """Queue an error message for the peer before the node closes the connection.
+
+        Nothing is sent after it (spec/09 §6): queued notes and owed entries are dropped.
+        """
+        self._pending_notes.clear()
+        self._owed.clear()
+        self.failed = True
         if self.channel.established:
             self._send(ErrorMessage(error.code, error.detail))
 
@@ -309,7 +333,7 @@ class Session:
 
     def next_stream(self) -> tuple[FeedId, int] | None:
         """A feed the peer streams from us and lacks entries of, and the first seq it lacks."""
-        if not self.clock_exchanged:
+        if not self.clock_exchanged or self.failed:
             return None
         while self._owed:
             feed = next(iter(self._owed))
@@ -388,7 +412,16 @@ class Session:
         elif isinstance(message, Entries):
             self._on_entries(message)
         elif isinstance(message, PartialRequest):
-            self._events.append(PartialRequested(message.request_id, message.feed, message.count))
+            # Answered as the socket drains (next_partial_request), not at once: a
+            # peer that asks and never reads cannot make the node buffer answers.
+            if len(self._partial_requests) >= MAX_QUEUED_REQUESTS:
+                raise PeerFlooding(
+                    f"over {MAX_QUEUED_REQUESTS} partial requests waiting for answers"
+                )
+            self._partial_requests.append(
+                PartialRequested(message.request_id, message.feed, message.count)
+            )
+            self._mark()
         elif isinstance(message, PartialResponse):
             asked = self._outstanding.pop(message.request_id, None)
             if asked is None:
@@ -431,6 +464,10 @@ class Session:
             for feed in self.received:
                 self._check_owed(feed)
             self._events.append(ClockExchanged())
+
+    def excludes(self, feed: FeedId) -> bool:
+        """Whether this peer may no longer be ``feed``'s source (diverged or stalled)."""
+        return feed in self.diverged or feed in self.stalled
 
     def _on_entries(self, message: Entries) -> None:
         if message.feed not in self.local.wanted or message.feed in self.diverged:

@@ -337,6 +337,13 @@ class Simulation:
         node.replicator.refresh_local()
         self._pump_dirty(node)
 
+    def tick(self) -> None:
+        """Every few virtual seconds each node's replicator sees the time (stalled sources)."""
+        for node in self.nodes:
+            if node.replicator is not None and node.replicator.tick(self.now):
+                self._pump_dirty(node)
+        self.at(self.now + 5.0, self.tick)
+
     def finish(self) -> None:
         """Count what the sessions still open have sent."""
         for link in self.links:

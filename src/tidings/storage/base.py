@@ -71,8 +71,10 @@ class Store(Protocol):
         """
         ...
 
-    def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
-        """The stored entries among ``seqs``, ascending."""
+    def entries_at(
+        self, feed: FeedId, seqs: Collection[int], *, payloads: bool = True
+    ) -> list[StoredEntry]:
+        """The stored entries among ``seqs``, ascending (without payloads if asked)."""
         ...
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:

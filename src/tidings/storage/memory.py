@@ -43,9 +43,12 @@ class MemoryStore:
         end = len(log) if limit is None else min(len(log), start + limit)
         return take_within(log[start:end], max_bytes)
 
-    def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
+    def entries_at(
+        self, feed: FeedId, seqs: Collection[int], *, payloads: bool = True
+    ) -> list[StoredEntry]:
         log = self._log(feed)
-        return [log[seq - 1] for seq in sorted(set(seqs)) if 1 <= seq <= len(log)]
+        rows = [log[seq - 1] for seq in sorted(set(seqs)) if 1 <= seq <= len(log)]
+        return rows if payloads else [row._replace(payload=None) for row in rows]
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
         log = self._entries.setdefault(feed, [])

@@ -238,8 +238,14 @@ class SqliteStore:
             finally:
                 cursor.close()
 
-    def entries_at(self, feed: FeedId, seqs: Collection[int]) -> list[StoredEntry]:
-        query = self._SELECT + "WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq"
+    def entries_at(
+        self, feed: FeedId, seqs: Collection[int], *, payloads: bool = True
+    ) -> list[StoredEntry]:
+        if payloads:
+            query = self._SELECT + "WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq"
+        else:
+            query = ("SELECT seq, hash, entry, NULL FROM entries "
+                     "WHERE feed = ? AND seq IN ({marks}) ORDER BY seq")
         return [StoredEntry(*row) for row in self._rows_at(feed, seqs, query)]
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
