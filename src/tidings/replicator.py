@@ -285,7 +285,7 @@ class Replicator:
                 self.relayed.update(new)
                 self.local.wanted.update(new)
                 self.router.local_changed(new)
-        self.router.notes_received(feeds)
+        self.router.notes_received(session, feeds)
         for feed in dict.fromkeys(feeds):
             if feed in self.forked:
                 self._send_proof(session, feed)
@@ -318,7 +318,7 @@ class Replicator:
             # the feed from that peer instead of closing the connection.
             session.diverged.add(feed)
             self.suspected_forks.append((feed, session.channel.remote_static))
-            self.router.consider(feed)
+            self.router.consider(feed, scan=True)
         elif error is not None:
             raise InvalidData(error)
 
@@ -443,12 +443,15 @@ class Replicator:
         return session.data_to_send()
 
     def tick(self, now: float) -> list[FeedId]:
-        """Time passes (the driver's clock, in seconds): drop sources that stall.
+        """Time passes (the driver's clock, in seconds; call it about once a second).
 
-        A source whose note says it holds more than this node, and that sent
-        nothing new for STALL_AFTER seconds, stops being the feed's source for
-        the rest of its session. Returns the feeds moved.
+        Seq notes held for lazy peers go out. A source whose note says it
+        holds more than this node, and that sent nothing new for STALL_AFTER
+        seconds, stops being the feed's source for the rest of its session.
+        Returns the feeds moved.
         """
+        for session in self.router.sessions:
+            session.flush_lazy()
         moved = []
         for feed, session in list(self.router.source.items()):
             head = self.local.seq(feed)
@@ -461,7 +464,7 @@ class Replicator:
             elif now - seen[1] >= STALL_AFTER:
                 session.stalled.add(feed)
                 del self._watch[feed]
-                self.router.consider(feed)
+                self.router.consider(feed, scan=True)
                 moved.append(feed)
         return moved
 

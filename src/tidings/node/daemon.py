@@ -229,8 +229,8 @@ class Node:
                 self._wake_all()
             if trio.current_time() >= next_tick:
                 next_tick = trio.current_time() + 1.0
-                if await self._core(self.replicator.tick, trio.current_time()):
-                    self._wake_all()
+                await self._core(self.replicator.tick, trio.current_time())
+                self._wake_all()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)

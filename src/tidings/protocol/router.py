@@ -18,22 +18,30 @@ from tidings.protocol.session import Session
 class Router:
     def __init__(self, local: LocalClock) -> None:
         self.local = local
-        self.sessions: list[Session] = []
+        self.sessions: list[Session] = []  # oldest first
+        self._members: set[Session] = set()
         self.source: dict[FeedId, Session] = {}
+        #: For each feed, the session whose note showed the highest seq: the
+        #: candidate when the source runs dry, found without scanning every session.
+        self._best: dict[FeedId, Session] = {}
 
     def add(self, session: Session) -> None:
         """A new session: it streams the wanted feeds that have no source yet."""
         self.sessions.append(session)
+        self._members.add(session)
         for feed in self.local.wanted:
             if feed not in self.source:
                 self._assign(feed, session)
 
     def remove(self, session: Session) -> None:
-        if session in self.sessions:
+        if session in self._members:
             self.sessions.remove(session)
+            self._members.discard(session)
+        for feed in [f for f, s in self._best.items() if s is session]:
+            del self._best[feed]
         for feed in [f for f, s in self.source.items() if s is session]:
             del self.source[feed]
-            self.consider(feed)
+            self.consider(feed, scan=True)
 
     def _assign(self, feed: FeedId, session: Session | None) -> None:
         current = self.source.pop(feed, None)
@@ -43,8 +51,15 @@ class Router:
             self.source[feed] = session
             session.set_eager(feed, True)
 
-    def consider(self, feed: FeedId) -> None:
-        """Pick the feed's source again after a note, a new head or a departure."""
+    def _usable(self, session: Session | None, feed: FeedId) -> bool:
+        return session is not None and session in self._members and not session.excludes(feed)
+
+    def consider(self, feed: FeedId, *, scan: bool = False) -> None:
+        """Pick the feed's source again after a note, a new head or a departure.
+
+        ``scan`` looks at every session; otherwise the best note seen stands
+        for them (kept up to date by notes_received).
+        """
         if feed not in self.local.wanted:
             self._assign(feed, None)
             return
@@ -53,23 +68,36 @@ class Router:
         if current is not None and current.excludes(feed):
             self._assign(feed, None)
             current = None
+            scan = True
         if current is not None and current.peer_seq(feed) > head:
             return  # it is still giving us entries
-        ahead = [
-            s for s in self.sessions if s.peer_seq(feed) > head and not s.excludes(feed)
-        ]
-        if ahead:
-            self._assign(feed, max(ahead, key=lambda s: s.peer_seq(feed)))
+        best = self._best.get(feed)
+        if scan or not self._usable(best, feed):
+            ahead = [s for s in self.sessions if s.peer_seq(feed) > head and not s.excludes(feed)]
+            best = max(ahead, key=lambda s: s.peer_seq(feed)) if ahead else None
+            if best is None:
+                self._best.pop(feed, None)
+            else:
+                self._best[feed] = best
+        if best is not None and best.peer_seq(feed) > head:
+            self._assign(feed, best)
         elif current is None:
             # Nobody is ahead yet: the first session on this branch listens for new entries.
             listener = next((s for s in self.sessions if not s.excludes(feed)), None)
             if listener is not None:
                 self._assign(feed, listener)
 
-    def notes_received(self, feeds: Iterable[FeedId]) -> None:
+    def notes_received(self, session: Session, feeds: Iterable[FeedId]) -> None:
         for feed in feeds:
-            if feed in self.local.wanted:
-                self.consider(feed)
+            if feed not in self.local.wanted:
+                continue
+            best = self._best.get(feed)
+            better = best is None or not self._usable(best, feed) or (
+                session.peer_seq(feed) > best.peer_seq(feed)
+            )
+            if better and not session.excludes(feed):
+                self._best[feed] = session
+            self.consider(feed)
 
     def local_changed(self, feeds: Iterable[FeedId], source: Session | None = None,
                       delivered: int | None = None) -> None:

@@ -157,6 +157,7 @@ class Session:
         self.failed = False
         self.addresses_taken = 0
         self._partial_requests: deque[PartialRequested] = deque()
+        self._lazy_notes: dict[FeedId, Note] = {}
         self._hello_sent = False
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
@@ -282,23 +283,35 @@ class Session:
 
     def _refresh(self, feed: FeedId) -> None:
         ours = self.our_note(feed)
-        last = self._pending_notes.get(feed) or self.sent.get(feed)
+        last = (
+            self._pending_notes.get(feed) or self._lazy_notes.get(feed) or self.sent.get(feed)
+        )
         if ours == last:
             return
         theirs = self.received.get(feed)
         if (
             last is None
             or last.flags != ours.flags
-            or (theirs is not None and theirs.wants and not theirs.eager)
-            # The first entry held of a feed is an offer (relays take offers);
-            # later seqs go only to peers that want the feed.
+            # The first entry held of a feed is an offer (relays take offers).
             or (last.seq == 0 and ours.seq > 0)
         ):
+            self._lazy_notes.pop(feed, None)
             self._pending_notes[feed] = ours
             self._mark()
+        elif theirs is not None and theirs.wants and not theirs.eager:
+            # A new seq for a lazy peer: it waits for flush_lazy() (the node's
+            # tick), so a burst of entries costs one note, not one per entry.
+            self._lazy_notes[feed] = ours
         if theirs is not None and theirs.eager and theirs.seq < ours.seq:
             self._owed.add(feed)
             self._mark()
+
+    def flush_lazy(self) -> None:
+        """Let the seq notes held for lazy peers go out (the node calls this each second)."""
+        if self._lazy_notes and not self.failed:
+            self._pending_notes.update(self._lazy_notes)
+            self._mark()
+        self._lazy_notes.clear()
 
     def _send_notes(self, notes: tuple[tuple[FeedId, Note], ...], *, reset: bool) -> None:
         for start in range(0, max(len(notes), 1), MAX_NOTES):
@@ -309,6 +322,7 @@ class Session:
 
     def _send_opening_clock(self, peer_digest: bytes | None) -> None:
         self._pending_notes.clear()  # the opening clock says it all
+        self._lazy_notes.clear()
         feeds = self.local.feeds() | set(self.sent)
         if self.sent and peer_digest == clock_digest(self.sent):
             notes = tuple(

@@ -338,11 +338,12 @@ class Simulation:
         self._pump_dirty(node)
 
     def tick(self) -> None:
-        """Every few virtual seconds each node's replicator sees the time (stalled sources)."""
+        """Each virtual second every replicator sees the time, as a node's does."""
         for node in self.nodes:
-            if node.replicator is not None and node.replicator.tick(self.now):
+            if node.replicator is not None:
+                node.replicator.tick(self.now)
                 self._pump_dirty(node)
-        self.at(self.now + 5.0, self.tick)
+        self.at(self.now + 1.0, self.tick)
 
     def finish(self) -> None:
         """Count what the sessions still open have sent."""

@@ -58,7 +58,7 @@ def build(config: SimConfig) -> Simulation:
     for node in sim.nodes:
         when = rng.uniform(1.0, 10.0) if node.index in late else 0.0
         sim.at(when, sim.start, node)
-    sim.at(5.0, sim.tick)
+    sim.at(1.0, sim.tick)
     for author in authors:
         for n in range(config.entries):
             when = rng.uniform(0.0, config.publish_over)
