@@ -307,12 +307,19 @@ def _until_break(
         items.append(item)
 
 
-def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
+#: Nesting no entry, proof or bundle record needs (theirs is 2 or 3 deep); the
+#: bound keeps a crafted item from exhausting the stack.
+MAX_CBOR_DEPTH = 16
+
+
+def strict_cbor_item(data: bytes, pos: int, depth: int = 0) -> tuple[Any, int]:
     """One well-formed CBOR item from ``pos``, without tags: ``(value, end offset)``.
 
     Maps, floats, booleans and other simple values come back as a placeholder
     no field accepts. Raises :class:`MalformedEntry`.
     """
+    if depth > MAX_CBOR_DEPTH:
+        raise _malformed(f"CBOR nested more than {MAX_CBOR_DEPTH} levels deep")
     if pos >= len(data):
         raise _malformed("truncated CBOR")
     initial = data[pos]
@@ -341,7 +348,7 @@ def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
             def chunk(data: bytes, at: int) -> tuple[Any, int]:
                 if data[at] >> 5 != major or data[at] & 0x1F == 31:
                     raise _malformed("bad chunk in an indefinite-length string")
-                return strict_cbor_item(data, at)
+                return strict_cbor_item(data, at, depth + 1)
 
             chunks, pos = _until_break(data, pos, chunk)
             return (b"".join(chunks) if major == 2 else "".join(chunks)), pos
@@ -357,7 +364,9 @@ def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
             raise _malformed("text string is not valid UTF-8") from None
     if major == 4 or major == 5:
         if argument is None:
-            items, pos = _until_break(data, pos, strict_cbor_item)
+            items, pos = _until_break(
+                data, pos, lambda data, at: strict_cbor_item(data, at, depth + 1)
+            )
             if major == 5 and len(items) % 2:
                 raise _malformed("break code between a map key and its value")
         else:
@@ -366,7 +375,7 @@ def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
                 raise _malformed("truncated CBOR")
             items = []
             for _ in range(count):
-                item, pos = strict_cbor_item(data, pos)
+                item, pos = strict_cbor_item(data, pos, depth + 1)
                 items.append(item)
         return (items if major == 4 else _NOT_A_FIELD), pos
     if major == 6:
