@@ -11,17 +11,25 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def run_sh_block(heading: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the first ``sh`` block under ``heading`` as a bash script, in ``tmp_path``."""
+def run_sh_block(
+    heading: str, tmp_path: Path, *, python: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run the first ``sh`` block under ``heading`` as a bash script, in ``tmp_path``.
+
+    With ``python``, a leading ``python`` is the interpreter running the tests.
+    """
     text = README.read_text()
     block = re.search(r"```sh\n(.*?)```", text[text.index(heading):], re.S)
     assert block is not None
+    script = block.group(1)
+    if python:
+        script = re.sub(r"^python ", f"{sys.executable} ", script, flags=re.M)
     env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
     # the `tidings` script sits beside the interpreter running the tests
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["TMPDIR"] = str(tmp_path)
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        ["bash", "-euo", "pipefail", "-c", script],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -42,6 +50,12 @@ def test_the_node_walk_through_runs(tmp_path: Path) -> None:
     assert any(line.split()[0] == "98" for line in lines)  # fetch --latest 3 starts at 98
     assert re.search(r"^[0-9a-f]{64}$", done.stdout, re.M)  # network new
     assert lines[-1] == "2"  # the author's node saw the sync and the fetch
+
+
+def test_the_simulator_command_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## Simulating a network", tmp_path, python=True)
+    assert "converged in" in done.stdout, done.stdout
+    assert "redundancy" in done.stdout
 
 
 def test_the_library_snippet_runs(tmp_path: Path) -> None:
