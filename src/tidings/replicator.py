@@ -157,6 +157,11 @@ class Replicator:
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
         self._watch: dict[FeedId, tuple[int, float, Session]] = {}
         self.refresh_local()
+        if relay:
+            # What a relay stored before a restart it still relays: its peers may
+            # open with delta clocks that never offer those feeds again.
+            held = [feed for feed in self.local.heads if self.local.heads[feed] > 0]
+            self.relayed = set(held[:relay_max_feeds])
         self.set_follows(follows)
 
     # -- what this node holds and wants ---------------------------------------

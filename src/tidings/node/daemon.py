@@ -40,7 +40,7 @@ from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY, public_key
 from tidings.protocol.messages import MAX_ADDRESSES, Note
 from tidings.protocol.session import Session
-from tidings.replicator import PartialResult, Replicator, SelfConnection
+from tidings.replicator import DuplicateConnection, PartialResult, Replicator, SelfConnection
 
 T = TypeVar("T")
 
@@ -171,6 +171,7 @@ class Node:
         """Serve until cancelled; ``task_status`` gets the listening address (or None)."""
         options = self.options
         self.state.add_peers(options.peers, "config")
+        self.state.dial_soon(options.peers)
         async with trio.open_nursery() as nursery:
             self._background = nursery
             if options.listen is not None:
@@ -346,7 +347,10 @@ class Node:
         if isinstance(error, SelfConnection) and connection.initiator:
             await _io(self.state.forget, connection.address)  # ours, heard from a peer
             return
-        if error is not None:
+        if isinstance(error, DuplicateConnection):
+            # Two nodes dialed each other at once; one connection stays. Not a fault.
+            self.log.debug("duplicate-connection", **fields)
+        elif error is not None:
             self.log.warning("peer-error", **fields, code=error.code, error=error.detail)
             if misbehaved and peer is not None:
                 self._refuse(peer)

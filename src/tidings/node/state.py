@@ -157,6 +157,12 @@ class NodeState:
             ).fetchall()
         return [PeerRecord(*row) for row in rows]
 
+    def dial_soon(self, addresses: Iterable[tuple[str, int]]) -> None:
+        """Make ``addresses`` due now (a restarted node dials its configured peers at once)."""
+        self._write(
+            "UPDATE peers SET next_attempt = 0 WHERE host = ? AND port = ?", list(addresses)
+        )
+
     def due_peers(self, now: float, limit: int) -> list[PeerRecord]:
         return [p for p in self.peers() if p.next_attempt <= now][:limit]
 
