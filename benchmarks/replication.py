@@ -754,15 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": sizes_meta(sizes),
         "elapsed_s": perf_counter() - begun,
     }
-    if args.json:
-        print(json.dumps({
-            "benchmark": "tidings-replication",
-            "meta": meta,
-            "figures": {key: f.to_json() for key, f in results.figures.items()},
-            "notes": results.notes,
-        }, indent=2))
-    else:
-        print_human(results, meta)
+    base.emit("tidings-replication", results, meta, as_json=args.json, human=print_human)
     return 0
 
 

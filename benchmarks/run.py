@@ -648,16 +648,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         **more_meta,
         "elapsed_s": perf_counter() - begun,
     }
-    if args.json:
+    emit("tidings", results, meta, as_json=args.json, human=print_human)
+    return 0
+
+
+def emit(name: str, results: Results, meta: dict[str, Any], *, as_json: bool,
+         human: Callable[[Results, dict[str, Any]], None]) -> None:
+    """Print one benchmark's results: one JSON object with ``--json``, else a table."""
+    if as_json:
         print(json.dumps({
-            "benchmark": "tidings",
+            "benchmark": name,
             "meta": meta,
             "figures": {key: f.to_json() for key, f in results.figures.items()},
             "notes": results.notes,
         }, indent=2))
     else:
-        print_human(results, meta)
-    return 0
+        human(results, meta)
 
 
 if __name__ == "__main__":
