@@ -216,17 +216,6 @@ class Session:
         """Tell the node this session has output (``LocalClock.dirty``)."""
         self.local.dirty.add(self)
 
-    @property
-    def has_output(self) -> bool:
-        """Whether data_to_send() or the node's pump would give anything now (a cheap hint)."""
-        return bool(
-            self.channel.pending_output
-            or (self._pending_notes and self.version is not None)
-            or (self._owed and self.clock_exchanged)
-            or (self.channel.established and not self._hello_sent)
-            or (self._partial_requests and not self.failed)
-        )
-
     def next_partial_request(self) -> PartialRequested | None:
         """The oldest partial request not yet answered (the node answers it next)."""
         if self.failed or not self._partial_requests:
