@@ -352,3 +352,15 @@ def test_the_config_file_sets_the_node(tmp_path: Path,
     assert bad.code == 2 and "node.listen must be a str" in bad.err
     (relay_home / "config.toml").write_text('[node]\nlisten_on = "x"\n')
     assert "unknown setting node.listen_on" in tidings(relay_home, "up").err
+
+
+def test_a_port_in_use_gets_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = tidings(tmp_path / "n", "up", "--listen", f"127.0.0.1:{port}", "--no-lan")
+    assert busy.code == 2, busy.err
+    assert len(busy.err_lines) == 1, busy.err
+    assert busy.err.startswith(f"tidings: cannot listen on 127.0.0.1:{port}: ")
+    assert busy.err.rstrip().endswith("choose another with --listen HOST:PORT")

@@ -93,9 +93,16 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
 
     try:
         trio.run(main)
-    except OSError as exc:
+    except (OSError, ExceptionGroup) as exc:
+        # trio's nurseries wrap what escapes them in an ExceptionGroup.
+        failure = exc.subgroup(OSError) if isinstance(exc, ExceptionGroup) else exc
+        if failure is None:
+            raise
+        while isinstance(failure, ExceptionGroup):
+            failure = failure.exceptions[0]
+        host, port = options.listen or ("?", 0)
         raise CommandError(
-            f"cannot listen on {options.listen}: {exc.strerror or exc}; "
+            f"cannot listen on {host}:{port}: {getattr(failure, 'strerror', None) or failure}; "
             "choose another with --listen HOST:PORT"
         ) from None
     finally:
