@@ -687,48 +687,19 @@ def fmt(value: float, unit: str) -> str:
     return base.fmt(value, unit)
 
 
+def _raw_cell(figure: Figure) -> str:
+    if figure.raw_value is None:
+        return "-"
+    raw = fmt(figure.raw_value, base.short_unit(figure.raw_unit))
+    return f"{raw} (1st)" if figure.raw_label == "first sync" else raw
+
+
 def print_human(results: Results, meta: dict[str, Any]) -> None:
     print(f"tidings replication benchmark: {meta['mode']} run")
     print(f"python {meta['python']}, cryptography {meta['cryptography']}, SQLite "
           f"{meta['sqlite']}, {meta['cpus']} CPUs, temp dir {meta['tmpdir']}")
     print(f"timed syncs: best of {meta['sizes']['repeats']}; total {meta['elapsed_s']:.0f} s")
-    print()
-    print("Raw limits measured in this run")
-    for figure in results.figures.values():
-        if figure.section == "raw":
-            print(f"  {figure.label:<52} {fmt(figure.value, figure.unit):>22}")
-    widths = (44, 20, 20, 9, 9, 4)
-    head = ("figure", "value", "raw limit", "ratio", "goal", "met?")
-    print()
-    print("  ".join(h.ljust(w) if i < 3 else h.rjust(w)
-                    for i, (h, w) in enumerate(zip(head, widths, strict=True))))
-    section = None
-    for figure in results.figures.values():
-        if figure.section == "raw":
-            continue
-        if figure.section != section:
-            section = figure.section
-            print(section)
-        raw = "-"
-        if figure.raw_value is not None:
-            raw = fmt(figure.raw_value, base.short_unit(figure.raw_unit))
-            if figure.raw_label == "first sync":
-                raw = f"{raw} (1st)"
-        ratio = "-"
-        if figure.ratio is not None:
-            ratio = f"{figure.ratio:,.2f}x" if figure.ratio < 100 else f"{figure.ratio:,.0f}x"
-        met = "-" if figure.met is None else ("yes" if figure.met else "NO")
-        cells = (" " + figure.label[:43], fmt(figure.value, figure.unit), raw, ratio,
-                 figure.goal_text, met)
-        print("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
-    print()
-    print("Notes")
-    for figure in results.figures.values():
-        if figure.note:
-            print(f"  {figure.label}: {figure.note}")
-    for note in results.notes:
-        print(f"  {note}")
+    base.print_table(results, widths=(44, 20, 20, 9, 9, 4), raw_cell=_raw_cell)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -548,6 +548,51 @@ def short_unit(unit: str) -> str:
             "rows/s": "rows/s", "commits/s": "commit/s"}.get(unit, unit)
 
 
+def default_raw_cell(figure: Figure) -> str:
+    if figure.raw_value is not None:
+        return fmt(figure.raw_value, short_unit(figure.raw_unit))
+    return figure.raw_label or "-"
+
+
+def print_table(
+    results: Results, *, widths: tuple[int, ...],
+    raw_cell: Callable[[Figure], str] = default_raw_cell,
+) -> None:
+    """The raw limits, then one row per figure by section, then the notes."""
+    print()
+    print("Raw limits measured in this run")
+    for figure in results.figures.values():
+        if figure.section == "raw":
+            print(f"  {figure.label:<52} {fmt(figure.value, figure.unit):>22}")
+
+    def row(cells: Sequence[str]) -> None:
+        print("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(cells, widths, strict=True))))
+
+    print()
+    row(("figure", "value", "raw limit", "ratio", "goal", "met?"))
+    section = None
+    for figure in results.figures.values():
+        if figure.section == "raw":
+            continue
+        if figure.section != section:
+            section = figure.section
+            print(section)
+        ratio = "-"
+        if figure.ratio is not None:
+            ratio = f"{figure.ratio:,.2f}x" if figure.ratio < 100 else f"{figure.ratio:,.0f}x"
+        met = "-" if figure.met is None else ("yes" if figure.met else "NO")
+        row((" " + figure.label[:43], fmt(figure.value, figure.unit), raw_cell(figure), ratio,
+             figure.goal_text, met))
+    print()
+    print("Notes")
+    for figure in results.figures.values():
+        if figure.note:
+            print(f"  {figure.label}: {figure.note}")
+    for note in results.notes:
+        print(f"  {note}")
+
+
 def print_human(results: Results, meta: dict[str, Any]) -> None:
     print(f"tidings benchmarks: {meta['mode']} run")
     print(f"python {meta['python']}, cryptography {meta['cryptography']}, cbor2 "
@@ -558,43 +603,7 @@ def print_human(results: Results, meta: dict[str, Any]) -> None:
     if meta["mode"] == "quick":
         print("QUICK RUN: smaller sizes (see the section headers); the pool figure uses a "
               "10^5 log, not 10^6")
-    print()
-    print("Raw limits measured in this run")
-    for figure in results.figures.values():
-        if figure.section == "raw":
-            print(f"  {figure.label:<52} {fmt(figure.value, figure.unit):>22}")
-    widths = (44, 20, 26, 9, 10, 4)
-    head = ("figure", "value", "raw limit", "ratio", "goal", "met?")
-    print()
-    print("  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in
-                    enumerate(zip(head, widths, strict=True))))
-    section = None
-    for figure in results.figures.values():
-        if figure.section == "raw":
-            continue
-        if figure.section != section:
-            section = figure.section
-            print(section)
-        raw = "-"
-        if figure.raw_value is not None:
-            raw = fmt(figure.raw_value, short_unit(figure.raw_unit))
-        elif figure.raw_label:
-            raw = figure.raw_label
-        ratio = "-"
-        if figure.ratio is not None:
-            ratio = f"{figure.ratio:,.2f}x" if figure.ratio < 100 else f"{figure.ratio:,.0f}x"
-        met = "-" if figure.met is None else ("yes" if figure.met else "NO")
-        cells = (" " + figure.label[:43], fmt(figure.value, figure.unit), raw, ratio,
-                 figure.goal_text, met)
-        print("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in
-                        enumerate(zip(cells, widths, strict=True))))
-    print()
-    print("Notes")
-    for figure in results.figures.values():
-        if figure.note:
-            print(f"  {figure.label}: {figure.note}")
-    for note in results.notes:
-        print(f"  {note}")
+    print_table(results, widths=(44, 20, 26, 9, 10, 4))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
