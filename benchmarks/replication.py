@@ -276,7 +276,7 @@ class NodeProcess:
         self.log_path = log_path
         with log_path.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                tidings_cmd(home, "up", "--listen", "127.0.0.1:0", "--no-lan"),
+                tidings_cmd(home, "up", "--listen", "127.0.0.1:0", "--no-lan", "--no-api"),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 env=child_env(),
             )

@@ -27,7 +27,9 @@ class NodeProcess:
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tidings", "--home", str(home), "up",
-             *([] if lan else ["--listen", "127.0.0.1:0", "--no-lan"]), *args],
+             *([] if lan else ["--listen", "127.0.0.1:0", "--no-lan"]),
+             *([] if "--no-api" in args or "--api" in args else ["--api", "127.0.0.1:0"]),
+             *args],
             stdout=subprocess.DEVNULL, stderr=self.log_file, env=_env(),
         )
         self.port, self.key = self._wait_listening()

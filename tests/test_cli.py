@@ -711,8 +711,9 @@ def test_concurrent_init_and_first_open_agree(tmp_path: Path) -> None:
     assert len(set(outputs)) == 1
     assert ok(tidings(target, "whoami")).out.strip().encode() == outputs[0]
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith("store")) == [
-        "config.toml", "secret.key",
+        "api.token", "config.toml", "secret.key",
     ]
+    assert (target / "api.token").stat().st_mode & 0o777 == 0o600
 
 
 def test_a_reader_that_goes_away_is_not_an_error(home: Path) -> None:

@@ -153,7 +153,7 @@ class FaultNode:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [*PYTHON, "--home", str(self.home), "up", "--listen", self.address, "--no-lan",
-                 *self.args],
+                 "--no-api", *self.args],
                 stdout=subprocess.DEVNULL, stderr=log, env=_env(),
             )
         deadline = time.monotonic() + START_S

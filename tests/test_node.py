@@ -359,8 +359,9 @@ def test_a_port_in_use_gets_one_clear_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = tidings(tmp_path / "n", "up", "--listen", f"127.0.0.1:{port}", "--no-lan")
+        busy = tidings(tmp_path / "n", "up", "--listen", f"127.0.0.1:{port}", "--no-lan",
+                       "--no-api")
     assert busy.code == 2, busy.err
     # (A new home first logs its new identity; the error is the last line.)
-    assert busy.err_lines[-1].startswith(f"tidings: cannot listen on 127.0.0.1:{port}: ")
-    assert busy.err_lines[-1].endswith("choose another with --listen HOST:PORT")
+    assert busy.err_lines[-1].startswith(f"tidings: cannot listen on 127.0.0.1:{port} for peers: ")
+    assert "choose another port with --listen HOST:PORT" in busy.err_lines[-1]

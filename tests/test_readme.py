@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -58,13 +59,38 @@ def test_the_simulator_command_runs(tmp_path: Path) -> None:
     assert "redundancy" in done.stdout
 
 
-def test_the_library_snippet_runs(tmp_path: Path) -> None:
+def run_python_block(heading: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the first ``python`` block under ``heading``, in ``tmp_path``."""
     text = README.read_text()
-    block = re.search(r"```python\n(.*?)```", text, re.S)
+    block = re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S)
     assert block is not None
+    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
     done = subprocess.run(
         [sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120,
+        timeout=120, env=env,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_library_snippet_runs(tmp_path: Path) -> None:
+    run_python_block("## The library", tmp_path)
     assert (tmp_path / "relay.sqlite3").exists()
+
+
+def test_the_embedding_snippet_sees_the_post_arrive(tmp_path: Path) -> None:
+    done = run_python_block("## Embedding tidings in an app", tmp_path)
+    feed, seq, content = done.stdout.split(" ", 2)
+    assert feed.startswith("tf1") and feed.endswith("_blog") and seq == "1"
+    assert content.startswith("Post(text='Week 1: what a feed is'"), content
+    assert (tmp_path / "alice" / "api.token").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_http_api_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## The local HTTP API", tmp_path)
+    published = json.loads((tmp_path / "published.json").read_text())
+    assert published["seq"] == 1 and published["content"]["text"] == "hello from curl"
+    entries = json.loads(done.stdout.splitlines()[0])["entries"]
+    assert [e["content"]["text"] for e in entries] == ["hello from curl"]
+    assert "401" in done.stdout.splitlines()
+    assert "caught up" in done.stdout  # tidings status

@@ -28,7 +28,7 @@ import cbor2
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from tidings import Identity, Logbook, MemoryStore
+from tidings import Identity, Logbook, MemoryStore, content
 from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
 from tidings.core.entry import (
     MAX_ENTRY_SIZE,
@@ -1911,6 +1911,242 @@ def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
     return initiator.messages()
 
 
+# -- content.json ------------------------------------------------------------------------
+
+#: The feed of spec 01 section 5 (seed 32 zero bytes, log "blog"), as in spec/content.md.
+EXAMPLE_FEED = str(Identity.from_seed(bytes(32)).author.feed("blog"))
+
+
+def content_map(*pairs: tuple[str, Any]) -> bytes:
+    """A CBOR map of ``pairs`` in the order given, right or wrong: cbor2 keeps a dict's order."""
+    return cbor2.dumps(dict(pairs))
+
+
+def make_content() -> dict[str, Any]:
+    """Content payloads (spec/content.md): what writers make, what readers make of bytes.
+
+    The JSON of every case, and the field every refused JSON input names, are
+    written here from the spec; only the bytes of valid content come from the
+    library.
+    """
+    feed = EXAMPLE_FEED
+    episode = {"url": "https://example.org/media/ep1.mp3", "media_type": "audio/mpeg",
+               "size": 24_117_248, "title": "Episode 1 (MP3)"}
+    valid_json = [
+        ("post-minimal", "the smallest post: text only", {"type": "post", "text": "hello, world"}),
+        ("post-empty-text", "a post's text may be empty", {"type": "post", "text": ""}),
+        ("post-full", "every field of a post", {
+            "type": "post", "text": "Notes from the meetup.\nSlides below; grüße, 水 🎉",
+            "title": "Meetup notes", "links": ["https://example.org/slides",
+                                               "http://example.com/a?b=c&d=e#f"],
+            "tags": ["meetup", "notes"], "reply_to": {"feed": feed, "seq": 7},
+            "attachments": [{"url": "https://example.org/slides.pdf",
+                             "media_type": "application/pdf"}],
+        }),
+        ("post-podcast-episode", "a podcast episode: a post with an audio attachment", {
+            "type": "post", "text": "In this episode: signed logs.", "title": "Episode 1",
+            "tags": ["podcast"], "attachments": [episode],
+        }),
+        ("link-minimal", "a shared link alone", {"type": "link", "url": "https://example.org/"}),
+        ("link-full", "every field of a link share", {
+            "type": "link", "url": "https://www.rfc-editor.org/rfc/rfc4287",
+            "title": "RFC 4287: The Atom Syndication Format",
+            "comment": "Still the best-specified feed format.", "tags": ["feeds", "standards"],
+        }),
+        ("follow", "the follow entry of spec/content.md section 7", {"type": "follow",
+                                                                      "feed": feed}),
+        ("unfollow", "the unfollow entry", {"type": "unfollow", "feed": feed}),
+        ("about-minimal", "a name only", {"type": "about", "name": "Alice"}),
+        ("about-avatar-entry", "the avatar is the payload of an entry", {
+            "type": "about", "name": "Alice", "description": "Teaches maths; posts weekly.",
+            "avatar": {"feed": feed, "seq": 1},
+        }),
+        ("about-avatar-url", "the avatar is at a URL", {
+            "type": "about", "name": "Alice", "avatar": "https://example.org/alice.png"}),
+        ("app-type", "an application's own type: every value kind, keys in core "
+         "deterministic order after \"type\" (shorter keys first), nested maps too", {
+            "type": "org.example.quiz", "v": 2, "question": "2 + 2 = ?", "choices": [3, 4, -5],
+            "answer": 1, "weight": 0.5, "hint": None, "open": False, "graded": True,
+            "meta": {"zz": 1, "a": {"b": []}},
+        }),
+    ]
+    valid = []
+    for name, description, value in valid_json:
+        made = content.from_json(value)
+        assert content.to_json(made) == value, name  # the JSON is written as the spec says
+        valid.append({"name": name, "description": description, "json": value,
+                      "hex": content.encode(made).hex()})
+
+    def post_with(*extra: tuple[str, Any]) -> bytes:
+        return content_map(("type", "post"), ("text", "hi"), *extra)
+
+    read = [  # bytes no writer makes, and the content a reader finds in them
+        ("keys-in-another-order", "\"type\" last: readers accept any key order",
+         cbor2.dumps({"text": "a post", "type": "post"}), {"type": "post", "text": "a post"}),
+        ("explicit-version-1", "\"v\": 1 is the version a missing \"v\" means",
+         content_map(("type", "post"), ("v", 1), ("text", "hi")),
+         {"type": "post", "text": "hi"}),
+        ("unknown-key-ignored", "a key the type does not define is ignored",
+         post_with(("lang", "en")), {"type": "post", "text": "hi"}),
+        ("null-is-absent", "an optional key with null is absent", post_with(("title", None)),
+         {"type": "post", "text": "hi"}),
+        ("empty-array-is-absent", "an empty array is the same as an absent one",
+         post_with(("tags", [])), {"type": "post", "text": "hi"}),
+        ("non-shortest-head", "seq 7 of reply_to written 18 07: heads are not checked",
+         bytes.fromhex("a3") + cbor2.dumps("type") + cbor2.dumps("post") + cbor2.dumps("text")
+         + cbor2.dumps("hi") + cbor2.dumps("reply_to") + bytes.fromhex("a2")
+         + cbor2.dumps("feed") + cbor2.dumps(feed) + cbor2.dumps("seq") + bytes.fromhex("1807"),
+         {"type": "post", "text": "hi", "reply_to": {"feed": feed, "seq": 7}}),
+        ("ref-with-more-keys", "a key an entry reference does not define is ignored",
+         post_with(("reply_to", {"feed": feed, "seq": 7, "hash": "00"})),
+         {"type": "post", "text": "hi", "reply_to": {"feed": feed, "seq": 7}}),
+        ("half-float", "1.5 as a half-precision float (f9 3e00) in an application's type",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("org.example.x")
+         + cbor2.dumps("w") + bytes.fromhex("f93e00"), {"type": "org.example.x", "w": 1.5}),
+        ("higher-version", "post version 2: content of a version the reader does not know",
+         content_map(("type", "post"), ("v", 2), ("body", ["new", "shape"])),
+         {"type": "post", "v": 2, "body": ["new", "shape"]}),
+        ("unknown-library-type", "a bare type name this reader does not know",
+         content_map(("type", "poll"), ("options", ["yes", "no"])),
+         {"type": "poll", "options": ["yes", "no"]}),
+        ("unknown-type-any-text", "any text is a type name to a reader",
+         content_map(("type", "")), {"type": ""}),
+        ("unknown-type-bad-version", "an unknown type's \"v\" is not the reader's to check",
+         content_map(("type", "org.example.x"), ("v", "two")),
+         {"type": "org.example.x", "v": "two"}),
+        ("follow-any-order", "a follow with its keys reversed and one more key",
+         content_map(("feed", feed), ("note", "hi"), ("type", "follow")),
+         {"type": "follow", "feed": feed}),
+        ("follow-version-2", "follow entries have no versions: \"v\" is ignored like any key",
+         content_map(("type", "follow"), ("feed", feed), ("v", 2)),
+         {"type": "follow", "feed": feed}),
+        ("follow-before-the-data-model", "a follow holding a byte string: nodes read it "
+         "as a follow (step C1), so content readers do too",
+         content_map(("type", "follow"), ("feed", feed), ("x", b"\x00")),
+         {"type": "follow", "feed": feed}),
+    ]
+    follow_head = content_map(("type", "follow"), ("feed", feed))
+    long_post = {"type": "post", "text": "x", "tags": ["t"] * 33}
+    nested: Any = 1
+    for _ in range(16):  # 16 arrays inside the top map: level 17
+        nested = [nested]
+    not_content = [  # (name, the step of spec/content.md section 4 that fails, description, bytes)
+        ("empty", "C2", "the empty payload", b""),
+        ("plain-text", "C3", "UTF-8 text: 68 is a text head, not a map", b"hello"),
+        ("array", "C3", "an array holding the pair", cbor2.dumps(["type", "post"])),
+        ("indefinite-map", "C3", "an indefinite-length map (bf ... ff)",
+         b"\xbf" + cbor2.dumps("type") + cbor2.dumps("post") + cbor2.dumps("text")
+         + cbor2.dumps("hi") + b"\xff"),
+        ("trailing-byte", "C4", "a valid post followed by 00", post_with() + b"\x00"),
+        ("truncated", "C4", "a valid post without its last byte", post_with()[:-1]),
+        ("byte-string", "C4", "a byte string value (not in the data model)",
+         content_map(("type", "org.example.x"), ("data", b"\x00"))),
+        ("tag", "C4", "a tag (c1: epoch time) around an integer",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("org.example.x")
+         + cbor2.dumps("t") + bytes.fromhex("c100")),
+        ("undefined", "C4", "the simple value undefined (f7)",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("org.example.x")
+         + cbor2.dumps("u") + bytes.fromhex("f7")),
+        ("nan", "C4", "a NaN float (f9 7e00)",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("org.example.x")
+         + cbor2.dumps("n") + bytes.fromhex("f97e00")),
+        ("integer-key", "C4", "a map key that is an integer",
+         bytes.fromhex("a2") + cbor2.dumps("type")
+         + cbor2.dumps("org.example.x") + bytes.fromhex("0101")),
+        ("repeated-key", "C4", "the key \"type\" twice",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("post")
+         + cbor2.dumps("type") + cbor2.dumps("link")),
+        ("bad-utf8", "C4", "a text value whose bytes are not UTF-8 (ff)",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("post") + cbor2.dumps("text")
+         + bytes.fromhex("61ff")),
+        ("indefinite-text", "C4", "the text of a post as an indefinite-length string",
+         bytes.fromhex("a2") + cbor2.dumps("type") + cbor2.dumps("post") + cbor2.dumps("text")
+         + bytes.fromhex("7f626869ff")),
+        ("too-deep", "C4", "17 levels of arrays and maps",
+         content_map(("type", "org.example.x"), ("deep", nested))),
+        ("no-type", "C5", "a map without \"type\"", cbor2.dumps({"text": "hi"})),
+        ("type-not-text", "C5", "\"type\" is an integer", cbor2.dumps({"type": 1})),
+        ("follow-bad-feed", "C6", "a follow whose feed id has a wrong checksum",
+         content_map(("type", "follow"), ("feed", feed[:-4] + "blag"))),
+        ("follow-over-1024-bytes", "C6",
+         "a follow entry of 1025 bytes: nodes read follows of at most 1024",
+         bytes([follow_head[0] + 1]) + follow_head[1:] + cbor2.dumps("pad")
+         + cbor2.dumps("x" * (1025 - len(follow_head) - 4 - 3))),
+        ("version-zero", "C7", "a post with \"v\": 0",
+         content_map(("type", "post"), ("v", 0), ("text", "hi"))),
+        ("version-text", "C7", "a post with \"v\": \"2\"",
+         content_map(("type", "post"), ("v", "2"), ("text", "hi"))),
+        ("post-without-text", "C9", "a post has text", cbor2.dumps({"type": "post"})),
+        ("post-text-not-text", "C9", "the text of a post is an integer",
+         content_map(("type", "post"), ("text", 1))),
+        ("post-ftp-link", "C9", "links are http or https URLs",
+         post_with(("links", ["ftp://example.org/"]))),
+        ("post-empty-title", "C9", "a title has 1 character or more", post_with(("title", ""))),
+        ("post-33-tags", "C9", "at most 32 tags", cbor2.dumps(long_post)),
+        ("post-tag-65", "C9", "a tag of 65 characters", post_with(("tags", ["x" * 65]))),
+        ("post-tag-newline", "C9", "a tag holding a line feed", post_with(("tags", ["a\nb"]))),
+        ("post-reply-seq-0", "C9", "an entry reference to seq 0",
+         post_with(("reply_to", {"feed": feed, "seq": 0}))),
+        ("attachment-upper-case-type", "C9", "media type \"audio/MPEG\"",
+         post_with(("attachments", [{"url": episode["url"], "media_type": "audio/MPEG"}]))),
+        ("attachment-negative-size", "C9", "size -1",
+         post_with(("attachments", [{"url": episode["url"], "media_type": "audio/mpeg",
+                                     "size": -1}]))),
+        ("link-javascript-url", "C9", "a javascript: URL",
+         content_map(("type", "link"), ("url", "javascript:alert(1)"))),
+        ("link-url-with-space", "C9", "a URL holding a space",
+         content_map(("type", "link"), ("url", "https://example.org/a b"))),
+        ("about-name-101", "C9", "a name of 101 characters",
+         content_map(("type", "about"), ("name", "n" * 101))),
+        ("about-avatar-number", "C9", "an avatar that is a number",
+         content_map(("type", "about"), ("name", "A"), ("avatar", 7))),
+    ]
+    assert len(next(c[3] for c in not_content if c[0] == "follow-over-1024-bytes")) == 1025
+    invalid_json = [  # (name, the field the error names, description, JSON)
+        ("not-an-object", "content", "an array", ["post"]),
+        ("no-type", "type", "no \"type\"", {"text": "hi"}),
+        ("post-without-text", "post.text", "a post has text", {"type": "post"}),
+        ("post-tag-too-long", "post.tags[2]", "the third tag has 65 characters",
+         {"type": "post", "text": "hi", "tags": ["a", "b", "c" * 65]}),
+        ("post-unknown-key", "post.lang", "writers use only the keys the spec lists",
+         {"type": "post", "text": "hi", "lang": "en"}),
+        ("post-version-2", "post.v", "this version writes version 1 of post",
+         {"type": "post", "v": 2, "text": "hi"}),
+        ("post-lone-surrogate", "post.text", "a lone surrogate is not Unicode text",
+         {"type": "post", "text": "\ud800"}),
+        ("attachment-size", "post.attachments[0].size", "size -1",
+         {"type": "post", "text": "", "attachments": [{"url": episode["url"],
+                                                       "media_type": "audio/mpeg",
+                                                       "size": -1}]}),
+        ("reply-to-bad-feed", "post.reply_to.feed", "an author id where a feed id belongs",
+         {"type": "post", "text": "hi",
+          "reply_to": {"feed": str(Identity.from_seed(bytes(32)).author), "seq": 1}}),
+        ("link-relative-url", "link.url", "a relative URL", {"type": "link", "url": "/a"}),
+        ("follow-bad-feed", "follow.feed", "not a feed id",
+         {"type": "follow", "feed": "tf1"}),
+        ("about-avatar-number", "about.avatar", "an avatar that is a number",
+         {"type": "about", "name": "Alice", "avatar": 7}),
+        ("bare-unknown-type", "type", "bare type names are the library's",
+         {"type": "poll", "options": []}),
+        ("app-type-upper-case", "type", "type names are lower case",
+         {"type": "Org.Example.Quiz"}),
+        ("app-type-integer-too-large", "org.example.quiz.n", "2^64 does not fit CBOR's integers",
+         {"type": "org.example.quiz", "n": 2**64}),
+        ("app-type-bad-version", "org.example.quiz.v", "\"v\" is an integer of at least 1",
+         {"type": "org.example.quiz", "v": 0}),
+    ]
+    return {
+        "feed": feed,
+        "valid": valid,
+        "read": [{"name": n, "description": d, "hex": b.hex(), "json": j}
+                 for n, d, b, j in read],
+        "not_content": [{"name": n, "step": step, "description": d, "hex": b.hex()}
+                        for n, step, d, b in not_content],
+        "invalid_json": [{"name": n, "field": f, "description": d, "json": j}
+                         for n, f, d, j in invalid_json],
+    }
+
+
 # -- writing ------------------------------------------------------------------------
 
 
@@ -1935,6 +2171,7 @@ def make_all() -> dict[str, str]:
         "bundles.json": render(make_bundles(blog, forged)),
         "handshake.json": render(make_handshake(blog, notes)),
         "wire.json": render(make_wire(blog, notes, bob, forged)),
+        "content.json": render(make_content()),
     }
 
 

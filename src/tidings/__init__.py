@@ -1,9 +1,24 @@
 """tidings: signed, append-only logs for asynchronous learning networks.
 
-The main entry point is :class:`Logbook`; the pure core lives in
-:mod:`tidings.core` and the stores in :mod:`tidings.storage`.
+Apps embed a node with :func:`open_node` (a trio async context manager, see
+:mod:`tidings.embed`) and publish content types such as :class:`Post`
+(:mod:`tidings.content`). :class:`Logbook` is the store-level API; the pure
+core lives in :mod:`tidings.core` and the stores in :mod:`tidings.storage`.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from tidings.content import (
+    About,
+    Attachment,
+    EntryRef,
+    Follow,
+    LinkShare,
+    Post,
+    Unfollow,
+    Unknown,
+    describe,
+)
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE, Entry, decode_entry, sign_entry
 from tidings.core.forks import ForkProof
 from tidings.core.ids import AuthorId, FeedId
@@ -14,31 +29,65 @@ from tidings.identity import Identity
 from tidings.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 from tidings.storage import MemoryStore, SqliteStore, Store
 
+if TYPE_CHECKING:
+    from tidings.embed import EmbeddedNode, Item, Status, Subscription, open_node
+
 __version__ = "0.1.0"
+
+#: Names loaded on first use: the node brings in trio and the protocol, which
+#: commands like `tidings publish` never need.
+_LAZY = {name: "tidings.embed" for name in
+         ("EmbeddedNode", "Item", "Status", "Subscription", "open_node")}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tidings' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_LOG",
     "MAX_ENTRY_SIZE",
     "MAX_PAYLOAD_SIZE",
+    "About",
     "Anchor",
+    "Attachment",
     "AuthorId",
+    "EmbeddedNode",
     "Entry",
+    "EntryRef",
     "FeedId",
+    "Follow",
     "ForkProof",
     "Identity",
     "ImportResult",
     "IngestResult",
     "InvalidEntry",
+    "Item",
+    "LinkShare",
     "Logbook",
     "MemoryStore",
+    "Post",
     "SqliteStore",
+    "Status",
     "Store",
+    "Subscription",
     "TidingsError",
+    "Unfollow",
+    "Unknown",
     "UsageError",
     "VerifyReport",
     "certificate_pool",
     "decode_entry",
+    "describe",
     "lipmaa",
+    "open_node",
     "partial_seqs",
     "sign_entry",
     "verify_partial",

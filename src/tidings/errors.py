@@ -34,6 +34,22 @@ class InvalidId(UsageError, ValueError):
         self.reason = reason
 
 
+class InvalidContent(UsageError, ValueError):
+    """Content to be written breaks a rule of spec/content.md.
+
+    ``field`` names the bad value as a path (``post.tags[2]``, ``about.avatar``),
+    ``problem`` says what is wrong with it; the message is ``field: problem``.
+    Only writers see this error: a reader skips content it cannot use.
+    """
+
+    code = "invalid-content"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 class MissingAnchor(UsageError):
     """Verification was asked to check a link to an entry the caller did not supply."""
 

@@ -5,6 +5,10 @@ Layout (spec-independent, local only)::
     HOME/secret.key      the author's secret key, mode 0600
     HOME/store.sqlite3   the SQLite store (plus -wal and -shm beside it)
     HOME/config.toml     settings, all optional
+    HOME/node.key        the node's transport key, mode 0600 (sync.key: `tidings sync`'s)
+    HOME/node.sqlite3    follows, known peers, clock memory
+    HOME/api.token       the local HTTP API's bearer token, mode 0600
+    HOME/api.json        where a running node's local API listens (while it runs)
 
 HOME is ``--home``, else ``$TIDINGS_HOME``, else the platform's user data
 directory for "tidings".
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +42,11 @@ NODE_STATE_FILE = "node.sqlite3"
 NODE_KEY_FILE = "node.key"
 SYNC_KEY_FILE = "sync.key"
 NODE_KEY_HEADER = "tidings-node-key-1"
+API_TOKEN_FILE = "api.token"
+#: Written by a running node: where its local API listens (removed when it stops).
+API_FILE = "api.json"
 DEFAULT_LISTEN = "0.0.0.0:7654"
+DEFAULT_API_LISTEN = "127.0.0.1:7655"
 DEFAULT_CONFIG = f"""\
 # tidings configuration. Every setting is optional.
 
@@ -59,10 +68,21 @@ default_log = "{DEFAULT_LOG}"
 # max_connections = 64
 # Find nodes of the same network on the LAN by UDP multicast.
 # lan_discovery = true
+
+[api]
+# The local HTTP API for apps (--api). Every request needs the token in
+# HOME/{API_TOKEN_FILE}. Keep it on loopback unless you know why not.
+# listen = "{DEFAULT_API_LISTEN}"
+# enabled = true
+# Web origins allowed to call the API from a browser (CORS); none by default.
+# cors_origins = []
 """
-_NODE_SETTINGS = {
-    "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
-    "hops": int, "max_connections": int, "lan_discovery": bool,
+_SETTINGS: dict[str, dict[str, type]] = {
+    "node": {
+        "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
+        "hops": int, "max_connections": int, "lan_discovery": bool,
+    },
+    "api": {"listen": str, "enabled": bool, "cors_origins": list},
 }
 
 
@@ -87,6 +107,8 @@ class Config:
     default_log: str = DEFAULT_LOG
     #: The [node] table, checked for names and types (values checked where used).
     node: dict[str, object] = field(default_factory=dict)
+    #: The [api] table, checked the same way.
+    api: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -104,7 +126,7 @@ class Config:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"default_log", "node"}
+        unknown = set(data) - {"default_log", *_SETTINGS}
         if unknown:
             raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         default_log = data.get("default_log", DEFAULT_LOG)
@@ -112,16 +134,18 @@ class Config:
             check_log_id(default_log)
         except InvalidId as exc:
             raise UsageError(f"{path}: default_log: {exc}") from None
-        node = data.get("node", {})
-        if not isinstance(node, dict):
-            raise UsageError(f"{path}: node must be a table ([node])")
-        for name, value in node.items():
-            kind = _NODE_SETTINGS.get(name)
-            if kind is None:
-                raise UsageError(f"{path}: unknown setting node.{name}")
-            if type(value) is not kind:
-                raise UsageError(f"{path}: node.{name} must be a {kind.__name__}")
-        return cls(default_log=default_log, node=node)
+        tables: dict[str, dict[str, object]] = {}
+        for table, kinds in _SETTINGS.items():
+            values = tables[table] = data.get(table, {})
+            if not isinstance(values, dict):
+                raise UsageError(f"{path}: {table} must be a table ([{table}])")
+            for name, value in values.items():
+                kind = kinds.get(name)
+                if kind is None:
+                    raise UsageError(f"{path}: unknown setting {table}.{name}")
+                if type(value) is not kind:
+                    raise UsageError(f"{path}: {table}.{name} must be a {kind.__name__}")
+        return cls(default_log=default_log, **tables)
 
 
 class Home:
@@ -159,6 +183,33 @@ class Home:
                 write_key_file(path, NODE_KEY_HEADER, os.urandom(32))
         return read_key_file(path, NODE_KEY_HEADER, "node key")
 
+    def api_token(self) -> str:
+        """The local API's bearer token (made on first use, mode 0600)."""
+        path = self.path / API_TOKEN_FILE
+        if not path.exists():
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Written whole under another name, then linked into place: a
+            # process racing us sees no file or a complete one, never half.
+            draft = self.path / f".{API_TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(32) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(draft, path)
+            finally:
+                draft.unlink()
+        token = path.read_text().strip()
+        if len(token) < 16:
+            raise UsageError(f"{path} holds no usable token: delete it and start the node again")
+        return token
+
+    @property
+    def api_file(self) -> Path:
+        return self.path / API_FILE
+
     @property
     def node_state_path(self) -> Path:
         return self.path / NODE_STATE_FILE
@@ -184,6 +235,7 @@ class Home:
                 return self.identity(), False  # another `init` won the race: keep its key
             if not self.config_path.exists():
                 self.config_path.write_text(DEFAULT_CONFIG)
+            self.api_token()
         except OSError as exc:
             raise UsageError(
                 f"cannot create the home {self.path}: {exc.strerror}; choose another with "

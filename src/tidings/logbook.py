@@ -54,6 +54,8 @@ from tidings.identity import Identity
 from tidings.storage.base import FeedInfo, Store, StoredEntry
 
 DEFAULT_LOG = "main"
+#: The log public follow and unfollow entries go to (spec/content.md).
+FOLLOWS_LOG = "follows"
 #: Entries per store transaction when ingesting or verifying: large enough that
 #: one signature check and one commit are spread over many entries.
 BATCH_SIZE = 1000

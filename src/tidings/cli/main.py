@@ -1,8 +1,8 @@
 """``tidings``: the command line. Data goes to stdout, messages to stderr.
 
 Exit codes: 0 success; 1 the data is bad (verification failed, a bundle is
-damaged); 2 the command cannot run as asked (bad arguments, no home, unknown
-feed).
+damaged, a peer or the node's API refused); 2 the command cannot run as asked
+(bad arguments, no home, unknown feed); 3 no node runs for the home (`status`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tidings import __version__
+from tidings.cli.api import add_commands as add_api_commands
 from tidings.cli.common import (
     EXIT_BAD_DATA,
     EXIT_OK,
@@ -390,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("forks", "list the fork proofs in the store")
     p.set_defaults(run=cmd_forks)
     add_node_commands(command)
+    add_api_commands(command)
     return parser
 
 

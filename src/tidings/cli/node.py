@@ -19,7 +19,14 @@ from tidings.cli.common import (
     print_json,
 )
 from tidings.core.ids import FeedId
-from tidings.home import DEFAULT_LISTEN, SYNC_KEY_FILE, Home, parse_network_key
+from tidings.home import (
+    DEFAULT_API_LISTEN,
+    DEFAULT_LISTEN,
+    SYNC_KEY_FILE,
+    Home,
+    parse_network_key,
+)
+from tidings.logbook import FOLLOWS_LOG
 
 if TYPE_CHECKING:
     from tidings.node.daemon import Connection, Node, NodeOptions
@@ -27,11 +34,11 @@ if TYPE_CHECKING:
     from tidings.replicator import PartialResult
 
 T = TypeVar("T")
+DEFAULT_API_PORT = 7655
 
 # The node's modules (trio, the protocol) load only when a node command runs:
 # `tidings publish` and friends start faster without them.
 
-FOLLOWS_LOG = "follows"
 
 
 def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptions:
@@ -64,10 +71,22 @@ def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, byte
     return book, state, key
 
 
+def _api_settings(args: argparse.Namespace, home: Home) -> tuple[tuple[str, int] | None,
+                                                                  tuple[str, ...]]:
+    from tidings.node.daemon import parse_address
+
+    settings = home.config().api
+    origins = tuple(str(o) for o in settings.get("cors_origins", []))  # type: ignore[attr-defined]
+    if args.no_api or (not settings.get("enabled", True) and not args.api):
+        return None, origins
+    return parse_address(args.api or str(settings.get("listen", DEFAULT_API_LISTEN)),
+                         DEFAULT_API_PORT), origins
+
+
 def cmd_up(args: argparse.Namespace, home: Home) -> int:
     import trio
 
-    from tidings.node.daemon import Node
+    from tidings.embed import ListenError, run_node
     from tidings.node.log import Logger
 
     identity, created = home.init()
@@ -75,39 +94,28 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     if created:
         log.info("created-identity", author=str(identity.author), home=str(home.path))
     options = _options(args, home, listen=True)
-    book, state, key = _open(home)
-    node = Node(book, state, key, options, log)
+    api, origins = _api_settings(args, home)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(node.run)
-
-                async def stop_on_signal() -> None:
-                    async for signum in signals:
-                        log.info("stopping", signal=signal.Signals(signum).name)
-                        nursery.cancel_scope.cancel()
-                        return
-
-                nursery.start_soon(stop_on_signal)
+            async with run_node(home, options, api=api, cors_origins=origins, log=log):
+                async for signum in signals:
+                    log.info("stopping", signal=signal.Signals(signum).name)
+                    return
 
     try:
         trio.run(main)
-    except (OSError, ExceptionGroup) as exc:
+    except ExceptionGroup as exc:
         # trio's nurseries wrap what escapes them in an ExceptionGroup.
-        failure = exc.subgroup(OSError) if isinstance(exc, ExceptionGroup) else exc
+        failure: BaseException | None = exc.subgroup(ListenError)
         if failure is None:
             raise
-        while isinstance(failure, ExceptionGroup):
+        while isinstance(failure, BaseExceptionGroup):
             failure = failure.exceptions[0]
-        host, port = options.listen or ("?", 0)
         raise CommandError(
-            f"cannot listen on {host}:{port}: {getattr(failure, 'strerror', None) or failure}; "
-            "choose another with --listen HOST:PORT"
+            f"{failure}; choose another port with --listen HOST:PORT (peers) or "
+            "--api HOST:PORT (the local API)"
         ) from None
-    finally:
-        book.store.close()
-        state.close()
     log.info("stopped")
     return EXIT_OK
 
@@ -276,6 +284,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--hops", type=int, metavar="N",
                    help="1: replicate followed feeds; 2: also those their authors follow")
     p.add_argument("--no-lan", action="store_true", help="no LAN discovery by multicast")
+    p.add_argument("--api", metavar="HOST:PORT",
+                   help=f"where the local HTTP API listens (default from config: "
+                        f"{DEFAULT_API_LISTEN}; port 0 for any)")
+    p.add_argument("--no-api", action="store_true", help="do not serve the local HTTP API")
     p.add_argument("--verbose", action="store_true", help="log debug events too")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     p.set_defaults(run=cmd_up)

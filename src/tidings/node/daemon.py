@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
     BadFrame,
@@ -153,6 +154,17 @@ class Node:
         self._dialing: set[tuple[str, int]] = set()
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
+        self._changed = trio.Event()
+
+    # -- telling readers (subscriptions) that the store changed ---------------------
+
+    def changed(self) -> trio.Event:
+        """An event set at the next change to the store (take it before reading)."""
+        return self._changed
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     # -- the replicator, one call at a time, off the event loop -----------------
 
@@ -225,6 +237,7 @@ class Node:
                 changed = await self._core(self.replicator.refresh_local)
                 if changed:
                     self.log.debug("local-change", feeds=len(changed))
+                self._notify()
             if (store_version, state_version) != self._versions:
                 self._versions = (store_version, state_version)
                 self._wake_all()
@@ -237,9 +250,37 @@ class Node:
         version = getattr(self.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
 
+    async def locked(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` in a worker thread while the replicator is idle (to read its state)."""
+        return await self._core(call, *args)
+
+    async def publish(self, payload: bytes, log_id: str) -> Entry:
+        """Publish as this node's author (an embedding app); peers hear of it at once."""
+
+        def publish() -> Entry:
+            entry = self.logbook.publish(payload, log_id)
+            self.replicator.refresh_local()
+            return entry
+
+        entry = await self._core(publish)
+        self._notify()
+        self._wake_all()
+        return entry
+
+    async def set_follow(self, feed: FeedId, follow: bool) -> bool:
+        """Follow or unfollow ``feed``; True if that changed anything."""
+        change = self.state.follow if follow else self.state.unfollow
+        changed = await _io(change, feed)
+        follows = await _io(self.state.follows)
+        self._versions = (self._versions[0], await _io(self.state.data_version))
+        await self._core(self.replicator.set_follows, follows)
+        self._wake_all()
+        return changed
+
     async def refresh(self) -> None:
         """Take in this process's own writes (an embedding app's publish) at once."""
         await self._core(self.replicator.refresh_local)
+        self._notify()
         self._wake_all()
 
     # -- dialing --------------------------------------------------------------------
@@ -402,7 +443,10 @@ class Node:
                             "another network (--network)?"
                         )
                     break
+                before = self.replicator.entries_received
                 await self._core(self.replicator.receive, session, data)
+                if self.replicator.entries_received != before:
+                    self._notify()
                 if not connection.ready.is_set() and session.version is not None:
                     await self._on_ready(connection)
                     for other in self.connections:

@@ -46,6 +46,19 @@ class FeedInfo:
     forked_at: int | None
 
 
+class Arrival(NamedTuple):
+    """One append: entries ``first_seq..last_seq`` of ``feed`` arrived together.
+
+    Arrival ids grow with every append, so ``(id, seq)`` orders every entry
+    a store ever took in, the order subscriptions and event streams follow.
+    """
+
+    id: int
+    feed: FeedId
+    first_seq: int
+    last_seq: int
+
+
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Atomic and exclusive; durable when it returns. Nests as a no-op."""
@@ -78,7 +91,15 @@ class Store(Protocol):
         ...
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
-        """Insert verified entries (and their payloads where given)."""
+        """Insert verified entries (and their payloads where given), and one arrival."""
+        ...
+
+    def arrivals(self, after: int, limit: int) -> list[Arrival]:
+        """Arrivals with ``id > after``, oldest first, at most ``limit``."""
+        ...
+
+    def last_arrival(self) -> int:
+        """The newest arrival's id (0 for an empty store)."""
         ...
 
     def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:

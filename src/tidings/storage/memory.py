@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 from tidings.core.ids import FeedId
-from tidings.storage.base import FeedInfo, StoredEntry, take_within
+from tidings.storage.base import Arrival, FeedInfo, StoredEntry, take_within
 
 
 class MemoryStore:
@@ -15,6 +15,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._entries: dict[FeedId, list[StoredEntry]] = {}
         self._proofs: dict[FeedId, dict[int, bytes]] = {}
+        self._arrivals: list[Arrival] = []
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -56,6 +57,16 @@ class MemoryStore:
             if row.seq != len(log) + 1:
                 raise ValueError(f"{feed} seq {row.seq}: the store holds {len(log)} entries")
             log.append(row)
+        if rows:
+            self._arrivals.append(
+                Arrival(len(self._arrivals) + 1, feed, rows[0].seq, rows[-1].seq)
+            )
+
+    def arrivals(self, after: int, limit: int) -> list[Arrival]:
+        return self._arrivals[max(after, 0):max(after, 0) + limit]
+
+    def last_arrival(self) -> int:
+        return len(self._arrivals)
 
     def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
         log = self._log(feed)

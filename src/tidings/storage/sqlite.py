@@ -17,7 +17,7 @@ from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
-from tidings.storage.base import FeedInfo, StoredEntry, take_within
+from tidings.storage.base import Arrival, FeedInfo, StoredEntry, take_within
 
 #: Each migration takes the schema from its index to index + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -56,6 +56,19 @@ MIGRATIONS: tuple[str, ...] = (
     # 30% of ingest (random page writes at every commit). Replication names
     # entries by feed and seq.
     "DROP INDEX IF EXISTS entries_by_hash;",
+    # 3 -> 4: the arrival journal, one row per append (a run of one feed's
+    # entries): the order entries arrived in, which subscriptions and the HTTP
+    # API's event stream resume from. Existing entries arrive once, feed by feed.
+    """
+    CREATE TABLE arrivals (
+        id INTEGER PRIMARY KEY,
+        feed INTEGER NOT NULL REFERENCES feeds (id),
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL
+    );
+    INSERT INTO arrivals (feed, first_seq, last_seq)
+        SELECT feed, min(seq), max(seq) FROM entries GROUP BY feed ORDER BY feed;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a writer waits for another process's transaction before failing.
@@ -259,6 +272,27 @@ class SqliteStore:
                 "INSERT INTO payloads (feed, seq, payload) VALUES (?, ?, ?)",
                 [(fid, row.seq, row.payload) for row in rows if row.payload is not None],
             )
+            if rows:
+                self._db.execute(
+                    "INSERT INTO arrivals (feed, first_seq, last_seq) VALUES (?, ?, ?)",
+                    (fid, rows[0].seq, rows[-1].seq),
+                )
+
+    def arrivals(self, after: int, limit: int) -> list[Arrival]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.id, f.author, f.log_id, a.first_seq, a.last_seq "
+                "FROM arrivals a JOIN feeds f ON f.id = a.feed "
+                "WHERE a.id > ? ORDER BY a.id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [Arrival(aid, FeedId(author, log_id), first, last)
+                for aid, author, log_id, first, last in rows]
+
+    def last_arrival(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT max(id) FROM arrivals").fetchone()
+        return int(row[0] or 0)
 
     def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
         query = "SELECT seq FROM payloads WHERE feed = ? AND seq IN ({marks})"

@@ -1,0 +1,129 @@
+"""The commands around HTTP: status (through the local API) and serve-feeds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
+from tidings.home import Home
+
+#: `tidings status` exits with this when no node runs for the home.
+EXIT_NOT_RUNNING = 3
+
+
+def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
+    """GET ``path`` from the node running on ``home``, through its local API."""
+    try:
+        url = json.loads(home.api_file.read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CommandError(
+            f"no node is running for {home.path} (no {home.api_file.name}): start one with "
+            "`tidings up`", EXIT_NOT_RUNNING,
+        ) from None
+    request = urllib.request.Request(
+        url + path, headers={"Authorization": f"Bearer {home.api_token()}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            problem = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            problem = str(exc)
+        raise CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CommandError(
+            f"the node at {url} does not answer ({reason}): is `tidings up` still running?",
+            EXIT_NOT_RUNNING,
+        ) from None
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def cmd_status(args: argparse.Namespace, home: Home) -> int:
+    status = api_call(home, "/v1/status")
+    if args.json:
+        print_json(status)
+        return EXIT_OK
+    behind = sum(f["behind"] for f in status["feeds"])
+    print(f"node     up {_duration(status['uptime'])}, author {status['author']}")
+    print(f"listen   {status['listen'] or '(client only: dials, does not listen)'}")
+    print(f"api      {status['api']}")
+    print(f"peers    {len(status['peers'])} connected, {status['known_peers']} known")
+    for peer in status["peers"]:
+        relay = "  relay" if peer["relay"] else ""
+        print(f"  {peer['node'][:8]}  {peer['address']:<22} {peer['direction']:<3}{relay}")
+    sync = "caught up" if status["caught_up"] else f"{behind} entries to fetch"
+    print(f"feeds    {len(status['feeds'])}, {sync}, "
+          f"{status['entries_received']} entries received since start")
+    for feed in status["feeds"]:
+        mark = "*" if feed["followed"] else " "
+        known = f"/{feed['peer_seq']}" if feed["peer_seq"] > feed["local_seq"] else ""
+        print(f" {mark}{feed['feed']}  {feed['local_seq']}{known}")
+    return EXIT_OK
+
+
+def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
+    import trio
+
+    from tidings.http.gateway import serve_feeds
+    from tidings.node.daemon import parse_address
+    from tidings.node.log import Logger
+
+    host, port = parse_address(args.listen, 8080)
+    log = Logger(as_json=args.log_json)
+    book = home.open_logbook()
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(serve_feeds, book.store, host, port, log)
+                log.info("serving-feeds", url=f"http://{bound[0]}:{bound[1]}/feeds/",
+                         home=str(home.path))
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except ExceptionGroup as exc:
+        failure = exc.subgroup(OSError)
+        if failure is None:
+            raise
+        first: BaseException = failure
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise CommandError(f"cannot listen on {host}:{port}: "
+                           f"{getattr(first, 'strerror', None) or first}; choose another "
+                           "with --listen HOST:PORT") from None
+    finally:
+        book.store.close()
+    err("stopped")
+    return EXIT_OK
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("status", "show the running node's peers, feeds and sync progress "
+                f"(through its local API; exit {EXIT_NOT_RUNNING} if none runs)")
+    p.set_defaults(run=cmd_status)
+
+    p = command("serve-feeds", "serve stored feeds as Atom and JSON Feed, read-only and "
+                "without a token, for feed readers and podcast apps", json_flag=False)
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
+    p.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
+    p.set_defaults(run=cmd_serve_feeds)
+
+
+__all__ = ["EXIT_NOT_RUNNING", "add_commands", "api_call"]

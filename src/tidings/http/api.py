@@ -1,0 +1,461 @@
+"""The local HTTP API: everything the Python API does, as JSON, for apps in any language.
+
+Normative description: ``spec/http-api.md`` and ``spec/openapi.json``. In short:
+
+* every request needs the token from ``HOME/api.token``, as
+  ``Authorization: Bearer TOKEN`` (or ``?token=TOKEN`` on a GET, for
+  EventSource and feed readers, which cannot set headers);
+* state changes only by POST with a JSON body (``Content-Type:
+  application/json``): a web page cannot forge one without CORS permission,
+  and CORS is off unless origins are configured;
+* requests for another Host than the loopback names are refused while the API
+  listens on loopback (DNS rebinding);
+* errors are ``{"error": {"code": "...", "message": "..."}}`` with a stable code;
+* ``GET /v1/events`` is a Server-Sent Events stream of new entries whose event
+  ids are cursors: a client that reconnects with ``Last-Event-ID`` misses nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import trio
+
+from tidings import content as content_types
+from tidings.core.entry import TAG_END_OF_LOG
+from tidings.core.ids import FeedId
+from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
+from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
+from tidings.http import gateway
+from tidings.http.server import (
+    HttpError,
+    HttpServer,
+    Request,
+    Response,
+    error_response,
+    json_response,
+)
+from tidings.logbook import DEFAULT_LOG
+from tidings.storage.base import Store
+
+API_PREFIX = "/v1"
+#: Seconds between SSE keep-alive comments (proxies drop silent streams).
+KEEPALIVE_EVERY = 15.0
+#: What an EventSource waits before reconnecting, in milliseconds.
+SSE_RETRY_MS = 2000
+MAX_FEEDS_PER_STREAM = 1000
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+# -- JSON forms ---------------------------------------------------------------
+
+
+def _time(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    """An entry as the API shows it (spec/http-api.md, "Entry")."""
+    entry, payload = item.entry, item.payload
+    decoded = content_types.decode(payload)
+    shown: dict[str, Any] = {
+        "feed": str(entry.feed), "author": str(entry.feed.author), "log": entry.log_id,
+        "seq": entry.seq, "hash": entry.hash.hex(), "timestamp": entry.timestamp,
+        "published": _time(entry.timestamp), "end_of_log": entry.tag == TAG_END_OF_LOG,
+        "payload_size": entry.payload_size, "payload_held": payload is not None,
+        "content": None if decoded is None else content_types.to_json(decoded),
+        "payload_base64": None if payload is None else base64.b64encode(payload).decode(),
+    }
+    if item.cursor is not None:
+        shown["cursor"] = item.cursor
+    return shown
+
+
+def _progress_json(progress: FeedProgress) -> dict[str, Any]:
+    return {"feed": str(progress.feed), "local_seq": progress.local_seq,
+            "peer_seq": progress.peer_seq, "behind": progress.behind,
+            "followed": progress.followed}
+
+
+def _peer_json(peer: PeerInfo) -> dict[str, Any]:
+    return {"node": peer.node, "address": peer.address, "direction": peer.direction,
+            "version": peer.version, "relay": peer.relay}
+
+
+def status_json(status: Status, api_url: str | None) -> dict[str, Any]:
+    return {
+        "author": str(status.author), "listen": status.listen, "api": api_url,
+        "peers": [_peer_json(p) for p in status.peers], "known_peers": status.known_peers,
+        "feeds": [_progress_json(f) for f in status.feeds],
+        "caught_up": status.caught_up, "entries_received": status.entries_received,
+        "uptime": round(max(0.0, _now() - status.started), 3),
+    }
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+# -- request helpers ----------------------------------------------------------
+
+
+def _json_body(request: Request, allowed: set[str],
+               required: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise HttpError(415, "unsupported_media_type",
+                        "send the body as JSON with Content-Type: application/json")
+    try:
+        value = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise HttpError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, "invalid_request", "the body must be a JSON object")
+    unknown = set(value) - allowed
+    if unknown:
+        raise HttpError(400, "invalid_request",
+                        f"unknown field(s) {', '.join(sorted(unknown))}; "
+                        f"allowed: {', '.join(sorted(allowed))}")
+    missing = required - set(value)
+    if missing:
+        raise HttpError(400, "invalid_request", f"missing field(s) {', '.join(sorted(missing))}")
+    return value
+
+
+def _feed_field(value: object, name: str = "feed") -> FeedId:
+    if not isinstance(value, str):
+        raise HttpError(400, "invalid_request", f"{name} must be a feed id (tf1...)")
+    return _feed(value)
+
+
+def _feed(text: str) -> FeedId:
+    try:
+        return FeedId.parse(text)
+    except UsageError as exc:
+        raise HttpError(400, "invalid_feed", str(exc)) from None
+
+
+def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.arg(name)
+    if text is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not low <= int(text) <= high:
+        raise HttpError(400, "invalid_request", f"{name} must be an integer from {low} to {high}")
+    return int(text)
+
+
+def _bool_field(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HttpError(400, "invalid_request", f"{name} must be true or false")
+    return value
+
+
+# -- the routes ---------------------------------------------------------------
+
+Route = Callable[["Api", Request, re.Match[str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    call: Route
+
+
+_FEED = r"(?P<feed>tf1[a-z2-7]+_[^/.]+)"
+_ROUTES: list[_Route] = []
+
+
+def route(method: str, path: str) -> Callable[[Route], Route]:
+    def register(call: Route) -> Route:
+        _ROUTES.append(_Route(method, re.compile(path.replace("{feed}", _FEED)), call))
+        return call
+    return register
+
+
+class Api:
+    """The request handler of the local API for one embedded node."""
+
+    def __init__(self, node: EmbeddedNode, token: str, *, loopback: bool,
+                 cors_origins: tuple[str, ...] = ()) -> None:
+        self.node = node
+        self._token = token.encode()
+        self.loopback = loopback
+        self.cors_origins = cors_origins
+
+    @property
+    def store(self) -> Store:
+        return self.node.store
+
+    async def __call__(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        try:
+            self._check_host(request)
+            if origin is not None and origin not in self.cors_origins:
+                raise HttpError(403, "origin_not_allowed",
+                                f"requests from {origin[:100]} are not allowed: add it to "
+                                "[api] cors_origins in config.toml to allow a web app")
+            if request.method == "OPTIONS" and origin is not None:
+                return self._preflight()
+            self._check_token(request)
+            response = await self._dispatch(request)
+        except HttpError as error:
+            response = error_response(error)
+        if origin is not None and origin in self.cors_origins:
+            response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return response
+
+    def _check_host(self, request: Request) -> None:
+        if not self.loopback:
+            return
+        host = request.headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.lower() not in LOOPBACK_HOSTS and not _is_loopback_ip(name):
+            raise HttpError(403, "host_not_allowed",
+                            f"the API answers only to loopback host names, not {host[:100]!r}")
+
+    def _check_token(self, request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        candidate = value.strip() if scheme.lower() == "bearer" else ""
+        if not candidate and request.method in ("GET", "HEAD"):
+            candidate = request.arg("token") or ""
+        if not hmac.compare_digest(candidate.encode(), self._token):
+            raise HttpError(401, "unauthorized",
+                            "send the token from HOME/api.token as 'Authorization: Bearer TOKEN'",
+                            [("WWW-Authenticate", 'Bearer realm="tidings"')])
+
+    def _preflight(self) -> Response:
+        return Response(204, headers=[
+            ("Access-Control-Allow-Methods", "GET, POST"),
+            ("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID"),
+            ("Access-Control-Max-Age", "600"),
+        ])
+
+    async def _dispatch(self, request: Request) -> Response:
+        allowed: list[str] = []
+        for candidate in _ROUTES:
+            match = candidate.pattern.fullmatch(request.path)
+            if match is None:
+                continue
+            if candidate.method != request.method:
+                allowed.append(candidate.method)
+                continue
+            try:
+                return await candidate.call(self, request, match)
+            except InvalidContent as exc:
+                raise HttpError(400, "invalid_content", str(exc)) from None
+            except UsageError as exc:
+                raise HttpError(400, "invalid_request", str(exc)) from None
+        if allowed:
+            raise HttpError(405, "method_not_allowed",
+                            f"{request.path} takes {' or '.join(sorted(set(allowed)))}",
+                            [("Allow", ", ".join(sorted(set(allowed))))])
+        raise HttpError(404, "not_found", f"no such endpoint: {request.path[:200]}; "
+                        f"see {API_PREFIX}/openapi.json")
+
+
+def _is_loopback_ip(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@route("GET", API_PREFIX + "/status")
+async def _status(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return json_response(status_json(await api.node.status(), api.node.api_url))
+
+
+@route("GET", API_PREFIX + "/peers")
+async def _peers(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return json_response({"peers": [_peer_json(p) for p in await api.node.peers()]})
+
+
+@route("POST", API_PREFIX + "/peers")
+async def _add_peer(api: Api, request: Request, match: re.Match[str]) -> Response:
+    body = _json_body(request, {"address"}, {"address"})
+    if not isinstance(body["address"], str):
+        raise HttpError(400, "invalid_request", "address must be HOST:PORT")
+    await api.node.add_peer(body["address"])
+    return json_response({"address": body["address"], "dialing": True}, 202)
+
+
+@route("GET", API_PREFIX + "/feeds")
+async def _feeds(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return json_response({"feeds": [_progress_json(f) for f in await api.node.feeds()]})
+
+
+@route("GET", API_PREFIX + "/following")
+async def _following(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return json_response({"following": [str(f) for f in await api.node.following()]})
+
+
+async def _set_follow(api: Api, request: Request, follow: bool) -> Response:
+    body = _json_body(request, {"feed", "public"}, {"feed"})
+    feed, public = _feed_field(body["feed"]), _bool_field(body, "public")
+    call = api.node.follow if follow else api.node.unfollow
+    changed = await call(feed, public=public)
+    return json_response({"feed": str(feed), "following": follow, "changed": changed})
+
+
+@route("POST", API_PREFIX + "/follow")
+async def _follow(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return await _set_follow(api, request, True)
+
+
+@route("POST", API_PREFIX + "/unfollow")
+async def _unfollow(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return await _set_follow(api, request, False)
+
+
+@route("POST", API_PREFIX + "/publish")
+async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response:
+    body = _json_body(request, {"log", "content", "payload_base64"})
+    log = body.get("log", DEFAULT_LOG)
+    if not isinstance(log, str):
+        raise HttpError(400, "invalid_request", "log must be a log id such as \"blog\"")
+    if ("content" in body) == ("payload_base64" in body):
+        raise HttpError(400, "invalid_request",
+                        "give exactly one of content (a JSON content object) and "
+                        "payload_base64 (free bytes)")
+    if "content" in body:
+        payload = content_types.encode(content_types.from_json(body["content"]))
+    else:
+        text = body["payload_base64"]
+        try:
+            payload = base64.b64decode(text if isinstance(text, str) else "!", validate=True)
+        except ValueError:
+            raise HttpError(400, "invalid_request", "payload_base64 must be base64") from None
+    try:
+        entry = await api.node.publish(payload, log)
+    except TidingsError as exc:
+        raise HttpError(400, "invalid_request", str(exc)) from None
+    return json_response(item_json(Item(entry, payload)), 201)
+
+
+@route("GET", API_PREFIX + "/feeds/{feed}/entries")
+async def _entries(api: Api, request: Request, match: re.Match[str]) -> Response:
+    feed = _feed(match["feed"])
+    since = _int_arg(request, "since", 1, 1, 2**63 - 1)
+    limit = _int_arg(request, "limit", 100, 1, 1000)
+    items = await api.node.entries(feed, since=since, limit=limit)
+    following = items[-1].seq + 1 if len(items) == limit else None
+    return json_response({"entries": [item_json(i) for i in items], "next_since": following})
+
+
+@route("GET", API_PREFIX + "/feeds/{feed}/entries/(?P<seq>[0-9]{1,19})")
+async def _entry(api: Api, request: Request, match: re.Match[str]) -> Response:
+    item = await api.node.entry(_feed(match["feed"]), int(match["seq"]))
+    if item is None:
+        raise HttpError(404, "not_found", f"no entry {match['seq']} of {match['feed']} here")
+    return json_response(item_json(item))
+
+
+@route("GET", API_PREFIX + "/feeds/{feed}/entries/(?P<seq>[0-9]{1,19})/payload")
+async def _payload(api: Api, request: Request, match: re.Match[str]) -> Response:
+    item = await api.node.entry(_feed(match["feed"]), int(match["seq"]))
+    if item is None:
+        raise HttpError(404, "not_found", f"no entry {match['seq']} of {match['feed']} here")
+    if item.payload is None:
+        raise HttpError(404, "payload_not_held",
+                        "this node holds the entry but not its payload (deleted, or never "
+                        "fetched)")
+    return Response(200, item.payload, "application/octet-stream")
+
+
+@route("GET", API_PREFIX + "/feeds/{feed}/latest")
+async def _latest(api: Api, request: Request, match: re.Match[str]) -> Response:
+    feed = _feed(match["feed"])
+    count = _int_arg(request, "count", 20, 1, 1000)
+    peer = request.arg("peer")
+    try:
+        items = await api.node.fetch_latest(feed, count, peer=peer, timeout=30.0)
+    except trio.TooSlowError:
+        raise HttpError(504, "peer_timeout", "no peer answered within 30 s") from None
+    except PeerError as exc:
+        raise HttpError(502, "peer_error", f"the peer failed: {exc}") from None
+    except OSError as exc:
+        raise HttpError(502, "peer_unreachable",
+                        f"cannot connect to {peer}: {exc.strerror or exc}") from None
+    except UsageError as exc:
+        raise HttpError(409, "no_peer", str(exc)) from None
+    return json_response({"entries": [item_json(i) for i in items]})
+
+
+@route("GET", API_PREFIX + "/events")
+async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
+    after = request.headers.get("last-event-id") or request.arg("after")
+    if after is not None:
+        parse_cursor(after)  # a bad cursor is a 400 before the stream starts
+    feeds_arg = request.arg("feeds")
+    feeds = None
+    if feeds_arg:
+        names = feeds_arg.split(",")
+        if len(names) > MAX_FEEDS_PER_STREAM:
+            raise HttpError(400, "invalid_request",
+                            f"at most {MAX_FEEDS_PER_STREAM} feeds per stream")
+        feeds = [_feed(name) for name in names]
+    own = request.arg("own", "false") in ("1", "true")
+    subscription = api.node.subscribe(feeds, after=after, own=own)
+
+    async def stream(send: Callable[[bytes], Awaitable[None]]) -> None:
+        page: list[Item] = []
+        await send(f"retry: {SSE_RETRY_MS}\n\n".encode())
+        # The cursor first, so a client that drops before any entry resumes
+        # from here, not from "now" at its reconnect.
+        cursor = await subscription.start()
+        await send(f"event: ready\nid: {cursor}\ndata: "
+                   f"{json.dumps({'cursor': cursor})}\n\n".encode())
+        while True:
+            for item in page:
+                data = json.dumps(item_json(item), ensure_ascii=False)
+                await send(f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode())
+            page = []
+            with trio.move_on_after(KEEPALIVE_EVERY):
+                page = await subscription.next_page()
+            if not page:
+                await send(b": keep-alive\n\n")
+
+    return Response(200, content_type="text/event-stream", stream=stream,
+                    headers=[("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")])
+
+
+@route("GET", API_PREFIX + "/openapi.json")
+async def _openapi(api: Api, request: Request, match: re.Match[str]) -> Response:
+    return Response(200, openapi_document())
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI document of this API (shipped with the package)."""
+    return resources.files("tidings.http").joinpath("openapi.json").read_bytes()
+
+
+for _method, _path, _call in gateway.ROUTES:
+    route(_method, _path)(_call)
+
+
+async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
+                    cors_origins: tuple[str, ...] = (), *,
+                    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+    """Serve the local API for ``node`` on ``address`` until cancelled."""
+    host, port = address
+    loopback = host in LOOPBACK_HOSTS or _is_loopback_ip(host)
+    api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
+    server = HttpServer(api, log=node._node.log,
+                        extra_headers=[("X-Content-Type-Options", "nosniff")])
+    await server.serve(host, port, task_status=task_status)
+
+
+__all__ = ["API_PREFIX", "Api", "item_json", "openapi_document", "serve_api", "status_json"]

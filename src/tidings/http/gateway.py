@@ -1,0 +1,161 @@
+"""The feed gateway: any stored feed as Atom and JSON Feed (spec/feeds.md).
+
+Served by the local API (with its token) and, read-only and without a token,
+by ``tidings serve-feeds`` for the public: then any feed reader or podcast app
+can follow a tidings author without knowing tidings exists.
+
+``GET /feeds/<feed id>.atom`` and ``GET /feeds/<feed id>.json`` give the newest
+page; ``?before=SEQ`` the page of entries older than SEQ, which each page links
+to as its ``next`` page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+from urllib.parse import quote
+
+import trio
+
+from tidings import content as content_types
+from tidings import syndication
+from tidings.core.entry import Entry, decode_entry
+from tidings.core.ids import FeedId
+from tidings.errors import UsageError
+from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
+from tidings.node.log import Logger
+from tidings.storage.base import Store
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+#: The log whose newest "about" entry names an author in feed titles (spec/content.md).
+ABOUT_LOG = "about"
+_MAX_SEQ = 2**63 - 1
+
+
+class FeedSource(Protocol):
+    @property
+    def store(self) -> Store: ...
+
+
+Render = Callable[..., bytes]
+_FORMATS: dict[str, tuple[Render, str]] = {
+    "atom": (syndication.atom, "application/atom+xml; charset=utf-8"),
+    "json": (syndication.json_feed, "application/feed+json; charset=utf-8"),
+}
+
+
+def _page(store: Store, feed: FeedId, before: int | None, limit: int
+          ) -> tuple[list[tuple[Entry, bytes | None]], bool, content_types.About | None]:
+    head = store.head(feed)
+    if head is None:
+        raise LookupError
+    top = min(head.seq, (before or _MAX_SEQ + 1) - 1)
+    seqs = range(max(1, top - limit + 1), top + 1)
+    rows = store.entries_at(feed, seqs)
+    entries = [(decode_entry(row.raw), row.payload) for row in reversed(rows)]
+    about = None
+    about_feed = FeedId(feed.author_key, ABOUT_LOG)
+    about_head = store.head(about_feed)
+    if about_head is not None:
+        newest = store.entries_at(about_feed, [about_head.seq])
+        decoded = content_types.decode(newest[0].payload) if newest else None
+        if isinstance(decoded, content_types.About):
+            about = decoded
+    return entries, bool(seqs) and seqs[0] > 1, about
+
+
+async def render_feed(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
+    """``GET /feeds/<feed>.<atom|json>``: one page of a stored feed."""
+    try:
+        feed = FeedId.parse(match["feed"])
+    except UsageError as exc:
+        raise HttpError(400, "invalid_feed", str(exc)) from None
+    before_text = request.arg("before")
+    limit_text = request.arg("limit")
+    before = limit = None
+    if before_text is not None:
+        if not re.fullmatch(r"[0-9]{1,19}", before_text) or not 1 < int(before_text) <= _MAX_SEQ:
+            raise HttpError(400, "invalid_request", "before must be a seq above 1")
+        before = int(before_text)
+    if limit_text is not None:
+        if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
+            raise HttpError(400, "invalid_request", f"limit must be 1 to {MAX_PAGE}")
+        limit = int(limit_text)
+    try:
+        entries, more, about = await trio.to_thread.run_sync(
+            _page, source.store, feed, before, limit or DEFAULT_PAGE
+        )
+    except LookupError:
+        raise HttpError(404, "not_found", f"this node holds no entries of {feed}") from None
+    render, media = _FORMATS[match["format"]]
+    base = _base_url(request)
+    path = f"/feeds/{quote(str(feed))}.{match['format']}"
+    keep = _kept_query(request, limit)
+    self_url = base + path + (f"?{keep}" if keep else "")
+    if before is not None:
+        self_url = base + path + f"?before={before}" + (f"&{keep}" if keep else "")
+    next_url = None
+    if more and entries:
+        next_url = base + path + f"?before={entries[-1][0].seq}" + (f"&{keep}" if keep else "")
+    body = render(feed, entries, self_url=self_url, next_url=next_url, about=about)
+    return Response(200, body, media, headers=[("Cache-Control", "max-age=60")])
+
+
+def _base_url(request: Request) -> str:
+    host = request.headers.get("host", "localhost")
+    if not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]{1,300}", host):
+        host = "localhost"
+    return f"http://{host}"
+
+
+def _kept_query(request: Request, limit: int | None) -> str:
+    """The query a next link must keep: the page size, and the token if one came that way."""
+    kept = []
+    if limit is not None:
+        kept.append(f"limit={limit}")
+    token = request.arg("token")
+    if token:
+        kept.append(f"token={quote(token)}")
+    return "&".join(kept)
+
+
+FEED_PATH = r"/feeds/(?P<feed>tf1[a-z2-7]+_[^/]+?)\.(?P<format>atom|json)"
+ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+    ("GET", FEED_PATH, render_feed),
+]
+
+
+class PublicFeeds:
+    """The handler of ``tidings serve-feeds``: the gateway alone, no token, GET only."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pattern = re.compile(FEED_PATH)
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            match = self._pattern.fullmatch(request.path)
+            if match is None:
+                raise HttpError(404, "not_found",
+                                "feeds are at /feeds/<feed id>.atom and /feeds/<feed id>.json")
+            if request.method != "GET":
+                raise HttpError(405, "method_not_allowed", "this server is read-only: use GET",
+                                [("Allow", "GET")])
+            return await render_feed(self, request, match)
+        except HttpError as error:
+            return error_response(error)
+
+
+async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = None, *,
+                      task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+                      ) -> None:
+    """Serve the public, read-only feed gateway on ``host:port`` until cancelled."""
+    server = HttpServer(PublicFeeds(store), log=log,
+                        extra_headers=[("X-Content-Type-Options", "nosniff"),
+                                       ("Access-Control-Allow-Origin", "*")])
+    await server.serve(host, port, task_status=task_status)
+
+
+__all__ = ["ROUTES", "PublicFeeds", "render_feed", "serve_feeds"]

@@ -1,0 +1,242 @@
+"""A small HTTP/1.1 server: h11's sans-IO parser on trio sockets.
+
+Why h11: it is the HTTP/1.1 state machine and nothing else, like the rest of
+tidings' core (bytes in, events out), so the server stays a thin trio shell we
+can bound precisely: header size, body size, read and send deadlines, open
+connections. Responses either carry a body or stream it (Server-Sent Events);
+h11 picks the framing (Content-Length, chunked, or close).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+import trio
+
+from tidings.node.log import Logger
+
+#: Request line and headers, in bytes, at most.
+MAX_HEADER_BYTES = 16 * 1024
+#: A request body at most (a 1 MiB payload in base64, with room to spare).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: A client must send a whole request within this many seconds once it starts...
+REQUEST_TIMEOUT = 10.0
+#: ...and may keep an idle connection open this long between requests.
+KEEPALIVE_TIMEOUT = 60.0
+#: A client that reads nothing for this long is cut off (SSE clients resume).
+SEND_TIMEOUT = 30.0
+MAX_CONNECTIONS = 512
+READ_SIZE = 64 * 1024
+
+
+class HttpError(Exception):
+    """An error response: a status, a stable code and a message that says what to do."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    path: str
+    query: dict[str, list[str]]
+    #: Lower-case names; a repeated header keeps its values joined by ", ".
+    headers: dict[str, str]
+    body: bytes
+    client: tuple[str, int]
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """One query parameter (the last if repeated)."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+Send = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Streams the body instead (then ``body`` is ignored): called with a send function.
+    stream: Callable[[Send], Awaitable[None]] | None = None
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(value, ensure_ascii=False).encode() + b"\n")
+
+
+def error_response(error: HttpError) -> Response:
+    body = {"error": {"code": error.code, "message": error.message}}
+    response = json_response(body, error.status)
+    response.headers.extend(error.headers)
+    return response
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpServer:
+    """Serve ``handler`` on a listener; ``await nursery.start(server.serve, host, port)``."""
+
+    def __init__(self, handler: Handler, *, log: Logger | None = None,
+                 extra_headers: list[tuple[str, str]] | None = None) -> None:
+        self.handler = handler
+        self.log = log or Logger(level="quiet")
+        self.extra_headers = extra_headers or []
+        self.open_connections = 0
+
+    async def serve(self, host: str, port: int, *,
+                    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+                    ) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()
+        task_status.started((host, int(bound[1])))
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        if self.open_connections >= MAX_CONNECTIONS:
+            await stream.aclose()
+            return
+        self.open_connections += 1
+        try:
+            client = _peer(stream)
+            connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            while True:
+                request = await self._read_request(stream, connection, client)
+                if request is None:
+                    break
+                try:
+                    response = await self.handler(request)
+                except HttpError as error:
+                    response = error_response(error)
+                await self._respond(stream, connection, response)
+                if connection.our_state is h11.MUST_CLOSE or \
+                        connection.their_state is h11.MUST_CLOSE:
+                    break
+                try:
+                    connection.start_next_cycle()
+                except h11.LocalProtocolError:
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            pass
+        except Exception as exc:  # one broken request must never stop the server
+            self.log.warning("http-failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.open_connections -= 1
+            await stream.aclose()
+
+    async def _read_request(self, stream: trio.SocketStream, connection: h11.Connection,
+                            client: tuple[str, int]) -> Request | None:
+        head: h11.Request | None = None
+        body = bytearray()
+        deadline = trio.current_time() + KEEPALIVE_TIMEOUT
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(stream, connection, HttpError(
+                    exc.error_status_hint, "bad_request", f"malformed HTTP request: {exc}"))
+                return None
+            if event is h11.NEED_DATA:
+                with trio.move_on_at(deadline):
+                    data = await stream.receive_some(READ_SIZE)
+                    connection.receive_data(data)
+                    if head is None and data:
+                        deadline = trio.current_time() + REQUEST_TIMEOUT
+                    continue
+                return None  # idle or too slow: close quietly
+            if isinstance(event, h11.Request):
+                head = event
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and int(length) > MAX_BODY_BYTES:
+                    await self._refuse(stream, connection, HttpError(
+                        413, "payload_too_large",
+                        f"the request body is over {MAX_BODY_BYTES} bytes"))
+                    return None
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    await self._refuse(stream, connection, HttpError(
+                        413, "payload_too_large",
+                        f"the request body is over {MAX_BODY_BYTES} bytes"))
+                    return None
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                try:
+                    return _request(head, bytes(body), client)
+                except ValueError as exc:  # too many query fields, a bad escape
+                    await self._refuse(stream, connection, HttpError(
+                        400, "bad_request", f"malformed request target: {exc}"))
+                    return None
+            elif isinstance(event, h11.ConnectionClosed | h11.PAUSED):
+                return None
+
+    async def _refuse(self, stream: trio.SocketStream, connection: h11.Connection,
+                      error: HttpError) -> None:
+        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            response = error_response(error)
+            response.headers.append(("Connection", "close"))
+            await self._respond(stream, connection, response)
+
+    async def _respond(self, stream: trio.SocketStream, connection: h11.Connection,
+                       response: Response) -> None:
+        headers = [("Content-Type", response.content_type), *self.extra_headers,
+                   *response.headers]
+        if response.stream is None:
+            headers.append(("Content-Length", str(len(response.body))))
+
+        async def send(data: bytes) -> None:
+            with trio.fail_after(SEND_TIMEOUT):
+                await stream.send_all(data)
+
+        await send(connection.send(h11.Response(status_code=response.status, headers=headers)))
+        if response.stream is None:
+            if response.body:
+                await send(connection.send(h11.Data(data=response.body)))
+        else:
+            async def chunk(data: bytes) -> None:
+                await send(connection.send(h11.Data(data=data)))
+
+            await response.stream(chunk)
+        await send(connection.send(h11.EndOfMessage()))
+
+
+def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request:
+    target = head.target.decode("latin-1")
+    split = urlsplit(target)
+    headers: dict[str, str] = {}
+    for name, value in head.headers:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Request(
+        method=head.method.decode("ascii"), target=target, path=unquote(split.path),
+        query=parse_qs(split.query, keep_blank_values=True, max_num_fields=64),
+        headers=headers, body=body, client=client,
+    )
+
+
+def _peer(stream: trio.SocketStream) -> tuple[str, int]:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return str(host), int(port)
+    except OSError:
+        return "?", 0
+
+
+__all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",
+           "json_response"]

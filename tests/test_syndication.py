@@ -1,0 +1,387 @@
+"""Atom and JSON Feed renderings of stored feeds (spec/feeds.md).
+
+Atom output is checked with feedparser, which must parse it without a single
+warning (``bozo == 0``). The released feedparser (6.0) does not read JSON Feed,
+so JSON output is parsed by jsonfeed-util (a JSON Feed 1.1 parser) and checked
+against the JSON Feed 1.1 specification by :func:`check_json_feed`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import feedparser
+import jsonfeed
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidings import Logbook, MemoryStore
+from tidings.content import (
+    About,
+    Attachment,
+    EntryRef,
+    Follow,
+    LinkShare,
+    Post,
+    Unfollow,
+    Unknown,
+    encode,
+)
+from tidings.core.entry import Entry
+from tidings.core.ids import FeedId
+from tidings.errors import UsageError
+from tidings.syndication import atom, entry_urn, feed_urn, json_feed, rfc3339
+
+from .helpers import author
+
+T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
+MINUTE = 60_000_000
+SELF = "https://feeds.example.org/feeds/blog.atom"
+ATOM = "{http://www.w3.org/2005/Atom}"
+THREAD = "{http://purl.org/syndication/thread/1.0}"
+EPISODE = Attachment("https://example.org/media/ep1.mp3", "audio/mpeg", 24_117_248,
+                     "Episode 1 (MP3)")
+Page = list[tuple[Entry, bytes | None]]
+
+
+def make_book(start: int = T0) -> Logbook:
+    times: Iterator[int] = iter(range(start, start + 10**6 * MINUTE, MINUTE))
+    return Logbook(MemoryStore(), author(1), clock=lambda: next(times))
+
+
+def page_of(book: Logbook, log_id: str = "blog") -> Page:
+    """Every entry of the feed with its payload, newest first, as the gateway passes them."""
+    return list(reversed(list(book.read(book.feed(log_id)))))
+
+
+def published(*payloads: bytes) -> tuple[Logbook, FeedId, Page]:
+    book = make_book()
+    for payload in payloads:
+        book.publish(payload, "blog")
+    return book, book.feed("blog"), page_of(book)
+
+
+def parse_atom(data: bytes) -> Any:
+    parsed = feedparser.parse(data)
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    return parsed
+
+
+def xml_entries(data: bytes) -> list[ET.Element]:
+    return ET.fromstring(data).findall(f"{ATOM}entry")
+
+
+# -- a JSON Feed 1.1 checker, from https://www.jsonfeed.org/version/1.1/ -------------
+
+FEED_KEYS = {"version", "title", "home_page_url", "feed_url", "description", "user_comment",
+             "next_url", "icon", "favicon", "authors", "language", "expired", "hubs", "items"}
+ITEM_KEYS = {"id", "url", "external_url", "title", "content_html", "content_text", "summary",
+             "image", "banner_image", "date_published", "date_modified", "authors", "tags",
+             "language", "attachments"}
+ATTACHMENT_KEYS = {"url", "mime_type", "title", "size_in_bytes", "duration_in_seconds"}
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+def check_keys(obj: dict[str, Any], known: set[str]) -> None:
+    """Only the spec's keys, and extensions: keys that start with an underscore."""
+    assert all(key in known or key.startswith("_") for key in obj), set(obj) - known
+
+
+def check_strings(obj: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        assert key not in obj or isinstance(obj[key], str), key
+
+
+def check_json_feed(data: bytes) -> dict[str, Any]:
+    doc = json.loads(data.decode("utf-8"))
+    assert isinstance(doc, dict)
+    parsed = jsonfeed.Feed.parse_string(data.decode("utf-8"))  # a third-party reader
+    assert parsed.title == doc["title"] and parsed.next_url == doc.get("next_url")
+    assert [item.id for item in parsed.items] == [item["id"] for item in doc["items"]]
+    check_keys(doc, FEED_KEYS)
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(doc["title"], str)
+    check_strings(doc, "home_page_url", "feed_url", "description", "next_url", "icon")
+    for person in doc.get("authors", []):
+        assert set(person) <= {"name", "url", "avatar"} and person, person
+        check_strings(person, "name", "url", "avatar")
+    assert isinstance(doc["items"], list)
+    for item in doc["items"]:
+        check_keys(item, ITEM_KEYS)
+        assert isinstance(item["id"], str) and item["id"]
+        assert "content_text" in item or "content_html" in item
+        check_strings(item, "url", "external_url", "title", "content_text", "date_published")
+        assert "date_published" not in item or RFC3339.fullmatch(item["date_published"])
+        assert all(isinstance(tag, str) for tag in item.get("tags", []))
+        for attachment in item.get("attachments", []):
+            check_keys(attachment, ATTACHMENT_KEYS)
+            assert isinstance(attachment["url"], str) and isinstance(attachment["mime_type"], str)
+            size = attachment.get("size_in_bytes")
+            assert size is None or (type(size) is int and size >= 0)
+    return doc
+
+
+# -- the feed -----------------------------------------------------------------------------
+
+
+def test_atom_parses_without_warnings_with_titles_ids_links_and_times() -> None:
+    _, feed, page = published(encode(Post("hello", title="First post")),
+                              encode(Post("second\nline two")))
+    parsed = parse_atom(atom(feed, page, self_url=SELF, next_url=SELF + "?before=1",
+                             html_url="https://example.org/"))
+    assert parsed.feed.id == f"urn:tidings:{feed}"
+    assert parsed.feed.title == f"blog by {str(feed.author)[:12]}"
+    assert parsed.feed.updated == "2023-11-14T22:14:20Z"
+    links = {link.rel: link.href for link in parsed.feed.links}
+    assert links == {"self": SELF, "next": SELF + "?before=1", "alternate": "https://example.org/"}
+    assert [e.id for e in parsed.entries] == [entry_urn(feed, 2), entry_urn(feed, 1)]
+    assert [e.title for e in parsed.entries] == ["second", "First post"]
+    assert [e.content[0].value for e in parsed.entries] == ["second\nline two", "hello"]
+    assert [e.updated for e in parsed.entries] == ["2023-11-14T22:14:20Z", "2023-11-14T22:13:20Z"]
+    assert parsed.entries[0].published == parsed.entries[0].updated
+
+
+def test_json_feed_follows_the_spec_with_the_same_ids_and_times() -> None:
+    _, feed, page = published(encode(Post("hello", title="First post")),
+                              encode(Post("second\nline two")))
+    doc = check_json_feed(json_feed(feed, page, self_url=SELF, next_url=SELF + "?before=1"))
+    assert (doc["feed_url"], doc["next_url"]) == (SELF, SELF + "?before=1")
+    assert doc["title"] == f"blog by {str(feed.author)[:12]}"
+    assert doc["_tidings"] == {"feed": str(feed), "author": str(feed.author), "log_id": "blog"}
+    first, second = doc["items"]
+    assert (first["id"], second["id"]) == (entry_urn(feed, 2), entry_urn(feed, 1))
+    assert "title" not in first and second["title"] == "First post"  # untitled posts stay so
+    assert first["content_text"] == "second\nline two"
+    assert first["date_published"] == "2023-11-14T22:14:20Z"
+    assert first["_tidings"] == {"seq": 2, "hash": page[0][0].hash.hex(), "type": "post"}
+
+
+def test_about_content_names_the_feed_and_its_author() -> None:
+    _, feed, page = published(encode(Post("hi")))
+    about = About("Alice", "Teaches maths.", "https://example.org/alice.png")
+    parsed = parse_atom(atom(feed, page, self_url=SELF, about=about))
+    assert (parsed.feed.title, parsed.feed.subtitle) == ("Alice", "Teaches maths.")
+    assert parsed.feed.author_detail.name == "Alice"
+    assert parsed.feed.author_detail.href == f"urn:tidings:{feed.author}"
+    assert parsed.feed.icon == "https://example.org/alice.png"
+    doc = check_json_feed(json_feed(feed, page, self_url=SELF, about=about,
+                                    html_url="https://example.org/"))
+    assert doc["title"] == "Alice" and doc["description"] == "Teaches maths."
+    assert doc["authors"] == [{"name": "Alice", "url": "https://example.org/",
+                               "avatar": "https://example.org/alice.png"}]
+    # An avatar that is an entry has no URL to give.
+    doc = check_json_feed(json_feed(feed, page, self_url=SELF,
+                                    about=About("Alice", avatar=EntryRef(feed, 1))))
+    assert "icon" not in doc and doc["authors"] == [{"name": "Alice"}]
+
+
+def test_an_empty_feed_is_valid() -> None:
+    feed = author(1).author.feed("blog")
+    parsed = parse_atom(atom(feed, [], self_url=SELF))
+    assert parsed.entries == [] and parsed.feed.updated == "1970-01-01T00:00:00Z"
+    doc = check_json_feed(json_feed(feed, [], self_url=SELF))
+    assert doc["items"] == [] and "next_url" not in doc
+
+
+# -- entries ------------------------------------------------------------------------------
+
+
+def test_a_podcast_episode_has_an_enclosure_podcast_apps_read() -> None:
+    episode = Post("Show notes.", title="Episode 1", tags=("podcast", "maths"),
+                   attachments=(EPISODE, Attachment("https://example.org/t.vtt", "text/vtt")))
+    _, feed, page = published(encode(episode))
+    entry = parse_atom(atom(feed, page, self_url=SELF)).entries[0]
+    assert entry.title == "Episode 1"
+    assert [(e.href, e.type, e.get("length")) for e in entry.enclosures] == [
+        (EPISODE.url, "audio/mpeg", "24117248"), ("https://example.org/t.vtt", "text/vtt", None)]
+    assert [tag.term for tag in entry.tags] == ["podcast", "maths"]
+    item = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][0]
+    assert item["attachments"] == [
+        {"url": EPISODE.url, "mime_type": "audio/mpeg", "size_in_bytes": 24_117_248,
+         "title": "Episode 1 (MP3)"},
+        {"url": "https://example.org/t.vtt", "mime_type": "text/vtt"},
+    ]
+    assert item["tags"] == ["podcast", "maths"]
+
+
+def test_links_replies_and_link_shares() -> None:
+    book = make_book()
+    feed = book.feed("blog")
+    book.publish(encode(Post("see these", links=("https://a.example/1", "https://b.example/2"),
+                             reply_to=EntryRef(feed, 1))), "blog")
+    book.publish(encode(LinkShare("https://example.org/article", "An article", "Worth it")),
+                 "blog")
+    page = page_of(book)
+    data = atom(feed, page, self_url=SELF)
+    share, post = parse_atom(data).entries
+    assert [(link.rel, link.href) for link in post.links] == [
+        ("related", "https://a.example/1"), ("related", "https://b.example/2")]
+    assert post.content[0].value == "see these\n\nhttps://a.example/1\nhttps://b.example/2"
+    reply = xml_entries(data)[1].find(f"{THREAD}in-reply-to")
+    assert reply is not None and reply.get("ref") == entry_urn(feed, 1)
+    assert share.title == "An article" and share.link == "https://example.org/article"
+    assert share.content[0].value == "Worth it\n\nhttps://example.org/article"
+    share_item, post_item = check_json_feed(json_feed(feed, page, self_url=SELF))["items"]
+    assert share_item["external_url"] == "https://example.org/article"
+    assert share_item["title"] == "An article"
+    assert post_item["_tidings"]["in_reply_to"] == entry_urn(feed, 1)
+
+
+def test_every_kind_of_payload_renders_as_a_short_summary() -> None:
+    other = author(2).author.feed("blog")
+    book, feed, _ = published(
+        encode(Follow(other)), encode(Unfollow(other)), encode(About("Alice")),
+        encode(Unknown("org.example.quiz", {"q": "?"})), b"plain text\nsecond line",
+        bytes(range(256)), b"", b"to be deleted", bytes.fromhex("a1647479706564706f7374"),
+        encode(LinkShare("https://example.org/")),
+    )
+    assert book.delete_payload(feed, 8)
+    page = page_of(book)
+    parsed = parse_atom(atom(feed, page, self_url=SELF))
+    titles = [e.title for e in reversed(parsed.entries)]
+    assert titles == [
+        f"follows {other}", f"unfollows {other}", "about: Alice", "<org.example.quiz>",
+        "plain text", "<256 bytes>", "<0 bytes>", "<payload not held>",
+        "<invalid post, 11 bytes>", "https://example.org/",
+    ]
+    contents = [e.content[0].value for e in reversed(parsed.entries)]
+    assert contents[4] == "plain text\nsecond line"  # plain text shows whole
+    assert contents[7] == "<payload not held>"
+    items = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][::-1]
+    assert [item.get("title") for item in items] == [*titles[:-1], None]
+    assert [item["_tidings"]["type"] for item in items] == [
+        "follow", "unfollow", "about", "org.example.quiz", None, None, None, None, None, "link"]
+
+
+HOSTILE = ("a\x00b\x01\x08\x0b\x0c\x1b[31m\x7f ]]> <script>alert(1)</script> &amp; \"q\" 'q' "
+           "🎉\U0010fffd\ufffe\uffff\r\nend")
+#: What survives: XML 1.0 forbids C0 controls but tab, LF and CR, and U+FFFE, U+FFFF.
+HOSTILE_KEPT = "ab[31m\x7f ]]> <script>alert(1)</script> &amp; \"q\" 'q' 🎉\U0010fffd\r\nend"
+
+
+def test_hostile_text_round_trips_safely() -> None:
+    post = Post(HOSTILE, title="t ]]> <b>x</b> 🎉", tags=("<a&b>", '"q"'),
+                attachments=(Attachment("https://example.org/a?b=1&c='2'", "audio/mpeg",
+                                        title="<&>"),))
+    plain_text = "]]> <script>alert(1)</script> &amp; 🎉\ufffe\r\nend"
+    _, feed, page = published(encode(post), plain_text.encode(), HOSTILE.encode())
+    about = About("<Alice & \"Bob\"> 🎉", "desc\x00ription ]]>")
+    data = atom(feed, page, self_url=SELF + "?a=1&b=<2>", about=about)
+    assert b"<script>" not in data and b"\x00" not in data
+    parsed = parse_atom(data)
+    binary, plain, rendered = parsed.entries
+    assert rendered.content[0].value == HOSTILE_KEPT
+    assert rendered.title == "t ]]> <b>x</b> 🎉"
+    assert [tag.term for tag in rendered.tags] == ["<a&b>", '"q"']
+    assert rendered.enclosures[0].href == "https://example.org/a?b=1&c='2'"
+    assert plain.content[0].value == "]]> <script>alert(1)</script> &amp; 🎉\r\nend"
+    assert binary.title == binary.content[0].value == "<77 bytes>"  # not plain: controls
+    assert parsed.feed.title == "<Alice & \"Bob\"> 🎉" and parsed.feed.subtitle == "description ]]>"
+    assert {link.rel: link.href for link in parsed.feed.links}["self"] == SELF + "?a=1&b=<2>"
+    doc = check_json_feed(json_feed(feed, page, self_url=SELF, about=about))
+    assert [item["content_text"] for item in doc["items"]] == [
+        "<77 bytes>", "]]> <script>alert(1)</script> &amp; 🎉\r\nend", HOSTILE_KEPT]
+    assert doc["description"] == "description ]]>"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(text=st.text(), title=st.none() | st.text(
+    st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=300))
+def test_any_post_renders_well_formed(text: str, title: str | None) -> None:
+    feed = author(1).author.feed("blog")
+    book = make_book()
+    book.publish(encode(Post(text, title=title)), "blog")
+    page = page_of(book)
+    entry = xml_entries(atom(feed, page, self_url=SELF))[0]
+    strip = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+    content = entry.find(f"{ATOM}content")
+    assert content is not None and (content.text or "") == strip.sub("", text)
+    item = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][0]
+    assert item["content_text"] == strip.sub("", text)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(payload=st.none() | st.binary(max_size=300))
+def test_any_payload_renders_in_both_formats(payload: bytes | None) -> None:
+    book = make_book()
+    entry = book.publish(payload or b"", "blog")
+    page = [(entry, payload)]
+    assert len(xml_entries(atom(entry.feed, page, self_url=SELF))) == 1
+    assert len(check_json_feed(json_feed(entry.feed, page, self_url=SELF))["items"]) == 1
+
+
+# -- ids, times and pages -----------------------------------------------------------------
+
+
+def test_ids_are_stable_across_renders_pages_and_formats() -> None:
+    book = make_book()
+    for i in range(1, 8):
+        book.publish(encode(Post(f"post {i}")), "blog")
+    feed = book.feed("blog")
+    everything = page_of(book)
+    newest, older = everything[:4], everything[4:]
+    ids = {}
+    for page in (everything, newest, older, everything):
+        for kind, data in (("atom", atom(feed, page, self_url=SELF)),
+                           ("json", json_feed(feed, page, self_url=SELF))):
+            found = ([e.id for e in parse_atom(data).entries] if kind == "atom"
+                     else [item["id"] for item in check_json_feed(data)["items"]])
+            for (entry, _), entry_id in zip(page, found, strict=True):
+                assert ids.setdefault(entry.seq, entry_id) == entry_id
+    assert ids == {seq: f"urn:tidings:{feed}:{seq}" for seq in range(1, 8)}
+    assert atom(feed, newest, self_url=SELF) == atom(feed, newest, self_url=SELF)
+    assert feed_urn(feed) == f"urn:tidings:{feed}"
+
+
+def test_each_page_is_updated_at_its_newest_entry_and_links_the_next() -> None:
+    book = make_book()
+    for i in range(1, 6):
+        book.publish(encode(Post(f"post {i}")), "blog")
+    feed = book.feed("blog")
+    everything = page_of(book)
+    older = SELF + "?before=3"
+    first = parse_atom(atom(feed, everything[:3], self_url=SELF, next_url=older))
+    last = parse_atom(atom(feed, everything[3:], self_url=older))
+    assert first.feed.updated == rfc3339(T0 + 4 * MINUTE)
+    assert last.feed.updated == rfc3339(T0 + 1 * MINUTE)
+    assert [link.href for link in first.feed.links if link.rel == "next"] == [older]
+    assert not [link for link in last.feed.links if link.rel == "next"]
+    assert check_json_feed(json_feed(feed, everything[:3], self_url=SELF,
+                                     next_url=older))["next_url"] == older
+
+
+@pytest.mark.parametrize(("timestamp", "text"), [
+    (0, "1970-01-01T00:00:00Z"),
+    (T0, "2023-11-14T22:13:20Z"),
+    (T0 + 1, "2023-11-14T22:13:20.000001Z"),
+    (T0 + 500_000, "2023-11-14T22:13:20.500000Z"),
+    (253_402_300_799_999_999, "9999-12-31T23:59:59.999999Z"),
+    (2**64 - 1, "9999-12-31T23:59:59.999999Z"),  # past RFC 3339's last year
+])
+def test_times_are_rfc3339_utc(timestamp: int, text: str) -> None:
+    assert rfc3339(timestamp) == text
+    assert RFC3339.fullmatch(text)
+    assert datetime.fromisoformat(text.replace("Z", "+00:00")).utcoffset() == timedelta(0)
+
+
+def test_far_future_timestamps_render() -> None:
+    book = make_book(start=2**64 - 10 * MINUTE)
+    book.publish(encode(Post("from the future")), "blog")
+    page = page_of(book)
+    parsed = parse_atom(atom(book.feed("blog"), page, self_url=SELF))
+    assert parsed.entries[0].updated == "9999-12-31T23:59:59.999999Z"
+
+
+def test_entries_of_another_feed_are_refused() -> None:
+    _, feed, page = published(encode(Post("hi")))
+    with pytest.raises(UsageError):
+        atom(author(2).author.feed("blog"), page, self_url=SELF)
+    with pytest.raises(UsageError):
+        json_feed(feed.author.feed("other"), page, self_url=SELF)
