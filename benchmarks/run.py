@@ -5,6 +5,7 @@ Usage::
     python benchmarks/run.py            # full run, about 1-3 minutes
     python benchmarks/run.py --quick    # smaller sizes, under ~30 s
     python benchmarks/run.py --json     # one JSON object on stdout
+    python benchmarks/run.py --replication --http   # also benchmarks/replication.py, http_api.py
 
 Each figure is measured in the same run as its raw limit (a bare Ed25519 call,
 a bare SQLite statement) and printed with the ratio between the two: absolute
@@ -613,6 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smaller sizes (pool of a 10^5 log, not 10^6); under ~30 s")
     parser.add_argument("--replication", action="store_true",
                         help="also run benchmarks/replication.py (two nodes over loopback TCP)")
+    parser.add_argument("--http", action="store_true",
+                        help="also run benchmarks/http_api.py (the local HTTP API: publishes/s, "
+                             "SSE delivery latency)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     results = Results()
@@ -629,6 +633,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         replication_sizes = replication.QUICK if args.quick else replication.FULL
         replication.bench_replication(results, replication_sizes)
         more_meta["replication_sizes"] = replication.sizes_meta(replication_sizes)
+    if args.http:
+        import http_api  # benchmarks/http_api.py, beside this file
+
+        http_sizes = http_api.QUICK if args.quick else http_api.FULL
+        http_api.bench_http_api(results, http_sizes)
+        more_meta["http_sizes"] = http_api.sizes_meta(http_sizes)
     results.notes.append(
         "ratio = value / raw limit. For rates higher is better; for the pool rows the ratio "
         "is how many single Ed25519 verifies the pool check costs, and for the ESTIMATE "

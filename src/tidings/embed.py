@@ -26,6 +26,7 @@ and resumes from any :attr:`Item.cursor` it saw, across restarts too.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -185,6 +186,79 @@ def _now_cursor(store: Store) -> tuple[int, int]:
     return store.last_arrival() + 1, 0
 
 
+class _Tail:
+    """The entries stored most recently, read once for every caught-up subscription.
+
+    A hundred subscribers waiting at the end of the store would otherwise make a
+    hundred reads of each new entry. Subscriptions behind the tail read the
+    store themselves, page by page.
+    """
+
+    def __init__(self, node: Node, keep: int = 4 * PAGE_ENTRIES) -> None:
+        self._node = node
+        self._keep = keep
+        self._items: list[Item] = []
+        self._cursors: list[tuple[int, int]] = []
+        #: The tail holds every entry between these two cursors.
+        self._start: tuple[int, int] | None = None
+        self._end: tuple[int, int] = (0, 0)
+        self._read_at: trio.Event | None = None
+        self._lock = trio.Lock()
+
+    async def now(self) -> tuple[int, int]:
+        """The cursor of the newest stored entry."""
+        if self._start is None:
+            async with self._lock:
+                if self._start is None:
+                    store = self._node.logbook.store
+                    self._start = self._end = await trio.to_thread.run_sync(_now_cursor, store)
+                    self._read_at = self._node.changed()
+        await self.refresh()
+        return self._end
+
+    def covers(self, cursor: tuple[int, int]) -> bool:
+        return self._start is not None and self._start <= cursor <= self._end
+
+    async def refresh(self) -> None:
+        """Read what arrived since the last read, once per store change."""
+        changed = self._node.changed()
+        if self._read_at is changed:
+            return
+        async with self._lock:
+            if self._read_at is changed:
+                return
+            store = self._node.logbook.store
+            while True:
+                items, end = await trio.to_thread.run_sync(read_page, store, self._end, None)
+                self._items += items
+                self._cursors += [(item_arrival(item)) for item in items]
+                self._end = end
+                if len(items) < PAGE_ENTRIES:
+                    break
+            if len(self._items) > self._keep:
+                drop = len(self._items) - self._keep
+                self._start = self._cursors[drop - 1]
+                del self._items[:drop], self._cursors[:drop]
+            self._read_at = changed
+
+    def after(self, cursor: tuple[int, int], wanted: Collection[FeedId] | None
+              ) -> tuple[list[Item], tuple[int, int]]:
+        """Up to a page of held items after ``cursor`` in ``wanted``, and the new cursor."""
+        found: list[Item] = []
+        for index in range(bisect.bisect_right(self._cursors, cursor), len(self._items)):
+            item = self._items[index]
+            if wanted is None or item.feed in wanted:
+                found.append(item)
+                if len(found) == PAGE_ENTRIES:
+                    return found, self._cursors[index]
+        return found, self._end
+
+
+def item_arrival(item: Item) -> tuple[int, int]:
+    assert item.cursor is not None
+    return parse_cursor(item.cursor)
+
+
 class Subscription:
     """An async iterator of new entries; see :meth:`EmbeddedNode.subscribe`."""
 
@@ -216,19 +290,26 @@ class Subscription:
     async def start(self) -> str:
         """Fix the starting point now (else the first read does); returns the cursor."""
         if self._cursor is None:
-            store = self._node._node.logbook.store
-            self._cursor = await trio.to_thread.run_sync(_now_cursor, store)
+            self._cursor = await self._node._tail.now()
         return f"{self._cursor[0]}-{self._cursor[1]}"
 
     async def next_page(self) -> list[Item]:
         """The next page of items (waits until there is at least one)."""
-        store = self._node._node.logbook.store
+        store = self._node.store
+        tail = self._node._tail
         await self.start()
         cursor: tuple[int, int] = self._cursor or (0, 0)
         while True:
             changed = self._node._node.changed()
             before = cursor
-            items, cursor = await trio.to_thread.run_sync(read_page, store, cursor, self._wanted())
+            if tail.covers(cursor):
+                # Caught up: share the one read of what just arrived.
+                await tail.refresh()
+                items, cursor = tail.after(cursor, self._wanted())
+            else:
+                items, cursor = await trio.to_thread.run_sync(
+                    read_page, store, cursor, self._wanted()
+                )
             self._cursor = cursor
             if items:
                 return items
@@ -267,6 +348,7 @@ class EmbeddedNode:
         #: Where the local HTTP API listens, when ``api=`` was given.
         self.api_url: str | None = None
         self.started = time.time()
+        self._tail = _Tail(node)
 
     # -- identity --
 

@@ -72,7 +72,7 @@ class AuthorId:
             raise InvalidId("an author key is exactly 32 bytes", "bad-key")
 
     def __str__(self) -> str:
-        return AUTHOR_PREFIX + _b32(self.key + _checksum(AUTHOR_PREFIX, self.key))
+        return _author_text(self.key)
 
     def __repr__(self) -> str:
         return f"AuthorId({str(self)!r})"
@@ -105,6 +105,11 @@ class AuthorId:
 
 
 @lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
+def _author_text(key: bytes) -> str:
+    return AUTHOR_PREFIX + _b32(key + _checksum(AUTHOR_PREFIX, key))
+
+
 def _feed_text(author_key: bytes, log_id: str) -> str:
     # Cached: a node with 10,000 feeds names them in logs, clocks and state often.
     check = _checksum(FEED_PREFIX, author_key, log_id)

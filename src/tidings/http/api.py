@@ -53,6 +53,8 @@ KEEPALIVE_EVERY = 15.0
 #: What an EventSource waits before reconnecting, in milliseconds.
 SSE_RETRY_MS = 2000
 MAX_FEEDS_PER_STREAM = 1000
+#: Encoded SSE events kept for other streams to send (cursors name them uniquely).
+EVENT_CACHE = 4096
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -192,10 +194,23 @@ class Api:
         self._token = token.encode()
         self.loopback = loopback
         self.cors_origins = cors_origins
+        self._events: dict[str, bytes] = {}
 
     @property
     def store(self) -> Store:
         return self.node.store
+
+    def event_bytes(self, item: Item) -> bytes:
+        """One SSE ``entry`` event, encoded once for all the streams that send it."""
+        assert item.cursor is not None
+        event = self._events.get(item.cursor)
+        if event is None:
+            data = json.dumps(item_json(item), ensure_ascii=False)
+            event = f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode()
+            if len(self._events) >= EVENT_CACHE:
+                del self._events[next(iter(self._events))]
+            self._events[item.cursor] = event
+        return event
 
     async def __call__(self, request: Request) -> Response:
         origin = request.headers.get("origin")
@@ -419,8 +434,7 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
                    f"{json.dumps({'cursor': cursor})}\n\n".encode())
         while True:
             for item in page:
-                data = json.dumps(item_json(item), ensure_ascii=False)
-                await send(f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode())
+                await send(api.event_bytes(item))
             page = []
             with trio.move_on_after(KEEPALIVE_EVERY):
                 page = await subscription.next_page()
