@@ -44,7 +44,7 @@ from tidings import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
 from tidings.errors import PeerError, TidingsError, UsageError
-from tidings.home import Home, parse_network_key
+from tidings.home import DEFAULT_API_PORT, Home, parse_network_key
 from tidings.logbook import DEFAULT_LOG, FOLLOWS_LOG
 from tidings.node.daemon import DEFAULT_PORT, Connection, Node, NodeOptions, parse_address
 from tidings.node.log import Logger
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 PAGE_ENTRIES = 256
 #: ...and bytes of entries and payloads per page.
 PAGE_BYTES = 4 << 20
+#: Bytes of entries and payloads the shared tail of recent entries holds at most.
+TAIL_BYTES = 8 << 20
 #: Arrivals looked at per page (an arrival is one append: a run of one feed).
 PAGE_ARRIVALS = 64
 _CURSOR = re.compile(r"(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})")
@@ -204,6 +206,7 @@ class _Tail:
         self._end: tuple[int, int] = (0, 0)
         self._read_at: trio.Event | None = None
         self._lock = trio.Lock()
+        self._bytes = 0
 
     async def now(self) -> tuple[int, int]:
         """The cursor of the newest stored entry."""
@@ -219,27 +222,33 @@ class _Tail:
     def covers(self, cursor: tuple[int, int]) -> bool:
         return self._start is not None and self._start <= cursor <= self._end
 
-    async def refresh(self) -> None:
-        """Read what arrived since the last read, once per store change."""
+    async def refresh(self) -> bool:
+        """Read what arrived since the last read, once per store change (returns True)."""
         changed = self._node.changed()
         if self._read_at is changed:
-            return
+            return True
         async with self._lock:
             if self._read_at is changed:
-                return
+                return True
             store = self._node.logbook.store
             while True:
                 items, end = await trio.to_thread.run_sync(read_page, store, self._end, None)
                 self._items += items
                 self._cursors += [(item_arrival(item)) for item in items]
+                self._bytes += sum(_size(item) for item in items)
                 self._end = end
                 if len(items) < PAGE_ENTRIES:
                     break
-            if len(self._items) > self._keep:
-                drop = len(self._items) - self._keep
+            drop = 0
+            while len(self._items) - drop > self._keep or (
+                    self._bytes > TAIL_BYTES and drop < len(self._items)):
+                self._bytes -= _size(self._items[drop])
+                drop += 1
+            if drop:
                 self._start = self._cursors[drop - 1]
                 del self._items[:drop], self._cursors[:drop]
             self._read_at = changed
+        return True
 
     def after(self, cursor: tuple[int, int], wanted: Collection[FeedId] | None
               ) -> tuple[list[Item], tuple[int, int]]:
@@ -252,6 +261,10 @@ class _Tail:
                 if len(found) == PAGE_ENTRIES:
                     return found, self._cursors[index]
         return found, self._end
+
+
+def _size(item: Item) -> int:
+    return len(item.entry.raw) + (len(item.payload) if item.payload is not None else 0)
 
 
 def item_arrival(item: Item) -> tuple[int, int]:
@@ -302,9 +315,9 @@ class Subscription:
         while True:
             changed = self._node._node.changed()
             before = cursor
-            if tail.covers(cursor):
-                # Caught up: share the one read of what just arrived.
-                await tail.refresh()
+            if tail.covers(cursor) and await tail.refresh() and tail.covers(cursor):
+                # Caught up: share the one read of what just arrived. (A burst
+                # larger than the tail leaves this subscription behind it.)
                 items, cursor = tail.after(cursor, self._wanted())
             else:
                 items, cursor = await trio.to_thread.run_sync(
@@ -440,6 +453,11 @@ class EmbeddedNode:
 
         return _items(await trio.to_thread.run_sync(read))
 
+    async def head_seq(self, feed: FeedId | str) -> int:
+        """The highest seq of ``feed`` stored here (0 if none)."""
+        head = await trio.to_thread.run_sync(self.store.head, _feed(feed))
+        return 0 if head is None else head.seq
+
     async def entry(self, feed: FeedId | str, seq: int) -> Item | None:
         """One stored entry, or None."""
         rows = await trio.to_thread.run_sync(self.store.entries_at, _feed(feed), [seq])
@@ -479,7 +497,11 @@ class EmbeddedNode:
             raise UsageError("count must be 1 to 1000")
         with trio.fail_after(timeout):
             if peer is not None:
-                connections = [await self._node.connect(parse_address(peer))]
+                address = parse_address(peer)
+                connections = [c for c in self._node.connections
+                               if c.ready.is_set() and c.address == address]
+                if not connections:
+                    connections = [await self._node.connect(address)]
             else:
                 connections = [c for c in self._node.connections if c.ready.is_set()]
             if not connections:
@@ -580,7 +602,7 @@ async def open_node(
         peers=[parse_address(p) for p in peers], network_key=parse_network_key(network),
         relay=relay, hops=hops, lan_discovery=lan,
     )
-    api_address = None if api is None else parse_address(api)
+    api_address = None if api is None else parse_address(api, DEFAULT_API_PORT)
     async with run_node(where, options, api=api_address, cors_origins=tuple(cors_origins),
                         log=log) as node:
         yield node

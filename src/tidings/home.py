@@ -46,7 +46,8 @@ API_TOKEN_FILE = "api.token"
 #: Written by a running node: where its local API listens (removed when it stops).
 API_FILE = "api.json"
 DEFAULT_LISTEN = "0.0.0.0:7654"
-DEFAULT_API_LISTEN = "127.0.0.1:7655"
+DEFAULT_API_PORT = 7655
+DEFAULT_API_LISTEN = f"127.0.0.1:{DEFAULT_API_PORT}"
 DEFAULT_CONFIG = f"""\
 # tidings configuration. Every setting is optional.
 

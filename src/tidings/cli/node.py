@@ -21,6 +21,7 @@ from tidings.cli.common import (
 from tidings.core.ids import FeedId
 from tidings.home import (
     DEFAULT_API_LISTEN,
+    DEFAULT_API_PORT,
     DEFAULT_LISTEN,
     SYNC_KEY_FILE,
     Home,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from tidings.replicator import PartialResult
 
 T = TypeVar("T")
-DEFAULT_API_PORT = 7655
 
 # The node's modules (trio, the protocol) load only when a node command runs:
 # `tidings publish` and friends start faster without them.

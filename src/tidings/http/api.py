@@ -45,24 +45,25 @@ from tidings.http.server import (
     json_response,
 )
 from tidings.logbook import DEFAULT_LOG
+from tidings.node.daemon import parse_address
 from tidings.storage.base import Store
+from tidings.syndication import rfc3339
 
 API_PREFIX = "/v1"
 #: Seconds between SSE keep-alive comments (proxies drop silent streams).
 KEEPALIVE_EVERY = 15.0
 #: What an EventSource waits before reconnecting, in milliseconds.
 SSE_RETRY_MS = 2000
-MAX_FEEDS_PER_STREAM = 1000
+#: (Each id is about 64 bytes, and the request line is bounded at 16 KiB.)
+MAX_FEEDS_PER_STREAM = 200
+MAX_SEQ = 2**63 - 1
 #: Encoded SSE events kept for other streams to send (cursors name them uniquely).
 EVENT_CACHE = 4096
+EVENT_CACHE_BYTES = 16 << 20
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
 # -- JSON forms ---------------------------------------------------------------
-
-
-def _time(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
 
 
 def item_json(item: Item) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def item_json(item: Item) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "feed": str(entry.feed), "author": str(entry.feed.author), "log": entry.log_id,
         "seq": entry.seq, "hash": entry.hash.hex(), "timestamp": entry.timestamp,
-        "published": _time(entry.timestamp), "end_of_log": entry.tag == TAG_END_OF_LOG,
+        "published": rfc3339(entry.timestamp), "end_of_log": entry.tag == TAG_END_OF_LOG,
         "payload_size": entry.payload_size, "payload_held": payload is not None,
         "content": None if decoded is None else content_types.to_json(decoded),
         "payload_base64": None if payload is None else base64.b64encode(payload).decode(),
@@ -195,6 +196,7 @@ class Api:
         self.loopback = loopback
         self.cors_origins = cors_origins
         self._events: dict[str, bytes] = {}
+        self._event_bytes = 0
 
     @property
     def store(self) -> Store:
@@ -207,9 +209,11 @@ class Api:
         if event is None:
             data = json.dumps(item_json(item), ensure_ascii=False)
             event = f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode()
-            if len(self._events) >= EVENT_CACHE:
-                del self._events[next(iter(self._events))]
+            while self._events and (len(self._events) >= EVENT_CACHE or
+                                    self._event_bytes + len(event) > EVENT_CACHE_BYTES):
+                self._event_bytes -= len(self._events.pop(next(iter(self._events))))
             self._events[item.cursor] = event
+            self._event_bytes += len(event)
         return event
 
     async def __call__(self, request: Request) -> Response:
@@ -221,9 +225,10 @@ class Api:
                                 f"requests from {origin[:100]} are not allowed: add it to "
                                 "[api] cors_origins in config.toml to allow a web app")
             if request.method == "OPTIONS" and origin is not None:
-                return self._preflight()
-            self._check_token(request)
-            response = await self._dispatch(request)
+                response = self._preflight()
+            else:
+                self._check_token(request)
+                response = await self._dispatch(request)
         except HttpError as error:
             response = error_response(error)
         if origin is not None and origin in self.cors_origins:
@@ -259,11 +264,12 @@ class Api:
 
     async def _dispatch(self, request: Request) -> Response:
         allowed: list[str] = []
+        method = "GET" if request.method == "HEAD" else request.method
         for candidate in _ROUTES:
             match = candidate.pattern.fullmatch(request.path)
             if match is None:
                 continue
-            if candidate.method != request.method:
+            if candidate.method != method:
                 allowed.append(candidate.method)
                 continue
             try:
@@ -365,13 +371,23 @@ async def _entries(api: Api, request: Request, match: re.Match[str]) -> Response
     since = _int_arg(request, "since", 1, 1, 2**63 - 1)
     limit = _int_arg(request, "limit", 100, 1, 1000)
     items = await api.node.entries(feed, since=since, limit=limit)
-    following = items[-1].seq + 1 if len(items) == limit else None
+    # (A page can also end early at its byte budget: compare with the head.)
+    following = None
+    if items and items[-1].seq < await api.node.head_seq(feed):
+        following = items[-1].seq + 1
     return json_response({"entries": [item_json(i) for i in items], "next_since": following})
+
+
+async def _stored(api: Api, match: re.Match[str]) -> Item | None:
+    seq = int(match["seq"])
+    if not 1 <= seq <= MAX_SEQ:
+        return None
+    return await api.node.entry(_feed(match["feed"]), seq)
 
 
 @route("GET", API_PREFIX + "/feeds/{feed}/entries/(?P<seq>[0-9]{1,19})")
 async def _entry(api: Api, request: Request, match: re.Match[str]) -> Response:
-    item = await api.node.entry(_feed(match["feed"]), int(match["seq"]))
+    item = await _stored(api, match)
     if item is None:
         raise HttpError(404, "not_found", f"no entry {match['seq']} of {match['feed']} here")
     return json_response(item_json(item))
@@ -379,7 +395,7 @@ async def _entry(api: Api, request: Request, match: re.Match[str]) -> Response:
 
 @route("GET", API_PREFIX + "/feeds/{feed}/entries/(?P<seq>[0-9]{1,19})/payload")
 async def _payload(api: Api, request: Request, match: re.Match[str]) -> Response:
-    item = await api.node.entry(_feed(match["feed"]), int(match["seq"]))
+    item = await _stored(api, match)
     if item is None:
         raise HttpError(404, "not_found", f"no entry {match['seq']} of {match['feed']} here")
     if item.payload is None:
@@ -394,6 +410,11 @@ async def _latest(api: Api, request: Request, match: re.Match[str]) -> Response:
     feed = _feed(match["feed"])
     count = _int_arg(request, "count", 20, 1, 1000)
     peer = request.arg("peer")
+    if peer is not None:
+        try:
+            parse_address(peer)
+        except UsageError as exc:
+            raise HttpError(400, "invalid_request", f"peer: {exc}") from None
     try:
         items = await api.node.fetch_latest(feed, count, peer=peer, timeout=30.0)
     except trio.TooSlowError:

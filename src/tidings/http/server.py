@@ -124,7 +124,12 @@ class HttpServer:
                     response = await self.handler(request)
                 except HttpError as error:
                     response = error_response(error)
-                await self._respond(stream, connection, response)
+                except Exception as exc:  # a bug costs this request, not the server
+                    self.log.warning("http-error", path=request.path[:200],
+                                     error=f"{type(exc).__name__}: {exc}")
+                    response = error_response(HttpError(
+                        500, "internal", "the node failed to answer; its log says why"))
+                await self._respond(stream, connection, response, head=request.method == "HEAD")
                 if connection.our_state is h11.MUST_CLOSE or \
                         connection.their_state is h11.MUST_CLOSE:
                     break
@@ -145,6 +150,7 @@ class HttpServer:
         head: h11.Request | None = None
         body = bytearray()
         deadline = trio.current_time() + KEEPALIVE_TIMEOUT
+        started = False
         while True:
             try:
                 event = connection.next_event()
@@ -153,15 +159,26 @@ class HttpServer:
                     exc.error_status_hint, "bad_request", f"malformed HTTP request: {exc}"))
                 return None
             if event is h11.NEED_DATA:
+                if connection.they_are_waiting_for_100_continue:
+                    await _send(stream, connection.send(h11.InformationalResponse(
+                        status_code=100, headers=[])))
                 with trio.move_on_at(deadline):
                     data = await stream.receive_some(READ_SIZE)
                     connection.receive_data(data)
-                    if head is None and data:
+                    if not started and data:
+                        # One deadline for the whole request, from its first byte.
+                        started = True
                         deadline = trio.current_time() + REQUEST_TIMEOUT
                     continue
                 return None  # idle or too slow: close quietly
             if isinstance(event, h11.Request):
                 head = event
+                size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
+                if size > MAX_HEADER_BYTES:
+                    await self._refuse(stream, connection, HttpError(
+                        431, "bad_request",
+                        f"the request line and headers are over {MAX_HEADER_BYTES} bytes"))
+                    return None
                 length = dict(event.headers).get(b"content-length")
                 if length is not None and int(length) > MAX_BODY_BYTES:
                     await self._refuse(stream, connection, HttpError(
@@ -194,18 +211,19 @@ class HttpServer:
             await self._respond(stream, connection, response)
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection,
-                       response: Response) -> None:
+                       response: Response, *, head: bool = False) -> None:
         headers = [("Content-Type", response.content_type), *self.extra_headers,
                    *response.headers]
         if response.stream is None:
             headers.append(("Content-Length", str(len(response.body))))
 
         async def send(data: bytes) -> None:
-            with trio.fail_after(SEND_TIMEOUT):
-                await stream.send_all(data)
+            await _send(stream, data)
 
         await send(connection.send(h11.Response(status_code=response.status, headers=headers)))
-        if response.stream is None:
+        if head:
+            pass  # the headers of the answer a GET would get, and no body
+        elif response.stream is None:
             if response.body:
                 await send(connection.send(h11.Data(data=response.body)))
         else:
@@ -214,6 +232,11 @@ class HttpServer:
 
             await response.stream(chunk)
         await send(connection.send(h11.EndOfMessage()))
+
+
+async def _send(stream: trio.SocketStream, data: bytes) -> None:
+    with trio.fail_after(SEND_TIMEOUT):
+        await stream.send_all(data)
 
 
 def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request:
