@@ -32,7 +32,15 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Container,
+    Iterable,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,8 +147,8 @@ class Status:
 
     @property
     def caught_up(self) -> bool:
-        """True when no connected peer claims an entry this node wants and lacks."""
-        return all(progress.behind == 0 for progress in self.feeds)
+        """True when a peer is connected and none claims an entry this node wants and lacks."""
+        return bool(self.peers) and all(progress.behind == 0 for progress in self.feeds)
 
 
 # -- cursors ------------------------------------------------------------------
@@ -154,7 +162,7 @@ def parse_cursor(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def read_page(store: Store, cursor: tuple[int, int], wanted: Collection[FeedId] | None,
+def read_page(store: Store, cursor: tuple[int, int], wanted: Container[FeedId] | None,
               *, max_entries: int = PAGE_ENTRIES) -> tuple[list[Item], tuple[int, int]]:
     """The entries that arrived after ``cursor`` in ``wanted`` feeds (all if None).
 
@@ -188,6 +196,18 @@ def _now_cursor(store: Store) -> tuple[int, int]:
     return store.last_arrival() + 1, 0
 
 
+class _Followed:
+    """The feeds a default subscription reads: those followed, and with ``own`` this author's."""
+
+    def __init__(self, follows: Collection[FeedId], own_key: bytes | None) -> None:
+        self._follows = follows
+        self._own_key = own_key
+
+    def __contains__(self, feed: object) -> bool:
+        return feed in self._follows or (
+            isinstance(feed, FeedId) and feed.author_key == self._own_key)
+
+
 class _Tail:
     """The entries stored most recently, read once for every caught-up subscription.
 
@@ -208,16 +228,10 @@ class _Tail:
         self._lock = trio.Lock()
         self._bytes = 0
 
-    async def now(self) -> tuple[int, int]:
-        """The cursor of the newest stored entry."""
+    def begin(self, now: tuple[int, int]) -> None:
+        """Start holding entries from ``now`` (the cursor of the newest stored entry)."""
         if self._start is None:
-            async with self._lock:
-                if self._start is None:
-                    store = self._node.logbook.store
-                    self._start = self._end = await trio.to_thread.run_sync(_now_cursor, store)
-                    self._read_at = self._node.changed()
-        await self.refresh()
-        return self._end
+            self._start = self._end = now
 
     def covers(self, cursor: tuple[int, int]) -> bool:
         return self._start is not None and self._start <= cursor <= self._end
@@ -236,21 +250,25 @@ class _Tail:
                 self._items += items
                 self._cursors += [(item_arrival(item)) for item in items]
                 self._bytes += sum(_size(item) for item in items)
-                self._end = end
-                if len(items) < PAGE_ENTRIES:
-                    break
-            drop = 0
-            while len(self._items) - drop > self._keep or (
-                    self._bytes > TAIL_BYTES and drop < len(self._items)):
-                self._bytes -= _size(self._items[drop])
-                drop += 1
-            if drop:
-                self._start = self._cursors[drop - 1]
-                del self._items[:drop], self._cursors[:drop]
+                moved, self._end = end != self._end, end
+                self._trim()
+                if not moved:
+                    break  # (a page can stop early, at its arrivals or bytes: read on)
             self._read_at = changed
         return True
 
-    def after(self, cursor: tuple[int, int], wanted: Collection[FeedId] | None
+    def _trim(self) -> None:
+        """Keep at most ``keep`` items and TAIL_BYTES; the rest is read from the store."""
+        drop = 0
+        while drop < len(self._items) and (
+                len(self._items) - drop > self._keep or self._bytes > TAIL_BYTES):
+            self._bytes -= _size(self._items[drop])
+            drop += 1
+        if drop:
+            self._start = self._cursors[drop - 1]
+            del self._items[:drop], self._cursors[:drop]
+
+    def after(self, cursor: tuple[int, int], wanted: Container[FeedId] | None
               ) -> tuple[list[Item], tuple[int, int]]:
         """Up to a page of held items after ``cursor`` in ``wanted``, and the new cursor."""
         found: list[Item] = []
@@ -276,42 +294,36 @@ class Subscription:
     """An async iterator of new entries; see :meth:`EmbeddedNode.subscribe`."""
 
     def __init__(self, node: EmbeddedNode, feeds: Collection[FeedId] | None,
-                 after: str | None, own: bool) -> None:
+                 after: tuple[int, int]) -> None:
         self._node = node
         self._feeds = None if feeds is None else frozenset(feeds)
-        self._own = own
-        self._after = after
-        self._cursor: tuple[int, int] | None = None if after is None else parse_cursor(after)
+        self._own = False
+        self._cursor = after
         self._buffer: list[Item] = []
+        #: Where the items not yet taken from the buffer start.
+        self._taken = after
 
     @property
-    def cursor(self) -> str | None:
-        """Where this subscription stands: pass it as ``after`` to resume."""
-        if self._cursor is None:
-            return None
-        return f"{self._cursor[0]}-{self._cursor[1]}"
+    def cursor(self) -> str:
+        """Where this subscription stands (after the last item taken): pass it as
+        ``after`` to resume."""
+        cursor = self._taken if self._buffer else self._cursor
+        return f"{cursor[0]}-{cursor[1]}"
 
-    def _wanted(self) -> Collection[FeedId] | None:
+    def _wanted(self) -> Container[FeedId] | None:
         if self._feeds is not None:
             return self._feeds
-        wanted = set(self._node._node.replicator.follows)
-        if self._own:
-            own = self._node.author
-            wanted |= {f for f in self._node._node.replicator.local.heads if f.author == own}
-        return wanted
-
-    async def start(self) -> str:
-        """Fix the starting point now (else the first read does); returns the cursor."""
-        if self._cursor is None:
-            self._cursor = await self._node._tail.now()
-        return f"{self._cursor[0]}-{self._cursor[1]}"
+        return _Followed(self._node._node.replicator.follows,
+                         self._node.identity.author.key if self._own else None)
 
     async def next_page(self) -> list[Item]:
-        """The next page of items (waits until there is at least one)."""
+        """The next page of items (waits until there is at least one).
+
+        Mixing this with ``async for`` over the same subscription is not supported.
+        """
         store = self._node.store
         tail = self._node._tail
-        await self.start()
-        cursor: tuple[int, int] = self._cursor or (0, 0)
+        cursor = self._cursor
         while True:
             changed = self._node._node.changed()
             before = cursor
@@ -336,6 +348,8 @@ class Subscription:
         if not self._buffer:
             self._buffer = await self.next_page()
         item = self._buffer.pop(0)
+        assert item.cursor is not None
+        self._taken = item_arrival(item)
         return item
 
 
@@ -444,10 +458,12 @@ class EmbeddedNode:
                      limit: int = 50) -> list[Item]:
         """The newest stored entries of ``feed`` (below seq ``before``), newest first."""
         wanted = _feed(feed)
+        if not 1 <= limit <= 10_000:
+            raise UsageError("limit must be 1 to 10000")
 
         def read() -> list[StoredEntry]:
             head = self.store.head(wanted)
-            top = min(head.seq if head else 0, (before or 2**63) - 1)
+            top = min(head.seq if head else 0, (2**63 if before is None else before) - 1)
             seqs = range(max(1, top - limit + 1), top + 1)
             return list(reversed(self.store.entries_at(wanted, seqs)))
 
@@ -482,7 +498,13 @@ class EmbeddedNode:
         behind the consumer is.
         """
         chosen = None if feeds is None else [_feed(f) for f in feeds]
-        return Subscription(self, chosen, after, own)
+        # The start is fixed now, not at the first read: an entry stored between
+        # this call and the first `async for` step is not missed.
+        now = _now_cursor(self.store)
+        self._tail.begin(now)
+        subscription = Subscription(self, chosen, now if after is None else parse_cursor(after))
+        subscription._own = own
+        return subscription
 
     async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
                            peer: str | None = None, timeout: float = 30.0) -> list[Item]:
@@ -532,7 +554,7 @@ class EmbeddedNode:
             progress = [
                 FeedProgress(
                     feed, local.seq(feed),
-                    max((c.session.peer_seq(feed) for c in ready), default=0),
+                    max((c.session.peer_holds(feed) for c in ready), default=0),
                     feed in replicator.follows,
                 )
                 for feed in sorted(feeds, key=str)

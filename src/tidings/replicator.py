@@ -309,6 +309,8 @@ class Replicator:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq if head else 0)])
             last = decode_entry(event.items[-1][0]).seq if error is None else None
+            if head is not None:
+                session.streamed[feed] = max(session.streamed.get(feed, 0), head.seq)
             self.router.local_changed([feed], source=session, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds

@@ -23,8 +23,8 @@ def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
         url = json.loads(home.api_file.read_text())["url"]
     except (OSError, ValueError, KeyError, TypeError):
         raise CommandError(
-            f"no node is running for {home.path} (no {home.api_file.name}): start one with "
-            "`tidings up`", EXIT_NOT_RUNNING,
+            f"no node with a local API is running for {home.path} (no {home.api_file.name}): "
+            "start one with `tidings up` (without --no-api)", EXIT_NOT_RUNNING,
         ) from None
     request = urllib.request.Request(
         url + path, headers={"Authorization": f"Bearer {home.api_token()}"}
@@ -65,7 +65,10 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     for peer in status["peers"]:
         relay = "  relay" if peer["relay"] else ""
         print(f"  {peer['node'][:8]}  {peer['address']:<22} {peer['direction']:<3}{relay}")
-    sync = "caught up" if status["caught_up"] else f"{behind} entries to fetch"
+    if not status["peers"]:
+        sync = "no peer connected"
+    else:
+        sync = "caught up" if status["caught_up"] else f"{behind} entries to fetch"
     print(f"feeds    {len(status['feeds'])}, {sync}, "
           f"{status['entries_received']} entries received since start")
     for feed in status["feeds"]:
@@ -89,7 +92,8 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                bound = await nursery.start(serve_feeds, book.store, host, port, log)
+                bound = await nursery.start(serve_feeds, book.store, host, port, log,
+                                            args.base_url)
                 log.info("serving-feeds", url=f"http://{bound[0]}:{bound[1]}/feeds/",
                          home=str(home.path))
                 async for _ in signals:
@@ -122,6 +126,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 "without a token, for feed readers and podcast apps", json_flag=False)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="the public URL feeds are reached at, for their self and next links "
+                        "(default: from each request's Host header; set it behind a proxy or "
+                        "cache, e.g. https://feeds.example.org)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     p.set_defaults(run=cmd_serve_feeds)
 

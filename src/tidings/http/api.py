@@ -450,7 +450,7 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         await send(f"retry: {SSE_RETRY_MS}\n\n".encode())
         # The cursor first, so a client that drops before any entry resumes
         # from here, not from "now" at its reconnect.
-        cursor = await subscription.start()
+        cursor = subscription.cursor
         await send(f"event: ready\nid: {cursor}\ndata: "
                    f"{json.dumps({'cursor': cursor})}\n\n".encode())
         while True:

@@ -90,7 +90,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
     except LookupError:
         raise HttpError(404, "not_found", f"this node holds no entries of {feed}") from None
     render, media = _FORMATS[match["format"]]
-    base = _base_url(request)
+    base = getattr(source, "base_url", None) or _base_url(request)
     path = f"/feeds/{quote(str(feed))}.{match['format']}"
     keep = _kept_query(request, limit)
     self_url = base + path + (f"?{keep}" if keep else "")
@@ -130,8 +130,11 @@ ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
 class PublicFeeds:
     """The handler of ``tidings serve-feeds``: the gateway alone, no token, GET only."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, base_url: str | None = None) -> None:
         self.store = store
+        #: The public URL links start with; else the request's Host (fine on a
+        #: LAN, but a shared cache in front should get a fixed base URL).
+        self.base_url = base_url.rstrip("/") if base_url else None
         self._pattern = re.compile(FEED_PATH)
 
     async def __call__(self, request: Request) -> Response:
@@ -148,11 +151,12 @@ class PublicFeeds:
             return error_response(error)
 
 
-async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = None, *,
+async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = None,
+                      base_url: str | None = None, *,
                       task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                       ) -> None:
     """Serve the public, read-only feed gateway on ``host:port`` until cancelled."""
-    server = HttpServer(PublicFeeds(store), log=log,
+    server = HttpServer(PublicFeeds(store, base_url), log=log,
                         extra_headers=[("X-Content-Type-Options", "nosniff"),
                                        ("Access-Control-Allow-Origin", "*")])
     await server.serve(host, port, task_status=task_status)

@@ -24,7 +24,8 @@ from tidings.node.log import Logger
 MAX_HEADER_BYTES = 16 * 1024
 #: A request body at most (a 1 MiB payload in base64, with room to spare).
 MAX_BODY_BYTES = 2 * 1024 * 1024
-#: A client must send a whole request within this many seconds once it starts...
+#: A client must send a whole request within this many seconds once it starts
+#: (and a new connection its first byte)...
 REQUEST_TIMEOUT = 10.0
 #: ...and may keep an idle connection open this long between requests.
 KEEPALIVE_TIMEOUT = 60.0
@@ -90,6 +91,13 @@ def error_response(error: HttpError) -> Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+@dataclass(eq=False)
+class _ConnectionState:
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: When it started waiting for a request (None while it reads or answers one).
+    idle_since: float | None = None
+
+
 class HttpServer:
     """Serve ``handler`` on a listener; ``await nursery.start(server.serve, host, port)``."""
 
@@ -99,6 +107,7 @@ class HttpServer:
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
         self.open_connections = 0
+        self._connections: set[_ConnectionState] = set()
 
     async def serve(self, host: str, port: int, *,
                     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
@@ -109,15 +118,40 @@ class HttpServer:
         await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        if self.open_connections >= MAX_CONNECTIONS:
+        if self.open_connections >= MAX_CONNECTIONS and not self._evict_idle():
             await stream.aclose()
             return
         self.open_connections += 1
+        state = _ConnectionState()
+        self._connections.add(state)
+        try:
+            with state.scope:
+                await self._serve_connection(stream, state)
+        finally:
+            self._connections.discard(state)
+            self.open_connections -= 1
+            await stream.aclose()
+
+    def _evict_idle(self) -> bool:
+        """At the cap, close the connection idle longest (waiting for a request) for a new one."""
+        idle = [c for c in self._connections if c.idle_since is not None]
+        if not idle:
+            return False
+        min(idle, key=lambda c: c.idle_since or 0.0).scope.cancel()
+        return True
+
+    async def _serve_connection(self, stream: trio.SocketStream,
+                                state: _ConnectionState) -> None:
         try:
             client = _peer(stream)
             connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            first = True
             while True:
-                request = await self._read_request(stream, connection, client)
+                state.idle_since = trio.current_time()
+                request = await self._read_request(stream, connection, client, first=first,
+                                                   state=state)
+                state.idle_since = None
+                first = False
                 if request is None:
                     break
                 try:
@@ -141,22 +175,22 @@ class HttpServer:
             pass
         except Exception as exc:  # one broken request must never stop the server
             self.log.warning("http-failed", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self.open_connections -= 1
-            await stream.aclose()
 
     async def _read_request(self, stream: trio.SocketStream, connection: h11.Connection,
-                            client: tuple[str, int]) -> Request | None:
+                            client: tuple[str, int], *, first: bool,
+                            state: _ConnectionState) -> Request | None:
         head: h11.Request | None = None
         body = bytearray()
-        deadline = trio.current_time() + KEEPALIVE_TIMEOUT
+        # A new connection must start its request at once; a kept-alive one may idle.
+        deadline = trio.current_time() + (REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT)
         started = False
         while True:
             try:
                 event = connection.next_event()
             except h11.RemoteProtocolError as exc:
+                problem = str(exc).replace("bytearray(b", "(")
                 await self._refuse(stream, connection, HttpError(
-                    exc.error_status_hint, "bad_request", f"malformed HTTP request: {exc}"))
+                    exc.error_status_hint, "bad_request", f"malformed HTTP request: {problem}"))
                 return None
             if event is h11.NEED_DATA:
                 if connection.they_are_waiting_for_100_continue:
@@ -168,6 +202,7 @@ class HttpServer:
                     if not started and data:
                         # One deadline for the whole request, from its first byte.
                         started = True
+                        state.idle_since = None
                         deadline = trio.current_time() + REQUEST_TIMEOUT
                     continue
                 return None  # idle or too slow: close quietly

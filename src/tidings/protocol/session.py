@@ -144,6 +144,9 @@ class Session:
         self.relay = relay
         self.sent: dict[FeedId, Note] = dict(sent or {})
         self.received: dict[FeedId, Note] = dict(received or {})
+        #: The highest seq of each feed this peer sent entries up to (set by the
+        #: replicator: a peer streaming live sends entries, not notes).
+        self.streamed: dict[FeedId, int] = {}
         self.version: int | None = None
         self.peer_relay = False
         self.clock_exchanged = False
@@ -396,6 +399,10 @@ class Session:
     def peer_seq(self, feed: FeedId) -> int:
         theirs = self.received.get(feed)
         return theirs.seq if theirs is not None else 0
+
+    def peer_holds(self, feed: FeedId) -> int:
+        """The highest seq of ``feed`` the peer is known to hold (noted or sent)."""
+        return max(self.peer_seq(feed), self.streamed.get(feed, 0))
 
     # -- messages in -------------------------------------------------------------
 
