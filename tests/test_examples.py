@@ -186,3 +186,6 @@ def test_curl_client_publishes_lists_syndicates_and_streams(node: Node) -> None:
     live = steps[4]  # the SSE stream: the entry published while it was open
     assert "event: ready" in live and "event: entry" in live
     assert "#2 live while a client listens" in live
+
+
+# -- a bug the learning network ran into (src/ is not this file's to fix) ----------

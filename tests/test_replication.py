@@ -24,6 +24,7 @@ from tidings.errors import (
     UnsupportedVersion,
     WrongFeed,
 )
+from tidings.logbook import FOLLOWS_LOG
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.protocol.messages import (
     EAGER,
@@ -42,6 +43,7 @@ from tidings.protocol.session import MAX_UNSOLICITED, Session
 from tidings.replicator import (
     PARTIAL_PAYLOAD_BYTES,
     DuplicateConnection,
+    MemoryClocks,
     PeerRefused,
     Replicator,
     SelfConnection,
@@ -603,6 +605,39 @@ def test_with_two_hops_a_follow_entry_already_held_is_followed() -> None:
     b = node("b", book=b.logbook, follows=[blog], hops=2)
     sync(b, a)
     assert held(b, diary) == 3
+
+
+def test_with_two_hops_an_authors_public_follows_log_is_read() -> None:
+    """spec/10 §9: following A's blog with hops 2 also reads A's "follows" log."""
+    a, d = node("a", who=1), node("d", who=4)
+    diary = publish_feeds(d.logbook, 1, 3)[0]
+    d.refresh_local()
+    copy_feed(d, a, diary)
+    a.logbook.publish(b"hello", "blog")
+    a.logbook.publish(follow_payload(diary), FOLLOWS_LOG)
+    a.refresh_local()
+    b = node("b", follows=[a.logbook.feed("blog")], hops=2)
+    sync(b, a)
+    assert held(b, a.logbook.feed(FOLLOWS_LOG)) == 1
+    assert held(b, diary) == 3
+
+
+def test_a_peer_remembered_to_hold_a_feed_becomes_its_source_after_a_restart() -> None:
+    author = node("author", who=1)
+    feed = author.logbook.publish(b"hello", "blog").feed
+    author.refresh_local()
+    memory = MemoryClocks()
+    reader = node("reader", follows=[feed], memory=memory)
+    first = connect(reader, author)
+    first.budget_b = 0  # the author notes seq 1 but streams nothing before the reader stops
+    run(first)
+    first.close()
+    assert held(reader, feed) == 0
+    # The reader restarts (same store, same clock memory); an empty peer connects first.
+    reader = node("reader", book=reader.logbook, follows=[feed], memory=memory)
+    run(connect(reader, node("empty")), connect(reader, author))
+    assert held(reader, feed) == 1
+
 
 
 # -- misbehaving peers ---------------------------------------------------------------------------

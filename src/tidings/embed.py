@@ -57,6 +57,7 @@ from tidings.logbook import DEFAULT_LOG, FOLLOWS_LOG
 from tidings.node.daemon import DEFAULT_PORT, Connection, Node, NodeOptions, parse_address
 from tidings.node.log import Logger
 from tidings.node.state import NodeState
+from tidings.replicator import DuplicateConnection
 from tidings.storage.base import Store, StoredEntry
 
 if TYPE_CHECKING:
@@ -523,9 +524,15 @@ class EmbeddedNode:
                 connections = [c for c in self._node.connections
                                if c.ready.is_set() and c.address == address]
                 if not connections:
-                    connections = [await self._node.connect(address)]
+                    try:
+                        connections = [await self._node.connect(address)]
+                    except DuplicateConnection:
+                        # Connected (or connecting) to that node already, by another
+                        # connection (it dialed us, or our dialer got there first).
+                        while not (connections := self._ready()):
+                            await trio.sleep(0.02)
             else:
-                connections = [c for c in self._node.connections if c.ready.is_set()]
+                connections = self._ready()
             if not connections:
                 raise UsageError("no peer is connected: pass peer='HOST:PORT'")
             for connection in connections:
@@ -535,6 +542,9 @@ class EmbeddedNode:
                         return [Item(decode_entry(raw), payload) for raw, payload in
                                 result.entries]
         return []
+
+    def _ready(self) -> list[Connection]:
+        return [c for c in self._node.connections if c.ready.is_set()]
 
     # -- the network --
 

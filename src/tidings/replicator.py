@@ -32,7 +32,7 @@ from tidings.errors import (
     WrongBacklink,
     WrongLipmaaLink,
 )
-from tidings.logbook import Logbook
+from tidings.logbook import FOLLOWS_LOG, Logbook
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.protocol.clock import LocalClock
 from tidings.protocol.messages import MAX_MESSAGE_SIZE, Note
@@ -182,8 +182,11 @@ class Replicator:
         wanted = set(self.follows) | self.relayed
         frontier = set(self.follows)
         for _ in range(self.hops - 1):
+            # The authors' public follows live in their "follows" logs (spec/10 §9).
+            logs = {FeedId(f.author_key, FOLLOWS_LOG) for f in frontier}
+            wanted |= logs
             found: set[FeedId] = set()
-            for feed in frontier:
+            for feed in frontier | logs:
                 found |= self._follows_of(feed)
             frontier = found - wanted
             wanted |= found

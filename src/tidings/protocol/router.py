@@ -32,6 +32,10 @@ class Router:
         for feed in self.local.wanted:
             if feed not in self.source:
                 self._assign(feed, session)
+            elif session.peer_seq(feed) > self.local.seq(feed):
+                # Remembered from the last session with this peer (a delta
+                # opening clock does not repeat it): it holds more than we do.
+                self.notes_received(session, [feed])
 
     def remove(self, session: Session) -> None:
         if session in self._members:
