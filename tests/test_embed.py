@@ -533,3 +533,18 @@ async def test_a_public_follow_is_an_entry_in_the_follows_log(author: EmbeddedNo
         Follow(followed), Unfollow(followed)]
     assert [i.content for i in entries] == [Follow(followed), Unfollow(followed)]
     assert await author.following() == []
+
+
+async def test_errors_come_out_as_themselves_not_exception_groups(tmp_path: Path) -> None:
+    import socket
+
+    with pytest.raises(ValueError, match="the app's own"):
+        async with open_node(tmp_path / "a"):
+            raise ValueError("the app's own")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(embed.ListenError, match=f"cannot listen on 127.0.0.1:{port} for peers"):
+            async with open_node(tmp_path / "a", listen=f"127.0.0.1:{port}"):
+                pass

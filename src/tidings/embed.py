@@ -660,21 +660,29 @@ async def run_node(
 
     node, token = await trio.to_thread.run_sync(prepare)
     embedded = EmbeddedNode(home, node)
+    # An error from the app's block (or from starting) is raised as itself, not
+    # wrapped in the nursery's ExceptionGroup: apps need no `except*`.
+    failure: Exception | None = None
     try:
         async with trio.open_nursery() as nursery:
-            await _start(nursery, options.listen, "peers", node.run)
-            if api is not None:
-                from tidings.http.api import serve_api
-
-                bound = await _start(nursery, api, "the local API", serve_api, embedded, api,
-                                     token, cors_origins)
-                embedded.api_url = f"http://{_text(bound)}"
-                _write_api_file(home, embedded.api_url)
-                node.log.info("api", url=embedded.api_url, token_file=str(home.path / "api.token"))
             try:
+                await _start(nursery, options.listen, "peers", node.run)
+                if api is not None:
+                    from tidings.http.api import serve_api
+
+                    bound = await _start(nursery, api, "the local API", serve_api, embedded,
+                                         api, token, cors_origins)
+                    embedded.api_url = f"http://{_text(bound)}"
+                    _write_api_file(home, embedded.api_url)
+                    node.log.info("api", url=embedded.api_url,
+                                  token_file=str(home.path / "api.token"))
                 yield embedded
+            except Exception as exc:
+                failure = exc
             finally:
                 nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
     finally:
         if embedded.api_url is not None:
             _remove_api_file(home, embedded.api_url)

@@ -105,13 +105,7 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
 
     try:
         trio.run(main)
-    except ExceptionGroup as exc:
-        # trio's nurseries wrap what escapes them in an ExceptionGroup.
-        failure: BaseException | None = exc.subgroup(ListenError)
-        if failure is None:
-            raise
-        while isinstance(failure, BaseExceptionGroup):
-            failure = failure.exceptions[0]
+    except ListenError as failure:
         raise CommandError(
             f"{failure}; choose another port with --listen HOST:PORT (peers) or "
             "--api HOST:PORT (the local API)"
