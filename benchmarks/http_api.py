@@ -48,7 +48,6 @@ import json
 import math
 import os
 import platform
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -68,7 +67,7 @@ if str(BENCH_DIR) not in sys.path:  # for `import run` when run.py imports this 
 import h11  # noqa: E402
 import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, sampling helpers)
 import trio  # noqa: E402
-from replication import child_env, proc_cpu_s, tidings_cmd  # noqa: E402  (child processes)
+from replication import NodeProcess, child_env, proc_cpu_s  # noqa: E402  (child processes)
 
 from tidings.core.ids import FeedId  # noqa: E402
 from tidings.embed import EmbeddedNode, open_node  # noqa: E402
@@ -99,6 +98,8 @@ class Sizes:
 
 FULL = Sizes("full", 5, 1000, 8, 100, 240, 20.0, 10, 200)
 QUICK = Sizes("quick", 3, 300, 8, 100, 40, 20.0, 5, 40)
+#: Tiny: for the test that checks the benchmark still runs; its figures mean nothing.
+SMOKE = Sizes("smoke", 1, 20, 2, 3, 6, 20.0, 1, 5)
 
 
 def sizes_meta(sizes: Sizes) -> dict[str, Any]:
@@ -408,22 +409,15 @@ def latency_of(delivery: Delivery, warmup: int) -> Latency:
 # -- the node process -----------------------------------------------------------------------
 
 
-class ApiNode:
+class ApiNode(NodeProcess):
     """``tidings --home H up --listen 127.0.0.1:0 --no-lan --api 127.0.0.1:0``.
 
     The API's address comes from ``H/api.json``, which the node writes once it serves.
     """
 
     def __init__(self, home: Path, log_path: Path) -> None:
+        super().__init__(home, log_path, "--api", f"{HOST}:0")
         self.home = Home(home)
-        self.log_path = log_path
-        with log_path.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                tidings_cmd(home, "up", "--listen", f"{HOST}:0", "--no-lan",
-                            "--api", f"{HOST}:0"),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                env=child_env(),
-            )
         self.target = self._wait_serving()
 
     def _wait_serving(self) -> ApiTarget:
@@ -441,29 +435,6 @@ class ApiNode:
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"the node did not start serving its API: {self.tail()}")
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-1500:]
-
-    def cpu_s(self) -> float | None:
-        return proc_cpu_s(self.proc.pid)
-
-    def stop(self) -> None:
-        """SIGINT, as Ctrl-C; the node must stop cleanly."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                raise RuntimeError("the node did not stop within 20 s of SIGINT") from None
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"the node exited with {self.proc.returncode}: {self.tail()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 #: The raw fan-out server, run as a child process: bare trio, HTTP/1.1 by hand.
@@ -648,7 +619,6 @@ async def embedded_latency(node: EmbeddedNode, sizes: Sizes) -> Delivery:
         async with trio.open_nursery() as nursery:
             for index in range(sizes.subscribers):
                 subscription = node.subscribe([feed])
-                await subscription.start()  # fixes "from now" before the first publish
                 nursery.start_soon(subscriber, index, subscription)
             await trio.sleep(0.2)
 
@@ -965,8 +935,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"smaller sizes ({QUICK.publishes} publishes per sample, "
                              f"{QUICK.entries} paced entries); under ~20 s")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()
     begun = perf_counter()
     log(f"tidings local HTTP API benchmark ({sizes.name}); progress on stderr")

@@ -89,6 +89,8 @@ class Sizes:
 
 FULL = Sizes("full", 3, 5000, 100_000, 1000, 100, 10_000, 10)
 QUICK = Sizes("quick", 3, 2000, 10_000, 100, 100, 1000, 10)
+#: Tiny: for the test that checks the benchmark still runs; its figures mean nothing.
+SMOKE = Sizes("smoke", 1, 200, 500, 5, 10, 20, 2)
 
 
 def payload(i: int) -> bytes:
@@ -270,13 +272,17 @@ def proc_peak_rss_kib(pid: int) -> float | None:
 
 
 class NodeProcess:
-    """``tidings --home HOME up --listen 127.0.0.1:0 --no-lan``, port read from its log."""
+    """``tidings --home HOME up --listen 127.0.0.1:0 --no-lan``, port read from its log.
 
-    def __init__(self, home: Path, log_path: Path) -> None:
+    ``extra`` are more arguments for ``up`` (default ``--no-api``).
+    """
+
+    def __init__(self, home: Path, log_path: Path, *extra: str) -> None:
         self.log_path = log_path
         with log_path.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                tidings_cmd(home, "up", "--listen", "127.0.0.1:0", "--no-lan", "--no-api"),
+                tidings_cmd(home, "up", "--listen", "127.0.0.1:0", "--no-lan",
+                            *(extra or ("--no-api",))),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 env=child_env(),
             )
@@ -707,8 +713,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes (10,000 entries; 100 x 100; 1,000 shared feeds)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()
     begun = perf_counter()
     log(f"tidings replication benchmark ({sizes.name}); progress on stderr")

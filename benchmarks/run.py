@@ -76,6 +76,8 @@ class Sizes:
 
 FULL = Sizes("full", 5, 5000, 20_000, 2000, 20_000, 50_000, (10**3, 10**6), 50)
 QUICK = Sizes("quick", 3, 2000, 10_000, 1000, 10_000, 20_000, (10**3, 10**5), 20)
+#: Tiny: for the test that checks the benchmarks still run; their figures mean nothing.
+SMOKE = Sizes("smoke", 1, 200, 500, 50, 500, 500, (10**3,), 2)
 
 
 # -- measuring ---------------------------------------------------------------
@@ -612,13 +614,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes (pool of a 10^5 log, not 10^6); under ~30 s")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
     parser.add_argument("--replication", action="store_true",
                         help="also run benchmarks/replication.py (two nodes over loopback TCP)")
     parser.add_argument("--http", action="store_true",
                         help="also run benchmarks/http_api.py (the local HTTP API: publishes/s, "
                              "SSE delivery latency)")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()
     begun = perf_counter()
     log(f"tidings benchmarks ({sizes.name}); progress on stderr")
@@ -630,13 +634,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.replication:
         import replication  # benchmarks/replication.py, beside this file
 
-        replication_sizes = replication.QUICK if args.quick else replication.FULL
+        replication_sizes = (replication.SMOKE if args.smoke else
+                             replication.QUICK if args.quick else replication.FULL)
         replication.bench_replication(results, replication_sizes)
         more_meta["replication_sizes"] = replication.sizes_meta(replication_sizes)
     if args.http:
         import http_api  # benchmarks/http_api.py, beside this file
 
-        http_sizes = http_api.QUICK if args.quick else http_api.FULL
+        http_sizes = (http_api.SMOKE if args.smoke else
+                      http_api.QUICK if args.quick else http_api.FULL)
         http_api.bench_http_api(results, http_sizes)
         more_meta["http_sizes"] = http_api.sizes_meta(http_sizes)
     results.notes.append(
