@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pytest
 import trio
 
 import tidings
+from tests.embed_helpers import PATIENCE, address_of, eventually
 from tidings import FeedId, Logbook, SqliteStore, UsageError, embed
 from tidings import content as content_types
 from tidings.content import Follow, Post, Unfollow
@@ -34,30 +35,12 @@ from tidings.home import Home
 from tidings.node import daemon
 
 #: Longer than any wait here should take on a slow machine; reaching it means a hang.
-PATIENCE = 20.0
 #: For a read of what is stored already, which returns at once or never.
 HANG_GUARD = 5.0
 
 
-def address_of(node: EmbeddedNode) -> str:
-    assert node.listen_address is not None
-    host, port = node.listen_address
-    return f"{host}:{port}"
 
 
-async def eventually(condition: Callable[[], Any], what: str) -> None:
-    """Poll ``await condition()`` (or a plain ``condition()``) until it holds."""
-    try:
-        with trio.fail_after(PATIENCE):
-            while True:
-                outcome = condition()
-                if hasattr(outcome, "__await__"):
-                    outcome = await outcome
-                if outcome:
-                    return
-                await trio.sleep(0.01)
-    except trio.TooSlowError:
-        raise AssertionError(f"gave up waiting for {what}") from None
 
 
 async def holds(node: EmbeddedNode, feed: FeedId, seq: int) -> bool:

@@ -25,6 +25,7 @@ import feedparser
 import pytest
 import trio
 
+from tests.embed_helpers import PATIENCE, address_of, eventually
 from tests.http_client import EventStream, Reply, raw_request, read_events, request
 from tests.nodes import running, wait_for
 from tests.test_cli import _env, ok, tidings
@@ -38,7 +39,6 @@ from tidings.http.server import MAX_BODY_BYTES
 
 ALLOWED_ORIGIN = "http://app.example"
 #: Longer than any wait here should take; reaching it means a hang.
-PATIENCE = 20.0
 CURSOR = re.compile(r"[0-9]+-[0-9]+")
 
 
@@ -104,23 +104,8 @@ async def author(tmp_path: Path) -> AsyncIterator[EmbeddedNode]:
         yield node
 
 
-def address_of(node: EmbeddedNode) -> str:
-    assert node.listen_address is not None
-    return "{}:{}".format(*node.listen_address)
 
 
-async def eventually(condition: Callable[[], Any], what: str) -> None:
-    try:
-        with trio.fail_after(PATIENCE):
-            while True:
-                outcome = condition()
-                if hasattr(outcome, "__await__"):
-                    outcome = await outcome
-                if outcome:
-                    return
-                await trio.sleep(0.01)
-    except trio.TooSlowError:
-        raise AssertionError(f"gave up waiting for {what}") from None
 
 
 def entries_of(stream: EventStream) -> list[dict[str, Any]]:
