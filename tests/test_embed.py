@@ -531,3 +531,34 @@ async def test_errors_come_out_as_themselves_not_exception_groups(tmp_path: Path
         with pytest.raises(embed.ListenError, match=f"cannot listen on 127.0.0.1:{port} for peers"):
             async with open_node(tmp_path / "a", listen=f"127.0.0.1:{port}"):
                 pass
+
+
+async def test_caught_up_subscriptions_share_the_tail_however_they_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscriptions at the end of the store, new or resumed, read through one shared
+    tail: a subscription's own store reads are for catching up only."""
+    own_reads = []
+    real = embed.read_page
+
+    def counting(store: Any, position: Any, wanted: Any, **kwargs: Any) -> Any:
+        if wanted is not None:
+            own_reads.append(position)
+        return real(store, position, wanted, **kwargs)
+
+    monkeypatch.setattr(embed, "read_page", counting)
+    async with open_node(tmp_path / "a") as node:
+        blog = node.feed("blog")
+        first = node.subscribe([blog])
+        await node.publish(b"0", "blog")
+        assert (await first.__anext__()).seq == 1
+        resume_at = first.cursor
+        del first
+        subscriptions = [node.subscribe([blog]) for _ in range(5)]
+        subscriptions += [node.subscribe([blog], after=resume_at) for _ in range(5)]
+        for index in range(1, 11):
+            await node.publish(f"{index}".encode(), "blog")
+        with trio.fail_after(PATIENCE):
+            for subscription in subscriptions:
+                assert [(await subscription.__anext__()).seq for _ in range(10)] == \
+                    list(range(2, 12))
+    assert own_reads == []

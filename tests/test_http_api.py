@@ -305,6 +305,7 @@ async def test_a_bad_cursor_is_refused_before_the_stream_starts(api: Api) -> Non
     for headers, target in (([("Last-Event-ID", "not-a-cursor")], "/v1/events"),
                             ([("Last-Event-ID", "1-2-3")], "/v1/events"),
                             ([], "/v1/events?after=x"),
+                            ([], "/v1/events?after=999-0"),  # beyond the newest arrival
                             ([], "/v1/events?feeds=tf1nope_blog")):
         stream = await api.events(target, lambda s: False, headers=headers)
         assert stream.status == 400, (headers, target)
@@ -567,6 +568,7 @@ async def test_the_feed_gateway_through_the_api(api: Api) -> None:
     assert (await api.get(f"/feeds/{blog}.atom", auth=False)).status == 401
     reply = await api.get(f"/feeds/{blog}.atom?token={api.token}", auth=False)
     assert reply.status == 200 and reply.media_type == "application/atom+xml"
+    assert reply.headers["cache-control"] == "private, no-store"  # its links hold the token
     parsed = feedparser.parse(reply.body)
     assert parsed.bozo == 0, parsed.get("bozo_exception")
     assert [e.title for e in parsed.entries] == ["Title 3", "Title 2", "Title 1"]
@@ -664,4 +666,37 @@ async def test_public_feeds_link_from_the_base_url_not_the_host_header(tmp_path:
         links = {link.rel: link.href for link in parsed.feed.links}
         assert links["self"] == f"{expected}/feeds/{feed}.atom?limit=2"
         assert links["next"] == f"{expected}/feeds/{feed}.atom?before=2&limit=2"
+    book.store.close()
+
+
+async def test_feed_pages_never_read_large_payloads_and_keep_tokens_off_public_links(
+        tmp_path: Path) -> None:
+    from tidings import Identity, Logbook, SqliteStore
+    from tidings.http.gateway import PublicFeeds
+    from tidings.http.server import Request
+    from tidings.syndication import MAX_SHOWN_PAYLOAD
+
+    book = Logbook(SqliteStore(tmp_path / "s.sqlite3"), Identity.generate())
+    book.publish(b"a small one", "blog")
+    book.publish(b"x" * (MAX_SHOWN_PAYLOAD + 1), "blog")  # a large plain text
+    book.publish(b"the newest", "blog")
+    feed = book.feed("blog")
+    read: list[int] = []
+    original = book.store.entries_at
+
+    def counting(feed_: FeedId, seqs: Any, *, payloads: bool = True) -> Any:
+        if payloads:
+            read.extend(seqs)
+        return original(feed_, seqs, payloads=payloads)
+
+    book.store.entries_at = counting  # type: ignore[method-assign]
+    request = Request("GET", "", f"/feeds/{feed}.atom", {"token": ["t0k3n"], "limit": ["2"]},
+                      {"host": "127.0.0.1"}, b"", ("127.0.0.1", 1))
+    reply = await PublicFeeds(book.store)(request)
+    parsed = feedparser.parse(reply.body)
+    assert parsed.bozo == 0
+    assert [e.title for e in parsed.entries] == ["the newest", f"<{MAX_SHOWN_PAYLOAD + 1} bytes>"]
+    assert 2 not in read  # the large payload was never read
+    assert "t0k3n" not in reply.body.decode()  # the public gateway takes no token
+    assert dict(reply.headers)["Cache-Control"] == "max-age=60"
     book.store.close()

@@ -133,13 +133,13 @@ def test_status_of_a_home_that_does_not_exist(tmp_path: Path) -> None:
 
 
 @contextmanager
-def serving_feeds(home: Path, listen: str = "127.0.0.1:0"
+def serving_feeds(home: Path, listen: str = "127.0.0.1:0", *args: str
                   ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     log_path = home.parent / "serve-feeds.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tidings", "--home", str(home), "serve-feeds",
-             "--listen", listen],
+             "--listen", listen, *args],
             stdout=subprocess.DEVNULL, stderr=log, env=_env())
         try:
             deadline = time.monotonic() + 30
@@ -202,7 +202,7 @@ def test_serve_feeds_serves_atom_and_json_feed_without_a_token(tmp_path: Path) -
 
         # Read-only, and only feeds.
         status, headers, body = fetch(f"{base}{feed}.atom", method="POST")
-        assert status == 405 and headers["allow"] == "GET"
+        assert status == 405 and headers["allow"] == "GET, HEAD"
         assert json.loads(body)["error"]["code"] == "method_not_allowed"
         for path in ("/", "/v1/status", f"/feeds/{feed}.rss", f"/feeds/{feed}"):
             status, _, body = fetch(base.removesuffix("/feeds/") + path)
@@ -211,12 +211,43 @@ def test_serve_feeds_serves_atom_and_json_feed_without_a_token(tmp_path: Path) -
         # A feed this home does not hold.
         other = feed_of(home, "never-published")
         assert fetch(f"{base}{other}.atom")[0] == 404
+        # HEAD: the headers a GET gets, no body.
+        status, headers, body = fetch(f"{base}{feed}.atom", method="HEAD")
+        assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     log = log_path.read_text()
     assert "Traceback" not in log
     assert "stopped" in log
+
+
+def test_serve_feeds_serves_only_the_homes_own_feeds_unless_told(tmp_path: Path) -> None:
+    """Others' feeds a node stores (followed, relayed) are not published by default,
+    and a probe cannot tell them from feeds it does not hold."""
+    home, stranger = tmp_path / "h", tmp_path / "s"
+    ok(tidings(home, "init"))
+    ok(tidings(stranger, "init"))
+    ok(tidings(home, "publish", "--log", "blog", "mine"))
+    ok(tidings(stranger, "publish", "--log", "blog", "theirs"))
+    ok(tidings(stranger, "export", "blog", "-o", str(tmp_path / "b.bundle")))
+    ok(tidings(home, "import", str(tmp_path / "b.bundle")))
+    mine, theirs = feed_of(home, "blog"), feed_of(stranger, "blog")
+    with serving_feeds(home) as (base, proc, _):
+        assert fetch(f"{base}{mine}.atom")[0] == 200
+        status, _, body = fetch(f"{base}{theirs}.atom")
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    with serving_feeds(home, "127.0.0.1:0", "--feed", str(theirs)) as (base, proc, _):
+        assert fetch(f"{base}{theirs}.atom")[0] == 200
+        assert fetch(f"{base}{mine}.atom")[0] == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    with serving_feeds(home, "127.0.0.1:0", "--all") as (base, proc, _):
+        assert fetch(f"{base}{theirs}.atom")[0] == 200 and fetch(f"{base}{mine}.atom")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
 
 
 def test_serve_feeds_on_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,10 +51,18 @@ import trio
 from tidings import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
-from tidings.errors import PeerError, TidingsError, UsageError
+from tidings.core.times import entry_datetime
+from tidings.errors import PeerError, RemoteError, UsageError
 from tidings.home import DEFAULT_API_PORT, Home, parse_network_key
 from tidings.logbook import DEFAULT_LOG, FOLLOWS_LOG
-from tidings.node.daemon import DEFAULT_PORT, Connection, Node, NodeOptions, parse_address
+from tidings.node.daemon import (
+    DEFAULT_PORT,
+    Connection,
+    Node,
+    NodeOptions,
+    format_address,
+    parse_address,
+)
 from tidings.node.log import Logger
 from tidings.node.state import NodeState
 from tidings.replicator import DuplicateConnection
@@ -69,6 +77,9 @@ PAGE_ENTRIES = 256
 PAGE_BYTES = 4 << 20
 #: Bytes of entries and payloads the shared tail of recent entries holds at most.
 TAIL_BYTES = 8 << 20
+#: Seconds without a reader after which the shared tail starts afresh where the
+#: next reader is, rather than reading everything that arrived meanwhile.
+TAIL_IDLE = 5.0
 #: Arrivals looked at per page (an arrival is one append: a run of one feed).
 PAGE_ARRIVALS = 64
 _CURSOR = re.compile(r"(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})")
@@ -77,14 +88,22 @@ _CURSOR = re.compile(r"(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})")
 # -- what readers get ---------------------------------------------------------
 
 
+Position = tuple[int, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One entry and its payload (None when not held, or deleted)."""
 
     entry: Entry
     payload: bytes | None
-    #: Where a subscription stood after this item; resume with ``subscribe(after=...)``.
-    cursor: str | None = None
+    #: Where a subscription stands after this item, as ``(arrival, seq)``.
+    position: Position | None = None
+
+    @property
+    def cursor(self) -> str | None:
+        """The position as text: resume after this item with ``subscribe(after=cursor)``."""
+        return None if self.position is None else f"{self.position[0]}-{self.position[1]}"
 
     @property
     def feed(self) -> FeedId:
@@ -96,8 +115,9 @@ class Item:
 
     @property
     def published(self) -> datetime:
-        """The author's timestamp (as the author's clock said; not checked)."""
-        return datetime.fromtimestamp(self.entry.timestamp / 1e6, UTC)
+        """The author's timestamp (as the author's clock said; not checked, clamped to
+        the years 1970 to 9999)."""
+        return entry_datetime(self.entry.timestamp)
 
     @property
     def content(self) -> Content | None:
@@ -163,12 +183,14 @@ def parse_cursor(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def read_page(store: Store, cursor: tuple[int, int], wanted: Container[FeedId] | None,
-              *, max_entries: int = PAGE_ENTRIES) -> tuple[list[Item], tuple[int, int]]:
+def read_page(store: Store, cursor: Position, wanted: Container[FeedId] | None,
+              *, max_entries: int = PAGE_ENTRIES) -> tuple[list[Item], Position]:
     """The entries that arrived after ``cursor`` in ``wanted`` feeds (all if None).
 
-    Returns at most ``max_entries`` items, each with the cursor just after it,
-    and the new cursor (which moves past arrivals of unwanted feeds too).
+    Returns at most ``max_entries`` items, each with the position just after it,
+    and the new position (which moves past arrivals of unwanted feeds too).
+    Positions are canonical: after the last entry of arrival ``a`` is
+    ``(a + 1, 0)``, so one place in the arrival order has one position.
     """
     arrival_id, done_seq = cursor
     items: list[Item] = []
@@ -179,22 +201,19 @@ def read_page(store: Store, cursor: tuple[int, int], wanted: Container[FeedId] |
             start = max(start, done_seq + 1)
         elif arrival.id < arrival_id:
             continue
+        done = (arrival.id + 1, 0)
         if start > arrival.last_seq or (wanted is not None and arrival.feed not in wanted):
-            cursor = (arrival.id, arrival.last_seq)
+            cursor = done
             continue
         room = min(max_entries - len(items), arrival.last_seq - start + 1)
         rows = store.entries(arrival.feed, since=start, limit=room, max_bytes=budget)
         for row in rows:
-            cursor = (arrival.id, row.seq)
+            cursor = done if row.seq == arrival.last_seq else (arrival.id, row.seq)
             budget -= row.size
-            items.append(Item(decode_entry(row.raw), row.payload, f"{cursor[0]}-{cursor[1]}"))
+            items.append(Item(decode_entry(row.raw), row.payload, cursor))
         if len(items) >= max_entries or budget <= 0 or not rows:
             break
     return items, cursor
-
-
-def _now_cursor(store: Store) -> tuple[int, int]:
-    return store.last_arrival() + 1, 0
 
 
 class _Followed:
@@ -221,42 +240,48 @@ class _Tail:
         self._node = node
         self._keep = keep
         self._items: list[Item] = []
-        self._cursors: list[tuple[int, int]] = []
-        #: The tail holds every entry between these two cursors.
-        self._start: tuple[int, int] | None = None
-        self._end: tuple[int, int] = (0, 0)
+        self._positions: list[Position] = []
+        #: The tail holds every entry between these two positions.
+        self._start: Position | None = None
+        self._end: Position = (0, 0)
         self._read_at: trio.Event | None = None
+        self._used_at = 0.0
         self._lock = trio.Lock()
         self._bytes = 0
 
-    def begin(self, now: tuple[int, int]) -> None:
-        """Start holding entries from ``now`` (the cursor of the newest stored entry)."""
-        if self._start is None:
-            self._start = self._end = now
+    async def reach(self, position: Position) -> bool:
+        """Bring the tail up to date for a reader at ``position``; True if it holds
+        everything after it."""
+        now = trio.current_time()
+        if self._start is None or (position > self._end and now - self._used_at > TAIL_IDLE):
+            # Nobody has read the tail lately: start it afresh here rather than
+            # read everything that arrived meanwhile.
+            self._start = self._end = position
+            self._items, self._positions, self._bytes = [], [], 0
+            self._read_at = None
+        self._used_at = now
+        await self._refresh()
+        return self._start <= position <= self._end
 
-    def covers(self, cursor: tuple[int, int]) -> bool:
-        return self._start is not None and self._start <= cursor <= self._end
-
-    async def refresh(self) -> bool:
-        """Read what arrived since the last read, once per store change (returns True)."""
+    async def _refresh(self) -> None:
+        """Read what arrived since the last read, once per store change."""
         changed = self._node.changed()
         if self._read_at is changed:
-            return True
+            return
         async with self._lock:
             if self._read_at is changed:
-                return True
+                return
             store = self._node.logbook.store
             while True:
                 items, end = await trio.to_thread.run_sync(read_page, store, self._end, None)
                 self._items += items
-                self._cursors += [(item_arrival(item)) for item in items]
+                self._positions += [item.position for item in items if item.position]
                 self._bytes += sum(_size(item) for item in items)
                 moved, self._end = end != self._end, end
                 self._trim()
                 if not moved:
                     break  # (a page can stop early, at its arrivals or bytes: read on)
             self._read_at = changed
-        return True
 
     def _trim(self) -> None:
         """Keep at most ``keep`` items and TAIL_BYTES; the rest is read from the store."""
@@ -266,19 +291,19 @@ class _Tail:
             self._bytes -= _size(self._items[drop])
             drop += 1
         if drop:
-            self._start = self._cursors[drop - 1]
-            del self._items[:drop], self._cursors[:drop]
+            self._start = self._positions[drop - 1]
+            del self._items[:drop], self._positions[:drop]
 
-    def after(self, cursor: tuple[int, int], wanted: Container[FeedId] | None
-              ) -> tuple[list[Item], tuple[int, int]]:
-        """Up to a page of held items after ``cursor`` in ``wanted``, and the new cursor."""
+    def after(self, position: Position, wanted: Container[FeedId] | None
+              ) -> tuple[list[Item], Position]:
+        """Up to a page of held items after ``position`` in ``wanted``, and the new position."""
         found: list[Item] = []
-        for index in range(bisect.bisect_right(self._cursors, cursor), len(self._items)):
+        for index in range(bisect.bisect_right(self._positions, position), len(self._items)):
             item = self._items[index]
             if wanted is None or item.feed in wanted:
                 found.append(item)
                 if len(found) == PAGE_ENTRIES:
-                    return found, self._cursors[index]
+                    return found, self._positions[index]
         return found, self._end
 
 
@@ -286,30 +311,26 @@ def _size(item: Item) -> int:
     return len(item.entry.raw) + (len(item.payload) if item.payload is not None else 0)
 
 
-def item_arrival(item: Item) -> tuple[int, int]:
-    assert item.cursor is not None
-    return parse_cursor(item.cursor)
-
-
 class Subscription:
     """An async iterator of new entries; see :meth:`EmbeddedNode.subscribe`."""
 
     def __init__(self, node: EmbeddedNode, feeds: Collection[FeedId] | None,
-                 after: tuple[int, int]) -> None:
+                 after: Position, own: bool) -> None:
         self._node = node
         self._feeds = None if feeds is None else frozenset(feeds)
-        self._own = False
-        self._cursor = after
+        self._own = own
+        #: Where the next read starts (past the items still in the buffer).
+        self._read_to = after
         self._buffer: list[Item] = []
-        #: Where the items not yet taken from the buffer start.
+        #: After the last item taken from the buffer.
         self._taken = after
 
     @property
     def cursor(self) -> str:
         """Where this subscription stands (after the last item taken): pass it as
         ``after`` to resume."""
-        cursor = self._taken if self._buffer else self._cursor
-        return f"{cursor[0]}-{cursor[1]}"
+        position = self._taken if self._buffer else self._read_to
+        return f"{position[0]}-{position[1]}"
 
     def _wanted(self) -> Container[FeedId] | None:
         if self._feeds is not None:
@@ -318,28 +339,28 @@ class Subscription:
                          self._node.identity.author.key if self._own else None)
 
     async def next_page(self) -> list[Item]:
-        """The next page of items (waits until there is at least one).
-
-        Mixing this with ``async for`` over the same subscription is not supported.
-        """
+        """The next page of items: those not yet taken, or else new ones (waits for one)."""
+        if self._buffer:
+            page, self._buffer = self._buffer, []
+            return page
         store = self._node.store
         tail = self._node._tail
-        cursor = self._cursor
+        position = self._read_to
         while True:
             changed = self._node._node.changed()
-            before = cursor
-            if tail.covers(cursor) and await tail.refresh() and tail.covers(cursor):
+            before = position
+            if await tail.reach(position):
                 # Caught up: share the one read of what just arrived. (A burst
                 # larger than the tail leaves this subscription behind it.)
-                items, cursor = tail.after(cursor, self._wanted())
+                items, position = tail.after(position, self._wanted())
             else:
-                items, cursor = await trio.to_thread.run_sync(
-                    read_page, store, cursor, self._wanted()
+                items, position = await trio.to_thread.run_sync(
+                    read_page, store, position, self._wanted()
                 )
-            self._cursor = cursor
+            self._read_to = position
             if items:
                 return items
-            if cursor == before:  # (else it skipped a page of other feeds: read on)
+            if position == before:  # (else it skipped a page of other feeds: read on)
                 await changed.wait()
 
     def __aiter__(self) -> Subscription:
@@ -349,8 +370,8 @@ class Subscription:
         if not self._buffer:
             self._buffer = await self.next_page()
         item = self._buffer.pop(0)
-        assert item.cursor is not None
-        self._taken = item_arrival(item)
+        assert item.position is not None
+        self._taken = item.position
         return item
 
 
@@ -500,12 +521,10 @@ class EmbeddedNode:
         """
         chosen = None if feeds is None else [_feed(f) for f in feeds]
         # The start is fixed now, not at the first read: an entry stored between
-        # this call and the first `async for` step is not missed.
-        now = _now_cursor(self.store)
-        self._tail.begin(now)
-        subscription = Subscription(self, chosen, now if after is None else parse_cursor(after))
-        subscription._own = own
-        return subscription
+        # this call and the first `async for` step is not missed. (From the
+        # node's memory: no store access on the event loop.)
+        start = parse_cursor(after) if after is not None else (self._node.last_arrival + 1, 0)
+        return Subscription(self, chosen, start, own)
 
     async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
                            peer: str | None = None, timeout: float = 30.0) -> list[Item]:
@@ -526,10 +545,14 @@ class EmbeddedNode:
                 if not connections:
                     try:
                         connections = [await self._node.connect(address)]
-                    except DuplicateConnection:
+                    except PeerError as exc:
+                        if not _duplicate(exc):
+                            raise
                         # Connected (or connecting) to that node already, by another
                         # connection (it dialed us, or our dialer got there first).
-                        while not (connections := self._ready()):
+                        while not (connections := [
+                                c for c in self._ready()
+                                if c.session.channel.remote_static == exc.node_key]):
                             await trio.sleep(0.02)
             else:
                 connections = self._ready()
@@ -574,26 +597,28 @@ class EmbeddedNode:
         feeds, known = await node.locked(collect)
         listen = node.listen_address
         return Status(
-            author=self.author, listen=None if listen is None else _text(listen),
+            author=self.author, listen=None if listen is None else format_address(listen),
             peers=[_peer_info(c) for c in ready], known_peers=known, feeds=feeds,
             entries_received=node.replicator.entries_received, started=self.started,
         )
+
+
+def _duplicate(error: PeerError) -> bool:
+    """Whether either side refused the connection as a second one between the two nodes."""
+    return isinstance(error, DuplicateConnection) or (
+        isinstance(error, RemoteError) and error.remote_code == DuplicateConnection.code)
 
 
 def _feed(feed: FeedId | str) -> FeedId:
     return feed if isinstance(feed, FeedId) else FeedId.parse(feed)
 
 
-def _text(address: tuple[str, int]) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
 
 def _peer_info(connection: Connection) -> PeerInfo:
     session = connection.session
     key = session.channel.remote_static
     return PeerInfo(
-        node=key.hex() if key else "", address=_text(connection.address),
+        node=key.hex() if key else "", address=format_address(connection.address),
         direction="out" if connection.initiator else "in", version=session.version,
         relay=session.peer_relay,
     )
@@ -672,7 +697,7 @@ async def run_node(
 
                     bound = await _start(nursery, api, "the local API", serve_api, embedded,
                                          api, token, cors_origins)
-                    embedded.api_url = f"http://{_text(bound)}"
+                    embedded.api_url = f"http://{format_address(bound)}"
                     _write_api_file(home, embedded.api_url)
                     node.log.info("api", url=embedded.api_url,
                                   token_file=str(home.path / "api.token"))
@@ -703,7 +728,7 @@ async def _start(nursery: trio.Nursery, address: tuple[str, int] | None, what: s
                 raise
             while isinstance(failure, BaseExceptionGroup):
                 failure = failure.exceptions[0]
-        where = "?" if address is None else _text(address)
+        where = "?" if address is None else format_address(address)
         reason = getattr(failure, "strerror", None) or failure
         raise ListenError(f"cannot listen on {where} for {what}: {reason}") from None
 
@@ -729,7 +754,6 @@ __all__ = [
     "PeerInfo",
     "Status",
     "Subscription",
-    "TidingsError",
     "open_node",
     "parse_cursor",
     "read_page",

@@ -217,6 +217,8 @@ class PeerError(TidingsError):
         super().__init__(detail)
         self.detail = detail
         self.peer = peer
+        #: The peer's public transport key, once the handshake told it.
+        self.node_key: bytes | None = None
 
     def __str__(self) -> str:
         prefix = f"peer {self.peer}: " if self.peer else ""

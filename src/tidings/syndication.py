@@ -22,10 +22,10 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tidings.content import (
+    MAX_CONTENT_SIZE,
     About,
     Attachment,
     LinkShare,
@@ -37,6 +37,7 @@ from tidings.content import (
 )
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
+from tidings.core.times import rfc3339
 from tidings.errors import UsageError
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -48,15 +49,14 @@ JSON_FEED_MEDIA_TYPE = "application/feed+json"
 #: Characters of the author id a feed title shows when the author has no about
 #: content: enough to tell authors apart at a glance.
 SHORT_AUTHOR = 12
+#: Larger payloads are summarised by their size, never read or rendered
+#: (spec/feeds.md §5): a page costs at most this much per entry.
+MAX_SHOWN_PAYLOAD = MAX_CONTENT_SIZE
 
 #: Characters outside XML 1.0's Char production (§2.2): control characters but
 #: tab, line feed and carriage return; lone surrogates; U+FFFE and U+FFFF. Both
 #: formats drop them, so that the two carry the same text.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: RFC 3339 ends at 9999-12-31T23:59:59.999999Z; later timestamps are shown as that.
-_LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // timedelta(
-    microseconds=1)
 
 
 def feed_urn(feed: FeedId) -> str:
@@ -67,17 +67,6 @@ def feed_urn(feed: FeedId) -> str:
 def entry_urn(feed: FeedId, seq: int) -> str:
     """The id of entry ``seq`` of ``feed``: ``urn:tidings:<feed id>:<seq>``. It never changes."""
     return f"urn:tidings:{feed}:{seq}"
-
-
-def rfc3339(timestamp: int) -> str:
-    """An entry timestamp (microseconds since the epoch) as RFC 3339 UTC text.
-
-    >>> rfc3339(1_700_000_000_000_000), rfc3339(1_700_000_000_000_001)
-    ('2023-11-14T22:13:20Z', '2023-11-14T22:13:20.000001Z')
-    """
-    moment = _EPOCH + timedelta(microseconds=min(max(timestamp, 0), _LAST_US))
-    fraction = f".{moment.microsecond:06d}" if moment.microsecond else ""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def feed_title(feed: FeedId, about: About | None = None) -> str:
@@ -115,7 +104,10 @@ class _Item:
 def _item(feed: FeedId, entry: Entry, payload: bytes | None) -> _Item:
     if entry.feed != feed:
         raise UsageError(f"entry {entry.seq} of {entry.feed} is not an entry of {feed}")
-    summary = describe(payload)
+    if entry.payload_size > MAX_SHOWN_PAYLOAD:
+        payload = None  # never rendered, whether the caller read it or not
+    summary = describe(payload) if payload is not None or entry.payload_size <= \
+        MAX_SHOWN_PAYLOAD else f"<{entry.payload_size} bytes>"
     content = decode(payload)
     kind = None if content is None else str(to_json(content)["type"])
     base = _Item(entry_urn(feed, entry.seq), rfc3339(entry.timestamp), summary, summary,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
+from tidings.core.ids import FeedId
 from tidings.home import Home
+from tidings.identity import Identity
 
 #: `tidings status` exits with this when no node runs for the home.
 EXIT_NOT_RUNNING = 3
@@ -19,6 +19,9 @@ EXIT_NOT_RUNNING = 3
 
 def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
     """GET ``path`` from the node running on ``home``, through its local API."""
+    import urllib.error  # (here: every other command starts faster without it)
+    import urllib.request
+
     try:
         url = json.loads(home.api_file.read_text())["url"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -78,23 +81,41 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+def _served_feeds(args: argparse.Namespace, home: Home,
+                  identity: Identity | None) -> Callable[[FeedId], bool]:
+    """Which feeds serve-feeds shows: --all, the --feed ones, else the home's own."""
+    if args.all:
+        if str(home.config().node.get("network", "public")) != "public":
+            err("warning: --all serves feeds of a private network to anyone who asks")
+        return lambda feed: True
+    if args.feed:
+        chosen = {FeedId.parse(text) for text in args.feed}
+        return chosen.__contains__
+    if identity is None:
+        raise CommandError("this home has no identity, so no feeds of its own: pass "
+                           "--feed FEED (repeat for more) or --all")
+    own = identity.author.key
+    return lambda feed: feed.author_key == own
+
+
 def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     import trio
 
     from tidings.http.gateway import serve_feeds
-    from tidings.node.daemon import parse_address
+    from tidings.node.daemon import format_address, parse_address
     from tidings.node.log import Logger
 
     host, port = parse_address(args.listen, 8080)
     log = Logger(as_json=args.log_json)
     book = home.open_logbook()
+    allows = _served_feeds(args, home, book.identity)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(serve_feeds, book.store, host, port, log,
-                                            args.base_url)
-                log.info("serving-feeds", url=f"http://{bound[0]}:{bound[1]}/feeds/",
+                                            args.base_url, allows)
+                log.info("serving-feeds", url=f"http://{format_address(bound)}/feeds/",
                          home=str(home.path))
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
@@ -122,10 +143,14 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 f"(through its local API; exit {EXIT_NOT_RUNNING} if none runs)")
     p.set_defaults(run=cmd_status)
 
-    p = command("serve-feeds", "serve stored feeds as Atom and JSON Feed, read-only and "
+    p = command("serve-feeds", "serve this home's feeds as Atom and JSON Feed, read-only and "
                 "without a token, for feed readers and podcast apps", json_flag=False)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
+    p.add_argument("--feed", action="append", metavar="FEED",
+                   help="serve this feed (repeat for more; default: this home's own feeds)")
+    p.add_argument("--all", action="store_true",
+                   help="serve every stored feed, others' included (those followed, relayed...)")
     p.add_argument("--base-url", metavar="URL",
                    help="the public URL feeds are reached at, for their self and next links "
                         "(default: from each request's Host header; set it behind a proxy or "

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from tidings.core.entry import Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
+from tidings.core.times import entry_datetime
 from tidings.errors import InvalidId
 from tidings.logbook import Logbook
 
@@ -76,11 +76,7 @@ def entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
 
 
 def _when(timestamp_us: int) -> str:
-    try:
-        moment = datetime.fromtimestamp(timestamp_us / 1e6, UTC)
-    except (OverflowError, OSError, ValueError):
-        return f"@{timestamp_us}us"
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+    return entry_datetime(timestamp_us).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 #: Control characters (C0, DEL, C1) shown escaped, so a payload cannot move the

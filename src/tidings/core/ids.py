@@ -104,12 +104,12 @@ class AuthorId:
         return FeedId(self.key, log_id)
 
 
-@lru_cache(maxsize=65536)
 @lru_cache(maxsize=4096)
 def _author_text(key: bytes) -> str:
     return AUTHOR_PREFIX + _b32(key + _checksum(AUTHOR_PREFIX, key))
 
 
+@lru_cache(maxsize=65536)
 def _feed_text(author_key: bytes, log_id: str) -> str:
     # Cached: a node with 10,000 feeds names them in logs, clocks and state often.
     check = _checksum(FEED_PREFIX, author_key, log_id)

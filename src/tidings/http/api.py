@@ -22,17 +22,17 @@ import hmac
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import trio
 
 from tidings import content as content_types
-from tidings.core.entry import TAG_END_OF_LOG
 from tidings.core.ids import FeedId
+from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
 from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
 from tidings.http import gateway
@@ -47,15 +47,14 @@ from tidings.http.server import (
 from tidings.logbook import DEFAULT_LOG
 from tidings.node.daemon import parse_address
 from tidings.storage.base import Store
-from tidings.syndication import rfc3339
 
 API_PREFIX = "/v1"
 #: Seconds between SSE keep-alive comments (proxies drop silent streams).
 KEEPALIVE_EVERY = 15.0
 #: What an EventSource waits before reconnecting, in milliseconds.
 SSE_RETRY_MS = 2000
-#: (Each id is about 64 bytes, and the request line is bounded at 16 KiB.)
-MAX_FEEDS_PER_STREAM = 200
+#: (A feed id is up to 123 characters, and the request line is bounded at 16 KiB.)
+MAX_FEEDS_PER_STREAM = 100
 MAX_SEQ = 2**63 - 1
 #: Encoded SSE events kept for other streams to send (cursors name them uniquely).
 EVENT_CACHE = 4096
@@ -73,7 +72,7 @@ def item_json(item: Item) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "feed": str(entry.feed), "author": str(entry.feed.author), "log": entry.log_id,
         "seq": entry.seq, "hash": entry.hash.hex(), "timestamp": entry.timestamp,
-        "published": rfc3339(entry.timestamp), "end_of_log": entry.tag == TAG_END_OF_LOG,
+        "published": rfc3339(entry.timestamp), "end_of_log": entry.is_end_of_log,
         "payload_size": entry.payload_size, "payload_held": payload is not None,
         "content": None if decoded is None else content_types.to_json(decoded),
         "payload_base64": None if payload is None else base64.b64encode(payload).decode(),
@@ -100,12 +99,8 @@ def status_json(status: Status, api_url: str | None) -> dict[str, Any]:
         "peers": [_peer_json(p) for p in status.peers], "known_peers": status.known_peers,
         "feeds": [_progress_json(f) for f in status.feeds],
         "caught_up": status.caught_up, "entries_received": status.entries_received,
-        "uptime": round(max(0.0, _now() - status.started), 3),
+        "uptime": round(max(0.0, time.time() - status.started), 3),
     }
-
-
-def _now() -> float:
-    return datetime.now(UTC).timestamp()
 
 
 # -- request helpers ----------------------------------------------------------
@@ -186,7 +181,7 @@ def route(method: str, path: str) -> Callable[[Route], Route]:
     return register
 
 
-class Api:
+class Api(gateway.TokenLinks):
     """The request handler of the local API for one embedded node."""
 
     def __init__(self, node: EmbeddedNode, token: str, *, loopback: bool,
@@ -195,7 +190,7 @@ class Api:
         self._token = token.encode()
         self.loopback = loopback
         self.cors_origins = cors_origins
-        self._events: dict[str, bytes] = {}
+        self._events: dict[tuple[tuple[int, int], bool], bytes] = {}
         self._event_bytes = 0
 
     @property
@@ -203,16 +198,21 @@ class Api:
         return self.node.store
 
     def event_bytes(self, item: Item) -> bytes:
-        """One SSE ``entry`` event, encoded once for all the streams that send it."""
-        assert item.cursor is not None
-        event = self._events.get(item.cursor)
+        """One SSE ``entry`` event, encoded once for all the streams that send it.
+
+        Cached by position and whether the payload is held: a position names
+        one entry, and a payload, once held, can only be deleted.
+        """
+        assert item.position is not None
+        key = (item.position, item.payload is not None)
+        event = self._events.get(key)
         if event is None:
             data = json.dumps(item_json(item), ensure_ascii=False)
             event = f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode()
             while self._events and (len(self._events) >= EVENT_CACHE or
                                     self._event_bytes + len(event) > EVENT_CACHE_BYTES):
                 self._event_bytes -= len(self._events.pop(next(iter(self._events))))
-            self._events[item.cursor] = event
+            self._events[key] = event
             self._event_bytes += len(event)
         return event
 
@@ -256,7 +256,7 @@ class Api:
                             [("WWW-Authenticate", 'Bearer realm="tidings"')])
 
     def _preflight(self) -> Response:
-        return Response(204, headers=[
+        return Response(204, content_type="", headers=[
             ("Access-Control-Allow-Methods", "GET, POST"),
             ("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID"),
             ("Access-Control-Max-Age", "600"),
@@ -433,7 +433,12 @@ async def _latest(api: Api, request: Request, match: re.Match[str]) -> Response:
 async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
     after = request.headers.get("last-event-id") or request.arg("after")
     if after is not None:
-        parse_cursor(after)  # a bad cursor is a 400 before the stream starts
+        arrival, _ = parse_cursor(after)  # a bad cursor is a 400 before the stream starts
+        newest = await trio.to_thread.run_sync(api.store.last_arrival)
+        if arrival > newest + 1:
+            raise HttpError(400, "invalid_request",
+                            f"cursor {after} is beyond this node's newest entry: is it from "
+                            "another node? Start without one")
     feeds_arg = request.arg("feeds")
     feeds = None
     if feeds_arg:

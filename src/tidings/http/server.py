@@ -106,8 +106,11 @@ class HttpServer:
         self.handler = handler
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
-        self.open_connections = 0
         self._connections: set[_ConnectionState] = set()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     async def serve(self, host: str, port: int, *,
                     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
@@ -121,7 +124,6 @@ class HttpServer:
         if self.open_connections >= MAX_CONNECTIONS and not self._evict_idle():
             await stream.aclose()
             return
-        self.open_connections += 1
         state = _ConnectionState()
         self._connections.add(state)
         try:
@@ -129,7 +131,6 @@ class HttpServer:
                 await self._serve_connection(stream, state)
         finally:
             self._connections.discard(state)
-            self.open_connections -= 1
             await stream.aclose()
 
     def _evict_idle(self) -> bool:
@@ -247,10 +248,11 @@ class HttpServer:
 
     async def _respond(self, stream: trio.SocketStream, connection: h11.Connection,
                        response: Response, *, head: bool = False) -> None:
-        headers = [("Content-Type", response.content_type), *self.extra_headers,
-                   *response.headers]
-        if response.stream is None:
-            headers.append(("Content-Length", str(len(response.body))))
+        headers = [*self.extra_headers, *response.headers]
+        if response.status != 204:  # (a 204 carries neither: RFC 9110 §8.6)
+            headers.insert(0, ("Content-Type", response.content_type))
+            if response.stream is None:
+                headers.append(("Content-Length", str(len(response.body))))
 
         async def send(data: bytes) -> None:
             await _send(stream, data)

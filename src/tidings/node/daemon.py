@@ -155,6 +155,9 @@ class Node:
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
         self._changed = trio.Event()
+        #: The newest arrival in the store (what subscriptions start after), kept
+        #: in memory so that starting one never touches the store on the event loop.
+        self.last_arrival = logbook.store.last_arrival()
 
     # -- telling readers (subscriptions) that the store changed ---------------------
 
@@ -215,7 +218,7 @@ class Node:
             async for address in receive:
                 if address not in self._lan_seen:
                     self._lan_seen.add(address)
-                    self.log.info("lan-peer", addr=_text(address))
+                    self.log.info("lan-peer", addr=format_address(address))
                 await _io(self.state.add_peers, [address], "lan")
 
         nursery.start_soon(remember)
@@ -237,6 +240,7 @@ class Node:
                 changed = await self._core(self.replicator.refresh_local)
                 if changed:
                     self.log.debug("local-change", feeds=len(changed))
+                self.last_arrival = await _io(self.logbook.store.last_arrival)
                 self._notify()
             if (store_version, state_version) != self._versions:
                 self._versions = (store_version, state_version)
@@ -250,6 +254,15 @@ class Node:
         version = getattr(self.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
 
+    def _receive(self, session: Session, data: bytes) -> bool:
+        """Take bytes from a peer (in the worker thread); True if entries were stored."""
+        before = self.replicator.entries_received
+        self.replicator.receive(session, data)
+        if self.replicator.entries_received == before:
+            return False
+        self.last_arrival = self.logbook.store.last_arrival()
+        return True
+
     async def locked(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` in a worker thread while the replicator is idle (to read its state)."""
         return await self._core(call, *args)
@@ -260,6 +273,7 @@ class Node:
         def publish() -> Entry:
             entry = self.logbook.publish(payload, log_id)
             self.replicator.refresh_local()
+            self.last_arrival = self.logbook.store.last_arrival()
             return entry
 
         entry = await self._core(publish)
@@ -276,12 +290,6 @@ class Node:
         await self._core(self.replicator.set_follows, follows)
         self._wake_all()
         return changed
-
-    async def refresh(self) -> None:
-        """Take in this process's own writes (an embedding app's publish) at once."""
-        await self._core(self.replicator.refresh_local)
-        self._notify()
-        self._wake_all()
 
     # -- dialing --------------------------------------------------------------------
 
@@ -309,7 +317,7 @@ class Node:
                     stream = await trio.open_tcp_stream(*address)
             except (OSError, trio.TooSlowError, UnicodeError, ValueError) as exc:
                 wait = await _io(self.state.failed, address, time.time())
-                self.log.info("connect-failed", addr=_text(address),
+                self.log.info("connect-failed", addr=format_address(address),
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
                               retry_in=f"{wait:.0f}s")
                 return
@@ -337,6 +345,7 @@ class Node:
         with trio.fail_after(HANDSHAKE_TIMEOUT + 1):
             while not connection.ready.is_set():
                 if connection.error is not None:
+                    connection.error.node_key = connection.session.channel.remote_static
                     raise connection.error
                 if connection not in self.connections:
                     raise HandshakeFailed("the peer closed the connection during the handshake")
@@ -348,7 +357,7 @@ class Node:
     async def _accept(self, stream: trio.SocketStream) -> None:
         address = _peer_address(stream)
         if len(self.connections) >= self.options.max_connections:
-            self.log.info("refused", addr=_text(address), reason="max-connections")
+            self.log.info("refused", addr=format_address(address), reason="max-connections")
             await stream.aclose()
             return
         await self._serve(stream, address, initiator=False)
@@ -369,7 +378,7 @@ class Node:
                     nursery.start_soon(self._reader, connection, nursery.cancel_scope)
                     nursery.start_soon(self._writer, connection, nursery.cancel_scope)
         except Exception as exc:  # a bug must cost one connection, never the node
-            self.log.warning("connection-failed", addr=_text(address),
+            self.log.warning("connection-failed", addr=format_address(address),
                              error=f"{type(exc).__name__}: {exc}")
         finally:
             self.connections.discard(connection)
@@ -384,7 +393,8 @@ class Node:
     async def _after_close(self, connection: Connection) -> None:
         error, peer = connection.error, connection.session.channel.remote_static
         misbehaved = isinstance(error, MISBEHAVIOUR)
-        fields: dict[str, object] = {"peer": short_key(peer), "addr": _text(connection.address)}
+        fields: dict[str, object] = {"peer": short_key(peer),
+                                     "addr": format_address(connection.address)}
         if isinstance(error, SelfConnection) and connection.initiator:
             await _io(self.state.forget, connection.address)  # ours, heard from a peer
             return
@@ -443,9 +453,7 @@ class Node:
                             "another network (--network)?"
                         )
                     break
-                before = self.replicator.entries_received
-                await self._core(self.replicator.receive, session, data)
-                if self.replicator.entries_received != before:
+                if await self._core(self._receive, session, data):
                     self._notify()
                 if not connection.ready.is_set() and session.version is not None:
                     await self._on_ready(connection)
@@ -455,7 +463,7 @@ class Node:
                 await self._take_addresses()
                 self._wake_all()
         except PeerError as error:
-            error.peer = error.peer or _text(connection.address)
+            error.peer = error.peer or format_address(connection.address)
             connection.error = error
             await self._send_error(connection, error)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -478,7 +486,7 @@ class Node:
         peer = connection.session.channel.remote_static
         assert peer is not None
         connection.ready.set()
-        self.log.info("connected", peer=short_key(peer), addr=_text(connection.address),
+        self.log.info("connected", peer=short_key(peer), addr=format_address(connection.address),
                       direction="out" if connection.initiator else "in",
                       version=connection.session.version)
         if connection.initiator:
@@ -606,9 +614,10 @@ def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
         return "?", 0
 
 
-def _text(address: tuple[str, int]) -> str:
+def format_address(address: tuple[str, int]) -> str:
+    """``HOST:PORT``, with brackets around an IPv6 host."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-__all__ = ["DEFAULT_PORT", "Connection", "Node", "NodeOptions", "parse_address"]
+__all__ = ["DEFAULT_PORT", "Connection", "Node", "NodeOptions", "format_address", "parse_address"]
