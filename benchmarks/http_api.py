@@ -46,9 +46,6 @@ import argparse
 import base64
 import json
 import math
-import os
-import platform
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -56,7 +53,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -944,14 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"tidings local HTTP API benchmark ({sizes.name}); progress on stderr")
     bench_http_api(results, sizes)
     meta = {
-        "mode": sizes.name,
-        "python": platform.python_version(),
-        "tidings": metadata.version("tidings"),
-        "trio": metadata.version("trio"),
-        "h11": metadata.version("h11"),
-        "sqlite": sqlite3.sqlite_version,
-        "cpus": os.cpu_count(),
-        "tmpdir": tempfile.gettempdir(),
+        **base.machine_meta(sizes.name, "tidings", "trio", "h11"),
         "statistic": f"best (fastest) of {sizes.repeats} runs",
         "sizes": sizes_meta(sizes),
         "elapsed_s": perf_counter() - begun,

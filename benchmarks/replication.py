@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import signal
 import socket
 import sqlite3
@@ -42,7 +41,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -722,13 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"tidings replication benchmark ({sizes.name}); progress on stderr")
     bench_replication(results, sizes)
     meta = {
-        "mode": sizes.name,
-        "python": platform.python_version(),
-        "tidings": metadata.version("tidings"),
-        "cryptography": metadata.version("cryptography"),
-        "sqlite": sqlite3.sqlite_version,
-        "cpus": os.cpu_count(),
-        "tmpdir": tempfile.gettempdir(),
+        **base.machine_meta(sizes.name, "tidings", "cryptography"),
         "statistic": f"best (fastest) of {sizes.repeats} syncs; reconnect figures once",
         "sizes": sizes_meta(sizes),
         "elapsed_s": perf_counter() - begun,

@@ -651,13 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "row how many times faster the pool is than checking the whole log."
     )
     meta = {
-        "mode": sizes.name,
-        "python": platform.python_version(),
-        "cryptography": metadata.version("cryptography"),
-        "cbor2": metadata.version("cbor2"),
-        "sqlite": sqlite3.sqlite_version,
-        "cpus": os.cpu_count(),
-        "tmpdir": tempfile.gettempdir(),
+        **machine_meta(sizes.name, "cryptography", "cbor2"),
         "batch_size": BATCH_SIZE,
         "repeats": sizes.repeats,
         "statistic": f"best (fastest) of {sizes.repeats} runs",
@@ -675,6 +669,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     emit("tidings", results, meta, as_json=args.json, human=print_human)
     return 0
+
+
+def machine_meta(mode: str, *packages: str) -> dict[str, Any]:
+    """What a benchmark's JSON says about the run: its mode, versions and machine."""
+    return {
+        "mode": mode,
+        "python": platform.python_version(),
+        **{package: metadata.version(package) for package in packages},
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+        "tmpdir": tempfile.gettempdir(),
+    }
 
 
 def emit(name: str, results: Results, meta: dict[str, Any], *, as_json: bool,
