@@ -253,7 +253,8 @@ class _Tail:
         """Bring the tail up to date for a reader at ``position``; True if it holds
         everything after it."""
         now = trio.current_time()
-        if self._start is None or (position > self._end and now - self._used_at > TAIL_IDLE):
+        idle = now - self._used_at > TAIL_IDLE and not self._lock.locked()
+        if self._start is None or (position > self._end and idle):
             # Nobody has read the tail lately: start it afresh here rather than
             # read everything that arrived meanwhile.
             self._start = self._end = position
