@@ -42,7 +42,6 @@ benchmarks/run.py runs this too with ``--http``. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import math
@@ -926,13 +925,9 @@ def print_human(results: Results, meta: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smaller sizes ({QUICK.publishes} publishes per sample, "
-                             f"{QUICK.entries} paced entries); under ~20 s")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
+    parser = base.size_parser(__doc__,
+                              f"smaller sizes ({QUICK.publishes} publishes per sample, "
+                              f"{QUICK.entries} paced entries); under ~20 s")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()

@@ -26,7 +26,6 @@ this too with ``--replication``. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -707,12 +706,8 @@ def print_human(results: Results, meta: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes (10,000 entries; 100 x 100; 1,000 shared feeds)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
+    parser = base.size_parser(__doc__,
+                              "smaller sizes (10,000 entries; 100 x 100; 1,000 shared feeds)")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()

@@ -610,12 +610,7 @@ def print_human(results: Results, meta: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller sizes (pool of a 10^5 log, not 10^6); under ~30 s")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
+    parser = size_parser(__doc__, "smaller sizes (pool of a 10^5 log, not 10^6); under ~30 s")
     parser.add_argument("--replication", action="store_true",
                         help="also run benchmarks/replication.py (two nodes over loopback TCP)")
     parser.add_argument("--http", action="store_true",
@@ -669,6 +664,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     emit("tidings", results, meta, as_json=args.json, human=print_human)
     return 0
+
+
+def size_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser: --json, --quick and --smoke."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes: only checks that the benchmark runs (the tests use it)")
+    return parser
 
 
 def machine_meta(mode: str, *packages: str) -> dict[str, Any]:
