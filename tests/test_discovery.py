@@ -13,7 +13,6 @@ from tidings.node.discovery import (
     BEACON_PREFIX,
     BEACON_SIZE,
     MULTICAST_GROUP,
-    MULTICAST_PORT,
     make_beacon,
     read_beacon,
 )
@@ -54,21 +53,35 @@ def test_port_zero_is_not_an_address() -> None:
     assert read_beacon(PRIVATE, make_beacon(PRIVATE, 0)) is None
 
 
-def _multicast_loops_back() -> bool:
-    """Whether this machine delivers a multicast datagram back to itself."""
+LOOPBACK = "127.0.0.1"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def _loopback_multicast_works(port: int) -> bool:
+    """Whether a multicast datagram sent by the loopback interface comes back on it.
+
+    Both ends are pinned to loopback (IP_MULTICAST_IF, and the membership's
+    interface), so nothing leaves the machine.
+    """
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         receiver.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        receiver.bind(("", MULTICAST_PORT))
+        receiver.bind(("", port))
         receiver.setsockopt(
             socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-            socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton("0.0.0.0"),
+            socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton(LOOPBACK),
         )
-        receiver.settimeout(1.0)
+        receiver.settimeout(5.0)
         probe = os.urandom(8)
+        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(LOOPBACK))
         sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        sender.sendto(probe, (MULTICAST_GROUP, MULTICAST_PORT))
+        sender.sendto(probe, (MULTICAST_GROUP, port))
         while True:
             data, _ = receiver.recvfrom(64)
             if data == probe:
@@ -81,12 +94,22 @@ def _multicast_loops_back() -> bool:
 
 
 def test_two_nodes_on_one_lan_find_each_other(tmp_path: Path) -> None:
-    if not _multicast_loops_back():
-        pytest.skip("this machine has no multicast route (no LAN to discover)")
+    """Two nodes find each other by beacons, on the loopback interface only.
+
+    Beacons go out by loopback (``--lan-interface 127.0.0.1``) to a group port
+    of this test's own, so the test sends nothing on the machine's real
+    interfaces and never meets another node's beacons.
+    """
+    port = _free_udp_port()
+    if not _loopback_multicast_works(port):
+        pytest.skip("this machine does not loop multicast back on its loopback interface")
     key = os.urandom(32).hex()
-    base = ["--listen", "0.0.0.0:0", "--network", key]
+    for home in ("one", "two"):
+        (tmp_path / home).mkdir()
+        (tmp_path / home / "config.toml").write_text(f"[node]\nlan_port = {port}\n")
+    base = ["--listen", "127.0.0.1:0", "--network", key, "--lan-interface", LOOPBACK]
     with running(tmp_path / "one", *base, lan=True) as one, \
             running(tmp_path / "two", *base, lan=True) as two:
         found = two.wait_log(r"event=connected peer=([0-9a-f]{8})", timeout=30)
         assert found.group(1) == one.key
-        two.wait_log(r"event=lan-peer")
+        two.wait_log(r"event=lan-peer addr=127\.0\.0\.1:")

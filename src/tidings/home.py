@@ -69,6 +69,9 @@ default_log = "{DEFAULT_LOG}"
 # max_connections = 64
 # Find nodes of the same network on the LAN by UDP multicast.
 # lan_discovery = true
+# The IPv4 address of the interface for beacons (--lan-interface), and their UDP port.
+# lan_interface = "0.0.0.0"
+# lan_port = 7657
 
 [api]
 # The local HTTP API for apps (--api). Every request needs the token in
@@ -82,6 +85,7 @@ _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
         "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
         "hops": int, "max_connections": int, "lan_discovery": bool,
+        "lan_interface": str, "lan_port": int,
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
 }

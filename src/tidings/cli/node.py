@@ -55,11 +55,26 @@ def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptio
         options.relay_max_feeds = int(settings.get("relay_max_feeds", 10_000))  # type: ignore[call-overload]
         options.max_connections = int(settings.get("max_connections", 64))  # type: ignore[call-overload]
         options.lan_discovery = bool(settings.get("lan_discovery", True)) and not args.no_lan
+        options.lan_interface = _ipv4(args.lan_interface
+                                      or str(settings.get("lan_interface", "0.0.0.0")))
+        options.lan_port = int(settings.get("lan_port", options.lan_port))  # type: ignore[call-overload]
+        if not 1 <= options.lan_port <= 65535:
+            raise CommandError(f"lan_port {options.lan_port} is not a UDP port (1-65535)")
     hops = getattr(args, "hops", None) or settings.get("hops", 1)
     if not isinstance(hops, int) or not 1 <= hops <= 3:
         raise CommandError("hops must be 1, 2 or 3")
     options.hops = hops
     return options
+
+
+def _ipv4(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(text.strip()))
+    except ValueError:
+        raise CommandError(f"lan_interface {text!r} is not an IPv4 address "
+                           "(the address of the interface to use, or 0.0.0.0)") from None
 
 
 def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, bytes]:
@@ -278,6 +293,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--hops", type=int, metavar="N",
                    help="1: replicate followed feeds; 2: also those their authors follow")
     p.add_argument("--no-lan", action="store_true", help="no LAN discovery by multicast")
+    p.add_argument("--lan-interface", metavar="ADDR",
+                   help="the IPv4 address of the interface for LAN beacons "
+                        "(default from config: 0.0.0.0, the system's choice)")
     p.add_argument("--api", metavar="HOST:PORT",
                    help=f"where the local HTTP API listens (default from config: "
                         f"{DEFAULT_API_LISTEN}; port 0 for any)")

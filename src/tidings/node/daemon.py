@@ -81,6 +81,10 @@ class NodeOptions:
     #: Connections this node dials itself.
     max_outbound: int = 8
     lan_discovery: bool = False
+    #: The IPv4 address of the interface that beacons use ("0.0.0.0": the system's choice).
+    lan_interface: str = discovery.ANY_INTERFACE
+    #: The UDP port of the beacon group (spec/08 §7); another keeps a test's beacons apart.
+    lan_port: int = discovery.MULTICAST_PORT
 
 
 @dataclass(eq=False)
@@ -209,10 +213,13 @@ class Node:
     def _start_lan(self, nursery: trio.Nursery, host: str, port: int) -> None:
         send, receive = trio.open_memory_channel[tuple[str, int]](16)
         own: set[bytes] = set()
-        if not host.startswith("127.") and host != "::1":
-            # A node listening on loopback only has nothing to offer the LAN.
-            nursery.start_soon(discovery.announce, self.options.network_key, port, self.log, own)
-        nursery.start_soon(discovery.listen, self.options.network_key, send, self.log, own)
+        where = {"interface": self.options.lan_interface, "group_port": self.options.lan_port}
+        if not discovery.is_loopback(host) or discovery.is_loopback(self.options.lan_interface):
+            # A node listening on loopback only has nothing to offer a real LAN.
+            nursery.start_soon(partial(discovery.announce, self.options.network_key, port,
+                                       self.log, own, **where))
+        nursery.start_soon(partial(discovery.listen, self.options.network_key, send, self.log,
+                                   own, **where))
 
         async def remember() -> None:
             async for address in receive:

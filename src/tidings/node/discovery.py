@@ -21,6 +21,8 @@ from tidings.node.log import Logger
 
 MULTICAST_GROUP = "239.255.77.77"
 MULTICAST_PORT = 7657
+#: Beacons go out by (and are heard on) the system's default multicast interface.
+ANY_INTERFACE = "0.0.0.0"
 BEACON_PREFIX = b"tidings-lan/1"
 BEACON_SIZE = len(BEACON_PREFIX) + 2 + 16 + 16
 #: Seconds between beacons: quick enough to find a neighbour within a minute.
@@ -44,23 +46,32 @@ def read_beacon(network_key: bytes, data: bytes) -> int | None:
     return port if port else None
 
 
-async def announce(network_key: bytes, port: int, log: Logger, own: set[bytes],
+def is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host == "::1"
+
+
+async def announce(network_key: bytes, port: int, log: Logger, own: set[bytes], *,
+                   interface: str = ANY_INTERFACE, group_port: int = MULTICAST_PORT,
                    interval: float = BEACON_INTERVAL) -> None:
     """Send a beacon now and every ``interval`` seconds (with jitter).
 
-    Each beacon's nonce goes into ``own``, so :func:`listen` can skip this
-    node's own beacons (multicast loops back to the sender).
+    Beacons leave by the interface whose IPv4 address is ``interface`` (the
+    system's choice for ``0.0.0.0``). Each beacon's nonce goes into ``own``, so
+    :func:`listen` can skip this node's own beacons (multicast loops back).
     """
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     with sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        if interface != ANY_INTERFACE:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                            socket.inet_aton(interface))
         while True:
             nonce = os.urandom(16)
             own.add(nonce)
             try:
                 await sock.sendto(
-                    make_beacon(network_key, port, nonce), (MULTICAST_GROUP, MULTICAST_PORT)
+                    make_beacon(network_key, port, nonce), (MULTICAST_GROUP, group_port)
                 )
             except OSError as exc:
                 log.warning("lan-beacon-failed", error=exc.strerror or str(exc))
@@ -69,16 +80,23 @@ async def announce(network_key: bytes, port: int, log: Logger, own: set[bytes],
 
 
 async def listen(network_key: bytes, found: trio.MemorySendChannel[tuple[str, int]],
-                 log: Logger, own: set[bytes]) -> None:
-    """Receive beacons; send each (address, port) found into ``found``, except our own."""
+                 log: Logger, own: set[bytes], *, interface: str = ANY_INTERFACE,
+                 group_port: int = MULTICAST_PORT) -> None:
+    """Receive beacons; send each (address, port) found into ``found``, except our own.
+
+    The group is joined on the interface whose IPv4 address is ``interface``.
+    """
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     with sock:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            await sock.bind(("", MULTICAST_PORT))
-            membership = socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton("0.0.0.0")
+            if hasattr(socket, "IP_MULTICAST_ALL"):
+                # Only the group joined here, not every group any socket of the host joined.
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_ALL, 0)
+            await sock.bind(("", group_port))
+            membership = socket.inet_aton(MULTICAST_GROUP) + socket.inet_aton(interface)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
         except OSError as exc:
             log.warning("lan-discovery-unavailable", error=exc.strerror or str(exc))
