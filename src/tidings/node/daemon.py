@@ -213,13 +213,14 @@ class Node:
     def _start_lan(self, nursery: trio.Nursery, host: str, port: int) -> None:
         send, receive = trio.open_memory_channel[tuple[str, int]](16)
         own: set[bytes] = set()
-        where = {"interface": self.options.lan_interface, "group_port": self.options.lan_port}
-        if not discovery.is_loopback(host) or discovery.is_loopback(self.options.lan_interface):
+        interface, group_port = self.options.lan_interface, self.options.lan_port
+        if not discovery.is_loopback(host) or discovery.is_loopback(interface):
             # A node listening on loopback only has nothing to offer a real LAN.
             nursery.start_soon(partial(discovery.announce, self.options.network_key, port,
-                                       self.log, own, **where))
+                                       self.log, own, interface=interface,
+                                       group_port=group_port))
         nursery.start_soon(partial(discovery.listen, self.options.network_key, send, self.log,
-                                   own, **where))
+                                   own, interface=interface, group_port=group_port))
 
         async def remember() -> None:
             async for address in receive:
