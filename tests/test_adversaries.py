@@ -45,10 +45,11 @@ from tests.adversary import (
 from tests.helpers import author, forge, make_log
 from tidings import FeedId, ForkProof, Identity, Logbook, decode_entry
 from tidings.core.entry import payload_hash
+from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.lipmaa import link_target
 from tidings.errors import PeerError
 from tidings.node.state import NodeState
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, network_proof
+from tidings.protocol.channel import DEFAULT_NETWORK_KEY, PROLOGUE, Channel
 from tidings.protocol.messages import (
     EAGER,
     MAX_MESSAGE_SIZE,
@@ -63,6 +64,8 @@ from tidings.protocol.messages import (
     PartialResponse,
     Peers,
     Ping,
+    SeqRequest,
+    SeqResponse,
     decode_message,
 )
 from tidings.protocol.session import MAX_PEER_NOTES, MAX_UNSOLICITED
@@ -73,13 +76,24 @@ from tidings.protocol.session import MAX_PEER_NOTES, MAX_UNSOLICITED
 HONEST_COUNT = 300
 #: Author X's "blog": the node follows it and holds entries 1 to X_HELD of it.
 X = author(7)
-X_LOG, X_PAYLOADS = make_log(10, who=7)
+X_LOG, X_PAYLOADS = make_log(10, who=7, per_append=1)  # each entry signed
 X_FEED = X_LOG[0].feed
 X_HELD = 5
 #: Another branch of X's blog, forked at seq 3 (X signed both: X used two devices).
 B_LOG, B_PAYLOADS = make_log(
-    10, who=7, payload=lambda i: b"entry %d" % i if i < 3 else b"branch b %d" % i
+    10, who=7, payload=lambda i: b"entry %d" % i if i < 3 else b"branch b %d" % i,
+    per_append=1,
 )
+#: A note's head (spec/10 §2) for seqs whose entry the adversary does not really hold.
+HEAD = bytes(8)
+
+
+def head_at(seq: int) -> bytes | None:
+    """The head a note of X's blog at ``seq`` names: X's real entry where it exists."""
+    if seq == 0:
+        return None
+    return X_LOG[seq - 1].hash[:8] if seq <= len(X_LOG) else HEAD
+
 #: A feed the node neither holds nor wants.
 UNWANTED = make_log(1, who=9)[0][0].feed
 
@@ -162,8 +176,21 @@ async def test_random_bytes_instead_of_a_handshake_are_dropped_silently(tmp_path
         assert "code=handshake" in target.log.getvalue()
 
 
+def _low_order_message_1(ephemeral: bytes) -> bytes:
+    """Message 1 of a network member whose ephemeral key is a low-order point: the tag
+    verifies (the PSK is known), and the responder's ee DH output is all zeros."""
+    from tidings.protocol.noise import PROTOCOL_NAME, _SymmetricState
+
+    state = _SymmetricState(PROTOCOL_NAME)
+    state.mix_hash(PROLOGUE)
+    state.mix_key_and_hash(DEFAULT_NETWORK_KEY)
+    state.mix_hash(ephemeral)
+    state.mix_key(ephemeral)
+    return ephemeral + state.encrypt_and_hash(b"")
+
+
 async def test_handshake_failures_close_the_connection_silently(tmp_path: Path) -> None:
-    """Every check of spec/08 §4.4 that the responder makes (H1-H3, H6-H8)."""
+    """Every check of spec/08 §4.3 that the responder makes (H1-H3, H6-H8)."""
     other_network = os.urandom(32)
     low_order = bytes(32)  # u = 0: a low-order point; its DH output is all zeros (H8)
 
@@ -173,12 +200,12 @@ async def test_handshake_failures_close_the_connection_silently(tmp_path: Path) 
     cases: dict[str, tuple[bool, Callable[[], bytes]]] = {
         # name: (first a valid message 1 and the node's message 2?, the bytes then sent)
         "empty frame (H1)": (False, lambda: b"\x00\x00"),
-        "message 1 of 63 bytes (H2)": (False, lambda: frame(os.urandom(63))),
-        "message 1 of 65 bytes (H2)": (False, _with_extra_byte),
-        "bad network proof (H3)": (False, lambda: frame(os.urandom(64))),
+        "message 1 of 47 bytes (H2)": (False, lambda: frame(os.urandom(47))),
+        "message 1 of 49 bytes (H2)": (False, _with_extra_byte),
+        "a version 1 message 1 (H2)": (False, lambda: frame(os.urandom(64))),
+        "bad tag (H3)": (False, lambda: frame(os.urandom(48))),
         "another network (H3)": (False, lambda: _message_1(other_network)),
-        "low-order ephemeral key (H8)": (
-            False, lambda: frame(low_order + network_proof(DEFAULT_NETWORK_KEY, low_order))),
+        "low-order ephemeral key (H8)": (False, lambda: frame(_low_order_message_1(low_order))),
         "truncated message 1": (False, lambda: b"\x00\x40" + os.urandom(30)),
         "garbage message 3 (H7)": (True, lambda: frame(os.urandom(64))),
         "short message 3 (H6)": (True, lambda: frame(os.urandom(63))),
@@ -211,7 +238,7 @@ def _message_1(network_key: bytes = DEFAULT_NETWORK_KEY) -> bytes:
 
 def _with_extra_byte() -> bytes:
     first = _message_1()[2:]
-    return struct.pack(">H", 65) + first + b"\x00"
+    return struct.pack(">H", len(first) + 1) + first + b"\x00"
 
 
 async def test_slowloris_is_closed_at_the_handshake_deadline(
@@ -454,7 +481,7 @@ FIRST_MESSAGES: dict[str, tuple[bytes, str]] = {
     "hello: digest of 31 bytes": (_pack(0, [1], 0, b"x" * 31), "malformed"),
     "hello: a fourth field": (_pack(0, [1], 0, None, 0), "malformed"),
     "hello: versions is a map": (b"\x94\x00\x81\x01\x01\x00\xc0", "malformed"),
-    "hello: no common version": (_pack(0, [2, 3], 0, None), "version"),
+    "hello: no common version": (_pack(0, [1, 3], 0, None), "version"),
     "a ping before the hello": (_pack(7), "unexpected"),
     "a clock before the hello": (_pack(1, 1, [], 1), "unexpected"),
 }
@@ -463,14 +490,15 @@ LATER_MESSAGES: dict[str, tuple[bytes, str]] = {
     "a second hello": (_pack(0, [1], 0, None), "unexpected"),
     "clock: reset is 2": (_pack(1, 2, [], 1), "malformed"),
     "clock: final is a bool": (_pack(1, 0, [], True), "malformed"),
-    "clock: negative seq": (_pack(1, 0, [[KEY, "blog", -1, 1]], 1), "malformed"),
-    "clock: seq is a float": (_pack(1, 0, [[KEY, "blog", 1.0, 1]], 1), "malformed"),
-    "clock: flags 4": (_pack(1, 0, [[KEY, "blog", 1, 4]], 1), "malformed"),
-    "clock: author of 31 bytes": (_pack(1, 0, [[KEY[:31], "blog", 1, 1]], 1), "malformed"),
-    "clock: log id is bin": (_pack(1, 0, [[KEY, b"blog", 1, 1]], 1), "malformed"),
-    "clock: bad log id": (_pack(1, 0, [[KEY, "Blog Post", 1, 1]], 1), "malformed"),
+    "clock: negative seq": (_pack(1, 0, [[KEY, "blog", -1, 1, HEAD]], 1), "malformed"),
+    "clock: seq is a float": (_pack(1, 0, [[KEY, "blog", 1.0, 1, HEAD]], 1), "malformed"),
+    "clock: flags 4": (_pack(1, 0, [[KEY, "blog", 1, 4, HEAD]], 1), "malformed"),
+    "clock: author of 31 bytes": (_pack(1, 0, [[KEY[:31], "blog", 1, 1, HEAD]], 1), "malformed"),
+    "clock: log id is bin": (_pack(1, 0, [[KEY, b"blog", 1, 1, HEAD]], 1), "malformed"),
+    "clock: bad log id": (_pack(1, 0, [[KEY, "Blog Post", 1, 1, HEAD]], 1), "malformed"),
     "clock: note of 3": (_pack(1, 0, [[KEY, "blog", 1]], 1), "malformed"),
-    "clock: 4097 notes": (_pack(1, 0, [[KEY, "blog", 1, 1]] * (MAX_NOTES + 1), 1), "malformed"),
+    "clock: 4097 notes": (_pack(1, 0, [[KEY, "blog", 1, 1, HEAD]] * (MAX_NOTES + 1), 1),
+                          "malformed"),
     "entries: no items": (_pack(2, KEY, "blog", []), "malformed"),
     "entries: item of 1": (_pack(2, KEY, "blog", [[b"entry"]]), "malformed"),
     "entries: entry is a str": (_pack(2, KEY, "blog", [["entry", None]]), "malformed"),
@@ -489,7 +517,7 @@ LATER_MESSAGES: dict[str, tuple[bytes, str]] = {
     "partial response: to no request": (_pack(4, 1, []), "unexpected"),
     "fork proof: a str": (_pack(5, "proof"), "malformed"),
     "fork proof: empty": (_pack(5, b""), "malformed"),
-    "fork proof: 1041 bytes": (_pack(5, b"p" * 1041), "malformed"),
+    "fork proof: over the bound": (_pack(5, b"p" * (MAX_PROOF_SIZE + 1)), "malformed"),
     "fork proof: not a proof": (_pack(5, b"p" * 100), "invalid-data"),
     "peers: empty host": (_pack(6, [["", 1]]), "malformed"),
     "peers: port 0": (_pack(6, [["h", 0]]), "malformed"),
@@ -500,7 +528,14 @@ LATER_MESSAGES: dict[str, tuple[bytes, str]] = {
     "error: empty code": (_pack(8, "", ""), "malformed"),
     "error: code of 33": (_pack(8, "c" * 33, ""), "malformed"),
     "error: detail is bin": (_pack(8, "c", b""), "malformed"),
-    "type 9": (_pack(9), "malformed"),
+    "seq request: no seqs": (_pack(9, 1, KEY, "blog", [], 0), "malformed"),
+    "seq request: seqs descending": (_pack(9, 1, KEY, "blog", [3, 2], 0), "malformed"),
+    "seq request: 65 seqs": (_pack(9, 1, KEY, "blog", list(range(1, 66)), 0), "malformed"),
+    "seq response: to no request": (_pack(10, 1, []), "unexpected"),
+    "clock: flags 2": (_pack(1, 0, [[KEY, "blog", 1, 2, HEAD]], 1), "malformed"),
+    "clock: a head for seq 0": (_pack(1, 0, [[KEY, "blog", 0, 1, HEAD]], 1), "malformed"),
+    "clock: no head": (_pack(1, 0, [[KEY, "blog", 1, 1]], 1), "malformed"),
+    "type 11": (_pack(11), "malformed"),
     "type is a bool": (_pack(True), "malformed"),
     "type is negative": (_pack(-1), "malformed"),
     "empty array": (_pack(), "malformed"),
@@ -558,7 +593,7 @@ async def test_nothing_follows_an_error_message(tmp_path: Path) -> None:
         second = await Adversary.opened(target.address)
         # Second says it holds X up to 6: it becomes X's source, so a note to it (EAGER)
         # is due; in the same bytes, a malformed message.
-        clock = _pack(1, 0, [[X_FEED.author_key, X_FEED.log_id, X_HELD + 1, 0]], 1)
+        clock = _pack(1, 0, [[X_FEED.author_key, X_FEED.log_id, X_HELD + 1, 0, HEAD]], 1)
         bad = _pack(9)
         await second.send_plaintext(struct.pack(">I", len(clock)) + clock
                                     + struct.pack(">I", len(bad)) + bad)
@@ -657,7 +692,7 @@ async def test_a_clock_of_too_many_feeds_is_a_flood(tmp_path: Path) -> None:
         adversary = await Adversary.opened(target.address)
         messages = MAX_PEER_NOTES // MAX_NOTES + 1
         bodies = [
-            _pack(1, 0, [[(m * MAX_NOTES + i).to_bytes(32, "big"), "f", 1, 0]
+            _pack(1, 0, [[(m * MAX_NOTES + i).to_bytes(32, "big"), "f", 1, 0, HEAD]
                          for i in range(MAX_NOTES)], 0)
             for m in range(messages)
         ]
@@ -681,7 +716,7 @@ async def test_a_flooding_peers_notes_are_not_kept(
     async with running_target(tmp_path / "target", setup=standard) as target:
         async with honest(target, tmp_path):
             adversary = await Adversary.opened(target.address)
-            notes = [[i.to_bytes(32, "big"), "f", 1, 0] for i in range(1001)]
+            notes = [[i.to_bytes(32, "big"), "f", 1, 0, HEAD] for i in range(1001)]
             await adversary.send_body(_pack(1, 0, notes, 1))
             assert await adversary.closed_with() == "flood"
         after(target, {X_FEED: X_HELD})
@@ -696,7 +731,7 @@ async def test_the_node_state_holds_no_part_of_the_private_key(tmp_path: Path) -
     import sqlite3
 
     async with running_target(tmp_path / "target", setup=standard) as target:
-        adversary = await Adversary.opened(target.address, clock=[(UNWANTED, Note(1, 0))])
+        adversary = await Adversary.opened(target.address, clock=[(UNWANTED, Note(1, 0, HEAD))])
         await adversary.alive(honest_feed(target))
         await adversary.aclose()
         assert await wait_until(lambda: not target.node.connections)
@@ -786,7 +821,7 @@ def _self_forked_proofs(who: Identity, seqs: range) -> list[bytes]:
                  "lipmaa_link": bytes(32) if link_target(seq) is not None else None}
         first = decode_entry(forge(who, log_id="f", seq=seq, timestamp=1, **links))
         second = decode_entry(forge(who, log_id="f", seq=seq, timestamp=2, **links))
-        proofs.append(ForkProof.from_entries(first, second).to_bytes())
+        proofs.append(ForkProof.from_runs([first], [second]).to_bytes())
     return proofs
 
 
@@ -935,7 +970,7 @@ async def test_a_forked_entry_makes_a_proof_and_the_peer_is_not_punished(tmp_pat
             await adversary.alive(X_FEED)  # still connected
             assert target.book.store.forked_at(X_FEED) == 3
             (proof,) = target.book.fork_proofs(X_FEED)
-            assert {proof.first.hash, proof.second.hash} == {X_LOG[2].hash, B_LOG[2].hash}
+            assert {proof.first[0].hash, proof.second[0].hash} == {X_LOG[2].hash, B_LOG[2].hash}
             # Entries from the fork on are refused, from anyone, without punishment.
             await adversary.send(Entries(X_FEED, x_items(6, 7)))
             await adversary.alive(X_FEED)
@@ -950,10 +985,13 @@ async def test_a_forked_entry_makes_a_proof_and_the_peer_is_not_punished(tmp_pat
         await adversary.aclose()
 
 
-async def test_a_peer_on_another_branch_is_diverged_not_punished(tmp_path: Path) -> None:
-    """The peer streams branch b's 6 and 7, which link to b's 5 (spec/10 §6: the first
-    entry's signature verifies, its backlink misses): the feed is diverged for that
-    session, nothing is stored, the connection stays."""
+async def test_a_peer_on_another_branch_is_asked_where_it_splits_and_not_punished(
+    tmp_path: Path,
+) -> None:
+    """The peer streams branch b's 6 and 7, which link to b's 5 (spec/10 §6: the run is
+    the author's, its first backlink misses): the feed is diverged for that session,
+    nothing is stored, the connection stays, and the node asks the peer for entries
+    until it finds where the histories split (3) and proves the fork (spec/10 §8)."""
     async with running_target(tmp_path / "target", setup=standard) as target:
         async with honest(target, tmp_path):
             adversary = await Adversary.opened(target.address)
@@ -961,10 +999,20 @@ async def test_a_peer_on_another_branch_is_diverged_not_punished(tmp_path: Path)
             await adversary.alive(X_FEED)
             session = target.session_of(adversary)
             assert session is not None and X_FEED in session.diverged
-            assert (X_FEED, adversary.public_key) in target.node.replicator.suspected_forks
+            for _ in range(6):  # probes of seqs 1-4, then the branch from the fork seq
+                asked = await adversary.expect(
+                    lambda m: isinstance(m, SeqRequest | ForkProofMessage))
+                if isinstance(asked, ForkProofMessage):
+                    break  # the node proved the fork, and tells the peer too
+                assert isinstance(asked, SeqRequest) and asked.feed == X_FEED
+                await adversary.send(SeqResponse(asked.request_id, tuple(
+                    (B_LOG[seq - 1].raw, None) for seq in asked.seqs if seq <= len(B_LOG))))
+            assert isinstance(asked, ForkProofMessage)
+            assert target.book.store.forked_at(X_FEED) == 3
+            await adversary.alive(X_FEED)
             await adversary.aclose()
         after(target, {X_FEED: X_HELD})
-        assert target.book.store.forked_at(X_FEED) is None
+        assert adversary.public_key not in target.node.replicator.refused
 
 
 async def _serve_x_to(target: Target, directory: Path, holding: int,
@@ -1012,7 +1060,8 @@ async def test_a_lying_source_does_not_stall_a_feed(
     monkeypatch.setattr(daemon, "IDLE_TIMEOUT", 1.5)
     monkeypatch.setattr(daemon, "PING_AFTER", 0.3)
     async with running_target(tmp_path / "target", setup=standard) as target:
-        liar = await Adversary.opened(target.address, clock=[(X_FEED, Note(claimed, 0))])
+        liar = await Adversary.opened(target.address,
+                                      clock=[(X_FEED, Note(claimed, 0, head_at(claimed)))])
         # The node makes the liar its source of X: it asks it, eagerly, to push.
         session = target.session_of(liar)
         assert session is not None and X_FEED in session.eager
@@ -1090,7 +1139,7 @@ async def test_a_sync_against_a_lying_peer_ends(
     outcome: list[object] = []
 
     async def serve(liar: Adversary) -> None:
-        await liar.hello(clock=((X_FEED, Note(claimed, 0)),))
+        await liar.hello(clock=((X_FEED, Note(claimed, 0, head_at(claimed))),))
         while True:  # alive, never idle: it only pings
             await liar.send(Ping())
             await trio.sleep(0.2)
@@ -1150,7 +1199,7 @@ async def test_a_note_with_the_largest_seq_does_not_crash_the_node(tmp_path: Pat
     async with running_target(tmp_path / "target", setup=standard) as target:
         # spec/09 §3.2: a note's seq is at most 2^63 - 1, as an entry's is.
         adversary = await Adversary.opened(
-            target.address, clock=[(UNWANTED, Note(2**64 - 1, 0))]
+            target.address, clock=[(UNWANTED, Note(2**64 - 1, 0, HEAD))]
         )
         assert await adversary.closed_with() == "malformed"
         await wait_until(lambda: target.crash is not None or not target.node.connections, 5)

@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
 
-VECTORS_FILE = (
-    Path(__file__).resolve().parents[2] / "shared" / "vectors" / "cbor" / "appendix_a.json"
-)
-if not VECTORS_FILE.is_file():
-    pytest.skip(
-        f"the shared CBOR vectors are not at {VECTORS_FILE} (the shared folder sits beside "
-        "the repository)",
-        allow_module_level=True,
-    )
+from .vectors import external_vectors
+
+VECTORS_FILE = external_vectors("cbor", "appendix_a.json")
 
 ALL = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 BYTES_DIAGNOSTIC = re.compile(r"h'([0-9a-fA-F]*)'")

@@ -1,4 +1,4 @@
-"""The secure channel (spec/08-transport.md): Noise XX, frames, message boundaries.
+"""The secure channel (spec/08-transport.md): Noise XXpsk0, frames, message boundaries.
 
 Two Channels talk over an in-memory pipe. A hand-driven peer (:class:`RawPeer`,
 built from the Noise handshake and the framing rules only) writes what an
@@ -20,9 +20,8 @@ from tidings.errors import BadFrame, HandshakeFailed, MalformedMessage, MessageT
 from tidings.protocol.channel import (
     DEFAULT_NETWORK_KEY,
     MAX_FRAME_PLAINTEXT,
+    PROLOGUE,
     Channel,
-    network_proof,
-    prologue,
     public_key,
 )
 from tidings.protocol.messages import (
@@ -89,13 +88,11 @@ class RawPeer:
     """An initiator driven by hand: any plaintext into transport frames."""
 
     def __init__(self, responder: Channel, message3_payload: bytes = b"") -> None:
-        ephemeral = key("raw e")
         noise = NoiseHandshake(
-            initiator=True, static_private=key("raw s"),
-            prologue=prologue(DEFAULT_NETWORK_KEY), ephemeral_private=ephemeral,
+            initiator=True, static_private=key("raw s"), prologue=PROLOGUE,
+            ephemeral_private=key("raw e"), psks=(DEFAULT_NETWORK_KEY,),
         )
-        proof = network_proof(DEFAULT_NETWORK_KEY, public_key(ephemeral))
-        responder.receive_data(frame(noise.write_message(proof)))
+        responder.receive_data(frame(noise.write_message(b"")))
         (message2,) = frames(responder.data_to_send())
         noise.read_message(message2)
         responder.receive_data(frame(noise.write_message(message3_payload)))
@@ -152,6 +149,31 @@ def test_another_network_key_fails_at_message_1_and_the_responder_sends_nothing(
     assert caught.value.code == "handshake"
     assert responder.data_to_send() == b""
     assert not responder.established and responder.remote_static is None
+
+
+def test_message_1_is_48_bytes_and_a_version_1_message_1_is_refused() -> None:
+    initiator, _ = channels()
+    initiator.start()
+    (message1,) = frames(initiator.data_to_send())
+    assert len(message1) == 48  # e, and the tag of an empty payload under the PSK
+    old = channels()[1]
+    with pytest.raises(HandshakeFailed, match="another protocol version"):
+        old.receive_data(frame(os.urandom(64)))  # version 1: e and a 32-byte proof
+    assert old.data_to_send() == b""
+
+
+def test_a_replayed_message_1_gets_a_message_2_nobody_can_read() -> None:
+    """The responder answers a recorded message 1, but message 2 needs e_i's secret."""
+    initiator, _ = channels()
+    initiator.start()
+    recorded = initiator.data_to_send()
+    replayer = channels()[1]
+    replayer.receive_data(recorded)
+    eavesdropper = NoiseHandshake(initiator=True, static_private=key("x"), prologue=PROLOGUE,
+                                  psks=(DEFAULT_NETWORK_KEY,))
+    eavesdropper.write_message(b"")  # its own ephemeral key, not the recorded one
+    with pytest.raises(HandshakeFailed):
+        eavesdropper.read_message(frames(replayer.data_to_send())[0])
 
 
 # -- frames and message boundaries -----------------------------------------------
@@ -289,7 +311,7 @@ def test_a_zero_length_message_is_malformed() -> None:
 def test_a_message_the_decoder_refuses_is_refused_by_the_channel() -> None:
     responder = channels()[1]
     peer = RawPeer(responder)
-    body = bytes([0x91, 0x09])  # [9]: no such type
+    body = bytes([0x91, 0x0b])  # [11]: no such type
     with pytest.raises(MalformedMessage, match="unknown message type"):
         responder.receive_data(peer.seal(struct.pack(">I", len(body)) + body))
 

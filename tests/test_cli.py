@@ -369,8 +369,12 @@ def test_feeds_json(home: Path) -> None:
 
 @pytest.fixture
 def exported(home: Path, tmp_path: Path) -> tuple[str, Path, list[dict[str, object]]]:
-    """A feed of 10 entries (one binary) exported to a bundle file."""
-    publish_lines(home, [f"entry {i}".encode() for i in range(1, 10)])
+    """A feed of 10 entries (one binary) exported to a bundle file.
+
+    Four appends (1-4, 5, 6-9, 10): entries 4, 5, 9 and 10 are signed.
+    """
+    for first, last in ((1, 4), (5, 5), (6, 9)):
+        publish_lines(home, [f"entry {i}".encode() for i in range(first, last + 1)])
     blob = tmp_path / "blob.bin"
     blob.write_bytes(b"\x00\xff" * 50)
     feed_text = ok(tidings(home, "publish", "--file", str(blob))).out.split()[0]
@@ -473,6 +477,7 @@ def test_truncated_bundle_stores_the_complete_records_before_the_cut(
     assert result.code == 1, result.err
     assert "truncated" in result.err
     # The CLI says "everything before it was verified and stored": so it must be.
+    # (Entries 1-5 are complete and vouched for by 5's signature.)
     assert _stored_seqs(other, feed_text) == [1, 2, 3, 4, 5]
     assert ok(tidings(other, "show", feed_text, "--json")).json_lines() == entries[:5]
     ok(tidings(other, "verify"))

@@ -99,6 +99,19 @@ def test_invalid_json_vectors(case: dict[str, Any]) -> None:
     refused(case["json"], case["field"])
 
 
+@pytest.mark.parametrize("case", by_name(VECTORS["follows"]))
+def test_follow_reading_vectors(case: dict[str, Any]) -> None:
+    """spec/content.md §7.2: what a node reads as a follow decides what hops replicate."""
+    from tidings.content import parse_follow
+
+    parsed = parse_follow(bytes.fromhex(case["hex"]))
+    if case["reads_as"] is None:
+        assert parsed is None
+    else:
+        assert parsed == (case["reads_as"]["type"] == "follow",
+                          FeedId.parse(case["reads_as"]["feed"]))
+
+
 def test_the_vectors_cover_every_type_and_reading_step() -> None:
     types = {case["json"]["type"] for case in VECTORS["valid"]}
     assert {"post", "link", "follow", "unfollow", "about", "org.example.quiz"} <= types

@@ -377,6 +377,36 @@ async def test_entries_latest_entry_and_payload_read_the_store(
     assert await author.payload(blog, 99) is None
 
 
+async def test_a_forked_feed_reads_only_up_to_the_fork(author: EmbeddedNode) -> None:
+    """spec/06 §5: once a fork is proven, every read shows the feed below the fork only."""
+    from tidings.errors import ForkDetected
+
+    from .helpers import author as identity
+
+    def history(ending: str) -> tuple[FeedId, list[tuple[bytes, bytes | None]]]:
+        book = Logbook(tidings.MemoryStore(), identity(5), clock=lambda: 1_700_000_000_000_000)
+        for text in ["p1", "p2", "p3", "p4"] + [f"{ending}{i}" for i in range(5, 11)]:
+            book.publish(text.encode(), "blog")  # one append each: every entry signed
+        feed = book.feed("blog")
+        return feed, [(row.raw, row.payload) for row in book.store.entries(feed, 1, 10)]
+
+    feed, first = history("a")
+    _, second = history("b")
+    book = Logbook(SqliteStore(Home(author.home.path).store_path))
+    try:
+        assert book.ingest(feed, first).added == 10
+        result = book.ingest(feed, second)
+    finally:
+        book.store.close()
+    assert isinstance(result.error, ForkDetected) and result.error.proof is not None
+    assert seqs(await author.entries(feed)) == [1, 2, 3, 4]
+    assert seqs(await author.entries(feed, since=5)) == []
+    assert seqs(await author.latest(feed)) == [4, 3, 2, 1]
+    assert await author.head_seq(feed) == 4
+    assert await author.entry(feed, 7) is None and await author.entry(feed, 4) is not None
+    assert await author.payload(feed, 5) is None
+
+
 async def test_feeds_status_and_peers_say_how_far_each_feed_is(
         author: EmbeddedNode, tmp_path: Path) -> None:
     blog = author.feed("blog")

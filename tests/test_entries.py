@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 
 from tidings import decode_entry
 from tidings.core.entry import (
+    FLAG_END_OF_LOG,
+    FLAG_SIGNED,
     MAX_ENTRY_SIZE,
     SIG_HEAD,
     entry_hash,
     payload_hash,
+    stored_is_signed,
+    stored_payload_hash,
 )
 from tidings.errors import MalformedEntry, NonCanonicalEncoding, Oversize, UnknownVersion
 
@@ -28,11 +32,43 @@ def test_entry_is_body_then_signature_over_the_body() -> None:
     body = entry.raw[:-66]
     assert entry.raw[-66:-64] == SIG_HEAD
     assert cbor2.loads(body) == [
-        1, 0, entry.author, "blog", 3, entry.timestamp, entries[1].hash, None,
+        2, FLAG_SIGNED, entry.author, "blog", 3, entry.timestamp, entries[1].hash, None,
         len(payloads[2]), payload_hash(payloads[2]),
     ]
     author(1).secret_key.public_key().verify(entry.signature, body)
     assert entry.hash == entry_hash(entry.raw)
+
+
+def test_an_unsigned_entry_is_its_body_alone() -> None:
+    entries, payloads = make_log(3)  # one append: only its last entry is signed
+    entry = entries[1]
+    assert not entry.signed and entry.signature == b""
+    assert cbor2.loads(entry.raw) == [
+        2, 0, entry.author, "blog", 2, entry.timestamp, entries[0].hash, None,
+        len(payloads[1]), payload_hash(payloads[1]),
+    ]
+    assert entry.hash == entry_hash(entry.raw) and entry.body == entry.raw
+    assert stored_is_signed(entries[2].raw) and not stored_is_signed(entry.raw)
+    assert stored_payload_hash(entry.raw) == payload_hash(payloads[1])
+    assert stored_payload_hash(entries[2].raw) == payload_hash(payloads[2])
+
+
+def test_the_flags_must_match_the_signature() -> None:
+    """A stripped signature (or one added to an unsigned body) is malformed, so a
+    relay cannot turn a signed entry into an unsigned one or back."""
+    who = author(1)
+    signed = forge(who)
+    with pytest.raises(MalformedEntry, match="no signature follows"):
+        decode_entry(signed[:-66])
+    unsigned = forge(who, flags=0)
+    with pytest.raises(MalformedEntry, match="flags say the entry is unsigned"):
+        decode_entry(sign_raw_body(who, unsigned))
+
+
+def test_an_end_of_log_is_always_signed() -> None:
+    with pytest.raises(MalformedEntry, match="flags"):
+        decode_entry(forge(author(1), flags=FLAG_END_OF_LOG))
+    assert decode_entry(forge(author(1), flags=FLAG_SIGNED | FLAG_END_OF_LOG)).is_end_of_log
 
 
 def test_decoding_gives_back_what_was_signed() -> None:
@@ -64,8 +100,8 @@ def _reencode_with(items: list[object], index: int, head: bytes) -> bytes:
     [
         # seq 1 written as a two-byte integer head (0x18 0x01)
         lambda items: _reencode_with(items, 4, b"\x18\x01"),
-        # version written as 0x19 0x00 0x01
-        lambda items: _reencode_with(items, 0, b"\x19\x00\x01"),
+        # version written as 0x19 0x00 0x02
+        lambda items: _reencode_with(items, 0, b"\x19\x00\x02"),
         # indefinite-length array
         lambda items: b"\x9f" + b"".join(cbor2.dumps(i) for i in items) + b"\xff",
     ],
@@ -76,7 +112,7 @@ def test_non_canonical_bodies_are_refused_even_when_signed(make_body) -> None:  
     raw = sign_raw_body(who, make_body(items))
     with pytest.raises((NonCanonicalEncoding, MalformedEntry)) as caught:
         decode_entry(raw)
-    # 0x18 0x01 for version decodes as 1 too, so every case is a re-encoding mismatch
+    # a long head still decodes as the same value, so every case is a re-encoding mismatch
     assert caught.type is NonCanonicalEncoding
 
 
@@ -107,7 +143,7 @@ def test_small_order_author_keys_sign_nothing() -> None:
     assert not is_acceptable_author_key(identity_point)
     assert not is_acceptable_author_key(b"\xff" * 31 + b"\x7f")  # y >= p
     assert is_acceptable_author_key(author(1).author.key)
-    body = encode_body(tag=0, author=identity_point, log_id="blog", seq=1, timestamp=0,
+    body = encode_body(flags=FLAG_SIGNED, author=identity_point, log_id="blog", seq=1, timestamp=0,
                        backlink=None, lipmaa_link=None, payload_size=0,
                        payload_hash=payload_hash(b""))
     forged_signature = identity_point + b"\x00" * 32
@@ -118,10 +154,24 @@ def test_small_order_author_keys_sign_nothing() -> None:
         entry.check_signature()
 
 
+def test_a_small_order_r_is_refused_as_libsodium_does() -> None:
+    from tidings.core.entry import SIG_HEAD
+    from tidings.errors import BadSignature
+
+    who = author(1)
+    body = forge(who)[:-66]
+    signature = who.secret_key.sign(body)
+    for r in (b"\x01" + b"\x00" * 31, b"\x00" * 32, b"\xec" + b"\xff" * 30 + b"\x7f"):
+        entry = decode_entry(body + SIG_HEAD + r + signature[32:])
+        with pytest.raises(BadSignature, match="R"):
+            entry.check_signature()
+
+
 @pytest.mark.parametrize(
     ("fields", "error", "match"),
     [
-        ({"tag": 2}, MalformedEntry, "tag"),
+        ({"flags": 1}, MalformedEntry, "flags"),
+        ({"flags": 4}, MalformedEntry, "flags"),
         ({"seq": 0}, MalformedEntry, "seq"),
         ({"author": b"\x01" * 31}, MalformedEntry, "author"),
         ({"log_id": "Blog"}, MalformedEntry, "log id"),
@@ -143,9 +193,9 @@ def test_field_rules(fields: dict[str, object], error: type[Exception], match: s
 def test_unknown_version_is_named_before_anything_else() -> None:
     who = author(1)
     items = cbor2.loads(forge(who)[:-66])
-    items[0] = 2
-    with pytest.raises(UnknownVersion, match="version 2"):
-        decode_entry(sign_raw_body(who, cbor2.dumps([*items, "future field"])))
+    items[0] = 3
+    with pytest.raises(UnknownVersion, match="version 3"):
+        decode_entry(sign_raw_body(who, cbor2.dumps([*items, "future field"])) + b"more")
 
 
 def test_oversize_entries_are_refused_before_decoding() -> None:
@@ -176,8 +226,9 @@ def test_any_byte_flip_changes_the_hash_or_is_refused(data: st.DataObject) -> No
     except InvalidEntry:
         return
     assert changed.hash != entry.hash
-    with pytest.raises(InvalidEntry):
-        changed.check_signature()
+    if changed.signed:
+        with pytest.raises(InvalidEntry):
+            changed.check_signature()
 
 
 CBOR_VALUES = st.recursive(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tidings import Logbook, MemoryStore, SqliteStore, Store, verify_partial
 from tidings.core.bundle import HEADER, encode_entry_record
-from tidings.core.entry import Entry, decode_entry
+from tidings.core.entry import Entry
 from tidings.errors import (
     BadSignature,
     EntryAfterEndOfLog,
@@ -20,6 +20,7 @@ from tidings.errors import (
     InvalidEntry,
     PayloadHashMismatch,
     PayloadSizeMismatch,
+    StoredEntryDamaged,
     UsageError,
 )
 
@@ -78,15 +79,15 @@ def test_payloads_over_the_bound_are_refused_before_signing() -> None:
 
 
 def test_ingest_stores_the_valid_prefix_and_names_the_first_bad_entry(store: Store) -> None:
-    entries, payloads = make_log(30)
+    entries, payloads = make_log(30, per_append=1)
     items = pairs(entries, payloads)
     broken = bytearray(items[19][0])
     broken[-3] ^= 0xFF
     items[19] = (bytes(broken), items[19][1])
     book = Logbook(store)
-    with pytest.raises(BadSignature) as caught:
-        book.ingest(entries[0].feed, items)
-    assert caught.value.seq == 20
+    result = book.ingest(entries[0].feed, items)
+    assert isinstance(result.error, BadSignature) and result.error.seq == 20
+    assert result.added == 19
     head = book.head(entries[0].feed)
     assert head is not None and head.seq == 19
     # the rest arrives later, intact, and duplicates are recognised
@@ -94,14 +95,22 @@ def test_ingest_stores_the_valid_prefix_and_names_the_first_bad_entry(store: Sto
     assert (result.added, result.duplicates) == (11, 19)
 
 
+def test_ingest_keeps_only_what_a_signature_vouches_for(store: Store) -> None:
+    entries, payloads = make_log(10, per_append=4)  # signed at 4, 8 and 10
+    book = Logbook(store)
+    result = book.ingest(entries[0].feed, pairs(entries[:7], payloads[:7]))
+    assert (result.added, result.pending, result.error) == (4, 3, None)
+    result = book.ingest(entries[0].feed, pairs(entries[4:], payloads[4:]))
+    assert (result.added, result.duplicates, result.pending) == (6, 0, 0)
+
+
 def test_ingest_refuses_a_bad_payload_but_keeps_what_came_before(store: Store) -> None:
-    entries, payloads = make_log(5)
+    entries, payloads = make_log(5, per_append=1)
     items = pairs(entries, payloads)
     items[3] = (items[3][0], b"not it")
     book = Logbook(store)
-    with pytest.raises(PayloadSizeMismatch) as caught:
-        book.ingest(entries[0].feed, items)
-    assert caught.value.seq == 4
+    result = book.ingest(entries[0].feed, items)
+    assert isinstance(result.error, PayloadSizeMismatch) and result.error.seq == 4
     assert len(book.read(entries[0].feed)) == 3
 
 
@@ -129,8 +138,7 @@ def test_nothing_is_accepted_after_end_of_log(store: Store) -> None:
     head = reader.head(feed)
     assert head is not None
     after = forge(author(1), seq=3, backlink=head.hash)
-    with pytest.raises(EntryAfterEndOfLog):
-        reader.ingest(feed, [(after, None)])
+    assert isinstance(reader.ingest(feed, [(after, None)]).error, EntryAfterEndOfLog)
 
 
 def test_certificate_pool_of_a_stored_log_verifies_alone(store: Store) -> None:
@@ -161,7 +169,7 @@ def test_bundle_round_trip_carries_entries_payloads_and_proofs(store: Store) -> 
 
 
 def test_a_tampered_bundle_stores_the_valid_prefix(store: Store) -> None:
-    entries, payloads = make_log(10)
+    entries, payloads = make_log(10, per_append=1)
     data = HEADER + b"".join(
         encode_entry_record(e.raw, b"tampered" if e.seq == 6 else p)
         for e, p in zip(entries, payloads, strict=True)
@@ -200,8 +208,8 @@ def test_verify_finds_an_entry_changed_on_disk(tmp_path: Path) -> None:
     db.execute("UPDATE entries SET entry = ? WHERE seq = 20", (raw[:-1] + bytes([raw[-1] ^ 1]),))
     db.commit()
     report = Logbook(SqliteStore(path)).verify()[0]
-    assert not report.ok and report.error is not None and report.error.seq == 20
-    assert report.entries == 19
+    assert isinstance(report.error, StoredEntryDamaged) and report.error.seq == 20
+    assert not report.ok and report.entries == 19
 
 
 def test_a_duplicate_brings_the_payload_the_store_lacked(store: Store) -> None:
@@ -212,9 +220,8 @@ def test_a_duplicate_brings_the_payload_the_store_lacked(store: Store) -> None:
     result = book.ingest(feed, pairs(entries[:3], payloads[:3]))
     assert (result.added, result.duplicates) == (0, 3)
     assert [p for _, p in book.read(feed)] == [*payloads[:3], None, None, None]
-    with pytest.raises(PayloadHashMismatch) as caught:
-        book.ingest(feed, [(entries[3].raw, b"entry 9")])
-    assert caught.value.seq == 4
+    result = book.ingest(feed, [(entries[3].raw, b"entry 9")])
+    assert isinstance(result.error, PayloadHashMismatch) and result.error.seq == 4
     assert book.read(feed, since=4)[0][1] is None
 
 
@@ -254,9 +261,9 @@ def test_a_proof_record_ends_the_run(store: Store) -> None:
     from tidings import ForkProof
     from tidings.core.bundle import encode_proof_record
 
-    a, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"a")
-    b, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"b")
-    proof = ForkProof.from_entries(a[1], b[1])
+    a, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"a", per_append=1)
+    b, _ = make_log(2, payload=lambda i: b"x" if i == 1 else b"b", per_append=1)
+    proof = ForkProof.from_runs([a[1]], [b[1]])
     data = HEADER + encode_entry_record(a[0].raw, None) + encode_proof_record(proof.to_bytes())
     data += encode_entry_record(b"\x00" * 80, None)
     result = Logbook(store).import_bundle(io.BytesIO(data).read)
@@ -271,44 +278,24 @@ def test_a_second_proof_at_one_seq_is_not_counted_as_new(store: Store) -> None:
     branches = [make_log(2, payload=lambda i, t=t: b"x" if i == 1 else t)[0]
                 for t in (b"a", b"b", b"c")]
     book = Logbook(store)
-    assert book.add_fork_proof(ForkProof.from_entries(branches[0][1], branches[1][1]))
-    assert not book.add_fork_proof(ForkProof.from_entries(branches[0][1], branches[2][1]))
+    assert book.add_fork_proof(ForkProof.from_runs([branches[0][1]], [branches[1][1]]))
+    assert not book.add_fork_proof(ForkProof.from_runs([branches[0][1]], [branches[2][1]]))
     assert len(book.fork_proofs()) == 1
 
 
-def test_a_conflict_with_a_held_entry_that_has_a_bad_own_signature(store: Store) -> None:
-    """Batch verification held entry 2 on the strength of entry 3's signature; a
-    validly signed other entry 2 conflicts with it but makes no portable proof."""
-    from tidings.errors import ForkDetected
+def test_a_conflicting_entry_with_a_bad_signature_is_the_senders_fault(store: Store) -> None:
+    """Nothing the author signed vouches for it: no fork, the rule is bad-signature."""
+    from .helpers import forge
 
-    from .helpers import forge, vouched_log
-
-    who = author(1)
-    e1, bad2, e3 = vouched_log(who)
-    feed = who.author.feed("blog")
+    entries, _ = make_log(3, per_append=1)
+    feed = entries[0].feed
     book = Logbook(store)
-    assert book.ingest(feed, [(e1, None), (bad2, None), (e3, None)]).added == 3
-    other2 = forge(who, seq=2, backlink=decode_entry(e1).hash, timestamp=99)
-    with pytest.raises(ForkDetected) as caught:
-        book.ingest(feed, [(other2, None)])
-    assert caught.value.proof is None and caught.value.seq == 2
-    assert book.fork_proofs() == [] and book.head(feed) == decode_entry(e3)
-
-
-def test_ingest_one_by_one_checks_every_signature(store: Store) -> None:
-    from tidings.errors import BadSignature
-
-    from .helpers import vouched_log
-
-    who = author(1)
-    e1, bad2, e3 = vouched_log(who)
-    feed = who.author.feed("blog")
-    items: list[tuple[bytes, bytes | None]] = [(e1, None), (bad2, None), (e3, None)]
-    strict = Logbook(store)
-    with pytest.raises(BadSignature) as caught:
-        strict.ingest(feed, items, batch=False)
-    assert caught.value.seq == 2 and caught.value.ingested == (1, 0)
-    assert strict.ingest(feed, items, batch=True).added == 2  # e3 vouches for e2
+    book.ingest(feed, [(e.raw, None) for e in entries]).raise_error()
+    other = bytearray(forge(author(1), seq=2, backlink=entries[0].hash, timestamp=99))
+    other[-1] ^= 1
+    result = book.ingest(feed, [(entries[0].raw, None), (bytes(other), None)])
+    assert isinstance(result.error, BadSignature) and result.error.seq == 2
+    assert book.fork_proofs() == [] and book.extent(feed) == 3
 
 
 def test_duplicates_are_matched_without_loading_held_payloads(

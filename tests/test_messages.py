@@ -39,6 +39,7 @@ from tidings.protocol.messages import (
     MAX_PARTIAL_ITEMS,
     MAX_PROOF_SIZE,
     MAX_SEQ,
+    MAX_SEQ_REQUEST,
     MAX_VERSIONS,
     WANT,
     Clock,
@@ -52,6 +53,8 @@ from tidings.protocol.messages import (
     PartialResponse,
     Peers,
     Ping,
+    SeqRequest,
+    SeqResponse,
     decode_message,
     encode_message,
     message_types,
@@ -64,9 +67,10 @@ FEED = LOG[0].feed
 OTHER_FEED = FeedId(bytes(range(32)), "podcast")
 KEY = FEED.author_key
 ENTRY = LOG[0].raw
-PROOF = ForkProof.from_entries(
-    LOG[1], make_log(2, payload=lambda i: b"entry 1" if i == 1 else b"other")[0][1]
+PROOF = ForkProof.from_runs(
+    LOG[1:], make_log(2, payload=lambda i: b"entry 1" if i == 1 else b"other")[0][1:]
 ).to_bytes()
+HEAD = LOG[2].hash[:8]
 
 
 def dns_name(length: int) -> str:
@@ -107,11 +111,11 @@ def malformed(body: bytes) -> MalformedMessage:
 # -- round trips ---------------------------------------------------------------
 
 EXAMPLES: list[Message] = [
-    Hello((1,), False, None),
+    Hello((2,), False, None),
     Hello((1, 7, 65535), True, bytes(range(32))),
-    Clock(True, ((FEED, Note(3, WANT | EAGER)), (OTHER_FEED, Note(0, 0))), True),
+    Clock(True, ((FEED, Note(3, WANT | EAGER, HEAD)), (OTHER_FEED, Note(0, 0))), True),
     Clock(False, (), False),
-    Clock(False, ((FEED, Note(MAX_NOTE_SEQ, WANT)),), True),
+    Clock(False, ((FEED, Note(MAX_NOTE_SEQ, WANT, HEAD)),), True),
     Entries(FEED, ((LOG[0].raw, LOG_PAYLOADS[0]), (LOG[1].raw, None), (LOG[2].raw, b""))),
     PartialRequest(0, FEED, 1),
     PartialRequest(2**32 - 1, OTHER_FEED, MAX_PARTIAL),
@@ -123,6 +127,10 @@ EXAMPLES: list[Message] = [
     Ping(),
     ErrorMessage("flood", "too many notes"),
     ErrorMessage("x" * MAX_ERROR_CODE_LEN, ""),
+    SeqRequest(0, FEED, (1,), False),
+    SeqRequest(2**32 - 1, OTHER_FEED, tuple(range(1, MAX_SEQ_REQUEST + 1)), True),
+    SeqResponse(3, ()),
+    SeqResponse(3, ((LOG[0].raw, None), (LOG[2].raw, LOG_PAYLOADS[2]))),
 ]
 
 
@@ -158,7 +166,9 @@ messages = st.one_of(
     st.builds(
         Clock, st.booleans(),
         st.lists(
-            st.tuples(feeds, st.builds(Note, st.integers(0, MAX_NOTE_SEQ), st.integers(0, 3))),
+            st.tuples(feeds, st.integers(0, MAX_NOTE_SEQ).flatmap(lambda seq: st.builds(
+                Note, st.just(seq), st.sampled_from([0, WANT, WANT | EAGER]),
+                st.none() if seq == 0 else st.binary(min_size=8, max_size=8)))),
             max_size=8,
         ).map(tuple),
         st.booleans(),
@@ -179,6 +189,12 @@ messages = st.one_of(
         ErrorMessage, st.text(min_size=1, max_size=MAX_ERROR_CODE_LEN),
         st.text(max_size=MAX_ERROR_DETAIL_LEN),
     ),
+    st.builds(
+        SeqRequest, st.integers(0, 2**32 - 1), feeds,
+        st.sets(st.integers(1, MAX_NOTE_SEQ), min_size=1, max_size=MAX_SEQ_REQUEST).map(
+            lambda seqs: tuple(sorted(seqs))), st.booleans(),
+    ),
+    st.builds(SeqResponse, st.integers(0, 2**32 - 1), st.lists(items, max_size=4).map(tuple)),
 )
 
 
@@ -191,8 +207,8 @@ def test_any_message_within_the_bounds_round_trips(message: Message) -> None:
 
 #: One valid body per type, as raw fields: the refusals below each change one thing.
 VALID: dict[str, list[Any]] = {
-    "hello": [0, [1], 0, None],
-    "clock": [1, 1, [[KEY, "blog", 5, 3]], 1],
+    "hello": [0, [2], 0, None],
+    "clock": [1, 1, [[KEY, "blog", 5, 3, HEAD]], 1],
     "entries": [2, KEY, "blog", [[ENTRY, b"entry 1"]]],
     "partial request": [3, 7, KEY, "blog", 20],
     "partial response": [4, 7, [[ENTRY, None]]],
@@ -200,6 +216,8 @@ VALID: dict[str, list[Any]] = {
     "peers": [6, [["example.org", 8008]]],
     "ping": [7],
     "error": [8, "flood", "too many"],
+    "seq request": [9, 7, KEY, "blog", [1, 2, 3], 1],
+    "seq response": [10, 7, [[ENTRY, None]]],
 }
 
 
@@ -246,6 +264,8 @@ BOOLS_FOR_INTS = [
     ("partial request", (4,), True, "count"),
     ("partial response", (1,), True, "request id"),
     ("peers", (1, 0, 1), True, "port"),
+    ("seq request", (4, 0), True, "a seq"),
+    ("seq request", (5,), True, "payloads flag"),
 ]
 
 
@@ -263,6 +283,7 @@ def test_a_bool_is_not_an_int(kind: str, path: tuple[int, ...], value: bool, fie
         ("hello", (2,), "relay flag"),
         ("clock", (1,), "reset"),
         ("clock", (3,), "final"),
+        ("seq request", (5,), "payloads flag"),
     ],
 )
 def test_a_flag_is_the_integer_0_or_1(kind: str, path: tuple[int, ...], field: str) -> None:
@@ -273,6 +294,7 @@ def test_a_flag_is_the_integer_0_or_1(kind: str, path: tuple[int, ...], field: s
 
 STR_FOR_BYTES = [
     ("clock", (2, 0, 0), "k" * 32, "author key"),
+    ("clock", (2, 0, 4), "h" * 8, "note head"),
     ("entries", (3, 0, 0), "e" * len(ENTRY), "an entry"),
     ("entries", (3, 0, 1), "entry 1", "a payload"),
     ("hello", (3,), "d" * 32, "clock digest"),
@@ -297,7 +319,7 @@ def test_str_and_bytes_are_not_interchangeable(
 
 
 @pytest.mark.parametrize(
-    "kind", [9, 10, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
+    "kind", [11, 12, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
     ids=repr,
 )
 def test_an_unknown_type_is_malformed(kind: Any) -> None:
@@ -409,9 +431,16 @@ BOUNDS: list[tuple[str, Build, list[int], list[int]]] = [
     ("partial count", lambda n: raw(3, 0, KEY, "blog", n), [1, MAX_PARTIAL], [0, MAX_PARTIAL + 1]),
     ("request id", lambda n: raw(3, n, KEY, "blog", 1), [0, 2**32 - 1], [-1, 2**32]),
     # Entry seqs stop at 2^63 - 1 (spec/02), and so do notes.
-    ("note seq", lambda n: raw(1, 0, [[KEY, "blog", n, 0]], 1), [0, MAX_NOTE_SEQ],
+    ("note seq", lambda n: raw(1, 0, [[KEY, "blog", n, 0, HEAD]], 1), [1, MAX_NOTE_SEQ],
      [-1, -(2**63), MAX_NOTE_SEQ + 1, MAX_SEQ]),
-    ("note flags", lambda n: raw(1, 0, [[KEY, "blog", 0, n]], 1), [0, WANT | EAGER], [4, -1]),
+    ("note flags", lambda n: raw(1, 0, [[KEY, "blog", 0, n, None]], 1), [0, 1, WANT | EAGER],
+     [2, 4, -1]),
+    ("note head length", lambda n: raw(1, 0, [[KEY, "blog", 1, 0, b"h" * n]], 1), [8],
+     [0, 7, 9, 32]),
+    ("seqs in a seq request", lambda n: raw(9, 0, KEY, "blog", list(range(1, n + 1)), 0),
+     [1, MAX_SEQ_REQUEST], [0, MAX_SEQ_REQUEST + 1]),
+    ("seq in a seq request", lambda n: raw(9, 0, KEY, "blog", [n], 0), [1, MAX_NOTE_SEQ],
+     [0, -1, MAX_NOTE_SEQ + 1]),
     ("clock digest length", lambda n: raw(0, [1], 0, b"d" * n), [32], [0, 31, 33]),
     ("fork proof length", lambda n: raw(5, b"p" * n), [1, MAX_PROOF_SIZE], [0, MAX_PROOF_SIZE + 1]),
     ("versions, at least one", lambda n: raw(0, [1] * n, 0, None), [1], [0]),
@@ -431,7 +460,8 @@ def test_each_bound_holds_at_its_limit_and_refuses_past_it(
 
 #: Lists with an upper bound: (what, body with n elements, the bound).
 LIST_BOUNDS: list[tuple[str, Build, int]] = [
-    ("notes", lambda n: raw(1, 0, [[KEY, "blog", 0, 0]] * n, 1), MAX_NOTES),
+    ("notes", lambda n: raw(1, 0, [[KEY, "blog", 0, 0, None]] * n, 1), MAX_NOTES),
+    ("seq response items", lambda n: raw(10, 0, [[ENTRY, None]] * n), MAX_SEQ_REQUEST),
     ("entries items", lambda n: raw(2, KEY, "blog", [[ENTRY, None]] * n), MAX_ITEMS),
     ("partial items", lambda n: raw(4, 0, [[ENTRY, None]] * n), MAX_PARTIAL_ITEMS),
     ("addresses", lambda n: raw(6, [["h", 1]] * n), MAX_ADDRESSES),
@@ -563,9 +593,30 @@ def test_a_valid_body_with_one_field_replaced_raises_nothing_but_peer_errors(
 
 
 @settings(max_examples=300)
-@given(st.integers(0, 9), st.lists(values, max_size=6))
+@given(st.integers(0, 11), st.lists(values, max_size=6))
 def test_any_fields_under_any_type_raise_nothing_but_peer_errors(
     kind: int, fields: list[Any]
 ) -> None:
     with contextlib.suppress(PeerError):
         decode_message(raw(kind, *fields))
+
+
+def test_a_note_names_its_head_exactly_when_it_holds_something() -> None:
+    assert "seq 0 names no head" in str(malformed(raw(1, 0, [[KEY, "blog", 0, 1, HEAD]], 1)))
+    assert "note head" in str(malformed(raw(1, 0, [[KEY, "blog", 3, 1, None]], 1)))
+
+
+def test_eager_without_want_is_malformed() -> None:
+    """Flags 2 would say "push to me" about a feed the sender does not take (spec/10 §2)."""
+    assert "flags 2" in str(malformed(raw(1, 0, [[KEY, "blog", 0, EAGER, None]], 1)))
+
+
+@pytest.mark.parametrize("seqs", [[2, 1], [3, 3], [1, 5, 4]], ids=repr)
+def test_the_seqs_of_a_seq_request_ascend_strictly(seqs: list[int]) -> None:
+    assert "ascend" in str(malformed(raw(9, 0, KEY, "blog", seqs, 0)))
+
+
+@pytest.mark.parametrize("host", ["fe80::1%eth0", "fe80::1%x y", "fe80::1%1", "%"])
+def test_an_ipv6_zone_id_is_not_an_address(host: str) -> None:
+    """A zone names an interface of the sender's machine: meaningless to the receiver."""
+    assert "host" in str(malformed(raw(6, [[host, 8008]])))

@@ -6,6 +6,8 @@ builds its own nodes; :mod:`tests.replication_helpers` moves the bytes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -495,7 +497,7 @@ def test_entries_of_another_feed_under_a_wanted_feeds_name_are_invalid_data() ->
     b = node("b", follows=[blog])
     link = sync(b, mallory)
     items = [(e.raw, p) for e, p in mallory.logbook.read(diary)]
-    link.sb.send_entries(blog, items, 2)
+    link.sb.send_entries(blog, items, 2, decode_entry(items[-1][0]).hash)
     with pytest.raises(InvalidData) as caught:
         run(link)
     assert isinstance(caught.value.cause, WrongFeed)
@@ -507,7 +509,7 @@ def branches() -> tuple[ForkProof, list[tuple[bytes, bytes]]]:
     """A fork of author 1's blog at seq 2, and the first branch (3 entries)."""
     laptop, payloads = make_log(3, payload=lambda i: b"first" if i == 1 else b"laptop %d" % i)
     phone, _ = make_log(3, payload=lambda i: b"first" if i == 1 else b"phone %d" % i)
-    proof = ForkProof.from_entries(laptop[1], phone[1])
+    proof = ForkProof.from_runs(laptop[1:], phone[1:])
     return proof, [(e.raw, p) for e, p in zip(laptop, payloads, strict=True)]
 
 
@@ -531,7 +533,7 @@ def test_a_fork_proof_is_passed_on_to_a_peer_that_follows_the_feed(c_joins: str)
         sync(c, b)
     assert b.logbook.fork_proofs(blog) == [proof]
     assert c.logbook.fork_proofs(blog) == [proof]
-    assert blog in c.forked
+    assert blog in c.forked_at
 
 
 # -- relays and hops -------------------------------------------------------------------------
@@ -555,7 +557,8 @@ def test_a_relay_counts_a_feed_named_twice_in_one_clock_once() -> None:
     first, second = author(1).author.feed("first"), author(1).author.feed("second")
     channel, session = bare_peer(relay)
     channel.send(Hello(VERSIONS, False, None))
-    offered = ((first, Note(5, 0)), (first, Note(5, 0)), (second, Note(5, 0)))
+    head = bytes(8)
+    offered = ((first, Note(5, 0, head)), (first, Note(5, 0, head)), (second, Note(5, 0, head)))
     channel.send(Clock(True, offered, True))
     relay.receive(session, channel.data_to_send())
     assert relay.relayed == {first, second}
@@ -650,10 +653,10 @@ def test_entries_of_unwanted_feeds_are_tolerated_up_to_a_bound_then_flooding() -
     link = sync(p, q)
     items = [(e.raw, payload) for e, payload in p.logbook.read(blog)]
     for _ in range(MAX_UNSOLICITED):
-        link.sa.send_entries(blog, items, 1)
+        link.sa.send_entries(blog, items, 1, decode_entry(items[-1][0]).hash)
     run(link)
     assert held(q, blog) == 0
-    link.sa.send_entries(blog, items, 1)
+    link.sa.send_entries(blog, items, 1, decode_entry(items[-1][0]).hash)
     with pytest.raises(PeerFlooding) as caught:
         run(link)
     assert caught.value.code == "flood"
@@ -739,23 +742,24 @@ def test_a_connection_to_itself_is_refused() -> None:
     assert a.router.sessions == []
 
 
-def test_a_second_connection_dialled_by_the_same_node_is_a_duplicate_on_both_sides() -> None:
+def test_a_second_connection_dialled_by_the_same_node_replaces_the_first_on_both_sides() -> None:
+    """spec/08 §2: the old connection may be dead without either side knowing
+    (a laptop that slept), so the newer one, dialed by the same node, is kept."""
     a = node("a", who=1)
     blog = publish_feeds(a.logbook, 1, 2)[0]
     a.refresh_local()
     b = node("b", follows=[blog])
     first = sync(b, a)
     second = connect(b, a)
-    with pytest.raises(DuplicateConnection) as caught:
-        run(second)  # B, the dialler, learns who answered first
-    assert caught.value.code == "duplicate"
-    with pytest.raises(DuplicateConnection):
-        a.receive(second.sb, second.sa.channel.data_to_send())  # handshake message 3
-    assert a.router.sessions == [first.sb] and b.router.sessions == [first.sa]
-    assert not first.sa.superseded and not first.sb.superseded
+    run(second)
+    assert first.sa.superseded and first.sb.superseded
+    assert not second.sa.superseded and not second.sb.superseded
+    for side, session in ((a, first.sb), (b, first.sa)):
+        side.close_session(session)  # what the node does with a superseded session
+    assert a.router.sessions == [second.sb] and b.router.sessions == [second.sa]
     a.logbook.publish(b"still here", blog.log_id)
     a.refresh_local()
-    run(first)
+    run(second)
     assert held(b, blog) == 3
 
 
@@ -815,10 +819,11 @@ def test_a_refused_key_is_refused_at_the_handshake() -> None:
     assert b.router.sessions == []
 
 
-def test_a_peer_on_a_longer_branch_of_a_fork_is_not_punished() -> None:
-    """spec/10 §6: a validly signed entry whose link misses this node's branch means
-    the author forked; the peer is honest, so the feed is no longer streamed from it
-    and the connection stays open."""
+def test_a_peer_on_a_longer_branch_of_a_fork_is_not_punished_and_both_prove_the_fork() -> None:
+    """spec/10 §6, §8: an authentic entry whose link misses this node's branch means
+    the author forked; the peer is honest, so the feed is no longer streamed from it,
+    the connection stays open, and the node asks where the histories split and
+    makes the fork proof, which reaches the peer too."""
     blog = author(1).author.feed("blog")
     mine = Logbook(MemoryStore(), author(1))
     mine.publish_batch([b"one", b"two", b"three"], "blog")
@@ -829,7 +834,63 @@ def test_a_peer_on_a_longer_branch_of_a_fork_is_not_punished() -> None:
     c.logbook.ingest(blog, [(e.raw, p) for e, p in mine.read(blog)])
     c.refresh_local()
     link = sync(c, b)  # raises if the connection were closed with an error
-    assert held(c, blog) == 3  # c keeps its branch
     assert blog in link.sa.diverged
-    assert c.suspected_forks == [(blog, link.sa.channel.remote_static)]
     assert c.router.source.get(blog) is not link.sa
+    # the two histories split at seq 1 (the devices' first entries differ in time)
+    for side in (b, c):
+        assert [p.seq for p in side.logbook.fork_proofs(blog)] == [1]
+        assert blog in side.forked_at and side.local.seq(blog) == 0
+    assert c.logbook.store.head(blog).seq == 3  # c still holds its branch
+
+
+# -- stored bytes checked when served (spec/10 §5.3) ----------------------------------------
+
+
+def test_an_entry_damaged_on_disk_is_not_served_and_nobody_is_blamed(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tidings import SqliteStore
+
+    path = tmp_path / "a.sqlite3"
+    a_book = Logbook(SqliteStore(path), author(1))
+    for start in range(0, 40, 10):  # appends of ten: 10, 20, 30 and 40 signed
+        a_book.publish_batch([b"post %d" % i for i in range(start, start + 10)], "blog")
+    blog = a_book.feed("blog")
+    db = sqlite3.connect(path)
+    raw = db.execute("SELECT entry FROM entries WHERE seq = 25").fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE seq = 25", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    db.commit()
+    db.close()
+    events: list[tuple[str, dict[str, object]]] = []
+    a = node("a", book=Logbook(SqliteStore(path), author(1)),
+             log=lambda event, **fields: events.append((event, fields)))
+    b = node("b", follows=[blog])
+    sync(b, a)  # raises if either side closed the connection with an error
+    assert held(b, blog) == 20  # up to the signed entry before the damage
+    assert [e for e, _ in events] == ["stored-entry-damaged"]
+    assert events[0][1]["seq"] == 25
+    assert a.local.seq(blog) == 24  # what it notes from now on
+    assert all(report.ok for report in b.logbook.verify())
+
+
+def test_a_payload_damaged_on_disk_is_dropped_and_its_entry_still_served(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from tidings import SqliteStore
+
+    path = tmp_path / "a.sqlite3"
+    a_book = Logbook(SqliteStore(path), author(1))
+    a_book.publish_batch([b"post %d" % i for i in range(10)], "blog")
+    blog = a_book.feed("blog")
+    db = sqlite3.connect(path)
+    db.execute("UPDATE payloads SET payload = ? WHERE seq = 4", (b"post 9",))  # same size
+    db.commit()
+    db.close()
+    a = node("a", book=Logbook(SqliteStore(path), author(1)))
+    b = node("b", follows=[blog])
+    sync(b, a)
+    assert held(b, blog) == 10
+    assert [p for _, p in b.logbook.read(blog)][3] is None  # fetched again elsewhere, later
+    assert a.logbook.read(blog)[3][1] is None  # the damaged copy is gone

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tidings import Anchor, verify_run
-from tidings.core.entry import TAG_END_OF_LOG, Entry, decode_entry, payload_hash
-from tidings.core.verify import decode_run
+from tidings.core.entry import (
+    FLAG_END_OF_LOG,
+    FLAG_SIGNED,
+    MAX_UNSIGNED_BYTES,
+    MAX_UNSIGNED_RUN,
+    Entry,
+    decode_entry,
+    payload_hash,
+)
+from tidings.core.verify import check_run, decode_run
 from tidings.errors import (
     BadSignature,
     EntryAfterEndOfLog,
@@ -14,6 +22,7 @@ from tidings.errors import (
     PayloadHashMismatch,
     PayloadSizeMismatch,
     SequenceGap,
+    UnsignedRun,
     WrongBacklink,
     WrongFeed,
     WrongLipmaaLink,
@@ -32,23 +41,73 @@ def anchor_after(entries: list[Entry]) -> Anchor:
 
 
 def check(entries: list[Entry], bad: bytes, payload: bytes | None = None) -> InvalidEntry:
-    """Verify ``bad`` after ``entries`` both one by one and as a batch; same error."""
-    errors = []
-    for batch in (False, True):
-        with pytest.raises(InvalidEntry) as caught:
-            run = decode_run([bad], WHO.author.feed("blog"), len(entries) + 1)
-            verify_run(run, anchor_after(entries), [payload], batch=batch)
-        errors.append(caught.value)
-    assert type(errors[0]) is type(errors[1])
-    assert errors[0].feed == str(WHO.author.feed("blog"))
-    assert errors[0].seq == len(entries) + 1
-    return errors[0]
+    """Verify ``bad`` after ``entries``: the error names the feed and the position."""
+    with pytest.raises(InvalidEntry) as caught:
+        run = decode_run([bad], WHO.author.feed("blog"), len(entries) + 1)
+        verify_run(run, anchor_after(entries), [payload])
+    assert caught.value.feed == str(WHO.author.feed("blog"))
+    assert caught.value.seq == len(entries) + 1
+    return caught.value
 
 
-def test_a_valid_log_passes_both_ways() -> None:
-    entries, payloads = make_log(50)
-    for batch in (False, True):
-        verify_run(entries, anchor_after([]), payloads, batch=batch)
+def test_a_valid_log_is_accepted_to_its_last_signed_entry() -> None:
+    entries, payloads = make_log(150)  # one append: signed at 64, 128 and 150
+    assert [e.seq for e in entries if e.signed] == [64, 128, 150]
+    result = verify_run(entries, anchor_after([]), payloads)
+    assert (result.accepted, result.pending) == (150, 0)
+    result = verify_run(entries[:100], anchor_after([]), payloads[:100])
+    assert (result.accepted, result.pending) == (64, 36)  # 65..100: nothing vouches yet
+
+
+def test_a_bad_signature_is_refused_even_when_a_later_signature_vouches() -> None:
+    """Every signature an entry carries must verify: the accepted set cannot depend
+    on which entries a sender put in one batch (spec/05 §2)."""
+    entries, _ = make_log(3)
+    second = bytearray(forge(WHO, seq=4, backlink=entries[2].hash, lipmaa_link=entries[0].hash))
+    second[-1] ^= 1
+    third = forge(WHO, seq=5, backlink=decode_entry(bytes(second)).hash)
+    result = check_run([decode_entry(bytes(second)), decode_entry(third)], anchor_after(entries))
+    assert isinstance(result.error, BadSignature) and result.error.seq == 4
+    assert result.accepted == 0
+
+
+def test_an_unsigned_entry_is_valid_once_a_signed_one_follows() -> None:
+    entries, _ = make_log(3)
+    unsigned = decode_entry(forge(WHO, flags=0, seq=4, backlink=entries[2].hash,
+                                  lipmaa_link=entries[0].hash))
+    signed = decode_entry(forge(WHO, seq=5, backlink=unsigned.hash))
+    alone = verify_run([unsigned], anchor_after(entries))
+    assert (alone.accepted, alone.pending) == (0, 1)
+    both = verify_run([unsigned, signed], anchor_after(entries))
+    assert (both.accepted, both.pending) == (2, 0)
+
+
+def _unsigned_chain(count: int, size: int = 0) -> list[Entry]:
+    from tidings.core.lipmaa import link_target
+
+    chain: list[Entry] = []
+    for seq in range(1, count + 1):
+        target = link_target(seq)
+        chain.append(decode_entry(forge(
+            WHO, flags=0, seq=seq, backlink=chain[-1].hash if chain else None,
+            lipmaa_link=chain[target - 1].hash if target else None,
+            payload_size=size, payload_hash=payload_hash(b"x" * size))))
+    return chain
+
+
+def test_unsigned_run_at_most_63_entries() -> None:
+    chain = _unsigned_chain(MAX_UNSIGNED_RUN + 1)
+    result = check_run(chain, anchor_after([]))
+    assert isinstance(result.error, UnsignedRun) and result.error.seq == MAX_UNSIGNED_RUN + 1
+    assert result.accepted == 0 and result.checked == MAX_UNSIGNED_RUN
+
+
+def test_unsigned_run_at_most_256_kib_of_payloads() -> None:
+    size = MAX_UNSIGNED_BYTES // 4
+    chain = _unsigned_chain(5, size)
+    result = check_run(chain, anchor_after([]))
+    assert isinstance(result.error, UnsignedRun) and result.error.seq == 5
+    assert result.checked == 4
 
 
 def test_bad_signature() -> None:
@@ -66,6 +125,14 @@ def test_signature_by_another_key() -> None:
     body = raw[:-64]
     body = body.replace(author(2).author.key, WHO.author.key)
     assert isinstance(check(entries, body + raw[-64:]), BadSignature)
+
+
+def test_the_position_of_an_error_comes_before_its_signature() -> None:
+    """C1-C3 come before C4: a misplaced entry with a bad signature is a gap."""
+    entries, _ = make_log(3)
+    raw = bytearray(forge(WHO, seq=5, backlink=entries[2].hash))
+    raw[-1] ^= 1
+    assert isinstance(check(entries, bytes(raw)), SequenceGap)
 
 
 def test_wrong_backlink() -> None:
@@ -110,7 +177,8 @@ def test_absent_payload_is_fine() -> None:
 
 def test_entry_after_end_of_log() -> None:
     entries, _ = make_log(2)
-    end = decode_entry(forge(WHO, seq=3, backlink=entries[1].hash, tag=TAG_END_OF_LOG))
+    end = decode_entry(forge(WHO, seq=3, backlink=entries[1].hash,
+                             flags=FLAG_SIGNED | FLAG_END_OF_LOG))
     verify_run([end], anchor_after(entries))
     raw = forge(WHO, seq=4, backlink=end.hash, lipmaa_link=entries[0].hash)
     assert isinstance(check([*entries, end], raw), EntryAfterEndOfLog)

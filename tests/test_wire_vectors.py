@@ -17,11 +17,11 @@ import pytest
 
 from tidings.core.ids import FeedId
 from tidings.errors import PeerError, RemoteError
+from tidings.node.discovery import BEACON_SIZE, make_beacon, read_beacon
 from tidings.protocol.channel import (
     DEFAULT_NETWORK_KEY,
+    PROLOGUE,
     Channel,
-    network_proof,
-    prologue,
     public_key,
 )
 from tidings.protocol.clock import LocalClock, clock_digest
@@ -37,6 +37,8 @@ from tidings.protocol.messages import (
     PartialResponse,
     Peers,
     Ping,
+    SeqRequest,
+    SeqResponse,
     decode_message,
     encode_message,
 )
@@ -77,7 +79,7 @@ def feed_of(row: dict[str, Any]) -> FeedId:
 
 
 def note_of(row: dict[str, Any]) -> tuple[FeedId, Note]:
-    return feed_of(row), Note(row["seq"], row["flags"])
+    return feed_of(row), Note(row["seq"], row["flags"], unhex(row["head"]))
 
 
 def items_of(rows: list[dict[str, Any]]) -> tuple[tuple[bytes, bytes | None], ...]:
@@ -104,6 +106,11 @@ def message_from_json(kind: str, fields: dict[str, Any]) -> Message:
     if kind == "ping":
         assert fields == {}
         return Ping()
+    if kind == "seq-request":
+        return SeqRequest(fields["request_id"], feed_of(fields), tuple(fields["seqs"]),
+                          bool(fields["payloads"]))
+    if kind == "seq-response":
+        return SeqResponse(fields["request_id"], items_of(fields["items"]))
     assert kind == "error", kind
     return ErrorMessage(fields["code"], fields["detail"])
 
@@ -111,7 +118,8 @@ def message_from_json(kind: str, fields: dict[str, Any]) -> Message:
 KINDS = {
     Hello: "hello", Clock: "clock", Entries: "entries", PartialRequest: "partial-request",
     PartialResponse: "partial-response", ForkProofMessage: "fork-proof", Peers: "peers",
-    Ping: "ping", ErrorMessage: "error",
+    Ping: "ping", ErrorMessage: "error", SeqRequest: "seq-request",
+    SeqResponse: "seq-response",
 }
 
 
@@ -163,28 +171,25 @@ def to_responder(plaintext: bytes, nonce: int = 0) -> bytes:
 # -- handshake.json ---------------------------------------------------------------------
 
 
-def test_keys_prologue_and_proof() -> None:
+def test_keys_prologue_and_psk() -> None:
     assert HANDSHAKE["protocol_name"] == PROTOCOL_NAME.decode()
+    assert HANDSHAKE["protocol_name"] == "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2b"
     default = HANDSHAKE["default_network_key"]
     made = hashlib.blake2b(default["text"].encode(), digest_size=32).digest()
     assert made.hex() == default["key"] == DEFAULT_NETWORK_KEY.hex()
-    assert bytes.fromhex(HANDSHAKE["prologue"]) == b"tidings/transport/1" + NETWORK_KEY
-    assert prologue(NETWORK_KEY).hex() == HANDSHAKE["prologue"]
+    assert bytes.fromhex(HANDSHAKE["prologue"]) == b"tidings/transport/2" == PROLOGUE
+    assert HANDSHAKE["psk"] == HANDSHAKE["network_key"]
     for side in ("initiator", "responder"):
         for kind in ("static", "ephemeral"):
             assert public_key(key(side, f"{kind}_private")) == key(side, f"{kind}_public")
-    ephemeral = key("initiator", "ephemeral_public")
-    proof = hashlib.blake2b(b"tidings/network-proof/1" + ephemeral, key=NETWORK_KEY,
-                            digest_size=32).digest()
-    assert proof.hex() == HANDSHAKE["proof"]
-    assert network_proof(NETWORK_KEY, ephemeral) == proof
 
 
 def test_noise_handshake_byte_for_byte() -> None:
     sides = [
         NoiseHandshake(initiator=side == "initiator", static_private=key(side, "static_private"),
                        prologue=bytes.fromhex(HANDSHAKE["prologue"]),
-                       ephemeral_private=key(side, "ephemeral_private"))
+                       ephemeral_private=key(side, "ephemeral_private"),
+                       psks=(bytes.fromhex(HANDSHAKE["psk"]),))
         for side in ("initiator", "responder")
     ]
     for step, message in enumerate(HANDSHAKE["messages"]):
@@ -195,7 +200,7 @@ def test_noise_handshake_byte_for_byte() -> None:
         assert written.hex() == message["message"]
         assert len(written).to_bytes(2, "big") + written == bytes.fromhex(message["frame"])
         assert receiver.read_message(written) == payload
-    assert HANDSHAKE["messages"][0]["payload"] == HANDSHAKE["proof"]
+    assert [len(bytes.fromhex(m["message"])) for m in HANDSHAKE["messages"]] == [48, 96, 64]
     for side in sides:
         assert side.handshake_hash.hex() == HANDSHAKE["handshake_hash"]
     (i_send, i_receive), (r_send, r_receive) = sides[0].split(), sides[1].split()
@@ -361,6 +366,8 @@ def notes_of(rows: list[dict[str, Any]]) -> dict[FeedId, Note]:
 @pytest.mark.parametrize("case", by_name(WIRE["opening"]))
 def test_opening_clock(case: dict[str, Any]) -> None:
     local = LocalClock({feed_of(row): row["seq"] for row in case["local"]["heads"]},
+                       {feed_of(row): bytes.fromhex(row["head"])
+                        for row in case["local"]["heads"]},
                        {feed_of(row) for row in case["local"]["wanted"]})
     initiator, responder = established()
     session = Session(responder, local, sent=notes_of(case["sent"]),
@@ -385,7 +392,7 @@ def test_clock_digest(case: dict[str, Any]) -> None:
     ordered = sorted(notes, key=lambda fn: (fn[0].author_key, fn[0].log_id.encode("ascii")))
     written = b"".join(
         feed.author_key + len(feed.log_id).to_bytes(1, "big") + feed.log_id.encode("ascii")
-        + note.seq.to_bytes(8, "big") + note.flags.to_bytes(1, "big")
+        + note.seq.to_bytes(8, "big") + note.flags.to_bytes(1, "big") + (note.head or bytes(8))
         for feed, note in ordered
     )
     assert written.hex() == case["input"]
@@ -400,3 +407,22 @@ def test_every_message_type_and_error_code_is_covered() -> None:
     } | {case["code"] for case in HANDSHAKE["invalid"]}
     assert codes == {"handshake", "bad-frame", "oversize", "malformed", "version",
                      "unexpected", "remote-error"}
+
+
+# -- handshake.json: LAN beacons (spec 08 section 7) --------------------------------------
+
+BEACONS = HANDSHAKE["lan_beacons"]
+
+
+def test_a_beacon_byte_for_byte() -> None:
+    beacon = bytes.fromhex(BEACONS["beacon"])
+    assert len(beacon) == BEACON_SIZE == 47
+    assert make_beacon(NETWORK_KEY, BEACONS["port"], bytes.fromhex(BEACONS["nonce"])) == beacon
+    assert read_beacon(NETWORK_KEY, beacon) == BEACONS["port"]
+    body = b"tidings-lan/1" + BEACONS["port"].to_bytes(2, "big") + bytes.fromhex(BEACONS["nonce"])
+    assert beacon == body + hashlib.blake2b(body, key=NETWORK_KEY, digest_size=16).digest()
+
+
+@pytest.mark.parametrize("case", by_name(BEACONS["ignored"]))
+def test_datagrams_a_receiver_ignores(case: dict[str, Any]) -> None:
+    assert read_beacon(NETWORK_KEY, bytes.fromhex(case["datagram"])) is None

@@ -31,26 +31,28 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from tidings import Identity, Logbook, MemoryStore, content
 from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
 from tidings.core.entry import (
+    FLAG_END_OF_LOG,
+    FLAG_SIGNED,
     MAX_ENTRY_SIZE,
     MAX_PAYLOAD_SIZE,
+    MAX_UNSIGNED_BYTES,
+    MAX_UNSIGNED_RUN,
     SIG_HEAD,
-    TAG_END_OF_LOG,
-    TAG_REGULAR,
     VERSION,
     Entry,
     encode_body,
     payload_hash,
     sign_entry,
 )
-from tidings.core.forks import MAX_PROOF_SIZE, ForkProof
+from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed, lipmaa
 from tidings.core.verify import partial_seqs
+from tidings.node.discovery import make_beacon
 from tidings.protocol.channel import (
     DEFAULT_NETWORK_KEY,
+    PROLOGUE,
     Channel,
-    network_proof,
-    prologue,
     public_key,
 )
 from tidings.protocol.clock import LocalClock, clock_digest
@@ -65,6 +67,7 @@ from tidings.protocol.messages import (
     MAX_NOTES,
     MAX_PARTIAL,
     MAX_PARTIAL_ITEMS,
+    MAX_SEQ_REQUEST,
     WANT,
     Clock,
     Entries,
@@ -77,12 +80,15 @@ from tidings.protocol.messages import (
     PartialResponse,
     Peers,
     Ping,
+    SeqRequest,
+    SeqResponse,
     encode_message,
 )
 from tidings.protocol.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
 from tidings.protocol.session import Session
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "spec" / "vectors"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ed25519_edges.py
 
 #: RFC 8032 section 7.1, TEST 1: pins our seed -> public key step to a published value.
 RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
@@ -115,7 +121,13 @@ def blog_payload(seq: int) -> bytes:
 
 
 BLOG_LENGTH = 30
+#: The blog's appends: each ends with a signed entry, the others are unsigned
+#: (spec/02 §1): entries 6-7, 10-11, 15-19, 22-26 and 28-29 are vouched for by
+#: the next signed entry. Every append has one timestamp, as a publisher's has.
+BLOG_SIGNED = (1, 2, 3, 4, 5, 8, 9, 12, 13, 14, 20, 21, 27, 30)
 NOTES_PAYLOADS = [b"first note", b"", b"second note", b"this log ends here; see log blog"]
+#: The notes' appends: [1], [2, 3], [4] (which ends the log).
+NOTES_SIGNED = (1, 3, 4)
 
 
 def hx(data: bytes | None) -> str | None:
@@ -142,34 +154,34 @@ class Log:
         return {e.seq: e.hash for e in self.entries[:upto]}
 
     def fields(
-        self, seq: int, payload: bytes, *, timestamp: int, tag: int = TAG_REGULAR
+        self, seq: int, payload: bytes, *, timestamp: int, flags: int = FLAG_SIGNED
     ) -> dict[str, Any]:
         """The body fields (as ``encode_body`` takes them) of a correctly linked entry."""
         hashes = self.hashes(seq - 1)
         target = link_target(seq)
         return {
-            "tag": tag, "author": self.identity.author.key, "log_id": self.log_id, "seq": seq,
-            "timestamp": timestamp,
+            "flags": flags, "author": self.identity.author.key, "log_id": self.log_id,
+            "seq": seq, "timestamp": timestamp,
             "backlink": hashes[seq - 1] if seq > 1 else None,
             "lipmaa_link": hashes[target] if target is not None else None,
             "payload_size": len(payload), "payload_hash": payload_hash(payload),
         }
 
-    def sign(self, seq: int, payload: bytes, *, timestamp: int, tag: int = TAG_REGULAR
+    def sign(self, seq: int, payload: bytes, *, timestamp: int, flags: int = FLAG_SIGNED
              ) -> Entry:
         """A valid entry at ``seq`` (also for conflicting ones), made by ``sign_entry``."""
-        values = self.fields(seq, payload, timestamp=timestamp, tag=tag)
+        values = self.fields(seq, payload, timestamp=timestamp, flags=flags)
         entry = sign_entry(
             self.identity.secret_key, log_id=self.log_id, seq=seq, timestamp=timestamp,
             payload=payload, backlink=values["backlink"], lipmaa_link=values["lipmaa_link"],
-            tag=tag,
+            end_of_log=bool(flags & FLAG_END_OF_LOG), signed=bool(flags & FLAG_SIGNED),
         )
         # The hand encoder below must agree with the library where both are canonical.
         assert entry.body == array(body_parts(values))
         return entry
 
-    def append(self, payload: bytes, timestamp: int, tag: int = TAG_REGULAR) -> Entry:
-        entry = self.sign(len(self.entries) + 1, payload, timestamp=timestamp, tag=tag)
+    def append(self, payload: bytes, timestamp: int, flags: int = FLAG_SIGNED) -> Entry:
+        entry = self.sign(len(self.entries) + 1, payload, timestamp=timestamp, flags=flags)
         self.entries.append(entry)
         self.payloads.append(payload)
         return entry
@@ -178,15 +190,28 @@ class Log:
         return self.entries[seq - 1].raw, self.payloads[seq - 1]
 
 
+def appends(signed: Sequence[int]) -> list[list[int]]:
+    """The seqs of each append of a log whose appends end at the ``signed`` seqs."""
+    out, start = [], 1
+    for last in signed:
+        out.append(list(range(start, last + 1)))
+        start = last + 1
+    return out
+
+
 def build_logs() -> tuple[Log, Log, Log]:
     blog = Log(ALICE, "blog")
-    for seq in range(1, BLOG_LENGTH + 1):
-        blog.append(blog_payload(seq), T0 + seq * MINUTE)
+    for batch in appends(BLOG_SIGNED):
+        for seq in batch:
+            blog.append(blog_payload(seq), T0 + batch[-1] * MINUTE,
+                        FLAG_SIGNED if seq == batch[-1] else 0)
     notes = Log(ALICE, "notes")
-    for index, payload in enumerate(NOTES_PAYLOADS):
-        last = index == len(NOTES_PAYLOADS) - 1
-        notes.append(payload, T0 + 1000 * MINUTE + index * MINUTE,
-                     TAG_END_OF_LOG if last else TAG_REGULAR)
+    for batch in appends(NOTES_SIGNED):
+        for seq in batch:
+            last = seq == len(NOTES_PAYLOADS)
+            notes.append(NOTES_PAYLOADS[seq - 1], T0 + 1000 * MINUTE + batch[-1] * MINUTE,
+                         FLAG_SIGNED | (FLAG_END_OF_LOG if last else 0)
+                         if seq == batch[-1] else 0)
     bob = Log(BOB, "blog")
     bob.append(b"hello from bob", T0 + 5 * MINUTE)
     return blog, notes, bob
@@ -194,7 +219,7 @@ def build_logs() -> tuple[Log, Log, Log]:
 
 # -- hand-made bodies ---------------------------------------------------------
 
-FIELD_ORDER = ("tag", "author", "log_id", "seq", "timestamp", "backlink", "lipmaa_link",
+FIELD_ORDER = ("flags", "author", "log_id", "seq", "timestamp", "backlink", "lipmaa_link",
                "payload_size", "payload_hash")
 
 
@@ -226,9 +251,12 @@ def signed(who: Identity, body: bytes) -> bytes:
 
 
 def forge(who: Identity, values: dict[str, Any], **overrides: Any) -> bytes:
-    """An author-signed entry from canonical fields (any values, valid or not)."""
+    """An author-signed entry from canonical fields (any values, valid or not); the
+    signature is appended when the flags (if an integer) say the entry is signed."""
     values = {**values, **overrides}
-    return signed(who, array(body_parts(values)))
+    body = array(body_parts(values))
+    flags = values["flags"]
+    return signed(who, body) if type(flags) is not int or flags & FLAG_SIGNED else body
 
 
 def forge_parts(who: Identity, values: dict[str, Any], replace: dict[str, bytes],
@@ -351,7 +379,27 @@ def make_ids() -> dict[str, Any]:
         ("blög", "non-ASCII letter"),
         ("blog\n", "trailing newline"),
     ]
+    # spec/01 §4: ids in signed data are read exactly; typed or pasted ids lose
+    # ASCII whitespace (space, tab, LF, CR) at both ends, and nothing else.
+    exact = [
+        ("wrong-prefix", " " + alice_feed, "a leading space"),
+        ("bad-log-id", alice_feed + " ", "a trailing space (part of the log id)"),
+        ("bad-log-id", alice_feed + "\n", "a trailing line feed"),
+        ("bad-log-id", alice_feed + "\u3000", "a trailing ideographic space (U+3000)"),
+        ("bad-log-id", alice_feed + "\x1f", "a trailing unit separator (U+001F)"),
+        ("wrong-prefix", "\u00a0" + alice_feed, "a leading no-break space (U+00A0)"),
+    ]
+    typed = [  # (text, the id it is, or the reason it is refused, description)
+        (" " + alice_feed + " ", alice_feed, "spaces around it"),
+        ("\t" + alice_feed + "\r\n", alice_feed, "a tab before it and CR LF after it"),
+        ("  " + alice + "\n", alice, "an author id with spaces and a line feed"),
+        (alice_feed + "\u3000", "bad-log-id", "U+3000 is not trimmed: refused"),
+        ("\u00a0" + alice_feed, "wrong-prefix", "U+00A0 is not trimmed: refused"),
+        (_replace_at(alice_feed, 30, " "), "bad-chars", "a space inside is never trimmed"),
+    ]
     return {
+        "exact": [{"reason": r, "text": t, "description": d} for r, t, d in exact],
+        "typed": [{"text": t, "result": r, "description": d} for t, r, d in typed],
         "authors": authors,
         "valid_log_ids": ["main", "blog", "0", "a", "my_log-2", "9-_", "x" * 64],
         "invalid_author_ids": [{"reason": r, "text": t, "description": d}
@@ -390,11 +438,11 @@ def entry_json(entry: Entry, payload: bytes) -> dict[str, Any]:
         "entry": entry.raw.hex(),
         "hash": entry.hash.hex(),
         "body": entry.body.hex(),
-        "signature": entry.signature.hex(),
+        "signature": entry.signature.hex() if entry.signed else None,
         "payload": payload.hex(),
         "fields": {
             "version": entry.version,
-            "tag": entry.tag,
+            "flags": entry.flags,
             "author": entry.author.hex(),
             "log_id": entry.log_id,
             "seq": entry.seq,
@@ -437,15 +485,18 @@ def item_json(item: Item) -> dict[str, Any]:
 
 def ingest_case(
     name: str, rule: str, description: str, *, log: Log, context: int, inputs: list[Item],
-    seq: int, stored: int = 0, index: int | None = None, standalone: bool = False,
+    seq: int | None, stored: int = 0, index: int | None = None, standalone: bool = False,
     run: bool = True, fork_proofs: Sequence[bytes] = (), fork_proof: bytes | None = None,
-    context_items: list[Item] | None = None, one_by_one: dict[str, Any] | None = None,
+    context_items: list[Item] | None = None, pending: int = 0,
+    split_below: int | None = None,
 ) -> dict[str, Any]:
     """A node holding ``log``'s first ``context`` entries receives ``inputs`` for its feed.
 
-    ``index`` is the input entry the error is about; by default the one at
-    position ``seq``. ``run`` is False where only a node's stored entries or fork
-    proofs decide the outcome, so a run verifier given the anchor cannot.
+    ``rule`` None: no entry fails (``seq`` None); ``pending`` entries at the end
+    are vouched for by no signature yet. ``index`` is the input entry the error
+    is about; by default the one at position ``seq``. ``run`` is False where
+    only a node's stored entries or fork proofs decide the outcome, so a run
+    verifier given the anchor cannot.
     """
     first, last = context + 1, context + len(inputs)
     known = links_needed(first, last) | ({context} if context else set())
@@ -455,13 +506,18 @@ def ingest_case(
         n: hashlib.blake2b(raw, digest_size=32).digest()
         for n, (raw, _) in enumerate(context_items, 1)
     }
-    if index is None:
-        index = seq - first
-    assert 0 <= index < len(inputs) and stored <= index
-    expected: dict[str, Any] = {"seq": seq, "stored": stored, "index": index}
+    expected: dict[str, Any] = {"seq": seq, "stored": stored, "pending": pending}
+    if seq is not None:
+        if index is None:
+            index = seq - first
+        assert 0 <= index < len(inputs) and stored <= index
+        expected["index"] = index
+    else:
+        assert rule is None and stored + pending == len(inputs)
     if fork_proof is not None:
         expected["fork_proof"] = fork_proof.hex()
-    extra = {} if one_by_one is None else {"one_by_one": one_by_one}
+    if split_below is not None:
+        expected["split_below"] = split_below
     return {
         "name": name,
         "kind": "ingest",
@@ -481,12 +537,11 @@ def ingest_case(
         "standalone": standalone,
         "run": run,
         "expected": expected,
-        **extra,
     }
 
 
 def partial_case(name: str, rule: str, description: str, *, log: Log, inputs: list[Item],
-                 seq: int) -> dict[str, Any]:
+                 seq: int | None) -> dict[str, Any]:
     return {
         "name": name,
         "kind": "partial",
@@ -501,7 +556,7 @@ def partial_case(name: str, rule: str, description: str, *, log: Log, inputs: li
 
 @dataclass
 class Forgeries:
-    """Author-signed entries that conflict with the logs (shared by several files)."""
+    """Author-made entries that conflict with the logs (shared by several files)."""
 
     alt1: Entry
     alt3: Entry
@@ -511,6 +566,23 @@ class Forgeries:
     proof3: ForkProof
     proof1: ForkProof
     proof4: ForkProof
+    #: Another history of the blog from seq 6: 6 unsigned, 7 signed (an append of two).
+    branch6: list[Entry]
+    proof6: ForkProof
+    #: Another history from seq 3 (3 and 4 signed): its entry 4 links to its own 3.
+    branch3: list[Entry]
+
+
+def other_history(blog: Log, first: int, payloads: list[bytes], signed_last: bool = True
+                  ) -> list[Entry]:
+    """The author's other history of the blog: blog's entries below ``first``, then
+    one append of ``payloads`` (at another time)."""
+    other = Log(ALICE, "blog", blog.entries[:first - 1], blog.payloads[:first - 1])
+    timestamp = T0 + (first + len(payloads)) * MINUTE + 1
+    for index, payload in enumerate(payloads):
+        last = index == len(payloads) - 1
+        other.append(payload, timestamp, FLAG_SIGNED if last and signed_last else 0)
+    return other.entries[first - 1:]
 
 
 def make_forgeries(blog: Log, notes: Log) -> Forgeries:
@@ -520,11 +592,18 @@ def make_forgeries(blog: Log, notes: Log) -> Forgeries:
         timestamp = T0 + 10 * 24 * 60 * MINUTE if seq == 1 else T0 + seq * MINUTE + 1
         alts[seq] = blog.sign(seq, payload, timestamp=timestamp)
     notes5 = forge(ALICE, notes.fields(5, b"after the end", timestamp=T0 + 1100 * MINUTE))
+    branch6 = other_history(blog, 6, [b"another sixth", b"another seventh"])
+    ours6 = tuple(blog.entries[5:8])  # 6 and 7 unsigned, 8 signed
+    branch3 = other_history(blog, 3, [b"third, again"])
+    branch3 += [Log(ALICE, "blog", [*blog.entries[:2], *branch3],
+                    [*blog.payloads[:2], b"third, again"]).sign(
+        4, b"fourth, again", timestamp=T0 + 4 * MINUTE + 2)]
     return Forgeries(
         alts[1], alts[3], alts[4], payloads, notes5,
-        ForkProof.from_entries(blog.entries[2], alts[3]),
-        ForkProof.from_entries(blog.entries[0], alts[1]),
-        ForkProof.from_entries(blog.entries[3], alts[4]),
+        ForkProof.from_runs([blog.entries[2]], [alts[3]]),
+        ForkProof.from_runs([blog.entries[0]], [alts[1]]),
+        ForkProof.from_runs([blog.entries[3]], [alts[4]]),
+        branch6, ForkProof.from_runs(ours6, branch6), branch3,
     )
 
 
@@ -565,8 +644,20 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         signed(ALICE, array([*body_parts(at(3)), b"\x00"])), context=2)
     one("malformed-version-text", "malformed", "the version is the text string \"1\"",
         forge_parts(ALICE, at(3), {"version": cbor2.dumps("1")}), context=2)
-    one("malformed-tag-2", "malformed", "tag 2 (only 0 and 1 exist)",
-        forge(ALICE, at(3), tag=2), context=2)
+    one("malformed-flags-1", "malformed",
+        "flags 1: an end of log without a signature (an end of log is always signed)",
+        signed(ALICE, array(body_parts(at(3, flags=FLAG_END_OF_LOG)))), context=2)
+    one("malformed-flags-4", "malformed", "flags 4 (only 0, 2 and 3 exist)",
+        forge(ALICE, at(3), flags=4), context=2)
+    one("malformed-signed-without-signature", "malformed",
+        "flags 2 (signed), but the body is all there is: a stripped signature",
+        array(body_parts(at(3))), context=2)
+    one("malformed-unsigned-with-signature", "malformed",
+        "flags 0 (unsigned), and a signature follows the body",
+        signed(ALICE, array(body_parts(at(3, flags=0)))), context=2)
+    one("malformed-tail-not-a-signature", "malformed",
+        "a signed entry 3 whose 66 bytes after the body start 58 41 (a 65-byte string)",
+        array(body_parts(at(3))) + b"\x58\x41" + bytes(64), context=2)
     one("malformed-author-31-bytes", "malformed", "the author key is 31 bytes",
         forge(ALICE, at(3), author=ALICE.author.key[:31]), context=2)
     one("malformed-log-id-upper-case", "malformed", "log id \"Blog\"",
@@ -632,8 +723,8 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         "the payload hash as an indefinite-length byte string holding a text chunk",
         forge_parts(ALICE, at(3), {"payload_hash": b"\x5f\x61a\xff"}), context=2)
     one("malformed-and-non-canonical", "malformed",
-        "tag 2 and seq written 0x18 0x03: a bad field wins over the encoding",
-        forge_parts(ALICE, at(3, tag=2), {"seq": head(0, 3, 1)}), context=2)
+        "flags 4 and seq written 0x18 0x03: a bad field wins over the encoding",
+        forge_parts(ALICE, at(3, flags=4), {"seq": head(0, 3, 1)}), context=2)
     cases.append(ingest_case(
         "malformed-after-a-valid-entry", "malformed",
         "valid entry 3, then bytes that are not CBOR at position 4: entry 3 is stored",
@@ -648,8 +739,11 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
     one("non-canonical-uint-4-byte-head", "non-canonical",
         "payload size 12 written with a 4-byte argument (0x1a 0x0000000c)",
         forge_parts(ALICE, at(3), {"payload_size": head(0, len(p), 4)}), context=2)
-    one("non-canonical-version-head", "non-canonical", "version 1 written 0x18 0x01",
-        forge_parts(ALICE, at(3), {"version": head(0, 1, 1)}), context=2)
+    one("non-canonical-version-head", "non-canonical", "version 2 written 0x18 0x02",
+        forge_parts(ALICE, at(3), {"version": head(0, 2, 1)}), context=2)
+    one("non-canonical-unsigned", "non-canonical",
+        "an unsigned entry 3 whose seq is written 0x18 0x03",
+        forge_parts(ALICE, at(3, flags=0), {"seq": head(0, 3, 1)})[:-66], context=2)
     one("non-canonical-array-head", "non-canonical",
         "the body array's length 10 written 0x98 0x0a",
         signed(ALICE, array(body_parts(at(3)), head_size=1)), context=2)
@@ -676,16 +770,22 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         padded_entry(ALICE, at(3), MAX_ENTRY_SIZE), context=2)
 
     # unknown-version
-    one("unknown-version-2", "unknown-version", "version 2 with version 1's ten fields",
-        forge_parts(ALICE, at(3), {"version": cbor2.dumps(2)}), context=2)
-    one("unknown-version-0", "unknown-version", "version 0 with version 1's ten fields",
+    one("unknown-version-3", "unknown-version", "version 3 with version 2's ten fields",
+        forge_parts(ALICE, at(3), {"version": cbor2.dumps(3)}), context=2)
+    one("unknown-version-1", "unknown-version",
+        "a version-1 entry (tag 0, then a signature): the format before this one",
+        forge_parts(ALICE, at(3, flags=0), {"version": cbor2.dumps(1)}), context=2)
+    one("unknown-version-0", "unknown-version", "version 0 with version 2's ten fields",
         forge_parts(ALICE, at(3), {"version": cbor2.dumps(0)}), context=2)
+    one("unknown-version-before-the-tail", "unknown-version",
+        "version 3 followed by 5 bytes that are no signature: the version is read first",
+        array(body_parts(at(3), version=3)) + b"later", context=2)
     one("unknown-version-negative", "unknown-version",
         "version -1: an integer, so the version is unknown rather than malformed",
         forge_parts(ALICE, at(3), {"version": cbor2.dumps(-1)}), context=2)
     one("unknown-version-other-shape", "unknown-version",
-        "[2, \"future\", h'00']: the version is checked before the shape of the rest",
-        signed(ALICE, cbor2.dumps([2, "future", b"\x00"])), context=2)
+        "[3, \"future\", h'00']: the version is checked before the shape of the rest",
+        signed(ALICE, cbor2.dumps([3, "future", b"\x00"])), context=2)
 
     # oversize
     one("oversize-entry-513-bytes", "oversize",
@@ -717,13 +817,21 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
     one("bad-signature-body-changed", "bad-signature",
         "the real entry 5 with its timestamp raised by 1 and its old signature",
         changed + SIG_HEAD + real5.signature, payload=blog.payloads[4], context=4)
-    bad6 = flip(blog.entries[5].raw, len(blog.entries[5].raw) - 1)
+    bad4 = flip(blog.entries[3].raw, len(blog.entries[3].raw) - 1)
     cases.append(ingest_case(
         "bad-signature-in-a-run", "bad-signature",
-        "entries 5, 6, 7 where 6's signature has a flipped bit (so 7's backlink is wrong "
-        "too): 6 is the first bad entry, 5 is stored",
-        log=blog, context=4, inputs=[blog.item(5), (bad6, blog.payloads[5]), blog.item(7)],
-        seq=6, stored=1, standalone=True))
+        "entries 3, 4, 5 where 4's signature has a flipped bit (so 5's backlink is wrong "
+        "too): 4 is the first bad entry, 3 is stored",
+        log=blog, context=2, inputs=[blog.item(3), (bad4, blog.payloads[3]), blog.item(5)],
+        seq=4, stored=1, standalone=True))
+    bad3 = flip(blog.entries[2].raw, len(blog.entries[2].raw) - 1)
+    after_bad3 = forge(ALICE, at(4, backlink=hashlib.blake2b(bad3, digest_size=32).digest()))
+    cases.append(ingest_case(
+        "bad-signature-vouched-for-is-still-refused", "bad-signature",
+        "entry 3 with a flipped signature bit and an author-signed entry 4 linking to it: "
+        "every signature an entry carries must verify, whatever follows it (spec 05 §2)",
+        log=blog, context=2, inputs=[(bad3, blog.payloads[2]), (after_bad3, p)],
+        seq=3, stored=0, standalone=True))
 
     bad_alt3 = flip(forged.alt3.raw, len(forged.alt3.raw) - 64)
     cases.append(ingest_case(
@@ -737,10 +845,13 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         inputs=[blog.item(1), blog.item(2),
                 (flip(blog.entries[2].raw, len(blog.entries[2].raw) - 64), blog.payloads[2])],
         seq=3))
+    bad2 = flip(blog.entries[1].raw, len(blog.entries[1].raw) - 1)
     cases.append(partial_case(
-        "bad-signature-partial-same-seq", "bad-signature",
-        "entries 1, 2, 3 and another entry 3 with a bad signature: not a fork", log=blog,
-        inputs=[blog.item(1), blog.item(2), blog.item(3), (bad_alt3, None)], seq=3))
+        "bad-signature-partial-inner", "bad-signature",
+        "entries 1, 2 (a flipped signature bit) and 3: the head's signature vouches for "
+        "2's bytes, but every signature present must verify", log=blog,
+        inputs=[blog.item(1), (bad2, None), (forge(ALICE, at(3, backlink=hashlib.blake2b(
+            bad2, digest_size=32).digest())), p)], seq=2))
 
     # Author keys no honest author has: small order, or y >= p. With R = the
     # identity and S = 0, a plain RFC 8032 check accepts whenever [k]A is the
@@ -762,7 +873,7 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
          "y = p + 1, a non-canonical encoding of the identity"),
     ):
         for tick in range(10_000):
-            key_body = encode_body(tag=TAG_REGULAR, author=key, log_id="blog", seq=1,
+            key_body = encode_body(flags=FLAG_SIGNED, author=key, log_id="blog", seq=1,
                                    timestamp=T0 + tick, backlink=None, lipmaa_link=None,
                                    payload_size=0, payload_hash=payload_hash(b""))
             k = int.from_bytes(hashlib.sha512(identity_r + key + key_body).digest(), "little")
@@ -783,42 +894,81 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
             "expected": {"seq": 1},
         })
 
-    # Batch verification (spec 05 §2.2): an entry whose own signature fails is
-    # kept when a later validly signed entry of the run commits to it.
-    bad3 = flip(blog.entries[2].raw, len(blog.entries[2].raw) - 1)
-    after_bad3 = forge(ALICE, at(4, backlink=hashlib.blake2b(bad3, digest_size=32).digest()))
-    broken5 = forge(ALICE, at(5, backlink=blog.entries[2].hash))
+    # Unsigned entries (spec 05 §1): vouched for by the next signed entry, and
+    # until then pending (neither stored nor an error); runs of them are bounded.
     cases.append(ingest_case(
-        "batch-keeps-what-a-signature-vouches-for", "wrong-backlink",
-        "entry 3 with a flipped signature bit, an author-signed entry 4 linking to it, and "
-        "an entry 5 with a wrong backlink. Batch: 4's signature vouches for 3, so 3 and 4 "
-        "are kept and 5 is reported. One by one: 3 is refused",
-        log=blog, context=2, inputs=[(bad3, blog.payloads[2]), (after_bad3, p), (broken5, p)],
-        seq=5, stored=2, standalone=False,
-        one_by_one={"rule": "bad-signature", "seq": 3, "index": 0, "stored": 0}))
-    bad4 = flip(blog.entries[3].raw, len(blog.entries[3].raw) - 1)
+        "pending-until-signed", None,
+        "entries 6 and 7 (both unsigned) after 1 to 5: nothing vouches for them yet, so "
+        "neither is stored and neither is an error", log=blog, context=5,
+        inputs=[blog.item(6), blog.item(7)], seq=None, pending=2))
     cases.append(ingest_case(
-        "batch-reports-the-first-unvouched-entry", "bad-signature",
-        "entries 3, 4 (signature bit flipped) and an entry that claims seq 6: the run fails "
-        "at position 5 (gap); the newest verifying signature before it is 3's, so 3 is kept "
-        "and 4 is reported by its first failing check, its signature",
-        log=blog, context=2,
-        inputs=[blog.item(3), (bad4, blog.payloads[3]), (forge(ALICE, at(6)), p)],
-        seq=4, stored=1, standalone=True))
+        "vouched-by-the-next-signed", None,
+        "entries 6, 7 (unsigned) and 8 (signed) after 1 to 5: 8's signature vouches for "
+        "all three", log=blog, context=5, inputs=[blog.item(s) for s in (6, 7, 8)],
+        seq=None, stored=3))
+    cases.append(ingest_case(
+        "a-failure-drops-what-nothing-vouched-for", "wrong-backlink",
+        "entries 6, 7 (unsigned) and an author-signed entry 8 whose backlink is wrong: the "
+        "run fails at 8 and 6 and 7 are not stored: no signature vouches for them",
+        log=blog, context=5,
+        inputs=[blog.item(6), blog.item(7), (forge(ALICE, at(8, backlink=bytes(32))), p)],
+        seq=8, stored=0))
+    long = Log(ALICE, "long")
+    for _ in range(MAX_UNSIGNED_RUN + 1):
+        long.append(b"", T0 + 2000 * MINUTE, 0)
+    cases.append(ingest_case(
+        "unsigned-run-64-entries", "unsigned-run",
+        f"alice's log \"long\": {MAX_UNSIGNED_RUN + 1} unsigned entries in a row; the "
+        f"{MAX_UNSIGNED_RUN + 1}th breaks the bound of {MAX_UNSIGNED_RUN}", log=long,
+        context=0, inputs=[(e.raw, None) for e in long.entries],
+        seq=MAX_UNSIGNED_RUN + 1, stored=0))
+    heavy = Log(ALICE, "heavy")
+    third = MAX_UNSIGNED_BYTES // 3 + 1
+    for _ in range(3):
+        heavy.append(bytes(third), T0 + 2001 * MINUTE, 0)
+    cases.append(ingest_case(
+        "unsigned-run-payload-bytes", "unsigned-run",
+        f"alice's log \"heavy\": three unsigned entries of {third}-byte payloads (absent "
+        f"here: the signed sizes count): the third makes {3 * third} bytes, over "
+        f"{MAX_UNSIGNED_BYTES}", log=heavy, context=0,
+        inputs=[(e.raw, None) for e in heavy.entries], seq=3, stored=0))
+    cases.append(partial_case(
+        "unsigned-tail-partial", "unsigned-tail",
+        "partial_seqs(7, 2) of the blog: its head, entry 7, is unsigned, so nothing "
+        "vouches for the set", log=blog,
+        inputs=[blog.item(s) for s in partial_seqs(7, 2)], seq=7))
+    cases.append(partial_case(
+        "unsigned-run-partial", "unsigned-run",
+        f"alice's log \"long\", entries 1 to {MAX_UNSIGNED_RUN + 1} (unsigned) and a "
+        f"signed head {MAX_UNSIGNED_RUN + 2}: the set shows {MAX_UNSIGNED_RUN + 1} unsigned "
+        "entries in a row", log=long,
+        inputs=[*((e.raw, None) for e in long.entries),
+                (Log(ALICE, "long", list(long.entries), list(long.payloads)).sign(
+                    MAX_UNSIGNED_RUN + 2, b"", timestamp=T0 + 2000 * MINUTE).raw, None)],
+        seq=MAX_UNSIGNED_RUN + 1))
 
-    # A conflict with a held entry whose own signature fails (spec 06 §4): the
-    # node held 1, 2 (bad own signature) and 3 (vouching for 2).
-    bad2 = flip(blog.entries[1].raw, len(blog.entries[1].raw) - 1)
-    vouching3 = forge(ALICE, at(3, backlink=hashlib.blake2b(bad2, digest_size=32).digest()))
+    # Conflicts with held entries (spec 06 §4).
     cases.append(ingest_case(
-        "fork-without-a-proof", "fork",
-        "the node holds entry 1, entry 2 with a flipped signature bit, and an author-signed "
-        "entry 3 linking to it (kept by batch verification); another validly signed entry 2 "
-        "arrives: a fork, but the two entries 2 make no proof, so none is stored",
-        log=blog, context=3,
-        context_items=[blog.item(1), (bad2, blog.payloads[1]), (vouching3, p)],
-        inputs=[(forge(ALICE, at(2, timestamp=T0 + 1)), p)],
-        seq=2, index=0, standalone=False, run=False))
+        "fork-at-6-unsigned", "fork",
+        "the node holds 1 to 8 (6 and 7 unsigned) and receives 5 and the author's other "
+        "history from 6: another unsigned 6 and a signed 7. The proof's branches run from "
+        "6 to each history's next signed entry: 6, 7, 8 and 6', 7'",
+        log=blog, context=8, inputs=[blog.item(5), *((e.raw, None) for e in forged.branch6)],
+        seq=6, index=1, run=False, fork_proof=forged.proof6.to_bytes(), stored=0))
+    cases.append(ingest_case(
+        "fork-split-below-the-input", "fork",
+        "the node holds 1 to 5 and receives another history's entry 4 alone, which links "
+        "to another entry 3 than the held one: a fork, but the input does not show where "
+        "the histories split, so no proof is made (a node asks its peer, spec 10 §8)",
+        log=blog, context=5, inputs=[(forged.branch3[1].raw, None)], seq=4, index=0,
+        run=False, split_below=4))
+    cases.append(ingest_case(
+        "fork-conflict-not-vouched-for", "unsigned-tail",
+        "the node holds 1 to 5 and receives another entry 3, unsigned, with nothing after "
+        "it: no signature vouches for it, so it is no evidence of anything",
+        log=blog, context=5,
+        inputs=[(blog.sign(3, b"unsigned other", timestamp=T0 + 3 * MINUTE + 5, flags=0).raw,
+                 None)], seq=3, index=0, run=False))
 
     # A duplicate that brings the payload the node lacks (spec 07 §3).
     cases.append(ingest_case(
@@ -830,11 +980,21 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         seq=1, index=0, standalone=True, run=False))
 
     # wrong-backlink (author-signed: only the link is wrong)
-    one("wrong-backlink-older-entry", "wrong-backlink",
-        "entry 5 whose backlink is the hash of entry 3", forge(ALICE, at(5,
-        backlink=blog.entries[2].hash)), payload=p, context=4, standalone=False)
-    one("wrong-backlink-zeros", "wrong-backlink", "entry 5 whose backlink is 32 zero bytes",
-        forge(ALICE, at(5, backlink=bytes(32))), payload=p, context=4, standalone=False)
+    cases.append(ingest_case(
+        "wrong-backlink-older-entry", "wrong-backlink",
+        "an author-signed entry 5 whose backlink is the hash of entry 3: on its own it is "
+        "the author's, so the author's histories split below 5 (a node looks for where)",
+        log=blog, context=4, inputs=[(forge(ALICE, at(5, backlink=blog.entries[2].hash)), p)],
+        seq=5, split_below=5))
+    cases.append(ingest_case(
+        "wrong-backlink-zeros", "wrong-backlink",
+        "an author-signed entry 5 whose backlink is 32 zero bytes", log=blog, context=4,
+        inputs=[(forge(ALICE, at(5, backlink=bytes(32))), p)], seq=5, split_below=5))
+    cases.append(ingest_case(
+        "wrong-backlink-unvouched", "wrong-backlink",
+        "an unsigned entry 6 whose backlink is 32 zero bytes: nothing vouches for it, so it "
+        "says nothing about the author", log=blog, context=5,
+        inputs=[(forge(ALICE, at(6, flags=0, backlink=bytes(32))), p)], seq=6))
     cases.append(ingest_case(
         "wrong-backlink-in-a-run", "wrong-backlink",
         "entry 5, then an entry 6 whose backlink is the hash of entry 4: 5 is stored",
@@ -858,11 +1018,11 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         forge(ALICE, at(4, lipmaa_link=bytes(32))), payload=p, context=3, standalone=False)
     cases.append(ingest_case(
         "wrong-lipmaa-link-in-a-run", "wrong-lipmaa-link",
-        "entries 4 to 7, then an entry 8 (link_target 4) linking to entry 5: 4 to 7 are "
-        "stored", log=blog, context=3,
+        "entries 4 to 7 (6 and 7 unsigned), then an entry 8 (link_target 4) linking to "
+        "entry 5: 4 and 5 are stored", log=blog, context=3,
         inputs=[*(blog.item(s) for s in range(4, 8)),
                 (forge(ALICE, at(8, lipmaa_link=blog.entries[4].hash)), p)],
-        seq=8, stored=4))
+        seq=8, stored=2))
 
     cases.append(partial_case(
         "wrong-lipmaa-link-partial", "wrong-lipmaa-link",
@@ -889,8 +1049,8 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         "gap-skipped-entry", "gap", "the node holds 1 to 5 and receives the real entry 7",
         log=blog, context=5, inputs=[blog.item(7)], seq=6))
     cases.append(ingest_case(
-        "gap-in-a-run", "gap", "entries 6 and 8 after 1 to 5: 6 is stored, position 7 is bad",
-        log=blog, context=5, inputs=[blog.item(6), blog.item(8)], seq=7, stored=1))
+        "gap-in-a-run", "gap", "entries 4 and 6 after 1 to 3: 4 is stored, position 5 is bad",
+        log=blog, context=3, inputs=[blog.item(4), blog.item(6)], seq=5, stored=1))
     cases.append(ingest_case(
         "gap-first-entry-missing", "gap", "an empty node receives the real entry 2",
         log=blog, context=0, inputs=[blog.item(2)], seq=1))
@@ -922,6 +1082,11 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         "entries 1, 2 of alice's blog and entry 1 of bob's blog: two entries at seq 1 of "
         "different feeds are not a fork", log=blog,
         inputs=[blog.item(1), blog.item(2), bob.item(1)], seq=1))
+    cases.append(partial_case(
+        "decode-failure-partial", "malformed",
+        "entries 1, 2, 3 and 70 zero bytes: an answer whose entry does not decode is "
+        "reported with no seq (bytes that do not decode have none)", log=blog,
+        inputs=[blog.item(1), blog.item(2), blog.item(3), (bytes(70), None)], seq=None))
 
     # payload-size-mismatch / payload-hash-mismatch (the entries are valid)
     one("payload-size-mismatch-longer", "payload-size-mismatch",
@@ -982,8 +1147,15 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
         inputs=[(forged.alt1.raw, forged.alt_payloads[1])], seq=1, index=0, run=False,
         fork_proof=forged.proof1.to_bytes()))
     cases.append(partial_case(
-        "fork-partial", "fork", "entries 1, 2, 3 and another entry 3", log=blog,
+        "fork-partial", "fork", "entries 1, 2, 3 and another entry 3: an answer holds one "
+        "entry per seq (no fork proof is made from it)", log=blog,
         inputs=[blog.item(1), blog.item(2), blog.item(3), alt3], seq=3))
+    cases.append(partial_case(
+        "fork-partial-three-at-one-seq", "fork",
+        "entries 1, 2, 3, another entry 3 and a third entry 3: the lowest seq with more than "
+        "one entry, all of the head's feed", log=blog,
+        inputs=[blog.item(1), blog.item(2), blog.item(3), alt3,
+                (forged.branch3[0].raw, None)], seq=3))
 
     # forked-feed
     cases.append(ingest_case(
@@ -999,62 +1171,119 @@ def make_invalid(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str
     return {"cases": cases}
 
 
+# -- ed25519.json ------------------------------------------------------------------
+
+
+def make_ed25519() -> dict[str, Any]:
+    """Signatures implementations disagree on, and how spec/02 §2 decides them."""
+    from ed25519_edges import edge_cases
+
+    def body_of(key: bytes, stamp: int) -> bytes:
+        return encode_body(flags=FLAG_SIGNED, author=key, log_id="blog", seq=1,
+                           timestamp=T0 + stamp, backlink=None, lipmaa_link=None,
+                           payload_size=0, payload_hash=payload_hash(b""))
+
+    cases = []
+    for name, body, signature, valid, description in edge_cases(ALICE_SEED, body_of):
+        author = cbor2.loads(body)[2]
+        try:
+            Ed25519PublicKey.from_public_bytes(author).verify(signature, body)
+            raw_accepts = True
+        except Exception:  # InvalidSignature
+            raw_accepts = False
+        expected_raw = {"honest": True, "s-not-reduced": False, "mixed-order-key": True,
+                        "cofactored-only": False, "small-order-r": True,
+                        "non-canonical-r": False}[name]
+        assert raw_accepts == expected_raw, name  # what OpenSSL's RFC 8032 check says
+        cases.append({
+            "name": name, "description": description, "author": author.hex(),
+            "entry": (body + SIG_HEAD + signature).hex(), "valid": valid,
+            "rule": None if valid else "bad-signature", "openssl_accepts": raw_accepts,
+        })
+    return {"cases": cases}
+
+
 # -- forks.json --------------------------------------------------------------------
 
 
 def make_forks(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, Any]:
-    def proof_bytes(a: bytes, b: bytes, version: int = 1) -> bytes:
-        return cbor2.dumps([version, a, b])
+    def proof_bytes(a: Sequence[bytes], b: Sequence[bytes], version: int = 2) -> bytes:
+        return cbor2.dumps([version, list(a), list(b)])
 
-    def by_hash(a: bytes, b: bytes) -> tuple[bytes, bytes]:
-        return (a, b) if hashlib.blake2b(a, digest_size=32).digest() < hashlib.blake2b(
-            b, digest_size=32).digest() else (b, a)
+    def by_hash(a: Sequence[bytes], b: Sequence[bytes]) -> tuple[Sequence[bytes], Sequence[bytes]]:
+        return (a, b) if hashlib.blake2b(a[0], digest_size=32).digest() < hashlib.blake2b(
+            b[0], digest_size=32).digest() else (b, a)
 
     valid = []
     for description, proof in (
-        ("two entries 3 of alice's blog", forged.proof3),
+        ("two entries 3 of alice's blog, each signed", forged.proof3),
         ("two entries 1 of alice's blog (a restored key starting over)", forged.proof1),
         ("two entries 4 of alice's blog (both with a lipmaa link)", forged.proof4),
+        ("two histories from seq 6, where neither entry 6 is signed: the branches run to "
+         "the next signed entries (6, 7, 8 and 6', 7')", forged.proof6),
     ):
         valid.append({
             "description": description,
             "proof": proof.to_bytes().hex(),
             "feed": str(proof.feed),
             "seq": proof.seq,
-            "first": proof.first.raw.hex(),
-            "second": proof.second.raw.hex(),
+            "first": [e.raw.hex() for e in proof.first],
+            "second": [e.raw.hex() for e in proof.second],
         })
-    first, second = forged.proof3.first.raw, forged.proof3.second.raw
-    b3 = blog.entries[2].raw
-    bad_alt = flip(forged.alt3.raw, len(forged.alt3.raw) - 64)
+    first = [e.raw for e in forged.proof3.first]
+    second = [e.raw for e in forged.proof3.second]
+    b3 = [blog.entries[2].raw]
+    ours6 = [e.raw for e in blog.entries[5:8]]
+    theirs6 = [e.raw for e in forged.branch6]
+    bad_alt = [flip(forged.alt3.raw, len(forged.alt3.raw) - 64)]
+    max_run = [bytes(MAX_ENTRY_SIZE)] * MAX_RUN
     invalid = [  # (reason, the check of spec 06 section 3 that fails, description, bytes)
-        ("same-entry", "F10", "the real entry 3 twice", proof_bytes(b3, b3)),
-        ("different-seqs", "F9", "entries 2 and 3 of one feed",
-         proof_bytes(*by_hash(blog.entries[1].raw, b3))),
+        ("same-entry", "F12", "the real entry 3 in both branches", proof_bytes(b3, b3)),
+        ("different-seqs", "F10", "entries 2 and 3 of one feed",
+         proof_bytes(*by_hash([blog.entries[1].raw], b3))),
         ("different-feeds", "F8", "entry 1 of alice's blog and entry 1 of alice's notes",
-         proof_bytes(*by_hash(blog.entries[0].raw, notes.entries[0].raw))),
+         proof_bytes(*by_hash([blog.entries[0].raw], [notes.entries[0].raw]))),
         ("different-feeds", "F8", "entry 1 of alice's blog and entry 1 of bob's blog",
-         proof_bytes(*by_hash(blog.entries[0].raw, bob.entries[0].raw))),
-        ("bad-signature", "F12", "entry 3 and the other entry 3 with a flipped signature bit",
+         proof_bytes(*by_hash([blog.entries[0].raw], [bob.entries[0].raw]))),
+        ("broken-run", "F9", "a branch whose entries do not link: entries 6 and 8",
+         proof_bytes(*by_hash([ours6[0], ours6[2]], theirs6))),
+        ("not-fork-point", "F11", "entries 4 of the two histories from seq 3: their "
+         "backlinks differ, so the histories split before seq 4",
+         proof_bytes(*by_hash([blog.entries[3].raw], [forged.branch3[1].raw]))),
+        ("unsigned-end", "F14", "a branch that ends at an unsigned entry: 6 and 7 alone",
+         proof_bytes(*by_hash(ours6[:2], theirs6))),
+        ("not-minimal", "F14", "a branch that goes on past its first signed entry: the "
+         "blog's 3 (signed) and 4 against another 3",
+         proof_bytes(*by_hash([blog.entries[2].raw, blog.entries[3].raw],
+                              [forged.alt3.raw]))),
+        ("bad-signature", "F15", "entry 3 and the other entry 3 with a flipped signature bit",
          proof_bytes(*by_hash(b3, bad_alt))),
-        ("wrong-order", "F11", "a valid fork's entries with the larger hash first",
+        ("wrong-order", "F13", "a valid fork's branches with the larger first hash first",
          proof_bytes(second, first)),
-        ("unknown-version", "F5", "version 2", proof_bytes(first, second, 2)),
+        ("unknown-version", "F5", "version 1 (the format before this one)",
+         proof_bytes(first, second, 1)),
+        ("unknown-version", "F5", "version 3", proof_bytes(first, second, 3)),
         ("non-canonical", "F6", "an indefinite-length array",
          b"\x9f" + proof_bytes(first, second)[1:] + b"\xff"),
         ("trailing-bytes", "F3", "a valid proof followed by 0x00",
          proof_bytes(first, second) + b"\x00"),
-        ("malformed", "F4", "two items: [1, entry]", cbor2.dumps([1, first])),
-        ("malformed", "F4", "the entries as text strings",
-         cbor2.dumps([1, first.hex(), second.hex()])),
+        ("malformed", "F4", "two items: [2, [entry]]", cbor2.dumps([2, first])),
+        ("malformed", "F4", "the branches as byte strings, not arrays",
+         cbor2.dumps([2, first[0], second[0]])),
+        ("malformed", "F4", "an empty branch", proof_bytes(first, [])),
+        ("malformed", "F4", f"a branch of {MAX_RUN + 1} entries",
+         proof_bytes(first, [second[0]] * (MAX_RUN + 1))),
         ("malformed", "F2", "not CBOR: the single byte 0xff", b"\xff"),
-        ("invalid-entry", "F7", "the second entry is 70 zero bytes",
-         proof_bytes(first, bytes(70))),
-        ("oversize", "F1", f"over {MAX_PROOF_SIZE} bytes (two 520-byte strings)",
-         proof_bytes(bytes(520), bytes(520))),
+        ("invalid-entry", "F7", "the second branch's entry is 70 zero bytes",
+         proof_bytes(first, [bytes(70)])),
+        ("oversize", "F1", f"over {MAX_PROOF_SIZE} bytes (two branches of {MAX_RUN} "
+         f"{MAX_ENTRY_SIZE}-byte strings and a version of 9 bytes)",
+         cbor2.dumps([2**64 - 1, max_run, max_run])),
     ]
     assert len(invalid[-1][3]) > MAX_PROOF_SIZE
+    assert len(proof_bytes(max_run, max_run)) == MAX_PROOF_SIZE
     return {
+        "max_proof_size": MAX_PROOF_SIZE,
         "valid": valid,
         "invalid": [{"reason": r, "step": step, "description": d, "proof": b.hex()}
                     for r, step, d, b in invalid],
@@ -1100,15 +1329,15 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
     # What the reference writer makes; the asserts stop the script, rather than
     # write inconsistent vectors, if it changes.
     plain = Logbook(MemoryStore())
-    plain.ingest(feed, [blog.item(s) for s in range(1, 7)])
+    plain.ingest(feed, [blog.item(s) for s in range(1, 9)]).raise_error()
     plain.delete_payload(feed, 4)
-    contents = entries(6, absent=4)
+    contents = entries(8, absent=4)
     bundle = export(plain, feed)
     assert bundle == encode_bundle(contents)
     forked = Logbook(MemoryStore())
-    forked.ingest(feed, [blog.item(s) for s in range(1, 6)])
+    forked.ingest(feed, [blog.item(s) for s in range(1, 6)]).raise_error()
     forked.add_fork_proof(forged.proof3)
-    forked_contents = [proof, *entries(5)]
+    forked_contents = [proof, *entries(2)]  # a writer writes what is undisputed
     assert export(forked, feed) == encode_bundle(forked_contents)
     assert export(Logbook(MemoryStore()), feed) == HEADER
 
@@ -1122,14 +1351,17 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
                 "feed": None if feed_id is None else str(feed_id)}
 
     valid = [
-        ("entries 1 to 6 of alice's blog; the payload of entry 4 is absent",
-         contents, contents, outcome(6)),
-        ("a forked feed as the writer puts it: the fork proof at seq 3, then entries 1 to 5; "
-         "the importer keeps 1 and 2 and refuses 3 on", forked_contents, [proof, *entries(2)],
+        ("entries 1 to 8 of alice's blog (6 and 7 unsigned); the payload of entry 4 is "
+         "absent", contents, contents, outcome(8)),
+        ("a forked feed as the writer puts it: the fork proof at seq 3, then entries 1 "
+         "and 2, the part before the fork", forked_contents, forked_contents,
+         outcome(2, forked_at=3, fork_proofs=1)),
+        ("the fork proof at seq 3, then entries 1 to 5: the importer keeps 1 and 2 and "
+         "refuses 3 on", [proof, *entries(5)], forked_contents,
          outcome(2, forked_at=3, fork_proofs=1, error=bad_entry("forked-feed", 3))),
         ("entries 1 to 5, then the fork proof at seq 3: a reader accepts proofs anywhere, "
-         "and the entries came before it", [*entries(5), proof], forked_contents,
-         outcome(5, forked_at=3, fork_proofs=1)),
+         "and the entries came before it (held, but not written again)",
+         [*entries(5), proof], forked_contents, outcome(5, forked_at=3, fork_proofs=1)),
         ("the header alone: a bundle with no records", [], [], outcome(0)),
     ]
     # Offsets into the valid bundle, record by record.
@@ -1148,7 +1380,7 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
     bad_bundle = {"kind": "InvalidBundle"}
     e3_payload = entry_start(3) + len(contents[2][1]) + len(head(2, len(contents[2][2] or b"")))
     e5_sig_end = entry_start(5) + len(contents[4][1])
-    reordered = [contents[i] for i in (0, 1, 3, 2, 4, 5)]
+    reordered = [contents[i] for i in (0, 1, 3, 2, 4, 5, 6, 7)]
     rec1 = HEADER + b"\x83\x00"
     entry1 = blog.entries[0].raw
     damaged = [
@@ -1158,17 +1390,27 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
          flip(bundle, e5_sig_end - 1), outcome(4, error=bad_entry("bad-signature", 5))),
         ("entry-not-decodable", "entry 2's body array head 0x8a changed to 0x89 (9 items)",
          flip(bundle, entry_start(2), 0x8A ^ 0x89), outcome(1, error=bad_entry("malformed", 2))),
-        ("records-out-of-order", "the records in the order 1, 2, 4, 3, 5, 6",
+        ("records-out-of-order", "the records in the order 1, 2, 4, 3, 5 to 8",
          encode_bundle(reordered),
          outcome(2, error=bad_entry("gap", 3))),
         ("first-entry-not-decodable", "the first record's entry is 70 zero bytes: no feed "
          "is known, so neither feed nor seq can be reported",
          rec1 + cbor2.dumps(bytes(70)) + b"\xf6",
          outcome(0, error=bad_entry("malformed", None, None))),
-        ("missing-first-entry", "the records of entries 2 to 6 only",
+        ("missing-first-entry", "the records of entries 2 to 8 only",
          HEADER + bundle[record_at(2):], outcome(0, error=bad_entry("gap", 1))),
         ("truncated-in-a-record", "cut 10 bytes into the record of entry 5",
          bundle[:record_at(5) + 10], outcome(4, error=bad_bundle)),
+        ("truncated-after-unsigned", "cut 10 bytes into the record of entry 8: 6 and 7 "
+         "wait for a signature that never comes; the framing error is reported",
+         bundle[:record_at(8) + 10], outcome(5, error=bad_bundle)),
+        ("bad-entry-then-truncated", "one bit of entry 3's payload flipped, and the bundle "
+         "cut inside entry 5's record: the bad entry comes first, so it is the error",
+         flip(bundle, e3_payload + 5)[:record_at(5) + 10],
+         outcome(2, error=bad_entry("payload-hash-mismatch", 3))),
+        ("ends-unsigned", "the records of entries 1 to 7: the run ends with 6 and 7, which "
+         "no signed entry vouches for; they are not stored",
+         encode_bundle(contents[:7]), outcome(5, error=bad_entry("unsigned-tail", 6))),
         ("truncated-header", "the first 5 bytes", bundle[:5], outcome(0, error=bad_bundle)),
         ("empty", "no bytes at all", b"", outcome(0, error=bad_bundle)),
         ("bad-magic", "the header's text is \"tidings-bundlf\"",
@@ -1197,10 +1439,10 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
          HEADER + b"\x83\x01" + bundle[len(HEADER) + 2:], outcome(0, error=bad_bundle)),
         ("not-a-record", "the first record is a 4-item array",
          HEADER + b"\x84" + bundle[len(HEADER) + 1:], outcome(0, error=bad_bundle)),
-        ("invalid-fork-proof", "entries 1 to 6, then a fork proof record whose entries are in "
-         "the wrong order", bundle + encode_proof_record(cbor2.dumps(
-             [1, forged.proof3.second.raw, forged.proof3.first.raw])),
-         outcome(6, error={"kind": "InvalidForkProof"})),
+        ("invalid-fork-proof", "entries 1 to 8, then a fork proof record whose branches are "
+         "in the wrong order", bundle + encode_proof_record(cbor2.dumps(
+             [2, [e.raw for e in forged.proof3.second], [e.raw for e in forged.proof3.first]])),
+         outcome(8, error={"kind": "InvalidForkProof"})),
     ]
     return {
         "valid": [{"description": d, "bundle": encode_bundle(r).hex(), "feed": str(feed),
@@ -1259,36 +1501,31 @@ def run_handshake(initiator: Channel, responder: Channel) -> list[bytes]:
 MESSAGE_KINDS: dict[type, str] = {
     Hello: "hello", Clock: "clock", Entries: "entries", PartialRequest: "partial-request",
     PartialResponse: "partial-response", ForkProofMessage: "fork-proof", Peers: "peers",
-    Ping: "ping", ErrorMessage: "error",
+    Ping: "ping", ErrorMessage: "error", SeqRequest: "seq-request", SeqResponse: "seq-response",
 }
 
 
 def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
-    wire_prologue = prologue(NETWORK_KEY)
-    assert wire_prologue == b"tidings/transport/1" + NETWORK_KEY
-    initiator_e = public_key(INITIATOR_EPHEMERAL)
-    proof = hashlib.blake2b(b"tidings/network-proof/1" + initiator_e, key=NETWORK_KEY,
-                            digest_size=32).digest()
-    assert proof == network_proof(NETWORK_KEY, initiator_e)
+    assert PROLOGUE == b"tidings/transport/2"
+    psks = (NETWORK_KEY,)
 
-    # Noise alone gives the handshake hash and the transport keys...
-    sides = [NoiseHandshake(initiator=True, static_private=INITIATOR_STATIC,
-                            prologue=wire_prologue, ephemeral_private=INITIATOR_EPHEMERAL),
-             NoiseHandshake(initiator=False, static_private=RESPONDER_STATIC,
-                            prologue=wire_prologue, ephemeral_private=RESPONDER_EPHEMERAL)]
-    payloads = [proof, b"", b""]
+    # Noise alone gives the messages, the handshake hash and the transport keys...
+    sides = [NoiseHandshake(initiator=True, static_private=INITIATOR_STATIC, prologue=PROLOGUE,
+                            ephemeral_private=INITIATOR_EPHEMERAL, psks=psks),
+             NoiseHandshake(initiator=False, static_private=RESPONDER_STATIC, prologue=PROLOGUE,
+                            ephemeral_private=RESPONDER_EPHEMERAL, psks=psks)]
     raw = []
-    for step, payload in enumerate(payloads):
+    for step in range(3):
         sender, receiver = sides[step % 2], sides[1 - step % 2]
-        raw.append(sender.write_message(payload))
-        assert receiver.read_message(raw[-1]) == payload
-    assert [len(m) for m in raw] == [64, 96, 64]
+        raw.append(sender.write_message(b""))
+        assert receiver.read_message(raw[-1]) == b""
+    assert [len(m) for m in raw] == [48, 96, 64]
     handshake_hash = sides[0].handshake_hash
     assert handshake_hash == sides[1].handshake_hash
     to_responder, to_initiator = sides[0].split()
     assert to_responder.k is not None and to_initiator.k is not None
 
-    # ...and the channel, which adds the proof and the frames, must send the same bytes.
+    # ...and the channel, which adds the frames, must send the same bytes.
     initiator, responder = channel_pair()
     assert run_handshake(initiator, responder) == [frame(m) for m in raw]
     assert initiator.remote_static == public_key(RESPONDER_STATIC)
@@ -1314,41 +1551,54 @@ def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
         nonces[who] += 1
         return data
 
-    hello_frame = transport("initiator", [Hello((1,), False, None)])
-    responder_frame = transport("responder", [Hello((1,), True, None)])
-    transport("initiator", [Clock(True, ((blog.feed, Note(BLOG_LENGTH, WANT)),), True),
+    head = blog.entries[-1].hash[:8]
+    hello_frame = transport("initiator", [Hello((2,), False, None)])
+    responder_frame = transport("responder", [Hello((2,), True, None)])
+    transport("initiator", [Clock(True, ((blog.feed, Note(BLOG_LENGTH, WANT, head)),), True),
                             PartialRequest(0, notes.feed, 2)])
 
     # Failures: what each side gets, at which stage, and the error it must end with.
+    def message_1(psk: bytes, prologue: bytes = PROLOGUE, ephemeral: bytes = INITIATOR_EPHEMERAL
+                  ) -> bytes:
+        return NoiseHandshake(initiator=True, static_private=INITIATOR_STATIC,
+                              prologue=prologue, ephemeral_private=ephemeral,
+                              psks=(psk,)).write_message(b"")
+
     other_network = NoiseHandshake(initiator=False, static_private=RESPONDER_STATIC,
-                                   prologue=prologue(DEFAULT_NETWORK_KEY),
-                                   ephemeral_private=RESPONDER_EPHEMERAL)
-    other_network.read_message(raw[0])  # it does not check the proof
-    low_order = bytes(32)
+                                   prologue=PROLOGUE, ephemeral_private=RESPONDER_EPHEMERAL,
+                                   psks=(DEFAULT_NETWORK_KEY,))
+    other_network.read_message(message_1(DEFAULT_NETWORK_KEY))  # its own network's message 1
+    other_message_2 = other_network.write_message(b"")
     tag_only = CipherState(to_responder.k).encrypt_with_ad(b"", b"")
+    initiator_e = public_key(INITIATOR_EPHEMERAL)
+    version_1 = initiator_e + hashlib.blake2b(b"tidings/network-proof/1" + initiator_e,
+                                              key=NETWORK_KEY, digest_size=32).digest()
     invalid = [  # (name, stage, input, code, description)
-        ("proof-for-another-network", "message-1",
-         frame(initiator_e + network_proof(DEFAULT_NETWORK_KEY, initiator_e)), "handshake",
-         "message 1 whose proof is made with the default network key, not this network's"),
-        ("no-proof", "message-1", frame(initiator_e), "handshake",
+        ("message-1-of-another-network", "message-1", frame(message_1(DEFAULT_NETWORK_KEY)),
+         "handshake",
+         "message 1 made with the default network key as the PSK, not this network's: its "
+         "tag does not verify, and the responder sends nothing"),
+        ("message-1-of-another-version", "message-1",
+         frame(message_1(NETWORK_KEY, b"tidings/transport/1")), "handshake",
+         "message 1 with the prologue tidings/transport/1: the tag does not verify"),
+        ("message-1-version-1", "message-1", frame(version_1), "handshake",
+         "a version 1 message 1 (the ephemeral key and a 32-byte network proof, 64 bytes): "
+         "not 48 bytes"),
+        ("message-1-bit-flipped", "message-1", frame(flip(raw[0], 40)), "handshake",
+         "message 1 with one bit of its tag flipped"),
+        ("message-1-ephemeral-key-flipped", "message-1", frame(flip(raw[0], 3)), "handshake",
+         "message 1 with one bit of the ephemeral key flipped: the key is mixed into the "
+         "tag's key, so the tag fails"),
+        ("message-1-without-tag", "message-1", frame(initiator_e), "handshake",
          "message 1 with the ephemeral key alone (32 bytes)"),
-        ("proof-one-byte-short", "message-1", frame(initiator_e + proof[:31]), "handshake",
-         "message 1 whose proof lacks its last byte (63 bytes)"),
-        ("proof-of-another-ephemeral-key", "message-1",
-         frame(public_key(RESPONDER_EPHEMERAL) + proof), "handshake",
-         "a replayed proof: this network's proof of the initiator's ephemeral key, sent with "
-         "another ephemeral key"),
-        ("message-1-too-short", "message-1", frame(initiator_e[:31]), "handshake",
-         "31 bytes: shorter than an ephemeral key"),
-        ("low-order-ephemeral-key", "message-1",
-         frame(low_order + network_proof(NETWORK_KEY, low_order)), "handshake",
-         "a valid proof of the ephemeral key 00..00, a low-order point: the responder's "
-         "ee DH output is all zeros"),
+        ("message-1-too-long", "message-1", frame(raw[0] + b"\x00"), "handshake",
+         "message 1 of 49 bytes: a payload where none may be"),
         ("empty-frame-first", "message-1", b"\x00\x00", "bad-frame",
          "a frame of length 0 instead of message 1"),
         ("message-2-from-another-network", "message-2",
-         frame(other_network.write_message(b"")), "handshake",
-         "message 2 from a responder whose prologue has the default network key"),
+         frame(other_message_2), "handshake",
+         "message 2 from a responder whose PSK is the default network key (answering a "
+         "message 1 of its own network)"),
         ("message-2-bit-flipped", "message-2", frame(flip(raw[1], 40)), "handshake",
          "message 2 with one bit of the encrypted static key flipped"),
         ("message-2-truncated", "message-2", frame(raw[1][:95]), "handshake",
@@ -1372,7 +1622,8 @@ def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
         "default_network_key": {"text": DEFAULT_NETWORK_TEXT.decode(),
                                 "key": DEFAULT_NETWORK_KEY.hex()},
         "network_key": NETWORK_KEY.hex(),
-        "prologue": wire_prologue.hex(),
+        "psk": NETWORK_KEY.hex(),
+        "prologue": PROLOGUE.hex(),
         "initiator": {"static_private": INITIATOR_STATIC.hex(),
                       "static_public": public_key(INITIATOR_STATIC).hex(),
                       "ephemeral_private": INITIATOR_EPHEMERAL.hex(),
@@ -1381,9 +1632,8 @@ def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
                       "static_public": public_key(RESPONDER_STATIC).hex(),
                       "ephemeral_private": RESPONDER_EPHEMERAL.hex(),
                       "ephemeral_public": public_key(RESPONDER_EPHEMERAL).hex()},
-        "proof": proof.hex(),
         "messages": [{"from": "initiator" if i % 2 == 0 else "responder",
-                      "payload": payloads[i].hex(), "message": m.hex(),
+                      "payload": "", "message": m.hex(),
                       "frame": frame(m).hex()} for i, m in enumerate(raw)],
         "handshake_hash": handshake_hash.hex(),
         "transport_keys": {"initiator_to_responder": to_responder.k.hex(),
@@ -1391,6 +1641,35 @@ def make_handshake(blog: Log, notes: Log) -> dict[str, Any]:
         "frames": frames,
         "invalid": [{"name": n, "stage": s, "input": i.hex(), "code": c, "description": d}
                     for n, s, i, c, d in invalid],
+        "lan_beacons": make_beacons(),
+    }
+
+
+#: The LAN beacons' nonce and port (spec 08 section 7).
+BEACON_NONCE = bytes(range(0xE0, 0xF0))
+BEACON_PORT = 7654
+
+
+def make_beacons() -> dict[str, Any]:
+    """Beacons of handshake.json's network key, and datagrams a receiver must ignore."""
+    beacon = make_beacon(NETWORK_KEY, BEACON_PORT, BEACON_NONCE)
+    body = beacon[:-16]
+    assert beacon == body + hashlib.blake2b(body, key=NETWORK_KEY, digest_size=16).digest()
+    assert body == b"tidings-lan/1" + BEACON_PORT.to_bytes(2, "big") + BEACON_NONCE
+    ignored = [  # (name, datagram, description)
+        ("other-network", make_beacon(DEFAULT_NETWORK_KEY, BEACON_PORT, BEACON_NONCE),
+         "the same beacon tagged with the default network key"),
+        ("port-zero", make_beacon(NETWORK_KEY, 0, BEACON_NONCE), "port 0, correctly tagged"),
+        ("tag-flipped", flip(beacon, len(beacon) - 1), "the tag's last bit flipped"),
+        ("port-changed", flip(beacon, 14), "the port changed after tagging"),
+        ("short", beacon[:-1], "46 bytes"),
+        ("long", beacon + b"\x00", "48 bytes"),
+        ("version-1-prefix-changed", b"tidings-lan/2" + beacon[13:],
+         "another prefix of the same length"),
+    ]
+    return {
+        "port": BEACON_PORT, "nonce": BEACON_NONCE.hex(), "beacon": beacon.hex(),
+        "ignored": [{"name": n, "datagram": d.hex(), "description": t} for n, d, t in ignored],
     }
 
 
@@ -1404,7 +1683,7 @@ def pack(value: Any) -> bytes:
 
 def note_json(feed: FeedId, note: Note) -> dict[str, Any]:
     return {"author": feed.author_key.hex(), "log_id": feed.log_id, "seq": note.seq,
-            "flags": note.flags}
+            "flags": note.flags, "head": hx(note.head)}
 
 
 def wire_items_json(items: Sequence[tuple[bytes, bytes | None]]) -> list[dict[str, Any]]:
@@ -1433,6 +1712,12 @@ def message_json(message: Message) -> dict[str, Any]:
         return {"addresses": [{"host": h, "port": p} for h, p in message.addresses]}
     if isinstance(message, ErrorMessage):
         return {"code": message.code, "detail": message.detail}
+    if isinstance(message, SeqRequest):
+        return {"request_id": message.request_id, "author": message.feed.author_key.hex(),
+                "log_id": message.feed.log_id, "seqs": list(message.seqs),
+                "payloads": int(message.payloads)}
+    if isinstance(message, SeqResponse):
+        return {"request_id": message.request_id, "items": wire_items_json(message.items)}
     return {}
 
 
@@ -1462,7 +1747,7 @@ def digest_input(notes: Sequence[tuple[FeedId, Note]]) -> bytes:
     ordered = sorted(notes, key=lambda fn: (fn[0].author_key, fn[0].log_id.encode()))
     return b"".join(
         f.author_key + bytes([len(f.log_id)]) + f.log_id.encode() + n.seq.to_bytes(8, "big")
-        + bytes([n.flags])
+        + bytes([n.flags]) + (n.head or bytes(8))
         for f, n in ordered
     )
 
@@ -1475,32 +1760,49 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     e1 = blog.entries[0].raw
     both = WANT | EAGER
 
+    def bh(seq: int) -> bytes:
+        """The head a note about alice's blog at ``seq`` names."""
+        return blog.entries[seq - 1].hash[:8]
+
+    nh4 = notes.entries[3].hash[:8]
+    other = bytes.fromhex("0011223344556677")  # the head of a history these logs lack
+
     # -- valid messages, canonical -------------------------------------------------
     head, count = BLOG_LENGTH, 3
     oldest = head - count + 1
     answer = tuple((blog.entries[s - 1].raw, blog.payloads[s - 1] if s >= oldest else None)
                    for s in partial_seqs(head, count))
-    remembered = {blog_feed: Note(BLOG_LENGTH, both), notes_feed: Note(4, WANT)}
+    remembered = {blog_feed: Note(BLOG_LENGTH, both, bh(30)), notes_feed: Note(4, WANT, nh4)}
     valid: list[tuple[str, str, Message]] = [
-        ("hello", "first meeting: version 1, not a relay, no remembered clock",
-         Hello((1,), False, None)),
+        ("hello", "first meeting: version 2, not a relay, no remembered clock",
+         Hello((2,), False, None)),
         ("hello-relay-with-digest", "a relay that remembers the peer's clock of the last "
          "session (the two notes of clock_digests[\"two-feeds\"])",
-         Hello((1,), True, clock_digest(remembered))),
-        ("hello-several-versions", "versions 1, 2 and 300 (a 2-byte integer)",
-         Hello((1, 2, 300), False, None)),
+         Hello((2,), True, clock_digest(remembered))),
+        ("hello-several-versions", "versions 2, 3 and 300 (a 2-byte integer)",
+         Hello((2, 3, 300), False, None)),
         ("clock-empty", "the opening clock of a node that holds and wants nothing",
          Clock(True, (), True)),
         ("clock-notes", "one message of a longer clock: neither the first (reset 0) nor the "
-         "last (final 0); flags 0, 1 and 3, seqs 0 to 2^32",
-         Clock(False, ((blog_feed, Note(BLOG_LENGTH, both)), (notes_feed, Note(4, 0)),
-                       (bob_feed, Note(0, WANT)), (long_feed, Note(2**32, WANT))), False)),
+         "last (final 0); flags 0, 1 and 3, seqs 0 to 2^32; a note of seq 0 names no head",
+         Clock(False, ((blog_feed, Note(BLOG_LENGTH, both, bh(30))),
+                       (notes_feed, Note(4, 0, nh4)), (bob_feed, Note(0, WANT)),
+                       (long_feed, Note(2**32, WANT, other))), False)),
         ("clock-update", "a later note: the feed's head is now 31",
-         Clock(False, ((blog_feed, Note(31, both)),), True)),
+         Clock(False, ((blog_feed, Note(31, both, other)),), True)),
         ("entries", "entries 1 to 3 of alice's blog with their payloads (entry 2's is empty)",
          Entries(blog_feed, tuple(blog.item(s) for s in (1, 2, 3)))),
-        ("entries-without-payloads", "entries 4 and 5 without payloads",
-         Entries(blog_feed, tuple((blog.entries[s - 1].raw, None) for s in (4, 5)))),
+        ("entries-without-payloads", "entries 6 to 8 without payloads: 6 and 7 unsigned, "
+         "8, which vouches for them, signed: a message ends at a signed entry",
+         Entries(blog_feed, tuple((blog.entries[s - 1].raw, None) for s in (6, 7, 8)))),
+        ("seq-request", "alice's blog at seqs 4, 16 and 28, entries only (a search for "
+         "where two histories split)", SeqRequest(3, blog_feed, (4, 16, 28), False)),
+        ("seq-request-payloads", "alice's blog at seqs 22 to 27 with payloads (what a node "
+         "lacks)", SeqRequest(4, blog_feed, tuple(range(22, 28)), True)),
+        ("seq-response", "the answer to seq-request from a node holding the blog",
+         SeqResponse(3, tuple((blog.entries[s - 1].raw, None) for s in (4, 16, 28)))),
+        ("seq-response-empty", "the answer of a node that holds none of the seqs asked for",
+         SeqResponse(9, ())),
         ("partial-request", "the latest 3 entries of alice's blog",
          PartialRequest(0, blog_feed, count)),
         ("partial-response", "the answer to partial-request from a node holding the whole "
@@ -1523,8 +1825,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
 
     # -- valid messages exactly at a bound -------------------------------------------
     big_payload = bytes(MAX_PAYLOAD_SIZE)
-    note = (blog_feed, Note(BLOG_LENGTH, both))
-    note_bytes = pack([alice_key, "blog", BLOG_LENGTH, both])
+    note = (blog_feed, Note(BLOG_LENGTH, both, bh(30)))
+    note_bytes = pack([alice_key, "blog", BLOG_LENGTH, both, bh(30)])
     item = (e1, None)
     item_bytes = pack([e1, None])
     # Two payloads whose message is exactly MAX_MESSAGE_SIZE bytes.
@@ -1539,13 +1841,13 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     bounds: list[tuple[str, str, Message, list[tuple[bytes, int]]]] = [
         ("hello-16-versions", "versions 1 to 16", Hello(tuple(range(1, 17)), False, None), []),
         ("hello-version-65535", "the largest version number",
-         Hello((1, 65535), False, None), []),
+         Hello((2, 65535), False, None), []),
         ("clock-4096-notes", "4096 notes (the same one)",
          Clock(True, (note,) * MAX_NOTES, True), [(note_bytes, MAX_NOTES)]),
         ("clock-largest-seq-and-flags", "seq 2^63 - 1 (the largest entry seq) and flags 3",
-         Clock(False, ((blog_feed, Note(2**63 - 1, 3)),), True), []),
+         Clock(False, ((blog_feed, Note(2**63 - 1, 3, other)),), True), []),
         ("clock-64-character-log-id", "a 64-character log id",
-         Clock(False, ((long_feed, Note(1, WANT)),), True), []),
+         Clock(False, ((long_feed, Note(1, WANT, other)),), True), []),
         ("entries-1024-items", "entry 1 of alice's blog 1024 times, without payloads "
          "(decoding does not verify entries)",
          Entries(blog_feed, (item,) * MAX_ITEMS), [(item_bytes, MAX_ITEMS)]),
@@ -1560,8 +1862,14 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
          PartialRequest(2**32 - 1, blog_feed, MAX_PARTIAL), []),
         ("partial-response-1130-items", "entry 1 1130 times",
          PartialResponse(1, (item,) * MAX_PARTIAL_ITEMS), [(item_bytes, MAX_PARTIAL_ITEMS)]),
-        ("fork-proof-1040-bytes", "1040 zero bytes (decoding does not verify the proof)",
-         ForkProofMessage(bytes(MAX_PROOF_SIZE)), []),
+        ("fork-proof-largest", f"{MAX_PROOF_SIZE} zero bytes (decoding does not verify "
+         "the proof)", ForkProofMessage(bytes(MAX_PROOF_SIZE)), [(zero_run, 64)]),
+        ("seq-request-64-seqs", "seqs 1 to 64, with payloads",
+         SeqRequest(2**32 - 1, blog_feed, tuple(range(1, MAX_SEQ_REQUEST + 1)), True), []),
+        ("seq-request-largest-seq", "seq 2^63 - 1",
+         SeqRequest(0, blog_feed, (2**63 - 1,), False), []),
+        ("seq-response-64-items", "entry 1 64 times",
+         SeqResponse(1, (item,) * MAX_SEQ_REQUEST), [(item_bytes, MAX_SEQ_REQUEST)]),
         ("peers-32-addresses", "32 addresses",
          Peers(tuple((f"192.0.2.{i}", 1 + i) for i in range(MAX_ADDRESSES))), []),
         ("peers-253-character-host", "a 253-character DNS name and port 65535",
@@ -1572,7 +1880,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     ]
 
     # -- accepted, but not the shortest encoding ---------------------------------------
-    canonical_note = pack([1, 0, [[alice_key, "blog", 30, 3]], 1])
+    canonical_note = pack([1, 0, [[alice_key, "blog", 30, 3, bh(30)]], 1])
     noncanonical = [  # (name, description, body, canonical body)
         ("type-as-uint8", "ping with its type in a uint8 (cc 07)", b"\x91\xcc\x07",
          pack([7])),
@@ -1581,20 +1889,23 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("array32-head", "ping in an array 32 (dd 00 00 00 01)",
          b"\xdd\x00\x00\x00\x01\x07", pack([7])),
         ("seq-as-uint64", "a note's seq 30 as a uint64 (cf)",
-         b"\x94\x01\x00\x91\x94\xc4\x20" + alice_key + b"\xa4blog\xcf"
-         + (30).to_bytes(8, "big") + b"\x03\x01", canonical_note),
+         b"\x94\x01\x00\x91\x95\xc4\x20" + alice_key + b"\xa4blog\xcf"
+         + (30).to_bytes(8, "big") + b"\x03\xc4\x08" + bh(30) + b"\x01", canonical_note),
         ("str8-log-id", "a note's log id \"blog\" as a str 8 (d9 04)",
-         b"\x94\x01\x00\x91\x94\xc4\x20" + alice_key + b"\xd9\x04blog\x1e\x03\x01",
-         canonical_note),
+         b"\x94\x01\x00\x91\x95\xc4\x20" + alice_key + b"\xd9\x04blog\x1e\x03\xc4\x08"
+         + bh(30) + b"\x01", canonical_note),
         ("bin16-author", "a note's author key as a bin 16 (c5 00 20)",
-         b"\x94\x01\x00\x91\x94\xc5\x00\x20" + alice_key + b"\xa4blog\x1e\x03\x01",
-         canonical_note),
+         b"\x94\x01\x00\x91\x95\xc5\x00\x20" + alice_key + b"\xa4blog\x1e\x03\xc4\x08"
+         + bh(30) + b"\x01", canonical_note),
+        ("bin16-head", "a note's head as a bin 16 (c5 00 08)",
+         b"\x94\x01\x00\x91\x95\xc4\x20" + alice_key + b"\xa4blog\x1e\x03\xc5\x00\x08"
+         + bh(30) + b"\x01", canonical_note),
         ("str16-detail", "an error's detail as a str 16 (da 00 02)",
          b"\x93\x08\xa7timeout\xda\x00\x02hi", pack([8, "timeout", "hi"])),
     ]
 
     # -- invalid bodies: the expected codes are spec 09 section 4's ---------------------
-    note_ok = [alice_key, "blog", 30, 3]
+    note_ok = [alice_key, "blog", 30, 3, bh(30)]
     over_payload = pack([2, alice_key, "blog", [[e1, bytes(MAX_PAYLOAD_SIZE + 1)]]])
     two_mib = pack([2, alice_key, "blog", [[e1, big_payload], [e1, big_payload]]])
     assert len(two_mib) > MAX_MESSAGE_SIZE
@@ -1602,14 +1913,14 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         # the body as a whole
         ("empty-body", "no bytes", b"", [], "malformed"),
         ("not-msgpack", "the byte c1, which msgpack never uses", b"\xc1", [], "malformed"),
-        ("truncated", "a hello without its last byte", pack([0, [1], 0, None])[:-1], [],
+        ("truncated", "a hello without its last byte", pack([0, [2], 0, None])[:-1], [],
          "malformed"),
         ("trailing-bytes", "a ping followed by 00", pack([7]) + b"\x00", [], "malformed"),
         ("two-messages", "two pings in one body", pack([7]) + pack([7]), [], "malformed"),
         ("not-an-array", "the integer 7", pack(7), [], "malformed"),
         ("a-map", "a map {0: [1]} instead of an array", pack({0: [1]}), [], "malformed"),
         ("empty-array", "an array with no type", pack([]), [], "malformed"),
-        ("unknown-type", "type 9, unknown in version 1", pack([9]), [], "malformed"),
+        ("unknown-type", "type 11, unknown in version 2", pack([11]), [], "malformed"),
         ("unknown-type-with-fields", "type 255 with two fields", pack([255, 1, 2]), [],
          "malformed"),
         ("negative-type", "type -1", pack([-1]), [], "malformed"),
@@ -1648,34 +1959,47 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("clock-final-2", "final 2", pack([1, 0, [], 2]), [], "malformed"),
         ("clock-notes-as-map", "the notes as a map from author key to seq",
          pack([1, 0, {alice_key: 30}, 1]), [], "malformed"),
-        ("clock-note-three-items", "a note without flags",
+        ("clock-note-four-items", "a note without its head (a version 1 note)",
+         pack([1, 0, [note_ok[:4]], 1]), [], "malformed"),
+        ("clock-note-three-items", "a note without flags and head",
          pack([1, 0, [note_ok[:3]], 1]), [], "malformed"),
-        ("clock-note-flags-4", "flags 4", pack([1, 0, [[alice_key, "blog", 30, 4]], 1]), [],
+        ("clock-note-flags-2", "flags 2: eager without want",
+         pack([1, 0, [[alice_key, "blog", 30, 2, bh(30)]], 1]), [], "malformed"),
+        ("clock-note-head-7-bytes", "a 7-byte head",
+         pack([1, 0, [[alice_key, "blog", 30, 3, bh(30)[:7]]], 1]), [], "malformed"),
+        ("clock-note-head-32-bytes", "the whole entry hash as the head",
+         pack([1, 0, [[alice_key, "blog", 30, 3, blog.entries[29].hash]], 1]), [],
+         "malformed"),
+        ("clock-note-head-nil", "seq 30 with a nil head",
+         pack([1, 0, [[alice_key, "blog", 30, 3, None]], 1]), [], "malformed"),
+        ("clock-note-head-for-seq-0", "seq 0 with a head",
+         pack([1, 0, [[alice_key, "blog", 0, 1, bh(30)]], 1]), [], "malformed"),
+        ("clock-note-flags-4", "flags 4", pack([1, 0, [[alice_key, "blog", 30, 4, bh(30)]], 1]), [],
          "malformed"),
         ("clock-note-flags-bool", "flags true",
-         pack([1, 0, [[alice_key, "blog", 30, True]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "blog", 30, True, bh(30)]], 1]), [], "malformed"),
         ("clock-note-seq-negative", "seq -1",
-         pack([1, 0, [[alice_key, "blog", -1, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "blog", -1, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-seq-float", "seq 30.0",
-         pack([1, 0, [[alice_key, "blog", 30.0, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "blog", 30.0, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-seq-2-63", "seq 2^63, past the largest entry seq",
-         pack([1, 0, [[alice_key, "blog", 2**63, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "blog", 2**63, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-seq-nil", "seq nil",
-         pack([1, 0, [[alice_key, "blog", None, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "blog", None, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-author-31-bytes", "a 31-byte author key",
          pack([1, 0, [[alice_key[:31], "blog", 30, 3]], 1]), [], "malformed"),
         ("clock-note-author-33-bytes", "a 33-byte author key",
-         pack([1, 0, [[alice_key + b"\x00", "blog", 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key + b"\x00", "blog", 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-author-as-string", "the author key as a hex text string",
-         pack([1, 0, [[alice_key.hex(), "blog", 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key.hex(), "blog", 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-log-id-empty", "an empty log id",
-         pack([1, 0, [[alice_key, "", 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "", 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-log-id-65-characters", "a 65-character log id",
-         pack([1, 0, [[alice_key, "x" * 65, 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "x" * 65, 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-log-id-uppercase", "log id \"Blog\"",
-         pack([1, 0, [[alice_key, "Blog", 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, "Blog", 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-note-log-id-as-bytes", "the log id as a bin",
-         pack([1, 0, [[alice_key, b"blog", 30, 3]], 1]), [], "malformed"),
+         pack([1, 0, [[alice_key, b"blog", 30, 3, bh(30)]], 1]), [], "malformed"),
         ("clock-4097-notes", "4097 notes",
          pack([1, 1, [note_ok] * (MAX_NOTES + 1), 1]), [(note_bytes, MAX_NOTES + 1)],
          "malformed"),
@@ -1721,8 +2045,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
          [(item_bytes, MAX_PARTIAL_ITEMS + 1)], "malformed"),
         # fork proof, peers, ping, error
         ("fork-proof-empty", "an empty proof", pack([5, b""]), [], "malformed"),
-        ("fork-proof-1041-bytes", "a 1041-byte proof", pack([5, bytes(MAX_PROOF_SIZE + 1)]),
-         [], "malformed"),
+        ("fork-proof-over-the-bound", f"a {MAX_PROOF_SIZE + 1}-byte proof",
+         pack([5, bytes(MAX_PROOF_SIZE + 1)]), [(zero_run, 64)], "malformed"),
         ("fork-proof-as-array", "the proof's CBOR items as a msgpack array",
          pack([5, [1, e1, e1]]), [], "malformed"),
         ("peers-33-addresses", "33 addresses",
@@ -1737,6 +2061,11 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
          "malformed"),
         ("peers-host-underscore", "an underscore", pack([6, [["x_y.example", 7654]]]), [],
          "malformed"),
+        ("peers-ipv6-zone-id", "an IPv6 address with a zone id, fe80::1%eth0 (it names an "
+         "interface of the sender's machine)", pack([6, [["fe80::1%eth0", 7654]]]), [],
+         "malformed"),
+        ("peers-ipv6-zone-id-with-space", "fe80::1%x y",
+         pack([6, [["fe80::1%x y", 7654]]]), [], "malformed"),
         ("peers-port-0", "port 0", pack([6, [["192.0.2.7", 0]]]), [], "malformed"),
         ("peers-port-65536", "port 65536", pack([6, [["192.0.2.7", 65536]]]), [],
          "malformed"),
@@ -1753,11 +2082,29 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("error-detail-nil", "detail nil", pack([8, "timeout", None]), [], "malformed"),
         ("error-detail-bad-utf-8", "a detail whose bytes ff fe are not UTF-8",
          b"\x93\x08\xa7timeout\xa2\xff\xfe", [], "malformed"),
+        # seq request and response
+        ("seq-request-no-seqs", "an empty seqs list", pack([9, 0, alice_key, "blog", [], 0]),
+         [], "malformed"),
+        ("seq-request-65-seqs", "seqs 1 to 65",
+         pack([9, 0, alice_key, "blog", list(range(1, MAX_SEQ_REQUEST + 2)), 0]), [],
+         "malformed"),
+        ("seq-request-seq-0", "seq 0", pack([9, 0, alice_key, "blog", [0, 1], 0]), [],
+         "malformed"),
+        ("seq-request-descending", "seqs 5, 4", pack([9, 0, alice_key, "blog", [5, 4], 0]),
+         [], "malformed"),
+        ("seq-request-repeated", "seqs 4, 4", pack([9, 0, alice_key, "blog", [4, 4], 0]),
+         [], "malformed"),
+        ("seq-request-payloads-2", "payloads 2", pack([9, 0, alice_key, "blog", [4], 2]),
+         [], "malformed"),
+        ("seq-request-four-fields", "no payloads flag",
+         pack([9, 0, alice_key, "blog", [4]]), [], "malformed"),
+        ("seq-response-65-items", "65 items",
+         pack([10, 0, [[e1, None]] * (MAX_SEQ_REQUEST + 1)]), [], "malformed"),
     ]
 
     # -- plaintext streams (spec 09 section 1) -----------------------------------------
     ping = encode_message(Ping())
-    hello = encode_message(Hello((1,), False, None))
+    hello = encode_message(Hello((2,), False, None))
     streams = [  # (name, description, stream, messages decoded first, code)
         ("two-messages", "a hello and a ping", framed(hello) + framed(ping), [hello, ping],
          None),
@@ -1775,17 +2122,19 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
 
     # -- sessions: what a node must do with the first messages (spec 10 section 4) ------
     sessions = [  # (name, description, messages, code, version)
-        ("hello-then-ping", "the usual start", [hello, ping], None, 1),
-        ("hello-with-future-versions", "versions 1, 2 and 9: version 1 is the highest common",
-         [encode_message(Hello((1, 2, 9), False, None))], None, 1),
+        ("hello-then-ping", "the usual start", [hello, ping], None, 2),
+        ("hello-with-future-versions", "versions 2, 3 and 9: version 2 is the highest common",
+         [encode_message(Hello((2, 3, 9), False, None))], None, 2),
         ("ping-before-hello", "a ping first", [ping], "unexpected", None),
         ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
          "unexpected", None),
-        ("no-common-version", "versions 2 and 3 only",
-         [encode_message(Hello((2, 3), False, None))], "version", None),
+        ("no-common-version", "versions 1 and 3 only",
+         [encode_message(Hello((1, 3), False, None))], "version", None),
         ("second-hello", "two hellos", [hello, hello], "unexpected", None),
         ("partial-response-not-requested", "an answer to a request the node never made",
          [hello, encode_message(PartialResponse(7, ()))], "unexpected", None),
+        ("seq-response-not-requested", "an answer to a seq request the node never made",
+         [hello, encode_message(SeqResponse(7, ()))], "unexpected", None),
         ("error-before-hello", "the peer closes at once",
          [encode_message(ErrorMessage("duplicate", "already connected to this node"))],
          "remote-error", None),
@@ -1795,11 +2144,11 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     ]
 
     # -- the opening clock: reset or delta (spec 10 section 4) -------------------------
-    current = {blog_feed: Note(BLOG_LENGTH, WANT), notes_feed: Note(4, WANT),
+    current = {blog_feed: Note(BLOG_LENGTH, WANT, bh(30)), notes_feed: Note(4, WANT, nh4),
                bob_feed: Note(0, WANT)}
     dropped = FeedId(bob.identity.author.key, "photos")
-    older = {**current, blog_feed: Note(25, WANT)}
-    seen = {blog_feed: Note(BLOG_LENGTH, both)}
+    older = {**current, blog_feed: Note(25, WANT, bh(25))}
+    seen = {blog_feed: Note(BLOG_LENGTH, both, bh(30))}
     opening = [  # (name, description, sent, received, peer's digest, reset, notes)
         ("first-meeting", "nothing remembered: a reset with every note",
          {}, {}, None, True, current),
@@ -1810,8 +2159,9 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
          "message", current, seen, clock_digest(current), False, {}),
         ("reconnect-stopped-wanting", "the digest matches; bob's photos, noted last time, "
          "is neither held nor wanted now: note (0, 0)",
-         {**current, dropped: Note(7, WANT)}, seen,
-         clock_digest({**current, dropped: Note(7, WANT)}), False, {dropped: Note(0, 0)}),
+         {**current, dropped: Note(7, WANT, other)}, seen,
+         clock_digest({**current, dropped: Note(7, WANT, other)}), False,
+         {dropped: Note(0, 0)}),
         ("reconnect-peer-forgot", "the peer sends no digest: a reset", older, seen, None,
          True, current),
         ("reconnect-digest-differs", "the peer's digest is of other notes: a reset",
@@ -1819,7 +2169,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     ]
     local = opening_local()
     local_json = {
-        "heads": [{"author": f.author_key.hex(), "log_id": f.log_id, "seq": s}
+        "heads": [{"author": f.author_key.hex(), "log_id": f.log_id, "seq": s,
+                   "head": local.head_hashes[f].hex()}
                   for f, s in sorted(local.heads.items(), key=lambda fs: str(fs[0]))],
         "wanted": [{"author": f.author_key.hex(), "log_id": f.log_id}
                    for f in sorted(local.wanted, key=str)],
@@ -1827,14 +2178,14 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     opening_json = []
     for name, description, sent, received, digest, reset, expected in opening:
         heard = run_opening(sent, received, digest)
-        assert heard[0] == Hello((1,), False, clock_digest(received) if received else None)
+        assert heard[0] == Hello((2,), False, clock_digest(received) if received else None)
         assert len(heard) == 2 and isinstance(heard[1], Clock), heard
         assert (heard[1].reset, heard[1].final) == (reset, True), name
         assert dict(heard[1].notes) == expected, name
         opening_json.append({
             "name": name, "description": description, "local": local_json,
             "sent": notes_list(sent), "received": notes_list(received),
-            "peer_hello": encode_message(Hello((1,), False, digest)).hex(),
+            "peer_hello": encode_message(Hello((2,), False, digest)).hex(),
             "hello": encode_message(heard[0]).hex(),
             "clock": {"reset": int(reset), "final": 1, "notes": notes_list(expected)},
         })
@@ -1846,9 +2197,9 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("sorting", "given out of order: bob's key sorts after alice's, and log id \"b\" "
          "before \"blog\" before \"blog-2\" (bytes, not length first); \"a-long-id\" "
          "before \"b\" although its length byte is larger",
-         [(bob_feed, Note(1, 0)), (FeedId(alice_key, "blog-2"), Note(2, WANT)),
-          (FeedId(alice_key, "b"), Note(2**63 - 1, both)), (blog_feed, Note(30, EAGER)),
-          (FeedId(alice_key, "a-long-id"), Note(0, WANT))]),
+         [(bob_feed, Note(1, 0, other)), (FeedId(alice_key, "blog-2"), Note(2, WANT, other)),
+          (FeedId(alice_key, "b"), Note(2**63 - 1, both, other)),
+          (blog_feed, Note(30, both, bh(30))), (FeedId(alice_key, "a-long-id"), Note(0, WANT))]),
     ]
     digests_json = []
     for name, description, given in digests:
@@ -1894,7 +2245,10 @@ def opening_local() -> LocalClock:
     """The node of wire.json's opening cases: it holds alice's blog (30 entries) and notes
     (4) and wants those and bob's blog."""
     blog, notes = ALICE.author.feed("blog"), ALICE.author.feed("notes")
-    return LocalClock({blog: BLOG_LENGTH, notes: 4}, {blog, notes, BOB.author.feed("blog")})
+    blog_log, notes_log, _ = build_logs()
+    return LocalClock({blog: BLOG_LENGTH, notes: 4},
+                      {blog: blog_log.entries[-1].hash[:8], notes: notes_log.entries[-1].hash[:8]},
+                      {blog, notes, BOB.author.feed("blog")})
 
 
 def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
@@ -1905,7 +2259,7 @@ def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
     run_handshake(initiator, responder)
     session = Session(responder, opening_local(), sent=sent, received=received)
     initiator.receive_data(session.data_to_send())
-    initiator.send(Hello((1,), False, peer_digest))
+    initiator.send(Hello((2,), False, peer_digest))
     session.receive_data(initiator.data_to_send())
     initiator.receive_data(session.data_to_send())
     return initiator.messages()
@@ -1915,6 +2269,12 @@ def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
 
 #: The feed of spec 01 section 5 (seed 32 zero bytes, log "blog"), as in spec/content.md.
 EXAMPLE_FEED = str(Identity.from_seed(bytes(32)).author.feed("blog"))
+
+
+def raw_map(*parts: bytes) -> bytes:
+    """A CBOR map of keys and values given as their encoded bytes, in turn."""
+    assert len(parts) % 2 == 0 and len(parts) < 48
+    return bytes([0xA0 + len(parts) // 2]) + b"".join(parts)
 
 
 def content_map(*pairs: tuple[str, Any]) -> bytes:
@@ -2135,8 +2495,44 @@ def make_content() -> dict[str, Any]:
         ("app-type-bad-version", "org.example.quiz.v", "\"v\" is an integer of at least 1",
          {"type": "org.example.quiz", "v": 0}),
     ]
+    follows = [  # (name, payload, (follow?, feed) or None, description): spec/content.md §7.2
+        ("follow", follow_head, ("follow", feed), "the bytes a writer makes"),
+        ("unfollow", content_map(("type", "unfollow"), ("feed", feed)), ("unfollow", feed),
+         "an unfollow"),
+        ("keys-reversed-and-extra", content_map(("feed", feed), ("x", b"\x00"),
+                                                ("type", "follow")),
+         ("follow", feed), "any key order; an extra key (a byte string) is ignored"),
+        ("repeated-type", bytes.fromhex("a3") + cbor2.dumps("type") + cbor2.dumps("follow")
+         + cbor2.dumps("feed") + cbor2.dumps(feed) + cbor2.dumps("type")
+         + cbor2.dumps("unfollow"), None, "the key \"type\" twice: not a follow entry"),
+        ("repeated-feed", bytes.fromhex("a3") + cbor2.dumps("type") + cbor2.dumps("follow")
+         + cbor2.dumps("feed") + cbor2.dumps(feed) + cbor2.dumps("feed")
+         + cbor2.dumps(feed[:-4] + "podc"), None, "the key \"feed\" twice"),
+        ("bad-utf8-in-another-key", bytes.fromhex("a3") + cbor2.dumps("type")
+         + cbor2.dumps("follow") + cbor2.dumps("feed") + cbor2.dumps(feed)
+         + bytes.fromhex("61ff") + cbor2.dumps(1), None,
+         "a key whose bytes (ff) are not UTF-8, beside a valid follow"),
+        ("bad-utf8-in-the-feed", raw_map(cbor2.dumps("type"), cbor2.dumps("follow"),
+                                         cbor2.dumps("feed"), cbor2.dumps(feed)[:-1] + b"\xff"),
+         None, "the feed id's last byte is ff"),
+        ("space-before-the-feed", content_map(("type", "follow"), ("feed", " " + feed)), None,
+         "a space before the feed id: ids in signed data are not trimmed (spec/01 §4)"),
+        ("ideographic-space-after-the-feed",
+         content_map(("type", "follow"), ("feed", feed + "\u3000")), None,
+         "U+3000 after the feed id"),
+        ("tagged-feed", raw_map(cbor2.dumps("type"), cbor2.dumps("follow"),
+                                cbor2.dumps("feed"), b"\xd8\x20" + cbor2.dumps(feed)),
+         None, "the feed id inside a tag (32, a URI)"),
+        ("trailing-byte", follow_head + b"\x00", None, "a follow followed by 00"),
+        ("indefinite-feed", raw_map(cbor2.dumps("type"), cbor2.dumps("follow"),
+                                    cbor2.dumps("feed"), b"\x7f" + cbor2.dumps(feed) + b"\xff"),
+         None, "the feed id as an indefinite-length text"),
+    ]
     return {
         "feed": feed,
+        "follows": [{"name": n, "hex": b.hex(),
+                     "reads_as": None if r is None else {"type": r[0], "feed": r[1]},
+                     "description": d} for n, b, r, d in follows],
         "valid": valid,
         "read": [{"name": n, "description": d, "hex": b.hex(), "json": j}
                  for n, d, b, j in read],
@@ -2167,6 +2563,7 @@ def make_all() -> dict[str, str]:
         "lipmaa.json": render(make_lipmaa()),
         "entries.json": render(make_entries(blog, notes)),
         "invalid.json": render(make_invalid(blog, notes, bob, forged)),
+        "ed25519.json": render(make_ed25519()),
         "forks.json": render(make_forks(blog, notes, bob, forged)),
         "bundles.json": render(make_bundles(blog, forged)),
         "handshake.json": render(make_handshake(blog, notes)),

@@ -23,7 +23,14 @@ from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE, Entry, decode_e
 from tidings.core.forks import ForkProof
 from tidings.core.ids import AuthorId, FeedId
 from tidings.core.lipmaa import certificate_pool, lipmaa
-from tidings.core.verify import Anchor, partial_seqs, verify_partial, verify_run
+from tidings.core.verify import (
+    Anchor,
+    RunCheck,
+    check_run,
+    partial_seqs,
+    verify_partial,
+    verify_run,
+)
 from tidings.errors import InvalidEntry, TidingsError, UsageError
 from tidings.identity import Identity
 from tidings.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
@@ -74,6 +81,7 @@ __all__ = [
     "Logbook",
     "MemoryStore",
     "Post",
+    "RunCheck",
     "SqliteStore",
     "Status",
     "Store",
@@ -84,6 +92,7 @@ __all__ = [
     "UsageError",
     "VerifyReport",
     "certificate_pool",
+    "check_run",
     "decode_entry",
     "describe",
     "lipmaa",

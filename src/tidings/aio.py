@@ -62,9 +62,9 @@ class AsyncLogbook:
         )
 
     async def ingest(
-        self, feed: FeedId, items: Sequence[tuple[bytes, bytes | None]], *, batch: bool = True
+        self, feed: FeedId, items: Sequence[tuple[bytes, bytes | None]]
     ) -> IngestResult:
-        return await self._run(partial(self.sync.ingest, feed, items, batch=batch))
+        return await self._run(partial(self.sync.ingest, feed, items))
 
     async def read(
         self, feed: FeedId, since: int = 1, limit: int | None = None,

@@ -53,11 +53,13 @@ def parse_follow(payload: bytes) -> tuple[bool, FeedId] | None:
     # CBOR maps of up to 23 pairs start with 0xa0..0xb7; anything else is not ours.
     if not payload or len(payload) > MAX_FOLLOW_PAYLOAD or not 0xA0 <= payload[0] <= 0xB7:
         return None
+    # R3: one map of the content data model (byte strings allowed): no tags, no
+    # indefinite lengths, text valid UTF-8, keys text and each once, nothing after.
     try:
-        value = cbor2.loads(payload)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+        value, end = _item(payload, 0, 0, bytes_ok=True)
+    except _NotContent:
         return None
-    if not isinstance(value, dict):
+    if end != len(payload) or not isinstance(value, dict):
         return None
     kind, feed = value.get("type"), value.get("feed")
     if kind not in (FOLLOW, UNFOLLOW) or not isinstance(feed, str):
@@ -580,12 +582,12 @@ _SIMPLE = {20: False, 21: True, 22: None}
 _FLOATS = {25: ">e", 26: ">f", 27: ">d"}
 
 
-def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+def _item(data: bytes, pos: int, depth: int, bytes_ok: bool = False) -> tuple[Any, int]:
     """One CBOR item of the data model from ``pos``: ``(value, end)``.
 
-    Definite lengths only; no byte strings, tags, undefined or other simple
-    values; floats finite; map keys text and distinct. ``depth`` counts the
-    arrays and maps around the item.
+    Definite lengths only; no byte strings (unless ``bytes_ok``: the follow
+    reader's R3), tags, undefined or other simple values; floats finite; map
+    keys text and distinct. ``depth`` counts the arrays and maps around the item.
     """
     if pos >= len(data):
         raise _NotContent("truncated")
@@ -626,6 +628,11 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             return data[pos:end].decode("utf-8"), end
         except UnicodeDecodeError:
             raise _NotContent("text that is not UTF-8") from None
+    if major == 2 and bytes_ok:
+        end = pos + argument
+        if end > len(data):
+            raise _NotContent("truncated")
+        return data[pos:end], end
     if major == 2 or major == 6:
         raise _NotContent("a byte string or a tag")
     if depth >= MAX_DEPTH:
@@ -635,15 +642,15 @@ def _item(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if major == 4:
         items = []
         for _ in range(argument):
-            item, pos = _item(data, pos, depth + 1)
+            item, pos = _item(data, pos, depth + 1, bytes_ok)
             items.append(item)
         return items, pos
     pairs: dict[str, Any] = {}
     for _ in range(argument):
-        key, pos = _item(data, pos, depth + 1)
+        key, pos = _item(data, pos, depth + 1, bytes_ok)
         if not isinstance(key, str) or key in pairs:
             raise _NotContent("a map key that is not text, or a repeated key")
-        pairs[key], pos = _item(data, pos, depth + 1)
+        pairs[key], pos = _item(data, pos, depth + 1, bytes_ok)
     return pairs, pos
 
 

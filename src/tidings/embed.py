@@ -150,9 +150,17 @@ class FeedProgress:
     #: The highest seq a connected peer claims (0 if none claims any).
     peer_seq: int
     followed: bool
+    #: The fork seq when this node holds a fork proof of the feed (it then holds
+    #: and serves the feed up to the entry before it).
+    forked_at: int | None = None
+    #: A peer holds another history of the feed and no proof is made yet: this
+    #: node is looking for where the two split (spec/10 §8).
+    diverged: bool = False
 
     @property
     def behind(self) -> int:
+        if self.forked_at is not None:
+            return 0  # nothing more to take: the feed is disputed from the fork on
         return max(0, self.peer_seq - self.local_seq)
 
 
@@ -168,8 +176,15 @@ class Status:
 
     @property
     def caught_up(self) -> bool:
-        """True when a peer is connected and none claims an entry this node wants and lacks."""
-        return bool(self.peers) and all(progress.behind == 0 for progress in self.feeds)
+        """True when a peer is connected, none claims an entry this node wants and lacks,
+        and no peer holds another history of a feed that is not proven forked yet."""
+        return bool(self.peers) and all(
+            progress.behind == 0 and not progress.diverged for progress in self.feeds)
+
+    @property
+    def forks(self) -> list[FeedProgress]:
+        """The feeds this node holds a fork proof of."""
+        return [progress for progress in self.feeds if progress.forked_at is not None]
 
 
 # -- cursors ------------------------------------------------------------------
@@ -468,14 +483,22 @@ class EmbeddedNode:
 
     async def entries(self, feed: FeedId | str, *, since: int = 1,
                       limit: int = 100) -> list[Item]:
-        """Stored entries of ``feed`` from seq ``since``, oldest first, at most ``limit``."""
+        """Stored entries of ``feed`` from seq ``since``, oldest first, at most ``limit``.
+
+        Of a forked feed, only the entries before the fork (spec/06 §5).
+        """
         if not 1 <= limit <= 10_000:
             raise UsageError("limit must be 1 to 10000")
-        rows = await trio.to_thread.run_sync(
-            lambda: self.store.entries(_feed(feed), since=max(since, 1), limit=limit,
-                                       max_bytes=64 << 20)
-        )
-        return _items(rows)
+        wanted = _feed(feed)
+
+        def read() -> list[StoredEntry]:
+            start = max(since, 1)
+            room = min(limit, self._node.logbook.extent(wanted) - start + 1)
+            if room <= 0:
+                return []
+            return self.store.entries(wanted, since=start, limit=room, max_bytes=64 << 20)
+
+        return _items(await trio.to_thread.run_sync(read))
 
     async def latest(self, feed: FeedId | str, *, before: int | None = None,
                      limit: int = 50) -> list[Item]:
@@ -485,21 +508,28 @@ class EmbeddedNode:
             raise UsageError("limit must be 1 to 10000")
 
         def read() -> list[StoredEntry]:
-            head = self.store.head(wanted)
-            top = min(head.seq if head else 0, (2**63 if before is None else before) - 1)
+            extent = self._node.logbook.extent(wanted)
+            top = min(extent, (2**63 if before is None else before) - 1)
             seqs = range(max(1, top - limit + 1), top + 1)
             return list(reversed(self.store.entries_at(wanted, seqs)))
 
         return _items(await trio.to_thread.run_sync(read))
 
     async def head_seq(self, feed: FeedId | str) -> int:
-        """The highest seq of ``feed`` stored here (0 if none)."""
-        head = await trio.to_thread.run_sync(self.store.head, _feed(feed))
-        return 0 if head is None else head.seq
+        """The highest seq of ``feed`` held here (0 if none): of a forked feed, the
+        last before the fork."""
+        return await trio.to_thread.run_sync(self._node.logbook.extent, _feed(feed))
 
     async def entry(self, feed: FeedId | str, seq: int) -> Item | None:
-        """One stored entry, or None."""
-        rows = await trio.to_thread.run_sync(self.store.entries_at, _feed(feed), [seq])
+        """One stored entry, or None (also past the fork of a forked feed)."""
+        wanted = _feed(feed)
+
+        def read() -> list[StoredEntry]:
+            if seq > self._node.logbook.extent(wanted):
+                return []
+            return self.store.entries_at(wanted, [seq])
+
+        rows = await trio.to_thread.run_sync(read)
         return _items(rows)[0] if rows else None
 
     async def payload(self, feed: FeedId | str, seq: int) -> bytes | None:
@@ -584,12 +614,15 @@ class EmbeddedNode:
         def collect() -> tuple[list[FeedProgress], int]:
             replicator = node.replicator
             local = replicator.local
-            feeds = set(local.wanted) | {f for f, seq in local.heads.items() if seq > 0}
+            feeds = (set(local.wanted) | {f for f, seq in local.heads.items() if seq > 0}
+                     | set(replicator.forked_at))
             progress = [
                 FeedProgress(
                     feed, local.seq(feed),
                     max((c.session.peer_holds(feed) for c in ready), default=0),
-                    feed in replicator.follows,
+                    feed in replicator.follows, replicator.forked_at.get(feed),
+                    feed not in replicator.forked_at and any(
+                        feed in c.session.diverged for c in ready),
                 )
                 for feed in sorted(feeds, key=str)
             ]
@@ -611,7 +644,7 @@ def _duplicate(error: PeerError) -> bool:
 
 
 def _feed(feed: FeedId | str) -> FeedId:
-    return feed if isinstance(feed, FeedId) else FeedId.parse(feed)
+    return feed if isinstance(feed, FeedId) else FeedId.from_input(feed)
 
 
 

@@ -87,8 +87,6 @@ class InvalidEntry(TidingsError):
         self.detail = detail
         self.feed = feed
         self.seq = seq
-        #: Set by ``Logbook.ingest``: ``(added, duplicates)`` stored before the error.
-        self.ingested: tuple[int, int] = (0, 0)
 
     def at(self, feed: str | None, seq: int | None) -> InvalidEntry:
         """Fill in the location where the raiser could not know it; returns self."""
@@ -133,9 +131,21 @@ class Oversize(InvalidEntry):
 
 
 class BadSignature(InvalidEntry):
-    """The Ed25519 signature does not verify against the author key."""
+    """A signature the entry carries does not verify against the author key."""
 
     rule = "bad-signature"
+
+
+class UnsignedRun(InvalidEntry):
+    """Too many unsigned entries in a row (at most 63, with at most 256 KiB of payloads)."""
+
+    rule = "unsigned-run"
+
+
+class UnsignedTail(InvalidEntry):
+    """Entries that must be vouched for end without a signed entry (a message, a partial answer)."""
+
+    rule = "unsigned-tail"
 
 
 class WrongBacklink(InvalidEntry):
@@ -187,7 +197,7 @@ class EntryAfterEndOfLog(InvalidEntry):
 
 
 class ForkDetected(InvalidEntry):
-    """Two validly signed entries share a feed and seq; ``proof`` carries them."""
+    """Two valid entries of one feed conflict at one seq; ``proof`` is their fork proof, if made."""
 
     rule = "fork"
 
@@ -201,6 +211,19 @@ class ForkedFeed(InvalidEntry):
     """The feed holds a fork proof at or before this seq; nothing past the fork is accepted."""
 
     rule = "forked-feed"
+
+
+class StoredEntryDamaged(TidingsError):
+    """A stored entry's bytes no longer hash to the hash stored beside them (disk damage).
+
+    Not a protocol rule: the store itself is damaged. The node stops serving the
+    feed from ``seq`` on and logs it; ``tidings verify`` reports it.
+    """
+
+    def __init__(self, detail: str, *, feed: str, seq: int) -> None:
+        super().__init__(f"feed {feed} seq {seq}: {detail}")
+        self.feed = feed
+        self.seq = seq
 
 
 class PeerError(TidingsError):
@@ -306,7 +329,8 @@ RULES: dict[str, type[InvalidEntry]] = {
     cls.rule: cls
     for cls in (
         MalformedEntry, NonCanonicalEncoding, UnknownVersion, Oversize, BadSignature,
-        WrongBacklink, WrongLipmaaLink, LinkedSeqMismatch, SequenceGap, WrongFeed,
+        UnsignedRun, UnsignedTail, WrongBacklink, WrongLipmaaLink, LinkedSeqMismatch,
+        SequenceGap, WrongFeed,
         PayloadSizeMismatch, PayloadHashMismatch, EntryAfterEndOfLog, ForkDetected,
         ForkedFeed,
     )

@@ -31,27 +31,31 @@ from tidings.core.bundle import (
 )
 from tidings.core.entry import (
     MAX_PAYLOAD_SIZE,
-    TAG_END_OF_LOG,
-    TAG_REGULAR,
+    MAX_UNSIGNED_BYTES,
+    MAX_UNSIGNED_RUN,
     Entry,
     decode_entry,
     sign_entry,
 )
-from tidings.core.forks import ForkProof
+from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
-from tidings.core.verify import Anchor, decode_run, verify_run
+from tidings.core.verify import Anchor, RunCheck, check_run
 from tidings.errors import (
     ForkDetected,
     ForkedFeed,
     InvalidBundle,
     InvalidEntry,
+    InvalidForkProof,
     Oversize,
+    StoredEntryDamaged,
     TidingsError,
+    UnsignedTail,
     UsageError,
+    WrongBacklink,
 )
 from tidings.identity import Identity
-from tidings.storage.base import FeedInfo, Store, StoredEntry
+from tidings.storage.base import FeedInfo, Store, StoredEntry, undisputed_extent
 
 DEFAULT_LOG = "main"
 #: The log public follow and unfollow entries go to (spec/content.md).
@@ -88,8 +92,28 @@ def _rows(entries: Sequence[Entry], payloads: Sequence[bytes | None]) -> list[St
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """What :meth:`Logbook.ingest` did with a run.
+
+    ``added`` entries were stored and ``duplicates`` were held already.
+    ``pending`` entries at the end passed every check but no signed entry in
+    the input vouches for them yet: they were not stored (give them again with
+    the entries that follow). ``error`` is the first entry that failed, with
+    its rule; everything stored came before it. ``split_below`` is set when
+    the input is the author's own but shows another history than the one held,
+    split somewhere below that seq (spec/06 §4): a node asks its peer where.
+    """
+
     added: int
     duplicates: int
+    pending: int = 0
+    error: InvalidEntry | None = None
+    split_below: int | None = None
+
+    def raise_error(self) -> IngestResult:
+        """Raise :attr:`error` if there is one; otherwise return self."""
+        if self.error is not None:
+            raise self.error
+        return self
 
 
 @dataclass(slots=True)
@@ -109,7 +133,7 @@ class VerifyReport:
     entries: int
     payloads: int
     forked_at: int | None
-    error: InvalidEntry | None
+    error: TidingsError | None
 
     @property
     def ok(self) -> bool:
@@ -152,7 +176,10 @@ class Logbook:
     ) -> list[Entry]:
         """Append one entry per payload in one transaction; durable when this returns.
 
-        With ``end_of_log`` the last entry ends the log: nothing can follow it.
+        The last entry is signed, and so is every entry that would otherwise
+        make too long a row of unsigned ones (spec/04 C5): one signature per
+        64 entries at least, or per 256 KiB of payloads. With ``end_of_log``
+        the last entry ends the log: nothing can follow it.
         """
         identity = self._require_identity()
         feed = self.feed(log_id)
@@ -161,8 +188,8 @@ class Logbook:
                 raise TypeError("payloads are bytes; encode text first")
             if len(payload) > MAX_PAYLOAD_SIZE:
                 raise Oversize(
-                    f"payload is {len(payload)} bytes, the bound is {MAX_PAYLOAD_SIZE}",
-                    feed=str(feed),
+                    f"the payload is {len(payload)} bytes; a payload holds at most "
+                    f"{MAX_PAYLOAD_SIZE} bytes (1 MiB)", feed=str(feed),
                 )
         if not payloads:
             return []
@@ -186,9 +213,15 @@ class Logbook:
             previous = head.hash if head else None
             timestamp = self._clock()
             last = len(payloads) - 1
+            unsigned = unsigned_bytes = 0  # a stored head is always signed
             for index, payload in enumerate(payloads):
                 seq = head_seq + 1 + index
                 target = link_target(seq)
+                signed = (
+                    index == last
+                    or unsigned + 1 > MAX_UNSIGNED_RUN
+                    or unsigned_bytes + len(payload) > MAX_UNSIGNED_BYTES
+                )
                 entry = sign_entry(
                     secret,
                     author=author,
@@ -198,8 +231,14 @@ class Logbook:
                     payload=payload,
                     backlink=previous,
                     lipmaa_link=hashes[target] if target is not None else None,
-                    tag=TAG_END_OF_LOG if end_of_log and index == last else TAG_REGULAR,
+                    end_of_log=end_of_log and index == last,
+                    signed=signed,
                 )
+                if signed:
+                    unsigned = unsigned_bytes = 0
+                else:
+                    unsigned += 1
+                    unsigned_bytes += len(payload)
                 hashes[seq] = previous = entry.hash
                 entries.append(entry)
             self.store.append(
@@ -214,15 +253,15 @@ class Logbook:
         self,
         feed: FeedId,
         items: Sequence[tuple[bytes, bytes | None]],
-        *,
-        batch: bool = True,
     ) -> IngestResult:
         """Verify and store ``(entry bytes, payload or None)`` of ``feed``, ascending.
 
-        Entries already stored are counted as duplicates. The valid prefix is
-        stored; then the first :class:`InvalidEntry` is raised, naming the entry
-        and the rule. A validly signed entry that conflicts with a stored one
-        makes a fork proof, which is stored, and :class:`ForkDetected` is raised.
+        Entries already stored are counted as duplicates. The valid prefix up
+        to the last signed entry is stored; unsigned entries after it are
+        pending (not stored). The first entry that fails is the result's
+        ``error``. A valid entry that conflicts with a stored one makes a fork
+        proof when the input shows where the two histories split; the proof is
+        stored and the error is :class:`ForkDetected` carrying it.
         """
         feed_text = str(feed)
         with self.store.transaction():
@@ -232,24 +271,30 @@ class Logbook:
             # an error further back in the input, which then takes precedence.
             entries, error = _decode_items(items, feed_text, head_seq)
             duplicates, conflict = self._match_held(feed, entries, items, head_seq)
-            added = 0
             if conflict is not None:
-                error = conflict
-            else:
-                new = entries[duplicates:]
-                payloads = [payload for _, payload in items[duplicates:duplicates + len(new)]]
-                ended = head is not None and decode_entry(head.raw).is_end_of_log
-                valid, extend_error = self._verify_extension(
-                    feed, head_seq, ended, new, payloads, batch
-                )
-                error = extend_error or error
-                if valid:
-                    self.store.append(feed, _rows(new[:valid], payloads[:valid]))
-                    added = valid
-        if error is not None:
-            error.ingested = (added, duplicates)
-            raise error
-        return IngestResult(added, duplicates)
+                below = (self._split_below(feed, entries[duplicates:])
+                         if isinstance(conflict, ForkDetected) and conflict.proof is None
+                         else None)
+                return IngestResult(0, duplicates, 0, conflict, below)
+            new = entries[duplicates:]
+            payloads = [payload for _, payload in items[duplicates:duplicates + len(new)]]
+            ended = head is not None and decode_entry(head.raw).is_end_of_log
+            check, extend_error = self._verify_extension(feed, head_seq, ended, new, payloads)
+            if check.accepted:
+                self.store.append(feed, _rows(new[:check.accepted], payloads[:check.accepted]))
+        error = extend_error or error
+        pending = check.pending if error is None else 0
+        below = None
+        if isinstance(error, WrongBacklink) and not check.checked and new:
+            below = self._split_below(feed, new)
+        return IngestResult(check.accepted, duplicates, pending, error, below)
+
+    def _split_below(self, feed: FeedId, run: Sequence[Entry]) -> int | None:
+        """``run[0]``'s seq if the run is the author's own on its face: consistent and
+        vouched for by its signature, though its first link misses what is held."""
+        check = check_run(run, Anchor(feed.author_key, feed.log_id, run[0].seq - 1,
+                                      detached=True))
+        return run[0].seq if check.accepted else None
 
     def _match_held(
         self,
@@ -273,9 +318,10 @@ class Logbook:
         held = self.store.hashes(feed, seqs)
         with_payload = self.store.payloads_held(feed, seqs)
         for index, entry in enumerate(leading):
-            if held[entry.seq] != entry.hash:
-                stored = self.store.entries_at(feed, [entry.seq])[0]
-                return index, self._fork(feed, decode_entry(stored.raw), entry)
+            if held.get(entry.seq) != entry.hash:
+                # A duplicate before it shows the histories agree up to here.
+                agreed = index > 0 and leading[index - 1].seq == entry.seq - 1
+                return index, self._conflict(feed, entries[index:], agreed=agreed)
             payload = items[index][1]
             if payload is not None and entry.seq not in with_payload:
                 try:  # a payload for an entry held without one
@@ -285,6 +331,62 @@ class Logbook:
                 self.store.put_payload(feed, entry.seq, payload)
         return len(leading), None
 
+    def _prefix_anchor(self, feed: FeedId, head_seq: int, first: int, last: int,
+                       ended: bool = False, unsigned: int = 0, unsigned_bytes: int = 0) -> Anchor:
+        """An anchor at held seq ``head_seq`` for a run ``first..last`` (``first = head + 1``)."""
+        needed = links_needed(first, last)
+        return Anchor(feed.author_key, feed.log_id, head_seq, ended,
+                      self.store.hashes(feed, needed), unsigned, unsigned_bytes)
+
+    def _conflict(self, feed: FeedId, run: Sequence[Entry], *, agreed: bool) -> InvalidEntry:
+        """``run[0]`` differs from the held entry at its seq: a fork, or the sender's fault.
+
+        The incoming branch must itself be valid: it extends the held entries
+        below its first seq (where the two histories agree) and a signed entry
+        in it vouches for the entry that differs. Then the author made two
+        histories; if the input shows where they split, the proof is made.
+        """
+        s = run[0].seq
+        feed_text = str(feed)
+        agreed = agreed or s == 1  # entry 1 links nowhere: histories can only split there
+        if not agreed:
+            agreed = self.store.hashes(feed, [s - 1]).get(s - 1) == run[0].backlink
+        if not agreed:
+            # The histories split below s. The branch must still be the author's.
+            check = check_run(run, Anchor(feed.author_key, feed.log_id, s - 1, detached=True))
+            if not check.accepted:
+                if check.error is not None:
+                    return check.error
+                return UnsignedTail("no signed entry in the input vouches for the entry that "
+                                    "differs from the held one", feed=feed_text, seq=s)
+            return ForkDetected(
+                f"this entry links to another entry {s - 1} than the one held: the author's "
+                "histories split below it", None, feed=feed_text, seq=s,
+            )
+        check = check_run(run, self._prefix_anchor(feed, s - 1, s, s + len(run) - 1))
+        theirs = branch_run(run[:check.checked])
+        if not theirs:
+            if check.error is not None:
+                return check.error
+            return UnsignedTail("no signed entry in the input vouches for the entry that "
+                                "differs from the held one", feed=feed_text, seq=s)
+        ours = self.branch(feed, s)
+        try:
+            proof = ForkProof.from_runs(ours, theirs)
+        except InvalidForkProof as exc:  # a store that holds no signed entry after s
+            raise StoredEntryDamaged(f"cannot make the fork proof: {exc}",
+                                     feed=feed_text, seq=s) from None
+        self.store.add_fork_proof(feed, proof.seq, proof.to_bytes())
+        return ForkDetected(
+            "the author made two histories that split at this seq; the fork proof is stored "
+            "and the feed accepts nothing from here on", proof, feed=feed_text, seq=s,
+        )
+
+    def branch(self, feed: FeedId, seq: int) -> tuple[Entry, ...]:
+        """The held entries from ``seq`` up to the first signed one (a fork proof's branch)."""
+        rows = self.store.entries_at(feed, range(seq, seq + MAX_RUN), payloads=False)
+        return branch_run([decode_entry(row.raw) for row in rows])
+
     def _verify_extension(
         self,
         feed: FeedId,
@@ -292,9 +394,8 @@ class Logbook:
         ended: bool,
         run: Sequence[Entry],
         payloads: Sequence[bytes | None],
-        batch: bool,
-    ) -> tuple[int, InvalidEntry | None]:
-        """How many of ``run`` validly extend the held log, and the error after them."""
+    ) -> tuple[RunCheck, InvalidEntry | None]:
+        """Check ``run`` as the extension of the held log; the error after it, if any."""
         error: InvalidEntry | None = None
         forked = self.store.forked_at(feed)
         if forked is not None and run and head_seq + len(run) >= forked:
@@ -305,39 +406,18 @@ class Logbook:
             keep = max(0, forked - head_seq - 1)
             run, payloads = run[:keep], payloads[:keep]
         first = head_seq + 1
-        anchor = Anchor(
-            feed.author_key, feed.log_id, head_seq, ended,
-            self.store.hashes(feed, links_needed(first, first + len(run) - 1)),
-        )
-        try:
-            verify_run(run, anchor, payloads, batch=batch)
-        except InvalidEntry as exc:
-            return max(0, (exc.seq or first) - first), exc
-        return len(run), error
-
-    def _fork(self, feed: FeedId, stored: Entry, incoming: Entry) -> InvalidEntry:
-        """A conflicting entry at a stored seq: a fork proof if it is authentic."""
-        try:
-            incoming.check_signature()
-        except InvalidEntry as exc:
-            return exc
-        try:
-            stored.check_signature()
-        except InvalidEntry:
-            # The held entry came in a batch that a later signature vouched
-            # for; its own signature fails, so the two make no portable proof.
-            return ForkDetected(
-                "a validly signed entry conflicts with the held one, whose own signature "
-                "does not verify: refused, no fork proof can be made",
-                None, feed=str(feed), seq=incoming.seq,
-            )
-        proof = ForkProof.from_entries(stored, incoming)
-        self.store.add_fork_proof(feed, proof.seq, proof.to_bytes())
-        return ForkDetected(
-            "two validly signed entries at this seq; the fork proof is stored and the feed "
-            "accepts nothing from here on",
-            proof, feed=str(feed), seq=proof.seq,
-        )
+        check = check_run(run, self._prefix_anchor(feed, head_seq, first, first + len(run) - 1,
+                                                   ended), payloads)
+        if check.error is not None:
+            return check, check.error
+        if forked is not None and error is not None and check.pending:
+            # Entries just below the fork: the proof's branches both link to the
+            # entry before the fork, so its signatures vouch for what leads there.
+            proof = self.fork_proofs(feed)[0]
+            vouched = run[check.checked - 1].seq == forked - 1 and (
+                run[check.checked - 1].hash == proof.first[0].backlink)
+            check = RunCheck(check.checked if vouched else check.accepted, check.checked)
+        return check, error
 
     def add_fork_proof(self, proof: ForkProof) -> bool:
         """Keep a verified fork proof (from a peer or a bundle); True if it is new."""
@@ -359,6 +439,11 @@ class Logbook:
 
     # -- reading ------------------------------------------------------------
 
+    def extent(self, feed: FeedId) -> int:
+        """The last seq of ``feed`` that is not disputed: the head, or the entry
+        before the earliest fork (entries from a fork on are held, never served)."""
+        return undisputed_extent(self.store, feed)
+
     def read(
         self, feed: FeedId, since: int = 1, limit: int | None = None,
         max_bytes: int | None = None,
@@ -366,19 +451,33 @@ class Logbook:
         """Entries with ``seq >= since``, ascending, with their payloads where held.
 
         ``limit`` caps the count and ``max_bytes`` the bytes of entries and
-        payloads (at least one entry is returned); page with ``since``.
+        payloads (at least one entry is returned); page with ``since``. Of a
+        forked feed, only the entries before the fork are read.
         """
+        forked = self.store.forked_at(feed)
         return [
             (decode_entry(row.raw), row.payload)
             for row in self.store.entries(feed, since, limit, max_bytes)
+            if forked is None or row.seq < forked
         ]
 
     def head(self, feed: FeedId) -> Entry | None:
-        row = self.store.head(feed)
-        return decode_entry(row.raw) if row else None
+        """The newest entry of the feed's :meth:`extent`."""
+        extent = self.extent(feed)
+        if not extent:
+            return None
+        rows = self.store.entries_at(feed, [extent], payloads=False)
+        return decode_entry(rows[0].raw) if rows else None
 
     def feeds(self) -> list[FeedInfo]:
-        return self.store.feeds()
+        """Every feed held; ``latest_seq`` and ``head_hash`` describe its :meth:`extent`."""
+        infos = self.store.feeds()
+        for index, info in enumerate(infos):
+            if info.forked_at is not None and info.latest_seq >= info.forked_at:
+                extent = info.forked_at - 1
+                head_hash = self.store.hashes(info.feed, [extent]).get(extent) if extent else None
+                infos[index] = FeedInfo(info.feed, extent, info.forked_at, head_hash)
+        return infos
 
     def fork_proofs(self, feed: FeedId | None = None) -> list[ForkProof]:
         return [ForkProof.from_bytes(raw) for raw in self.store.fork_proofs(feed)]
@@ -396,47 +495,68 @@ class Logbook:
         self, feed: FeedId | None = None, *, progress: Callable[[FeedId, int], None] | None = None
     ) -> list[VerifyReport]:
         """Re-check every stored entry and payload of ``feed`` (or of every feed)."""
-        feeds = [feed] if feed is not None else [info.feed for info in self.feeds()]
+        feeds = [feed] if feed is not None else [info.feed for info in self.store.feeds()]
         return [self._verify_feed(f, progress) for f in feeds]
 
     def _verify_feed(
         self, feed: FeedId, progress: Callable[[FeedId, int], None] | None
     ) -> VerifyReport:
+        feed_text = str(feed)
         checked = payloads = 0
         ended = False
-        error: InvalidEntry | None = None
+        unsigned = unsigned_bytes = 0
+        error: TidingsError | None = None
         while rows := self.store.entries(feed, checked + 1, BATCH_SIZE, BATCH_BYTES):
             first = checked + 1
-            try:
-                run = decode_run((row.raw for row in rows), feed, first)
-                needed = links_needed(first, first + len(run) - 1)
-                anchor = Anchor(
-                    feed.author_key, feed.log_id, checked, ended, self.store.hashes(feed, needed)
-                )
-                verify_run(run, anchor, [row.payload for row in rows])
-            except InvalidEntry as exc:
-                error = exc
-                valid = max(0, (exc.seq or first) - first)
-                payloads += sum(row.payload is not None for row in rows[:valid])
-                checked += valid
+            run, error = _decode_items([(row.raw, None) for row in rows], feed_text, checked)
+            for row, entry in zip(rows, run, strict=False):
+                if row.hash != entry.hash:  # the bytes or their stored hash changed on disk
+                    run = run[:row.seq - first]
+                    error = StoredEntryDamaged(
+                        "the entry's bytes do not hash to the hash stored beside them",
+                        feed=feed_text, seq=row.seq)
+                    break
+            anchor = self._prefix_anchor(feed, checked, first, first + len(run) - 1, ended,
+                                         unsigned, unsigned_bytes)
+            check = check_run(run, anchor, [row.payload for row in rows[:len(run)]])
+            payloads += sum(row.payload is not None for row in rows[:check.checked])
+            for entry in run[:check.checked]:
+                if entry.signed:
+                    unsigned = unsigned_bytes = 0
+                else:
+                    unsigned += 1
+                    unsigned_bytes += entry.payload_size
+            checked += check.checked
+            if check.error is not None or error is not None:
+                error = check.error or error
                 break
-            payloads += sum(row.payload is not None for row in rows)
-            checked += len(run)
             ended = run[-1].is_end_of_log
             if progress is not None:
                 progress(feed, checked)
+        if error is None and unsigned:
+            error = UnsignedTail(
+                f"the last {unsigned} stored entries are unsigned: no signature vouches for them",
+                feed=feed_text, seq=checked,
+            )
         return VerifyReport(feed, checked, payloads, self.store.forked_at(feed), error)
 
     # -- bundles ------------------------------------------------------------
 
     def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
-        """Write ``feed`` (entries, payloads, fork proofs) as a bundle; returns entries written."""
+        """Write ``feed`` (fork proofs, then entries and payloads) as a bundle.
+
+        Of a forked feed, the entries before the fork. Returns the entries written.
+        """
         write(HEADER)
         # Proofs first, so an importer learns of a fork before the entries past it.
         for proof in self.store.fork_proofs(feed):
             write(encode_proof_record(proof))
+        extent = self.extent(feed)
         written = 0
-        while rows := self.store.entries(feed, written + 1, BATCH_SIZE, BATCH_BYTES):
+        while written < extent and (
+            rows := self.store.entries(feed, written + 1, min(BATCH_SIZE, extent - written),
+                                       BATCH_BYTES)
+        ):
             for row in rows:
                 write(encode_entry_record(row.raw, row.payload))
             written += len(rows)
@@ -450,34 +570,43 @@ class Logbook:
     ) -> ImportResult:
         """Verify and store a bundle. Stops at the first problem, kept in ``result.error``.
 
-        Everything before the problem is stored; nothing invalid is.
+        Everything valid before the problem is stored; nothing invalid is.
         """
         result = ImportResult()
         pending: list[tuple[bytes, bytes | None]] = []
         pending_bytes = 0
         pending_feed: FeedId | None = None
 
-        def flush() -> None:
-            nonlocal pending, pending_feed, pending_bytes
+        def flush(*, final: bool) -> None:
+            """Ingest the run so far. Unsigned entries at its end wait for the entries
+            that follow (the next chunk), unless the run ends here."""
+            nonlocal pending, pending_bytes
             if pending and pending_feed is not None:
                 result.feeds.add(pending_feed)
-                try:
-                    outcome = self.ingest(pending_feed, pending)
-                except InvalidEntry as exc:
-                    result.added += exc.ingested[0]
-                    result.duplicates += exc.ingested[1]
-                    raise
+                outcome = self.ingest(pending_feed, pending)
                 result.added += outcome.added
                 result.duplicates += outcome.duplicates
+                if outcome.error is not None:
+                    raise outcome.error
                 if progress is not None:
                     progress(result)
-            pending = []
-            pending_bytes = 0
+                waiting = pending[len(pending) - outcome.pending:] if outcome.pending else []
+                if waiting and final:
+                    first = decode_entry(waiting[0][0]).seq
+                    raise UnsignedTail(
+                        f"the run ends with {len(waiting)} unsigned entries that no signed "
+                        "entry vouches for: they were not stored", feed=str(pending_feed),
+                        seq=first,
+                    )
+                pending = waiting
+                pending_bytes = sum(len(e) + len(p or b"") for e, p in waiting)
+            else:
+                pending, pending_bytes = [], 0
 
         try:
             for record in read_bundle(read):
                 if isinstance(record, ForkProofRecord):
-                    flush()
+                    flush(final=True)
                     pending_feed = None  # a proof record ends the run
                     if self.add_fork_proof(ForkProof.from_bytes(record.proof)):
                         result.fork_proofs += 1
@@ -489,19 +618,20 @@ class Logbook:
                     if pending_feed is None:
                         raise
                     feed = pending_feed  # the error surfaces, with context, in ingest
-                if feed != pending_feed or len(pending) >= BATCH_SIZE or (
-                    pending_bytes >= BATCH_BYTES
-                ):
-                    flush()
+                if feed != pending_feed:
+                    flush(final=True)
                     pending_feed = feed
+                elif len(pending) >= BATCH_SIZE or pending_bytes >= BATCH_BYTES:
+                    flush(final=False)
                 pending.append((record.entry, record.payload))
                 pending_bytes += len(record.entry) + len(record.payload or b"")
-            flush()
+            flush(final=True)
         except InvalidBundle as broken:
             # The complete records before the broken one are still good.
             result.error = broken
             try:
-                flush()
+                # A run cut short by the break: unsigned entries at its end just wait.
+                flush(final=False)
             except TidingsError as earlier:
                 result.error = earlier
         except TidingsError as exc:

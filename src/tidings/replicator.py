@@ -13,13 +13,19 @@ a worker thread, one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tidings.content import follows_in
-from tidings.core.entry import check_signature, decode_entry
-from tidings.core.forks import ForkProof
+from tidings.core.entry import (
+    decode_entry,
+    entry_hash,
+    payload_hash,
+    stored_is_signed,
+    stored_payload_hash,
+)
+from tidings.core.forks import MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
@@ -29,13 +35,12 @@ from tidings.errors import (
     InvalidEntry,
     InvalidForkProof,
     PeerError,
-    WrongBacklink,
-    WrongLipmaaLink,
+    UnsignedTail,
 )
 from tidings.logbook import FOLLOWS_LOG, Logbook
 from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.protocol.clock import LocalClock
-from tidings.protocol.messages import MAX_MESSAGE_SIZE, Note
+from tidings.protocol.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, MAX_SEQ_REQUEST, Note
 from tidings.protocol.router import Router
 from tidings.protocol.session import (
     EntriesReceived,
@@ -44,8 +49,11 @@ from tidings.protocol.session import (
     PartialReceived,
     PartialRequested,
     PeersReceived,
+    SeqReceived,
+    SeqRequested,
     Session,
 )
+from tidings.storage.base import StoredEntry
 
 #: Bytes of entries read per batch when streaming: big enough to amortise one
 #: store read and one signature check, small enough to interleave feeds.
@@ -62,6 +70,9 @@ MAX_ADDRESSES_PER_SESSION = 64
 STALL_AFTER = 30.0
 #: Feeds a relay takes on from its peers unless configured otherwise.
 DEFAULT_RELAY_MAX_FEEDS = 10_000
+#: Searches for where two histories split, at once per session: each is a few
+#: round trips of at most 64 entries; an author who forks many feeds waits.
+MAX_FORK_SEARCHES = 4
 
 
 class DuplicateConnection(PeerError):
@@ -116,6 +127,30 @@ class PartialResult:
     entries: list[tuple[bytes, bytes | None]]
 
 
+@dataclass(slots=True)
+class ForkSearch:
+    """Finding the first seq at which a peer's history of a feed differs from ours.
+
+    ``lo`` is a seq where the two agree (0: none known), ``hi`` one where they
+    differ. Each round asks the peer for entries between them; when they are
+    adjacent, ``hi`` is the fork seq and the last round asks for the peer's
+    branch from there, to make the proof (spec/10 §8).
+    """
+
+    feed: FeedId
+    lo: int
+    hi: int
+    request: int | None = None
+
+    def probes(self) -> tuple[int, ...]:
+        """The seqs to ask for next: up to 63 spread over ``(lo, hi)``, or the branch at ``hi``."""
+        inside = self.hi - self.lo - 1
+        if inside <= 0:
+            return tuple(range(self.hi, self.hi + MAX_RUN))
+        count = min(inside, MAX_SEQ_REQUEST - 1)
+        return tuple(sorted({self.lo + 1 + (inside * i) // count for i in range(count)}))
+
+
 def _dialer(session: Session) -> bytes | None:
     channel = session.channel
     return channel.local_static if channel.initiator else channel.remote_static
@@ -133,8 +168,12 @@ class Replicator:
         relay: bool = False,
         relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS,
         memory: ClockMemory | None = None,
+        log: Callable[..., None] | None = None,
     ) -> None:
         self.logbook = logbook
+        #: ``log(event, **fields)``: what the node should tell its operator
+        #: (forks found, damaged stored entries).
+        self.log: Callable[..., None] = log or (lambda event, **fields: None)
         self.static_private = static_private
         self.local_static = public_key(static_private)
         self.network_key = network_key
@@ -150,9 +189,14 @@ class Replicator:
         self.learned_addresses: list[tuple[str, int]] = []
         #: Transport keys refused at the handshake (the node adds and expires them).
         self.refused: set[bytes] = set()
-        #: (feed, peer key) where a peer holds another branch of a forked feed.
-        self.suspected_forks: list[tuple[FeedId, bytes | None]] = []
-        self.forked: set[FeedId] = {p.feed for p in logbook.fork_proofs()}
+        #: Feeds this node holds a fork proof of, and their fork seqs (from the
+        #: store's feed table: proofs are never all loaded at start).
+        self.forked_at: dict[FeedId, int] = {}
+        #: Feeds whose stored bytes turned out damaged, from this seq on: not served
+        #: from there (spec/10 §5.3); ``tidings verify`` tells the operator more.
+        self.damaged: dict[FeedId, int] = {}
+        #: Per session, the searches for where a peer's history of a feed splits from ours.
+        self.searches: dict[Session, dict[FeedId, ForkSearch]] = {}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
         self._watch: dict[FeedId, tuple[int, float, Session]] = {}
@@ -168,11 +212,25 @@ class Replicator:
 
     def refresh_local(self) -> list[FeedId]:
         """Re-read the heads from the store (after a publish, or another process's write)."""
-        changed = self.local.update((info.feed, info.latest_seq) for info in self.logbook.feeds())
+        changed = self.local.update(self._heads(self.logbook.feeds()))
         if self.hops > 1 and any(f in self.local.wanted for f in changed):
             self._recompute_wanted()
         self.router.local_changed(changed)
         return changed
+
+    def _heads(self, infos: Iterable[Any]) -> list[tuple[FeedId, int, bytes | None]]:
+        """(feed, seq, hash) of what this node serves of each feed: up to a fork or damage."""
+        heads = []
+        for info in infos:
+            seq, head_hash = info.latest_seq, info.head_hash
+            if info.forked_at is not None:
+                self.forked_at[info.feed] = info.forked_at  # also one another process stored
+            damaged = self.damaged.get(info.feed)
+            if damaged is not None and seq >= damaged:
+                seq = damaged - 1
+                head_hash = self.logbook.store.hashes(info.feed, [seq]).get(seq) if seq else None
+            heads.append((info.feed, seq, head_hash))
+        return heads
 
     def set_follows(self, follows: Iterable[FeedId]) -> None:
         self.follows = set(follows)
@@ -227,10 +285,14 @@ class Replicator:
             raise PeerRefused("refused for a while after sending invalid data")
         existing = next((s for s in self.router.sessions if s.channel.remote_static == peer), None)
         if existing is not None:
-            # Two nodes that dial each other at once must keep the same one of the
-            # two connections: the one dialed by the node with the smaller key.
+            # One node dialed twice: its old connection may be dead without either
+            # side knowing yet, so the newer one is kept (spec/08 §2). Two nodes
+            # that dial each other at once must keep the same one of the two
+            # connections: the one dialed by the node with the smaller key.
             preferred = min(peer, session.channel.local_static)
-            if _dialer(session) != preferred or _dialer(existing) == preferred:
+            if _dialer(session) != _dialer(existing) and (
+                _dialer(session) != preferred or _dialer(existing) == preferred
+            ):
                 raise DuplicateConnection("already connected to this node")
             existing.superseded = True
         session.sent, session.received = self.memory.load(peer)
@@ -244,6 +306,7 @@ class Replicator:
                 self.memory.save(peer, session.sent, session.received)
             self.router.remove(session)
         self.local.dirty.discard(session)
+        self.searches.pop(session, None)
 
     def receive(self, session: Session, data: bytes) -> None:
         """Bytes from ``session``'s peer. A PeerError means: close that connection."""
@@ -271,6 +334,8 @@ class Replicator:
             self._on_entries(session, event)
         elif isinstance(event, PartialReceived):
             self._on_partial(event)
+        elif isinstance(event, SeqReceived):
+            self._on_seqs(session, event)
         elif isinstance(event, ForkProofReceived):
             self._on_fork_proof(session, event.proof)
         elif isinstance(event, PeersReceived):
@@ -293,55 +358,140 @@ class Replicator:
                 self.relayed.update(new)
                 self.local.wanted.update(new)
                 self.router.local_changed(new)
+        self._compare_heads(session, event.notes)
         self.router.notes_received(session, feeds)
         for feed in dict.fromkeys(feeds):
-            if feed in self.forked:
+            if feed in self.forked_at:
                 self._send_proof(session, feed)
+
+    def _compare_heads(self, session: Session, notes: Sequence[tuple[FeedId, Note]]) -> None:
+        """A note naming another entry at a seq this node holds: the peer holds
+        another history of the feed. Find where the two split (spec/10 §8)."""
+        for feed, note in notes:
+            held = self.local.seq(feed)
+            if not note.seq or note.seq > held:
+                continue
+            if feed in self.forked_at or feed in session.diverged:
+                continue
+            if note.seq == held:
+                ours = self.local.head_hashes.get(feed)
+            else:
+                ours = self.logbook.store.hashes(feed, [note.seq]).get(note.seq, b"")[:HEAD_PREFIX]
+            if ours is not None and ours != note.head:
+                self._diverged(session, feed, note.seq)
+
+    def _diverged(self, session: Session, feed: FeedId, differs_at: int) -> None:
+        """The peer's history of ``feed`` differs from ours at ``differs_at`` (or below)."""
+        session.diverged.add(feed)
+        self.router.consider(feed, scan=True)
+        searches = self.searches.setdefault(session, {})
+        if feed in searches or len(searches) >= MAX_FORK_SEARCHES:
+            return
+        self.log("fork-suspected", feed=str(feed), seq=differs_at,
+                 peer=(session.channel.remote_static or b"").hex()[:8])
+        search = searches[feed] = ForkSearch(feed, 0, differs_at)
+        self._search_step(session, search)
+
+    def _search_step(self, session: Session, search: ForkSearch) -> None:
+        if not session.can_request():
+            return  # retried when an answer frees a slot (_resume_searches)
+        search.request = session.request_seqs(search.feed, search.probes(), payloads=False)
+
+    def _resume_searches(self, session: Session) -> None:
+        for search in self.searches.get(session, {}).values():
+            if search.request is None:
+                self._search_step(session, search)
+
+    def _on_seqs(self, session: Session, event: SeqReceived) -> None:
+        search = self.searches.get(session, {}).get(event.feed)
+        if search is None or search.request != event.request_id:
+            self._resume_searches(session)
+            return  # a payload request's answer, or a search that ended meanwhile
+        search.request = None
+        try:
+            self._advance_search(session, search, event)
+        finally:
+            self._resume_searches(session)
+
+    def _end_search(self, session: Session, feed: FeedId) -> None:
+        self.searches.get(session, {}).pop(feed, None)
+
+    def _advance_search(self, session: Session, search: ForkSearch, event: SeqReceived) -> None:
+        feed = search.feed
+        if feed in self.forked_at:
+            self._end_search(session, feed)  # a proof arrived meanwhile
+            return
+        try:
+            theirs = [decode_entry(raw) for raw, _ in event.items]
+        except InvalidEntry as exc:
+            raise InvalidData(exc.at(str(feed), None)) from None
+        if any(e.feed != feed or e.seq not in event.seqs for e in theirs):
+            raise InvalidData(InvalidEntry("the answer holds entries that were not asked for",
+                                           feed=str(feed)))
+        if search.hi - search.lo <= 1:  # the branch from the fork seq: make the proof
+            self._end_search(session, feed)
+            branch = [(e.raw, None) for e in theirs if e.seq >= search.hi]
+            result = self.logbook.ingest(feed, branch)
+            if isinstance(result.error, ForkDetected) and isinstance(result.error.proof, ForkProof):
+                self._forked(feed, session, result.error.proof)
+            elif result.error is not None and not isinstance(result.error, ForkedFeed):
+                raise InvalidData(result.error)
+            return
+        mine = self.logbook.store.hashes(feed, [e.seq for e in theirs])
+        for entry in theirs:  # ascending: agreement at a seq means agreement below it
+            if mine.get(entry.seq) == entry.hash:
+                search.lo = max(search.lo, entry.seq)
+            else:
+                search.hi = min(search.hi, entry.seq)
+                break
+        if search.lo >= search.hi or (len(theirs) < len(event.seqs) and search.hi - search.lo > 1):
+            # The peer's answers contradict each other, or it lacks entries it noted.
+            self._end_search(session, feed)
+            return
+        self._search_step(session, search)
 
     def _on_entries(self, session: Session, event: EntriesReceived) -> None:
         feed = event.feed
-        error: InvalidEntry | None = None
-        try:
-            result = self.logbook.ingest(feed, event.items)
-            added = result.added
-        except InvalidEntry as exc:
-            added = exc.ingested[0]
-            error = exc
+        result = self.logbook.ingest(feed, event.items)
+        added, error = result.added, result.error
+        if error is None and result.pending:
+            error = UnsignedTail(
+                f"the message ends with {result.pending} unsigned entries: a sender ends "
+                "every entries message at a signed entry", feed=str(feed),
+                seq=decode_entry(event.items[-1][0]).seq,
+            )
         self.entries_received += added
         if added:
             head = self.logbook.store.head(feed)
-            self.local.update([(feed, head.seq if head else 0)])
+            self.local.update([(feed, head.seq, head.hash)] if head else [])
             last = decode_entry(event.items[-1][0]).seq if error is None else None
             if head is not None:
                 session.streamed[feed] = max(session.streamed.get(feed, 0), head.seq)
             self.router.local_changed([feed], source=session, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds
-        if isinstance(error, ForkDetected):
-            # The author forked its log: not this peer's fault. Spread the proof.
-            self._spread_fork(feed, session)
+        if result.split_below is not None:
+            # The author's other history: not this peer's fault. Find where they split.
+            self._diverged(session, feed, result.split_below - 1)
+        elif isinstance(error, ForkDetected) and isinstance(error.proof, ForkProof):
+            self._forked(feed, session, error.proof)  # the author forked its log
         elif isinstance(error, ForkedFeed):
             pass  # entries past a fork this node knows of; the peer will get the proof
-        elif error is not None and self._diverged(feed, event, error):
-            # The peer holds another branch of a fork by the author: honest, but
-            # this node cannot extend its own branch from it. Stop streaming
-            # the feed from that peer instead of closing the connection.
-            session.diverged.add(feed)
-            self.suspected_forks.append((feed, session.channel.remote_static))
-            self.router.consider(feed, scan=True)
         elif error is not None:
             raise InvalidData(error)
 
-    def _diverged(self, feed: FeedId, event: EntriesReceived, error: InvalidEntry) -> bool:
-        """Is ``error`` a validly signed entry whose link misses this node's branch?"""
-        if not isinstance(error, WrongBacklink | WrongLipmaaLink) or error.ingested[0]:
-            return False
-        try:
-            first = decode_entry(event.items[error.ingested[1]][0])
-            check_signature(first)
-        except InvalidEntry:
-            return False
-        return first.seq == error.seq and first.author == feed.author_key
+    def _forked(self, feed: FeedId, origin: Session | None, proof: ForkProof, *,
+                made: bool = True) -> None:
+        """A fork proof of ``feed`` was made here (``made``) or received from ``origin``:
+        stop serving past it, and spread it (to ``origin`` too, unless it sent it)."""
+        self.log("fork-proven", feed=str(feed), seq=proof.seq, made_here=made)
+        self.forked_at[feed] = min(proof.seq, self.forked_at.get(feed, proof.seq))
+        for searches in self.searches.values():
+            searches.pop(feed, None)
+        self._spread_fork(feed, None if made else origin)
+        if made and origin is not None:
+            self._send_proof(origin, feed)  # it holds the other history: it must learn
+        self.refresh_local()  # the feed's note now ends before the fork
 
     def _send_proof(self, session: Session, feed: FeedId) -> None:
         """The feed's earliest fork proof, once per session (stored proofs are verified)."""
@@ -353,9 +503,8 @@ class Replicator:
             session.send_fork_proof(proofs[0])
 
     def _spread_fork(self, feed: FeedId, origin: Session | None) -> None:
-        self.forked.add(feed)
         if origin is not None:
-            origin.proofs_sent.add(feed)  # it told us, or sent the entries that made it
+            origin.proofs_sent.add(feed)  # it sent us the proof
         for other in self.router.sessions:
             if other is not origin and feed in other.received:
                 self._send_proof(other, feed)
@@ -366,7 +515,29 @@ class Replicator:
         except InvalidForkProof as exc:
             raise InvalidData(exc) from None
         if self.logbook.add_fork_proof(proof):
-            self._spread_fork(proof.feed, session)
+            self._forked(proof.feed, session, proof, made=False)
+
+    # -- serving what is stored -------------------------------------------------
+
+    def _served(self, feed: FeedId, rows: Sequence[StoredEntry]) -> list[StoredEntry]:
+        """``rows`` up to the first whose stored bytes are damaged (then that feed is
+        no longer served from there); a damaged payload is dropped, so it is fetched again."""
+        for index, row in enumerate(rows):
+            if entry_hash(row.raw) != row.hash:
+                self._damaged(feed, row.seq, "the entry's bytes do not match its stored hash")
+                return list(rows[:index])
+            if row.payload is not None and payload_hash(row.payload) != stored_payload_hash(
+                    row.raw):
+                self.log("stored-payload-damaged", feed=str(feed), seq=row.seq)
+                self.logbook.delete_payload(feed, row.seq)
+                rows = [*rows[:index], row._replace(payload=None), *rows[index + 1:]]
+        return list(rows)
+
+    def _damaged(self, feed: FeedId, seq: int, why: str) -> None:
+        if seq < self.damaged.get(feed, seq + 1):
+            self.damaged[feed] = seq
+            self.log("stored-entry-damaged", feed=str(feed), seq=seq, error=why)
+            self.refresh_local()
 
     # -- partial replication --------------------------------------------------
 
@@ -374,14 +545,17 @@ class Replicator:
         return session.request_partial(feed, count)
 
     def _answer_partial(self, session: Session, request: PartialRequested) -> None:
-        head = self.logbook.store.head(request.feed)
-        if head is None:
+        head = self.local.seq(request.feed)  # up to a fork or damage, as noted
+        if not head:
             session.send_partial(request.request_id, [])
             return
-        oldest = head.seq - request.count + 1
-        rows = self.logbook.store.entries_at(
-            request.feed, partial_seqs(head.seq, request.count), payloads=False
-        )
+        oldest = head - request.count + 1
+        rows = self._served(request.feed, self.logbook.store.entries_at(
+            request.feed, partial_seqs(head, request.count), payloads=False
+        ))
+        if not rows or rows[-1].seq != head:
+            session.send_partial(request.request_id, [])  # damaged: nothing to vouch for
+            return
         # Payloads of the newest entries, newest first, within the budget: chosen
         # from the signed sizes, so only the payloads sent are ever read.
         budget, chosen = PARTIAL_PAYLOAD_BYTES, []
@@ -392,11 +566,32 @@ class Replicator:
                 chosen.append(row.seq)
         payloads = {
             row.seq: row.payload
-            for row in self.logbook.store.entries_at(request.feed, chosen)
+            for row in self._served(request.feed,
+                                    self.logbook.store.entries_at(request.feed, chosen))
         }
         session.send_partial(
             request.request_id, [(row.raw, payloads.get(row.seq)) for row in rows]
         )
+
+    def _answer_seqs(self, session: Session, request: SeqRequested) -> None:
+        """The entries held at the seqs asked for, up to what is served (a fork, damage);
+        payloads if asked, ascending, within the partial payload budget."""
+        served = self.local.seq(request.feed)
+        seqs = [seq for seq in request.seqs if seq <= served]
+        rows = self.logbook.store.entries_at(request.feed, seqs, payloads=False)
+        rows = [row for row in rows if row.seq <= served]
+        payloads: dict[int, bytes | None] = {}
+        if request.payloads and rows:
+            budget, chosen = PARTIAL_PAYLOAD_BYTES, []
+            for row in rows:
+                size = decode_entry(row.raw).payload_size
+                if size <= budget:
+                    budget -= size
+                    chosen.append(row.seq)
+            payloads = {row.seq: row.payload for row in self._served(
+                request.feed, self.logbook.store.entries_at(request.feed, chosen))}
+        rows = self._served(request.feed, rows)
+        session.send_seqs(request.request_id, [(row.raw, payloads.get(row.seq)) for row in rows])
 
     def _on_partial(self, event: PartialReceived) -> None:
         try:
@@ -437,20 +632,51 @@ class Replicator:
             request = session.next_partial_request()
             if request is None:
                 break
-            self._answer_partial(session, request)
+            if isinstance(request, PartialRequested):
+                self._answer_partial(session, request)
+            else:
+                self._answer_seqs(session, request)
         while session.channel.pending_output < budget:
             owed = session.next_stream()
             if owed is None:
                 break
             feed, since = owed
-            rows = self.logbook.store.entries(
-                feed, since, STREAM_BATCH_ENTRIES, STREAM_BATCH_BYTES
-            )
-            if not rows or rows[0].seq != since:
+            rows = self._stream_batch(feed, since)
+            if not rows:
                 session.forget_owed(feed)
                 continue
-            session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq)
+            session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq,
+                                 rows[-1].hash)
         return session.data_to_send()
+
+    def _stream_batch(self, feed: FeedId, since: int) -> list[StoredEntry]:
+        """Entries ``since..`` to send in one message, ending at a signed entry (spec/10 §5.3).
+
+        A batch holds up to STREAM_BATCH_ENTRIES and STREAM_BATCH_BYTES, cut back
+        to its last signed entry, or, if it has none, extended to the next one
+        (at most 63 more entries and 256 KiB of their payloads, spec/04 C5).
+        """
+        served = self.local.seq(feed)
+        if since > served:
+            return []
+        rows = self.logbook.store.entries(
+            feed, since, min(STREAM_BATCH_ENTRIES, served - since + 1), STREAM_BATCH_BYTES
+        )
+        if not rows or rows[0].seq != since:
+            return []
+        end = next((i for i in range(len(rows) - 1, -1, -1) if stored_is_signed(rows[i].raw)),
+                   None)
+        if end is None:
+            more = self.logbook.store.entries(feed, rows[-1].seq + 1,
+                                              min(MAX_RUN, served - rows[-1].seq))
+            rows = [*rows, *more]
+            end = next((i for i, row in enumerate(rows) if stored_is_signed(row.raw)), None)
+            if end is None:
+                return []  # nothing signed where the store must have it: damaged
+        rows = self._served(feed, rows[:end + 1])
+        while rows and not stored_is_signed(rows[-1].raw):
+            rows.pop()  # damage cut the batch short of its signed entry
+        return rows
 
     def tick(self, now: float) -> list[FeedId]:
         """Time passes (the driver's clock, in seconds; call it about once a second).
@@ -482,8 +708,9 @@ class Replicator:
         """The peer's opening clock is in and this node holds every wanted entry it has."""
         if not session.clock_exchanged:
             return False
+        searching = self.searches.get(session, {})
         return all(
-            self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked
-            or session.excludes(feed)
+            self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at
+            or (session.excludes(feed) and feed not in searching)
             for feed in self.local.wanted
         )

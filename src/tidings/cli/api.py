@@ -68,16 +68,28 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     for peer in status["peers"]:
         relay = "  relay" if peer["relay"] else ""
         print(f"  {peer['node'][:8]}  {peer['address']:<22} {peer['direction']:<3}{relay}")
+    forked = [f for f in status["feeds"] if f["forked_at"] is not None]
+    diverged = [f for f in status["feeds"] if f["diverged"]]
     if not status["peers"]:
         sync = "no peer connected"
+    elif diverged:
+        sync = f"{len(diverged)} feed(s) seen in another history, looking for the fork"
     else:
         sync = "caught up" if status["caught_up"] else f"{behind} entries to fetch"
     print(f"feeds    {len(status['feeds'])}, {sync}, "
           f"{status['entries_received']} entries received since start")
+    if forked:
+        print(f"forks    {len(forked)} feed(s) forked by their author: shown up to the "
+              "fork (`tidings forks` lists the proofs)")
     for feed in status["feeds"]:
         mark = "*" if feed["followed"] else " "
         known = f"/{feed['peer_seq']}" if feed["peer_seq"] > feed["local_seq"] else ""
-        print(f" {mark}{feed['feed']}  {feed['local_seq']}{known}")
+        note = ""
+        if feed["forked_at"] is not None:
+            note = f"  FORKED at seq {feed['forked_at']}"
+        elif feed["diverged"]:
+            note = "  another history seen: looking for the fork"
+        print(f" {mark}{feed['feed']}  {feed['local_seq']}{known}{note}")
     return EXIT_OK
 
 
@@ -89,7 +101,7 @@ def _served_feeds(args: argparse.Namespace, home: Home,
             err("warning: --all serves feeds of a private network to anyone who asks")
         return lambda feed: True
     if args.feed:
-        chosen = {FeedId.parse(text) for text in args.feed}
+        chosen = {FeedId.from_input(text) for text in args.feed}
         return chosen.__contains__
     if identity is None:
         raise CommandError("this home has no identity, so no feeds of its own: pass "

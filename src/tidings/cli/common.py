@@ -33,7 +33,7 @@ def print_json(obj: Any) -> None:
 def feed_arg(text: str, book: Logbook) -> FeedId:
     """A feed id, or the name of one of your own logs."""
     if text.startswith(FEED_PREFIX):
-        return FeedId.parse(text)
+        return FeedId.from_input(text)
     if text.startswith(AUTHOR_PREFIX):
         raise CommandError(
             f"{text[:12]}... is an author id; give one of the author's feed ids "

@@ -309,8 +309,8 @@ def cmd_forks(args: argparse.Namespace, home: Home) -> int:
             print_json({"feed": str(proof.feed), "seq": proof.seq,
                          "proof": base64.b64encode(proof.to_bytes()).decode()})
         else:
-            print(f"{proof.feed}  seq {proof.seq}  {proof.first.hash.hex()[:12]} "
-                  f"vs {proof.second.hash.hex()[:12]}")
+            print(f"{proof.feed}  seq {proof.seq}  {proof.first[0].hash.hex()[:12]} "
+                  f"vs {proof.second[0].hash.hex()[:12]}")
     return EXIT_OK
 
 

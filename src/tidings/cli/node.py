@@ -189,19 +189,24 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
     wanted = sorted(node.replicator.local.wanted, key=str)
+    forked = {f: at for f, at in node.replicator.forked_at.items() if f in wanted}
     if args.json:
         print_json({"peer": args.peer_address, "received": received,
-                    "feeds": {str(f): node.replicator.local.seq(f) for f in wanted}})
+                    "feeds": {str(f): node.replicator.local.seq(f) for f in wanted},
+                    "forked": {str(f): at for f, at in sorted(forked.items(), key=str)}})
     else:
         print(f"caught up with {args.peer_address}: {received} new entries, "
               f"{len(wanted)} followed feeds")
+        for feed, at in sorted(forked.items(), key=str):
+            print(f"FORKED {feed} at seq {at}: its author signed two histories; "
+                  f"kept up to seq {at - 1} (see `tidings forks`)")
     return EXIT_OK
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
     from tidings.core.entry import decode_entry
 
-    feed = FeedId.parse(args.feed) if args.feed.startswith("tf1") else None
+    feed = FeedId.from_input(args.feed) if args.feed.strip().startswith("tf1") else None
     if feed is None:
         book = home.open_logbook(create=True)
         try:
@@ -228,7 +233,7 @@ def _follow_state(home: Home) -> NodeState:
 
 
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
-    feed = FeedId.parse(args.feed)
+    feed = FeedId.from_input(args.feed)
     state = _follow_state(home)
     try:
         changed = state.follow(feed) if follow else state.unfollow(feed)

@@ -1,10 +1,14 @@
-"""Entries: the signed records of a log (spec/02-entries.md).
+"""Entries: the records of a log (spec/02-entries.md).
 
-An entry is the *body*, a deterministic CBOR array of ten fields, followed by the
-signature as a CBOR byte string of 64 bytes. The signature covers the body's
-exact bytes. The payload is not inside the entry: the body carries its size and
-BLAKE2b-256 hash, so a payload can be deleted or left unfetched while the log
-still verifies.
+An entry is the *body*, a deterministic CBOR array of ten fields, followed, if
+the body's flags say so, by the author's signature as a CBOR byte string of 64
+bytes. The signature covers the body's exact bytes. Authors sign at least every
+64th entry and the last entry of every append; an entry without a signature is
+valid once a later signed entry of the log links to it (spec/05), so a log's
+valid extent always ends at a signed entry.
+
+The payload is not inside the entry: the body carries its size and BLAKE2b-256
+hash, so a payload can be deleted or left unfetched while the log still verifies.
 
 Decoding is strict: any input whose re-encoding differs from the received bytes
 is refused, so there is exactly one byte string per entry and hashes are stable.
@@ -32,23 +36,33 @@ from tidings.errors import (
     UnknownVersion,
 )
 
-VERSION = 1
-TAG_REGULAR = 0
-TAG_END_OF_LOG = 1
+VERSION = 2
+#: Bits of the flags field (field 1).
+FLAG_END_OF_LOG = 1
+FLAG_SIGNED = 2
+#: The flags an entry may have: unsigned, signed, signed end-of-log. An end of
+#: log is always signed: nothing may follow it, so nothing else could vouch for it.
+ALLOWED_FLAGS = frozenset({0, FLAG_SIGNED, FLAG_SIGNED | FLAG_END_OF_LOG})
 HASH_SIZE = 32
 SIG_SIZE = 64
 #: CBOR head of a 64-byte byte string: major type 2, one-byte length 0x40.
 SIG_HEAD = b"\x58\x40"
 SIG_PART = len(SIG_HEAD) + SIG_SIZE
 BODY_FIELDS = 10
-#: The largest possible version-1 entry is 294 bytes (64-byte log id, 8-byte
-#: integers, both links); 512 leaves room and bounds every read of one.
+#: The largest possible version-2 entry is 294 bytes (64-byte log id, 8-byte
+#: integers, both links, a signature); 512 leaves room and bounds every read of one.
 MAX_ENTRY_SIZE = 512
 #: Payloads are posts and notes, not media; 1 MiB bounds a peer's memory per
 #: message. Larger things belong in a blob referenced from a payload.
 MAX_PAYLOAD_SIZE = 1 << 20
 MAX_SEQ = (1 << 63) - 1
 MAX_TIMESTAMP = (1 << 64) - 1
+#: At most this many unsigned entries in a row (spec/04 C5): every 64th entry at
+#: the latest is signed, so a fork proof holds at most 64 entries per branch...
+MAX_UNSIGNED_RUN = 63
+#: ...and the payloads of unsigned entries in a row sum to at most 256 KiB, so a
+#: sender can always end a message at a signed entry within the message bound.
+MAX_UNSIGNED_BYTES = 1 << 18
 
 
 def payload_hash(payload: bytes) -> bytes:
@@ -61,14 +75,29 @@ def entry_hash(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=HASH_SIZE).digest()
 
 
+def stored_is_signed(raw: bytes) -> bool:
+    """Whether a *verified* entry carries a signature, read without decoding it.
+
+    A canonical body starts ``8a 02 <flags>``: the flags are always byte 2.
+    """
+    return bool(raw[2] & FLAG_SIGNED)
+
+
+def stored_payload_hash(raw: bytes) -> bytes:
+    """The payload hash of a *verified* entry: the body's last 32 bytes."""
+    end = len(raw) - SIG_PART if stored_is_signed(raw) else len(raw)
+    return raw[end - HASH_SIZE:end]
+
+
 class Entry(NamedTuple):
     """A decoded entry. Build one with :func:`decode_entry` or :func:`sign_entry`.
 
     Immutable. A named tuple rather than a frozen dataclass because a batch
     decodes hundreds of thousands a second and this builds five times faster.
+    ``signature`` is empty for an unsigned entry.
     """
 
-    tag: int
+    flags: int
     author: bytes
     log_id: str
     seq: int
@@ -87,16 +116,24 @@ class Entry(NamedTuple):
         return FeedId(self.author, self.log_id)
 
     @property
+    def signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
+
+    @property
     def body(self) -> bytes:
-        """The signed bytes."""
-        return self.raw[:-SIG_PART]
+        """The bytes a signature covers."""
+        return self.raw[:-SIG_PART] if self.flags & FLAG_SIGNED else self.raw
 
     @property
     def is_end_of_log(self) -> bool:
-        return self.tag == TAG_END_OF_LOG
+        return bool(self.flags & FLAG_END_OF_LOG)
 
     def check_signature(self) -> None:
-        """Raise :class:`BadSignature` unless the author signed this body."""
+        """Raise :class:`BadSignature` unless the author signed this body.
+
+        Only for signed entries: an unsigned one is vouched for by a later signed
+        entry's links (spec/05), never by itself.
+        """
         check_signature(self)
 
     def check_payload(self, payload: bytes) -> None:
@@ -132,10 +169,14 @@ _SMALL_ORDER_Y = frozenset({
 })
 
 
+def _is_small_order_or_non_canonical(point: bytes) -> bool:
+    y = int.from_bytes(point, "little") & ((1 << 255) - 1)
+    return y >= _FIELD_PRIME or y in _SMALL_ORDER_Y
+
+
 def is_acceptable_author_key(author: bytes) -> bool:
     """False for keys no honest author has: non-canonical y (``y >= p``) or small order."""
-    y = int.from_bytes(author, "little") & ((1 << 255) - 1)
-    return y < _FIELD_PRIME and y not in _SMALL_ORDER_Y
+    return not _is_small_order_or_non_canonical(author)
 
 
 def _public_key(author: bytes) -> Ed25519PublicKey | None:
@@ -155,17 +196,25 @@ def _public_key(author: bytes) -> Ed25519PublicKey | None:
 def check_signature(entry: Entry) -> None:
     """Raise :class:`BadSignature` unless the author key signed the entry's body.
 
-    Ed25519 per RFC 8032 (OpenSSL: cofactorless, ``S < L`` enforced), after
-    refusing author keys that are small-order or non-canonical encodings.
+    Ed25519 per RFC 8032 with the cofactorless equation and ``S < L`` (OpenSSL),
+    after refusing author keys and signature ``R`` values that are small-order
+    or non-canonical encodings (spec/02 §2), as libsodium does.
     """
+    if not entry.flags & FLAG_SIGNED:
+        raise BadSignature("the entry carries no signature", feed=str(entry.feed), seq=entry.seq)
     key = _public_key(entry.author)
     if key is None:
         raise BadSignature(
             "the author key is a small-order or non-canonical point: no signature by it counts",
             feed=str(entry.feed), seq=entry.seq,
         )
+    if _is_small_order_or_non_canonical(entry.signature[:32]):
+        raise BadSignature(
+            "the signature's R is a small-order or non-canonical point",
+            feed=str(entry.feed), seq=entry.seq,
+        )
     try:
-        key.verify(entry.signature, entry.body)
+        key.verify(entry.signature, entry.raw[:-SIG_PART])
     except InvalidSignature:
         raise BadSignature(
             "signature does not verify with the author key", feed=str(entry.feed), seq=entry.seq
@@ -192,25 +241,31 @@ def decode_entry(raw: bytes) -> Entry:
     """Decode and structurally check one entry; links and signature are not checked here.
 
     Raises :class:`Oversize`, :class:`MalformedEntry`, :class:`UnknownVersion` or
-    :class:`NonCanonicalEncoding`.
+    :class:`NonCanonicalEncoding`, in the order of spec/04 §2 (D1-D9).
     """
     if type(raw) is not bytes:
         raw = bytes(raw)
     if len(raw) > MAX_ENTRY_SIZE:
         raise Oversize(f"entry is {len(raw)} bytes, the bound is {MAX_ENTRY_SIZE}")
-    if len(raw) <= SIG_PART or raw[-SIG_PART:-SIG_SIZE] != SIG_HEAD:
-        raise _malformed("an entry must end with a 64-byte signature (CBOR 0x58 0x40 ...)")
-    body = raw[:-SIG_PART]
-    # Fast path: cbor2 decodes, and re-encoding gives the same bytes. Anything
-    # else goes through the strict reader, which tells malformed input (spec
-    # rule D3) from merely non-canonical input (D9, reported after the fields).
-    try:
-        fields = cbor2.loads(body)
-        canonical = cbor2.dumps(fields) == body
-    except Exception:  # cbor2 raises several types for broken input
-        canonical = False
+    # Fast path: a canonical body starts 8a 02 <flags>, so the flags say where the
+    # body ends; cbor2 decodes it, and re-encoding gives the same bytes. Anything
+    # else goes through the strict reader, which tells malformed input (D2) from
+    # merely non-canonical input (D9, reported after the field checks).
+    tail = b""
+    canonical = False
+    if len(raw) > 2 and raw[2] & FLAG_SIGNED and len(raw) > SIG_PART:
+        body, tail = raw[:-SIG_PART], raw[-SIG_PART:]
+    else:
+        body = raw
+    if not tail or tail[:2] == SIG_HEAD:
+        try:
+            fields = cbor2.loads(body)
+            canonical = cbor2.dumps(fields) == body
+        except Exception:  # cbor2 raises several types for broken input
+            canonical = False
     if not canonical:
-        fields = strict_cbor_decode(body)
+        fields, end = strict_cbor_item(raw, 0)
+        body, tail = raw[:end], raw[end:]
     if type(fields) is not list or not fields:
         raise _malformed("body must be a CBOR array")
     version = fields[0]
@@ -219,14 +274,18 @@ def decode_entry(raw: bytes) -> Entry:
     if version != VERSION:
         if not -(1 << 64) <= version < 1 << 64:
             # only a bignum tag (2 or 3) holds such an integer, and cbor2
-            # round-trips those: a tag is malformed (spec D3), whatever it holds
+            # round-trips those: a tag is malformed (spec D2), whatever it holds
             raise _malformed("CBOR tags are not allowed in an entry")
         raise UnknownVersion(f"entry format version {version}; this implementation knows {VERSION}")
+    if tail and (len(tail) != SIG_PART or tail[:2] != SIG_HEAD):
+        raise _malformed(
+            f"{len(tail)} bytes follow the body: only a 64-byte signature (CBOR 58 40 ...) may"
+        )
     if len(fields) != BODY_FIELDS:
         raise _malformed(f"body must have {BODY_FIELDS} fields, has {len(fields)}")
-    _, tag, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash = fields
-    if type(tag) is not int or tag not in (TAG_REGULAR, TAG_END_OF_LOG):
-        raise _malformed("tag must be 0 (regular) or 1 (end of log)")
+    _, flags, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash = fields
+    if type(flags) is not int or flags not in ALLOWED_FLAGS:
+        raise _malformed("flags must be 0 (unsigned), 2 (signed) or 3 (signed end of log)")
     if type(author) is not bytes or len(author) != 32:
         raise _malformed("author must be a 32-byte byte string")
     if type(log_id) is not str:
@@ -262,11 +321,17 @@ def decode_entry(raw: bytes) -> Entry:
                 )
         else:
             _hash_field(lipmaa_link, "lipmaa link")
+    if bool(flags & FLAG_SIGNED) != bool(tail):
+        raise _malformed(
+            "the flags say the entry is signed, but no signature follows the body"
+            if flags & FLAG_SIGNED else
+            "a signature follows the body, but the flags say the entry is unsigned"
+        )
     if not canonical:
         raise NonCanonicalEncoding("re-encoding the body gives other bytes")
     return Entry(
-        tag, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
-        raw[-SIG_SIZE:], raw, entry_hash(raw),
+        flags, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
+        tail[2:], raw, entry_hash(raw),
     )
 
 
@@ -392,7 +457,7 @@ def strict_cbor_item(data: bytes, pos: int, depth: int = 0) -> tuple[Any, int]:
 
 def encode_body(
     *,
-    tag: int,
+    flags: int,
     author: bytes,
     log_id: str,
     seq: int,
@@ -402,9 +467,9 @@ def encode_body(
     payload_size: int,
     payload_hash: bytes,
 ) -> bytes:
-    """The canonical body bytes (what gets signed)."""
+    """The canonical body bytes (what a signature covers)."""
     return cbor2.dumps(
-        [VERSION, tag, author, log_id, seq, timestamp, backlink, lipmaa_link,
+        [VERSION, flags, author, log_id, seq, timestamp, backlink, lipmaa_link,
          payload_size, payload_hash]
     )
 
@@ -418,12 +483,14 @@ def sign_entry(
     payload: bytes,
     backlink: bytes | None,
     lipmaa_link: bytes | None,
-    tag: int = TAG_REGULAR,
+    end_of_log: bool = False,
+    signed: bool = True,
     author: bytes | None = None,
 ) -> Entry:
-    """Make and sign an entry for ``payload``. Decoding the result gives it back unchanged.
+    """Make an entry for ``payload``, signed unless ``signed`` is False.
 
-    ``author`` saves re-deriving the public key when the caller has it.
+    Decoding the result gives it back unchanged. ``author`` saves re-deriving
+    the public key when the caller has it. An end of log is always signed.
     """
     if author is None:
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -436,15 +503,18 @@ def sign_entry(
         raise ValueError(f"seq {seq}: lipmaa link must be given exactly when link_target(seq)")
     if len(payload) > MAX_PAYLOAD_SIZE:
         raise Oversize(f"payload is {len(payload)} bytes, the bound is {MAX_PAYLOAD_SIZE}")
+    if end_of_log and not signed:
+        raise ValueError("an end-of-log entry is always signed")
+    flags = (FLAG_SIGNED if signed else 0) | (FLAG_END_OF_LOG if end_of_log else 0)
     phash = payload_hash(payload)
     body = encode_body(
-        tag=tag, author=author, log_id=log_id, seq=seq, timestamp=timestamp,
+        flags=flags, author=author, log_id=log_id, seq=seq, timestamp=timestamp,
         backlink=backlink, lipmaa_link=lipmaa_link, payload_size=len(payload),
         payload_hash=phash,
     )
-    signature = secret.sign(body)
-    raw = body + SIG_HEAD + signature
+    signature = secret.sign(body) if signed else b""
+    raw = body + SIG_HEAD + signature if signed else body
     return Entry(
-        tag, author, log_id, seq, timestamp, backlink, lipmaa_link, len(payload), phash,
+        flags, author, log_id, seq, timestamp, backlink, lipmaa_link, len(payload), phash,
         signature, raw, entry_hash(raw),
     )

@@ -1,19 +1,29 @@
 """Fork proofs (spec/06-forks.md).
 
-Two entries of one feed at one sequence number, both validly signed, with
-different hashes: only the author could have made them, so together they prove
-the author forked the log. A proof stands on its own: anyone can check it with
-no other data, store it and hand it on.
+A feed has one writer, so one entry at each seq. When the author makes two
+histories that split at seq ``f``, each is vouched for by its author's
+signature: on each branch, the entry at ``f`` is signed itself or linked to by
+the next signed entry. The two *runs*, each from ``f`` up to its branch's first
+signed entry (at most 64 entries, as authors sign every 64th entry at least),
+prove the fork: only the author could have made them. A proof stands on its
+own: anyone can check it with no other data, store it and hand it on.
+
+Both runs start at the same seq and their first entries link to the same entry
+before it, so the proof also says *where* the histories split: every node that
+learns of it agrees that the feed is undisputed below ``f`` and forked from ``f``.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cbor2
 
 from tidings.core.entry import (
     MAX_ENTRY_SIZE,
+    MAX_UNSIGNED_RUN,
     Entry,
     check_signature,
     decode_entry,
@@ -22,64 +32,102 @@ from tidings.core.entry import (
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidEntry, InvalidForkProof
 
-PROOF_VERSION = 1
-#: Two entries and a few bytes of framing.
-MAX_PROOF_SIZE = 2 * MAX_ENTRY_SIZE + 16
+PROOF_VERSION = 2
+#: Entries in one branch of a proof: the entry at the fork and the unsigned
+#: entries after it, up to the first signed one.
+MAX_RUN = MAX_UNSIGNED_RUN + 1
+#: ``[2, [64 entries], [64 entries]]``: array and version heads, and for each run
+#: an array head of 2 bytes and 64 byte strings of at most 3 + 512 bytes.
+MAX_PROOF_SIZE = 2 + 2 * (2 + MAX_RUN * (3 + MAX_ENTRY_SIZE))
 
 
 @dataclass(frozen=True, slots=True)
 class ForkProof:
-    """Two conflicting entries, ordered by hash so each fork has one proof."""
+    """Two branches of one feed from the seq where they split, ordered by hash."""
 
-    first: Entry
-    second: Entry
+    first: tuple[Entry, ...]
+    second: tuple[Entry, ...]
 
     @classmethod
-    def from_entries(cls, a: Entry, b: Entry) -> ForkProof:
-        """Build and check a proof from two entries (in any order)."""
-        first, second = (a, b) if a.hash < b.hash else (b, a)
-        proof = cls(first, second)
+    def from_runs(cls, a: Sequence[Entry], b: Sequence[Entry]) -> ForkProof:
+        """Build and check a proof from two branch runs (in any order)."""
+        if not a or not b:
+            raise InvalidForkProof("a branch of a fork proof holds at least one entry",
+                                   "malformed")
+        first, second = (a, b) if a[0].hash < b[0].hash else (b, a)
+        proof = cls(tuple(first), tuple(second))
         proof.verify()
         return proof
 
     @property
     def feed(self) -> FeedId:
-        return self.first.feed
+        return self.first[0].feed
 
     @property
     def seq(self) -> int:
-        return self.first.seq
+        """The fork seq: the first seq at which the two histories differ."""
+        return self.first[0].seq
 
     def verify(self) -> None:
-        """Raise :class:`InvalidForkProof` unless this proves a fork (spec checks F8-F12)."""
+        """Raise :class:`InvalidForkProof` unless this proves a fork (spec checks F8-F15)."""
         a, b = self.first, self.second
-        if a.author != b.author or a.log_id != b.log_id:
-            raise InvalidForkProof("the two entries belong to different feeds", "different-feeds")
-        if a.seq != b.seq:
+        for run in (a, b):
+            if not 1 <= len(run) <= MAX_RUN:
+                raise InvalidForkProof(f"a branch holds 1 to {MAX_RUN} entries, not {len(run)}",
+                                       "malformed")
+        feed = (a[0].author, a[0].log_id)
+        if any((e.author, e.log_id) != feed for e in (*a, *b)):
+            raise InvalidForkProof("the entries belong to different feeds", "different-feeds")
+        for run in (a, b):
+            for before, after in itertools.pairwise(run):
+                if after.seq != before.seq + 1 or after.backlink != before.hash:
+                    raise InvalidForkProof(
+                        f"a branch must be consecutive entries, each linking to the one before "
+                        f"(seq {after.seq} does not follow {before.seq})", "broken-run",
+                    )
+        if a[0].seq != b[0].seq:
             raise InvalidForkProof(
-                f"the entries are at seq {a.seq} and {b.seq}, not one seq", "different-seqs"
+                f"the branches start at seq {a[0].seq} and {b[0].seq}, not one seq",
+                "different-seqs",
             )
-        if a.hash == b.hash:
-            raise InvalidForkProof("the two entries are the same entry", "same-entry")
-        if not a.hash < b.hash:
+        if a[0].backlink != b[0].backlink:
             raise InvalidForkProof(
-                "the entries must be ordered by hash (first < second)", "wrong-order"
+                "the branches' first entries link to different entries: the histories split "
+                "earlier, and a proof starts where they split", "not-fork-point",
             )
-        for entry in (a, b):
+        if a[0].hash == b[0].hash:
+            raise InvalidForkProof("the two branches start with the same entry", "same-entry")
+        if not a[0].hash < b[0].hash:
+            raise InvalidForkProof(
+                "the branches must be ordered by the hash of their first entries", "wrong-order"
+            )
+        for run in (a, b):
+            if not run[-1].signed:
+                raise InvalidForkProof(
+                    "a branch must end at a signed entry (nothing else vouches for it)",
+                    "unsigned-end",
+                )
+            if any(e.signed for e in run[:-1]):
+                raise InvalidForkProof(
+                    "a branch ends at its first signed entry", "not-minimal"
+                )
+        for run in (a, b):
             try:
-                check_signature(entry)
+                check_signature(run[-1])
             except InvalidEntry as exc:
                 raise InvalidForkProof(
-                    f"an entry of the proof is not authentic: {exc}", "bad-signature"
+                    f"a branch is not the author's: {exc}", "bad-signature"
                 ) from None
 
     def to_bytes(self) -> bytes:
-        """``[1, first entry bytes, second entry bytes]`` in deterministic CBOR."""
-        return bytes(cbor2.dumps([PROOF_VERSION, self.first.raw, self.second.raw]))
+        """``[2, [first branch], [second branch]]`` in deterministic CBOR."""
+        return bytes(cbor2.dumps([
+            PROOF_VERSION, [e.raw for e in self.first], [e.raw for e in self.second],
+        ]))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ForkProof:
-        """Decode strictly and verify (spec checks F1-F12); raises :class:`InvalidForkProof`."""
+        """Decode strictly and verify (spec checks F1-F15); raises :class:`InvalidForkProof`."""
         if len(data) > MAX_PROOF_SIZE:
             raise InvalidForkProof(
                 f"proof is {len(data)} bytes, the bound is {MAX_PROOF_SIZE}", "oversize"
@@ -90,20 +138,27 @@ class ForkProof:
             raise InvalidForkProof(f"not well-formed CBOR: {exc.detail}", "malformed") from None
         if end != len(data):
             raise InvalidForkProof(f"{len(data) - end} bytes follow the proof", "trailing-bytes")
-        if (
-            type(items) is not list
-            or len(items) != 3
-            or type(items[0]) is not int
-            or type(items[1]) is not bytes
-            or type(items[2]) is not bytes
+        if not (
+            type(items) is list
+            and len(items) == 3
+            and type(items[0]) is int
+            and all(
+                type(run) is list and 1 <= len(run) <= MAX_RUN
+                and all(type(raw) is bytes for raw in run)
+                for run in items[1:]
+            )
         ):
-            raise InvalidForkProof("a fork proof is the array [version, entry, entry]", "malformed")
+            raise InvalidForkProof(
+                f"a fork proof is the array [version, [1 to {MAX_RUN} entries], "
+                f"[1 to {MAX_RUN} entries]]", "malformed",
+            )
         if items[0] != PROOF_VERSION:
             raise InvalidForkProof(f"unknown fork proof version {items[0]}", "unknown-version")
         if cbor2.dumps(items) != data:
             raise InvalidForkProof("non-canonical encoding", "non-canonical")
         try:
-            first, second = decode_entry(items[1]), decode_entry(items[2])
+            first = tuple(decode_entry(raw) for raw in items[1])
+            second = tuple(decode_entry(raw) for raw in items[2])
         except InvalidEntry as exc:
             raise InvalidForkProof(
                 f"an entry of the proof is invalid: {exc}", "invalid-entry"
@@ -111,3 +166,11 @@ class ForkProof:
         proof = cls(first, second)
         proof.verify()
         return proof
+
+
+def branch_run(entries: Sequence[Entry]) -> tuple[Entry, ...]:
+    """The leading entries up to and including the first signed one (a proof's branch)."""
+    for index, entry in enumerate(entries):
+        if entry.signed:
+            return tuple(entries[:index + 1])
+    return ()

@@ -61,6 +61,11 @@ def check_log_id(log_id: str) -> str:
     return log_id
 
 
+#: What a parser of typed or pasted ids drops from both ends (spec/01 §4): space,
+#: tab, line feed and carriage return, and nothing else.
+INPUT_WHITESPACE = " \t\n\r"
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorId:
     """An author: an Ed25519 public key. ``str()`` gives the text form."""
@@ -78,9 +83,16 @@ class AuthorId:
         return f"AuthorId({str(self)!r})"
 
     @classmethod
+    def from_input(cls, text: str) -> AuthorId:
+        """Parse what a person typed or pasted: ASCII whitespace around it is dropped."""
+        return cls.parse(text.strip(INPUT_WHITESPACE))
+
+    @classmethod
     def parse(cls, text: str) -> AuthorId:
-        """Parse the text form; raises :class:`InvalidId` naming what is wrong."""
-        text = text.strip()
+        """Parse the text form exactly (spec/01 §4); raises :class:`InvalidId`.
+
+        Nothing is trimmed: this is how ids are read from signed data.
+        """
         if not text.startswith(AUTHOR_PREFIX):
             hint = " (that is a feed id)" if text.startswith(FEED_PREFIX) else ""
             raise InvalidId(
@@ -176,9 +188,16 @@ class FeedId:
         return f"FeedId({str(self)!r})"
 
     @classmethod
+    def from_input(cls, text: str) -> FeedId:
+        """Parse what a person typed or pasted: ASCII whitespace around it is dropped."""
+        return cls.parse(text.strip(INPUT_WHITESPACE))
+
+    @classmethod
     def parse(cls, text: str) -> FeedId:
-        """Parse the text form; raises :class:`InvalidId` naming what is wrong."""
-        text = text.strip()
+        """Parse the text form exactly (spec/01 §4); raises :class:`InvalidId`.
+
+        Nothing is trimmed: this is how ids are read from signed data.
+        """
         if not text.startswith(FEED_PREFIX):
             hint = " (that is an author id)" if text.startswith(AUTHOR_PREFIX) else ""
             raise InvalidId(

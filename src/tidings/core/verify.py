@@ -1,15 +1,18 @@
 """Validity of runs of entries and of partial logs (spec/04-validity.md, spec/05-verification.md).
 
-Three ways to verify, one set of rules:
+One procedure, whoever cut the input into pieces: every entry is decoded and
+checked link by link, and every signature an entry carries must verify. An
+unsigned entry is vouched for by the next signed entry, whose signature covers
+the hash of the entry before it, and so on back (a link is the hash of an
+entry's full bytes). So the entries a verifier *accepts* are the longest prefix
+that passes every check and ends at a signed entry; entries after the last
+signed one are *pending*: not wrong, not yet vouched for. Because every present
+signature is checked and the rest is a matter of links, the accepted set is a
+function of the entries alone: it does not depend on how a sender batched them.
 
-* one by one: every entry's signature and links are checked;
-* batch: a contiguous run is checked link by link and only its newest entry's
-  signature is verified. The signature on a head authenticates every entry it
-  links to, because each link is the hash of the full bytes of the entry it
-  names, signature included. When a batch fails, the run is checked again one by
-  one so that the error names the first bad entry and the rule it breaks;
-* partial: a set of entries that are not contiguous (the latest N entries and
-  a certificate pool) is checked from its newest entry down the links to entry 1.
+Partial verification checks a set of entries that is not contiguous (the
+latest N entries and a certificate pool) from its newest entry, which must be
+signed, down the links to entry 1.
 
 Nothing here does I/O. The caller supplies what it already trusts as an
 :class:`Anchor`.
@@ -20,7 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tidings.core.entry import Entry, check_signature, decode_entry
+from tidings.core.entry import (
+    MAX_UNSIGNED_BYTES,
+    MAX_UNSIGNED_RUN,
+    Entry,
+    check_signature,
+    decode_entry,
+)
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target
 from tidings.errors import (
@@ -30,6 +39,8 @@ from tidings.errors import (
     LinkedSeqMismatch,
     MissingAnchor,
     SequenceGap,
+    UnsignedRun,
+    UnsignedTail,
     WrongBacklink,
     WrongFeed,
     WrongLipmaaLink,
@@ -42,7 +53,12 @@ class Anchor:
 
     ``known`` maps sequence numbers to trusted entry hashes. It must hold the
     hash at ``head_seq`` (when ``head_seq > 0``) and every hash of
-    :func:`tidings.core.lipmaa.links_needed` for the run.
+    :func:`tidings.core.lipmaa.links_needed` for the run. ``unsigned`` and
+    ``unsigned_bytes`` describe the unsigned entries just before the run (0
+    when the entry at ``head_seq`` is signed, as a stored head always is).
+
+    A *detached* anchor checks a run on its own: the first entry's backlink and
+    links to entries below the run are not checked (a peer's branch of a fork).
     """
 
     author: bytes
@@ -50,10 +66,34 @@ class Anchor:
     head_seq: int = 0
     ended: bool = False
     known: Mapping[int, bytes] = field(default_factory=dict)
+    unsigned: int = 0
+    unsigned_bytes: int = 0
+    detached: bool = False
 
     @property
     def feed(self) -> FeedId:
         return FeedId(self.author, self.log_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """The outcome of checking a run.
+
+    ``accepted``: the leading entries that are valid and vouched for by a
+    signature (the run's accepted prefix ends at a signed entry). ``checked``:
+    the leading entries that passed every check (``accepted`` plus the unsigned
+    entries after the last signed one). ``error``: the first entry that failed,
+    with the first rule it broke, or None. Entries ``accepted..checked`` are
+    *pending* when there is no error: a later signed entry may vouch for them.
+    """
+
+    accepted: int
+    checked: int
+    error: InvalidEntry | None = None
+
+    @property
+    def pending(self) -> int:
+        return self.checked - self.accepted if self.error is None else 0
 
 
 def decode_run(raws: Iterable[bytes], feed: FeedId, first_seq: int) -> list[Entry]:
@@ -70,141 +110,102 @@ def decode_run(raws: Iterable[bytes], feed: FeedId, first_seq: int) -> list[Entr
     return entries
 
 
-def _check_entry(
-    entry: Entry,
-    anchor: Anchor,
-    expected_seq: int,
-    previous_hash: bytes | None,
-    previous_ended: bool,
-    run_hashes: Sequence[bytes],
-    first_seq: int,
-    payload: bytes | None,
-    check_sig: bool,
-    feed_text: str,
-) -> None:
-    """Every rule for one entry of a run, in the spec's order, signature optional."""
-    # Errors name the position in the run (expected_seq), which is what a
-    # caller needs to keep the valid prefix, whatever seq the entry claims.
-    seq = entry.seq
-    if entry.author != anchor.author or entry.log_id != anchor.log_id:
-        raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=expected_seq)
-    if seq != expected_seq:
-        raise SequenceGap(
-            f"expected seq {expected_seq}, got {seq}", feed=feed_text, seq=expected_seq
-        )
-    if previous_ended:
-        raise EntryAfterEndOfLog(
-            f"entry {seq - 1} ended the log", feed=feed_text, seq=seq
-        )
-    if check_sig:
-        check_signature(entry)
-    if seq > 1 and entry.backlink != previous_hash:
-        raise WrongBacklink(
-            f"backlink is not the hash of entry {seq - 1}", feed=feed_text, seq=seq
-        )
-    target = link_target(seq)
-    if target is not None:
-        if target >= first_seq:
-            expected = run_hashes[target - first_seq]
-        else:
-            known = anchor.known.get(target)
-            if known is None:
-                raise MissingAnchor(
-                    f"{feed_text} seq {seq}: the hash of entry {target} is needed to check "
-                    "its lipmaa link; pass it in Anchor.known"
-                )
-            expected = known
-        if entry.lipmaa_link != expected:
-            raise WrongLipmaaLink(
-                f"lipmaa link is not the hash of entry {target}", feed=feed_text, seq=seq
-            )
-    if payload is not None:
-        entry.check_payload(payload)
-
-
-def _verify(
+def check_run(
     entries: Sequence[Entry],
     anchor: Anchor,
-    payloads: Sequence[bytes | None] | None,
-    check_every_signature: bool,
-) -> None:
+    payloads: Sequence[bytes | None] | None = None,
+) -> RunCheck:
+    """Check that ``entries`` validly extend the feed described by ``anchor``.
+
+    The checks of spec/04 §3 (C1-C9) run on every entry in order, and stop at
+    the first failure. ``payloads`` (same length as ``entries``, ``None`` where
+    absent) are checked against the signed size and hash.
+    """
+    if payloads is not None and len(payloads) != len(entries):
+        raise ValueError("payloads must be as many as entries")
     feed_text = str(anchor.feed)
     first_seq = anchor.head_seq + 1
-    if anchor.head_seq > 0:
+    previous_hash: bytes | None = None
+    if anchor.head_seq > 0 and not anchor.detached:
         previous_hash = anchor.known.get(anchor.head_seq)
         if previous_hash is None:
             raise MissingAnchor(
                 f"{feed_text}: the hash of the head entry {anchor.head_seq} is needed"
             )
-    else:
-        previous_hash = None
-    previous_ended = anchor.ended
+    ended = anchor.ended
+    unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
     run_hashes: list[bytes] = []
-    last = len(entries) - 1
+    accepted = 0
+    author, log_id, known = anchor.author, anchor.log_id, anchor.known
     for index, entry in enumerate(entries):
-        _check_entry(
-            entry, anchor, first_seq + index, previous_hash, previous_ended, run_hashes,
-            first_seq, payloads[index] if payloads is not None else None,
-            check_every_signature or index == last, feed_text,
-        )
-        previous_hash = entry.hash
-        previous_ended = entry.is_end_of_log
+        position = first_seq + index
+        # Errors name the position (what a caller needs to keep the valid
+        # prefix), whatever seq the entry claims.
+        try:
+            if entry.author != author or entry.log_id != log_id:  # C1
+                raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text,
+                                seq=position)
+            seq = entry.seq
+            if seq != position:  # C2
+                raise SequenceGap(f"expected seq {position}, got {seq}", feed=feed_text,
+                                  seq=position)
+            if ended:  # C3
+                raise EntryAfterEndOfLog(f"entry {seq - 1} ended the log", feed=feed_text,
+                                         seq=seq)
+            if entry.flags & 2:  # C4: a signature, when present, verifies
+                check_signature(entry)
+                unsigned = unsigned_bytes = 0
+            else:  # C5: at most 63 unsigned entries, 256 KiB of their payloads, in a row
+                unsigned += 1
+                unsigned_bytes += entry.payload_size
+                if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
+                    raise UnsignedRun(
+                        f"{unsigned} unsigned entries with {unsigned_bytes} payload bytes in a "
+                        f"row; at most {MAX_UNSIGNED_RUN} and {MAX_UNSIGNED_BYTES} may be",
+                        feed=feed_text, seq=seq,
+                    )
+            if seq > 1 and not (anchor.detached and index == 0) and (  # C6
+                entry.backlink != (run_hashes[-1] if index else previous_hash)
+            ):
+                raise WrongBacklink(f"backlink is not the hash of entry {seq - 1}",
+                                    feed=feed_text, seq=seq)
+            target = link_target(seq)
+            if target is not None:  # C7
+                if target >= first_seq:
+                    expected: bytes | None = run_hashes[target - first_seq]
+                elif anchor.detached:
+                    expected = entry.lipmaa_link
+                else:
+                    expected = known.get(target)
+                    if expected is None:
+                        raise MissingAnchor(
+                            f"{feed_text} seq {seq}: the hash of entry {target} is needed to "
+                            "check its lipmaa link; pass it in Anchor.known"
+                        )
+                if entry.lipmaa_link != expected:
+                    raise WrongLipmaaLink(f"lipmaa link is not the hash of entry {target}",
+                                          feed=feed_text, seq=seq)
+            if payloads is not None and payloads[index] is not None:  # C8, C9
+                entry.check_payload(payloads[index])  # type: ignore[arg-type]
+        except InvalidEntry as error:
+            return RunCheck(accepted, index, error)
         run_hashes.append(entry.hash)
+        ended = entry.is_end_of_log
+        if entry.flags & 2:
+            accepted = index + 1
+    return RunCheck(accepted, len(entries))
 
 
 def verify_run(
     entries: Sequence[Entry],
     anchor: Anchor,
     payloads: Sequence[bytes | None] | None = None,
-    *,
-    batch: bool = True,
-) -> None:
-    """Check that ``entries`` validly extend the feed described by ``anchor``.
-
-    ``payloads`` (same length as ``entries``, ``None`` where absent) are checked
-    against the signed size and hash. One by one (``batch=False``) every
-    signature is verified. In a batch every check but the signature runs on
-    every entry, and a signature only where it is needed: the newest entry's,
-    whose signature authenticates every entry it links back to.
-
-    On failure the raised :class:`InvalidEntry` names the first entry that is
-    not accepted, with the first rule it breaks; every entry before it is
-    valid. In a batch the accepted entries are the longest prefix that passes
-    every other check and ends in an entry whose own signature verifies
-    (spec/05-verification.md §2).
-    """
-    if payloads is not None and len(payloads) != len(entries):
-        raise ValueError("payloads must be as many as entries")
-    if not entries:
-        return
-    if not batch:
-        _verify(entries, anchor, payloads, check_every_signature=True)
-        return
-    try:
-        _verify(entries, anchor, payloads, check_every_signature=False)
-        return
-    except InvalidEntry as failure:
-        assert failure.seq is not None
-        failed = failure.seq - (anchor.head_seq + 1)
-    accepted = failed  # entries before the failure passed every check but signatures
-    while accepted > 0 and not _signature_verifies(entries[accepted - 1]):
-        accepted -= 1
-    # Entry `accepted` is the first one refused: report the first rule it
-    # breaks, its own signature included (it is the newest of this run).
-    _verify(
-        entries[:accepted + 1], anchor,
-        None if payloads is None else payloads[:accepted + 1],
-        check_every_signature=False,
-    )
-    raise AssertionError("unreachable: the refused entry passed every check")  # pragma: no cover
-
-
-def _signature_verifies(entry: Entry) -> bool:
-    try:
-        check_signature(entry)
-    except InvalidEntry:
-        return False
-    return True
+) -> RunCheck:
+    """:func:`check_run`, raising the first error; pending entries are not an error here."""
+    result = check_run(entries, anchor, payloads)
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def partial_seqs(head_seq: int, count: int) -> list[int]:
@@ -224,44 +225,47 @@ def verify_partial(
     entries: Iterable[Entry],
     payloads: Mapping[int, bytes] | None = None,
 ) -> list[Entry]:
-    """Verify a set of entries of one feed that need not be contiguous.
+    """Verify a set of entries of one feed that need not be contiguous (spec/05 §3).
 
-    The newest entry's signature is verified; every other entry must be reached
-    from it by hash links, each link landing on the sequence number it must
-    reach, and entry 1 must be among them. Returns the entries, ascending.
+    The newest entry must be signed, and every signature an entry carries must
+    verify; every other entry must be reached from the newest by hash links,
+    each link landing on the sequence number it must reach, and entry 1 must
+    be among them. Returns the entries, ascending.
     """
     entries = sorted(entries, key=lambda e: e.seq)
     if not entries:
         return []
     head = entries[-1]
     feed_text = str(head.feed)  # errors name the feed the head claims
-    # P1: two different entries at one seq (the lowest such seq).
+    # P1: one entry per seq (the same bytes twice count once). At the lowest seq
+    # with more than one: another feed's entry is wrong-feed, else it is a fork.
     by_seq: dict[int, Entry] = {}
     for entry in entries:
         other = by_seq.setdefault(entry.seq, entry)
-        if other.hash == entry.hash:
-            continue
-        if other.feed != entry.feed:
-            raise WrongFeed(
-                f"entries of feeds {other.feed} and {entry.feed} at one seq",
-                feed=feed_text, seq=entry.seq,
+        if other.hash != entry.hash:
+            here = [e for e in entries if e.seq == entry.seq]
+            if any(e.feed != head.feed for e in here):
+                raise WrongFeed(f"entries of different feeds at seq {entry.seq}",
+                                feed=feed_text, seq=entry.seq)
+            raise ForkDetected(
+                "two different entries at one seq (a partial answer holds one entry per seq; "
+                "no fork proof is made from it)", None, feed=feed_text, seq=entry.seq,
             )
-        check_signature(other)
-        check_signature(entry)
-        from tidings.core.forks import ForkProof
-
-        raise ForkDetected(
-            "two validly signed entries at one seq", ForkProof.from_entries(other, entry),
-            feed=feed_text, seq=entry.seq,
-        )
     for entry in entries:  # P2
         if entry.author != head.author or entry.log_id != head.log_id:
             raise WrongFeed(f"entry belongs to feed {entry.feed}", feed=feed_text, seq=entry.seq)
-    check_signature(head)  # P3
+    if not head.signed:  # P3
+        raise UnsignedTail(
+            "the newest entry carries no signature: nothing vouches for the set",
+            feed=feed_text, seq=head.seq,
+        )
+    for entry in entries:  # P4: every signature present, from the lowest seq
+        if entry.signed:
+            check_signature(entry)
     by_hash = {entry.hash: entry for entry in by_seq.values()}
     reached = {head.seq}
     ended_at = None
-    for seq in sorted(by_seq, reverse=True):
+    for seq in sorted(by_seq, reverse=True):  # P5
         entry = by_seq[seq]
         if seq not in reached:
             continue
@@ -286,29 +290,57 @@ def verify_partial(
                 raise wrong(
                     f"{name} is not the hash of entry {target_seq}", feed=feed_text, seq=seq
                 )
-    if ended_at is not None:
+    if ended_at is not None:  # P6
         after = min(seq for seq in by_seq if seq > ended_at)
         raise EntryAfterEndOfLog(f"entry {ended_at} ended the log", feed=feed_text, seq=after)
-    for seq in sorted(by_seq):
+    for seq in sorted(by_seq):  # P7
         if seq not in reached:
             raise SequenceGap(
                 f"no link path from the head (seq {head.seq}) reaches this entry",
                 feed=feed_text, seq=seq,
             )
-    if 1 not in by_seq:
+    if 1 not in by_seq:  # P8
         raise SequenceGap(
             "entry 1 is missing: a partial log must link down to its first entry",
             feed=feed_text, seq=1,
         )
-    if payloads:
+    _check_visible_unsigned_runs(by_seq, feed_text)  # P9
+    if payloads:  # P10
         for seq in sorted(payloads):
             if seq in by_seq:
                 by_seq[seq].check_payload(payloads[seq])
     return [by_seq[seq] for seq in sorted(by_seq)]
 
 
+def _check_visible_unsigned_runs(by_seq: Mapping[int, Entry], feed_text: str) -> None:
+    """C5 where the set shows it: a contiguous stretch of unsigned entries that is too long.
+
+    The stretch may begin below the lowest entry of the set, so what is counted
+    is a lower bound; an entry is refused only when even that exceeds a bound.
+    """
+    unsigned = unsigned_bytes = 0
+    previous = 0
+    for seq in sorted(by_seq):
+        entry = by_seq[seq]
+        if seq != previous + 1:
+            unsigned = unsigned_bytes = 0  # a gap: the stretch before it is unknown
+        previous = seq
+        if entry.signed:
+            unsigned = unsigned_bytes = 0
+            continue
+        unsigned += 1
+        unsigned_bytes += entry.payload_size
+        if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
+            raise UnsignedRun(
+                f"at least {unsigned} unsigned entries with {unsigned_bytes} payload bytes "
+                "in a row", feed=feed_text, seq=seq,
+            )
+
+
 __all__ = [
     "Anchor",
+    "RunCheck",
+    "check_run",
     "decode_run",
     "partial_seqs",
     "verify_partial",

@@ -85,7 +85,8 @@ def item_json(item: Item) -> dict[str, Any]:
 def _progress_json(progress: FeedProgress) -> dict[str, Any]:
     return {"feed": str(progress.feed), "local_seq": progress.local_seq,
             "peer_seq": progress.peer_seq, "behind": progress.behind,
-            "followed": progress.followed}
+            "followed": progress.followed, "forked_at": progress.forked_at,
+            "diverged": progress.diverged}
 
 
 def _peer_json(peer: PeerInfo) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def _feed_field(value: object, name: str = "feed") -> FeedId:
 
 def _feed(text: str) -> FeedId:
     try:
-        return FeedId.parse(text)
+        return FeedId.from_input(text)
     except UsageError as exc:
         raise HttpError(400, "invalid_feed", str(exc)) from None
 

@@ -25,7 +25,7 @@ from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
-from tidings.storage.base import Store
+from tidings.storage.base import Store, undisputed_extent
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -52,10 +52,10 @@ _FORMATS: dict[str, tuple[Render, str]] = {
 
 def _page(store: Store, feed: FeedId, before: int | None, limit: int
           ) -> tuple[list[tuple[Entry, bytes | None]], bool, content_types.About | None]:
-    head = store.head(feed)
-    if head is None:
+    extent = undisputed_extent(store, feed)
+    if not extent:
         raise LookupError
-    top = min(head.seq, (before or _MAX_SEQ + 1) - 1)
+    top = min(extent, (before or _MAX_SEQ + 1) - 1)
     seqs = range(max(1, top - limit + 1), top + 1)
     # Entries first, then only the payloads a page shows (the signed sizes say
     # which): a page of large payloads costs their sizes, not their bytes.

@@ -151,6 +151,7 @@ class Node:
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
             memory=_ClockMemory(state, public_key(transport_key)),
+            log=self._replicator_event,
         )
         self.connections: set[Connection] = set()
         self.listen_address: tuple[str, int] | None = None
@@ -162,6 +163,11 @@ class Node:
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
+
+    def _replicator_event(self, event: str, **fields: object) -> None:
+        """What the replicator tells the operator: forks found and proven, damaged bytes."""
+        level = "info" if event == "fork-suspected" else "warning"
+        self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
 
@@ -356,7 +362,10 @@ class Node:
                     connection.error.node_key = connection.session.channel.remote_static
                     raise connection.error
                 if connection not in self.connections:
-                    raise HandshakeFailed("the peer closed the connection during the handshake")
+                    raise HandshakeFailed(
+                        "the peer closed the connection during the handshake: it is on another "
+                        "network (check --network) or runs another protocol version"
+                    )
                 await trio.sleep(0.02)
         return connection
 
@@ -457,8 +466,9 @@ class Node:
                 if not data:
                     if not connection.ready.is_set():
                         raise HandshakeFailed(
-                            "the peer closed the connection during the handshake: is it on "
-                            "another network (--network)?"
+                            "the peer closed the connection during the handshake: it is on "
+                            "another network (check --network) or runs another protocol "
+                            "version (this node speaks tidings/transport/2)"
                         )
                     break
                 if await self._core(self._receive, session, data):
@@ -561,7 +571,8 @@ class Node:
             if await self._core(self.replicator.caught_up, connection.session):
                 session = connection.session
                 local = self.replicator.local
-                behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)]
+                behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
+                          and f not in self.replicator.forked_at]
                 stalled = [f for f in behind if f in session.stalled]
                 if stalled:
                     raise PeerTimeout(

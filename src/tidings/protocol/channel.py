@@ -1,4 +1,4 @@
-"""The secure channel, pure: Noise XX handshake, frames and message boundaries.
+"""The secure channel, pure: Noise XXpsk0 handshake, frames and message boundaries.
 
 Bytes in, bytes and messages out (spec/08-transport.md)::
 
@@ -8,6 +8,9 @@ Bytes in, bytes and messages out (spec/08-transport.md)::
     channel.receive_data(sock.recv())     # may queue more to send
     for message in channel.messages(): ...
 
+The handshake is ``Noise_XXpsk0_25519_ChaChaPoly_BLAKE2b`` with the network key as
+the pre-shared key: a responder can tell at message 1 whether the initiator
+holds the key, and says nothing (no message 2, no static key) when it does not.
 Every Noise message travels as a 2-byte big-endian length and the message.
 After the handshake, the plaintext of the transport frames is a stream of
 wire messages, each a 4-byte big-endian length and a msgpack body, so a large
@@ -17,7 +20,6 @@ message spans frames and small ones share a frame.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import struct
 
@@ -34,8 +36,10 @@ from tidings.errors import (
 from tidings.protocol.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
 from tidings.protocol.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
 
-PROLOGUE_PREFIX = b"tidings/transport/1"
-PROOF_CONTEXT = b"tidings/network-proof/1"
+#: Names the transport version; a peer of another version fails at message 1.
+PROLOGUE = b"tidings/transport/2"
+#: Handshake message 1: the initiator's ephemeral key and the tag of an empty payload.
+MESSAGE_1_SIZE = 32 + TAG_LEN
 NETWORK_KEY_SIZE = 32
 #: The network everyone is on unless they choose a private one.
 DEFAULT_NETWORK_KEY = hashlib.blake2b(b"tidings public network 1", digest_size=32).digest()
@@ -43,20 +47,6 @@ DEFAULT_NETWORK_KEY = hashlib.blake2b(b"tidings public network 1", digest_size=3
 MAX_FRAME_PLAINTEXT = MAX_MESSAGE_LEN - TAG_LEN
 _LENGTH = struct.Struct(">H")
 _MESSAGE_LENGTH = struct.Struct(">I")
-
-
-def prologue(network_key: bytes) -> bytes:
-    return PROLOGUE_PREFIX + network_key
-
-
-def network_proof(network_key: bytes, ephemeral_public: bytes) -> bytes:
-    """Handshake message 1's payload: shows the initiator holds the network key.
-
-    Bound to the initiator's fresh ephemeral key, so an observer cannot replay it.
-    """
-    return hashlib.blake2b(
-        PROOF_CONTEXT + ephemeral_public, key=network_key, digest_size=32
-    ).digest()
 
 
 def public_key(private: bytes) -> bytes:
@@ -83,8 +73,8 @@ class Channel:
         self._ephemeral = ephemeral_private or os.urandom(32)
         self.local_static = public_key(static_private)
         self._handshake: NoiseHandshake | None = NoiseHandshake(
-            initiator=initiator, static_private=static_private,
-            prologue=prologue(network_key), ephemeral_private=self._ephemeral,
+            initiator=initiator, static_private=static_private, prologue=PROLOGUE,
+            ephemeral_private=self._ephemeral, psks=(self._network_key,),
         )
         self._send_cipher: CipherState | None = None
         self._receive_cipher: CipherState | None = None
@@ -115,8 +105,7 @@ class Channel:
         """Initiator only: queue handshake message 1."""
         if not self.initiator or self._handshake_step != 0 or self._handshake is None:
             raise LocalProtocolError("start() is for the initiator, once")
-        proof = network_proof(self._network_key, public_key(self._ephemeral))
-        self._queue_frame(self._handshake.write_message(proof))
+        self._queue_frame(self._handshake.write_message(b""))
         self._handshake_step = 1
 
     def _on_handshake_frame(self, frame: bytes) -> None:
@@ -128,13 +117,14 @@ class Channel:
             handshake.read_message(frame)  # message 2
             self._queue_frame(handshake.write_message(b""))  # message 3
         elif self._handshake_step == 0:
-            payload = handshake.read_message(frame)  # message 1
-            expected = network_proof(self._network_key, frame[:32])
-            if not hmac.compare_digest(payload, expected):
+            if len(frame) != MESSAGE_1_SIZE:
                 raise HandshakeFailed(
-                    "handshake message 1 carries no proof of this network's key: "
-                    "the peer is on another network"
+                    f"handshake message 1 is {len(frame)} bytes, not {MESSAGE_1_SIZE}: the peer "
+                    "speaks another protocol version (tidings/transport/2 expected)"
                 )
+            # Fails unless the initiator holds the network key (the PSK): then
+            # this side closes without a word, so a stranger learns nothing.
+            handshake.read_message(frame)  # message 1
             self._queue_frame(handshake.write_message(b""))  # message 2
             self._handshake_step = 2
             return

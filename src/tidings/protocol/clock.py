@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.core.ids import FeedId
-from tidings.protocol.messages import WANT, Note
+from tidings.protocol.messages import HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
+_NO_HEAD = bytes(HEAD_PREFIX)
 
 
 def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
@@ -25,7 +26,7 @@ def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
         note = notes[feed]
         log_id = feed.log_id.encode()
         digest.update(feed.author_key + bytes([len(log_id)]) + log_id)
-        digest.update(_SEQ_FLAGS.pack(note.seq, note.flags))
+        digest.update(_SEQ_FLAGS.pack(note.seq, note.flags) + (note.head or _NO_HEAD))
     return digest.digest()
 
 
@@ -38,6 +39,8 @@ class LocalClock:
     """
 
     heads: dict[FeedId, int] = field(default_factory=dict)
+    #: The first bytes of the hash of the entry at each head (what notes name).
+    head_hashes: dict[FeedId, bytes] = field(default_factory=dict)
     wanted: set[FeedId] = field(default_factory=set)
     #: Sessions that queued output since the node last pumped them, so a node
     #: with many peers need not ask every session after every change.
@@ -48,17 +51,24 @@ class LocalClock:
 
     def note(self, feed: FeedId) -> Note:
         """This node's note for ``feed``, without the per-peer eager flag."""
-        return Note(self.heads.get(feed, 0), WANT if feed in self.wanted else 0)
+        seq = self.heads.get(feed, 0)
+        return Note(seq, WANT if feed in self.wanted else 0,
+                    self.head_hashes.get(feed) if seq else None)
 
     def feeds(self) -> set[FeedId]:
         """Every feed this node has a note for: held or wanted."""
         return set(self.heads) | self.wanted
 
-    def update(self, heads: Iterable[tuple[FeedId, int]]) -> list[FeedId]:
-        """Record new heads; returns the feeds whose head changed."""
+    def update(self, heads: Iterable[tuple[FeedId, int, bytes | None]]) -> list[FeedId]:
+        """Record new heads ``(feed, seq, entry hash at seq)``; returns the feeds changed."""
         changed = []
-        for feed, seq in heads:
-            if self.heads.get(feed, 0) != seq:
+        for feed, seq, head_hash in heads:
+            prefix = head_hash[:HEAD_PREFIX] if head_hash and seq else None
+            if self.heads.get(feed, 0) != seq or self.head_hashes.get(feed) != prefix:
                 self.heads[feed] = seq
+                if prefix is None:
+                    self.head_hashes.pop(feed, None)
+                else:
+                    self.head_hashes[feed] = prefix
                 changed.append(feed)
         return changed

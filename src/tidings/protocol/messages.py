@@ -9,6 +9,7 @@ subclass naming what is wrong. Anything else escaping it is a bug.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import Any, cast
 import msgpack
 
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
+from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidId, MalformedMessage, MessageTooLarge
 
 #: Wire protocol versions this implementation speaks, newest last.
-VERSIONS = (1,)
+VERSIONS = (2,)
 #: One message: a payload at its largest (1 MiB) plus a batch's worth of
 #: entries and framing, so one oversized item can still travel alone.
 MAX_MESSAGE_SIZE = 2 * 1024 * 1024
@@ -29,18 +31,20 @@ MAX_MESSAGE_SIZE = 2 * 1024 * 1024
 MAX_NOTES = 4096
 #: Entries in one entries message; senders batch far fewer bytes than the message bound.
 MAX_ITEMS = 1024
-#: Entries one partial request may ask for; the reply adds at most ~60 pool entries.
+#: Entries one partial request may ask for.
 MAX_PARTIAL = 1000
-#: Pool entries (at most 2 per level of a 64-bit seq) plus MAX_PARTIAL.
+#: The requested run plus the part of its certificate pool below it, which holds
+#: at most 113 seqs for any seq below 2^63 (spec/09 §3.5): 1113, and some room.
 MAX_PARTIAL_ITEMS = MAX_PARTIAL + 130
+#: Seqs one seq request may name: a fork proof's branch (64 entries) in one
+#: request, or 63 probes that narrow a search for where two histories split.
+MAX_SEQ_REQUEST = 64
 #: Addresses in one peers message: enough to spread, too few to flood a table.
 MAX_ADDRESSES = 32
 MAX_HOST_LEN = 253
 MAX_VERSIONS = 16
 MAX_ERROR_CODE_LEN = 32
 MAX_ERROR_DETAIL_LEN = 1000
-#: A fork proof is two entries and a small CBOR wrapper.
-MAX_PROOF_SIZE = 2 * MAX_ENTRY_SIZE + 16
 MAX_SEQ = 2**64 - 1
 #: Entry seqs stop at 2^63 - 1 (spec/02); a note cannot hold more.
 MAX_NOTE_SEQ = 2**63 - 1
@@ -51,7 +55,13 @@ DNS_NAME = re.compile(
 
 
 def dialable_host(host: str) -> bool:
-    """A DNS name or an IPv4 / IPv6 literal; anything else is not an address."""
+    """A DNS name or an IPv4 / IPv6 literal; anything else is not an address.
+
+    An IPv6 zone id (``fe80::1%eth0``) names an interface of the sender's
+    machine, which means nothing to the receiver: refused (spec/09 §3.7).
+    """
+    if "%" in host:
+        return False
     try:
         ipaddress.ip_address(host)
         return True
@@ -59,9 +69,12 @@ def dialable_host(host: str) -> bool:
         return bool(DNS_NAME.fullmatch(host))
 
 
-#: Note flags (spec/10-replication.md §2).
+#: Note flags (spec/10-replication.md §2). EAGER without WANT (2) is malformed.
 WANT = 1
 EAGER = 2
+NOTE_FLAGS = (0, WANT, WANT | EAGER)
+#: Bytes of an entry hash a note carries to name the sender's entry at its seq.
+HEAD_PREFIX = 8
 
 
 def _shape(
@@ -109,10 +122,19 @@ def _items(raw: Any, max_items: int, what: str) -> list[tuple[bytes, bytes | Non
 
 @dataclass(frozen=True, slots=True)
 class Note:
-    """What one side holds of a feed and wants from the other."""
+    """What one side holds of a feed and wants from the other.
+
+    ``head`` is the first 8 bytes of the hash of the sender's entry at ``seq``
+    (None when ``seq`` is 0): a receiver holding another entry there knows at
+    once that the two hold different histories of the feed.
+    """
 
     seq: int
     flags: int
+    head: bytes | None = None
+
+    def with_flags(self, flags: int) -> Note:
+        return Note(self.seq, flags, self.head)
 
     @property
     def wants(self) -> bool:
@@ -160,7 +182,7 @@ class Clock:
     def fields(self) -> list[Any]:
         return [
             int(self.reset),
-            [[f.author_key, f.log_id, n.seq, n.flags] for f, n in self.notes],
+            [[f.author_key, f.log_id, n.seq, n.flags, n.head] for f, n in self.notes],
             int(self.final),
         ]
 
@@ -170,10 +192,19 @@ class Clock:
         _shape(raw_notes, list, "notes", max_len=MAX_NOTES)
         notes = []
         for raw in raw_notes:
-            _shape(raw, list, "a note", max_len=4, min_len=4)
+            _shape(raw, list, "a note", max_len=5, min_len=5)
             feed = _feed(raw[0], raw[1])
             seq = _uint(raw[2], "note seq", MAX_NOTE_SEQ)
-            notes.append((feed, Note(seq, _uint(raw[3], "note flags", 3))))
+            flags = _uint(raw[3], "note flags", 3)
+            if flags not in NOTE_FLAGS:
+                raise MalformedMessage("note flags 2 (eager without want) are not allowed")
+            head = raw[4]
+            if seq == 0:
+                if head is not None:
+                    raise MalformedMessage("a note with seq 0 names no head (nil)")
+            else:
+                _shape(head, bytes, "note head", max_len=HEAD_PREFIX, min_len=HEAD_PREFIX)
+            notes.append((feed, Note(seq, flags, head)))
         return cls(bool(_uint(reset, "reset", 1)), tuple(notes), bool(_uint(final, "final", 1)))
 
 
@@ -236,6 +267,53 @@ class PartialResponse:
         return cls(
             _uint(request_id, "request id", 2**32 - 1),
             tuple(_items(items, MAX_PARTIAL_ITEMS, "partial items")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeqRequest:
+    """Ask for the entries at given seqs of a feed (finding where two histories
+    split, a fork proof's branch, payloads this node lacks)."""
+
+    TYPE = 9
+    request_id: int
+    feed: FeedId
+    seqs: tuple[int, ...]
+    #: True: with the payloads the peer holds (within a budget); False: entries only.
+    payloads: bool
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.feed.author_key, self.feed.log_id, list(self.seqs),
+                int(self.payloads)]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> SeqRequest:
+        request_id, author, log_id, raw_seqs, payloads = _arity(body, 5, "seq request")
+        _shape(raw_seqs, list, "seqs", max_len=MAX_SEQ_REQUEST, min_len=1)
+        seqs = tuple(_uint(s, "a seq", MAX_NOTE_SEQ, 1) for s in raw_seqs)
+        if any(a >= b for a, b in itertools.pairwise(seqs)):
+            raise MalformedMessage("the seqs of a seq request ascend strictly")
+        return cls(_uint(request_id, "request id", 2**32 - 1), _feed(author, log_id), seqs,
+                   bool(_uint(payloads, "payloads flag", 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class SeqResponse:
+    """The entries a seq request asked for that the sender holds, ascending."""
+
+    TYPE = 10
+    request_id: int
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, [list(i) for i in self.items]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> SeqResponse:
+        request_id, items = _arity(body, 2, "seq response")
+        return cls(
+            _uint(request_id, "request id", 2**32 - 1),
+            tuple(_items(items, MAX_SEQ_REQUEST, "seq response items")),
         )
 
 
@@ -316,13 +394,13 @@ class ErrorMessage:
 
 Message = (
     Hello | Clock | Entries | PartialRequest | PartialResponse | ForkProofMessage | Peers | Ping
-    | ErrorMessage
+    | ErrorMessage | SeqRequest | SeqResponse
 )
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     cls.TYPE: cls.parse
     for cls in (
         Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
-        ErrorMessage,
+        ErrorMessage, SeqRequest, SeqResponse,
     )
 }
 
@@ -366,4 +444,4 @@ def decode_message(body: bytes) -> Message:
 def message_types() -> Sequence[type]:
     """Every message class, by type number (for the spec's vectors and tests)."""
     return [Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers,
-            Ping, ErrorMessage]
+            Ping, ErrorMessage, SeqRequest, SeqResponse]

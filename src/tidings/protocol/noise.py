@@ -1,6 +1,11 @@
-"""Noise_XX_25519_ChaChaPoly_BLAKE2b, sans-IO (the Noise Protocol Framework, revision 34).
+"""Noise handshakes over 25519, ChaChaPoly and BLAKE2b, sans-IO (the Noise Protocol
+Framework, revision 34), with the ``psk`` modifiers of its §9.
 
-Each side feeds :class:`NoiseHandshake` the three handshake messages in turn, then
+tidings speaks ``Noise_XXpsk0_25519_ChaChaPoly_BLAKE2b`` with the network key as
+the PSK (spec/08). The engine also runs ``XX`` and ``NN`` with any ``pskN``
+modifiers, so it can be checked against the published vectors of those.
+
+Each side feeds :class:`NoiseHandshake` the handshake messages in turn, then
 :meth:`NoiseHandshake.split` gives it one :class:`CipherState` to send with and one to
 receive with. Nothing here touches a socket; the caller moves the bytes.
 """
@@ -16,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from tidings.errors import BadFrame, HandshakeFailed, LocalProtocolError
 
-PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_BLAKE2b"
+#: What tidings speaks (spec/08 §4).
+PROTOCOL_NAME = b"Noise_XXpsk0_25519_ChaChaPoly_BLAKE2b"
 DH_LEN = 32
 HASH_LEN = 64
 TAG_LEN = 16
@@ -25,11 +31,40 @@ MAX_MESSAGE_LEN = 65535  # Noise's own bound on one message
 _KEY_LEN = 32  # ChaChaPoly keys; BLAKE2b outputs 64 bytes, so HKDF outputs are cut to this
 _MAX_NONCE = 2**64 - 1  # reserved by the spec: a cipher state that reaches it is spent
 
-# XX: -> e; <- e, ee, s, es; -> s, se. Even-numbered steps go initiator -> responder.
-_PATTERN: tuple[tuple[str, ...], ...] = (("e",), ("e", "ee", "s", "es"), ("s", "se"))
-# The shortest valid message of each step: the cleartext ephemeral keys, the encrypted
-# static keys, and the payload's tag once a key is mixed in (there is none in message 1).
-_MIN_LENGTHS = (DH_LEN, DH_LEN + (DH_LEN + TAG_LEN) + TAG_LEN, (DH_LEN + TAG_LEN) + TAG_LEN)
+# The base patterns (Noise §7.5). Even-numbered steps go initiator -> responder.
+_PATTERNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "XX": (("e",), ("e", "ee", "s", "es"), ("s", "se")),
+    "NN": (("e",), ("e", "ee")),
+}
+_SUITE = "_25519_ChaChaPoly_BLAKE2b"
+PSK_LEN = 32
+
+
+def handshake_pattern(protocol_name: bytes) -> tuple[tuple[str, ...], ...]:
+    """The message patterns of ``Noise_<base><modifiers>_25519_ChaChaPoly_BLAKE2b``.
+
+    ``psk0`` puts a ``psk`` token first in message 1; ``pskN`` (N >= 1) last in message N.
+    """
+    name = protocol_name.decode("ascii", "replace")
+    if not name.startswith("Noise_") or not name.endswith(_SUITE):
+        raise ValueError(f"unsupported Noise protocol {name!r}")
+    handshake = name[len("Noise_"):-len(_SUITE)]
+    base = handshake[:2]
+    if base not in _PATTERNS:
+        raise ValueError(f"unsupported Noise pattern {handshake!r}")
+    messages = [list(tokens) for tokens in _PATTERNS[base]]
+    modifiers = handshake[2:].split("+") if handshake[2:] else []
+    for modifier in modifiers:
+        if not modifier.startswith("psk") or not modifier[3:].isdigit():
+            raise ValueError(f"unsupported Noise modifier {modifier!r}")
+        number = int(modifier[3:])
+        if number == 0:
+            messages[0].insert(0, "psk")
+        elif number <= len(messages):
+            messages[number - 1].append("psk")
+        else:
+            raise ValueError(f"{modifier} names a message {base} does not have")
+    return tuple(tuple(tokens) for tokens in messages)
 
 
 class CipherState:
@@ -84,19 +119,21 @@ def _hmac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.blake2b).digest()
 
 
-def _hkdf(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes]:
-    """Noise's HKDF with two outputs, the only count XX without a PSK needs."""
+def _hkdf(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes, bytes]:
+    """Noise's HKDF with three outputs (callers that need two ignore the third)."""
     temp_key = _hmac(chaining_key, input_key_material)
     output1 = _hmac(temp_key, b"\x01")
-    return output1, _hmac(temp_key, output1 + b"\x02")
+    output2 = _hmac(temp_key, output1 + b"\x02")
+    return output1, output2, _hmac(temp_key, output2 + b"\x03")
 
 
 class _SymmetricState:
     """The chaining key ``ck``, the handshake hash ``h`` and the current cipher state."""
 
-    def __init__(self) -> None:
-        # The name is shorter than HASH_LEN, so the spec pads it instead of hashing it.
-        self.h = PROTOCOL_NAME.ljust(HASH_LEN, b"\x00")
+    def __init__(self, protocol_name: bytes) -> None:
+        # Names up to HASH_LEN bytes are padded, longer ones hashed (Noise §5.2).
+        self.h = (protocol_name.ljust(HASH_LEN, b"\x00") if len(protocol_name) <= HASH_LEN
+                  else hashlib.blake2b(protocol_name).digest())
         self.ck = self.h
         self.cipher = CipherState()
 
@@ -104,7 +141,12 @@ class _SymmetricState:
         self.h = hashlib.blake2b(self.h + data).digest()
 
     def mix_key(self, input_key_material: bytes) -> None:
-        self.ck, temp_k = _hkdf(self.ck, input_key_material)
+        self.ck, temp_k, _ = _hkdf(self.ck, input_key_material)
+        self.cipher = CipherState(temp_k[:_KEY_LEN])
+
+    def mix_key_and_hash(self, input_key_material: bytes) -> None:
+        self.ck, temp_h, temp_k = _hkdf(self.ck, input_key_material)
+        self.mix_hash(temp_h)
         self.cipher = CipherState(temp_k[:_KEY_LEN])
 
     def encrypt_and_hash(self, plaintext: bytes) -> bytes:
@@ -118,7 +160,7 @@ class _SymmetricState:
         return plaintext
 
     def split(self) -> tuple[CipherState, CipherState]:
-        temp_k1, temp_k2 = _hkdf(self.ck, b"")
+        temp_k1, temp_k2, _ = _hkdf(self.ck, b"")
         return CipherState(temp_k1[:_KEY_LEN]), CipherState(temp_k2[:_KEY_LEN])
 
 
@@ -129,32 +171,62 @@ def _private_key(raw: bytes, which: str) -> X25519PrivateKey:
 
 
 class NoiseHandshake:
-    """One side of an XX handshake: write and read the three messages in turn, then split."""
+    """One side of a handshake: write and read its messages in turn, then split.
 
-    def __init__(self, *, initiator: bool, static_private: bytes, prologue: bytes = b"",
-                 ephemeral_private: bytes | None = None) -> None:
+    ``psks`` are the pre-shared keys of the pattern's ``psk`` tokens, in order.
+    """
+
+    def __init__(self, *, initiator: bool, static_private: bytes | None = None,
+                 prologue: bytes = b"", ephemeral_private: bytes | None = None,
+                 protocol_name: bytes = PROTOCOL_NAME, psks: tuple[bytes, ...] = ()) -> None:
+        self._pattern = handshake_pattern(protocol_name)
+        tokens = [token for message in self._pattern for token in message]
+        self._psk_mode = "psk" in tokens
+        if len(psks) != tokens.count("psk") or any(len(k) != PSK_LEN for k in psks):
+            raise ValueError(f"{protocol_name.decode()} needs {tokens.count('psk')} "
+                             f"pre-shared keys of {PSK_LEN} bytes")
+        self._psks = list(psks)
         self._initiator = initiator
-        self._s = _private_key(static_private, "static")
+        if static_private is None and "s" in tokens:
+            raise ValueError(f"{protocol_name.decode()} needs a static key")
+        self._s = None if static_private is None else _private_key(static_private, "static")
         # Only tests fix the ephemeral key (to replay published vectors); it must be fresh.
         self._e = (X25519PrivateKey.generate() if ephemeral_private is None
                    else _private_key(ephemeral_private, "ephemeral"))
         self._re: bytes | None = None
         self._rs: bytes | None = None
-        self._step = 0  # index into _PATTERN of the next message
+        self._step = 0  # index into the pattern of the next message
         self._failed = False
         self._split = False
-        self._symmetric = _SymmetricState()
+        self._symmetric = _SymmetricState(protocol_name)
         self._symmetric.mix_hash(prologue)
 
     @property
     def static_public(self) -> bytes:
         """This side's static public key (32 bytes)."""
+        if self._s is None:
+            raise LocalProtocolError("this handshake has no static key")
         return self._s.public_key().public_bytes_raw()
 
     @property
     def complete(self) -> bool:
-        """Whether all three messages have been written or read."""
-        return self._step == len(_PATTERN)
+        """Whether every message has been written or read."""
+        return self._step == len(self._pattern)
+
+    def _shortest(self) -> int:
+        """The shortest valid next message: keys in the clear or encrypted, and the
+        payload's tag once a key is mixed in."""
+        keyed = self._symmetric.cipher.k is not None
+        size = 0
+        for token in self._pattern[self._step]:
+            if token == "e":
+                size += DH_LEN
+                keyed = keyed or self._psk_mode
+            elif token == "s":
+                size += DH_LEN + (TAG_LEN if keyed else 0)
+            else:  # ee, es, se, psk: each mixes a key in
+                keyed = True
+        return size + (TAG_LEN if keyed else 0)
 
     @property
     def remote_static(self) -> bytes | None:
@@ -171,18 +243,22 @@ class NoiseHandshake:
     def write_message(self, payload: bytes = b"") -> bytes:
         """The next handshake message of this side, carrying ``payload``."""
         self._check_turn(writing=True)
-        room = MAX_MESSAGE_LEN - _MIN_LENGTHS[self._step]
+        room = MAX_MESSAGE_LEN - self._shortest()
         if len(payload) > room:
             message = f"handshake message {self._step + 1} has room for {room} payload bytes"
             raise LocalProtocolError(f"{message}, not {len(payload)}")
         self._failed = True  # until the message is done: a DH failure leaves a broken state
         symmetric, parts = self._symmetric, []
-        for token in _PATTERN[self._step]:
+        for token in self._pattern[self._step]:
             if token == "e":
                 parts.append(self._e.public_key().public_bytes_raw())
                 symmetric.mix_hash(parts[-1])
+                if self._psk_mode:
+                    symmetric.mix_key(parts[-1])
             elif token == "s":
                 parts.append(symmetric.encrypt_and_hash(self.static_public))
+            elif token == "psk":
+                symmetric.mix_key_and_hash(self._psks.pop(0))
             else:
                 symmetric.mix_key(self._dh(token))
         parts.append(symmetric.encrypt_and_hash(payload))
@@ -192,7 +268,7 @@ class NoiseHandshake:
     def read_message(self, message: bytes) -> bytes:
         """Process the peer's next handshake message; return its decrypted payload."""
         self._check_turn(writing=False)
-        number, shortest = self._step + 1, _MIN_LENGTHS[self._step]
+        number, shortest = self._step + 1, self._shortest()
         self._failed = True  # until the message is done: no retry on a half-mixed state
         if not shortest <= len(message) <= MAX_MESSAGE_LEN:
             raise HandshakeFailed(
@@ -201,10 +277,14 @@ class NoiseHandshake:
             )
         symmetric, rest = self._symmetric, bytes(message)
         try:
-            for token in _PATTERN[self._step]:
+            for token in self._pattern[self._step]:
                 if token == "e":
                     self._re, rest = rest[:DH_LEN], rest[DH_LEN:]
                     symmetric.mix_hash(self._re)
+                    if self._psk_mode:
+                        symmetric.mix_key(self._re)
+                elif token == "psk":
+                    symmetric.mix_key_and_hash(self._psks.pop(0))
                 elif token == "s":
                     # XX always mixes a key in before s, so s carries a tag; the general rule stays.
                     size = DH_LEN + TAG_LEN if symmetric.cipher.k is not None else DH_LEN
@@ -214,8 +294,9 @@ class NoiseHandshake:
             payload = symmetric.decrypt_and_hash(rest)
         except BadFrame:
             raise HandshakeFailed(
-                f"handshake message {number} failed authentication: "
-                "a different network key or a corrupted message"
+                f"handshake message {number} failed authentication: the peer is on another "
+                "network (another network key), speaks another protocol version, or the "
+                "message was damaged"
             ) from None
         self._failed, self._step = False, self._step + 1
         return payload
@@ -247,7 +328,8 @@ class NoiseHandshake:
         local, remote = (token[0], token[1]) if self._initiator else (token[1], token[0])
         private = self._e if local == "e" else self._s
         public = self._re if remote == "e" else self._rs
-        assert public is not None  # the pattern always sends a key before a DH uses it
+        # The patterns always send a key before a DH uses it.
+        assert public is not None and private is not None
         which = "ephemeral" if remote == "e" else "static"
         if len(public) != DH_LEN:
             raise HandshakeFailed(f"the peer's {which} key is {len(public)} bytes, not {DH_LEN}")

@@ -35,6 +35,7 @@ from tidings.protocol.channel import Channel
 from tidings.protocol.clock import LocalClock, clock_digest
 from tidings.protocol.messages import (
     EAGER,
+    HEAD_PREFIX,
     MAX_NOTES,
     MAX_PARTIAL,
     VERSIONS,
@@ -49,6 +50,8 @@ from tidings.protocol.messages import (
     PartialResponse,
     Peers,
     Ping,
+    SeqRequest,
+    SeqResponse,
 )
 
 #: Notes kept from one peer: a relay's clock can be large, but not unbounded.
@@ -56,10 +59,10 @@ MAX_PEER_NOTES = 200_000
 #: Entries messages for feeds this node does not want, tolerated per session:
 #: a few arrive in flight after an unfollow or an eager switch.
 MAX_UNSOLICITED = 64
-#: Partial requests from the peer waiting for an answer: each is a few bytes
-#: until answered, and answers are made only as the socket drains.
+#: Requests (partial and seq) from the peer waiting for an answer: each is a few
+#: bytes until answered, and answers are made only as the socket drains.
 MAX_QUEUED_REQUESTS = 1024
-#: Partial requests this side may have unanswered at once.
+#: Requests (partial and seq) this side may have unanswered at once.
 MAX_OUTSTANDING_PARTIALS = 16
 
 
@@ -106,6 +109,22 @@ class PartialReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SeqRequested:
+    request_id: int
+    feed: FeedId
+    seqs: tuple[int, ...]
+    payloads: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SeqReceived:
+    request_id: int
+    feed: FeedId
+    seqs: tuple[int, ...]
+    items: tuple[tuple[bytes, bytes | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForkProofReceived:
     proof: bytes
 
@@ -117,8 +136,9 @@ class PeersReceived:
 
 Event = (
     PeerReady | NotesReceived | ClockExchanged | EntriesReceived | PartialRequested
-    | PartialReceived | ForkProofReceived | PeersReceived
+    | PartialReceived | SeqRequested | SeqReceived | ForkProofReceived | PeersReceived
 )
+Request = PartialRequested | SeqRequested
 
 
 class Session:
@@ -159,7 +179,7 @@ class Session:
         self.proofs_sent: set[FeedId] = set()
         self.failed = False
         self.addresses_taken = 0
-        self._partial_requests: deque[PartialRequested] = deque()
+        self._partial_requests: deque[Request] = deque()
         self._lazy_notes: dict[FeedId, Note] = {}
         self._hello_sent = False
         self._pending_notes: dict[FeedId, Note] = {}
@@ -167,7 +187,7 @@ class Session:
         self._events: list[Event] = []
         self._unsolicited = 0
         self._next_request = 0
-        self._outstanding: dict[int, tuple[FeedId, int]] = {}
+        self._outstanding: dict[int, tuple[FeedId, int | tuple[int, ...]]] = {}
         self.closed_by_peer: RemoteError | None = None
         #: Set by the node when a newer connection to the same peer replaces this one.
         self.superseded = False
@@ -219,8 +239,8 @@ class Session:
         """Tell the node this session has output (``LocalClock.dirty``)."""
         self.local.dirty.add(self)
 
-    def next_partial_request(self) -> PartialRequested | None:
-        """The oldest partial request not yet answered (the node answers it next)."""
+    def next_partial_request(self) -> Request | None:
+        """The oldest request not yet answered (the node answers it next)."""
         if self.failed or not self._partial_requests:
             return None
         return self._partial_requests.popleft()
@@ -249,7 +269,7 @@ class Session:
     def our_note(self, feed: FeedId) -> Note:
         note = self.local.note(feed)
         if feed in self.eager:
-            return Note(note.seq, note.flags | EAGER)
+            return note.with_flags(note.flags | EAGER)
         return note
 
     def set_eager(self, feed: FeedId, eager: bool) -> None:
@@ -354,38 +374,57 @@ class Session:
         self._owed.discard(feed)
 
     def send_entries(self, feed: FeedId, items: list[tuple[bytes, bytes | None]],
-                     last_seq: int) -> None:
-        """Send consecutive entries of ``feed`` ending at ``last_seq``."""
+                     last_seq: int, last_hash: bytes) -> None:
+        """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given)."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
         self._send(Entries(feed, tuple(items)))
         self.entries_sent += len(items)
         self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)
         theirs = self.received.get(feed)
-        if theirs is not None:
+        if theirs is not None and last_seq > theirs.seq:
             # The peer will hold these once it has verified them; if it cannot,
             # it closes the connection and the next session starts afresh.
-            self.received[feed] = Note(max(theirs.seq, last_seq), theirs.flags)
+            self.received[feed] = Note(last_seq, theirs.flags, last_hash[:HEAD_PREFIX])
         # Round robin: the next call starts with another owed feed.
         self._owed.discard(feed)
         self._check_owed(feed)
 
     # -- other requests --------------------------------------------------------
 
+    def can_request(self) -> bool:
+        """Whether another request (partial or seq) may go out now."""
+        return len(self._outstanding) < MAX_OUTSTANDING_PARTIALS and not self.failed
+
+    def _request_id(self, asked: tuple[FeedId, int | tuple[int, ...]]) -> int:
+        if not self.can_request():
+            raise LocalProtocolError("too many requests outstanding")
+        request_id = self._next_request
+        while request_id in self._outstanding:
+            request_id = (request_id + 1) % 2**32
+        self._next_request = (request_id + 1) % 2**32
+        self._outstanding[request_id] = asked
+        return request_id
+
     def request_partial(self, feed: FeedId, count: int) -> int:
         """Ask for the latest ``count`` entries of ``feed``; returns the request id."""
         if not 1 <= count <= MAX_PARTIAL:
             raise LocalProtocolError(f"count must be 1..{MAX_PARTIAL}")
-        if len(self._outstanding) >= MAX_OUTSTANDING_PARTIALS:
-            raise LocalProtocolError("too many partial requests outstanding")
-        request_id = self._next_request
-        self._next_request = (self._next_request + 1) % 2**32
-        self._outstanding[request_id] = (feed, count)
+        request_id = self._request_id((feed, count))
         self._send(PartialRequest(request_id, feed, count))
+        return request_id
+
+    def request_seqs(self, feed: FeedId, seqs: tuple[int, ...], *, payloads: bool) -> int:
+        """Ask for the peer's entries of ``feed`` at ``seqs`` (ascending); returns the id."""
+        request_id = self._request_id((feed, seqs))
+        self._send(SeqRequest(request_id, feed, seqs, payloads))
         return request_id
 
     def send_partial(self, request_id: int, items: list[tuple[bytes, bytes | None]]) -> None:
         self._send(PartialResponse(request_id, tuple(items)))
+
+    def send_seqs(self, request_id: int, items: list[tuple[bytes, bytes | None]]) -> None:
+        self._send(SeqResponse(request_id, tuple(items)))
 
     def send_fork_proof(self, proof: bytes) -> None:
         self._send(ForkProofMessage(proof))
@@ -421,24 +460,36 @@ class Session:
             self._on_clock(message)
         elif isinstance(message, Entries):
             self._on_entries(message)
-        elif isinstance(message, PartialRequest):
+        elif isinstance(message, PartialRequest | SeqRequest):
             # Answered as the socket drains (next_partial_request), not at once: a
             # peer that asks and never reads cannot make the node buffer answers.
             if len(self._partial_requests) >= MAX_QUEUED_REQUESTS:
                 raise PeerFlooding(
-                    f"over {MAX_QUEUED_REQUESTS} partial requests waiting for answers"
+                    f"over {MAX_QUEUED_REQUESTS} requests waiting for answers"
                 )
             self._partial_requests.append(
                 PartialRequested(message.request_id, message.feed, message.count)
+                if isinstance(message, PartialRequest) else
+                SeqRequested(message.request_id, message.feed, message.seqs, message.payloads)
             )
             self._mark()
-        elif isinstance(message, PartialResponse):
-            asked = self._outstanding.pop(message.request_id, None)
-            if asked is None:
-                raise UnexpectedMessage(f"no partial request {message.request_id} is open")
-            self._events.append(
-                PartialReceived(message.request_id, asked[0], asked[1], message.items)
-            )
+        elif isinstance(message, PartialResponse | SeqResponse):
+            asked = self._outstanding.get(message.request_id)
+            kind = int if isinstance(message, PartialResponse) else tuple
+            if asked is None or not isinstance(asked[1], kind):
+                what = "partial" if isinstance(message, PartialResponse) else "seq"
+                raise UnexpectedMessage(f"no {what} request {message.request_id} is open")
+            del self._outstanding[message.request_id]
+            if isinstance(message, PartialResponse):
+                assert isinstance(asked[1], int)
+                self._events.append(
+                    PartialReceived(message.request_id, asked[0], asked[1], message.items)
+                )
+            else:
+                assert isinstance(asked[1], tuple)
+                self._events.append(
+                    SeqReceived(message.request_id, asked[0], asked[1], message.items)
+                )
         elif isinstance(message, ForkProofMessage):
             self._events.append(ForkProofReceived(message.proof))
         elif isinstance(message, Peers):

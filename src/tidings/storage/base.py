@@ -44,6 +44,8 @@ class FeedInfo:
     feed: FeedId
     latest_seq: int
     forked_at: int | None
+    #: The entry hash at ``latest_seq`` (None when nothing is held).
+    head_hash: bytes | None = None
 
 
 class Arrival(NamedTuple):
@@ -126,3 +128,14 @@ class Store(Protocol):
     def fork_proofs(self, feed: FeedId | None = None) -> list[bytes]: ...
 
     def close(self) -> None: ...
+
+
+def undisputed_extent(store: Store, feed: FeedId) -> int:
+    """The last seq of ``feed`` that is not disputed: the head, or the entry
+    before the earliest fork (entries from a fork on are held, never served or
+    shown, spec/06 §5). 0 when nothing is held."""
+    head = store.head(feed)
+    if head is None:
+        return 0
+    forked = store.forked_at(feed)
+    return head.seq if forked is None else min(head.seq, forked - 1)

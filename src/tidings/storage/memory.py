@@ -86,7 +86,8 @@ class MemoryStore:
     def feeds(self) -> list[FeedInfo]:
         known = set(self._entries) | set(self._proofs)
         return sorted(
-            (FeedInfo(feed, len(self._log(feed)), self.forked_at(feed)) for feed in known),
+            (FeedInfo(feed, len(self._log(feed)), self.forked_at(feed),
+                      self._log(feed)[-1].hash if self._log(feed) else None) for feed in known),
             key=lambda info: (info.feed.author_key, info.feed.log_id),
         )
 

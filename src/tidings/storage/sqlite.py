@@ -321,12 +321,13 @@ class SqliteStore:
     def feeds(self) -> list[FeedInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT f.author, f.log_id, f.forked_at, "
+                "SELECT f.author, f.log_id, f.forked_at, h.seq, h.hash FROM feeds f "
+                "LEFT JOIN entries h ON h.feed = f.id AND h.seq = "
                 "(SELECT max(seq) FROM entries e WHERE e.feed = f.id) "
-                "FROM feeds f ORDER BY f.author, f.log_id"
+                "ORDER BY f.author, f.log_id"
             ).fetchall()
-        return [FeedInfo(FeedId(author, log_id), latest or 0, forked) for
-                author, log_id, forked, latest in rows]
+        return [FeedInfo(FeedId(author, log_id), latest or 0, forked, head_hash) for
+                author, log_id, forked, latest, head_hash in rows]
 
     def forked_at(self, feed: FeedId) -> int | None:
         with self._lock:
