@@ -66,7 +66,7 @@ from replication import NodeProcess, child_env, proc_cpu_s  # noqa: E402  (child
 
 from tidings.core.ids import FeedId  # noqa: E402
 from tidings.embed import EmbeddedNode, open_node  # noqa: E402
-from tidings.home import Home  # noqa: E402
+from tidings.node.home import Home  # noqa: E402
 
 Figure, Results, log, no_gc = base.Figure, base.Results, base.log, base.no_gc
 perf_counter = time.perf_counter

@@ -55,9 +55,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
 import tidings  # noqa: E402  (importable: run.py above puts src/ on the path if needed)
 from tidings import Identity, Logbook, SqliteStore  # noqa: E402
 from tidings.core.ids import FeedId  # noqa: E402
-from tidings.home import Home  # noqa: E402
-from tidings.logbook import BATCH_SIZE  # noqa: E402
+from tidings.node.home import Home  # noqa: E402
 from tidings.node.state import NodeState  # noqa: E402
+from tidings.storage.logbook import BATCH_SIZE  # noqa: E402
 
 Figure, Results, log, no_gc = base.Figure, base.Results, base.log, base.no_gc
 perf_counter = time.perf_counter
@@ -289,7 +289,7 @@ class NodeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.log_path.read_text(errors="replace").splitlines():
-                if "event=listening" in line:
+                if "event=ready" in line:
                     for part in line.split():
                         if part.startswith("addr="):
                             return int(part.rpartition(":")[2])

@@ -48,7 +48,7 @@ from tidings.core.entry import Entry, sign_entry
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
 from tidings.core.verify import Anchor, check_run, decode_run, verify_partial
-from tidings.logbook import BATCH_SIZE
+from tidings.storage.logbook import BATCH_SIZE
 
 perf_counter = time.perf_counter
 

@@ -18,7 +18,7 @@ import atheris
 
 with atheris.instrument_imports():
     from tidings.errors import PeerError
-    from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
+    from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 
 
 def key(name: str) -> bytes:

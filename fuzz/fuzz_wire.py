@@ -27,9 +27,9 @@ import atheris
 with atheris.instrument_imports():
     from tidings import Identity, Logbook, MemoryStore
     from tidings.errors import PeerError
-    from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
-    from tidings.protocol.messages import decode_message
-    from tidings.replicator import Replicator
+    from tidings.replication.replicator import Replicator
+    from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+    from tidings.wire.messages import decode_message
 
 AUTHOR = Identity.from_seed(b"\x01" * 32)
 _book = Logbook(MemoryStore(), AUTHOR, clock=lambda: 1_700_000_000_000_000)

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from tidings import Identity, Logbook, MemoryStore
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.protocol.messages import (
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.messages import (
     WANT,
     Clock,
     Entries,

@@ -32,8 +32,9 @@ from tidings.errors import PeerError
 from tidings.node.daemon import Connection, Node, NodeOptions
 from tidings.node.log import Logger
 from tidings.node.state import NodeState
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, MAX_FRAME_PLAINTEXT, Channel
-from tidings.protocol.messages import (
+from tidings.replication.session import Session
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, MAX_FRAME_PLAINTEXT, Channel
+from tidings.wire.messages import (
     VERSIONS,
     Clock,
     ErrorMessage,
@@ -42,7 +43,6 @@ from tidings.protocol.messages import (
     PartialRequest,
     PartialResponse,
 )
-from tidings.protocol.session import Session
 
 #: Every bounded wait in these tests; generous for a loaded 2-core CI runner.
 WAIT = 20.0

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from tests.test_cli import _env, ok, tidings
 from tidings import FeedId
-from tidings.home import Home
+from tidings.node.home import Home
 
-LISTENING = re.compile(r"event=listening addr=[0-9.]+:(\d+) node=([0-9a-f]{8})")
+LISTENING = re.compile(r"event=ready addr=[0-9.]+:(\d+) node=([0-9a-f]{8})")
 
 
 class NodeProcess:
@@ -89,7 +89,7 @@ def transport_keys(home: Path) -> set[str]:
     keys = set()
     for name in ("node.key", "sync.key"):
         if (home / name).exists():
-            from tidings.protocol.channel import public_key
+            from tidings.transport.channel import public_key
 
             keys.add(public_key(Home(home).transport_key(name)).hex()[:8])
     return keys

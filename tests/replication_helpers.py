@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from tidings import Logbook, MemoryStore
 from tidings.core.ids import FeedId
-from tidings.protocol.messages import Clock, Entries, Message, encode_message
-from tidings.protocol.session import Session
-from tidings.replicator import Replicator
+from tidings.replication.replicator import Replicator
+from tidings.replication.session import Session
+from tidings.wire.messages import Clock, Entries, Message, encode_message
 
 from .helpers import author
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tidings.node.daemon as daemon
-import tidings.protocol.session as session_module
-import tidings.replicator as replicator_module
+import tidings.replication.replicator as replicator_module
+import tidings.replication.session as session_module
 from tests.adversary import (
     WAIT,
     Adversary,
@@ -49,8 +49,9 @@ from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.lipmaa import link_target
 from tidings.errors import PeerError
 from tidings.node.state import NodeState
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, PROLOGUE, Channel
-from tidings.protocol.messages import (
+from tidings.replication.session import MAX_PEER_NOTES, MAX_UNSOLICITED
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE, Channel
+from tidings.wire.messages import (
     EAGER,
     MAX_MESSAGE_SIZE,
     MAX_NOTES,
@@ -68,7 +69,6 @@ from tidings.protocol.messages import (
     SeqResponse,
     decode_message,
 )
-from tidings.protocol.session import MAX_PEER_NOTES, MAX_UNSOLICITED
 
 # -- the data every target holds ---------------------------------------------------------
 
@@ -179,7 +179,7 @@ async def test_random_bytes_instead_of_a_handshake_are_dropped_silently(tmp_path
 def _low_order_message_1(ephemeral: bytes) -> bytes:
     """Message 1 of a network member whose ephemeral key is a low-order point: the tag
     verifies (the PSK is known), and the responder's ee DH output is all zeros."""
-    from tidings.protocol.noise import PROTOCOL_NAME, _SymmetricState
+    from tidings.transport.noise import PROTOCOL_NAME, _SymmetricState
 
     state = _SymmetricState(PROTOCOL_NAME)
     state.mix_hash(PROLOGUE)
@@ -882,7 +882,7 @@ async def test_the_event_loop_runs_while_the_replicator_works(
     stop the node's trio loop. The call is released after 2 s whatever happens."""
     import threading
 
-    from tidings.replicator import Replicator
+    from tidings.replication.replicator import Replicator
 
     inside, release = threading.Event(), threading.Event()
     original = Replicator._answer_partial

@@ -17,14 +17,15 @@ from hypothesis import strategies as st
 
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.errors import BadFrame, HandshakeFailed, MalformedMessage, MessageTooLarge
-from tidings.protocol.channel import (
+from tidings.transport.channel import (
     DEFAULT_NETWORK_KEY,
     MAX_FRAME_PLAINTEXT,
     PROLOGUE,
     Channel,
     public_key,
 )
-from tidings.protocol.messages import (
+from tidings.transport.noise import TAG_LEN, CipherState, NoiseHandshake
+from tidings.wire.messages import (
     MAX_MESSAGE_SIZE,
     Entries,
     ErrorMessage,
@@ -33,7 +34,6 @@ from tidings.protocol.messages import (
     Ping,
     encode_message,
 )
-from tidings.protocol.noise import TAG_LEN, CipherState, NoiseHandshake
 
 from .helpers import make_log
 from .test_messages import messages as any_message

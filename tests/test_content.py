@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tidings.content
+import tidings.core.content
 from tidings.content import (
     MAX_CONTENT_SIZE,
     MAX_FOLLOW_PAYLOAD,
@@ -483,5 +483,5 @@ def test_describe(payload: bytes | None, line: str) -> None:
 
 
 def test_docstring_examples() -> None:
-    failed, attempted = doctest.testmod(tidings.content)
+    failed, attempted = doctest.testmod(tidings.core.content)
     assert attempted > 5 and failed == 0

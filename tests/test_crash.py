@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from tidings import FeedId, Identity, Logbook, MemoryStore, SqliteStore
-from tidings.home import Home
+from tidings.node.home import Home
 
 BATCH = 200
 SOURCE_ENTRIES = 2500
@@ -54,7 +54,7 @@ WORKER = textwrap.dedent(
 
     from tidings.core.bundle import EntryRecord, read_bundle
     from tidings.core.entry import decode_entry
-    from tidings.home import Home
+    from tidings.node.home import Home
 
     home, mode, source_path, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     rng = random.Random(seed)

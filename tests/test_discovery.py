@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.nodes import running
-from tidings.node.discovery import (
+from tidings.transport.beacon import (
     BEACON_PREFIX,
     BEACON_SIZE,
     MULTICAST_GROUP,
     make_beacon,
     read_beacon,
 )
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY
+from tidings.transport.channel import DEFAULT_NETWORK_KEY
 
 PRIVATE = bytes(range(32))
 

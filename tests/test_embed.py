@@ -30,9 +30,10 @@ from tidings.embed import (
     parse_cursor,
     read_page,
 )
+from tidings.embed import subscriptions as subscriptions_module
 from tidings.errors import PeerError
-from tidings.home import Home
 from tidings.node import daemon
+from tidings.node.home import Home
 
 #: Longer than any wait here should take on a slow machine; reaching it means a hang.
 #: For a read of what is stored already, which returns at once or never.
@@ -250,7 +251,7 @@ async def test_a_burst_is_held_a_few_pages_at_a_time(
             peak = max(peak, sum(1 for o in gc.get_objects() if type(o) is Item))
             return read_page(*args, **kwargs)
 
-        monkeypatch.setattr(embed, "read_page", counting_read_page)
+        monkeypatch.setattr(subscriptions_module, "read_page", counting_read_page)
         book = Home(node.home.path).open_logbook()
         try:  # one arrival of 5000 entries, as an import or a first sync makes
             book.publish_batch([b"entry %d" % n for n in range(burst)], log_id="big")
@@ -568,14 +569,14 @@ async def test_caught_up_subscriptions_share_the_tail_however_they_start(
     """Subscriptions at the end of the store, new or resumed, read through one shared
     tail: a subscription's own store reads are for catching up only."""
     own_reads = []
-    real = embed.read_page
+    real = subscriptions_module.read_page
 
     def counting(store: Any, position: Any, wanted: Any, **kwargs: Any) -> Any:
         if wanted is not None:
             own_reads.append(position)
         return real(store, position, wanted, **kwargs)
 
-    monkeypatch.setattr(embed, "read_page", counting)
+    monkeypatch.setattr(subscriptions_module, "read_page", counting)
     async with open_node(tmp_path / "a") as node:
         blog = node.feed("blog")
         first = node.subscribe([blog])

@@ -79,7 +79,7 @@ ROUNDS = 28
 CONVERGE_S = 90.0
 #: Bound on a node's start-up and on one CLI call; only a hang reaches it.
 START_S = 30.0
-#: Codes that make a node refuse its peer for ten minutes (daemon.MISBEHAVIOUR);
+#: Codes that make a node refuse its peer for ten minutes (RemoteProtocolError);
 #: honest nodes killed at any moment must never earn one.
 MISBEHAVIOUR_CODES = {"bad-frame", "malformed", "oversize", "invalid-data", "flood", "unexpected"}
 
@@ -562,7 +562,7 @@ def test_a_node_survives_a_peer_sending_a_deeply_nested_fork_proof(tmp_path: Pat
     in the strict CBOR reader, fixed in 3afd860; tests/test_fuzz.py has the unit tests).
     The node must close that peer with invalid-data and serve on."""
     from tests.test_node import RawPeer
-    from tidings.protocol.messages import ForkProofMessage
+    from tidings.wire.messages import ForkProofMessage
 
     logs = tmp_path / "logs"
     logs.mkdir()

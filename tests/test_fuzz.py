@@ -72,8 +72,10 @@ from tidings.errors import (
     NonCanonicalEncoding,
     PeerError,
 )
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.protocol.messages import (
+from tidings.replication.replicator import Replicator
+from tidings.replication.session import Session
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.messages import (
     EAGER,
     WANT,
     Clock,
@@ -89,8 +91,6 @@ from tidings.protocol.messages import (
     Ping,
     encode_message,
 )
-from tidings.protocol.session import Session
-from tidings.replicator import Replicator
 
 from .helpers import author, forge, make_log, sign_raw_body
 from .test_cli import tidings

@@ -33,9 +33,9 @@ from tidings import FeedId
 from tidings import content as content_types
 from tidings.content import Follow, Post
 from tidings.embed import EmbeddedNode, open_node
-from tidings.home import DEFAULT_API_LISTEN
 from tidings.http import server as server_module
 from tidings.http.server import MAX_BODY_BYTES
+from tidings.node.home import DEFAULT_API_LISTEN
 
 ALLOWED_ORIGIN = "http://app.example"
 #: Longer than any wait here should take; reaching it means a hang.
@@ -604,7 +604,7 @@ def test_up_creates_the_token_and_says_where_its_api_is(tmp_path: Path) -> None:
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         url = json.loads((home / "api.json").read_text())["url"]
         assert url.startswith("http://127.0.0.1:")
-        assert "event=api" in node.log()
+        assert "event=ready" in node.log() and f"api={url}" in node.log()
         reply = trio.run(_status_with_token, url, token_file.read_text().strip())
         assert reply.status == 200
     assert not (home / "api.json").exists()
@@ -674,7 +674,7 @@ async def test_feed_pages_never_read_large_payloads_and_keep_tokens_off_public_l
     from tidings import Identity, Logbook, SqliteStore
     from tidings.http.gateway import PublicFeeds
     from tidings.http.server import Request
-    from tidings.syndication import MAX_SHOWN_PAYLOAD
+    from tidings.http.syndication import MAX_SHOWN_PAYLOAD
 
     book = Logbook(SqliteStore(tmp_path / "s.sqlite3"), Identity.generate())
     book.publish(b"a small one", "blog")

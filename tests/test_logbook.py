@@ -239,7 +239,7 @@ def test_pages_of_large_payloads_stay_within_a_byte_budget(store: Store) -> None
 def test_a_bundle_of_large_payloads_imports_in_bounded_batches(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tidings.logbook as logbook
+    import tidings.storage.logbook as logbook
 
     monkeypatch.setattr(logbook, "BATCH_BYTES", 1 << 20)
     source = Logbook(MemoryStore(), author(1))

@@ -22,11 +22,11 @@ from tests.test_cli import ok, tidings
 from tidings import FeedId, Identity, SqliteStore
 from tidings.core.entry import decode_entry
 from tidings.errors import PeerError
-from tidings.home import Home
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.protocol.clock import LocalClock
-from tidings.protocol.messages import MAX_MESSAGE_SIZE, Entries, ErrorMessage
-from tidings.protocol.session import Session
+from tidings.node.home import Home
+from tidings.replication.clock import LocalClock
+from tidings.replication.session import Session
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.messages import MAX_MESSAGE_SIZE, Entries, ErrorMessage
 
 
 def _publish(home: Path, log_id: str, count: int) -> None:

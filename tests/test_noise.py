@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidings.errors import BadFrame, HandshakeFailed, LocalProtocolError
-from tidings.protocol.noise import (
+from tidings.transport.noise import (
     DH_LEN,
     MAX_MESSAGE_LEN,
     PROTOCOL_NAME,

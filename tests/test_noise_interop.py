@@ -17,8 +17,8 @@ import msgpack
 from noise.connection import Keypair, NoiseConnection
 
 from tests.nodes import running
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, PROLOGUE
-from tidings.protocol.messages import VERSIONS, Clock, Hello, decode_message
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE
+from tidings.wire.messages import VERSIONS, Clock, Hello, decode_message
 
 
 def read_exactly(sock: socket.socket, count: int) -> bytes:

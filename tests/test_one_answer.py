@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tidings.logbook as logbook_module
+import tidings.storage.logbook as logbook_module
 from tidings import Logbook, MemoryStore
 from tidings.core.bundle import HEADER, encode_entry_record
 from tidings.core.entry import Entry, decode_entry, payload_hash, sign_entry
@@ -34,7 +34,7 @@ from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target
 from tidings.core.verify import Anchor, check_run, partial_seqs, verify_partial
 from tidings.errors import InvalidEntry, PeerError
-from tidings.protocol.messages import VERSIONS, Clock, Entries, Hello
+from tidings.wire.messages import VERSIONS, Clock, Entries, Hello
 
 from .helpers import author
 from .replication_helpers import node

@@ -29,8 +29,8 @@ from tests.test_cli import ok, tidings
 from tidings import FeedId, ForkProof, Identity, Logbook, MemoryStore, SqliteStore
 from tidings.core.entry import FLAG_SIGNED, Entry, encode_body, payload_hash, sign_entry
 from tidings.core.lipmaa import link_target
-from tidings.home import Home
-from tidings.protocol.messages import Entries, Note
+from tidings.node.home import Home
+from tidings.wire.messages import Entries, Note
 
 #: Every wait here is a bound on a loaded machine, not a timing assertion.
 WAIT = 60

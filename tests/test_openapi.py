@@ -31,12 +31,11 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.http_client import EventStream, Reply, raw_request, read_events, request
 from tidings import content as content_types
-from tidings import embed as embed_module
 from tidings.core.ids import FeedId
 from tidings.embed import EmbeddedNode, open_node
-from tidings.home import Home
 from tidings.http import api as api_module
 from tidings.http import server as server_module
+from tidings.node.home import Home
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_COPY = ROOT / "spec" / "openapi.json"
@@ -1019,19 +1018,11 @@ async def test_events_miss_nothing_when_a_big_batch_arrives(
     assert [seq for _, seq, _ in entries_of(stream)] == list(range(1, count + 1))
 
 
-async def test_an_api_address_without_a_port_means_7655(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[object] = []
-
-    def run_node(*args: object, api: object = None, **kwargs: object) -> object:
-        asked.append(api)
-        raise RuntimeError("stop here: nothing is bound")
-
-    monkeypatch.setattr(embed_module, "run_node", run_node)
-    with pytest.raises(RuntimeError):
-        async with open_node(tmp_path / "p", api="127.0.0.1"):
-            pass
-    assert asked == [("127.0.0.1", 7655)]
+def test_an_api_address_without_a_port_means_7655(tmp_path: Path) -> None:
+    """open_node(api="127.0.0.1") and `tidings up --api 127.0.0.1` read it the same way."""
+    home = Home(tmp_path / "p")
+    for mode in ("embedded", "daemon"):
+        assert home.node_options(mode, api_listen="127.0.0.1").api == ("127.0.0.1", 7655)
 
 
 async def test_a_seq_beyond_the_largest_is_not_found(a: Client) -> None:

@@ -18,17 +18,23 @@ from tidings.core.entry import decode_entry, payload_hash
 from tidings.core.ids import FeedId
 from tidings.errors import (
     BadSignature,
+    ClosedByPeer,
+    DuplicateConnection,
     InvalidData,
     MalformedMessage,
     PeerFlooding,
-    RemoteError,
+    PeerRefused,
+    SelfConnection,
     UnexpectedMessage,
     UnsupportedVersion,
     WrongFeed,
 )
-from tidings.logbook import FOLLOWS_LOG
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.protocol.messages import (
+from tidings.replication.replicator import PARTIAL_PAYLOAD_BYTES, MemoryClocks, Replicator
+from tidings.replication.session import MAX_UNSOLICITED, Session
+from tidings.storage.base import StoredEntry
+from tidings.storage.logbook import FOLLOWS_LOG
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.messages import (
     EAGER,
     VERSIONS,
     WANT,
@@ -41,16 +47,6 @@ from tidings.protocol.messages import (
     PartialResponse,
     Ping,
 )
-from tidings.protocol.session import MAX_UNSOLICITED, Session
-from tidings.replicator import (
-    PARTIAL_PAYLOAD_BYTES,
-    DuplicateConnection,
-    MemoryClocks,
-    PeerRefused,
-    Replicator,
-    SelfConnection,
-)
-from tidings.storage.base import StoredEntry
 
 from .helpers import author, forge, make_log
 from .replication_helpers import (
@@ -695,7 +691,7 @@ def test_an_error_message_from_the_peer_ends_the_session_as_remote_error() -> No
     channel, session = bare_peer(b)
     channel.send(Hello(VERSIONS, False, None))
     channel.send(ErrorMessage("flood", "you sent too much"))
-    with pytest.raises(RemoteError) as caught:
+    with pytest.raises(ClosedByPeer) as caught:
         b.receive(session, channel.data_to_send())
     assert caught.value.remote_code == "flood" and caught.value.code == "remote-error"
     assert session.closed_by_peer is caught.value

@@ -28,7 +28,7 @@ from tests.nodes import feed_of, running, wait_for
 from tests.test_cli import _env, ok, tidings
 from tidings import content as content_types
 from tidings.content import Post
-from tidings.home import Home
+from tidings.node.home import Home
 
 SERVING = re.compile(r"event=serving-feeds url=(http://127\.0\.0\.1:(\d+)/feeds/)")
 

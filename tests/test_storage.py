@@ -109,7 +109,7 @@ def test_an_unopenable_store_says_so(tmp_path: Path) -> None:
 
 def test_the_key_file_is_written_whole_and_leaves_nothing_behind(tmp_path: Path) -> None:
     from tidings import Identity
-    from tidings.home import Home
+    from tidings.node.home import Home
 
     home = Home(tmp_path / "h")
     (tmp_path / "h").mkdir()

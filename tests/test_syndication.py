@@ -36,7 +36,7 @@ from tidings.content import (
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
-from tidings.syndication import atom, entry_urn, feed_urn, json_feed, rfc3339
+from tidings.http.syndication import atom, entry_urn, feed_urn, json_feed, rfc3339
 
 from .helpers import author
 

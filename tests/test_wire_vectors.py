@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 
 from tidings.core.ids import FeedId
-from tidings.errors import PeerError, RemoteError
-from tidings.node.discovery import BEACON_SIZE, make_beacon, read_beacon
-from tidings.protocol.channel import (
+from tidings.errors import ClosedByPeer, PeerError
+from tidings.replication.clock import LocalClock, clock_digest
+from tidings.replication.session import Session
+from tidings.transport.beacon import BEACON_SIZE, make_beacon, read_beacon
+from tidings.transport.channel import (
     DEFAULT_NETWORK_KEY,
     PROLOGUE,
     Channel,
     public_key,
 )
-from tidings.protocol.clock import LocalClock, clock_digest
-from tidings.protocol.messages import (
+from tidings.transport.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
+from tidings.wire.messages import (
     Clock,
     Entries,
     ErrorMessage,
@@ -42,8 +44,6 @@ from tidings.protocol.messages import (
     decode_message,
     encode_message,
 )
-from tidings.protocol.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
-from tidings.protocol.session import Session
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 
@@ -349,7 +349,7 @@ def test_session_start(case: dict[str, Any]) -> None:
         session.receive_data(data)
     error = raised.value
     assert error.code == case["code"]
-    if isinstance(error, RemoteError):
+    if isinstance(error, ClosedByPeer):
         sent = decode_message(bytes.fromhex(case["messages"][-1]))
         assert isinstance(sent, ErrorMessage) and error.remote_code == sent.code
         return

@@ -48,15 +48,17 @@ from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed, lipmaa
 from tidings.core.verify import partial_seqs
-from tidings.node.discovery import make_beacon
-from tidings.protocol.channel import (
+from tidings.replication.clock import LocalClock, clock_digest
+from tidings.replication.session import Session
+from tidings.transport.beacon import make_beacon
+from tidings.transport.channel import (
     DEFAULT_NETWORK_KEY,
     PROLOGUE,
     Channel,
     public_key,
 )
-from tidings.protocol.clock import LocalClock, clock_digest
-from tidings.protocol.messages import (
+from tidings.transport.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
+from tidings.wire.messages import (
     EAGER,
     MAX_ADDRESSES,
     MAX_ERROR_CODE_LEN,
@@ -84,8 +86,6 @@ from tidings.protocol.messages import (
     SeqResponse,
     encode_message,
 )
-from tidings.protocol.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
-from tidings.protocol.session import Session
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ed25519_edges.py

@@ -8,7 +8,7 @@ core lives in :mod:`tidings.core` and the stores in :mod:`tidings.storage`.
 
 from typing import TYPE_CHECKING, Any
 
-from tidings.content import (
+from tidings.core.content import (
     About,
     Attachment,
     EntryRef,
@@ -33,18 +33,19 @@ from tidings.core.verify import (
 )
 from tidings.errors import InvalidEntry, TidingsError, UsageError
 from tidings.identity import Identity
-from tidings.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 from tidings.storage import MemoryStore, SqliteStore, Store
+from tidings.storage.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 
 if TYPE_CHECKING:
-    from tidings.embed import EmbeddedNode, Item, Status, Subscription, open_node
+    from tidings.embed import EmbeddedNode, Item, Status, Subscription
+    from tidings.node.lifecycle import open_node
 
 __version__ = "0.1.0"
 
 #: Names loaded on first use: the node brings in trio and the protocol, which
 #: commands like `tidings publish` never need.
-_LAZY = {name: "tidings.embed" for name in
-         ("EmbeddedNode", "Item", "Status", "Subscription", "open_node")}
+_LAZY = {**{name: "tidings.embed" for name in ("EmbeddedNode", "Item", "Status", "Subscription")},
+         "open_node": "tidings.node.lifecycle"}
 
 
 def __getattr__(name: str) -> Any:

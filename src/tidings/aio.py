@@ -1,6 +1,6 @@
 """The logbook for trio programs.
 
-:class:`AsyncLogbook` runs each :class:`~tidings.logbook.Logbook` call in a
+:class:`AsyncLogbook` runs each :class:`~tidings.storage.logbook.Logbook` call in a
 worker thread, so a publish's fsync or a large import never blocks the event
 loop. Calls are serialised: the store is one SQLite connection::
 
@@ -28,8 +28,8 @@ from tidings.core.entry import Entry
 from tidings.core.forks import ForkProof
 from tidings.core.ids import FeedId
 from tidings.identity import Identity
-from tidings.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 from tidings.storage.base import FeedInfo, Store
+from tidings.storage.logbook import DEFAULT_LOG, ImportResult, IngestResult, Logbook, VerifyReport
 
 T = TypeVar("T")
 

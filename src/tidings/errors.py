@@ -1,16 +1,28 @@
 """One error hierarchy for tidings, rooted in :class:`TidingsError`.
 
-Two families matter to callers:
+Whose fault an error is, is carried by its class:
 
-* :class:`InvalidEntry` and its subclasses: data broke a validity rule of the
-  spec (``spec/04-validity.md``). Each names the rule, the feed and the sequence
-  number, so a node can drop the data (and the peer that sent it) and go on.
 * :class:`UsageError`: the caller asked for something that cannot be done
   (publishing to an ended log, opening a missing home). Its message says what to
   do next.
+* :class:`InvalidEntry` and its subclasses: data broke a validity rule of the
+  spec (``spec/04-validity.md``). Each names the rule, the feed and the sequence
+  number, so a node can drop the data (and the peer that sent it) and go on.
+  :class:`InvalidBundle` and :class:`InvalidForkProof` are their kin for
+  bundles and fork proofs.
+* :class:`PeerError`: a connection ended. :class:`RemoteProtocolError` and its
+  subclasses mean the peer broke the protocol (h11's vocabulary: "remote" is
+  the peer's fault); the others (a timeout, a second connection, an ``error``
+  message from the peer: :class:`ClosedByPeer`) are nobody's.
+* :class:`LocalProtocolError`: this side misused a protocol object (a bug).
+* :class:`StoredEntryDamaged`: the disk under a store changed bytes.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class TidingsError(Exception):
@@ -227,14 +239,19 @@ class StoredEntryDamaged(TidingsError):
 
 
 class PeerError(TidingsError):
-    """A peer broke the transport or wire protocol; its connection is closed.
+    """A connection to a peer ended; the node goes on with its other peers.
 
     ``code`` is the stable error code of spec/09-wire.md §6, sent to the peer in
     an ``error`` message where the connection still allows it. ``peer`` names the
-    peer (its address or transport key) once the node knows it.
+    peer (its address or transport key) once the node knows it. Whose fault it
+    is, is carried by the class: a :class:`RemoteProtocolError` is the peer's
+    (the node refuses its key for a while); the others are nobody's (a
+    timeout, another network, a second connection).
     """
 
     code = "protocol"
+    #: The peer broke the protocol: refuse its key for a while, forget its clock.
+    misbehaviour: ClassVar[bool] = False
 
     def __init__(self, detail: str, *, peer: str | None = None) -> None:
         super().__init__(detail)
@@ -248,28 +265,16 @@ class PeerError(TidingsError):
         return f"{prefix}{self.code}: {self.detail}"
 
 
+class RemoteProtocolError(PeerError):
+    """The peer broke the transport or wire protocol (h11's meaning of "remote")."""
+
+    misbehaviour = True
+
+
 class HandshakeFailed(PeerError):
-    """The Noise handshake failed: another network key, a broken message, or no key proof."""
+    """The Noise handshake failed: another network key or protocol version, or a broken message."""
 
     code = "handshake"
-
-
-class BadFrame(PeerError):
-    """A transport frame is malformed: truncated, empty, or failing decryption."""
-
-    code = "bad-frame"
-
-
-class MessageTooLarge(PeerError):
-    """A message's declared length is over the bound (a long list inside one is malformed)."""
-
-    code = "oversize"
-
-
-class MalformedMessage(PeerError):
-    """A message is not valid msgpack, or has the wrong shape, types or ranges."""
-
-    code = "malformed"
 
 
 class UnsupportedVersion(PeerError):
@@ -278,25 +283,72 @@ class UnsupportedVersion(PeerError):
     code = "version"
 
 
-class UnexpectedMessage(PeerError):
-    """A valid message arrived where the protocol does not allow it."""
-
-    code = "unexpected"
-
-
 class PeerTimeout(PeerError):
     """The peer was silent past a deadline (handshake or idle)."""
 
     code = "timeout"
 
 
-class PeerFlooding(PeerError):
+class DuplicateConnection(PeerError):
+    """A second connection to a peer this node is already connected to (spec/08 §2)."""
+
+    code = "duplicate"
+
+
+class SelfConnection(DuplicateConnection):
+    """This node dialed one of its own addresses."""
+
+
+class PeerRefused(PeerError):
+    """This node refuses the peer's key for a while: it sent invalid data before."""
+
+    code = "refused"
+
+
+class ClosedByPeer(PeerError):
+    """The peer closed the connection with an ``error`` message (spec/09 §6).
+
+    ``remote_code`` is the code it sent: what it says this side did wrong.
+    """
+
+    code = "remote-error"
+
+    def __init__(self, remote_code: str, detail: str, *, peer: str | None = None) -> None:
+        super().__init__(f"{remote_code}: {detail}", peer=peer)
+        self.remote_code = remote_code
+
+
+class BadFrame(RemoteProtocolError):
+    """A transport frame is malformed: truncated, empty, or failing decryption."""
+
+    code = "bad-frame"
+
+
+class MessageTooLarge(RemoteProtocolError):
+    """A message's declared length is over the bound (a long list inside one is malformed)."""
+
+    code = "oversize"
+
+
+class MalformedMessage(RemoteProtocolError):
+    """A message is not valid msgpack, or has the wrong shape, types or ranges."""
+
+    code = "malformed"
+
+
+class UnexpectedMessage(RemoteProtocolError):
+    """A valid message arrived where the protocol does not allow it."""
+
+    code = "unexpected"
+
+
+class PeerFlooding(RemoteProtocolError):
     """The peer sent more requests or notes than the spec's bounds allow."""
 
     code = "flood"
 
 
-class InvalidData(PeerError):
+class InvalidData(RemoteProtocolError):
     """The peer sent an entry, payload or fork proof that does not verify.
 
     ``cause`` is the :class:`InvalidEntry` (naming the feed, seq and rule) or
@@ -310,18 +362,13 @@ class InvalidData(PeerError):
         self.cause = cause
 
 
-class RemoteError(PeerError):
-    """The peer closed the connection with an ``error`` message naming our fault."""
-
-    code = "remote-error"
-
-    def __init__(self, remote_code: str, detail: str, *, peer: str | None = None) -> None:
-        super().__init__(f"{remote_code}: {detail}", peer=peer)
-        self.remote_code = remote_code
-
-
 class LocalProtocolError(TidingsError):
-    """This side misused a protocol object (a bug in the caller, not the peer's fault)."""
+    """This side misused a protocol object: a bug in the caller, not the peer's fault
+    (a message too large to send, a call on a session that failed)."""
+
+
+class ListenError(UsageError):
+    """A node could not bind the address it was asked to listen on (peers or the local API)."""
 
 
 #: Every validity rule by its stable name, as the spec and the vectors use them.
@@ -335,3 +382,16 @@ RULES: dict[str, type[InvalidEntry]] = {
         ForkedFeed,
     )
 }
+
+
+def first_error(error: BaseException, kind: type[E]) -> E | None:
+    """``error`` if it is a ``kind``, else the first ``kind`` inside the exception
+    groups it holds (trio wraps a task's error in its nursery's group), else None."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = first_error(inner, kind)
+            if found is not None:
+                return found
+    return None

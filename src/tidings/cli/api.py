@@ -10,8 +10,9 @@ from typing import Any
 
 from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
 from tidings.core.ids import FeedId
-from tidings.home import Home
+from tidings.errors import first_error
 from tidings.identity import Identity
+from tidings.node.home import Home
 
 #: `tidings status` exits with this when no node runs for the home.
 EXIT_NOT_RUNNING = 3
@@ -114,8 +115,8 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     import trio
 
     from tidings.http.gateway import serve_feeds
-    from tidings.node.daemon import format_address, parse_address
     from tidings.node.log import Logger
+    from tidings.node.options import format_address, parse_address
 
     host, port = parse_address(args.listen, 8080)
     log = Logger(as_json=args.log_json)
@@ -135,12 +136,9 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     try:
         trio.run(main)
     except ExceptionGroup as exc:
-        failure = exc.subgroup(OSError)
-        if failure is None:
+        first = first_error(exc, OSError)
+        if first is None:
             raise
-        first: BaseException = failure
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
         raise CommandError(f"cannot listen on {host}:{port}: "
                            f"{getattr(first, 'strerror', None) or first}; choose another "
                            "with --listen HOST:PORT") from None

@@ -11,7 +11,7 @@ from tidings.core.entry import Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
 from tidings.core.times import entry_datetime
 from tidings.errors import InvalidId
-from tidings.logbook import Logbook
+from tidings.storage.logbook import Logbook
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
 

@@ -34,8 +34,8 @@ from tidings.cli.node import add_commands as add_node_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidEntry, PeerError, TidingsError, UsageError
-from tidings.home import Home
-from tidings.logbook import BATCH_BYTES, BATCH_SIZE, ImportResult
+from tidings.node.home import Home
+from tidings.storage.logbook import BATCH_BYTES, BATCH_SIZE, ImportResult
 
 
 def cmd_init(args: argparse.Namespace, home: Home) -> int:

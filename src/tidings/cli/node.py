@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from tidings.cli.common import (
     EXIT_BAD_DATA,
@@ -19,20 +20,15 @@ from tidings.cli.common import (
     print_json,
 )
 from tidings.core.ids import FeedId
-from tidings.home import (
-    DEFAULT_API_LISTEN,
-    DEFAULT_API_PORT,
-    DEFAULT_LISTEN,
-    SYNC_KEY_FILE,
-    Home,
-    parse_network_key,
-)
-from tidings.logbook import FOLLOWS_LOG
+from tidings.errors import UsageError
+from tidings.node.home import SYNC_KEY_FILE, Home
+from tidings.node.options import DEFAULT_API_LISTEN, DEFAULT_LISTEN, NodeOptions
+from tidings.storage.logbook import FOLLOWS_LOG
 
 if TYPE_CHECKING:
-    from tidings.node.daemon import Connection, Node, NodeOptions
+    from tidings.node.daemon import Connection, Node
     from tidings.node.state import NodeState
-    from tidings.replicator import PartialResult
+    from tidings.replication.replicator import PartialResult
 
 T = TypeVar("T")
 
@@ -40,80 +36,37 @@ T = TypeVar("T")
 # `tidings publish` and friends start faster without them.
 
 
-
-def _options(args: argparse.Namespace, home: Home, *, listen: bool) -> NodeOptions:
-    from tidings.node.daemon import NodeOptions, parse_address
-
-    settings = home.config().node
-    network = args.network or str(settings.get("network", "public"))
-    peers = [parse_address(str(p)) for p in settings.get("peers", [])]  # type: ignore[attr-defined]
-    peers += [parse_address(p) for p in getattr(args, "peer", None) or []]
-    options = NodeOptions(network_key=parse_network_key(network), peers=peers)
-    if listen:
-        options.listen = parse_address(args.listen or str(settings.get("listen", DEFAULT_LISTEN)))
-        options.relay = bool(args.relay or settings.get("relay", False))
-        options.relay_max_feeds = int(settings.get("relay_max_feeds", 10_000))  # type: ignore[call-overload]
-        options.max_connections = int(settings.get("max_connections", 64))  # type: ignore[call-overload]
-        options.lan_discovery = bool(settings.get("lan_discovery", True)) and not args.no_lan
-        options.lan_interface = _ipv4(args.lan_interface
-                                      or str(settings.get("lan_interface", "0.0.0.0")))
-        options.lan_port = int(settings.get("lan_port", options.lan_port))  # type: ignore[call-overload]
-        if not 1 <= options.lan_port <= 65535:
-            raise CommandError(f"lan_port {options.lan_port} is not a UDP port (1-65535)")
-    hops = getattr(args, "hops", None) or settings.get("hops", 1)
-    if not isinstance(hops, int) or not 1 <= hops <= 3:
-        raise CommandError("hops must be 1, 2 or 3")
-    options.hops = hops
-    return options
-
-
-def _ipv4(text: str) -> str:
-    import ipaddress
-
+def _options(args: argparse.Namespace, home: Home, mode: str) -> NodeOptions:
+    """This home's config with the command's flags on top (flags a command lacks are None)."""
+    flag = partial(getattr, args)
     try:
-        return str(ipaddress.IPv4Address(text.strip()))
-    except ValueError:
-        raise CommandError(f"lan_interface {text!r} is not an IPv4 address "
-                           "(the address of the interface to use, or 0.0.0.0)") from None
-
-
-def _open(home: Home, key_file: str | None = None) -> tuple[Any, NodeState, bytes]:
-    from tidings.node.state import NodeState
-
-    book = home.open_logbook(create=True)
-    state = NodeState(home.node_state_path)
-    key = home.transport_key() if key_file is None else home.transport_key(key_file)
-    return book, state, key
-
-
-def _api_settings(args: argparse.Namespace, home: Home) -> tuple[tuple[str, int] | None,
-                                                                  tuple[str, ...]]:
-    from tidings.node.daemon import parse_address
-
-    settings = home.config().api
-    origins = tuple(str(o) for o in settings.get("cors_origins", []))  # type: ignore[attr-defined]
-    if args.no_api or (not settings.get("enabled", True) and not args.api):
-        return None, origins
-    return parse_address(args.api or str(settings.get("listen", DEFAULT_API_LISTEN)),
-                         DEFAULT_API_PORT), origins
+        return home.node_options(
+            mode, listen=flag("listen", None), peers=flag("peer", None) or (),
+            network=flag("network", None), relay=flag("relay", None), hops=flag("hops", None),
+            lan=False if flag("no_lan", False) else None,
+            lan_interface=flag("lan_interface", None), api_listen=flag("api", None),
+            no_api=flag("no_api", False),
+        )
+    except UsageError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_up(args: argparse.Namespace, home: Home) -> int:
     import trio
 
-    from tidings.embed import ListenError, run_node
+    from tidings.errors import ListenError
+    from tidings.node.lifecycle import run_node
     from tidings.node.log import Logger
 
     identity, created = home.init()
     log = Logger(level="debug" if args.verbose else "info", as_json=args.log_json)
     if created:
         log.info("created-identity", author=str(identity.author), home=str(home.path))
-    options = _options(args, home, listen=True)
-    api, origins = _api_settings(args, home)
+    options = _options(args, home, "daemon")
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with run_node(home, options, api=api, cors_origins=origins, log=log):
+            async with run_node(home, options, log=log):
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     return
@@ -150,13 +103,13 @@ def _as_client(
     """
     import trio
 
-    from tidings.node.daemon import Node, parse_address
-    from tidings.node.log import Logger
+    from tidings.node.lifecycle import assemble_node
+    from tidings.node.options import parse_address
 
-    options = _options(args, home, listen=False)
+    options = _options(args, home, "client")
     address = parse_address(args.peer_address)
-    book, state, key = _open(home, SYNC_KEY_FILE)
-    node = Node(book, state, key, options, Logger(level="quiet"))
+    node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
+    state = node.state
 
     async def body(node: Node) -> T:
         with trio.fail_after(args.timeout or math.inf):
@@ -172,7 +125,7 @@ def _as_client(
         raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
                            EXIT_BAD_DATA) from None
     finally:
-        book.store.close()
+        node.logbook.store.close()
         state.close()
 
 
@@ -240,7 +193,7 @@ def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int
     finally:
         state.close()
     if args.public:
-        from tidings.content import follow_payload
+        from tidings.core.content import follow_payload
 
         book = home.open_logbook(need_identity=True)
         try:

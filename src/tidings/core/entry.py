@@ -17,13 +17,13 @@ is refused, so there is exactly one byte string per entry and hashes are stable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tidings.core import cbor
 from tidings.core.ids import LOG_ID_PATTERN, MAX_LOG_ID_LEN, FeedId, check_log_id
 from tidings.core.lipmaa import link_target
 from tidings.errors import (
@@ -335,124 +335,17 @@ def decode_entry(raw: bytes) -> Entry:
     )
 
 
-class _NotAField:
-    """Stands for a well-formed CBOR value no field can hold (maps, floats, booleans)."""
+def strict_cbor_item(data: bytes, pos: int) -> tuple[Any, int]:
+    """One well-formed CBOR item from ``pos``, without tags (spec/04 D2): ``(value, end)``.
 
-    def __repr__(self) -> str:
-        return "<not a field value>"
-
-
-_NOT_A_FIELD = _NotAField()
-
-
-def strict_cbor_decode(data: bytes) -> Any:
-    """Decode exactly one well-formed CBOR item (RFC 8949 Appendix F), without tags.
-
-    Non-shortest heads and indefinite lengths are accepted here (the caller's
-    re-encoding check refuses them); tags, trailing bytes, truncation, reserved
-    values and invalid UTF-8 raise :class:`MalformedEntry`.
+    Non-shortest heads and indefinite lengths are read (the re-encoding check
+    refuses them, D9). Maps, floats and booleans come back as a placeholder no
+    field accepts. Raises :class:`MalformedEntry`.
     """
-    value, end = strict_cbor_item(data, 0)
-    if end != len(data):
-        raise _malformed(f"{len(data) - end} bytes follow the body's CBOR item")
-    return value
-
-
-def _until_break(
-    data: bytes, pos: int, read: Callable[[bytes, int], tuple[Any, int]]
-) -> tuple[list[Any], int]:
-    """Items of an indefinite-length string, array or map, up to its break code."""
-    items: list[Any] = []
-    while True:
-        if pos >= len(data):
-            raise _malformed("truncated CBOR")
-        if data[pos] == 0xFF:
-            return items, pos + 1
-        item, pos = read(data, pos)
-        items.append(item)
-
-
-#: Nesting no entry, proof or bundle record needs (theirs is 2 or 3 deep); the
-#: bound keeps a crafted item from exhausting the stack.
-MAX_CBOR_DEPTH = 16
-
-
-def strict_cbor_item(data: bytes, pos: int, depth: int = 0) -> tuple[Any, int]:
-    """One well-formed CBOR item from ``pos``, without tags: ``(value, end offset)``.
-
-    Maps, floats, booleans and other simple values come back as a placeholder
-    no field accepts. Raises :class:`MalformedEntry`.
-    """
-    if depth > MAX_CBOR_DEPTH:
-        raise _malformed(f"CBOR nested more than {MAX_CBOR_DEPTH} levels deep")
-    if pos >= len(data):
-        raise _malformed("truncated CBOR")
-    initial = data[pos]
-    major, info = initial >> 5, initial & 0x1F
-    pos += 1
-    argument: int | None
-    if info < 24:
-        argument = info
-    elif info <= 27:
-        size = 1 << (info - 24)
-        if pos + size > len(data):
-            raise _malformed("truncated CBOR")
-        argument = int.from_bytes(data[pos:pos + size], "big")
-        pos += size
-    elif info == 31:
-        argument = None
-    else:
-        raise _malformed("reserved CBOR additional information (28-30)")
-    if major == 0 or major == 1:
-        if argument is None:
-            raise _malformed("an integer cannot have indefinite length")
-        return (argument if major == 0 else -1 - argument), pos
-    if major == 2 or major == 3:
-        if argument is None:
-
-            def chunk(data: bytes, at: int) -> tuple[Any, int]:
-                if data[at] >> 5 != major or data[at] & 0x1F == 31:
-                    raise _malformed("bad chunk in an indefinite-length string")
-                return strict_cbor_item(data, at, depth + 1)
-
-            chunks, pos = _until_break(data, pos, chunk)
-            return (b"".join(chunks) if major == 2 else "".join(chunks)), pos
-        if pos + argument > len(data):
-            raise _malformed("truncated CBOR")
-        raw = data[pos:pos + argument]
-        pos += argument
-        if major == 2:
-            return raw, pos
-        try:
-            return raw.decode("utf-8"), pos
-        except UnicodeDecodeError:
-            raise _malformed("text string is not valid UTF-8") from None
-    if major == 4 or major == 5:
-        if argument is None:
-            items, pos = _until_break(
-                data, pos, lambda data, at: strict_cbor_item(data, at, depth + 1)
-            )
-            if major == 5 and len(items) % 2:
-                raise _malformed("break code between a map key and its value")
-        else:
-            count = argument * (1 if major == 4 else 2)
-            if count > len(data) - pos:  # every item takes at least one byte
-                raise _malformed("truncated CBOR")
-            items = []
-            for _ in range(count):
-                item, pos = strict_cbor_item(data, pos, depth + 1)
-                items.append(item)
-        return (items if major == 4 else _NOT_A_FIELD), pos
-    if major == 6:
-        raise _malformed("CBOR tags are not allowed in an entry")
-    # major 7: simple values and floats
-    if info == 22:
-        return None, pos
-    if info == 24 and argument is not None and argument < 32:
-        raise _malformed("two-byte simple value below 32")
-    if info == 31:
-        raise _malformed("break code outside an indefinite-length item")
-    return _NOT_A_FIELD, pos
+    try:
+        return cbor.read_item(data, pos, cbor.STRUCTURE)
+    except cbor.CborError as exc:
+        raise _malformed(str(exc)) from None
 
 
 def encode_body(

@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from tidings import content as content_types
+from tidings.core import content as content_types
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
@@ -44,9 +44,9 @@ from tidings.http.server import (
     error_response,
     json_response,
 )
-from tidings.logbook import DEFAULT_LOG
-from tidings.node.daemon import parse_address
+from tidings.node.options import parse_address
 from tidings.storage.base import Store
+from tidings.storage.logbook import DEFAULT_LOG
 
 API_PREFIX = "/v1"
 #: Seconds between SSE keep-alive comments (proxies drop silent streams).

@@ -18,11 +18,11 @@ from urllib.parse import quote
 
 import trio
 
-from tidings import content as content_types
-from tidings import syndication
+from tidings.core import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
+from tidings.http import syndication
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
 from tidings.storage.base import Store, undisputed_extent

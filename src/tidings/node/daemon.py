@@ -1,6 +1,6 @@
 """The trio node: sockets, timers and the peer table around the replicator.
 
-Everything that decides what to send lives in :class:`~tidings.replicator.Replicator`
+Everything that decides what to send lives in :class:`~tidings.replication.replicator.Replicator`
 (pure apart from the store). This module only moves bytes: one reader and one
 writer task per connection, a listener, a dialer with backoff, a poller that
 notices writes by other processes (``tidings publish``, ``tidings follow``),
@@ -21,27 +21,24 @@ import trio
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
-    BadFrame,
+    ClosedByPeer,
+    DuplicateConnection,
     HandshakeFailed,
-    InvalidData,
-    MalformedMessage,
-    MessageTooLarge,
     PeerError,
-    PeerFlooding,
     PeerTimeout,
-    RemoteError,
+    SelfConnection,
     TidingsError,
-    UnexpectedMessage,
-    UsageError,
 )
-from tidings.logbook import Logbook
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
+from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, public_key
-from tidings.protocol.messages import MAX_ADDRESSES, Note
-from tidings.protocol.session import Session
-from tidings.replicator import DuplicateConnection, PartialResult, Replicator, SelfConnection
+from tidings.replication.replicator import PartialResult, Replicator
+from tidings.replication.session import Session
+from tidings.storage.logbook import Logbook
+from tidings.transport.beacon import is_loopback
+from tidings.transport.channel import public_key
+from tidings.wire.messages import MAX_ADDRESSES, Note
 
 T = TypeVar("T")
 
@@ -59,33 +56,9 @@ POLL_INTERVAL = 0.1
 #: processed under one store commit, so a large read while the peer streams
 #: means few fsyncs; the channel itself buffers at most one frame and one message.
 READ_SIZE = 1024 * 1024
-DEFAULT_PORT = 7654
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
-#: Errors that mean the peer misbehaved (as opposed to a network hiccup).
-MISBEHAVIOUR = (BadFrame, MalformedMessage, MessageTooLarge, InvalidData, PeerFlooding,
-                UnexpectedMessage)
-
-
-@dataclass
-class NodeOptions:
-    listen: tuple[str, int] | None = None
-    peers: list[tuple[str, int]] = field(default_factory=list)
-    network_key: bytes = DEFAULT_NETWORK_KEY
-    relay: bool = False
-    relay_max_feeds: int = 10_000
-    hops: int = 1
-    #: Open connections, both directions; more are refused at accept.
-    max_connections: int = 64
-    #: Connections this node dials itself.
-    max_outbound: int = 8
-    lan_discovery: bool = False
-    #: The IPv4 address of the interface that beacons use ("0.0.0.0": the system's choice).
-    lan_interface: str = discovery.ANY_INTERFACE
-    #: The UDP port of the beacon group (spec/08 §7); another keeps a test's beacons apart.
-    lan_port: int = discovery.MULTICAST_PORT
-
 
 @dataclass(eq=False)
 class Connection:
@@ -121,22 +94,6 @@ class _ClockMemory:
         self.state.save(self.prefix + peer, sent, received)
 
 
-def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``[v6]:PORT``, or ``HOST`` for the default port)."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep or "]" in port_text:
-        host, port_text = text, str(default_port)
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not HOST:PORT") from None
-    if not host or not 0 <= port <= 65535:
-        raise UsageError(f"{text!r} is not HOST:PORT")
-    return host, port
-
-
 class Node:
     """A tidings node: ``await node.run()`` serves until cancelled."""
 
@@ -163,6 +120,11 @@ class Node:
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
+
+    @property
+    def follows(self) -> frozenset[FeedId]:
+        """The feeds this home follows (as the node replicates them now)."""
+        return frozenset(self.replicator.follows)
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
@@ -204,9 +166,6 @@ class Node:
                 listeners = await trio.open_tcp_listeners(port, host=host)
                 bound = listeners[0].socket.getsockname()
                 self.listen_address = (host, bound[1])
-                self.log.info("listening", addr=f"{host}:{bound[1]}",
-                              node=short_key(self.replicator.local_static),
-                              relay=options.relay)
                 nursery.start_soon(partial(
                     trio.serve_listeners, self._accept, listeners, handler_nursery=nursery
                 ))
@@ -220,7 +179,7 @@ class Node:
         send, receive = trio.open_memory_channel[tuple[str, int]](16)
         own: set[bytes] = set()
         interface, group_port = self.options.lan_interface, self.options.lan_port
-        if not discovery.is_loopback(host) or discovery.is_loopback(interface):
+        if not is_loopback(host) or is_loopback(interface):
             # A node listening on loopback only has nothing to offer a real LAN.
             nursery.start_soon(partial(discovery.announce, self.options.network_key, port,
                                        self.log, own, interface=interface,
@@ -401,7 +360,7 @@ class Node:
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
                 # A misbehaving peer's clock is not worth keeping (and may be huge).
-                remember = not isinstance(connection.error, MISBEHAVIOUR)
+                remember = connection.error is None or not connection.error.misbehaviour
                 await self._core(self.replicator.close_session, session, remember=remember)
                 await stream.aclose()
                 await self._after_close(connection)
@@ -409,7 +368,7 @@ class Node:
 
     async def _after_close(self, connection: Connection) -> None:
         error, peer = connection.error, connection.session.channel.remote_static
-        misbehaved = isinstance(error, MISBEHAVIOUR)
+        misbehaved = error is not None and error.misbehaviour
         fields: dict[str, object] = {"peer": short_key(peer),
                                      "addr": format_address(connection.address)}
         if isinstance(error, SelfConnection) and connection.initiator:
@@ -489,7 +448,7 @@ class Node:
         scope.cancel()
 
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
-        if isinstance(error, HandshakeFailed | RemoteError):
+        if isinstance(error, HandshakeFailed | ClosedByPeer):
             return  # say nothing to a stranger; never answer an error
         # Best effort, bounded: a peer that does not read gets no error message.
         with trio.move_on_after(2):
@@ -633,10 +592,4 @@ def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
         return "?", 0
 
 
-def format_address(address: tuple[str, int]) -> str:
-    """``HOST:PORT``, with brackets around an IPv6 host."""
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-__all__ = ["DEFAULT_PORT", "Connection", "Node", "NodeOptions", "format_address", "parse_address"]
+__all__ = ["Connection", "Node"]

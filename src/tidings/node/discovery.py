@@ -1,53 +1,28 @@
 """Finding nodes on the same LAN: UDP multicast beacons scoped by network key.
 
-A beacon is ``b"tidings-lan/1" || port (2 bytes, big-endian) || nonce (16) ||
-tag (16)``, the tag a keyed BLAKE2b-128 of everything before it under the
-network key (spec/08-transport.md §7). Nodes on another network cannot read
-or forge one, and a beacon carries no node key: it only says "a node of this
-network listens on this port at the sender's address".
+The beacons themselves (:mod:`tidings.transport.beacon`, spec/08 §7) say only
+"a node of this network listens on this port at the sender's address"; this
+module sends them and listens for them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import socket
-import struct
 
 import trio
 
 from tidings.node.log import Logger
-
-MULTICAST_GROUP = "239.255.77.77"
-MULTICAST_PORT = 7657
-#: Beacons go out by (and are heard on) the system's default multicast interface.
-ANY_INTERFACE = "0.0.0.0"
-BEACON_PREFIX = b"tidings-lan/1"
-BEACON_SIZE = len(BEACON_PREFIX) + 2 + 16 + 16
-#: Seconds between beacons: quick enough to find a neighbour within a minute.
-BEACON_INTERVAL = 15.0
-
-
-def make_beacon(network_key: bytes, port: int, nonce: bytes | None = None) -> bytes:
-    body = BEACON_PREFIX + struct.pack(">H", port) + (nonce or os.urandom(16))
-    return body + hashlib.blake2b(body, key=network_key, digest_size=16).digest()
-
-
-def read_beacon(network_key: bytes, data: bytes) -> int | None:
-    """The port a beacon announces, or None if it is not one of this network's."""
-    if len(data) != BEACON_SIZE or not data.startswith(BEACON_PREFIX):
-        return None
-    body, tag = data[:-16], data[-16:]
-    expected = hashlib.blake2b(body, key=network_key, digest_size=16).digest()
-    if not hmac.compare_digest(tag, expected):
-        return None
-    (port,) = struct.unpack_from(">H", body, len(BEACON_PREFIX))
-    return port if port else None
-
-
-def is_loopback(host: str) -> bool:
-    return host.startswith("127.") or host == "::1"
+from tidings.transport.beacon import (
+    ANY_INTERFACE,
+    BEACON_INTERVAL,
+    BEACON_PREFIX,
+    BEACON_SIZE,
+    MULTICAST_GROUP,
+    MULTICAST_PORT,
+    make_beacon,
+    read_beacon,
+)
 
 
 async def announce(network_key: bytes, port: int, log: Logger, own: set[bytes], *,

@@ -40,7 +40,9 @@ class Logger:
         if LEVELS[level] < self.threshold:
             return
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
-        record = {"time": stamp, "level": level, "event": event, **fields}
+        # A field that is None says nothing: it is left out.
+        record = {"time": stamp, "level": level, "event": event,
+                  **{k: v for k, v in fields.items() if v is not None}}
         if self.as_json:
             line = json.dumps(record, default=str)
         else:

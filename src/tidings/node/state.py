@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
-from tidings.protocol.messages import Note
+from tidings.wire.messages import Note
 
 #: Addresses kept in the peer table; the least useful are dropped beyond it,
 #: so peer exchange cannot grow the table without bound.

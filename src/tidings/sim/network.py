@@ -1,6 +1,6 @@
 """A virtual network that drives the real replicators, in virtual time.
 
-Every node is a :class:`~tidings.replicator.Replicator` over a
+Every node is a :class:`~tidings.replication.replicator.Replicator` over a
 :class:`~tidings.storage.memory.MemoryStore`, the same object the trio node
 drives; only sockets and clocks are simulated:
 
@@ -31,9 +31,9 @@ from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import BadSignature, PeerError
 from tidings.identity import Identity
-from tidings.logbook import Logbook
-from tidings.protocol.session import Session
-from tidings.replicator import MemoryClocks, Replicator
+from tidings.replication.replicator import MemoryClocks, Replicator
+from tidings.replication.session import Session
+from tidings.storage.logbook import Logbook
 from tidings.storage.memory import MemoryStore
 
 #: Bytes a node hands one link per pump: small enough that feeds interleave

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tidings.content import (
+from tidings.core.content import (
     MAX_CONTENT_SIZE,
     About,
     Attachment,

@@ -20,7 +20,7 @@ import msgpack
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
-from tidings.errors import InvalidId, MalformedMessage, MessageTooLarge
+from tidings.errors import InvalidId, LocalProtocolError, MalformedMessage, MessageTooLarge
 
 #: Wire protocol versions this implementation speaks, newest last.
 VERSIONS = (2,)
@@ -415,7 +415,10 @@ def encode_message(message: Message) -> bytes:
     """The msgpack body of ``message`` (without the 4-byte length prefix)."""
     body: bytes = msgpack.packb([message.TYPE, *message.fields()], use_bin_type=True)
     if len(body) > MAX_MESSAGE_SIZE:
-        raise MessageTooLarge(f"message of {len(body)} bytes is over {MAX_MESSAGE_SIZE}")
+        # Our own message: a bug here (the sender must cut it), not the peer's fault.
+        raise LocalProtocolError(
+            f"a message of {len(body)} bytes is over {MAX_MESSAGE_SIZE}: send less at once"
+        )
     return body
 
 

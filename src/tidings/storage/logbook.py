@@ -461,6 +461,24 @@ class Logbook:
             if forked is None or row.seq < forked
         ]
 
+    def rows(self, feed: FeedId, since: int = 1, limit: int = 100,
+             max_bytes: int | None = None) -> list[StoredEntry]:
+        """Stored rows of ``feed`` from ``since``, ascending, at most ``limit``, within
+        its :meth:`extent` (a forked feed ends before the fork)."""
+        room = min(limit, self.extent(feed) - max(since, 1) + 1)
+        if room <= 0:
+            return []
+        return self.store.entries(feed, max(since, 1), room, max_bytes)
+
+    def latest(self, feed: FeedId, *, before: int | None = None, limit: int = 50,
+               payloads: bool = True) -> list[StoredEntry]:
+        """The newest stored rows of ``feed`` below seq ``before``, newest first, at
+        most ``limit``, within its :meth:`extent`: the one "newest page" read that
+        apps, the gateway and the API share."""
+        top = self.extent(feed) if before is None else min(self.extent(feed), before - 1)
+        seqs = range(max(1, top - limit + 1), top + 1)
+        return list(reversed(self.store.entries_at(feed, seqs, payloads=payloads)))
+
     def head(self, feed: FeedId) -> Entry | None:
         """The newest entry of the feed's :meth:`extent`."""
         extent = self.extent(feed)

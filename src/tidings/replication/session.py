@@ -1,6 +1,6 @@
 """The replication session, pure: one peer connection's state machine.
 
-A :class:`Session` sits on a :class:`~tidings.protocol.channel.Channel`. It
+A :class:`Session` sits on a :class:`~tidings.transport.channel.Channel`. It
 takes bytes from the peer and returns bytes for it, plus events for the node
 (spec/10-replication.md)::
 
@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 from tidings.core.ids import FeedId
 from tidings.errors import (
+    ClosedByPeer,
     LocalProtocolError,
     PeerError,
     PeerFlooding,
-    RemoteError,
     UnexpectedMessage,
     UnsupportedVersion,
 )
-from tidings.protocol.channel import Channel
-from tidings.protocol.clock import LocalClock, clock_digest
-from tidings.protocol.messages import (
+from tidings.replication.clock import LocalClock, clock_digest
+from tidings.transport.channel import Channel
+from tidings.wire.messages import (
     EAGER,
     HEAD_PREFIX,
     MAX_NOTES,
@@ -188,7 +188,7 @@ class Session:
         self._unsolicited = 0
         self._next_request = 0
         self._outstanding: dict[int, tuple[FeedId, int | tuple[int, ...]]] = {}
-        self.closed_by_peer: RemoteError | None = None
+        self.closed_by_peer: ClosedByPeer | None = None
         #: Set by the node when a newer connection to the same peer replaces this one.
         self.superseded = False
         #: What this session streamed (for status and the simulator's redundancy figure).
@@ -447,7 +447,7 @@ class Session:
 
     def _handle(self, message: object) -> None:
         if isinstance(message, ErrorMessage):
-            self.closed_by_peer = RemoteError(message.code, message.detail)
+            self.closed_by_peer = ClosedByPeer(message.code, message.detail)
             raise self.closed_by_peer
         if self.version is None:
             if not isinstance(message, Hello):

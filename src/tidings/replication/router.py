@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tidings.core.ids import FeedId
-from tidings.protocol.clock import LocalClock
-from tidings.protocol.session import Session
+from tidings.replication.clock import LocalClock
+from tidings.replication.session import Session
 
 
 class Router:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidings.core.ids import FeedId
-from tidings.protocol.messages import HEAD_PREFIX, WANT, Note
+from tidings.wire.messages import HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
 _NO_HEAD = bytes(HEAD_PREFIX)

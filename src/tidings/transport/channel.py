@@ -33,8 +33,8 @@ from tidings.errors import (
     MalformedMessage,
     MessageTooLarge,
 )
-from tidings.protocol.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
-from tidings.protocol.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
+from tidings.transport.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
+from tidings.wire.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
 
 #: Names the transport version; a peer of another version fails at message 1.
 PROLOGUE = b"tidings/transport/2"

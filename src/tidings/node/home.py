@@ -22,15 +22,23 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from tidings.core.ids import check_log_id
 from tidings.errors import InvalidId, UsageError
 from tidings.identity import Identity, read_key_file, write_key_file
-from tidings.logbook import DEFAULT_LOG, Logbook
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY
+from tidings.node.options import (
+    DEFAULT_API_LISTEN,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS,
+    NodeOptions,
+)
+from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.storage.logbook import DEFAULT_LOG, Logbook
 from tidings.storage.sqlite import SqliteStore
+from tidings.transport.beacon import MULTICAST_PORT
 
 ENV_VAR = "TIDINGS_HOME"
 #: A config file is a few settings; a bound keeps a mistaken path from eating memory.
@@ -45,9 +53,6 @@ NODE_KEY_HEADER = "tidings-node-key-1"
 API_TOKEN_FILE = "api.token"
 #: Written by a running node: where its local API listens (removed when it stops).
 API_FILE = "api.json"
-DEFAULT_LISTEN = "0.0.0.0:7654"
-DEFAULT_API_PORT = 7655
-DEFAULT_API_LISTEN = f"127.0.0.1:{DEFAULT_API_PORT}"
 DEFAULT_CONFIG = f"""\
 # tidings configuration. Every setting is optional.
 
@@ -63,15 +68,15 @@ default_log = "{DEFAULT_LOG}"
 # network = "public"
 # Store every feed peers offer, up to relay_max_feeds (--relay).
 # relay = false
-# relay_max_feeds = 10000
+# relay_max_feeds = {DEFAULT_RELAY_MAX_FEEDS}
 # 1: replicate the feeds you follow; 2: also the feeds their authors follow.
 # hops = 1
-# max_connections = 64
+# max_connections = {DEFAULT_MAX_CONNECTIONS}
 # Find nodes of the same network on the LAN by UDP multicast.
 # lan_discovery = true
 # The IPv4 address of the interface for beacons (--lan-interface), and their UDP port.
 # lan_interface = "0.0.0.0"
-# lan_port = 7657
+# lan_port = {MULTICAST_PORT}
 
 [api]
 # The local HTTP API for apps (--api). Every request needs the token in
@@ -89,22 +94,6 @@ _SETTINGS: dict[str, dict[str, type]] = {
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
 }
-
-
-def parse_network_key(text: str) -> bytes:
-    """``public`` or 64 hex digits (from `tidings network new`)."""
-    text = text.strip().lower()
-    if text in ("", "public"):
-        return DEFAULT_NETWORK_KEY
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise UsageError(
-            "a network key is 'public' or 64 hex digits; make one with `tidings network new`"
-        )
-    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +177,13 @@ class Home:
                 write_key_file(path, NODE_KEY_HEADER, os.urandom(32))
         return read_key_file(path, NODE_KEY_HEADER, "node key")
 
+    @property
+    def api_token_path(self) -> Path:
+        return self.path / API_TOKEN_FILE
+
     def api_token(self) -> str:
         """The local API's bearer token (made on first use, mode 0600)."""
-        path = self.path / API_TOKEN_FILE
+        path = self.api_token_path
         if not path.exists():
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Written whole under another name, then linked into place: a
@@ -262,6 +255,13 @@ class Home:
 
     def config(self) -> Config:
         return Config.load(self.config_path)
+
+    def node_options(self, mode: str = "daemon", **overrides: Any) -> NodeOptions:
+        """This home's ``config.toml`` as node options, with ``overrides`` (command-line
+        flags, :func:`tidings.open_node`'s arguments) on top; see
+        :meth:`NodeOptions.from_config`."""
+        config = self.config()
+        return NodeOptions.from_config(config.node, config.api, mode=mode, **overrides)
 
     def open_logbook(self, *, need_identity: bool = False, create: bool = False) -> Logbook:
         """Open the store, with the identity when there is one.

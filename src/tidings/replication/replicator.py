@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tidings.content import follows_in
+from tidings.core.content import follows_in
 from tidings.core.entry import (
     decode_entry,
     entry_hash,
@@ -29,20 +29,21 @@ from tidings.core.forks import MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
+    DuplicateConnection,
     ForkDetected,
     ForkedFeed,
     InvalidData,
     InvalidEntry,
     InvalidForkProof,
     PeerError,
+    PeerRefused,
+    SelfConnection,
     UnsignedTail,
 )
-from tidings.logbook import FOLLOWS_LOG, Logbook
-from tidings.protocol.channel import DEFAULT_NETWORK_KEY, Channel, public_key
-from tidings.protocol.clock import LocalClock
-from tidings.protocol.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, MAX_SEQ_REQUEST, Note
-from tidings.protocol.router import Router
-from tidings.protocol.session import (
+from tidings.replication.clock import LocalClock
+from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.router import Router
+from tidings.replication.session import (
     EntriesReceived,
     ForkProofReceived,
     NotesReceived,
@@ -54,6 +55,9 @@ from tidings.protocol.session import (
     Session,
 )
 from tidings.storage.base import StoredEntry
+from tidings.storage.logbook import FOLLOWS_LOG, Logbook
+from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
+from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, MAX_SEQ_REQUEST, Note
 
 #: Bytes of entries read per batch when streaming: big enough to amortise one
 #: store read and one signature check, small enough to interleave feeds.
@@ -68,27 +72,9 @@ MAX_ADDRESSES_PER_SESSION = 64
 #: Seconds a source may claim entries without sending any before another peer
 #: is chosen for the feed (a peer that lies about what it holds, or withholds).
 STALL_AFTER = 30.0
-#: Feeds a relay takes on from its peers unless configured otherwise.
-DEFAULT_RELAY_MAX_FEEDS = 10_000
 #: Searches for where two histories split, at once per session: each is a few
 #: round trips of at most 64 entries; an author who forks many feeds waits.
 MAX_FORK_SEARCHES = 4
-
-
-class DuplicateConnection(PeerError):
-    """A second connection to a peer this node is already connected to (or to itself)."""
-
-    code = "duplicate"
-
-
-class SelfConnection(DuplicateConnection):
-    """This node dialed one of its own addresses."""
-
-
-class PeerRefused(PeerError):
-    """This node refuses the peer's key for a while: it sent invalid data before."""
-
-    code = "refused"
 
 
 class ClockMemory(Protocol):

@@ -1,0 +1,732 @@
+"""Content conventions: what a payload means (spec/content.md).
+
+Payloads are free bytes: verification, replication and storage never look
+inside them. By convention, content is a CBOR map whose ``"type"`` names what
+it is: a post, a shared link, a follow, an author's "about". Applications add
+their own types under namespaced names (``"org.example.quiz"``).
+
+>>> data = encode(Post("hello, world", tags=("intro",)))
+>>> data.hex()
+'a3647479706564706f737464746578746c68656c6c6f2c20776f726c6464746167738165696e74726f'
+>>> decode(data) == Post("hello, world", tags=("intro",))
+True
+>>> decode(b"plain text") is None    # not content: skipped, never an error
+True
+>>> describe(data)
+'hello, world'
+
+The node itself reads only follow and unfollow entries (:func:`parse_follow`,
+:func:`follows_in`), which decide what it replicates with hops.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
+
+import cbor2
+
+from tidings.core import cbor
+from tidings.core.entry import MAX_SEQ
+from tidings.core.ids import FeedId
+from tidings.errors import InvalidContent, InvalidId
+
+# -- follow and unfollow: read by the node (spec/content.md §7) -------------------
+
+#: A follow entry is a few dozen bytes; larger payloads are not parsed for follows.
+MAX_FOLLOW_PAYLOAD = 1024
+FOLLOW = "follow"
+UNFOLLOW = "unfollow"
+
+
+def follow_payload(feed: FeedId, *, follow: bool = True) -> bytes:
+    """The payload of a follow (or unfollow) entry for ``feed``."""
+    encoded: bytes = cbor2.dumps({"type": FOLLOW if follow else UNFOLLOW, "feed": str(feed)})
+    return encoded
+
+
+def parse_follow(payload: bytes) -> tuple[bool, FeedId] | None:
+    """``(True, feed)`` for a follow, ``(False, feed)`` for an unfollow, else None."""
+    # CBOR maps of up to 23 pairs start with 0xa0..0xb7; anything else is not ours.
+    if not payload or len(payload) > MAX_FOLLOW_PAYLOAD or not 0xA0 <= payload[0] <= 0xB7:
+        return None
+    # R3: one map of the content data model (byte strings allowed): no tags, no
+    # indefinite lengths, text valid UTF-8, keys text and each once, nothing after.
+    try:
+        value, end = cbor.read_item(payload, 0, cbor.CONTENT_WITH_BYTES)
+    except cbor.CborError:
+        return None
+    if end != len(payload) or not isinstance(value, dict):
+        return None
+    kind, feed = value.get("type"), value.get("feed")
+    if kind not in (FOLLOW, UNFOLLOW) or not isinstance(feed, str):
+        return None
+    try:
+        return kind == FOLLOW, FeedId.parse(feed)
+    except InvalidId:
+        return None
+
+
+def follows_in(payload: bytes, follows: set[FeedId]) -> None:
+    """Apply one payload, if it is a follow or unfollow, to ``follows``."""
+    parsed = parse_follow(payload)
+    if parsed is not None:
+        followed, feed = parsed
+        if followed:
+            follows.add(feed)
+        else:
+            follows.discard(feed)
+
+
+# -- bounds (spec/content.md §1, §5, §6) -------------------------------------------
+
+#: Content is a short record, not a file: a reader parses at most this much and a
+#: writer makes no more. Files travel at a URL, or as the payload of an entry of their own.
+MAX_CONTENT_SIZE = 64 * 1024
+#: Levels of arrays and maps, the top map being level 1. Library types use 3
+#: (post, attachments, attachment); the rest is room for applications' types,
+#: and the bound keeps a crafted payload from exhausting the stack.
+MAX_DEPTH = cbor.MAX_DEPTH
+MAX_TEXT = 32 * 1024  # characters of a post's text: a long essay
+MAX_TITLE = 300
+MAX_COMMENT = 4096
+MAX_NAME = 100
+MAX_DESCRIPTION = 4096
+MAX_LINKS = 32
+MAX_TAGS = 32
+MAX_TAG = 64
+MAX_ATTACHMENTS = 16
+MAX_URL = 2048  # what browsers and servers reliably handle
+MAX_MEDIA_TYPE = 127
+MAX_TYPE_NAME = 128
+#: Attachment sizes, like seqs, fit a signed 64-bit integer.
+MAX_ATTACHMENT_SIZE = MAX_SEQ
+#: Characters of free text :func:`describe` keeps from a line.
+DESCRIBE_WIDTH = 80
+
+POST = "post"
+LINK = "link"
+ABOUT = "about"
+#: The version of each library type that this implementation reads and writes.
+VERSIONS = {POST: 1, LINK: 1, FOLLOW: 1, UNFOLLOW: 1, ABOUT: 1}
+
+
+# -- the types --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRef:
+    """Names one entry: ``EntryRef(feed, 3)`` is entry 3 of ``feed``."""
+
+    feed: FeedId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file at a URL that goes with a post: a podcast episode is a post with an audio one.
+
+    >>> episode = Attachment("https://example.org/ep1.mp3", "audio/mpeg", size=12_345_678)
+    >>> decode(encode(Post("", title="Episode 1", attachments=(episode,)))).attachments[0].size
+    12345678
+    """
+
+    url: str
+    media_type: str
+    size: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Text, perhaps titled, tagged, linking out, replying, or with attachments (type "post").
+
+    >>> to_json(Post("See you there.", title="Meetup", tags=("events",)))
+    {'type': 'post', 'text': 'See you there.', 'title': 'Meetup', 'tags': ['events']}
+    """
+
+    text: str
+    title: str | None = None
+    links: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    reply_to: EntryRef | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkShare:
+    """A link to something elsewhere, with an optional comment (type "link").
+
+    >>> describe(encode(LinkShare("https://example.org/", "Example", "worth a look")))
+    'link: Example (https://example.org/)'
+    """
+
+    url: str
+    title: str | None = None
+    comment: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """The author follows ``feed`` (type "follow"); nodes replicating with hops read it."""
+
+    feed: FeedId
+
+
+@dataclass(frozen=True, slots=True)
+class Unfollow:
+    """The author no longer follows ``feed`` (type "unfollow")."""
+
+    feed: FeedId
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """Who the author is (type "about"). ``avatar`` is an entry whose payload is the
+    image, or the image's URL. Authors publish it in their log "about".
+
+    >>> decode(encode(About("Alice", avatar="https://example.org/alice.png"))).name
+    'Alice'
+    """
+
+    name: str
+    description: str | None = None
+    avatar: EntryRef | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """Content of a type (or version) this library does not know: an application's own
+    type, or a newer one. ``fields`` holds every key of the map but ``"type"``.
+
+    >>> decode(encode(Unknown("org.example.quiz", {"question": "2 + 2?", "answers": [3, 4]})))
+    Unknown(type='org.example.quiz', fields={'answers': [3, 4], 'question': '2 + 2?'})
+    """
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+Content: TypeAlias = Post | LinkShare | Follow | Unfollow | About | Unknown
+_TYPES = (Post, LinkShare, Follow, Unfollow, About, Unknown)
+
+
+# -- the JSON form and writing (spec/content.md §3, §8) ------------------------------
+
+
+def _seq_json(values: object, item: Callable[[Any], Any]) -> object:
+    """A tuple field as a JSON array; anything else is left for the checks to name."""
+    if isinstance(values, tuple | list):
+        return [item(value) for value in values]
+    return values
+
+
+def _ref_json(ref: object) -> object:
+    if isinstance(ref, EntryRef):
+        return {"feed": str(ref.feed), "seq": ref.seq}
+    return ref
+
+
+def _attachment_json(attachment: object) -> object:
+    if not isinstance(attachment, Attachment):
+        return attachment
+    return _omit_empty({"url": attachment.url, "media_type": attachment.media_type,
+                        "size": attachment.size, "title": attachment.title})
+
+
+def _omit_empty(pairs: dict[str, Any]) -> dict[str, Any]:
+    """Absent optional fields are left out: None and empty arrays."""
+    return {key: value for key, value in pairs.items() if value is not None and value != []}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(item) for item in value]
+    return value
+
+
+def to_json(content: Content) -> dict[str, Any]:
+    """The JSON form of ``content``: the keys of its CBOR map, in the same order.
+
+    >>> to_json(Post("hi", reply_to=EntryRef(FeedId(bytes(32), "blog"), 7)))["reply_to"]["seq"]
+    7
+    """
+    if isinstance(content, Post):
+        return _omit_empty({
+            "type": POST, "text": content.text, "title": content.title,
+            "links": _seq_json(content.links, str), "tags": _seq_json(content.tags, str),
+            "reply_to": _ref_json(content.reply_to),
+            "attachments": _seq_json(content.attachments, _attachment_json),
+        })
+    if isinstance(content, LinkShare):
+        return _omit_empty({"type": LINK, "url": content.url, "title": content.title,
+                            "comment": content.comment, "tags": _seq_json(content.tags, str)})
+    if isinstance(content, Follow | Unfollow):
+        return {"type": FOLLOW if isinstance(content, Follow) else UNFOLLOW,
+                "feed": str(content.feed)}
+    if isinstance(content, About):
+        return _omit_empty({"type": ABOUT, "name": content.name,
+                            "description": content.description,
+                            "avatar": _ref_json(content.avatar)})
+    if isinstance(content, Unknown):
+        return {"type": content.type, **_copy(content.fields)}
+    raise TypeError(f"not content: {type(content).__name__}")
+
+
+def from_json(obj: object) -> Content:
+    """Content from its JSON form, checked as a writer must check it.
+
+    Raises :class:`InvalidContent` naming the bad field:
+
+    >>> from_json({"type": "post", "text": "hi", "tags": ["a", "b" * 65]})
+    Traceback (most recent call last):
+    ...
+    tidings.errors.InvalidContent: post.tags[1]: must be text of 1 to 64 characters
+    """
+    return _parse(obj, strict=True)
+
+
+def encode(content: Content) -> bytes:
+    """The payload bytes of ``content``, after checking it (raises :class:`InvalidContent`).
+
+    >>> encode(Follow(FeedId(bytes(32), "blog"))) == follow_payload(FeedId(bytes(32), "blog"))
+    True
+    """
+    checked = _checked(content)
+    if isinstance(checked, Unknown):  # "type", then the rest in CBOR's core deterministic order
+        value = {"type": checked.type, **_sorted_maps(checked.fields)}
+    else:
+        value = to_json(checked)
+    data: bytes = cbor2.dumps(value)
+    if len(data) > MAX_CONTENT_SIZE:
+        raise InvalidContent(checked.type if isinstance(checked, Unknown) else value["type"],
+                             f"encodes to {len(data)} bytes; the bound is {MAX_CONTENT_SIZE}")
+    return data
+
+
+def validate(content: Content) -> None:
+    """Raise :class:`InvalidContent` unless :func:`encode` can write ``content``."""
+    encode(content)
+
+
+def _checked(content: object) -> Content:
+    if isinstance(content, Unknown):
+        if not isinstance(content.fields, dict):
+            raise InvalidContent(str(content.type), "fields must be a dict")
+        if "type" in content.fields:
+            raise InvalidContent(f"{content.type}.type", "give the type as Unknown.type only")
+    elif not isinstance(content, _TYPES):
+        raise InvalidContent("content", f"not a content type: {type(content).__name__}")
+    return _parse(to_json(content), strict=True)
+
+
+def _text_order(key: str) -> tuple[int, bytes]:
+    # RFC 8949 §4.2.1 orders keys by their encoded bytes; for text keys that is
+    # shorter first, then bytewise.
+    raw = key.encode()
+    return len(raw), raw
+
+
+def _sorted_maps(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_maps(value[key]) for key in sorted(value, key=_text_order)}
+    if isinstance(value, list):
+        return [_sorted_maps(item) for item in value]
+    return value
+
+
+# -- checks, shared by readers (strict=False) and writers (strict=True) --------------
+
+_T = TypeVar("_T")
+_Check = Callable[[Any, str, bool], _T]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_URL_CHARS = r"A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%"
+_URL = re.compile(rf"https?://[{_URL_CHARS.replace('/?#', '')}]+(?:[/?#][{_URL_CHARS}]*)?")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_APP_TYPE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)+")
+
+
+def _text(value: Any, path: str, limit: int, *, line: bool = False) -> str:
+    """Text of at most ``limit`` characters; a ``line`` is 1 or more, without control characters."""
+    if not isinstance(value, str) or len(value) > limit or (line and not value):
+        size = f"1 to {limit}" if line else f"at most {limit}"
+        raise InvalidContent(path, f"must be text of {size} characters")
+    if line and _CONTROL.search(value):
+        raise InvalidContent(path, "must be one line, without control characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidContent(path, "must be Unicode text (it holds a lone surrogate)") from None
+    return str(value)
+
+
+def _url(value: Any, path: str, strict: bool = True) -> str:
+    if not isinstance(value, str) or len(value) > MAX_URL or not _URL.fullmatch(value):
+        raise InvalidContent(
+            path, f"must be an absolute http or https URL of at most {MAX_URL} characters"
+        )
+    return str(value)
+
+
+def _tag(value: Any, path: str, strict: bool) -> str:
+    return _text(value, path, MAX_TAG, line=True)
+
+
+def _feed(value: Any, path: str) -> FeedId:
+    if isinstance(value, str) and len(value) <= 200:  # a feed id is at most 123 characters
+        try:
+            return FeedId.parse(value)
+        except InvalidId as e:
+            raise InvalidContent(path, f"must be a feed id ({e})") from None
+    raise InvalidContent(path, "must be a feed id (text, tf1...)")
+
+
+def _only(value: dict[Any, Any], path: str, keys: Sequence[str], strict: bool) -> None:
+    """Writers use only the keys the spec lists; readers ignore others (a later
+    revision may add some)."""
+    if strict:
+        for key in value:
+            if key not in keys:
+                raise InvalidContent(f"{path}.{key}", f"not a key of {path} ({', '.join(keys)})")
+
+
+def _map(value: Any, path: str, what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise InvalidContent(path, f"must be a map ({what})")
+    return value
+
+
+def _required(value: dict[Any, Any], key: str, path: str) -> Any:
+    if value.get(key) is None:
+        raise InvalidContent(f"{path}.{key}", "is required")
+    return value[key]
+
+
+def _optional(value: dict[Any, Any], key: str, path: str, strict: bool,
+              check: _Check[_T]) -> _T | None:
+    """A null value is the same as an absent key (writers leave both out)."""
+    item = value.get(key)
+    return None if item is None else check(item, f"{path}.{key}", strict)
+
+
+def _array(value: dict[Any, Any], key: str, path: str, strict: bool, limit: int,
+           check: _Check[_T]) -> tuple[_T, ...]:
+    items = value.get(key)
+    if items is None:
+        return ()
+    if not isinstance(items, list | tuple) or len(items) > limit:
+        raise InvalidContent(f"{path}.{key}", f"must be an array of at most {limit} items")
+    return tuple(check(item, f"{path}.{key}[{i}]", strict) for i, item in enumerate(items))
+
+
+def _entry_ref(value: Any, path: str, strict: bool) -> EntryRef:
+    ref = _map(value, path, "feed and seq")
+    _only(ref, path, ("feed", "seq"), strict)
+    seq = _required(ref, "seq", path)
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+        raise InvalidContent(f"{path}.seq", "must be an integer from 1 to 2^63-1")
+    return EntryRef(_feed(_required(ref, "feed", path), f"{path}.feed"), seq)
+
+
+def _attachment(value: Any, path: str, strict: bool) -> Attachment:
+    item = _map(value, path, "url, media_type, size, title")
+    _only(item, path, ("url", "media_type", "size", "title"), strict)
+    media_type = _required(item, "media_type", path)
+    if (not isinstance(media_type, str) or len(media_type) > MAX_MEDIA_TYPE
+            or not _MEDIA_TYPE.fullmatch(media_type)):
+        raise InvalidContent(f"{path}.media_type", "must be a lower-case media type such as "
+                             f"audio/mpeg, of at most {MAX_MEDIA_TYPE} characters")
+    size = item.get("size")
+    if size is not None and (type(size) is not int or not 0 <= size <= MAX_ATTACHMENT_SIZE):
+        raise InvalidContent(f"{path}.size", "must be an integer from 0 to 2^63-1")
+    return Attachment(
+        _url(_required(item, "url", path), f"{path}.url"), str(media_type), size,
+        _optional(item, "title", path, strict, lambda v, p, s: _text(v, p, MAX_TITLE, line=True)),
+    )
+
+
+def _post(value: dict[Any, Any], strict: bool) -> Post:
+    _only(value, POST, ("type", "v", "text", "title", "links", "tags", "reply_to",
+                        "attachments"), strict)
+    return Post(
+        _text(_required(value, "text", POST), "post.text", MAX_TEXT),
+        _optional(value, "title", POST, strict, lambda v, p, s: _text(v, p, MAX_TITLE, line=True)),
+        _array(value, "links", POST, strict, MAX_LINKS, _url),
+        _array(value, "tags", POST, strict, MAX_TAGS, _tag),
+        _optional(value, "reply_to", POST, strict, _entry_ref),
+        _array(value, "attachments", POST, strict, MAX_ATTACHMENTS, _attachment),
+    )
+
+
+def _link(value: dict[Any, Any], strict: bool) -> LinkShare:
+    _only(value, LINK, ("type", "v", "url", "title", "comment", "tags"), strict)
+    return LinkShare(
+        _url(_required(value, "url", LINK), "link.url"),
+        _optional(value, "title", LINK, strict, lambda v, p, s: _text(v, p, MAX_TITLE, line=True)),
+        _optional(value, "comment", LINK, strict, lambda v, p, s: _text(v, p, MAX_COMMENT)),
+        _array(value, "tags", LINK, strict, MAX_TAGS, _tag),
+    )
+
+
+def _follow(value: dict[Any, Any], strict: bool) -> Follow | Unfollow:
+    kind = value["type"]
+    _only(value, kind, ("type", "v", "feed"), strict)
+    feed = _feed(_required(value, "feed", kind), f"{kind}.feed")
+    return Follow(feed) if kind == FOLLOW else Unfollow(feed)
+
+
+def _avatar(value: Any, path: str, strict: bool) -> EntryRef | str:
+    if isinstance(value, str):
+        return _url(value, path)
+    if isinstance(value, dict):
+        return _entry_ref(value, path, strict)
+    raise InvalidContent(path, "must be an http or https URL, or a map with feed and seq")
+
+
+def _about(value: dict[Any, Any], strict: bool) -> About:
+    _only(value, ABOUT, ("type", "v", "name", "description", "avatar"), strict)
+    return About(
+        _text(_required(value, "name", ABOUT), "about.name", MAX_NAME, line=True),
+        _optional(value, "description", ABOUT, strict,
+                  lambda v, p, s: _text(v, p, MAX_DESCRIPTION)),
+        _optional(value, "avatar", ABOUT, strict, _avatar),
+    )
+
+
+_PARSERS: dict[str, Callable[[dict[Any, Any], bool], Content]] = {
+    POST: _post, LINK: _link, FOLLOW: _follow, UNFOLLOW: _follow, ABOUT: _about,
+}
+
+
+def _plain(value: Any, path: str, depth: int) -> Any:
+    """A copy of ``value`` if it is in the content data model (JSON's), else raise.
+
+    ``depth`` is the number of arrays and maps around ``value``.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not -(1 << 64) <= value < 1 << 64:
+            raise InvalidContent(path, "must be an integer from -2^64 to 2^64-1")
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidContent(path, "must be a finite number")
+        return float(value)
+    if isinstance(value, str):
+        return _text(value, path, MAX_CONTENT_SIZE)
+    if not isinstance(value, list | tuple | dict):
+        raise InvalidContent(
+            path, "must be null, a boolean, a number, text, an array or a map"
+        )
+    if depth >= MAX_DEPTH:
+        raise InvalidContent(path, f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise InvalidContent(path, "map keys must be text")
+            _text(key, path, MAX_CONTENT_SIZE)
+        return {key: _plain(item, f"{path}.{key}", depth + 1) for key, item in value.items()}
+    return [_plain(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+
+
+def _parse(value: object, *, strict: bool) -> Content:
+    """Content from a map in the data model; raises :class:`InvalidContent`.
+
+    A reader (``strict=False``) ignores keys it does not know and takes a higher
+    version of a library type, or a type it does not know, as :class:`Unknown`.
+    A writer (``strict=True``) may write only what this library defines, or an
+    application's namespaced type.
+    """
+    if not isinstance(value, dict):
+        raise InvalidContent("content", "must be a map (a JSON object)")
+    kind = value.get("type")
+    if not isinstance(kind, str):
+        raise InvalidContent("type", "is required, and must be text")
+    version = value.get("v")
+    bad_version = version is not None and (type(version) is not int or version < 1)
+    if bad_version and (strict or kind in _PARSERS):
+        raise InvalidContent(f"{kind}.v", "must be an integer of at least 1")
+    parser = _PARSERS.get(kind)
+    known = VERSIONS.get(kind, 0)
+    if parser is not None and (version is None or version <= known):
+        return parser(value, strict)
+    if strict:
+        if parser is not None:
+            raise InvalidContent(f"{kind}.v", f"this library writes version {known} of {kind}")
+        if len(kind) > MAX_TYPE_NAME or not _APP_TYPE.fullmatch(kind):
+            raise InvalidContent("type", (
+                f"{kind!r} is not a type this library knows; an application's own type "
+                f"needs a namespaced name of at most {MAX_TYPE_NAME} characters, such as "
+                "'org.example.quiz' (a-z, 0-9, '-', '_', parts joined by dots)"
+            ))
+    fields: dict[str, Any] = _plain(value, kind, 0) if strict else value
+    return Unknown(kind, {key: item for key, item in fields.items() if key != "type"})
+
+
+# -- reading payloads (spec/content.md §4) -------------------------------------------
+
+
+def _read_map(payload: bytes) -> dict[str, Any] | None:
+    """The payload's map if it is one CBOR map of the data model with a text "type"."""
+    # 0xa0..0xbb: a map with a definite length; anything else is not content.
+    if not 0 < len(payload) <= MAX_CONTENT_SIZE or not 0xA0 <= payload[0] <= 0xBB:
+        return None
+    try:
+        value, end = cbor.read_item(payload, 0, cbor.CONTENT)
+    except cbor.CborError:
+        return None
+    if end != len(payload) or not isinstance(value.get("type"), str):
+        return None
+    return value  # type: ignore[no-any-return]
+
+
+def decode(payload: bytes | None) -> Content | None:
+    """The content of a payload, or None if it is absent or not content. Never raises.
+
+    Unknown types, and library types of a higher version, come back as
+    :class:`Unknown`; a library type whose fields break its rules is not content.
+
+    >>> decode(bytes.fromhex("a26474797065706f72672e6578616d706c652e7175697a61760c"))
+    Unknown(type='org.example.quiz', fields={'v': 12})
+    >>> decode(bytes.fromhex("a1647479706564706f7374")) is None    # a post without text
+    True
+    """
+    if not isinstance(payload, bytes | bytearray | memoryview) or len(payload) > MAX_CONTENT_SIZE:
+        return None
+    payload = bytes(payload)
+    followed = parse_follow(payload)  # the node's own reading rules, exactly
+    if followed is not None:
+        return Follow(followed[1]) if followed[0] else Unfollow(followed[1])
+    value = _read_map(payload)
+    if value is None or value["type"] in (FOLLOW, UNFOLLOW):
+        return None
+    try:
+        return _parse(value, strict=False)
+    except InvalidContent:
+        return None
+
+
+# -- describing payloads -------------------------------------------------------------
+
+#: Control characters and bidirectional overrides: a terminal line must not carry them.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def plain_text(payload: bytes | None) -> str | None:
+    """The payload as plain text: UTF-8 without control characters other than tab,
+    line feed and carriage return (spec/content.md §11). Else None.
+
+    >>> plain_text("grüße".encode()), plain_text(bytes([27, 91, 50, 74])), plain_text(None)
+    ('grüße', None, None)
+    """
+    if payload is None:
+        return None
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _TEXT_CONTROL.search(text) else text
+
+
+def _one_line(text: str, limit: int = DESCRIBE_WIDTH) -> str:
+    """The first line of ``text`` that is not blank, printable, cut to ``limit`` characters."""
+    for line in text.splitlines():
+        line = " ".join(_UNPRINTABLE.sub(" ", line).split())
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+def _bytes(count: int) -> str:
+    return f"{count} byte" if count == 1 else f"{count} bytes"
+
+
+def describe(payload: bytes | None) -> str:
+    """A one-line summary of a payload for terminals, safe to print.
+
+    >>> describe(encode(Post("first line\\nsecond line")))
+    'first line'
+    >>> describe(encode(Follow(FeedId(bytes(32), "blog"))))[:15]
+    'follows tf1aaaa'
+    >>> describe(b"\\x00\\xff"), describe(None)
+    ('<2 bytes>', '<payload not held>')
+    """
+    if payload is None:
+        return "<payload not held>"
+    content = decode(payload)
+    if isinstance(content, Post):
+        titles = [a.title for a in content.attachments if a.title]
+        return (_one_line(content.title or "") or _one_line(content.text)
+                or _one_line(titles[0] if titles else "") or "<post>")
+    if isinstance(content, LinkShare):
+        title = _one_line(content.title or "")
+        return f"link: {title} ({content.url})" if title else f"link: {content.url}"
+    if isinstance(content, Follow | Unfollow):
+        verb = "follows" if isinstance(content, Follow) else "unfollows"
+        return f"{verb} {content.feed}"
+    if isinstance(content, About):
+        return f"about: {_one_line(content.name)}"
+    if isinstance(content, Unknown):
+        version = content.fields.get("v")
+        suffix = f" v{version}" if type(version) is int else ""
+        return f"<{_one_line(content.type, MAX_TYPE_NAME) or '?'}{suffix}>"
+    value = _read_map(payload)
+    if value is not None:  # a library type that breaks its rules
+        return f"<invalid {_one_line(value['type'], MAX_TYPE_NAME)}, {_bytes(len(payload))}>"
+    line = _one_line(plain_text(payload) or "")
+    return line or f"<{_bytes(len(payload))}>"
+
+
+__all__ = [
+    "ABOUT",
+    "DESCRIBE_WIDTH",
+    "FOLLOW",
+    "LINK",
+    "MAX_ATTACHMENTS",
+    "MAX_ATTACHMENT_SIZE",
+    "MAX_COMMENT",
+    "MAX_CONTENT_SIZE",
+    "MAX_DEPTH",
+    "MAX_DESCRIPTION",
+    "MAX_FOLLOW_PAYLOAD",
+    "MAX_LINKS",
+    "MAX_MEDIA_TYPE",
+    "MAX_NAME",
+    "MAX_TAG",
+    "MAX_TAGS",
+    "MAX_TEXT",
+    "MAX_TITLE",
+    "MAX_TYPE_NAME",
+    "MAX_URL",
+    "POST",
+    "UNFOLLOW",
+    "VERSIONS",
+    "About",
+    "Attachment",
+    "Content",
+    "EntryRef",
+    "Follow",
+    "LinkShare",
+    "Post",
+    "Unfollow",
+    "Unknown",
+    "decode",
+    "describe",
+    "encode",
+    "follow_payload",
+    "follows_in",
+    "from_json",
+    "parse_follow",
+    "plain_text",
+    "to_json",
+    "validate",
+]

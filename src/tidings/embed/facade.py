@@ -1,0 +1,279 @@
+"""The node an app holds: :class:`EmbeddedNode`, from :func:`tidings.open_node`.
+
+Every method is safe to call from any task of the trio run that opened it; the
+store is read in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from tidings.core import content as content_types
+from tidings.core.entry import Entry, decode_entry
+from tidings.core.ids import AuthorId, FeedId
+from tidings.embed.subscriptions import Followed, Subscription, Tail
+from tidings.embed.types import FeedProgress, Item, PeerInfo, Status, items_of, parse_cursor
+from tidings.errors import ClosedByPeer, DuplicateConnection, PeerError, UsageError
+from tidings.node.daemon import Connection, Node
+from tidings.node.home import Home
+from tidings.node.log import Logger
+from tidings.node.options import format_address, parse_address
+from tidings.storage.base import Store
+from tidings.storage.logbook import DEFAULT_LOG, FOLLOWS_LOG
+
+if TYPE_CHECKING:
+    from tidings.core.content import Content
+
+
+class EmbeddedNode:
+    """A running node inside an app; get one from :func:`open_node`.
+
+    Every method is safe to call from any task of the trio run that opened it.
+    """
+
+    def __init__(self, home: Home, node: Node) -> None:
+        self.home = home
+        self._node = node
+        identity = node.logbook.identity
+        assert identity is not None
+        self.identity = identity
+        #: Where the local HTTP API listens, when ``api=`` was given.
+        self.api_url: str | None = None
+        self.started = time.time()
+        self._tail = Tail(node)
+
+    # -- identity --
+
+    @property
+    def author(self) -> AuthorId:
+        """This home's author id (``ta1...``)."""
+        return self.identity.author
+
+    def feed(self, log: str = DEFAULT_LOG) -> FeedId:
+        """This author's feed for ``log`` (``tf1..._log``)."""
+        return self.author.feed(log)
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where the node listens for peers (None for a client that only pulls)."""
+        return self._node.listen_address
+
+    @property
+    def log(self) -> Logger:
+        """Where the node logs its events (the app's ``log=``, else nowhere)."""
+        return self._node.log
+
+    @property
+    def store(self) -> Store:
+        return self._node.logbook.store
+
+    # -- writing --
+
+    async def publish(self, payload: bytes | Content, log: str = DEFAULT_LOG) -> Entry:
+        """Append ``payload`` (bytes, or a content type like :class:`~tidings.content.Post`)
+        to this author's ``log``; returns the entry once it is durable. Peers get it at once::
+
+            entry = await node.publish(tidings.Post("hello", tags=("intro",)), log="blog")
+        """
+        raw = payload if isinstance(payload, bytes) else content_types.encode(payload)
+        return await self._node.publish(raw, log)
+
+    async def follow(self, feed: FeedId | str, *, public: bool = False) -> bool:
+        """Replicate ``feed`` from now on; True if it was not followed before.
+
+        With ``public`` the follow is also published (in the ``follows`` log), so
+        readers of this author who use hops replicate it too.
+        """
+        return await self._set_follow(_feed(feed), True, public)
+
+    async def unfollow(self, feed: FeedId | str, *, public: bool = False) -> bool:
+        """Stop replicating ``feed`` (what is stored stays); True if it was followed."""
+        return await self._set_follow(_feed(feed), False, public)
+
+    async def _set_follow(self, feed: FeedId, follow: bool, public: bool) -> bool:
+        changed = await self._node.set_follow(feed, follow)
+        if public:
+            await self._node.publish(content_types.follow_payload(feed, follow=follow),
+                                     FOLLOWS_LOG)
+        return changed
+
+    async def following(self) -> list[FeedId]:
+        """The feeds this home follows."""
+        return sorted(self._node.follows, key=str)
+
+    async def add_peer(self, address: str) -> None:
+        """Dial ``HOST:PORT`` now and keep it among the known peers."""
+        parsed = parse_address(address)
+        await trio.to_thread.run_sync(self._node.state.add_peers, [parsed], "api")
+        await trio.to_thread.run_sync(self._node.state.dial_soon, [parsed])
+
+    # -- reading --
+
+    async def feeds(self) -> list[FeedProgress]:
+        """Every feed stored here or wanted, with how far it is held."""
+        return (await self.status()).feeds
+
+    async def entries(self, feed: FeedId | str, *, since: int = 1,
+                      limit: int = 100) -> list[Item]:
+        """Stored entries of ``feed`` from seq ``since``, oldest first, at most ``limit``.
+
+        Of a forked feed, only the entries before the fork (spec/06 §5).
+        """
+        if not 1 <= limit <= 10_000:
+            raise UsageError("limit must be 1 to 10000")
+        rows = await trio.to_thread.run_sync(
+            partial(self._node.logbook.rows, _feed(feed), since, limit, 64 << 20))
+        return items_of(rows)
+
+    async def latest(self, feed: FeedId | str, *, before: int | None = None,
+                     limit: int = 50) -> list[Item]:
+        """The newest stored entries of ``feed`` (below seq ``before``), newest first."""
+        if not 1 <= limit <= 10_000:
+            raise UsageError("limit must be 1 to 10000")
+        rows = await trio.to_thread.run_sync(
+            partial(self._node.logbook.latest, _feed(feed), before=before, limit=limit))
+        return items_of(rows)
+
+    async def head_seq(self, feed: FeedId | str) -> int:
+        """The highest seq of ``feed`` held here (0 if none): of a forked feed, the
+        last before the fork."""
+        return await trio.to_thread.run_sync(self._node.logbook.extent, _feed(feed))
+
+    async def entry(self, feed: FeedId | str, seq: int) -> Item | None:
+        """One stored entry, or None (also past the fork of a forked feed)."""
+        rows = await trio.to_thread.run_sync(
+            partial(self._node.logbook.rows, _feed(feed), seq, 1))
+        return items_of(rows)[0] if rows and rows[0].seq == seq else None
+
+    async def payload(self, feed: FeedId | str, seq: int) -> bytes | None:
+        """The payload of one entry, or None when it is not held."""
+        item = await self.entry(feed, seq)
+        return None if item is None else item.payload
+
+    def subscribe(self, feeds: Iterable[FeedId | str] | None = None, *,
+                  after: str | None = None, own: bool = False) -> Subscription:
+        """New entries as they arrive, oldest first: ``async for item in node.subscribe():``.
+
+        ``feeds`` limits it to those feeds; by default it follows the feeds this
+        home follows (as that changes), plus this author's own with ``own``.
+        ``after`` is a cursor from an earlier :class:`Item` (or ``"0-0"`` for
+        everything stored); by default only entries that arrive from now on.
+
+        Slow consumers: entries are read from the store page by page, never
+        queued, so nothing is dropped and memory stays at one page however far
+        behind the consumer is.
+        """
+        chosen = None if feeds is None else [_feed(f) for f in feeds]
+        # The start is fixed now, not at the first read: an entry stored between
+        # this call and the first `async for` step is not missed. (From the
+        # node's memory: no store access on the event loop.)
+        start = parse_cursor(after) if after is not None else (self._node.last_arrival + 1, 0)
+        own_key = self.identity.author.key if own else None
+        return Subscription(self._node, self._tail, chosen, start,
+                            lambda: Followed(self._node.follows, own_key))
+
+    async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
+                           peer: str | None = None, timeout: float = 30.0) -> list[Item]:
+        """The latest ``count`` entries of a feed from a peer, verified, oldest first.
+
+        Partial replication: the rest of the feed is not fetched, and nothing is
+        stored. Asks ``peer`` (``HOST:PORT``, dialed if needed), or else each
+        connected peer in turn until one holds the feed.
+        """
+        wanted = _feed(feed)
+        if not 1 <= count <= 1000:
+            raise UsageError("count must be 1 to 1000")
+        with trio.fail_after(timeout):
+            if peer is not None:
+                address = parse_address(peer)
+                connections = [c for c in self._node.connections
+                               if c.ready.is_set() and c.address == address]
+                if not connections:
+                    try:
+                        connections = [await self._node.connect(address)]
+                    except PeerError as exc:
+                        if not _duplicate(exc):
+                            raise
+                        # Connected (or connecting) to that node already, by another
+                        # connection (it dialed us, or our dialer got there first).
+                        while not (connections := [
+                                c for c in self._ready()
+                                if c.session.channel.remote_static == exc.node_key]):
+                            await trio.sleep(0.02)
+            else:
+                connections = self._ready()
+            if not connections:
+                raise UsageError("no peer is connected: pass peer='HOST:PORT'")
+            for connection in connections:
+                with contextlib.suppress(PeerError):
+                    result = await self._node.fetch_latest(connection, wanted, count)
+                    if result.entries:
+                        return [Item(decode_entry(raw), payload) for raw, payload in
+                                result.entries]
+        return []
+
+    def _ready(self) -> list[Connection]:
+        return [c for c in self._node.connections if c.ready.is_set()]
+
+    # -- the network --
+
+    async def peers(self) -> list[PeerInfo]:
+        """The peers connected now."""
+        return [_peer_info(c) for c in self._node.connections if c.ready.is_set()]
+
+    async def status(self) -> Status:
+        """Peers, feeds and how far behind each wanted feed is."""
+        node = self._node
+        ready = [c for c in node.connections if c.ready.is_set()]
+
+        def collect() -> tuple[list[FeedProgress], int]:
+            replicator = node.replicator
+            local = replicator.local
+            feeds = (set(local.wanted) | {f for f, seq in local.heads.items() if seq > 0}
+                     | set(replicator.forked_at))
+            progress = [
+                FeedProgress(
+                    feed, local.seq(feed),
+                    max((c.session.peer_holds(feed) for c in ready), default=0),
+                    feed in replicator.follows, replicator.forked_at.get(feed),
+                    feed not in replicator.forked_at and any(
+                        feed in c.session.diverged for c in ready),
+                )
+                for feed in sorted(feeds, key=str)
+            ]
+            return progress, len(node.state.peers())
+
+        feeds, known = await node.locked(collect)
+        listen = node.listen_address
+        return Status(
+            author=self.author, listen=None if listen is None else format_address(listen),
+            peers=[_peer_info(c) for c in ready], known_peers=known, feeds=feeds,
+            entries_received=node.replicator.entries_received, started=self.started,
+        )
+
+
+def _duplicate(error: PeerError) -> bool:
+    """Whether either side refused the connection as a second one between the two nodes."""
+    return isinstance(error, DuplicateConnection) or (
+        isinstance(error, ClosedByPeer) and error.remote_code == DuplicateConnection.code)
+
+
+def _feed(feed: FeedId | str) -> FeedId:
+    return feed if isinstance(feed, FeedId) else FeedId.from_input(feed)
+
+
+
+def _peer_info(connection: Connection) -> PeerInfo:
+    session = connection.session
+    key = session.channel.remote_static
+    return PeerInfo(
+        node=key.hex() if key else "", address=format_address(connection.address),
+        direction="out" if connection.initiator else "in", version=session.version,
+        relay=session.peer_relay,
+    )

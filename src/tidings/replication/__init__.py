@@ -1,0 +1,1 @@
+"""Replication, pure apart from the store (spec/10): sessions, clocks, router, replicator."""
