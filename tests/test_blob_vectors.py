@@ -29,6 +29,7 @@ from tidings.core.blob import (
     verify_blob,
     verify_chunk,
 )
+from tidings.storage.blobs import BlobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "spec" / "vectors" / "blobs.json").read_text(encoding="utf-8"))
@@ -94,7 +95,8 @@ def test_blob_ids_trees_and_proofs(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", by_name(VECTORS["blobs"]))
-def test_the_hasher_in_pieces_makes_the_same_ids(case: dict[str, Any]) -> None:
+def test_the_hasher_in_pieces_and_the_store_make_the_same_ids(
+        case: dict[str, Any], tmp_path: Path) -> None:
     data = blob_bytes(case)
     hasher = BlobHasher()
     step = 1
@@ -104,6 +106,9 @@ def test_the_hasher_in_pieces_makes_the_same_ids(case: dict[str, Any]) -> None:
         position += step
         step = step * 2 if step < 1 << 20 else 1
     assert str(hasher.finish()) == case["id"]
+    if case["size"] <= 1 << 20:
+        with BlobStore(tmp_path / "blobs") as store:
+            assert str(store.import_bytes(data)) == case["id"]
 
 
 @pytest.mark.parametrize("case", by_name(VECTORS["invalid_chunks"]))
@@ -112,6 +117,18 @@ def test_invalid_chunks(case: dict[str, Any]) -> None:
     with pytest.raises(InvalidBlob) as raised:
         verify_chunk(blob, case["index"], chunk_data(case["data"]), bytes.fromhex(case["proof"]))
     assert raised.value.rule == case["rule"]
+
+
+@pytest.mark.parametrize("case", by_name(VECTORS["invalid_chunks"]))
+def test_a_store_keeps_no_invalid_chunk(case: dict[str, Any], tmp_path: Path) -> None:
+    blob = BlobId.parse(case["blob"])
+    with BlobStore(tmp_path / "blobs") as store:
+        with pytest.raises(InvalidBlob) as raised:
+            store.put_chunk(blob, case["index"], chunk_data(case["data"]),
+                            bytes.fromhex(case["proof"]))
+        assert raised.value.rule == case["rule"]
+        info = store.info(blob)
+        assert info is None or info.held == 0
 
 
 @pytest.mark.parametrize("case", by_name(VECTORS["binary_ids"]["valid"]))
