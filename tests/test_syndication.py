@@ -33,6 +33,7 @@ from tidings.content import (
     Unknown,
     encode,
 )
+from tidings.core.blob import blob_id_of
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
@@ -209,6 +210,18 @@ def test_a_podcast_episode_has_an_enclosure_podcast_apps_read() -> None:
         {"url": "https://example.org/t.vtt", "mime_type": "text/vtt"},
     ]
     assert item["tags"] == ["podcast", "maths"]
+
+
+def test_an_attachment_that_is_only_a_blob_has_no_enclosure_yet() -> None:
+    blob = blob_id_of(b"episode 2 audio")
+    mirrored = Attachment.of_blob(blob, "audio/mpeg", url="https://example.org/ep2.mp3")
+    episode = Post("Notes.", title="Episode 2",
+                   attachments=(Attachment.of_blob(blob, "audio/ogg"), mirrored))
+    _, feed, page = published(encode(episode))
+    entry = parse_atom(atom(feed, page, self_url=SELF)).entries[0]
+    assert [(e.href, e.type) for e in entry.enclosures] == [(mirrored.url, "audio/mpeg")]
+    item = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][0]
+    assert [a["url"] for a in item["attachments"]] == [mirrored.url]
 
 
 def test_links_replies_and_link_shares() -> None:

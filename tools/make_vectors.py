@@ -88,7 +88,7 @@ from tidings.wire.messages import (
 )
 
 VECTORS_DIR = Path(__file__).resolve().parents[1] / "spec" / "vectors"
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ed25519_edges.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ed25519_edges.py, blob_vectors.py
 
 #: RFC 8032 section 7.1, TEST 1: pins our seed -> public key step to a published value.
 RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
@@ -2282,6 +2282,15 @@ def content_map(*pairs: tuple[str, Any]) -> bytes:
     return cbor2.dumps(dict(pairs))
 
 
+def episode_blob() -> str:
+    """The text id of the episode blob of blobs.json (24,117,248 bytes of the pattern)."""
+    from blob_vectors import pattern
+
+    from tidings.core.blob import blob_id_of
+
+    return str(blob_id_of(pattern(24_117_248)))
+
+
 def make_content() -> dict[str, Any]:
     """Content payloads (spec/content.md): what writers make, what readers make of bytes.
 
@@ -2292,6 +2301,9 @@ def make_content() -> dict[str, Any]:
     feed = EXAMPLE_FEED
     episode = {"url": "https://example.org/media/ep1.mp3", "media_type": "audio/mpeg",
                "size": 24_117_248, "title": "Episode 1 (MP3)"}
+    blob = episode_blob()
+    blob_episode = {"blob": blob, "media_type": "audio/mpeg", "size": 24_117_248,
+                    "title": "Episode 2 (MP3)", "duration": 1507}
     valid_json = [
         ("post-minimal", "the smallest post: text only", {"type": "post", "text": "hello, world"}),
         ("post-empty-text", "a post's text may be empty", {"type": "post", "text": ""}),
@@ -2306,6 +2318,16 @@ def make_content() -> dict[str, Any]:
         ("post-podcast-episode", "a podcast episode: a post with an audio attachment", {
             "type": "post", "text": "In this episode: signed logs.", "title": "Episode 1",
             "tags": ["podcast"], "attachments": [episode],
+        }),
+        ("post-podcast-blob", "a podcast episode whose audio is a blob (spec/13): the "
+         "episode blob of blobs.json, with its size and playing time", {
+            "type": "post", "text": "In this episode: blobs.", "title": "Episode 2",
+            "tags": ["podcast"], "attachments": [blob_episode],
+        }),
+        ("attachment-blob-and-url", "an attachment that is a blob and has a URL mirror", {
+            "type": "post", "text": "", "attachments": [{
+                "url": "https://example.org/media/ep2.mp3", "blob": blob,
+                "media_type": "audio/mpeg", "size": 24_117_248}],
         }),
         ("link-minimal", "a shared link alone", {"type": "link", "url": "https://example.org/"}),
         ("link-full", "every field of a link share", {
@@ -2374,6 +2396,12 @@ def make_content() -> dict[str, Any]:
         ("unknown-type-bad-version", "an unknown type's \"v\" is not the reader's to check",
          content_map(("type", "org.example.x"), ("v", "two")),
          {"type": "org.example.x", "v": "two"}),
+        ("attachment-keys-in-another-order", "an attachment's keys in another order, and "
+         "a null duration (absent)",
+         post_with(("attachments", [{"duration": None, "size": 24_117_248,
+                                     "media_type": "audio/mpeg", "blob": blob}])),
+         {"type": "post", "text": "hi", "attachments": [{
+             "blob": blob, "media_type": "audio/mpeg", "size": 24_117_248}]}),
         ("follow-any-order", "a follow with its keys reversed and one more key",
          content_map(("feed", feed), ("note", "hi"), ("type", "follow")),
          {"type": "follow", "feed": feed}),
@@ -2452,6 +2480,29 @@ def make_content() -> dict[str, Any]:
         ("attachment-negative-size", "C9", "size -1",
          post_with(("attachments", [{"url": episode["url"], "media_type": "audio/mpeg",
                                      "size": -1}]))),
+        ("attachment-neither-url-nor-blob", "C9", "an attachment without url and blob",
+         post_with(("attachments", [{"media_type": "audio/mpeg", "size": 1}]))),
+        ("attachment-blob-without-size", "C9", "a blob attachment needs its size",
+         post_with(("attachments", [{"blob": blob, "media_type": "audio/mpeg"}]))),
+        ("attachment-blob-other-size", "C9", "size 24117249 for a blob of 24117248 bytes",
+         post_with(("attachments", [{"blob": blob, "media_type": "audio/mpeg",
+                                     "size": 24_117_249}]))),
+        ("attachment-blob-bad-checksum", "C9", "a blob id whose size was changed (its "
+         "checksum no longer matches)",
+         post_with(("attachments", [{"blob": blob[:-1] + "9", "media_type": "audio/mpeg",
+                                     "size": 24_117_249}]))),
+        ("attachment-blob-with-space", "C9", "a blob id with a space after it",
+         post_with(("attachments", [{"blob": blob + " ", "media_type": "audio/mpeg",
+                                     "size": 24_117_248}]))),
+        ("attachment-blob-not-text", "C9", "a blob id as an integer",
+         post_with(("attachments", [{"blob": 7, "url": episode["url"],
+                                     "media_type": "audio/mpeg", "size": 24_117_248}]))),
+        ("attachment-duration-2-to-the-32", "C9", "a duration of 2^32 seconds",
+         post_with(("attachments", [{"url": episode["url"], "media_type": "audio/mpeg",
+                                     "duration": 2**32}]))),
+        ("attachment-negative-duration", "C9", "a duration of -1",
+         post_with(("attachments", [{"url": episode["url"], "media_type": "audio/mpeg",
+                                     "duration": -1}]))),
         ("link-javascript-url", "C9", "a javascript: URL",
          content_map(("type", "link"), ("url", "javascript:alert(1)"))),
         ("link-url-with-space", "C9", "a URL holding a space",
@@ -2478,6 +2529,18 @@ def make_content() -> dict[str, Any]:
          {"type": "post", "text": "", "attachments": [{"url": episode["url"],
                                                        "media_type": "audio/mpeg",
                                                        "size": -1}]}),
+        ("attachment-blob-without-size", "post.attachments[0].size",
+         "a blob attachment gives the blob's size", {"type": "post", "text": "", "attachments": [
+             {"blob": blob, "media_type": "audio/mpeg"}]}),
+        ("attachment-bad-blob", "post.attachments[0].blob", "a feed id where a blob id belongs",
+         {"type": "post", "text": "", "attachments": [
+             {"blob": feed, "media_type": "audio/mpeg", "size": 1}]}),
+        ("attachment-no-url-or-blob", "post.attachments[0].url", "an attachment needs a "
+         "url or a blob", {"type": "post", "text": "", "attachments": [
+             {"media_type": "audio/mpeg"}]}),
+        ("attachment-duration-fraction", "post.attachments[0].duration",
+         "a duration in whole seconds", {"type": "post", "text": "", "attachments": [
+             {"url": episode["url"], "media_type": "audio/mpeg", "duration": 1.5}]}),
         ("reply-to-bad-feed", "post.reply_to.feed", "an author id where a feed id belongs",
          {"type": "post", "text": "hi",
           "reply_to": {"feed": str(Identity.from_seed(bytes(32)).author), "seq": 1}}),
@@ -2543,6 +2606,16 @@ def make_content() -> dict[str, Any]:
     }
 
 
+# -- blobs.json (spec 13) ---------------------------------------------------------------
+
+
+def make_blobs_json() -> dict[str, Any]:
+    """Blob trees, ids and proofs: written by tools/blob_vectors.py."""
+    from blob_vectors import make_blobs
+
+    return make_blobs()
+
+
 # -- writing ------------------------------------------------------------------------
 
 
@@ -2569,6 +2642,7 @@ def make_all() -> dict[str, str]:
         "handshake.json": render(make_handshake(blog, notes)),
         "wire.json": render(make_wire(blog, notes, bob, forged)),
         "content.json": render(make_content()),
+        "blobs.json": render(make_blobs_json()),
     }
 
 

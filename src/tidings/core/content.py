@@ -30,6 +30,7 @@ from typing import Any, TypeAlias, TypeVar
 import cbor2
 
 from tidings.core import cbor
+from tidings.core.blob import BlobId
 from tidings.core.entry import MAX_SEQ
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidContent, InvalidId
@@ -104,6 +105,11 @@ MAX_MEDIA_TYPE = 127
 MAX_TYPE_NAME = 128
 #: Attachment sizes, like seqs, fit a signed 64-bit integer.
 MAX_ATTACHMENT_SIZE = MAX_SEQ
+#: A playing time in whole seconds: 2^32 - 1 is 136 years, and fits every
+#: 32-bit reader.
+MAX_DURATION = 2**32 - 1
+#: A text blob id has at most 69 characters; longer text is not parsed.
+MAX_BLOB_ID_TEXT = 69
 #: Characters of free text :func:`describe` keeps from a line.
 DESCRIBE_WIDTH = 80
 
@@ -127,17 +133,35 @@ class EntryRef:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """A file at a URL that goes with a post: a podcast episode is a post with an audio one.
+    """A file that goes with a post: a podcast episode is a post with an audio one.
+
+    The file is at a URL, or is a blob (spec/13-blobs.md) that nodes fetch from
+    each other and check chunk by chunk, or both (the URL is then a mirror of
+    the blob's bytes).
 
     >>> episode = Attachment("https://example.org/ep1.mp3", "audio/mpeg", size=12_345_678)
     >>> decode(encode(Post("", title="Episode 1", attachments=(episode,)))).attachments[0].size
     12345678
+    >>> from tidings.core.blob import blob_id_of
+    >>> audio = Attachment.of_blob(blob_id_of(b"ID3..."), "audio/mpeg", duration=1800)
+    >>> decode(encode(Post("", attachments=(audio,)))).attachments[0] == audio
+    True
     """
 
-    url: str
+    url: str | None
     media_type: str
+    #: The file's length in bytes; with a blob, required and equal to the blob's size.
     size: int | None = None
     title: str | None = None
+    blob: BlobId | None = None
+    #: The playing time of audio or video, in whole seconds.
+    duration: int | None = None
+
+    @classmethod
+    def of_blob(cls, blob: BlobId, media_type: str, *, title: str | None = None,
+                duration: int | None = None, url: str | None = None) -> Attachment:
+        """An attachment of a blob (its size filled in), with a URL mirror if given."""
+        return cls(url, media_type, blob.size, title, blob, duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +258,11 @@ def _ref_json(ref: object) -> object:
 def _attachment_json(attachment: object) -> object:
     if not isinstance(attachment, Attachment):
         return attachment
-    return _omit_empty({"url": attachment.url, "media_type": attachment.media_type,
-                        "size": attachment.size, "title": attachment.title})
+    blob = attachment.blob
+    return _omit_empty({"url": attachment.url,
+                        "blob": str(blob) if isinstance(blob, BlobId) else blob,
+                        "media_type": attachment.media_type, "size": attachment.size,
+                        "title": attachment.title, "duration": attachment.duration})
 
 
 def _omit_empty(pairs: dict[str, Any]) -> dict[str, Any]:
@@ -435,9 +462,18 @@ def _entry_ref(value: Any, path: str, strict: bool) -> EntryRef:
     return EntryRef(_feed(_required(ref, "feed", path), f"{path}.feed"), seq)
 
 
+def _blob(value: Any, path: str, strict: bool) -> BlobId:
+    if isinstance(value, str) and len(value) <= MAX_BLOB_ID_TEXT:
+        try:
+            return BlobId.parse(value)  # exactly, as ids in signed data are read
+        except InvalidId as e:
+            raise InvalidContent(path, f"must be a blob id ({e})") from None
+    raise InvalidContent(path, "must be a blob id (text, tb1...)")
+
+
 def _attachment(value: Any, path: str, strict: bool) -> Attachment:
-    item = _map(value, path, "url, media_type, size, title")
-    _only(item, path, ("url", "media_type", "size", "title"), strict)
+    item = _map(value, path, "url or blob, media_type, size, title, duration")
+    _only(item, path, ("url", "blob", "media_type", "size", "title", "duration"), strict)
     media_type = _required(item, "media_type", path)
     if (not isinstance(media_type, str) or len(media_type) > MAX_MEDIA_TYPE
             or not _MEDIA_TYPE.fullmatch(media_type)):
@@ -446,10 +482,21 @@ def _attachment(value: Any, path: str, strict: bool) -> Attachment:
     size = item.get("size")
     if size is not None and (type(size) is not int or not 0 <= size <= MAX_ATTACHMENT_SIZE):
         raise InvalidContent(f"{path}.size", "must be an integer from 0 to 2^63-1")
-    return Attachment(
-        _url(_required(item, "url", path), f"{path}.url"), str(media_type), size,
-        _optional(item, "title", path, strict, lambda v, p, s: _text(v, p, MAX_TITLE, line=True)),
-    )
+    url = _optional(item, "url", path, strict, _url)
+    blob = _optional(item, "blob", path, strict, _blob)
+    if url is None and blob is None:
+        raise InvalidContent(f"{path}.url", "is required when there is no blob")
+    if blob is not None and size != blob.size:
+        raise InvalidContent(f"{path}.size", f"must be given with a blob, and equal the "
+                             f"blob's size ({blob.size})")
+    title = _optional(item, "title", path, strict,
+                      lambda v, p, s: _text(v, p, MAX_TITLE, line=True))
+    duration = item.get("duration")
+    if duration is not None and (type(duration) is not int
+                                 or not 0 <= duration <= MAX_DURATION):
+        raise InvalidContent(f"{path}.duration", "must be a whole number of seconds from 0 "
+                             "to 2^32-1")
+    return Attachment(url, str(media_type), size, title, blob, duration)
 
 
 def _post(value: dict[Any, Any], strict: bool) -> Post:

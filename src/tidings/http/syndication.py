@@ -118,7 +118,8 @@ def _item(feed: FeedId, entry: Entry, payload: bytes | None) -> _Item:
             base, title=content.title or summary, json_title=content.title,
             tags=content.tags, related=content.links,
             text="\n\n".join(part for part in (content.text, "\n".join(content.links)) if part),
-            attachments=content.attachments,
+            # A blob without a URL has no enclosure until the gateway serves blobs.
+            attachments=tuple(a for a in content.attachments if a.url is not None),
             in_reply_to=None if reply is None else entry_urn(reply.feed, reply.seq),
         )
     if isinstance(content, LinkShare):

@@ -1,0 +1,789 @@
+"""The chunk store: blobs on disk, beside the SQLite store of a home (spec/13 §7).
+
+Layout (local only; directories 0700, files 0600)::
+
+    HOME/blobs/.lock                     held (flock) by the one process using the store
+    HOME/blobs/<blob id>/data            the blob's bytes at their offsets (sparse while partial)
+    HOME/blobs/<blob id>/tree            its tree: 2n - 1 node hashes of 32 bytes, in-order
+    HOME/blobs/<blob id>/have            the held-chunk bitmap: bit i of byte i // 8 is chunk i
+    HOME/blobs/<blob id>/pinned          present: never evicted
+    HOME/blobs/<blob id>/used            its mtime is the blob's last use (for eviction)
+    HOME/blobs/.tmp-*/                   a blob being imported; removed when the store opens
+
+**Durability.** A chunk's bytes and the tree nodes that prove it are written
+and fsynced *before* its bit is set in ``have`` and that is fsynced: a
+``kill -9`` at any moment leaves a bitmap that names only chunks whose bytes
+are on disk, and a chunk without its bit is fetched again. An imported blob
+is written whole under ``.tmp-*`` and renamed into place.
+
+**Damage.** Every chunk read is hashed again and checked with its proof
+against the blob id. A chunk whose bytes (or proof nodes) changed on disk is
+reported missing (:class:`ChunksMissing`), and its bit is cleared, so it is
+fetched again; the store never hands out a byte that does not verify.
+
+**Quota.** With a quota, the store evicts the least recently used blobs that
+are not pinned to make room, and refuses (:class:`BlobQuotaExceeded`) what
+would not fit even so.
+
+The store is thread-safe; one process at a time may open it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import io
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from tidings.core.blob import (
+    CHUNK_SIZE,
+    HASH_SIZE,
+    MAX_BLOB_SIZE,
+    BlobHasher,
+    BlobId,
+    InvalidBlob,
+    InvalidBlobId,
+    chunk_span,
+    node_position,
+    path_nodes,
+    proof_nodes,
+    tree_nodes,
+    verify_chunk,
+)
+from tidings.errors import TidingsError, UsageError
+
+BLOBS_DIR = "blobs"
+DATA_FILE = "data"
+TREE_FILE = "tree"
+HAVE_FILE = "have"
+PIN_FILE = "pinned"
+USED_FILE = "used"
+LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+#: One :meth:`BlobStore.read` returns at most 16 MiB; :meth:`BlobStore.iter_range`
+#: streams longer ranges a chunk at a time.
+MAX_READ = 16 * 1024 * 1024
+#: Bytes read from a file per step of an import: the import's whole buffer.
+IMPORT_STEP = 1024 * 1024
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class BlobNotFound(UsageError):
+    """The store holds no chunk of this blob."""
+
+    def __init__(self, blob_id: BlobId) -> None:
+        super().__init__(f"blob {blob_id} is not in the store")
+        self.blob_id = blob_id
+
+
+class ChunksMissing(TidingsError):
+    """A read needs chunks the store does not hold (or held, but found damaged).
+
+    ``missing`` lists them, ascending: the chunks to fetch again.
+    """
+
+    def __init__(self, blob_id: BlobId, missing: Iterable[int], detail: str = "") -> None:
+        self.blob_id = blob_id
+        self.missing = tuple(sorted(set(missing)))
+        shown = ", ".join(map(str, self.missing[:8])) + (", ..." if len(self.missing) > 8 else "")
+        super().__init__(f"blob {blob_id}: chunks missing: {shown}{detail}")
+
+
+class BlobQuotaExceeded(UsageError):
+    """Storing this would exceed the store's quota, even after evicting every
+    unpinned blob it may evict."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What the store holds of one blob."""
+
+    blob_id: BlobId
+    #: Chunks held (by the bitmap; each is checked again when read).
+    held: int
+    pinned: bool
+    #: When the blob was last written or read, in nanoseconds of the store's clock.
+    last_used: int
+    #: Bytes it takes in the quota: held chunks, its tree and its bitmap.
+    disk_bytes: int
+
+    @property
+    def complete(self) -> bool:
+        return self.held == self.blob_id.chunk_count
+
+
+class _Blob:
+    """The store's memory of one blob: its bitmap and bookkeeping."""
+
+    __slots__ = ("blob_id", "have", "held", "held_bytes", "last_used", "path", "pinned")
+
+    def __init__(self, blob_id: BlobId, path: Path, have: bytearray, pinned: bool,
+                 last_used: int) -> None:
+        self.blob_id = blob_id
+        self.path = path
+        self.have = have
+        self.pinned = pinned
+        self.last_used = last_used
+        self.held = 0
+        self.held_bytes = 0
+        for index in range(blob_id.chunk_count):
+            if self.has(index):
+                self.held += 1
+                self.held_bytes += chunk_span(blob_id.size, index)[1]
+
+    def has(self, index: int) -> bool:
+        return bool(self.have[index >> 3] >> (index & 7) & 1)
+
+    @property
+    def complete(self) -> bool:
+        return self.held == self.blob_id.chunk_count
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.held_bytes + _overhead(self.blob_id)
+
+    def info(self) -> BlobInfo:
+        return BlobInfo(self.blob_id, self.held, self.pinned, self.last_used, self.disk_bytes)
+
+
+def _overhead(blob_id: BlobId) -> int:
+    """Bytes of a blob's tree and bitmap."""
+    count = blob_id.chunk_count
+    return tree_nodes(count) * HASH_SIZE + _bitmap_size(count)
+
+
+def _bitmap_size(count: int) -> int:
+    return (count + 7) // 8
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create(path: Path, size: int = 0) -> None:
+    """A new file of ``size`` zero bytes (sparse), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:  # short reads are legal; a file cut short reads as zeros
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            return data + bytes(length - len(data))
+        data += more
+    return data
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+class BlobStore:
+    """Blobs in a directory (``HOME/blobs``): import, fetch chunk by chunk, read.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as home, BlobStore(Path(home) / "blobs") as store:
+    ...     blob = store.import_bytes(b"an episode")
+    ...     store.read(blob, 3, 7)
+    b'episode'
+
+    ``quota`` bounds the bytes the store takes (held chunks, trees, bitmaps);
+    ``None`` is no bound. ``clock`` gives the time in nanoseconds that orders
+    eviction (least recently used first).
+    """
+
+    def __init__(self, path: str | Path, *, quota: int | None = None,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        if quota is not None and quota < 0:
+            raise UsageError("a blob quota is a number of bytes, 0 or more")
+        self.path = Path(path)
+        self.quota = quota
+        self._clock = clock
+        self._mutex = threading.RLock()
+        self._blobs: dict[BlobId, _Blob] = {}
+        try:
+            self.path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            self.path.mkdir(mode=_DIR_MODE, exist_ok=True)
+            os.chmod(self.path, _DIR_MODE)
+            self._lock_fd: int | None = os.open(self.path / LOCK_FILE,
+                                                os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        except OSError as exc:
+            raise UsageError(f"cannot open the blob store {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UsageError(f"another process is using the blob store {self.path}") from None
+            raise
+        self._load()
+
+    @classmethod
+    def in_home(cls, home: str | Path, *, quota: int | None = None,
+                clock: Callable[[], int] = time.time_ns) -> BlobStore:
+        """The store of a home: ``HOME/blobs``."""
+        return cls(Path(home) / BLOBS_DIR, quota=quota, clock=clock)
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+
+    def __enter__(self) -> BlobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- opening --------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for child in sorted(self.path.iterdir()):
+            if child.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(child, ignore_errors=True)  # an import or removal cut short
+                continue
+            try:
+                blob_id = BlobId.parse(child.name)
+            except InvalidBlobId:
+                continue  # not ours: left alone
+            if child.is_dir():
+                self._blobs[blob_id] = self._open_blob(blob_id, child)
+
+    def _open_blob(self, blob_id: BlobId, path: Path) -> _Blob:
+        count = blob_id.chunk_count
+        size = _bitmap_size(count)
+        have = bytearray(size)
+        with contextlib.suppress(FileNotFoundError):
+            have[:] = (path / HAVE_FILE).read_bytes()[:size].ljust(size, b"\0")
+        if count % 8:
+            have[-1] &= (1 << (count % 8)) - 1  # bits past the last chunk mean nothing
+        files_ok = all(
+            (path / name).is_file() and (path / name).stat().st_size == length
+            for name, length in ((DATA_FILE, blob_id.size),
+                                 (TREE_FILE, tree_nodes(count) * HASH_SIZE))
+        )
+        if not files_ok:  # damaged beyond a chunk: start the blob again
+            for name in (DATA_FILE, TREE_FILE, HAVE_FILE):
+                (path / name).unlink(missing_ok=True)
+            _create(path / DATA_FILE, blob_id.size)
+            _create(path / TREE_FILE, tree_nodes(count) * HASH_SIZE)
+            have = bytearray(size)
+        if not (path / HAVE_FILE).is_file():
+            _create(path / HAVE_FILE, size)
+        try:
+            last_used = (path / USED_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            last_used = 0
+        return _Blob(blob_id, path, have, (path / PIN_FILE).exists(), last_used)
+
+    # -- what the store holds -------------------------------------------------------
+
+    def info(self, blob_id: BlobId) -> BlobInfo | None:
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            return None if blob is None else blob.info()
+
+    def blobs(self) -> list[BlobInfo]:
+        """Every blob held, wholly or in part, by id."""
+        with self._mutex:
+            return [self._blobs[b].info() for b in sorted(self._blobs, key=bytes)]
+
+    def has(self, blob_id: BlobId) -> bool:
+        """The whole blob is held (by the bitmap)."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            return blob is not None and blob.complete
+
+    def held(self, blob_id: BlobId) -> bytes:
+        """The held-chunk bitmap (spec/13 §8.5): bit ``i % 8`` of byte ``i // 8`` is chunk
+        ``i``; all zeros for a blob the store does not know."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            return bytes(blob.have) if blob else bytes(_bitmap_size(blob_id.chunk_count))
+
+    def missing(self, blob_id: BlobId, first: int = 0, end: int | None = None) -> list[int]:
+        """The chunks from ``first`` up to ``end`` (default: the last) not held."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            stop = blob_id.chunk_count if end is None else min(end, blob_id.chunk_count)
+            if blob is None:
+                return list(range(first, stop))
+            return [i for i in range(first, stop) if not blob.has(i)]
+
+    def available(self, blob_id: BlobId, offset: int = 0) -> int:
+        """How many bytes from ``offset`` on are in held chunks, without a gap: what a
+        reader streaming a blob as it downloads may read now."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            if blob is None or not 0 <= offset < blob_id.size:
+                return 0
+            index = offset // CHUNK_SIZE
+            while index < blob_id.chunk_count and blob.has(index):
+                index += 1
+            return min(index * CHUNK_SIZE, blob_id.size) - offset
+
+    def usage(self) -> int:
+        """Bytes the store takes in its quota."""
+        with self._mutex:
+            return sum(blob.disk_bytes for blob in self._blobs.values())
+
+    # -- fetching from peers ---------------------------------------------------------
+
+    def begin(self, blob_id: BlobId, *, pin: bool = False) -> BlobInfo:
+        """Start holding ``blob_id`` (no chunk yet), to fetch it; a blob held already is
+        left as it is (``pin`` pins it)."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            if blob is None:
+                self._make_room(_overhead(blob_id), keep=blob_id)
+                blob = self._blobs[blob_id] = self._create_blob(blob_id)
+                self._touch(blob)
+            if pin:
+                self._set_pinned(blob, True)
+            return blob.info()
+
+    def _create_blob(self, blob_id: BlobId) -> _Blob:
+        work = Path(_mkdtemp(self.path))
+        count = blob_id.chunk_count
+        _create(work / DATA_FILE, blob_id.size)
+        _create(work / TREE_FILE, tree_nodes(count) * HASH_SIZE)
+        _create(work / HAVE_FILE, _bitmap_size(count))
+        _create(work / USED_FILE)
+        _fsync_dir(work)
+        final = self.path / str(blob_id)
+        os.rename(work, final)
+        _fsync_dir(self.path)
+        return _Blob(blob_id, final, bytearray(_bitmap_size(count)), False, 0)
+
+    def put_chunk(self, blob_id: BlobId, index: int, data: bytes, proof: bytes) -> bool:
+        """Verify and store one chunk; False if it was held already.
+
+        Raises :class:`~tidings.core.blob.InvalidBlob` (nothing is written) for a
+        chunk that does not verify, and :class:`BlobQuotaExceeded`.
+        """
+        return bool(self.put_chunks(blob_id, [(index, data, proof)]))
+
+    def put_chunks(self, blob_id: BlobId,
+                   chunks: Iterable[tuple[int, bytes, bytes]]) -> list[int]:
+        """Verify and store chunks ``(index, data, proof)`` of one blob, with one pair
+        of fsyncs for all; returns the indexes stored (those not held already).
+
+        Each chunk is verified before a byte of it is written. If one fails, the
+        chunks before it are stored, then :class:`~tidings.core.blob.InvalidBlob`
+        is raised.
+        """
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            if blob is None:
+                self.begin(blob_id)
+                blob = self._blobs[blob_id]
+            count = blob_id.chunk_count
+            accepted: list[tuple[int, bytes, list[tuple[int, bytes]]]] = []
+            failure: InvalidBlob | None = None
+            seen: set[int] = set()
+            for index, data, proof in chunks:
+                try:
+                    on_the_way = verify_chunk(blob_id, index, data, proof)
+                except InvalidBlob as exc:
+                    failure = exc
+                    break
+                if blob.has(index) or index in seen:
+                    continue
+                seen.add(index)
+                nodes = [(node_position(s, e), h)
+                         for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
+                nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
+                          for k, (s, e) in enumerate(proof_nodes(index, count))]
+                accepted.append((index, bytes(data), nodes))
+            if accepted:
+                need = sum(len(data) for _, data, _ in accepted)
+                self._make_room(need, keep=blob_id)
+                self._write_chunks(blob, accepted)
+            if failure is not None:
+                raise failure
+            return [index for index, _, _ in accepted]
+
+    def _write_chunks(self, blob: _Blob,
+                      chunks: list[tuple[int, bytes, list[tuple[int, bytes]]]]) -> None:
+        """Bytes and tree nodes first, made durable; only then the bits that name them."""
+        data_fd = os.open(blob.path / DATA_FILE, os.O_WRONLY)
+        try:
+            tree_fd = os.open(blob.path / TREE_FILE, os.O_WRONLY)
+            try:
+                for index, data, nodes in chunks:
+                    _pwrite_all(data_fd, data, index * CHUNK_SIZE)
+                    for position, digest in nodes:
+                        _pwrite_all(tree_fd, digest, position * HASH_SIZE)
+                os.fsync(data_fd)
+                os.fsync(tree_fd)
+            finally:
+                os.close(tree_fd)
+        finally:
+            os.close(data_fd)
+        have = bytearray(blob.have)
+        for index, _, _ in chunks:
+            have[index >> 3] |= 1 << (index & 7)
+        self._write_have(blob, have)
+        blob.held += len(chunks)
+        blob.held_bytes += sum(len(data) for _, data, _ in chunks)
+        self._touch(blob)
+
+    def _write_have(self, blob: _Blob, have: bytearray) -> None:
+        """Persist a new bitmap (durably), then take it as the blob's."""
+        changed = int.from_bytes(blob.have, "little") ^ int.from_bytes(have, "little")
+        if changed:  # write only the bytes from the first changed to the last
+            low = ((changed & -changed).bit_length() - 1) // 8
+            high = (changed.bit_length() - 1) // 8 + 1
+            fd = os.open(blob.path / HAVE_FILE, os.O_WRONLY)
+            try:
+                _pwrite_all(fd, have[low:high], low)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        blob.have = have
+
+    # -- reading ----------------------------------------------------------------------
+
+    def chunk(self, blob_id: BlobId, index: int) -> tuple[bytes, bytes]:
+        """Chunk ``index`` and its proof, verified: what a node serves a peer.
+
+        Raises :class:`ChunksMissing` if it is not held or found damaged (and then
+        no longer held), :class:`BlobNotFound` for a blob not in the store.
+        """
+        blob_id.check_index(index)
+        with self._mutex:
+            blob = self._require(blob_id)
+            if not blob.has(index):
+                raise ChunksMissing(blob_id, [index])
+            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
+            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            try:
+                found = self._read_verified(blob, index, data_fd, tree_fd)
+            finally:
+                os.close(data_fd)
+                os.close(tree_fd)
+            if found is None:
+                raise ChunksMissing(blob_id, [index], " (damaged on disk: fetch it again)")
+            self._touch(blob)
+            return found
+
+    def _read_verified(self, blob: _Blob, index: int, data_fd: int,
+                       tree_fd: int) -> tuple[bytes, bytes] | None:
+        """The chunk and its proof from disk, checked against the blob id; None (and
+        the chunk is no longer held) if they do not verify."""
+        count = blob.blob_id.chunk_count
+        offset, length = chunk_span(blob.blob_id.size, index)
+        data = _pread_exact(data_fd, length, offset)
+        proof = b"".join(_pread_exact(tree_fd, HASH_SIZE, node_position(s, e) * HASH_SIZE)
+                         for s, e in proof_nodes(index, count))
+        try:
+            verify_chunk(blob.blob_id, index, data, proof)
+        except InvalidBlob:
+            self._forget(blob, [index])
+            return None
+        return data, proof
+
+    def _forget(self, blob: _Blob, indexes: list[int]) -> None:
+        have = bytearray(blob.have)
+        for index in indexes:
+            have[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+        self._write_have(blob, have)
+        for index in indexes:
+            blob.held -= 1
+            blob.held_bytes -= chunk_span(blob.blob_id.size, index)[1]
+
+    def iter_range(self, blob_id: BlobId, start: int = 0,
+                   end: int | None = None) -> Iterator[bytes]:
+        """The bytes ``start .. end - 1`` of a blob, verified, a chunk at a time.
+
+        Stops with :class:`ChunksMissing` at the first chunk not held or damaged,
+        after yielding the bytes before it: a reader streaming a blob that is
+        still downloading gets every verified byte, and no other.
+        """
+        end = blob_id.size if end is None else end
+        if not 0 <= start <= end <= blob_id.size:
+            raise UsageError(f"bytes {start} to {end} are not a range of a "
+                             f"{blob_id.size}-byte blob")
+        position = start
+        while position < end:
+            index = position // CHUNK_SIZE
+            offset, length = chunk_span(blob_id.size, index)
+            data, _ = self.chunk(blob_id, index)
+            stop = min(end, offset + length)
+            yield data[position - offset:stop - offset]
+            position = stop
+
+    def read(self, blob_id: BlobId, offset: int = 0, length: int | None = None) -> bytes:
+        """``length`` bytes from ``offset`` (default: to the end), at most 16 MiB, all
+        verified; raises :class:`ChunksMissing` naming every chunk the range lacks
+        (for HTTP Range requests)."""
+        end = blob_id.size if length is None else offset + length
+        if end - offset > MAX_READ:
+            raise UsageError(f"read at most {MAX_READ} bytes at once (iter_range streams more)")
+        if not 0 <= offset <= end <= blob_id.size:
+            raise UsageError(f"bytes {offset} to {end} are not a range of a "
+                             f"{blob_id.size}-byte blob")
+        with self._mutex:
+            blob = self._require(blob_id)
+            if end == offset:
+                return b""
+            first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+            lacking = [i for i in range(first, last + 1) if not blob.has(i)]
+            if lacking:
+                raise ChunksMissing(blob_id, lacking)
+            damaged: list[int] = []
+            out = bytearray()
+            for index in range(first, last + 1):
+                try:
+                    data, _ = self.chunk(blob_id, index)
+                except ChunksMissing:
+                    damaged.append(index)
+                    continue
+                chunk_offset = index * CHUNK_SIZE
+                out += data[max(offset, chunk_offset) - chunk_offset:end - chunk_offset]
+            if damaged:
+                raise ChunksMissing(blob_id, damaged, " (damaged on disk: fetch them again)")
+            return bytes(out)
+
+    def check(self, blob_id: BlobId) -> list[int]:
+        """Read every held chunk of a blob again; returns those found damaged (now
+        missing, to fetch again)."""
+        with self._mutex:
+            blob = self._require(blob_id)
+            damaged = []
+            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
+            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            try:
+                for index in range(blob_id.chunk_count):
+                    if blob.has(index) and self._read_verified(
+                            blob, index, data_fd, tree_fd) is None:
+                        damaged.append(index)
+            finally:
+                os.close(data_fd)
+                os.close(tree_fd)
+            return damaged
+
+    # -- importing files ---------------------------------------------------------------
+
+    def import_file(self, path: str | Path, *, pin: bool = True) -> BlobId:
+        """Make a file a blob: copied into the store as it is hashed, in bounded memory
+        (1 MiB at a time). Pinned unless ``pin`` is False: a publisher's own blobs
+        are not evicted."""
+        try:
+            handle = open(path, "rb")  # noqa: SIM115  (closed below)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BLOB_SIZE:
+                raise InvalidBlob("blob-size", f"{path} has {size} bytes; a blob has at "
+                                  f"most {MAX_BLOB_SIZE} (4 GiB)")
+            return self.import_stream(handle, pin=pin, expected_size=size)
+
+    def import_bytes(self, data: bytes, *, pin: bool = True) -> BlobId:
+        """Make ``data`` a blob."""
+        return self.import_stream(io.BytesIO(data), pin=pin, expected_size=len(data))
+
+    def import_stream(self, stream: BinaryIO, *, pin: bool = True,
+                      expected_size: int | None = None) -> BlobId:
+        """Make a blob of what ``stream`` holds until its end (at most 4 GiB).
+
+        The blob is written under a temporary name and renamed into place once
+        whole and durable; a crash leaves nothing of it. ``expected_size`` lets the
+        quota be checked before anything is written.
+        """
+        with self._mutex:
+            if expected_size is not None:
+                self._make_room(expected_size + _overhead_for_size(expected_size))
+            work = Path(_mkdtemp(self.path))
+            try:
+                return self._install(work, self._import_into(work, stream, pin), pin)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)  # gone already once installed
+                raise
+
+    def _import_into(self, work: Path, stream: BinaryIO, pin: bool) -> BlobId:
+        hasher = BlobHasher(keep_nodes=True)
+        buffer = bytearray(IMPORT_STEP)
+        data_fd = os.open(work / DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        tree_fd = os.open(work / TREE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            while True:
+                count = stream.readinto(buffer)  # type: ignore[attr-defined]
+                if not count:
+                    break
+                piece = memoryview(buffer)[:count]
+                hasher.update(piece)  # raises blob-size past 4 GiB
+                _pwrite_all(data_fd, piece, hasher.size - count)
+                self._make_room(_overhead_for_size(hasher.size) + hasher.size,
+                                counted_elsewhere=True)
+                for position, digest in hasher.take_nodes():
+                    _pwrite_all(tree_fd, digest, position * HASH_SIZE)
+            blob_id = hasher.finish()
+            for position, digest in hasher.take_nodes():
+                _pwrite_all(tree_fd, digest, position * HASH_SIZE)
+            os.ftruncate(tree_fd, tree_nodes(blob_id.chunk_count) * HASH_SIZE)
+            os.fsync(data_fd)
+            os.fsync(tree_fd)
+        finally:
+            os.close(data_fd)
+            os.close(tree_fd)
+        count = blob_id.chunk_count
+        have = bytearray(b"\xff" * _bitmap_size(count))
+        if count % 8:
+            have[-1] = (1 << (count % 8)) - 1
+        fd = os.open(work / HAVE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        try:
+            _pwrite_all(fd, have, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _create(work / USED_FILE)
+        if pin:
+            _create(work / PIN_FILE)
+        _fsync_dir(work)
+        return blob_id
+
+    def _install(self, work: Path, blob_id: BlobId, pin: bool) -> BlobId:
+        """Put a whole blob made under ``work`` in place of what the store held of it."""
+        old = self._blobs.get(blob_id)
+        if old is not None and old.complete:
+            shutil.rmtree(work, ignore_errors=True)
+            if pin:
+                self._set_pinned(old, True)
+            self._touch(old)
+            return blob_id
+        if old is not None:  # partial: the whole blob replaces it
+            pin = pin or old.pinned
+            if pin and not (work / PIN_FILE).exists():
+                _create(work / PIN_FILE)
+            self._discard(old)
+        self._make_room(blob_id.size + _overhead(blob_id), keep=blob_id)
+        final = self.path / str(blob_id)
+        os.rename(work, final)
+        _fsync_dir(self.path)
+        blob = self._blobs[blob_id] = self._open_blob(blob_id, final)
+        self._touch(blob)
+        return blob_id
+
+    # -- pins, removal, eviction -----------------------------------------------------
+
+    def pin(self, blob_id: BlobId) -> None:
+        """Never evict this blob (it may still be removed)."""
+        with self._mutex:
+            self._set_pinned(self._require(blob_id), True)
+
+    def unpin(self, blob_id: BlobId) -> None:
+        with self._mutex:
+            self._set_pinned(self._require(blob_id), False)
+
+    def _set_pinned(self, blob: _Blob, pinned: bool) -> None:
+        if pinned and not blob.pinned:
+            with contextlib.suppress(FileExistsError):
+                _create(blob.path / PIN_FILE)
+        elif blob.pinned and not pinned:
+            (blob.path / PIN_FILE).unlink(missing_ok=True)
+        _fsync_dir(blob.path)
+        blob.pinned = pinned
+
+    def remove(self, blob_id: BlobId) -> bool:
+        """Drop a blob and every chunk of it; False if it was not held."""
+        with self._mutex:
+            blob = self._blobs.get(blob_id)
+            if blob is None:
+                return False
+            self._discard(blob)
+            return True
+
+    def _discard(self, blob: _Blob) -> None:
+        # Renamed away first, so that a crash leaves the blob whole or gone.
+        trash = self.path / f"{TRASH_PREFIX}{secrets.token_hex(8)}"
+        os.rename(blob.path, trash)
+        _fsync_dir(self.path)
+        del self._blobs[blob.blob_id]
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def evict(self, need: int = 0, *, keep: BlobId | None = None) -> list[BlobId]:
+        """Evict the least recently used unpinned blobs until ``need`` more bytes fit
+        in the quota; returns those evicted."""
+        with self._mutex:
+            return self._make_room(need, keep=keep)
+
+    def _make_room(self, need: int, *, keep: BlobId | None = None,
+                   counted_elsewhere: bool = False) -> list[BlobId]:
+        """Evict until ``need`` more bytes fit; raise :class:`BlobQuotaExceeded` (having
+        evicted nothing) if they cannot."""
+        if self.quota is None:
+            return []
+        usage = self.usage()
+        if usage + need <= self.quota:
+            return []
+        candidates = sorted(
+            (b for b in self._blobs.values() if not b.pinned and b.blob_id != keep),
+            key=lambda b: (b.last_used, bytes(b.blob_id)),
+        )
+        freeable = sum(b.disk_bytes for b in candidates)
+        if usage - freeable + need > self.quota:
+            what = "the blob being imported" if counted_elsewhere else f"{need} more bytes"
+            raise BlobQuotaExceeded(
+                f"the blob store's quota of {self.quota} bytes has no room for {what} "
+                f"({usage} used, {freeable} of it evictable)")
+        evicted = []
+        for blob in candidates:
+            if usage + need <= self.quota:
+                break
+            usage -= blob.disk_bytes
+            evicted.append(blob.blob_id)
+            self._discard(blob)
+        return evicted
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _require(self, blob_id: BlobId) -> _Blob:
+        blob = self._blobs.get(blob_id)
+        if blob is None:
+            raise BlobNotFound(blob_id)
+        return blob
+
+    def _touch(self, blob: _Blob) -> None:
+        """Note a use of the blob (the order of eviction)."""
+        now = self._clock()
+        blob.last_used = now
+        with contextlib.suppress(OSError):
+            os.utime(blob.path / USED_FILE, ns=(now, now))
+
+
+def _overhead_for_size(size: int) -> int:
+    count = max(1, -(-size // CHUNK_SIZE))
+    return tree_nodes(count) * HASH_SIZE + _bitmap_size(count)
+
+
+def _mkdtemp(parent: Path) -> str:
+    return tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)  # mode 0700
