@@ -2551,6 +2551,8 @@ def render(data: Any) -> str:
 
 
 def make_all() -> dict[str, str]:
+    from identity_vectors import make_identity  # tools/identity_vectors.py (spec/12)
+
     blog, notes, bob = build_logs()
     forged = make_forgeries(blog, notes)
     # The default network key is pinned to its text (spec 08 section 1.1).
@@ -2569,6 +2571,7 @@ def make_all() -> dict[str, str]:
         "handshake.json": render(make_handshake(blog, notes)),
         "wire.json": render(make_wire(blog, notes, bob, forged)),
         "content.json": render(make_content()),
+        "identity.json": render(make_identity()),
     }
 
 
