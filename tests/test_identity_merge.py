@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.identity_helpers import Owner, key, pub
 from tidings.core.entry import Entry, sign_entry
-from tidings.core.kel import Cut, Revocation
+from tidings.core.kel import Cut, IdentityLog, Revocation
 from tidings.core.lipmaa import link_target
 from tidings.core.merge import merge
 
@@ -60,6 +60,9 @@ def test_a_revoked_device_counts_up_to_its_cut_and_only_with_the_pinned_entry() 
     # The reader holds another entry at the cut's seq: another history, none of it counts.
     other = write("phone", "blog", [T0 + i for i in range(5)], tag=b"other ")
     assert merge(state, "blog", other) == []
+    # Two histories below the cut, the cut's own entry not held: none of it counts.
+    forked = write("phone", "blog", [T0 + i for i in range(5)], tag=b"y", tag_from=2)
+    assert merge(state, "blog", [*phone[:2], *forked[:2]]) == []
     # A feed without a cut: nothing of it counts.
     assert merge(state, "notes", write("phone", "notes", [T0])) == []
 
@@ -109,3 +112,19 @@ def test_the_merged_view_is_the_same_on_every_node_holding_the_same_entries(
     assert keys == sorted(keys)
     phone_seqs = [i.seq for i in expected if i.device_key == pub("phone")]
     assert all(s <= cut_at for s in phone_seqs)
+
+
+def test_a_node_that_learns_of_a_revocation_later_drops_what_it_must() -> None:
+    """Node B holds the phone's entries while the phone is a device; the
+    revocation reaches it later, from a third node: the entries past the cut
+    leave the merged view at once, whatever B held."""
+    owner = Owner()
+    owner.add("laptop")
+    owner.add("phone")
+    phone = write("phone", "blog", [T0 + i for i in range(6)])
+    reader = IdentityLog(owner.identity, owner.raws())
+    assert [i.seq for i in merge(reader.state, "blog", phone)] == [1, 2, 3, 4, 5, 6]
+    owner.revoke("phone", [Cut("blog", 2, phone[1].hash)])
+    third = IdentityLog(owner.identity, owner.raws())
+    reader.add(third.state.served())
+    assert [i.seq for i in merge(reader.state, "blog", phone)] == [1, 2]

@@ -19,6 +19,7 @@ from tidings.core.invite import (
     Invite,
     PairingRequest,
     armor,
+    make_pairing_request,
     pairing_code,
     parse_invite,
     parse_invite_input,
@@ -89,8 +90,9 @@ def test_invite_refusals_name_their_check() -> None:
 def test_a_pairing_request_carries_the_devices_signature_and_a_code() -> None:
     owner = Owner()
     name = "Ana's phone"
-    request = PairingRequest(owner.identity, pub("phone"), name,
-                             owner.device_sig("phone", name))
+    request = make_pairing_request(key("phone"), owner.identity, name)
+    assert request == PairingRequest(owner.identity, pub("phone"), name,
+                                     owner.device_sig("phone", name))
     text = str(request)
     assert text.startswith("tpair1") and len(text) < 400
     parsed = parse_pairing_request(text)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tidings.core.entry import strict_cbor_item
 from tidings.core.ids import INPUT_WHITESPACE, KEY_SIZE, LOG_ID_PATTERN
@@ -30,6 +31,8 @@ from tidings.core.kel import (
     check_device_name,
     device_claim,
     format_identity,
+    public_bytes,
+    sign_device_claim,
     verify_signature,
 )
 from tidings.errors import MalformedEntry, UsageError
@@ -232,6 +235,12 @@ class PairingRequest:
 
     def __str__(self) -> str:
         return armor(PAIRING_PREFIX, self.payload())
+
+
+def make_pairing_request(device: Ed25519PrivateKey, identity: bytes, name: str) -> PairingRequest:
+    """What a new device prints to ask to join ``identity`` (its key stays with it)."""
+    return PairingRequest(identity, public_bytes(device), name,
+                          sign_device_claim(device, identity, name))
 
 
 def pairing_code(identity: bytes, device_key: bytes, name: str) -> str:
