@@ -2624,6 +2624,8 @@ def render(data: Any) -> str:
 
 
 def make_all() -> dict[str, str]:
+    from identity_vectors import make_identity  # tools/identity_vectors.py (spec/12)
+
     blog, notes, bob = build_logs()
     forged = make_forgeries(blog, notes)
     # The default network key is pinned to its text (spec 08 section 1.1).
@@ -2643,6 +2645,7 @@ def make_all() -> dict[str, str]:
         "wire.json": render(make_wire(blog, notes, bob, forged)),
         "content.json": render(make_content()),
         "blobs.json": render(make_blobs_json()),
+        "identity.json": render(make_identity()),
     }
 
 
