@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from tidings import Logbook, MemoryStore
 from tidings.core.ids import FeedId
-from tidings.replication.replicator import Replicator
+from tidings.replication.replicator import PartialResult, Replicator, ReplicatorEvent
 from tidings.replication.session import Session
 from tidings.wire.messages import Clock, Entries, Message, encode_message
 
@@ -65,16 +65,24 @@ class Link:
     #: The ``budget`` each side's pump gets (0: send notes but stream no entries).
     budget_a: int | None = None
     budget_b: int | None = None
+    #: What each side's replicator told its driver.
+    events_a: list[ReplicatorEvent] = field(default_factory=list)
+    events_b: list[ReplicatorEvent] = field(default_factory=list)
 
     def step(self) -> bool:
         """Pump each side once and deliver; True if any byte moved."""
         out_a = _pump(self.a, self.sa, self.budget_a)
         out_b = _pump(self.b, self.sb, self.budget_b)
         if out_a:
-            self.b.receive(self.sb, out_a)
+            self.events_b += self.b.receive(self.sb, out_a)
         if out_b:
-            self.a.receive(self.sa, out_b)
+            self.events_a += self.a.receive(self.sa, out_b)
         return bool(out_a or out_b)
+
+    def partials(self, replicator: Replicator) -> list[PartialResult]:
+        """The answers to partial requests that ``replicator``'s side received."""
+        events = self.events_a if replicator is self.a else self.events_b
+        return [e for e in events if isinstance(e, PartialResult)]
 
     def close(self) -> None:
         """Both sides hang up and remember the clocks."""

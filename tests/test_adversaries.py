@@ -998,7 +998,8 @@ async def test_a_peer_on_another_branch_is_asked_where_it_splits_and_not_punishe
             await adversary.send(Entries(X_FEED, x_items(6, 7, B_LOG, B_PAYLOADS)))
             await adversary.alive(X_FEED)
             session = target.session_of(adversary)
-            assert session is not None and X_FEED in session.diverged
+            peer = target.node.replicator.peer(session) if session is not None else None
+            assert peer is not None and X_FEED in peer.diverged
             for _ in range(6):  # probes of seqs 1-4, then the branch from the fork seq
                 asked = await adversary.expect(
                     lambda m: isinstance(m, SeqRequest | ForkProofMessage))

@@ -11,6 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -434,6 +434,7 @@ def resume(folder: Path, data: bytes, tree: BlobTree) -> list[int]:
     return missing
 
 
+@pytest.mark.system
 def test_kill_9_between_the_bytes_and_the_bitmap(tmp_path: Path) -> None:
     seed = 7
     data, tree, order = worker_tree(seed)
@@ -450,6 +451,7 @@ def test_kill_9_between_the_bytes_and_the_bitmap(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("round_", range(3))
+@pytest.mark.system
 def test_kill_9_at_any_moment_of_a_download(tmp_path: Path, round_: int) -> None:
     seed = 100 + round_
     data, tree, order = worker_tree(seed)
@@ -465,6 +467,7 @@ def test_kill_9_at_any_moment_of_a_download(tmp_path: Path, round_: int) -> None
     assert set(missing) == set(range(CRASH_CHUNKS)) - held
 
 
+@pytest.mark.system
 def test_kill_9_during_an_import_leaves_nothing(tmp_path: Path) -> None:
     run_worker(tmp_path, "import", 5)
     folder = tmp_path / "blobs"

@@ -22,6 +22,9 @@ import pytest
 
 from tidings import AuthorId, FeedId, Identity
 
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
 SUBCOMMANDS = [
     "init", "whoami", "publish", "show", "feeds", "export", "import", "verify",
     "delete-payload", "forks",

@@ -39,6 +39,9 @@ import pytest
 from tidings import FeedId, Identity, Logbook, MemoryStore, SqliteStore
 from tidings.node.home import Home
 
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
 BATCH = 200
 SOURCE_ENTRIES = 2500
 INGEST_CHUNK = 40

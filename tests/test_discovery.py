@@ -93,6 +93,7 @@ def _loopback_multicast_works(port: int) -> bool:
         sender.close()
 
 
+@pytest.mark.system
 def test_two_nodes_on_one_lan_find_each_other(tmp_path: Path) -> None:
     """Two nodes find each other by beacons, on the loopback interface only.
 

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 MICROBLOG = ROOT / "examples" / "microblog.py"

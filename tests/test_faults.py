@@ -68,6 +68,9 @@ from tests.test_cli import _env, ok, tidings
 from tests.test_crash import Expectations, check_store
 from tidings import FeedId, SqliteStore
 
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
 #: The CI seed; TIDINGS_FAULT_SEED replaces it.
 SEED = 20_240_611
 #: Fault rounds in CI (about 1.5 s each); TIDINGS_FAULT_ROUNDS replaces it.

@@ -594,6 +594,7 @@ async def test_the_api_token_is_private_and_written_by_open_node(tmp_path: Path)
         assert fresh.address[0] == "127.0.0.1"
 
 
+@pytest.mark.system
 def test_up_creates_the_token_and_says_where_its_api_is(tmp_path: Path) -> None:
     home = tmp_path / "h"
     ok(tidings(home, "init"))
@@ -617,6 +618,7 @@ async def _status_with_token(url: str, token: str) -> Reply:
                          headers=[("Authorization", f"Bearer {token}")])
 
 
+@pytest.mark.system
 def test_up_serves_the_api_on_loopback_by_default(tmp_path: Path) -> None:
     host, port = DEFAULT_API_LISTEN.rsplit(":", 1)
     assert host == "127.0.0.1"

@@ -24,9 +24,12 @@ from tidings.core.entry import decode_entry
 from tidings.errors import PeerError
 from tidings.node.home import Home
 from tidings.replication.clock import LocalClock
-from tidings.replication.session import Session
+from tidings.replication.session import Authenticated, Session
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.wire.messages import MAX_MESSAGE_SIZE, Entries, ErrorMessage
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
 
 
 def _publish(home: Path, log_id: str, count: int) -> None:
@@ -156,7 +159,9 @@ class RawPeer:
         self.channel.start()
         self.sock.sendall(self.session.data_to_send())
         while self.session.version is None:
-            self.session.receive_data(self._recv())
+            for event in self.session.receive_data(self._recv()):
+                if isinstance(event, Authenticated):
+                    self.session.start()
             self.sock.sendall(self.session.data_to_send())
 
     def _recv(self) -> bytes:

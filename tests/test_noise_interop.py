@@ -14,11 +14,15 @@ import struct
 from pathlib import Path
 
 import msgpack
+import pytest
 from noise.connection import Keypair, NoiseConnection
 
 from tests.nodes import running
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE
 from tidings.wire.messages import VERSIONS, Clock, Hello, decode_message
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
 
 
 def read_exactly(sock: socket.socket, count: int) -> bytes:

@@ -21,6 +21,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.adversary import Adversary
@@ -31,6 +32,9 @@ from tidings.core.entry import FLAG_SIGNED, Entry, encode_body, payload_hash, si
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
 from tidings.wire.messages import Entries, Note
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
 
 #: Every wait here is a bound on a loaded machine, not a timing assertion.
 WAIT = 60

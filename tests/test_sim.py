@@ -61,6 +61,7 @@ def test_one_seed_gives_one_run() -> None:
     assert {k: getattr(first, k) for k in keys} == {k: getattr(second, k) for k in keys}
 
 
+@pytest.mark.system
 def test_the_command_prints_a_json_report() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(

@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import pytest
 
 from tests.nodes import feed_of, running, wait_for
 from tests.test_cli import _env, ok, tidings
 from tidings import content as content_types
 from tidings.content import Post
 from tidings.node.home import Home
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
 
 SERVING = re.compile(r"event=serving-feeds url=(http://127\.0\.0\.1:(\d+)/feeds/)")
 

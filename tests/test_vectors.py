@@ -536,6 +536,7 @@ def test_damaged_bundles(case: dict[str, Any]) -> None:
 # -- the vectors match the code that makes them -------------------------------------------
 
 
+@pytest.mark.system
 def test_vectors_are_up_to_date() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "make_vectors.py"), "--check"],

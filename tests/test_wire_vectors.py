@@ -18,7 +18,7 @@ import pytest
 from tidings.core.ids import FeedId
 from tidings.errors import ClosedByPeer, PeerError
 from tidings.replication.clock import LocalClock, clock_digest
-from tidings.replication.session import Session
+from tidings.replication.session import TERMINAL, Authenticated, Failed, Session
 from tidings.transport.beacon import BEACON_SIZE, make_beacon, read_beacon
 from tidings.transport.channel import (
     DEFAULT_NETWORK_KEY,
@@ -337,23 +337,26 @@ def test_stream(case: dict[str, Any]) -> None:
 def test_session_start(case: dict[str, Any]) -> None:
     initiator, responder = established()
     session = Session(responder, LocalClock())
+    assert session.receive_data(b"") == [Authenticated(initiator.local_static)]
+    session.start()
     initiator.receive_data(session.data_to_send())  # the node's own hello
     for body in case["messages"]:
         initiator.send(decode_message(bytes.fromhex(body)))
     data = initiator.data_to_send()
+    events = session.receive_data(data)
     if case["code"] is None:
-        session.receive_data(data)
+        assert not any(isinstance(event, Failed) for event in events)
         assert session.version == case["version"]
         return
-    with pytest.raises(PeerError) as raised:
-        session.receive_data(data)
-    error = raised.value
+    failed = events[-1]
+    assert isinstance(failed, Failed) and session.state in TERMINAL
+    error = failed.error
     assert error.code == case["code"]
     if isinstance(error, ClosedByPeer):
         sent = decode_message(bytes.fromhex(case["messages"][-1]))
         assert isinstance(sent, ErrorMessage) and error.remote_code == sent.code
         return
-    session.fail(error)  # the error message the node sends before it closes
+    # The session queued the error message the node sends before it closes.
     initiator.receive_data(session.data_to_send())
     last = initiator.messages()[-1]
     assert isinstance(last, ErrorMessage) and last.code == case["code"]
@@ -370,8 +373,9 @@ def test_opening_clock(case: dict[str, Any]) -> None:
                         for row in case["local"]["heads"]},
                        {feed_of(row) for row in case["local"]["wanted"]})
     initiator, responder = established()
-    session = Session(responder, local, sent=notes_of(case["sent"]),
-                      received=notes_of(case["received"]))
+    session = Session(responder, local)
+    session.receive_data(b"")  # the handshake is done: authenticated
+    session.start(sent=notes_of(case["sent"]), received=notes_of(case["received"]))
     initiator.receive_data(session.data_to_send())
     (hello,) = initiator.messages()
     assert encode_message(hello).hex() == case["hello"]

@@ -2257,7 +2257,9 @@ def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
     ``sent`` and ``received``, when its peer's hello carries ``peer_digest``."""
     initiator, responder = channel_pair()
     run_handshake(initiator, responder)
-    session = Session(responder, opening_local(), sent=sent, received=received)
+    session = Session(responder, opening_local())
+    session.receive_data(b"")  # the handshake is done: authenticated
+    session.start(sent=sent, received=received)
     initiator.receive_data(session.data_to_send())
     initiator.send(Hello((2,), False, peer_digest))
     session.receive_data(initiator.data_to_send())

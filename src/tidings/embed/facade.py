@@ -202,10 +202,9 @@ class EmbeddedNode:
                             raise
                         # Connected (or connecting) to that node already, by another
                         # connection (it dialed us, or our dialer got there first).
-                        while not (connections := [
-                                c for c in self._ready()
-                                if c.session.channel.remote_static == exc.node_key]):
-                            await trio.sleep(0.02)
+                        if exc.node_key is None:
+                            raise
+                        connections = [await self._node.connection_to(exc.node_key)]
             else:
                 connections = self._ready()
             if not connections:
@@ -237,13 +236,12 @@ class EmbeddedNode:
             local = replicator.local
             feeds = (set(local.wanted) | {f for f, seq in local.heads.items() if seq > 0}
                      | set(replicator.forked_at))
+            peers = [p for c in ready if (p := replicator.peer(c.session)) is not None]
             progress = [
                 FeedProgress(
-                    feed, local.seq(feed),
-                    max((c.session.peer_holds(feed) for c in ready), default=0),
+                    feed, local.seq(feed), max((p.holds(feed) for p in peers), default=0),
                     feed in replicator.follows, replicator.forked_at.get(feed),
-                    feed not in replicator.forked_at and any(
-                        feed in c.session.diverged for c in ready),
+                    feed not in replicator.forked_at and any(feed in p.diverged for p in peers),
                 )
                 for feed in sorted(feeds, key=str)
             ]

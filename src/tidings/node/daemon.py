@@ -11,7 +11,7 @@ the store's fsyncs never block the event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -33,7 +33,15 @@ from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
-from tidings.replication.replicator import PartialResult, Replicator
+from tidings.replication.replicator import (
+    AddressesLearned,
+    EntriesStored,
+    PartialResult,
+    PeerConnected,
+    Replicator,
+    ReplicatorEvent,
+    Superseded,
+)
 from tidings.replication.session import Session
 from tidings.storage.logbook import Logbook
 from tidings.transport.beacon import is_loopback
@@ -60,15 +68,25 @@ READ_SIZE = 1024 * 1024
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
 
+
 @dataclass(eq=False)
 class Connection:
+    """One peer connection: its session and the trio objects around it."""
+
     session: Session
     stream: trio.SocketStream
     address: tuple[str, int]
     initiator: bool
+    #: Set when the session has output (the writer waits on it).
     wake: trio.Event = field(default_factory=trio.Event)
     error: PeerError | None = None
+    #: Hellos exchanged.
     ready: trio.Event = field(default_factory=trio.Event)
+    #: The connection ended (after ``error`` is set, if it failed).
+    closed: trio.Event = field(default_factory=trio.Event)
+    #: Set (and replaced) each time the peer's bytes were taken in: what waits
+    #: for replication to move (``wait_caught_up``) wakes on it.
+    progress: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: One sender at a time on the stream: the writer, or the reader sending an error.
     send_lock: trio.Lock = field(default_factory=trio.Lock)
@@ -111,6 +129,11 @@ class Node:
             log=self._replicator_event,
         )
         self.connections: set[Connection] = set()
+        self._by_session: dict[Session, Connection] = {}
+        #: Partial requests waiting for their answer, by (session, request id).
+        self._waiters: dict[tuple[Session, int], tuple[trio.Event, list[PartialResult]]] = {}
+        #: Set (and replaced) whenever a connection opens, becomes ready or closes.
+        self._connections_changed = trio.Event()
         self.listen_address: tuple[str, int] | None = None
         self._lock = trio.Lock()
         self._dialing: set[tuple[str, int]] = set()
@@ -144,12 +167,20 @@ class Node:
     # -- the replicator, one call at a time, off the event loop -----------------
 
     async def _core(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``call`` in a worker thread, one at a time; then wake the writers of the
+        sessions that have output now (and only those)."""
         async with self._lock:
-            return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
+            try:
+                return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
+            finally:
+                for session in self.replicator.local.dirty:
+                    connection = self._by_session.get(session)
+                    if connection is not None:
+                        connection.wake.set()
 
-    def _wake_all(self) -> None:
-        for connection in self.connections:
-            connection.wake.set()
+    def _connections_moved(self) -> None:
+        self._connections_changed.set()
+        self._connections_changed = trio.Event()
 
     # -- running ------------------------------------------------------------------
 
@@ -215,26 +246,26 @@ class Node:
                     self.log.debug("local-change", feeds=len(changed))
                 self.last_arrival = await _io(self.logbook.store.last_arrival)
                 self._notify()
-            if (store_version, state_version) != self._versions:
-                self._versions = (store_version, state_version)
-                self._wake_all()
+            self._versions = (store_version, state_version)
             if trio.current_time() >= next_tick:
                 next_tick = trio.current_time() + 1.0
                 await self._core(self.replicator.tick, trio.current_time())
-                self._wake_all()
+                for connection in self.connections:  # a source may have stalled
+                    connection.progress.set()
+                    connection.progress = trio.Event()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
 
-    def _receive(self, session: Session, data: bytes) -> bool:
-        """Take bytes from a peer (in the worker thread); True if entries were stored."""
-        before = self.replicator.entries_received
-        self.replicator.receive(session, data)
-        if self.replicator.entries_received == before:
-            return False
-        self.last_arrival = self.logbook.store.last_arrival()
-        return True
+    def _receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
+        """Take bytes from a peer (in the worker thread)."""
+        try:
+            events = self.replicator.receive(session, data)
+        finally:
+            # Stored before an error too: subscribers start after the newest arrival.
+            self.last_arrival = self.logbook.store.last_arrival()
+        return events
 
     async def locked(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` in a worker thread while the replicator is idle (to read its state)."""
@@ -251,7 +282,6 @@ class Node:
 
         entry = await self._core(publish)
         self._notify()
-        self._wake_all()
         return entry
 
     async def set_follow(self, feed: FeedId, follow: bool) -> bool:
@@ -261,7 +291,6 @@ class Node:
         follows = await _io(self.state.follows)
         self._versions = (self._versions[0], await _io(self.state.data_version))
         await self._core(self.replicator.set_follows, follows)
-        self._wake_all()
         return changed
 
     # -- dialing --------------------------------------------------------------------
@@ -281,7 +310,8 @@ class Node:
                     room -= 1
                     self._dialing.add(record.address)
                     nursery.start_soon(self._dial, record.address)
-            await trio.sleep(1.0)
+            with trio.move_on_after(1.0):  # a peer due, or a slot freed
+                await self._connections_changed.wait()
 
     async def _dial(self, address: tuple[str, int]) -> None:
         try:
@@ -296,7 +326,7 @@ class Node:
                 return
         finally:
             self._dialing.discard(address)
-        await self._serve(stream, address, initiator=True)
+        await self._serve(await self._open_connection(stream, address, initiator=True))
 
     async def connect(self, address: tuple[str, int]) -> Connection:
         """Dial one peer for this process's own use (sync, fetch); serve it in the background.
@@ -306,65 +336,64 @@ class Node:
         """
         with trio.fail_after(CONNECT_TIMEOUT):
             stream = await trio.open_tcp_stream(*address)
-        started: trio.Event = trio.Event()
-        box: list[Connection] = []
-
-        async def serve() -> None:
-            await self._serve(stream, address, initiator=True, started=(started, box))
-
-        self._background.start_soon(serve)
-        await started.wait()
-        connection = box[0]
+        connection = await self._open_connection(stream, address, initiator=True)
+        self._background.start_soon(self._serve, connection)
         with trio.fail_after(HANDSHAKE_TIMEOUT + 1):
-            while not connection.ready.is_set():
-                if connection.error is not None:
-                    connection.error.node_key = connection.session.channel.remote_static
-                    raise connection.error
-                if connection not in self.connections:
-                    raise HandshakeFailed(
-                        "the peer closed the connection during the handshake: it is on another "
-                        "network (check --network) or runs another protocol version"
-                    )
-                await trio.sleep(0.02)
-        return connection
+            await _first(connection.ready.wait, connection.closed.wait)
+        if connection.ready.is_set():
+            return connection
+        error = connection.error or HandshakeFailed(
+            "the peer closed the connection during the handshake: it is on another "
+            "network (check --network) or runs another protocol version"
+        )
+        error.node_key = connection.session.channel.remote_static
+        raise error
 
     # -- serving one connection ---------------------------------------------------
 
     async def _accept(self, stream: trio.SocketStream) -> None:
-        address = _peer_address(stream)
+        address = peer_address(stream)
         if len(self.connections) >= self.options.max_connections:
             self.log.info("refused", addr=format_address(address), reason="max-connections")
             await stream.aclose()
             return
-        await self._serve(stream, address, initiator=False)
+        await self._serve(await self._open_connection(stream, address, initiator=False))
 
-    async def _serve(
-        self, stream: trio.SocketStream, address: tuple[str, int], *, initiator: bool,
-        started: tuple[trio.Event, list[Connection]] | None = None,
-    ) -> None:
+    async def _open_connection(self, stream: trio.SocketStream, address: tuple[str, int], *,
+                               initiator: bool) -> Connection:
         session = await self._core(self.replicator.open_session, initiator=initiator)
         connection = Connection(session, stream, address, initiator)
         self.connections.add(connection)
-        if started is not None:
-            started[1].append(connection)
-            started[0].set()
+        self._by_session[session] = connection
+        self._connections_moved()
+        return connection
+
+    async def _serve(self, connection: Connection) -> None:
+        """Run one connection's reader and writer until it ends, then clean up."""
         try:
             with connection.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reader, connection, nursery.cancel_scope)
                     nursery.start_soon(self._writer, connection, nursery.cancel_scope)
         except Exception as exc:  # a bug must cost one connection, never the node
-            self.log.warning("connection-failed", addr=format_address(address),
+            self.log.warning("connection-failed", addr=format_address(connection.address),
                              error=f"{type(exc).__name__}: {exc}")
         finally:
+            session = connection.session
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
                 # A misbehaving peer's clock is not worth keeping (and may be huge).
-                remember = connection.error is None or not connection.error.misbehaviour
+                error = connection.error
+                remember = error is None or not error.misbehaviour
                 await self._core(self.replicator.close_session, session, remember=remember)
-                await stream.aclose()
+                self._by_session.pop(session, None)
+                await connection.stream.aclose()
                 await self._after_close(connection)
-            self._wake_all()  # feeds this peer streamed move to other peers
+            for key in [k for k in self._waiters if k[0] is session]:
+                self._waiters[key][0].set()  # the answer will not come
+            connection.closed.set()
+            connection.progress.set()
+            self._connections_moved()
 
     async def _after_close(self, connection: Connection) -> None:
         error, peer = connection.error, connection.session.channel.remote_static
@@ -430,15 +459,10 @@ class Node:
                             "version (this node speaks tidings/transport/2)"
                         )
                     break
-                if await self._core(self._receive, session, data):
-                    self._notify()
-                if not connection.ready.is_set() and session.version is not None:
-                    await self._on_ready(connection)
-                    for other in self.connections:
-                        if other.session.superseded:
-                            other.scope.cancel()
-                await self._take_addresses()
-                self._wake_all()
+                events = await self._core(self._receive, session, data)
+                await self._act_on(events, connection)
+                connection.progress.set()
+                connection.progress = trio.Event()
         except PeerError as error:
             error.peer = error.peer or format_address(connection.address)
             connection.error = error
@@ -447,7 +471,27 @@ class Node:
             pass
         scope.cancel()
 
+    async def _act_on(self, events: list[ReplicatorEvent], connection: Connection) -> None:
+        """What the replicator says the node must do after taking bytes in."""
+        for event in events:
+            if isinstance(event, EntriesStored):
+                self._notify()
+            elif isinstance(event, PeerConnected):
+                await self._on_ready(connection)
+            elif isinstance(event, Superseded):
+                old = self._by_session.get(event.session)
+                if old is not None:
+                    old.scope.cancel()
+            elif isinstance(event, PartialResult):
+                waiter = self._waiters.get((event.session, event.request_id))
+                if waiter is not None:  # (else its asker gave up: dropped)
+                    waiter[1].append(event)
+                    waiter[0].set()
+            elif isinstance(event, AddressesLearned):
+                await _io(self.state.add_peers, list(event.addresses), "exchange")
+
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
+        """The goodbye: the session's error message, queued when it failed (spec/09 §6)."""
         if isinstance(error, HandshakeFailed | ClosedByPeer):
             return  # say nothing to a stranger; never answer an error
         # Best effort, bounded: a peer that does not read gets no error message.
@@ -463,6 +507,7 @@ class Node:
         peer = connection.session.channel.remote_static
         assert peer is not None
         connection.ready.set()
+        self._connections_moved()
         self.log.info("connected", peer=short_key(peer), addr=format_address(connection.address),
                       direction="out" if connection.initiator else "in",
                       version=connection.session.version)
@@ -470,15 +515,8 @@ class Node:
             await _io(self.state.connected, connection.address, peer, time.time())
         addresses = [a for a in await _io(self.state.good_addresses, MAX_ADDRESSES)
                      if a != connection.address]
-        if addresses:
+        if addresses and not connection.session.failed:
             await self._core(connection.session.send_peers, addresses)
-
-    async def _take_addresses(self) -> None:
-        learned = self.replicator.learned_addresses
-        if learned:
-            addresses = list(learned)
-            learned.clear()
-            await _io(self.state.add_peers, addresses, "exchange")
 
     async def _writer(self, connection: Connection, scope: trio.CancelScope) -> None:
         session = connection.session
@@ -495,7 +533,8 @@ class Node:
                 idle_for = time.monotonic() - connection.last_sent
                 with trio.move_on_after(max(0.0, PING_AFTER - idle_for)):
                     await connection.wake.wait()
-                if not connection.wake.is_set() and connection.ready.is_set():
+                if not connection.wake.is_set() and connection.ready.is_set() \
+                        and not session.failed:
                     await self._core(session.ping)
                 connection.drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -520,35 +559,45 @@ class Node:
 
     async def wait_caught_up(self, connection: Connection,
                              progress: Callable[[int, int], None] | None = None) -> None:
-        """Return once this node holds everything it wants that the peer holds."""
+        """Return once this node holds everything it wants that the peer holds.
+
+        Wakes each time the peer's bytes were taken in (or a second passed: a
+        source can stall), never on a timer of its own.
+        """
         start = self.replicator.entries_received
         while True:
+            moved = connection.progress
             if connection.error is not None:
                 raise connection.error
-            if connection not in self.connections:
+            if connection.closed.is_set():
                 raise PeerTimeout("the peer closed the connection before the sync finished")
             if await self._core(self.replicator.caught_up, connection.session):
-                session = connection.session
-                local = self.replicator.local
-                behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
-                          and f not in self.replicator.forked_at]
-                stalled = [f for f in behind if f in session.stalled]
-                if stalled:
-                    raise PeerTimeout(
-                        f"the peer claims entries it does not send ({len(stalled)} feed(s), "
-                        f"e.g. {stalled[0]}); try another peer"
-                    )
-                diverged = [f for f in behind if f in session.diverged]
-                if diverged:
-                    raise PeerTimeout(
-                        f"the peer holds another branch of {diverged[0]}: its author forked "
-                        "the feed"
-                    )
+                await self._core(self._check_caught_up, connection.session)
                 return
             if progress is not None and connection.session.clock_exchanged:
                 remaining = await self._core(self._remaining, connection.session)
                 progress(self.replicator.entries_received - start, remaining)
-            await trio.sleep(0.05)
+            await moved.wait()
+
+    def _check_caught_up(self, session: Session) -> None:
+        """Caught up, but is something left that this peer will never give?"""
+        local, peer = self.replicator.local, self.replicator.peer(session)
+        if peer is None:
+            return
+        behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
+                  and f not in self.replicator.forked_at]
+        stalled = [f for f in behind if f in peer.stalled]
+        if stalled:
+            raise PeerTimeout(
+                f"the peer claims entries it does not send ({len(stalled)} feed(s), "
+                f"e.g. {stalled[0]}); try another peer"
+            )
+        diverged = [f for f in behind if f in peer.diverged]
+        if diverged:
+            raise PeerTimeout(
+                f"the peer holds another branch of {diverged[0]}: its author forked "
+                "the feed, and no proof of it could be made with this peer"
+            )
 
     def _remaining(self, session: Session) -> int:
         local = self.replicator.local
@@ -556,20 +605,34 @@ class Node:
 
     async def fetch_latest(self, connection: Connection, feed: FeedId,
                            count: int) -> PartialResult:
-        """The latest ``count`` entries of ``feed`` from one peer, verified (not stored)."""
+        """The latest ``count`` entries of ``feed`` from one peer, verified (not stored).
+
+        Raises the connection's error if it ends first. A caller that gives up
+        (a timeout) leaves nothing behind: a late answer is dropped.
+        """
         request = await self._core(self.replicator.request_partial, connection.session,
                                    feed, count)
-        self._wake_all()
+        key = (connection.session, request)
+        answered: trio.Event = trio.Event()
+        results: list[PartialResult] = []
+        self._waiters[key] = (answered, results)
+        try:
+            if not connection.closed.is_set():
+                await answered.wait()
+        finally:
+            del self._waiters[key]
+        if results:
+            return results[0]
+        raise connection.error or PeerTimeout("the peer closed the connection before answering")
+
+    async def connection_to(self, key: bytes) -> Connection:
+        """The ready connection to the node whose transport key is ``key`` (waits for one)."""
         while True:
-            if connection.error is not None:
-                raise connection.error
-            if connection not in self.connections:
-                raise PeerTimeout("the peer closed the connection before answering")
-            for result in self.replicator.partials:
-                if result.request_id == request and result.feed == feed:
-                    self.replicator.partials.remove(result)
-                    return result
-            await trio.sleep(0.02)
+            changed = self._connections_changed
+            for connection in self.connections:
+                if connection.ready.is_set() and connection.session.channel.remote_static == key:
+                    return connection
+            await changed.wait()
 
     _background: trio.Nursery
 
@@ -584,7 +647,19 @@ def _fail(session: Session, error: PeerError) -> bytes:
     return session.data_to_send()
 
 
-def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
+async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return when the first of ``waits`` returns."""
+    async with trio.open_nursery() as nursery:
+        async def run(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(run, wait)
+
+
+def peer_address(stream: trio.SocketStream) -> tuple[str, int]:
+    """The remote ``(host, port)`` of a socket stream (``("?", 0)`` once it is gone)."""
     try:
         host, port = stream.socket.getpeername()[:2]
         return str(host), int(port)
@@ -592,4 +667,4 @@ def _peer_address(stream: trio.SocketStream) -> tuple[str, int]:
         return "?", 0
 
 
-__all__ = ["Connection", "Node"]
+__all__ = ["Connection", "Node", "peer_address"]

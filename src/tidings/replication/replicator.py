@@ -35,6 +35,7 @@ from tidings.errors import (
     InvalidData,
     InvalidEntry,
     InvalidForkProof,
+    LocalProtocolError,
     PeerError,
     PeerRefused,
     SelfConnection,
@@ -42,13 +43,18 @@ from tidings.errors import (
 )
 from tidings.replication.clock import LocalClock
 from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.peer import ForkSearch, Peer
 from tidings.replication.router import Router
 from tidings.replication.session import (
+    Authenticated,
     EntriesReceived,
+    Event,
+    Failed,
     ForkProofReceived,
     NotesReceived,
     PartialReceived,
     PartialRequested,
+    PeerReady,
     PeersReceived,
     SeqReceived,
     SeqRequested,
@@ -57,7 +63,7 @@ from tidings.replication.session import (
 from tidings.storage.base import StoredEntry
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
-from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, MAX_SEQ_REQUEST, Note
+from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
 
 #: Bytes of entries read per batch when streaming: big enough to amortise one
 #: store read and one signature check, small enough to interleave feeds.
@@ -104,37 +110,50 @@ class MemoryClocks:
         self.clocks[peer] = (dict(sent), dict(received))
 
 
+# -- what the replicator tells its driver -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    """Hellos exchanged with ``session``'s peer: the connection is ready."""
+
+    session: Session
+    version: int
+    relay: bool
+
+
 @dataclass(frozen=True, slots=True)
 class PartialResult:
     """A verified answer to :meth:`Replicator.request_partial`: entries and payloads."""
 
+    session: Session
     request_id: int
     feed: FeedId
     entries: list[tuple[bytes, bytes | None]]
 
 
-@dataclass(slots=True)
-class ForkSearch:
-    """Finding the first seq at which a peer's history of a feed differs from ours.
+@dataclass(frozen=True, slots=True)
+class AddressesLearned:
+    """Peer exchange: addresses a peer gave (at most MAX_ADDRESSES_PER_SESSION per session)."""
 
-    ``lo`` is a seq where the two agree (0: none known), ``hi`` one where they
-    differ. Each round asks the peer for entries between them; when they are
-    adjacent, ``hi`` is the fork seq and the last round asks for the peer's
-    branch from there, to make the proof (spec/10 §8).
-    """
+    addresses: tuple[tuple[str, int], ...]
 
-    feed: FeedId
-    lo: int
-    hi: int
-    request: int | None = None
 
-    def probes(self) -> tuple[int, ...]:
-        """The seqs to ask for next: up to 63 spread over ``(lo, hi)``, or the branch at ``hi``."""
-        inside = self.hi - self.lo - 1
-        if inside <= 0:
-            return tuple(range(self.hi, self.hi + MAX_RUN))
-        count = min(inside, MAX_SEQ_REQUEST - 1)
-        return tuple(sorted({self.lo + 1 + (inside * i) // count for i in range(count)}))
+@dataclass(frozen=True, slots=True)
+class EntriesStored:
+    """``count`` new entries are durable in the store (subscribers may read them)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A newer connection to the same node replaced ``session``: close its connection."""
+
+    session: Session
+
+
+ReplicatorEvent = PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded
 
 
 def _dialer(session: Session) -> bytes | None:
@@ -171,8 +190,8 @@ class Replicator:
         self.router = Router(self.local)
         self.follows: set[FeedId] = set()
         self.relayed: set[FeedId] = set()
-        self.partials: list[PartialResult] = []
-        self.learned_addresses: list[tuple[str, int]] = []
+        #: Every open session's peer (from the handshake until close_session).
+        self.peers: dict[Session, Peer] = {}
         #: Transport keys refused at the handshake (the node adds and expires them).
         self.refused: set[bytes] = set()
         #: Feeds this node holds a fork proof of, and their fork seqs (from the
@@ -181,11 +200,9 @@ class Replicator:
         #: Feeds whose stored bytes turned out damaged, from this seq on: not served
         #: from there (spec/10 §5.3); ``tidings verify`` tells the operator more.
         self.damaged: dict[FeedId, int] = {}
-        #: Per session, the searches for where a peer's history of a feed splits from ours.
-        self.searches: dict[Session, dict[FeedId, ForkSearch]] = {}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
-        self._watch: dict[FeedId, tuple[int, float, Session]] = {}
+        self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
         self.refresh_local()
         if relay:
             # What a relay stored before a restart it still relays: its peers may
@@ -257,82 +274,117 @@ class Replicator:
             initiator=initiator, static_private=self.static_private,
             network_key=self.network_key, ephemeral_private=ephemeral_private,
         )
-        session = Session(channel, self.local, relay=self.relay, on_established=self._established)
+        session = Session(channel, self.local, relay=self.relay)
         if initiator:
             channel.start()
         return session
 
-    def _established(self, session: Session) -> None:
-        peer = session.channel.remote_static
-        assert peer is not None
-        if peer == session.channel.local_static:
+    def peer(self, session: Session) -> Peer | None:
+        """What the replicator keeps about ``session``'s peer (None before the handshake)."""
+        return self.peers.get(session)
+
+    def _accept(self, session: Session, key: bytes) -> list[ReplicatorEvent]:
+        """The handshake named the peer: refuse it, or start the session (spec/08 §2)."""
+        if key == session.channel.local_static:
             raise SelfConnection("connected to itself")
-        if peer in self.refused:
+        if key in self.refused:
             raise PeerRefused("refused for a while after sending invalid data")
-        existing = next((s for s in self.router.sessions if s.channel.remote_static == peer), None)
+        events: list[ReplicatorEvent] = []
+        existing = next((p for p in self.router.peers if p.key == key), None)
         if existing is not None:
             # One node dialed twice: its old connection may be dead without either
             # side knowing yet, so the newer one is kept (spec/08 §2). Two nodes
             # that dial each other at once must keep the same one of the two
             # connections: the one dialed by the node with the smaller key.
-            preferred = min(peer, session.channel.local_static)
-            if _dialer(session) != _dialer(existing) and (
-                _dialer(session) != preferred or _dialer(existing) == preferred
+            preferred = min(key, session.channel.local_static)
+            if _dialer(session) != _dialer(existing.session) and (
+                _dialer(session) != preferred or _dialer(existing.session) == preferred
             ):
                 raise DuplicateConnection("already connected to this node")
             existing.superseded = True
-        session.sent, session.received = self.memory.load(peer)
-        self.router.add(session)
+            self.router.remove(existing)
+            events.append(Superseded(existing.session))
+        sent, received = self.memory.load(key)
+        session.start(sent=sent, received=received)
+        peer = self.peers[session] = Peer(session)
+        self.router.add(peer)
+        return events
 
     def close_session(self, session: Session, *, remember: bool = True) -> None:
         """Forget a session; its clocks are kept for the next one with this peer."""
-        if session in self.router.sessions:
-            peer = session.channel.remote_static
-            if remember and peer is not None and session.version is not None:
-                self.memory.save(peer, session.sent, session.received)
-            self.router.remove(session)
+        peer = self.peers.pop(session, None)
+        if peer is not None:
+            key = peer.key
+            if remember and key is not None and session.version is not None:
+                self.memory.save(key, session.sent, session.received)
+            self.router.remove(peer)
         self.local.dirty.discard(session)
-        self.searches.pop(session, None)
 
-    def receive(self, session: Session, data: bytes) -> None:
-        """Bytes from ``session``'s peer. A PeerError means: close that connection."""
+    def receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
+        """Bytes from ``session``'s peer; returns what the driver must act on.
+
+        A PeerError means: the session has queued its error message for the
+        peer (send :meth:`Session.data_to_send`), then close the connection.
+        What verified before the error is stored.
+        """
+        out: list[ReplicatorEvent] = []
+        before = self.entries_received
         failure: PeerError | None = None
         # One durable commit for everything these bytes carry (many small feeds
         # arrive in one read), committed even when the peer erred half way:
         # what verified before the error is kept.
         with self.logbook.store.transaction():
             try:
-                session.receive_data(data)
-            except PeerError as exc:
-                failure = exc
-            try:
-                for event in session.events():
-                    self._handle(session, event)
-            except PeerError as exc:
-                failure = failure or exc
+                pending = session.receive_data(data)
+                while pending:
+                    event = pending.pop(0)
+                    if isinstance(event, Failed):
+                        raise event.error
+                    if isinstance(event, Authenticated):
+                        out += self._accept(session, event.peer)
+                        pending += session.receive_data(b"")  # what came meanwhile
+                    else:
+                        self._handle(session, event, out)
+            except PeerError as error:
+                failure = error
+        if self.entries_received > before:
+            out.append(EntriesStored(self.entries_received - before))
         if failure is not None:
+            session.fail(failure)  # (a no-op if the session found it itself)
+            peer = self.peers.get(session)
+            if peer is not None:
+                self.router.remove(peer)  # nothing more goes to it
             raise failure
+        return out
 
-    def _handle(self, session: Session, event: object) -> None:
-        if isinstance(event, NotesReceived):
-            self._on_notes(session, event)
+    def _handle(self, session: Session, event: Event, out: list[ReplicatorEvent]) -> None:
+        peer = self.peers.get(session)
+        if peer is None:
+            raise LocalProtocolError("this session is not open here (closed, or another "
+                                     "replicator's): open a new one")
+        if isinstance(event, PeerReady):
+            out.append(PeerConnected(session, event.version, event.relay))
+        elif isinstance(event, NotesReceived):
+            self._on_notes(peer, event)
         elif isinstance(event, EntriesReceived):
-            self._on_entries(session, event)
+            self._on_entries(peer, event)
         elif isinstance(event, PartialReceived):
-            self._on_partial(event)
+            out.append(self._on_partial(session, event))
         elif isinstance(event, SeqReceived):
-            self._on_seqs(session, event)
+            self._on_seqs(peer, event)
         elif isinstance(event, ForkProofReceived):
-            self._on_fork_proof(session, event.proof)
+            self._on_fork_proof(peer, event.proof)
         elif isinstance(event, PeersReceived):
             # At most MAX_ADDRESSES_PER_SESSION from one peer: peer exchange spreads
             # addresses, it must not let one peer fill the table.
-            room = MAX_ADDRESSES_PER_SESSION - session.addresses_taken
-            taken = list(event.addresses[:max(0, room)])
-            session.addresses_taken += len(taken)
-            self.learned_addresses.extend(taken)
+            room = MAX_ADDRESSES_PER_SESSION - peer.addresses_taken
+            taken = tuple(event.addresses[:max(0, room)])
+            peer.addresses_taken += len(taken)
+            if taken:
+                out.append(AddressesLearned(taken))
+        # ClockExchanged: caught_up() reads the session's state.
 
-    def _on_notes(self, session: Session, event: NotesReceived) -> None:
+    def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
         feeds = [feed for feed, _ in event.notes]
         if self.relay:
             offered = dict.fromkeys(  # a clock may name a feed twice (spec/10 §2)
@@ -344,68 +396,66 @@ class Replicator:
                 self.relayed.update(new)
                 self.local.wanted.update(new)
                 self.router.local_changed(new)
-        self._compare_heads(session, event.notes)
-        self.router.notes_received(session, feeds)
+        self._compare_heads(peer, event.notes)
+        self.router.notes_received(peer, feeds)
         for feed in dict.fromkeys(feeds):
             if feed in self.forked_at:
-                self._send_proof(session, feed)
+                self._send_proof(peer, feed)
 
-    def _compare_heads(self, session: Session, notes: Sequence[tuple[FeedId, Note]]) -> None:
+    def _compare_heads(self, peer: Peer, notes: Sequence[tuple[FeedId, Note]]) -> None:
         """A note naming another entry at a seq this node holds: the peer holds
         another history of the feed. Find where the two split (spec/10 §8)."""
         for feed, note in notes:
             held = self.local.seq(feed)
             if not note.seq or note.seq > held:
                 continue
-            if feed in self.forked_at or feed in session.diverged:
+            if feed in self.forked_at or feed in peer.diverged:
                 continue
             if note.seq == held:
                 ours = self.local.head_hashes.get(feed)
             else:
                 ours = self.logbook.store.hashes(feed, [note.seq]).get(note.seq, b"")[:HEAD_PREFIX]
             if ours is not None and ours != note.head:
-                self._diverged(session, feed, note.seq)
+                self._diverged(peer, feed, note.seq)
 
-    def _diverged(self, session: Session, feed: FeedId, differs_at: int) -> None:
+    def _diverged(self, peer: Peer, feed: FeedId, differs_at: int) -> None:
         """The peer's history of ``feed`` differs from ours at ``differs_at`` (or below)."""
-        session.diverged.add(feed)
+        peer.diverged.add(feed)
         self.router.consider(feed, scan=True)
-        searches = self.searches.setdefault(session, {})
+        searches = peer.searches
         if feed in searches or len(searches) >= MAX_FORK_SEARCHES:
             return
         self.log("fork-suspected", feed=str(feed), seq=differs_at,
-                 peer=(session.channel.remote_static or b"").hex()[:8])
+                 peer=(peer.key or b"").hex()[:8])
         search = searches[feed] = ForkSearch(feed, 0, differs_at)
-        self._search_step(session, search)
+        self._search_step(peer, search)
 
-    def _search_step(self, session: Session, search: ForkSearch) -> None:
-        if not session.can_request():
+    def _search_step(self, peer: Peer, search: ForkSearch) -> None:
+        if not peer.session.can_request():
             return  # retried when an answer frees a slot (_resume_searches)
-        search.request = session.request_seqs(search.feed, search.probes(), payloads=False)
+        search.request = peer.session.request_seqs(search.feed, search.probes(),
+                                                   payloads=False)
 
-    def _resume_searches(self, session: Session) -> None:
-        for search in self.searches.get(session, {}).values():
+    def _resume_searches(self, peer: Peer) -> None:
+        for search in peer.searches.values():
             if search.request is None:
-                self._search_step(session, search)
+                self._search_step(peer, search)
 
-    def _on_seqs(self, session: Session, event: SeqReceived) -> None:
-        search = self.searches.get(session, {}).get(event.feed)
+    def _on_seqs(self, peer: Peer, event: SeqReceived) -> None:
+        search = peer.searches.get(event.feed)
         if search is None or search.request != event.request_id:
-            self._resume_searches(session)
+            self._resume_searches(peer)
             return  # a payload request's answer, or a search that ended meanwhile
         search.request = None
         try:
-            self._advance_search(session, search, event)
+            self._advance_search(peer, search, event)
         finally:
-            self._resume_searches(session)
+            self._resume_searches(peer)
 
-    def _end_search(self, session: Session, feed: FeedId) -> None:
-        self.searches.get(session, {}).pop(feed, None)
-
-    def _advance_search(self, session: Session, search: ForkSearch, event: SeqReceived) -> None:
+    def _advance_search(self, peer: Peer, search: ForkSearch, event: SeqReceived) -> None:
         feed = search.feed
         if feed in self.forked_at:
-            self._end_search(session, feed)  # a proof arrived meanwhile
+            peer.searches.pop(feed, None)  # a proof arrived meanwhile
             return
         try:
             theirs = [decode_entry(raw) for raw, _ in event.items]
@@ -415,11 +465,11 @@ class Replicator:
             raise InvalidData(InvalidEntry("the answer holds entries that were not asked for",
                                            feed=str(feed)))
         if search.hi - search.lo <= 1:  # the branch from the fork seq: make the proof
-            self._end_search(session, feed)
+            peer.searches.pop(feed, None)
             branch = [(e.raw, None) for e in theirs if e.seq >= search.hi]
             result = self.logbook.ingest(feed, branch)
             if isinstance(result.error, ForkDetected) and isinstance(result.error.proof, ForkProof):
-                self._forked(feed, session, result.error.proof)
+                self._forked(feed, peer, result.error.proof)
             elif result.error is not None and not isinstance(result.error, ForkedFeed):
                 raise InvalidData(result.error)
             return
@@ -432,12 +482,15 @@ class Replicator:
                 break
         if search.lo >= search.hi or (len(theirs) < len(event.seqs) and search.hi - search.lo > 1):
             # The peer's answers contradict each other, or it lacks entries it noted.
-            self._end_search(session, feed)
+            peer.searches.pop(feed, None)
             return
-        self._search_step(session, search)
+        self._search_step(peer, search)
 
-    def _on_entries(self, session: Session, event: EntriesReceived) -> None:
+    def _on_entries(self, peer: Peer, event: EntriesReceived) -> None:
         feed = event.feed
+        if feed in peer.diverged:
+            peer.session.count_unsolicited()  # in flight before it learned: dropped
+            return
         result = self.logbook.ingest(feed, event.items)
         added, error = result.added, result.error
         if error is None and result.pending:
@@ -452,56 +505,56 @@ class Replicator:
             self.local.update([(feed, head.seq, head.hash)] if head else [])
             last = decode_entry(event.items[-1][0]).seq if error is None else None
             if head is not None:
-                session.streamed[feed] = max(session.streamed.get(feed, 0), head.seq)
-            self.router.local_changed([feed], source=session, delivered=last)
+                peer.streamed[feed] = max(peer.streamed.get(feed, 0), head.seq)
+            self.router.local_changed([feed], source=peer, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds
         if result.split_below is not None:
             # The author's other history: not this peer's fault. Find where they split.
-            self._diverged(session, feed, result.split_below - 1)
+            self._diverged(peer, feed, result.split_below - 1)
         elif isinstance(error, ForkDetected) and isinstance(error.proof, ForkProof):
-            self._forked(feed, session, error.proof)  # the author forked its log
+            self._forked(feed, peer, error.proof)  # the author forked its log
         elif isinstance(error, ForkedFeed):
             pass  # entries past a fork this node knows of; the peer will get the proof
         elif error is not None:
             raise InvalidData(error)
 
-    def _forked(self, feed: FeedId, origin: Session | None, proof: ForkProof, *,
+    def _forked(self, feed: FeedId, origin: Peer | None, proof: ForkProof, *,
                 made: bool = True) -> None:
         """A fork proof of ``feed`` was made here (``made``) or received from ``origin``:
         stop serving past it, and spread it (to ``origin`` too, unless it sent it)."""
         self.log("fork-proven", feed=str(feed), seq=proof.seq, made_here=made)
         self.forked_at[feed] = min(proof.seq, self.forked_at.get(feed, proof.seq))
-        for searches in self.searches.values():
-            searches.pop(feed, None)
+        for other in self.router.peers:
+            other.searches.pop(feed, None)
         self._spread_fork(feed, None if made else origin)
         if made and origin is not None:
             self._send_proof(origin, feed)  # it holds the other history: it must learn
         self.refresh_local()  # the feed's note now ends before the fork
 
-    def _send_proof(self, session: Session, feed: FeedId) -> None:
+    def _send_proof(self, peer: Peer, feed: FeedId) -> None:
         """The feed's earliest fork proof, once per session (stored proofs are verified)."""
-        if feed in session.proofs_sent:
+        if feed in peer.proofs_sent:
             return
         proofs = self.logbook.store.fork_proofs(feed)
         if proofs:
-            session.proofs_sent.add(feed)
-            session.send_fork_proof(proofs[0])
+            peer.proofs_sent.add(feed)
+            peer.session.send_fork_proof(proofs[0])
 
-    def _spread_fork(self, feed: FeedId, origin: Session | None) -> None:
+    def _spread_fork(self, feed: FeedId, origin: Peer | None) -> None:
         if origin is not None:
             origin.proofs_sent.add(feed)  # it sent us the proof
-        for other in self.router.sessions:
-            if other is not origin and feed in other.received:
+        for other in self.router.peers:
+            if other is not origin and feed in other.session.received:
                 self._send_proof(other, feed)
 
-    def _on_fork_proof(self, session: Session, raw: bytes) -> None:
+    def _on_fork_proof(self, peer: Peer, raw: bytes) -> None:
         try:
             proof = ForkProof.from_bytes(raw)
         except InvalidForkProof as exc:
             raise InvalidData(exc) from None
         if self.logbook.add_fork_proof(proof):
-            self._forked(proof.feed, session, proof, made=False)
+            self._forked(proof.feed, peer, proof, made=False)
 
     # -- serving what is stored -------------------------------------------------
 
@@ -579,7 +632,7 @@ class Replicator:
         rows = self._served(request.feed, rows)
         session.send_seqs(request.request_id, [(row.raw, payloads.get(row.seq)) for row in rows])
 
-    def _on_partial(self, event: PartialReceived) -> None:
+    def _on_partial(self, session: Session, event: PartialReceived) -> PartialResult:
         try:
             entries = [decode_entry(raw) for raw, _ in event.items]
             payloads = {
@@ -593,8 +646,7 @@ class Replicator:
                 InvalidEntry(f"the answer is for feed {verified[-1].feed}", feed=str(event.feed))
             )
         if not verified:
-            self.partials.append(PartialResult(event.request_id, event.feed, []))
-            return
+            return PartialResult(session, event.request_id, event.feed, [])
         head = verified[-1].seq
         held = {e.seq for e in verified}
         missing = set(partial_seqs(head, event.count)) - held
@@ -604,10 +656,8 @@ class Replicator:
                 feed=str(event.feed), seq=min(missing),
             ))
         newest = [e for e in verified if e.seq > head - event.count]
-        self.partials.append(PartialResult(
-            event.request_id, event.feed,
-            [(e.raw, payloads.get(e.seq)) for e in newest],
-        ))
+        return PartialResult(session, event.request_id, event.feed,
+                             [(e.raw, payloads.get(e.seq)) for e in newest])
 
     # -- streaming --------------------------------------------------------------
 
@@ -615,7 +665,7 @@ class Replicator:
         """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
         self.local.dirty.discard(session)
         while session.channel.pending_output < budget:
-            request = session.next_partial_request()
+            request = session.next_request()
             if request is None:
                 break
             if isinstance(request, PartialRequested):
@@ -672,19 +722,19 @@ class Replicator:
         seconds, stops being the feed's source for the rest of its session.
         Returns the feeds moved.
         """
-        for session in self.router.sessions:
-            session.flush_lazy()
+        for peer in self.router.peers:
+            peer.session.flush_lazy()
         moved = []
-        for feed, session in list(self.router.source.items()):
+        for feed, peer in list(self.router.source.items()):
             head = self.local.seq(feed)
-            if session.peer_seq(feed) <= head:
+            if peer.peer_seq(feed) <= head:
                 self._watch.pop(feed, None)
                 continue
             seen = self._watch.get(feed)
-            if seen is None or seen[0] != head or seen[2] is not session:
-                self._watch[feed] = (head, now, session)
+            if seen is None or seen[0] != head or seen[2] is not peer:
+                self._watch[feed] = (head, now, peer)
             elif now - seen[1] >= STALL_AFTER:
-                session.stalled.add(feed)
+                peer.stalled.add(feed)
                 del self._watch[feed]
                 self.router.consider(feed, scan=True)
                 moved.append(feed)
@@ -692,11 +742,12 @@ class Replicator:
 
     def caught_up(self, session: Session) -> bool:
         """The peer's opening clock is in and this node holds every wanted entry it has."""
-        if not session.clock_exchanged:
+        peer = self.peers.get(session)
+        if peer is None or not session.clock_exchanged:
             return False
-        searching = self.searches.get(session, {})
+        searching = peer.searches
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at
-            or (session.excludes(feed) and feed not in searching)
+            or (peer.excludes(feed) and feed not in searching)
             for feed in self.local.wanted
         )

@@ -12,51 +12,51 @@ from collections.abc import Iterable
 
 from tidings.core.ids import FeedId
 from tidings.replication.clock import LocalClock
-from tidings.replication.session import Session
+from tidings.replication.peer import Peer
 
 
 class Router:
     def __init__(self, local: LocalClock) -> None:
         self.local = local
-        self.sessions: list[Session] = []  # oldest first
-        self._members: set[Session] = set()
-        self.source: dict[FeedId, Session] = {}
+        self.peers: list[Peer] = []  # oldest first
+        self._members: set[Peer] = set()
+        self.source: dict[FeedId, Peer] = {}
         #: For each feed, the session whose note showed the highest seq: the
         #: candidate when the source runs dry, found without scanning every session.
-        self._best: dict[FeedId, Session] = {}
+        self._best: dict[FeedId, Peer] = {}
 
-    def add(self, session: Session) -> None:
-        """A new session: it streams the wanted feeds that have no source yet."""
-        self.sessions.append(session)
-        self._members.add(session)
+    def add(self, peer: Peer) -> None:
+        """A new peer: it streams the wanted feeds that have no source yet."""
+        self.peers.append(peer)
+        self._members.add(peer)
         for feed in self.local.wanted:
             if feed not in self.source:
-                self._assign(feed, session)
-            elif session.peer_seq(feed) > self.local.seq(feed):
+                self._assign(feed, peer)
+            elif peer.peer_seq(feed) > self.local.seq(feed):
                 # Remembered from the last session with this peer (a delta
                 # opening clock does not repeat it): it holds more than we do.
-                self.notes_received(session, [feed])
+                self.notes_received(peer, [feed])
 
-    def remove(self, session: Session) -> None:
-        if session in self._members:
-            self.sessions.remove(session)
-            self._members.discard(session)
-        for feed in [f for f, s in self._best.items() if s is session]:
+    def remove(self, peer: Peer) -> None:
+        if peer in self._members:
+            self.peers.remove(peer)
+            self._members.discard(peer)
+        for feed in [f for f, p in self._best.items() if p is peer]:
             del self._best[feed]
-        for feed in [f for f, s in self.source.items() if s is session]:
+        for feed in [f for f, p in self.source.items() if p is peer]:
             del self.source[feed]
             self.consider(feed, scan=True)
 
-    def _assign(self, feed: FeedId, session: Session | None) -> None:
+    def _assign(self, feed: FeedId, peer: Peer | None) -> None:
         current = self.source.pop(feed, None)
-        if current is not None and current is not session:
-            current.set_eager(feed, False)
-        if session is not None:
-            self.source[feed] = session
-            session.set_eager(feed, True)
+        if current is not None and current is not peer:
+            current.session.set_eager(feed, False)
+        if peer is not None:
+            self.source[feed] = peer
+            peer.session.set_eager(feed, True)
 
-    def _usable(self, session: Session | None, feed: FeedId) -> bool:
-        return session is not None and session in self._members and not session.excludes(feed)
+    def _usable(self, peer: Peer | None, feed: FeedId) -> bool:
+        return peer is not None and peer in self._members and not peer.excludes(feed)
 
     def consider(self, feed: FeedId, *, scan: bool = False) -> None:
         """Pick the feed's source again after a note, a new head or a departure.
@@ -77,8 +77,8 @@ class Router:
             return  # it is still giving us entries
         best = self._best.get(feed)
         if scan or not self._usable(best, feed):
-            ahead = [s for s in self.sessions if s.peer_seq(feed) > head and not s.excludes(feed)]
-            best = max(ahead, key=lambda s: s.peer_seq(feed)) if ahead else None
+            ahead = [p for p in self.peers if p.peer_seq(feed) > head and not p.excludes(feed)]
+            best = max(ahead, key=lambda p: p.peer_seq(feed)) if ahead else None
             if best is None:
                 self._best.pop(feed, None)
             else:
@@ -87,28 +87,28 @@ class Router:
             self._assign(feed, best)
         elif current is None:
             # Nobody is ahead yet: the first session on this branch listens for new entries.
-            listener = next((s for s in self.sessions if not s.excludes(feed)), None)
+            listener = next((p for p in self.peers if not p.excludes(feed)), None)
             if listener is not None:
                 self._assign(feed, listener)
 
-    def notes_received(self, session: Session, feeds: Iterable[FeedId]) -> None:
+    def notes_received(self, peer: Peer, feeds: Iterable[FeedId]) -> None:
         for feed in feeds:
             if feed not in self.local.wanted:
                 continue
             best = self._best.get(feed)
             better = best is None or not self._usable(best, feed) or (
-                session.peer_seq(feed) > best.peer_seq(feed)
+                peer.peer_seq(feed) > best.peer_seq(feed)
             )
-            if better and not session.excludes(feed):
-                self._best[feed] = session
+            if better and not peer.excludes(feed):
+                self._best[feed] = peer
             self.consider(feed)
 
-    def local_changed(self, feeds: Iterable[FeedId], source: Session | None = None,
+    def local_changed(self, feeds: Iterable[FeedId], source: Peer | None = None,
                       delivered: int | None = None) -> None:
-        """This node's notes changed: tell every session, and re-pick sources."""
+        """This node's notes changed: tell every peer's session, and re-pick sources."""
         for feed in feeds:
-            for session in self.sessions:
-                session.local_changed(
-                    feed, delivered=delivered if session is source else None
+            for peer in self.peers:
+                peer.session.local_changed(
+                    feed, delivered=delivered if peer is source else None
                 )
             self.consider(feed)

@@ -1,12 +1,20 @@
 """The replication session, pure: one peer connection's state machine.
 
 A :class:`Session` sits on a :class:`~tidings.transport.channel.Channel`. It
-takes bytes from the peer and returns bytes for it, plus events for the node
-(spec/10-replication.md)::
+takes bytes from the peer and returns events for the node, and bytes for the
+peer (spec/10-replication.md)::
 
-    session.receive_data(data)        # raises PeerError if the peer misbehaved
-    for event in session.events(): ...   # EntriesReceived, PartialReceived, ...
+    events = session.receive_data(data)   # raises PeerError if the peer misbehaved
+    ...                                   # Authenticated: the driver calls start()
     sock.send(session.data_to_send())
+
+Its stages are a table (:data:`ACCEPTS`, h11-style): in each
+:class:`SessionState` a set of messages is allowed, and any other is the peer's
+error. On any protocol error the session queues the spec's ``error`` message
+itself (spec/09 §6) and enters a terminal state: every later call raises
+:class:`~tidings.errors.LocalProtocolError`, and :meth:`data_to_send` gives the
+goodbye. So every driver (the node, the simulator, tests) honours the spec
+without code of its own.
 
 The node answers the events that need its store (ingest the entries, read a
 partial answer) and tells the session when its own heads change
@@ -18,8 +26,9 @@ socket drains (backpressure).
 
 from __future__ import annotations
 
+import enum
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tidings.core.ids import FeedId
@@ -66,7 +75,66 @@ MAX_QUEUED_REQUESTS = 1024
 MAX_OUTSTANDING_PARTIALS = 16
 
 
+# -- the state table -----------------------------------------------------------
+
+
+class SessionState(enum.Enum):
+    """Where a session stands. FAILED and CLOSED are terminal."""
+
+    #: The Noise handshake is under way (spec/08 §4): no messages yet.
+    HANDSHAKE = "handshake"
+    #: The peer's transport key is known. The driver accepts the peer
+    #: (:meth:`Session.start`) or refuses it (:meth:`Session.fail`); messages
+    #: that arrive meanwhile wait in the channel.
+    AUTHENTICATED = "authenticated"
+    #: Our hello is sent; the peer's is awaited (spec/09 §3.1).
+    HELLO = "hello"
+    #: Hellos exchanged; the peer's opening clock is arriving (spec/10 §3).
+    OPENING = "opening"
+    #: The peer's opening clock is complete: what it holds is known.
+    LIVE = "live"
+    #: This side found an error; its ``error`` message is queued (spec/09 §6).
+    FAILED = "failed"
+    #: The peer sent an ``error`` message.
+    CLOSED = "closed"
+
+
+_EXCHANGE: frozenset[type[Message]] = frozenset({
+    Clock, Entries, PartialRequest, PartialResponse, SeqRequest, SeqResponse,
+    ForkProofMessage, Peers, Ping, ErrorMessage,
+})
+#: The messages each state accepts; any other is :class:`UnexpectedMessage`.
+ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
+    SessionState.HANDSHAKE: frozenset(),
+    SessionState.AUTHENTICATED: frozenset(),
+    SessionState.HELLO: frozenset({Hello, ErrorMessage}),
+    SessionState.OPENING: _EXCHANGE,
+    SessionState.LIVE: _EXCHANGE,
+    SessionState.FAILED: frozenset(),
+    SessionState.CLOSED: frozenset(),
+}
+#: The moves a message makes; an accepted message not listed keeps the state.
+#: A clock moves OPENING to LIVE only when it is final (the last of the opening
+#: clock's messages); an error message always ends in CLOSED.
+TRANSITIONS: dict[tuple[SessionState, type[Message]], SessionState] = {
+    (SessionState.HELLO, Hello): SessionState.OPENING,
+    (SessionState.OPENING, Clock): SessionState.LIVE,
+    (SessionState.HELLO, ErrorMessage): SessionState.CLOSED,
+    (SessionState.OPENING, ErrorMessage): SessionState.CLOSED,
+    (SessionState.LIVE, ErrorMessage): SessionState.CLOSED,
+}
+TERMINAL = frozenset({SessionState.FAILED, SessionState.CLOSED})
+
+
 # -- events for the node ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The handshake is done: the peer's transport key is ``peer``. Call
+    :meth:`Session.start` (or :meth:`Session.fail` to refuse it)."""
+
+    peer: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,26 +162,11 @@ class EntriesReceived:
 
 
 @dataclass(frozen=True, slots=True)
-class PartialRequested:
-    request_id: int
-    feed: FeedId
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class PartialReceived:
     request_id: int
     feed: FeedId
     count: int
     items: tuple[tuple[bytes, bytes | None], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SeqRequested:
-    request_id: int
-    feed: FeedId
-    seqs: tuple[int, ...]
-    payloads: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +187,43 @@ class PeersReceived:
     addresses: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The session ended with ``error`` (always the last event): the peer broke
+    the protocol, or sent an error message (:class:`ClosedByPeer`). Send
+    :meth:`Session.data_to_send` (the error message queued for the peer) and close."""
+
+    error: PeerError
+
+
 Event = (
-    PeerReady | NotesReceived | ClockExchanged | EntriesReceived | PartialRequested
-    | PartialReceived | SeqRequested | SeqReceived | ForkProofReceived | PeersReceived
+    Authenticated | PeerReady | NotesReceived | ClockExchanged | EntriesReceived
+    | PartialReceived | SeqReceived | ForkProofReceived | PeersReceived | Failed
 )
+
+
+# -- the peer's requests, answered as the socket drains ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequested:
+    """The peer asks for the latest ``count`` entries of ``feed`` (spec/10 §7.1)."""
+
+    request_id: int
+    feed: FeedId
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeqRequested:
+    """The peer asks for the entries of ``feed`` at ``seqs`` (spec/10 §7.2)."""
+
+    request_id: int
+    feed: FeedId
+    seqs: tuple[int, ...]
+    payloads: bool
+
+
 Request = PartialRequested | SeqRequested
 
 
@@ -145,93 +231,128 @@ class Session:
     """Replication with one peer. ``local`` is shared with the node's other sessions.
 
     ``sent`` and ``received`` are the clocks remembered from the last session
-    with this peer (what this side sent, and what the peer sent); the node
-    persists them from :attr:`sent` and :attr:`received` when the session ends.
+    with this peer (what this side sent, and what the peer sent), given to
+    :meth:`start`; the node persists them from :attr:`sent` and :attr:`received`
+    when the session ends.
     """
 
-    def __init__(
-        self,
-        channel: Channel,
-        local: LocalClock,
-        *,
-        relay: bool = False,
-        sent: Mapping[FeedId, Note] | None = None,
-        received: Mapping[FeedId, Note] | None = None,
-        on_established: Callable[[Session], None] | None = None,
-    ) -> None:
+    def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False) -> None:
         self.channel = channel
         self.local = local
         self.relay = relay
-        self.sent: dict[FeedId, Note] = dict(sent or {})
-        self.received: dict[FeedId, Note] = dict(received or {})
-        #: The highest seq of each feed this peer sent entries up to (set by the
-        #: replicator: a peer streaming live sends entries, not notes).
-        self.streamed: dict[FeedId, int] = {}
+        self.state = SessionState.HANDSHAKE
+        self.sent: dict[FeedId, Note] = {}
+        self.received: dict[FeedId, Note] = {}
         self.version: int | None = None
         self.peer_relay = False
-        self.clock_exchanged = False
         self.eager: set[FeedId] = set()  # feeds this side streams from this peer
-        #: Feeds of which the peer holds another branch (a fork), or claims entries it
-        #: does not send (stalled): never streamed from it again in this session.
-        self.diverged: set[FeedId] = set()
-        self.stalled: set[FeedId] = set()
-        #: Feeds whose fork proof this session has sent (each goes once).
-        self.proofs_sent: set[FeedId] = set()
-        self.failed = False
-        self.addresses_taken = 0
-        self._partial_requests: deque[Request] = deque()
+        #: The error this session ended with (ours in FAILED, the peer's in CLOSED).
+        self.error: PeerError | None = None
+        self._requests: deque[Request] = deque()
         self._lazy_notes: dict[FeedId, Note] = {}
-        self._hello_sent = False
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
         self._events: list[Event] = []
+        #: A fault of the channel found in the read that completed the handshake:
+        #: raised once the messages before it are read (after start()).
+        self._deferred: PeerError | None = None
         self._unsolicited = 0
         self._next_request = 0
         self._outstanding: dict[int, tuple[FeedId, int | tuple[int, ...]]] = {}
-        self.closed_by_peer: ClosedByPeer | None = None
-        #: Set by the node when a newer connection to the same peer replaces this one.
-        self.superseded = False
         #: What this session streamed (for status and the simulator's redundancy figure).
         self.entries_sent = 0
         self.payload_bytes_sent = 0
-        self._on_established = on_established
+
+    @property
+    def clock_exchanged(self) -> bool:
+        """The peer's opening clock is complete (state LIVE)."""
+        return self.state is SessionState.LIVE
+
+    @property
+    def failed(self) -> bool:
+        return self.state in TERMINAL
 
     # -- bytes ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the peer. A PeerError means: close the connection."""
-        failure: PeerError | None = None
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; returns what they meant, in order.
+
+        If the peer broke the protocol (or closed with an error message), the
+        list ends with :class:`Failed`: the session has queued its ``error``
+        message (spec/09 §6) and is terminal. The events before it still count
+        (entries that came before a broken frame are as good as any).
+        """
+        self._usable()
         try:
-            self.channel.receive_data(data)
-        except PeerError as exc:
-            failure = exc  # the messages decoded before the fault still count
-        self._after_channel()
+            if self._deferred is not None:
+                self._take_messages()  # those that waited for start()
+                raise self._deferred
+            try:
+                self.channel.receive_data(data)
+            except PeerError as error:
+                if self.state is SessionState.HANDSHAKE and self.channel.established:
+                    # The messages before the fault wait for start(): the fault
+                    # counts after them, as it would have in a later read.
+                    self._deferred = error
+                else:
+                    raise
+            finally:
+                # The messages decoded before a fault of the channel still count.
+                if self.state is SessionState.HANDSHAKE and self.channel.established:
+                    self.state = SessionState.AUTHENTICATED
+                    assert self.channel.remote_static is not None
+                    self._events.append(Authenticated(self.channel.remote_static))
+                if self.state is not SessionState.AUTHENTICATED:
+                    self._take_messages()
+        except PeerError as error:
+            self.fail(error)
+            self._events.append(Failed(error))
+        if self.channel.pending_output:
+            self._mark()  # a handshake reply
+        return self._take_events()
+
+    def start(self, *, sent: Mapping[FeedId, Note] | None = None,
+              received: Mapping[FeedId, Note] | None = None) -> None:
+        """Accept the authenticated peer: send hello, with the clocks remembered
+        from the last session with it (``sent``: the notes this side sent it;
+        ``received``: those it sent).
+
+        Messages that arrived meanwhile wait in the channel: the next
+        :meth:`receive_data` reads them (call it with ``b""`` to read them now).
+        """
+        if self.state is not SessionState.AUTHENTICATED:
+            self._usable()
+            raise LocalProtocolError(f"start() is for an authenticated session, not "
+                                     f"{self.state.value}")
+        self.sent, self.received = dict(sent or {}), dict(received or {})
+        digest = clock_digest(self.received) if self.received else None
+        self.state = SessionState.HELLO
+        self._send(Hello(VERSIONS, self.relay, digest))
+
+    def _take_messages(self) -> None:
         for message in self.channel.messages():
             self._handle(message)
-        if self.channel.pending_output:
-            self._mark()  # a handshake reply, a hello
-        if failure is not None:
-            raise failure
 
-    def _after_channel(self) -> None:
-        if self.channel.established and not self._hello_sent:
-            self._hello_sent = True
-            if self._on_established is not None:
-                # The node learns who the peer is: it may load remembered
-                # clocks, choose what to stream from it, or refuse it.
-                self._on_established(self)
-            digest = clock_digest(self.received) if self.received else None
-            self._send(Hello(VERSIONS, self.relay, digest))
+    def _take_events(self) -> list[Event]:
+        taken, self._events = self._events, []
+        return taken
+
+    def _usable(self) -> None:
+        if self.state in TERMINAL:
+            raise LocalProtocolError(
+                f"the session is {self.state.value} ({self.error}); open a new one"
+            )
 
     def data_to_send(self) -> bytes:
-        if self._pending_notes and self.clock_exchanged_sent and not self.failed:
+        """Bytes for the peer (also the goodbye of a failed session)."""
+        if self._pending_notes and self.version is not None and not self.failed:
             notes = tuple(self._pending_notes.items())
             self._pending_notes.clear()
             self._send_notes(notes, reset=False)
-        self._after_channel()
         return self.channel.data_to_send()
 
     def _send(self, message: Message) -> None:
+        self._usable()
         self.channel.send(message)
         self._mark()
 
@@ -239,32 +360,35 @@ class Session:
         """Tell the node this session has output (``LocalClock.dirty``)."""
         self.local.dirty.add(self)
 
-    def next_partial_request(self) -> Request | None:
-        """The oldest request not yet answered (the node answers it next)."""
-        if self.failed or not self._partial_requests:
+    def next_request(self) -> Request | None:
+        """The oldest request of the peer's not yet answered (the node answers it next)."""
+        if self.failed or not self._requests:
             return None
-        return self._partial_requests.popleft()
-
-    def events(self) -> list[Event]:
-        taken, self._events = self._events, []
-        return taken
+        return self._requests.popleft()
 
     def fail(self, error: PeerError) -> None:
-        """Queue an error message for the peer before the node closes the connection.
+        """End the session with ``error``: queue the ``error`` message for the peer
+        (spec/09 §6) where the connection allows it, and enter FAILED.
 
-        Nothing is sent after it (spec/09 §6): queued notes and owed entries are dropped.
+        Nothing is sent after it: queued notes and owed entries are dropped. A
+        session the peer closed (CLOSED) is not answered; a second call does nothing.
         """
+        if self.state in TERMINAL:
+            return
+        self.error = error
         self._pending_notes.clear()
+        self._lazy_notes.clear()
         self._owed.clear()
-        self.failed = True
+        self._requests.clear()
+        if isinstance(error, ClosedByPeer):
+            self.state = SessionState.CLOSED
+            return
+        self.state = SessionState.FAILED
         if self.channel.established:
-            self._send(ErrorMessage(error.code, error.detail))
+            self.channel.send(ErrorMessage(error.code, error.detail))
+            self._mark()
 
     # -- notes we send -------------------------------------------------------
-
-    @property
-    def clock_exchanged_sent(self) -> bool:
-        return self.version is not None
 
     def our_note(self, feed: FeedId) -> Note:
         note = self.local.note(feed)
@@ -397,6 +521,7 @@ class Session:
         return len(self._outstanding) < MAX_OUTSTANDING_PARTIALS and not self.failed
 
     def _request_id(self, asked: tuple[FeedId, int | tuple[int, ...]]) -> int:
+        self._usable()
         if not self.can_request():
             raise LocalProtocolError("too many requests outstanding")
         request_id = self._next_request
@@ -439,62 +564,66 @@ class Session:
         theirs = self.received.get(feed)
         return theirs.seq if theirs is not None else 0
 
-    def peer_holds(self, feed: FeedId) -> int:
-        """The highest seq of ``feed`` the peer is known to hold (noted or sent)."""
-        return max(self.peer_seq(feed), self.streamed.get(feed, 0))
-
     # -- messages in -------------------------------------------------------------
 
-    def _handle(self, message: object) -> None:
+    def _handle(self, message: Message) -> None:
+        kind = type(message)
+        if kind not in ACCEPTS[self.state]:
+            what = "a second hello" if kind is Hello else f"a {kind.__name__} message"
+            raise UnexpectedMessage(f"{what} in state {self.state.value}")
+        moved = TRANSITIONS.get((self.state, kind))
         if isinstance(message, ErrorMessage):
-            self.closed_by_peer = ClosedByPeer(message.code, message.detail)
-            raise self.closed_by_peer
-        if self.version is None:
-            if not isinstance(message, Hello):
-                raise UnexpectedMessage(f"expected hello, got {type(message).__name__}")
-            self._on_hello(message)
-            return
+            self.state = SessionState.CLOSED
+            self.error = ClosedByPeer(message.code, message.detail)
+            raise self.error
         if isinstance(message, Hello):
-            raise UnexpectedMessage("a second hello")
-        if isinstance(message, Clock):
+            self._on_hello(message)
+        elif isinstance(message, Clock):
             self._on_clock(message)
+            if moved is not None and message.final:
+                self.state = moved
+                for feed in self.received:
+                    self._check_owed(feed)
+                self._events.append(ClockExchanged())
+            return
         elif isinstance(message, Entries):
             self._on_entries(message)
         elif isinstance(message, PartialRequest | SeqRequest):
-            # Answered as the socket drains (next_partial_request), not at once: a
-            # peer that asks and never reads cannot make the node buffer answers.
-            if len(self._partial_requests) >= MAX_QUEUED_REQUESTS:
-                raise PeerFlooding(
-                    f"over {MAX_QUEUED_REQUESTS} requests waiting for answers"
-                )
-            self._partial_requests.append(
+            # Answered as the socket drains (next_request), not at once: a peer
+            # that asks and never reads cannot make the node buffer answers.
+            if len(self._requests) >= MAX_QUEUED_REQUESTS:
+                raise PeerFlooding(f"over {MAX_QUEUED_REQUESTS} requests waiting for answers")
+            self._requests.append(
                 PartialRequested(message.request_id, message.feed, message.count)
                 if isinstance(message, PartialRequest) else
                 SeqRequested(message.request_id, message.feed, message.seqs, message.payloads)
             )
             self._mark()
         elif isinstance(message, PartialResponse | SeqResponse):
-            asked = self._outstanding.get(message.request_id)
-            kind = int if isinstance(message, PartialResponse) else tuple
-            if asked is None or not isinstance(asked[1], kind):
-                what = "partial" if isinstance(message, PartialResponse) else "seq"
-                raise UnexpectedMessage(f"no {what} request {message.request_id} is open")
-            del self._outstanding[message.request_id]
-            if isinstance(message, PartialResponse):
-                assert isinstance(asked[1], int)
-                self._events.append(
-                    PartialReceived(message.request_id, asked[0], asked[1], message.items)
-                )
-            else:
-                assert isinstance(asked[1], tuple)
-                self._events.append(
-                    SeqReceived(message.request_id, asked[0], asked[1], message.items)
-                )
+            self._on_response(message)
         elif isinstance(message, ForkProofMessage):
             self._events.append(ForkProofReceived(message.proof))
         elif isinstance(message, Peers):
             self._events.append(PeersReceived(message.addresses))
         # Ping: its arrival is all it says.
+        if moved is not None:
+            self.state = moved
+
+    def _on_response(self, message: PartialResponse | SeqResponse) -> None:
+        asked = self._outstanding.get(message.request_id)
+        kind = int if isinstance(message, PartialResponse) else tuple
+        if asked is None or not isinstance(asked[1], kind):
+            what = "partial" if isinstance(message, PartialResponse) else "seq"
+            raise UnexpectedMessage(f"no {what} request {message.request_id} is open")
+        del self._outstanding[message.request_id]
+        feed, what_asked = asked
+        if isinstance(message, PartialResponse):
+            assert isinstance(what_asked, int)
+            self._events.append(
+                PartialReceived(message.request_id, feed, what_asked, message.items))
+        else:
+            assert isinstance(what_asked, tuple)
+            self._events.append(SeqReceived(message.request_id, feed, what_asked, message.items))
 
     def _on_hello(self, hello: Hello) -> None:
         common = set(hello.versions) & set(VERSIONS)
@@ -520,22 +649,19 @@ class Session:
             raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
         if clock.notes:
             self._events.append(NotesReceived(clock.notes))
-        if clock.final and not self.clock_exchanged:
-            self.clock_exchanged = True
-            for feed in self.received:
-                self._check_owed(feed)
-            self._events.append(ClockExchanged())
-
-    def excludes(self, feed: FeedId) -> bool:
-        """Whether this peer may no longer be ``feed``'s source (diverged or stalled)."""
-        return feed in self.diverged or feed in self.stalled
 
     def _on_entries(self, message: Entries) -> None:
-        if message.feed not in self.local.wanted or message.feed in self.diverged:
-            self._unsolicited += 1
-            if self._unsolicited > MAX_UNSOLICITED:
-                raise PeerFlooding(
-                    f"over {MAX_UNSOLICITED} entries messages for feeds this node does not want"
-                )
+        if message.feed not in self.local.wanted:
+            self.count_unsolicited()
             return
         self._events.append(EntriesReceived(message.feed, message.items))
+
+    def count_unsolicited(self) -> None:
+        """An entries message this node does not take (a feed it does not want, or of
+        which the peer holds another history): a few arrive in flight after an
+        unfollow or an eager switch; a flood of them is the peer's error."""
+        self._unsolicited += 1
+        if self._unsolicited > MAX_UNSOLICITED:
+            raise PeerFlooding(
+                f"over {MAX_UNSOLICITED} entries messages for feeds this node does not take"
+            )

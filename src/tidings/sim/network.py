@@ -194,6 +194,10 @@ class Simulation:
         return node
 
     def start(self, node: SimNode) -> None:
+        if node.up:
+            # A late joiner that crashed and came back before its own start: it
+            # runs already, with connections its replicator owns.
+            return
         node.replicator = Replicator(
             node.book, static_private=node.key, follows=node.follows, relay=node.relay,
             relay_max_feeds=1_000_000, memory=node.memory,
