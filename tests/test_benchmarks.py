@@ -120,3 +120,12 @@ def test_the_raw_row_is_the_median_of_every_raw_sample_of_the_run() -> None:
     (raw,) = results.raw_figures()
     assert (raw.key, raw.value, raw.samples) == ("raw_ed25519_verify", 2.0, 3)
 
+
+def test_the_hypercore_anchor_skips_cleanly_without_node_or_npm(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "anchor.py"), "--smoke", "--json"],
+        capture_output=True, text=True, timeout=120, env={"PATH": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SKIPPED" in done.stderr and "node" in done.stderr
+    assert "skipped" in json.loads(done.stdout)
