@@ -45,6 +45,7 @@ benchmarks/run.py runs this too with ``--http``. See benchmarks/README.md.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import statistics
@@ -52,7 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ import trio  # noqa: E402
 from pairs import (  # noqa: E402  (benchmarks/pairs.py)
     Bound,
     Paired,
+    alternate_async,
     interleave_async,
     no_gc,
     per_second,
@@ -583,6 +586,21 @@ def raw_publish_median_ms(n: int) -> Callable[[], float]:
     return once
 
 
+Operations = tuple[Callable[[], object], Callable[[], Awaitable[object]]]
+
+
+@asynccontextmanager
+async def beside_raw_publish(
+        publish: Callable[[bytes], Awaitable[object]]) -> AsyncIterator[Operations]:
+    """A raw ``Logbook.publish`` on a fresh ``SqliteStore`` and ``publish``, for
+    :func:`alternate_async`: one of each in turn."""
+    counter = itertools.count()
+    with base.temp_logbook() as book:
+        book.publish(b"first", PUBLISH_LOG)  # creates the feed row; not timed
+        yield (lambda: book.publish(throughput_payload(next(counter)), PUBLISH_LOG),
+               lambda: publish(throughput_payload(next(counter))))
+
+
 #: Bounds of the figures that contain a whole ``Logbook.publish``.
 CONTAINS_PUBLISH = base.at_most_one("each publish is a Logbook.publish on the same kind of "
                                     "store (signing, one durable commit), plus more work")
@@ -671,9 +689,10 @@ def bench_embedded(sizes: Sizes, tmp: Path) -> EmbeddedRuns:
                         lambda p: node.publish(p, PUBLISH_LOG), n, tasks)
                 return once
 
-            log(f"in-process EmbeddedNode.publish: {n:,} sequential, then from "
-                f"{sizes.clients} tasks, each after raw Logbook.publish ...")
-            sequential = await interleave_async(sizes.pairs, raw_rate, publishes(1))
+            log(f"in-process EmbeddedNode.publish: {n:,} sequential, each after a raw "
+                f"Logbook.publish; then {n:,} from {sizes.clients} tasks, after {n:,} raw ...")
+            sequential = await alternate_async(
+                sizes.pairs, n, lambda: beside_raw_publish(lambda p: node.publish(p, PUBLISH_LOG)))
             concurrent = await interleave_async(sizes.pairs, raw_rate, publishes(sizes.clients))
             latencies: list[Latency] = []
             raws: list[float] = []
@@ -788,10 +807,20 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
             warm = await HttpConnection.open(target.host, target.port)
             await http_publish(warm, target, b"first", PUBLISH_LOG)  # the feed row; untimed
             await warm.aclose()
-            log(f"HTTP: POST /v1/publish x {n:,} on one keep-alive connection, each after raw "
-                "Logbook.publish ...")
+            @asynccontextmanager
+            async def beside_post() -> AsyncIterator[Operations]:
+                connection = await HttpConnection.open(target.host, target.port)
+                try:
+                    async with beside_raw_publish(
+                            lambda p: http_publish(connection, target, p, PUBLISH_LOG)) as ops:
+                        yield ops
+                finally:
+                    await connection.aclose()
+
+            log(f"HTTP: POST /v1/publish x {n:,} on one keep-alive connection, each after a "
+                "raw Logbook.publish ...")
             cpu_before = node.cpu_s()
-            sequential = await interleave_async(sizes.pairs, raw_rate, throughput(1))
+            sequential = await alternate_async(sizes.pairs, n, beside_post)
             cpu_after = node.cpu_s()
             cpu_per_publish = None
             if cpu_before is not None and cpu_after is not None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import gc
 import statistics
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 
@@ -121,6 +122,65 @@ async def interleave_async(pairs: int, raw: Callable[[], float],
             raws.append(raw())
         with no_gc():
             values.append(await figure())
+    return Paired.of(values, raws)
+
+
+Operations = tuple[Callable[[], object], Callable[[], object]]
+
+
+def alternate(pairs: int, count: int, operations: Callable[[], AbstractContextManager[Operations]],
+              *, raw_units: int = 1, figure_units: int = 1) -> Paired:
+    """The finest interleaving: raw, figure, raw, figure, ... operation by operation.
+
+    Each pair enters ``operations()`` (untimed setup: fresh files, say), which
+    gives a raw operation and a figure operation; then runs raw, figure, raw,
+    figure, ... ``count`` times each, timing every call. A pair's samples are
+    units per second of each side: ``count * units`` / the sum of its own
+    calls' times (an operation may do several units: a loop of verifies, a
+    chunk of entries). A stall of the disk or a burst of load from another
+    process then lands on both sides of a pair alike, instead of on whichever
+    sample it happens to hit.
+    """
+    values: list[float] = []
+    raws: list[float] = []
+    clock = time.perf_counter
+    for _ in range(pairs):
+        with operations() as (raw, figure), no_gc():
+            raw_s = figure_s = 0.0
+            for _ in range(count):
+                start = clock()
+                raw()
+                middle = clock()
+                figure()
+                figure_s += clock() - middle
+                raw_s += middle - start
+        raws.append(count * raw_units / raw_s)
+        values.append(count * figure_units / figure_s)
+    return Paired.of(values, raws)
+
+
+async def alternate_async(
+    pairs: int, count: int,
+    operations: Callable[[], AbstractAsyncContextManager[tuple[Callable[[], object],
+                                                              Callable[[], Awaitable[object]]]]],
+) -> Paired:
+    """:func:`alternate` for a figure operation that is a coroutine (the raw one blocks)."""
+    values: list[float] = []
+    raws: list[float] = []
+    clock = time.perf_counter
+    for _ in range(pairs):
+        async with operations() as (raw, figure):
+            with no_gc():
+                raw_s = figure_s = 0.0
+                for _ in range(count):
+                    start = clock()
+                    raw()
+                    middle = clock()
+                    await figure()
+                    figure_s += clock() - middle
+                    raw_s += middle - start
+        raws.append(count / raw_s)
+        values.append(count / figure_s)
     return Paired.of(values, raws)
 
 

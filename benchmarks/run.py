@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -49,11 +49,12 @@ if str(BENCH_DIR) not in sys.path:  # for `import pairs` when this file is impor
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from pairs import (  # noqa: E402  (benchmarks/pairs.py, beside this file)
     Bound,
+    Operations,
     Paired,
+    alternate,
     broken_bounds,
     interleave,
     milliseconds,
-    no_gc,
     per_second,
 )
 
@@ -73,8 +74,8 @@ SEED_POOL = bytes(range(2, 34))
 TIMESTAMP = 1_700_000_000_000_000
 MESSAGE = bytes(range(200))  # the ~200-byte message of the raw Ed25519 figures
 BLOB = bytes(range(200))  # the ~200-byte row of the raw SQLite figures
-#: Pairs of the build of the pool log: it is built in this many chunks, each
-#: right after a sample of raw signs.
+#: Pairs of the build of the pool log, and slices per pair: each slice of the
+#: log is signed right after a loop of raw signs.
 POOL_BUILD_CHUNKS = 10
 
 
@@ -305,26 +306,6 @@ def sqlite_raw(path: Path) -> sqlite3.Connection:
     return db
 
 
-def sqlite_commit_seconds(n: int) -> Callable[[], float]:
-    """Seconds of ``n`` durable one-row transactions in a fresh WAL file (synchronous=FULL)."""
-
-    def once() -> float:
-        with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
-            db = sqlite_raw(Path(tmp) / "raw.sqlite3")
-            execute = db.execute
-            try:
-                start = perf_counter()
-                for seq in range(1, n + 1):
-                    execute("BEGIN IMMEDIATE")
-                    execute("INSERT INTO t (seq, data) VALUES (?, ?)", (seq, BLOB))
-                    execute("COMMIT")
-                return perf_counter() - start
-            finally:
-                db.close()
-
-    return once
-
-
 def sqlite_batch_seconds(n: int) -> Callable[[], float]:
     """Seconds of one transaction inserting ``n`` 200-byte rows into a fresh WAL file."""
     rows = [(seq, BLOB) for seq in range(1, n + 1)]
@@ -386,7 +367,14 @@ def build_test_log(n: int, *, every_entry_signed: bool = False) -> TestLog:
 
 
 def verify_log(test: TestLog) -> None:
-    """What ``Logbook.verify`` does per chunk, minus the store reads."""
+    """What ``Logbook.verify`` does, minus the store reads."""
+    for _ in verify_chunks(test):
+        pass
+
+
+def verify_chunks(test: TestLog) -> Iterator[None]:
+    """What ``Logbook.verify`` does per chunk, minus the store reads; yields after each
+    chunk of BATCH_SIZE entries."""
     feed, raws, payloads, hashes = test.feed, test.raws, test.payloads, test.hashes
     author, log_id = feed.author_key, feed.log_id
     unsigned = unsigned_bytes = 0
@@ -403,6 +391,7 @@ def verify_log(test: TestLog) -> None:
                 unsigned = unsigned_bytes = 0
             else:
                 unsigned, unsigned_bytes = unsigned + 1, unsigned_bytes + entry.payload_size
+        yield
 
 
 def bench_verification(results: Results, sizes: Sizes) -> None:
@@ -413,25 +402,28 @@ def bench_verification(results: Results, sizes: Sizes) -> None:
     test = build_test_log(n)
     all_signed = build_test_log(n, every_entry_signed=True)
     verify_log(test)  # warm caches (public key, link targets) once
-    raw_verify = per_second(sizes.raw_crypto, ed25519_verify_seconds(sizes.raw_crypto))
+    raw_op = max(sizes.raw_crypto // 4, 1)  # verifies between two chunks
+    chunk = min(n, BATCH_SIZE)
 
-    def verify_once(which: TestLog) -> Callable[[], float]:
-        def once() -> float:
-            start = perf_counter()
-            verify_log(which)
-            return perf_counter() - start
-        return once
+    def chunks_beside_raw(which: TestLog) -> Callable[[], AbstractContextManager[Operations]]:
+        @contextmanager
+        def operations() -> Iterator[Operations]:
+            chunks = verify_chunks(which)
+            yield ed25519_verify_seconds(raw_op), lambda: next(chunks)
+        return operations
 
-    log("verifying a log of single publishes and one of bulk appends, each after raw "
-        "verifies ...")
+    log("verifying a log of single publishes and one of bulk appends, chunk by chunk, "
+        "each chunk after raw verifies ...")
     results.paired("verify_every_entry_signed", section,
                    "check_run, every entry signed (single publishes)", "entries/s",
-                   interleave(pairs, raw_verify, per_second(n, verify_once(all_signed))),
+                   alternate(pairs, n // chunk, chunks_beside_raw(all_signed),
+                             raw_units=raw_op, figure_units=chunk),
                    "raw_ed25519_verify", count=n,
                    bound=signatures_bound(n, all_signed.signatures, "verify"))
     results.paired("verify_bulk", section,
                    "check_run, one signature per 64 entries (bulk appends)", "entries/s",
-                   interleave(pairs, raw_verify, per_second(n, verify_once(test))),
+                   alternate(pairs, n // chunk, chunks_beside_raw(test),
+                             raw_units=raw_op, figure_units=chunk),
                    "raw_ed25519_verify", count=n, goal_ratio=10,
                    bound=signatures_bound(n, test.signatures, "verify"))
 
@@ -492,6 +484,26 @@ def publish_seconds(payloads: Sequence[bytes], log_id: str = "main") -> Callable
     return once
 
 
+@contextmanager
+def commit_and_publish() -> Iterator[tuple[Callable[[], object], Callable[[], object]]]:
+    """A bare durable one-row commit and a ``Logbook.publish``, on two fresh files."""
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp, temp_logbook() as book:
+        db = sqlite_raw(Path(tmp) / "raw.sqlite3")
+        book.publish(b"first")  # creates the feed row; not timed
+        seqs = iter(range(1, 1 << 62))
+        execute, publish = db.execute, book.publish
+
+        def commit() -> None:
+            execute("BEGIN IMMEDIATE")
+            execute("INSERT INTO t (seq, data) VALUES (?, ?)", (next(seqs), BLOB))
+            execute("COMMIT")
+
+        try:
+            yield commit, lambda: publish(b"note %d" % next(seqs))
+        finally:
+            db.close()
+
+
 def bench_publishing(results: Results, sizes: Sizes) -> None:
     section = "2. Publishing: SqliteStore in a temp dir (WAL, synchronous=FULL)"
     n_single, n_bulk, pairs = sizes.durable, sizes.bulk, sizes.pairs
@@ -510,15 +522,14 @@ def bench_publishing(results: Results, sizes: Sizes) -> None:
         bulk_signatures.append(signatures)
         return elapsed
 
-    log("durable single commits: raw SQLite, then Logbook.publish, in pairs ...")
+    log("durable single commits: a raw SQLite commit, then a Logbook.publish, in turn ...")
     results.paired("publish_durable_single", section, "Logbook.publish, 1 durable commit each",
-                   "entries/s",
-                   interleave(pairs, per_second(n_single, sqlite_commit_seconds(n_single)),
-                              per_second(n_single, publish_seconds(
-                                  [b"note %d" % i for i in range(n_single)]))),
+                   "entries/s", alternate(pairs, n_single, commit_and_publish),
                    "raw_sqlite_durable_commit", count=n_single, goal_value=2000,
                    bound=at_most_one("each publish is one durable commit with the same "
-                                     "pragmas, plus signing and more rows"))
+                                     "pragmas, plus signing and more rows"),
+                   note="one raw commit, then one publish, in turn, on two fresh files; each "
+                        "side's rate is the count over the sum of its own calls' times")
     log("bulk publishing (publish_batch in chunks of BATCH_SIZE), after raw signs ...")
     bulk = interleave(pairs, raw_sign, per_second(n_bulk, bulk_once))
     results.paired("publish_bulk", section,
@@ -569,42 +580,45 @@ def bench_cli(results: Results, sizes: Sizes, section: str,
 # -- 3. certificate pools ------------------------------------------------------------
 
 
-def build_chain(last: int, keep: set[int],
-                raw_sign: Callable[[], float]) -> tuple[dict[int, Entry], Paired]:
+def build_chain(last: int, keep: set[int], raw_signs: int) -> tuple[dict[int, Entry], Paired]:
     """Sign entries 1..last of one feed; keep the entries at ``keep``, and every hash.
 
     Every entry must be signed: each hash covers the previous entry's full bytes.
-    The log is built in POOL_BUILD_CHUNKS chunks, each right after a raw sample.
+    The log is built in POOL_BUILD_CHUNKS pairs of POOL_BUILD_CHUNKS steps, each
+    step a loop of ``raw_signs`` bare signs, then the next slice of the log.
     """
     identity = Identity.from_seed(SEED_POOL)
     secret, author = identity.secret_key, identity.author.key
     hashes: list[bytes] = [b""]  # hashes[seq]
     kept: dict[int, Entry] = {}
-    previous: bytes | None = None
-    chunk = max(last // POOL_BUILD_CHUNKS, 1)
-    rates: list[float] = []
-    raws: list[float] = []
-    for first in range(1, last + 1, chunk):
-        end = min(last, first + chunk - 1)
-        with no_gc():
-            raws.append(raw_sign())
-        with no_gc():
-            start = perf_counter()
-            for seq in range(first, end + 1):
-                target = link_target(seq)
-                entry = sign_entry(
-                    secret, author=author, log_id="bench", seq=seq, timestamp=TIMESTAMP,
-                    payload=b"%d" % seq, backlink=previous,
-                    lipmaa_link=hashes[target] if target is not None else None,
-                )
-                previous = entry.hash
-                hashes.append(previous)
-                if seq in keep:
-                    kept[seq] = entry
-            rates.append((end - first + 1) / (perf_counter() - start))
+    steps = POOL_BUILD_CHUNKS * POOL_BUILD_CHUNKS
+    if last % steps:
+        raise ValueError(f"the pool log's length must be a multiple of {steps}")
+    step = last // steps
+    seqs = iter(range(1, last + 1, step))
+
+    def sign_slice() -> None:
+        first = next(seqs)
+        for seq in range(first, first + step):
+            target = link_target(seq)
+            entry = sign_entry(
+                secret, author=author, log_id="bench", seq=seq, timestamp=TIMESTAMP,
+                payload=b"%d" % seq, backlink=hashes[-1] if seq > 1 else None,
+                lipmaa_link=hashes[target] if target is not None else None,
+            )
+            hashes.append(entry.hash)
+            if seq in keep:
+                kept[seq] = entry
+
+    @contextmanager
+    def operations() -> Iterator[Operations]:
+        yield ed25519_sign_seconds(raw_signs), sign_slice
         if last >= 100_000:
-            log(f"  ... {end:,} entries signed")
-    return kept, Paired.of(rates, raws)
+            log(f"  ... {len(hashes) - 1:,} entries signed")
+
+    built = alternate(POOL_BUILD_CHUNKS, POOL_BUILD_CHUNKS, operations, raw_units=raw_signs,
+                      figure_units=step)
+    return kept, built
 
 
 def power_label(n: int) -> str:
@@ -618,17 +632,17 @@ def bench_pools(results: Results, sizes: Sizes) -> None:
     last = max(seqs)
     pools = {seq: [s for s in certificate_pool(seq) if s <= seq] for seq in seqs}
     keep = set().union(*pools.values())
-    log(f"building a {last:,}-entry log for the pool figures (every entry signed), in "
-        f"{POOL_BUILD_CHUNKS} chunks after raw signs ...")
-    raw_sign = per_second(sizes.raw_crypto, ed25519_sign_seconds(sizes.raw_crypto))
-    kept, built = build_chain(last, keep, raw_sign)
+    log(f"building a {last:,}-entry log for the pool figures (every entry signed), slice "
+        "by slice, each slice after raw signs ...")
+    kept, built = build_chain(last, keep, max(sizes.raw_crypto // 10, 1))
     results.paired("pool_log_build", section,
                    f"sign_entry loop building the {power_label(last)} log", "entries/s", built,
                    "raw_ed25519_sign",
                    bound=at_most_one("every entry of this log is signed: one Ed25519 sign "
                                      "each"),
-                   note=f"one build, in {built.n_pairs} chunks of {last // built.n_pairs:,} "
-                        "entries, each chunk right after a raw sample")
+                   note=f"one build, in {built.n_pairs} pairs of {POOL_BUILD_CHUNKS} slices of "
+                        f"{last // POOL_BUILD_CHUNKS ** 2:,} entries, each slice right after "
+                        f"{max(sizes.raw_crypto // 10, 1):,} raw signs")
     one_by_one = results.figures["verify_every_entry_signed"].value
     # One verify is short: a raw sample times 20 of them (a clock read costs ~0.1 µs).
     raw_one = milliseconds(ed25519_verify_seconds(20), per=20)
