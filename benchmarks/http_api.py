@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/http_api.py            # full run, about 1.5 minutes on 2 cores
-    python benchmarks/http_api.py --quick    # smaller sizes, about 16 s
+    python benchmarks/http_api.py            # full run, a few minutes on 2 cores
+    python benchmarks/http_api.py --quick    # smaller sizes, under a minute
     python benchmarks/http_api.py --json     # one JSON object on stdout
 
 The node under test is a separate process, ``tidings --home H up --listen
@@ -18,7 +18,7 @@ scheduling. Apart, on 2 cores, the node gets a core and the clients the other.
 The in-process figures (``EmbeddedNode.publish``, ``subscribe()``) run in this
 process, which is what an embedding app does.
 
-Figures, each beside a raw limit measured in the same run:
+Figures, each sampled in pairs with a raw limit (benchmarks/pairs.py):
 
 * publishes/s: ``POST /v1/publish`` sequentially on one keep-alive connection
   and from several concurrent connections, beside ``Logbook.publish`` on a
@@ -31,18 +31,21 @@ Figures, each beside a raw limit measured in the same run:
   median and p99 over every (entry, subscriber) pair, and the time until all
   100 hold an entry. Raw limit: the same clients against a bare trio fan-out
   server in a child process (no store, no JSON encoding per subscriber), which
-  writes each published event to the 100 connections. Beside it, the same
-  latency for 100 in-process ``subscribe()`` iterators of an embedded node,
-  and for a single SSE stream (beside a bare fan-out to one stream).
+  writes each published event to the 100 connections, run just before the
+  node in each round. Beside it, the same latency for 100 in-process
+  ``subscribe()`` iterators of an embedded node, and for a single SSE stream
+  (beside a bare fan-out to one stream).
 
-Nothing here asserts on timing; the exit status is non-zero only when the
-benchmark itself breaks (a request fails, a subscriber misses an entry).
+Nothing here asserts on timing; the exit status is non-zero when the benchmark
+itself breaks (a request fails, a subscriber misses an entry) or a ratio
+crosses the bound its raw limit sets.
 benchmarks/run.py runs this too with ``--http``. See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import statistics
@@ -50,7 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -60,15 +64,23 @@ if str(BENCH_DIR) not in sys.path:  # for `import run` when run.py imports this 
     sys.path.insert(0, str(BENCH_DIR))
 
 import h11  # noqa: E402
-import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, sampling helpers)
+import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, raw limits)
 import trio  # noqa: E402
+from pairs import (  # noqa: E402  (benchmarks/pairs.py)
+    Bound,
+    Paired,
+    alternate_async,
+    interleave_async,
+    no_gc,
+    per_second,
+)
 from replication import NodeProcess, child_env, proc_cpu_s  # noqa: E402  (child processes)
+from run import Figure, RawKind, Results, log  # noqa: E402
 
 from tidings.core.ids import FeedId  # noqa: E402
 from tidings.embed import EmbeddedNode, open_node  # noqa: E402
 from tidings.node.home import Home  # noqa: E402
 
-Figure, Results, log, no_gc = base.Figure, base.Results, base.log, base.no_gc
 perf_counter = time.perf_counter
 
 PUBLISH_LOG = "bench"  # the log of the throughput figures
@@ -81,32 +93,36 @@ NODE_START_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class Sizes:
     name: str
-    repeats: int  # timed samples per throughput figure; the fastest is reported
-    publishes: int  # publishes per throughput sample
+    pairs: int  # (raw, figure) pairs per throughput figure
+    publishes: int  # publishes per throughput sample (and per raw sample beside it)
     clients: int  # concurrent connections (or tasks) in the concurrent figures
     subscribers: int  # SSE streams / subscribe() iterators
+    rounds: int  # latency rounds: raw publishes, bare fan-out run, node run, ...
     entries: int  # paced entries per latency run ...
     rate: float  # ... published at this many per second
     warmup: int  # the first entries of a latency run are not counted
-    burst: int  # entries published back to back with the streams open (once)
+    burst: int  # entries published back to back with the streams open
+    raw_publishes: int  # Logbook.publish calls per raw sample of a latency round
 
 
-FULL = Sizes("full", 5, 1000, 8, 100, 240, 20.0, 10, 200)
-QUICK = Sizes("quick", 3, 300, 8, 100, 40, 20.0, 5, 40)
+FULL = Sizes("full", 5, 1000, 8, 100, 3, 60, 20.0, 5, 200, 200)
+QUICK = Sizes("quick", 3, 300, 8, 100, 2, 20, 20.0, 3, 40, 100)
 #: Tiny: for the test that checks the benchmark still runs; its figures mean nothing.
-SMOKE = Sizes("smoke", 1, 20, 2, 3, 6, 20.0, 1, 5)
+SMOKE = Sizes("smoke", 1, 20, 2, 3, 1, 6, 20.0, 1, 5, 10)
 
 
 def sizes_meta(sizes: Sizes) -> dict[str, Any]:
     return {
-        "repeats": sizes.repeats,
+        "pairs": sizes.pairs,
         "publishes_per_sample": sizes.publishes,
         "concurrent_clients": sizes.clients,
         "subscribers": sizes.subscribers,
-        "paced_entries": sizes.entries,
+        "latency_rounds": sizes.rounds,
+        "paced_entries_per_run": sizes.entries,
         "paced_rate_per_s": sizes.rate,
         "warmup_entries": sizes.warmup,
         "burst_entries": sizes.burst,
+        "raw_publishes_per_round": sizes.raw_publishes,
         "payload_bytes": PAYLOAD_SIZE,
     }
 
@@ -530,45 +546,69 @@ class FanoutServer:
 # -- raw limits ---------------------------------------------------------------------------
 
 
-def bench_raw(results: Results, sizes: Sizes) -> None:
-    """Durable commits (unless run.py measured them) and ``Logbook.publish``, this run."""
-    n = sizes.publishes
-    if "raw_sqlite_durable_commit" not in results.figures:
-        def commit_once() -> float:
-            with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
-                db = base.sqlite_raw(Path(tmp) / "raw.sqlite3")
-                try:
-                    start = perf_counter()
-                    for seq in range(1, n + 1):
-                        db.execute("BEGIN IMMEDIATE")
-                        db.execute("INSERT INTO t (seq, data) VALUES (?, ?)", (seq, base.BLOB))
-                        db.execute("COMMIT")
-                    return perf_counter() - start
-                finally:
-                    db.close()
+RAW_KINDS = {
+    "raw_logbook_publish": RawKind(
+        f"Logbook.publish, SqliteStore, {PAYLOAD_SIZE}-byte payload", "entries/s"),
+    "raw_logbook_publish_ms": RawKind("one Logbook.publish (median)", "ms"),
+    "raw_fanout_latency_median": RawKind("bare trio fan-out to all streams: median", "ms"),
+    "raw_fanout_latency_p99": RawKind("bare trio fan-out to all streams: p99", "ms"),
+    "raw_fanout_all_median": RawKind("bare trio fan-out: all had it, median", "ms"),
+    "raw_fanout_all_p99": RawKind("bare trio fan-out: all had it, p99", "ms"),
+    "raw_fanout1_latency_median": RawKind("bare trio fan-out to 1 stream: median", "ms"),
+    "raw_fanout1_latency_p99": RawKind("bare trio fan-out to 1 stream: p99", "ms"),
+    "raw_fanout_cpu_per_event": RawKind("bare fan-out server CPU per event delivered", "µs"),
+}
 
-        log("raw durable SQLite commits ...")
-        results.rate("raw_sqlite_durable_commit", "raw",
-                     "SQLite BEGIN IMMEDIATE/INSERT/COMMIT, 1 row", n,
-                     base.samples(sizes.repeats, commit_once), "commits/s")
 
+def raw_publish_seconds(n: int) -> Callable[[], float]:
+    """Seconds of ``n`` ``Logbook.publish`` calls on a fresh ``SqliteStore``, in this process:
+    signing plus one durable commit each."""
+    return base.publish_seconds([throughput_payload(i) for i in range(n)], PUBLISH_LOG)
+
+
+def raw_publish_median_ms(n: int) -> Callable[[], float]:
+    """The median time of one of ``n`` ``Logbook.publish`` calls on a fresh ``SqliteStore``,
+    in ms. A median, as the round-trip and latency rows beside it are medians: fsync
+    times have a long tail, and a mean would sit above the median of the same calls."""
     payloads = [throughput_payload(i) for i in range(n)]
 
-    def publish_once() -> float:
+    def once() -> float:
+        times = []
         with base.temp_logbook() as book:
             book.publish(b"first", PUBLISH_LOG)  # creates the feed row; not timed
             publish = book.publish
-            start = perf_counter()
             for payload in payloads:
+                start = perf_counter()
                 publish(payload, PUBLISH_LOG)
-            return perf_counter() - start
+                times.append(perf_counter() - start)
+        return statistics.median(times) * 1000
 
-    log("raw Logbook.publish on a SqliteStore (sign + durable commit) ...")
-    rate = results.rate("raw_logbook_publish", "raw",
-                        f"Logbook.publish, SqliteStore, {PAYLOAD_SIZE}-byte payload", n,
-                        base.samples(sizes.repeats, publish_once), "entries/s")
-    results.add(Figure("raw_logbook_publish_ms", "raw", "one Logbook.publish (1 / rate above)",
-                       1000 / rate.value, "ms"))
+    return once
+
+
+Operations = tuple[Callable[[], object], Callable[[], Awaitable[object]]]
+
+
+@asynccontextmanager
+async def beside_raw_publish(
+        publish: Callable[[bytes], Awaitable[object]]) -> AsyncIterator[Operations]:
+    """A raw ``Logbook.publish`` on a fresh ``SqliteStore`` and ``publish``, for
+    :func:`alternate_async`: one of each in turn."""
+    counter = itertools.count()
+    with base.temp_logbook() as book:
+        book.publish(b"first", PUBLISH_LOG)  # creates the feed row; not timed
+        yield (lambda: book.publish(throughput_payload(next(counter)), PUBLISH_LOG),
+               lambda: publish(throughput_payload(next(counter))))
+
+
+#: Bounds of the figures that contain a whole ``Logbook.publish``.
+CONTAINS_PUBLISH = base.at_most_one("each publish is a Logbook.publish on the same kind of "
+                                    "store (signing, one durable commit), plus more work")
+AFTER_PUBLISH = base.at_least_one("the time includes one whole Logbook.publish (signing, a "
+                                  "durable commit) before the entry can be read")
+AFTER_FANOUT = base.at_least_one("the node does what the bare fan-out does (an HTTP request "
+                                 "in, an event to each stream) plus a durable publish and a "
+                                 "store read")
 
 
 # -- in-process: EmbeddedNode ---------------------------------------------------------------
@@ -628,46 +668,74 @@ async def embedded_latency(node: EmbeddedNode, sizes: Sizes) -> Delivery:
 
 @dataclass
 class EmbeddedRuns:
-    sequential: list[float]
-    concurrent: list[float]
-    latency: Latency
+    sequential: Paired  # entries/s beside raw Logbook.publish entries/s
+    concurrent: Paired
+    latencies: list[Latency]  # one per round ...
+    raw_ms: list[float]  # ... each after a raw sample of Logbook.publish, ms
 
 
 def bench_embedded(sizes: Sizes, tmp: Path) -> EmbeddedRuns:
     n = sizes.publishes
+    raw_rate = per_second(n, raw_publish_seconds(n))
+    raw_ms = raw_publish_median_ms(sizes.raw_publishes)
 
     async def main() -> EmbeddedRuns:
         async with open_node(tmp / "embedded") as node:
             await node.publish(b"first", PUBLISH_LOG)
-            log(f"in-process EmbeddedNode.publish: {n:,} sequential, then from "
-                f"{sizes.clients} tasks ...")
-            sequential = [await timed_publishes(lambda p: node.publish(p, PUBLISH_LOG), n, 1)
-                          for _ in range(sizes.repeats)]
-            concurrent = [await timed_publishes(lambda p: node.publish(p, PUBLISH_LOG), n,
-                                                sizes.clients)
-                          for _ in range(sizes.repeats)]
-            log(f"in-process subscribe(): {sizes.subscribers} iterators, {sizes.entries} "
-                f"entries at {sizes.rate:g}/s ...")
-            delivery = await embedded_latency(node, sizes)
-        return EmbeddedRuns(sequential, concurrent, latency_of(delivery, sizes.warmup))
+
+            def publishes(tasks: int) -> Callable[[], Awaitable[float]]:
+                async def once() -> float:
+                    return n / await timed_publishes(
+                        lambda p: node.publish(p, PUBLISH_LOG), n, tasks)
+                return once
+
+            log(f"in-process EmbeddedNode.publish: {n:,} sequential, each after a raw "
+                f"Logbook.publish; then {n:,} from {sizes.clients} tasks, after {n:,} raw ...")
+            sequential = await alternate_async(
+                sizes.pairs, n, lambda: beside_raw_publish(lambda p: node.publish(p, PUBLISH_LOG)))
+            concurrent = await interleave_async(sizes.pairs, raw_rate, publishes(sizes.clients))
+            latencies: list[Latency] = []
+            raws: list[float] = []
+            for attempt in range(sizes.rounds):
+                log(f"in-process subscribe(), round {attempt + 1}: raw Logbook.publish, then "
+                    f"{sizes.subscribers} iterators, {sizes.entries} entries at "
+                    f"{sizes.rate:g}/s ...")
+                with no_gc():
+                    raws.append(raw_ms())
+                latencies.append(latency_of(await embedded_latency(node, sizes), sizes.warmup))
+        return EmbeddedRuns(sequential, concurrent, latencies, raws)
 
     return trio.run(main)
 
 
-# -- over HTTP: a `tidings up` process --------------------------------------------------------
+# -- over HTTP: a `tidings up` process, and the bare fan-out server ---------------------------
+
+
+@dataclass
+class LatencyRun:
+    """One paced run against the node or the bare fan-out server."""
+
+    latency: Latency
+    cpu_per_event_us: float | None  # the server's CPU over the run / events delivered
+    cpu_share: float | None  # the server's CPU seconds / wall seconds
+    event_bytes: float
 
 
 @dataclass
 class HttpRuns:
-    sequential: list[float]
-    concurrent: list[float]
+    sequential: Paired  # entries/s beside raw Logbook.publish entries/s
+    concurrent: Paired
     node_cpu_per_publish_us: float | None
-    latency: Latency
-    latency_one: Latency  # one subscriber
-    node_cpu_per_event_us: float | None
-    node_cpu_share: float | None  # node CPU seconds / wall seconds over the 100-stream run
-    event_bytes: float
-    burst: Delivery  # entries published back to back, the streams open
+    #: Latency rounds: per round a raw Logbook.publish sample (ms), then a run of the bare
+    #: fan-out and of the node, with all the streams, then both with one stream.
+    raw_ms: list[float] = field(default_factory=list)
+    fanout: list[LatencyRun] = field(default_factory=list)
+    node: list[LatencyRun] = field(default_factory=list)
+    fanout_one: list[LatencyRun] = field(default_factory=list)
+    node_one: list[LatencyRun] = field(default_factory=list)
+    #: Bursts with the streams open, each after as many publishes without them: entries/s.
+    burst: Paired | None = None
+    burst_note: str = ""
 
 
 async def http_throughput(target: ApiTarget, n: int, connections: int) -> float:
@@ -693,50 +761,110 @@ async def http_throughput(target: ApiTarget, n: int, connections: int) -> float:
             await connection.aclose()
 
 
+async def latency_run(target: ApiTarget, path: str, streams: int, sizes: Sizes,
+                      cpu: Callable[[], float | None]) -> LatencyRun:
+    """One paced ``sse_run``, with the CPU the server (``cpu``) spent on it."""
+    cpu_before = cpu()
+    wall = perf_counter()
+    delivery = await sse_run(target, path, streams, sizes)
+    wall = perf_counter() - wall
+    cpu_after = cpu()
+    per_event = share = None
+    if cpu_before is not None and cpu_after is not None:
+        per_event = (cpu_after - cpu_before) / (sizes.entries * streams) * 1e6
+        share = (cpu_after - cpu_before) / wall
+    return LatencyRun(latency_of(delivery, sizes.warmup), per_event, share,
+                      delivery.event_bytes / max(delivery.events, 1))
+
+
+async def fanout_run(streams: int, event_bytes: float, sizes: Sizes) -> LatencyRun:
+    """A paced run against a fresh FANOUT_SERVER (its start is not timed)."""
+    server = FanoutServer(round(event_bytes))
+    try:
+        return await latency_run(server.target, "/events", streams, sizes, server.cpu_s)
+    finally:
+        server.kill()
+
+
 def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
     home = tmp / "node"
     identity, _ = Home(home).init()
     feed: FeedId = identity.author.feed(SSE_LOG)
     node = ApiNode(home, tmp / "node.log")
+    n = sizes.publishes
+    raw_rate = per_second(n, raw_publish_seconds(n))
+    raw_ms = raw_publish_median_ms(sizes.raw_publishes)
     try:
         target = node.target
-        n = sizes.publishes
+        path = f"/v1/events?feeds={feed}"
+
+        def throughput(connections: int, count: int = n) -> Callable[[], Awaitable[float]]:
+            async def once() -> float:
+                return count / await http_throughput(target, count, connections)
+            return once
 
         async def main() -> HttpRuns:
             warm = await HttpConnection.open(target.host, target.port)
             await http_publish(warm, target, b"first", PUBLISH_LOG)  # the feed row; untimed
             await warm.aclose()
-            log(f"HTTP: POST /v1/publish x {n:,} on one keep-alive connection ...")
+            @asynccontextmanager
+            async def beside_post() -> AsyncIterator[Operations]:
+                connection = await HttpConnection.open(target.host, target.port)
+                try:
+                    async with beside_raw_publish(
+                            lambda p: http_publish(connection, target, p, PUBLISH_LOG)) as ops:
+                        yield ops
+                finally:
+                    await connection.aclose()
+
+            log(f"HTTP: POST /v1/publish x {n:,} on one keep-alive connection, each after a "
+                "raw Logbook.publish ...")
             cpu_before = node.cpu_s()
-            sequential = [await http_throughput(target, n, 1) for _ in range(sizes.repeats)]
+            sequential = await alternate_async(sizes.pairs, n, beside_post)
             cpu_after = node.cpu_s()
             cpu_per_publish = None
             if cpu_before is not None and cpu_after is not None:
-                cpu_per_publish = (cpu_after - cpu_before) / (n * sizes.repeats) * 1e6
-            log(f"HTTP: POST /v1/publish x {n:,} from {sizes.clients} connections ...")
-            concurrent = [await http_throughput(target, n, sizes.clients)
-                          for _ in range(sizes.repeats)]
+                cpu_per_publish = (cpu_after - cpu_before) / (n * sizes.pairs) * 1e6
+            log(f"HTTP: POST /v1/publish x {n:,} from {sizes.clients} connections, each after "
+                "raw Logbook.publish ...")
+            concurrent = await interleave_async(sizes.pairs, raw_rate,
+                                                throughput(sizes.clients))
+            runs = HttpRuns(sequential, concurrent, cpu_per_publish)
 
-            path = f"/v1/events?feeds={feed}"
-            log(f"HTTP: {sizes.subscribers} SSE streams, {sizes.entries} entries at "
-                f"{sizes.rate:g}/s ...")
-            cpu_before = node.cpu_s()
-            wall = perf_counter()
-            many = await sse_run(target, path, sizes.subscribers, sizes)
-            wall = perf_counter() - wall
-            cpu_after = node.cpu_s()
-            per_event = share = None
-            if cpu_before is not None and cpu_after is not None:
-                per_event = (cpu_after - cpu_before) / (sizes.entries * sizes.subscribers) * 1e6
-                share = (cpu_after - cpu_before) / wall
-            log(f"HTTP: 1 SSE stream, {sizes.entries} entries at {sizes.rate:g}/s ...")
-            one = await sse_run(target, path, 1, sizes)
-            log(f"HTTP: {sizes.subscribers} SSE streams, {sizes.burst} entries back to back ...")
-            burst = await sse_run(target, path, sizes.subscribers,
-                                  replace(sizes, entries=sizes.burst, rate=math.inf))
-            return HttpRuns(sequential, concurrent, cpu_per_publish,
-                            latency_of(many, sizes.warmup), latency_of(one, sizes.warmup),
-                            per_event, share, many.event_bytes / max(many.events, 1), burst)
+            # The node's event size, so the bare fan-out pads its events to it (untimed).
+            probe = await sse_run(target, path, 1, replace(sizes, entries=2, rate=math.inf))
+            event_bytes = probe.event_bytes / max(probe.events, 1)
+            s = sizes.subscribers
+            for attempt in range(sizes.rounds):
+                log(f"latency round {attempt + 1}: raw Logbook.publish; bare fan-out, then the "
+                    f"node, {s} streams, then 1; {sizes.entries} entries at {sizes.rate:g}/s "
+                    "each ...")
+                with no_gc():
+                    runs.raw_ms.append(raw_ms())
+                runs.fanout.append(await fanout_run(s, event_bytes, sizes))
+                runs.node.append(await latency_run(target, path, s, sizes, node.cpu_s))
+                runs.fanout_one.append(await fanout_run(1, event_bytes, sizes))
+                runs.node_one.append(await latency_run(target, path, 1, sizes, node.cpu_s))
+
+            log(f"HTTP: {sizes.burst} publishes back to back with {s} SSE streams open, each "
+                "burst after as many without them ...")
+            bursts = replace(sizes, entries=sizes.burst, rate=math.inf)
+            alone: list[float] = []
+            watched: list[float] = []
+            everywhere: list[float] = []
+            for _ in range(sizes.pairs):
+                alone.append(await throughput(1, sizes.burst)())
+                burst = await sse_run(target, path, s, bursts)
+                watched.append(burst.entries / (burst.acked[-1] - burst.sent[0]))
+                everywhere.append(max(max(times) for times in burst.received) - burst.sent[0])
+            runs.burst = Paired.of(watched, alone)
+            took = statistics.median(everywhere)
+            runs.burst_note = (
+                f"{sizes.burst} publishes back to back while {s} SSE streams watch the feed; "
+                f"all {s} held all of them {took:.2f} s (median) after the first was sent "
+                f"({sizes.burst * s / took:,.0f} events/s delivered); raw: {sizes.burst} "
+                "publishes on the same connection just before, with no stream open")
+            return runs
 
         runs = trio.run(main)
         node.stop()
@@ -745,189 +873,152 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
         node.kill()
 
 
-@dataclass
-class FanoutRuns:
-    latency: Latency
-    cpu_per_event_us: float | None
-    latency_one: Latency  # one stream
-
-
-def bench_fanout(sizes: Sizes, event_bytes: float) -> FanoutRuns:
-    """The same clients against FANOUT_SERVER: ``subscribers`` streams, then one."""
-    runs: list[tuple[Latency, float | None]] = []
-    for streams in (sizes.subscribers, 1):
-        server = FanoutServer(round(event_bytes))
-        try:
-            log(f"raw fan-out server: {streams} stream(s), {sizes.entries} entries at "
-                f"{sizes.rate:g}/s ...")
-            cpu_before = server.cpu_s()
-            delivery = trio.run(sse_run, server.target, "/events", streams, sizes)
-            cpu_after = server.cpu_s()
-        finally:
-            server.kill()
-        per_event = None
-        if cpu_before is not None and cpu_after is not None:
-            per_event = (cpu_after - cpu_before) / (sizes.entries * streams) * 1e6
-        runs.append((latency_of(delivery, sizes.warmup), per_event))
-    return FanoutRuns(runs[0][0], runs[0][1], runs[1][0])
-
-
 # -- the figures --------------------------------------------------------------------------------
 
 
-def add_latency(results: Results, prefix: str, section: str, what: str, latency: Latency,
-                raws: dict[str, str], note: str = "", *, with_all: bool = True) -> None:
-    """Median and p99 over (entry, subscriber) pairs; median and p99 of 'all had it'.
-
-    ``raws`` maps a suffix (``latency_median``, ...) to its raw key; ``"*"`` is the default.
-    """
-    rows = [
-        ("latency_median", f"{what}: median", latency.median_ms, latency.pairs),
-        ("latency_p99", f"{what}: p99", latency.p99_ms, latency.pairs),
-    ]
-    if with_all:
-        rows += [
-            ("all_median", f"{what}: all had it, median", latency.all_median_ms,
-             latency.entries),
-            ("all_p99", f"{what}: all had it, p99", latency.all_p99_ms, latency.entries),
-        ]
-    for suffix, label, value, count in rows:
-        results.add(Figure(f"{prefix}_{suffix}", section, label, value, "ms",
-                           raw_key=raws.get(suffix, raws.get("*")), count=count,
-                           note=note if suffix == "latency_median" else ""))
+LATENCY_STATS: dict[str, Callable[[Latency], float]] = {
+    "latency_median": lambda lat: lat.median_ms,
+    "latency_p99": lambda lat: lat.p99_ms,
+    "all_median": lambda lat: lat.all_median_ms,
+    "all_p99": lambda lat: lat.all_p99_ms,
+}
+LATENCY_LABELS = {"latency_median": "median", "latency_p99": "p99",
+                  "all_median": "all had it, median", "all_p99": "all had it, p99"}
 
 
-def latency_raw(results: Results, fanout: FanoutRuns, sizes: Sizes) -> None:
-    lat = fanout.latency
-    what = f"bare trio fan-out to {sizes.subscribers} streams"
-    for key, label, value in (
-        ("raw_fanout_latency_median", f"{what}: median", lat.median_ms),
-        ("raw_fanout_latency_p99", f"{what}: p99", lat.p99_ms),
-        ("raw_fanout_all_median", f"{what}: all had it, median", lat.all_median_ms),
-        ("raw_fanout_all_p99", f"{what}: all had it, p99", lat.all_p99_ms),
-    ):
-        results.add(Figure(key, "raw", label, value, "ms"))
-    one = fanout.latency_one
-    for key, label, value in (
-        ("raw_fanout1_latency_median", "bare trio fan-out to 1 stream: median", one.median_ms),
-        ("raw_fanout1_latency_p99", "bare trio fan-out to 1 stream: p99", one.p99_ms),
-    ):
-        results.add(Figure(key, "raw", label, value, "ms"))
-    if fanout.cpu_per_event_us is not None:
-        results.add(Figure("raw_fanout_cpu_per_event", "raw",
-                           "bare fan-out server CPU per event delivered", fanout.cpu_per_event_us,
-                           "µs"))
+def add_latency(results: Results, prefix: str, section: str, what: str,
+                latencies: Sequence[Latency], raws: Mapping[str, Sequence[float]],
+                raw_keys: dict[str, str], bounds: dict[str, Bound], note: str = "") -> None:
+    """One row per statistic in ``raws``: each round's statistic beside its raw sample."""
+    for suffix, raw in raws.items():
+        stat = LATENCY_STATS[suffix]
+        results.paired(f"{prefix}_{suffix}", section, f"{what}: {LATENCY_LABELS[suffix]}", "ms",
+                       Paired.of([stat(lat) for lat in latencies], raw), raw_keys[suffix],
+                       count=latencies[0].pairs if suffix.startswith("latency") else
+                       latencies[0].entries, bound=bounds.get(suffix),
+                       note=note if suffix == "latency_median" else "")
+
+
+def fanout_stats(runs: Sequence[LatencyRun], *suffixes: str) -> dict[str, list[float]]:
+    return {suffix: [LATENCY_STATS[suffix](run.latency) for run in runs] for suffix in suffixes}
 
 
 def bench_http_api(results: Results, sizes: Sizes) -> None:
-    """Every figure of this file; ``results`` may already hold run.py's raw limits."""
-    bench_raw(results, sizes)
+    """Every figure of this file, added to ``results``."""
+    results.raw_kinds.update(RAW_KINDS)
     with tempfile.TemporaryDirectory(prefix="tidings-bench-http-") as tmp:
         http = bench_http(sizes, Path(tmp))
-        fanout = bench_fanout(sizes, http.event_bytes)
         embedded = bench_embedded(sizes, Path(tmp))
 
     n, c, s = sizes.publishes, sizes.clients, sizes.subscribers
-    latency_raw(results, fanout, sizes)
-
     pub = ("7. Local HTTP API, publishing: a `tidings up` process; "
            f"{n:,} publishes per sample, {PAYLOAD_SIZE}-byte payloads")
-    embed_seq = results.rate("embed_publish", pub, "EmbeddedNode.publish, sequential (in-proc)",
-                             n, embedded.sequential, "entries/s", raw_key="raw_logbook_publish")
-    embed_conc = results.rate("embed_publish_concurrent", pub,
-                              f"EmbeddedNode.publish, {c} tasks (in-proc)", n,
-                              embedded.concurrent, "entries/s", raw_key="raw_logbook_publish")
-    http_seq = results.rate("http_publish_1conn", pub, "POST /v1/publish, 1 keep-alive conn", n,
-                            http.sequential, "entries/s", raw_key="raw_logbook_publish")
+    embed_seq = results.paired("embed_publish", pub, "EmbeddedNode.publish, sequential (in-proc)",
+                               "entries/s", embedded.sequential, "raw_logbook_publish", count=n,
+                               bound=CONTAINS_PUBLISH)
+    embed_conc = results.paired("embed_publish_concurrent", pub,
+                                f"EmbeddedNode.publish, {c} tasks (in-proc)", "entries/s",
+                                embedded.concurrent, "raw_logbook_publish", count=n)
+    http_seq = results.paired("http_publish_1conn", pub, "POST /v1/publish, 1 keep-alive conn",
+                              "entries/s", http.sequential, "raw_logbook_publish", count=n,
+                              bound=CONTAINS_PUBLISH)
     http_seq.note = (f"{http_seq.value / embed_seq.value:.2f}x the in-process "
                      "EmbeddedNode.publish rate; each request waits for the durable commit")
-    http_conc = results.rate("http_publish_concurrent", pub,
-                             f"POST /v1/publish, {c} keep-alive conns", n, http.concurrent,
-                             "entries/s", raw_key="raw_logbook_publish")
+    http_conc = results.paired("http_publish_concurrent", pub,
+                               f"POST /v1/publish, {c} keep-alive conns", "entries/s",
+                               http.concurrent, "raw_logbook_publish", count=n)
     http_conc.note = (f"{http_conc.value / embed_conc.value:.2f}x EmbeddedNode.publish from "
                       f"{c} tasks; the node runs one publish at a time (its lock), each with its "
-                      "own durable commit")
+                      "own durable commit. No bound: a node may one day commit concurrent "
+                      "publishes together")
     if http.node_cpu_per_publish_us is not None:
         results.add(Figure("http_node_cpu_per_publish", pub,
                            "node CPU per POST /v1/publish (1 conn)",
                            http.node_cpu_per_publish_us, "µs",
                            note="from /proc/PID/stat (10 ms ticks) over the 1-connection samples"))
-    burst = http.burst
-    published = burst.entries / (burst.acked[-1] - burst.sent[0])
-    everywhere = max(max(times) for times in burst.received) - burst.sent[0]
-    results.add(Figure(
-        "http_publish_1conn_streams", pub,
-        f"POST /v1/publish, 1 conn, {s} streams open", published, "entries/s",
-        raw_key="http_publish_1conn", count=burst.entries,
-        note=f"{burst.entries} publishes back to back, once, while {s} SSE streams watch "
-             f"the feed; all {s} held all of them {everywhere:.2f} s after the first was sent "
-             f"({burst.entries * s / everywhere:,.0f} events/s delivered); raw: the same "
-             "publishes with no stream open"))
+    assert http.burst is not None
+    results.paired("http_publish_1conn_streams", pub,
+                   f"POST /v1/publish, 1 conn, {s} streams open", "entries/s", http.burst,
+                   "http_publish_1conn", raw_label="the same, no stream open", count=sizes.burst,
+                   note=http.burst_note)
 
-    sse = (f"8. Delivery latency: {sizes.entries} entries at {sizes.rate:g}/s "
-           f"(first {sizes.warmup} not counted), publish start -> subscriber reads it")
-    add_latency(results, "sse", sse, f"SSE x{s}", http.latency,
-                {"latency_median": "raw_fanout_latency_median",
-                 "latency_p99": "raw_fanout_latency_p99",
-                 "all_median": "raw_fanout_all_median", "all_p99": "raw_fanout_all_p99"},
-                note=f"{http.latency.pairs:,} (entry, stream) pairs; max "
-                     f"{http.latency.max_ms:.1f} ms; achieved {http.latency.achieved_rate:.1f} "
-                     f"entries/s; events of {http.event_bytes:.0f} bytes")
-    results.add(Figure("sse_publish_rtt_median", sse, f"POST /v1/publish round trip ({s} streams)",
-                       http.latency.publish_rtt_median_ms, "ms",
-                       raw_key="raw_logbook_publish_ms"))
-    add_latency(results, "sse1", sse, "SSE x1", http.latency_one,
+    sse = (f"8. Delivery latency: {sizes.rounds} rounds of {sizes.entries} entries at "
+           f"{sizes.rate:g}/s (first {sizes.warmup} not counted), publish start -> subscriber "
+           "reads it")
+    every = ("latency_median", "latency_p99", "all_median", "all_p99")
+    fanout_keys = {"latency_median": "raw_fanout_latency_median",
+                   "latency_p99": "raw_fanout_latency_p99",
+                   "all_median": "raw_fanout_all_median", "all_p99": "raw_fanout_all_p99"}
+    medians_after_fanout = {"latency_median": AFTER_FANOUT, "all_median": AFTER_FANOUT}
+    node = [run.latency for run in http.node]
+    add_latency(results, "sse", sse, f"SSE x{s}", node, fanout_stats(http.fanout, *every),
+                fanout_keys, medians_after_fanout,
+                note=f"per round: {node[0].pairs:,} (entry, stream) pairs; max "
+                     f"{max(lat.max_ms for lat in node):.1f} ms; achieved "
+                     f"{statistics.median(lat.achieved_rate for lat in node):.1f} entries/s; "
+                     f"events of {http.node[0].event_bytes:.0f} bytes")
+    results.paired("sse_publish_rtt_median", sse, f"POST /v1/publish round trip ({s} streams)",
+                   "ms", Paired.of([lat.publish_rtt_median_ms for lat in node], http.raw_ms),
+                   "raw_logbook_publish_ms", bound=AFTER_PUBLISH)
+    one = [run.latency for run in http.node_one]
+    add_latency(results, "sse1", sse, "SSE x1", one,
+                fanout_stats(http.fanout_one, "latency_median", "latency_p99"),
                 {"latency_median": "raw_fanout1_latency_median",
-                 "latency_p99": "raw_fanout1_latency_p99"}, with_all=False)
-    results.add(Figure("sse1_publish_rtt_median", sse, "POST /v1/publish round trip (1 stream)",
-                       http.latency_one.publish_rtt_median_ms, "ms",
-                       raw_key="raw_logbook_publish_ms"))
-    if http.node_cpu_per_event_us is not None:
-        results.add(Figure("sse_node_cpu_per_event", sse,
-                           f"node CPU per event delivered ({s} streams)",
-                           http.node_cpu_per_event_us, "µs", raw_key="raw_fanout_cpu_per_event",
-                           note=f"the node used {100 * (http.node_cpu_share or 0):.0f}% of one "
-                                f"core over the {s}-stream run (its connects included)"))
-    add_latency(results, "embed", sse, f"subscribe() x{s}", embedded.latency,
-                {"*": "raw_logbook_publish_ms"},
+                 "latency_p99": "raw_fanout1_latency_p99"},
+                {"latency_median": AFTER_FANOUT})
+    results.paired("sse1_publish_rtt_median", sse, "POST /v1/publish round trip (1 stream)",
+                   "ms", Paired.of([lat.publish_rtt_median_ms for lat in one], http.raw_ms),
+                   "raw_logbook_publish_ms", bound=AFTER_PUBLISH)
+    node_cpu = [run.cpu_per_event_us for run in http.node]
+    fanout_cpu = [run.cpu_per_event_us for run in http.fanout]
+    if all(cpu is not None for cpu in node_cpu + fanout_cpu) and all(fanout_cpu):
+        share = statistics.median(run.cpu_share or 0.0 for run in http.node)
+        results.paired("sse_node_cpu_per_event", sse,
+                       f"node CPU per event delivered ({s} streams)", "µs",
+                       Paired.of([cpu or 0.0 for cpu in node_cpu],
+                                 [cpu or 0.0 for cpu in fanout_cpu]),
+                       "raw_fanout_cpu_per_event",
+                       note=f"the node used {100 * share:.0f}% of one core over a {s}-stream "
+                            "run (its connects included); from /proc/PID/stat, 10 ms ticks")
+    embed = embedded.latencies
+    add_latency(results, "embed", sse, f"subscribe() x{s}", embed,
+                dict.fromkeys(every, embedded.raw_ms),
+                dict.fromkeys(every, "raw_logbook_publish_ms"),
+                {"latency_median": AFTER_PUBLISH, "all_median": AFTER_PUBLISH},
                 note=f"{s} subscribe() iterators of an EmbeddedNode in this process; "
-                     f"{embedded.latency.pairs:,} pairs; max {embedded.latency.max_ms:.1f} ms; "
-                     "the publish's own durable commit is included; raw: one Logbook.publish")
-    results.add(Figure("embed_publish_rtt_median", sse,
-                       f"EmbeddedNode.publish call ({s} iterators)",
-                       embedded.latency.publish_rtt_median_ms, "ms",
-                       raw_key="raw_logbook_publish_ms"))
+                     f"{embed[0].pairs:,} pairs a round; max "
+                     f"{max(lat.max_ms for lat in embed):.1f} ms; the publish's own durable "
+                     "commit is included; raw: one Logbook.publish")
+    results.paired("embed_publish_rtt_median", sse, f"EmbeddedNode.publish call ({s} iterators)",
+                   "ms", Paired.of([lat.publish_rtt_median_ms for lat in embed],
+                                   embedded.raw_ms),
+                   "raw_logbook_publish_ms", bound=AFTER_PUBLISH)
     results.notes.append(
-        "http: publishing rates are entries/s beside Logbook.publish on a SqliteStore in this "
-        "process (signing + a durable commit). Latencies run from just before the publish "
-        "request is written to the moment the subscriber's socket read returns the event; raw "
-        "limits for the SSE rows are the same clients against a bare trio fan-out server "
-        "(child process, no store), for the in-process rows one Logbook.publish."
+        "http: publishing rates are entries/s, each sample right after a sample of "
+        "Logbook.publish on a SqliteStore in this process (signing + a durable commit). "
+        "Latencies run from just before the publish request is written to the moment the "
+        "subscriber's socket read returns the event. Each latency round takes a raw sample of "
+        "Logbook.publish, then runs the bare trio fan-out server (child process, no store) "
+        "and the node with the same clients: the SSE rows pair each node run with the fan-out "
+        "run just before it; the in-process rows pair each run with the round's raw publish."
     )
 
 
 # -- output ---------------------------------------------------------------------------------------
 
 
-def _raw_cell(figure: Figure) -> str:
-    if figure.raw_value is None:
-        return "-"
-    return base.fmt(figure.raw_value, base.short_unit(figure.raw_unit))
-
-
 def print_human(results: Results, meta: dict[str, Any]) -> None:
     print(f"tidings local HTTP API benchmark: {meta['mode']} run")
     print(f"python {meta['python']}, trio {meta['trio']}, h11 {meta['h11']}, SQLite "
           f"{meta['sqlite']}, {meta['cpus']} CPUs, temp dir {meta['tmpdir']}")
-    print(f"rates: {meta['statistic']}; latencies: one run each; total "
-          f"{meta['elapsed_s']:.0f} s")
-    base.print_table(results, widths=(44, 20, 20, 9, 4, 4), raw_cell=_raw_cell)
+    print(f"{meta['statistic']}; total {meta['elapsed_s']:.0f} s")
+    base.print_table(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = base.size_parser(__doc__,
                               f"smaller sizes ({QUICK.publishes} publishes per sample, "
-                              f"{QUICK.entries} paced entries); under ~20 s")
+                              f"{QUICK.rounds} latency rounds of {QUICK.entries} entries)")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()
@@ -936,12 +1027,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_http_api(results, sizes)
     meta = {
         **base.machine_meta(sizes.name, "tidings", "trio", "h11"),
-        "statistic": f"best (fastest) of {sizes.repeats} runs",
+        "statistic": f"{base.STATISTIC}; {sizes.pairs} pairs a rate, {sizes.rounds} latency "
+                     "rounds",
         "sizes": sizes_meta(sizes),
         "elapsed_s": perf_counter() - begun,
     }
-    base.emit("tidings-http-api", results, meta, as_json=args.json, human=print_human)
-    return 0
+    return base.emit("tidings-http-api", results, meta, as_json=args.json, human=print_human,
+                     smoke=args.smoke)
 
 
 if __name__ == "__main__":

@@ -17,28 +17,32 @@ launching the sync to its exit is the replication time. Three scenarios:
   once, then 10 feeds get one more entry on the source, and R syncs again.
 
 Bytes on the wire are counted by a small TCP proxy in this process, between the
-sync client and the node. Every rate is printed beside the raw Ed25519
-verifies/s measured in the same run, with their ratio. Nothing here asserts on
-timing; the exit status is non-zero only when the benchmark itself breaks (a
-sync fails or receives the wrong number of entries). benchmarks/run.py runs
-this too with ``--replication``. See benchmarks/README.md.
+sync client and the node. Every timed sync comes right after a sample of its
+raw limit (bare Ed25519 verifies, a bare interpreter start), and the ratios are
+medians of the per-pair ratios (benchmarks/pairs.py). Nothing here asserts on
+timing; the exit status is non-zero when the benchmark itself breaks (a sync
+fails or receives the wrong number of entries) or a ratio crosses the bound
+its raw limit sets. benchmarks/run.py runs this too with ``--replication``.
+See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +51,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:  # for `import run` when run.py imports this file
     sys.path.insert(0, str(BENCH_DIR))
 
-import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, sampling helpers)
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
-    Ed25519PrivateKey,
-)
+import run as base  # noqa: E402  (benchmarks/run.py: Figure, Results, raw limits)
+from pairs import Bound, Paired, no_gc, per_second  # noqa: E402  (benchmarks/pairs.py)
+from run import Figure, RawKind, Results, log  # noqa: E402
 
 import tidings  # noqa: E402  (importable: run.py above puts src/ on the path if needed)
 from tidings import Identity, Logbook, SqliteStore  # noqa: E402
@@ -59,7 +62,6 @@ from tidings.node.home import Home  # noqa: E402
 from tidings.node.state import NodeState  # noqa: E402
 from tidings.storage.logbook import BATCH_SIZE  # noqa: E402
 
-Figure, Results, log, no_gc = base.Figure, base.Results, base.log, base.no_gc
 perf_counter = time.perf_counter
 
 TIMESTAMP = 1_700_000_000_000_000
@@ -75,7 +77,7 @@ SRC_DIR = str(Path(tidings.__file__).resolve().parent.parent)
 @dataclass(frozen=True)
 class Sizes:
     name: str
-    repeats: int  # timed syncs per scenario; the fastest is reported
+    pairs: int  # (raw limit, timed sync) pairs per scenario
     raw_crypto: int  # Ed25519 verifies per raw sample
     one_feed: int  # entries in the one-feed log
     feeds: int  # feeds in the many-feeds scenario ...
@@ -91,7 +93,7 @@ SMOKE = Sizes("smoke", 1, 200, 500, 5, 10, 20, 2)
 
 
 def payload(i: int) -> bytes:
-    """A ~100-byte payload, different for each ``i``."""
+    """A 100-byte payload, different for each ``i``."""
     head = b"entry %09d " % i
     return head + b"x" * (PAYLOAD_SIZE - len(head))
 
@@ -170,31 +172,42 @@ class Source:
     feeds: list[FeedId]
     entries: int
     wire_minimum: int  # bytes of every entry plus its payload: what any sync must ship
+    signatures: int  # signed entries among them: a reader verifies each
+    append_s: float  # seconds in publish_batch (payloads made beforehand), setup excluded
 
 
-def build_source(home: Path, authors: Sequence[int], per_feed: int) -> Source:
+def build_source(home: Path, authors: Sequence[int], per_feed: int, *,
+                 make_payload: Callable[[int], bytes] = payload,
+                 one_transaction: bool = True) -> Source:
     """A home holding one ``LOG_ID`` log per author, ``per_feed`` entries each.
 
-    Every write happens in one store transaction (``publish_batch`` nests in it),
-    so the setup pays one durable commit, not one per feed.
+    With ``one_transaction`` every write happens in one store transaction
+    (``publish_batch`` nests in it), so the setup pays one durable commit, not
+    one per feed. Without it, each ``publish_batch`` of ``BATCH_SIZE`` is its
+    own durable transaction, as ``tidings publish --lines`` writes.
     """
     Home(home).init()
     store = SqliteStore(Home(home).store_path)
     feeds: list[FeedId] = []
-    minimum = 0
+    minimum = signatures = 0
+    append_s = 0.0
     try:
-        with store.transaction():
+        with store.transaction() if one_transaction else nullcontext():
             for index in authors:
                 book = Logbook(store, author(index), clock=lambda: TIMESTAMP)
-                for first in range(0, per_feed, BATCH_SIZE):
-                    payloads = [payload(i) for i in range(first, min(per_feed, first + BATCH_SIZE))]
-                    for entry in book.publish_batch(payloads, LOG_ID):
-                        minimum += len(entry.raw)
-                    minimum += sum(map(len, payloads))
+                payloads = [make_payload(i) for i in range(per_feed)]
+                with no_gc():
+                    start = perf_counter()
+                    written = [entry for first in range(0, per_feed, BATCH_SIZE)
+                               for entry in book.publish_batch(
+                                   payloads[first:first + BATCH_SIZE], LOG_ID)]
+                    append_s += perf_counter() - start
+                minimum += sum(len(entry.raw) for entry in written) + sum(map(len, payloads))
+                signatures += sum(entry.signed for entry in written)
                 feeds.append(book.feed(LOG_ID))
     finally:
         store.close()
-    return Source(home, feeds, len(feeds) * per_feed, minimum)
+    return Source(home, feeds, len(feeds) * per_feed, minimum, signatures, append_s)
 
 
 def add_entries(source: Source, authors: Sequence[int]) -> int:
@@ -338,6 +351,11 @@ def running_node(home: Path, log_path: Path) -> Iterator[NodeProcess]:
 # -- bytes on the wire --------------------------------------------------------------
 
 
+def close_both(a: socket.socket, b: socket.socket) -> None:
+    a.close()
+    b.close()
+
+
 class CountingProxy:
     """127.0.0.1:port -> the node, counting the TCP payload bytes each way.
 
@@ -373,7 +391,7 @@ class CountingProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
-            done = threading.Barrier(2, action=lambda c=client, n=node: (c.close(), n.close()))
+            done = threading.Barrier(2, action=functools.partial(close_both, client, node))
             for src, dst, up in ((client, node, True), (node, client, False)):
                 thread = threading.Thread(target=self._pump, args=(src, dst, up, done),
                                           daemon=True)
@@ -474,31 +492,27 @@ def run_sync(home: Path, node: NodeProcess, expect: int, *, proxied: bool = Fals
 # -- raw limits --------------------------------------------------------------------------
 
 
-def bench_raw(results: Results, sizes: Sizes) -> None:
-    """The raw limits, unless run.py measured them already in this run."""
-    if "raw_ed25519_verify" not in results.figures:
-        key = Ed25519PrivateKey.from_private_bytes(base.SEED_VERIFY)
-        public, signature, n = key.public_key(), key.sign(base.MESSAGE), sizes.raw_crypto
+RAW_KINDS = {
+    "raw_python_rss": RawKind("python -c pass: peak RSS (ru_maxrss)", "MiB"),
+}
 
-        def verify_once() -> float:
-            verify = public.verify
-            start = perf_counter()
-            for _ in range(n):
-                verify(signature, base.MESSAGE)
-            return perf_counter() - start
 
-        log("raw Ed25519 verifies ...")
-        results.rate("raw_ed25519_verify", "raw", "Ed25519 verify, 200-byte message", n,
-                     base.samples(sizes.repeats, verify_once), "verifies/s")
-    if "raw_python_startup" not in results.figures:
-        log("raw process start-up: python -c pass ...")
-        bare = [run_measured([sys.executable, "-c", "pass"]) for _ in range(sizes.repeats)]
-        results.add(Figure("raw_python_startup", "raw", "python -c pass (process start)",
-                           min(c.elapsed_s for c in bare) * 1000, "ms",
-                           samples_s=[c.elapsed_s for c in bare]))
-    bare = [run_measured([sys.executable, "-c", "pass"]) for _ in range(sizes.repeats)]
-    results.add(Figure("raw_python_rss", "raw", "python -c pass: peak RSS (ru_maxrss)",
-                       rss_kib_to_mib(min(c.peak_rss_kib for c in bare)), "MiB"))
+def bare_python() -> Child:
+    """``python -c pass`` through the launcher: the start-up time and RSS floor."""
+    return run_measured([sys.executable, "-c", "pass"])
+
+
+def raw_verify_rate(sizes: Sizes) -> Callable[[], float]:
+    return per_second(sizes.raw_crypto, base.ed25519_verify_seconds(sizes.raw_crypto))
+
+
+def signatures_bound(source: Source) -> Bound:
+    return base.signatures_bound(source.entries, source.signatures, "verify")
+
+
+RSS_FLOOR = base.at_least_one("a sync or a node is a python process with more imports and "
+                              "data than a bare interpreter, started the same way")
+START_FLOOR = base.at_least_one("a sync is a python start plus imports, a handshake and more")
 
 
 # -- the scenarios -------------------------------------------------------------------------
@@ -506,72 +520,90 @@ def bench_raw(results: Results, sizes: Sizes) -> None:
 
 def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str,
                source: Source) -> None:
-    """Replicate everything ``source`` holds into fresh homes: ``repeats`` direct syncs
-    (timed), syncs with nothing new (the fixed cost of a sync), one sync through the proxy."""
+    """Replicate everything ``source`` holds into fresh homes, ``pairs`` rounds of: raw
+    verifies, a timed sync, a bare interpreter start, a sync with nothing new (the fixed
+    cost of a sync); then one sync through the counting proxy."""
     n = source.entries
+    raw_verify = raw_verify_rate(sizes)
+    verifies: list[float] = []
+    runs: list[SyncRun] = []
+    bares: list[Child] = []
+    noops: list[SyncRun] = []
     with running_node(source.home, tmp / f"node-{key}.log") as node:
-        log(f"  node up on 127.0.0.1:{node.port}; {sizes.repeats} timed syncs of {n:,} "
-            "entries ...")
-        runs: list[SyncRun] = []
-        for attempt in range(sizes.repeats):
+        log(f"  node up on 127.0.0.1:{node.port}; {sizes.pairs} rounds: raw verifies, sync of "
+            f"{n:,} entries, bare python, no-op sync ...")
+        for attempt in range(sizes.pairs):
             home = make_receiver(tmp / f"r-{key}-{attempt}", source.feeds)
+            with no_gc():
+                verifies.append(raw_verify())
             runs.append(run_sync(home, node, n))
-            log(f"    sync {attempt + 1}: {runs[-1].elapsed_s:.2f} s")
-        log("  syncs with nothing new (the fixed cost of one sync) ...")
-        noops = [run_sync(tmp / f"r-{key}-0", node, 0) for _ in range(sizes.repeats)]
+            bares.append(bare_python())
+            noops.append(run_sync(home, node, 0))
+            log(f"    round {attempt + 1}: sync {runs[-1].elapsed_s:.2f} s, no-op "
+                f"{noops[-1].elapsed_s:.2f} s")
         log("  one more sync through the counting proxy ...")
         proxied = run_sync(make_receiver(tmp / f"r-{key}-proxy", source.feeds), node, n,
                            proxied=True)
+        node_bare = bare_python()
         node_rss = node.peak_rss_kib()
         node.stop()
 
-    times = [r.elapsed_s for r in runs]
-    best = min(runs, key=lambda r: r.elapsed_s)
-    noop_s = min(r.elapsed_s for r in noops)
     what = (f"{n:,} entries" if len(source.feeds) == 1
             else f"{len(source.feeds):,} feeds x {n // len(source.feeds)}")
-    results.rate(f"replicate_{key}", section, f"sync {what}: launch to exit", n, times,
-                 "entries/s", raw_key="raw_ed25519_verify", goal_ratio=5,
-                 note="wall time of `tidings sync`, process start-up included")
-    net = best.elapsed_s - noop_s
-    if net > 0:
-        results.add(Figure(f"replicate_{key}_net", section,
-                           f"sync {what}: minus a no-op sync", n / net, "entries/s",
-                           raw_key="raw_ed25519_verify", goal_ratio=5, count=n,
-                           note=f"{n:,} / (best sync {best.elapsed_s:.3f} s - best no-op sync "
-                                f"{noop_s:.3f} s)"))
-    results.add(Figure(f"sync_noop_{key}", section, "no-op sync (nothing new), launch to exit",
-                       noop_s * 1000, "ms", raw_key="raw_python_startup",
-                       samples_s=[r.elapsed_s for r in noops],
-                       note="the same home again, after its full sync: start-up, imports, "
-                            "handshake, clock exchange, exit"))
-    results.add(Figure(f"raw_entry_bytes_{key}", "raw",
-                       f"entry + payload bytes, mean ({what})", source.wire_minimum / n,
-                       "bytes/entry"))
-    results.add(Figure(f"wire_bytes_per_entry_{key}", section,
-                       "bytes on the wire per entry, both ways", proxied.wire_total / n,
-                       "bytes/entry", raw_key=f"raw_entry_bytes_{key}",
-                       note=f"one proxied sync: {proxied.from_node:,} bytes node->client, "
-                            f"{proxied.to_node:,} bytes client->node (TCP payload); "
-                            f"that sync took {proxied.elapsed_s:.2f} s"))
+    results.paired(f"replicate_{key}", section, f"sync {what}: launch to exit", "entries/s",
+                   Paired.of([n / r.elapsed_s for r in runs], verifies), "raw_ed25519_verify",
+                   count=n, goal_ratio=5, bound=signatures_bound(source),
+                   note="wall time of `tidings sync`, process start-up included")
+    nets = [r.elapsed_s - noop.elapsed_s for r, noop in zip(runs, noops, strict=True)]
+    if all(net > 0 for net in nets):
+        results.paired(f"replicate_{key}_net", section, f"sync {what}: minus a no-op sync",
+                       "entries/s", Paired.of([n / net for net in nets], verifies),
+                       "raw_ed25519_verify", count=n, goal_ratio=5,
+                       bound=signatures_bound(source),
+                       note="per round: entries / (sync - no-op sync of the same round)")
+    else:
+        results.notes.append(f"replicate_{key}_net left out: a no-op sync took as long as "
+                             "the full sync of its round")
+    results.paired(f"sync_noop_{key}", section, "no-op sync (nothing new), launch to exit",
+                   "ms", Paired.of([r.elapsed_s * 1000 for r in noops],
+                                   [b.elapsed_s * 1000 for b in bares]),
+                   "raw_python_startup", bound=START_FLOOR,
+                   note="the round's home again, after its full sync: start-up, imports, "
+                        "handshake, clock exchange, exit")
+    results.raw_kinds[f"raw_entry_bytes_{key}"] = RawKind(
+        f"entry + payload bytes, mean ({what})", "bytes/entry")
+    results.paired(f"wire_bytes_per_entry_{key}", section,
+                   "bytes on the wire per entry, both ways", "bytes/entry",
+                   Paired.once(proxied.wire_total / n, source.wire_minimum / n),
+                   f"raw_entry_bytes_{key}",
+                   note=f"one proxied sync: {proxied.from_node:,} bytes node->client, "
+                        f"{proxied.to_node:,} bytes client->node (TCP payload); "
+                        f"that sync took {proxied.elapsed_s:.2f} s")
     results.add(Figure(f"wire_bytes_from_node_{key}", section, "bytes node->client, total",
                        float(proxied.from_node or 0), "bytes"))
     results.add(Figure(f"wire_bytes_to_node_{key}", section, "bytes client->node, total",
                        float(proxied.to_node or 0), "bytes"))
     if node_rss is not None:
-        results.add(Figure(f"node_peak_rss_{key}", section, "node (`up`) peak RSS (VmHWM)",
-                           rss_kib_to_mib(node_rss), "MiB", raw_key="raw_python_rss",
-                           note=f"VmHWM of the `up` process after {len(runs) + len(noops) + 1} "
-                                "syncs, read just before stopping it"))
-    results.add(Figure(f"client_peak_rss_{key}", section, "sync client peak RSS (ru_maxrss)",
-                       rss_kib_to_mib(max(r.client_peak_rss_kib for r in runs)), "MiB",
-                       raw_key="raw_python_rss",
-                       note="max over the timed syncs; os.wait4 in a small launcher process"))
-    results.add(Figure(f"client_cpu_{key}", section, "sync client CPU (user+sys), best run",
-                       best.client_cpu_s * 1000, "ms"))
-    if best.node_cpu_s is not None:
-        results.add(Figure(f"node_cpu_{key}", section, "node CPU during it (user+sys)",
-                           best.node_cpu_s * 1000, "ms", note="from /proc/PID/stat, 10 ms ticks"))
+        results.paired(f"node_peak_rss_{key}", section, "node (`up`) peak RSS (VmHWM)", "MiB",
+                       Paired.once(rss_kib_to_mib(node_rss),
+                                   rss_kib_to_mib(node_bare.peak_rss_kib)),
+                       "raw_python_rss", bound=RSS_FLOOR,
+                       note=f"VmHWM of the `up` process after {2 * len(runs) + 1} syncs, read "
+                            "just before stopping it")
+    results.paired(f"client_peak_rss_{key}", section, "sync client peak RSS (ru_maxrss)", "MiB",
+                   Paired.of([rss_kib_to_mib(r.client_peak_rss_kib) for r in runs],
+                             [rss_kib_to_mib(b.peak_rss_kib) for b in bares]),
+                   "raw_python_rss", bound=RSS_FLOOR,
+                   note="os.wait4 in a small launcher process, for the sync and the bare "
+                        "python of each round")
+    results.add(Figure(f"client_cpu_{key}", section, "sync client CPU (user+sys), median",
+                       statistics.median(r.client_cpu_s for r in runs) * 1000, "ms",
+                       samples=len(runs)))
+    node_cpus = [r.node_cpu_s for r in runs if r.node_cpu_s is not None]
+    if node_cpus:
+        results.add(Figure(f"node_cpu_{key}", section, "node CPU during a sync (user+sys)",
+                           statistics.median(node_cpus) * 1000, "ms", samples=len(node_cpus),
+                           note="from /proc/PID/stat, 10 ms ticks; median over the syncs"))
 
 
 def bench_one_feed(results: Results, sizes: Sizes, tmp: Path) -> None:
@@ -598,78 +630,83 @@ def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
     authors = range(100_001, 100_001 + shared)
     source = build_source(tmp / "s-shared", authors, 1)
     home = make_receiver(tmp / "r-shared", source.feeds)
+    bares: list[Child] = []
     with running_node(source.home, tmp / "node-shared.log") as node:
-        log("  first sync (through the proxy) ...")
+        log("  first sync (through the proxy), after a bare python ...")
+        bares.append(bare_python())
         first = run_sync(home, node, shared, proxied=True)
         log(f"  {changed} feeds get one more entry on the source; reconnect ...")
         new_bytes = add_entries(source, list(authors)[:: max(1, shared // changed)][:changed])
         time.sleep(NODE_NOTICE_S)  # let the node see the write (it polls every 0.1 s)
+        bares.append(bare_python())
         again = run_sync(home, node, changed, proxied=True)
         log("  reconnect with nothing changed ...")
+        bares.append(bare_python())
         idle = run_sync(home, node, 0, proxied=True)
+        node_bare = bare_python()
         node_rss = node.peak_rss_kib()
         node.stop()
 
-    results.add(Figure("raw_entry_bytes_shared", "raw",
-                       f"entry + payload bytes of all {shared:,} shared entries",
-                       float(source.wire_minimum), "bytes"))
-    results.add(Figure("raw_entry_bytes_changed", "raw",
-                       f"entry + payload bytes of the {changed} new entries",
-                       float(new_bytes), "bytes"))
-    results.add(Figure("reconnect_first_sync_bytes", section,
-                       f"first sync of {shared:,} feeds: bytes both ways",
-                       float(first.wire_total), "bytes", raw_key="raw_entry_bytes_shared",
-                       samples_s=[first.elapsed_s],
-                       note=f"{first.from_node:,} node->client, {first.to_node:,} client->node; "
-                            f"took {first.elapsed_s:.2f} s"))
-    results.add(Figure("reconnect_changed_bytes", section,
-                       f"reconnect, {changed} changed: bytes both ways",
-                       float(again.wire_total), "bytes", raw_key="raw_entry_bytes_changed",
-                       samples_s=[again.elapsed_s],
-                       note=f"{again.from_node:,} node->client, {again.to_node:,} client->node; "
-                            f"took {again.elapsed_s:.2f} s; first sync "
-                            f"{first.wire_total:,} bytes"))
-    results.add(Figure("reconnect_unchanged_bytes", section,
-                       "reconnect, nothing changed: bytes both ways",
-                       float(idle.wire_total), "bytes", raw_key="reconnect_first_sync_bytes",
-                       raw_label="first sync", samples_s=[idle.elapsed_s],
-                       note=f"{idle.from_node:,} node->client, {idle.to_node:,} client->node; "
-                            f"took {idle.elapsed_s:.2f} s"))
-    results.add(Figure("reconnect_changed_time", section,
-                       f"reconnect, {changed} changed: launch to exit",
-                       again.elapsed_s * 1000, "ms", raw_key="raw_python_startup",
-                       samples_s=[again.elapsed_s]))
-    results.add(Figure("reconnect_first_sync_time", section,
-                       f"first sync of {shared:,} feeds: launch to exit",
-                       first.elapsed_s * 1000, "ms", raw_key="raw_python_startup",
-                       samples_s=[first.elapsed_s]))
+    results.raw_kinds["raw_entry_bytes_shared"] = RawKind(
+        f"entry + payload bytes of all {shared:,} shared entries", "bytes")
+    results.raw_kinds["raw_entry_bytes_changed"] = RawKind(
+        f"entry + payload bytes of the {changed} new entries", "bytes")
+    results.paired("reconnect_first_sync_bytes", section,
+                   f"first sync of {shared:,} feeds: bytes both ways", "bytes",
+                   Paired.once(first.wire_total, source.wire_minimum), "raw_entry_bytes_shared",
+                   note=f"{first.from_node:,} node->client, {first.to_node:,} client->node; "
+                        f"took {first.elapsed_s:.2f} s")
+    results.paired("reconnect_changed_bytes", section,
+                   f"reconnect, {changed} changed: bytes both ways", "bytes",
+                   Paired.once(again.wire_total, new_bytes), "raw_entry_bytes_changed",
+                   note=f"{again.from_node:,} node->client, {again.to_node:,} client->node; "
+                        f"took {again.elapsed_s:.2f} s; first sync {first.wire_total:,} bytes")
+    results.paired("reconnect_unchanged_bytes", section,
+                   "reconnect, nothing changed: bytes both ways", "bytes",
+                   Paired.once(idle.wire_total, first.wire_total), "reconnect_first_sync_bytes",
+                   raw_label="first sync",
+                   note=f"{idle.from_node:,} node->client, {idle.to_node:,} client->node; "
+                        f"took {idle.elapsed_s:.2f} s")
+    results.paired("reconnect_changed_time", section,
+                   f"reconnect, {changed} changed: launch to exit", "ms",
+                   Paired.once(again.elapsed_s * 1000, bares[1].elapsed_s * 1000),
+                   "raw_python_startup", bound=START_FLOOR)
+    results.paired("reconnect_first_sync_time", section,
+                   f"first sync of {shared:,} feeds: launch to exit", "ms",
+                   Paired.once(first.elapsed_s * 1000, bares[0].elapsed_s * 1000),
+                   "raw_python_startup", bound=START_FLOOR)
     if node_rss is not None:
-        results.add(Figure("node_peak_rss_shared", section, "node (`up`) peak RSS (VmHWM)",
-                           rss_kib_to_mib(node_rss), "MiB", raw_key="raw_python_rss"))
-    results.add(Figure("client_peak_rss_shared", section, "sync client peak RSS (ru_maxrss)",
-                       rss_kib_to_mib(max(r.client_peak_rss_kib for r in (first, again, idle))),
-                       "MiB", raw_key="raw_python_rss"))
+        results.paired("node_peak_rss_shared", section, "node (`up`) peak RSS (VmHWM)", "MiB",
+                       Paired.once(rss_kib_to_mib(node_rss),
+                                   rss_kib_to_mib(node_bare.peak_rss_kib)),
+                       "raw_python_rss", bound=RSS_FLOOR)
+    results.paired("client_peak_rss_shared", section, "sync client peak RSS (ru_maxrss)", "MiB",
+                   Paired.of([rss_kib_to_mib(r.client_peak_rss_kib) for r in (first, again, idle)],
+                             [rss_kib_to_mib(b.peak_rss_kib) for b in bares]),
+                   "raw_python_rss", bound=RSS_FLOOR,
+                   note="the three syncs, each after a bare python")
 
 
 def bench_replication(results: Results, sizes: Sizes) -> None:
-    """Every figure of this file; ``results`` may already hold run.py's raw limits."""
-    bench_raw(results, sizes)
+    """Every figure of this file, added to ``results``."""
+    results.raw_kinds.update(RAW_KINDS)
     with tempfile.TemporaryDirectory(prefix="tidings-bench-repl-") as tmp:
         bench_one_feed(results, sizes, Path(tmp))
         bench_many_feeds(results, sizes, Path(tmp))
         bench_reconnect(results, sizes, Path(tmp))
     results.notes.append(
-        "replication: ratio = value / raw limit. Rates are entries/s over raw Ed25519 "
-        "verifies/s (goal >= 5x: SSB managed ~200 entries/s between two local instances). "
-        "Bytes on the wire are TCP payload bytes counted by a proxy in the benchmark "
-        "process; their raw limit is the entry and payload bytes themselves. The timed "
-        "syncs connect straight to the node, without the proxy."
+        "replication: ratio = value / raw limit, per round. Rates are entries/s over raw "
+        "Ed25519 verifies/s sampled just before each sync (goal >= 5x: SSB managed ~200 "
+        "entries/s between two local instances). Bytes on the wire are TCP payload bytes "
+        "counted by a proxy in the benchmark process; their raw limit is the entry and "
+        "payload bytes themselves. The timed syncs connect straight to the node, without "
+        "the proxy."
     )
 
 
 def sizes_meta(sizes: Sizes) -> dict[str, Any]:
     return {
-        "repeats": sizes.repeats,
+        "pairs": sizes.pairs,
         "one_feed_entries": sizes.one_feed,
         "many_feeds": sizes.feeds,
         "entries_per_feed": sizes.per_feed,
@@ -682,27 +719,12 @@ def sizes_meta(sizes: Sizes) -> dict[str, Any]:
 # -- output ------------------------------------------------------------------------------
 
 
-def fmt(value: float, unit: str) -> str:
-    if unit in ("MiB", "bytes/entry"):
-        return f"{value:,.1f} {unit}"
-    if unit == "ms" and 10 <= value < 10_000:
-        return f"{value:,.0f} ms"
-    return base.fmt(value, unit)
-
-
-def _raw_cell(figure: Figure) -> str:
-    if figure.raw_value is None:
-        return "-"
-    raw = fmt(figure.raw_value, base.short_unit(figure.raw_unit))
-    return f"{raw} (1st)" if figure.raw_label == "first sync" else raw
-
-
 def print_human(results: Results, meta: dict[str, Any]) -> None:
     print(f"tidings replication benchmark: {meta['mode']} run")
     print(f"python {meta['python']}, cryptography {meta['cryptography']}, SQLite "
           f"{meta['sqlite']}, {meta['cpus']} CPUs, temp dir {meta['tmpdir']}")
-    print(f"timed syncs: best of {meta['sizes']['repeats']}; total {meta['elapsed_s']:.0f} s")
-    base.print_table(results, widths=(44, 20, 20, 9, 9, 4), raw_cell=_raw_cell)
+    print(f"{meta['statistic']}; total {meta['elapsed_s']:.0f} s")
+    base.print_table(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -716,12 +738,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_replication(results, sizes)
     meta = {
         **base.machine_meta(sizes.name, "tidings", "cryptography"),
-        "statistic": f"best (fastest) of {sizes.repeats} syncs; reconnect figures once",
+        "statistic": f"{base.STATISTIC}; {sizes.pairs} rounds a scenario, reconnect once",
         "sizes": sizes_meta(sizes),
         "elapsed_s": perf_counter() - begun,
     }
-    base.emit("tidings-replication", results, meta, as_json=args.json, human=print_human)
-    return 0
+    return base.emit("tidings-replication", results, meta, as_json=args.json,
+                     human=print_human, smoke=args.smoke)
 
 
 if __name__ == "__main__":
