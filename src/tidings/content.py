@@ -410,6 +410,16 @@ def _url(value: Any, path: str, strict: bool = True) -> str:
     return str(value)
 
 
+def is_url(text: object) -> bool:
+    """Whether ``text`` is a URL by the content rules (spec/content.md §5): absolute,
+    ``http`` or ``https``, at most 2048 characters. Only these become links.
+
+    >>> is_url("https://example.org/a?b#c"), is_url("javascript:alert(1)")
+    (True, False)
+    """
+    return isinstance(text, str) and len(text) <= MAX_URL and bool(_URL.fullmatch(text))
+
+
 def _tag(value: Any, path: str, strict: bool) -> str:
     return _text(value, path, MAX_TAG, line=True)
 
@@ -807,6 +817,31 @@ def _one_line(text: str, limit: int = DESCRIBE_WIDTH) -> str:
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""
+
+
+def split_title(text: str) -> tuple[str, str]:
+    """A title for untitled text, and the text that follows it: ``(first line, rest)``.
+
+    The title is the first line that is not blank, as :func:`describe` shows it.
+    The rest is the text after that line (blank lines dropped from its start),
+    so a renderer that shows both never shows the first line twice; when the
+    line is too long for a title (it is cut, with "…"), the rest is the whole text.
+
+    >>> split_title("Week 1\\n\\nWhat a feed is."), split_title("")
+    (('Week 1', 'What a feed is.'), ('', ''))
+    """
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        title = _one_line(line)
+        if not title:
+            continue
+        if len(" ".join(_UNPRINTABLE.sub(" ", line).split())) > DESCRIBE_WIDTH:
+            return title, text  # cut: the whole line must still be shown
+        rest = lines[index + 1:]
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        return title, "".join(rest)
+    return "", text
 
 
 def _bytes(count: int) -> str:

@@ -80,6 +80,11 @@ default_log = "{DEFAULT_LOG}"
 # enabled = true
 # Web origins allowed to call the API from a browser (CORS); none by default.
 # cors_origins = []
+
+[feeds]
+# The public URL `tidings serve-feeds` is reached at (--base-url), for the links of
+# its pages and feeds; without it, links are relative to each page.
+# base_url = "https://feeds.example.org"
 """
 _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
@@ -88,6 +93,7 @@ _SETTINGS: dict[str, dict[str, type]] = {
         "lan_interface": str, "lan_port": int,
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
+    "feeds": {"base_url": str},
 }
 
 
@@ -114,6 +120,8 @@ class Config:
     node: dict[str, object] = field(default_factory=dict)
     #: The [api] table, checked the same way.
     api: dict[str, object] = field(default_factory=dict)
+    #: The [feeds] table (the public gateway, `tidings serve-feeds`), checked the same way.
+    feeds: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Config:
