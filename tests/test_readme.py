@@ -65,6 +65,13 @@ def test_the_gateway_walk_through_runs(tmp_path: Path) -> None:
     assert media == "application/xml; charset=utf-8"  # what a browser renders
 
 
+def test_the_import_feed_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## Bringing a blog or a podcast", tmp_path)
+    assert done.stdout.splitlines()[-2:] == ["1\tFirst post", "2\tSecond post"]
+    assert "imported 2 new items" in done.stderr
+    assert "imported 0 new items" in done.stderr  # the second run
+
+
 def test_the_simulator_command_runs(tmp_path: Path) -> None:
     done = run_sh_block("## Simulating a network", tmp_path, python=True)
     assert "converged in" in done.stdout, done.stdout

@@ -31,6 +31,7 @@ from tidings.cli.common import (
     print_json,
 )
 from tidings.cli.corrections import add_commands as add_correction_commands
+from tidings.cli.import_feed import add_commands as add_import_feed_commands
 from tidings.cli.node import add_commands as add_node_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
@@ -394,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_commands(command)
     add_api_commands(command)
     add_correction_commands(command)
+    add_import_feed_commands(command)
     return parser
 
 
