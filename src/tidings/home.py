@@ -9,6 +9,7 @@ Layout (spec-independent, local only)::
     HOME/node.sqlite3    follows, known peers, clock memory
     HOME/api.token       the local HTTP API's bearer token, mode 0600
     HOME/api.json        where a running node's local API listens (while it runs)
+    HOME/imports.sqlite3 the feed items `tidings import-feed` brought in, per log
 
 HOME is ``--home``, else ``$TIDINGS_HOME``, else the platform's user data
 directory for "tidings".
