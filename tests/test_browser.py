@@ -78,7 +78,8 @@ def dump_dom(url: str, profile: Path) -> Dom:
     done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+         "--no-first-run", "--disable-extensions", "--disable-dev-shm-usage",
+         f"--user-data-dir={profile}",
          "--dump-dom", url],
         capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
