@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -96,7 +97,7 @@ def request(path: str, query: str = "", **headers: str) -> Request:
 
 
 @pytest.fixture
-def book(tmp_path: Path) -> Logbook:
+def book(tmp_path: Path) -> Iterator[Logbook]:
     store = SqliteStore(tmp_path / "s.sqlite3")
     yield Logbook(store, Identity.generate())
     store.close()
