@@ -28,6 +28,8 @@ from tidings.content import (
     Follow,
     LinkShare,
     Post,
+    Replace,
+    Retract,
     Unfollow,
     Unknown,
     decode,
@@ -114,7 +116,8 @@ def test_follow_reading_vectors(case: dict[str, Any]) -> None:
 
 def test_the_vectors_cover_every_type_and_reading_step() -> None:
     types = {case["json"]["type"] for case in VECTORS["valid"]}
-    assert {"post", "link", "follow", "unfollow", "about", "org.example.quiz"} <= types
+    assert {"post", "link", "follow", "unfollow", "about", "retract", "replace",
+            "org.example.quiz"} <= types
     assert {case["step"] for case in VECTORS["not_content"]} == {
         "C2", "C3", "C4", "C5", "C6", "C7", "C9"}
 
@@ -182,7 +185,10 @@ app_types = st.builds(
     Unknown, st.from_regex(r"[a-z0-9_-]{1,8}(\.[a-z0-9_-]{1,8}){1,3}", fullmatch=True),
     st.dictionaries(st.text(max_size=6).filter(lambda key: key not in ("type", "v")), values,
                     max_size=4))
-contents = (posts | shares | abouts | app_types | feeds.map(Follow) | feeds.map(Unfollow))
+seqs = st.integers(1, 2**63 - 1)
+corrections = st.builds(Retract, seqs) | st.builds(Replace, seqs, posts | shares)
+contents = (posts | shares | abouts | app_types | feeds.map(Follow) | feeds.map(Unfollow)
+            | corrections)
 
 
 def depth(value: Any) -> int:
@@ -475,11 +481,39 @@ def test_from_json_refuses_values_json_cannot_hold() -> None:
     (encode(About("Alice")), "about: Alice"),
     (encode(Unknown("org.example.quiz", {})), "<org.example.quiz>"),
     (encode(Unknown("org.example.quiz", {"v": 4})), "<org.example.quiz v4>"),
+    (encode(Retract(3)), "retracts 3"),
+    (encode(Replace(3, Post("new\ntext"))), "replaces 3: new"),
+    (encode(Replace(3, LinkShare(URL, "A page"))), f"replaces 3: link: A page ({URL})"),
     (cbor2.dumps({"type": "evil\x1b[2J"}), "<evil [2J>"),
     (cbor2.dumps({"type": "post"}), "<invalid post, 11 bytes>"),
 ])
 def test_describe(payload: bytes | None, line: str) -> None:
     assert describe(payload) == line
+
+
+# -- retract and replace (spec/content.md §6.4, §6.5) ---------------------------------
+
+
+def test_a_replace_holds_a_post_or_a_link_and_names_inner_fields_from_the_top() -> None:
+    replaced = Replace(3, Post("fixed", title="T", tags=("a",)))
+    assert to_json(replaced) == {"type": "replace", "target": 3, "content": {
+        "type": "post", "text": "fixed", "title": "T", "tags": ["a"]}}
+    assert list(cbor2.loads(encode(replaced))) == ["type", "target", "content"]
+    assert list(cbor2.loads(encode(replaced))["content"]) == ["type", "text", "title", "tags"]
+    refused(Replace(3, About("Alice")), "replace.content.type")  # type: ignore[arg-type]
+    refused(Replace(3, Post("x", tags=("",))), "replace.content.tags[0]")
+    refused(Replace(0, Post("x")), "replace.target")
+    refused(Retract(2**63), "retract.target")
+    refused({"type": "retract", "target": 1, "feed": str(FEED)}, "retract.feed")
+
+
+def test_a_replace_of_a_newer_post_is_unknown_content_and_of_another_type_is_not_content() -> None:
+    newer = cbor2.dumps({"type": "replace", "target": 1, "content": {"type": "post", "v": 2}})
+    assert decode(newer) == Unknown("replace", {"target": 1, "content": {"type": "post",
+                                                                         "v": 2}})
+    nested = cbor2.dumps({"type": "replace", "target": 1, "content": {
+        "type": "replace", "target": 1, "content": {"type": "post", "text": "x"}}})
+    assert decode(nested) is None
 
 
 def test_docstring_examples() -> None:

@@ -455,7 +455,7 @@ async def test_malformed_http_gets_400_and_the_server_serves_the_next_client(api
 
 async def test_unknown_paths_and_methods_are_json_errors(api: Api) -> None:
     blog = api.node.feed("blog")
-    for target in ("/", "/v1/nothing", "/v1/status/extra", "/v2/status",
+    for target in ("/index.html", "/v1/nothing", "/v1/status/extra", "/v2/status",
                    f"/v1/feeds/{blog}/entries/1", f"/v1/feeds/{blog}/entries/1/payload"):
         reply = await api.get(target)
         assert reply.status == 404, target
@@ -660,14 +660,19 @@ async def test_public_feeds_link_from_the_base_url_not_the_host_header(tmp_path:
     feed = book.feed("blog")
     request = Request("GET", f"/feeds/{feed}.atom?limit=2", f"/feeds/{feed}.atom",
                       {"limit": ["2"]}, {"host": "evil.example"}, b"", ("127.0.0.1", 1))
-    for base, expected in ((None, "http://evil.example"),
+    for base, expected in ((None, ".."),  # relative to the document
                            ("https://feeds.example.org/", "https://feeds.example.org")):
         handler = PublicFeeds(book.store, base)
         reply = await handler(request)
+        assert b"evil.example" not in reply.body
+        # Atom's media type follows Accept (a browser gets XML it renders); nothing else varies.
+        assert [value for name, value in reply.headers if name.lower() == "vary"] == ["Accept"]
         parsed = feedparser.parse(reply.body)
         links = {link.rel: link.href for link in parsed.feed.links}
         assert links["self"] == f"{expected}/feeds/{feed}.atom?limit=2"
         assert links["next"] == f"{expected}/feeds/{feed}.atom?before=2&limit=2"
+        assert links["alternate"] == f"{expected}/feeds/{feed}"
+        assert parsed.entries[0].link == f"{expected}/feeds/{feed}/3"
     book.store.close()
 
 

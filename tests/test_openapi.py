@@ -660,6 +660,29 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
         await a.check(path, "get", f"/feeds/{BAD_FEED}.{kind}", 400, "invalid_feed")
         await a.check(path, "get", f"/feeds/{EXAMPLE_FEED}.{kind}", 404, "not_found")
         await a.check(path, "get", f"/feeds/nope.{kind}", 404, "not_found")
+    reply = await a.call("GET", f"/feeds/{own}.atom", headers=[("Accept", "text/html,*/*")])
+    assert reply.media_type == "application/xml"  # what a browser renders, with the XSLT
+    conforms("/feeds/{feed}.atom", "get", reply)
+
+    # The gateway's pages, for people.
+    await a.check("/", "get", "/", 200)
+    await a.check("/", "get", f"/?after={EXAMPLE_FEED}", 200)
+    await a.check("/", "get", "/?after=nope", 400, "invalid_request")
+    page_path = "/feeds/{feed}"
+    await a.check(page_path, "get", f"/feeds/{own}", 200)
+    await a.check(page_path, "get", f"/feeds/{own}?limit=1&before=3", 200)
+    for query in ("before=1", "before=x", "limit=0", "limit=201"):
+        await a.check(page_path, "get", f"/feeds/{own}?{query}", 400, "invalid_request")
+    await a.check(page_path, "get", f"/feeds/{BAD_FEED}", 400, "invalid_feed")
+    await a.check(page_path, "get", f"/feeds/{EXAMPLE_FEED}", 404, "not_found")
+    entry_path = "/feeds/{feed}/{seq}"
+    await a.check(entry_path, "get", f"/feeds/{own}/1", 200)
+    await a.check(entry_path, "get", f"/feeds/{own}/0", 404, "not_found")
+    await a.check(entry_path, "get", f"/feeds/{own}/99999", 404, "not_found")
+    await a.check(entry_path, "get", f"/feeds/{BAD_FEED}/1", 400, "invalid_feed")
+    await a.node.publish(content_types.Retract(2), log="blog")
+    await a.check(entry_path, "get", f"/feeds/{own}/2", 410)
+    await a.check("/assets/atom.xsl", "get", "/assets/atom.xsl", 200)
 
     # What every operation answers before its handler runs.
     for path, method, _ in operations():
@@ -707,7 +730,7 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
                 conforms_to(*_component("MethodNotAllowed"), reply)
             assert set(reply.headers["allow"].split(", ")) == taken
 
-    for target in ("/", "/v1", "/v1/", "/v2/status", "/v1/status/", "/feeds/x.rss",
+    for target in ("/index.html", "/v1", "/v1/", "/v2/status", "/v1/status/", "/feeds/x.rss",
                    f"/v1/feeds/{own}", f"/v1/feeds/{own}/entries/x"):
         reply = await a.call("GET", target)
         assert reply.status == 404, target

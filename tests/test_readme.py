@@ -59,6 +59,25 @@ def test_the_node_walk_through_runs(tmp_path: Path) -> None:
     assert lines[-1] == "2"  # the author's node saw the sync and the fetch
 
 
+def test_the_gateway_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## Feeds for people and feed readers", tmp_path)
+    index, text, feed_page, entry_page, media = done.stdout.splitlines()[-5:]
+    assert re.fullmatch(r'<h2><a href="\./feeds/tf1\w+_blog"><bdi>blog by ta1\w+</bdi></a></h2>',
+                        index), index
+    assert text == "The first entry of this blog."
+    link = r'<link rel="alternate" type="text/html" href="\.\./feeds/tf1\w+_blog{}"/>'
+    assert re.fullmatch(link.format(""), feed_page), feed_page
+    assert re.fullmatch(link.format("/1"), entry_page), entry_page  # the entry's page: its link
+    assert media == "application/xml; charset=utf-8"  # what a browser renders
+
+
+def test_the_import_feed_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## Bringing a blog or a podcast", tmp_path)
+    assert done.stdout.splitlines()[-2:] == ["1\tFirst post", "2\tSecond post"]
+    assert "imported 2 new items" in done.stderr
+    assert "imported 0 new items" in done.stderr  # the second run
+
+
 def test_the_simulator_command_runs(tmp_path: Path) -> None:
     done = run_sh_block("## Simulating a network", tmp_path, python=True)
     assert "converged in" in done.stdout, done.stdout

@@ -34,7 +34,7 @@ from tidings.node.home import Home
 #: Every test here starts real processes (see tests/conftest.py).
 pytestmark = pytest.mark.system
 
-SERVING = re.compile(r"event=serving-feeds url=(http://127\.0\.0\.1:(\d+)/feeds/)")
+SERVING = re.compile(r"event=serving-feeds url=(http://127\.0\.0\.1:(\d+)/)")
 
 
 def whoami(home: Path) -> str:
@@ -183,40 +183,41 @@ def test_serve_feeds_serves_atom_and_json_feed_without_a_token(tmp_path: Path) -
         book.store.close()
 
     with serving_feeds(home) as (base, proc, log_path):
-        status, headers, body = fetch(f"{base}{feed}.atom")
+        status, headers, body = fetch(f"{base}feeds/{feed}.atom")
         assert status == 200, body
         assert headers["content-type"].startswith("application/atom+xml")
         parsed = feedparser.parse(body)
         assert parsed.bozo == 0, parsed.get("bozo_exception")
         assert [e.title for e in parsed.entries] == ["Episode 3", "Episode 2", "Episode 1"]
 
-        status, headers, body = fetch(f"{base}{feed}.json")
+        status, headers, body = fetch(f"{base}feeds/{feed}.json")
         assert status == 200
         assert headers["content-type"].startswith("application/feed+json")
         # feedparser 6 does not read JSON Feed (it takes it for broken XML): check its shape.
         document = json.loads(body)
         assert document["version"] == "https://jsonfeed.org/version/1.1"
         assert [i["title"] for i in document["items"]] == ["Episode 3", "Episode 2", "Episode 1"]
-        assert document["feed_url"] == f"{base}{feed}.json"
+        # No base URL: links are relative to the document, never from the Host header.
+        assert document["feed_url"] == f"../feeds/{feed}.json"
 
         # A later publish (another process) shows at once: the store is read per request.
         ok(tidings(home, "publish", "--log", "podcast", "a plain text entry"))
-        parsed = feedparser.parse(fetch(f"{base}{feed}.atom")[2])
+        parsed = feedparser.parse(fetch(f"{base}feeds/{feed}.atom")[2])
         assert parsed.bozo == 0 and len(parsed.entries) == 4
 
         # Read-only, and only feeds.
-        status, headers, body = fetch(f"{base}{feed}.atom", method="POST")
+        status, headers, body = fetch(f"{base}feeds/{feed}.atom", method="POST")
         assert status == 405 and headers["allow"] == "GET, HEAD"
         assert json.loads(body)["error"]["code"] == "method_not_allowed"
-        for path in ("/", "/v1/status", f"/feeds/{feed}.rss", f"/feeds/{feed}"):
-            status, _, body = fetch(base.removesuffix("/feeds/") + path)
+        for path in ("/v1/status", f"/feeds/{feed}.rss", f"/feeds/{feed}/x", "/assets/"):
+            status, _, body = fetch(base.removesuffix("/") + path)
             assert status == 404, path
             assert json.loads(body)["error"]["code"] == "not_found"
         # A feed this home does not hold.
         other = feed_of(home, "never-published")
-        assert fetch(f"{base}{other}.atom")[0] == 404
+        assert fetch(f"{base}feeds/{other}.atom")[0] == 404
         # HEAD: the headers a GET gets, no body.
-        status, headers, body = fetch(f"{base}{feed}.atom", method="HEAD")
+        status, headers, body = fetch(f"{base}feeds/{feed}.atom", method="HEAD")
         assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
         proc.send_signal(signal.SIGTERM)
@@ -238,18 +239,19 @@ def test_serve_feeds_serves_only_the_homes_own_feeds_unless_told(tmp_path: Path)
     ok(tidings(home, "import", str(tmp_path / "b.bundle")))
     mine, theirs = feed_of(home, "blog"), feed_of(stranger, "blog")
     with serving_feeds(home) as (base, proc, _):
-        assert fetch(f"{base}{mine}.atom")[0] == 200
-        status, _, body = fetch(f"{base}{theirs}.atom")
+        assert fetch(f"{base}feeds/{mine}.atom")[0] == 200
+        status, _, body = fetch(f"{base}feeds/{theirs}.atom")
         assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     with serving_feeds(home, "127.0.0.1:0", "--feed", str(theirs)) as (base, proc, _):
-        assert fetch(f"{base}{theirs}.atom")[0] == 200
-        assert fetch(f"{base}{mine}.atom")[0] == 404
+        assert fetch(f"{base}feeds/{theirs}.atom")[0] == 200
+        assert fetch(f"{base}feeds/{mine}.atom")[0] == 404
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     with serving_feeds(home, "127.0.0.1:0", "--all") as (base, proc, _):
-        assert fetch(f"{base}{theirs}.atom")[0] == 200 and fetch(f"{base}{mine}.atom")[0] == 200
+        assert fetch(f"{base}feeds/{theirs}.atom")[0] == 200
+        assert fetch(f"{base}feeds/{mine}.atom")[0] == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 

@@ -29,9 +29,12 @@ from tidings.content import (
     Follow,
     LinkShare,
     Post,
+    Replace,
+    Retract,
     Unfollow,
     Unknown,
     encode,
+    split_title,
 )
 from tidings.core.blob import blob_id_of
 from tidings.core.entry import Entry
@@ -144,7 +147,8 @@ def test_atom_parses_without_warnings_with_titles_ids_links_and_times() -> None:
     assert links == {"self": SELF, "next": SELF + "?before=1", "alternate": "https://example.org/"}
     assert [e.id for e in parsed.entries] == [entry_urn(feed, 2), entry_urn(feed, 1)]
     assert [e.title for e in parsed.entries] == ["second", "First post"]
-    assert [e.content[0].value for e in parsed.entries] == ["second\nline two", "hello"]
+    # An untitled post's first line is its title, and is not repeated as its text.
+    assert [e.content[0].value for e in parsed.entries] == ["line two", "hello"]
     assert [e.updated for e in parsed.entries] == ["2023-11-14T22:14:20Z", "2023-11-14T22:13:20Z"]
     assert parsed.entries[0].published == parsed.entries[0].updated
 
@@ -236,7 +240,8 @@ def test_links_replies_and_link_shares() -> None:
     share, post = parse_atom(data).entries
     assert [(link.rel, link.href) for link in post.links] == [
         ("related", "https://a.example/1"), ("related", "https://b.example/2")]
-    assert post.content[0].value == "see these\n\nhttps://a.example/1\nhttps://b.example/2"
+    assert post.title == "see these"
+    assert post.content[0].value == "https://a.example/1\nhttps://b.example/2"
     reply = xml_entries(data)[1].find(f"{THREAD}in-reply-to")
     assert reply is not None and reply.get("ref") == entry_urn(feed, 1)
     assert share.title == "An article" and share.link == "https://example.org/article"
@@ -265,10 +270,12 @@ def test_every_kind_of_payload_renders_as_a_short_summary() -> None:
         "<invalid post, 11 bytes>", "https://example.org/",
     ]
     contents = [e.content[0].value for e in reversed(parsed.entries)]
-    assert contents[4] == "plain text\nsecond line"  # plain text shows whole
-    assert contents[7] == "<payload not held>"
+    assert contents[4] == "second line"  # plain text: the first line is the title
+    assert contents == ["", "", "", "", "second line", "", "", "", "", ""]  # never twice
     items = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][::-1]
-    assert [item.get("title") for item in items] == [*titles[:-1], None]
+    assert [item.get("title") for item in items] == [None] * 10  # no title but a real one
+    assert [item["content_text"] for item in items] == [
+        *titles[:4], "plain text\nsecond line", *titles[5:9], "https://example.org/"]
     assert [item["_tidings"]["type"] for item in items] == [
         "follow", "unfollow", "about", "org.example.quiz", None, None, None, None, None, "link"]
 
@@ -294,8 +301,10 @@ def test_hostile_text_round_trips_safely() -> None:
     assert rendered.title == "t ]]> <b>x</b> 🎉"
     assert [tag.term for tag in rendered.tags] == ["<a&b>", '"q"']
     assert rendered.enclosures[0].href == "https://example.org/a?b=1&c='2'"
-    assert plain.content[0].value == "]]> <script>alert(1)</script> &amp; 🎉\r\nend"
-    assert binary.title == binary.content[0].value == "<77 bytes>"  # not plain: controls
+    assert plain.title == "]]> <script>alert(1)</script> &amp; 🎉"
+    assert plain.content[0].value == "end"
+    assert binary.title == "<77 bytes>"  # not plain: controls
+    assert binary.content[0].value == ""
     assert parsed.feed.title == "<Alice & \"Bob\"> 🎉" and parsed.feed.subtitle == "description ]]>"
     assert {link.rel: link.href for link in parsed.feed.links}["self"] == SELF + "?a=1&b=<2>"
     doc = check_json_feed(json_feed(feed, page, self_url=SELF, about=about))
@@ -315,7 +324,9 @@ def test_any_post_renders_well_formed(text: str, title: str | None) -> None:
     entry = xml_entries(atom(feed, page, self_url=SELF))[0]
     strip = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
     content = entry.find(f"{ATOM}content")
-    assert content is not None and (content.text or "") == strip.sub("", text)
+    first, rest = split_title(text)
+    shown = text if title is not None or not first else rest  # the title line, not twice
+    assert content is not None and (content.text or "") == strip.sub("", shown)
     item = check_json_feed(json_feed(feed, page, self_url=SELF))["items"][0]
     assert item["content_text"] == strip.sub("", text)
 
@@ -398,3 +409,72 @@ def test_entries_of_another_feed_are_refused() -> None:
         atom(author(2).author.feed("blog"), page, self_url=SELF)
     with pytest.raises(UsageError):
         json_feed(feed.author.feed("other"), page, self_url=SELF)
+
+
+# -- corrections, entry pages and the stylesheet (spec/feeds.md §5, §5.1, §7) -------------
+
+TOMBSTONES = "{http://purl.org/atompub/tombstones/1.0}"
+
+
+def test_corrections_show_in_both_formats() -> None:
+    _, feed, page = published(
+        encode(Post("helo", title="First")), encode(Post("doomed")), encode(Post("kept")),
+        encode(Replace(1, Post("hello", title="First, fixed"))), encode(Retract(2)))
+    data = atom(feed, page, self_url=SELF)
+    parsed = parse_atom(data)
+    # Corrections are no entries; the retracted entry is a tombstone; ids stay.
+    assert [e.id for e in parsed.entries] == [entry_urn(feed, 3), entry_urn(feed, 1)]
+    fixed = parsed.entries[1]
+    assert (fixed.title, fixed.content[0].value) == ("First, fixed", "hello")
+    assert fixed.published == rfc3339(T0) and fixed.updated == rfc3339(T0 + 3 * MINUTE)
+    tombstones = ET.fromstring(data).findall(f"{TOMBSTONES}deleted-entry")
+    assert [(t.get("ref"), t.get("when")) for t in tombstones] == [
+        (entry_urn(feed, 2), rfc3339(T0 + 4 * MINUTE))]
+    assert parsed.feed.updated == rfc3339(T0 + 4 * MINUTE)  # the retraction's time
+    doc = check_json_feed(json_feed(feed, page, self_url=SELF))
+    assert [item["id"] for item in doc["items"]] == [entry_urn(feed, 3), entry_urn(feed, 1)]
+    item = doc["items"][1]
+    assert item["title"] == "First, fixed" and item["content_text"] == "hello"
+    assert item["date_published"] == rfc3339(T0)
+    assert item["date_modified"] == rfc3339(T0 + 3 * MINUTE)
+    assert item["_tidings"]["replaced_by"] == 4
+    assert item["_tidings"]["hash"] == page[-1][0].hash.hex()  # the entry's own
+
+
+def test_corrections_after_the_page_apply_to_it() -> None:
+    _, feed, everything = published(encode(Post("one")), encode(Post("two")),
+                                       encode(Retract(1)), encode(Replace(2, Post("2"))))
+    older, later = everything[2:], everything[:2]  # the page of entries 1 and 2
+    entries = parse_atom(atom(feed, older, self_url=SELF, later=later)).entries
+    assert [(e.id, e.content[0].value) for e in entries] == [(entry_urn(feed, 2), "")]
+    assert [e.title for e in entries] == ["2"]
+    # Without the entries after it, the page shows what it holds.
+    assert len(parse_atom(atom(feed, older, self_url=SELF)).entries) == 2
+    with pytest.raises(UsageError):
+        atom(feed, older, self_url=SELF, later=page_of(make_other_book()))
+
+
+def make_other_book() -> Logbook:
+    other = Logbook(MemoryStore(), author(2))
+    other.publish(b"x", "blog")
+    return other
+
+
+def test_entries_link_to_their_pages_and_feeds_to_the_stylesheet() -> None:
+    _, feed, page = published(encode(Post("hi")),
+                              encode(LinkShare("https://example.org/a", "A", "see")))
+    data = atom(feed, page, self_url=SELF, html_url="https://g.example/feeds/x",
+                entry_url=lambda seq: f"https://g.example/feeds/x/{seq}",
+                stylesheet="https://g.example/assets/atom.xsl?token=a&b")
+    assert data.splitlines()[1] == (b'<?xml-stylesheet type="text/xsl" '
+                                    b'href="https://g.example/assets/atom.xsl?token=a&amp;b"?>')
+    share, post = parse_atom(data).entries
+    assert post.link == "https://g.example/feeds/x/1"  # the entry's page is its link
+    assert share.link == "https://g.example/feeds/x/2"
+    assert [(link.rel, link.href) for link in share.links] == [
+        ("alternate", "https://g.example/feeds/x/2"), ("related", "https://example.org/a")]
+    assert share.id == entry_urn(feed, 2)  # ids never change
+    items = check_json_feed(json_feed(feed, page, self_url=SELF,
+                                      entry_url=lambda seq: f"../x/{seq}"))["items"]
+    assert [(i["url"], i.get("external_url")) for i in items] == [
+        ("../x/2", "https://example.org/a"), ("../x/1", None)]

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tidings import Identity, Logbook, MemoryStore, content
 from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
+from tidings.core.corrections import Seq, effective_view
 from tidings.core.entry import (
     FLAG_END_OF_LOG,
     FLAG_SIGNED,
@@ -2347,6 +2348,18 @@ def make_content() -> dict[str, Any]:
         }),
         ("about-avatar-url", "the avatar is at a URL", {
             "type": "about", "name": "Alice", "avatar": "https://example.org/alice.png"}),
+        ("retract", "the author retracts entry 3 of the same feed",
+         {"type": "retract", "target": 3}),
+        ("replace-post", "entry 3 shows this post from now on", {
+            "type": "replace", "target": 3,
+            "content": {"type": "post", "text": "Week 1: what a feed is (typo fixed)",
+                        "title": "Week 1", "tags": ["notes"]},
+        }),
+        ("replace-link", "a link share replaced by another", {
+            "type": "replace", "target": 12,
+            "content": {"type": "link", "url": "https://example.org/fixed",
+                        "comment": "the right link"},
+        }),
         ("app-type", "an application's own type: every value kind, keys in core "
          "deterministic order after \"type\" (shorter keys first), nested maps too", {
             "type": "org.example.quiz", "v": 2, "question": "2 + 2 = ?", "choices": [3, 4, -5],
@@ -2404,6 +2417,16 @@ def make_content() -> dict[str, Any]:
                                      "media_type": "audio/mpeg", "blob": blob}])),
          {"type": "post", "text": "hi", "attachments": [{
              "blob": blob, "media_type": "audio/mpeg", "size": 24_117_248}]}),
+        ("replace-inner-keys-ignored", "keys a post does not define, inside a replace, "
+         "are ignored like any other", content_map(
+             ("type", "replace"), ("target", 3),
+             ("content", {"type": "post", "text": "hi", "lang": "en"})),
+         {"type": "replace", "target": 3, "content": {"type": "post", "text": "hi"}}),
+        ("replace-newer-inside", "a replace holding post version 2: the replace is unknown "
+         "content (spec/content.md section 6.5)", content_map(
+             ("type", "replace"), ("target", 3),
+             ("content", {"type": "post", "v": 2, "body": "new"})),
+         {"type": "replace", "target": 3, "content": {"type": "post", "v": 2, "body": "new"}}),
         ("follow-any-order", "a follow with its keys reversed and one more key",
          content_map(("feed", feed), ("note", "hi"), ("type", "follow")),
          {"type": "follow", "feed": feed}),
@@ -2513,6 +2536,20 @@ def make_content() -> dict[str, Any]:
          content_map(("type", "about"), ("name", "n" * 101))),
         ("about-avatar-number", "C9", "an avatar that is a number",
          content_map(("type", "about"), ("name", "A"), ("avatar", 7))),
+        ("retract-seq-0", "C9", "a retract of seq 0", content_map(("type", "retract"),
+                                                                  ("target", 0))),
+        ("retract-target-text", "C9", "a target that is text",
+         content_map(("type", "retract"), ("target", "3"))),
+        ("replace-without-content", "C9", "a replace has content",
+         content_map(("type", "replace"), ("target", 3))),
+        ("replace-with-about", "C9", "a replace holds a post or a link share only",
+         content_map(("type", "replace"), ("target", 3),
+                     ("content", {"type": "about", "name": "Alice"}))),
+        ("replace-with-retract", "C9", "a replace holding a retract",
+         content_map(("type", "replace"), ("target", 3),
+                     ("content", {"type": "retract", "target": 2}))),
+        ("replace-with-broken-post", "C9", "a replace holding a post without text",
+         content_map(("type", "replace"), ("target", 3), ("content", {"type": "post"}))),
     ]
     assert len(next(c[3] for c in not_content if c[0] == "follow-over-1024-bytes")) == 1025
     invalid_json = [  # (name, the field the error names, description, JSON)
@@ -2559,6 +2596,17 @@ def make_content() -> dict[str, Any]:
          {"type": "org.example.quiz", "n": 2**64}),
         ("app-type-bad-version", "org.example.quiz.v", "\"v\" is an integer of at least 1",
          {"type": "org.example.quiz", "v": 0}),
+        ("retract-without-target", "retract.target", "a retract names its target",
+         {"type": "retract"}),
+        ("replace-target-0", "replace.target", "seqs start at 1",
+         {"type": "replace", "target": 0, "content": {"type": "post", "text": "hi"}}),
+        ("replace-with-about", "replace.content.type", "a replace holds a post or a link",
+         {"type": "replace", "target": 1, "content": {"type": "about", "name": "Alice"}}),
+        ("replace-bad-post", "replace.content.tags[0]", "the inner post breaks its rules: "
+         "the field is named from the top", {"type": "replace", "target": 1, "content": {
+             "type": "post", "text": "hi", "tags": ["x" * 65]}}),
+        ("replace-inner-version", "replace.content.v", "writers write version 1 inside too",
+         {"type": "replace", "target": 1, "content": {"type": "post", "v": 2, "text": "hi"}}),
     ]
     follows = [  # (name, payload, (follow?, feed) or None, description): spec/content.md §7.2
         ("follow", follow_head, ("follow", feed), "the bytes a writer makes"),
@@ -2595,6 +2643,7 @@ def make_content() -> dict[str, Any]:
     ]
     return {
         "feed": feed,
+        "corrections": make_corrections(),
         "follows": [{"name": n, "hex": b.hex(),
                      "reads_as": None if r is None else {"type": r[0], "feed": r[1]},
                      "description": d} for n, b, r, d in follows],
@@ -2616,6 +2665,97 @@ def make_blobs_json() -> dict[str, Any]:
     from blob_vectors import make_blobs
 
     return make_blobs()
+def make_corrections() -> list[dict[str, Any]]:
+    """Feeds with corrections, and what each entry shows (spec/content.md section 12).
+
+    Each case lists entries by seq with their payload (None: not held; a seq
+    not listed is not held at all) and, written here from the rules K1-K4, the
+    state of every listed entry: its state, the seq of the correction in effect,
+    and the content it shows (null for a retracted entry or a payload that is
+    not content; a correction shows its own content, for reference).
+    """
+    post = [{"type": "post", "text": f"post {n}"} for n in range(4)]
+    fixed = {"type": "post", "text": "post 1, fixed", "title": "Fixed"}
+    again = {"type": "post", "text": "post 1, fixed again"}
+    link = {"type": "link", "url": "https://example.org/", "comment": "a link instead"}
+
+    def retract(t: int) -> dict[str, Any]:
+        return {"type": "retract", "target": t}
+
+    def replace(t: int, inner: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "replace", "target": t, "content": inner}
+
+    feed = EXAMPLE_FEED
+    follow = {"type": "follow", "feed": feed}
+    about = {"type": "about", "name": "Alice"}
+    C, OG, R, X = "correction", "original", "replaced", "retracted"
+    cases: list[tuple[str, str, list[tuple[int, Any]], list[tuple[int, str, Any, Any]]]] = [
+        ("replace", "a replace: the entry shows the new content",
+         [(1, post[1]), (2, replace(1, fixed))],
+         [(1, R, 2, fixed), (2, C, None, replace(1, fixed))]),
+        ("retract", "a retract: the entry is a tombstone",
+         [(1, post[1]), (2, post[2]), (3, retract(1))],
+         [(1, X, 3, None), (2, OG, None, post[2]), (3, C, None, retract(1))]),
+        ("replaces-newest-wins", "two replaces of one entry: the newer one shows",
+         [(1, post[1]), (2, replace(1, fixed)), (3, replace(1, again))],
+         [(1, R, 3, again), (2, C, None, replace(1, fixed)), (3, C, None, replace(1, again))]),
+        ("post-replaced-by-link", "a post may be replaced by a link share",
+         [(1, post[1]), (2, replace(1, link))],
+         [(1, R, 2, link), (2, C, None, replace(1, link))]),
+        ("replace-then-retract", "a retract after a replace: retracted",
+         [(1, post[1]), (2, replace(1, fixed)), (3, retract(1))],
+         [(1, X, 3, None), (2, C, None, replace(1, fixed)), (3, C, None, retract(1))]),
+        ("retract-is-final", "K4: a replace after a retract changes nothing",
+         [(1, post[1]), (2, retract(1)), (3, replace(1, fixed))],
+         [(1, X, 2, None), (2, C, None, retract(1)), (3, C, None, replace(1, fixed))]),
+        ("retract-a-retract", "K3: retracting a retract is ignored; the first stands",
+         [(1, post[1]), (2, retract(1)), (3, retract(2))],
+         [(1, X, 2, None), (2, C, None, retract(1)), (3, C, None, retract(2))]),
+        ("replace-a-replace", "K3: a replace of a replace is ignored",
+         [(1, post[1]), (2, replace(1, fixed)), (3, replace(2, again))],
+         [(1, R, 2, fixed), (2, C, None, replace(1, fixed)), (3, C, None, replace(2, again))]),
+        ("target-self-or-later", "K2: a correction of itself or of a later entry is ignored",
+         [(1, retract(1)), (2, replace(3, fixed)), (3, post[3])],
+         [(1, C, None, retract(1)), (2, C, None, replace(3, fixed)), (3, OG, None, post[3])]),
+        ("follow-and-about", "K3: follows and about entries are not corrected",
+         [(1, follow), (2, about), (3, retract(1)), (4, replace(2, fixed))],
+         [(1, OG, None, follow), (2, OG, None, about), (3, C, None, retract(1)),
+          (4, C, None, replace(2, fixed))]),
+        ("target-not-held", "a target whose payload is not held is corrected",
+         [(1, None), (2, replace(1, fixed))],
+         [(1, R, 2, fixed), (2, C, None, replace(1, fixed))]),
+        ("correction-not-held", "a correction whose payload is not held is not known",
+         [(1, post[1]), (2, None)], [(1, OG, None, post[1]), (2, OG, None, None)]),
+        ("plain-text-target", "plain text (not content) can be replaced",
+         [(1, b"helo wrold"), (2, replace(1, fixed))],
+         [(1, R, 2, fixed), (2, C, None, replace(1, fixed))]),
+        ("distance-1024", "K2: a correction reaches exactly 1024 entries back",
+         [(1, post[1]), (1025, retract(1))], [(1, X, 1025, None), (1025, C, None, retract(1))]),
+        ("distance-1025", "K2: ... and not 1025",
+         [(1, post[1]), (1026, retract(1))], [(1, OG, None, post[1]), (1026, C, None, retract(1))]),
+    ]
+    made = []
+    for name, description, entries, view in cases:
+        listed = []
+        for seq, value in entries:
+            if value is None:
+                payload = None
+            elif isinstance(value, bytes):
+                payload = value.hex()
+            else:
+                payload = content.encode(content.from_json(value)).hex()
+            listed.append({"seq": seq, "payload": payload})
+        expected = [{"seq": seq, "state": state, "by": by, "content": shows}
+                    for seq, state, by, shows in view]
+        # The library agrees with what the rules say.
+        got = effective_view([(Seq(e["seq"]), None if e["payload"] is None
+                               else bytes.fromhex(e["payload"])) for e in listed])
+        assert [{"seq": g.entry.seq, "state": g.state, "by": g.by,
+                 "content": None if g.content is None else content.to_json(g.content)}
+                for g in got] == expected, name
+        made.append({"name": name, "description": description, "entries": listed,
+                     "view": expected})
+    return made
 
 
 # -- writing ------------------------------------------------------------------------

@@ -114,12 +114,14 @@ def _served_feeds(args: argparse.Namespace, home: Home,
 def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     import trio
 
-    from tidings.http.gateway import serve_feeds
+    from tidings.http.gateway import check_base_url, serve_feeds
     from tidings.node.log import Logger
     from tidings.node.options import format_address, parse_address
 
     host, port = parse_address(args.listen, 8080)
     log = Logger(as_json=args.log_json)
+    configured = args.base_url or home.config().feeds.get("base_url")
+    base_url = check_base_url(str(configured)) if configured else None
     book = home.open_logbook()
     allows = _served_feeds(args, home, book.identity)
 
@@ -127,9 +129,9 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(serve_feeds, book.store, host, port, log,
-                                            args.base_url, allows)
-                log.info("serving-feeds", url=f"http://{format_address(bound)}/feeds/",
-                         home=str(home.path))
+                                            base_url, allows)
+                log.info("serving-feeds", url=f"http://{format_address(bound)}/",
+                         base_url=base_url or "(relative links)", home=str(home.path))
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
 
@@ -153,8 +155,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 f"(through its local API; exit {EXIT_NOT_RUNNING} if none runs)")
     p.set_defaults(run=cmd_status)
 
-    p = command("serve-feeds", "serve this home's feeds as Atom and JSON Feed, read-only and "
-                "without a token, for feed readers and podcast apps", json_flag=False)
+    p = command("serve-feeds", "serve this home's feeds as web pages, Atom and JSON Feed, "
+                "read-only and without a token, for people, feed readers and podcast apps",
+                json_flag=False)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
     p.add_argument("--feed", action="append", metavar="FEED",
@@ -162,9 +165,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--all", action="store_true",
                    help="serve every stored feed, others' included (those followed, relayed...)")
     p.add_argument("--base-url", metavar="URL",
-                   help="the public URL feeds are reached at, for their self and next links "
-                        "(default: from each request's Host header; set it behind a proxy or "
-                        "cache, e.g. https://feeds.example.org)")
+                   help="the public URL the gateway is reached at, for the links of its pages "
+                        "and feeds, e.g. https://feeds.example.org (default: [feeds] base_url "
+                        "in config.toml; else links are relative to each page)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines instead of key=value")
     p.set_defaults(run=cmd_serve_feeds)
 

@@ -30,6 +30,8 @@ from tidings.cli.common import (
     print_entries,
     print_json,
 )
+from tidings.cli.corrections import add_commands as add_correction_commands
+from tidings.cli.import_feed import add_commands as add_import_feed_commands
 from tidings.cli.node import add_commands as add_node_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
@@ -392,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_forks)
     add_node_commands(command)
     add_api_commands(command)
+    add_correction_commands(command)
+    add_import_feed_commands(command)
     return parser
 
 

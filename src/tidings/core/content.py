@@ -116,8 +116,10 @@ DESCRIBE_WIDTH = 80
 POST = "post"
 LINK = "link"
 ABOUT = "about"
+RETRACT = "retract"
+REPLACE = "replace"
 #: The version of each library type that this implementation reads and writes.
-VERSIONS = {POST: 1, LINK: 1, FOLLOW: 1, UNFOLLOW: 1, ABOUT: 1}
+VERSIONS = {POST: 1, LINK: 1, FOLLOW: 1, UNFOLLOW: 1, ABOUT: 1, RETRACT: 1, REPLACE: 1}
 
 
 # -- the types --------------------------------------------------------------------
@@ -223,6 +225,33 @@ class About:
 
 
 @dataclass(frozen=True, slots=True)
+class Retract:
+    """The author retracts entry ``target`` of the same feed (type "retract").
+
+    Which corrections take effect, and what a reader shows, is spec/content.md
+    §12 (:func:`tidings.core.corrections.effective_view`).
+
+    >>> to_json(Retract(3))
+    {'type': 'retract', 'target': 3}
+    """
+
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """The author replaces what entry ``target`` of the same feed shows with ``content``,
+    a post or a link share (type "replace").
+
+    >>> describe(encode(Replace(3, Post("fixed a typo", title="Week 1"))))
+    'replaces 3: Week 1'
+    """
+
+    target: int
+    content: Post | LinkShare
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """Content of a type (or version) this library does not know: an application's own
     type, or a newer one. ``fields`` holds every key of the map but ``"type"``.
@@ -235,8 +264,8 @@ class Unknown:
     fields: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
-Content: TypeAlias = Post | LinkShare | Follow | Unfollow | About | Unknown
-_TYPES = (Post, LinkShare, Follow, Unfollow, About, Unknown)
+Content: TypeAlias = Post | LinkShare | Follow | Unfollow | About | Retract | Replace | Unknown
+_TYPES = (Post, LinkShare, Follow, Unfollow, About, Retract, Replace, Unknown)
 
 
 # -- the JSON form and writing (spec/content.md §3, §8) ------------------------------
@@ -301,6 +330,12 @@ def to_json(content: Content) -> dict[str, Any]:
         return _omit_empty({"type": ABOUT, "name": content.name,
                             "description": content.description,
                             "avatar": _ref_json(content.avatar)})
+    if isinstance(content, Retract):
+        return {"type": RETRACT, "target": content.target}
+    if isinstance(content, Replace):
+        inner = content.content
+        return {"type": REPLACE, "target": content.target,
+                "content": to_json(inner) if isinstance(inner, _TYPES) else inner}
     if isinstance(content, Unknown):
         return {"type": content.type, **_copy(content.fields)}
     raise TypeError(f"not content: {type(content).__name__}")
@@ -400,6 +435,16 @@ def _url(value: Any, path: str, strict: bool = True) -> str:
             path, f"must be an absolute http or https URL of at most {MAX_URL} characters"
         )
     return str(value)
+
+
+def is_url(text: object) -> bool:
+    """Whether ``text`` is a URL by the content rules (spec/content.md §5): absolute,
+    ``http`` or ``https``, at most 2048 characters. Only these become links.
+
+    >>> is_url("https://example.org/a?b#c"), is_url("javascript:alert(1)")
+    (True, False)
+    """
+    return isinstance(text, str) and len(text) <= MAX_URL and bool(_URL.fullmatch(text))
 
 
 def _tag(value: Any, path: str, strict: bool) -> str:
@@ -547,8 +592,53 @@ def _about(value: dict[Any, Any], strict: bool) -> About:
     )
 
 
+def _seq(value: Any, path: str) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_SEQ:
+        raise InvalidContent(path, "must be a seq: an integer from 1 to 2^63-1")
+    return int(value)
+
+
+def _retract(value: dict[Any, Any], strict: bool) -> Retract:
+    _only(value, RETRACT, ("type", "v", "target"), strict)
+    return Retract(_seq(_required(value, "target", RETRACT), "retract.target"))
+
+
+class _NewerInside(Exception):
+    """A replace holds a post or link share of a version this reader does not know:
+    the replace is read as unknown content (spec/content.md §6.5)."""
+
+
+#: What a replace may hold (spec/content.md §6.5): what a feed reader shows as an entry.
+_REPLACEABLE = {POST: _post, LINK: _link}
+
+
+def _replace(value: dict[Any, Any], strict: bool) -> Replace:
+    _only(value, REPLACE, ("type", "v", "target", "content"), strict)
+    target = _seq(_required(value, "target", REPLACE), "replace.target")
+    inner = _map(_required(value, "content", REPLACE), "replace.content", "a post or a link")
+    kind = inner.get("type")
+    if kind not in _REPLACEABLE:
+        raise InvalidContent("replace.content.type", "must be \"post\" or \"link\"")
+    version = inner.get("v")
+    if version is not None:
+        if type(version) is not int or version < 1:
+            raise InvalidContent("replace.content.v", "must be an integer of at least 1")
+        if version > VERSIONS[kind]:
+            if strict:
+                raise InvalidContent("replace.content.v",
+                                     f"this library writes version {VERSIONS[kind]} of {kind}")
+            raise _NewerInside
+    try:
+        replacement = _REPLACEABLE[kind](inner, strict)
+    except InvalidContent as exc:  # named from the top: replace.content.text, not post.text
+        raise InvalidContent("replace.content" + exc.field[len(kind):], exc.problem) from None
+    assert isinstance(replacement, Post | LinkShare)
+    return Replace(target, replacement)
+
+
 _PARSERS: dict[str, Callable[[dict[Any, Any], bool], Content]] = {
     POST: _post, LINK: _link, FOLLOW: _follow, UNFOLLOW: _follow, ABOUT: _about,
+    RETRACT: _retract, REPLACE: _replace,
 }
 
 
@@ -604,7 +694,10 @@ def _parse(value: object, *, strict: bool) -> Content:
     parser = _PARSERS.get(kind)
     known = VERSIONS.get(kind, 0)
     if parser is not None and (version is None or version <= known):
-        return parser(value, strict)
+        try:
+            return parser(value, strict)
+        except _NewerInside:
+            pass  # read as unknown content, below
     if strict:
         if parser is not None:
             raise InvalidContent(f"{kind}.v", f"this library writes version {known} of {kind}")
@@ -693,8 +786,61 @@ def _one_line(text: str, limit: int = DESCRIBE_WIDTH) -> str:
     return ""
 
 
+def split_title(text: str) -> tuple[str, str]:
+    """A title for untitled text, and the text that follows it: ``(first line, rest)``.
+
+    The title is the first line that is not blank, as :func:`describe` shows it.
+    The rest is the text after that line (blank lines dropped from its start),
+    so a renderer that shows both never shows the first line twice; when the
+    line is too long for a title (it is cut, with "…"), the rest is the whole text.
+
+    >>> split_title("Week 1\\n\\nWhat a feed is."), split_title("")
+    (('Week 1', 'What a feed is.'), ('', ''))
+    """
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        title = _one_line(line)
+        if not title:
+            continue
+        if len(" ".join(_UNPRINTABLE.sub(" ", line).split())) > DESCRIBE_WIDTH:
+            return title, text  # cut: the whole line must still be shown
+        rest = lines[index + 1:]
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        return title, "".join(rest)
+    return "", text
+
+
 def _bytes(count: int) -> str:
     return f"{count} byte" if count == 1 else f"{count} bytes"
+
+
+def summary(content: Content) -> str:
+    """One line for ``content``, as :func:`describe` gives it for a payload.
+
+    >>> summary(Post("", attachments=(Attachment("https://example.org/1.mp3", "audio/mpeg",
+    ...                                          title="Episode 1"),)))
+    'Episode 1'
+    """
+    if isinstance(content, Post):
+        titles = [a.title for a in content.attachments if a.title]
+        return (_one_line(content.title or "") or _one_line(content.text)
+                or _one_line(titles[0] if titles else "") or "<post>")
+    if isinstance(content, LinkShare):
+        title = _one_line(content.title or "")
+        return f"link: {title} ({content.url})" if title else f"link: {content.url}"
+    if isinstance(content, Follow | Unfollow):
+        verb = "follows" if isinstance(content, Follow) else "unfollows"
+        return f"{verb} {content.feed}"
+    if isinstance(content, About):
+        return f"about: {_one_line(content.name)}"
+    if isinstance(content, Retract):
+        return f"retracts {content.target}"
+    if isinstance(content, Replace):
+        return _one_line(f"replaces {content.target}: {summary(content.content)}")
+    version = content.fields.get("v")
+    suffix = f" v{version}" if type(version) is int else ""
+    return f"<{_one_line(content.type, MAX_TYPE_NAME) or '?'}{suffix}>"
 
 
 def describe(payload: bytes | None) -> str:
@@ -710,22 +856,8 @@ def describe(payload: bytes | None) -> str:
     if payload is None:
         return "<payload not held>"
     content = decode(payload)
-    if isinstance(content, Post):
-        titles = [a.title for a in content.attachments if a.title]
-        return (_one_line(content.title or "") or _one_line(content.text)
-                or _one_line(titles[0] if titles else "") or "<post>")
-    if isinstance(content, LinkShare):
-        title = _one_line(content.title or "")
-        return f"link: {title} ({content.url})" if title else f"link: {content.url}"
-    if isinstance(content, Follow | Unfollow):
-        verb = "follows" if isinstance(content, Follow) else "unfollows"
-        return f"{verb} {content.feed}"
-    if isinstance(content, About):
-        return f"about: {_one_line(content.name)}"
-    if isinstance(content, Unknown):
-        version = content.fields.get("v")
-        suffix = f" v{version}" if type(version) is int else ""
-        return f"<{_one_line(content.type, MAX_TYPE_NAME) or '?'}{suffix}>"
+    if content is not None:
+        return summary(content)
     value = _read_map(payload)
     if value is not None:  # a library type that breaks its rules
         return f"<invalid {_one_line(value['type'], MAX_TYPE_NAME)}, {_bytes(len(payload))}>"
@@ -755,6 +887,8 @@ __all__ = [
     "MAX_TYPE_NAME",
     "MAX_URL",
     "POST",
+    "REPLACE",
+    "RETRACT",
     "UNFOLLOW",
     "VERSIONS",
     "About",
@@ -764,6 +898,8 @@ __all__ = [
     "Follow",
     "LinkShare",
     "Post",
+    "Replace",
+    "Retract",
     "Unfollow",
     "Unknown",
     "decode",
@@ -772,8 +908,11 @@ __all__ = [
     "follow_payload",
     "follows_in",
     "from_json",
+    "is_url",
     "parse_follow",
     "plain_text",
+    "split_title",
+    "summary",
     "to_json",
     "validate",
 ]

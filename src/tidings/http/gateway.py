@@ -1,12 +1,22 @@
-"""The feed gateway: any stored feed as Atom and JSON Feed (spec/feeds.md).
+"""The feed gateway: stored feeds as Atom and JSON Feed, and as pages for people
+(spec/feeds.md).
 
 Served by the local API (with its token) and, read-only and without a token,
 by ``tidings serve-feeds`` for the public: then any feed reader or podcast app
-can follow a tidings author without knowing tidings exists.
+can follow a tidings author without knowing tidings exists, and a person with
+a browser can read them.
 
-``GET /feeds/<feed id>.atom`` and ``GET /feeds/<feed id>.json`` give the newest
-page; ``?before=SEQ`` the page of entries older than SEQ, which each page links
-to as its ``next`` page.
+| Path | What |
+|---|---|
+| ``/`` | an HTML index of the feeds served, with subscribe links |
+| ``/feeds/<feed id>`` | a page of the feed, newest first (``?before=SEQ``) |
+| ``/feeds/<feed id>/<seq>`` | one entry's page: the link of the entry in both feed formats |
+| ``/feeds/<feed id>.atom``, ``.json`` | the feed, a page at a time (``?before=SEQ``) |
+| ``/assets/atom.xsl`` | the stylesheet that shows the Atom feed in a browser |
+
+Every page and feed shows entries with the author's corrections applied
+(spec/content.md §12). Links start with the configured base URL, or are
+relative to the document; never built from the request's ``Host``.
 """
 
 from __future__ import annotations
@@ -18,19 +28,21 @@ from urllib.parse import quote
 
 import trio
 
-from tidings.core import content as content_types
-from tidings.core.entry import Entry, decode_entry
+from tidings.core.content import About, Replace, Retract
+from tidings.core.corrections import MAX_CORRECTION_DISTANCE
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
+from tidings.http import pages as webpages
 from tidings.http import syndication
+from tidings.http.feedview import about_of, read_entries, view_entry, view_page
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
 from tidings.storage.base import Store, undisputed_extent
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-#: The log whose newest "about" entry names an author in feed titles (spec/content.md).
-ABOUT_LOG = "about"
+#: Feeds per page of the index: each costs a read of its author's about entry.
+INDEX_PAGE = 100
 _MAX_SEQ = 2**63 - 1
 
 
@@ -43,51 +55,31 @@ class TokenLinks:
     """A feed source whose links keep a ``?token=`` (the local API, not the public gateway)."""
 
 
-Render = Callable[..., bytes]
-_FORMATS: dict[str, tuple[Render, str]] = {
+_FORMATS: dict[str, tuple[Callable[..., bytes], str]] = {
     "atom": (syndication.atom, "application/atom+xml; charset=utf-8"),
     "json": (syndication.json_feed, "application/feed+json; charset=utf-8"),
 }
+#: The Atom feed's bytes under the type browsers render (they show
+#: application/atom+xml as plain text, and apply no stylesheet to it).
+_ATOM_FOR_BROWSERS = "application/xml; charset=utf-8"
 
 
-def _page(store: Store, feed: FeedId, before: int | None, limit: int
-          ) -> tuple[list[tuple[Entry, bytes | None]], bool, content_types.About | None]:
-    extent = undisputed_extent(store, feed)
-    if not extent:
-        raise LookupError
-    top = min(extent, (before or _MAX_SEQ + 1) - 1)
-    seqs = range(max(1, top - limit + 1), top + 1)
-    # Entries first, then only the payloads a page shows (the signed sizes say
-    # which): a page of large payloads costs their sizes, not their bytes.
-    entries = [decode_entry(row.raw) for row in store.entries_at(feed, seqs, payloads=False)]
-    shown = [e.seq for e in entries if e.payload_size <= syndication.MAX_SHOWN_PAYLOAD]
-    payloads = {row.seq: row.payload for row in store.entries_at(feed, shown)}
-    page = [(entry, payloads.get(entry.seq)) for entry in reversed(entries)]
-    about = None
-    about_feed = FeedId(feed.author_key, ABOUT_LOG)
-    about_head = store.head(about_feed)
-    if about_head is not None:
-        newest = store.entries_at(about_feed, [about_head.seq])
-        decoded = content_types.decode(newest[0].payload) if newest else None
-        if isinstance(decoded, content_types.About):
-            about = decoded
-    return page, bool(seqs) and seqs[0] > 1, about
+def check_base_url(text: str) -> str:
+    """A gateway's public base URL, without a trailing slash: ``http(s)://host[/path]``."""
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text) or len(text) > 1000:
+        raise UsageError(f"{text!r} is not a base URL: give http(s)://HOST[/PATH], without a "
+                         "query or fragment (e.g. https://feeds.example.org)")
+    return text.rstrip("/")
 
 
-def _render(store: Store, feed: FeedId, before: int | None, limit: int, render: Render,
-            self_url: str, link: Callable[[int], str]) -> bytes:
-    """Read one page and render it (in a worker thread: both take time)."""
-    entries, more, about = _page(store, feed, before, limit)
-    next_url = link(entries[-1][0].seq) if more and entries else None
-    return render(feed, entries, self_url=self_url, next_url=next_url, about=about)
-
-
-async def render_feed(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
-    """``GET /feeds/<feed>.<atom|json>``: one page of a stored feed."""
+def _feed(match: re.Match[str]) -> FeedId:
     try:
-        feed = FeedId.parse(match["feed"])
+        return FeedId.parse(match["feed"])
     except UsageError as exc:
         raise HttpError(400, "invalid_feed", str(exc)) from None
+
+
+def _paging(request: Request) -> tuple[int | None, int | None]:
     before_text = request.arg("before")
     limit_text = request.arg("limit")
     before = limit = None
@@ -99,50 +91,183 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
         if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= MAX_PAGE:
             raise HttpError(400, "invalid_request", f"limit must be 1 to {MAX_PAGE}")
         limit = int(limit_text)
-    render, media = _FORMATS[match["format"]]
-    base = getattr(source, "base_url", None) or _base_url(request)
-    path = f"/feeds/{quote(str(feed))}.{match['format']}"
-    token = request.arg("token") if isinstance(source, TokenLinks) else None
-    keep = _kept_query(limit, token)
-    self_url = base + path + (f"?{keep}" if keep else "")
-    if before is not None:
-        self_url = base + path + f"?before={before}" + (f"&{keep}" if keep else "")
+    return before, limit
 
-    def link(seq: int) -> str:
-        return base + path + f"?before={seq}" + (f"&{keep}" if keep else "")
+
+def _token(source: FeedSource, request: Request) -> str | None:
+    return request.arg("token") if isinstance(source, TokenLinks) else None
+
+
+def _links(source: FeedSource, request: Request) -> webpages.Links:
+    """The links of this document: from the base URL or relative; they keep the local
+    API's token if it came in the query (a feed reader or browser given the URL can follow
+    them)."""
+    token = _token(source, request)
+    return webpages.Links.for_path(request.path, getattr(source, "base_url", None),
+                                   f"token={quote(token)}" if token else "")
+
+
+def _headers(source: FeedSource, request: Request) -> list[tuple[str, str]]:
+    # A document whose links carry the token must not sit in a shared cache.
+    cache = "private, no-store" if _token(source, request) else "max-age=60"
+    return [("Cache-Control", cache)]
+
+
+def _html(status: int, body: bytes, headers: list[tuple[str, str]]) -> Response:
+    return Response(status, body, webpages.HTML_MEDIA_TYPE, headers=[
+        *headers, ("Content-Security-Policy", webpages.CSP), ("Referrer-Policy", "no-referrer")])
+
+
+def _not_held(feed: FeedId | str) -> HttpError:
+    return HttpError(404, "not_found", f"this node holds no entries of {feed}")
+
+
+def wants_html(request: Request) -> bool:
+    """Whether the request is a browser's navigation: it accepts HTML and does not ask
+    for Atom. Feed readers ask for Atom, or take anything (``*/*``)."""
+    accept = request.headers.get("accept", "").lower()
+    return "text/html" in accept and "application/atom+xml" not in accept
+
+
+async def render_feed(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
+    """``GET /feeds/<feed>.<atom|json>``: one page of a stored feed."""
+    feed = _feed(match)
+    before, limit = _paging(request)
+    size = limit or DEFAULT_PAGE
+    kind = match["format"]
+    render, media = _FORMATS[kind]
+    links = _links(source, request)
+
+    def read_and_render() -> bytes:
+        extent = undisputed_extent(source.store, feed)
+        if not extent:
+            raise LookupError
+        top = min(extent, (before or _MAX_SEQ + 1) - 1)
+        low = max(1, top - size + 1)
+        page = list(reversed(read_entries(source.store, feed, low, top)))
+        later = read_entries(source.store, feed, top + 1,
+                             min(extent, top + MAX_CORRECTION_DISTANCE))
+        next_url = links.feed(feed, kind, low, limit) if low > 1 and page else None
+        return render(feed, page, later=later, about=about_of(source.store, feed),
+                      self_url=links.feed(feed, kind, before, limit), next_url=next_url,
+                      html_url=links.feed_page(feed),
+                      entry_url=lambda seq: links.entry(feed, seq),
+                      stylesheet=links.stylesheet() if kind == "atom" else None)
 
     try:
-        body = await trio.to_thread.run_sync(
-            _render, source.store, feed, before, limit or DEFAULT_PAGE, render, self_url, link
-        )
+        body = await trio.to_thread.run_sync(read_and_render)
     except LookupError:
-        raise HttpError(404, "not_found", f"this node holds no entries of {feed}") from None
-    # A document whose links carry the token must not sit in a shared cache.
-    cache = "private, no-store" if token else "max-age=60"
-    return Response(200, body, media, headers=[("Cache-Control", cache)])
+        raise _not_held(feed) from None
+    headers = _headers(source, request)
+    if kind == "atom":
+        headers.append(("Vary", "Accept"))  # the type depends on it
+        if wants_html(request):
+            media = _ATOM_FOR_BROWSERS
+    return Response(200, body, media, headers=headers)
 
 
-def _base_url(request: Request) -> str:
-    host = request.headers.get("host", "localhost")
-    if not re.fullmatch(r"[A-Za-z0-9.\-:\[\]]{1,300}", host):
-        host = "localhost"
-    return f"http://{host}"
+async def render_feed_page(source: FeedSource, request: Request,
+                           match: re.Match[str]) -> Response:
+    """``GET /feeds/<feed>``: a page of a feed for people, newest first."""
+    feed = _feed(match)
+    before, limit = _paging(request)
+    links = _links(source, request)
+
+    def read_and_render() -> bytes:
+        page = view_page(source.store, feed, before, limit or DEFAULT_PAGE)
+        if page is None:
+            raise LookupError
+        lowest = page.lowest
+        next_url = links.feed_page(feed, lowest, limit) if page.more and lowest else None
+        return webpages.feed_page(
+            feed, page.entries, page.corrected_at, links, about=about_of(source.store, feed),
+            next_url=next_url, newest_url=links.feed_page(feed) if before else None)
+
+    try:
+        body = await trio.to_thread.run_sync(read_and_render)
+    except LookupError:
+        raise _not_held(feed) from None
+    return _html(200, body, _headers(source, request))
 
 
-def _kept_query(limit: int | None, token: str | None) -> str:
-    """The query a next link keeps: the page size, and the local API's token if one
-    came in the query (a feed reader given that URL must be able to page)."""
-    kept = []
-    if limit is not None:
-        kept.append(f"limit={limit}")
-    if token:
-        kept.append(f"token={quote(token)}")
-    return "&".join(kept)
+async def render_entry_page(source: FeedSource, request: Request,
+                            match: re.Match[str]) -> Response:
+    """``GET /feeds/<feed>/<seq>``: one entry for people; 410 Gone once retracted."""
+    feed = _feed(match)
+    seq = int(match["seq"])
+    links = _links(source, request)
+
+    def read_and_render() -> tuple[int, bytes]:
+        found = view_entry(source.store, feed, seq) if 1 <= seq <= _MAX_SEQ else None
+        if found is None:
+            raise LookupError
+        shown, corrected_at = found
+        content = shown.content
+        target = content.target if isinstance(content, Retract | Replace) else None
+        page = webpages.entry_page(feed, shown, corrected_at, links,
+                                   about=about_of(source.store, feed), target=target)
+        return (410 if shown.state == "retracted" else 200), page
+
+    try:
+        status, body = await trio.to_thread.run_sync(read_and_render)
+    except LookupError:
+        raise HttpError(404, "not_found", f"this node holds no entry {seq} of {feed}") from None
+    return _html(status, body, _headers(source, request))
 
 
+async def render_index(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
+    """``GET /``: the feeds this gateway serves, a page at a time (``?after=<feed id>``)."""
+    after_text = request.arg("after")
+    after = None
+    if after_text is not None:
+        try:
+            after = FeedId.parse(after_text)
+        except UsageError as exc:
+            raise HttpError(400, "invalid_request", f"after: {exc}") from None
+    allows: Callable[[FeedId], bool] = getattr(source, "allows", lambda feed: True)
+    links = _links(source, request)
+
+    def read_and_render() -> bytes:
+        served = sorted((info.feed for info in source.store.feeds() if allows(info.feed)),
+                        key=str)
+        if after is not None:
+            served = [feed for feed in served if str(feed) > str(after)]
+        cards: list[webpages.FeedCard] = []
+        abouts: dict[bytes, About | None] = {}
+        for feed in served:
+            if len(cards) == INDEX_PAGE:
+                break
+            extent = undisputed_extent(source.store, feed)
+            if not extent:
+                continue
+            if feed.author_key not in abouts:
+                abouts[feed.author_key] = about_of(source.store, feed)
+            cards.append(webpages.FeedCard(feed, extent, abouts[feed.author_key]))
+        more = bool(cards) and str(served[-1]) > str(cards[-1].feed)
+        return webpages.index_page(cards, links,
+                                   next_url=links.index(cards[-1].feed) if more else None)
+
+    body = await trio.to_thread.run_sync(read_and_render)
+    return _html(200, body, _headers(source, request))
+
+
+async def render_stylesheet(source: FeedSource, request: Request,
+                            match: re.Match[str]) -> Response:
+    """``GET /assets/atom.xsl``: the XSLT that shows an Atom feed to a person."""
+    return Response(200, webpages.ATOM_XSLT, webpages.XSLT_MEDIA_TYPE,
+                    headers=_headers(source, request))
+
+
+_FEED_ID = r"(?P<feed>tf1[a-z2-7]+_[^/.]+)"
 FEED_PATH = r"/feeds/(?P<feed>tf1[a-z2-7]+_[^/]+?)\.(?P<format>atom|json)"
+FEED_PAGE_PATH = rf"/feeds/{_FEED_ID}"
+ENTRY_PATH = rf"/feeds/{_FEED_ID}/(?P<seq>[0-9]{{1,19}})"
 ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+    ("GET", "/", render_index),
     ("GET", FEED_PATH, render_feed),
+    ("GET", FEED_PAGE_PATH, render_feed_page),
+    ("GET", ENTRY_PATH, render_entry_page),
+    ("GET", re.escape(webpages.XSLT_PATH), render_stylesheet),
 ]
 
 
@@ -158,29 +283,30 @@ class PublicFeeds:
     def __init__(self, store: Store, base_url: str | None = None,
                  allows: Callable[[FeedId], bool] = lambda feed: True) -> None:
         self.store = store
-        #: The public URL links start with; else the request's Host (fine on a
-        #: LAN, but a shared cache in front should get a fixed base URL).
-        self.base_url = base_url.rstrip("/") if base_url else None
+        #: The public URL links start with; else links are relative to each document.
+        self.base_url = check_base_url(base_url) if base_url else None
         self.allows = allows
-        self._pattern = re.compile(FEED_PATH)
+        self._routes = [(re.compile(path), call) for _, path, call in ROUTES]
 
     async def __call__(self, request: Request) -> Response:
         try:
-            match = self._pattern.fullmatch(request.path)
-            if match is None:
-                raise HttpError(404, "not_found",
-                                "feeds are at /feeds/<feed id>.atom and /feeds/<feed id>.json")
+            found = next(((match, call) for pattern, call in self._routes
+                          if (match := pattern.fullmatch(request.path)) is not None), None)
+            if found is None:
+                raise HttpError(404, "not_found", "no such page: the feeds are listed at /")
+            match, call = found
             if request.method not in ("GET", "HEAD"):
                 raise HttpError(405, "method_not_allowed", "this server is read-only: use GET",
                                 [("Allow", "GET, HEAD")])
-            try:
-                allowed = self.allows(FeedId.parse(match["feed"]))
-            except UsageError:
-                allowed = True  # (render_feed answers 400 for an id that does not parse)
-            if not allowed:
-                raise HttpError(404, "not_found",
-                                f"this node holds no entries of {match['feed']}")
-            return await render_feed(self, request, match)
+            feed_text = match.groupdict().get("feed")
+            if feed_text is not None:
+                try:
+                    allowed = self.allows(FeedId.parse(feed_text))
+                except UsageError:
+                    allowed = True  # (the route answers 400 for an id that does not parse)
+                if not allowed:
+                    raise _not_held(feed_text)
+            return await call(self, request, match)
         except HttpError as error:
             return error_response(error)
 
@@ -197,4 +323,5 @@ async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = N
     await server.serve(host, port, task_status=task_status)
 
 
-__all__ = ["ROUTES", "PublicFeeds", "render_feed", "serve_feeds"]
+__all__ = ["ROUTES", "PublicFeeds", "check_base_url", "render_feed", "serve_feeds",
+           "wants_html"]

@@ -1,12 +1,14 @@
 """A stored feed as Atom and JSON Feed, for feed readers and podcast apps (spec/feeds.md).
 
 Pure functions: they take one page of entries (newest first) with their
-payloads, as a store returns them, and give the document's bytes. Any payload
+payloads, as a store returns them, and give the document's bytes. Entries show
+as the author's corrections leave them (spec/content.md §12): pass the entries
+after the page as ``later`` and their corrections apply too. Any payload
 renders: content (spec/content.md) by its type, plain text as text, anything
 else (an app's type, binary, a deleted payload) as a one-line summary.
 
 >>> from tidings import Identity, Logbook, MemoryStore
->>> from tidings.content import Post, encode
+>>> from tidings.core.content import Post, encode
 >>> book = Logbook(MemoryStore(), Identity.from_seed(bytes(32)), clock=lambda: 0)
 >>> entry = book.publish(encode(Post("hello", title="First")), "blog")
 >>> page = [(entry, encode(Post("hello", title="First")))]
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,8 +35,10 @@ from tidings.core.content import (
     decode,
     describe,
     plain_text,
+    split_title,
     to_json,
 )
+from tidings.core.corrections import CORRECTION, REPLACED, RETRACTED, Shown, effective_view
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
@@ -43,6 +47,8 @@ from tidings.errors import UsageError
 ATOM_NS = "http://www.w3.org/2005/Atom"
 #: RFC 4685, Atom threading: <thr:in-reply-to> for replies.
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
+#: RFC 6721, Atom tombstones: <at:deleted-entry> for retracted entries.
+TOMBSTONES_NS = "http://purl.org/atompub/tombstones/1.0"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 ATOM_MEDIA_TYPE = "application/atom+xml"
 JSON_FEED_MEDIA_TYPE = "application/feed+json"
@@ -86,60 +92,105 @@ def _clean(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """One entry, ready for either format."""
+    """One entry, ready for either format, corrections applied."""
 
     id: str
-    time: str
+    seq: int
+    hash: str
+    published: str
+    updated: str  # the correction's time when the entry was replaced or retracted
     title: str  # Atom needs one
     json_title: str | None  # JSON Feed leaves an untitled post untitled
-    text: str
+    text: str  # the whole text (JSON Feed, which has no title to repeat it)
+    atom_text: str  # the text without what the title already shows
     kind: str | None
+    url: str | None = None  # the entry's web page
     tags: tuple[str, ...] = ()
     related: tuple[str, ...] = ()
-    alternate: str | None = None
+    alternate: str | None = None  # a shared link
     in_reply_to: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    retracted: bool = False
+    replaced_by: int | None = None
 
 
-def _item(feed: FeedId, entry: Entry, payload: bytes | None) -> _Item:
-    if entry.feed != feed:
-        raise UsageError(f"entry {entry.seq} of {entry.feed} is not an entry of {feed}")
-    if entry.payload_size > MAX_SHOWN_PAYLOAD:
-        payload = None  # never rendered, whether the caller read it or not
-    summary = describe(payload) if payload is not None or entry.payload_size <= \
-        MAX_SHOWN_PAYLOAD else f"<{entry.payload_size} bytes>"
+#: Entries with their payloads (or None): what a store gives.
+Page = Sequence[tuple[Entry, bytes | None]]
+
+
+def _item(feed: FeedId, shown: Shown[Entry], updated: int, url: str | None) -> _Item:
+    entry = shown.entry
+    payload = shown.payload
+    base = _Item(entry_urn(feed, entry.seq), entry.seq, entry.hash.hex(),
+                 rfc3339(entry.timestamp), rfc3339(updated), "", None, "", "", None, url)
+    if shown.state == RETRACTED:
+        return replace(base, retracted=True)
+    if shown.state == REPLACED:
+        base = replace(base, replaced_by=shown.by)
+    if payload is None and entry.payload_size > MAX_SHOWN_PAYLOAD:
+        described = f"<{entry.payload_size} bytes>"  # never read, whatever is held
+    else:
+        described = describe(payload)
     content = decode(payload)
     kind = None if content is None else str(to_json(content)["type"])
-    base = _Item(entry_urn(feed, entry.seq), rfc3339(entry.timestamp), summary, summary,
-                 summary, kind)
+    base = replace(base, title=described, text=described, kind=kind)
     if isinstance(content, Post):
         reply = content.reply_to
+        links = "\n".join(content.links)
+        whole = "\n\n".join(part for part in (content.text, links) if part)
+        shown_text = whole
+        if not content.title:  # the title is the text's first line: not shown twice
+            first, rest = split_title(content.text)
+            if first:
+                shown_text = "\n\n".join(part for part in (rest, links) if part)
         return replace(
-            base, title=content.title or summary, json_title=content.title,
-            tags=content.tags, related=content.links,
-            text="\n\n".join(part for part in (content.text, "\n".join(content.links)) if part),
+            base, title=content.title or described, json_title=content.title,
+            text=whole, atom_text=shown_text, tags=content.tags, related=content.links,
             # A blob without a URL has no enclosure until the gateway serves blobs.
             attachments=tuple(a for a in content.attachments if a.url is not None),
             in_reply_to=None if reply is None else entry_urn(reply.feed, reply.seq),
         )
     if isinstance(content, LinkShare):
+        title = content.title or content.url
+        whole = "\n\n".join(part for part in (content.comment, content.url) if part)
         return replace(
-            base, title=content.title or content.url, json_title=content.title,
-            text="\n\n".join(part for part in (content.comment, content.url) if part),
+            base, title=title, json_title=content.title, text=whole,
+            atom_text=whole if content.title else (content.comment or ""),
             tags=content.tags, alternate=content.url,
         )
     plain = plain_text(payload) if content is None else None
     if plain is not None and plain.strip():
-        return replace(base, text=plain)
-    return base
+        first, rest = split_title(plain)
+        return replace(base, title=first, text=plain, atom_text=rest)
+    return base  # the summary is the title; Atom's text does not repeat it
 
 
-def _items(feed: FeedId, entries: Sequence[tuple[Entry, bytes | None]]) -> list[_Item]:
-    return [_item(feed, entry, payload) for entry, payload in entries]
+def _items(feed: FeedId, entries: Page, later: Page,
+           entry_url: Callable[[int], str] | None) -> list[_Item]:
+    """The page's entries (newest first) as shown, the corrections among them and in
+    ``later`` (the entries after the page) applied; corrections themselves are not items."""
+    for entry, _ in (*entries, *later):
+        if entry.feed != feed:
+            raise UsageError(f"entry {entry.seq} of {entry.feed} is not an entry of {feed}")
+    on_page = {entry.seq for entry, _ in entries}
+    times = {entry.seq: entry.timestamp for entry, _ in (*entries, *later)}
+    # Payloads over the content bound are never rendered, whether the caller read them or not.
+    given = [(entry, payload if entry.payload_size <= MAX_SHOWN_PAYLOAD else None)
+             for entry, payload in (*entries, *later)]
+    view = {shown.entry.seq: shown for shown in effective_view(given)}
+    items = []
+    for entry, _ in entries:
+        shown = view[entry.seq]
+        if shown.entry.seq in on_page and shown.state != CORRECTION:
+            updated = times[shown.by] if shown.by is not None else entry.timestamp
+            items.append(_item(feed, shown, updated,
+                               None if entry_url is None else entry_url(entry.seq)))
+    return items
 
 
-def _updated(entries: Sequence[tuple[Entry, bytes | None]]) -> str:
-    return rfc3339(max((entry.timestamp for entry, _ in entries), default=0))
+def _updated(items: Sequence[_Item]) -> str:
+    # RFC 3339 texts of one form sort as the times they name.
+    return max((item.updated for item in items), default=rfc3339(0))
 
 
 def _avatar_url(about: About | None) -> str | None:
@@ -174,29 +225,39 @@ def _element(name: str, text: str | None = None, **attributes: str | None) -> st
 
 def atom(
     feed: FeedId,
-    entries: Sequence[tuple[Entry, bytes | None]],
+    entries: Page,
     *,
     self_url: str,
     next_url: str | None = None,
     html_url: str | None = None,
     about: About | None = None,
+    later: Page = (),
+    entry_url: Callable[[int], str] | None = None,
+    stylesheet: str | None = None,
 ) -> bytes:
     """One page of ``feed`` as an Atom feed document (RFC 4287), UTF-8.
 
-    ``entries`` are ``(entry, payload or None)``, newest first. ``self_url`` is
+    ``entries`` are ``(entry, payload or None)``, newest first; ``later`` the
+    entries after the page (any order), whose corrections apply to it
+    (spec/content.md §12: up to 1024 after its newest entry). ``self_url`` is
     this page's URL, ``next_url`` the page of older entries (RFC 5005 paging),
-    ``html_url`` a web page of the feed. ``about`` is the author's about content.
+    ``html_url`` a web page of the feed, ``entry_url(seq)`` the web page of an
+    entry, ``stylesheet`` an XSLT that shows the feed in a browser. ``about`` is
+    the author's about content.
     """
-    lines = [
-        '<?xml version="1.0" encoding="utf-8"?>',
-        f'<feed xmlns="{ATOM_NS}" xmlns:thr="{THREAD_NS}">',
+    items = _items(feed, entries, later, entry_url)
+    lines = ['<?xml version="1.0" encoding="utf-8"?>']
+    if stylesheet is not None:
+        lines.append(f'<?xml-stylesheet type="text/xsl" href="{_escape_attribute(stylesheet)}"?>')
+    lines += [
+        f'<feed xmlns="{ATOM_NS}" xmlns:thr="{THREAD_NS}" xmlns:at="{TOMBSTONES_NS}">',
         _element("id", feed_urn(feed)),
         _element("title", feed_title(feed, about)),
     ]
     if about is not None and about.description:
         lines.append(_element("subtitle", about.description))
     lines += [
-        _element("updated", _updated(entries)),
+        _element("updated", _updated(items)),
         f"<author>{_element('name', _author_name(feed, about))}"
         f"{_element('uri', f'urn:tidings:{feed.author}')}</author>",
         _element("link", rel="self", type=ATOM_MEDIA_TYPE, href=self_url),
@@ -209,12 +270,20 @@ def atom(
     if avatar is not None:
         lines.append(_element("icon", avatar))
     lines.append(_element("generator", "tidings"))
-    for item in _items(feed, entries):
+    for item in items:
+        if item.retracted:  # RFC 6721: readers that know tombstones drop the entry
+            lines += [f'<at:deleted-entry ref="{_escape_attribute(item.id)}" '
+                      f'when="{item.updated}">',
+                      _element("at:comment", "Retracted by its author."), "</at:deleted-entry>"]
+            continue
         lines += ["<entry>", _element("id", item.id), _element("title", item.title),
-                  _element("updated", item.time), _element("published", item.time),
-                  _element("content", item.text, type="text")]
-        if item.alternate is not None:
-            lines.append(_element("link", rel="alternate", href=item.alternate))
+                  _element("updated", item.updated), _element("published", item.published),
+                  _element("content", item.atom_text, type="text")]
+        if item.url is not None:
+            lines.append(_element("link", rel="alternate", type="text/html", href=item.url))
+        if item.alternate is not None:  # a shared link; with a web page of its own, related
+            rel = "related" if item.url is not None else "alternate"
+            lines.append(_element("link", rel=rel, href=item.alternate))
         lines += [_element("link", rel="related", href=url) for url in item.related]
         lines += [
             _element("link", rel="enclosure", type=a.media_type, href=a.url, title=a.title,
@@ -232,22 +301,28 @@ def atom(
 # -- JSON Feed 1.1 -------------------------------------------------------------------
 
 
-def _json_item(item: _Item, entry: Entry) -> dict[str, Any]:
+def _json_item(item: _Item) -> dict[str, Any]:
     out: dict[str, Any] = {"id": item.id}
+    if item.url is not None:
+        out["url"] = _clean(item.url)
     if item.alternate is not None:
         out["external_url"] = _clean(item.alternate)
     if item.json_title:
         out["title"] = _clean(item.json_title)
     out["content_text"] = _clean(item.text)
-    out["date_published"] = item.time
+    out["date_published"] = item.published
+    if item.replaced_by is not None:
+        out["date_modified"] = item.updated
     tags = [_clean(tag) for tag in item.tags if _clean(tag)]
     if tags:
         out["tags"] = tags
     if item.attachments:
         out["attachments"] = [_json_attachment(a) for a in item.attachments]
-    extension: dict[str, Any] = {"seq": entry.seq, "hash": entry.hash.hex(), "type": item.kind}
+    extension: dict[str, Any] = {"seq": item.seq, "hash": item.hash, "type": item.kind}
     if item.in_reply_to is not None:
         extension["in_reply_to"] = item.in_reply_to
+    if item.replaced_by is not None:
+        extension["replaced_by"] = item.replaced_by
     out["_tidings"] = extension
     return out
 
@@ -263,14 +338,19 @@ def _json_attachment(attachment: Attachment) -> dict[str, Any]:
 
 def json_feed(
     feed: FeedId,
-    entries: Sequence[tuple[Entry, bytes | None]],
+    entries: Page,
     *,
     self_url: str,
     next_url: str | None = None,
     html_url: str | None = None,
     about: About | None = None,
+    later: Page = (),
+    entry_url: Callable[[int], str] | None = None,
+    stylesheet: str | None = None,
 ) -> bytes:
-    """One page of ``feed`` as a JSON Feed 1.1 document, UTF-8. Arguments as for :func:`atom`."""
+    """One page of ``feed`` as a JSON Feed 1.1 document, UTF-8. Arguments as for :func:`atom`
+    (``stylesheet`` is for Atom only: a browser shows JSON as it is). A retracted entry is
+    left out: JSON Feed has no tombstones."""
     author: dict[str, Any] = {"name": _author_name(feed, about)}
     doc: dict[str, Any] = {"version": JSON_FEED_VERSION, "title": feed_title(feed, about)}
     if html_url is not None:
@@ -286,6 +366,6 @@ def json_feed(
         doc["icon"] = author["avatar"] = avatar
     doc["authors"] = [author]
     doc["_tidings"] = {"feed": str(feed), "author": str(feed.author), "log_id": feed.log_id}
-    doc["items"] = [_json_item(item, entry)
-                    for item, (entry, _) in zip(_items(feed, entries), entries, strict=True)]
+    doc["items"] = [_json_item(item) for item in _items(feed, entries, later, entry_url)
+                    if not item.retracted]
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -9,6 +9,7 @@ Layout (spec-independent, local only)::
     HOME/node.sqlite3    follows, known peers, clock memory
     HOME/api.token       the local HTTP API's bearer token, mode 0600
     HOME/api.json        where a running node's local API listens (while it runs)
+    HOME/imports.sqlite3 the feed items `tidings import-feed` brought in, per log
 
 HOME is ``--home``, else ``$TIDINGS_HOME``, else the platform's user data
 directory for "tidings".
@@ -85,6 +86,11 @@ default_log = "{DEFAULT_LOG}"
 # enabled = true
 # Web origins allowed to call the API from a browser (CORS); none by default.
 # cors_origins = []
+
+[feeds]
+# The public URL `tidings serve-feeds` is reached at (--base-url), for the links of
+# its pages and feeds; without it, links are relative to each page.
+# base_url = "https://feeds.example.org"
 """
 _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
@@ -93,6 +99,7 @@ _SETTINGS: dict[str, dict[str, type]] = {
         "lan_interface": str, "lan_port": int,
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
+    "feeds": {"base_url": str},
 }
 
 
@@ -103,6 +110,8 @@ class Config:
     node: dict[str, object] = field(default_factory=dict)
     #: The [api] table, checked the same way.
     api: dict[str, object] = field(default_factory=dict)
+    #: The [feeds] table (the public gateway, `tidings serve-feeds`), checked the same way.
+    feeds: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Config:
