@@ -1,12 +1,13 @@
-"""Shared fixtures, the Hypothesis profile and the ``system`` marker.
+"""Shared fixtures, the Hypothesis profiles and the ``system`` and ``slow`` markers.
 
-``pytest`` runs everything (what CI runs). ``pytest -m "not system"`` leaves
-out the tests that start real processes (the CLI, nodes killed with -9, the
-README and examples run as written): the fast inner loop.
+``pytest`` runs everything: what CI runs. ``pytest --fast`` is the inner loop
+(under two minutes on a 2-core machine): it leaves out the tests that start
+real processes (``system``: the CLI, nodes killed with -9, the README and
+examples run as written) and the long in-process ones (``slow``: simulated
+networks), and runs Hypothesis with fewer examples.
 
-Hypothesis runs without deadlines: a loaded 2-core machine must not turn a
-slow example into a failure. ``HYPOTHESIS_PROFILE=thorough`` runs ten times
-the examples.
+Hypothesis never has deadlines here: a loaded machine must not turn a slow
+example into a failure. ``HYPOTHESIS_PROFILE=thorough`` runs more examples.
 """
 
 from __future__ import annotations
@@ -22,9 +23,23 @@ from tidings import MemoryStore, SqliteStore, Store
 settings.register_profile(
     "tidings", deadline=None, suppress_health_check=[HealthCheck.too_slow],
 )
+settings.register_profile("fast", parent=settings.get_profile("tidings"), max_examples=20)
 settings.register_profile("thorough", parent=settings.get_profile("tidings"),
                           max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tidings"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true",
+                     help="the inner loop: no system or slow tests, fewer Hypothesis examples")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fast"):
+        if "HYPOTHESIS_PROFILE" not in os.environ:
+            settings.load_profile("fast")
+        config.option.markexpr = " and ".join(
+            part for part in (config.option.markexpr, "not system and not slow") if part)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -55,3 +55,11 @@ def sign_raw_body(who: Identity, body: bytes) -> bytes:
     from tidings.core.entry import SIG_HEAD
 
     return body + SIG_HEAD + who.secret_key.sign(body)
+
+
+def examples(count: int) -> int:
+    """``count`` Hypothesis examples, scaled by the profile in use (tests/conftest.py):
+    the default profile runs ``count``; ``--fast`` a fifth; ``thorough`` ten times."""
+    from hypothesis import settings
+
+    return max(3, round(count * settings.default.max_examples / 100))

@@ -43,6 +43,7 @@ from tests.adversary import (
     wait_until,
 )
 from tests.helpers import author, forge, make_log
+from tests.helpers import examples as scaled
 from tidings import FeedId, ForkProof, Identity, Logbook, decode_entry
 from tidings.core.entry import payload_hash
 from tidings.core.forks import MAX_PROOF_SIZE
@@ -138,7 +139,8 @@ async def examples(strategy: st.SearchStrategy[Any], body: Callable[[Any], Await
     (where the node runs) with trio.from_thread.
     """
 
-    @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=scaled(count), deadline=None,
+              suppress_health_check=list(HealthCheck))
     @given(strategy)
     def check(value: Any) -> None:
         trio.from_thread.run(body, value)

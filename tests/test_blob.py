@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tidings.core.blob
+from tests.helpers import examples
 from tidings.content import Attachment, Post, decode, encode
 from tidings.core.blob import (
     BLOB_ID_SIZE,
@@ -132,7 +133,7 @@ def test_the_root_binds_the_size() -> None:
 # -- proofs on leaf hashes alone (§3) -------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(count=st.integers(1, 5000), data=st.data())
 def test_any_leaf_of_any_tree_proves_the_tree_hash(count: int, data: st.DataObject) -> None:
     rng = random.Random(count)
@@ -177,7 +178,7 @@ SIZES = st.one_of(
 ).filter(lambda n: n >= 0)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(size=SIZES, seed=st.integers(0, 2**32), data=st.data())
 def test_any_chunk_verifies_and_any_flipped_bit_fails(size: int, seed: int,
                                                       data: st.DataObject) -> None:
@@ -238,7 +239,7 @@ def test_verify_blob() -> None:
 # -- the hasher ---------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(size=SIZES, cuts=st.lists(st.integers(0, 10 * CHUNK_SIZE), max_size=8))
 def test_the_hasher_gives_one_answer_however_the_bytes_are_cut(size: int,
                                                               cuts: list[int]) -> None:
@@ -310,7 +311,7 @@ def test_an_invalid_blob_id_is_an_invalid_id() -> None:
     assert isinstance(raised.value, InvalidBlobId) and raised.value.reason == "bad-separator"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(root=st.binary(min_size=32, max_size=32), size=st.integers(0, MAX_BLOB_SIZE))
 def test_text_and_binary_forms_round_trip(root: bytes, size: int) -> None:
     blob = BlobId(root, size)
@@ -318,7 +319,7 @@ def test_text_and_binary_forms_round_trip(root: bytes, size: int) -> None:
     assert 60 <= len(str(blob)) <= 69
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(text=st.text(max_size=80))
 def test_parsing_any_text_raises_only_invalid_id(text: str) -> None:
     try:

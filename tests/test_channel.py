@@ -35,7 +35,7 @@ from tidings.wire.messages import (
     encode_message,
 )
 
-from .helpers import make_log
+from .helpers import examples, make_log
 from .test_messages import messages as any_message
 
 OTHER_NETWORK = hashlib.blake2b(b"a private network", digest_size=32).digest()
@@ -318,7 +318,7 @@ def test_a_message_the_decoder_refuses_is_refused_by_the_channel() -> None:
 
 # -- any chunking --------------------------------------------------------------------
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.tuples(any_message, st.booleans()), min_size=1, max_size=8),
     st.lists(st.integers(1, 4096), min_size=1, max_size=40),

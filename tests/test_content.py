@@ -45,7 +45,7 @@ from tidings.content import (
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidContent, UsageError
 
-from .helpers import author
+from .helpers import author, examples
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors"
                       / "content.json").read_text(encoding="utf-8"))
@@ -140,7 +140,7 @@ def test_follow_payloads_are_unchanged() -> None:
     assert follows == {OTHER}
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=examples(300), deadline=None, derandomize=True)
 @given(st.binary(max_size=MAX_FOLLOW_PAYLOAD + 8)
        | st.dictionaries(st.sampled_from(["type", "feed", "v", "x"]),
                          st.sampled_from(["follow", "unfollow", str(FEED), 2, b"", None]),
@@ -199,7 +199,7 @@ def depth(value: Any) -> int:
     return 0
 
 
-@settings(max_examples=400, deadline=None, derandomize=True)
+@settings(max_examples=examples(400), deadline=None, derandomize=True)
 @given(contents)
 def test_content_round_trips_through_bytes_and_json(content: Content) -> None:
     if isinstance(content, Unknown) and depth(content.fields) > 16:
@@ -236,7 +236,7 @@ def test_app_types_are_written_in_core_deterministic_order() -> None:
 # -- reading ---------------------------------------------------------------------------
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True)
+@settings(max_examples=examples(1000), deadline=None, derandomize=True)
 @given(st.binary(max_size=200))
 def test_decode_never_raises_on_random_bytes(payload: bytes) -> None:
     decode(payload)
@@ -256,7 +256,7 @@ cbor_values = st.recursive(
 )
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True)
+@settings(max_examples=examples(1000), deadline=None, derandomize=True)
 @given(st.dictionaries(st.sampled_from(["type", "text", "title", "links", "tags", "reply_to",
                                         "attachments", "url", "name", "avatar", "feed", "v"]),
                        cbor_values, max_size=6),
@@ -271,7 +271,7 @@ def test_decode_never_raises_on_random_cbor(fields: dict[str, Any], kind: str | 
         assert decode(encode(decoded)) == decoded  # what a reader takes, a writer can write
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=examples(300), deadline=None, derandomize=True)
 @given(contents, st.data())
 def test_decode_never_raises_on_damaged_content(content: Content, data: st.DataObject) -> None:
     payload = bytearray(encode(content))

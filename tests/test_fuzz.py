@@ -51,6 +51,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import examples as scaled
 from tidings import ForkProof, Logbook, MemoryStore
 from tidings.core.entry import (
     MAX_PAYLOAD_SIZE,
@@ -110,7 +111,8 @@ RANDOM = os.environ.get("TIDINGS_FUZZ_RANDOM", "") not in ("", "0")
 def fuzz(examples: int) -> settings:
     """Deterministic Hypothesis settings: same examples every run, no database."""
     return settings(
-        max_examples=max(1, int(examples * SCALE)), derandomize=not RANDOM, database=None,
+        max_examples=max(1, int(scaled(examples) * SCALE)), derandomize=not RANDOM,
+        database=None,
         deadline=None, print_blob=RANDOM,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

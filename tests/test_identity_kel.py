@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import examples
 from tests.identity_helpers import Owner, key, pub
 from tidings.core import kel
 from tidings.core.kel import (
@@ -489,7 +490,7 @@ def build_history(actions: list[str]) -> tuple[bytes, list[bytes]]:
 histories = st.lists(st.sampled_from(ACTIONS), max_size=10).map(build_history)
 
 
-@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=examples(60), suppress_health_check=[HealthCheck.too_slow])
 @given(histories, st.randoms(use_true_random=False))
 def test_fold_is_a_function_of_the_set_of_events(
     history: tuple[bytes, list[bytes]], rnd: random.Random
@@ -503,7 +504,7 @@ def test_fold_is_a_function_of_the_set_of_events(
     assert again.outcomes == expected.outcomes
 
 
-@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=examples(60), suppress_health_check=[HealthCheck.too_slow])
 @given(histories, st.randoms(use_true_random=False))
 def test_a_node_fed_any_partition_ends_with_the_state_of_the_union(
     history: tuple[bytes, list[bytes]], rnd: random.Random
@@ -518,7 +519,7 @@ def test_a_node_fed_any_partition_ends_with_the_state_of_the_union(
     assert log.state == fold(identity, raws)
 
 
-@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=examples(40), suppress_health_check=[HealthCheck.too_slow])
 @given(histories, st.randoms(use_true_random=False))
 def test_nodes_that_exchange_what_they_serve_agree(
     history: tuple[bytes, list[bytes]], rnd: random.Random

@@ -7,6 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import examples
 from tests.identity_helpers import Owner, key, pub
 from tidings.core.entry import Entry, sign_entry
 from tidings.core.kel import Cut, IdentityLog, Revocation
@@ -85,7 +86,7 @@ def test_devices_added_by_a_superseded_event_do_not_count() -> None:
     assert merge(state, "blog", write("thief", "blog", [T0])) == []
 
 
-@settings(deadline=None, max_examples=50)
+@settings(deadline=None, max_examples=examples(50))
 @given(st.lists(st.tuples(st.sampled_from(["laptop", "phone", "tablet"]),
                           st.integers(0, 5)), min_size=1, max_size=12),
        st.randoms(use_true_random=False))

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import examples
 from tests.identity_helpers import Owner, key, pub
 from tidings.core import kel, kel_wire
 from tidings.core.invite import (
@@ -46,7 +47,7 @@ def test_an_invite_reads_back_and_survives_typing() -> None:
     assert parse_invite(str(Invite(IDENTITY))) == Invite(IDENTITY)
 
 
-@settings(deadline=None, max_examples=50)
+@settings(deadline=None, max_examples=examples(50))
 @given(st.binary(min_size=32, max_size=32),
        st.lists(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True), unique=True,
                 max_size=MAX_INVITE_LOGS),

@@ -24,7 +24,7 @@ from tidings.errors import (
     UsageError,
 )
 
-from .helpers import author, make_log
+from .helpers import author, examples, make_log
 
 
 def pairs(entries: list[Entry], payloads: list[bytes]) -> list[tuple[bytes, bytes | None]]:
@@ -320,7 +320,7 @@ _BUNDLE = io.BytesIO()
 _SOURCE.export_bundle(_SOURCE.feed("blog"), _BUNDLE.write)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.data())
 def test_a_damaged_bundle_never_stores_anything_invalid(data: st.DataObject) -> None:
     """Random damage anywhere: the import stops with a tidings error or succeeds,

@@ -60,7 +60,7 @@ from tidings.wire.messages import (
     message_types,
 )
 
-from .helpers import make_log
+from .helpers import examples, make_log
 
 LOG, LOG_PAYLOADS = make_log(3)
 FEED = LOG[0].feed
@@ -557,7 +557,7 @@ def test_the_size_is_checked_before_parsing() -> None:
 
 # -- nothing but PeerErrors ------------------------------------------------------------
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.binary(max_size=256))
 def test_random_bytes_raise_nothing_but_peer_errors(body: bytes) -> None:
     with contextlib.suppress(PeerError):
@@ -580,7 +580,7 @@ def leaf_paths(value: Any, path: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
     return [path]
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(st.sampled_from(sorted(VALID)), st.data())
 def test_a_valid_body_with_one_field_replaced_raises_nothing_but_peer_errors(
     kind: str, data: st.DataObject
@@ -591,7 +591,7 @@ def test_a_valid_body_with_one_field_replaced_raises_nothing_but_peer_errors(
         decode_message(body)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.integers(0, 11), st.lists(values, max_size=6))
 def test_any_fields_under_any_type_raise_nothing_but_peer_errors(
     kind: int, fields: list[Any]

@@ -36,7 +36,7 @@ from tidings.core.verify import Anchor, check_run, partial_seqs, verify_partial
 from tidings.errors import InvalidEntry, PeerError
 from tidings.wire.messages import VERSIONS, Clock, Entries, Hello
 
-from .helpers import author
+from .helpers import author, examples
 from .replication_helpers import node
 from .test_replication import bare_peer
 
@@ -132,7 +132,7 @@ def cuts(draw: st.DrawFn, length: int) -> list[int]:
     return sorted(p for p in points if 0 < p < length)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.data())
 def test_every_way_in_accepts_the_same_entries(data: st.DataObject) -> None:
     built = build(data.draw)
@@ -202,7 +202,7 @@ def test_every_way_in_accepts_the_same_entries(data: st.DataObject) -> None:
         assert [e.seq for e in verify_partial(subset)] == partial_seqs(head, count)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.data())
 def test_a_relay_and_its_readers_agree(data: st.DataObject) -> None:
     """Whatever an author gives a relay, readers replicating from the relay end with

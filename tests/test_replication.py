@@ -46,6 +46,7 @@ from tidings.wire.messages import (
     Clock,
     Entries,
     ErrorMessage,
+    ForkProofMessage,
     Hello,
     Note,
     PartialRequest,
@@ -53,7 +54,7 @@ from tidings.wire.messages import (
     Ping,
 )
 
-from .helpers import author, forge, make_log
+from .helpers import author, examples, forge, make_log
 from .replication_helpers import (
     Link,
     clock_bytes,
@@ -230,7 +231,7 @@ events = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(st.lists(events, max_size=80))
 def test_any_order_of_partial_deliveries_reconnects_and_follows_converges(
     schedule: list[tuple[str, int, int]]
@@ -723,6 +724,32 @@ def test_entries_before_a_malformed_message_in_the_same_data_are_kept() -> None:
     with pytest.raises(MalformedMessage, match="count"):
         b.receive(session, channel.data_to_send())
     assert held(b, blog) == 5
+
+
+def test_a_fork_proven_by_bytes_that_end_in_an_error_goes_to_no_failed_session() -> None:
+    """Found by the fuzzer: entries that prove a fork, then a malformed message, in one
+    read. The proof is stored; nothing more is sent on the failed session (its error
+    message is the last thing it says), and no call raises anything but the peer's error."""
+    blog = author(1).author.feed("blog")
+    mine, other = (Logbook(MemoryStore(), author(1)) for _ in range(2))
+    for text in (b"one", b"two", b"three"):
+        mine.publish(text, "blog")
+    for text in (b"uno", b"dos"):
+        other.publish(text, "blog")
+    b = node("b", follows=[blog])
+    b.logbook.ingest(blog, [(e.raw, p) for e, p in mine.read(blog)])
+    b.refresh_local()
+    channel, session = bare_peer(b)
+    channel.send(Hello(VERSIONS, False, None))
+    channel.send(Entries(blog, tuple((e.raw, p) for e, p in other.read(blog))))
+    channel.send(PartialRequest(0, blog, 0))  # encodes, but a count of 0 does not decode
+    with pytest.raises(MalformedMessage):
+        b.receive(session, channel.data_to_send())
+    assert [proof.seq for proof in b.logbook.fork_proofs(blog)] == [1]
+    channel.receive_data(b.pump(session))
+    sent = channel.messages()
+    assert isinstance(sent[-1], ErrorMessage) and sent[-1].code == "malformed"
+    assert not any(isinstance(m, ForkProofMessage) for m in sent)
 
 
 def test_a_peer_with_no_common_version_is_unsupported() -> None:

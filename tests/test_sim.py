@@ -15,6 +15,9 @@ import pytest
 
 from tidings.sim import SimConfig, run
 
+#: Simulated networks of dozens of nodes: seconds each (see tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 SMALL = SimConfig(nodes=60, authors=12, entries=30, follows=4, relays=3, seed=7)
 
 

@@ -42,7 +42,7 @@ from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.http.syndication import atom, entry_urn, feed_urn, json_feed, rfc3339
 
-from .helpers import author
+from .helpers import author, examples
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
 MINUTE = 60_000_000
@@ -313,7 +313,7 @@ def test_hostile_text_round_trips_safely() -> None:
     assert doc["description"] == "description ]]>"
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=examples(200), deadline=None, derandomize=True)
 @given(text=st.text(), title=st.none() | st.text(
     st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=300))
 def test_any_post_renders_well_formed(text: str, title: str | None) -> None:
@@ -331,7 +331,7 @@ def test_any_post_renders_well_formed(text: str, title: str | None) -> None:
     assert item["content_text"] == strip.sub("", text)
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
+@settings(max_examples=examples(100), deadline=None, derandomize=True)
 @given(payload=st.none() | st.binary(max_size=300))
 def test_any_payload_renders_in_both_formats(payload: bytes | None) -> None:
     book = make_book()

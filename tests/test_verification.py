@@ -27,7 +27,7 @@ from tidings.errors import (
     WrongBacklink,
 )
 
-from .helpers import author, forge
+from .helpers import author, examples, forge
 
 
 def _scattered_log(count: int) -> tuple[list[Entry], list[bytes]]:
@@ -71,7 +71,7 @@ def test_an_honest_run_is_accepted_to_its_last_signed_entry(run: tuple[int, int]
     assert result.accepted == last_signed - start and result.checked == end - start
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(runs, st.data())
 def test_any_changed_byte_of_any_entry_is_never_accepted(
     run: tuple[int, int], data: st.DataObject

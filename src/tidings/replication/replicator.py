@@ -534,8 +534,8 @@ class Replicator:
 
     def _send_proof(self, peer: Peer, feed: FeedId) -> None:
         """The feed's earliest fork proof, once per session (stored proofs are verified)."""
-        if feed in peer.proofs_sent:
-            return
+        if feed in peer.proofs_sent or peer.session.failed:
+            return  # (a session that failed in these same bytes gets nothing more)
         proofs = self.logbook.store.fork_proofs(feed)
         if proofs:
             peer.proofs_sent.add(feed)
