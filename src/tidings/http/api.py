@@ -494,7 +494,7 @@ async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
     host, port = address
     loopback = host in LOOPBACK_HOSTS or _is_loopback_ip(host)
     api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
-    server = HttpServer(api, log=node._node.log,
+    server = HttpServer(api, log=node.log,
                         extra_headers=[("X-Content-Type-Options", "nosniff")])
     await server.serve(host, port, task_status=task_status)
 
