@@ -305,6 +305,13 @@ class PeerRefused(PeerError):
     code = "refused"
 
 
+class PeerEvicted(PeerError):
+    """This node is at its bound of inbound connections and closed this one, the
+    least proven, for a newcomer (spec/14 §2). Not a fault: connect again later."""
+
+    code = "busy"
+
+
 class ClosedByPeer(PeerError):
     """The peer closed the connection with an ``error`` message (spec/09 §6).
 

@@ -10,6 +10,7 @@ the store's fsyncs never block the event loop.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,11 +26,12 @@ from tidings.errors import (
     DuplicateConnection,
     HandshakeFailed,
     PeerError,
+    PeerEvicted,
     PeerTimeout,
     SelfConnection,
     TidingsError,
 )
-from tidings.node import discovery
+from tidings.node import discovery, slots
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
@@ -50,13 +52,20 @@ from tidings.wire.messages import MAX_ADDRESSES, Note
 
 T = TypeVar("T")
 
-#: A peer must finish the handshake and hello within this many seconds.
-HANDSHAKE_TIMEOUT = 10.0
+#: A peer must finish the handshake and hello within this many seconds: a few
+#: round trips, so short; a connection that has not finished is the first evicted.
+HANDSHAKE_TIMEOUT = 5.0
 #: Silence longer than this ends a connection; a ping goes out after PING_AFTER
 #: idle seconds, so a live peer is never silent that long.
 IDLE_TIMEOUT = 90.0
 PING_AFTER = 30.0
 CONNECT_TIMEOUT = 10.0
+#: What a peer closing during the handshake may mean: the node cannot tell which.
+HANDSHAKE_CLOSED = (
+    "the peer closed the connection during the handshake: it may be at its bound of "
+    "connections from this address (try again later), on another network (check "
+    "--network), or speak another protocol version (this node speaks tidings/transport/2)"
+)
 #: How often to look for writes by other processes (publish, follow): a
 #: cheap PRAGMA, and the bound on how late a CLI publish goes out live.
 POLL_INTERVAL = 0.1
@@ -92,6 +101,8 @@ class Connection:
     send_lock: trio.Lock = field(default_factory=trio.Lock)
     drained: trio.Event = field(default_factory=trio.Event)
     last_sent: float = field(default_factory=time.monotonic)
+    #: What it has been worth, for the choice of whom to evict (node/slots.py).
+    standing: slots.Standing | None = None
 
 
 class _ClockMemory:
@@ -104,12 +115,34 @@ class _ClockMemory:
     def __init__(self, state: NodeState, local_key: bytes) -> None:
         self.state = state
         self.prefix = local_key[:8]
+        #: Clocks to write, taken under the replicator's lock and written after it
+        #: is released (:meth:`flush`): a large clock never stalls replication.
+        self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note]]] = {}
+        self._guard = threading.Lock()
 
     def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        with self._guard:
+            pending = self._pending.get(self.prefix + peer)
+        if pending is not None:
+            return dict(pending[0]), dict(pending[1])
         return self.state.load(self.prefix + peer)
 
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
-        self.state.save(self.prefix + peer, sent, received)
+        with self._guard:
+            self._pending[self.prefix + peer] = (sent, received)
+
+    def flush(self) -> None:
+        """Write the clocks saved since the last flush (outside the replicator's lock)."""
+        while True:
+            with self._guard:
+                if not self._pending:
+                    return
+                key = next(iter(self._pending))
+                sent, received = self._pending[key]
+            self.state.save(key, sent, received)
+            with self._guard:
+                if self._pending.get(key, (None, None))[0] is sent:
+                    del self._pending[key]
 
 
 class Node:
@@ -121,11 +154,12 @@ class Node:
         self.state = state
         self.options = options or NodeOptions()
         self.log = log or Logger()
+        self._memory = _ClockMemory(state, public_key(transport_key))
         self.replicator = Replicator(
             logbook, static_private=transport_key, network_key=self.options.network_key,
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
-            memory=_ClockMemory(state, public_key(transport_key)),
+            memory=self._memory,
             log=self._replicator_event,
         )
         self.connections: set[Connection] = set()
@@ -342,10 +376,7 @@ class Node:
             await _first(connection.ready.wait, connection.closed.wait)
         if connection.ready.is_set():
             return connection
-        error = connection.error or HandshakeFailed(
-            "the peer closed the connection during the handshake: it is on another "
-            "network (check --network) or runs another protocol version"
-        )
+        error = connection.error or HandshakeFailed(HANDSHAKE_CLOSED)
         error.node_key = connection.session.channel.remote_static
         raise error
 
@@ -353,16 +384,52 @@ class Node:
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         address = peer_address(stream)
-        if len(self.connections) >= self.options.max_connections:
-            self.log.info("refused", addr=format_address(address), reason="max-connections")
+        inbound = [c for c in self.connections if not c.initiator]
+        for connection in inbound:
+            self._weigh(connection)
+        admission = slots.admit(
+            address, [c.standing for c in inbound if c.standing is not None],
+            inbound_cap=slots.inbound_cap(self.options.max_connections,
+                                          self.options.max_outbound),
+        )
+        if not admission.accept:
+            self.log.info("refused", addr=format_address(address), reason=admission.reason)
             await stream.aclose()
             return
+        if admission.evict is not None:
+            victim = next((c for c in inbound if c.standing is admission.evict), None)
+            if victim is not None:
+                self._background.start_soon(self._evict, victim)
         await self._serve(await self._open_connection(stream, address, initiator=False))
+
+    def _weigh(self, connection: Connection) -> None:
+        """Bring a connection's standing up to date (what it gave, hellos exchanged)."""
+        standing = connection.standing
+        if standing is None:
+            return
+        standing.ready = connection.ready.is_set()
+        peer = self.replicator.peers.get(connection.session)
+        standing.useful = peer.useful if peer is not None else 0
+
+    async def _evict(self, connection: Connection) -> None:
+        """Close the least proven inbound connection for a newcomer (spec/14 §2)."""
+        if connection.closed.is_set() or connection.error is not None:
+            return
+        error = PeerEvicted("this node is at its bound of inbound connections and closed "
+                            "the least proven one: connect again later")
+        error.peer = format_address(connection.address)
+        connection.error = error
+        self.log.debug("evicted", addr=format_address(connection.address),
+                       ready=connection.ready.is_set())
+        if connection.ready.is_set():
+            await self._send_error(connection, error)
+        connection.scope.cancel()
 
     async def _open_connection(self, stream: trio.SocketStream, address: tuple[str, int], *,
                                initiator: bool) -> Connection:
         session = await self._core(self.replicator.open_session, initiator=initiator)
         connection = Connection(session, stream, address, initiator)
+        connection.standing = slots.Standing(address, initiator, time.monotonic())
         self.connections.add(connection)
         self._by_session[session] = connection
         self._connections_moved()
@@ -382,10 +449,15 @@ class Node:
             session = connection.session
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
-                # A misbehaving peer's clock is not worth keeping (and may be huge).
+                # Clocks are kept only for peers that earned it (spec/14 §3): a peer
+                # this node dialed, or one that gave it something; never a misbehaving one.
                 error = connection.error
-                remember = error is None or not error.misbehaviour
+                self._weigh(connection)
+                earned = connection.initiator or bool(
+                    connection.standing is not None and connection.standing.useful)
+                remember = earned and (error is None or not error.misbehaviour)
                 await self._core(self.replicator.close_session, session, remember=remember)
+                await _io(self._memory.flush)
                 self._by_session.pop(session, None)
                 await connection.stream.aclose()
                 await self._after_close(connection)
@@ -453,11 +525,7 @@ class Node:
                     raise PeerTimeout(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
                 if not data:
                     if not connection.ready.is_set():
-                        raise HandshakeFailed(
-                            "the peer closed the connection during the handshake: it is on "
-                            "another network (check --network) or runs another protocol "
-                            "version (this node speaks tidings/transport/2)"
-                        )
+                        raise HandshakeFailed(HANDSHAKE_CLOSED)
                     break
                 events = await self._core(self._receive, session, data)
                 await self._act_on(events, connection)

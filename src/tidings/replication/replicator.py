@@ -24,8 +24,9 @@ from tidings.core.entry import (
     payload_hash,
     stored_is_signed,
     stored_payload_hash,
+    strict_cbor_item,
 )
-from tidings.core.forks import MAX_RUN, ForkProof
+from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
@@ -154,6 +155,16 @@ class Superseded:
 
 
 ReplicatorEvent = PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded
+
+
+def _proof_feed(raw: bytes) -> FeedId | None:
+    """The feed a fork proof names, read without verifying anything (None: unreadable,
+    left to ForkProof.from_bytes to say why)."""
+    try:
+        items, _ = strict_cbor_item(raw[:MAX_PROOF_SIZE], 0)
+        return decode_entry(items[1][0]).feed
+    except (InvalidEntry, LookupError, TypeError):
+        return None
 
 
 def _dialer(session: Session) -> bytes | None:
@@ -385,20 +396,26 @@ class Replicator:
         # ClockExchanged: caught_up() reads the session's state.
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
-        feeds = [feed for feed, _ in event.notes]
+        local = self.local
+        feeds = [feed for feed, _ in event.notes if feed in local.wanted or feed in local.heads]
+        if feeds:
+            peer.useful += 1  # it named feeds this node holds or wants
         if self.relay:
             offered = dict.fromkeys(  # a clock may name a feed twice (spec/10 §2)
                 feed for feed, note in event.notes
-                if note.seq > 0 and feed not in self.local.wanted
+                if note.seq > 0 and feed not in local.wanted
             )
-            new = list(offered)[: max(0, self.relay_max_feeds - len(self.relayed))]
+            room = max(0, self.relay_max_feeds - len(self.relayed))
+            new = list(offered)[:room]
             if new:
                 self.relayed.update(new)
-                self.local.wanted.update(new)
+                local.wanted.update(new)
                 self.router.local_changed(new)
+                feeds += new
+            peer.session.forget_notes(list(offered)[room:])  # not taken: not kept
         self._compare_heads(peer, event.notes)
         self.router.notes_received(peer, feeds)
-        for feed in dict.fromkeys(feeds):
+        for feed in dict.fromkeys(feed for feed, _ in event.notes):
             if feed in self.forked_at:
                 self._send_proof(peer, feed)
 
@@ -500,6 +517,7 @@ class Replicator:
                 seq=decode_entry(event.items[-1][0]).seq,
             )
         self.entries_received += added
+        peer.useful += added
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
@@ -549,11 +567,18 @@ class Replicator:
                 self._send_proof(other, feed)
 
     def _on_fork_proof(self, peer: Peer, raw: bytes) -> None:
+        feed = _proof_feed(raw)
+        if feed is not None and feed not in self.local.wanted and feed not in self.local.heads:
+            # Kept only for feeds this node holds or wants (spec/14 §3): anyone can
+            # fork a feed of their own, as many as they like. Not even verified.
+            return
         try:
-            proof = ForkProof.from_bytes(raw)
+            proof = ForkProof.from_bytes(raw)  # verified here, once
         except InvalidForkProof as exc:
             raise InvalidData(exc) from None
-        if self.logbook.add_fork_proof(proof):
+        if proof.feed not in self.local.wanted and proof.feed not in self.local.heads:
+            return
+        if self.logbook.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes()):
             self._forked(proof.feed, peer, proof, made=False)
 
     # -- serving what is stored -------------------------------------------------
