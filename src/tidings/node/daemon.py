@@ -10,6 +10,7 @@ the store's fsyncs never block the event loop.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -29,9 +30,12 @@ from tidings.errors import (
     PeerEvicted,
     PeerTimeout,
     SelfConnection,
+    StorageFull,
+    StoreBusy,
     TidingsError,
 )
 from tidings.node import discovery, slots
+from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
@@ -103,6 +107,8 @@ class Connection:
     last_sent: float = field(default_factory=time.monotonic)
     #: What it has been worth, for the choice of whom to evict (node/slots.py).
     standing: slots.Standing | None = None
+    #: What its reads may cost the replicator (node/budget.py).
+    budget: ReadBudget = field(default_factory=ReadBudget)
 
 
 class _ClockMemory:
@@ -174,6 +180,9 @@ class Node:
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
         self._changed = trio.Event()
+        #: When a write first found the disk full (None: it is not full).
+        self._full_since: float | None = None
+        self._state_write_failed = False
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
@@ -257,7 +266,7 @@ class Node:
                 if address not in self._lan_seen:
                     self._lan_seen.add(address)
                     self.log.info("lan-peer", addr=format_address(address))
-                await _io(self.state.add_peers, [address], "lan")
+                await self._state(self.state.add_peers, [address], "lan")
 
         nursery.start_soon(remember)
 
@@ -291,6 +300,13 @@ class Node:
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
+
+    def _timed_receive(self, session: Session,
+                       data: bytes) -> tuple[list[ReplicatorEvent], float]:
+        """:meth:`_receive`, and the seconds it took (charged to the connection)."""
+        started = time.perf_counter()
+        events = self._receive(session, data)
+        return events, time.perf_counter() - started
 
     def _receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
         """Take bytes from a peer (in the worker thread)."""
@@ -327,6 +343,30 @@ class Node:
         await self._core(self.replicator.set_follows, follows)
         return changed
 
+    # -- a full disk ----------------------------------------------------------------
+
+    async def _storage_full(self, full: StorageFull) -> None:
+        """A write found the disk full: nothing of it was stored. Said once; the node
+        keeps serving, and each later write tries again (spec/14 §4)."""
+        if self._full_since is None:
+            self._full_since = time.time()
+            self.log.warning("disk-full", error=str(full),
+                             detail="taking no entries, still serving; resumes by itself")
+        # The heads in memory may be ahead of what the store committed.
+        await self._core(self.replicator.refresh_local)
+
+    async def _state(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """A write to node.sqlite3 (peer table, clocks) that may find the disk full:
+        the node goes on without it (a missed write costs a backoff or a full clock)."""
+        try:
+            return await _io(call, *args, **kwargs)
+        except (sqlite3.Error, StorageFull) as exc:
+            if not self._state_write_failed:
+                self._state_write_failed = True
+                self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
+                                 detail="the node goes on; peers and clocks are not recorded")
+            return None
+
     # -- dialing --------------------------------------------------------------------
 
     async def _dial_loop(self, nursery: trio.Nursery) -> None:
@@ -353,7 +393,7 @@ class Node:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await trio.open_tcp_stream(*address)
             except (OSError, trio.TooSlowError, UnicodeError, ValueError) as exc:
-                wait = await _io(self.state.failed, address, time.time())
+                wait = await self._state(self.state.failed, address, time.time()) or 0.0
                 self.log.info("connect-failed", addr=format_address(address),
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
                               retry_in=f"{wait:.0f}s")
@@ -391,6 +431,7 @@ class Node:
             address, [c.standing for c in inbound if c.standing is not None],
             inbound_cap=slots.inbound_cap(self.options.max_connections,
                                           self.options.max_outbound),
+            per_address=self.options.max_per_address,
         )
         if not admission.accept:
             self.log.info("refused", addr=format_address(address), reason=admission.reason)
@@ -444,7 +485,7 @@ class Node:
                     nursery.start_soon(self._writer, connection, nursery.cancel_scope)
         except Exception as exc:  # a bug must cost one connection, never the node
             self.log.warning("connection-failed", addr=format_address(connection.address),
-                             error=f"{type(exc).__name__}: {exc}")
+                             error=describe(exc))
         finally:
             session = connection.session
             self.connections.discard(connection)
@@ -456,11 +497,18 @@ class Node:
                 earned = connection.initiator or bool(
                     connection.standing is not None and connection.standing.useful)
                 remember = earned and (error is None or not error.misbehaviour)
-                await self._core(self.replicator.close_session, session, remember=remember)
-                await _io(self._memory.flush)
-                self._by_session.pop(session, None)
-                await connection.stream.aclose()
-                await self._after_close(connection)
+                try:
+                    await self._core(self.replicator.close_session, session,
+                                     remember=remember)
+                    await self._state(self._memory.flush)
+                    self._by_session.pop(session, None)
+                    await connection.stream.aclose()
+                    await self._after_close(connection)
+                except Exception as exc:  # a cleanup must never take the node down
+                    self._by_session.pop(session, None)
+                    self.log.warning("connection-cleanup-failed",
+                                     addr=format_address(connection.address),
+                                     error=f"{type(exc).__name__}: {exc}")
             for key in [k for k in self._waiters if k[0] is session]:
                 self._waiters[key][0].set()  # the answer will not come
             connection.closed.set()
@@ -473,7 +521,7 @@ class Node:
         fields: dict[str, object] = {"peer": short_key(peer),
                                      "addr": format_address(connection.address)}
         if isinstance(error, SelfConnection) and connection.initiator:
-            await _io(self.state.forget, connection.address)  # ours, heard from a peer
+            await self._state(self.state.forget, connection.address)  # ours, heard from a peer
             return
         if isinstance(error, DuplicateConnection):
             # Two nodes dialed each other at once; one connection stays. Not a fault.
@@ -485,9 +533,9 @@ class Node:
         elif connection.ready.is_set():
             self.log.info("disconnected", **fields)
         if connection.initiator:
-            await _io(self.state.failed, connection.address, time.time(),
-                      misbehaved=misbehaved,
-                      disconnected=error is None and connection.ready.is_set())
+            await self._state(self.state.failed, connection.address, time.time(),
+                              misbehaved=misbehaved,
+                              disconnected=error is None and connection.ready.is_set())
 
     def _refuse(self, peer: bytes) -> None:
         """Refuse ``peer``'s key for MISBEHAVIOUR_BACKOFF seconds (by key, not address:
@@ -527,10 +575,24 @@ class Node:
                     if not connection.ready.is_set():
                         raise HandshakeFailed(HANDSHAKE_CLOSED)
                     break
-                events = await self._core(self._receive, session, data)
+                budget = connection.budget
+                contended = self._lock.statistics().tasks_waiting > 0
+                hold = budget.wait_before_read(trio.current_time(), contended)
+                if hold:
+                    await trio.sleep(hold)  # its share is spent and others wait
+                try:
+                    events, work = await self._core(self._timed_receive, session, data)
+                    budget.charge(trio.current_time(), work)
+                except StorageFull as full:
+                    await self._storage_full(full)
+                    raise StoreBusy("this node's disk is full: it takes no entries for now "
+                                    "(it still serves); try again later") from None
                 await self._act_on(events, connection)
                 connection.progress.set()
                 connection.progress = trio.Event()
+                spacing = budget.wait_after_small(trio.current_time(), len(data))
+                if spacing:
+                    await trio.sleep(spacing)  # small reads: what comes meanwhile, at once
         except PeerError as error:
             error.peer = error.peer or format_address(connection.address)
             connection.error = error
@@ -543,6 +605,9 @@ class Node:
         """What the replicator says the node must do after taking bytes in."""
         for event in events:
             if isinstance(event, EntriesStored):
+                if self._full_since is not None:
+                    self._full_since = None
+                    self.log.info("disk-space-back", detail="entries are stored again")
                 self._notify()
             elif isinstance(event, PeerConnected):
                 await self._on_ready(connection)
@@ -556,7 +621,7 @@ class Node:
                     waiter[1].append(event)
                     waiter[0].set()
             elif isinstance(event, AddressesLearned):
-                await _io(self.state.add_peers, list(event.addresses), "exchange")
+                await self._state(self.state.add_peers, list(event.addresses), "exchange")
 
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
         """The goodbye: the session's error message, queued when it failed (spec/09 §6)."""
@@ -580,7 +645,7 @@ class Node:
                       direction="out" if connection.initiator else "in",
                       version=connection.session.version)
         if connection.initiator:
-            await _io(self.state.connected, connection.address, peer, time.time())
+            await self._state(self.state.connected, connection.address, peer, time.time())
         addresses = [a for a in await _io(self.state.good_addresses, MAX_ADDRESSES)
                      if a != connection.address]
         if addresses and not connection.session.failed:
@@ -724,6 +789,13 @@ async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
 
         for wait in waits:
             nursery.start_soon(run, wait)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, for a log line: the errors inside a group, not the group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in exc.exceptions[:3])
+    return f"{type(exc).__name__}: {exc}"
 
 
 def peer_address(stream: trio.SocketStream) -> tuple[str, int]:

@@ -34,6 +34,7 @@ from tidings.node.options import (
     DEFAULT_API_LISTEN,
     DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_ADDRESS,
     NodeOptions,
 )
 from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
@@ -72,7 +73,10 @@ default_log = "{DEFAULT_LOG}"
 # relay_max_feeds = {DEFAULT_RELAY_MAX_FEEDS}
 # 1: replicate the feeds you follow; 2: also the feeds their authors follow.
 # hops = 1
+# Connections in all; 8 of them are kept for the peers this node dials, and
+# strangers take at most max_per_address from one address (spec/14).
 # max_connections = {DEFAULT_MAX_CONNECTIONS}
+# max_per_address = {DEFAULT_MAX_PER_ADDRESS}
 # Find nodes of the same network on the LAN by UDP multicast.
 # lan_discovery = true
 # The IPv4 address of the interface for beacons (--lan-interface), and their UDP port.
@@ -95,7 +99,7 @@ default_log = "{DEFAULT_LOG}"
 _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
         "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
-        "hops": int, "max_connections": int, "lan_discovery": bool,
+        "hops": int, "max_connections": int, "max_per_address": int, "lan_discovery": bool,
         "lan_interface": str, "lan_port": int,
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
