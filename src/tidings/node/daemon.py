@@ -535,7 +535,8 @@ class Node:
         if connection.initiator:
             await self._state(self.state.failed, connection.address, time.time(),
                               misbehaved=misbehaved,
-                              disconnected=error is None and connection.ready.is_set())
+                              disconnected=(error is None and connection.ready.is_set())
+                              or isinstance(error, StoreBusy))
 
     def _refuse(self, peer: bytes) -> None:
         """Refuse ``peer``'s key for MISBEHAVIOUR_BACKOFF seconds (by key, not address:
