@@ -30,7 +30,7 @@ from tidings import FeedId, ForkProof, Identity, decode_entry
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
 from tidings.node.state import NodeState
-from tidings.wire.messages import MAX_NOTES, ErrorMessage, ForkProofMessage, Ping
+from tidings.wire.messages import MAX_NOTES, ErrorMessage, ForkProofMessage, Peers, Ping
 
 pytestmark = pytest.mark.system
 
@@ -424,3 +424,57 @@ def _held(home: Path, feed: FeedId) -> int:
     finally:
         db.close()
     return int(row[0] or 0)
+
+
+# -- row 5: peer exchange ------------------------------------------------------------------------
+
+
+def _learned(home: Path) -> list[tuple[str, int, str, object]]:
+    db = sqlite3.connect(home / "node.sqlite3")
+    try:
+        return [tuple(row) for row in db.execute(  # type: ignore[misc]
+            "SELECT host, port, source, last_connected FROM peers WHERE source = 'exchange'")]
+    finally:
+        db.close()
+
+
+async def test_tarpit_addresses_from_peer_exchange_are_bounded_and_dropped(
+    tmp_path: Path
+) -> None:
+    """Four sessions each give 32 fresh addresses of tarpits (they accept, never answer):
+    at most 4 per /24 are kept, each is dropped once its handshake fails, and the
+    configured peer stays connected throughout."""
+    c_home = author_home(tmp_path, "c", 5)
+    tarpits = []
+    for _ in range(16):
+        listener = trio.socket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        tarpits.append(listener)
+    ports = [t.getsockname()[1] for t in tarpits]
+    try:
+        with running(c_home) as c:
+            a_home = author_home(tmp_path, "a", 20)
+            with running(a_home, "--peer", c.address) as a:
+                a.wait_log(rf"event=connected .*addr=127\.0\.0\.1:{c.port} direction=out")
+                most = 0
+                for session in range(4):
+                    adversary = await Adversary.opened(address_of(a))
+                    await adversary.send(Peers(tuple(
+                        ("127.0.0.1", ports[(session * 32 + i) % 16]) for i in range(32))))
+                    await adversary.alive(feed_of(a_home, "blog"))
+                    most = max(most, len(_learned(a_home)))
+                    await adversary.aclose()
+                with trio.fail_after(WAIT):  # each is dialed, its handshake fails, forgotten
+                    while any(port in ports for _, port, _, _ in _learned(a_home)):
+                        await trio.sleep(0.2)
+                assert await honest_sync(tmp_path / "h", a.address, feed_of(a_home, "blog")) == 20
+                figure("5", f"128 tarpit addresses offered in 4 sessions: at most {most} kept, "
+                            "all dropped after their failed handshakes; configured peer "
+                            "connected throughout")
+                assert most <= 4
+                assert f"event=disconnected peer={c.key}" not in a.log()
+                assert_healthy(a)
+    finally:
+        for listener in tarpits:
+            listener.close()

@@ -64,6 +64,9 @@ HANDSHAKE_TIMEOUT = 5.0
 IDLE_TIMEOUT = 90.0
 PING_AFTER = 30.0
 CONNECT_TIMEOUT = 10.0
+#: LAN peers remembered as already logged (beacons are unauthenticated on the
+#: public network key: anyone on the LAN can forge them).
+MAX_LAN_SEEN = 256
 #: What a peer closing during the handshake may mean: the node cannot tell which.
 HANDSHAKE_CLOSED = (
     "the peer closed the connection during the handshake: it may be at its bound of "
@@ -264,6 +267,8 @@ class Node:
         async def remember() -> None:
             async for address in receive:
                 if address not in self._lan_seen:
+                    if len(self._lan_seen) >= MAX_LAN_SEEN:
+                        self._lan_seen.clear()  # forged beacons cannot grow it
                     self._lan_seen.add(address)
                     self.log.info("lan-peer", addr=format_address(address))
                 await self._state(self.state.add_peers, [address], "lan")
@@ -393,6 +398,10 @@ class Node:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await trio.open_tcp_stream(*address)
             except (OSError, trio.TooSlowError, UnicodeError, ValueError) as exc:
+                if await self._state(self.state.forget_unproven, address):
+                    # Learned, never connected: not worth a retry (spec/14 §5).
+                    self.log.debug("forgotten", addr=format_address(address))
+                    return
                 wait = await self._state(self.state.failed, address, time.time()) or 0.0
                 self.log.info("connect-failed", addr=format_address(address),
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
@@ -532,6 +541,9 @@ class Node:
                 self._refuse(peer)
         elif connection.ready.is_set():
             self.log.info("disconnected", **fields)
+        if connection.initiator and not connection.ready.is_set() and not misbehaved \
+                and await self._state(self.state.forget_unproven, connection.address):
+            return  # a learned address whose handshake failed: forgotten (spec/14 §5)
         if connection.initiator:
             await self._state(self.state.failed, connection.address, time.time(),
                               misbehaved=misbehaved,
