@@ -478,3 +478,20 @@ async def test_tarpit_addresses_from_peer_exchange_are_bounded_and_dropped(
     finally:
         for listener in tarpits:
             listener.close()
+
+
+# -- row 13: file modes ----------------------------------------------------------------------------
+
+
+def test_every_file_of_a_home_is_the_owners_alone(tmp_path: Path) -> None:
+    """Files 0600, directories 0700; a token that others can read is refused like a key."""
+    home = author_home(tmp_path, "a", 3)
+    with running(home) as a:
+        a.wait_log("event=ready")
+    loose = {str(p.relative_to(home)): oct(p.stat().st_mode & 0o777) for p in home.rglob("*")
+             if p.stat().st_mode & (0o077 if p.is_file() else 0o077)}
+    figure("13", f"files or directories readable by others after init, publish, up: {loose}")
+    assert not loose
+    (home / "api.token").chmod(0o644)
+    refused = tidings(home, "up", "--listen", "127.0.0.1:0", "--no-lan", "--api", "127.0.0.1:0")
+    assert refused.code == 2 and "chmod 600" in refused.err, refused.err

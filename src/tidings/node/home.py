@@ -212,6 +212,12 @@ class Home:
                     os.link(draft, path)
             finally:
                 draft.unlink()
+        mode = path.stat().st_mode
+        if mode & 0o077:  # refused like a key file: it grants the API to whoever reads it
+            raise UsageError(
+                f"{path} can be read by other users (mode {mode & 0o777:o}); "
+                f"run `chmod 600 {path}` and try again"
+            )
         token = path.read_text().strip()
         if len(token) < 16:
             raise UsageError(f"{path} holds no usable token: delete it and start the node again")
@@ -245,6 +251,8 @@ class Home:
                     raise
                 return self.identity(), False  # another `init` won the race: keep its key
             if not self.config_path.exists():
+                # 0600: it may hold a private network's key.
+                private_file(self.config_path)
                 self.config_path.write_text(DEFAULT_CONFIG)
             self.api_token()
         except OSError as exc:
@@ -252,6 +260,7 @@ class Home:
                 f"cannot create the home {self.path}: {exc.strerror}; choose another with "
                 f"--home DIR or {ENV_VAR}"
             ) from None
+        private_file(self.store_path)
         SqliteStore(self.store_path).close()
         return identity, True
 
@@ -289,4 +298,12 @@ class Home:
                 raise UsageError(f"cannot create the home {self.path}: {exc.strerror}") from None
         self._require()
         identity = self.identity() if need_identity or self.is_initialized() else None
+        private_file(self.store_path)
         return Logbook(SqliteStore(self.store_path), identity)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing (SQLite gives its journal
+    files the mode of the database file): every file of a home is the owner's alone."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -21,7 +21,7 @@ import trio
 from tidings.embed.facade import EmbeddedNode
 from tidings.errors import ListenError, first_error
 from tidings.node.daemon import Node
-from tidings.node.home import Home
+from tidings.node.home import Home, private_file
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import NodeState
@@ -151,6 +151,8 @@ async def _start(nursery: trio.Nursery, address: tuple[str, int] | None, what: s
 def _write_api_file(home: Home, url: str) -> None:
     """Tell local tools (``tidings status``) where this node's API is."""
     temporary = home.api_file.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    private_file(temporary)
     temporary.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
     temporary.replace(home.api_file)
 
