@@ -357,8 +357,9 @@ def _cpu_seconds(node: NodeProcess) -> float:
 # -- row 4: a full disk ------------------------------------------------------------------------
 
 
-def _big_feed(home: Path, count: int, size: int) -> FeedId:
-    ok(tidings(home, "init"))
+def _big_feed(home: Path, count: int, size: int, *, init: bool = True) -> FeedId:
+    if init:
+        ok(tidings(home, "init"))
     book = Home(home).open_logbook(need_identity=True)
     try:
         for index in range(count):
@@ -489,9 +490,50 @@ def test_every_file_of_a_home_is_the_owners_alone(tmp_path: Path) -> None:
     with running(home) as a:
         a.wait_log("event=ready")
     loose = {str(p.relative_to(home)): oct(p.stat().st_mode & 0o777) for p in home.rglob("*")
-             if p.stat().st_mode & (0o077 if p.is_file() else 0o077)}
+             if p.stat().st_mode & 0o077}
     figure("13", f"files or directories readable by others after init, publish, up: {loose}")
     assert not loose
     (home / "api.token").chmod(0o644)
     refused = tidings(home, "up", "--listen", "127.0.0.1:0", "--no-lan", "--api", "127.0.0.1:0")
     assert refused.code == 2 and "chmod 600" in refused.err, refused.err
+
+
+# -- row 3: a relay's quota ---------------------------------------------------------------------
+
+
+async def test_a_relay_takes_honest_feeds_after_offers_that_bring_nothing(
+    tmp_path: Path
+) -> None:
+    """A stranger offers 10,000 feeds and sends no entry; then an honest author offers
+    its blog: the relay takes it. Then the author publishes a feed of 4 MiB: the relay
+    stores at most its byte quota (1 MiB) and one batch of it."""
+    r_home = author_home(tmp_path, "r", 1, relay_max_bytes=1 << 20)
+    with running(r_home, "--relay") as r:
+        adversary = await Adversary.opened(address_of(r))
+        for start in range(0, 10_000, MAX_NOTES):
+            count = min(MAX_NOTES, 10_000 - start)
+            notes = [[(start + i).to_bytes(32, "big"), "f", 1, 0, HEAD] for i in range(count)]
+            await adversary.send_body(msgpack.packb([1, 0, notes, 0], use_bin_type=True))
+        await adversary.alive(feed_of(r_home, "blog"))
+        w_home = tmp_path / "w"
+        author_home(tmp_path, "w", 20)
+        blog = feed_of(w_home, "blog")
+        before = _store_bytes(r_home)
+        with running(w_home, "--peer", r.address):
+            with trio.fail_after(WAIT):
+                while _held(r_home, blog) < 20:
+                    await trio.sleep(0.2)
+            big = _big_feed(w_home, 64, 64 * 1024, init=False)
+            r.wait_log("event=relay-quota-full", timeout=WAIT)
+        await adversary.aclose()
+        grown = _store_bytes(r_home) - before
+        figure("3", f"10,000 empty offers, then an honest author: blog {_held(r_home, blog)}/20 "
+                    f"taken, big feed {_held(r_home, big)}/64 entries of 64 KiB, store "
+                    f"+{grown / (1 << 20):.1f} MiB (quota 1 MiB)")
+        assert _held(r_home, big) < 64
+        assert grown < 3 << 20
+        assert_healthy(r)
+
+
+def _store_bytes(home: Path) -> int:
+    return sum(p.stat().st_size for p in home.glob("store.sqlite3*"))

@@ -168,6 +168,7 @@ class Node:
             logbook, static_private=transport_key, network_key=self.options.network_key,
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
+            relay_max_bytes=self.options.relay_max_bytes,
             memory=self._memory,
             log=self._replicator_event,
         )

@@ -37,7 +37,7 @@ from tidings.node.options import (
     DEFAULT_MAX_PER_ADDRESS,
     NodeOptions,
 )
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.storage.logbook import DEFAULT_LOG, Logbook
 from tidings.storage.sqlite import SqliteStore
 from tidings.transport.beacon import MULTICAST_PORT
@@ -71,6 +71,8 @@ default_log = "{DEFAULT_LOG}"
 # Store every feed peers offer, up to relay_max_feeds (--relay).
 # relay = false
 # relay_max_feeds = {DEFAULT_RELAY_MAX_FEEDS}
+# Bytes of others' feeds a relay stores per run (entries and payloads).
+# relay_max_bytes = {DEFAULT_RELAY_MAX_BYTES}
 # 1: replicate the feeds you follow; 2: also the feeds their authors follow.
 # hops = 1
 # Connections in all; 8 of them are kept for the peers this node dials, and
@@ -99,6 +101,7 @@ default_log = "{DEFAULT_LOG}"
 _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
         "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
+        "relay_max_bytes": int,
         "hops": int, "max_connections": int, "max_per_address": int, "lan_discovery": bool,
         "lan_interface": str, "lan_port": int,
     },

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tidings.errors import UsageError
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.transport.beacon import ANY_INTERFACE, MULTICAST_PORT
 from tidings.transport.channel import DEFAULT_NETWORK_KEY
 
@@ -86,6 +86,7 @@ class NodeOptions:
     network_key: bytes = DEFAULT_NETWORK_KEY
     relay: bool = False
     relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS
+    relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES
     hops: int = 1
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_outbound: int = DEFAULT_MAX_OUTBOUND
@@ -146,6 +147,7 @@ class NodeOptions:
             hops=_int(hops or node.get("hops", 1)),
             relay=bool(relay) or bool(node.get("relay", False)),
             relay_max_feeds=_int(node.get("relay_max_feeds", DEFAULT_RELAY_MAX_FEEDS)),
+            relay_max_bytes=_int(node.get("relay_max_bytes", DEFAULT_RELAY_MAX_BYTES)),
             max_connections=_int(node.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
             max_per_address=_int(node.get("max_per_address", DEFAULT_MAX_PER_ADDRESS)),
             lan_interface=_ipv4(lan_interface or str(node.get("lan_interface", ANY_INTERFACE))),

@@ -43,8 +43,9 @@ from tidings.errors import (
     UnsignedTail,
 )
 from tidings.replication.clock import LocalClock
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.replication.peer import ForkSearch, Peer
+from tidings.replication.relay import RelayQuota
 from tidings.replication.router import Router
 from tidings.replication.session import (
     Authenticated,
@@ -183,6 +184,7 @@ class Replicator:
         hops: int = 1,
         relay: bool = False,
         relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS,
+        relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
         memory: ClockMemory | None = None,
         log: Callable[..., None] | None = None,
     ) -> None:
@@ -196,6 +198,7 @@ class Replicator:
         self.hops = hops
         self.relay = relay
         self.relay_max_feeds = relay_max_feeds
+        self.quota = RelayQuota(relay_max_feeds, relay_max_bytes)
         self.memory: ClockMemory = memory or MemoryClocks()
         self.local = LocalClock()
         self.router = Router(self.local)
@@ -220,6 +223,7 @@ class Replicator:
             # open with delta clocks that never offer those feeds again.
             held = [feed for feed in self.local.heads if self.local.heads[feed] > 0]
             self.relayed = set(held[:relay_max_feeds])
+            self.quota.charged = set(self.relayed)
         self.set_follows(follows)
 
     # -- what this node holds and wants ---------------------------------------
@@ -405,19 +409,35 @@ class Replicator:
                 feed for feed, note in event.notes
                 if note.seq > 0 and feed not in local.wanted
             )
-            room = max(0, self.relay_max_feeds - len(self.relayed))
-            new = list(offered)[:room]
+            # Taken on pending, a few per peer; charged once entries come (spec/14 §4).
+            new = self.quota.take(offered, peer.key or b"")
             if new:
                 self.relayed.update(new)
                 local.wanted.update(new)
                 self.router.local_changed(new)
                 feeds += new
-            peer.session.forget_notes(list(offered)[room:])  # not taken: not kept
+            taken = set(new)
+            peer.session.forget_notes([f for f in offered if f not in taken])  # not kept
         self._compare_heads(peer, event.notes)
         self.router.notes_received(peer, feeds)
         for feed in dict.fromkeys(feed for feed, _ in event.notes):
             if feed in self.forked_at:
                 self._send_proof(peer, feed)
+
+    def _relay_full(self, feed: FeedId) -> None:
+        """The byte quota is spent: ``feed``, which just brought entries, and every offer
+        that brought nothing yet are fetched no more; other relayed feeds stop as they
+        next bring entries. What is held is kept and served (spec/14 §4)."""
+        dropped = ({feed} | set(self.quota.pending)) - self.follows
+        if not self.quota.warned:
+            self.quota.warned = True
+            self.log("relay-quota-full", bytes=self.quota.bytes_used)
+        self.quota.pending.clear()
+        if dropped & self.relayed:
+            self.relayed -= dropped
+            self._recompute_wanted()
+            for peer in self.router.peers:
+                peer.session.forget_notes(list(dropped))
 
     def _compare_heads(self, peer: Peer, notes: Sequence[tuple[FeedId, Note]]) -> None:
         """A note naming another entry at a seq this node holds: the peer holds
@@ -518,6 +538,11 @@ class Replicator:
             )
         self.entries_received += added
         peer.useful += added
+        if added and feed in self.relayed and feed not in self.follows:
+            size = sum(len(raw) + len(payload or b"") for raw, payload in event.items)
+            self.quota.stored(feed, size * added // len(event.items))
+            if self.quota.bytes_used >= self.quota.max_bytes:
+                self._relay_full(feed)
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
@@ -749,6 +774,12 @@ class Replicator:
         """
         for peer in self.router.peers:
             peer.session.flush_lazy()
+        expired = [f for f in self.quota.expire(now) if f not in self.follows]
+        if expired:  # offers that brought nothing: dropped, their notes too
+            self.relayed.difference_update(expired)
+            self._recompute_wanted()
+            for peer in self.router.peers:
+                peer.session.forget_notes(expired)
         moved = []
         for feed, peer in list(self.router.source.items()):
             head = self.local.seq(feed)
