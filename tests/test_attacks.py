@@ -537,3 +537,81 @@ async def test_a_relay_takes_honest_feeds_after_offers_that_bring_nothing(
 
 def _store_bytes(home: Path) -> int:
     return sum(p.stat().st_size for p in home.glob("store.sqlite3*"))
+
+
+# -- rows 11 and 12: the local API -------------------------------------------------------------
+
+
+def _api_address(home: Path) -> tuple[str, int]:
+    import json
+    from urllib.parse import urlsplit
+
+    url = urlsplit(json.loads((home / "api.json").read_text())["url"])
+    assert url.hostname is not None and url.port is not None
+    return url.hostname, url.port
+
+
+async def _half_sent(address: tuple[str, int]) -> trio.SocketStream | None:
+    with suppress(OSError):
+        stream = await trio.open_tcp_stream(*address)
+        await stream.send_all(b"POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        return stream
+    return None
+
+
+async def test_half_sent_requests_do_not_lock_the_owner_out(tmp_path: Path) -> None:
+    """600 connections each holding a half-sent request (the cap is 512): the owner's
+    `tidings status` still gets its answer, and an event stream still connects."""
+    a_home = author_home(tmp_path, "a", 5)
+    with running(a_home) as a:
+        address = _api_address(a_home)
+        held = [s for s in [await _half_sent(address) for _ in range(600)] if s is not None]
+        status = await trio.run_process([*_cli(a_home), "status", "--json"], env=_env(),
+                                        capture_stdout=True, capture_stderr=True, check=False)
+        token = (a_home / "api.token").read_text().strip()
+        events = await trio.open_tcp_stream(*address)
+        await events.send_all(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                              f"Authorization: Bearer {token}\r\n\r\n".encode())
+        with trio.fail_after(WAIT):
+            first = await events.receive_some(4096)
+        await events.aclose()
+        for stream in held:
+            with suppress(Exception):
+                await stream.aclose()
+        figure("11", f"{len(held)} half-sent requests: `tidings status` exit "
+                     f"{status.returncode}, event stream answered {first[:12]!r}")
+        assert status.returncode == 0, status.stderr
+        assert first.startswith(b"HTTP/1.1 200")
+        assert_healthy(a)
+
+
+async def test_bodies_are_not_read_before_the_token_is_checked(tmp_path: Path) -> None:
+    """200 unauthenticated requests, each with a 2 MiB body: refused on their head (401);
+    the node's memory grows < 40 MiB."""
+    a_home = author_home(tmp_path, "a", 5)
+    with running(a_home) as a:
+        address = _api_address(a_home)
+        before = rss_mib(a)
+        body = b"x" * (2 * 1024 * 1024 - 1)
+        head = (b"POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        answers: list[bytes] = []
+        streams = []
+        for _ in range(200):
+            stream = await trio.open_tcp_stream(*address)
+            streams.append(stream)
+            with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(head)
+                with trio.move_on_after(0.5):
+                    answers.append(await stream.receive_some(4096))
+                await stream.send_all(body[:256 * 1024])  # a stranger trying anyway
+        grown = rss_mib(a) - before
+        for stream in streams:
+            with suppress(Exception):
+                await stream.aclose()
+        refused = sum(a.startswith(b"HTTP/1.1 401") for a in answers)
+        figure("12", f"200 unauthenticated 2 MiB bodies: {refused} refused on the head, "
+                     f"RSS +{grown:.0f} MiB")
+        assert refused == 200
+        assert grown < 40
+        assert_healthy(a)

@@ -217,14 +217,33 @@ class Api(gateway.TokenLinks):
             self._event_bytes += len(event)
         return event
 
+    def check_head(self, request: Request) -> Response | None:
+        """Host, Origin and token, on the request head before any body is read
+        (the server calls it; spec/14 §7): the error response, or None."""
+        origin = request.headers.get("origin")
+        try:
+            self._check_host(request)
+            self._check_origin(origin)
+            if not (request.method == "OPTIONS" and origin is not None):
+                self._check_token(request)
+        except HttpError as error:
+            response = error_response(error)
+            if origin is not None and origin in self.cors_origins:
+                response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            return response
+        return None
+
+    def _check_origin(self, origin: str | None) -> None:
+        if origin is not None and origin not in self.cors_origins:
+            raise HttpError(403, "origin_not_allowed",
+                            f"requests from {origin[:100]} are not allowed: add it to "
+                            "[api] cors_origins in config.toml to allow a web app")
+
     async def __call__(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         try:
             self._check_host(request)
-            if origin is not None and origin not in self.cors_origins:
-                raise HttpError(403, "origin_not_allowed",
-                                f"requests from {origin[:100]} are not allowed: add it to "
-                                "[api] cors_origins in config.toml to allow a web app")
+            self._check_origin(origin)
             if request.method == "OPTIONS" and origin is not None:
                 response = self._preflight()
             else:
@@ -494,7 +513,7 @@ async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
     host, port = address
     loopback = host in LOOPBACK_HOSTS or _is_loopback_ip(host)
     api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
-    server = HttpServer(api, log=node.log,
+    server = HttpServer(api, log=node.log, check_head=api.check_head,
                         extra_headers=[("X-Content-Type-Options", "nosniff")])
     await server.serve(host, port, task_status=task_status)
 

@@ -89,6 +89,9 @@ def error_response(error: HttpError) -> Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Checks a request's head (its ``body`` is empty) before the body is read: an
+#: error response refuses it, and the connection is closed.
+HeadCheck = Callable[[Request], "Response | None"]
 
 
 @dataclass(eq=False)
@@ -96,14 +99,18 @@ class _ConnectionState:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: When it started waiting for a request (None while it reads or answers one).
     idle_since: float | None = None
+    #: When the request being read started (None when none is half sent).
+    reading_since: float | None = None
 
 
 class HttpServer:
     """Serve ``handler`` on a listener; ``await nursery.start(server.serve, host, port)``."""
 
     def __init__(self, handler: Handler, *, log: Logger | None = None,
-                 extra_headers: list[tuple[str, str]] | None = None) -> None:
+                 extra_headers: list[tuple[str, str]] | None = None,
+                 check_head: HeadCheck | None = None) -> None:
         self.handler = handler
+        self.check_head = check_head
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
         self._connections: set[_ConnectionState] = set()
@@ -134,7 +141,13 @@ class HttpServer:
             await stream.aclose()
 
     def _evict_idle(self) -> bool:
-        """At the cap, close the connection idle longest (waiting for a request) for a new one."""
+        """At the cap, make room for a new connection: close the oldest half-sent
+        request, else the connection idle longest (spec/14 §7). Requests being
+        answered (an event stream) are never closed for a newcomer."""
+        half = [c for c in self._connections if c.reading_since is not None]
+        if half:
+            min(half, key=lambda c: c.reading_since or 0.0).scope.cancel()
+            return True
         idle = [c for c in self._connections if c.idle_since is not None]
         if not idle:
             return False
@@ -151,7 +164,7 @@ class HttpServer:
                 state.idle_since = trio.current_time()
                 request = await self._read_request(stream, connection, client, first=first,
                                                    state=state)
-                state.idle_since = None
+                state.idle_since = state.reading_since = None
                 first = False
                 if request is None:
                     break
@@ -204,6 +217,7 @@ class HttpServer:
                         # One deadline for the whole request, from its first byte.
                         started = True
                         state.idle_since = None
+                        state.reading_since = trio.current_time()
                         deadline = trio.current_time() + REQUEST_TIMEOUT
                     continue
                 return None  # idle or too slow: close quietly
@@ -221,6 +235,17 @@ class HttpServer:
                         413, "payload_too_large",
                         f"the request body is over {MAX_BODY_BYTES} bytes"))
                     return None
+                if self.check_head is not None:
+                    # Who may ask is known from the head: a stranger's body is never read.
+                    try:
+                        refused = self.check_head(_request(event, b"", client))
+                    except ValueError:
+                        refused = None  # a bad target: answered once the request is whole
+                    if refused is not None:
+                        refused.headers.append(("Connection", "close"))
+                        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                            await self._respond(stream, connection, refused)
+                        return None
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > MAX_BODY_BYTES:
