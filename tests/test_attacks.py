@@ -615,3 +615,56 @@ async def test_bodies_are_not_read_before_the_token_is_checked(tmp_path: Path) -
         assert refused == 200
         assert grown < 40
         assert_healthy(a)
+
+
+# -- rows 9 and 10: the public gateway ----------------------------------------------------------
+
+
+def _rss_of(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_the_gateway_bounds_each_page_and_takes_no_links_from_host(
+    tmp_path: Path
+) -> None:
+    """40 posts of 30,000 '&' (150 KB each once escaped); 12 clients ask for 200 of them
+    and never read. The page ends at its byte budget and links to the rest; an honest
+    reader gets it; the gateway grows < 80 MiB; no link names the request's Host."""
+    from tests.test_status_cli import serving_feeds
+
+    home = tmp_path / "a"
+    ok(tidings(home, "init"))
+    lines = "".join(f"{i} {'&' * 30_000}\n" for i in range(40)).encode()
+    ok(tidings(home, "publish", "--lines", "--log", "blog", stdin=lines))
+    blog = feed_of(home, "blog")
+    with serving_feeds(home) as (base, proc, _log):
+        host, port = base.removeprefix("http://").rstrip("/").split(":")
+        path = f"/feeds/{blog}.atom?limit=200"
+        before = _rss_of(proc.pid)
+        stalled = []
+        for _ in range(12):
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            stalled.append(stream)
+        await trio.sleep(1)  # (they render meanwhile; nothing is asserted about time)
+        honest = await trio.open_tcp_stream(host, int(port))
+        await honest.send_all(f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+                              "Connection: close\r\n\r\n".encode())
+        answer = bytearray()
+        with trio.fail_after(WAIT):
+            while chunk := await honest.receive_some(1 << 16):
+                answer += chunk
+        grown = _rss_of(proc.pid) - before
+        for stream in [*stalled, honest]:
+            await stream.aclose()
+        assert proc.poll() is None
+    figure("9", f"?limit=200 of 150 KB posts: a page of {len(answer) / (1 << 20):.1f} MiB "
+                f"with {answer.count(b'<entry>')} entries and a next link; gateway RSS "
+                f"+{grown:.0f} MiB with 12 clients not reading")
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(answer) < 2 << 20 and b'rel="next"' in answer
+    assert grown < 80
+    assert b"evil.example" not in answer  # row 10: links never come from Host

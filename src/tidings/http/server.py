@@ -101,6 +101,7 @@ class _ConnectionState:
     idle_since: float | None = None
     #: When the request being read started (None when none is half sent).
     reading_since: float | None = None
+    client: str = ""
 
 
 class HttpServer:
@@ -108,8 +109,10 @@ class HttpServer:
 
     def __init__(self, handler: Handler, *, log: Logger | None = None,
                  extra_headers: list[tuple[str, str]] | None = None,
-                 check_head: HeadCheck | None = None) -> None:
+                 check_head: HeadCheck | None = None,
+                 max_per_client: int | None = None) -> None:
         self.handler = handler
+        self.max_per_client = max_per_client
         self.check_head = check_head
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
@@ -128,10 +131,15 @@ class HttpServer:
         await trio.serve_listeners(self._connection, listeners)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        client = _peer(stream)[0]
+        if self.max_per_client is not None and sum(
+                c.client == client for c in self._connections) >= self.max_per_client:
+            await stream.aclose()  # one client address: its share of the connections
+            return
         if self.open_connections >= MAX_CONNECTIONS and not self._evict_idle():
             await stream.aclose()
             return
-        state = _ConnectionState()
+        state = _ConnectionState(client=client)
         self._connections.add(state)
         try:
             with state.scope:

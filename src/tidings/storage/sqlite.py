@@ -186,8 +186,9 @@ class SqliteStore:
                 self._feed_ids.clear()
                 if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
                     raise StorageFull(
-                        f"the store {self.path} cannot grow: its disk is full. Nothing was "
-                        "written; free some space and the node goes on by itself"
+                        f"the store {self.path} cannot grow: its disk is full, and nothing "
+                        "was written. Free some space and try again (a running node "
+                        "resumes by itself)"
                     ) from None
                 raise
             finally:
