@@ -30,7 +30,14 @@ from tidings import FeedId, ForkProof, Identity, decode_entry
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
 from tidings.node.state import NodeState
-from tidings.wire.messages import MAX_NOTES, ErrorMessage, ForkProofMessage, Peers, Ping
+from tidings.wire.messages import (
+    MAX_NOTES,
+    Entries,
+    ErrorMessage,
+    ForkProofMessage,
+    Peers,
+    Ping,
+)
 
 pytestmark = pytest.mark.system
 
@@ -668,3 +675,45 @@ async def test_the_gateway_bounds_each_page_and_takes_no_links_from_host(
     assert len(answer) < 2 << 20 and b'rel="next"' in answer
     assert grown < 80
     assert b"evil.example" not in answer  # row 10: links never come from Host
+
+
+# -- row 8: entries relayed without their payloads ------------------------------------------------
+
+
+def _payload_count(home: Path, feed: FeedId) -> int:
+    db = sqlite3.connect(home / "store.sqlite3")
+    try:
+        row = db.execute("SELECT count(*) FROM payloads p JOIN feeds f ON f.id = p.feed "
+                         "WHERE f.author = ? AND f.log_id = ?",
+                         (feed.author_key, feed.log_id)).fetchone()
+    finally:
+        db.close()
+    return int(row[0])
+
+
+async def test_payloads_a_peer_stripped_are_fetched_from_another(tmp_path: Path) -> None:
+    """A peer relays an author's 30 entries with every payload nil; once the author
+    itself connects, the node fetches the payloads from it."""
+
+    w_home = author_home(tmp_path, "w", 30)
+    blog = feed_of(w_home, "blog")
+    book = Home(w_home).open_logbook()
+    try:
+        stripped = tuple((entry.raw, None) for entry, _ in book.read(blog))
+    finally:
+        book.store.close()
+    a_home = author_home(tmp_path, "a", 1)
+    ok(tidings(a_home, "follow", str(blog)))
+    with running(a_home) as a:
+        adversary = await Adversary.opened(address_of(a))
+        await adversary.send(Entries(blog, stripped))
+        await adversary.alive(feed_of(a_home, "blog"))
+        assert _held(a_home, blog) == 30 and _payload_count(a_home, blog) == 0
+        with running(w_home, "--peer", a.address):
+            with trio.fail_after(WAIT):
+                while _payload_count(a_home, blog) < 30:
+                    await trio.sleep(0.2)
+        await adversary.aclose()
+        figure("8", f"30 entries relayed with nil payloads: {_payload_count(a_home, blog)}/30 "
+                    "payloads fetched from the author once it connected")
+        assert_healthy(a)

@@ -44,6 +44,7 @@ from tidings.errors import (
 )
 from tidings.replication.clock import LocalClock
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.payloads import MissingPayloads
 from tidings.replication.peer import ForkSearch, Peer
 from tidings.replication.relay import RelayQuota
 from tidings.replication.router import Router
@@ -199,6 +200,8 @@ class Replicator:
         self.relay = relay
         self.relay_max_feeds = relay_max_feeds
         self.quota = RelayQuota(relay_max_feeds, relay_max_bytes)
+        #: Payloads peers did not send, asked of other peers (nil is "not sent").
+        self.payloads = MissingPayloads()
         self.memory: ClockMemory = memory or MemoryClocks()
         self.local = LocalClock()
         self.router = Router(self.local)
@@ -332,6 +335,8 @@ class Replicator:
             key = peer.key
             if remember and key is not None and session.version is not None:
                 self.memory.save(key, session.sent, session.received)
+            for asked in [k for k in self.payloads.requests if k[0] == key]:
+                del self.payloads.requests[asked]  # its answers will not come
             self.router.remove(peer)
         self.local.dirty.discard(session)
 
@@ -479,6 +484,9 @@ class Replicator:
                 self._search_step(peer, search)
 
     def _on_seqs(self, peer: Peer, event: SeqReceived) -> None:
+        if self._on_payloads(peer, event):
+            self._resume_searches(peer)
+            return
         search = peer.searches.get(event.feed)
         if search is None or search.request != event.request_id:
             self._resume_searches(peer)
@@ -488,6 +496,44 @@ class Replicator:
             self._advance_search(peer, search, event)
         finally:
             self._resume_searches(peer)
+
+    def _on_payloads(self, peer: Peer, event: SeqReceived) -> bool:
+        """The answer to a request for missing payloads: store those that check out."""
+        feed = self.payloads.requests.pop((peer.key or b"", event.request_id), None)
+        if feed is None:
+            return False
+        got = []
+        for raw, payload in event.items:
+            if payload is None:
+                continue
+            try:
+                self.logbook.add_payload(feed, decode_entry(raw).seq, payload)
+            except InvalidEntry as exc:
+                raise InvalidData(exc.at(str(feed), None)) from None
+            got.append(decode_entry(raw).seq)
+        if got:
+            self.payloads.got(feed, got)
+            self.payloads.answered(feed, peer.key or b"")
+        return True
+
+    def _ask_payloads(self) -> None:
+        """Ask one peer per feed (each peer once per gap) for payloads not sent."""
+        for feed in list(self.payloads.missing):
+            if feed not in self.local.wanted:
+                self.payloads.got(feed, set(self.payloads.missing[feed]))
+                continue
+            lowest = min(self.payloads.missing[feed])
+            for peer in self.router.peers:
+                key = peer.key
+                if key is None or peer.excludes(feed) or peer.holds(feed) < lowest \
+                        or not peer.session.clock_exchanged or not peer.session.can_request():
+                    continue
+                seqs = self.payloads.next_ask(feed, key)
+                if seqs is None:
+                    continue
+                request = peer.session.request_seqs(feed, seqs, payloads=True)
+                self.payloads.requests[(key, request)] = feed
+                break
 
     def _advance_search(self, peer: Peer, search: ForkSearch, event: SeqReceived) -> None:
         feed = search.feed
@@ -538,6 +584,11 @@ class Replicator:
             )
         self.entries_received += added
         peer.useful += added
+        if any(payload is None for _, payload in event.items):
+            held = self.logbook.store.head(feed)
+            top = held.seq if held else 0
+            nil = (decode_entry(raw) for raw, payload in event.items if payload is None)
+            self.payloads.add(feed, [e.seq for e in nil if e.payload_size and e.seq <= top])
         if added and feed in self.relayed and feed not in self.follows:
             size = sum(len(raw) + len(payload or b"") for raw, payload in event.items)
             self.quota.stored(feed, size * added // len(event.items))
@@ -774,6 +825,8 @@ class Replicator:
         """
         for peer in self.router.peers:
             peer.session.flush_lazy()
+        if self.payloads.missing:
+            self._ask_payloads()
         expired = [f for f in self.quota.expire(now) if f not in self.follows]
         if expired:  # offers that brought nothing: dropped, their notes too
             self.relayed.difference_update(expired)
