@@ -589,6 +589,8 @@ async def test_half_sent_requests_do_not_lock_the_owner_out(tmp_path: Path) -> N
                      f"{status.returncode}, event stream answered {first[:12]!r}")
         assert status.returncode == 0, status.stderr
         assert first.startswith(b"HTTP/1.1 200")
+        # The CLI went through the Unix socket, which only this user can connect to.
+        assert (a_home / "api.sock").stat().st_mode & 0o777 == 0o600
         assert_healthy(a)
 
 

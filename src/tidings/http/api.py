@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -506,16 +507,26 @@ for _method, _path, _call in gateway.ROUTES:
 
 
 async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
-                    cors_origins: tuple[str, ...] = (), *,
+                    cors_origins: tuple[str, ...] = (), *, unix: Path | None = None,
                     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                     ) -> None:
-    """Serve the local API for ``node`` on ``address`` until cancelled."""
+    """Serve the local API for ``node`` on ``address`` (and the Unix socket ``unix``)
+    until cancelled."""
     host, port = address
     loopback = host in LOOPBACK_HOSTS or _is_loopback_ip(host)
     api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
     server = HttpServer(api, log=node.log, check_head=api.check_head,
                         extra_headers=[("X-Content-Type-Options", "nosniff")])
-    await server.serve(host, port, task_status=task_status)
+    if unix is None:
+        await server.serve(host, port, task_status=task_status)
+        return
+    # Also on a Unix domain socket in the home (mode 0600), which the CLI uses first.
+    listener = await server.unix_listener(unix)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.serve, host, port)
+        if listener is not None:
+            nursery.start_soon(server.serve_listener, listener, unix)
+        task_status.started(bound)
 
 
 __all__ = ["API_PREFIX", "Api", "item_json", "openapi_document", "serve_api", "status_json"]

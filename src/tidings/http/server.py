@@ -10,8 +10,12 @@ h11 picks the framing (Content-Length, chunked, or close).
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -129,6 +133,35 @@ class HttpServer:
         bound = listeners[0].socket.getsockname()
         task_status.started((host, int(bound[1])))
         await trio.serve_listeners(self._connection, listeners)
+
+    async def unix_listener(self, path: Path) -> trio.SocketListener | None:
+        """A listener on a Unix domain socket at ``path`` (mode 0600: who may connect is
+        decided by file permissions, not a port anyone local can reach); None where
+        the system has none or the path is too long for one."""
+        if not hasattr(socket, "AF_UNIX"):
+            return None
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with suppress(FileNotFoundError):
+                path.unlink()  # left by a node killed with -9
+            await sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            self.log.warning("unix-socket-failed", path=str(path), error=str(exc))
+            return None
+        return trio.SocketListener(sock)
+
+    async def serve_listener(self, listener: trio.SocketListener,
+                             path: Path | None = None) -> None:
+        """Serve one listener (a Unix socket's ``path`` is removed when it stops)."""
+        try:
+            await trio.serve_listeners(self._connection, [listener])
+        finally:
+            if path is not None:
+                with suppress(OSError):
+                    path.unlink()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         client = _peer(stream)[0]
@@ -325,10 +358,12 @@ def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request
 
 def _peer(stream: trio.SocketStream) -> tuple[str, int]:
     try:
-        host, port = stream.socket.getpeername()[:2]
-        return str(host), int(port)
+        name = stream.socket.getpeername()
     except OSError:
         return "?", 0
+    if not isinstance(name, tuple) or len(name) < 2:
+        return "local", 0  # a Unix domain socket's client
+    return str(name[0]), int(name[1])
 
 
 __all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",
