@@ -238,6 +238,14 @@ class StoredEntryDamaged(TidingsError):
         self.seq = seq
 
 
+class StorageFull(TidingsError):
+    """The disk (or the store's page limit) is full: nothing was written.
+
+    The node stops taking entries, keeps serving what it holds, and takes entries
+    again once a write succeeds (spec/14 §4).
+    """
+
+
 class PeerError(TidingsError):
     """A connection to a peer ended; the node goes on with its other peers.
 
@@ -303,6 +311,20 @@ class PeerRefused(PeerError):
     """This node refuses the peer's key for a while: it sent invalid data before."""
 
     code = "refused"
+
+
+class StoreBusy(PeerError):
+    """This node cannot store what the peer sends now (its disk is full): the
+    connection ends, not the peer's fault; it serves again once space returns."""
+
+    code = "busy"
+
+
+class PeerEvicted(PeerError):
+    """This node is at its bound of inbound connections and closed this one, the
+    least proven, for a newcomer (spec/14 §2). Not a fault: connect again later."""
+
+    code = "busy"
 
 
 class ClosedByPeer(PeerError):

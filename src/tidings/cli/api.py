@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -24,14 +25,19 @@ def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
     import urllib.request
 
     try:
-        url = json.loads(home.api_file.read_text())["url"]
+        where = json.loads(home.api_file.read_text())
+        url = where["url"]
     except (OSError, ValueError, KeyError, TypeError):
         raise CommandError(
             f"no node with a local API is running for {home.path} (no {home.api_file.name}): "
             "start one with `tidings up` (without --no-api)", EXIT_NOT_RUNNING,
         ) from None
+    token = home.api_token()
+    sock = where.get("socket") if isinstance(where, dict) else None
+    if isinstance(sock, str) and os.path.exists(sock):
+        return _unix_call(sock, path, token, timeout)
     request = urllib.request.Request(
-        url + path, headers={"Authorization": f"Bearer {home.api_token()}"}
+        url + path, headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -48,6 +54,36 @@ def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
             f"the node at {url} does not answer ({reason}): is `tidings up` still running?",
             EXIT_NOT_RUNNING,
         ) from None
+
+
+def _unix_call(sock: str, path: str, token: str, timeout: float) -> Any:
+    """GET ``path`` over the node's Unix domain socket (mode 0600: only this user)."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(sock)
+
+    connection = UnixConnection("localhost", timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise CommandError(f"the node at {sock} does not answer ({exc}): is `tidings up` "
+                           "still running?", EXIT_NOT_RUNNING) from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        try:
+            problem = json.loads(body)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            problem = f"HTTP {response.status}"
+        raise CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA)
+    return json.loads(body)
 
 
 def _duration(seconds: float) -> str:

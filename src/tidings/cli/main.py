@@ -417,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         err(str(exc))
         return EXIT_USAGE
     except sqlite3.OperationalError as exc:
-        err(f"the store is busy or unreadable ({exc}); try again, or check {home.path}")
+        what = "full: free some space" if "full" in str(exc) else "busy or unreadable"
+        err(f"the store is {what} ({exc}); try again, or check {home.path}")
         return EXIT_USAGE
     except sqlite3.Error as exc:
         err(f"the store failed: {exc}")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -217,14 +218,33 @@ class Api(gateway.TokenLinks):
             self._event_bytes += len(event)
         return event
 
+    def check_head(self, request: Request) -> Response | None:
+        """Host, Origin and token, on the request head before any body is read
+        (the server calls it; spec/14 §7): the error response, or None."""
+        origin = request.headers.get("origin")
+        try:
+            self._check_host(request)
+            self._check_origin(origin)
+            if not (request.method == "OPTIONS" and origin is not None):
+                self._check_token(request)
+        except HttpError as error:
+            response = error_response(error)
+            if origin is not None and origin in self.cors_origins:
+                response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            return response
+        return None
+
+    def _check_origin(self, origin: str | None) -> None:
+        if origin is not None and origin not in self.cors_origins:
+            raise HttpError(403, "origin_not_allowed",
+                            f"requests from {origin[:100]} are not allowed: add it to "
+                            "[api] cors_origins in config.toml to allow a web app")
+
     async def __call__(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         try:
             self._check_host(request)
-            if origin is not None and origin not in self.cors_origins:
-                raise HttpError(403, "origin_not_allowed",
-                                f"requests from {origin[:100]} are not allowed: add it to "
-                                "[api] cors_origins in config.toml to allow a web app")
+            self._check_origin(origin)
             if request.method == "OPTIONS" and origin is not None:
                 response = self._preflight()
             else:
@@ -487,16 +507,26 @@ for _method, _path, _call in gateway.ROUTES:
 
 
 async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
-                    cors_origins: tuple[str, ...] = (), *,
+                    cors_origins: tuple[str, ...] = (), *, unix: Path | None = None,
                     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                     ) -> None:
-    """Serve the local API for ``node`` on ``address`` until cancelled."""
+    """Serve the local API for ``node`` on ``address`` (and the Unix socket ``unix``)
+    until cancelled."""
     host, port = address
     loopback = host in LOOPBACK_HOSTS or _is_loopback_ip(host)
     api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
-    server = HttpServer(api, log=node.log,
+    server = HttpServer(api, log=node.log, check_head=api.check_head,
                         extra_headers=[("X-Content-Type-Options", "nosniff")])
-    await server.serve(host, port, task_status=task_status)
+    if unix is None:
+        await server.serve(host, port, task_status=task_status)
+        return
+    # Also on a Unix domain socket in the home (mode 0600), which the CLI uses first.
+    listener = await server.unix_listener(unix)
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(server.serve, host, port)
+        if listener is not None:
+            nursery.start_soon(server.serve_listener, listener, unix)
+        task_status.started(bound)
 
 
 __all__ = ["API_PREFIX", "Api", "item_json", "openapi_document", "serve_api", "status_json"]

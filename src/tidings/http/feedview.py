@@ -19,6 +19,23 @@ from tidings.storage.base import Store, undisputed_extent
 
 #: Larger payloads are never read for a view: they cannot be content.
 MAX_VIEWED_PAYLOAD = content_types.MAX_CONTENT_SIZE
+#: Payload bytes one page shows at most (spec/14 §8): a page of 200 large posts
+#: would be tens of MiB once escaped; it ends early instead and links to the rest.
+PAGE_PAYLOAD_BYTES = 256 * 1024
+
+
+def page_low(store: Store, feed: FeedId, top: int, limit: int) -> int:
+    """The lowest seq of the page that ends at ``top``: ``limit`` entries, or fewer
+    (at least one) where their payloads would pass PAGE_PAYLOAD_BYTES."""
+    low = max(1, top - limit + 1)
+    rows = store.entries_at(feed, range(low, top + 1), payloads=False)
+    spent = 0
+    for row in reversed(rows):
+        size = decode_entry(row.raw).payload_size
+        spent += size if size <= MAX_VIEWED_PAYLOAD else 0
+        if spent > PAGE_PAYLOAD_BYTES and row.seq < top:
+            return row.seq + 1
+    return low
 #: The log whose newest "about" entry names an author (spec/content.md §6.3).
 ABOUT_LOG = "about"
 MAX_SEQ = 2**63 - 1
@@ -69,7 +86,7 @@ def view_page(store: Store, feed: FeedId, before: int | None, limit: int) -> Pag
     if not extent:
         return None
     top = min(extent, (before or MAX_SEQ + 1) - 1)
-    low = max(1, top - limit + 1)
+    low = page_low(store, feed, top, limit)
     window = read_entries(store, feed, low, min(extent, top + MAX_CORRECTION_DISTANCE))
     view = effective_view(window)
     times = {entry.seq: entry.timestamp for entry, _ in window}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import trio
@@ -34,10 +34,12 @@ from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.http import pages as webpages
 from tidings.http import syndication
-from tidings.http.feedview import about_of, read_entries, view_entry, view_page
+from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
 from tidings.storage.base import Store, undisputed_extent
+
+T = TypeVar("T")
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -118,6 +120,21 @@ def _html(status: int, body: bytes, headers: list[tuple[str, str]]) -> Response:
         *headers, ("Content-Security-Policy", webpages.CSP), ("Referrer-Policy", "no-referrer")])
 
 
+#: Documents rendered at once (each may take a page's worth of memory and a core):
+#: more requests wait their turn instead of all rendering together (spec/14 §8).
+MAX_RENDERS = 4
+_renders: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("renders")
+
+
+async def _render(work: Callable[[], T]) -> T:
+    try:
+        limiter = _renders.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(MAX_RENDERS)
+        _renders.set(limiter)
+    return await trio.to_thread.run_sync(work, limiter=limiter)
+
+
 def _not_held(feed: FeedId | str) -> HttpError:
     return HttpError(404, "not_found", f"this node holds no entries of {feed}")
 
@@ -143,7 +160,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
         if not extent:
             raise LookupError
         top = min(extent, (before or _MAX_SEQ + 1) - 1)
-        low = max(1, top - size + 1)
+        low = page_low(source.store, feed, top, size)
         page = list(reversed(read_entries(source.store, feed, low, top)))
         later = read_entries(source.store, feed, top + 1,
                              min(extent, top + MAX_CORRECTION_DISTANCE))
@@ -155,7 +172,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
                       stylesheet=links.stylesheet() if kind == "atom" else None)
 
     try:
-        body = await trio.to_thread.run_sync(read_and_render)
+        body = await _render(read_and_render)
     except LookupError:
         raise _not_held(feed) from None
     headers = _headers(source, request)
@@ -184,7 +201,7 @@ async def render_feed_page(source: FeedSource, request: Request,
             next_url=next_url, newest_url=links.feed_page(feed) if before else None)
 
     try:
-        body = await trio.to_thread.run_sync(read_and_render)
+        body = await _render(read_and_render)
     except LookupError:
         raise _not_held(feed) from None
     return _html(200, body, _headers(source, request))
@@ -258,6 +275,9 @@ async def render_stylesheet(source: FeedSource, request: Request,
                     headers=_headers(source, request))
 
 
+#: Connections one client address may hold open to the public gateway.
+MAX_PER_CLIENT = 16
+
 _FEED_ID = r"(?P<feed>tf1[a-z2-7]+_[^/.]+)"
 FEED_PATH = r"/feeds/(?P<feed>tf1[a-z2-7]+_[^/]+?)\.(?P<format>atom|json)"
 FEED_PAGE_PATH = rf"/feeds/{_FEED_ID}"
@@ -318,6 +338,7 @@ async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = N
                       ) -> None:
     """Serve the public, read-only feed gateway on ``host:port`` until cancelled."""
     server = HttpServer(PublicFeeds(store, base_url, allows), log=log,
+                        max_per_client=MAX_PER_CLIENT,
                         extra_headers=[("X-Content-Type-Options", "nosniff"),
                                        ("Access-Control-Allow-Origin", "*")])
     await server.serve(host, port, task_status=task_status)

@@ -10,8 +10,12 @@ h11 picks the framing (Content-Length, chunked, or close).
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -89,6 +93,9 @@ def error_response(error: HttpError) -> Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Checks a request's head (its ``body`` is empty) before the body is read: an
+#: error response refuses it, and the connection is closed.
+HeadCheck = Callable[[Request], "Response | None"]
 
 
 @dataclass(eq=False)
@@ -96,14 +103,21 @@ class _ConnectionState:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: When it started waiting for a request (None while it reads or answers one).
     idle_since: float | None = None
+    #: When the request being read started (None when none is half sent).
+    reading_since: float | None = None
+    client: str = ""
 
 
 class HttpServer:
     """Serve ``handler`` on a listener; ``await nursery.start(server.serve, host, port)``."""
 
     def __init__(self, handler: Handler, *, log: Logger | None = None,
-                 extra_headers: list[tuple[str, str]] | None = None) -> None:
+                 extra_headers: list[tuple[str, str]] | None = None,
+                 check_head: HeadCheck | None = None,
+                 max_per_client: int | None = None) -> None:
         self.handler = handler
+        self.max_per_client = max_per_client
+        self.check_head = check_head
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
         self._connections: set[_ConnectionState] = set()
@@ -120,11 +134,45 @@ class HttpServer:
         task_status.started((host, int(bound[1])))
         await trio.serve_listeners(self._connection, listeners)
 
+    async def unix_listener(self, path: Path) -> trio.SocketListener | None:
+        """A listener on a Unix domain socket at ``path`` (mode 0600: who may connect is
+        decided by file permissions, not a port anyone local can reach); None where
+        the system has none or the path is too long for one."""
+        if not hasattr(socket, "AF_UNIX"):
+            return None
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with suppress(FileNotFoundError):
+                path.unlink()  # left by a node killed with -9
+            await sock.bind(str(path))
+            os.chmod(path, 0o600)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            self.log.warning("unix-socket-failed", path=str(path), error=str(exc))
+            return None
+        return trio.SocketListener(sock)
+
+    async def serve_listener(self, listener: trio.SocketListener,
+                             path: Path | None = None) -> None:
+        """Serve one listener (a Unix socket's ``path`` is removed when it stops)."""
+        try:
+            await trio.serve_listeners(self._connection, [listener])
+        finally:
+            if path is not None:
+                with suppress(OSError):
+                    path.unlink()
+
     async def _connection(self, stream: trio.SocketStream) -> None:
+        client = _peer(stream)[0]
+        if self.max_per_client is not None and sum(
+                c.client == client for c in self._connections) >= self.max_per_client:
+            await stream.aclose()  # one client address: its share of the connections
+            return
         if self.open_connections >= MAX_CONNECTIONS and not self._evict_idle():
             await stream.aclose()
             return
-        state = _ConnectionState()
+        state = _ConnectionState(client=client)
         self._connections.add(state)
         try:
             with state.scope:
@@ -134,7 +182,13 @@ class HttpServer:
             await stream.aclose()
 
     def _evict_idle(self) -> bool:
-        """At the cap, close the connection idle longest (waiting for a request) for a new one."""
+        """At the cap, make room for a new connection: close the oldest half-sent
+        request, else the connection idle longest (spec/14 §7). Requests being
+        answered (an event stream) are never closed for a newcomer."""
+        half = [c for c in self._connections if c.reading_since is not None]
+        if half:
+            min(half, key=lambda c: c.reading_since or 0.0).scope.cancel()
+            return True
         idle = [c for c in self._connections if c.idle_since is not None]
         if not idle:
             return False
@@ -151,7 +205,7 @@ class HttpServer:
                 state.idle_since = trio.current_time()
                 request = await self._read_request(stream, connection, client, first=first,
                                                    state=state)
-                state.idle_since = None
+                state.idle_since = state.reading_since = None
                 first = False
                 if request is None:
                     break
@@ -204,6 +258,7 @@ class HttpServer:
                         # One deadline for the whole request, from its first byte.
                         started = True
                         state.idle_since = None
+                        state.reading_since = trio.current_time()
                         deadline = trio.current_time() + REQUEST_TIMEOUT
                     continue
                 return None  # idle or too slow: close quietly
@@ -221,6 +276,17 @@ class HttpServer:
                         413, "payload_too_large",
                         f"the request body is over {MAX_BODY_BYTES} bytes"))
                     return None
+                if self.check_head is not None:
+                    # Who may ask is known from the head: a stranger's body is never read.
+                    try:
+                        refused = self.check_head(_request(event, b"", client))
+                    except ValueError:
+                        refused = None  # a bad target: answered once the request is whole
+                    if refused is not None:
+                        refused.headers.append(("Connection", "close"))
+                        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                            await self._respond(stream, connection, refused)
+                        return None
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > MAX_BODY_BYTES:
@@ -292,10 +358,12 @@ def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request
 
 def _peer(stream: trio.SocketStream) -> tuple[str, int]:
     try:
-        host, port = stream.socket.getpeername()[:2]
-        return str(host), int(port)
+        name = stream.socket.getpeername()
     except OSError:
         return "?", 0
+    if not isinstance(name, tuple) or len(name) < 2:
+        return "local", 0  # a Unix domain socket's client
+    return str(name[0]), int(name[1])
 
 
 __all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",

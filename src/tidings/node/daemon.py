@@ -10,6 +10,8 @@ the store's fsyncs never block the event loop.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,11 +27,15 @@ from tidings.errors import (
     DuplicateConnection,
     HandshakeFailed,
     PeerError,
+    PeerEvicted,
     PeerTimeout,
     SelfConnection,
+    StorageFull,
+    StoreBusy,
     TidingsError,
 )
-from tidings.node import discovery
+from tidings.node import discovery, slots
+from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
@@ -50,13 +56,23 @@ from tidings.wire.messages import MAX_ADDRESSES, Note
 
 T = TypeVar("T")
 
-#: A peer must finish the handshake and hello within this many seconds.
-HANDSHAKE_TIMEOUT = 10.0
+#: A peer must finish the handshake and hello within this many seconds: a few
+#: round trips, so short; a connection that has not finished is the first evicted.
+HANDSHAKE_TIMEOUT = 5.0
 #: Silence longer than this ends a connection; a ping goes out after PING_AFTER
 #: idle seconds, so a live peer is never silent that long.
 IDLE_TIMEOUT = 90.0
 PING_AFTER = 30.0
 CONNECT_TIMEOUT = 10.0
+#: LAN peers remembered as already logged (beacons are unauthenticated on the
+#: public network key: anyone on the LAN can forge them).
+MAX_LAN_SEEN = 256
+#: What a peer closing during the handshake may mean: the node cannot tell which.
+HANDSHAKE_CLOSED = (
+    "the peer closed the connection during the handshake: it may be at its bound of "
+    "connections from this address (try again later), on another network (check "
+    "--network), or speak another protocol version (this node speaks tidings/transport/2)"
+)
 #: How often to look for writes by other processes (publish, follow): a
 #: cheap PRAGMA, and the bound on how late a CLI publish goes out live.
 POLL_INTERVAL = 0.1
@@ -92,6 +108,10 @@ class Connection:
     send_lock: trio.Lock = field(default_factory=trio.Lock)
     drained: trio.Event = field(default_factory=trio.Event)
     last_sent: float = field(default_factory=time.monotonic)
+    #: What it has been worth, for the choice of whom to evict (node/slots.py).
+    standing: slots.Standing | None = None
+    #: What its reads may cost the replicator (node/budget.py).
+    budget: ReadBudget = field(default_factory=ReadBudget)
 
 
 class _ClockMemory:
@@ -104,12 +124,34 @@ class _ClockMemory:
     def __init__(self, state: NodeState, local_key: bytes) -> None:
         self.state = state
         self.prefix = local_key[:8]
+        #: Clocks to write, taken under the replicator's lock and written after it
+        #: is released (:meth:`flush`): a large clock never stalls replication.
+        self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note]]] = {}
+        self._guard = threading.Lock()
 
     def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+        with self._guard:
+            pending = self._pending.get(self.prefix + peer)
+        if pending is not None:
+            return dict(pending[0]), dict(pending[1])
         return self.state.load(self.prefix + peer)
 
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
-        self.state.save(self.prefix + peer, sent, received)
+        with self._guard:
+            self._pending[self.prefix + peer] = (sent, received)
+
+    def flush(self) -> None:
+        """Write the clocks saved since the last flush (outside the replicator's lock)."""
+        while True:
+            with self._guard:
+                if not self._pending:
+                    return
+                key = next(iter(self._pending))
+                sent, received = self._pending[key]
+            self.state.save(key, sent, received)
+            with self._guard:
+                if self._pending.get(key, (None, None))[0] is sent:
+                    del self._pending[key]
 
 
 class Node:
@@ -121,11 +163,13 @@ class Node:
         self.state = state
         self.options = options or NodeOptions()
         self.log = log or Logger()
+        self._memory = _ClockMemory(state, public_key(transport_key))
         self.replicator = Replicator(
             logbook, static_private=transport_key, network_key=self.options.network_key,
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
-            memory=_ClockMemory(state, public_key(transport_key)),
+            relay_max_bytes=self.options.relay_max_bytes,
+            memory=self._memory,
             log=self._replicator_event,
         )
         self.connections: set[Connection] = set()
@@ -140,6 +184,9 @@ class Node:
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
         self._changed = trio.Event()
+        #: When a write first found the disk full (None: it is not full).
+        self._full_since: float | None = None
+        self._state_write_failed = False
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
@@ -221,9 +268,11 @@ class Node:
         async def remember() -> None:
             async for address in receive:
                 if address not in self._lan_seen:
+                    if len(self._lan_seen) >= MAX_LAN_SEEN:
+                        self._lan_seen.clear()  # forged beacons cannot grow it
                     self._lan_seen.add(address)
                     self.log.info("lan-peer", addr=format_address(address))
-                await _io(self.state.add_peers, [address], "lan")
+                await self._state(self.state.add_peers, [address], "lan")
 
         nursery.start_soon(remember)
 
@@ -257,6 +306,13 @@ class Node:
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
+
+    def _timed_receive(self, session: Session,
+                       data: bytes) -> tuple[list[ReplicatorEvent], float]:
+        """:meth:`_receive`, and the seconds it took (charged to the connection)."""
+        started = time.perf_counter()
+        events = self._receive(session, data)
+        return events, time.perf_counter() - started
 
     def _receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
         """Take bytes from a peer (in the worker thread)."""
@@ -293,6 +349,30 @@ class Node:
         await self._core(self.replicator.set_follows, follows)
         return changed
 
+    # -- a full disk ----------------------------------------------------------------
+
+    async def _storage_full(self, full: StorageFull) -> None:
+        """A write found the disk full: nothing of it was stored. Said once; the node
+        keeps serving, and each later write tries again (spec/14 §4)."""
+        if self._full_since is None:
+            self._full_since = time.time()
+            self.log.warning("disk-full", error=str(full),
+                             detail="taking no entries, still serving; resumes by itself")
+        # The heads in memory may be ahead of what the store committed.
+        await self._core(self.replicator.refresh_local)
+
+    async def _state(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """A write to node.sqlite3 (peer table, clocks) that may find the disk full:
+        the node goes on without it (a missed write costs a backoff or a full clock)."""
+        try:
+            return await _io(call, *args, **kwargs)
+        except (sqlite3.Error, StorageFull) as exc:
+            if not self._state_write_failed:
+                self._state_write_failed = True
+                self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
+                                 detail="the node goes on; peers and clocks are not recorded")
+            return None
+
     # -- dialing --------------------------------------------------------------------
 
     async def _dial_loop(self, nursery: trio.Nursery) -> None:
@@ -319,7 +399,11 @@ class Node:
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await trio.open_tcp_stream(*address)
             except (OSError, trio.TooSlowError, UnicodeError, ValueError) as exc:
-                wait = await _io(self.state.failed, address, time.time())
+                if await self._state(self.state.forget_unproven, address):
+                    # Learned, never connected: not worth a retry (spec/14 §5).
+                    self.log.debug("forgotten", addr=format_address(address))
+                    return
+                wait = await self._state(self.state.failed, address, time.time()) or 0.0
                 self.log.info("connect-failed", addr=format_address(address),
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
                               retry_in=f"{wait:.0f}s")
@@ -342,10 +426,7 @@ class Node:
             await _first(connection.ready.wait, connection.closed.wait)
         if connection.ready.is_set():
             return connection
-        error = connection.error or HandshakeFailed(
-            "the peer closed the connection during the handshake: it is on another "
-            "network (check --network) or runs another protocol version"
-        )
+        error = connection.error or HandshakeFailed(HANDSHAKE_CLOSED)
         error.node_key = connection.session.channel.remote_static
         raise error
 
@@ -353,16 +434,53 @@ class Node:
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         address = peer_address(stream)
-        if len(self.connections) >= self.options.max_connections:
-            self.log.info("refused", addr=format_address(address), reason="max-connections")
+        inbound = [c for c in self.connections if not c.initiator]
+        for connection in inbound:
+            self._weigh(connection)
+        admission = slots.admit(
+            address, [c.standing for c in inbound if c.standing is not None],
+            inbound_cap=slots.inbound_cap(self.options.max_connections,
+                                          self.options.max_outbound),
+            per_address=self.options.max_per_address,
+        )
+        if not admission.accept:
+            self.log.info("refused", addr=format_address(address), reason=admission.reason)
             await stream.aclose()
             return
+        if admission.evict is not None:
+            victim = next((c for c in inbound if c.standing is admission.evict), None)
+            if victim is not None:
+                self._background.start_soon(self._evict, victim)
         await self._serve(await self._open_connection(stream, address, initiator=False))
+
+    def _weigh(self, connection: Connection) -> None:
+        """Bring a connection's standing up to date (what it gave, hellos exchanged)."""
+        standing = connection.standing
+        if standing is None:
+            return
+        standing.ready = connection.ready.is_set()
+        peer = self.replicator.peers.get(connection.session)
+        standing.useful = peer.useful if peer is not None else 0
+
+    async def _evict(self, connection: Connection) -> None:
+        """Close the least proven inbound connection for a newcomer (spec/14 §2)."""
+        if connection.closed.is_set() or connection.error is not None:
+            return
+        error = PeerEvicted("this node is at its bound of inbound connections and closed "
+                            "the least proven one: connect again later")
+        error.peer = format_address(connection.address)
+        connection.error = error
+        self.log.debug("evicted", addr=format_address(connection.address),
+                       ready=connection.ready.is_set())
+        if connection.ready.is_set():
+            await self._send_error(connection, error)
+        connection.scope.cancel()
 
     async def _open_connection(self, stream: trio.SocketStream, address: tuple[str, int], *,
                                initiator: bool) -> Connection:
         session = await self._core(self.replicator.open_session, initiator=initiator)
         connection = Connection(session, stream, address, initiator)
+        connection.standing = slots.Standing(address, initiator, time.monotonic())
         self.connections.add(connection)
         self._by_session[session] = connection
         self._connections_moved()
@@ -377,18 +495,30 @@ class Node:
                     nursery.start_soon(self._writer, connection, nursery.cancel_scope)
         except Exception as exc:  # a bug must cost one connection, never the node
             self.log.warning("connection-failed", addr=format_address(connection.address),
-                             error=f"{type(exc).__name__}: {exc}")
+                             error=describe(exc))
         finally:
             session = connection.session
             self.connections.discard(connection)
             with trio.CancelScope(shield=True):
-                # A misbehaving peer's clock is not worth keeping (and may be huge).
+                # Clocks are kept only for peers that earned it (spec/14 §3): a peer
+                # this node dialed, or one that gave it something; never a misbehaving one.
                 error = connection.error
-                remember = error is None or not error.misbehaviour
-                await self._core(self.replicator.close_session, session, remember=remember)
-                self._by_session.pop(session, None)
-                await connection.stream.aclose()
-                await self._after_close(connection)
+                self._weigh(connection)
+                earned = connection.initiator or bool(
+                    connection.standing is not None and connection.standing.useful)
+                remember = earned and (error is None or not error.misbehaviour)
+                try:
+                    await self._core(self.replicator.close_session, session,
+                                     remember=remember)
+                    await self._state(self._memory.flush)
+                    self._by_session.pop(session, None)
+                    await connection.stream.aclose()
+                    await self._after_close(connection)
+                except Exception as exc:  # a cleanup must never take the node down
+                    self._by_session.pop(session, None)
+                    self.log.warning("connection-cleanup-failed",
+                                     addr=format_address(connection.address),
+                                     error=f"{type(exc).__name__}: {exc}")
             for key in [k for k in self._waiters if k[0] is session]:
                 self._waiters[key][0].set()  # the answer will not come
             connection.closed.set()
@@ -401,7 +531,7 @@ class Node:
         fields: dict[str, object] = {"peer": short_key(peer),
                                      "addr": format_address(connection.address)}
         if isinstance(error, SelfConnection) and connection.initiator:
-            await _io(self.state.forget, connection.address)  # ours, heard from a peer
+            await self._state(self.state.forget, connection.address)  # ours, heard from a peer
             return
         if isinstance(error, DuplicateConnection):
             # Two nodes dialed each other at once; one connection stays. Not a fault.
@@ -412,10 +542,14 @@ class Node:
                 self._refuse(peer)
         elif connection.ready.is_set():
             self.log.info("disconnected", **fields)
+        if connection.initiator and not connection.ready.is_set() and not misbehaved \
+                and await self._state(self.state.forget_unproven, connection.address):
+            return  # a learned address whose handshake failed: forgotten (spec/14 §5)
         if connection.initiator:
-            await _io(self.state.failed, connection.address, time.time(),
-                      misbehaved=misbehaved,
-                      disconnected=error is None and connection.ready.is_set())
+            await self._state(self.state.failed, connection.address, time.time(),
+                              misbehaved=misbehaved,
+                              disconnected=(error is None and connection.ready.is_set())
+                              or isinstance(error, StoreBusy))
 
     def _refuse(self, peer: bytes) -> None:
         """Refuse ``peer``'s key for MISBEHAVIOUR_BACKOFF seconds (by key, not address:
@@ -453,16 +587,26 @@ class Node:
                     raise PeerTimeout(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
                 if not data:
                     if not connection.ready.is_set():
-                        raise HandshakeFailed(
-                            "the peer closed the connection during the handshake: it is on "
-                            "another network (check --network) or runs another protocol "
-                            "version (this node speaks tidings/transport/2)"
-                        )
+                        raise HandshakeFailed(HANDSHAKE_CLOSED)
                     break
-                events = await self._core(self._receive, session, data)
+                budget = connection.budget
+                contended = self._lock.statistics().tasks_waiting > 0
+                hold = budget.wait_before_read(trio.current_time(), contended)
+                if hold:
+                    await trio.sleep(hold)  # its share is spent and others wait
+                try:
+                    events, work = await self._core(self._timed_receive, session, data)
+                    budget.charge(trio.current_time(), work)
+                except StorageFull as full:
+                    await self._storage_full(full)
+                    raise StoreBusy("this node's disk is full: it takes no entries for now "
+                                    "(it still serves); try again later") from None
                 await self._act_on(events, connection)
                 connection.progress.set()
                 connection.progress = trio.Event()
+                spacing = budget.wait_after_small(trio.current_time(), len(data))
+                if spacing:
+                    await trio.sleep(spacing)  # small reads: what comes meanwhile, at once
         except PeerError as error:
             error.peer = error.peer or format_address(connection.address)
             connection.error = error
@@ -475,6 +619,9 @@ class Node:
         """What the replicator says the node must do after taking bytes in."""
         for event in events:
             if isinstance(event, EntriesStored):
+                if self._full_since is not None:
+                    self._full_since = None
+                    self.log.info("disk-space-back", detail="entries are stored again")
                 self._notify()
             elif isinstance(event, PeerConnected):
                 await self._on_ready(connection)
@@ -488,7 +635,7 @@ class Node:
                     waiter[1].append(event)
                     waiter[0].set()
             elif isinstance(event, AddressesLearned):
-                await _io(self.state.add_peers, list(event.addresses), "exchange")
+                await self._state(self.state.add_peers, list(event.addresses), "exchange")
 
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
         """The goodbye: the session's error message, queued when it failed (spec/09 §6)."""
@@ -512,7 +659,7 @@ class Node:
                       direction="out" if connection.initiator else "in",
                       version=connection.session.version)
         if connection.initiator:
-            await _io(self.state.connected, connection.address, peer, time.time())
+            await self._state(self.state.connected, connection.address, peer, time.time())
         addresses = [a for a in await _io(self.state.good_addresses, MAX_ADDRESSES)
                      if a != connection.address]
         if addresses and not connection.session.failed:
@@ -656,6 +803,13 @@ async def _first(*waits: Callable[[], Awaitable[object]]) -> None:
 
         for wait in waits:
             nursery.start_soon(run, wait)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, for a log line: the errors inside a group, not the group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in exc.exceptions[:3])
+    return f"{type(exc).__name__}: {exc}"
 
 
 def peer_address(stream: trio.SocketStream) -> tuple[str, int]:

@@ -34,9 +34,10 @@ from tidings.node.options import (
     DEFAULT_API_LISTEN,
     DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_ADDRESS,
     NodeOptions,
 )
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.storage.logbook import DEFAULT_LOG, Logbook
 from tidings.storage.sqlite import SqliteStore
 from tidings.transport.beacon import MULTICAST_PORT
@@ -70,9 +71,14 @@ default_log = "{DEFAULT_LOG}"
 # Store every feed peers offer, up to relay_max_feeds (--relay).
 # relay = false
 # relay_max_feeds = {DEFAULT_RELAY_MAX_FEEDS}
+# Bytes of others' feeds a relay stores per run (entries and payloads).
+# relay_max_bytes = {DEFAULT_RELAY_MAX_BYTES}
 # 1: replicate the feeds you follow; 2: also the feeds their authors follow.
 # hops = 1
+# Connections in all; 8 of them are kept for the peers this node dials, and
+# strangers take at most max_per_address from one address (spec/14).
 # max_connections = {DEFAULT_MAX_CONNECTIONS}
+# max_per_address = {DEFAULT_MAX_PER_ADDRESS}
 # Find nodes of the same network on the LAN by UDP multicast.
 # lan_discovery = true
 # The IPv4 address of the interface for beacons (--lan-interface), and their UDP port.
@@ -95,7 +101,8 @@ default_log = "{DEFAULT_LOG}"
 _SETTINGS: dict[str, dict[str, type]] = {
     "node": {
         "listen": str, "peers": list, "network": str, "relay": bool, "relay_max_feeds": int,
-        "hops": int, "max_connections": int, "lan_discovery": bool,
+        "relay_max_bytes": int,
+        "hops": int, "max_connections": int, "max_per_address": int, "lan_discovery": bool,
         "lan_interface": str, "lan_port": int,
     },
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
@@ -208,6 +215,12 @@ class Home:
                     os.link(draft, path)
             finally:
                 draft.unlink()
+        mode = path.stat().st_mode
+        if mode & 0o077:  # refused like a key file: it grants the API to whoever reads it
+            raise UsageError(
+                f"{path} can be read by other users (mode {mode & 0o777:o}); "
+                f"run `chmod 600 {path}` and try again"
+            )
         token = path.read_text().strip()
         if len(token) < 16:
             raise UsageError(f"{path} holds no usable token: delete it and start the node again")
@@ -241,6 +254,8 @@ class Home:
                     raise
                 return self.identity(), False  # another `init` won the race: keep its key
             if not self.config_path.exists():
+                # 0600: it may hold a private network's key.
+                private_file(self.config_path)
                 self.config_path.write_text(DEFAULT_CONFIG)
             self.api_token()
         except OSError as exc:
@@ -248,6 +263,7 @@ class Home:
                 f"cannot create the home {self.path}: {exc.strerror}; choose another with "
                 f"--home DIR or {ENV_VAR}"
             ) from None
+        private_file(self.store_path)
         SqliteStore(self.store_path).close()
         return identity, True
 
@@ -285,4 +301,12 @@ class Home:
                 raise UsageError(f"cannot create the home {self.path}: {exc.strerror}") from None
         self._require()
         identity = self.identity() if need_identity or self.is_initialized() else None
+        private_file(self.store_path)
         return Logbook(SqliteStore(self.store_path), identity)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it is missing (SQLite gives its journal
+    files the mode of the database file): every file of a home is the owner's alone."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

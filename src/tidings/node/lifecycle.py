@@ -21,7 +21,7 @@ import trio
 from tidings.embed.facade import EmbeddedNode
 from tidings.errors import ListenError, first_error
 from tidings.node.daemon import Node
-from tidings.node.home import Home
+from tidings.node.home import Home, private_file
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import NodeState
@@ -108,10 +108,12 @@ async def run_node(home: Home, options: NodeOptions, *,
                 if options.api is not None:
                     from tidings.http.api import serve_api
 
-                    bound = await _start(nursery, options.api, "the local API", serve_api,
-                                         embedded, options.api, token, options.cors_origins)
+                    sock = home.path / API_SOCKET
+                    bound = await _start(nursery, options.api, "the local API", partial(
+                        serve_api, unix=sock), embedded, options.api, token,
+                        options.cors_origins)
                     embedded.api_url = f"http://{format_address(bound)}"
-                    _write_api_file(home, embedded.api_url)
+                    _write_api_file(home, embedded.api_url, sock if sock.exists() else None)
                 # Once, when every listener is bound: scripts wait for this line.
                 node.log.info(
                     "ready", addr=None if listening is None else format_address(listening),
@@ -148,11 +150,21 @@ async def _start(nursery: trio.Nursery, address: tuple[str, int] | None, what: s
         raise ListenError(f"cannot listen on {where} for {what}: {reason}") from None
 
 
-def _write_api_file(home: Home, url: str) -> None:
-    """Tell local tools (``tidings status``) where this node's API is."""
+def _write_api_file(home: Home, url: str, sock: Path | None = None) -> None:
+    """Tell local tools (``tidings status``) where this node's API is: its URL, and its
+    Unix socket (the CLI's first choice: no other local user can connect to it)."""
     temporary = home.api_file.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+    temporary.unlink(missing_ok=True)
+    private_file(temporary)
+    where: dict[str, object] = {"url": url, "pid": os.getpid()}
+    if sock is not None:
+        where["socket"] = str(sock)
+    temporary.write_text(json.dumps(where) + "\n")
     temporary.replace(home.api_file)
+
+
+#: The local API's Unix domain socket, in the home (mode 0600).
+API_SOCKET = "api.sock"
 
 
 def _remove_api_file(home: Home, url: str) -> None:

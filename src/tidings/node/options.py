@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tidings.errors import UsageError
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.transport.beacon import ANY_INTERFACE, MULTICAST_PORT
 from tidings.transport.channel import DEFAULT_NETWORK_KEY
 
@@ -25,6 +25,8 @@ DEFAULT_MAX_CONNECTIONS = 64
 #: Connections a node dials itself: enough sources for its feeds, few enough
 #: that a node is mostly dialed, not dialing.
 DEFAULT_MAX_OUTBOUND = 8
+#: Inbound connections from one source address (node/slots.py, spec/14 §2).
+DEFAULT_MAX_PER_ADDRESS = 8
 MAX_HOPS = 3
 
 
@@ -84,9 +86,11 @@ class NodeOptions:
     network_key: bytes = DEFAULT_NETWORK_KEY
     relay: bool = False
     relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS
+    relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES
     hops: int = 1
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_outbound: int = DEFAULT_MAX_OUTBOUND
+    max_per_address: int = DEFAULT_MAX_PER_ADDRESS
     lan_discovery: bool = False
     #: The IPv4 address of the interface that beacons use ("0.0.0.0": the system's choice).
     lan_interface: str = ANY_INTERFACE
@@ -101,8 +105,9 @@ class NodeOptions:
             raise UsageError(f"hops must be 1 to {MAX_HOPS}")
         if not 1 <= self.lan_port <= 65535:
             raise UsageError(f"lan_port {self.lan_port} is not a UDP port (1-65535)")
-        if self.relay_max_feeds < 0 or self.max_connections < 1:
-            raise UsageError("relay_max_feeds must be 0 or more, max_connections 1 or more")
+        if self.relay_max_feeds < 0 or self.max_connections < 1 or self.max_per_address < 1:
+            raise UsageError("relay_max_feeds must be 0 or more, max_connections and "
+                             "max_per_address 1 or more")
 
     @classmethod
     def from_config(
@@ -142,7 +147,9 @@ class NodeOptions:
             hops=_int(hops or node.get("hops", 1)),
             relay=bool(relay) or bool(node.get("relay", False)),
             relay_max_feeds=_int(node.get("relay_max_feeds", DEFAULT_RELAY_MAX_FEEDS)),
+            relay_max_bytes=_int(node.get("relay_max_bytes", DEFAULT_RELAY_MAX_BYTES)),
             max_connections=_int(node.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+            max_per_address=_int(node.get("max_per_address", DEFAULT_MAX_PER_ADDRESS)),
             lan_interface=_ipv4(lan_interface or str(node.get("lan_interface", ANY_INTERFACE))),
             lan_port=_int(node.get("lan_port", MULTICAST_PORT)),
             cors_origins=tuple(str(o) for o in api.get("cors_origins", [])),  # type: ignore[attr-defined]

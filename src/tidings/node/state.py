@@ -6,6 +6,7 @@ One SQLite file, ``HOME/node.sqlite3`` (mode 0600), shared by ``tidings up``,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import sqlite3
@@ -34,6 +35,12 @@ BUSY_TIMEOUT_MS = 10_000
 #: Peers whose last clocks are kept: enough for every peer a node meets often;
 #: strangers with fresh keys cannot grow the file past it.
 MAX_REMEMBERED = 256
+#: Learned addresses (peer exchange, LAN) never connected to, kept per network
+#: prefix (/24 for IPv4, /48 for IPv6): one party with one network cannot fill
+#: the table or the dial queue with addresses it controls (spec/14 §5).
+MAX_PER_PREFIX = 4
+#: Where learned addresses come from; configured and once-connected ones are dialed first.
+LEARNED = ("exchange", "lan")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS follows (
@@ -64,6 +71,16 @@ class PeerRecord:
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
+
+
+def network_prefix(host: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) an address is in; a DNS name is its own prefix."""
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower()
+    bits = 24 if parsed.version == 4 else 48
+    return str(ipaddress.ip_network(f"{parsed}/{bits}", strict=False))
 
 
 def backoff(failures: int, rng: random.Random | None = None) -> float:
@@ -130,12 +147,39 @@ class NodeState:
     # -- peers ----------------------------------------------------------------
 
     def add_peers(self, addresses: Iterable[tuple[str, int]], source: str) -> None:
-        """Remember addresses (known ones keep their history)."""
-        self._write(
-            "INSERT OR IGNORE INTO peers (host, port, source) VALUES (?, ?, ?)",
-            [(host, port, source) for host, port in addresses],
-        )
+        """Remember addresses (known ones keep their history).
+
+        Learned ones (``exchange``, ``lan``) are taken only while their network
+        prefix holds fewer than MAX_PER_PREFIX addresses never connected to.
+        """
+        rows = [(host, port, source) for host, port in addresses]
+        if source in LEARNED and rows:
+            with self._lock:
+                unproven = self._db.execute(
+                    "SELECT host FROM peers WHERE last_connected IS NULL AND source != 'config'"
+                ).fetchall()
+            per_prefix: dict[str, int] = {}
+            for (host,) in unproven:
+                per_prefix[network_prefix(host)] = per_prefix.get(network_prefix(host), 0) + 1
+            taken = []
+            for row in rows:
+                prefix = network_prefix(row[0])
+                if per_prefix.get(prefix, 0) < MAX_PER_PREFIX:
+                    per_prefix[prefix] = per_prefix.get(prefix, 0) + 1
+                    taken.append(row)
+            rows = taken
+        self._write("INSERT OR IGNORE INTO peers (host, port, source) VALUES (?, ?, ?)", rows)
         self._trim()
+
+    def forget_unproven(self, address: tuple[str, int]) -> bool:
+        """Drop a learned address never connected to (its handshake or dial failed);
+        True if it was dropped. Configured and once-connected addresses stay."""
+        with self._lock:
+            dropped = self._db.execute(
+                "DELETE FROM peers WHERE host = ? AND port = ? AND last_connected IS NULL "
+                "AND source IN ('exchange', 'lan')", address
+            ).rowcount
+        return bool(dropped)
 
     def _trim(self) -> None:
         with self._lock:
@@ -151,9 +195,12 @@ class NodeState:
 
     def peers(self) -> list[PeerRecord]:
         with self._lock:
+            # Configured peers first, then those once connected to, then the learned
+            # (spec/14 §5): a flood of learned addresses never delays the known ones.
             rows = self._db.execute(
                 "SELECT host, port, source, failures, next_attempt, last_connected FROM peers "
-                "ORDER BY next_attempt, failures"
+                "ORDER BY source = 'config' DESC, last_connected IS NOT NULL DESC, "
+                "next_attempt, failures"
             ).fetchall()
         return [PeerRecord(*row) for row in rows]
 

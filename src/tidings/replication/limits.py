@@ -6,3 +6,5 @@ protocol code (``tidings publish`` starts faster).
 
 #: Feeds a relay takes on from its peers unless configured otherwise.
 DEFAULT_RELAY_MAX_FEEDS = 10_000
+#: Bytes (entries and payloads) a relay stores for the feeds it takes on, per run.
+DEFAULT_RELAY_MAX_BYTES = 1 << 30

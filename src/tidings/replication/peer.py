@@ -59,6 +59,9 @@ class Peer:
     proofs_sent: set[FeedId] = field(default_factory=set)
     #: Addresses it added to the peer table (peer exchange, bounded per session).
     addresses_taken: int = 0
+    #: What it gave this node: new entries that verified, and clocks naming feeds
+    #: this node holds or wants (spec/14 §2: the least useful inbound peer is evicted first).
+    useful: int = 0
     #: Where its history of each diverged feed splits from ours.
     searches: dict[FeedId, ForkSearch] = field(default_factory=dict)
     #: A newer connection to the same node replaced this one: the node closes it.

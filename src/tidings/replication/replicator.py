@@ -24,8 +24,9 @@ from tidings.core.entry import (
     payload_hash,
     stored_is_signed,
     stored_payload_hash,
+    strict_cbor_item,
 )
-from tidings.core.forks import MAX_RUN, ForkProof
+from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
@@ -42,8 +43,10 @@ from tidings.errors import (
     UnsignedTail,
 )
 from tidings.replication.clock import LocalClock
-from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
+from tidings.replication.payloads import MissingPayloads
 from tidings.replication.peer import ForkSearch, Peer
+from tidings.replication.relay import RelayQuota
 from tidings.replication.router import Router
 from tidings.replication.session import (
     Authenticated,
@@ -156,6 +159,16 @@ class Superseded:
 ReplicatorEvent = PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded
 
 
+def _proof_feed(raw: bytes) -> FeedId | None:
+    """The feed a fork proof names, read without verifying anything (None: unreadable,
+    left to ForkProof.from_bytes to say why)."""
+    try:
+        items, _ = strict_cbor_item(raw[:MAX_PROOF_SIZE], 0)
+        return decode_entry(items[1][0]).feed
+    except (InvalidEntry, LookupError, TypeError):
+        return None
+
+
 def _dialer(session: Session) -> bytes | None:
     channel = session.channel
     return channel.local_static if channel.initiator else channel.remote_static
@@ -172,6 +185,7 @@ class Replicator:
         hops: int = 1,
         relay: bool = False,
         relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS,
+        relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
         memory: ClockMemory | None = None,
         log: Callable[..., None] | None = None,
     ) -> None:
@@ -185,6 +199,9 @@ class Replicator:
         self.hops = hops
         self.relay = relay
         self.relay_max_feeds = relay_max_feeds
+        self.quota = RelayQuota(relay_max_feeds, relay_max_bytes)
+        #: Payloads peers did not send, asked of other peers (nil is "not sent").
+        self.payloads = MissingPayloads()
         self.memory: ClockMemory = memory or MemoryClocks()
         self.local = LocalClock()
         self.router = Router(self.local)
@@ -209,6 +226,7 @@ class Replicator:
             # open with delta clocks that never offer those feeds again.
             held = [feed for feed in self.local.heads if self.local.heads[feed] > 0]
             self.relayed = set(held[:relay_max_feeds])
+            self.quota.charged = set(self.relayed)
         self.set_follows(follows)
 
     # -- what this node holds and wants ---------------------------------------
@@ -317,6 +335,8 @@ class Replicator:
             key = peer.key
             if remember and key is not None and session.version is not None:
                 self.memory.save(key, session.sent, session.received)
+            for asked in [k for k in self.payloads.requests if k[0] == key]:
+                del self.payloads.requests[asked]  # its answers will not come
             self.router.remove(peer)
         self.local.dirty.discard(session)
 
@@ -385,22 +405,44 @@ class Replicator:
         # ClockExchanged: caught_up() reads the session's state.
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
-        feeds = [feed for feed, _ in event.notes]
+        local = self.local
+        feeds = [feed for feed, _ in event.notes if feed in local.wanted or feed in local.heads]
+        if feeds:
+            peer.useful += 1  # it named feeds this node holds or wants
         if self.relay:
             offered = dict.fromkeys(  # a clock may name a feed twice (spec/10 §2)
                 feed for feed, note in event.notes
-                if note.seq > 0 and feed not in self.local.wanted
+                if note.seq > 0 and feed not in local.wanted
             )
-            new = list(offered)[: max(0, self.relay_max_feeds - len(self.relayed))]
+            # Taken on pending, a few per peer; charged once entries come (spec/14 §4).
+            new = self.quota.take(offered, peer.key or b"")
             if new:
                 self.relayed.update(new)
-                self.local.wanted.update(new)
+                local.wanted.update(new)
                 self.router.local_changed(new)
+                feeds += new
+            taken = set(new)
+            peer.session.forget_notes([f for f in offered if f not in taken])  # not kept
         self._compare_heads(peer, event.notes)
         self.router.notes_received(peer, feeds)
-        for feed in dict.fromkeys(feeds):
+        for feed in dict.fromkeys(feed for feed, _ in event.notes):
             if feed in self.forked_at:
                 self._send_proof(peer, feed)
+
+    def _relay_full(self, feed: FeedId) -> None:
+        """The byte quota is spent: ``feed``, which just brought entries, and every offer
+        that brought nothing yet are fetched no more; other relayed feeds stop as they
+        next bring entries. What is held is kept and served (spec/14 §4)."""
+        dropped = ({feed} | set(self.quota.pending)) - self.follows
+        if not self.quota.warned:
+            self.quota.warned = True
+            self.log("relay-quota-full", bytes=self.quota.bytes_used)
+        self.quota.pending.clear()
+        if dropped & self.relayed:
+            self.relayed -= dropped
+            self._recompute_wanted()
+            for peer in self.router.peers:
+                peer.session.forget_notes(list(dropped))
 
     def _compare_heads(self, peer: Peer, notes: Sequence[tuple[FeedId, Note]]) -> None:
         """A note naming another entry at a seq this node holds: the peer holds
@@ -442,6 +484,9 @@ class Replicator:
                 self._search_step(peer, search)
 
     def _on_seqs(self, peer: Peer, event: SeqReceived) -> None:
+        if self._on_payloads(peer, event):
+            self._resume_searches(peer)
+            return
         search = peer.searches.get(event.feed)
         if search is None or search.request != event.request_id:
             self._resume_searches(peer)
@@ -451,6 +496,44 @@ class Replicator:
             self._advance_search(peer, search, event)
         finally:
             self._resume_searches(peer)
+
+    def _on_payloads(self, peer: Peer, event: SeqReceived) -> bool:
+        """The answer to a request for missing payloads: store those that check out."""
+        feed = self.payloads.requests.pop((peer.key or b"", event.request_id), None)
+        if feed is None:
+            return False
+        got = []
+        for raw, payload in event.items:
+            if payload is None:
+                continue
+            try:
+                self.logbook.add_payload(feed, decode_entry(raw).seq, payload)
+            except InvalidEntry as exc:
+                raise InvalidData(exc.at(str(feed), None)) from None
+            got.append(decode_entry(raw).seq)
+        if got:
+            self.payloads.got(feed, got)
+            self.payloads.answered(feed, peer.key or b"")
+        return True
+
+    def _ask_payloads(self) -> None:
+        """Ask one peer per feed (each peer once per gap) for payloads not sent."""
+        for feed in list(self.payloads.missing):
+            if feed not in self.local.wanted:
+                self.payloads.got(feed, set(self.payloads.missing[feed]))
+                continue
+            lowest = min(self.payloads.missing[feed])
+            for peer in self.router.peers:
+                key = peer.key
+                if key is None or peer.excludes(feed) or peer.holds(feed) < lowest \
+                        or not peer.session.clock_exchanged or not peer.session.can_request():
+                    continue
+                seqs = self.payloads.next_ask(feed, key)
+                if seqs is None:
+                    continue
+                request = peer.session.request_seqs(feed, seqs, payloads=True)
+                self.payloads.requests[(key, request)] = feed
+                break
 
     def _advance_search(self, peer: Peer, search: ForkSearch, event: SeqReceived) -> None:
         feed = search.feed
@@ -500,6 +583,17 @@ class Replicator:
                 seq=decode_entry(event.items[-1][0]).seq,
             )
         self.entries_received += added
+        peer.useful += added
+        if any(payload is None for _, payload in event.items):
+            held = self.logbook.store.head(feed)
+            top = held.seq if held else 0
+            nil = (decode_entry(raw) for raw, payload in event.items if payload is None)
+            self.payloads.add(feed, [e.seq for e in nil if e.payload_size and e.seq <= top])
+        if added and feed in self.relayed and feed not in self.follows:
+            size = sum(len(raw) + len(payload or b"") for raw, payload in event.items)
+            self.quota.stored(feed, size * added // len(event.items))
+            if self.quota.bytes_used >= self.quota.max_bytes:
+                self._relay_full(feed)
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
@@ -549,11 +643,18 @@ class Replicator:
                 self._send_proof(other, feed)
 
     def _on_fork_proof(self, peer: Peer, raw: bytes) -> None:
+        feed = _proof_feed(raw)
+        if feed is not None and feed not in self.local.wanted and feed not in self.local.heads:
+            # Kept only for feeds this node holds or wants (spec/14 §3): anyone can
+            # fork a feed of their own, as many as they like. Not even verified.
+            return
         try:
-            proof = ForkProof.from_bytes(raw)
+            proof = ForkProof.from_bytes(raw)  # verified here, once
         except InvalidForkProof as exc:
             raise InvalidData(exc) from None
-        if self.logbook.add_fork_proof(proof):
+        if proof.feed not in self.local.wanted and proof.feed not in self.local.heads:
+            return
+        if self.logbook.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes()):
             self._forked(proof.feed, peer, proof, made=False)
 
     # -- serving what is stored -------------------------------------------------
@@ -724,6 +825,14 @@ class Replicator:
         """
         for peer in self.router.peers:
             peer.session.flush_lazy()
+        if self.payloads.missing:
+            self._ask_payloads()
+        expired = [f for f in self.quota.expire(now) if f not in self.follows]
+        if expired:  # offers that brought nothing: dropped, their notes too
+            self.relayed.difference_update(expired)
+            self._recompute_wanted()
+            for peer in self.router.peers:
+                peer.session.forget_notes(expired)
         moved = []
         for feed, peer in list(self.router.source.items()):
             head = self.local.seq(feed)

@@ -641,7 +641,17 @@ class Session:
             self.received.clear()
         for feed, note in clock.notes:
             before = self.received.get(feed)
+            if not self._keeps(feed, note):
+                # Neither held nor wanted here: nothing to serve or take, and a
+                # stranger could name any number of such feeds (spec/14 §3).
+                self.received.pop(feed, None)
+                continue
             self.received[feed] = note
+            if before is None and feed in self.eager and self.state is SessionState.LIVE:
+                # Its first note of a feed this side streams from it: it may have
+                # forgotten our note while it held nothing of the feed. Repeat it.
+                self._pending_notes[feed] = self.our_note(feed)
+                self._mark()
             self._check_owed(feed)
             if note.wants and (before is None or not before.wants):
                 self._refresh(feed)  # it now wants the feed: tell it what this side holds
@@ -649,6 +659,19 @@ class Session:
             raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
         if clock.notes:
             self._events.append(NotesReceived(clock.notes))
+
+    def _keeps(self, feed: FeedId, note: Note) -> bool:
+        """Whether the peer's note for ``feed`` is kept: this node holds or wants the
+        feed, or (a relay) it is an offer the node may take on (the replicator
+        drops those it does not take: :meth:`forget_notes`)."""
+        local = self.local
+        return feed in local.heads or feed in local.wanted or (self.relay and note.seq > 0)
+
+    def forget_notes(self, feeds: list[FeedId]) -> None:
+        """Drop the peer's notes of ``feeds`` (offers a relay did not take)."""
+        for feed in feeds:
+            if feed not in self.local.wanted and feed not in self.local.heads:
+                self.received.pop(feed, None)
 
     def _on_entries(self, message: Entries) -> None:
         if message.feed not in self.local.wanted:

@@ -7,6 +7,7 @@ makes a crash at any other moment roll back to the last commit.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings.core.ids import FeedId
-from tidings.errors import UsageError
+from tidings.errors import StorageFull, UsageError
 from tidings.storage.base import Arrival, FeedInfo, StoredEntry, take_within
 
 #: Each migration takes the schema from its index to index + 1.
@@ -123,6 +124,11 @@ def _set_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_FULL: the disk, or the page limit, is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "is full" in str(exc)
+
+
 class SqliteStore:
     """A :class:`~tidings.storage.base.Store` in one SQLite file."""
 
@@ -137,6 +143,8 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._feed_ids: dict[FeedId, int] = {}
+        self._page_limit_file = os.environ.get("TIDINGS_TEST_PAGE_LIMIT")
+        self._page_limit = 0
         db = self._db
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -166,18 +174,38 @@ class SqliteStore:
                 finally:
                     self._depth -= 1
                 return
+            self._apply_page_limit()
             self._db.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
                 yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._feed_ids.clear()
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:  # SQLite may have rolled back itself (full)
+                    self._db.execute("ROLLBACK")
+                self._feed_ids.clear()
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    raise StorageFull(
+                        f"the store {self.path} cannot grow: its disk is full, and nothing "
+                        "was written. Free some space and try again (a running node "
+                        "resumes by itself)"
+                    ) from None
+                raise
             finally:
                 self._depth = 0
+
+    def _apply_page_limit(self) -> None:
+        """Tests only: ``TIDINGS_TEST_PAGE_LIMIT`` names a file holding the store's
+        ``max_page_count`` (a full disk that a test can fill and free again)."""
+        if self._page_limit_file is None:
+            return
+        try:
+            limit = int(Path(self._page_limit_file).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if limit != self._page_limit:
+            self._page_limit = limit
+            self._db.execute(f"PRAGMA max_page_count = {limit or 4294967294}")
 
     def _feed_id(self, feed: FeedId, *, create: bool = False) -> int | None:
         cached = self._feed_ids.get(feed)

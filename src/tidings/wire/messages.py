@@ -422,6 +422,34 @@ def encode_message(message: Message) -> bytes:
     return body
 
 
+#: Arrays in one message, counted while it is decoded: the largest message (a
+#: clock of 4096 notes) holds 4098; twice that leaves room for later types. Without
+#: it, 2 MiB of empty arrays decode into millions of lists (spec/14 §6).
+MAX_ARRAYS = 2 * max(MAX_NOTES, MAX_PARTIAL_ITEMS) + 16
+#: Elements of all arrays of one message together: a full clock holds about 25,000.
+MAX_ELEMENTS = 65_536
+
+
+class _Budget:
+    """Counts arrays and their elements as msgpack builds them; over the bound it
+    stops the decoding then, not after the whole body is built."""
+
+    __slots__ = ("arrays", "elements")
+
+    def __init__(self) -> None:
+        self.arrays = 0
+        self.elements = 0
+
+    def __call__(self, array: list[Any]) -> list[Any]:
+        self.arrays += 1
+        self.elements += len(array)
+        if self.arrays > MAX_ARRAYS or self.elements > MAX_ELEMENTS:
+            raise MalformedMessage(
+                f"a message of over {MAX_ARRAYS} arrays or {MAX_ELEMENTS} elements"
+            )
+        return array
+
+
 def decode_message(body: bytes) -> Message:
     """Parse one message body strictly; raises MalformedMessage naming the fault."""
     if len(body) > MAX_MESSAGE_SIZE:
@@ -431,7 +459,10 @@ def decode_message(body: bytes) -> Message:
             body, raw=False, use_list=True, strict_map_key=True,
             max_bin_len=MAX_MESSAGE_SIZE, max_str_len=MAX_ERROR_DETAIL_LEN * 4,
             max_array_len=max(MAX_NOTES, MAX_PARTIAL_ITEMS), max_map_len=0, max_ext_len=0,
+            list_hook=_Budget(),
         )
+    except MalformedMessage:
+        raise
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         # msgpack raises ValueError subclasses for truncated input, extra bytes,
         # bad UTF-8 and exceeded limits.
