@@ -9,11 +9,12 @@ from typing import Any
 
 from tidings.core.entry import Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
-from tidings.core.times import entry_datetime
 from tidings.errors import InvalidId
 from tidings.storage.logbook import Logbook
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
+#: A command stopped by Ctrl-C exits as shells report it: 128 + SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
@@ -73,36 +74,3 @@ def entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
             obj["payload"] = base64.b64encode(payload).decode()
             obj["payload_encoding"] = "base64"
     return obj
-
-
-def _when(timestamp_us: int) -> str:
-    return entry_datetime(timestamp_us).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-#: Control characters (C0, DEL, C1) shown escaped, so a payload cannot move the
-#: cursor or send escape sequences to the reader's terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-
-
-def _payload_text(payload: bytes | None, size: int) -> str:
-    if payload is None:
-        return f"(payload not held, {size} B)"
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"(binary, {size} B)"
-    return text.translate(_CONTROL)
-
-
-# -- commands ---------------------------------------------------------------
-
-
-def print_entries(page: list[tuple[Entry, bytes | None]], as_json: bool) -> None:
-    for entry, payload in page:
-        if as_json:
-            print_json(entry_json(entry, payload))
-        else:
-            end = "  [end of log]" if entry.is_end_of_log else ""
-            print(f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
-                  f"{_payload_text(payload, entry.payload_size)}{end}")
