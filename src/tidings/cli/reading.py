@@ -36,6 +36,8 @@ from tidings.core.content import (
     Follow,
     LinkShare,
     Post,
+    Replace,
+    Retract,
     Unfollow,
     Unknown,
     decode,
@@ -145,8 +147,11 @@ def headline_and_body(content: Content | None, payload: bytes | None,
         return f"about: {printable(content.name)}", body
     if isinstance(content, Follow | Unfollow | Unknown):
         return printable(summary(content)), []
-    if content is not None:  # a correction
-        return printable(summary(content)), []
+    if isinstance(content, Replace):  # seen as it arrives (watch, show --json aside)
+        headline, body = headline_and_body(content.content, None, 0)
+        return f"(edits entry {content.target}) {headline}", body
+    if isinstance(content, Retract):
+        return f"(retracts entry {content.target})", []
     if payload is None:
         return f"(payload not held, {size} B)", []
     text = plain_text(payload)
