@@ -264,18 +264,21 @@ def test_ctrl_c_in_sync_exits_130_with_one_line(tmp_path: Path) -> None:
     assert err == "tidings: interrupted\n"
 
 
-def test_ctrl_c_in_up_exits_130_without_a_traceback(tmp_path: Path) -> None:
-    home = tmp_path / "h"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tidings", "--home", str(home), "up", "--listen", "127.0.0.1:0",
-         "--no-lan", "--no-api"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+@pytest.mark.parametrize(("args", "ready"), [
+    (["up", "--listen", "127.0.0.1:0", "--no-lan", "--no-api"], b"event=ready"),
+    (["serve-feeds", "--listen", "127.0.0.1:0"], b"event=serving-feeds"),
+], ids=["up", "serve-feeds"])
+def test_ctrl_c_in_a_server_exits_130_without_a_traceback(
+        home: Path, args: list[str], ready: bytes) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tidings", "--home", str(home), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     assert proc.stderr is not None
     for line in iter(proc.stderr.readline, b""):
-        if b"event=ready" in line:
+        if ready in line:
             break
     code, err = _interrupt(proc)
     assert code == 130, err
-    assert "Traceback" not in err and "event=stopped" in err
+    assert "Traceback" not in err and "stopped" in err
 
 
 # -- watch ------------------------------------------------------------------------------
@@ -328,3 +331,16 @@ def test_watch_follows_new_entries_and_resumes_where_it_stopped(watched: Path) -
 def test_watch_without_a_running_node_says_so(home: Path) -> None:
     done = tidings(home, "watch")
     assert done.code == 3 and "tidings up" in done.err
+
+
+def test_tab_completion_names_commands_and_flags(tmp_path: Path) -> None:
+    pytest.importorskip("argcomplete")
+    out = tmp_path / "completions"
+    for line, expected in (("tidings pub", "publish"), ("tidings publish --ti", "--title"),
+                           ("tidings show --home x --li", "--limit")):
+        env = _env() | {"_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+                        "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
+        done = subprocess.run([sys.executable, "-m", "tidings"], env=env, capture_output=True,
+                              timeout=HANG)
+        assert done.returncode == 0, done.stderr
+        assert out.read_text().split() == [expected]

@@ -1,8 +1,10 @@
+# PYTHON_ARGCOMPLETE_OK  (tab completion with argcomplete, the `completion` extra)
 """``tidings``: the command line. Data goes to stdout, messages to stderr.
 
 Exit codes: 0 success; 1 the data is bad (verification failed, a bundle is
 damaged, a peer or the node's API refused); 2 the command cannot run as asked
-(bad arguments, no home, unknown feed); 3 no node runs for the home (`status`).
+(bad arguments, no home, unknown feed); 3 no node runs for the home (`status`,
+`watch`); 130 stopped by Ctrl-C (SIGINT), with one line and no traceback.
 """
 
 from __future__ import annotations
@@ -405,8 +407,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's tab completion, if it asks and argcomplete is installed."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return  # not completing: costs one lookup
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)  # (prints the completions and exits)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    _complete(parser)
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
     try:
