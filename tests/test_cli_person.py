@@ -205,8 +205,8 @@ def test_follow_takes_your_own_log_names(home: Path) -> None:
 @pytest.mark.parametrize("value", ["garbage", "127.0.0.1", "127.0.0.1:99999", "bad host:1",
                                    "::1"])
 def test_a_malformed_listen_address_is_named_as_such(home: Path, value: str) -> None:
-    for flag in ("--listen", "--api"):
-        done = tidings(home, "up", flag, value)
+    for command, flag in (("up", "--listen"), ("up", "--api"), ("serve-feeds", "--listen")):
+        done = tidings(home, command, flag, value)
         assert done.code == 2, done.err
         assert "HOST:PORT" in done.err or "neither an IP address" in done.err, done.err
         assert "resol" not in done.err and "another port" not in done.err

@@ -14,6 +14,7 @@ from tidings.cli.common import (
     EXIT_OK,
     CommandError,
     err,
+    listen_address,
     print_json,
 )
 from tidings.core.ids import FeedId
@@ -170,6 +171,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 "read-only and without a token, for people, feed readers and podcast apps",
                 json_flag=False)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   type=listen_address,
                    help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
     p.add_argument("--feed", action="append", metavar="FEED",
                    help="serve this feed (repeat for more; default: this home's own feeds)")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import re
 import sys
 from typing import Any
 
 from tidings.core.entry import Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
-from tidings.errors import InvalidId
+from tidings.errors import InvalidId, UsageError
 from tidings.storage.logbook import Logbook
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
@@ -74,3 +76,35 @@ def entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
             obj["payload"] = base64.b64encode(payload).decode()
             obj["payload_encoding"] = "base64"
     return obj
+
+
+#: A host name to listen on: DNS labels (RFC 1123), at most 253 characters.
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+
+
+def listen_address(text: str) -> str:
+    """``HOST:PORT`` to listen on, checked before the node starts: a malformed one is
+    named as such, not left to fail as an unknown host or a port in use."""
+    import ipaddress
+
+    from tidings.node.options import parse_address
+
+    example = "such as 127.0.0.1:7654, 0.0.0.0:7654 or [::1]:0"
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address HOST:PORT ({example})")
+    try:
+        host, _ = parse_address(text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address HOST:PORT with a port from 0 to 65535 "
+            f"({example})") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise argparse.ArgumentTypeError(
+                f"{host!r} in {text!r} is neither an IP address nor a host name "
+                f"({example})") from None
+    return text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from tidings.cli.common import (
     EXIT_OK,
     CommandError,
     feed_arg,
+    listen_address,
     print_json,
 )
 from tidings.cli.reading import print_shown, view_entries
@@ -255,38 +255,6 @@ def cmd_network_new(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
-#: A host name to listen on: DNS labels (RFC 1123), at most 253 characters.
-_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
-
-
-def _listen_address(text: str) -> str:
-    """``HOST:PORT`` to listen on, checked before the node starts: a malformed one is
-    named as such, not left to fail as an unknown host or a port in use."""
-    import ipaddress
-
-    from tidings.node.options import parse_address
-
-    example = "such as 127.0.0.1:7654, 0.0.0.0:7654 or [::1]:0"
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an address HOST:PORT ({example})")
-    try:
-        host, _ = parse_address(text)
-    except UsageError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an address HOST:PORT with a port from 0 to 65535 "
-            f"({example})") from None
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _HOST_NAME.fullmatch(host):
-            raise argparse.ArgumentTypeError(
-                f"{host!r} in {text!r} is neither an IP address nor a host name "
-                f"({example})") from None
-    return text
-
-
 def _timeout(text: str) -> float:
     try:
         value = float(text)
@@ -302,7 +270,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = command("up", "run the node in the foreground until Ctrl-C (creates the home if needed)",
                 json_flag=False)
-    p.add_argument("--listen", metavar="HOST:PORT", type=_listen_address,
+    p.add_argument("--listen", metavar="HOST:PORT", type=listen_address,
                    help=f"where to listen for peers (default from config: {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", metavar="HOST:PORT",
                    help="a peer to connect to (repeat for more)")
@@ -315,7 +283,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--lan-interface", metavar="ADDR",
                    help="the IPv4 address of the interface for LAN beacons "
                         "(default from config: 0.0.0.0, the system's choice)")
-    p.add_argument("--api", metavar="HOST:PORT", type=_listen_address,
+    p.add_argument("--api", metavar="HOST:PORT", type=listen_address,
                    help=f"where the local HTTP API listens (default from config: "
                         f"{DEFAULT_API_LISTEN}; port 0 for any)")
     p.add_argument("--no-api", action="store_true", help="do not serve the local HTTP API")
