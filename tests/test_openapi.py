@@ -542,7 +542,8 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
                   "not_found")
 
     one = (await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/1", 200)).json()
-    assert one == first.json()
+    assert one == first.json() | {"state": "original", "corrected_by": None,
+                                  "shown": first.json()["content"]}
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/9", 404, "not_found")
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/0", 404, "not_found")
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"/v1/feeds/{BAD_FEED}/entries/1",
