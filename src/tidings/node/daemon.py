@@ -498,7 +498,6 @@ class Node:
                              error=describe(exc))
         finally:
             session = connection.session
-            self.connections.discard(connection)
             with trio.CancelScope(shield=True):
                 # Clocks are kept only for peers that earned it (spec/14 §3): a peer
                 # this node dialed, or one that gave it something; never a misbehaving one.
@@ -511,10 +510,12 @@ class Node:
                     await self._core(self.replicator.close_session, session,
                                      remember=remember)
                     await self._state(self._memory.flush)
+                    self.connections.discard(connection)  # (once its clock is on disk)
                     self._by_session.pop(session, None)
                     await connection.stream.aclose()
                     await self._after_close(connection)
                 except Exception as exc:  # a cleanup must never take the node down
+                    self.connections.discard(connection)
                     self._by_session.pop(session, None)
                     self.log.warning("connection-cleanup-failed",
                                      addr=format_address(connection.address),
