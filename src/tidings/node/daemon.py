@@ -67,6 +67,9 @@ READ_SIZE = 1024 * 1024
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
+#: Arrivals by other processes read per poll; more than this at once (a large
+#: import) and every head is read again instead.
+REFRESH_ARRIVALS = 1000
 
 
 @dataclass(eq=False)
@@ -92,6 +95,16 @@ class Connection:
     send_lock: trio.Lock = field(default_factory=trio.Lock)
     drained: trio.Event = field(default_factory=trio.Event)
     last_sent: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False, slots=True)
+class _Publish:
+    """One publish waiting for its group commit: the entry once durable, or the error."""
+
+    payload: bytes
+    log_id: str
+    entry: Entry | None = None
+    error: BaseException | None = None
 
 
 class _ClockMemory:
@@ -140,6 +153,10 @@ class Node:
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
         self._changed = trio.Event()
+        #: Publishes waiting for the next group commit (Node.publish).
+        self._publishes: list[_Publish] = []
+        #: Another process wrote to the store since the last full read of the heads.
+        self._external_writes = False
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
@@ -173,10 +190,13 @@ class Node:
             try:
                 return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
             finally:
-                for session in self.replicator.local.dirty:
-                    connection = self._by_session.get(session)
-                    if connection is not None:
-                        connection.wake.set()
+                self._wake_dirty()
+
+    def _wake_dirty(self) -> None:
+        for session in self.replicator.local.dirty:
+            connection = self._by_session.get(session)
+            if connection is not None:
+                connection.wake.set()
 
     def _connections_moved(self) -> None:
         self._connections_changed.set()
@@ -241,18 +261,34 @@ class Node:
             if state_version != self._versions[1]:
                 await self._core(self.replicator.set_follows, await _io(self.state.follows))
             if store_version != self._versions[0]:
-                changed = await self._core(self.replicator.refresh_local)
+                changed = await self._core(self._refresh_arrived)
                 if changed:
                     self.log.debug("local-change", feeds=len(changed))
-                self.last_arrival = await _io(self.logbook.store.last_arrival)
                 self._notify()
             self._versions = (store_version, state_version)
             if trio.current_time() >= next_tick:
                 next_tick = trio.current_time() + 1.0
+                if self._external_writes:
+                    # What arrivals do not name (a fork proof another process
+                    # stored): one full read a second at most, not one a write.
+                    self._external_writes = False
+                    await self._core(self.replicator.refresh_local)
                 await self._core(self.replicator.tick, trio.current_time())
                 for connection in self.connections:  # a source may have stalled
                     connection.progress.set()
                     connection.progress = trio.Event()
+
+    def _refresh_arrived(self) -> list[FeedId]:
+        """Another process wrote to the store: re-read the heads of the feeds its
+        appends name (the arrivals since the newest one seen), not of every feed."""
+        self._external_writes = True
+        arrivals = self.logbook.store.arrivals(self.last_arrival, REFRESH_ARRIVALS)
+        if len(arrivals) == REFRESH_ARRIVALS:
+            changed = self.replicator.refresh_local()
+        else:
+            changed = self.replicator.refresh_local([a.feed for a in arrivals])
+        self.last_arrival = self.logbook.store.last_arrival()
+        return changed
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
@@ -272,17 +308,50 @@ class Node:
         return await self._core(call, *args)
 
     async def publish(self, payload: bytes, log_id: str) -> Entry:
-        """Publish as this node's author (an embedding app); peers hear of it at once."""
+        """Publish as this node's author (an embedding app); peers hear of it at once.
 
-        def publish() -> Entry:
-            entry = self.logbook.publish(payload, log_id)
-            self.replicator.refresh_local()
+        Group commit: publishes that arrive while another is being committed
+        wait for it, then go to disk together, in one transaction and one
+        fsync. Each returns only once its own entry is durable.
+        """
+        request = _Publish(payload, log_id)
+        self._publishes.append(request)
+        async with self._lock:
+            if request.entry is None and request.error is None:
+                batch, self._publishes = self._publishes, []
+                try:
+                    await trio.to_thread.run_sync(self._publish_batch, batch)
+                finally:
+                    self._wake_dirty()
+                self._notify()
+        if request.error is not None:
+            raise request.error
+        assert request.entry is not None
+        return request.entry
+
+    def _publish_batch(self, batch: list[_Publish]) -> None:
+        """Commit ``batch`` in one transaction (in the worker thread). A publish
+        refused before it writes (a bad payload, an ended log) fails alone;
+        anything else fails them all, and nothing of them is stored."""
+        published: list[_Publish] = []
+        try:
+            with self.logbook.store.transaction():
+                for request in batch:
+                    try:
+                        request.entry = self.logbook.publish(request.payload, request.log_id)
+                        published.append(request)
+                    except (TidingsError, TypeError) as exc:  # raised before any write
+                        request.error = exc
+        except BaseException as exc:
+            # Rolled back: none of them is stored, and each is told so.
+            for request in batch:
+                if request.entry is not None or request.error is None:
+                    request.entry, request.error = None, exc
+            raise
+        feeds = [request.entry.feed for request in published if request.entry is not None]
+        if feeds:
+            self.replicator.refresh_local(feeds)
             self.last_arrival = self.logbook.store.last_arrival()
-            return entry
-
-        entry = await self._core(publish)
-        self._notify()
-        return entry
 
     async def set_follow(self, feed: FeedId, follow: bool) -> bool:
         """Follow or unfollow ``feed``; True if that changed anything."""
