@@ -32,7 +32,7 @@ from tidings.errors import (
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
-from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
+from tidings.node.state import MAX_REMEMBERED, MISBEHAVIOUR_BACKOFF, Clocks, NodeState
 from tidings.replication.replicator import (
     AddressesLearned,
     EntriesStored,
@@ -117,12 +117,26 @@ class _ClockMemory:
     def __init__(self, state: NodeState, local_key: bytes) -> None:
         self.state = state
         self.prefix = local_key[:8]
+        #: What the file held for each peer at its session's load, and how many
+        #: saves for that peer came before: a save writes only the notes that
+        #: changed since, unless another session with the peer saved meanwhile.
+        self._loaded: dict[bytes, tuple[int, Clocks]] = {}
+        self._saves: dict[bytes, int] = {}
 
-    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
-        return self.state.load(self.prefix + peer)
+    def load(self, peer: bytes) -> Clocks:
+        sent, received = self.state.load(self.prefix + peer)
+        self._loaded[peer] = (self._saves.get(peer, 0), (dict(sent), dict(received)))
+        return sent, received
 
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
-        self.state.save(self.prefix + peer, sent, received)
+        saves, since = self._loaded.pop(peer, (-1, None))
+        if saves != self._saves.get(peer, 0):
+            since = None  # written by another session since: write it all
+        if len(self._saves) > 4 * MAX_REMEMBERED:  # strangers with fresh keys: start over
+            self._saves.clear()
+            self._loaded.clear()
+        self._saves[peer] = self._saves.get(peer, 0) + 1
+        self.state.save(self.prefix + peer, sent, received, since=since)
 
 
 class Node:
