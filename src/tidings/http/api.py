@@ -502,8 +502,11 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         await send(f"event: ready\nid: {cursor}\ndata: "
                    f"{json.dumps({'cursor': cursor})}\n\n".encode())
         while True:
-            for item in page:
-                await send(api.event_bytes(item))
+            if page:
+                # One write for the whole page: a stream that fell behind (a burst,
+                # a slow reader) catches up in a few large writes, not one per
+                # entry, and each event is encoded once for every stream.
+                await send(b"".join([api.event_bytes(item) for item in page]))
             page = []
             with trio.move_on_after(KEEPALIVE_EVERY):
                 page = await subscription.next_page()
