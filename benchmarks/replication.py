@@ -330,7 +330,7 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
                 raise RuntimeError("the node did not stop within 20 s of SIGINT") from None
-        if self.proc.returncode != 0:
+        if self.proc.returncode != 130:  # Ctrl-C's exit code, after a clean stop
             raise RuntimeError(f"the node exited with {self.proc.returncode}: {self.tail()}")
 
     def kill(self) -> None:

@@ -166,6 +166,9 @@ def test_about_names_the_author_and_each_log(home: Path) -> None:
     shown = ok(tidings(home, "about")).out
     assert "Alice B." in shown and "log blog: Alice's notebook" in shown
     assert ok(tidings(home, "about", "--json")).json_lines()[0]["logs"][1]["log"] == "podcast"
+    ok(tidings(home, "about", "--log", "podcast", "--name", ""))  # '' removes; none left
+    assert decode(payloads(home, "about")[-1]).logs == (  # type: ignore[union-attr]
+        LogAbout("blog", "Alice's notebook", "Weekly."),)
     # The gateway titles the log's feed by its name.
     feed = ok(tidings(home, "publish", "--log", "blog", "x")).out.split()[0]
     from tidings.http.syndication import feed_title
