@@ -225,6 +225,17 @@ def test_read_commands_never_create_a_home(tmp_path: Path) -> None:
         assert not missing.exists(), args
 
 
+def test_fetch_without_a_home_reads_and_leaves_no_home(tmp_path: Path) -> None:
+    author, missing = tmp_path / "author", tmp_path / "nowhere"
+    ok(tidings(author, "init"))
+    blog = ok(tidings(author, "publish", "--log", "blog", "hello from the author")).out.split()[0]
+    with running(author) as node:
+        done = ok(tidings(missing, "fetch", blog, "--peer", node.address, "--latest", "1",
+                          "--timeout", str(HANG)))
+    assert "hello from the author" in done.out
+    assert not missing.exists()
+
+
 def test_sync_tells_a_peer_without_the_feed_from_caught_up(tmp_path: Path) -> None:
     author, reader = tmp_path / "author", tmp_path / "reader"
     ok(tidings(author, "init"))

@@ -177,7 +177,7 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
 
     feed = FeedId.from_input(args.feed) if args.feed.strip().startswith("tf1") else None
     if feed is None:
-        book = home.open_logbook(create=True)
+        book = home.open_logbook()
         try:
             feed = feed_arg(args.feed, book)
         finally:
@@ -187,7 +187,13 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
     async def work(node: Node, connection: Connection) -> PartialResult:
         return await node.fetch_latest(connection, wanted, args.latest)
 
-    _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
+    if home.path.exists():
+        _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
+    else:  # a read never makes a home: this fetch's keys and store live for it alone
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="tidings-fetch-") as scratch:
+            _, result = _as_client(args, Home(scratch), work, f"no answer from {args.peer_address}")
     if not result.entries:
         raise CommandError(f"{args.peer_address} does not hold {feed}", EXIT_BAD_DATA)
     fetched = [(decode_entry(raw), payload) for raw, payload in result.entries]
