@@ -1,0 +1,190 @@
+"""Identity logs between replicators in memory (spec/12 §6.3): the log spreads, device
+feeds follow it, revocations and rotations reach nodes that learn of them later, and
+bad events end the session with a named rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings import Logbook, MemoryStore
+from tidings.core.ids import FeedId
+from tidings.core.kel import Cut, Revocation, format_identity
+from tidings.errors import InvalidData
+from tidings.identity import Identity
+from tidings.node.identities import merged_view
+from tidings.replication.identities import ALL_LOGS, IdentityBook, MemoryIdentities
+from tidings.replication.replicator import Replicator
+from tidings.wire.messages import IdentityEvents
+
+from .identity_helpers import Owner, key, pub
+from .replication_helpers import connect, run, sync, transport_key
+
+
+def device_node(name: str, owner: Owner | None, *, device: str | None = None,
+                follow: bool = True, relay: bool = False) -> Replicator:
+    """A node whose author key is ``device``'s, holding ``owner``'s log (None: nothing)."""
+    book = Logbook(MemoryStore(), Identity(key(device)) if device else None)
+    store = MemoryIdentities()
+    if owner is not None:
+        store.logs[owner.identity] = owner.raws()
+    follows = {owner_id(owner): ALL_LOGS} if follow else {}
+    return Replicator(book, static_private=transport_key(name), relay=relay,
+                      identities=IdentityBook(store, follows))
+
+
+_IDS: dict[str, bytes] = {}
+
+
+def owner_id(owner: Owner | None) -> bytes:
+    assert owner is not None
+    return owner.identity
+
+
+def reader(owner: Owner, logs: frozenset[str] = ALL_LOGS, name: str = "reader") -> Replicator:
+    book = Logbook(MemoryStore(), None)
+    return Replicator(book, static_private=transport_key(name),
+                      identities=IdentityBook(MemoryIdentities(), {owner.identity: logs}))
+
+
+def view(node: Replicator, owner: Owner, log_id: str = "blog") -> list[tuple[bytes, int]]:
+    state = node.identities.state(owner.identity)
+    assert state is not None
+    return [(m.item.device_key, m.item.seq) for m in merged_view(node.logbook, state, log_id)]
+
+
+@pytest.fixture
+def owner() -> Owner:
+    owner = Owner()
+    owner.add("laptop")
+    owner.add("phone")
+    return owner
+
+
+def test_a_follower_gets_the_log_and_every_device_feed(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    phone = device_node("phone", owner, device="phone")
+    for i in range(3):
+        laptop.logbook.publish(f"laptop {i}".encode(), "blog")
+        phone.logbook.publish(f"phone {i}".encode(), "blog")
+    laptop.refresh_local()
+    phone.refresh_local()
+    follower = reader(owner, frozenset({"blog"}))
+    run(connect(follower, laptop), connect(follower, phone))
+    state = follower.identities.state(owner.identity)
+    assert state is not None and state.status == "active" and len(state.devices) == 2
+    assert FeedId(pub("laptop"), "blog") in follower.local.wanted
+    items = view(follower, owner)
+    assert sorted(items) == sorted([(pub(d), s) for d in ("laptop", "phone") for s in (1, 2, 3)])
+    # Every node that holds the same entries shows the same view.
+    run(connect(laptop, phone))
+    assert view(laptop, owner) == view(phone, owner) == items
+
+
+def test_a_plain_feed_follow_reads_a_device_feed(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    laptop.logbook.publish(b"hello", "blog")
+    laptop.refresh_local()
+    feed = FeedId(pub("laptop"), "blog")
+    plain = Replicator(Logbook(MemoryStore(), None), static_private=transport_key("plain"),
+                       follows=[feed])
+    sync(plain, laptop)
+    assert plain.logbook.head(feed) is not None
+    assert plain.identities.held() == []
+
+
+def test_a_revocation_reaches_a_node_that_was_offline(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    for i in range(2):
+        laptop.logbook.publish(f"before {i}".encode(), "blog")
+    laptop.refresh_local()
+    relay = reader(owner, name="third")
+    offline = reader(owner, name="offline")
+    sync(relay, laptop)
+    sync(offline, laptop)
+    cut_hash = laptop.logbook.head(FeedId(pub("laptop"), "blog"))
+    assert cut_hash is not None
+    # The phone (holding the root here) revokes the lost laptop, cut at seq 2.
+    owner.revoke("laptop", [Cut("blog", 2, cut_hash.hash)])
+    phone = device_node("phone", owner, device="phone")
+    sync(relay, phone)
+    state = relay.identities.state(owner.identity)
+    assert state is not None and not state.devices[pub("laptop")].active
+    # The thief goes on writing with the laptop's key.
+    for i in range(3):
+        laptop.logbook.publish(f"after {i}".encode(), "blog")
+    laptop.refresh_local()
+    sync(relay, laptop)
+    assert relay.logbook.head(FeedId(pub("laptop"), "blog")).seq == 2  # type: ignore[union-attr]
+    # A node offline during the revocation learns it from the third node.
+    sync(offline, relay)
+    state = offline.identities.state(owner.identity)
+    assert state is not None and not state.devices[pub("laptop")].active
+    sync(offline, laptop)
+    assert [s for k, s in view(offline, owner) if k == pub("laptop")] == [1, 2]
+
+
+def test_a_rotation_makes_the_thiefs_events_superseded(owner: Owner) -> None:
+    node_a = reader(owner, name="a")
+    holder = device_node("holder", owner, device="phone")
+    sync(node_a, holder)
+    # A thief with the current root key adds its own device...
+    thief_event = owner.add("thief", keep=False)
+    thief = device_node("thiefnode", None, device="thief", follow=False)
+    thief.identities.add(owner.identity, [*owner.raws(), thief_event.raw])
+    thief.identities.set_follows({owner.identity: ALL_LOGS})
+    # ... and the owner rotates with the pre-committed next key from the event before.
+    owner.rotate()
+    holder2 = device_node("holder2", owner, device="phone")
+    node_b = reader(owner, name="b")
+    sync(node_b, thief)
+    sync(node_b, holder2)
+    sync(node_a, holder2)
+    sync(node_a, thief)
+    for node in (node_a, node_b):
+        state = node.identities.state(owner.identity)
+        assert state is not None and state.status == "active"
+        assert pub("thief") not in state.devices
+        assert state.outcomes.get(thief_event.hash) in (None, "superseded")
+
+
+def test_a_forged_event_ends_the_session_with_its_rule(owner: Owner) -> None:
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    forged = bytearray(owner.add("mallory", keep=False).raw)
+    forged[-1] ^= 1
+    link.sb.send_identity_events(None, owner.identity, [bytes(forged)])
+    with pytest.raises(InvalidData) as caught:
+        run(link)
+    assert caught.value.cause.rule == "bad-signature"  # type: ignore[attr-defined]
+    assert format_identity(owner.identity) in str(caught.value)
+
+
+def test_identity_messages_are_refused_on_wire_version_2(owner: Owner) -> None:
+    from tidings.wire import messages
+
+    a = reader(owner, name="a")
+    b = device_node("b", owner, device="laptop")
+    link = connect(a, b)
+    original = messages.VERSIONS
+    import tidings.replication.session as session_module
+    session_module.VERSIONS = (2,)  # type: ignore[assignment]
+    try:
+        run(link)
+        assert link.sa.version == 2 and not link.sa.speaks_identities
+        assert a.identities.state(owner.identity).status == "unknown"  # type: ignore[union-attr]
+        link.sb.channel.send(IdentityEvents(None, owner.identity, (), 0))
+        with pytest.raises(Exception) as caught:
+            run(link)
+        assert getattr(caught.value, "code", None) == "malformed"
+    finally:
+        session_module.VERSIONS = original  # type: ignore[assignment]
+
+
+def test_rotation_with_revocation_spreads(owner: Owner) -> None:
+    owner.rotate([Revocation(pub("laptop"), ())])
+    node = reader(owner)
+    sync(node, device_node("holder", owner, device="phone"))
+    state = node.identities.state(owner.identity)
+    assert state is not None and state.rotations and not state.devices[pub("laptop")].active
