@@ -31,6 +31,7 @@ from tidings.cli.common import (
     print_json,
 )
 from tidings.cli.corrections import add_commands as add_correction_commands
+from tidings.cli.identity import add_commands as add_identity_commands
 from tidings.cli.import_feed import add_commands as add_import_feed_commands
 from tidings.cli.node import add_commands as add_node_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
@@ -167,6 +168,10 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_show(args: argparse.Namespace, home: Home) -> int:
+    from tidings.cli.follow import is_identity_text, show_merged
+
+    if is_identity_text(args.feed):  # an author's merged stream (spec/12 §7.3)
+        return show_merged(args, home)
     book = home.open_logbook()
     feed = feed_arg(args.feed, book)
     head = book.head(feed)
@@ -363,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_publish)
 
     p = command("show", "print a feed's entries, newest last")
-    p.add_argument("feed", metavar="FEED", help="a feed id, or the name of one of your logs")
+    p.add_argument("feed", metavar="FEED", help="a feed id, the name of one of your logs, or "
+                   "an author (ti1...[:LOG]) for its merged stream")
     p.add_argument("--since", type=_positive, metavar="SEQ", help="start at this seq")
     p.add_argument("--limit", type=_positive, metavar="N",
                    help="at most N entries (without --since: the latest N)")
@@ -396,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_commands(command)
     add_correction_commands(command)
     add_import_feed_commands(command)
+    add_identity_commands(command)
     return parser
 
 

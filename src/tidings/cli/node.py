@@ -116,7 +116,7 @@ def _as_client(
             return await work(node, await node.connect(address))
 
     try:
-        if need_follows and not state.follows():
+        if need_follows and not state.follows() and not state.identity_follows():
             raise CommandError("this home follows no feed: run `tidings follow FEED` first")
         return node, trio.run(node.run_client, body)
     except trio.TooSlowError:
@@ -186,6 +186,10 @@ def _follow_state(home: Home) -> NodeState:
 
 
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
+    from tidings.cli.follow import follow_identity, is_identity_text
+
+    if is_identity_text(args.feed):  # an author (spec/12): every device's feeds
+        return follow_identity(args.feed, home, follow)
     feed = FeedId.from_input(args.feed)
     state = _follow_state(home)
     try:
@@ -218,6 +222,13 @@ def cmd_following(args: argparse.Namespace, home: Home) -> int:
         state.close()
     for feed in follows:
         print_json({"feed": str(feed)}) if args.json else print(feed)
+    from tidings.cli.follow import identity_follows
+    from tidings.core.kel import format_identity
+
+    for identity, logs in identity_follows(home).items():
+        text = format_identity(identity) + (":" + ",".join(sorted(logs)) if logs else "")
+        print_json({"identity": format_identity(identity), "logs": sorted(logs)}) if args.json \
+            else print(text)
     return EXIT_OK
 
 
@@ -284,7 +295,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         ("unfollow", cmd_unfollow, "stop replicating a feed (what is stored stays)"),
     ):
         p = command(name, text, json_flag=False)
-        p.add_argument("feed", metavar="FEED")
+        p.add_argument("feed", metavar="FEED",
+                       help="a feed id, or an author: ti1...[:LOG,...] or an invite tinv1...")
         p.add_argument("--public", action="store_true",
                        help=f"also publish a {name} entry in your '{FOLLOWS_LOG}' log (for hops)")
         p.set_defaults(run=run)

@@ -33,6 +33,7 @@ from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
+from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     AddressesLearned,
     EntriesStored,
@@ -127,6 +128,7 @@ class Node:
             relay_max_feeds=self.options.relay_max_feeds,
             memory=_ClockMemory(state, public_key(transport_key)),
             log=self._replicator_event,
+            identities=IdentityBook(state, state.identity_follows()),
         )
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
@@ -151,7 +153,7 @@ class Node:
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = "info" if event == "fork-suspected" else "warning"
+        level = "info" if event in ("fork-suspected", "identity-changed") else "warning"
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -240,6 +242,8 @@ class Node:
             state_version = await _io(self.state.data_version)
             if state_version != self._versions[1]:
                 await self._core(self.replicator.set_follows, await _io(self.state.follows))
+                await self._core(self._identities_changed,
+                                 await _io(self.state.identity_follows))
             if store_version != self._versions[0]:
                 changed = await self._core(self.replicator.refresh_local)
                 if changed:
@@ -253,6 +257,12 @@ class Node:
                 for connection in self.connections:  # a source may have stalled
                     connection.progress.set()
                     connection.progress = trio.Event()
+
+    def _identities_changed(self, follows: dict[bytes, frozenset[str]]) -> None:
+        """Another process followed an identity or appended to a log (in the worker)."""
+        if follows != self.replicator.identities.follows:
+            self.replicator.set_identity_follows(follows)
+        self.replicator.reload_identities()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
@@ -584,8 +594,9 @@ class Node:
         local, peer = self.replicator.local, self.replicator.peer(session)
         if peer is None:
             return
+        caps = self.replicator.identity_caps  # a revoked device's feed ends at its cut
         behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
-                  and f not in self.replicator.forked_at]
+                  and f not in self.replicator.forked_at and local.seq(f) < caps.get(f, 2**64)]
         stalled = [f for f in behind if f in peer.stalled]
         if stalled:
             raise PeerTimeout(

@@ -49,6 +49,14 @@ _SCHEMA = [
         peer BLOB NOT NULL, sent INTEGER NOT NULL, author BLOB NOT NULL,
         log_id TEXT NOT NULL, seq INTEGER NOT NULL, flags INTEGER NOT NULL,
         PRIMARY KEY (peer, sent, author, log_id)) WITHOUT ROWID""",
+    # Identities (spec/12): the logs held, the identities followed (logs: the log ids
+    # followed, comma-separated; empty for every log), and this home's own.
+    """CREATE TABLE IF NOT EXISTS identity_events (
+        identity BLOB NOT NULL, hash BLOB NOT NULL, raw BLOB NOT NULL,
+        PRIMARY KEY (identity, hash)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS identity_follows (
+        identity BLOB PRIMARY KEY, logs TEXT NOT NULL, added REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL)""",
 ]
 
 
@@ -126,6 +134,62 @@ class NodeState:
         with self._lock:
             rows = self._db.execute("SELECT feed FROM follows ORDER BY added").fetchall()
         return [FeedId.parse(feed) for (feed,) in rows]
+
+    # -- identities (spec/12): the replicator's IdentityStore, and follows -------------
+
+    def identity_logs(self) -> dict[bytes, list[bytes]]:
+        with self._lock:
+            rows = self._db.execute("SELECT identity, raw FROM identity_events").fetchall()
+        logs: dict[bytes, list[bytes]] = {}
+        for identity, raw in rows:
+            logs.setdefault(bytes(identity), []).append(bytes(raw))
+        return logs
+
+    def save_identity_log(self, identity: bytes, events: list[bytes]) -> None:
+        """Keep exactly ``events`` of ``identity`` (what its IdentityLog keeps)."""
+        from tidings.core.kel import event_hash
+
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM identity_events WHERE identity = ?", (identity,))
+                self._db.executemany("INSERT INTO identity_events VALUES (?, ?, ?)",
+                                     [(identity, event_hash(raw), raw) for raw in events])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def follow_identity(self, identity: bytes, logs: Iterable[str] = ()) -> bool:
+        """Follow ``identity`` (the logs named, or every log); False if nothing changed."""
+        text = ",".join(sorted(set(logs)))
+        with self._lock:
+            row = self._db.execute("SELECT logs FROM identity_follows WHERE identity = ?",
+                                   (identity,)).fetchone()
+        if row is not None and row[0] == text:
+            return False
+        self._write("INSERT OR REPLACE INTO identity_follows VALUES (?, ?, ?)",
+                    [(identity, text, time.time())])
+        return True
+
+    def unfollow_identity(self, identity: bytes) -> bool:
+        return self._change("DELETE FROM identity_follows WHERE identity = ?", (identity,))
+
+    def identity_follows(self) -> dict[bytes, frozenset[str]]:
+        """Followed identities and the logs followed of each (empty: every log)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT identity, logs FROM identity_follows ORDER BY added").fetchall()
+        return {bytes(i): frozenset(filter(None, logs.split(","))) for i, logs in rows}
+
+    def setting(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?",
+                                   (name,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def set_setting(self, name: str, value: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO settings VALUES (?, ?)", [(name, value)])
 
     # -- peers ----------------------------------------------------------------
 

@@ -63,6 +63,8 @@ class Peer:
     searches: dict[FeedId, ForkSearch] = field(default_factory=dict)
     #: The last note the peer sent of each identity (wire version 3, spec/12 §6.3).
     identity_notes: dict[bytes, IdentityNote] = field(default_factory=dict)
+    #: The peer's opening identity notes arrived (it sends them after its clock).
+    identities_noted: bool = False
     #: A newer connection to the same node replaced this one: the node closes it.
     superseded: bool = False
 

@@ -594,6 +594,7 @@ class Replicator:
                      ) -> None:
         session = peer.session
         if isinstance(event, IdentityNotesReceived):
+            peer.identities_noted = True
             for note in event.notes:
                 peer.identity_notes[note.identity] = note
                 if (note.seq > 0 and self.relay and not self.identities.wants(note.identity)
@@ -888,13 +889,14 @@ class Replicator:
         if peer is None or not session.clock_exchanged:
             return False
         if session.speaks_identities and (
-                session.identity_requests_open() or any(
+                not peer.identities_noted or session.identity_requests_open() or any(
                     self._identity_behind(peer, identity)
                     for identity in self.identities.follows)):
             return False
         searching = peer.searches
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at
+            or self.local.seq(feed) >= self.identity_caps.get(feed, 2**64)  # a revoked device
             or (peer.excludes(feed) and feed not in searching)
             for feed in self.local.wanted
         )

@@ -582,7 +582,9 @@ class Session:
         return self.version is not None and self.version >= IDENTITY_VERSION and not self.failed
 
     def send_identity_notes(self, notes: list[IdentityNote]) -> None:
-        for start in range(0, len(notes), MAX_IDENTITY_NOTES):
+        """Notes in as many messages as needed (one, empty, for none: the opening notes
+        say "nothing" too, so the peer knows when it has them all)."""
+        for start in range(0, max(len(notes), 1), MAX_IDENTITY_NOTES):
             self._send(IdentityNotes(tuple(notes[start:start + MAX_IDENTITY_NOTES])))
 
     def identity_requests_open(self) -> bool:

@@ -1,0 +1,120 @@
+"""Following an author (an identity, spec/12 §7): `tidings follow ti1...[:log,...]` or an
+invite (`tinv1...`), and its merged stream in `tidings show ti1...[:log]`."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from tidings.cli.common import (
+    EXIT_OK,
+    CommandError,
+    _payload_text,
+    _when,
+    entry_json,
+    print_json,
+)
+from tidings.core.ids import check_log_id
+from tidings.core.invite import INVITE_PREFIX, parse_invite_input
+from tidings.core.kel import IDENTITY_PREFIX, format_identity, parse_identity_input
+from tidings.errors import InvalidId
+from tidings.node.home import Home
+from tidings.node.identities import merged_entries
+from tidings.node.state import NodeState
+from tidings.replication.identities import ABOUT_LOG, IdentityBook
+
+
+@dataclass(frozen=True)
+class Target:
+    """An author to follow: the identity, the logs named (none: every log), addresses."""
+
+    identity: bytes
+    logs: tuple[str, ...] = ()
+    addresses: tuple[tuple[str, int], ...] = ()
+
+
+def is_identity_text(text: str) -> bool:
+    text = text.strip()
+    return text.startswith(IDENTITY_PREFIX) or text.startswith(INVITE_PREFIX)
+
+
+def parse_target(text: str) -> Target:
+    """``ti1...``, ``ti1...:log`` (``:log1,log2`` for several) or an invite ``tinv1...``."""
+    text = text.strip()
+    try:
+        if text.startswith(INVITE_PREFIX):
+            invite = parse_invite_input(text)
+            return Target(invite.identity, invite.logs, invite.addresses)
+        ident, _, logs_text = text.partition(":")
+        logs = tuple(log for log in logs_text.split(",") if log) if logs_text else ()
+        for log in logs:
+            check_log_id(log)
+        return Target(parse_identity_input(ident), logs)
+    except (InvalidId, ValueError) as exc:
+        raise CommandError(f"{text[:20]}...: {exc}") from None
+
+
+def follow_identity(text: str, home: Home, follow: bool) -> int:
+    target = parse_target(text)
+    home.open_logbook(create=True).store.close()
+    state = NodeState(home.node_state_path)
+    try:
+        if follow:
+            changed = state.follow_identity(target.identity, target.logs)
+            if target.addresses:
+                state.add_peers(target.addresses, "invite")
+                state.dial_soon(target.addresses)
+        else:
+            changed = state.unfollow_identity(target.identity)
+    finally:
+        state.close()
+    logs = ", ".join(target.logs) if target.logs else "every log"
+    verb = "following" if follow else "no longer following"
+    note = "" if changed else " (already)" if follow else " (was not)"
+    print(f"{verb} {format_identity(target.identity)} ({logs}){note}")
+    return EXIT_OK
+
+
+def identity_follows(home: Home) -> dict[bytes, frozenset[str]]:
+    home.open_logbook(create=True).store.close()
+    state = NodeState(home.node_state_path)
+    try:
+        return state.identity_follows()
+    finally:
+        state.close()
+
+
+def show_merged(args: argparse.Namespace, home: Home) -> int:
+    """`tidings show ti1...[:log]`: the author's merged stream (spec/12 §7.3), each line
+    naming the device it came from."""
+    target = parse_target(args.feed)
+    book = home.open_logbook(create=True)
+    state = NodeState(home.node_state_path)
+    try:
+        identities = IdentityBook(state)
+        current = identities.state(target.identity)
+        if current is None or current.status == "unknown":
+            raise CommandError(f"this home holds no log of {format_identity(target.identity)}: "
+                               "`tidings follow` it and let the node sync")
+        logs = target.logs or tuple(sorted(
+            {info.feed.log_id for info in book.feeds() if info.feed.author_key in
+             current.devices} - {ABOUT_LOG}))
+        items = merged_entries(book, current, logs)
+    finally:
+        state.close()
+        book.store.close()
+    if args.since is not None:
+        items = items[args.since - 1:]
+    if args.limit is not None:
+        items = items[:args.limit] if args.since is not None else items[-args.limit:]
+    for item in items:
+        device = current.devices[item.entry.author]
+        if args.json:
+            print_json(entry_json(item.entry, item.payload) | {"device": device.name,
+                                                                "identity": format_identity(
+                                                                    target.identity)})
+        else:
+            print(f"{_when(item.entry.timestamp)}  {device.name[:12]:12}  "
+                  f"{item.entry.log_id}#{item.entry.seq}  "
+                  f"{_payload_text(item.payload, item.entry.payload_size)}")
+    return EXIT_OK

@@ -1,0 +1,113 @@
+"""Identities with real processes (issue 13's "must show"): `tidings up` on loopback,
+the CLI for everything else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import running, wait_for
+from tests.test_cli import ok, tidings
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture(autouse=True)
+def passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDINGS_PASSPHRASE", "correct horse battery staple")
+
+
+def identity_of(home: Path) -> str:
+    return str(json.loads(ok(tidings(home, "identity", "show", "--json")).out)["identity"])
+
+
+def make_identity(root_home: Path, next_key: Path, name: str) -> str:
+    ok(tidings(root_home, "identity", "init", "--name", name, "--next-key-file",
+               str(next_key), "--kdf-cost", "10"))
+    return identity_of(root_home)
+
+
+def pair(identity: str, root_home: Path, home: Path, name: str) -> None:
+    request = ok(tidings(home, "device", "pair", identity, "--name", name)).out.strip()
+    ok(tidings(root_home, "device", "approve", request, "--yes"))
+
+
+def merged(home: Path, target: str) -> list[dict[str, object]]:
+    result = tidings(home, "show", target, "--json")
+    if result.code != 0:
+        return []
+    return [json.loads(line) for line in result.out.splitlines()]
+
+
+def author_of(home: Path) -> str:
+    return ok(tidings(home, "whoami")).out.strip()
+
+
+def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
+    laptop, phone, reader, plain = (tmp_path / n for n in ("laptop", "phone", "reader", "plain"))
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    pair(identity, laptop, phone, "phone")
+    # Both publish to "blog" while offline from each other.
+    for home, name in ((laptop, "laptop"), (phone, "phone")):
+        for i in range(2):
+            ok(tidings(home, "publish", "--log", "blog", f"{name} post {i}"))
+    invite = ok(tidings(laptop, "share", "--log", "blog")).out.strip()
+    assert invite.startswith("tinv1")
+    ok(tidings(reader, "follow", invite))
+    laptop_blog = ok(tidings(laptop, "feeds", "--json")).json_lines()[0]["feed"]
+    ok(tidings(plain, "follow", str(laptop_blog)))
+    with running(laptop) as on_laptop, running(phone) as on_phone, \
+            running(reader, "--peer", on_laptop.address, "--peer", on_phone.address), \
+            running(plain, "--peer", on_laptop.address):
+        wait_for(lambda: len(merged(reader, f"{identity}:blog")) == 4, 60,
+                 "the reader's merged blog")
+        wait_for(lambda: len(ok(tidings(plain, "show", str(laptop_blog))).out.splitlines())
+                 == 2, 60, "the plain reader's copy of the laptop's feed")
+    items = merged(reader, f"{identity}:blog")
+    texts = sorted(str(item["payload"]) for item in items)
+    assert texts == ["laptop post 0", "laptop post 1", "phone post 0", "phone post 1"]
+    assert {item["device"] for item in items} == {"laptop", "phone"}
+    # The documented order: (timestamp, device key, seq), each naming its feed and seq.
+    keys = [(item["timestamp"], item["author"], item["seq"]) for item in items]
+    assert keys == sorted(keys)
+    assert all(item["feed"] and item["seq"] for item in items)
+    # No fork anywhere.
+    assert ok(tidings(reader, "forks")).out == ""
+
+
+def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
+    phone, laptop, third, offline = (tmp_path / n for n in ("phone", "laptop", "third",
+                                                              "offline"))
+    identity = make_identity(phone, tmp_path / "next.key", "phone")
+    pair(identity, phone, laptop, "laptop")
+    for i in range(2):
+        ok(tidings(laptop, "publish", "--log", "blog", f"before {i}"))
+    for home in (third, offline):
+        ok(tidings(home, "follow", f"{identity}:blog"))
+    with running(laptop) as on_laptop, running(phone, "--peer", on_laptop.address), \
+                running(offline, "--peer", on_laptop.address):
+        wait_for(lambda: len(merged(offline, f"{identity}:blog")) == 2, 60, "offline's view")
+        wait_for(lambda: len(merged(phone, f"{identity}:blog")) == 2, 60, "phone's view")
+    # The laptop is lost: the phone revokes it, keeping what it holds of it.
+    ok(tidings(phone, "device", "revoke", "laptop", "--keep-all"))
+    with running(phone) as on_phone, running(third, "--peer", on_phone.address):
+        wait_for(lambda: "revoked" in ok(tidings(third, "identity", "show", identity)).out,
+                 60, "the revocation at the third node")
+    # The thief writes on with the laptop's key; the third node hears of it.
+    for i in range(3):
+        ok(tidings(tmp_path / "laptop", "publish", "--log", "blog", f"after {i}"))
+    with running(laptop) as on_laptop:
+        ok(tidings(third, "sync", "--peer", on_laptop.address, "--timeout", "60"))
+        assert len(merged(third, f"{identity}:blog")) == 2
+        # The node that was offline learns of the revocation from the third node.
+        with running(third) as on_third:
+            ok(tidings(offline, "sync", "--peer", on_third.address, "--timeout", "60"))
+        assert "revoked" in ok(tidings(offline, "identity", "show", identity)).out
+        ok(tidings(offline, "sync", "--peer", on_laptop.address, "--timeout", "60"))
+    texts = [item["payload"] for item in merged(offline, f"{identity}:blog")]
+    assert texts == ["before 0", "before 1"]
+    feeds = {line["log"]: line["latest_seq"]
+             for line in ok(tidings(offline, "feeds", "--json")).json_lines()}
+    assert feeds["blog"] == 2  # the entries past the cut are stored nowhere
