@@ -10,6 +10,8 @@ import pytest
 
 from tests.nodes import running, wait_for
 from tests.test_cli import ok, tidings
+from tidings.core.ids import AuthorId, FeedId
+from tidings.node.state import NodeState
 
 pytestmark = pytest.mark.system
 
@@ -111,3 +113,89 @@ def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
     feeds = {line["log"]: line["latest_seq"]
              for line in ok(tidings(offline, "feeds", "--json")).json_lines()}
     assert feeds["blog"] == 2  # the entries past the cut are stored nowhere
+
+
+def status_text(home: Path) -> str:
+    return ok(tidings(home, "status")).out
+
+
+def test_a_copied_home_is_detected_everywhere_and_nothing_is_lost(tmp_path: Path) -> None:
+    """issue 13: secret.key copied to a new laptop with an empty store, and a post made
+    there. Every node finds the fork, proves it and says so; none says "caught up"."""
+    old, new, reader = tmp_path / "old", tmp_path / "new", tmp_path / "reader"
+    ok(tidings(old, "init"))
+    for i in range(3):
+        ok(tidings(old, "publish", f"old {i}"))
+    feed = ok(tidings(old, "feeds", "--json")).json_lines()[0]["feed"]
+    ok(tidings(new, "init"))
+    (new / "secret.key").unlink()
+    (new / "secret.key").write_bytes((old / "secret.key").read_bytes())
+    (new / "secret.key").chmod(0o600)
+    ok(tidings(new, "publish", "new 1"))  # seq 1 of another history
+    ok(tidings(reader, "follow", str(feed)))
+    with running(old) as on_old, running(reader, "--peer", on_old.address) as on_reader:
+        wait_for(lambda: len(ok(tidings(reader, "show", str(feed))).out.splitlines()) == 3,
+                 60, "the reader's copy")
+        with running(new, "--peer", on_reader.address):
+            for home in (reader, old, new):
+                wait_for(lambda home=home: ok(tidings(home, "forks")).out != "", 60,
+                         f"a fork proof at {home.name}")
+            for home in (reader, old, new):
+                text = status_text(home)
+                assert "FORKED" in text and "caught up" not in text, text
+    # Nothing is lost silently: the proof holds both branches' first entries.
+    proof = ok(tidings(reader, "forks", "--json")).json_lines()[0]
+    assert proof["seq"] == 1
+
+
+def test_a_restored_store_refuses_to_write_over_history(tmp_path: Path) -> None:
+    """issue 13: a restored backup (the key, an empty store) refuses to publish to a feed
+    peers hold further, says what to do, and may publish once it has synced."""
+    old, restored, reader = tmp_path / "old", tmp_path / "restored", tmp_path / "reader"
+    ok(tidings(old, "init"))
+    for i in range(3):
+        ok(tidings(old, "publish", f"old {i}"))
+    feed = ok(tidings(old, "feeds", "--json")).json_lines()[0]["feed"]
+    ok(tidings(restored, "init"))
+    (restored / "secret.key").unlink()
+    (restored / "secret.key").write_bytes((old / "secret.key").read_bytes())
+    (restored / "secret.key").chmod(0o600)
+    ok(tidings(reader, "follow", str(feed)))
+    with running(old) as on_old, running(reader, "--peer", on_old.address) as on_reader:
+        wait_for(lambda: len(ok(tidings(reader, "show", str(feed))).out.splitlines()) == 3,
+                 60, "the reader's copy")
+        on_old.stop()
+        with running(restored, "--peer", on_reader.address) as on_restored:
+            on_restored.wait_log("own-feed-behind")
+            # The node recorded what the peer holds (the CLI checks it before publishing:
+            # test_publish_refuses_while_the_store_is_behind), and fetches its own feed;
+            # then publishing continues the history instead of forking it.
+            state = NodeState(restored / "node.sqlite3")
+            try:
+                assert state.own_head(FeedId.parse(str(feed))) == 3
+            finally:
+                state.close()
+            wait_for(lambda: len(ok(tidings(restored, "show", str(feed))).out.splitlines())
+                     == 3, 60, "the restored store")
+            published = ok(tidings(restored, "publish", "after the sync"))
+            assert published.out.split()[1] == "4"
+    assert ok(tidings(reader, "forks")).out == ""
+
+
+def test_publish_refuses_while_the_store_is_behind(tmp_path: Path) -> None:
+    """What a node records when a peer holds its own feed further (own-feed-behind):
+    `tidings publish` refuses, says what to do, and writes nothing."""
+    home = tmp_path / "restored"
+    ok(tidings(home, "init"))
+    author = ok(tidings(home, "whoami")).out.strip()
+    feed = AuthorId.parse(author).feed("main")
+    ok(tidings(home, "following"))  # makes the node state
+    state = NodeState(home / "node.sqlite3")
+    try:
+        state.note_own_head(feed, 7)
+    finally:
+        state.close()
+    refused = tidings(home, "publish", "would be seq 1 of another history")
+    assert refused.code == 2 and "sync first" in refused.err and "seq 7" in refused.err
+    assert ok(tidings(home, "feeds")).out == ""
+    ok(tidings(home, "publish", "--log", "other", "another log is fine"))

@@ -73,6 +73,8 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     diverged = [f for f in status["feeds"] if f["diverged"]]
     if not status["peers"]:
         sync = "no peer connected"
+    elif forked:  # never "caught up" for a feed whose author signed two histories
+        sync = f"{len(forked)} feed(s) FORKED, {behind} entries to fetch"
     elif diverged:
         sync = f"{len(diverged)} feed(s) seen in another history, looking for the fork"
     else:

@@ -98,6 +98,14 @@ class _LineTooLong(Exception):
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook(need_identity=True)
     log_id = args.log or home.config().default_log
+    if home.node_state_path.exists():  # a peer holds this feed further: refuse to fork it
+        from tidings.node.state import NodeState, check_not_behind
+
+        state = NodeState(home.node_state_path)
+        try:
+            check_not_behind(state, book, log_id)
+        finally:
+            state.close()
     sources = sum([args.text is not None, args.file is not None, args.lines])
     if sources != 1:
         raise CommandError("give exactly one of TEXT, --file PATH or --lines")

@@ -32,7 +32,7 @@ from tidings.errors import (
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
-from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
+from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState, check_not_behind
 from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     AddressesLearned,
@@ -154,6 +154,9 @@ class Node:
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
         level = "info" if event in ("fork-suspected", "identity-changed") else "warning"
+        if event == "own-feed-behind":  # (in the worker thread: the state has its own lock)
+            self.state.note_own_head(FeedId.parse(str(fields["feed"])), int(str(fields["seq"])))
+            fields = {**fields, "hint": "sync before publishing to it: a post now would fork it"}
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -285,6 +288,7 @@ class Node:
         """Publish as this node's author (an embedding app); peers hear of it at once."""
 
         def publish() -> Entry:
+            check_not_behind(self.state, self.logbook, log_id)
             entry = self.logbook.publish(payload, log_id)
             self.replicator.refresh_local()
             self.last_arrival = self.logbook.store.last_arrival()

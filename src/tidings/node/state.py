@@ -14,10 +14,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.wire.messages import Note
+
+
+class StaleStore(UsageError):
+    """This store is behind what peers hold of its own feed: publishing would fork it."""
+
 
 #: Addresses kept in the peer table; the least useful are dropped beyond it,
 #: so peer exchange cannot grow the table without bound.
@@ -57,6 +63,9 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS identity_follows (
         identity BLOB PRIMARY KEY, logs TEXT NOT NULL, added REAL NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL)""",
+    # This home's own feeds as peers hold them: publishing to a feed that a peer holds
+    # further than the store would fork it (a restored backup, a copied home).
+    """CREATE TABLE IF NOT EXISTS own_heads (feed TEXT PRIMARY KEY, seq INTEGER NOT NULL)""",
 ]
 
 
@@ -182,6 +191,18 @@ class NodeState:
                 "SELECT identity, logs FROM identity_follows ORDER BY added").fetchall()
         return {bytes(i): frozenset(filter(None, logs.split(","))) for i, logs in rows}
 
+    def note_own_head(self, feed: FeedId, seq: int) -> None:
+        """A peer holds ``feed`` (one of this home's) up to ``seq``."""
+        self._write("INSERT INTO own_heads VALUES (?, ?) ON CONFLICT (feed) DO UPDATE "
+                    "SET seq = max(seq, excluded.seq)", [(str(feed), seq)])
+
+    def own_head(self, feed: FeedId) -> int:
+        """The highest seq of ``feed`` a peer was seen to hold (0: none seen)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM own_heads WHERE feed = ?",
+                                   (str(feed),)).fetchone()
+        return int(row[0]) if row is not None else 0
+
     def setting(self, name: str) -> bytes | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM settings WHERE name = ?",
@@ -304,3 +325,23 @@ class NodeState:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:
+    """Refuse to publish to ``log_id`` when a peer holds this home's feed further than the
+    store does (a restored backup, a copied home): the post would fork the feed."""
+    if logbook.identity is None:
+        return
+    feed = logbook.identity.author.feed(log_id)
+    seen = state.own_head(feed)
+    if not seen:
+        return
+    head = logbook.head(feed)
+    held = head.seq if head is not None else 0
+    if seen > held:
+        raise StaleStore(
+            f"a peer holds seq {seen} of {feed} but this store only {held}: publishing "
+            "now would fork your own feed. Let the node sync first (`tidings up` with a "
+            "peer that holds it, or `tidings sync --peer HOST:PORT` after following it); "
+            "if this home was copied from another machine, make this one a new device "
+            "instead (`tidings device pair` in a new home)")

@@ -186,6 +186,8 @@ class Replicator:
         self.identities = identities or IdentityBook()
         #: Feeds of revoked devices of followed identities: the last seq that counts.
         self.identity_caps: dict[FeedId, int] = {}
+        #: This node's own feeds that a peer holds further than its store (the seq).
+        self.own_behind: dict[FeedId, int] = {}
         #: ``log(event, **fields)``: what the node should tell its operator
         #: (forks found, damaged stored entries).
         self.log: Callable[..., None] = log or (lambda event, **fields: None)
@@ -255,7 +257,8 @@ class Replicator:
         self._recompute_wanted()
 
     def _recompute_wanted(self) -> None:
-        wanted = set(self.follows) | self.relayed | self.identities.device_feeds()
+        wanted = (set(self.follows) | self.relayed | self.identities.device_feeds()
+                  | set(self.own_behind))
         frontier = set(self.follows)
         for _ in range(self.hops - 1):
             # The authors' public follows live in their "follows" logs (spec/10 §9).
@@ -408,6 +411,17 @@ class Replicator:
         feeds = [feed for feed, _ in event.notes]
         if self.identities.learn_feeds(feeds):  # a device's log this node follows
             self._identities_moved()
+        own = self.logbook.identity.author.key if self.logbook.identity is not None else None
+        for feed, note in event.notes:
+            if feed.author_key == own and note.seq > self.own_behind.get(feed, 0) \
+                    and note.seq > self.local.seq(feed):
+                # A peer holds more of this node's own feed than its store: a restored
+                # backup or a copied home. Publishing now would fork the feed.
+                self.own_behind[feed] = note.seq
+                self.log("own-feed-behind", feed=str(feed), seq=note.seq,
+                         held=self.local.seq(feed))
+                if feed not in self.local.wanted:
+                    self._recompute_wanted()  # fetch what this store lacks of it
         if self.relay:
             offered = dict.fromkeys(  # a clock may name a feed twice (spec/10 §2)
                 feed for feed, note in event.notes
