@@ -96,7 +96,12 @@ async def run_node(home: Home, options: NodeOptions, *,
         home.init()
         return assemble_node(home, options, log), home.api_token()
 
-    node, token = await trio.to_thread.run_sync(prepare)
+    lock = await trio.to_thread.run_sync(home.lock)  # one node per home
+    try:
+        node, token = await trio.to_thread.run_sync(prepare)
+    except BaseException:
+        lock.release()
+        raise
     embedded = EmbeddedNode(home, node)
     # An error from the app's block (or from starting) is raised as itself, not
     # wrapped in the nursery's ExceptionGroup: apps need no `except*`.
@@ -132,6 +137,7 @@ async def run_node(home: Home, options: NodeOptions, *,
             _remove_api_file(home, embedded.api_url)
         node.logbook.store.close()
         node.state.close()
+        lock.release()
 
 
 async def _start(nursery: trio.Nursery, address: tuple[str, int] | None, what: str,
