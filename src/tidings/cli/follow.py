@@ -4,7 +4,6 @@ invite (`tinv1...`), and its merged stream in `tidings show ti1...[:log]`."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 
 from tidings.cli.common import (
     EXIT_OK,
@@ -14,44 +13,11 @@ from tidings.cli.common import (
     entry_json,
     print_json,
 )
-from tidings.core.ids import check_log_id
-from tidings.core.invite import INVITE_PREFIX, parse_invite_input
-from tidings.core.kel import IDENTITY_PREFIX, format_identity, parse_identity_input
-from tidings.errors import InvalidId
+from tidings.core.kel import format_identity
 from tidings.node.home import Home
-from tidings.node.identities import merged_entries
+from tidings.node.identities import merged_entries, parse_target
 from tidings.node.state import NodeState
 from tidings.replication.identities import ABOUT_LOG, IdentityBook
-
-
-@dataclass(frozen=True)
-class Target:
-    """An author to follow: the identity, the logs named (none: every log), addresses."""
-
-    identity: bytes
-    logs: tuple[str, ...] = ()
-    addresses: tuple[tuple[str, int], ...] = ()
-
-
-def is_identity_text(text: str) -> bool:
-    text = text.strip()
-    return text.startswith(IDENTITY_PREFIX) or text.startswith(INVITE_PREFIX)
-
-
-def parse_target(text: str) -> Target:
-    """``ti1...``, ``ti1...:log`` (``:log1,log2`` for several) or an invite ``tinv1...``."""
-    text = text.strip()
-    try:
-        if text.startswith(INVITE_PREFIX):
-            invite = parse_invite_input(text)
-            return Target(invite.identity, invite.logs, invite.addresses)
-        ident, _, logs_text = text.partition(":")
-        logs = tuple(log for log in logs_text.split(",") if log) if logs_text else ()
-        for log in logs:
-            check_log_id(log)
-        return Target(parse_identity_input(ident), logs)
-    except (InvalidId, ValueError) as exc:
-        raise CommandError(f"{text[:20]}...: {exc}") from None
 
 
 def follow_identity(text: str, home: Home, follow: bool) -> int:

@@ -306,7 +306,7 @@ def cmd_share(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_device_pair(args: argparse.Namespace, home: Home) -> int:
-    from tidings.cli.follow import parse_target
+    from tidings.node.identities import parse_target
 
     target = parse_target(args.target)
     device, _ = home.init()

@@ -176,7 +176,8 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_show(args: argparse.Namespace, home: Home) -> int:
-    from tidings.cli.follow import is_identity_text, show_merged
+    from tidings.cli.follow import show_merged
+    from tidings.node.identities import is_identity_text
 
     if is_identity_text(args.feed):  # an author's merged stream (spec/12 §7.3)
         return show_merged(args, home)

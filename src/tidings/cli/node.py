@@ -186,7 +186,8 @@ def _follow_state(home: Home) -> NodeState:
 
 
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
-    from tidings.cli.follow import follow_identity, is_identity_text
+    from tidings.cli.follow import follow_identity
+    from tidings.node.identities import is_identity_text
 
     if is_identity_text(args.feed):  # an author (spec/12): every device's feeds
         return follow_identity(args.feed, home, follow)

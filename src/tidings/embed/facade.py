@@ -18,10 +18,19 @@ from tidings.core import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
 from tidings.embed.subscriptions import Followed, Subscription, Tail
-from tidings.embed.types import FeedProgress, Item, PeerInfo, Status, items_of, parse_cursor
+from tidings.embed.types import (
+    AuthorItem,
+    FeedProgress,
+    Item,
+    PeerInfo,
+    Status,
+    items_of,
+    parse_cursor,
+)
 from tidings.errors import ClosedByPeer, DuplicateConnection, PeerError, UsageError
 from tidings.node.daemon import Connection, Node
 from tidings.node.home import Home
+from tidings.node.identities import Target, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.storage.base import Store
@@ -102,6 +111,40 @@ class EmbeddedNode:
             await self._node.publish(content_types.follow_payload(feed, follow=follow),
                                      FOLLOWS_LOG)
         return changed
+
+    async def follow_author(self, author: str, *, follow: bool = True) -> bool:
+        """Follow an author (spec/12): ``ti1...``, ``ti1...:log1,log2`` or an invite
+        ``tinv1...`` (whose addresses are dialed). Every device's feeds of those logs
+        (all logs when none is named) replicate from now on; see :meth:`author_entries`."""
+        target = _author(author)
+        if follow and target.addresses:
+            self._node.state.add_peers(target.addresses, "invite")
+            self._node.state.dial_soon(target.addresses)
+        return await self._node.set_identity_follow(target.identity, frozenset(target.logs),
+                                                    follow)
+
+    async def author_entries(self, author: str, log: str | None = None, *,
+                             limit: int = 100) -> list[AuthorItem]:
+        """The latest ``limit`` items of an author's merged stream (spec/12 §7.3): the
+        entries of ``log`` (default: every log) of all its devices that count, ordered
+        by (timestamp, device key, seq), each naming its feed, seq and device."""
+        from tidings.node.identities import merged_entries
+
+        target = _author(author)
+        node = self._node
+
+        def read() -> list[AuthorItem]:
+            state = node.replicator.identities.state(target.identity)
+            if state is None or state.status == "unknown":
+                return []
+            logs = ([log] if log else list(target.logs) or sorted(
+                {f.log_id for f in node.replicator.local.heads
+                 if f.author_key in state.devices}))
+            items = merged_entries(node.logbook, state, logs)[-limit:] if limit > 0 else []
+            return [AuthorItem(Item(m.entry, m.payload), state.devices[m.entry.author].name)
+                    for m in items]
+
+        return await node.locked(read)
 
     async def following(self) -> list[FeedId]:
         """The feeds this home follows."""
@@ -260,6 +303,10 @@ def _duplicate(error: PeerError) -> bool:
     """Whether either side refused the connection as a second one between the two nodes."""
     return isinstance(error, DuplicateConnection) or (
         isinstance(error, ClosedByPeer) and error.remote_code == DuplicateConnection.code)
+
+
+def _author(text: str) -> Target:
+    return parse_target(text)
 
 
 def _feed(feed: FeedId | str) -> FeedId:

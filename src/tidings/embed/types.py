@@ -102,6 +102,15 @@ class FeedProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthorItem:
+    """One item of an author's merged stream (spec/12 §7.3): the entry (which names its
+    feed and seq) and the name of the device that wrote it."""
+
+    item: Item
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     author: AuthorId
     listen: str | None

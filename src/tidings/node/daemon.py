@@ -307,6 +307,18 @@ class Node:
         await self._core(self.replicator.set_follows, follows)
         return changed
 
+    async def set_identity_follow(self, identity: bytes, logs: frozenset[str],
+                                  follow: bool) -> bool:
+        """Follow (or stop following) an author, spec/12: its logs ``logs`` (none: all)."""
+        if follow:
+            changed = await _io(self.state.follow_identity, identity, logs)
+        else:
+            changed = await _io(self.state.unfollow_identity, identity)
+        follows = await _io(self.state.identity_follows)
+        self._versions = (self._versions[0], await _io(self.state.data_version))
+        await self._core(self.replicator.set_identity_follows, follows)
+        return changed
+
     # -- dialing --------------------------------------------------------------------
 
     async def _dial_loop(self, nursery: trio.Nursery) -> None:

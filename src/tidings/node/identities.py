@@ -17,9 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tidings.core.entry import Entry
-from tidings.core.ids import FeedId
-from tidings.core.kel import IdentityState, format_identity
+from tidings.core.ids import FeedId, check_log_id
+from tidings.core.invite import INVITE_PREFIX, parse_invite_input
+from tidings.core.kel import (
+    IDENTITY_PREFIX,
+    IdentityState,
+    format_identity,
+    parse_identity_input,
+)
 from tidings.core.merge import MergedItem, merge
+from tidings.errors import InvalidId, UsageError
 from tidings.storage.logbook import Logbook
 
 #: Entries read per device feed for one merged page: a view of a long log is read
@@ -41,6 +48,36 @@ class MergedEntry:
     @property
     def feed(self) -> FeedId:
         return self.item.feed
+
+
+@dataclass(frozen=True)
+class Target:
+    """An author to follow: the identity, the logs named (none: every log), addresses."""
+
+    identity: bytes
+    logs: tuple[str, ...] = ()
+    addresses: tuple[tuple[str, int], ...] = ()
+
+
+def is_identity_text(text: str) -> bool:
+    text = text.strip()
+    return text.startswith(IDENTITY_PREFIX) or text.startswith(INVITE_PREFIX)
+
+
+def parse_target(text: str) -> Target:
+    """``ti1...``, ``ti1...:log`` (``:log1,log2`` for several) or an invite ``tinv1...``."""
+    text = text.strip()
+    try:
+        if text.startswith(INVITE_PREFIX):
+            invite = parse_invite_input(text)
+            return Target(invite.identity, invite.logs, invite.addresses)
+        ident, _, logs_text = text.partition(":")
+        logs = tuple(log for log in logs_text.split(",") if log) if logs_text else ()
+        for log in logs:
+            check_log_id(log)
+        return Target(parse_identity_input(ident), logs)
+    except (InvalidId, ValueError) as exc:
+        raise UsageError(f"{text[:20]}...: {exc}") from None
 
 
 def device_feeds(logbook: Logbook, state: IdentityState, log_id: str) -> list[FeedId]:
