@@ -902,7 +902,7 @@ class Replicator:
         peer = self.peers.get(session)
         if peer is None or not session.clock_exchanged:
             return False
-        if session.speaks_identities and (
+        if session.speaks_identities and self.identities.follows and (
                 not peer.identities_noted or session.identity_requests_open() or any(
                     self._identity_behind(peer, identity)
                     for identity in self.identities.follows)):
