@@ -199,3 +199,38 @@ def test_publish_refuses_while_the_store_is_behind(tmp_path: Path) -> None:
     assert refused.code == 2 and "sync first" in refused.err and "seq 7" in refused.err
     assert ok(tidings(home, "feeds")).out == ""
     ok(tidings(home, "publish", "--log", "other", "another log is fine"))
+
+
+def test_a_stolen_root_key_is_rotated_away(tmp_path: Path) -> None:
+    """issue 13, must show 4: a thief with the root key adds its own device; the owner
+    rotates with the pre-committed next key; the thief's events count nowhere."""
+    import shutil
+
+    phone, laptop, thief, gadget, reader = (
+        tmp_path / n for n in ("phone", "laptop", "thief", "gadget", "reader"))
+    identity = make_identity(phone, tmp_path / "next.key", "phone")
+    pair(identity, phone, laptop, "laptop")
+    shutil.copytree(phone, thief)  # the stolen machine: root.key and the log
+    (thief / "node.lock").unlink(missing_ok=True)
+    (thief / "node.key").unlink(missing_ok=True)
+    request = ok(tidings(gadget, "device", "pair", identity, "--name", "gadget")).out.strip()
+    ok(tidings(thief, "device", "approve", request, "--yes"))
+    ok(tidings(reader, "follow", identity))
+    with running(thief) as on_thief:
+        ok(tidings(reader, "sync", "--peer", on_thief.address, "--timeout", "60"))
+    assert "gadget" in ok(tidings(reader, "identity", "show", identity)).out
+    # The owner rotates from the last event it trusts, with the offline next key.
+    ok(tidings(phone, "identity", "rotate", "--next-key", str(tmp_path / "next.key"),
+               "--new-next-key", str(tmp_path / "next2.key"), "--kdf-cost", "10"))
+    with running(phone) as on_phone:
+        ok(tidings(reader, "sync", "--peer", on_phone.address, "--timeout", "60"))
+    shown = json.loads(ok(tidings(reader, "identity", "show", identity, "--json")).out)
+    assert shown["status"] == "active"
+    assert {d["name"] for d in shown["devices"]} == {"phone", "laptop"}
+    # What the thief signs afterwards with the replaced root key counts nowhere.
+    ok(tidings(thief, "device", "revoke", "laptop"))
+    with running(thief) as on_thief:
+        tidings(reader, "sync", "--peer", on_thief.address, "--timeout", "30")
+    shown = json.loads(ok(tidings(reader, "identity", "show", identity, "--json")).out)
+    assert {d["name"]: d["revoked_seq"] for d in shown["devices"]} == {
+        "phone": None, "laptop": None}
