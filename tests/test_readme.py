@@ -48,6 +48,14 @@ def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
     assert "_notes  10000" in done.stdout  # the relay's `feeds`
 
 
+def test_the_identity_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## One author, several devices", tmp_path)
+    lines = done.stdout.splitlines()
+    shown = [line for line in lines if "written on the" in line]
+    assert len(shown) == 2 and {"laptop", "phone"} <= {w for line in shown for w in line.split()}
+    assert any(line.strip().startswith("phone") and "active" in line for line in lines)
+
+
 def test_the_node_walk_through_runs(tmp_path: Path) -> None:
     done = run_sh_block("## The node", tmp_path)
     assert "Traceback" not in (tmp_path / "author.log").read_text()
