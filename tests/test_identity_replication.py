@@ -5,6 +5,8 @@ bad events end the session with a named rule."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidings import Logbook, MemoryStore
 from tidings.core.ids import FeedId
@@ -16,6 +18,7 @@ from tidings.replication.identities import ALL_LOGS, IdentityBook, MemoryIdentit
 from tidings.replication.replicator import Replicator
 from tidings.wire.messages import IdentityEvents
 
+from .helpers import examples
 from .identity_helpers import Owner, key, pub
 from .replication_helpers import connect, run, sync, transport_key
 
@@ -188,3 +191,77 @@ def test_rotation_with_revocation_spreads(owner: Owner) -> None:
     sync(node, device_node("holder", owner, device="phone"))
     state = node.identities.state(owner.identity)
     assert state is not None and state.rotations and not state.devices[pub("laptop")].active
+
+
+@given(
+    posts=st.lists(st.tuples(st.sampled_from(["laptop", "phone"]), st.integers(0, 2)),
+                   min_size=1, max_size=12),
+    order=st.permutations([(0, 1), (1, 2), (0, 2), (2, 3), (3, 0)]),
+)
+@settings(max_examples=examples(25), deadline=None)
+def test_every_node_that_holds_the_same_entries_shows_the_same_view(
+        posts: list[tuple[str, int]], order: list[tuple[int, int]]) -> None:
+    """spec/12 §7.3: entries written on two devices, held by four nodes in any split,
+    exchanged in any order: every node ends with the same entries and the same view."""
+    owner = Owner()
+    owner.add("laptop")
+    owner.add("phone")
+    devices = {name: device_node(name, owner, device=name) for name in ("laptop", "phone")}
+    for index, (device, _) in enumerate(posts):
+        devices[device].logbook.publish(f"post {index}".encode(), "blog")
+    nodes = [devices["laptop"], devices["phone"], reader(owner, name="r1"),
+             reader(owner, name="r2")]
+    for node in nodes:
+        node.refresh_local()
+    # Each reader first meets one device only (its partition), then the nodes meet
+    # in the drawn order, twice round so that every entry reaches every node.
+    def meet(a: Replicator, b: Replicator) -> None:
+        sync(a, b).close()
+
+    for where, (_, home) in zip(nodes[2:], posts[:2], strict=False):
+        meet(where, nodes[home % 2])
+    for _ in range(2):
+        for a, b in order:
+            meet(nodes[a], nodes[b])
+    views = [view(node, owner) for node in nodes]
+    assert all(v == views[0] for v in views)
+    assert len(views[0]) == len(posts)
+
+
+def _stale_key(owner: Owner) -> bytes:
+    owner.rotate()  # root0 is replaced by root1
+    return owner.add("mallory", signer=key("root0"), keep=False).raw
+
+
+def _wrong_next_key(owner: Owner) -> bytes:
+    from tidings.core import kel
+
+    return kel.make_rotation(key("thief-next"), owner.state(), pub("thief-root"),
+                             pub("thief-next2")).raw
+
+
+def _other_identity(owner: Owner) -> bytes:
+    other = Owner("other-")
+    return other.add("mallory", keep=False).raw
+
+
+@pytest.mark.parametrize(("make", "rule"), [
+    (_stale_key, "stale-key"),
+    (_wrong_next_key, "next-key-mismatch"),
+    (_other_identity, "wrong-identity"),
+])
+def test_bad_events_end_the_session_with_their_rule(owner: Owner, make: object,
+                                                     rule: str) -> None:
+    """A device certified by a rotated-away root, a rotation that does not match the
+    pre-commitment, another identity's event: refused with the rule, stored nowhere."""
+    bad = make(owner)  # type: ignore[operator]
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    held_before = honest.identities.logs[owner.identity].events()
+    link.sb.send_identity_events(None, owner.identity, [bad])
+    with pytest.raises(InvalidData) as caught:
+        run(link)
+    assert caught.value.cause.rule == rule  # type: ignore[attr-defined]
+    assert honest.identities.logs[owner.identity].events() == held_before
