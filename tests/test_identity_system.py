@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from tests.nodes import running, wait_for
 from tests.test_cli import ok, tidings
+from tests.test_status_cli import fetch, serving_feeds
 from tidings.core.ids import AuthorId, FeedId
 from tidings.node.state import NodeState
 
@@ -77,6 +79,14 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     assert all(item["feed"] and item["seq"] for item in items)
     # No fork anywhere.
     assert ok(tidings(reader, "forks")).out == ""
+    # The reader's feed gateway serves the author's blog as one Atom feed.
+    with serving_feeds(reader, "127.0.0.1:0", "--all") as (url, _, _):
+        status, headers, body = fetch(f"{url}authors/{identity}/blog.atom")
+    assert status == 200 and headers["content-type"].startswith("application/atom+xml")
+    atom = ElementTree.fromstring(body)
+    ns = "{http://www.w3.org/2005/Atom}"
+    titles = [entry.findtext(f"{ns}title") or "" for entry in atom.iter(f"{ns}entry")]
+    assert sorted(titles) == texts  # every post of both devices, once
 
 
 def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
@@ -130,8 +131,9 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                bound = await nursery.start(serve_feeds, book.store, host, port, log,
-                                            base_url, allows)
+                bound = await nursery.start(partial(
+                    serve_feeds, book.store, host, port, log, base_url, allows,
+                    identity_state=_identity_states(home)))
                 log.info("serving-feeds", url=f"http://{format_address(bound)}/",
                          base_url=base_url or "(relative links)", home=str(home.path))
                 async for _ in signals:
@@ -150,6 +152,21 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
         book.store.close()
     err("stopped")
     return EXIT_OK
+
+
+def _identity_states(home: Home) -> Callable[[bytes], Any]:
+    """An identity's state as this home holds it (for /authors/<ti1>/<log>.atom)."""
+    from tidings.node.state import NodeState
+    from tidings.replication.identities import IdentityBook
+
+    def state_of(identity: bytes) -> Any:
+        state = NodeState(home.node_state_path)
+        try:
+            return IdentityBook(state).state(identity)
+        finally:
+            state.close()
+
+    return state_of
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
