@@ -30,7 +30,7 @@ from tidings.embed.types import (
 from tidings.errors import ClosedByPeer, DuplicateConnection, PeerError, UsageError
 from tidings.node.daemon import Connection, Node
 from tidings.node.home import Home
-from tidings.node.identities import Target, parse_target
+from tidings.node.identities import Target, is_identity_text, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.storage.base import Store
@@ -203,8 +203,10 @@ class EmbeddedNode:
                   after: str | None = None, own: bool = False) -> Subscription:
         """New entries as they arrive, oldest first: ``async for item in node.subscribe():``.
 
-        ``feeds`` limits it to those feeds; by default it follows the feeds this
-        home follows (as that changes), plus this author's own with ``own``.
+        ``feeds`` limits it to those feeds (an author, ``ti1...[:log]``, stands for its
+        device feeds as they are when this is called); by default it follows the
+        feeds this home follows and the device feeds of the authors it follows (as
+        that changes), plus this author's own with ``own``.
         ``after`` is a cursor from an earlier :class:`Item` (or ``"0-0"`` for
         everything stored); by default only entries that arrive from now on.
 
@@ -212,14 +214,31 @@ class EmbeddedNode:
         queued, so nothing is dropped and memory stays at one page however far
         behind the consumer is.
         """
-        chosen = None if feeds is None else [_feed(f) for f in feeds]
+        chosen = None if feeds is None else [
+            expanded for f in feeds for expanded in self._feeds_of(f)]
         # The start is fixed now, not at the first read: an entry stored between
         # this call and the first `async for` step is not missed. (From the
         # node's memory: no store access on the event loop.)
         start = parse_cursor(after) if after is not None else (self._node.last_arrival + 1, 0)
         own_key = self.identity.author.key if own else None
+        # Followed authors' device feeds too (spec/12): their entries are followed.
+        identities = self._node.replicator.identities
         return Subscription(self._node, self._tail, chosen, start,
-                            lambda: Followed(self._node.follows, own_key))
+                            lambda: Followed(self._node.follows | identities.device_feeds(),
+                                             own_key))
+
+    def _feeds_of(self, feed: FeedId | str) -> list[FeedId]:
+        """A feed, or an author's (``ti1...[:log]``) device feeds as it stands now."""
+        if isinstance(feed, FeedId) or not is_identity_text(feed):
+            return [_feed(feed)]
+        target = parse_target(feed)
+        state = self._node.replicator.identities.state(target.identity)
+        if state is None:
+            return []
+        logs = set(target.logs)
+        return sorted((f for f in self._node.replicator.identities.device_feeds()
+                       if f.author_key in state.devices and (not logs or f.log_id in logs)),
+                      key=str)
 
     async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
                            peer: str | None = None, timeout: float = 30.0) -> list[Item]:
