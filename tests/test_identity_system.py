@@ -244,3 +244,15 @@ def test_a_stolen_root_key_is_rotated_away(tmp_path: Path) -> None:
     shown = json.loads(ok(tidings(reader, "identity", "show", identity, "--json")).out)
     assert {d["name"]: d["revoked_seq"] for d in shown["devices"]} == {
         "phone": None, "laptop": None}
+
+
+def test_a_revoked_device_refuses_to_publish(tmp_path: Path) -> None:
+    phone, laptop = tmp_path / "phone", tmp_path / "laptop"
+    identity = make_identity(phone, tmp_path / "next.key", "phone")
+    pair(identity, phone, laptop, "laptop")
+    ok(tidings(laptop, "publish", "--log", "blog", "before"))
+    ok(tidings(phone, "device", "revoke", "laptop"))
+    with running(phone) as on_phone:
+        ok(tidings(laptop, "sync", "--peer", on_phone.address, "--timeout", "60"))
+    refused = tidings(laptop, "publish", "--log", "blog", "after")
+    assert refused.code == 2 and "was revoked" in refused.err, refused.err

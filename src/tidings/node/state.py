@@ -332,6 +332,17 @@ def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:
     store does (a restored backup, a copied home): the post would fork the feed."""
     if logbook.identity is None:
         return
+    own = state.setting("identity")
+    if own is not None:  # spec/12 §7.5: never publish with a key the identity revoked
+        from tidings.replication.identities import IdentityBook
+
+        current = IdentityBook(state).state(own)
+        device = current.devices.get(logbook.identity.author.key) if current else None
+        if device is not None and not device.active:
+            raise StaleStore(
+                f"this device ({device.name}) was revoked from its identity at log seq "
+                f"{device.revoked_seq}: what it writes now is nobody's. Pair this machine "
+                "again as a new device (`tidings device pair` in a new home)")
     feed = logbook.identity.author.feed(log_id)
     seen = state.own_head(feed)
     if not seen:
