@@ -222,9 +222,9 @@ class EmbeddedNode:
         start = parse_cursor(after) if after is not None else (self._node.last_arrival + 1, 0)
         own_key = self.identity.author.key if own else None
         # Followed authors' device feeds too (spec/12): their entries are followed.
-        identities = self._node.replicator.identities
+        replicator = self._node.replicator
         return Subscription(self._node, self._tail, chosen, start,
-                            lambda: Followed(self._node.follows | identities.device_feeds(),
+                            lambda: Followed(self._node.follows | replicator.identity_feeds,
                                              own_key))
 
     def _feeds_of(self, feed: FeedId | str) -> list[FeedId]:

@@ -188,6 +188,9 @@ class Replicator:
         self.identity_caps: dict[FeedId, int] = {}
         #: This node's own feeds that a peer holds further than its store (the seq).
         self.own_behind: dict[FeedId, int] = {}
+        #: The device feeds of the followed identities (replaced whole, so other
+        #: threads may read it: embedded subscriptions do).
+        self.identity_feeds: frozenset[FeedId] = frozenset()
         #: ``log(event, **fields)``: what the node should tell its operator
         #: (forks found, damaged stored entries).
         self.log: Callable[..., None] = log or (lambda event, **fields: None)
@@ -257,8 +260,8 @@ class Replicator:
         self._recompute_wanted()
 
     def _recompute_wanted(self) -> None:
-        wanted = (set(self.follows) | self.relayed | self.identities.device_feeds()
-                  | set(self.own_behind))
+        self.identity_feeds = frozenset(self.identities.device_feeds())
+        wanted = set(self.follows) | self.relayed | self.identity_feeds | set(self.own_behind)
         frontier = set(self.follows)
         for _ in range(self.hops - 1):
             # The authors' public follows live in their "follows" logs (spec/10 §9).
