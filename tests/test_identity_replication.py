@@ -265,3 +265,20 @@ def test_bad_events_end_the_session_with_their_rule(owner: Owner, make: object,
         run(link)
     assert caught.value.cause.rule == rule  # type: ignore[attr-defined]
     assert honest.identities.logs[owner.identity].events() == held_before
+
+
+def test_a_peer_whose_note_promises_more_than_it_serves_is_asked_a_bounded_number_of_times(
+        owner: Owner) -> None:
+    from tidings.replication.replicator import MAX_IDENTITY_ASKS
+    from tidings.wire.messages import IdentityNote, IdentityRequest
+
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    assert honest.caught_up(link.sa)
+    link.sb.send_identity_notes([IdentityNote(owner.identity, 50, b"\x01" * 8, 1)])
+    run(link)
+    asks = [m for m in link.to_b if isinstance(m, IdentityRequest)]
+    assert 1 < len(asks) <= MAX_IDENTITY_ASKS + 1
+    assert honest.caught_up(link.sa)  # it stopped asking; the sync can end

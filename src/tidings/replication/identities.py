@@ -29,6 +29,9 @@ MAX_LOGS_PER_DEVICE = 64
 #: The log an author's "about" entries go to (core/content.py): followed with every
 #: identity, so a reader can title its feeds.
 ABOUT_LOG = "about"
+#: Events in one answer to an identity-request: a few 2 MiB messages at most (an honest
+#: log is a few KB); a peer that needs more asks again from where the answer ended.
+MAX_ANSWER_EVENTS = 512
 #: "Every log of the identity": a follow that names no log.
 ALL_LOGS: frozenset[str] = frozenset()
 
@@ -140,9 +143,9 @@ class IdentityBook:
             return []
         state = log.state
         served = state.served()
-        if from_seq <= 1 or state.status in ("forked", "dead"):
-            return served
-        return [raw for raw in served if state.events[event_hash(raw)].seq >= from_seq]
+        if from_seq > 1 and state.status not in ("forked", "dead"):
+            served = [raw for raw in served if state.events[event_hash(raw)].seq >= from_seq]
+        return served[:MAX_ANSWER_EVENTS]
 
     def add(self, identity: bytes, events: Iterable[bytes]) -> Added:
         """Fold ``events`` into what is kept of ``identity`` and store the result."""

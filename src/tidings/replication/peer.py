@@ -65,6 +65,8 @@ class Peer:
     identity_notes: dict[bytes, IdentityNote] = field(default_factory=dict)
     #: The peer's opening identity notes arrived (it sends them after its clock).
     identities_noted: bool = False
+    #: Identity requests sent to the peer this session, per identity (bounded).
+    identity_asks: dict[bytes, int] = field(default_factory=dict)
     #: A newer connection to the same node replaced this one: the node closes it.
     superseded: bool = False
 

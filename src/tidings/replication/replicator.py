@@ -38,6 +38,7 @@ from tidings.errors import (
     InvalidForkProof,
     LocalProtocolError,
     PeerError,
+    PeerFlooding,
     PeerRefused,
     SelfConnection,
     UnsignedTail,
@@ -83,6 +84,13 @@ MAX_ADDRESSES_PER_SESSION = 64
 #: Seconds a source may claim entries without sending any before another peer
 #: is chosen for the feed (a peer that lies about what it holds, or withholds).
 STALL_AFTER = 30.0
+#: Identities whose notes are kept from one peer: a relay holds up to 1024 logs besides
+#: those followed; a peer noting far more is flooding.
+MAX_PEER_IDENTITY_NOTES = 4096
+#: Requests for one identity's log per session: a log of 4096 events takes at most 8
+#: answers of MAX_ANSWER_EVENTS; a peer whose answers never match its note is not asked
+#: again until the next session.
+MAX_IDENTITY_ASKS = 16
 #: Searches for where two histories split, at once per session: each is a few
 #: round trips of at most 64 entries; an author who forks many feeds waits.
 MAX_FORK_SEARCHES = 4
@@ -614,6 +622,9 @@ class Replicator:
             peer.identities_noted = True
             for note in event.notes:
                 peer.identity_notes[note.identity] = note
+            if len(peer.identity_notes) > MAX_PEER_IDENTITY_NOTES:
+                raise PeerFlooding(f"notes of over {MAX_PEER_IDENTITY_NOTES} identities")
+            for note in event.notes:
                 if (note.seq > 0 and self.relay and not self.identities.wants(note.identity)
                         and self.identities.hold(note.identity)):
                     self._identity_changed(note.identity, None)  # a relay keeps what it is offered
@@ -635,8 +646,9 @@ class Replicator:
             if added.changed:
                 self._identity_changed(identity, peer)
             if not event.more and self._identity_behind(peer, identity):
-                # Events the peer should have are pending here: ask for all of it.
-                self._maybe_request_identity(peer, identity, from_seq=1)
+                # The answer was cut short, or events the peer should have are pending
+                # here: ask again (from the head, else from 1), a bounded number of times.
+                self._maybe_request_identity(peer, identity)
 
     def _identity_behind(self, peer: Peer, identity: bytes) -> bool:
         """The peer noted a longer (or another) chain of ``identity`` than this node's."""
@@ -655,6 +667,10 @@ class Replicator:
             return
         if session.identity_requested(identity) or not session.can_request():
             return
+        asked = peer.identity_asks.get(identity, 0)
+        if asked >= MAX_IDENTITY_ASKS:
+            return  # the peer's note promises more than its answers give: stop asking
+        peer.identity_asks[identity] = asked + 1
         if from_seq is None:
             state = self.identities.state(identity)
             theirs = peer.identity_notes[identity]
@@ -908,6 +924,7 @@ class Replicator:
         if session.speaks_identities and self.identities.follows and (
                 not peer.identities_noted or session.identity_requests_open() or any(
                     self._identity_behind(peer, identity)
+                    and peer.identity_asks.get(identity, 0) < MAX_IDENTITY_ASKS
                     for identity in self.identities.follows)):
             return False
         searching = peer.searches
