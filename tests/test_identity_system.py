@@ -256,3 +256,26 @@ def test_a_revoked_device_refuses_to_publish(tmp_path: Path) -> None:
         ok(tidings(laptop, "sync", "--peer", on_phone.address, "--timeout", "60"))
     refused = tidings(laptop, "publish", "--log", "blog", "after")
     assert refused.code == 2 and "was revoked" in refused.err, refused.err
+
+
+def test_export_and_import_make_a_new_machine_a_new_device(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    identity = make_identity(old, tmp_path / "next.key", "old laptop")
+    ok(tidings(old, "identity", "export", str(tmp_path / "root.key"), "--kdf-cost", "10"))
+    assert (tmp_path / "root.key").stat().st_mode & 0o777 == 0o600
+    # Before it holds the log, the new machine says what to do.
+    first = ok(tidings(new, "identity", "import", str(tmp_path / "root.key"), "--name", "new"))
+    assert "sync" in first.err
+    with running(old) as on_old:
+        ok(tidings(new, "sync", "--peer", on_old.address, "--timeout", "60"))
+    ok(tidings(new, "identity", "import", str(tmp_path / "root.key"), "--name", "new"))
+    shown = json.loads(ok(tidings(new, "identity", "show", "--json")).out)
+    assert shown["identity"] == identity
+    devices = {d["name"]: d for d in shown["devices"]}
+    assert set(devices) == {"old laptop", "new"}
+    assert devices["new"]["author"] == author_of(new) != author_of(old)
+    # A wrong passphrase is refused with its reason.
+    monkeypatch.setenv("TIDINGS_PASSPHRASE", "not the passphrase")
+    wrong = tidings(new, "identity", "import", str(tmp_path / "root.key"))
+    assert wrong.code == 2 and "passphrase" in wrong.err, wrong.err
