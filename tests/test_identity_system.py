@@ -69,6 +69,8 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
                  "the reader's merged blog")
         wait_for(lambda: len(ok(tidings(plain, "show", str(laptop_blog))).out.splitlines())
                  == 2, 60, "the plain reader's copy of the laptop's feed")
+        text = ok(tidings(reader, "status")).out
+        assert f"author   {identity}  2 device(s)" in text, text
     items = merged(reader, f"{identity}:blog")
     texts = sorted(str(item["payload"]) for item in items)
     assert texts == ["laptop post 0", "laptop post 1", "phone post 0", "phone post 1"]

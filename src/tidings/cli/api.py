@@ -85,6 +85,13 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     if forked:
         print(f"forks    {len(forked)} feed(s) forked by their author: shown up to the "
               "fork (`tidings forks` lists the proofs)")
+    for author in status.get("identities", []):
+        note = {"unknown": "  (its log is not here yet)",
+                "forked": f"  FORKED identity log at seq {author['fork_seq']}: frozen until "
+                          "its owner rotates",
+                "dead": "  DEAD: its next key signed two rotations"}.get(author["status"], "")
+        print(f"author   {author['identity']}  {author['devices']} device(s), log seq "
+              f"{author['seq']}{note}")
     for feed in status["feeds"]:
         mark = "*" if feed["followed"] else " "
         known = f"/{feed['peer_seq']}" if feed["peer_seq"] > feed["local_seq"] else ""

@@ -27,7 +27,15 @@ from typing import Any
 
 from tidings.embed.facade import EmbeddedNode
 from tidings.embed.subscriptions import PAGE_ENTRIES, Subscription, read_page
-from tidings.embed.types import AuthorItem, FeedProgress, Item, PeerInfo, Status, parse_cursor
+from tidings.embed.types import (
+    AuthorItem,
+    FeedProgress,
+    IdentityProgress,
+    Item,
+    PeerInfo,
+    Status,
+    parse_cursor,
+)
 from tidings.errors import ListenError
 
 
@@ -46,6 +54,7 @@ __all__ = [
     "AuthorItem",
     "EmbeddedNode",
     "FeedProgress",
+    "IdentityProgress",
     "Item",
     "ListenError",
     "PeerInfo",

@@ -17,10 +17,12 @@ import trio
 from tidings.core import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
+from tidings.core.kel import format_identity
 from tidings.embed.subscriptions import Followed, Subscription, Tail
 from tidings.embed.types import (
     AuthorItem,
     FeedProgress,
+    IdentityProgress,
     Item,
     PeerInfo,
     Status,
@@ -309,12 +311,25 @@ class EmbeddedNode:
             ]
             return progress, len(node.state.peers())
 
+        def identities() -> list[IdentityProgress]:
+            book = node.replicator.identities
+            out = []
+            for identity in book.follows:
+                state = book.state(identity)
+                if state is not None:
+                    out.append(IdentityProgress(
+                        format_identity(identity), state.status, state.seq,
+                        sum(1 for d in state.devices.values() if d.active), state.fork_seq))
+            return out
+
         feeds, known = await node.locked(collect)
+        followed = await node.locked(identities)
         listen = node.listen_address
         return Status(
             author=self.author, listen=None if listen is None else format_address(listen),
             peers=[_peer_info(c) for c in ready], known_peers=known, feeds=feeds,
             entries_received=node.replicator.entries_received, started=self.started,
+            identities=followed,
         )
 
 

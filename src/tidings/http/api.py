@@ -101,6 +101,9 @@ def status_json(status: Status, api_url: str | None) -> dict[str, Any]:
         "feeds": [_progress_json(f) for f in status.feeds],
         "caught_up": status.caught_up, "entries_received": status.entries_received,
         "uptime": round(max(0.0, time.time() - status.started), 3),
+        "identities": [{"identity": i.identity, "status": i.status, "seq": i.seq,
+                        "devices": i.devices, "fork_seq": i.fork_seq}
+                       for i in status.identities],
     }
 
 
