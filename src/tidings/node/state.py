@@ -154,6 +154,12 @@ class NodeState:
             logs.setdefault(bytes(identity), []).append(bytes(raw))
         return logs
 
+    def identity_log(self, identity: bytes) -> list[bytes]:
+        with self._lock:
+            rows = self._db.execute("SELECT raw FROM identity_events WHERE identity = ?",
+                                    (identity,)).fetchall()
+        return [bytes(raw) for (raw,) in rows]
+
     def save_identity_log(self, identity: bytes, events: list[bytes]) -> None:
         """Keep exactly ``events`` of ``identity`` (what its IdentityLog keeps)."""
         from tidings.core.kel import event_hash
@@ -334,10 +340,10 @@ def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:
         return
     own = state.setting("identity")
     if own is not None:  # spec/12 §7.5: never publish with a key the identity revoked
-        from tidings.replication.identities import IdentityBook
+        from tidings.core.kel import fold
 
-        current = IdentityBook(state).state(own)
-        device = current.devices.get(logbook.identity.author.key) if current else None
+        current = fold(own, state.identity_log(own))  # (a few events: cheap)
+        device = current.devices.get(logbook.identity.author.key)
         if device is not None and not device.active:
             raise StaleStore(
                 f"this device ({device.name}) was revoked from its identity at log seq "
