@@ -191,7 +191,18 @@ def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int
 
     if is_identity_text(args.feed):  # an author (spec/12): every device's feeds
         return follow_identity(args.feed, home, follow)
-    feed = FeedId.from_input(args.feed)
+    text = args.feed.strip()
+    if text.startswith("ta1"):  # one key's log: ta1...:LOG is the feed tf1..._LOG
+        from tidings.core.ids import AuthorId
+
+        author, _, log = text.partition(":")
+        if not log:
+            raise CommandError(f"{text[:12]}... is one key (a device): follow one of its logs "
+                               "as ta1...:LOG, or the author as ti1... (`tidings share` "
+                               "prints an invite)")
+        feed = AuthorId.from_input(author).feed(log)
+    else:
+        feed = FeedId.from_input(args.feed)
     state = _follow_state(home)
     try:
         changed = state.follow(feed) if follow else state.unfollow(feed)
