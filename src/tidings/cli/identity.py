@@ -126,16 +126,21 @@ def cmd_identity_init(args: argparse.Namespace, home: Home) -> int:
         if state.setting(OWN_IDENTITY) is not None:
             raise CommandError(f"this home already belongs to identity "
                                f"{format_identity(own_identity(state))}")
+        if (home.path / ROOT_KEY_FILE).exists():
+            raise CommandError(f"{home.path / ROOT_KEY_FILE} exists: this home holds a root "
+                               "key already; move it away first if it is no longer needed")
         root, nxt = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         inception = kel.make_inception(root, public_bytes(nxt))
         identity = inception.hash
         name = args.name or socket.gethostname()[:64] or "device"
-        current = _append(state, identity, inception)
         claim = kel.sign_device_claim(device.secret_key, identity, name)
-        _append(state, identity, kel.make_device_add(
-            root, current, device.author.key, name, claim))
+        added = kel.make_device_add(root, kel.fold(identity, [inception.raw]),
+                                    device.author.key, name, claim)
+        # The next key's file first: if it cannot be written, nothing else is.
         _write_next(Path(args.next_key_file), nxt, identity, args.kdf_cost)
         _write_root(home, root)
+        _append(state, identity, inception)
+        _append(state, identity, added)
         state.set_setting(OWN_IDENTITY, identity)
         state.follow_identity(identity)
     finally:
