@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with run_node(home, options, log=log):
+            async with run_node(home, options, log=log, lock=True):
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     return
