@@ -351,8 +351,8 @@ def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:
                 "again as a new device (`tidings device pair` in a new home)")
     feed = logbook.identity.author.feed(log_id)
     seen = state.own_head(feed)
-    if not seen:
-        return
+    if not seen or logbook.store.fork_proofs(feed):
+        return  # (a forked feed: the logbook refuses it, and says so)
     head = logbook.head(feed)
     held = head.seq if head is not None else 0
     if seen > held:
