@@ -38,7 +38,14 @@ from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
-from tidings.node.state import MAX_REMEMBERED, MISBEHAVIOUR_BACKOFF, Clocks, NodeState
+from tidings.node.state import (
+    MAX_REMEMBERED,
+    MISBEHAVIOUR_BACKOFF,
+    Clocks,
+    NodeState,
+    check_not_behind,
+)
+from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     AddressesLearned,
     EntriesStored,
@@ -205,6 +212,7 @@ class Node:
             relay_max_bytes=self.options.relay_max_bytes,
             memory=self._memory,
             log=self._replicator_event,
+            identities=IdentityBook(state, state.identity_follows()),
         )
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
@@ -236,7 +244,10 @@ class Node:
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = "info" if event == "fork-suspected" else "warning"
+        level = "info" if event in ("fork-suspected", "identity-changed") else "warning"
+        if event == "own-feed-behind":  # (in the worker thread: the state has its own lock)
+            self.state.note_own_head(FeedId.parse(str(fields["feed"])), int(str(fields["seq"])))
+            fields = {**fields, "hint": "sync before publishing to it: a post now would fork it"}
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -330,6 +341,8 @@ class Node:
             state_version = await _io(self.state.data_version)
             if state_version != self._versions[1]:
                 await self._core(self.replicator.set_follows, await _io(self.state.follows))
+                await self._core(self._identities_changed,
+                                 await _io(self.state.identity_follows))
             if store_version != self._versions[0]:
                 changed = await self._core(self._refresh_arrived)
                 if changed:
@@ -359,6 +372,12 @@ class Node:
             changed = self.replicator.refresh_local([a.feed for a in arrivals])
         self.last_arrival = self.logbook.store.last_arrival()
         return changed
+
+    def _identities_changed(self, follows: dict[bytes, frozenset[str]]) -> None:
+        """Another process followed an identity or appended to a log (in the worker)."""
+        if follows != self.replicator.identities.follows:
+            self.replicator.set_identity_follows(follows)
+        self.replicator.reload_identities()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
@@ -415,6 +434,8 @@ class Node:
             with self.logbook.store.transaction():
                 for request in batch:
                     try:
+                        # A peer holds this feed further: publishing would fork it.
+                        check_not_behind(self.state, self.logbook, request.log_id)
                         request.entry = self.logbook.publish(request.payload, request.log_id)
                         published.append(request)
                     except (TidingsError, TypeError) as exc:  # raised before any write
@@ -462,6 +483,18 @@ class Node:
                 self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
                                  detail="the node goes on; peers and clocks are not recorded")
             return None
+
+    async def set_identity_follow(self, identity: bytes, logs: frozenset[str],
+                                  follow: bool) -> bool:
+        """Follow (or stop following) an author, spec/12: its logs ``logs`` (none: all)."""
+        if follow:
+            changed = await _io(self.state.follow_identity, identity, logs)
+        else:
+            changed = await _io(self.state.unfollow_identity, identity)
+        follows = await _io(self.state.identity_follows)
+        self._versions = (self._versions[0], await _io(self.state.data_version))
+        await self._core(self.replicator.set_identity_follows, follows)
+        return changed
 
     # -- dialing --------------------------------------------------------------------
 
@@ -822,8 +855,9 @@ class Node:
         local, peer = self.replicator.local, self.replicator.peer(session)
         if peer is None:
             return
+        caps = self.replicator.identity_caps  # a revoked device's feed ends at its cut
         behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
-                  and f not in self.replicator.forked_at]
+                  and f not in self.replicator.forked_at and local.seq(f) < caps.get(f, 2**64)]
         stalled = [f for f in behind if f in peer.stalled]
         if stalled:
             raise PeerTimeout(
