@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 from tidings import __version__
 from tidings.cli.api import add_commands as add_api_commands
+from tidings.cli.blobs import add_commands as add_blob_commands
+from tidings.cli.blobs import publish_attachments, too_large_message
 from tidings.cli.common import (
     EXIT_BAD_DATA,
     EXIT_OK,
@@ -95,6 +97,8 @@ class _LineTooLong(Exception):
 
 
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
+    if args.attach:
+        return publish_attachments(args, home)
     book = home.open_logbook(need_identity=True)
     log_id = args.log or home.config().default_log
     sources = sum([args.text is not None, args.file is not None, args.lines])
@@ -146,11 +150,15 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         try:
             if args.file == "-":
                 payload = sys.stdin.buffer.read(MAX_PAYLOAD_SIZE + 1)
+                size = -1 if len(payload) > MAX_PAYLOAD_SIZE else len(payload)
             else:
                 with open(args.file, "rb") as handle:
                     payload = handle.read(MAX_PAYLOAD_SIZE + 1)  # bounded: never more
+                    size = os.fstat(handle.fileno()).st_size
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+        if len(payload) > MAX_PAYLOAD_SIZE:
+            raise CommandError(too_large_message(size, MAX_PAYLOAD_SIZE, args.file))
     else:
         payload = os.fsencode(args.text)  # the argument's bytes, even if not UTF-8
     if len(payload) > MAX_PAYLOAD_SIZE:
@@ -360,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish each line of standard input as its own entry")
     p.add_argument("--end", action="store_true",
                    help="make this the log's last entry (end of log)")
+    p.add_argument("--attach", action="append", metavar="FILE", default=[],
+                   help="attach a file of any size (audio, video, PDF, image...) as a blob; "
+                        "TEXT is the post's text (repeat for several files)")
     p.set_defaults(run=cmd_publish)
 
     p = command("show", "print a feed's entries, newest last")
@@ -396,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_commands(command)
     add_correction_commands(command)
     add_import_feed_commands(command)
+    add_blob_commands(command)
     return parser
 
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from tidings.core.blob import BlobId
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
@@ -28,11 +29,13 @@ from tidings.errors import (
     PeerTimeout,
     SelfConnection,
     TidingsError,
+    UsageError,
 )
 from tidings.node import discovery
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
+from tidings.replication.blob_fetch import BlobStored
 from tidings.replication.replicator import (
     AddressesLearned,
     EntriesStored,
@@ -43,6 +46,7 @@ from tidings.replication.replicator import (
     Superseded,
 )
 from tidings.replication.session import Session
+from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import Logbook
 from tidings.transport.beacon import is_loopback
 from tidings.transport.channel import public_key
@@ -92,6 +96,10 @@ class Connection:
     send_lock: trio.Lock = field(default_factory=trio.Lock)
     drained: trio.Event = field(default_factory=trio.Event)
     last_sent: float = field(default_factory=time.monotonic)
+    #: Blob bytes this connection may still send now (the upload rate limit's bucket).
+    blob_tokens: float = 0.0
+    blob_refilled: float = field(default_factory=time.monotonic)
+    blob_sent_before: int = 0
 
 
 class _ClockMemory:
@@ -116,8 +124,11 @@ class Node:
     """A tidings node: ``await node.run()`` serves until cancelled."""
 
     def __init__(self, logbook: Logbook, state: NodeState, transport_key: bytes,
-                 options: NodeOptions | None = None, log: Logger | None = None) -> None:
+                 options: NodeOptions | None = None, log: Logger | None = None, *,
+                 blobs: BlobStore | None = None) -> None:
         self.logbook = logbook
+        #: The chunk store (HOME/blobs); None: this node moves no blobs.
+        self.blobs = blobs
         self.state = state
         self.options = options or NodeOptions()
         self.log = log or Logger()
@@ -126,8 +137,9 @@ class Node:
             follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
             relay_max_feeds=self.options.relay_max_feeds,
             memory=_ClockMemory(state, public_key(transport_key)),
-            log=self._replicator_event,
+            log=self._replicator_event, blobs=blobs, blob_policy=self.options.blob_policy,
         )
+        self._blobs_changed = trio.Event()
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
         #: Partial requests waiting for their answer, by (session, request id).
@@ -151,7 +163,9 @@ class Node:
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = "info" if event == "fork-suspected" else "warning"
+        level = "info" if event.startswith(("fork-suspected", "blob-")) else "warning"
+        if event == "blob-refused":
+            level = "warning"
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -163,6 +177,31 @@ class Node:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    # -- blobs ------------------------------------------------------------------------
+
+    def blobs_changed(self) -> trio.Event:
+        """An event set when chunks of any blob are next stored (take it before reading)."""
+        return self._blobs_changed
+
+    async def want_blob(self, blob: BlobId, *, pin: bool = True) -> bool:
+        """Fetch ``blob`` from the peers (pinned: kept); False if it is held whole."""
+        fetcher = self.replicator.blobs
+        if fetcher is None:
+            raise UsageError("this node keeps no blobs (another process holds HOME/blobs)")
+        return await self._core(fetcher.want, blob, pin=pin)
+
+    async def drop_blob(self, blob: BlobId) -> bool:
+        """Stop fetching ``blob`` and remove what is held of it."""
+        fetcher, store = self.replicator.blobs, self.blobs
+        if fetcher is None or store is None:
+            raise UsageError("this node keeps no blobs (another process holds HOME/blobs)")
+
+        def drop() -> bool:
+            fetcher.drop(blob)
+            return store.remove(blob)
+
+        return await self._core(drop)
 
     # -- the replicator, one call at a time, off the event loop -----------------
 
@@ -476,6 +515,9 @@ class Node:
         for event in events:
             if isinstance(event, EntriesStored):
                 self._notify()
+            elif isinstance(event, BlobStored):
+                self._blobs_changed.set()
+                self._blobs_changed = trio.Event()
             elif isinstance(event, PeerConnected):
                 await self._on_ready(connection)
             elif isinstance(event, Superseded):
@@ -523,7 +565,9 @@ class Node:
         try:
             while True:
                 connection.wake = trio.Event()
-                data = await self._core(self.replicator.pump, session)
+                data = await self._core(self.replicator.pump, session,
+                                        blob_budget=self._blob_budget(connection))
+                self._blob_spent(connection)
                 if data:
                     async with connection.send_lock:
                         await connection.stream.send_all(data)
@@ -531,7 +575,11 @@ class Node:
                     connection.drained.set()
                     continue
                 idle_for = time.monotonic() - connection.last_sent
-                with trio.move_on_after(max(0.0, PING_AFTER - idle_for)):
+                wait = max(0.0, PING_AFTER - idle_for)
+                rate = self.options.blob_upload_rate
+                if rate and session.blobs.serving:  # waits for the bucket to refill
+                    wait = min(wait, max(0.01, -connection.blob_tokens / rate))
+                with trio.move_on_after(wait):
                     await connection.wake.wait()
                 if not connection.wake.is_set() and connection.ready.is_set() \
                         and not session.failed:
@@ -539,6 +587,23 @@ class Node:
                 connection.drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
+
+    def _blob_budget(self, connection: Connection) -> int | None:
+        """Blob bytes the connection may send now: a token bucket of one second's worth."""
+        rate = self.options.blob_upload_rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        connection.blob_tokens = min(
+            float(rate), connection.blob_tokens + (now - connection.blob_refilled) * rate)
+        connection.blob_refilled = now
+        connection.blob_sent_before = connection.session.blobs.bytes_sent
+        return max(0, int(connection.blob_tokens))
+
+    def _blob_spent(self, connection: Connection) -> None:
+        if self.options.blob_upload_rate:
+            sent = connection.session.blobs.bytes_sent - connection.blob_sent_before
+            connection.blob_tokens -= sent
 
     # -- for sync and fetch ---------------------------------------------------------
 

@@ -41,6 +41,8 @@ from tidings.errors import (
     SelfConnection,
     UnsignedTail,
 )
+from tidings.replication.blob_fetch import BlobFetcher, BlobPolicy, BlobStored
+from tidings.replication.blob_session import BlobChunksReceived, BlobHeld, BlobQueried
 from tidings.replication.clock import LocalClock
 from tidings.replication.limits import DEFAULT_RELAY_MAX_FEEDS
 from tidings.replication.peer import ForkSearch, Peer
@@ -61,6 +63,7 @@ from tidings.replication.session import (
     Session,
 )
 from tidings.storage.base import StoredEntry
+from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
@@ -153,7 +156,9 @@ class Superseded:
     session: Session
 
 
-ReplicatorEvent = PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded
+ReplicatorEvent = (
+    PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded | BlobStored
+)
 
 
 def _dialer(session: Session) -> bytes | None:
@@ -174,6 +179,8 @@ class Replicator:
         relay_max_feeds: int = DEFAULT_RELAY_MAX_FEEDS,
         memory: ClockMemory | None = None,
         log: Callable[..., None] | None = None,
+        blobs: BlobStore | None = None,
+        blob_policy: BlobPolicy | None = None,
     ) -> None:
         self.logbook = logbook
         #: ``log(event, **fields)``: what the node should tell its operator
@@ -203,6 +210,8 @@ class Replicator:
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
         self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
+        #: Blobs fetched and served (spec/13 §8), if this node keeps a chunk store.
+        self.blobs = BlobFetcher(blobs, blob_policy, log=self.log) if blobs is not None else None
         self.refresh_local()
         if relay:
             # What a relay stored before a restart it still relays: its peers may
@@ -318,6 +327,8 @@ class Replicator:
             if remember and key is not None and session.version is not None:
                 self.memory.save(key, session.sent, session.received)
             self.router.remove(peer)
+            if self.blobs is not None:
+                self.blobs.peer_gone(peer)
         self.local.dirty.discard(session)
 
     def receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
@@ -347,6 +358,11 @@ class Replicator:
                         self._handle(session, event, out)
             except PeerError as error:
                 failure = error
+            if self.blobs is not None:
+                try:  # every chunk these bytes carried, with one pair of fsyncs
+                    out += self.blobs.flush()
+                except PeerError as error:
+                    failure = failure or error
         if self.entries_received > before:
             out.append(EntriesStored(self.entries_received - before))
         if failure is not None:
@@ -364,6 +380,10 @@ class Replicator:
                                      "replicator's): open a new one")
         if isinstance(event, PeerReady):
             out.append(PeerConnected(session, event.version, event.relay))
+            if self.blobs is not None:
+                self.blobs.peer_ready(peer)
+        elif isinstance(event, BlobChunksReceived | BlobHeld | BlobQueried):
+            self._on_blob(peer, event, out)
         elif isinstance(event, NotesReceived):
             self._on_notes(peer, event)
         elif isinstance(event, EntriesReceived):
@@ -383,6 +403,21 @@ class Replicator:
             if taken:
                 out.append(AddressesLearned(taken))
         # ClockExchanged: caught_up() reads the session's state.
+
+    def _on_blob(self, peer: Peer, event: BlobChunksReceived | BlobHeld | BlobQueried,
+                 out: list[ReplicatorEvent]) -> None:
+        """Blob messages (spec/13 §8): a node without a chunk store holds nothing."""
+        fetcher = self.blobs
+        if isinstance(event, BlobQueried):
+            if fetcher is None:
+                count = event.blob.chunk_count
+                peer.session.blobs.send_have(event.request_id, event.blob, bytes(-(-count // 8)))
+            else:
+                fetcher.answer_query(peer.session, event)
+        elif fetcher is not None and isinstance(event, BlobHeld):
+            fetcher.on_held(peer, event)
+        elif fetcher is not None and isinstance(event, BlobChunksReceived):
+            fetcher.on_chunks(peer, event)  # stored at the end of receive()
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
         feeds = [feed for feed, _ in event.notes]
@@ -500,6 +535,8 @@ class Replicator:
                 seq=decode_entry(event.items[-1][0]).seq,
             )
         self.entries_received += added
+        if added and self.blobs is not None:
+            self.blobs.scan(feed, event.items)
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
@@ -661,9 +698,33 @@ class Replicator:
 
     # -- streaming --------------------------------------------------------------
 
-    def pump(self, session: Session, budget: int = SEND_BUDGET) -> bytes:
-        """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
+    def pump(self, session: Session, budget: int = SEND_BUDGET,
+             blob_budget: int | None = None) -> bytes:
+        """Queue the entries the peer is owed (up to ``budget`` bytes), and between
+        them blob chunks it asked for (up to ``blob_budget`` chunk bytes: the node's
+        rate limit); bytes to send.
+
+        Log messages go first; a blob-data message (at most 4 chunks) goes only when
+        no log message is ready, so entries wait behind at most one (spec/13 §9).
+        """
         self.local.dirty.discard(session)
+        while True:
+            self._pump_log(session, budget)
+            if self.blobs is None or session.channel.pending_output >= budget \
+                    or (blob_budget is not None and blob_budget <= 0):
+                if self.blobs is None and not session.failed:
+                    while (serve := session.blobs.next_serve()) is not None:
+                        serve.remaining.clear()  # no store: nothing held
+                        session.blobs.send_data(serve, [])
+                break
+            sent = self.blobs.serve_step(session)
+            if sent < 0:
+                break
+            if blob_budget is not None:
+                blob_budget -= sent
+        return session.data_to_send()
+
+    def _pump_log(self, session: Session, budget: int) -> None:
         while session.channel.pending_output < budget:
             request = session.next_request()
             if request is None:
@@ -683,7 +744,6 @@ class Replicator:
                 continue
             session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq,
                                  rows[-1].hash)
-        return session.data_to_send()
 
     def _stream_batch(self, feed: FeedId, since: int) -> list[StoredEntry]:
         """Entries ``since..`` to send in one message, ending at a signed entry (spec/10 §5.3).
@@ -724,6 +784,8 @@ class Replicator:
         """
         for peer in self.router.peers:
             peer.session.flush_lazy()
+        if self.blobs is not None:
+            self.blobs.tick(p.session for p in self.router.peers)
         moved = []
         for feed, peer in list(self.router.source.items()):
             head = self.local.seq(feed)

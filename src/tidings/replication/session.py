@@ -35,14 +35,18 @@ from tidings.core.ids import FeedId
 from tidings.errors import (
     ClosedByPeer,
     LocalProtocolError,
+    MalformedMessage,
     PeerError,
     PeerFlooding,
     UnexpectedMessage,
     UnsupportedVersion,
 )
+from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
 from tidings.wire.messages import (
+    BLOB_MESSAGES,
+    BLOB_WIRE_VERSION,
     EAGER,
     HEAD_PREFIX,
     MAX_NOTES,
@@ -101,7 +105,7 @@ class SessionState(enum.Enum):
 
 _EXCHANGE: frozenset[type[Message]] = frozenset({
     Clock, Entries, PartialRequest, PartialResponse, SeqRequest, SeqResponse,
-    ForkProofMessage, Peers, Ping, ErrorMessage,
+    ForkProofMessage, Peers, Ping, ErrorMessage, *BLOB_MESSAGES,
 })
 #: The messages each state accepts; any other is :class:`UnexpectedMessage`.
 ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
@@ -198,7 +202,7 @@ class Failed:
 
 Event = (
     Authenticated | PeerReady | NotesReceived | ClockExchanged | EntriesReceived
-    | PartialReceived | SeqReceived | ForkProofReceived | PeersReceived | Failed
+    | PartialReceived | SeqReceived | ForkProofReceived | PeersReceived | Failed | BlobEvent
 )
 
 
@@ -262,6 +266,8 @@ class Session:
         #: What this session streamed (for status and the simulator's redundancy figure).
         self.entries_sent = 0
         self.payload_bytes_sent = 0
+        #: Blob transfer (spec/13 §8), at wire version 3.
+        self.blobs = BlobExchange(self._send, self._mark)
 
     @property
     def clock_exchanged(self) -> bool:
@@ -380,6 +386,7 @@ class Session:
         self._lazy_notes.clear()
         self._owed.clear()
         self._requests.clear()
+        self.blobs.clear()
         if isinstance(error, ClosedByPeer):
             self.state = SessionState.CLOSED
             return
@@ -605,6 +612,13 @@ class Session:
             self._events.append(ForkProofReceived(message.proof))
         elif isinstance(message, Peers):
             self._events.append(PeersReceived(message.addresses))
+        elif isinstance(message, BLOB_MESSAGES):
+            if (self.version or 0) < BLOB_WIRE_VERSION:  # an unknown type at version 2
+                raise MalformedMessage(f"unknown message type {message.TYPE} at wire "
+                                       f"version {self.version}")
+            blob_events: list[BlobEvent] = []
+            self.blobs.handle(message, blob_events)
+            self._events.extend(blob_events)
         # Ping: its arrival is all it says.
         if moved is not None:
             self.state = moved
