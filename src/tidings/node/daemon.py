@@ -126,6 +126,7 @@ class Node:
     def __init__(self, logbook: Logbook, state: NodeState, transport_key: bytes,
                  options: NodeOptions | None = None, log: Logger | None = None, *,
                  blobs: BlobStore | None = None) -> None:
+        self._blob_started: dict[str, float] = {}
         self.logbook = logbook
         #: The chunk store (HOME/blobs); None: this node moves no blobs.
         self.blobs = blobs
@@ -166,6 +167,12 @@ class Node:
         level = "info" if event.startswith(("fork-suspected", "blob-")) else "warning"
         if event == "blob-refused":
             level = "warning"
+        elif event == "blob-wanted":
+            self._blob_started[str(fields["blob"])] = time.monotonic()
+        elif event == "blob-complete":
+            started = self._blob_started.pop(str(fields["blob"]), None)
+            if started is not None:
+                fields["seconds"] = f"{time.monotonic() - started:.2f}"
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------

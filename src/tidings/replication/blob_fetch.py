@@ -110,6 +110,8 @@ class _Want:
     holders: dict[Peer, bytes | None] = field(default_factory=dict)
     #: Chunk bytes stored in this run (what a resumed download fetched again).
     fetched: int = 0
+    #: The transport keys of the peers that sent chunks of it.
+    sources: set[bytes] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -247,6 +249,12 @@ class BlobFetcher:
             except BlobQuotaExceeded as exc:
                 self.log("blob-refused", blob=str(blob), error=str(exc))
                 self.drop(blob)
+        for peer, event in pending:  # who sent chunks that verified
+            want = self.wants.get(event.blob)
+            kept = set(stored.get(event.blob, ()))
+            if want is not None and peer.key is not None and any(
+                    i in kept for i, _, _ in event.chunks):
+                want.sources.add(peer.key)
         results = []
         for blob, indexes in stored.items():
             want = self.wants.get(blob)
@@ -305,7 +313,7 @@ class BlobFetcher:
     def _complete(self, want: _Want) -> None:
         del self.wants[want.blob]
         self.log("blob-complete", blob=str(want.blob), size=want.blob.size,
-                 fetched=want.fetched)
+                 fetched=want.fetched, peers=len(want.sources))
         for peer in self._peers:  # subscribers hear at once (spec/13 §8.4)
             self._announce(peer.session, want.blob)
 
