@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import ok, tidings, usage_error
-from tidings.cli.blobs import duration_of, media_type_of
 from tidings.core.blob import blob_id_of
 from tidings.core.content import Post, decode
+from tidings.core.media import duration_of, media_type_of
 from tidings.node.home import Home
 
 pytestmark = pytest.mark.system  # (the CLI in real processes)
@@ -85,14 +85,14 @@ def test_media_types_and_durations_where_cheap(tmp_path: Path) -> None:
     wav = b"RIFF" + bytes(4) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000,
                                                           2, 16) + b"data" + struct.pack(
         "<I", 16000 * 90)
-    assert media_type_of(Path("x"), wav) == "audio/wav"
+    assert media_type_of("x", wav) == "audio/wav"
     assert duration_of("audio/wav", wav, len(wav) + 16000 * 90) == 90
     mp3 = bytes([0xFF, 0xFB, 0x90, 0x00])  # MPEG-1 layer III, 128 kbit/s
-    assert duration_of(media_type_of(Path("x"), mp3), mp3, 128_000 // 8 * 60) == 60
-    assert media_type_of(Path("x.pdf"), b"%PDF-1.7") == "application/pdf"
-    assert media_type_of(Path("talk.m4a"), b"\0\0\0\x20ftypM4A ") == "audio/mp4"
-    assert media_type_of(Path("notes.txt"), b"hello") == "text/plain"
-    assert media_type_of(Path("blob"), b"\0\1") == "application/octet-stream"
+    assert duration_of(media_type_of("x", mp3), mp3, 128_000 // 8 * 60) == 60
+    assert media_type_of("x.pdf", b"%PDF-1.7") == "application/pdf"
+    assert media_type_of("talk.m4a", b"\0\0\0\x20ftypM4A ") == "audio/mp4"
+    assert media_type_of("notes.txt", b"hello") == "text/plain"
+    assert media_type_of("blob", b"\0\1") == "application/octet-stream"
 
 
 def test_the_home_config_takes_blob_settings(home: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
@@ -124,12 +125,14 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     base_url = check_base_url(str(configured)) if configured else None
     book = home.open_logbook()
     allows = _served_feeds(args, home, book.identity)
+    from tidings.storage.blobs import BlobStore
 
+    blobs = BlobStore.for_import(home.path)  # read beside a running node
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                bound = await nursery.start(serve_feeds, book.store, host, port, log,
-                                            base_url, allows)
+                bound = await nursery.start(partial(serve_feeds, book.store, host, port, log,
+                                                    base_url, allows, blobs=blobs))
                 log.info("serving-feeds", url=f"http://{format_address(bound)}/",
                          base_url=base_url or "(relative links)", home=str(home.path))
                 async for _ in signals:
@@ -146,6 +149,7 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
                            "with --listen HOST:PORT") from None
     finally:
         book.store.close()
+        blobs.close()
     err("stopped")
     return EXIT_OK
 

@@ -9,8 +9,6 @@ runs on the home it holds the store, so ``blob get``, ``pin``, ``unpin`` and
 from __future__ import annotations
 
 import argparse
-import mimetypes
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,59 +19,10 @@ from typing import Any
 from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
 from tidings.core.blob import BlobId
 from tidings.core.content import Attachment, Post, encode
+from tidings.core.media import duration_of, media_type_of
 from tidings.errors import UsageError
 from tidings.node.home import Home
 from tidings.storage.blobs import BlobStore, ChunksMissing
-
-#: Media types by the first bytes of a file, for files without a known extension.
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"ID3", 0, "audio/mpeg"),
-    (b"\xff\xfb", 0, "audio/mpeg"),
-    (b"\xff\xf3", 0, "audio/mpeg"),
-    (b"OggS", 0, "audio/ogg"),
-    (b"fLaC", 0, "audio/flac"),
-    (b"%PDF-", 0, "application/pdf"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"GIF8", 0, "image/gif"),
-    (b"\x1a\x45\xdf\xa3", 0, "video/webm"),
-)
-_MP3_BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-
-
-def media_type_of(path: Path, head: bytes) -> str:
-    """The media type of a file: by its first bytes, else by its name."""
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        return "audio/mp4" if brand in (b"M4A ", b"M4B ") else "video/mp4"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    for magic, offset, kind in _MAGIC:
-        if head[offset:offset + len(magic)] == magic:
-            return kind
-    guessed, _ = mimetypes.guess_type(path.name)
-    return guessed or "application/octet-stream"
-
-
-def duration_of(media_type: str, head: bytes, size: int) -> int | None:
-    """Playing time in whole seconds where it is cheap to know from the first bytes:
-    a PCM WAV file, or an MP3 read as constant bit rate."""
-    if media_type == "audio/wav" and len(head) >= 44 and head[36:40] == b"data":
-        byte_rate = struct.unpack_from("<I", head, 28)[0]
-        return round(struct.unpack_from("<I", head, 40)[0] / byte_rate) if byte_rate else None
-    if media_type == "audio/mpeg":
-        start = 0
-        if head[:3] == b"ID3" and len(head) >= 10:  # skip the tag (a syncsafe size)
-            start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
-        frame = head[start:start + 4]
-        if len(frame) == 4 and frame[0] == 0xFF and frame[1] & 0xE0 == 0xE0 \
-                and frame[1] & 0x18 == 0x18 and frame[1] & 0x06 == 0x02:  # MPEG-1 Layer III
-            index = frame[2] >> 4
-            if 0 < index < len(_MP3_BITRATES):
-                return round((size - start) * 8 / (_MP3_BITRATES[index] * 1000))
-    return None
 
 
 def attach(home: Home, paths: list[str]) -> list[Attachment]:
@@ -91,7 +40,7 @@ def attach(home: Home, paths: list[str]) -> list[Attachment]:
             if sys.stderr.isatty():
                 err(f"storing {name} ...")
             blob = store.import_file(path, pin=True)
-            kind = media_type_of(path, head)
+            kind = media_type_of(path.name, head)
             attachments.append(Attachment.of_blob(
                 blob, kind, title=path.name, duration=duration_of(kind, head, blob.size)))
     finally:
