@@ -153,6 +153,7 @@ class EmbeddedNode:
         blob = _blob(blob)
         store = self._blobs()
         asked = False
+        held, since = -1, trio.current_time()
         while True:
             changed = self._node.blobs_changed()
             if not await trio.to_thread.run_sync(store.missing, blob, index, index + 1):
@@ -160,10 +161,14 @@ class EmbeddedNode:
             if not asked:
                 await self._node.want_blob(blob, pin=False)
                 asked = True
-            with trio.move_on_after(patience) as waited:
-                await changed.wait()
-            if waited.cancelled_caught:
+            info = await trio.to_thread.run_sync(store.info, blob)
+            if info is not None and info.held != held:
+                held, since = info.held, trio.current_time()
+            elif trio.current_time() - since > patience:
                 raise PeerTimeout(f"no peer sent chunks of {blob} for {patience:.0f} s")
+            # Chunks are written in batches (and each second): look again soon.
+            with trio.move_on_after(0.5):
+                await changed.wait()
 
     async def read_blob(self, blob: BlobId | str, start: int = 0,
                         end: int | None = None) -> AsyncIterator[bytes]:

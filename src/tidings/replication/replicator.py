@@ -358,11 +358,6 @@ class Replicator:
                         self._handle(session, event, out)
             except PeerError as error:
                 failure = error
-            if self.blobs is not None:
-                try:  # every chunk these bytes carried, with one pair of fsyncs
-                    out += self.blobs.flush()
-                except PeerError as error:
-                    failure = failure or error
         if self.entries_received > before:
             out.append(EntriesStored(self.entries_received - before))
         if failure is not None:
@@ -417,7 +412,7 @@ class Replicator:
         elif fetcher is not None and isinstance(event, BlobHeld):
             fetcher.on_held(peer, event)
         elif fetcher is not None and isinstance(event, BlobChunksReceived):
-            fetcher.on_chunks(peer, event)  # stored at the end of receive()
+            out += fetcher.on_chunks(peer, event)
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
         feeds = [feed for feed, _ in event.notes]

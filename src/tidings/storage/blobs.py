@@ -101,6 +101,10 @@ class ChunksMissing(TidingsError):
         super().__init__(f"blob {blob_id}: chunks missing: {shown}{detail}")
 
 
+#: A chunk checked against its blob id: ``(index, data, [(tree position, hash), ...])``.
+VerifiedChunk = tuple[int, bytes, list[tuple[int, bytes]]]
+
+
 class BlobQuotaExceeded(UsageError):
     """Storing this would exceed the store's quota, even after evicting every
     unpinned blob it may evict."""
@@ -423,36 +427,55 @@ class BlobStore:
         chunks before it are stored, then :class:`~tidings.core.blob.InvalidBlob`
         is raised.
         """
+        accepted, failure = self.verify_chunks(blob_id, chunks)
+        stored = self.write_verified(blob_id, accepted)
+        if failure is not None:
+            raise failure
+        return stored
+
+    def verify_chunks(self, blob_id: BlobId, chunks: Iterable[tuple[int, bytes, bytes]]
+                      ) -> tuple[list[VerifiedChunk], InvalidBlob | None]:
+        """Check chunks against the blob id (spec/13 §5.2), writing nothing: those that
+        verify, up to the first that does not, and its error (None if all verify).
+        Chunks held already are left out."""
+        count = blob_id.chunk_count
+        with self._mutex:
+            blob = self._get(blob_id)
+            held = bytes(blob.have) if blob is not None else b""
+        accepted: list[VerifiedChunk] = []
+        seen: set[int] = set()
+        for index, data, proof in chunks:
+            try:
+                on_the_way = verify_chunk(blob_id, index, data, proof)
+            except InvalidBlob as exc:
+                return accepted, exc
+            if (held and held[index >> 3] >> (index & 7) & 1) or index in seen:
+                continue
+            seen.add(index)
+            nodes = [(node_position(s, e), h)
+                     for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
+            nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
+                      for k, (s, e) in enumerate(proof_nodes(index, count))]
+            accepted.append((index, bytes(data), nodes))
+        return accepted, None
+
+    def write_verified(self, blob_id: BlobId, chunks: list[VerifiedChunk]) -> list[int]:
+        """Store chunks :meth:`verify_chunks` accepted, with one pair of fsyncs; returns
+        the indexes stored (those not held meanwhile)."""
         with self._mutex:
             blob = self._get(blob_id)
             if blob is None:
                 self.begin(blob_id)
                 blob = self._blobs[blob_id]
-            count = blob_id.chunk_count
-            accepted: list[tuple[int, bytes, list[tuple[int, bytes]]]] = []
-            failure: InvalidBlob | None = None
-            seen: set[int] = set()
-            for index, data, proof in chunks:
-                try:
-                    on_the_way = verify_chunk(blob_id, index, data, proof)
-                except InvalidBlob as exc:
-                    failure = exc
-                    break
-                if blob.has(index) or index in seen:
-                    continue
-                seen.add(index)
-                nodes = [(node_position(s, e), h)
-                         for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
-                nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
-                          for k, (s, e) in enumerate(proof_nodes(index, count))]
-                accepted.append((index, bytes(data), nodes))
-            if accepted:
-                need = sum(len(data) for _, data, _ in accepted)
-                self._make_room(need, keep=blob_id)
-                self._write_chunks(blob, accepted)
-            if failure is not None:
-                raise failure
-            return [index for index, _, _ in accepted]
+            fresh, seen = [], set()
+            for chunk in chunks:  # (two peers may have sent one chunk)
+                if not blob.has(chunk[0]) and chunk[0] not in seen:
+                    seen.add(chunk[0])
+                    fresh.append(chunk)
+            if fresh:
+                self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
+                self._write_chunks(blob, fresh)
+            return [index for index, _, _ in fresh]
 
     def _write_chunks(self, blob: _Blob,
                       chunks: list[tuple[int, bytes, list[tuple[int, bytes]]]]) -> None:
