@@ -119,3 +119,11 @@ def test_the_http_api_walk_through_runs(tmp_path: Path) -> None:
     assert [e["content"]["text"] for e in entries] == ["hello from curl"]
     assert "401" in done.stdout.splitlines()
     assert "no peer connected" in done.stdout  # tidings status: alone on its network
+
+
+def test_the_blob_walk_through_runs(tmp_path: Path) -> None:
+    done = run_sh_block("## Podcasts and files: blobs", tmp_path)
+    assert re.search(r'<enclosure url="http://127\.0\.0\.1:1/feeds/tf1[^"]+\.mp3" '
+                     r'type="audio/mpeg" length="3000000"/>', done.stdout), done.stdout
+    assert "206 1024" in done.stdout
+    assert "publish it as an attachment" in done.stderr.lower() or "--attach" in done.stderr
