@@ -128,3 +128,66 @@ def test_a_download_resumes_from_the_chunks_held(tmp_path: Path) -> None:
     run(link)
     assert whole(again, blob) == data
     assert link.sb.blobs.bytes_sent == 24 * CHUNK_SIZE
+
+
+def test_a_relay_keeps_the_blobs_of_the_feeds_it_relays_within_its_quota(
+        tmp_path: Path) -> None:
+    alice = make(tmp_path, "alice", who=1)
+    first = publish_episode(alice, os.urandom(20 * CHUNK_SIZE))
+    book = Logbook(MemoryStore())
+    # Room for one blob and a half: the older, unpinned one is evicted for the newer.
+    store = BlobStore(tmp_path / "relay" / "blobs", quota=30 * CHUNK_SIZE)
+    relay = Replicator(book, static_private=transport_key("relay"), blobs=store, relay=True)
+    link = connect(relay, alice)
+    run(link)
+    assert store.has(first)
+    second = publish_episode(alice, os.urandom(20 * CHUNK_SIZE))
+    run(link)
+    assert store.has(second) and not store.has(first)
+    assert store.usage() <= 30 * CHUNK_SIZE
+
+
+def test_blob_messages_at_wire_version_2_are_malformed(tmp_path: Path) -> None:
+    from tidings.errors import MalformedMessage
+    from tidings.wire.messages import BlobQuery, Hello
+
+    from .test_session import BLOB, authenticated, deliver
+
+    peer, session = authenticated()
+    session.start()
+    deliver(peer, session, Hello((2,), False, None))
+    assert session.version == 2
+    events = deliver(peer, session, BlobQuery(1, BLOB, True))
+    assert isinstance(events[-1].error, MalformedMessage)  # type: ignore[attr-defined]
+
+
+def test_a_flood_of_blob_requests_closes_the_connection() -> None:
+    from tidings.errors import PeerFlooding
+    from tidings.wire.messages import BlobRequest, Clock, Hello
+
+    from .test_session import BLOB, authenticated, deliver
+
+    peer, session = authenticated()
+    session.start()
+    deliver(peer, session, Hello((2, 3), False, None), Clock(True, (), True))
+    events = deliver(peer, session, *(BlobRequest(i, BLOB, ((0, 1),)) for i in range(65)))
+    assert isinstance(events[-1].error, PeerFlooding)  # type: ignore[attr-defined]
+
+
+def test_chunks_a_peer_leaves_out_are_asked_of_another(tmp_path: Path) -> None:
+    """A peer that says it holds the blob and sends nothing is not asked again; the
+    chunks come from the peer that has them."""
+    data = os.urandom(40 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    boaster = make(tmp_path, "boaster", follows=(feed,), policy=BlobPolicy(limit=0))
+    run(connect(boaster, alice))
+    # It holds the post, not the blob, yet claims the whole blob.
+    boaster.blobs.store.held = lambda b: bytes(b"\xff" * 5)  # type: ignore[union-attr,method-assign]
+    boaster.blobs.store.has = lambda b: True  # type: ignore[union-attr,method-assign]
+    reader = make(tmp_path, "reader", follows=(feed,))
+    liar, honest = connect(reader, boaster), connect(reader, alice)
+    run(liar, honest)
+    assert whole(reader, blob) == data
+    assert liar.sb.blobs.bytes_sent == 0 and not liar.sa.failed
