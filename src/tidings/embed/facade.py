@@ -36,7 +36,7 @@ from tidings.node.home import Home
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.storage.base import Store
-from tidings.storage.blobs import BlobStore, ChunksMissing
+from tidings.storage.blobs import BlobNotFound, BlobStore, ChunksMissing
 from tidings.storage.logbook import DEFAULT_LOG, FOLLOWS_LOG
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class EmbeddedNode:
             try:
                 piece = await trio.to_thread.run_sync(store.read, blob, position,
                                                       stop - position)
-            except ChunksMissing:
+            except (ChunksMissing, BlobNotFound):  # not here yet: fetched, then read
                 await self.wait_for_chunk(blob, index)
                 continue
             yield piece
