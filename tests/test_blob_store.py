@@ -366,10 +366,10 @@ WORKER = textwrap.dedent(
         write_have = BlobStore._write_have
         def held(have, index):
             return have[index >> 3] >> (index & 7) & 1
-        def dying(self, entry, have):
+        def dying(self, entry, have, **options):
             if held(have, target) and not held(entry.have, target):
                 os.kill(os.getpid(), signal.SIGKILL)
-            write_have(self, entry, have)
+            write_have(self, entry, have, **options)
         BlobStore._write_have = dying
     if mode == "import":
         BlobStore._install = lambda *args: os.kill(os.getpid(), signal.SIGKILL)

@@ -29,7 +29,9 @@ from tidings.core.blob import (
     verify_blob,
     verify_chunk,
 )
+from tidings.errors import PeerError
 from tidings.storage.blobs import BlobStore
+from tidings.wire.messages import decode_message, encode_message
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "spec" / "vectors" / "blobs.json").read_text(encoding="utf-8"))
@@ -186,3 +188,21 @@ def test_the_content_vectors_name_the_episode_blob() -> None:
     attachment = post.attachments[0]  # type: ignore[union-attr]
     assert attachment.blob == BlobId.parse(BLOBS["episode"]["id"])
     assert attachment.size == BLOBS["episode"]["size"]
+
+
+# -- the wire messages (spec/13 §8) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", VECTORS["wire"]["messages"], ids=lambda c: c["name"])
+def test_blob_messages_decode_and_encode_byte_for_byte(case: dict[str, Any]) -> None:
+    body = bytes.fromhex(case["body"])
+    message = decode_message(body)
+    assert case["type"] == message.TYPE
+    assert encode_message(message) == body
+
+
+@pytest.mark.parametrize("case", VECTORS["wire"]["invalid"], ids=lambda c: c["name"])
+def test_malformed_blob_messages(case: dict[str, Any]) -> None:
+    with pytest.raises(PeerError) as raised:
+        decode_message(bytes.fromhex(case["body"]))
+    assert raised.value.code == case["code"]

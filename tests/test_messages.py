@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidings import ForkProof
+from tidings.core.blob import CHUNK_SIZE, blob_id_of
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import LocalProtocolError, MalformedMessage, MessageTooLarge, PeerError
@@ -42,6 +43,11 @@ from tidings.wire.messages import (
     MAX_SEQ_REQUEST,
     MAX_VERSIONS,
     WANT,
+    BlobCancel,
+    BlobData,
+    BlobHave,
+    BlobQuery,
+    BlobRequest,
     Clock,
     Entries,
     ErrorMessage,
@@ -75,6 +81,7 @@ PROOF = ForkProof.from_runs(
     LOG[1:], make_log(2, payload=lambda i: b"entry 1" if i == 1 else b"other")[0][1:]
 ).to_bytes()
 HEAD = LOG[2].hash[:8]
+BLOB = blob_id_of(bytes(4 * CHUNK_SIZE + 1))  # five chunks
 
 
 def dns_name(length: int) -> str:
@@ -140,6 +147,14 @@ EXAMPLES: list[Message] = [
     IdentityRequest(2**32 - 1, KEY, 1),
     IdentityEvents(None, KEY, (), 0),
     IdentityEvents(5, KEY, (b"e" * 8192, b"f"), 1),
+    # blob messages (spec/13 §8)
+    BlobRequest(0, BLOB, ((0, 2), (3, 1))),
+    BlobData(2**32 - 1, ((0, bytes(CHUNK_SIZE), bytes(64)), (3, b"x", b"")), False),
+    BlobData(1, (), True),
+    BlobQuery(5, BLOB, True),
+    BlobHave(None, BLOB, None),
+    BlobHave(5, BLOB, b"\x05"),
+    BlobCancel(9),
 ]
 
 
@@ -150,7 +165,8 @@ def test_every_message_round_trips(message: Message) -> None:
 
 def test_the_round_trip_examples_cover_every_message_type() -> None:
     assert {type(m) for m in EXAMPLES} == set(message_types())
-    assert [cls.TYPE for cls in message_types()] == list(range(len(message_types())))
+    types = [cls.TYPE for cls in message_types()]
+    assert types == sorted(set(types)) and types[:11] == list(range(11))
 
 
 def test_the_type_number_leads_the_array() -> None:

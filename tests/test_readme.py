@@ -175,3 +175,11 @@ def test_the_http_api_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> 
     assert "401" in out
     assert "no peer connected" in "\n".join(out)  # tidings status: alone on its network
     assert "hello from curl" in (scratch / "watch.txt").read_text()  # tidings watch saw it
+
+
+def test_the_blob_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## Podcasts and files: blobs"]
+    assert re.search(r'<enclosure url="http://127\.0\.0\.1:1/feeds/tf1[^"]+\.mp3" '
+                     r'type="audio/mpeg" length="3000000"/>', out), out
+    assert "206 1024" in out
+    assert "tidings publish --attach" in out  # the payload bound's message

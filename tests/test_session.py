@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tidings.core.blob import blob_id_of
 from tidings.errors import ClosedByPeer, LocalProtocolError, UnexpectedMessage
 from tidings.replication.clock import LocalClock
 from tidings.replication.session import (
@@ -33,6 +34,11 @@ from tidings.replication.session import (
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.wire.messages import (
     VERSIONS,
+    BlobCancel,
+    BlobData,
+    BlobHave,
+    BlobQuery,
+    BlobRequest,
     Clock,
     Entries,
     ErrorMessage,
@@ -54,6 +60,7 @@ from tidings.wire.messages import (
 from .helpers import author, make_log
 
 FEED = author(1).author.feed("blog")
+BLOB = blob_id_of(b"an episode")
 ENTRIES, PAYLOADS = make_log(1)
 
 
@@ -96,6 +103,8 @@ def session_in(state: SessionState) -> tuple[Channel, Session]:
     deliver(peer, session, Hello(VERSIONS, False, None))
     session.request_partial(FEED, 5)  # request 0
     session.request_seqs(FEED, (1,), payloads=False)  # request 1
+    session.blobs.request(BLOB, ((0, 1),))  # blob request 0
+    session.blobs.query(BLOB, subscribe=False)  # blob query 1
     if state is SessionState.OPENING:
         return peer, session
     deliver(peer, session, Clock(True, (), True))
@@ -119,6 +128,11 @@ SAMPLES: dict[type[Message], Callable[[], Message]] = {
     IdentityNotes: lambda: IdentityNotes((IdentityNote(bytes(32), 0, None, 0),)),
     IdentityRequest: lambda: IdentityRequest(9, bytes(32), 1),
     IdentityEvents: lambda: IdentityEvents(None, bytes(32), (), 0),
+    BlobRequest: lambda: BlobRequest(4, BLOB, ((0, 1),)),
+    BlobData: lambda: BlobData(0, (), True),
+    BlobQuery: lambda: BlobQuery(5, BLOB, True),
+    BlobHave: lambda: BlobHave(1, BLOB, None),
+    BlobCancel: lambda: BlobCancel(4),
 }
 REACHABLE = [SessionState.HELLO, SessionState.OPENING, SessionState.LIVE]
 

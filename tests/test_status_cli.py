@@ -209,7 +209,7 @@ def test_serve_feeds_serves_atom_and_json_feed_without_a_token(tmp_path: Path) -
         status, headers, body = fetch(f"{base}feeds/{feed}.atom", method="POST")
         assert status == 405 and headers["allow"] == "GET, HEAD"
         assert json.loads(body)["error"]["code"] == "method_not_allowed"
-        for path in ("/v1/status", f"/feeds/{feed}.rss", f"/feeds/{feed}/x", "/assets/"):
+        for path in ("/v1/status", f"/feeds/{feed}.xml", f"/feeds/{feed}/x", "/assets/"):
             status, _, body = fetch(base.removesuffix("/") + path)
             assert status == 404, path
             assert json.loads(body)["error"]["code"] == "not_found"

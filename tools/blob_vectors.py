@@ -293,7 +293,10 @@ def make_blobs() -> dict[str, Any]:
          b"Hello, world"),
         ("hello", None, "the hello blob's bytes", hello_id, b"hello, world"),
     ]
+    wire = make_wire(bytes.fromhex(six_id["root"]), six_id["size"],
+                     made["six-chunks"][0], six_proof)
     return {
+        "wire": wire,
         "chunk_size": CHUNK,
         "max_size": LIMIT,
         "data": "byte j of every blob is j mod 251, but for the blob named hello",
@@ -325,3 +328,66 @@ def _set_trailing(char: str) -> str:
     the 34 bytes of a root part use 2 bits of its last character)."""
     alphabet = "abcdefghijklmnopqrstuvwxyz234567"
     return alphabet[alphabet.index(char) | 1]
+
+
+# -- the wire messages of spec/13 §8 (types 14 to 18, wire version 3) -----------------
+
+
+def make_wire(root: bytes, size: int, data: bytes, proofs: list[bytes]) -> dict[str, Any]:
+    """Messages written with msgpack directly from the tables of spec/13 §8.2, and
+    bodies every receiver refuses as ``malformed`` (§8.3)."""
+    import msgpack
+
+    def pack(value: Any) -> bytes:
+        return msgpack.packb(value, use_bin_type=True)
+
+    six = root + size.to_bytes(8, "big")  # six-chunks: 6 chunks, a 1-byte bitmap
+    big = bytes(32) + (1 << 32).to_bytes(8, "big")  # the largest blob: 65,536 chunks
+    chunk0 = [0, data[:CHUNK], proofs[0]]
+    valid = [
+        ("blob-request", "chunks 0-1 and 4 of the six-chunks blob", 14,
+         [14, 7, six, [[0, 2], [4, 1]]]),
+        ("blob-request-largest", "request id 2^32 - 1, 16 ranges of 16 chunks of the largest "
+         "blob (256 chunks, the most one request asks for)", 14,
+         [14, 2**32 - 1, big, [[i * 32, 16] for i in range(16)]]),
+        ("blob-data", "chunk 0 of the six-chunks blob with its proof, not final", 15,
+         [15, 7, [chunk0], 0]),
+        ("blob-data-final-empty", "don't have: the final answer with no chunk", 15,
+         [15, 7, [], 1]),
+        ("blob-query", "which chunks of six-chunks are held; subscribe", 16, [16, 8, six, 1]),
+        ("blob-have", "chunks 0, 2 and 5 of six-chunks (25)", 17, [17, 8, six, b"\x25"]),
+        ("blob-have-whole", "an announcement: the whole blob is held", 17, [17, None, six, None]),
+        ("blob-cancel", "the requester needs no more of request 7", 18, [18, 7]),
+    ]
+    invalid = [
+        ("request-no-range", "no range", [14, 1, six, []]),
+        ("request-past-last-chunk", "chunks 5-6 of a 6-chunk blob", [14, 1, six, [[5, 2]]]),
+        ("request-zero-count", "a range of 0 chunks", [14, 1, six, [[0, 0]]]),
+        ("request-overlapping", "ranges 0-1 then 1", [14, 1, six, [[0, 2], [1, 1]]]),
+        ("request-descending", "range 4 then 0", [14, 1, six, [[4, 1], [0, 1]]]),
+        ("request-257-chunks", "257 chunks of the largest blob",
+         [14, 1, big, [[0, 256], [300, 1]]]),
+        ("request-17-ranges", "17 ranges", [14, 1, big, [[i * 2, 1] for i in range(17)]]),
+        ("request-short-id", "a 39-byte blob id", [14, 1, six[:39], [[0, 1]]]),
+        ("request-oversized-blob", "a blob id whose size is 2^32 + 1",
+         [14, 1, bytes(32) + (2**32 + 1).to_bytes(8, "big"), [[0, 1]]]),
+        ("data-5-chunks", "five chunks in one message", [15, 1, [chunk0] * 5, 1]),
+        ("data-empty-not-final", "no chunk and final 0", [15, 1, [], 0]),
+        ("data-chunk-too-long", "a chunk of 65,537 bytes",
+         [15, 1, [[0, bytes(CHUNK + 1), b""]], 1]),
+        ("data-proof-not-hashes", "a proof of 33 bytes", [15, 1, [[0, b"x", bytes(33)]], 1]),
+        ("data-proof-17-hashes", "a proof of 544 bytes", [15, 1, [[0, b"x", bytes(544)]], 1]),
+        ("data-index-65536", "chunk index 65,536", [15, 1, [[65536, b"x", b""]], 1]),
+        ("have-bitmap-too-long", "2 bytes of bitmap for 6 chunks", [17, 1, six, b"\x01\x00"]),
+        ("have-bit-past-last", "bit 6 set for a 6-chunk blob", [17, 1, six, b"\x40"]),
+        ("query-subscribe-2", "subscribe 2", [16, 1, six, 2]),
+        ("cancel-extra-field", "a cancel with two fields", [18, 1, 2]),
+        ("request-id-too-large", "request id 2^32", [18, 2**32]),
+    ]
+    return {
+        "version": 3,
+        "messages": [{"name": n, "description": d, "type": t, "body": pack(v).hex()}
+                     for n, d, t, v in valid],
+        "invalid": [{"name": n, "description": d, "code": "malformed", "body": pack(v).hex()}
+                    for n, d, v in invalid],
+    }

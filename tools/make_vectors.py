@@ -71,6 +71,7 @@ from tidings.wire.messages import (
     MAX_PARTIAL,
     MAX_PARTIAL_ITEMS,
     MAX_SEQ_REQUEST,
+    VERSIONS,
     WANT,
     Clock,
     Entries,
@@ -1921,7 +1922,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("not-an-array", "the integer 7", pack(7), [], "malformed"),
         ("a-map", "a map {0: [1]} instead of an array", pack({0: [1]}), [], "malformed"),
         ("empty-array", "an array with no type", pack([]), [], "malformed"),
-        ("unknown-type", "type 11, unknown in version 2", pack([11]), [], "malformed"),
+        ("unknown-type", "type 19, unknown in versions 2 and 3", pack([19]), [], "malformed"),
         ("unknown-type-with-fields", "type 255 with two fields", pack([255, 1, 2]), [],
          "malformed"),
         ("negative-type", "type -1", pack([-1]), [], "malformed"),
@@ -2126,7 +2127,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("hello-then-ping", "the usual start", [hello, ping], None, 2),
         ("hello-with-future-versions", "versions 2, 3 and 9: version 3 is the highest common",
          [encode_message(Hello((2, 3, 9), False, None))], None, 3),
-        ("hello-version-2-only", "a node that speaks version 2 only: the session speaks 2",
+        ("hello-version-2-only", "a node that speaks only version 2: the session speaks 2",
          [encode_message(Hello((2,), False, None))], None, 2),
         ("ping-before-hello", "a ping first", [ping], "unexpected", None),
         ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
@@ -2181,7 +2182,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     opening_json = []
     for name, description, sent, received, digest, reset, expected in opening:
         heard = run_opening(sent, received, digest)
-        assert heard[0] == Hello((2, 3), False, clock_digest(received) if received else None)
+        assert heard[0] == Hello(VERSIONS, False, clock_digest(received) if received else None)
         assert len(heard) == 2 and isinstance(heard[1], Clock), heard
         assert (heard[1].reset, heard[1].final) == (reset, True), name
         assert dict(heard[1].notes) == expected, name

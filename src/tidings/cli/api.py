@@ -178,6 +178,9 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     base_url = check_base_url(str(configured)) if configured else None
     book = home.open_logbook()
     allows = _served_feeds(args, home, book.identity)
+    from tidings.storage.blobs import BlobStore
+
+    blobs = BlobStore.for_import(home.path)  # read beside a running node
 
     async def main() -> int:
         code = EXIT_OK
@@ -185,7 +188,7 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(partial(
                     serve_feeds, book.store, host, port, log, base_url, allows,
-                    identity_state=_identity_states(home)))
+                    identity_state=_identity_states(home), blobs=blobs))
                 log.info("serving-feeds", url=f"http://{format_address(bound)}/",
                          base_url=base_url or "(relative links)", home=str(home.path))
                 async for signum in signals:
@@ -205,6 +208,7 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
                            "with --listen HOST:PORT") from None
     finally:
         book.store.close()
+        blobs.close()
     err("stopped")
     return code
 

@@ -76,7 +76,8 @@ def check_line(line: bytes, number: int) -> str | None:
     return None
 
 
-def _reply_to(text: str, book: Logbook) -> EntryRef:
+def reply_ref(text: str, book: Logbook) -> EntryRef:
+    """``--reply-to FEED:SEQ`` as an entry reference."""
     feed_text, sep, seq_text = text.rpartition(":")
     if not sep or not seq_text.isdigit() or not feed_text:
         raise CommandError(f"--reply-to {text!r}: give FEED:SEQ, a feed id (or one of your "
@@ -85,6 +86,19 @@ def _reply_to(text: str, book: Logbook) -> EntryRef:
     if seq < 1:
         raise CommandError(f"--reply-to {text!r}: seqs start at 1")
     return EntryRef(feed_arg(feed_text, book), seq)
+
+
+def refuse_if_behind(home: Home, book: Logbook, log_id: str) -> None:
+    """Refuse to publish when a peer holds this home's feed further than its store (a
+    restored backup, a copied home): the post would fork the feed (spec/12 §7.5)."""
+    if home.node_state_path.exists():
+        from tidings.node.state import NodeState, check_not_behind
+
+        state = NodeState(home.node_state_path)
+        try:
+            check_not_behind(state, book, log_id)
+        finally:
+            state.close()
 
 
 def payload_of(args: argparse.Namespace, data: bytes, source: str, book: Logbook) -> bytes:
@@ -101,7 +115,7 @@ def payload_of(args: argparse.Namespace, data: bytes, source: str, book: Logbook
         return data
     post = Post(
         text, title=args.title, links=tuple(args.link or ()), tags=tuple(args.tag or ()),
-        reply_to=_reply_to(args.reply_to, book) if args.reply_to else None,
+        reply_to=reply_ref(args.reply_to, book) if args.reply_to else None,
     )
     if not text.strip() and not post.title and not post.links:
         raise CommandError("the post is empty: give it some text, a --title or a --link")

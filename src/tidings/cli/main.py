@@ -23,6 +23,8 @@ from tidings import __version__
 from tidings.cli import authoring
 from tidings.cli.api import add_commands as add_api_commands
 from tidings.cli.authoring import add_commands as add_authoring_commands
+from tidings.cli.blobs import add_commands as add_blob_commands
+from tidings.cli.blobs import publish_attachments, too_large_message
 from tidings.cli.common import (
     EXIT_BAD_DATA,
     EXIT_INTERRUPTED,
@@ -108,20 +110,15 @@ class _LineTooLong(Exception):
 
 
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
+    if args.attach:
+        return publish_attachments(args, home)
     sources = sum([args.text is not None, args.file is not None, args.lines])
     if sources != 1:
         raise CommandError("give exactly one of TEXT, --file PATH or --lines")
     authoring.check_publish_args(args)
     book = home.open_logbook(need_identity=True)
     log_id = args.log or home.config().default_log
-    if home.node_state_path.exists():  # a peer holds this feed further: refuse to fork it
-        from tidings.node.state import NodeState, check_not_behind
-
-        state = NodeState(home.node_state_path)
-        try:
-            check_not_behind(state, book, log_id)
-        finally:
-            state.close()
+    authoring.refuse_if_behind(home, book, log_id)
     if args.lines:
         if args.end:
             raise CommandError("--end publishes one entry; it does not go with --lines")
@@ -167,11 +164,15 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         try:
             if args.file == "-":
                 payload = sys.stdin.buffer.read(MAX_PAYLOAD_SIZE + 1)
+                size = -1 if len(payload) > MAX_PAYLOAD_SIZE else len(payload)
             else:
                 with open(args.file, "rb") as handle:
                     payload = handle.read(MAX_PAYLOAD_SIZE + 1)  # bounded: never more
+                    size = os.fstat(handle.fileno()).st_size
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+        if len(payload) > MAX_PAYLOAD_SIZE:
+            raise CommandError(too_large_message(size, MAX_PAYLOAD_SIZE, args.file))
     else:
         payload = authoring.argv_bytes(args.text)  # the argument's bytes, even if not UTF-8
     source = "TEXT" if args.text is not None else ("standard input" if args.file == "-"
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", action="store_true",
                    help="make this the log's last entry (end of log)")
     authoring.add_publish_arguments(p)
+    p.add_argument("--attach", action="append", metavar="FILE", default=[],
+                   help="attach a file of any size (audio, video, PDF, image...) as a blob; "
+                        "TEXT is the post's text (repeat for several files)")
     p.set_defaults(run=cmd_publish)
     add_authoring_commands(command)
 
@@ -400,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_correction_commands(command)
     add_import_feed_commands(command)
     add_identity_commands(command)
+    add_blob_commands(command)
     return parser
 
 

@@ -7,17 +7,22 @@ store is read in worker threads, never on the event loop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
 from tidings.core import content as content_types
+from tidings.core.blob import CHUNK_SIZE, BlobId
+from tidings.core.content import Attachment
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
 from tidings.core.kel import format_identity
+from tidings.core.media import duration_of, media_type_of
 from tidings.embed.subscriptions import Followed, Subscription, Tail
 from tidings.embed.types import (
     AuthorItem,
@@ -29,13 +34,20 @@ from tidings.embed.types import (
     items_of,
     parse_cursor,
 )
-from tidings.errors import ClosedByPeer, DuplicateConnection, PeerError, UsageError
+from tidings.errors import (
+    ClosedByPeer,
+    DuplicateConnection,
+    PeerError,
+    PeerTimeout,
+    UsageError,
+)
 from tidings.node.daemon import Connection, Node
 from tidings.node.home import Home
 from tidings.node.identities import Target, is_identity_text, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.storage.base import Store
+from tidings.storage.blobs import BlobNotFound, BlobStore, ChunksMissing
 from tidings.storage.logbook import DEFAULT_LOG, FOLLOWS_LOG
 
 if TYPE_CHECKING:
@@ -86,14 +98,115 @@ class EmbeddedNode:
 
     # -- writing --
 
-    async def publish(self, payload: bytes | Content, log: str = DEFAULT_LOG) -> Entry:
+    async def publish(self, payload: bytes | Content, log: str = DEFAULT_LOG, *,
+                      attachments: Sequence[str | Path | Attachment] = ()) -> Entry:
         """Append ``payload`` (bytes, or a content type like :class:`~tidings.content.Post`)
         to this author's ``log``; returns the entry once it is durable. Peers get it at once::
 
             entry = await node.publish(tidings.Post("hello", tags=("intro",)), log="blog")
+
+        ``attachments`` (files of any size up to 4 GiB, or attachments made with
+        :meth:`add_blob`) go with a post: each file is stored as a blob (spec/13),
+        pinned, and the post names it; peers fetch it chunk by chunk::
+
+            await node.publish(tidings.Post("Episode 1"), "podcast", attachments=["ep1.mp3"])
         """
+        if attachments:
+            if not isinstance(payload, content_types.Post):
+                raise UsageError("attachments go with a Post")
+            made = [a if isinstance(a, Attachment) else await self.add_blob(a)
+                    for a in attachments]
+            payload = dataclasses.replace(
+                payload, attachments=(*payload.attachments, *made))
         raw = payload if isinstance(payload, bytes) else content_types.encode(payload)
         return await self._node.publish(raw, log)
+
+    # -- blobs (spec/13) --
+
+    @property
+    def blob_store(self) -> BlobStore | None:
+        """The node's chunk store (``HOME/blobs``); None if another process holds it."""
+        return self._node.blobs
+
+    def _blobs(self) -> BlobStore:
+        if self._node.blobs is None:
+            raise UsageError("this node keeps no blobs: another process holds HOME/blobs")
+        return self._node.blobs
+
+    async def add_blob(self, path: str | Path, *, media_type: str | None = None
+                       ) -> Attachment:
+        """Store a file as a pinned blob (in bounded memory); its attachment, with the
+        media type detected (or given) and the size."""
+        store = self._blobs()
+
+        def add() -> Attachment:
+            with open(path, "rb") as handle:
+                head = handle.read(64 * 1024)
+            blob = store.import_file(path, pin=True)
+            kind = media_type or media_type_of(Path(path).name, head)
+            return Attachment.of_blob(blob, kind, title=Path(path).name,
+                                      duration=duration_of(kind, head, blob.size))
+
+        return await trio.to_thread.run_sync(add)
+
+    async def fetch_blob(self, blob: BlobId | str, *, pin: bool = True) -> None:
+        """Fetch ``blob`` from the connected peers (and any that connect later)."""
+        await self._node.want_blob(_blob(blob), pin=pin)
+
+    async def remove_blob(self, blob: BlobId | str) -> bool:
+        """Stop fetching ``blob`` and drop what is held of it (posts naming it stay valid)."""
+        return await self._node.drop_blob(_blob(blob))
+
+    async def wait_for_chunk(self, blob: BlobId | str, index: int, *,
+                             patience: float = 60.0) -> None:
+        """Return once chunk ``index`` of ``blob`` is held (fetching it if needed); raises
+        PeerTimeout when no chunk of it arrived for ``patience`` seconds."""
+        blob = _blob(blob)
+        store = self._blobs()
+        asked = False
+        held, since = -1, trio.current_time()
+        while True:
+            changed = self._node.blobs_changed()
+            if not await trio.to_thread.run_sync(store.missing, blob, index, index + 1):
+                return
+            if not asked:
+                await self._node.want_blob(blob, pin=False)
+                asked = True
+            info = await trio.to_thread.run_sync(store.info, blob)
+            if info is not None and info.held != held:
+                held, since = info.held, trio.current_time()
+            elif trio.current_time() - since > patience:
+                raise PeerTimeout(f"no peer sent chunks of {blob} for {patience:.0f} s")
+            # Chunks are written in batches (and each second): look again soon.
+            with trio.move_on_after(0.5):
+                await changed.wait()
+
+    async def read_blob(self, blob: BlobId | str, start: int = 0,
+                        end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes ``start .. end - 1`` of ``blob``, verified, a chunk at a time; a blob
+        still downloading is read as its chunks arrive (a player starts at once)::
+
+            async for piece in node.read_blob(attachment.blob):
+                player.feed(piece)
+        """
+        blob = _blob(blob)
+        store = self._blobs()
+        end = blob.size if end is None else end
+        if not 0 <= start <= end <= blob.size:
+            raise UsageError(f"bytes {start} to {end} are not a range of a "
+                             f"{blob.size}-byte blob")
+        position = start
+        while position < end:
+            index = position // CHUNK_SIZE
+            stop = min(end, (index + 1) * CHUNK_SIZE)
+            try:
+                piece = await trio.to_thread.run_sync(store.read, blob, position,
+                                                      stop - position)
+            except (ChunksMissing, BlobNotFound):  # not here yet: fetched, then read
+                await self.wait_for_chunk(blob, index)
+                continue
+            yield piece
+            position = stop
 
     async def follow(self, feed: FeedId | str, *, public: bool = False) -> bool:
         """Replicate ``feed`` from now on; True if it was not followed before.
@@ -341,6 +454,10 @@ def _duplicate(error: PeerError) -> bool:
 
 def _author(text: str) -> Target:
     return parse_target(text)
+
+
+def _blob(blob: BlobId | str) -> BlobId:
+    return blob if isinstance(blob, BlobId) else BlobId.from_input(blob)
 
 
 def _feed(feed: FeedId | str) -> FeedId:

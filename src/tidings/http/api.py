@@ -22,6 +22,7 @@ import hmac
 import ipaddress
 import json
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,12 +33,14 @@ from typing import Any
 import trio
 
 from tidings.core import content as content_types
+from tidings.core.blob import MAX_BLOB_SIZE, BlobId
 from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
 from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
 from tidings.http import gateway
+from tidings.http.blobs import blob_response, parse_blob
 from tidings.http.feedview import read_entries
 from tidings.http.server import (
     HttpError,
@@ -49,9 +52,12 @@ from tidings.http.server import (
 )
 from tidings.node.options import parse_address
 from tidings.storage.base import Store
+from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import DEFAULT_LOG
 
 API_PREFIX = "/v1"
+#: Uploads in progress, in the home (``POST /v1/uploads``).
+UPLOADS_DIR = "uploads"
 #: Seconds between SSE keep-alive comments (proxies drop silent streams).
 KEEPALIVE_EVERY = 15.0
 #: What an EventSource waits before reconnecting, in milliseconds.
@@ -203,6 +209,19 @@ class Api(gateway.TokenLinks):
     @property
     def store(self) -> Store:
         return self.node.store
+
+    @property
+    def blobs(self) -> BlobStore | None:
+        """The node's chunk store (enclosures, downloads)."""
+        return self.node.blob_store
+
+    async def wait_for_chunk(self, blob: BlobId, index: int) -> None:
+        """Fetch ``blob`` (if not yet) and wait until chunk ``index`` is held: a player
+        reading a blob as it downloads."""
+        try:
+            await self.node.wait_for_chunk(blob, index)
+        except PeerError as exc:
+            raise HttpError(504, "not_fetched", str(exc)) from None
 
     def event_bytes(self, item: Item) -> bytes:
         """One SSE ``entry`` event, encoded once for all the streams that send it.
@@ -554,6 +573,135 @@ async def _openapi(api: Api, request: Request, match: re.Match[str]) -> Response
 def openapi_document() -> bytes:
     """The OpenAPI document of this API (shipped with the package)."""
     return resources.files("tidings.http").joinpath("openapi.json").read_bytes()
+
+
+# -- blobs (spec/13) ----------------------------------------------------------------
+
+_BLOB = r"(?P<blob>tb1[a-z2-7]+_[0-9]{1,10})"
+#: An upload arrives in pieces of at most the request body bound, each written to a
+#: file as it comes (never the whole file in memory), then imported as a blob.
+_UPLOAD = r"(?P<upload>[0-9a-f]{32})"
+
+
+def _blob_store(api: Api) -> BlobStore:
+    store = api.blobs
+    if store is None:
+        raise HttpError(503, "no_blobs", "this node keeps no blobs: another process holds "
+                        "HOME/blobs")
+    return store
+
+
+def _blob_info(store: BlobStore, blob: BlobId) -> dict[str, Any]:
+    info = store.info(blob)
+    held = 0 if info is None else info.held
+    return {"blob": str(blob), "size": blob.size, "chunks": blob.chunk_count, "held": held,
+            "complete": held == blob.chunk_count, "pinned": bool(info and info.pinned),
+            "disk_bytes": 0 if info is None else info.disk_bytes}
+
+
+@route("GET", API_PREFIX + "/blobs")
+async def _blobs(api: Api, request: Request, match: re.Match[str]) -> Response:
+    store = _blob_store(api)
+
+    def listing() -> list[dict[str, Any]]:
+        return [_blob_info(store, info.blob_id) for info in store.blobs()]
+
+    return json_response({"blobs": await trio.to_thread.run_sync(listing)})
+
+
+@route("GET", API_PREFIX + rf"/blobs/{_BLOB}(?P<ext>\.[a-z0-9]{{1,8}})?")
+async def _blob(api: Api, request: Request, match: re.Match[str]) -> Response:
+    blob, media_type = parse_blob(match["blob"] + (match["ext"] or ""))
+    return await blob_response(_blob_store(api), blob, request, media_type,
+                               wait=api.wait_for_chunk)
+
+
+@route("GET", API_PREFIX + f"/blobs/{_BLOB}/info")
+async def _blob_state(api: Api, request: Request, match: re.Match[str]) -> Response:
+    store = _blob_store(api)
+    blob, _ = parse_blob(match["blob"])
+    return json_response(await trio.to_thread.run_sync(_blob_info, store, blob))
+
+
+@route("POST", API_PREFIX + f"/blobs/{_BLOB}/(?P<action>fetch|pin|unpin)")
+async def _blob_action(api: Api, request: Request, match: re.Match[str]) -> Response:
+    store = _blob_store(api)
+    blob, _ = parse_blob(match["blob"])
+    action = match["action"]
+    if action == "fetch":
+        await api.node.fetch_blob(blob, pin=True)
+    else:
+        def pin() -> None:
+            (store.pin if action == "pin" else store.unpin)(blob)
+
+        try:
+            await trio.to_thread.run_sync(pin)
+        except UsageError as exc:
+            raise HttpError(404, "not_found", str(exc)) from None
+    return json_response(await trio.to_thread.run_sync(_blob_info, store, blob))
+
+
+@route("DELETE", API_PREFIX + f"/blobs/{_BLOB}")
+async def _blob_remove(api: Api, request: Request, match: re.Match[str]) -> Response:
+    _blob_store(api)
+    blob, _ = parse_blob(match["blob"])
+    return json_response({"blob": str(blob), "removed": await api.node.remove_blob(blob)})
+
+
+@route("POST", API_PREFIX + "/uploads")
+async def _upload_start(api: Api, request: Request, match: re.Match[str]) -> Response:
+    _blob_store(api)
+    upload = secrets.token_hex(16)
+    folder = api.node.home.path / UPLOADS_DIR
+    await trio.to_thread.run_sync(_new_upload, folder, upload)
+    return json_response({"upload": upload, "offset": 0}, 201)
+
+
+@route("PUT", API_PREFIX + f"/uploads/{_UPLOAD}")
+async def _upload_piece(api: Api, request: Request, match: re.Match[str]) -> Response:
+    """The next piece: ``Content-Range: bytes START-END/*`` with START the bytes held."""
+    path = api.node.home.path / UPLOADS_DIR / match["upload"]
+    found = re.fullmatch(r"bytes (\d{1,19})-(\d{1,19})/(\*|\d{1,19})",
+                         request.headers.get("content-range", ""))
+    if found is None or int(found[2]) - int(found[1]) + 1 != len(request.body):
+        raise HttpError(400, "invalid_request", "send each piece with Content-Range: bytes "
+                        "START-END/* matching its body (at most 2 MiB a piece)")
+
+    def append() -> int:
+        try:
+            with open(path, "r+b") as handle:
+                held = handle.seek(0, 2)
+                if int(found[1]) != held:
+                    raise HttpError(409, "wrong_offset", f"the upload holds {held} bytes: send "
+                                    f"the piece starting at byte {held}")
+                if held + len(request.body) > MAX_BLOB_SIZE:
+                    raise HttpError(413, "payload_too_large", "a blob has at most 4 GiB")
+                handle.write(request.body)
+                return held + len(request.body)
+        except FileNotFoundError:
+            raise HttpError(404, "not_found", "no such upload: start one with POST "
+                            "/v1/uploads") from None
+
+    return json_response({"upload": match["upload"],
+                          "offset": await trio.to_thread.run_sync(append)})
+
+
+@route("POST", API_PREFIX + f"/uploads/{_UPLOAD}/finish")
+async def _upload_finish(api: Api, request: Request, match: re.Match[str]) -> Response:
+    """The upload becomes a pinned blob (hashed as it is copied); its attachment."""
+    path = api.node.home.path / UPLOADS_DIR / match["upload"]
+    if not await trio.to_thread.run_sync(path.exists):
+        raise HttpError(404, "not_found", "no such upload: start one with POST /v1/uploads")
+    media_type = request.arg("media_type")
+    attachment = await api.node.add_blob(path, media_type=media_type)
+    await trio.to_thread.run_sync(path.unlink)
+    return json_response({"blob": str(attachment.blob), "media_type": attachment.media_type,
+                          "size": attachment.size, "duration": attachment.duration})
+
+
+def _new_upload(folder: Path, upload: str) -> None:
+    folder.mkdir(mode=0o700, exist_ok=True)
+    (folder / upload).touch(mode=0o600)
 
 
 for _method, _path, _call in gateway.ROUTES:

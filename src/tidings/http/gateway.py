@@ -11,7 +11,8 @@ a browser can read them.
 | ``/`` | an HTML index of the feeds served, with subscribe links |
 | ``/feeds/<feed id>`` | a page of the feed, newest first (``?before=SEQ``) |
 | ``/feeds/<feed id>/<seq>`` | one entry's page: the link of the entry in both feed formats |
-| ``/feeds/<feed id>.atom``, ``.json`` | the feed, a page at a time (``?before=SEQ``) |
+| ``/feeds/<feed id>.atom``, ``.json``, ``.rss`` | the feed, a page at a time (``?before=SEQ``) |
+| ``/feeds/<feed id>/blobs/<blob id>.<ext>`` | an attachment's bytes (enclosures), with ``Range`` |
 | ``/assets/atom.xsl`` | the stylesheet that shows the Atom feed in a browser |
 
 Every page and feed shows entries with the author's corrections applied
@@ -35,10 +36,12 @@ from tidings.core.kel import IdentityState
 from tidings.errors import TidingsError, UsageError
 from tidings.http import pages as webpages
 from tidings.http import syndication
+from tidings.http.blobs import blob_response, parse_blob
 from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
 from tidings.storage.base import Store, undisputed_extent
+from tidings.storage.blobs import BlobStore
 
 T = TypeVar("T")
 
@@ -61,6 +64,7 @@ class TokenLinks:
 _FORMATS: dict[str, tuple[Callable[..., bytes], str]] = {
     "atom": (syndication.atom, "application/atom+xml; charset=utf-8"),
     "json": (syndication.json_feed, "application/feed+json; charset=utf-8"),
+    "rss": (syndication.rss, "application/rss+xml; charset=utf-8"),
 }
 #: The Atom feed's bytes under the type browsers render (they show
 #: application/atom+xml as plain text, and apply no stylesheet to it).
@@ -148,13 +152,14 @@ def wants_html(request: Request) -> bool:
 
 
 async def render_feed(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
-    """``GET /feeds/<feed>.<atom|json>``: one page of a stored feed."""
+    """``GET /feeds/<feed>.<atom|json|rss>``: one page of a stored feed."""
     feed = _feed(match)
     before, limit = _paging(request)
     size = limit or DEFAULT_PAGE
     kind = match["format"]
     render, media = _FORMATS[kind]
     links = _links(source, request)
+    serves_blobs = getattr(source, "blobs", None) is not None
 
     def read_and_render() -> bytes:
         extent = undisputed_extent(source.store, feed)
@@ -170,7 +175,9 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
                       self_url=links.feed(feed, kind, before, limit), next_url=next_url,
                       html_url=links.feed_page(feed),
                       entry_url=lambda seq: links.entry(feed, seq),
-                      stylesheet=links.stylesheet() if kind == "atom" else None)
+                      stylesheet=links.stylesheet() if kind == "atom" else None,
+                      blob_url=(lambda blob, media: links.blob(feed, blob, media))
+                      if serves_blobs else None)
 
     try:
         body = await _render(read_and_render)
@@ -280,14 +287,25 @@ async def render_stylesheet(source: FeedSource, request: Request,
 MAX_PER_CLIENT = 16
 
 _FEED_ID = r"(?P<feed>tf1[a-z2-7]+_[^/.]+)"
-FEED_PATH = r"/feeds/(?P<feed>tf1[a-z2-7]+_[^/]+?)\.(?P<format>atom|json)"
+FEED_PATH = r"/feeds/(?P<feed>tf1[a-z2-7]+_[^/]+?)\.(?P<format>atom|json|rss)"
 FEED_PAGE_PATH = rf"/feeds/{_FEED_ID}"
 ENTRY_PATH = rf"/feeds/{_FEED_ID}/(?P<seq>[0-9]{{1,19}})"
+BLOB_PATH = rf"/feeds/{_FEED_ID}/blobs/(?P<blob>tb1[a-z2-7]+_[0-9]{{1,10}}(?:\.[a-z0-9]{{1,8}})?)"
+
+
+async def render_blob(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
+    """``GET /feeds/<feed>/blobs/<blob>[.ext]``: an enclosure, with Range and ETag."""
+    _feed(match)
+    blob, media_type = parse_blob(match["blob"])
+    return await blob_response(getattr(source, "blobs", None), blob, request, media_type,
+                               wait=getattr(source, "wait_for_chunk", None))
+
 ROUTES: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
     ("GET", "/", render_index),
     ("GET", FEED_PATH, render_feed),
     ("GET", FEED_PAGE_PATH, render_feed_page),
     ("GET", ENTRY_PATH, render_entry_page),
+    ("GET", BLOB_PATH, render_blob),
     ("GET", re.escape(webpages.XSLT_PATH), render_stylesheet),
 ]
 
@@ -304,10 +322,12 @@ class PublicFeeds:
     def __init__(self, store: Store, base_url: str | None = None,
                  allows: Callable[[FeedId], bool] = lambda feed: True,
                  identity_state: Callable[[bytes], IdentityState | None] | None = None,
-                 ) -> None:
+                 blobs: BlobStore | None = None) -> None:
         self.store = store
         #: An identity's state (spec/12), for the authors' merged feeds; None: not served.
         self.identity_state = identity_state
+        #: The chunk store enclosures are served from (None: posts show no blob enclosure).
+        self.blobs = blobs
         #: The public URL links start with; else links are relative to each document.
         self.base_url = check_base_url(base_url) if base_url else None
         self.allows = allows
@@ -387,10 +407,12 @@ async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = N
                       base_url: str | None = None,
                       allows: Callable[[FeedId], bool] = lambda feed: True, *,
                       identity_state: Callable[[bytes], IdentityState | None] | None = None,
+                      blobs: BlobStore | None = None,
                       task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                       ) -> None:
     """Serve the public, read-only feed gateway on ``host:port`` until cancelled."""
-    server = HttpServer(PublicFeeds(store, base_url, allows, identity_state), log=log,
+    server = HttpServer(PublicFeeds(store, base_url, allows, identity_state=identity_state,
+                                    blobs=blobs), log=log,
                         max_per_client=MAX_PER_CLIENT,
                         extra_headers=[("X-Content-Type-Options", "nosniff"),
                                        ("Access-Control-Allow-Origin", "*")])

@@ -102,6 +102,15 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
+def blob_extension(media_type: str) -> str:
+    """``.mp3`` for audio/mpeg...: the extension podcast apps expect on an enclosure."""
+    import mimetypes
+
+    known = {"audio/mpeg": ".mp3", "audio/mp4": ".m4a", "video/mp4": ".mp4",
+             "audio/ogg": ".ogg", "application/pdf": ".pdf", "image/jpeg": ".jpg"}
+    return known.get(media_type) or mimetypes.guess_extension(media_type) or ""
+
+
 @dataclass(frozen=True, slots=True)
 class Links:
     """The gateway's URLs, as a page or feed links to them.
@@ -146,6 +155,11 @@ class Links:
 
     def stylesheet(self) -> str:
         return self._url(XSLT_PATH.lstrip("/"))
+
+    def blob(self, feed: FeedId, blob: object, media_type: str) -> str:
+        """Where the gateway serves a blob attached in ``feed`` (an enclosure's URL); the
+        extension tells players the type."""
+        return self._url(f"feeds/{quote(str(feed))}/blobs/{blob}{blob_extension(media_type)}")
 
 
 # -- the page frame ------------------------------------------------------------------

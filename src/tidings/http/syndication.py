@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tidings.core.blob import BlobId
 from tidings.core.content import (
     MAX_CONTENT_SIZE,
     About,
@@ -120,7 +121,24 @@ class _Item:
 Page = Sequence[tuple[Entry, bytes | None]]
 
 
-def _item(feed: FeedId, shown: Shown[Entry], updated: int, url: str | None) -> _Item:
+#: Where the gateway serves a blob, as an enclosure URL: ``blob_url(blob, media_type)``.
+BlobUrl = Callable[[BlobId, str], str]
+
+
+def _enclosures(attachments: Sequence[Attachment], blob_url: BlobUrl | None
+                ) -> tuple[Attachment, ...]:
+    """Attachments with a URL: their own, or the gateway's for a blob it may serve."""
+    out = []
+    for a in attachments:
+        if a.url is None and a.blob is not None and blob_url is not None:
+            a = replace(a, url=blob_url(a.blob, a.media_type))
+        if a.url is not None:
+            out.append(a)
+    return tuple(out)
+
+
+def _item(feed: FeedId, shown: Shown[Entry], updated: int, url: str | None,
+          blob_url: BlobUrl | None = None) -> _Item:
     entry = shown.entry
     payload = shown.payload
     base = _Item(entry_urn(feed, entry.seq), entry.seq, entry.hash.hex(),
@@ -148,8 +166,7 @@ def _item(feed: FeedId, shown: Shown[Entry], updated: int, url: str | None) -> _
         return replace(
             base, title=content.title or described, json_title=content.title,
             text=whole, atom_text=shown_text, tags=content.tags, related=content.links,
-            # A blob without a URL has no enclosure until the gateway serves blobs.
-            attachments=tuple(a for a in content.attachments if a.url is not None),
+            attachments=_enclosures(content.attachments, blob_url),
             in_reply_to=None if reply is None else entry_urn(reply.feed, reply.seq),
         )
     if isinstance(content, LinkShare):
@@ -168,7 +185,8 @@ def _item(feed: FeedId, shown: Shown[Entry], updated: int, url: str | None) -> _
 
 
 def _items(feed: FeedId, entries: Page, later: Page,
-           entry_url: Callable[[int], str] | None) -> list[_Item]:
+           entry_url: Callable[[int], str] | None,
+           blob_url: BlobUrl | None = None) -> list[_Item]:
     """The page's entries (newest first) as shown, the corrections among them and in
     ``later`` (the entries after the page) applied; corrections themselves are not items."""
     for entry, _ in (*entries, *later):
@@ -186,7 +204,7 @@ def _items(feed: FeedId, entries: Page, later: Page,
         if shown.entry.seq in on_page and shown.state != CORRECTION:
             updated = times[shown.by] if shown.by is not None else entry.timestamp
             items.append(_item(feed, shown, updated,
-                               None if entry_url is None else entry_url(entry.seq)))
+                               None if entry_url is None else entry_url(entry.seq), blob_url))
     return items
 
 
@@ -236,6 +254,7 @@ def atom(
     later: Page = (),
     entry_url: Callable[[int], str] | None = None,
     stylesheet: str | None = None,
+    blob_url: BlobUrl | None = None,
 ) -> bytes:
     """One page of ``feed`` as an Atom feed document (RFC 4287), UTF-8.
 
@@ -247,7 +266,7 @@ def atom(
     entry, ``stylesheet`` an XSLT that shows the feed in a browser. ``about`` is
     the author's about content.
     """
-    items = _items(feed, entries, later, entry_url)
+    items = _items(feed, entries, later, entry_url, blob_url)
     lines = ['<?xml version="1.0" encoding="utf-8"?>']
     if stylesheet is not None:
         lines.append(f'<?xml-stylesheet type="text/xsl" href="{_escape_attribute(stylesheet)}"?>')
@@ -387,6 +406,7 @@ def json_feed(
     later: Page = (),
     entry_url: Callable[[int], str] | None = None,
     stylesheet: str | None = None,
+    blob_url: BlobUrl | None = None,
 ) -> bytes:
     """One page of ``feed`` as a JSON Feed 1.1 document, UTF-8. Arguments as for :func:`atom`
     (``stylesheet`` is for Atom only: a browser shows JSON as it is). A retracted entry is
@@ -406,6 +426,95 @@ def json_feed(
         doc["icon"] = author["avatar"] = avatar
     doc["authors"] = [author]
     doc["_tidings"] = {"feed": str(feed), "author": str(feed.author), "log_id": feed.log_id}
-    doc["items"] = [_json_item(item) for item in _items(feed, entries, later, entry_url)
-                    if not item.retracted]
+    doc["items"] = [_json_item(item) for item in _items(feed, entries, later, entry_url,
+                                                        blob_url) if not item.retracted]
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# -- RSS 2.0 with the iTunes podcast tags ----------------------------------------------
+
+ITUNES_NS = "http://www.itunes.com/dtds/podcast-1.0.dtd"
+RSS_MEDIA_TYPE = "application/rss+xml"
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def rss(
+    feed: FeedId,
+    entries: Page,
+    *,
+    self_url: str,
+    next_url: str | None = None,
+    html_url: str | None = None,
+    about: About | None = None,
+    later: Page = (),
+    entry_url: Callable[[int], str] | None = None,
+    stylesheet: str | None = None,
+    blob_url: BlobUrl | None = None,
+) -> bytes:
+    """One page of ``feed`` as RSS 2.0 with the iTunes podcast tags, for podcast apps.
+
+    Arguments as for :func:`atom`. The show's title, description and artwork come from
+    the author's about content; each post with an audio or video attachment is an
+    episode with its ``<enclosure>`` (the first attachment) and duration.
+    """
+    items = _items(feed, entries, later, entry_url, blob_url)
+    title = feed_title(feed, about)
+    description = (about.description if about is not None and about.description
+                   else f"The log {feed.log_id} of {feed.author}")
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<rss version="2.0" xmlns:itunes="{ITUNES_NS}" xmlns:atom="{ATOM_NS}">',
+        "<channel>",
+        _element("title", title),
+        _element("link", html_url or self_url),
+        _element("description", description),
+        _element("atom:link", rel="self", type=RSS_MEDIA_TYPE, href=self_url),
+    ]
+    if next_url is not None:  # RFC 5005 paging, for the apps that honour it
+        lines.append(_element("atom:link", rel="next", type=RSS_MEDIA_TYPE, href=next_url))
+    lines += [
+        _element("generator", "tidings"),
+        _element("lastBuildDate", _rfc822_text(_updated(items))),
+        _element("itunes:author", _author_name(feed, about)),
+        _element("itunes:summary", description),
+        _element("itunes:explicit", "false"),
+        _element("itunes:type", "episodic"),
+    ]
+    avatar = _avatar_url(about)
+    if avatar is not None:
+        lines += [_element("itunes:image", href=avatar),
+                  f"<image>{_element('url', avatar)}{_element('title', title)}"
+                  f"{_element('link', html_url or self_url)}</image>"]
+    for item in items:
+        if item.retracted:
+            continue  # RSS has no tombstones: a retracted episode leaves the feed
+        lines += ["<item>", _element("title", item.title),
+                  _element("guid", item.id, isPermaLink="false"),
+                  _element("pubDate", _rfc822_text(item.published)),
+                  _element("description", item.text)]
+        if item.url is not None:
+            lines.append(_element("link", item.url))
+        elif item.alternate is not None:
+            lines.append(_element("link", item.alternate))
+        if item.attachments:
+            enclosure = item.attachments[0]
+            lines.append(_element("enclosure", url=enclosure.url, type=enclosure.media_type,
+                                  length=str(enclosure.size or 0)))
+            if enclosure.duration is not None:
+                lines.append(_element("itunes:duration", _duration(enclosure.duration)))
+        lines += [_element("category", tag) for tag in item.tags if _clean(tag)]
+        lines.append("</item>")
+    lines += ["</channel>", "</rss>\n"]
+    return "\n".join(lines).encode("utf-8")
+
+
+def _rfc822_text(rfc3339_text: str) -> str:
+    from datetime import datetime
+    from email.utils import format_datetime
+
+    return format_datetime(datetime.fromisoformat(rfc3339_text.replace("Z", "+00:00")),
+                           usegmt=True)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from tidings.core.blob import BlobId
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
@@ -33,6 +34,7 @@ from tidings.errors import (
     StorageFull,
     StoreBusy,
     TidingsError,
+    UsageError,
 )
 from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
@@ -45,6 +47,7 @@ from tidings.node.state import (
     NodeState,
     check_not_behind,
 )
+from tidings.replication.blob_fetch import BlobStored
 from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     AddressesLearned,
@@ -56,6 +59,7 @@ from tidings.replication.replicator import (
     Superseded,
 )
 from tidings.replication.session import Session
+from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import Logbook
 from tidings.transport.beacon import is_loopback
 from tidings.transport.channel import public_key
@@ -122,6 +126,10 @@ class Connection:
     standing: slots.Standing | None = None
     #: What its reads may cost the replicator (node/budget.py).
     budget: ReadBudget = field(default_factory=ReadBudget)
+    #: Blob bytes this connection may still send now (the upload rate limit's bucket).
+    blob_tokens: float = 0.0
+    blob_refilled: float = field(default_factory=time.monotonic)
+    blob_sent_before: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -199,8 +207,12 @@ class Node:
     """A tidings node: ``await node.run()`` serves until cancelled."""
 
     def __init__(self, logbook: Logbook, state: NodeState, transport_key: bytes,
-                 options: NodeOptions | None = None, log: Logger | None = None) -> None:
+                 options: NodeOptions | None = None, log: Logger | None = None, *,
+                 blobs: BlobStore | None = None) -> None:
+        self._blob_started: dict[str, float] = {}
         self.logbook = logbook
+        #: The chunk store (HOME/blobs); None: this node moves no blobs.
+        self.blobs = blobs
         self.state = state
         self.options = options or NodeOptions()
         self.log = log or Logger()
@@ -213,7 +225,9 @@ class Node:
             memory=self._memory,
             log=self._replicator_event,
             identities=IdentityBook(state, state.identity_follows()),
+            blobs=blobs, blob_policy=self.options.blob_policy,
         )
+        self._blobs_changed = trio.Event()
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
         #: Partial requests waiting for their answer, by (session, request id).
@@ -244,10 +258,19 @@ class Node:
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = "info" if event in ("fork-suspected", "identity-changed") else "warning"
+        level = ("info" if event in ("fork-suspected", "identity-changed")
+                 or event.startswith("blob-") else "warning")
         if event == "own-feed-behind":  # (in the worker thread: the state has its own lock)
             self.state.note_own_head(FeedId.parse(str(fields["feed"])), int(str(fields["seq"])))
             fields = {**fields, "hint": "sync before publishing to it: a post now would fork it"}
+        elif event == "blob-refused":
+            level = "warning"
+        elif event == "blob-wanted":
+            self._blob_started[str(fields["blob"])] = time.monotonic()
+        elif event == "blob-complete":
+            started = self._blob_started.pop(str(fields["blob"]), None)
+            if started is not None:
+                fields["seconds"] = f"{time.monotonic() - started:.2f}"
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -259,6 +282,31 @@ class Node:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    # -- blobs ------------------------------------------------------------------------
+
+    def blobs_changed(self) -> trio.Event:
+        """An event set when chunks of any blob are next stored (take it before reading)."""
+        return self._blobs_changed
+
+    async def want_blob(self, blob: BlobId, *, pin: bool = True) -> bool:
+        """Fetch ``blob`` from the peers (pinned: kept); False if it is held whole."""
+        fetcher = self.replicator.blobs
+        if fetcher is None:
+            raise UsageError("this node keeps no blobs (another process holds HOME/blobs)")
+        return await self._core(fetcher.want, blob, pin=pin)
+
+    async def drop_blob(self, blob: BlobId) -> bool:
+        """Stop fetching ``blob`` and remove what is held of it."""
+        fetcher, store = self.replicator.blobs, self.blobs
+        if fetcher is None or store is None:
+            raise UsageError("this node keeps no blobs (another process holds HOME/blobs)")
+
+        def drop() -> bool:
+            fetcher.drop(blob)
+            return store.remove(blob)
+
+        return await self._core(drop)
 
     # -- the replicator, one call at a time, off the event loop -----------------
 
@@ -747,6 +795,9 @@ class Node:
                     self._full_since = None
                     self.log.info("disk-space-back", detail="entries are stored again")
                 self._notify()
+            elif isinstance(event, BlobStored):
+                self._blobs_changed.set()
+                self._blobs_changed = trio.Event()
             elif isinstance(event, PeerConnected):
                 await self._on_ready(connection)
             elif isinstance(event, Superseded):
@@ -794,7 +845,9 @@ class Node:
         try:
             while True:
                 connection.wake = trio.Event()
-                data = await self._core(self.replicator.pump, session)
+                data = await self._core(self.replicator.pump, session,
+                                        blob_budget=self._blob_budget(connection))
+                self._blob_spent(connection)
                 if data:
                     async with connection.send_lock:
                         await connection.stream.send_all(data)
@@ -802,7 +855,11 @@ class Node:
                     connection.drained.set()
                     continue
                 idle_for = time.monotonic() - connection.last_sent
-                with trio.move_on_after(max(0.0, PING_AFTER - idle_for)):
+                wait = max(0.0, PING_AFTER - idle_for)
+                rate = self.options.blob_upload_rate
+                if rate and session.blobs.serving:  # waits for the bucket to refill
+                    wait = min(wait, max(0.01, -connection.blob_tokens / rate))
+                with trio.move_on_after(wait):
                     await connection.wake.wait()
                 if not connection.wake.is_set() and connection.ready.is_set() \
                         and not session.failed:
@@ -810,6 +867,23 @@ class Node:
                 connection.drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
+
+    def _blob_budget(self, connection: Connection) -> int | None:
+        """Blob bytes the connection may send now: a token bucket of one second's worth."""
+        rate = self.options.blob_upload_rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        connection.blob_tokens = min(
+            float(rate), connection.blob_tokens + (now - connection.blob_refilled) * rate)
+        connection.blob_refilled = now
+        connection.blob_sent_before = connection.session.blobs.bytes_sent
+        return max(0, int(connection.blob_tokens))
+
+    def _blob_spent(self, connection: Connection) -> None:
+        if self.options.blob_upload_rate:
+            sent = connection.session.blobs.bytes_sent - connection.blob_sent_before
+            connection.blob_tokens -= sent
 
     # -- for sync and fetch ---------------------------------------------------------
 

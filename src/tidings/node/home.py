@@ -87,6 +87,16 @@ default_log = "{DEFAULT_LOG}"
 # The IPv4 address of the interface for beacons (--lan-interface), and their UDP port.
 # lan_interface = "0.0.0.0"
 # lan_port = {MULTICAST_PORT}
+# Attachments (blobs) of followed feeds to fetch: "all", "none" or up to a size.
+# blob_fetch = "512MiB"
+# What the chunk store (HOME/blobs) may take; least recently used blobs go first.
+# blob_quota = "10GiB"
+# Blob bytes per second sent to each peer (no bound by default).
+# blob_upload_rate = "10MB"
+
+[blob_feeds]
+# The fetch policy of single feeds, by feed id: "all", "none" or a size.
+# "tf1...._podcast" = "all"
 
 [api]
 # The local HTTP API for apps (--api). Every request needs the token in
@@ -107,7 +117,10 @@ _SETTINGS: dict[str, dict[str, type]] = {
         "relay_max_bytes": int,
         "hops": int, "max_connections": int, "max_per_address": int, "lan_discovery": bool,
         "lan_interface": str, "lan_port": int,
+        "blob_fetch": str, "blob_quota": str, "blob_upload_rate": str,
     },
+    # Per feed: "all", "none" or a size, as blob_fetch (names are feed ids).
+    "blob_feeds": {},
     "api": {"listen": str, "enabled": bool, "cors_origins": list},
     "feeds": {"base_url": str},
 }
@@ -122,6 +135,8 @@ class Config:
     api: dict[str, object] = field(default_factory=dict)
     #: The [feeds] table (the public gateway, `tidings serve-feeds`), checked the same way.
     feeds: dict[str, object] = field(default_factory=dict)
+    #: The [blob_feeds] table: the fetch policy of single feeds.
+    blob_feeds: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Config:
@@ -153,7 +168,7 @@ class Config:
             if not isinstance(values, dict):
                 raise UsageError(f"{path}: {table} must be a table ([{table}])")
             for name, value in values.items():
-                kind = kinds.get(name)
+                kind = kinds.get(name, str if table == "blob_feeds" else None)
                 if kind is None:
                     raise UsageError(f"{path}: unknown setting {table}.{name}")
                 if type(value) is not kind:
@@ -325,7 +340,8 @@ class Home:
         flags, :func:`tidings.open_node`'s arguments) on top; see
         :meth:`NodeOptions.from_config`."""
         config = self.config()
-        return NodeOptions.from_config(config.node, config.api, mode=mode, **overrides)
+        return NodeOptions.from_config(config.node, config.api, mode=mode,
+                                       blob_feeds=config.blob_feeds, **overrides)
 
     def open_logbook(self, *, need_identity: bool = False, create: bool = False) -> Logbook:
         """Open the store, with the identity when there is one.

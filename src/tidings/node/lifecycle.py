@@ -19,12 +19,13 @@ from typing import Any
 import trio
 
 from tidings.embed.facade import EmbeddedNode
-from tidings.errors import ListenError, first_error
+from tidings.errors import ListenError, UsageError, first_error
 from tidings.node.daemon import Node
 from tidings.node.home import Home, private_file
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import NodeState
+from tidings.storage.blobs import BlobStore
 
 
 def assemble_node(home: Home, options: NodeOptions, log: Logger | None = None, *,
@@ -43,7 +44,15 @@ def assemble_node(home: Home, options: NodeOptions, log: Logger | None = None, *
         book.store.close()
         raise
     key = home.transport_key() if key_file is None else home.transport_key(key_file)
-    return Node(book, state, key, options, log or Logger(level="quiet"))
+    log = log or Logger(level="quiet")
+    try:
+        blobs: BlobStore | None = BlobStore.in_home(home.path, quota=options.blob_quota)
+    except UsageError as exc:
+        # One process at a time keeps the chunk store (`tidings sync` beside `up`):
+        # this one replicates logs only.
+        log.warning("blobs-unavailable", error=str(exc))
+        blobs = None
+    return Node(book, state, key, options, log, blobs=blobs)
 
 
 @contextlib.asynccontextmanager
@@ -145,6 +154,8 @@ async def run_node(home: Home, options: NodeOptions, *,
             _remove_api_file(home, embedded.api_url)
         node.logbook.store.close()
         node.state.close()
+        if node.blobs is not None:
+            node.blobs.close()
         if held is not None:
             held.release()
 

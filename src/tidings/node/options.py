@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tidings.errors import UsageError
+from tidings.core.ids import FeedId
+from tidings.errors import InvalidId, UsageError
+from tidings.replication.blob_fetch import DEFAULT_FETCH_LIMIT, BlobPolicy, parse_size
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.transport.beacon import ANY_INTERFACE, MULTICAST_PORT
 from tidings.transport.channel import DEFAULT_NETWORK_KEY
@@ -29,6 +31,9 @@ DEFAULT_MAX_OUTBOUND = 8
 #: Inbound connections from one source address (node/slots.py, spec/14 §2).
 DEFAULT_MAX_PER_ADDRESS = 8
 MAX_HOPS = 3
+#: The chunk store's quota: what a node keeps of others' blobs before it evicts
+#: the least recently used (its own, pinned, are never evicted).
+DEFAULT_BLOB_QUOTA = 10 * 1024**3
 
 
 def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
@@ -117,6 +122,18 @@ class NodeOptions:
     #: Where the local HTTP API listens (None: no API).
     api: tuple[str, int] | None = None
     cors_origins: tuple[str, ...] = ()
+    #: Attachments of replicated feeds to fetch (spec/13 §9): up to this many
+    #: bytes (None: all, 0: none), and per feed.
+    blob_fetch: int | None = DEFAULT_FETCH_LIMIT
+    blob_feeds: dict[FeedId, int | None] = field(default_factory=dict)
+    #: Bytes the chunk store may take (None: no bound).
+    blob_quota: int | None = DEFAULT_BLOB_QUOTA
+    #: Blob bytes per second sent to one peer (None: as fast as it reads).
+    blob_upload_rate: int | None = None
+
+    @property
+    def blob_policy(self) -> BlobPolicy:
+        return BlobPolicy(self.blob_fetch, dict(self.blob_feeds))
 
     def __post_init__(self) -> None:
         if not 1 <= self.hops <= MAX_HOPS:
@@ -143,6 +160,7 @@ class NodeOptions:
         lan_interface: str | None = None,
         api_listen: str | None = None,
         no_api: bool = False,
+        blob_feeds: Mapping[str, object] | None = None,
     ) -> NodeOptions:
         """Options from a home's ``[node]`` and ``[api]`` tables, then the overrides given.
 
@@ -172,6 +190,7 @@ class NodeOptions:
             lan_port=_int(node.get("lan_port", MULTICAST_PORT)),
             cors_origins=tuple(str(o) for o in api.get("cors_origins", [])),  # type: ignore[attr-defined]
         )
+        _blob_options(options, node, blob_feeds or {})
         if mode == "client":
             return options
         listen = listen or _text(node.get("listen", DEFAULT_LISTEN if daemon else None))
@@ -192,3 +211,21 @@ def _int(value: object) -> int:
 
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _blob_options(options: NodeOptions, node: Mapping[str, object],
+                  feeds: Mapping[str, object]) -> None:
+    """``[node]`` blob_fetch, blob_quota, blob_upload_rate and the ``[blob_feeds]`` table."""
+    if "blob_fetch" in node:
+        options.blob_fetch = BlobPolicy.parse_limit(node["blob_fetch"])
+    if "blob_quota" in node:
+        quota = str(node["blob_quota"])
+        options.blob_quota = None if quota.strip().lower() == "none" else parse_size(quota)
+    if "blob_upload_rate" in node:
+        options.blob_upload_rate = parse_size(str(node["blob_upload_rate"])) or None
+    for text, value in feeds.items():
+        try:
+            feed = FeedId.parse(text)
+        except InvalidId as exc:
+            raise UsageError(f"blob_feeds: {exc}") from None
+        options.blob_feeds[feed] = BlobPolicy.parse_limit(value)

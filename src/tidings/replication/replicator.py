@@ -44,6 +44,8 @@ from tidings.errors import (
     SelfConnection,
     UnsignedTail,
 )
+from tidings.replication.blob_fetch import BlobFetcher, BlobPolicy, BlobStored
+from tidings.replication.blob_session import BlobChunksReceived, BlobHeld, BlobQueried
 from tidings.replication.clock import LocalClock
 from tidings.replication.identities import IdentityBook
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
@@ -70,6 +72,7 @@ from tidings.replication.session import (
     Session,
 )
 from tidings.storage.base import StoredEntry
+from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
@@ -169,7 +172,9 @@ class Superseded:
     session: Session
 
 
-ReplicatorEvent = PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded
+ReplicatorEvent = (
+    PeerConnected | PartialResult | AddressesLearned | EntriesStored | Superseded | BlobStored
+)
 
 
 def _proof_feed(raw: bytes) -> FeedId | None:
@@ -202,6 +207,8 @@ class Replicator:
         memory: ClockMemory | None = None,
         log: Callable[..., None] | None = None,
         identities: IdentityBook | None = None,
+        blobs: BlobStore | None = None,
+        blob_policy: BlobPolicy | None = None,
     ) -> None:
         self.logbook = logbook
         #: The identity logs kept and followed (spec/12), and what they make this node want.
@@ -245,6 +252,8 @@ class Replicator:
         self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
         self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
         self.identity_caps = self.identities.caps()
+        #: Blobs fetched and served (spec/13 §8), if this node keeps a chunk store.
+        self.blobs = BlobFetcher(blobs, blob_policy, log=self.log) if blobs is not None else None
         self.refresh_local()
         if relay:
             # What a relay stored before a restart it still relays: its peers may
@@ -371,6 +380,8 @@ class Replicator:
             for asked in [k for k in self.payloads.requests if k[0] == key]:
                 del self.payloads.requests[asked]  # its answers will not come
             self.router.remove(peer)
+            if self.blobs is not None:
+                self.blobs.peer_gone(peer)
         self.local.dirty.discard(session)
 
     def receive(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
@@ -419,9 +430,13 @@ class Replicator:
             out.append(PeerConnected(session, event.version, event.relay))
             if session.speaks_identities:
                 session.send_identity_notes(self.identities.notes())
+            if self.blobs is not None:
+                self.blobs.peer_ready(peer)
         elif isinstance(event, IdentityNotesReceived | IdentityRequested
                         | IdentityEventsReceived):
             self._on_identity(peer, event)
+        elif isinstance(event, BlobChunksReceived | BlobHeld | BlobQueried):
+            self._on_blob(peer, event, out)
         elif isinstance(event, NotesReceived):
             self._on_notes(peer, event)
         elif isinstance(event, EntriesReceived):
@@ -441,6 +456,21 @@ class Replicator:
             if taken:
                 out.append(AddressesLearned(taken))
         # ClockExchanged: caught_up() reads the session's state.
+
+    def _on_blob(self, peer: Peer, event: BlobChunksReceived | BlobHeld | BlobQueried,
+                 out: list[ReplicatorEvent]) -> None:
+        """Blob messages (spec/13 §8): a node without a chunk store holds nothing."""
+        fetcher = self.blobs
+        if isinstance(event, BlobQueried):
+            if fetcher is None:
+                count = event.blob.chunk_count
+                peer.session.blobs.send_have(event.request_id, event.blob, bytes(-(-count // 8)))
+            else:
+                fetcher.answer_query(peer.session, event)
+        elif fetcher is not None and isinstance(event, BlobHeld):
+            fetcher.on_held(peer, event)
+        elif fetcher is not None and isinstance(event, BlobChunksReceived):
+            out += fetcher.on_chunks(peer, event)
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
         # Identities learn their devices' log names, and this node's own feeds are
@@ -655,6 +685,8 @@ class Replicator:
             self.quota.stored(feed, size * added // len(event.items))
             if self.quota.bytes_used >= self.quota.max_bytes:
                 self._relay_full(feed)
+        if added and self.blobs is not None:
+            self.blobs.scan(feed, event.items)
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
@@ -943,9 +975,33 @@ class Replicator:
 
     # -- streaming --------------------------------------------------------------
 
-    def pump(self, session: Session, budget: int = SEND_BUDGET) -> bytes:
-        """Queue the entries the peer is owed (up to ``budget`` bytes); bytes to send."""
+    def pump(self, session: Session, budget: int = SEND_BUDGET,
+             blob_budget: int | None = None) -> bytes:
+        """Queue the entries the peer is owed (up to ``budget`` bytes), and between
+        them blob chunks it asked for (up to ``blob_budget`` chunk bytes: the node's
+        rate limit); bytes to send.
+
+        Log messages go first; a blob-data message (at most 4 chunks) goes only when
+        no log message is ready, so entries wait behind at most one (spec/13 §9).
+        """
         self.local.dirty.discard(session)
+        while True:
+            self._pump_log(session, budget)
+            if self.blobs is None or session.channel.pending_output >= budget \
+                    or (blob_budget is not None and blob_budget <= 0):
+                if self.blobs is None and not session.failed:
+                    while (serve := session.blobs.next_serve()) is not None:
+                        serve.remaining.clear()  # no store: nothing held
+                        session.blobs.send_data(serve, [])
+                break
+            sent = self.blobs.serve_step(session)
+            if sent < 0:
+                break
+            if blob_budget is not None:
+                blob_budget -= sent
+        return session.data_to_send()
+
+    def _pump_log(self, session: Session, budget: int) -> None:
         while session.channel.pending_output < budget:
             request = session.next_request()
             if request is None:
@@ -965,7 +1021,6 @@ class Replicator:
                 continue
             session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq,
                                  rows[-1].hash)
-        return session.data_to_send()
 
     def _stream_batch(self, feed: FeedId, since: int) -> list[StoredEntry]:
         """Entries ``since..`` to send in one message, ending at a signed entry (spec/10 §5.3).
@@ -1014,6 +1069,8 @@ class Replicator:
             self._recompute_wanted()
             for peer in self.router.peers:
                 peer.session.forget_notes(expired)
+        if self.blobs is not None:
+            self.blobs.tick(p.session for p in self.router.peers)
         moved = []
         for feed, peer in list(self.router.source.items()):
             head = self.local.seq(feed)

@@ -41,9 +41,12 @@ from tidings.errors import (
     UnexpectedMessage,
     UnsupportedVersion,
 )
+from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
 from tidings.wire.messages import (
+    BLOB_MESSAGES,
+    BLOB_WIRE_VERSION,
     EAGER,
     HEAD_PREFIX,
     IDENTITY_VERSION,
@@ -112,6 +115,7 @@ _EXCHANGE: frozenset[type[Message]] = frozenset({
     Clock, Entries, PartialRequest, PartialResponse, SeqRequest, SeqResponse,
     ForkProofMessage, Peers, Ping, ErrorMessage,
     IdentityNotes, IdentityRequest, IdentityEvents,  # version 3 only (_handle)
+    *BLOB_MESSAGES,  # version 3 only (_handle)
 })
 #: The messages each state accepts; any other is :class:`UnexpectedMessage`.
 ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
@@ -235,7 +239,7 @@ class Failed:
 Event = (
     Authenticated | PeerReady | NotesReceived | ClockExchanged | EntriesReceived
     | PartialReceived | SeqReceived | ForkProofReceived | PeersReceived | Failed
-    | IdentityNotesReceived | IdentityRequested | IdentityEventsReceived
+    | IdentityNotesReceived | IdentityRequested | IdentityEventsReceived | BlobEvent
 )
 
 
@@ -301,6 +305,8 @@ class Session:
         #: What this session streamed (for status and the simulator's redundancy figure).
         self.entries_sent = 0
         self.payload_bytes_sent = 0
+        #: Blob transfer (spec/13 §8), at wire version 3.
+        self.blobs = BlobExchange(self._send, self._mark)
 
     @property
     def clock_exchanged(self) -> bool:
@@ -419,6 +425,7 @@ class Session:
         self._lazy_notes.clear()
         self._owed.clear()
         self._requests.clear()
+        self.blobs.clear()
         if isinstance(error, ClosedByPeer):
             self.state = SessionState.CLOSED
             return
@@ -695,6 +702,13 @@ class Session:
             self._events.append(PeersReceived(message.addresses))
         elif isinstance(message, IdentityNotes | IdentityRequest | IdentityEvents):
             self._on_identity(message)
+        elif isinstance(message, BLOB_MESSAGES):
+            if (self.version or 0) < BLOB_WIRE_VERSION:  # an unknown type at version 2
+                raise MalformedMessage(f"unknown message type {message.TYPE} at wire "
+                                       f"version {self.version}")
+            blob_events: list[BlobEvent] = []
+            self.blobs.handle(message, blob_events)
+            self._events.extend(blob_events)
         # Ping: its arrival is all it says.
         if moved is not None:
             self.state = moved

@@ -101,6 +101,10 @@ class ChunksMissing(TidingsError):
         super().__init__(f"blob {blob_id}: chunks missing: {shown}{detail}")
 
 
+#: A chunk checked against its blob id: ``(index, data, [(tree position, hash), ...])``.
+VerifiedChunk = tuple[int, bytes, list[tuple[int, bytes]]]
+
+
 class BlobQuotaExceeded(UsageError):
     """Storing this would exceed the store's quota, even after evicting every
     unpinned blob it may evict."""
@@ -218,7 +222,7 @@ class BlobStore:
     """
 
     def __init__(self, path: str | Path, *, quota: int | None = None,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, importer: bool = False) -> None:
         if quota is not None and quota < 0:
             raise UsageError("a blob quota is a number of bytes, 0 or more")
         self.path = Path(path)
@@ -226,6 +230,7 @@ class BlobStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._blobs: dict[BlobId, _Blob] = {}
+        self._importer = False
         try:
             self.path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
             self.path.mkdir(mode=_DIR_MODE, exist_ok=True)
@@ -234,6 +239,15 @@ class BlobStore:
                                                 os.O_RDWR | os.O_CREAT, _FILE_MODE)
         except OSError as exc:
             raise UsageError(f"cannot open the blob store {self.path}: {exc.strerror}") from None
+        if importer:
+            # Another process (the running node) owns the store: this one only adds
+            # whole blobs, renamed into place, which the owner finds on first use.
+            self.quota = None
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            self._importer = True
+            self._load()
+            return
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -249,6 +263,12 @@ class BlobStore:
                 clock: Callable[[], int] = time.time_ns) -> BlobStore:
         """The store of a home: ``HOME/blobs``."""
         return cls(Path(home) / BLOBS_DIR, quota=quota, clock=clock)
+
+    @classmethod
+    def for_import(cls, home: str | Path) -> BlobStore:
+        """The store of a home that another process (its node) may hold: this one
+        only imports whole blobs (no quota, nothing evicted) and reads."""
+        return cls(Path(home) / BLOBS_DIR, importer=True)
 
     def close(self) -> None:
         with self._mutex:
@@ -267,7 +287,8 @@ class BlobStore:
     def _load(self) -> None:
         for child in sorted(self.path.iterdir()):
             if child.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
-                shutil.rmtree(child, ignore_errors=True)  # an import or removal cut short
+                if not self._importer:  # (the owner's, or another importer's, at work)
+                    shutil.rmtree(child, ignore_errors=True)  # an import or removal cut short
                 continue
             try:
                 blob_id = BlobId.parse(child.name)
@@ -275,6 +296,13 @@ class BlobStore:
                 continue  # not ours: left alone
             if child.is_dir():
                 self._blobs[blob_id] = self._open_blob(blob_id, child)
+
+    def _get(self, blob_id: BlobId) -> _Blob | None:
+        """The blob, or None; one another process imported meanwhile is found on disk."""
+        blob = self._blobs.get(blob_id)
+        if blob is None and (self.path / str(blob_id) / HAVE_FILE).is_file():
+            blob = self._blobs[blob_id] = self._open_blob(blob_id, self.path / str(blob_id))
+        return blob
 
     def _open_blob(self, blob_id: BlobId, path: Path) -> _Blob:
         count = blob_id.chunk_count
@@ -307,7 +335,7 @@ class BlobStore:
 
     def info(self, blob_id: BlobId) -> BlobInfo | None:
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             return None if blob is None else blob.info()
 
     def blobs(self) -> list[BlobInfo]:
@@ -318,20 +346,20 @@ class BlobStore:
     def has(self, blob_id: BlobId) -> bool:
         """The whole blob is held (by the bitmap)."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             return blob is not None and blob.complete
 
     def held(self, blob_id: BlobId) -> bytes:
         """The held-chunk bitmap (spec/13 §8.5): bit ``i % 8`` of byte ``i // 8`` is chunk
         ``i``; all zeros for a blob the store does not know."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             return bytes(blob.have) if blob else bytes(_bitmap_size(blob_id.chunk_count))
 
     def missing(self, blob_id: BlobId, first: int = 0, end: int | None = None) -> list[int]:
         """The chunks from ``first`` up to ``end`` (default: the last) not held."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             stop = blob_id.chunk_count if end is None else min(end, blob_id.chunk_count)
             if blob is None:
                 return list(range(first, stop))
@@ -341,7 +369,7 @@ class BlobStore:
         """How many bytes from ``offset`` on are in held chunks, without a gap: what a
         reader streaming a blob as it downloads may read now."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             if blob is None or not 0 <= offset < blob_id.size:
                 return 0
             index = offset // CHUNK_SIZE
@@ -360,7 +388,7 @@ class BlobStore:
         """Start holding ``blob_id`` (no chunk yet), to fetch it; a blob held already is
         left as it is (``pin`` pins it)."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             if blob is None:
                 self._make_room(_overhead(blob_id), keep=blob_id)
                 blob = self._blobs[blob_id] = self._create_blob(blob_id)
@@ -399,36 +427,55 @@ class BlobStore:
         chunks before it are stored, then :class:`~tidings.core.blob.InvalidBlob`
         is raised.
         """
+        accepted, failure = self.verify_chunks(blob_id, chunks)
+        stored = self.write_verified(blob_id, accepted)
+        if failure is not None:
+            raise failure
+        return stored
+
+    def verify_chunks(self, blob_id: BlobId, chunks: Iterable[tuple[int, bytes, bytes]]
+                      ) -> tuple[list[VerifiedChunk], InvalidBlob | None]:
+        """Check chunks against the blob id (spec/13 §5.2), writing nothing: those that
+        verify, up to the first that does not, and its error (None if all verify).
+        Chunks held already are left out."""
+        count = blob_id.chunk_count
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
+            held = bytes(blob.have) if blob is not None else b""
+        accepted: list[VerifiedChunk] = []
+        seen: set[int] = set()
+        for index, data, proof in chunks:
+            try:
+                on_the_way = verify_chunk(blob_id, index, data, proof)
+            except InvalidBlob as exc:
+                return accepted, exc
+            if (held and held[index >> 3] >> (index & 7) & 1) or index in seen:
+                continue
+            seen.add(index)
+            nodes = [(node_position(s, e), h)
+                     for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
+            nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
+                      for k, (s, e) in enumerate(proof_nodes(index, count))]
+            accepted.append((index, bytes(data), nodes))
+        return accepted, None
+
+    def write_verified(self, blob_id: BlobId, chunks: list[VerifiedChunk]) -> list[int]:
+        """Store chunks :meth:`verify_chunks` accepted, with one pair of fsyncs; returns
+        the indexes stored (those not held meanwhile)."""
+        with self._mutex:
+            blob = self._get(blob_id)
             if blob is None:
                 self.begin(blob_id)
                 blob = self._blobs[blob_id]
-            count = blob_id.chunk_count
-            accepted: list[tuple[int, bytes, list[tuple[int, bytes]]]] = []
-            failure: InvalidBlob | None = None
-            seen: set[int] = set()
-            for index, data, proof in chunks:
-                try:
-                    on_the_way = verify_chunk(blob_id, index, data, proof)
-                except InvalidBlob as exc:
-                    failure = exc
-                    break
-                if blob.has(index) or index in seen:
-                    continue
-                seen.add(index)
-                nodes = [(node_position(s, e), h)
-                         for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
-                nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
-                          for k, (s, e) in enumerate(proof_nodes(index, count))]
-                accepted.append((index, bytes(data), nodes))
-            if accepted:
-                need = sum(len(data) for _, data, _ in accepted)
-                self._make_room(need, keep=blob_id)
-                self._write_chunks(blob, accepted)
-            if failure is not None:
-                raise failure
-            return [index for index, _, _ in accepted]
+            fresh, seen = [], set()
+            for chunk in chunks:  # (two peers may have sent one chunk)
+                if not blob.has(chunk[0]) and chunk[0] not in seen:
+                    seen.add(chunk[0])
+                    fresh.append(chunk)
+            if fresh:
+                self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
+                self._write_chunks(blob, fresh)
+            return [index for index, _, _ in fresh]
 
     def _write_chunks(self, blob: _Blob,
                       chunks: list[tuple[int, bytes, list[tuple[int, bytes]]]]) -> None:
@@ -441,8 +488,9 @@ class BlobStore:
                     _pwrite_all(data_fd, data, index * CHUNK_SIZE)
                     for position, digest in nodes:
                         _pwrite_all(tree_fd, digest, position * HASH_SIZE)
-                os.fsync(data_fd)
-                os.fsync(tree_fd)
+                # (fdatasync: both files have their size from the start.)
+                os.fdatasync(data_fd)
+                os.fdatasync(tree_fd)
             finally:
                 os.close(tree_fd)
         finally:
@@ -450,12 +498,15 @@ class BlobStore:
         have = bytearray(blob.have)
         for index, _, _ in chunks:
             have[index >> 3] |= 1 << (index & 7)
-        self._write_have(blob, have)
+        # The bits name chunks already durable; a bit lost in a power cut only means
+        # the chunk is fetched again, so the bitmap is synced when the blob is whole.
+        held = blob.held + len(chunks)
+        self._write_have(blob, have, durable=held == blob.blob_id.chunk_count)
         blob.held += len(chunks)
         blob.held_bytes += sum(len(data) for _, data, _ in chunks)
         self._touch(blob)
 
-    def _write_have(self, blob: _Blob, have: bytearray) -> None:
+    def _write_have(self, blob: _Blob, have: bytearray, *, durable: bool = True) -> None:
         """Persist a new bitmap (durably), then take it as the blob's."""
         changed = int.from_bytes(blob.have, "little") ^ int.from_bytes(have, "little")
         if changed:  # write only the bytes from the first changed to the last
@@ -464,7 +515,8 @@ class BlobStore:
             fd = os.open(blob.path / HAVE_FILE, os.O_WRONLY)
             try:
                 _pwrite_all(fd, have[low:high], low)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         blob.have = have
@@ -491,6 +543,29 @@ class BlobStore:
                 os.close(tree_fd)
             if found is None:
                 raise ChunksMissing(blob_id, [index], " (damaged on disk: fetch it again)")
+            self._touch(blob)
+            return found
+
+    def chunks(self, blob_id: BlobId, indexes: Iterable[int]) -> list[tuple[int, bytes, bytes]]:
+        """``(index, data, proof)`` of the chunks among ``indexes`` that are held, each
+        checked again (a damaged one is left out, and no longer held): what a node
+        serves a peer, several chunks with one pair of opens."""
+        with self._mutex:
+            blob = self._get(blob_id)
+            wanted = [i for i in indexes if blob is not None and blob.has(i)]
+            if blob is None or not wanted:
+                return []
+            found = []
+            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
+            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            try:
+                for index in wanted:
+                    chunk = self._read_verified(blob, index, data_fd, tree_fd)
+                    if chunk is not None:
+                        found.append((index, *chunk))
+            finally:
+                os.close(data_fd)
+                os.close(tree_fd)
             self._touch(blob)
             return found
 
@@ -673,7 +748,7 @@ class BlobStore:
 
     def _install(self, work: Path, blob_id: BlobId, pin: bool) -> BlobId:
         """Put a whole blob made under ``work`` in place of what the store held of it."""
-        old = self._blobs.get(blob_id)
+        old = self._get(blob_id)
         if old is not None and old.complete:
             shutil.rmtree(work, ignore_errors=True)
             if pin:
@@ -716,7 +791,7 @@ class BlobStore:
     def remove(self, blob_id: BlobId) -> bool:
         """Drop a blob and every chunk of it; False if it was not held."""
         with self._mutex:
-            blob = self._blobs.get(blob_id)
+            blob = self._get(blob_id)
             if blob is None:
                 return False
             self._discard(blob)
@@ -767,7 +842,7 @@ class BlobStore:
     # -- helpers -------------------------------------------------------------------------
 
     def _require(self, blob_id: BlobId) -> _Blob:
-        blob = self._blobs.get(blob_id)
+        blob = self._get(blob_id)
         if blob is None:
             raise BlobNotFound(blob_id)
         return blob

@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import msgpack
 
+from tidings.core.blob import BLOB_ID_SIZE, CHUNK_SIZE, HASH_SIZE, MAX_CHUNKS, BlobId, InvalidBlob
+from tidings.core.blob import MAX_PROOF_SIZE as MAX_CHUNK_PROOF
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
@@ -539,17 +541,176 @@ def identity_note(state: Any) -> IdentityNote:
                         IDENTITY_STATUSES[state.status])
 
 # -- end of identity messages --------------------------------------------------
+# -- blob messages (wire version 3, spec/13 §8) ------------------------------------
+# Types 14 to 18; types 11 to 13 are the identity messages (spec/12 §6.2). A
+# session at version 2 treats them as unknown types (malformed).
+
+#: The wire version that carries blob messages (spec/13 §8.1).
+BLOB_WIRE_VERSION = 3
+#: Ranges in one blob-request: a fetcher asks for a few runs of missing chunks.
+MAX_BLOB_RANGES = 16
+#: Chunks one blob-request may ask for: 16 MiB of answer, at most 64 of them queued.
+MAX_BLOB_REQUEST_CHUNKS = 256
+#: Chunks in one blob-data message: ~258 KiB, so a log message waits behind at
+#: most that much blob (spec/13 §1.1, §9).
+MAX_BLOB_DATA_CHUNKS = 4
+_BLOB_REQUEST_ID = 2**32 - 1
+
+
+def _blob(raw: Any) -> BlobId:
+    _shape(raw, bytes, "blob id", max_len=BLOB_ID_SIZE, min_len=BLOB_ID_SIZE)
+    try:
+        return BlobId.from_bytes(raw)
+    except (InvalidBlob, InvalidId) as exc:
+        raise MalformedMessage(f"bad blob id: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRequest:
+    """Ask for chunks of a blob: ascending, disjoint ``(first, count)`` ranges."""
+
+    TYPE = 14
+    request_id: int
+    blob: BlobId
+    ranges: tuple[tuple[int, int], ...]
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.blob.to_bytes(), [list(r) for r in self.ranges]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> BlobRequest:
+        request_id, raw_blob, raw_ranges = _arity(body, 3, "blob request")
+        blob = _blob(raw_blob)
+        _shape(raw_ranges, list, "ranges", max_len=MAX_BLOB_RANGES, min_len=1)
+        ranges, end, total = [], 0, 0
+        for raw in raw_ranges:
+            _shape(raw, list, "a range", max_len=2, min_len=2)
+            first = _uint(raw[0], "range first", blob.chunk_count - 1)
+            count = _uint(raw[1], "range count", blob.chunk_count - first, 1)
+            if first < end:
+                raise MalformedMessage("the ranges of a blob request ascend and do not overlap")
+            end, total = first + count, total + count
+            ranges.append((first, count))
+        if total > MAX_BLOB_REQUEST_CHUNKS:
+            raise MalformedMessage(f"a blob request asks for {total} chunks, at most "
+                                   f"{MAX_BLOB_REQUEST_CHUNKS}")
+        return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID), blob, tuple(ranges))
+
+
+@dataclass(frozen=True, slots=True)
+class BlobData:
+    """Chunks of an answer to a blob request, each ``(index, data, proof)``."""
+
+    TYPE = 15
+    request_id: int
+    chunks: tuple[tuple[int, bytes, bytes], ...]
+    final: bool
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, [list(c) for c in self.chunks], int(self.final)]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> BlobData:
+        request_id, raw_chunks, final = _arity(body, 3, "blob data")
+        _shape(raw_chunks, list, "chunks", max_len=MAX_BLOB_DATA_CHUNKS)
+        chunks = []
+        for raw in raw_chunks:
+            _shape(raw, list, "a chunk", max_len=3, min_len=3)
+            index = _uint(raw[0], "chunk index", MAX_CHUNKS - 1)
+            data = _shape(raw[1], bytes, "chunk data", max_len=CHUNK_SIZE)
+            proof = _shape(raw[2], bytes, "chunk proof", max_len=MAX_CHUNK_PROOF)
+            if len(proof) % HASH_SIZE:
+                raise MalformedMessage(f"a chunk proof of {len(proof)} bytes is not whole hashes")
+            chunks.append((index, data, proof))
+        is_final = bool(_uint(final, "final", 1))
+        if not chunks and not is_final:
+            raise MalformedMessage("a blob data message without chunks is final")
+        return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID), tuple(chunks), is_final)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobQuery:
+    """Ask which chunks of a blob the peer holds (and, subscribed, when that changes)."""
+
+    TYPE = 16
+    request_id: int
+    blob: BlobId
+    subscribe: bool
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.blob.to_bytes(), int(self.subscribe)]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> BlobQuery:
+        request_id, raw_blob, subscribe = _arity(body, 3, "blob query")
+        return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID), _blob(raw_blob),
+                   bool(_uint(subscribe, "subscribe", 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class BlobHave:
+    """What the sender holds of a blob: a bitmap, or None for all of it.
+
+    ``request_id`` None: an announcement, not an answer.
+    """
+
+    TYPE = 17
+    request_id: int | None
+    blob: BlobId
+    held: bytes | None
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.blob.to_bytes(), self.held]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> BlobHave:
+        request_id, raw_blob, held = _arity(body, 3, "blob have")
+        blob = _blob(raw_blob)
+        if held is not None:
+            count = blob.chunk_count
+            size = (count + 7) // 8
+            _shape(held, bytes, "held bitmap", max_len=size, min_len=size)
+            if count % 8 and held[-1] >> (count % 8):
+                raise MalformedMessage("the held bitmap has bits set past the last chunk")
+        return cls(None if request_id is None else _uint(request_id, "request id",
+                                                          _BLOB_REQUEST_ID), blob, held)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobCancel:
+    """The requester needs no more of an answer."""
+
+    TYPE = 18
+    request_id: int
+
+    def fields(self) -> list[Any]:
+        return [self.request_id]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> BlobCancel:
+        (request_id,) = _arity(body, 1, "blob cancel")
+        return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID))
+
+
+BlobMessage = BlobRequest | BlobData | BlobQuery | BlobHave | BlobCancel
+BLOB_MESSAGES: tuple[type[BlobMessage], ...] = (
+    BlobRequest, BlobData, BlobQuery, BlobHave, BlobCancel,
+)
+
+# -- end of the blob messages ---------------------------------------------------------
 
 
 Message = (
     Hello | Clock | Entries | PartialRequest | PartialResponse | ForkProofMessage | Peers | Ping
     | ErrorMessage | SeqRequest | SeqResponse | IdentityNotes | IdentityRequest | IdentityEvents
+    | BlobMessage
 )
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     cls.TYPE: cls.parse
     for cls in (
         Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
         ErrorMessage, SeqRequest, SeqResponse, IdentityNotes, IdentityRequest, IdentityEvents,
+        *BLOB_MESSAGES,
     )
 }
 
@@ -627,4 +788,4 @@ def decode_message(body: bytes) -> Message:
 def message_types() -> Sequence[type]:
     """Every message class, by type number (for the spec's vectors and tests)."""
     return [Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers,
-            Ping, ErrorMessage, SeqRequest, SeqResponse, *IDENTITY_MESSAGES]
+            Ping, ErrorMessage, SeqRequest, SeqResponse, *IDENTITY_MESSAGES, *BLOB_MESSAGES]

@@ -1,0 +1,408 @@
+"""Fetching blobs from the connected peers, and serving them (spec/13 §8, §9).
+
+Pure but for the chunk store, like the replicator that owns it. A
+:class:`BlobFetcher` keeps the blobs this node wants (attachments of posts in
+the feeds it replicates, within its :class:`BlobPolicy`; blobs asked for
+explicitly; partial blobs found in the store at start, so a download resumes
+after a crash from the chunks it holds), learns which peers hold which chunks
+(``blob-query`` with a subscription, ``blob-have``), and splits the missing
+chunks among them: each peer gets at most :data:`PEER_IN_FLIGHT` chunks
+requested and unanswered, in requests of :data:`REQUEST_CHUNKS`, so a fast peer
+takes more and a slow one holds back little. A chunk that fails its proof is
+the peer's error (the session ends with ``invalid-data``; the chunks before it
+are kept); chunks a peer left out of an answer are asked of another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tidings.core.blob import BlobId, InvalidBlob
+from tidings.core.content import Post, decode
+from tidings.core.ids import FeedId
+from tidings.errors import InvalidData, UsageError
+from tidings.replication.blob_session import (
+    BlobChunksReceived,
+    BlobHeld,
+    BlobQueried,
+    BlobServe,
+)
+from tidings.replication.peer import Peer
+from tidings.replication.session import Session
+from tidings.storage.blobs import BlobQuotaExceeded, BlobStore, VerifiedChunk
+from tidings.wire.messages import BLOB_WIRE_VERSION, MAX_BLOB_DATA_CHUNKS, MAX_BLOB_RANGES
+
+#: Chunks requested and unanswered per peer: 2 MiB, so that a slow peer holds
+#: back little and a fast one keeps its pipe full (spec/13 §9).
+PEER_IN_FLIGHT = 32
+#: Chunks one request asks for: two requests per peer in flight, so the next
+#: is already asked when one answer ends.
+REQUEST_CHUNKS = 16
+#: Chunk bytes checked before they are written with one pair of fsyncs: few fsyncs
+#: per blob, and a crash costs at most this much fetched again.
+FLUSH_BYTES = 4 * 1024 * 1024
+#: The default fetch policy: blobs up to 512 MiB (a 3-hour episode at 320 kbit/s
+#: is 430 MB); larger ones wait for an explicit `tidings blob get`.
+DEFAULT_FETCH_LIMIT = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlobPolicy:
+    """Which attachments of replicated feeds to fetch: ``limit`` bytes at most (None:
+    all; 0: none), and per feed the same, overriding it."""
+
+    limit: int | None = DEFAULT_FETCH_LIMIT
+    feeds: Mapping[FeedId, int | None] = field(default_factory=dict)
+
+    def accepts(self, feed: FeedId, size: int) -> bool:
+        limit = self.feeds.get(feed, self.limit)
+        return limit is None or size <= limit
+
+    @staticmethod
+    def parse_limit(value: object) -> int | None:
+        """``"all"``, ``"none"``, a byte count, or a size such as ``"500MB"``, ``"2GiB"``."""
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        text = str(value).strip().lower().replace(" ", "")
+        if text == "all":
+            return None
+        if text == "none":
+            return 0
+        return parse_size(text)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``"500MB"``, ``"2GiB"``, ``"1048576"``: a number of bytes."""
+    text = str(text).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgtib")
+    unit = text[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0:
+        raise UsageError(f"{text!r} is not a size: write bytes, or a number with KB, MB, "
+                         "GB, KiB, MiB or GiB (or 'all', 'none' for a fetch policy)")
+    return int(value * _UNITS[unit])
+
+
+def blobs_in(payload: bytes | None) -> list[tuple[BlobId, str]]:
+    """The blobs a payload's post attaches, with their media types (cheaply: most
+    payloads never mention a blob)."""
+    if payload is None or b"blob" not in payload:
+        return []
+    content = decode(payload)
+    if not isinstance(content, Post):
+        return []
+    return [(a.blob, a.media_type) for a in content.attachments if a.blob is not None]
+
+
+@dataclass(eq=False)
+class _Want:
+    blob: BlobId
+    #: Chunks not held, ascending (a dict as an ordered set).
+    missing: dict[int, None]
+    #: Chunks asked for and not yet answered, and of whom.
+    in_flight: dict[int, Peer] = field(default_factory=dict)
+    #: What each peer said it holds: a bitmap, or None for all of it.
+    holders: dict[Peer, bytes | None] = field(default_factory=dict)
+    #: Chunk bytes stored in this run (what a resumed download fetched again).
+    fetched: int = 0
+    #: The transport keys of the peers that sent chunks of it.
+    sources: set[bytes] = field(default_factory=set)
+    #: Chunks checked, to write with the next flush.
+    unwritten: list[VerifiedChunk] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _PeerFetch:
+    #: Our open requests to this peer: request id -> (blob, chunks asked, not yet received).
+    requests: dict[int, tuple[BlobId, set[int]]] = field(default_factory=dict)
+    #: Blobs to query once a request slot frees.
+    to_query: list[BlobId] = field(default_factory=list)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(chunks) for _, chunks in self.requests.values())
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStored:
+    """Chunks of ``blob`` are durable in the store (``complete``: all of them)."""
+
+    blob: BlobId
+    chunks: int
+    complete: bool
+
+
+class BlobFetcher:
+    """The blobs a node wants and the peers it fetches them from."""
+
+    def __init__(self, store: BlobStore, policy: BlobPolicy | None = None, *,
+                 log: Callable[..., None] | None = None) -> None:
+        self.store = store
+        self.policy = policy or BlobPolicy()
+        self.log: Callable[..., None] = log or (lambda event, **fields: None)
+        self.wants: dict[BlobId, _Want] = {}
+        self._peers: dict[Peer, _PeerFetch] = {}
+        #: Bytes of chunks checked and not yet written (at most about FLUSH_BYTES).
+        self._unwritten = 0
+        for info in store.blobs():
+            if not info.complete:  # a download cut short: resume it
+                self.want(info.blob_id)
+
+    # -- what this node wants ------------------------------------------------------------
+
+    def want(self, blob: BlobId, *, pin: bool = False) -> bool:
+        """Fetch ``blob`` from whoever holds it; False if it is held whole already."""
+        if blob in self.wants:
+            if pin:
+                self.store.begin(blob, pin=True)
+            return True
+        try:
+            self.store.begin(blob, pin=pin)
+        except BlobQuotaExceeded as exc:
+            self.log("blob-refused", blob=str(blob), error=str(exc))
+            return False
+        if self.store.has(blob):
+            return False
+        missing = dict.fromkeys(self.store.missing(blob))
+        self.wants[blob] = _Want(blob, missing)
+        self.log("blob-wanted", blob=str(blob), size=blob.size, missing=len(missing))
+        for peer, fetch in self._peers.items():
+            fetch.to_query.append(blob)
+            self.schedule(peer)
+        return True
+
+    def drop(self, blob: BlobId) -> None:
+        """Stop fetching ``blob`` (removed by its owner); answers in flight are ignored."""
+        want = self.wants.pop(blob, None)
+        if want is not None:
+            self._unwritten -= sum(len(data) for _, data, _ in want.unwritten)
+            for peer in want.holders:
+                self.schedule(peer)
+
+    def scan(self, feed: FeedId, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """New entries of ``feed``: want the blobs their posts attach, by policy."""
+        for _, payload in items:
+            for blob, _media in blobs_in(payload):
+                if blob not in self.wants and self.policy.accepts(feed, blob.size) \
+                        and not self.store.has(blob):
+                    self.want(blob)
+
+    # -- peers -----------------------------------------------------------------------------
+
+    def peer_ready(self, peer: Peer) -> None:
+        if (peer.session.version or 0) < BLOB_WIRE_VERSION:
+            return
+        self._peers[peer] = _PeerFetch(to_query=list(self.wants))
+        self.schedule(peer)
+
+    def peer_gone(self, peer: Peer) -> None:
+        fetch = self._peers.pop(peer, None)
+        if fetch is None:
+            return
+        for want in self.wants.values():
+            want.holders.pop(peer, None)
+            for index in [i for i, p in want.in_flight.items() if p is peer]:
+                del want.in_flight[index]
+        for other in list(self._peers):
+            self.schedule(other)
+
+    def on_held(self, peer: Peer, event: BlobHeld) -> None:
+        want = self.wants.get(event.blob)
+        if want is None:
+            return  # a hint about a blob this node does not want: ignored
+        want.holders[peer] = event.held
+        self.schedule(peer)
+
+    def on_chunks(self, peer: Peer, event: BlobChunksReceived) -> list[BlobStored]:
+        """An answer's chunks: each checked against the blob id at once (raises
+        InvalidData at the first that fails; those before it are kept), then written
+        in batches of FLUSH_BYTES, each with one pair of fsyncs (a crash loses at most
+        that much, fetched again)."""
+        want = self.wants.get(event.blob)
+        failure: InvalidBlob | None = None
+        if want is not None and event.chunks:
+            accepted, failure = self.store.verify_chunks(event.blob, event.chunks)
+            accepted = [chunk for chunk in accepted if chunk[0] in want.missing]
+            if accepted and peer.key is not None:
+                want.sources.add(peer.key)
+            for chunk in accepted:
+                del want.missing[chunk[0]]
+                want.fetched += len(chunk[1])
+                self._unwritten += len(chunk[1])
+            want.unwritten.extend(accepted)
+        self._answered(peer, event)
+        if failure is not None:
+            self.flush()  # the chunks before the bad one are kept
+            raise InvalidData(InvalidBlob(failure.rule, f"{failure.detail} (blob {event.blob})",
+                                          index=failure.index))
+        stored = []
+        if want is not None and (not want.missing or self._unwritten >= FLUSH_BYTES):
+            stored = self.flush()
+        self.schedule(peer)
+        return stored
+
+    def flush(self) -> list[BlobStored]:
+        """Write the chunks checked and not yet written; a blob whole now is complete."""
+        results = []
+        for want in list(self.wants.values()):
+            if not want.unwritten:
+                continue
+            chunks, want.unwritten = want.unwritten, []
+            self._unwritten -= sum(len(data) for _, data, _ in chunks)
+            try:
+                written = self.store.write_verified(want.blob, chunks)
+            except BlobQuotaExceeded as exc:
+                self.log("blob-refused", blob=str(want.blob), error=str(exc))
+                self.drop(want.blob)
+                continue
+            results.append(BlobStored(want.blob, len(written), not want.missing))
+            if not want.missing:
+                self._complete(want)
+        return results
+
+    def _answered(self, peer: Peer, event: BlobChunksReceived) -> None:
+        fetch = self._peers.get(peer)
+        asked = fetch.requests.get(event.request_id) if fetch is not None else None
+        want = self.wants.get(event.blob)
+        received = {index for index, _, _ in event.chunks}
+        if asked is not None:
+            asked[1].difference_update(received)
+        if want is not None:
+            for index in received:
+                if want.in_flight.get(index) is peer:
+                    del want.in_flight[index]
+        if event.final and fetch is not None:
+            fetch.requests.pop(event.request_id, None)
+            if asked is not None and want is not None and asked[1]:
+                self._left_out(want, peer, asked[1])
+
+    def _left_out(self, want: _Want, peer: Peer, indexes: set[int]) -> None:
+        """The peer answered without chunks it said it held: not asked of it again."""
+        held = want.holders.get(peer, b"")
+        bitmap = bytearray(held) if held is not None else bytearray(
+            b"\xff" * ((want.blob.chunk_count + 7) // 8))
+        for index in indexes:
+            if want.in_flight.get(index) is peer:
+                del want.in_flight[index]
+            if index >> 3 < len(bitmap):
+                bitmap[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+        want.holders[peer] = bytes(bitmap)
+        for other in list(self._peers):
+            if other is not peer:
+                self.schedule(other)
+
+    def _complete(self, want: _Want) -> None:
+        del self.wants[want.blob]
+        self.log("blob-complete", blob=str(want.blob), size=want.blob.size,
+                 fetched=want.fetched, peers=len(want.sources))
+        for peer in self._peers:  # subscribers hear at once (spec/13 §8.4)
+            self._announce(peer.session, want.blob)
+
+    # -- asking ----------------------------------------------------------------------------
+
+    def schedule(self, peer: Peer) -> None:
+        """Send ``peer`` the queries and requests there is room for."""
+        fetch = self._peers.get(peer)
+        session = peer.session
+        if fetch is None or session.failed:
+            return
+        blobs = session.blobs
+        while fetch.to_query and blobs.can_request():
+            blob = fetch.to_query.pop(0)
+            if blob in self.wants:
+                blobs.query(blob, subscribe=True)
+        for want in list(self.wants.values()):
+            while blobs.can_request() and fetch.in_flight < PEER_IN_FLIGHT:
+                chunks = self._pick(want, peer, min(REQUEST_CHUNKS,
+                                                    PEER_IN_FLIGHT - fetch.in_flight))
+                if not chunks:
+                    break
+                request_id = blobs.request(want.blob, _ranges(chunks))
+                fetch.requests[request_id] = (want.blob, set(chunks))
+                for index in chunks:
+                    want.in_flight[index] = peer
+
+    def _pick(self, want: _Want, peer: Peer, limit: int) -> list[int]:
+        if peer not in want.holders:
+            return []
+        held = want.holders[peer]
+        chunks: list[int] = []
+        for index in want.missing:
+            if index in want.in_flight:
+                continue
+            if held is not None and not held[index >> 3] >> (index & 7) & 1:
+                continue
+            if chunks and index != chunks[-1] + 1 and len(_ranges([*chunks, index])) > \
+                    MAX_BLOB_RANGES:
+                break
+            chunks.append(index)
+            if len(chunks) >= limit:
+                break
+        return chunks
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def answer_query(self, session: Session, event: BlobQueried) -> None:
+        held = None if self.store.has(event.blob) else self.store.held(event.blob)
+        session.blobs.send_have(event.request_id, event.blob, held)
+        if event.blob in session.blobs.subscriptions:
+            session.blobs.subscriptions[event.blob] = self._held_count(event.blob)
+
+    def serve_step(self, session: Session) -> int:
+        """Send the next message of the peer's oldest request; returns the chunk bytes
+        sent (-1: nothing was left to answer)."""
+        serve: BlobServe | None = session.blobs.next_serve()
+        if serve is None:
+            return -1
+        picked: list[int] = []
+        if not serve.cancelled:
+            held = self.store.held(serve.blob)
+            while serve.remaining and len(picked) < MAX_BLOB_DATA_CHUNKS:
+                index = serve.remaining.popleft()
+                if held[index >> 3] >> (index & 7) & 1:
+                    picked.append(index)
+        chunks = self.store.chunks(serve.blob, picked) if picked else []
+        session.blobs.send_data(serve, chunks)
+        return sum(len(data) for _, data, _ in chunks)
+
+    def _held_count(self, blob: BlobId) -> int:
+        info = self.store.info(blob)
+        return 0 if info is None else info.held
+
+    def _announce(self, session: Session, blob: BlobId) -> None:
+        subscriptions = session.blobs.subscriptions
+        if blob not in subscriptions or session.failed:
+            return
+        count = self._held_count(blob)
+        if count == subscriptions[blob]:
+            return
+        subscriptions[blob] = count
+        whole = count == blob.chunk_count
+        session.blobs.send_have(None, blob, None if whole else self.store.held(blob))
+
+    def tick(self, sessions: Iterable[Session]) -> None:
+        """Once a second: write what was checked, and tell subscribers what changed of
+        the blobs they asked about."""
+        self.flush()
+        for session in sessions:
+            for blob in list(session.blobs.subscriptions):
+                self._announce(session, blob)
+
+
+def _ranges(chunks: list[int]) -> tuple[tuple[int, int], ...]:
+    """Ascending chunk indexes as ``(first, count)`` runs."""
+    ranges: list[tuple[int, int]] = []
+    for index in chunks:
+        if ranges and ranges[-1][0] + ranges[-1][1] == index:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + 1)
+        else:
+            ranges.append((index, 1))
+    return tuple(ranges)

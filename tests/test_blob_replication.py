@@ -1,0 +1,193 @@
+"""Blobs between replicators in memory (spec/13 §8, §9): requests, answers, several
+peers, a lying peer, resuming from the verified chunks, the fetch policy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tidings import Logbook, MemoryStore
+from tidings.core.blob import CHUNK_SIZE, BlobId
+from tidings.core.content import Attachment, Post, encode
+from tidings.errors import InvalidData
+from tidings.replication.blob_fetch import BlobPolicy, BlobStored
+from tidings.replication.replicator import Replicator
+from tidings.storage.blobs import BlobStore
+from tidings.wire.messages import BlobData
+
+from .helpers import author
+from .replication_helpers import connect, run, tap, transport_key
+
+
+def make(tmp_path: Path, name: str, *, who: int | None = None, policy: BlobPolicy | None = None,
+         follows: tuple = (), **options: object) -> Replicator:
+    book = Logbook(MemoryStore(), author(who) if who is not None else None)
+    store = BlobStore(tmp_path / name / "blobs")
+    return Replicator(book, static_private=transport_key(name), blobs=store,
+                      blob_policy=policy, follows=follows, **options)  # type: ignore[arg-type]
+
+
+def publish_episode(node: Replicator, data: bytes) -> BlobId:
+    assert node.blobs is not None
+    blob = node.blobs.store.import_bytes(data)
+    node.logbook.publish(encode(Post("episode", title="Ep 1", attachments=(
+        Attachment.of_blob(blob, "audio/mpeg"),))), "podcast")
+    node.refresh_local()
+    return blob
+
+
+def whole(node: Replicator, blob: BlobId) -> bytes:
+    assert node.blobs is not None
+    return b"".join(node.blobs.store.iter_range(blob))
+
+
+def test_a_follower_fetches_the_attachment_of_a_new_post(tmp_path: Path) -> None:
+    data = os.urandom(5 * CHUNK_SIZE + 123)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    reader = make(tmp_path, "reader", follows=(feed,))
+    link = connect(reader, alice)
+    run(link)
+    assert whole(reader, blob) == data
+    assert any(isinstance(e, BlobStored) and e.complete for e in link.events_a)
+
+
+def test_the_policy_leaves_large_blobs_and_none_fetches_nothing(tmp_path: Path) -> None:
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, os.urandom(3 * CHUNK_SIZE))
+    feed = next(iter(alice.local.heads))
+    small = make(tmp_path, "small", follows=(feed,), policy=BlobPolicy(limit=CHUNK_SIZE))
+    none = make(tmp_path, "none", follows=(feed,),
+                policy=BlobPolicy(limit=None, feeds={feed: 0}))
+    run(connect(small, alice), connect(none, alice))
+    for node in (small, none):
+        assert node.local.seq(feed) == 1
+        assert node.blobs is not None and not node.blobs.store.has(blob)
+
+
+def test_two_peers_share_a_download(tmp_path: Path) -> None:
+    data = os.urandom(200 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    relay = make(tmp_path, "relay", follows=(feed,))
+    run(connect(relay, alice))
+    assert whole(relay, blob) == data
+    reader = make(tmp_path, "reader", follows=(feed,))
+    one, two = connect(reader, alice), connect(reader, relay)
+    run(one, two)
+    assert whole(reader, blob) == data
+    served = [link.sb.blobs.bytes_sent for link in (one, two)]
+    assert all(s > 0 for s in served) and sum(served) == len(data), served
+
+
+def test_a_corrupted_chunk_cuts_the_peer_off_and_the_other_completes(tmp_path: Path) -> None:
+    data = os.urandom(40 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    liar = make(tmp_path, "liar", follows=(feed,))
+    run(connect(liar, alice))
+    reader = make(tmp_path, "reader", follows=(feed,))
+    bad, good = connect(reader, liar), connect(reader, alice)
+    received = tap(bad.sa)
+    # The liar flips a byte of chunk 7 as it sends it.
+    real = liar.blobs.store.chunks  # type: ignore[union-attr]
+
+    def corrupt(blob_id: BlobId, indexes: list[int]) -> list[tuple[int, bytes, bytes]]:
+        return [(i, bytes([d[0] ^ 1]) + d[1:] if i == 7 else d, p)
+                for i, d, p in real(blob_id, indexes)]
+
+    liar.blobs.store.chunks = corrupt  # type: ignore[union-attr,method-assign]
+    with pytest.raises(InvalidData, match="chunk 7: blob-chunk-proof"):
+        run(bad)
+    assert bad.sa.failed
+    held = reader.blobs.store.held(blob)  # type: ignore[union-attr]
+    assert [i for i in range(40) if held[i >> 3] >> (i & 7) & 1] == list(range(7))
+    assert any(isinstance(m, BlobData) and any(c[0] == 7 for c in m.chunks) for m in received)
+    bad.close()
+    run(good)
+    assert whole(reader, blob) == data
+
+
+def test_a_download_resumes_from_the_chunks_held(tmp_path: Path) -> None:
+    data = os.urandom(64 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    reader = make(tmp_path, "reader", follows=(feed,))
+    reader.blobs.store.put_chunks(blob, [  # type: ignore[union-attr]
+        (i, *alice.blobs.store.chunk(blob, i)) for i in range(0, 40)])  # type: ignore[union-attr]
+    reader.blobs.store.close()  # type: ignore[union-attr]
+    again = make(tmp_path, "reader", follows=(feed,))
+    assert blob in again.blobs.wants  # type: ignore[union-attr]
+    link = connect(again, alice)
+    run(link)
+    assert whole(again, blob) == data
+    assert link.sb.blobs.bytes_sent == 24 * CHUNK_SIZE
+
+
+def test_a_relay_keeps_the_blobs_of_the_feeds_it_relays_within_its_quota(
+        tmp_path: Path) -> None:
+    alice = make(tmp_path, "alice", who=1)
+    first = publish_episode(alice, os.urandom(20 * CHUNK_SIZE))
+    book = Logbook(MemoryStore())
+    # Room for one blob and a half: the older, unpinned one is evicted for the newer.
+    store = BlobStore(tmp_path / "relay" / "blobs", quota=30 * CHUNK_SIZE)
+    relay = Replicator(book, static_private=transport_key("relay"), blobs=store, relay=True)
+    link = connect(relay, alice)
+    run(link)
+    assert store.has(first)
+    second = publish_episode(alice, os.urandom(20 * CHUNK_SIZE))
+    run(link)
+    assert store.has(second) and not store.has(first)
+    assert store.usage() <= 30 * CHUNK_SIZE
+
+
+def test_blob_messages_at_wire_version_2_are_malformed(tmp_path: Path) -> None:
+    from tidings.errors import MalformedMessage
+    from tidings.wire.messages import BlobQuery, Hello
+
+    from .test_session import BLOB, authenticated, deliver
+
+    peer, session = authenticated()
+    session.start()
+    deliver(peer, session, Hello((2,), False, None))
+    assert session.version == 2
+    events = deliver(peer, session, BlobQuery(1, BLOB, True))
+    assert isinstance(events[-1].error, MalformedMessage)  # type: ignore[attr-defined]
+
+
+def test_a_flood_of_blob_requests_closes_the_connection() -> None:
+    from tidings.errors import PeerFlooding
+    from tidings.wire.messages import BlobRequest, Clock, Hello
+
+    from .test_session import BLOB, authenticated, deliver
+
+    peer, session = authenticated()
+    session.start()
+    deliver(peer, session, Hello((2, 3), False, None), Clock(True, (), True))
+    events = deliver(peer, session, *(BlobRequest(i, BLOB, ((0, 1),)) for i in range(65)))
+    assert isinstance(events[-1].error, PeerFlooding)  # type: ignore[attr-defined]
+
+
+def test_chunks_a_peer_leaves_out_are_asked_of_another(tmp_path: Path) -> None:
+    """A peer that says it holds the blob and sends nothing is not asked again; the
+    chunks come from the peer that has them."""
+    data = os.urandom(40 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    boaster = make(tmp_path, "boaster", follows=(feed,), policy=BlobPolicy(limit=0))
+    run(connect(boaster, alice))
+    # It holds the post, not the blob, yet claims the whole blob.
+    boaster.blobs.store.held = lambda b: bytes(b"\xff" * 5)  # type: ignore[union-attr,method-assign]
+    boaster.blobs.store.has = lambda b: True  # type: ignore[union-attr,method-assign]
+    reader = make(tmp_path, "reader", follows=(feed,))
+    liar, honest = connect(reader, boaster), connect(reader, alice)
+    run(liar, honest)
+    assert whole(reader, blob) == data
+    assert liar.sb.blobs.bytes_sent == 0 and not liar.sa.failed
