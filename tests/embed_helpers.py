@@ -10,7 +10,7 @@ import trio
 from tidings.embed import EmbeddedNode
 
 #: How long a test waits for something the network should do.
-PATIENCE = 20.0
+PATIENCE = 60.0
 
 
 def address_of(node: EmbeddedNode) -> str:

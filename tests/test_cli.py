@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tidings import AuthorId, FeedId, Identity
+from tidings.content import Post, encode
 
 #: Every test here starts real processes (see tests/conftest.py).
 pytestmark = pytest.mark.system
@@ -279,7 +280,9 @@ def test_publish_binary_file_shows_as_base64(home: Path, tmp_path: Path) -> None
     data = bytes(range(256)) * 3 + b"\xff\xfe"
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    ok(tidings(home, "publish", "--file", str(path)))
+    # Without --binary the bytes are refused: they are not text.
+    usage_error(tidings(home, "publish", "--file", str(path)), "not UTF-8 text", "--binary")
+    ok(tidings(home, "publish", "--binary", "--file", str(path)))
     [entry] = ok(tidings(home, "show", "main", "--json")).json_lines()
     assert entry["payload_size"] == len(data)
     assert entry["payload_encoding"] == "base64"
@@ -287,7 +290,7 @@ def test_publish_binary_file_shows_as_base64(home: Path, tmp_path: Path) -> None
     text = ok(tidings(home, "show", "main")).out
     assert f"(binary, {len(data)} B)" in text
     # "--file -" reads the payload from standard input.
-    ok(tidings(home, "publish", "--file", "-", stdin=data[::-1]))
+    ok(tidings(home, "publish", "--binary", "--file", "-", stdin=data[::-1]))
     entries = ok(tidings(home, "show", "main", "--json")).json_lines()
     assert base64.b64decode(str(entries[1]["payload"])) == data[::-1]
 
@@ -380,7 +383,7 @@ def exported(home: Path, tmp_path: Path) -> tuple[str, Path, list[dict[str, obje
         publish_lines(home, [f"entry {i}".encode() for i in range(first, last + 1)])
     blob = tmp_path / "blob.bin"
     blob.write_bytes(b"\x00\xff" * 50)
-    feed_text = ok(tidings(home, "publish", "--file", str(blob))).out.split()[0]
+    feed_text = ok(tidings(home, "publish", "--binary", "--file", str(blob))).out.split()[0]
     bundle = tmp_path / "feed.bundle"
     result = ok(tidings(home, "export", feed_text, "-o", str(bundle)))
     assert "10 entries" in result.err
@@ -572,7 +575,10 @@ def test_mistyped_feed_id(home: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["whoami"], ["publish", "text"], ["show", "main"], ["feeds"], ["verify"]]
+    "args", [["whoami"], ["publish", "text"], ["show", "main"], ["feeds"], ["verify"],
+             ["following"], ["forks"], ["about"], ["about", "--name", "A"], ["watch"],
+             ["export", "main", "-o", "x.bundle"], ["edit", "main", "1", "x"]],
+    ids=lambda args: "-".join(args),
 )
 def test_missing_home(tmp_path: Path, args: list[str]) -> None:
     missing = tmp_path / "nowhere"
@@ -654,18 +660,31 @@ def test_import_into_a_new_home_needs_no_identity(home: Path, tmp_path: Path) ->
     assert ok(tidings(relay, "verify")).out.count(" ok") == 1
 
 
-def test_non_utf8_argument_is_published_as_its_bytes(home: Path) -> None:
+def test_non_utf8_argument_is_refused_and_published_as_its_bytes_with_binary(
+        home: Path) -> None:
     argv = [sys.executable, "-m", "tidings", "--home", str(home), "publish", b"\xff\xfe"]
     done = subprocess.run(argv, capture_output=True, env=_env(), timeout=60)  # type: ignore[list-item]
+    assert done.returncode == 2 and b"not UTF-8 text" in done.stderr, done.stderr
+    assert ok(tidings(home, "feeds")).out == ""  # nothing was published
+    done = subprocess.run([*argv[:-1], "--binary", argv[-1]], capture_output=True,  # type: ignore[list-item]
+                          env=_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     shown = ok(tidings(home, "show", "main", "--json")).json_lines()
     assert shown[-1]["payload"] == base64.b64encode(b"\xff\xfe").decode()
 
 
-def test_show_escapes_terminal_control_characters(home: Path) -> None:
-    ok(tidings(home, "publish", "a\x1b]0;title\x07b\rc"))
+def test_show_escapes_terminal_control_characters(home: Path, tmp_path: Path) -> None:
+    hostile = "a\x1b]0;title\x07b\rc"
+    # Text with control characters is refused: readers would show it as binary.
+    usage_error(tidings(home, "publish", hostile), "control characters", "--binary")
+    ok(tidings(home, "publish", "--binary", hostile))
+    # A post's text may hold them (content allows it): show escapes them.
+    path = tmp_path / "post.cbor"
+    path.write_bytes(encode(Post("x\n" + hostile)))
+    ok(tidings(home, "publish", "--binary", "--file", str(path)))
     out = ok(tidings(home, "show", "main")).out
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert f"(binary, {len(hostile)} B)" in out
     assert "a\\x1b]0;title\\x07b\\rc" in out
 
 

@@ -30,7 +30,7 @@ def view(home: Path, log: str = "blog") -> dict[int, tuple[str, object]]:
 def publish_content(home: Path, tmp_path: Path, content: Post | LinkShare) -> None:
     path = tmp_path / "content.cbor"
     path.write_bytes(encode(content))
-    ok(tidings(home, "publish", "--log", "blog", "--file", str(path)))
+    ok(tidings(home, "publish", "--log", "blog", "--binary", "--file", str(path)))
 
 
 def test_edit_replaces_the_text_and_keeps_the_rest(home: Path, tmp_path: Path) -> None:

@@ -138,3 +138,14 @@ def test_check_correction_refuses_what_would_not_take_effect() -> None:
 def test_docstring_examples() -> None:
     failed, attempted = doctest.testmod(tidings.core.corrections)
     assert attempted >= 3 and failed == 0
+
+
+def test_a_subscription_item_says_which_entry_it_corrects() -> None:
+    from tidings import Identity
+    from tidings.embed import Item
+
+    book = Logbook(MemoryStore(), Identity.generate())
+    published = [book.publish(encode(content), "blog") for content in (
+        Post("helo"), Replace(1, Post("hello")), Retract(1), Post("more"))]
+    items = [Item(entry, payload) for entry, payload in book.read(published[0].feed)]
+    assert [item.corrects for item in items] == [None, 1, 1, None]

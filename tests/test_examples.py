@@ -48,6 +48,13 @@ def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 2
 
 
+def test_every_example_is_run_here() -> None:
+    """Each file in examples/ is run by a test of this module: the Python ones above,
+    curl_client.sh below. A new example of another kind needs its own test."""
+    files = {p.name for p in (ROOT / "examples").iterdir() if p.is_file()}
+    assert files == {p.name for p in EXAMPLES} | {"curl_client.sh"}, files
+
+
 # -- a real node --------------------------------------------------------------
 
 

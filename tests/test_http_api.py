@@ -31,7 +31,7 @@ from tests.nodes import running, wait_for
 from tests.test_cli import _env, ok, tidings
 from tidings import FeedId
 from tidings import content as content_types
-from tidings.content import Follow, Post
+from tidings.content import Follow, Post, Replace, Retract
 from tidings.embed import EmbeddedNode, open_node
 from tidings.http import server as server_module
 from tidings.http.server import MAX_BODY_BYTES
@@ -348,6 +348,26 @@ async def test_publish_content_and_free_bytes_and_read_them_back(api: Api) -> No
     assert one.json()["content"] == post
     assert base64.b64decode(one.json()["payload_base64"]) == content_types.encode(
         Post("hello over HTTP", tags=("http",)))
+
+
+async def test_listings_show_entries_with_their_authors_corrections(api: Api) -> None:
+    for text in ("helo", "second", "third"):
+        await api.node.publish(Post(text), log="blog")
+    await api.node.publish(Replace(1, Post("hello")), log="blog")
+    await api.node.publish(Retract(2), log="blog")
+    blog = api.node.feed("blog")
+    listed = (await api.get(f"/v1/feeds/{blog}/entries")).json()["entries"]
+    assert [(e["seq"], e["state"], e["corrected_by"]) for e in listed] == [
+        (1, "replaced", 4), (2, "retracted", 5), (3, "original", None),
+        (4, "correction", None), (5, "correction", None)]
+    assert listed[0]["content"]["text"] == "helo"  # the entry's own, as it is
+    assert listed[0]["shown"] == {"type": "post", "text": "hello"}  # what a reader shows
+    assert listed[1]["shown"] is None and listed[2]["shown"]["text"] == "third"
+    # A page of one entry still sees the corrections after it, and so does one entry.
+    page = (await api.get(f"/v1/feeds/{blog}/entries?since=1&limit=1")).json()["entries"]
+    assert page[0]["shown"] == {"type": "post", "text": "hello"}
+    one = (await api.get(f"/v1/feeds/{blog}/entries/2")).json()
+    assert one["state"] == "retracted" and one["corrected_by"] == 5
 
 
 async def test_publish_names_what_is_wrong(api: Api) -> None:

@@ -335,7 +335,7 @@ def test_the_json_examples_of_the_prose_are_valid() -> None:
                 validator(_pointer("components", "schemas", name)).validate(value)
                 break
         else:
-            assert set(value) <= {"url", "pid", "socket"}, value  # HOME/api.json
+            assert set(value) in ({"url", "pid"}, {"url", "pid", "socket"}), value  # HOME/api.json
 
 
 # -- the document names every route, and nothing else --------------------------------
@@ -468,7 +468,7 @@ def closed_port() -> Iterator[int]:
         yield held.getsockname()[1]
 
 
-async def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> None:
+async def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> None:
     """Poll an async ``condition`` until it is true (fails after ``timeout`` seconds)."""
     with trio.fail_after(timeout):
         while not await condition():
@@ -542,7 +542,8 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
                   "not_found")
 
     one = (await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/1", 200)).json()
-    assert one == first.json()
+    assert one == first.json() | {"state": "original", "corrected_by": None,
+                                  "shown": first.json()["content"]}
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/9", 404, "not_found")
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"{entries}/0", 404, "not_found")
     await a.check("/v1/feeds/{feed}/entries/{seq}", "get", f"/v1/feeds/{BAD_FEED}/entries/1",
@@ -886,7 +887,7 @@ async def test_a_connection_serves_several_requests(a: Client) -> None:
                f"Authorization: Bearer {a.token}\r\n\r\n")
         await stream.send_all((one + one.replace("following", "peers")).encode())
         received = b""
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"}\n"):
                 received += await stream.receive_some(65536)
         assert received.index(b"following") < received.index(b"peers")
@@ -1118,7 +1119,7 @@ async def test_a_head_request_leaves_the_connection_usable(a: Client) -> None:
         await stream.send_all(f"HEAD /v1/status HTTP/1.1\r\n{head}"
                               f"GET /v1/following HTTP/1.1\r\n{head}".encode())
         received = b""
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             while chunk := await stream.receive_some(65536):
                 received += chunk
                 if b"following" in received:
@@ -1184,7 +1185,7 @@ async def test_a_failing_handler_gets_a_500_and_the_server_keeps_serving() -> No
             await stream.send_all(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n"
                                   b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
             received = b""
-            with trio.fail_after(5):
+            with trio.fail_after(30):
                 while b'{"ok": true}' not in received:
                     received += await stream.receive_some(65536)
         assert received.startswith(b"HTTP/1.1 500")

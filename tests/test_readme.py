@@ -17,51 +17,95 @@ pytestmark = pytest.mark.system
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def run_sh_block(
-    heading: str, tmp_path: Path, *, python: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run the first ``sh`` block under ``heading`` as a bash script, in ``tmp_path``.
+#: Where the README's reader pastes into one shell: every ``sh`` block after the
+#: quick start's two (which install and then run a node, or the whole suite) and
+#: before "## Development" (the inner loop, from the checkout).
+FIRST, LAST = "## Quick start", "## Development"
 
-    With ``python``, a leading ``python`` is the interpreter running the tests.
-    """
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """``(heading, script)`` of each ``sh`` block a reader pastes, in order."""
     text = README.read_text()
-    block = re.search(r"```sh\n(.*?)```", text[text.index(heading):], re.S)
-    assert block is not None
-    script = block.group(1)
-    if python:
-        script = re.sub(r"^python ", f"{sys.executable} ", script, flags=re.M)
-    env = {k: v for k, v in os.environ.items() if k != "TIDINGS_HOME"}
-    # the `tidings` script sits beside the interpreter running the tests
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["TMPDIR"] = str(tmp_path)
+    text = text[text.index(FIRST):text.index(LAST)]
+    blocks = []
+    for found in re.finditer(r"```sh\n(.*?)```", text, re.S):
+        heading = re.findall(r"^## .*$", text[:found.start()], re.M)[-1]
+        blocks.append((heading, found.group(1)))
+    assert [h for h, _ in blocks[:2]] == [FIRST, FIRST], "the quick start has two commands"
+    return blocks[2:]
+
+
+@pytest.fixture(scope="module")
+def pasted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
+    """Every block run in order in one fresh shell, as a reader pastes them: ``env -i``
+    (only HOME and a system PATH), from a checkout. Returns each heading's stdout and
+    the scratch directory the README moves to."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the README installs into a virtual environment; run the tests in one")
+    tmp = tmp_path_factory.mktemp("reader")
+    checkout = tmp / "checkout"  # the checkout as the reader has it: .venv installed
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    (checkout / "examples").symlink_to(README.parent / "examples", target_is_directory=True)
+    (tmp / "home").mkdir()
+    (tmp / "tmp").mkdir()  # mktemp -d makes its directories here, cleaned with the test's
+    parts = []
+    for number, (heading, script) in enumerate(readme_blocks()):
+        parts.append(f"echo '@@block {number} {heading}'\n{script}")
+    parts.append('echo "@@scratch $PWD"')
+    env = {"HOME": str(tmp / "home"), "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "tmp")}
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        ["env", "-i", *(f"{k}={v}" for k, v in env.items()),
+         "bash", "-euo", "pipefail", "-c", "\n".join(parts)],
+        cwd=checkout, capture_output=True, text=True, timeout=900,
     )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return done
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert "Traceback" not in done.stderr, done.stderr
+    outputs: dict[str, str] = {}
+    scratch = None
+    for chunk in re.split(r"^@@", done.stdout, flags=re.M)[1:]:
+        header, _, body = chunk.partition("\n")
+        if header.startswith("scratch "):
+            scratch = Path(header[len("scratch "):])
+        else:
+            heading = header.split(" ", 2)[2]
+            outputs[heading] = outputs.get(heading, "") + body
+    assert scratch is not None and scratch.is_relative_to(tmp / "tmp")
+    assert not (checkout / "ep1.txt").exists()  # nothing written into the checkout
+    return outputs, scratch
 
 
-def test_the_cli_walk_through_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## The command line", tmp_path)
-    assert "_notes  10000" in done.stdout  # the relay's `feeds`
+def test_every_block_runs_in_order_in_a_fresh_shell(pasted: tuple[dict[str, str], Path]
+                                                    ) -> None:
+    outputs, _ = pasted
+    assert set(outputs) >= {"## The command line", "## The node", "## The local HTTP API",
+                            "## Feeds for people and feed readers",
+                            "## Bringing a blog or a podcast", "## Examples",
+                            "## Simulating a network"}
 
 
-def test_the_node_walk_through_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## The node", tmp_path)
-    assert "Traceback" not in (tmp_path / "author.log").read_text()
-    lines = done.stdout.splitlines()
+def test_the_cli_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## The command line"]
+    assert "_notes  10000" in out  # the relay's `feeds`
+    shown = out[out.index("Week 1"):]
+    assert "What a feed is, in a few lines." in shown and "tags: #notes" in shown
+    assert "link: https://example.org/feeds" in shown and "And a reply to it." in shown
+
+
+def test_the_node_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    outputs, scratch = pasted
+    assert "Traceback" not in (scratch / "author.log").read_text()
+    lines = outputs["## The node"].splitlines()
     assert any(re.fullmatch(r"caught up with 127\.0\.0\.1:\d+: 100 new entries, "
                             r"1 followed feeds", line) for line in lines)
     assert any(line.split()[0] == "98" for line in lines)  # fetch --latest 3 starts at 98
-    assert re.search(r"^[0-9a-f]{64}$", done.stdout, re.M)  # network new
+    assert any(re.fullmatch(r"[0-9a-f]{64}", line) for line in lines)  # network new
     assert lines[-1] == "2"  # the author's node saw the sync and the fetch
 
 
-def test_the_gateway_walk_through_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## Feeds for people and feed readers", tmp_path)
-    index, text, feed_page, entry_page, media = done.stdout.splitlines()[-5:]
+def test_the_gateway_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## Feeds for people and feed readers"]
+    index, text, feed_page, entry_page, media = out.splitlines()[-5:]
     assert re.fullmatch(r'<h2><a href="\./feeds/tf1\w+_blog"><bdi>blog by ta1\w+</bdi></a></h2>',
                         index), index
     assert text == "The first entry of this blog."
@@ -71,17 +115,20 @@ def test_the_gateway_walk_through_runs(tmp_path: Path) -> None:
     assert media == "application/xml; charset=utf-8"  # what a browser renders
 
 
-def test_the_import_feed_walk_through_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## Bringing a blog or a podcast", tmp_path)
-    assert done.stdout.splitlines()[-2:] == ["1\tFirst post", "2\tSecond post"]
-    assert "imported 2 new items" in done.stderr
-    assert "imported 0 new items" in done.stderr  # the second run
+def test_the_import_feed_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## Bringing a blog or a podcast"]
+    assert out.splitlines()[-2:] == ["1\tFirst post", "2\tSecond post"]
 
 
-def test_the_simulator_command_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## Simulating a network", tmp_path, python=True)
-    assert "converged in" in done.stdout, done.stdout
-    assert "redundancy" in done.stdout
+def test_the_examples_run(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## Examples"]
+    assert "hello, network" in out  # bob read alice's post from her node
+
+
+def test_the_simulator_command_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    out = pasted[0]["## Simulating a network"]
+    assert "converged in" in out, out
+    assert "redundancy" in out
 
 
 def run_python_block(heading: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -111,11 +158,13 @@ def test_the_embedding_snippet_sees_the_post_arrive(tmp_path: Path) -> None:
     assert (tmp_path / "alice" / "api.token").stat().st_mode & 0o777 == 0o600
 
 
-def test_the_http_api_walk_through_runs(tmp_path: Path) -> None:
-    done = run_sh_block("## The local HTTP API", tmp_path)
-    published = json.loads((tmp_path / "published.json").read_text())
+def test_the_http_api_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    outputs, scratch = pasted
+    published = json.loads((scratch / "published.json").read_text())
     assert published["seq"] == 1 and published["content"]["text"] == "hello from curl"
-    entries = json.loads(done.stdout.splitlines()[0])["entries"]
+    out = outputs["## The local HTTP API"].splitlines()
+    entries = json.loads(out[0])["entries"]
     assert [e["content"]["text"] for e in entries] == ["hello from curl"]
-    assert "401" in done.stdout.splitlines()
-    assert "no peer connected" in done.stdout  # tidings status: alone on its network
+    assert "401" in out
+    assert "no peer connected" in "\n".join(out)  # tidings status: alone on its network
+    assert "hello from curl" in (scratch / "watch.txt").read_text()  # tidings watch saw it

@@ -2348,6 +2348,11 @@ def make_content() -> dict[str, Any]:
         }),
         ("about-avatar-url", "the avatar is at a URL", {
             "type": "about", "name": "Alice", "avatar": "https://example.org/alice.png"}),
+        ("about-logs", "the author names and describes two of their logs", {
+            "type": "about", "name": "Alice", "logs": [
+                {"log": "blog", "name": "Alice's notebook",
+                 "description": "What I learn, weekly."},
+                {"log": "podcast", "name": "Maths aloud"}]}),
         ("retract", "the author retracts entry 3 of the same feed",
          {"type": "retract", "target": 3}),
         ("replace-post", "entry 3 shows this post from now on", {
@@ -2536,6 +2541,11 @@ def make_content() -> dict[str, Any]:
          content_map(("type", "about"), ("name", "n" * 101))),
         ("about-avatar-number", "C9", "an avatar that is a number",
          content_map(("type", "about"), ("name", "A"), ("avatar", 7))),
+        ("about-log-twice", "C9", "an about that describes one log twice",
+         content_map(("type", "about"), ("name", "A"),
+                     ("logs", [{"log": "blog", "name": "B"}, {"log": "blog", "name": "C"}]))),
+        ("about-log-bad-id", "C9", "a log id in upper case",
+         content_map(("type", "about"), ("name", "A"), ("logs", [{"log": "Blog"}]))),
         ("retract-seq-0", "C9", "a retract of seq 0", content_map(("type", "retract"),
                                                                   ("target", 0))),
         ("retract-target-text", "C9", "a target that is text",
@@ -2588,6 +2598,8 @@ def make_content() -> dict[str, Any]:
          {"type": "follow", "feed": "tf1"}),
         ("about-avatar-number", "about.avatar", "an avatar that is a number",
          {"type": "about", "name": "Alice", "avatar": 7}),
+        ("about-log-without-id", "about.logs[0].log", "each log named by its id",
+         {"type": "about", "name": "Alice", "logs": [{"name": "Notebook"}]}),
         ("bare-unknown-type", "type", "bare type names are the library's",
          {"type": "poll", "options": []}),
         ("app-type-upper-case", "type", "type names are lower case",

@@ -9,7 +9,15 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
+from tidings.cli.common import (
+    EXIT_BAD_DATA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    err,
+    listen_address,
+    print_json,
+)
 from tidings.core.ids import FeedId
 from tidings.errors import first_error
 from tidings.identity import Identity
@@ -161,18 +169,22 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
     allows = _served_feeds(args, home, book.identity)
 
-    async def main() -> None:
+    async def main() -> int:
+        code = EXIT_OK
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(serve_feeds, book.store, host, port, log,
                                             base_url, allows)
                 log.info("serving-feeds", url=f"http://{format_address(bound)}/",
                          base_url=base_url or "(relative links)", home=str(home.path))
-                async for _ in signals:
+                async for signum in signals:
+                    # SIGTERM: a service stopped as asked; Ctrl-C exits as shells expect.
+                    code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
                     nursery.cancel_scope.cancel()
+        return code
 
     try:
-        trio.run(main)
+        code = trio.run(main)
     except ExceptionGroup as exc:
         first = first_error(exc, OSError)
         if first is None:
@@ -183,7 +195,7 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
     finally:
         book.store.close()
     err("stopped")
-    return EXIT_OK
+    return code
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
@@ -195,6 +207,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                 "read-only and without a token, for people, feed readers and podcast apps",
                 json_flag=False)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   type=listen_address,
                    help="where to listen (default 127.0.0.1:8080; 0.0.0.0:PORT for everyone)")
     p.add_argument("--feed", action="append", metavar="FEED",
                    help="serve this feed (repeat for more; default: this home's own feeds)")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import re
 import sys
 from typing import Any
 
 from tidings.core.entry import Entry
 from tidings.core.ids import AUTHOR_PREFIX, FEED_PREFIX, FeedId
-from tidings.core.times import entry_datetime
-from tidings.errors import InvalidId
+from tidings.errors import InvalidId, UsageError
 from tidings.storage.logbook import Logbook
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
+#: A command stopped by Ctrl-C exits as shells report it: 128 + SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
@@ -75,34 +78,33 @@ def entry_json(entry: Entry, payload: bytes | None) -> dict[str, Any]:
     return obj
 
 
-def _when(timestamp_us: int) -> str:
-    return entry_datetime(timestamp_us).strftime("%Y-%m-%d %H:%M:%SZ")
+#: A host name to listen on: DNS labels (RFC 1123), at most 253 characters.
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
-#: Control characters (C0, DEL, C1) shown escaped, so a payload cannot move the
-#: cursor or send escape sequences to the reader's terminal.
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+def listen_address(text: str) -> str:
+    """``HOST:PORT`` to listen on, checked before the node starts: a malformed one is
+    named as such, not left to fail as an unknown host or a port in use."""
+    import ipaddress
 
+    from tidings.node.options import parse_address
 
-def _payload_text(payload: bytes | None, size: int) -> str:
-    if payload is None:
-        return f"(payload not held, {size} B)"
+    example = "such as 127.0.0.1:7654, 0.0.0.0:7654 or [::1]:0"
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address HOST:PORT ({example})")
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"(binary, {size} B)"
-    return text.translate(_CONTROL)
-
-
-# -- commands ---------------------------------------------------------------
-
-
-def print_entries(page: list[tuple[Entry, bytes | None]], as_json: bool) -> None:
-    for entry, payload in page:
-        if as_json:
-            print_json(entry_json(entry, payload))
-        else:
-            end = "  [end of log]" if entry.is_end_of_log else ""
-            print(f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
-                  f"{_payload_text(payload, entry.payload_size)}{end}")
+        host, _ = parse_address(text)
+    except UsageError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address HOST:PORT with a port from 0 to 65535 "
+            f"({example})") from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise argparse.ArgumentTypeError(
+                f"{host!r} in {text!r} is neither an IP address nor a host name "
+                f"({example})") from None
+    return text

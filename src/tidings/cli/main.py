@@ -1,8 +1,10 @@
+# PYTHON_ARGCOMPLETE_OK  (tab completion with argcomplete, the `completion` extra)
 """``tidings``: the command line. Data goes to stdout, messages to stderr.
 
 Exit codes: 0 success; 1 the data is bad (verification failed, a bundle is
 damaged, a peer or the node's API refused); 2 the command cannot run as asked
-(bad arguments, no home, unknown feed); 3 no node runs for the home (`status`).
+(bad arguments, no home, unknown feed); 3 no node runs for the home (`status`,
+`watch`); 130 stopped by Ctrl-C (SIGINT), with one line and no traceback.
 """
 
 from __future__ import annotations
@@ -18,21 +20,24 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from tidings import __version__
+from tidings.cli import authoring
 from tidings.cli.api import add_commands as add_api_commands
+from tidings.cli.authoring import add_commands as add_authoring_commands
 from tidings.cli.common import (
     EXIT_BAD_DATA,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
     entry_json,
     err,
     feed_arg,
-    print_entries,
     print_json,
 )
 from tidings.cli.corrections import add_commands as add_correction_commands
 from tidings.cli.import_feed import add_commands as add_import_feed_commands
 from tidings.cli.node import add_commands as add_node_commands
+from tidings.cli.reading import add_commands as add_reading_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidEntry, PeerError, TidingsError, UsageError
@@ -62,11 +67,12 @@ def cmd_whoami(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
-def _stdin_lines_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+def _stdin_lines_batches(stream: BinaryIO, binary: bool = False) -> Iterator[list[bytes]]:
     """Lines without their ending (one ``\\n`` or ``\\r\\n``), in batches.
 
     Each read is bounded, so a line longer than a payload may be is refused
-    without reading it whole.
+    without reading it whole. Unless ``binary``, a line must be text that is
+    not blank (:func:`authoring.check_line`).
     """
     batch: list[bytes] = []
     batch_bytes = 0
@@ -75,10 +81,13 @@ def _stdin_lines_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
         number += 1
         if line.endswith(b"\n"):
             line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        if len(line) > MAX_PAYLOAD_SIZE:
+        problem = (f"line {number} is over {MAX_PAYLOAD_SIZE} bytes, the payload bound"
+                   if len(line) > MAX_PAYLOAD_SIZE
+                   else None if binary else authoring.check_line(line, number))
+        if problem is not None:
             if batch:
                 yield batch  # the lines before it are fine: publish them first
-            raise _LineTooLong(number)
+            raise _LineTooLong(number, problem)
         batch.append(line)
         batch_bytes += len(line)
         if len(batch) >= BATCH_SIZE or batch_bytes >= BATCH_BYTES:
@@ -89,23 +98,27 @@ def _stdin_lines_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
 
 
 class _LineTooLong(Exception):
-    def __init__(self, number: int) -> None:
+    """A line that cannot be published (too long, or not text without --binary)."""
+
+    def __init__(self, number: int, problem: str) -> None:
         super().__init__(number)
         self.number = number
+        self.problem = problem
 
 
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
-    book = home.open_logbook(need_identity=True)
-    log_id = args.log or home.config().default_log
     sources = sum([args.text is not None, args.file is not None, args.lines])
     if sources != 1:
         raise CommandError("give exactly one of TEXT, --file PATH or --lines")
+    authoring.check_publish_args(args)
+    book = home.open_logbook(need_identity=True)
+    log_id = args.log or home.config().default_log
     if args.lines:
         if args.end:
             raise CommandError("--end publishes one entry; it does not go with --lines")
         total, first, last = 0, None, None
         try:
-            for batch in _stdin_lines_batches(sys.stdin.buffer):
+            for batch in _stdin_lines_batches(sys.stdin.buffer, args.binary):
                 published = book.publish_batch(batch, log_id)
                 first = first or published[0]
                 last = published[-1]
@@ -123,8 +136,7 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
                 raise
             if isinstance(exc, _LineTooLong):
                 raise CommandError(
-                    f"line {exc.number} is over {MAX_PAYLOAD_SIZE} bytes, the payload bound; "
-                    f"{done}; the lines after it were not read"
+                    f"{exc.problem}; {done}; the lines after it were not read"
                 ) from None
             raise CommandError(f"{exc}; {done}", EXIT_BAD_DATA
                                if isinstance(exc, InvalidEntry) else EXIT_USAGE) from None
@@ -152,7 +164,11 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         except OSError as exc:
             raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
     else:
-        payload = os.fsencode(args.text)  # the argument's bytes, even if not UTF-8
+        payload = authoring.argv_bytes(args.text)  # the argument's bytes, even if not UTF-8
+    source = "TEXT" if args.text is not None else ("standard input" if args.file == "-"
+                                                   else args.file)
+    if len(payload) <= MAX_PAYLOAD_SIZE:
+        payload = authoring.payload_of(args, payload, source, book)
     if len(payload) > MAX_PAYLOAD_SIZE:
         raise CommandError(
             f"the payload is {len(payload)} bytes; an entry's payload holds at most "
@@ -163,28 +179,6 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         print_json(entry_json(entry, None) | {"payload": None})
     else:
         print(f"{entry.feed} {entry.seq} {entry.hash.hex()}")
-    return EXIT_OK
-
-
-def cmd_show(args: argparse.Namespace, home: Home) -> int:
-    book = home.open_logbook()
-    feed = feed_arg(args.feed, book)
-    head = book.head(feed)
-    if head is None:
-        raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
-    since = args.since
-    if since is None:
-        since = 1 if args.limit is None else max(1, head.seq - args.limit + 1)
-    remaining = args.limit
-    while remaining is None or remaining > 0:
-        size = BATCH_SIZE if remaining is None else min(remaining, BATCH_SIZE)
-        page = book.read(feed, since, size, BATCH_BYTES)
-        if not page:
-            break
-        since = page[-1][0].seq + 1
-        if remaining is not None:
-            remaining -= len(page)
-        print_entries(page, args.json)
     return EXIT_OK
 
 
@@ -335,13 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Signed, append-only logs: publish, follow, replicate, verify, export.",
     )
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
-    parser.add_argument("--home", metavar="DIR",
-                        help="the node's home directory (default: $TIDINGS_HOME, else the "
-                             "platform's user data directory)")
+    home_help = ("the node's home directory (default: $TIDINGS_HOME, else the "
+                 "platform's user data directory)")
+    parser.add_argument("--home", metavar="DIR", help=home_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help_text: str, json_flag: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
+        # --home after the subcommand too; it wins over one before it.
+        p.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=home_help)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON (one object a line)")
         return p
@@ -352,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_whoami)
 
     p = command("publish", "publish one entry (or one per line of standard input)")
-    p.add_argument("text", nargs="?", metavar="TEXT", help="the payload, as UTF-8 text")
+    p.add_argument("text", nargs="?", metavar="TEXT",
+                   help="the text (plain text, or a post's with --title, --tag, ...)")
     p.add_argument("--log", metavar="NAME",
                    help="the log to publish to (default from config: main)")
     p.add_argument("--file", metavar="PATH", help="take the payload from a file ('-' for stdin)")
@@ -360,14 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish each line of standard input as its own entry")
     p.add_argument("--end", action="store_true",
                    help="make this the log's last entry (end of log)")
+    authoring.add_publish_arguments(p)
     p.set_defaults(run=cmd_publish)
+    add_authoring_commands(command)
 
-    p = command("show", "print a feed's entries, newest last")
-    p.add_argument("feed", metavar="FEED", help="a feed id, or the name of one of your logs")
-    p.add_argument("--since", type=_positive, metavar="SEQ", help="start at this seq")
-    p.add_argument("--limit", type=_positive, metavar="N",
-                   help="at most N entries (without --since: the latest N)")
-    p.set_defaults(run=cmd_show)
+    add_reading_commands(command, _positive)
 
     p = command("feeds", "list the feeds in the store with their latest seq")
     p.set_defaults(run=cmd_feeds)
@@ -400,7 +394,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        err("interrupted")
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        # trio gathers a Ctrl-C with what it cancelled: one line, not a traceback.
+        if group.subgroup(KeyboardInterrupt) is None:
+            raise
+        err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's tab completion, if it asks and argcomplete is installed."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return  # not completing: costs one lookup
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)  # (prints the completions and exits)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    _complete(parser)
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)
     try:
@@ -434,6 +454,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         err(f"{exc.filename or 'input/output'}: {exc.strerror or exc}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        err("interrupted")
-        return 130

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from tidings.cli.common import (
     EXIT_BAD_DATA,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     CommandError,
     feed_arg,
-    print_entries,
+    listen_address,
     print_json,
 )
+from tidings.cli.reading import print_shown, view_entries
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.node.home import SYNC_KEY_FILE, Home
@@ -64,22 +66,24 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
         log.info("created-identity", author=str(identity.author), home=str(home.path))
     options = _options(args, home, "daemon")
 
-    async def main() -> None:
+    async def main() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with run_node(home, options, log=log):
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
-                    return
+                    # SIGTERM is a service stopped as asked; Ctrl-C exits as shells expect.
+                    return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_OK
+        return EXIT_OK
 
     try:
-        trio.run(main)
+        code = trio.run(main)
     except ListenError as failure:
-        raise CommandError(
-            f"{failure}; choose another port with --listen HOST:PORT (peers) or "
-            "--api HOST:PORT (the local API)"
-        ) from None
+        hint = ("; choose another port with --listen HOST:PORT (peers) or --api HOST:PORT "
+                "(the local API)" if "in use" in str(failure) else
+                "; give an address of this machine, such as 127.0.0.1:PORT or 0.0.0.0:PORT")
+        raise CommandError(f"{failure}{hint}") from None
     log.info("stopped")
-    return EXIT_OK
+    return code
 
 
 def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
@@ -132,11 +136,15 @@ def _as_client(
 def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
 
-    async def work(node: Node, connection: Connection) -> int:
+    async def work(node: Node, connection: Connection) -> tuple[int, set[FeedId]]:
         await node.wait_caught_up(connection, progress)
-        return node.replicator.entries_received
+        # What the peer said it holds: a followed feed it holds nothing of is not
+        # "caught up", it is absent there.
+        absent = {f for f in node.replicator.local.wanted
+                  if connection.session.peer_seq(f) == 0}
+        return node.replicator.entries_received, absent
 
-    node, received = _as_client(
+    node, (received, absent) = _as_client(
         args, home, work, f"not caught up with {args.peer_address}", need_follows=True
     )
     if sys.stderr.isatty() and not args.json:
@@ -146,10 +154,18 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     if args.json:
         print_json({"peer": args.peer_address, "received": received,
                     "feeds": {str(f): node.replicator.local.seq(f) for f in wanted},
+                    "peer_holds_none": sorted(str(f) for f in absent),
                     "forked": {str(f): at for f, at in sorted(forked.items(), key=str)}})
+    elif len(absent) == len(wanted):
+        raise CommandError(
+            f"{args.peer_address} holds none of the {len(wanted)} followed feed(s) "
+            f"(e.g. {wanted[0]}): nothing to fetch from it; try a peer that has them",
+            EXIT_BAD_DATA)
     else:
         print(f"caught up with {args.peer_address}: {received} new entries, "
-              f"{len(wanted)} followed feeds")
+              f"{len(wanted) - len(absent)} followed feeds")
+        for feed in sorted(absent, key=str):
+            print(f"{args.peer_address} holds none of {feed}")
         for feed, at in sorted(forked.items(), key=str):
             print(f"FORKED {feed} at seq {at}: its author signed two histories; "
                   f"kept up to seq {at - 1} (see `tidings forks`)")
@@ -174,19 +190,32 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
     _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
     if not result.entries:
         raise CommandError(f"{args.peer_address} does not hold {feed}", EXIT_BAD_DATA)
-    print_entries([(decode_entry(raw), payload) for raw, payload in result.entries], args.json)
+    fetched = [(decode_entry(raw), payload) for raw, payload in result.entries]
+    print_shown(view_entries(fetched), args.json)
     return EXIT_OK
 
 
-def _follow_state(home: Home) -> NodeState:
+def _follow_state(home: Home, *, create: bool = True) -> NodeState:
+    """The home's follows; a missing home is made (``create``) or refused."""
     from tidings.node.state import NodeState
 
-    home.open_logbook(create=True).store.close()  # makes the home if needed
+    home.open_logbook(create=create).store.close()  # makes the home if asked, else checks
     return NodeState(home.node_state_path)
 
 
+def _followed_feed(text: str, home: Home) -> FeedId:
+    """A feed id, or the name of one of your own logs (as `show` takes them)."""
+    if text.strip().startswith("tf1") or not home.is_initialized():
+        return FeedId.from_input(text)
+    book = home.open_logbook()
+    try:
+        return feed_arg(text, book)
+    finally:
+        book.store.close()
+
+
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
-    feed = FeedId.from_input(args.feed)
+    feed = _followed_feed(args.feed, home)
     state = _follow_state(home)
     try:
         changed = state.follow(feed) if follow else state.unfollow(feed)
@@ -211,7 +240,7 @@ def cmd_unfollow(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_following(args: argparse.Namespace, home: Home) -> int:
-    state = _follow_state(home)
+    state = _follow_state(home, create=False)
     try:
         follows = state.follows()
     finally:
@@ -241,7 +270,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = command("up", "run the node in the foreground until Ctrl-C (creates the home if needed)",
                 json_flag=False)
-    p.add_argument("--listen", metavar="HOST:PORT",
+    p.add_argument("--listen", metavar="HOST:PORT", type=listen_address,
                    help=f"where to listen for peers (default from config: {DEFAULT_LISTEN})")
     p.add_argument("--peer", action="append", metavar="HOST:PORT",
                    help="a peer to connect to (repeat for more)")
@@ -254,7 +283,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--lan-interface", metavar="ADDR",
                    help="the IPv4 address of the interface for LAN beacons "
                         "(default from config: 0.0.0.0, the system's choice)")
-    p.add_argument("--api", metavar="HOST:PORT",
+    p.add_argument("--api", metavar="HOST:PORT", type=listen_address,
                    help=f"where the local HTTP API listens (default from config: "
                         f"{DEFAULT_API_LISTEN}; port 0 for any)")
     p.add_argument("--no-api", action="store_true", help="do not serve the local HTTP API")

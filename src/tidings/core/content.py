@@ -32,7 +32,7 @@ import cbor2
 from tidings.core import cbor
 from tidings.core.blob import BlobId
 from tidings.core.entry import MAX_SEQ
-from tidings.core.ids import FeedId
+from tidings.core.ids import LOG_ID_PATTERN, FeedId
 from tidings.errors import InvalidContent, InvalidId
 
 # -- follow and unfollow: read by the node (spec/content.md §7) -------------------
@@ -100,6 +100,9 @@ MAX_LINKS = 32
 MAX_TAGS = 32
 MAX_TAG = 64
 MAX_ATTACHMENTS = 16
+#: Logs an about entry names: an author keeps a few logs, one per topic; 64
+#: entries of a name and a short description fit the content bound.
+MAX_ABOUT_LOGS = 64
 MAX_URL = 2048  # what browsers and servers reliably handle
 MAX_MEDIA_TYPE = 127
 MAX_TYPE_NAME = 128
@@ -211,9 +214,23 @@ class Unfollow:
 
 
 @dataclass(frozen=True, slots=True)
+class LogAbout:
+    """The name and description of one of the author's logs, in their about entry.
+
+    >>> About("Alice", logs=(LogAbout("blog", "Alice's notebook"),)).log_about("blog").name
+    "Alice's notebook"
+    """
+
+    log: str
+    name: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class About:
     """Who the author is (type "about"). ``avatar`` is an entry whose payload is the
-    image, or the image's URL. Authors publish it in their log "about".
+    image, or the image's URL. ``logs`` names and describes the author's logs.
+    Authors publish it in their log "about".
 
     >>> decode(encode(About("Alice", avatar="https://example.org/alice.png"))).name
     'Alice'
@@ -222,6 +239,11 @@ class About:
     name: str
     description: str | None = None
     avatar: EntryRef | str | None = None
+    logs: tuple[LogAbout, ...] = ()
+
+    def log_about(self, log: str) -> LogAbout | None:
+        """What this about says of the author's log ``log``, if anything."""
+        return next((item for item in self.logs if item.log == log), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +306,12 @@ def _ref_json(ref: object) -> object:
     return ref
 
 
+def _log_about_json(item: object) -> object:
+    if not isinstance(item, LogAbout):
+        return item
+    return _omit_empty({"log": item.log, "name": item.name, "description": item.description})
+
+
 def _attachment_json(attachment: object) -> object:
     if not isinstance(attachment, Attachment):
         return attachment
@@ -329,7 +357,8 @@ def to_json(content: Content) -> dict[str, Any]:
     if isinstance(content, About):
         return _omit_empty({"type": ABOUT, "name": content.name,
                             "description": content.description,
-                            "avatar": _ref_json(content.avatar)})
+                            "avatar": _ref_json(content.avatar),
+                            "logs": _seq_json(content.logs, _log_about_json)})
     if isinstance(content, Retract):
         return {"type": RETRACT, "target": content.target}
     if isinstance(content, Replace):
@@ -582,13 +611,34 @@ def _avatar(value: Any, path: str, strict: bool) -> EntryRef | str:
     raise InvalidContent(path, "must be an http or https URL, or a map with feed and seq")
 
 
+def _log_about(value: Any, path: str, strict: bool) -> LogAbout:
+    item = _map(value, path, "log, name, description")
+    _only(item, path, ("log", "name", "description"), strict)
+    log = _required(item, "log", path)
+    if not isinstance(log, str) or not LOG_ID_PATTERN.fullmatch(log):
+        raise InvalidContent(f"{path}.log", "must be a log id (spec/01 §3)")
+    return LogAbout(
+        log,
+        _optional(item, "name", path, strict, lambda v, p, s: _text(v, p, MAX_NAME, line=True)),
+        _optional(item, "description", path, strict,
+                  lambda v, p, s: _text(v, p, MAX_DESCRIPTION)),
+    )
+
+
 def _about(value: dict[Any, Any], strict: bool) -> About:
-    _only(value, ABOUT, ("type", "v", "name", "description", "avatar"), strict)
+    _only(value, ABOUT, ("type", "v", "name", "description", "avatar", "logs"), strict)
+    logs = _array(value, "logs", ABOUT, strict, MAX_ABOUT_LOGS, _log_about)
+    seen: set[str] = set()
+    for index, item in enumerate(logs):
+        if item.log in seen:  # no reader picks one of two descriptions
+            raise InvalidContent(f"about.logs[{index}].log", f"names {item.log!r} twice")
+        seen.add(item.log)
     return About(
         _text(_required(value, "name", ABOUT), "about.name", MAX_NAME, line=True),
         _optional(value, "description", ABOUT, strict,
                   lambda v, p, s: _text(v, p, MAX_DESCRIPTION)),
         _optional(value, "avatar", ABOUT, strict, _avatar),
+        logs,
     )
 
 
@@ -870,6 +920,7 @@ __all__ = [
     "DESCRIBE_WIDTH",
     "FOLLOW",
     "LINK",
+    "MAX_ABOUT_LOGS",
     "MAX_ATTACHMENTS",
     "MAX_ATTACHMENT_SIZE",
     "MAX_COMMENT",
@@ -897,6 +948,7 @@ __all__ = [
     "EntryRef",
     "Follow",
     "LinkShare",
+    "LogAbout",
     "Post",
     "Replace",
     "Retract",

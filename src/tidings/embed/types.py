@@ -61,6 +61,18 @@ class Item:
         """The payload as a known content type (spec/content.md), else None."""
         return content_types.decode(self.payload)
 
+    @property
+    def corrects(self) -> int | None:
+        """The seq of the earlier entry of this feed that this one retracts or replaces
+        (spec/content.md §12), else None. Subscriptions give entries as they arrive,
+        corrections included: an app applies them to what it showed (a retract hides
+        the target, a replace shows its content instead); ``entries`` read through
+        :func:`tidings.core.corrections.effective_view` give each entry as it shows."""
+        content = self.content
+        if isinstance(content, content_types.Retract | content_types.Replace):
+            return content.target
+        return None
+
 
 def items_of(rows: Iterable[StoredEntry]) -> list[Item]:
     return [Item(decode_entry(row.raw), row.payload) for row in rows]

@@ -32,11 +32,13 @@ from typing import Any
 import trio
 
 from tidings.core import content as content_types
+from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
 from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
 from tidings.http import gateway
+from tidings.http.feedview import read_entries
 from tidings.http.server import (
     HttpError,
     HttpServer,
@@ -394,9 +396,27 @@ async def _entries(api: Api, request: Request, match: re.Match[str]) -> Response
     items = await api.node.entries(feed, since=since, limit=limit)
     # (A page can also end early at its byte budget: compare with the head.)
     following = None
-    if items and items[-1].seq < await api.node.head_seq(feed):
+    head = await api.node.head_seq(feed)
+    if items and items[-1].seq < head:
         following = items[-1].seq + 1
-    return json_response({"entries": [item_json(i) for i in items], "next_since": following})
+    shown = await _corrected(api, feed, items, head)
+    return json_response({"entries": [item_json(i) | shown[i.seq] for i in items],
+                          "next_since": following})
+
+
+async def _corrected(api: Api, feed: FeedId, items: list[Item], head: int
+                     ) -> dict[int, dict[str, Any]]:
+    """What each stored entry shows once its author's corrections apply (spec/http-api.md
+    §6, content.md §12): ``state``, ``corrected_by`` and ``shown``, by seq."""
+    if not items:
+        return {}
+    first, last = items[0].seq, items[-1].seq
+    window = await trio.to_thread.run_sync(
+        read_entries, api.store, feed, first, min(head, last + MAX_CORRECTION_DISTANCE))
+    return {shown.entry.seq: {
+        "state": shown.state, "corrected_by": shown.by,
+        "shown": None if shown.content is None else content_types.to_json(shown.content),
+    } for shown in effective_view(window) if first <= shown.entry.seq <= last}
 
 
 async def _stored(api: Api, match: re.Match[str]) -> Item | None:
@@ -411,7 +431,9 @@ async def _entry(api: Api, request: Request, match: re.Match[str]) -> Response:
     item = await _stored(api, match)
     if item is None:
         raise HttpError(404, "not_found", f"no entry {match['seq']} of {match['feed']} here")
-    return json_response(item_json(item))
+    feed = item.feed
+    shown = await _corrected(api, feed, [item], await api.node.head_seq(feed))
+    return json_response(item_json(item) | shown[item.seq])
 
 
 @route("GET", API_PREFIX + "/feeds/{feed}/entries/(?P<seq>[0-9]{1,19})/payload")

@@ -23,6 +23,7 @@ import h11
 import trio
 
 from tidings.node.log import Logger
+from tidings.node.options import peer_address
 
 #: Request line and headers, in bytes, at most.
 MAX_HEADER_BYTES = 16 * 1024
@@ -164,7 +165,7 @@ class HttpServer:
                     path.unlink()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        client = _peer(stream)[0]
+        client = peer_address(stream)[0]
         if self.max_per_client is not None and sum(
                 c.client == client for c in self._connections) >= self.max_per_client:
             await stream.aclose()  # one client address: its share of the connections
@@ -198,7 +199,7 @@ class HttpServer:
     async def _serve_connection(self, stream: trio.SocketStream,
                                 state: _ConnectionState) -> None:
         try:
-            client = _peer(stream)
+            client = peer_address(stream)
             connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
             first = True
             while True:
@@ -354,16 +355,6 @@ def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request
         query=parse_qs(split.query, keep_blank_values=True, max_num_fields=64),
         headers=headers, body=body, client=client,
     )
-
-
-def _peer(stream: trio.SocketStream) -> tuple[str, int]:
-    try:
-        name = stream.socket.getpeername()
-    except OSError:
-        return "?", 0
-    if not isinstance(name, tuple) or len(name) < 2:
-        return "local", 0  # a Unix domain socket's client
-    return str(name[0]), int(name[1])
 
 
 __all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",

@@ -76,9 +76,11 @@ def entry_urn(feed: FeedId, seq: int) -> str:
 
 
 def feed_title(feed: FeedId, about: About | None = None) -> str:
-    """The author's name from about content, else ``<log id> by <short author id>``."""
+    """The log's name from about content, else the author's name, else ``<log id> by
+    <short author id>``."""
     if about is not None:
-        return _clean(about.name)
+        described = about.log_about(feed.log_id)
+        return _clean(described.name if described and described.name else about.name)
     return f"{feed.log_id} by {_author_name(feed)}"
 
 

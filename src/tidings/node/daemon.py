@@ -37,7 +37,7 @@ from tidings.errors import (
 from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
-from tidings.node.options import NodeOptions, format_address
+from tidings.node.options import NodeOptions, format_address, peer_address
 from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
 from tidings.replication.replicator import (
     AddressesLearned,
@@ -837,13 +837,4 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def peer_address(stream: trio.SocketStream) -> tuple[str, int]:
-    """The remote ``(host, port)`` of a socket stream (``("?", 0)`` once it is gone)."""
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        return str(host), int(port)
-    except OSError:
-        return "?", 0
-
-
-__all__ = ["Connection", "Node", "peer_address"]
+__all__ = ["Connection", "Node"]

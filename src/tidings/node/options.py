@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from tidings.errors import UsageError
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
@@ -50,6 +51,23 @@ def format_address(address: tuple[str, int]) -> str:
     """``HOST:PORT``, with brackets around an IPv6 host."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _HasSocket(Protocol):
+    @property
+    def socket(self) -> Any: ...
+
+
+def peer_address(stream: _HasSocket) -> tuple[str, int]:
+    """The remote ``(host, port)`` of a socket stream: ``("local", 0)`` for a Unix
+    domain socket's client, ``("?", 0)`` once the socket is gone."""
+    try:
+        name = stream.socket.getpeername()
+    except OSError:
+        return "?", 0
+    if not isinstance(name, tuple) or len(name) < 2:
+        return "local", 0
+    return str(name[0]), int(name[1])
 
 
 def parse_network_key(text: str) -> bytes:
