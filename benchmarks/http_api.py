@@ -928,9 +928,8 @@ def bench_http_api(results: Results, sizes: Sizes) -> None:
                                f"POST /v1/publish, {c} keep-alive conns", "entries/s",
                                http.concurrent, "raw_logbook_publish", count=n)
     http_conc.note = (f"{http_conc.value / embed_conc.value:.2f}x EmbeddedNode.publish from "
-                      f"{c} tasks; the node runs one publish at a time (its lock), each with its "
-                      "own durable commit. No bound: a node may one day commit concurrent "
-                      "publishes together")
+                      f"{c} tasks; publishes that arrive while one commits share the next "
+                      "commit (group commit), so no bound: it can pass raw Logbook.publish")
     if http.node_cpu_per_publish_us is not None:
         results.add(Figure("http_node_cpu_per_publish", pub,
                            "node CPU per POST /v1/publish (1 conn)",

@@ -798,6 +798,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http", action="store_true",
                         help="also run benchmarks/http_api.py (the local HTTP API: publishes/s, "
                              "SSE delivery latency)")
+    parser.add_argument("--publish-scale", action="store_true",
+                        help="also run benchmarks/publish_scale.py (a publish at 10 and at "
+                             "10,000 feeds held)")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     results = Results()
@@ -821,6 +824,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       http_api.QUICK if args.quick else http_api.FULL)
         http_api.bench_http_api(results, http_sizes)
         more_meta["http_sizes"] = http_api.sizes_meta(http_sizes)
+    if args.publish_scale:
+        import publish_scale  # benchmarks/publish_scale.py, beside this file
+
+        publish_scale.bench_publish_scale(
+            results, publish_scale.SMOKE if args.smoke else
+            publish_scale.QUICK if args.quick else publish_scale.FULL)
     results.notes.append(
         "ratio = value / raw limit, per pair. For rates higher is better; for the pool rows "
         "the ratio is how many single Ed25519 verifies the pool check costs, and for the "

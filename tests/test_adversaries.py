@@ -483,7 +483,7 @@ FIRST_MESSAGES: dict[str, tuple[bytes, str]] = {
     "hello: digest of 31 bytes": (_pack(0, [1], 0, b"x" * 31), "malformed"),
     "hello: a fourth field": (_pack(0, [1], 0, None, 0), "malformed"),
     "hello: versions is a map": (b"\x94\x00\x81\x01\x01\x00\xc0", "malformed"),
-    "hello: no common version": (_pack(0, [1, 3], 0, None), "version"),
+    "hello: no common version": (_pack(0, [1, 4], 0, None), "version"),
     "a ping before the hello": (_pack(7), "unexpected"),
     "a clock before the hello": (_pack(1, 1, [], 1), "unexpected"),
 }
@@ -537,7 +537,7 @@ LATER_MESSAGES: dict[str, tuple[bytes, str]] = {
     "clock: flags 2": (_pack(1, 0, [[KEY, "blog", 1, 2, HEAD]], 1), "malformed"),
     "clock: a head for seq 0": (_pack(1, 0, [[KEY, "blog", 0, 1, HEAD]], 1), "malformed"),
     "clock: no head": (_pack(1, 0, [[KEY, "blog", 1, 1]], 1), "malformed"),
-    "type 11": (_pack(11), "malformed"),
+    "type 19": (_pack(19), "malformed"),
     "type is a bool": (_pack(True), "malformed"),
     "type is negative": (_pack(-1), "malformed"),
     "empty array": (_pack(), "malformed"),

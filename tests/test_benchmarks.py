@@ -29,14 +29,15 @@ PAIRED_FIELDS = ("value", "raw", "ratio_median", "ratio_min", "ratio_max", "n_pa
 def test_every_benchmark_runs_and_prints_its_figures_as_json() -> None:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--smoke", "--replication", "--http",
-         "--json"], capture_output=True, text=True, timeout=300,
+         "--publish-scale", "--json"], capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     figures = report["figures"]
     for name in ("raw_ed25519_verify", "publish_durable_single", "replicate_one_feed",
                  "reconnect_changed_bytes", "raw_logbook_publish", "embed_publish",
-                 "http_publish_1conn", "sse_latency_median", "embed_latency_median"):
+                 "http_publish_1conn", "sse_latency_median", "embed_latency_median",
+                 "publish_at_many_feeds", "reconnect_unchanged_time"):
         assert name in figures, sorted(figures)
     for name in ("publish_durable_single", "replicate_one_feed", "sse_latency_median"):
         figure = figures[name]

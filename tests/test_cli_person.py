@@ -166,6 +166,9 @@ def test_about_names_the_author_and_each_log(home: Path) -> None:
     shown = ok(tidings(home, "about")).out
     assert "Alice B." in shown and "log blog: Alice's notebook" in shown
     assert ok(tidings(home, "about", "--json")).json_lines()[0]["logs"][1]["log"] == "podcast"
+    ok(tidings(home, "about", "--log", "podcast", "--name", ""))  # '' removes; none left
+    assert decode(payloads(home, "about")[-1]).logs == (  # type: ignore[union-attr]
+        LogAbout("blog", "Alice's notebook", "Weekly."),)
     # The gateway titles the log's feed by its name.
     feed = ok(tidings(home, "publish", "--log", "blog", "x")).out.split()[0]
     from tidings.http.syndication import feed_title
@@ -220,6 +223,17 @@ def test_read_commands_never_create_a_home(tmp_path: Path) -> None:
         assert done.code in (2, 3), (args, done.err)
         assert len(done.err_lines) == 1, done.err
         assert not missing.exists(), args
+
+
+def test_fetch_without_a_home_reads_and_leaves_no_home(tmp_path: Path) -> None:
+    author, missing = tmp_path / "author", tmp_path / "nowhere"
+    ok(tidings(author, "init"))
+    blog = ok(tidings(author, "publish", "--log", "blog", "hello from the author")).out.split()[0]
+    with running(author) as node:
+        done = ok(tidings(missing, "fetch", blog, "--peer", node.address, "--latest", "1",
+                          "--timeout", str(HANG)))
+    assert "hello from the author" in done.out
+    assert not missing.exists()
 
 
 def test_sync_tells_a_peer_without_the_feed_from_caught_up(tmp_path: Path) -> None:

@@ -593,3 +593,55 @@ async def test_caught_up_subscriptions_share_the_tail_however_they_start(
                 assert [(await subscription.__anext__()).seq for _ in range(10)] == \
                     list(range(2, 12))
     assert own_reads == []
+
+
+# -- group commit ------------------------------------------------------------------------
+
+
+async def test_concurrent_publishes_are_each_durable_and_one_refusal_fails_alone(
+        author: EmbeddedNode, tmp_path: Path) -> None:
+    """Publishes that arrive together share a commit; each returns its own entry, and a
+    publish refused (too large a payload) fails without taking the others with it."""
+    entries: dict[int, Any] = {}
+    refused: list[Exception] = []
+
+    async def one(index: int) -> None:
+        entries[index] = await author.publish(b"concurrent %d" % index, log="group")
+
+    async def too_large() -> None:
+        try:
+            await author.publish(b"x" * (1024 * 1024 + 1), log="group")
+        except tidings.TidingsError as exc:
+            refused.append(exc)
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for index in range(20):
+                nursery.start_soon(one, index)
+            nursery.start_soon(too_large)
+    assert len(refused) == 1
+    assert sorted(e.seq for e in entries.values()) == list(range(1, 21))
+    # Durable and readable from another connection, each with its own payload.
+    book = Home(author.home.path).open_logbook()
+    try:
+        stored = {payload: entry.seq for entry, payload in book.read(author.feed("group"))}
+        assert book.verify(author.feed("group"))[0].ok
+    finally:
+        book.store.close()
+    assert stored == {b"concurrent %d" % i: entries[i].seq for i in range(20)}
+
+
+async def test_a_peer_hears_of_what_another_process_publishes_on_the_home(
+        author: EmbeddedNode, tmp_path: Path) -> None:
+    """The node notices another process's appends from the arrivals it names (no scan of
+    every feed) and tells its peers."""
+    cli = author.feed("cli")
+    async with open_node(tmp_path / "reader", peers=[address_of(author)]) as reader:
+        await reader.follow(cli)
+        await eventually(reader.peers, "the reader to connect")
+        book = Home(author.home.path).open_logbook()
+        try:
+            book.publish_batch([b"one", b"two"], log_id="cli")  # as `tidings publish` does
+        finally:
+            book.store.close()
+        await eventually(partial(holds, reader, cli, 2), "the reader to get the CLI's entries")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import examples
 from tests.identity_helpers import Owner, key, pub
-from tidings.core import kel, kel_wire
+from tidings.core import kel
 from tidings.core.invite import (
     MAX_INVITE_ADDRESSES,
     MAX_INVITE_LOGS,
@@ -27,6 +27,7 @@ from tidings.core.invite import (
     parse_pairing_request,
 )
 from tidings.errors import MalformedMessage
+from tidings.wire import messages as kel_wire
 
 IDENTITY = bytes(range(32))
 
@@ -122,7 +123,7 @@ def test_identity_messages_round_trip() -> None:
     owner = Owner()
     owner.add("laptop")
     state = owner.state()
-    note = kel_wire.note_for(state)
+    note = kel_wire.identity_note(state)
     assert state.head is not None
     assert note.seq == 2 and note.head == state.head[:8] and note.status == 1
     messages: list[kel_wire.IdentityMessage] = [

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tidings.core import kel
 from tidings.core.entry import decode_entry
 from tidings.core.invite import InvalidInvite, parse_invite, parse_pairing_request
-from tidings.core.kel_wire import decode_identity_message, encode_identity_message
 from tidings.core.merge import merge
 from tidings.errors import InvalidId, PeerError
 from tidings.keyfile import KeyFileError, derive_key, parse_key_file, secret_from_phrase
+from tidings.wire.messages import decode_identity_message, encode_identity_message
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "spec" / "vectors"
                       / "identity.json").read_text(encoding="utf-8"))

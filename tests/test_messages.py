@@ -47,6 +47,10 @@ from tidings.wire.messages import (
     ErrorMessage,
     ForkProofMessage,
     Hello,
+    IdentityEvents,
+    IdentityNote,
+    IdentityNotes,
+    IdentityRequest,
     Message,
     Note,
     PartialRequest,
@@ -131,6 +135,11 @@ EXAMPLES: list[Message] = [
     SeqRequest(2**32 - 1, OTHER_FEED, tuple(range(1, MAX_SEQ_REQUEST + 1)), True),
     SeqResponse(3, ()),
     SeqResponse(3, ((LOG[0].raw, None), (LOG[2].raw, LOG_PAYLOADS[2]))),
+    IdentityNotes(()),
+    IdentityNotes((IdentityNote(bytes(32), 0, None, 0), IdentityNote(KEY, 4096, HEAD, 3))),
+    IdentityRequest(2**32 - 1, KEY, 1),
+    IdentityEvents(None, KEY, (), 0),
+    IdentityEvents(5, KEY, (b"e" * 8192, b"f"), 1),
 ]
 
 
@@ -319,7 +328,7 @@ def test_str_and_bytes_are_not_interchangeable(
 
 
 @pytest.mark.parametrize(
-    "kind", [11, 12, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
+    "kind", [19, 20, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
     ids=repr,
 )
 def test_an_unknown_type_is_malformed(kind: Any) -> None:

@@ -74,4 +74,4 @@ def test_another_noise_library_shakes_hands_and_exchanges_messages(tmp_path: Pat
         hello, clock = messages[:2]
         assert isinstance(hello, Hello) and max(hello.versions) == VERSIONS[-1]
         assert isinstance(clock, Clock) and clock.final
-        node.wait_log(r"event=connected .*version=2")
+        node.wait_log(rf"event=connected .*version={VERSIONS[-1]}")

@@ -46,6 +46,7 @@ ALLOWED_ORIGIN = "http://app.example"
 OTHER_ORIGIN = "http://evil.example"
 #: Path parameters as the tests fill them in when only the shape matters.
 EXAMPLE_FEED = "tf1hnvcppgow2sc2yvdvdicu3ynonsteflxdxrehjr2ybekdc2z3iuvnua_blog"
+EXAMPLE_AUTHOR = "ti16ec4byclbdycdghgmrw6bojo5qcg4aznx7pxlntqpybcvdlrdsx5d2i"
 #: Has the shape the routes match (so it reaches the handler) but does not parse.
 BAD_FEED = "tf1abcdef_blog"
 #: Statuses the walk cannot provoke cheaply: a peer that accepts TCP and never
@@ -122,7 +123,7 @@ def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 def concrete(path: str, **values: str) -> str:
     """A documented path with its parameters filled in."""
-    values = {"feed": EXAMPLE_FEED, "seq": "7", **values}
+    values = {"feed": EXAMPLE_FEED, "seq": "7", "author": EXAMPLE_AUTHOR, **values}
     return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], path)
 
 
@@ -538,6 +539,13 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
                       "invalid_request")
     await a.check("/v1/feeds/{feed}/entries", "get", f"/v1/feeds/{BAD_FEED}/entries", 400,
                   "invalid_feed")
+    authored = (await a.check("/v1/authors/{author}/entries", "get",
+                              f"/v1/authors/{EXAMPLE_AUTHOR}/entries?log=blog", 200)).json()
+    assert authored == {"entries": []}  # an author this node holds no log of
+    await a.check("/v1/authors/{author}/entries", "get",
+                  f"/v1/authors/{EXAMPLE_AUTHOR}/entries?limit=0", 400, "invalid_request")
+    await a.check("/v1/authors/{author}/entries", "get", "/v1/authors/nope/entries", 404,
+                  "not_found")
     await a.check("/v1/feeds/{feed}/entries", "get", "/v1/feeds/nope/entries", 404,
                   "not_found")
 

@@ -84,6 +84,13 @@ def test_every_block_runs_in_order_in_a_fresh_shell(pasted: tuple[dict[str, str]
                             "## Simulating a network"}
 
 
+def test_the_identity_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
+    lines = pasted[0]["## One author, several devices"].splitlines()
+    shown = [line for line in lines if "written on the" in line]
+    assert len(shown) == 2 and {"laptop", "phone"} <= {w for line in shown for w in line.split()}
+    assert any(line.strip().startswith("phone") and "active" in line for line in lines)
+
+
 def test_the_cli_walk_through_runs(pasted: tuple[dict[str, str], Path]) -> None:
     out = pasted[0]["## The command line"]
     assert "_notes  10000" in out  # the relay's `feeds`

@@ -48,6 +48,7 @@ from tidings.wire.messages import (
     ErrorMessage,
     ForkProofMessage,
     Hello,
+    IdentityNotes,
     Note,
     PartialRequest,
     PartialResponse,
@@ -672,7 +673,8 @@ def test_the_bare_peer_is_a_good_peer_when_it_follows_the_protocol() -> None:
     channel.send(Hello(VERSIONS, False, None))
     b.receive(session, channel.data_to_send())
     channel.receive_data(b.pump(session))
-    assert [type(m) for m in channel.messages()] == [Hello, Clock]
+    # Wire version 3: the (empty) identity notes follow the opening clock (spec/12 §6.3).
+    assert [type(m) for m in channel.messages()] == [Hello, Clock, IdentityNotes]
 
 
 def test_a_second_hello_is_unexpected() -> None:

@@ -38,6 +38,10 @@ from tidings.wire.messages import (
     ErrorMessage,
     ForkProofMessage,
     Hello,
+    IdentityEvents,
+    IdentityNote,
+    IdentityNotes,
+    IdentityRequest,
     Message,
     PartialRequest,
     PartialResponse,
@@ -112,6 +116,9 @@ SAMPLES: dict[type[Message], Callable[[], Message]] = {
     Peers: lambda: Peers((("192.0.2.1", 7654),)),
     Ping: lambda: Ping(),
     ErrorMessage: lambda: ErrorMessage("flood", "too much"),
+    IdentityNotes: lambda: IdentityNotes((IdentityNote(bytes(32), 0, None, 0),)),
+    IdentityRequest: lambda: IdentityRequest(9, bytes(32), 1),
+    IdentityEvents: lambda: IdentityEvents(None, bytes(32), (), 0),
 }
 REACHABLE = [SessionState.HELLO, SessionState.OPENING, SessionState.LIVE]
 

@@ -20,7 +20,9 @@ from tidings.core.entry import Entry, sign_entry
 from tidings.core.ids import FeedId
 from tidings.core.invite import Invite, PairingRequest, armor, pairing_code
 from tidings.core.kel import Cut, Event, Revocation
-from tidings.core.kel_wire import (
+from tidings.core.lipmaa import link_target
+from tidings.keyfile import KIND_NEXT, KIND_ROOT, SealedKey, derive_key, recovery_phrase, seal_key
+from tidings.wire.messages import (
     IdentityEvents,
     IdentityMessage,
     IdentityNote,
@@ -28,8 +30,6 @@ from tidings.core.kel_wire import (
     IdentityRequest,
     encode_identity_message,
 )
-from tidings.core.lipmaa import link_target
-from tidings.keyfile import KIND_NEXT, KIND_ROOT, SealedKey, derive_key, recovery_phrase, seal_key
 
 KEY_NAMES = ["root0", "next1", "root1", "next2", "laptop", "phone", "tablet", "thief-device",
              "mallory", "thief-root", "thief-next", "other-root", "other-next"]

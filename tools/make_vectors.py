@@ -2124,13 +2124,15 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     # -- sessions: what a node must do with the first messages (spec 10 section 4) ------
     sessions = [  # (name, description, messages, code, version)
         ("hello-then-ping", "the usual start", [hello, ping], None, 2),
-        ("hello-with-future-versions", "versions 2, 3 and 9: version 2 is the highest common",
-         [encode_message(Hello((2, 3, 9), False, None))], None, 2),
+        ("hello-with-future-versions", "versions 2, 3 and 9: version 3 is the highest common",
+         [encode_message(Hello((2, 3, 9), False, None))], None, 3),
+        ("hello-version-2-only", "a node that speaks version 2 only: the session speaks 2",
+         [encode_message(Hello((2,), False, None))], None, 2),
         ("ping-before-hello", "a ping first", [ping], "unexpected", None),
         ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
          "unexpected", None),
-        ("no-common-version", "versions 1 and 3 only",
-         [encode_message(Hello((1, 3), False, None))], "version", None),
+        ("no-common-version", "versions 1 and 4 only",
+         [encode_message(Hello((1, 4), False, None))], "version", None),
         ("second-hello", "two hellos", [hello, hello], "unexpected", None),
         ("partial-response-not-requested", "an answer to a request the node never made",
          [hello, encode_message(PartialResponse(7, ()))], "unexpected", None),
@@ -2179,7 +2181,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
     opening_json = []
     for name, description, sent, received, digest, reset, expected in opening:
         heard = run_opening(sent, received, digest)
-        assert heard[0] == Hello((2,), False, clock_digest(received) if received else None)
+        assert heard[0] == Hello((2, 3), False, clock_digest(received) if received else None)
         assert len(heard) == 2 and isinstance(heard[1], Clock), heard
         assert (heard[1].reset, heard[1].final) == (reset, True), name
         assert dict(heard[1].notes) == expected, name

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from tidings.cli.common import (
@@ -117,6 +118,8 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     diverged = [f for f in status["feeds"] if f["diverged"]]
     if not status["peers"]:
         sync = "no peer connected"
+    elif forked:  # never "caught up" for a feed whose author signed two histories
+        sync = f"{len(forked)} feed(s) FORKED, {behind} entries to fetch"
     elif diverged:
         sync = f"{len(diverged)} feed(s) seen in another history, looking for the fork"
     else:
@@ -126,6 +129,13 @@ def cmd_status(args: argparse.Namespace, home: Home) -> int:
     if forked:
         print(f"forks    {len(forked)} feed(s) forked by their author: shown up to the "
               "fork (`tidings forks` lists the proofs)")
+    for author in status.get("identities", []):
+        note = {"unknown": "  (its log is not here yet)",
+                "forked": f"  FORKED identity log at seq {author['fork_seq']}: frozen until "
+                          "its owner rotates",
+                "dead": "  DEAD: its next key signed two rotations"}.get(author["status"], "")
+        print(f"author   {author['identity']}  {author['devices']} device(s), log seq "
+              f"{author['seq']}{note}")
     for feed in status["feeds"]:
         mark = "*" if feed["followed"] else " "
         known = f"/{feed['peer_seq']}" if feed["peer_seq"] > feed["local_seq"] else ""
@@ -173,8 +183,9 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
         code = EXIT_OK
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                bound = await nursery.start(serve_feeds, book.store, host, port, log,
-                                            base_url, allows)
+                bound = await nursery.start(partial(
+                    serve_feeds, book.store, host, port, log, base_url, allows,
+                    identity_state=_identity_states(home)))
                 log.info("serving-feeds", url=f"http://{format_address(bound)}/",
                          base_url=base_url or "(relative links)", home=str(home.path))
                 async for signum in signals:
@@ -196,6 +207,21 @@ def cmd_serve_feeds(args: argparse.Namespace, home: Home) -> int:
         book.store.close()
     err("stopped")
     return code
+
+
+def _identity_states(home: Home) -> Callable[[bytes], Any]:
+    """An identity's state as this home holds it (for /authors/<ti1>/<log>.atom)."""
+    from tidings.node.state import NodeState
+    from tidings.replication.identities import IdentityBook
+
+    def state_of(identity: bytes) -> Any:
+        state = NodeState(home.node_state_path)
+        try:
+            return IdentityBook(state).state(identity)
+        finally:
+            state.close()
+
+    return state_of
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:

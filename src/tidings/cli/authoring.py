@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 
 from tidings.cli.common import EXIT_OK, CommandError, entry_json, err, feed_arg, print_json
+from tidings.cli.reading import printable
 from tidings.core.content import (
     About,
     EntryRef,
@@ -25,6 +26,7 @@ from tidings.core.content import (
     Post,
     encode,
     plain_text,
+    to_json,
 )
 from tidings.core.ids import check_log_id
 from tidings.errors import InvalidContent, InvalidId
@@ -179,19 +181,18 @@ def _updated(args: argparse.Namespace, current: About | None) -> About:
                            "(`tidings about --name NAME`), then name your logs")
     logs = {item.log: item for item in current.logs}
     old = logs.get(log, LogAbout(log))
-    new = LogAbout(log, name=args.name if args.name is not None else old.name,
+    # '' removes a name or a description; a log with neither is not listed.
+    new = LogAbout(log, name=old.name if args.name is None else args.name or None,
                    description=(old.description if args.description is None
                                 else args.description or None))
     logs[log] = new
+    if new.name is None and new.description is None:
+        del logs[log]
     return dataclasses.replace(current, logs=tuple(logs[name] for name in sorted(logs)))
 
 
 def _about_json(about: About | None) -> dict[str, object] | None:
-    if about is None:
-        return None
-    from tidings.core.content import to_json
-
-    return to_json(about)
+    return None if about is None else to_json(about)
 
 
 def _print_about(args: argparse.Namespace, about: About | None) -> int:
@@ -201,8 +202,6 @@ def _print_about(args: argparse.Namespace, about: About | None) -> int:
     if about is None:
         err("you have no about entry yet: `tidings about --name NAME` publishes one")
         return EXIT_OK
-    from tidings.cli.reading import printable
-
     print(f"name         {printable(about.name)}")
     if about.description:
         print(f"description  {printable(about.description)}")
@@ -219,7 +218,8 @@ def _print_about(args: argparse.Namespace, about: About | None) -> int:
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("about", "show or set your name and description, or those of one of your "
                 "logs (publishes an about entry to your log 'about')")
-    p.add_argument("--name", metavar="NAME", help="your name (with --log: the log's name)")
+    p.add_argument("--name", metavar="NAME",
+                   help="your name (with --log: the log's name; '' removes it)")
     p.add_argument("--description", metavar="TEXT",
                    help="a few words about you (with --log: about the log); '' removes it")
     p.add_argument("--log", metavar="LOG",

@@ -35,6 +35,7 @@ from tidings.cli.common import (
     print_json,
 )
 from tidings.cli.corrections import add_commands as add_correction_commands
+from tidings.cli.identity import add_commands as add_identity_commands
 from tidings.cli.import_feed import add_commands as add_import_feed_commands
 from tidings.cli.node import add_commands as add_node_commands
 from tidings.cli.reading import add_commands as add_reading_commands
@@ -113,6 +114,14 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
     authoring.check_publish_args(args)
     book = home.open_logbook(need_identity=True)
     log_id = args.log or home.config().default_log
+    if home.node_state_path.exists():  # a peer holds this feed further: refuse to fork it
+        from tidings.node.state import NodeState, check_not_behind
+
+        state = NodeState(home.node_state_path)
+        try:
+            check_not_behind(state, book, log_id)
+        finally:
+            state.close()
     if args.lines:
         if args.end:
             raise CommandError("--end publishes one entry; it does not go with --lines")
@@ -390,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_api_commands(command)
     add_correction_commands(command)
     add_import_feed_commands(command)
+    add_identity_commands(command)
     return parser
 
 

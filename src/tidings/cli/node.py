@@ -68,7 +68,7 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
 
     async def main() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with run_node(home, options, log=log):
+            async with run_node(home, options, log=log, lock=True):
                 async for signum in signals:
                     log.info("stopping", signal=signal.Signals(signum).name)
                     # SIGTERM is a service stopped as asked; Ctrl-C exits as shells expect.
@@ -120,7 +120,7 @@ def _as_client(
             return await work(node, await node.connect(address))
 
     try:
-        if need_follows and not state.follows():
+        if need_follows and not state.follows() and not state.identity_follows():
             raise CommandError("this home follows no feed: run `tidings follow FEED` first")
         return node, trio.run(node.run_client, body)
     except trio.TooSlowError:
@@ -177,7 +177,7 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
 
     feed = FeedId.from_input(args.feed) if args.feed.strip().startswith("tf1") else None
     if feed is None:
-        book = home.open_logbook(create=True)
+        book = home.open_logbook()
         try:
             feed = feed_arg(args.feed, book)
         finally:
@@ -187,7 +187,13 @@ def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
     async def work(node: Node, connection: Connection) -> PartialResult:
         return await node.fetch_latest(connection, wanted, args.latest)
 
-    _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
+    if home.path.exists():
+        _, result = _as_client(args, home, work, f"no answer from {args.peer_address}")
+    else:  # a read never makes a home: this fetch's keys and store live for it alone
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="tidings-fetch-") as scratch:
+            _, result = _as_client(args, Home(scratch), work, f"no answer from {args.peer_address}")
     if not result.entries:
         raise CommandError(f"{args.peer_address} does not hold {feed}", EXIT_BAD_DATA)
     fetched = [(decode_entry(raw), payload) for raw, payload in result.entries]
@@ -215,7 +221,23 @@ def _followed_feed(text: str, home: Home) -> FeedId:
 
 
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
-    feed = _followed_feed(args.feed, home)
+    from tidings.cli.follow import follow_identity
+    from tidings.node.identities import is_identity_text
+
+    if is_identity_text(args.feed):  # an author (spec/12): every device's feeds
+        return follow_identity(args.feed, home, follow)
+    text = args.feed.strip()
+    if text.startswith("ta1"):  # one key's log: ta1...:LOG is the feed tf1..._LOG
+        from tidings.core.ids import AuthorId
+
+        author, _, log = text.partition(":")
+        if not log:
+            raise CommandError(f"{text[:12]}... is one key (a device): follow one of its logs "
+                               "as ta1...:LOG, or the author as ti1... (`tidings share` "
+                               "prints an invite)")
+        feed = AuthorId.from_input(author).feed(log)
+    else:
+        feed = _followed_feed(args.feed, home)
     state = _follow_state(home)
     try:
         changed = state.follow(feed) if follow else state.unfollow(feed)
@@ -247,6 +269,13 @@ def cmd_following(args: argparse.Namespace, home: Home) -> int:
         state.close()
     for feed in follows:
         print_json({"feed": str(feed)}) if args.json else print(feed)
+    from tidings.cli.follow import identity_follows
+    from tidings.core.kel import format_identity
+
+    for identity, logs in identity_follows(home).items():
+        text = format_identity(identity) + (":" + ",".join(sorted(logs)) if logs else "")
+        print_json({"identity": format_identity(identity), "logs": sorted(logs)}) if args.json \
+            else print(text)
     return EXIT_OK
 
 
@@ -313,7 +342,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         ("unfollow", cmd_unfollow, "stop replicating a feed (what is stored stays)"),
     ):
         p = command(name, text, json_flag=False)
-        p.add_argument("feed", metavar="FEED")
+        p.add_argument("feed", metavar="FEED",
+                       help="a feed id, or an author: ti1...[:LOG,...] or an invite tinv1...")
         p.add_argument("--public", action="store_true",
                        help=f"also publish a {name} entry in your '{FOLLOWS_LOG}' log (for hops)")
         p.set_defaults(run=run)

@@ -85,7 +85,7 @@ def _text_lines(text: str) -> list[str]:
     return lines
 
 
-def _when(timestamp_us: int) -> str:
+def format_when(timestamp_us: int) -> str:
     return entry_datetime(timestamp_us).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -164,9 +164,9 @@ def headline_and_body(content: Content | None, payload: bytes | None,
 def render(shown: Shown[Entry], corrected_at: int | None = None) -> list[str]:
     """The lines ``show`` prints for one entry as it shows (a correction's own entry too)."""
     entry = shown.entry
-    head = f"{entry.seq:>6}  {_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
+    head = f"{entry.seq:>6}  {format_when(entry.timestamp)}  {entry.hash.hex()[:12]}  "
     end = "  [end of log]" if entry.is_end_of_log else ""
-    when = f" on {_when(corrected_at)}" if corrected_at is not None else ""
+    when = f" on {format_when(corrected_at)}" if corrected_at is not None else ""
     if shown.state == RETRACTED:
         return [f"{head}(retracted by its author{when}, entry {shown.by}){end}"]
     headline, body = headline_and_body(shown.content, shown.payload, entry.payload_size)
@@ -224,6 +224,11 @@ def view_entries(entries: list[tuple[Entry, bytes | None]]
 
 
 def cmd_show(args: argparse.Namespace, home: Home) -> int:
+    from tidings.cli.follow import show_merged
+    from tidings.node.identities import is_identity_text
+
+    if is_identity_text(args.feed):  # an author's merged stream (spec/12 §7.3)
+        return show_merged(args, home)
     book = home.open_logbook()
     try:
         feed = feed_arg(args.feed, book)
@@ -387,7 +392,7 @@ def _print_event(data: dict[str, Any], as_json: bool) -> None:
         return  # not an entry event as spec/http-api.md has it: skipped
     content = decode(payload)
     headline, body = headline_and_body(content, payload, size)
-    when = _when(timestamp) if isinstance(timestamp, int) else "?"
+    when = format_when(timestamp) if isinstance(timestamp, int) else "?"
     print(f"{feed} {seq}  {when}  {headline}")
     for line in body:
         print(INDENT + line)

@@ -27,7 +27,15 @@ from typing import Any
 
 from tidings.embed.facade import EmbeddedNode
 from tidings.embed.subscriptions import PAGE_ENTRIES, Subscription, read_page
-from tidings.embed.types import FeedProgress, Item, PeerInfo, Status, parse_cursor
+from tidings.embed.types import (
+    AuthorItem,
+    FeedProgress,
+    IdentityProgress,
+    Item,
+    PeerInfo,
+    Status,
+    parse_cursor,
+)
 from tidings.errors import ListenError
 
 
@@ -43,8 +51,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PAGE_ENTRIES",
+    "AuthorItem",
     "EmbeddedNode",
     "FeedProgress",
+    "IdentityProgress",
     "Item",
     "ListenError",
     "PeerInfo",

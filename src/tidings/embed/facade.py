@@ -17,11 +17,22 @@ import trio
 from tidings.core import content as content_types
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
+from tidings.core.kel import format_identity
 from tidings.embed.subscriptions import Followed, Subscription, Tail
-from tidings.embed.types import FeedProgress, Item, PeerInfo, Status, items_of, parse_cursor
+from tidings.embed.types import (
+    AuthorItem,
+    FeedProgress,
+    IdentityProgress,
+    Item,
+    PeerInfo,
+    Status,
+    items_of,
+    parse_cursor,
+)
 from tidings.errors import ClosedByPeer, DuplicateConnection, PeerError, UsageError
 from tidings.node.daemon import Connection, Node
 from tidings.node.home import Home
+from tidings.node.identities import Target, is_identity_text, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.storage.base import Store
@@ -103,6 +114,40 @@ class EmbeddedNode:
                                      FOLLOWS_LOG)
         return changed
 
+    async def follow_author(self, author: str, *, follow: bool = True) -> bool:
+        """Follow an author (spec/12): ``ti1...``, ``ti1...:log1,log2`` or an invite
+        ``tinv1...`` (whose addresses are dialed). Every device's feeds of those logs
+        (all logs when none is named) replicate from now on; see :meth:`author_entries`."""
+        target = _author(author)
+        if follow and target.addresses:
+            self._node.state.add_peers(target.addresses, "invite")
+            self._node.state.dial_soon(target.addresses)
+        return await self._node.set_identity_follow(target.identity, frozenset(target.logs),
+                                                    follow)
+
+    async def author_entries(self, author: str, log: str | None = None, *,
+                             limit: int = 100) -> list[AuthorItem]:
+        """The latest ``limit`` items of an author's merged stream (spec/12 §7.3): the
+        entries of ``log`` (default: every log) of all its devices that count, ordered
+        by (timestamp, device key, seq), each naming its feed, seq and device."""
+        from tidings.node.identities import merged_entries
+
+        target = _author(author)
+        node = self._node
+
+        def read() -> list[AuthorItem]:
+            state = node.replicator.identities.state(target.identity)
+            if state is None or state.status == "unknown":
+                return []
+            logs = ([log] if log else list(target.logs) or sorted(
+                {f.log_id for f in node.replicator.local.heads
+                 if f.author_key in state.devices}))
+            items = merged_entries(node.logbook, state, logs)[-limit:] if limit > 0 else []
+            return [AuthorItem(Item(m.entry, m.payload), state.devices[m.entry.author].name)
+                    for m in items]
+
+        return await node.locked(read)
+
     async def following(self) -> list[FeedId]:
         """The feeds this home follows."""
         return sorted(self._node.follows, key=str)
@@ -160,8 +205,10 @@ class EmbeddedNode:
                   after: str | None = None, own: bool = False) -> Subscription:
         """New entries as they arrive, oldest first: ``async for item in node.subscribe():``.
 
-        ``feeds`` limits it to those feeds; by default it follows the feeds this
-        home follows (as that changes), plus this author's own with ``own``.
+        ``feeds`` limits it to those feeds (an author, ``ti1...[:log]``, stands for its
+        device feeds as they are when this is called); by default it follows the
+        feeds this home follows and the device feeds of the authors it follows (as
+        that changes), plus this author's own with ``own``.
         ``after`` is a cursor from an earlier :class:`Item` (or ``"0-0"`` for
         everything stored); by default only entries that arrive from now on.
 
@@ -169,14 +216,31 @@ class EmbeddedNode:
         queued, so nothing is dropped and memory stays at one page however far
         behind the consumer is.
         """
-        chosen = None if feeds is None else [_feed(f) for f in feeds]
+        chosen = None if feeds is None else [
+            expanded for f in feeds for expanded in self._feeds_of(f)]
         # The start is fixed now, not at the first read: an entry stored between
         # this call and the first `async for` step is not missed. (From the
         # node's memory: no store access on the event loop.)
         start = parse_cursor(after) if after is not None else (self._node.last_arrival + 1, 0)
         own_key = self.identity.author.key if own else None
+        # Followed authors' device feeds too (spec/12): their entries are followed.
+        replicator = self._node.replicator
         return Subscription(self._node, self._tail, chosen, start,
-                            lambda: Followed(self._node.follows, own_key))
+                            lambda: Followed(self._node.follows | replicator.identity_feeds,
+                                             own_key))
+
+    def _feeds_of(self, feed: FeedId | str) -> list[FeedId]:
+        """A feed, or an author's (``ti1...[:log]``) device feeds as it stands now."""
+        if isinstance(feed, FeedId) or not is_identity_text(feed):
+            return [_feed(feed)]
+        target = parse_target(feed)
+        state = self._node.replicator.identities.state(target.identity)
+        if state is None:
+            return []
+        logs = set(target.logs)
+        return sorted((f for f in self._node.replicator.identities.device_feeds()
+                       if f.author_key in state.devices and (not logs or f.log_id in logs)),
+                      key=str)
 
     async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
                            peer: str | None = None, timeout: float = 30.0) -> list[Item]:
@@ -247,12 +311,25 @@ class EmbeddedNode:
             ]
             return progress, len(node.state.peers())
 
+        def identities() -> list[IdentityProgress]:
+            book = node.replicator.identities
+            out = []
+            for identity in book.follows:
+                state = book.state(identity)
+                if state is not None:
+                    out.append(IdentityProgress(
+                        format_identity(identity), state.status, state.seq,
+                        sum(1 for d in state.devices.values() if d.active), state.fork_seq))
+            return out
+
         feeds, known = await node.locked(collect)
+        followed = await node.locked(identities)
         listen = node.listen_address
         return Status(
             author=self.author, listen=None if listen is None else format_address(listen),
             peers=[_peer_info(c) for c in ready], known_peers=known, feeds=feeds,
             entries_received=node.replicator.entries_received, started=self.started,
+            identities=followed,
         )
 
 
@@ -260,6 +337,10 @@ def _duplicate(error: PeerError) -> bool:
     """Whether either side refused the connection as a second one between the two nodes."""
     return isinstance(error, DuplicateConnection) or (
         isinstance(error, ClosedByPeer) and error.remote_code == DuplicateConnection.code)
+
+
+def _author(text: str) -> Target:
+    return parse_target(text)
 
 
 def _feed(feed: FeedId | str) -> FeedId:

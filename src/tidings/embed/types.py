@@ -114,6 +114,28 @@ class FeedProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityProgress:
+    """An identity this node follows (spec/12): its log's state as the node holds it."""
+
+    identity: str
+    #: ``unknown`` (no log held yet), ``active``, ``forked`` or ``dead`` (spec/12 §5).
+    status: str
+    seq: int
+    devices: int
+    #: When ``forked``: the seq where its root key signed two events no rotation decides.
+    fork_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorItem:
+    """One item of an author's merged stream (spec/12 §7.3): the entry (which names its
+    feed and seq) and the name of the device that wrote it."""
+
+    item: Item
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     author: AuthorId
     listen: str | None
@@ -122,6 +144,8 @@ class Status:
     feeds: list[FeedProgress]
     entries_received: int
     started: float = field(default=0.0)
+    #: The identities (authors) followed, and their logs' state.
+    identities: list[IdentityProgress] = field(default_factory=list)
 
     @property
     def caught_up(self) -> bool:

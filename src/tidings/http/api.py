@@ -104,6 +104,9 @@ def status_json(status: Status, api_url: str | None) -> dict[str, Any]:
         "feeds": [_progress_json(f) for f in status.feeds],
         "caught_up": status.caught_up, "entries_received": status.entries_received,
         "uptime": round(max(0.0, time.time() - status.started), 3),
+        "identities": [{"identity": i.identity, "status": i.status, "seq": i.seq,
+                        "devices": i.devices, "fork_seq": i.fork_seq}
+                       for i in status.identities],
     }
 
 
@@ -346,7 +349,19 @@ async def _following(api: Api, request: Request, match: re.Match[str]) -> Respon
 
 
 async def _set_follow(api: Api, request: Request, follow: bool) -> Response:
-    body = _json_body(request, {"feed", "public"}, {"feed"})
+    body = _json_body(request, {"feed", "author", "public"})
+    if ("feed" in body) == ("author" in body):
+        raise HttpError(400, "invalid_request", "give exactly one of feed (tf1...) and "
+                        "author (ti1...[:log,...] or an invite tinv1...)")
+    if "author" in body:  # an author: every device's feeds (spec/12)
+        if not isinstance(body["author"], str):
+            raise HttpError(400, "invalid_request", "author must be a string")
+        try:
+            changed = await api.node.follow_author(body["author"], follow=follow)
+        except UsageError as exc:
+            raise HttpError(400, "invalid_request", str(exc)) from None
+        return json_response({"author": body["author"], "following": follow,
+                              "changed": changed})
     feed, public = _feed_field(body["feed"]), _bool_field(body, "public")
     call = api.node.follow if follow else api.node.unfollow
     changed = await call(feed, public=public)
@@ -386,6 +401,20 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
     return json_response(item_json(Item(entry, payload)), 201)
+
+
+@route("GET", API_PREFIX + "/authors/(?P<author>ti1[a-z2-7]+)/entries")
+async def _author_entries(api: Api, request: Request, match: re.Match[str]) -> Response:
+    """An author's merged stream (spec/12 §7.3): the latest ``limit`` items of ``log``
+    (default: every log) of all its devices, each naming its feed, seq and device."""
+    log = request.arg("log")
+    limit = _int_arg(request, "limit", 100, 1, 1000)
+    try:
+        items = await api.node.author_entries(match["author"], log or None, limit=limit)
+    except UsageError as exc:
+        raise HttpError(400, "invalid_request", str(exc)) from None
+    return json_response({"entries": [item_json(i.item) | {"device": i.device}
+                                      for i in items]})
 
 
 @route("GET", API_PREFIX + "/feeds/{feed}/entries")
@@ -502,8 +531,11 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         await send(f"event: ready\nid: {cursor}\ndata: "
                    f"{json.dumps({'cursor': cursor})}\n\n".encode())
         while True:
-            for item in page:
-                await send(api.event_bytes(item))
+            if page:
+                # One write for the whole page: a stream that fell behind (a burst,
+                # a slow reader) catches up in a few large writes, not one per
+                # entry, and each event is encoded once for every stream.
+                await send(b"".join([api.event_bytes(item) for item in page]))
             page = []
             with trio.move_on_after(KEEPALIVE_EVERY):
                 page = await subscription.next_page()

@@ -31,7 +31,8 @@ import trio
 from tidings.core.content import About, Replace, Retract
 from tidings.core.corrections import MAX_CORRECTION_DISTANCE
 from tidings.core.ids import FeedId
-from tidings.errors import UsageError
+from tidings.core.kel import IdentityState
+from tidings.errors import TidingsError, UsageError
 from tidings.http import pages as webpages
 from tidings.http import syndication
 from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
@@ -301,8 +302,12 @@ class PublicFeeds:
     """
 
     def __init__(self, store: Store, base_url: str | None = None,
-                 allows: Callable[[FeedId], bool] = lambda feed: True) -> None:
+                 allows: Callable[[FeedId], bool] = lambda feed: True,
+                 identity_state: Callable[[bytes], IdentityState | None] | None = None,
+                 ) -> None:
         self.store = store
+        #: An identity's state (spec/12), for the authors' merged feeds; None: not served.
+        self.identity_state = identity_state
         #: The public URL links start with; else links are relative to each document.
         self.base_url = check_base_url(base_url) if base_url else None
         self.allows = allows
@@ -310,6 +315,12 @@ class PublicFeeds:
 
     async def __call__(self, request: Request) -> Response:
         try:
+            author = AUTHOR_FEED.fullmatch(request.path)
+            if author is not None and self.identity_state is not None:
+                if request.method not in ("GET", "HEAD"):
+                    raise HttpError(405, "method_not_allowed", "this server is read-only",
+                                    [("Allow", "GET, HEAD")])
+                return await self._author_feed(request, author)
             found = next(((match, call) for pattern, call in self._routes
                           if (match := pattern.fullmatch(request.path)) is not None), None)
             if found is None:
@@ -331,13 +342,55 @@ class PublicFeeds:
             return error_response(error)
 
 
+    async def _author_feed(self, request: Request, match: re.Match[str]) -> Response:
+        """``GET /authors/<ti1>/<log>.atom``: an author's merged stream (spec/12 §7.3):
+        every device's entries of the log, in one order, as one Atom feed."""
+        from tidings.core.kel import parse_identity
+        from tidings.node.identities import merged_view
+        from tidings.storage.logbook import Logbook
+
+        author, log_id = match["author"], match["log"]
+        limit = min(_paging(request)[1] or DEFAULT_PAGE, DEFAULT_PAGE)
+        assert self.identity_state is not None
+        lookup = self.identity_state
+
+        def read_and_render() -> bytes:
+            try:
+                identity = parse_identity(author)
+            except (TidingsError, ValueError):
+                raise LookupError from None
+            state = lookup(identity)
+            if state is None or state.status == "unknown":
+                raise LookupError
+            merged = [m for m in merged_view(Logbook(self.store), state, log_id)
+                      if self.allows(m.feed)][-limit:]
+            if not merged:
+                raise LookupError
+            about = next((a for key in sorted(state.devices)
+                          if (a := about_of(self.store, FeedId(key, log_id))) is not None), None)
+            return syndication.author_atom(
+                author, log_id, [(m.entry, m.payload) for m in merged], about=about,
+                self_url=f"{self.base_url or ''}/authors/{author}/{log_id}.atom")
+
+        try:
+            body = await trio.to_thread.run_sync(read_and_render)
+        except LookupError:
+            raise HttpError(404, "not_found", "no such author or log here") from None
+        return Response(200, body, "application/atom+xml; charset=utf-8")
+
+
+#: An author's merged feed (spec/12): served by ``tidings serve-feeds`` only.
+AUTHOR_FEED = re.compile(r"/authors/(?P<author>ti1[a-z2-7]+)/(?P<log>[^/]+?)\.atom")
+
+
 async def serve_feeds(store: Store, host: str, port: int, log: Logger | None = None,
                       base_url: str | None = None,
                       allows: Callable[[FeedId], bool] = lambda feed: True, *,
+                      identity_state: Callable[[bytes], IdentityState | None] | None = None,
                       task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
                       ) -> None:
     """Serve the public, read-only feed gateway on ``host:port`` until cancelled."""
-    server = HttpServer(PublicFeeds(store, base_url, allows), log=log,
+    server = HttpServer(PublicFeeds(store, base_url, allows, identity_state), log=log,
                         max_per_client=MAX_PER_CLIENT,
                         extra_headers=[("X-Content-Type-Options", "nosniff"),
                                        ("Access-Control-Allow-Origin", "*")])

@@ -272,6 +272,14 @@ def atom(
     if avatar is not None:
         lines.append(_element("icon", avatar))
     lines.append(_element("generator", "tidings"))
+    lines += _atom_entries(items)
+    lines.append("</feed>\n")
+    return "\n".join(lines).encode("utf-8")
+
+
+def _atom_entries(items: Sequence[_Item]) -> list[str]:
+    """The ``<entry>`` (and tombstone) elements of ``items``."""
+    lines: list[str] = []
     for item in items:
         if item.retracted:  # RFC 6721: readers that know tombstones drop the entry
             lines += [f'<at:deleted-entry ref="{_escape_attribute(item.id)}" '
@@ -296,6 +304,36 @@ def atom(
         if item.in_reply_to is not None:
             lines.append(_element("thr:in-reply-to", ref=item.in_reply_to))
         lines.append("</entry>")
+    return lines
+
+
+def author_atom(author: str, log_id: str, entries: Page, *, self_url: str,
+                about: About | None = None) -> bytes:
+    """An author's merged stream of ``log_id`` (spec/12 §7.3) as one Atom feed: the
+    entries of all its devices' feeds (``entries``, in the merged order, oldest first),
+    newest first, each with its own feed's id and corrections. ``author`` is the
+    identity id (``ti1...``); ``about`` the author's about content, for the title."""
+    by_feed: dict[FeedId, list[tuple[Entry, bytes | None]]] = {}
+    for entry, payload in entries:
+        by_feed.setdefault(entry.feed, []).append((entry, payload))
+    rank = {(entry.feed, entry.seq): index for index, (entry, _) in enumerate(entries)}
+    items: list[tuple[int, _Item]] = []
+    for feed, page in by_feed.items():
+        for item in _items(feed, list(reversed(page)), (), None):
+            items.append((rank[(feed, item.seq)], item))
+    shown = [item for _, item in sorted(items, key=lambda pair: -pair[0])]
+    name = _clean(about.name) if about is not None else f"{log_id} by {author[:SHORT_AUTHOR]}"
+    lines = ['<?xml version="1.0" encoding="utf-8"?>',
+             f'<feed xmlns="{ATOM_NS}" xmlns:thr="{THREAD_NS}" xmlns:at="{TOMBSTONES_NS}">',
+             _element("id", f"urn:tidings:{author}:{log_id}"), _element("title", name)]
+    if about is not None and about.description:
+        lines.append(_element("subtitle", about.description))
+    lines += [_element("updated", _updated(shown)),
+              f"<author>{_element('name', name if about is None else _clean(about.name))}"
+              f"{_element('uri', f'urn:tidings:{author}')}</author>",
+              _element("link", rel="self", type=ATOM_MEDIA_TYPE, href=self_url),
+              _element("generator", "tidings")]
+    lines += _atom_entries(shown)
     lines.append("</feed>\n")
     return "\n".join(lines).encode("utf-8")
 

@@ -38,7 +38,14 @@ from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
-from tidings.node.state import MISBEHAVIOUR_BACKOFF, NodeState
+from tidings.node.state import (
+    MAX_REMEMBERED,
+    MISBEHAVIOUR_BACKOFF,
+    Clocks,
+    NodeState,
+    check_not_behind,
+)
+from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     AddressesLearned,
     EntriesStored,
@@ -83,6 +90,9 @@ READ_SIZE = 1024 * 1024
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
+#: Arrivals by other processes read per poll; more than this at once (a large
+#: import) and every head is read again instead.
+REFRESH_ARRIVALS = 1000
 
 
 @dataclass(eq=False)
@@ -114,6 +124,16 @@ class Connection:
     budget: ReadBudget = field(default_factory=ReadBudget)
 
 
+@dataclass(eq=False, slots=True)
+class _Publish:
+    """One publish waiting for its group commit: the entry once durable, or the error."""
+
+    payload: bytes
+    log_id: str
+    entry: Entry | None = None
+    error: BaseException | None = None
+
+
 class _ClockMemory:
     """The replicator's clock memory in the node state, namespaced by our own key.
 
@@ -126,19 +146,40 @@ class _ClockMemory:
         self.prefix = local_key[:8]
         #: Clocks to write, taken under the replicator's lock and written after it
         #: is released (:meth:`flush`): a large clock never stalls replication.
-        self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note]]] = {}
+        #: Each with the notes the file held at the load it follows, or None:
+        #: then the save writes every note.
+        self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note],
+                                         Clocks | None]] = {}
         self._guard = threading.Lock()
+        #: What the file held for each peer at its session's load, and how many
+        #: saves for that peer came before: a save writes only the notes that
+        #: changed since, unless another session with the peer saved meanwhile.
+        self._loaded: dict[bytes, tuple[int, Clocks | None]] = {}
+        self._saves: dict[bytes, int] = {}
 
-    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+    def load(self, peer: bytes) -> Clocks:
         with self._guard:
-            pending = self._pending.get(self.prefix + peer)
-        if pending is not None:
-            return dict(pending[0]), dict(pending[1])
-        return self.state.load(self.prefix + peer)
+            pending = self._pending.get(peer)
+        if pending is not None:  # not on disk yet: the next save writes it all
+            sent, received = dict(pending[0]), dict(pending[1])
+            since: Clocks | None = None
+        else:
+            sent, received = self.state.load(self.prefix + peer)
+            since = (dict(sent), dict(received))
+        with self._guard:
+            self._loaded[peer] = (self._saves.get(peer, 0), since)
+        return sent, received
 
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
         with self._guard:
-            self._pending[self.prefix + peer] = (sent, received)
+            saves, since = self._loaded.pop(peer, (-1, None))
+            if saves != self._saves.get(peer, 0) or peer in self._pending:
+                since = None  # written by another session since, or not yet: write it all
+            if len(self._saves) > 4 * MAX_REMEMBERED:  # strangers with fresh keys: start over
+                self._saves.clear()
+                self._loaded.clear()
+            self._saves[peer] = self._saves.get(peer, 0) + 1
+            self._pending[peer] = (sent, received, since)
 
     def flush(self) -> None:
         """Write the clocks saved since the last flush (outside the replicator's lock)."""
@@ -146,12 +187,12 @@ class _ClockMemory:
             with self._guard:
                 if not self._pending:
                     return
-                key = next(iter(self._pending))
-                sent, received = self._pending[key]
-            self.state.save(key, sent, received)
+                peer = next(iter(self._pending))
+                sent, received, since = self._pending[peer]
+            self.state.save(self.prefix + peer, sent, received, since=since)
             with self._guard:
-                if self._pending.get(key, (None, None))[0] is sent:
-                    del self._pending[key]
+                if self._pending.get(peer, (None, None, None))[0] is sent:
+                    del self._pending[peer]
 
 
 class Node:
@@ -171,6 +212,7 @@ class Node:
             relay_max_bytes=self.options.relay_max_bytes,
             memory=self._memory,
             log=self._replicator_event,
+            identities=IdentityBook(state, state.identity_follows()),
         )
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
@@ -187,6 +229,10 @@ class Node:
         #: When a write first found the disk full (None: it is not full).
         self._full_since: float | None = None
         self._state_write_failed = False
+        #: Publishes waiting for the next group commit (Node.publish).
+        self._publishes: list[_Publish] = []
+        #: Another process wrote to the store since the last full read of the heads.
+        self._external_writes = False
         #: The newest arrival in the store (what subscriptions start after), kept
         #: in memory so that starting one never touches the store on the event loop.
         self.last_arrival = logbook.store.last_arrival()
@@ -198,7 +244,10 @@ class Node:
 
     def _replicator_event(self, event: str, **fields: object) -> None:
         """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = "info" if event == "fork-suspected" else "warning"
+        level = "info" if event in ("fork-suspected", "identity-changed") else "warning"
+        if event == "own-feed-behind":  # (in the worker thread: the state has its own lock)
+            self.state.note_own_head(FeedId.parse(str(fields["feed"])), int(str(fields["seq"])))
+            fields = {**fields, "hint": "sync before publishing to it: a post now would fork it"}
         self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
@@ -220,10 +269,13 @@ class Node:
             try:
                 return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
             finally:
-                for session in self.replicator.local.dirty:
-                    connection = self._by_session.get(session)
-                    if connection is not None:
-                        connection.wake.set()
+                self._wake_dirty()
+
+    def _wake_dirty(self) -> None:
+        for session in self.replicator.local.dirty:
+            connection = self._by_session.get(session)
+            if connection is not None:
+                connection.wake.set()
 
     def _connections_moved(self) -> None:
         self._connections_changed.set()
@@ -289,19 +341,43 @@ class Node:
             state_version = await _io(self.state.data_version)
             if state_version != self._versions[1]:
                 await self._core(self.replicator.set_follows, await _io(self.state.follows))
+                await self._core(self._identities_changed,
+                                 await _io(self.state.identity_follows))
             if store_version != self._versions[0]:
-                changed = await self._core(self.replicator.refresh_local)
+                changed = await self._core(self._refresh_arrived)
                 if changed:
                     self.log.debug("local-change", feeds=len(changed))
-                self.last_arrival = await _io(self.logbook.store.last_arrival)
                 self._notify()
             self._versions = (store_version, state_version)
             if trio.current_time() >= next_tick:
                 next_tick = trio.current_time() + 1.0
+                if self._external_writes:
+                    # What arrivals do not name (a fork proof another process
+                    # stored): one full read a second at most, not one a write.
+                    self._external_writes = False
+                    await self._core(self.replicator.refresh_local)
                 await self._core(self.replicator.tick, trio.current_time())
                 for connection in self.connections:  # a source may have stalled
                     connection.progress.set()
                     connection.progress = trio.Event()
+
+    def _refresh_arrived(self) -> list[FeedId]:
+        """Another process wrote to the store: re-read the heads of the feeds its
+        appends name (the arrivals since the newest one seen), not of every feed."""
+        self._external_writes = True
+        arrivals = self.logbook.store.arrivals(self.last_arrival, REFRESH_ARRIVALS)
+        if len(arrivals) == REFRESH_ARRIVALS:
+            changed = self.replicator.refresh_local()
+        else:
+            changed = self.replicator.refresh_local([a.feed for a in arrivals])
+        self.last_arrival = self.logbook.store.last_arrival()
+        return changed
+
+    def _identities_changed(self, follows: dict[bytes, frozenset[str]]) -> None:
+        """Another process followed an identity or appended to a log (in the worker)."""
+        if follows != self.replicator.identities.follows:
+            self.replicator.set_identity_follows(follows)
+        self.replicator.reload_identities()
 
     def _store_version(self) -> int:
         version = getattr(self.logbook.store, "data_version", None)
@@ -328,17 +404,52 @@ class Node:
         return await self._core(call, *args)
 
     async def publish(self, payload: bytes, log_id: str) -> Entry:
-        """Publish as this node's author (an embedding app); peers hear of it at once."""
+        """Publish as this node's author (an embedding app); peers hear of it at once.
 
-        def publish() -> Entry:
-            entry = self.logbook.publish(payload, log_id)
-            self.replicator.refresh_local()
+        Group commit: publishes that arrive while another is being committed
+        wait for it, then go to disk together, in one transaction and one
+        fsync. Each returns only once its own entry is durable.
+        """
+        request = _Publish(payload, log_id)
+        self._publishes.append(request)
+        async with self._lock:
+            if request.entry is None and request.error is None:
+                batch, self._publishes = self._publishes, []
+                try:
+                    await trio.to_thread.run_sync(self._publish_batch, batch)
+                finally:
+                    self._wake_dirty()
+                self._notify()
+        if request.error is not None:
+            raise request.error
+        assert request.entry is not None
+        return request.entry
+
+    def _publish_batch(self, batch: list[_Publish]) -> None:
+        """Commit ``batch`` in one transaction (in the worker thread). A publish
+        refused before it writes (a bad payload, an ended log) fails alone;
+        anything else fails them all, and nothing of them is stored."""
+        published: list[_Publish] = []
+        try:
+            with self.logbook.store.transaction():
+                for request in batch:
+                    try:
+                        # A peer holds this feed further: publishing would fork it.
+                        check_not_behind(self.state, self.logbook, request.log_id)
+                        request.entry = self.logbook.publish(request.payload, request.log_id)
+                        published.append(request)
+                    except (TidingsError, TypeError) as exc:  # raised before any write
+                        request.error = exc
+        except BaseException as exc:
+            # Rolled back: none of them is stored, and each is told so.
+            for request in batch:
+                if request.entry is not None or request.error is None:
+                    request.entry, request.error = None, exc
+            raise
+        feeds = [request.entry.feed for request in published if request.entry is not None]
+        if feeds:
+            self.replicator.refresh_local(feeds)
             self.last_arrival = self.logbook.store.last_arrival()
-            return entry
-
-        entry = await self._core(publish)
-        self._notify()
-        return entry
 
     async def set_follow(self, feed: FeedId, follow: bool) -> bool:
         """Follow or unfollow ``feed``; True if that changed anything."""
@@ -372,6 +483,18 @@ class Node:
                 self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
                                  detail="the node goes on; peers and clocks are not recorded")
             return None
+
+    async def set_identity_follow(self, identity: bytes, logs: frozenset[str],
+                                  follow: bool) -> bool:
+        """Follow (or stop following) an author, spec/12: its logs ``logs`` (none: all)."""
+        if follow:
+            changed = await _io(self.state.follow_identity, identity, logs)
+        else:
+            changed = await _io(self.state.unfollow_identity, identity)
+        follows = await _io(self.state.identity_follows)
+        self._versions = (self._versions[0], await _io(self.state.data_version))
+        await self._core(self.replicator.set_identity_follows, follows)
+        return changed
 
     # -- dialing --------------------------------------------------------------------
 
@@ -740,8 +863,9 @@ class Node:
         local, peer = self.replicator.local, self.replicator.peer(session)
         if peer is None:
             return
+        caps = self.replicator.identity_caps  # a revoked device's feed ends at its cut
         behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
-                  and f not in self.replicator.forked_at]
+                  and f not in self.replicator.forked_at and local.seq(f) < caps.get(f, 2**64)]
         stalled = [f for f in behind if f in peer.stalled]
         if stalled:
             raise PeerTimeout(

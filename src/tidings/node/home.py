@@ -9,6 +9,7 @@ Layout (spec-independent, local only)::
     HOME/node.sqlite3    follows, known peers, clock memory
     HOME/api.token       the local HTTP API's bearer token, mode 0600
     HOME/api.json        where a running node's local API listens (while it runs)
+    HOME/node.lock       locked by the node that runs on the home (one at a time)
     HOME/imports.sqlite3 the feed items `tidings import-feed` brought in, per log
 
 HOME is ``--home``, else ``$TIDINGS_HOME``, else the platform's user data
@@ -53,6 +54,8 @@ NODE_KEY_FILE = "node.key"
 SYNC_KEY_FILE = "sync.key"
 NODE_KEY_HEADER = "tidings-node-key-1"
 API_TOKEN_FILE = "api.token"
+#: Held (flock) by the one node that runs on the home; holds its pid, for messages.
+LOCK_FILE = "node.lock"
 #: Written by a running node: where its local API listens (removed when it stops).
 API_FILE = "api.json"
 DEFAULT_CONFIG = f"""\
@@ -158,6 +161,18 @@ class Config:
         return cls(default_log=default_log, **tables)
 
 
+class HomeLock:
+    """A held home lock; :meth:`release` (or the process's end) frees it."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
 class Home:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
@@ -225,6 +240,30 @@ class Home:
         if len(token) < 16:
             raise UsageError(f"{path} holds no usable token: delete it and start the node again")
         return token
+
+    def lock(self) -> HomeLock:
+        """Lock the home for one running node (``tidings up``, an app's node): a second
+        one refuses to start, so the store and ``api.json`` are never shared by accident.
+        The lock is the kernel's (flock): it ends with the process, even after kill -9."""
+        import fcntl
+
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.path / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", errors="replace").strip() or "?"
+            os.close(fd)
+            raise UsageError(
+                f"another node runs on {self.path} (pid {holder}): stop it first, or give "
+                "this one another home (--home DIR)") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return HomeLock(fd)
 
     @property
     def api_file(self) -> Path:

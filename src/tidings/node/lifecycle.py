@@ -89,14 +89,25 @@ async def open_node(
 
 @contextlib.asynccontextmanager
 async def run_node(home: Home, options: NodeOptions, *,
-                   log: Logger | None = None) -> AsyncIterator[EmbeddedNode]:
-    """:func:`open_node` with options made already (what ``tidings up`` runs)."""
+                   log: Logger | None = None, lock: bool = False) -> AsyncIterator[EmbeddedNode]:
+    """:func:`open_node` with options made already (what ``tidings up`` runs).
+
+    The home is locked (one such node at a time, HOME/node.lock) when ``lock`` is given
+    (``tidings up``) or the node serves the local API, whose ``api.json`` is the home's
+    one: an app's node without an API may share the home with a running node."""
 
     def prepare() -> tuple[Node, str]:
         home.init()
         return assemble_node(home, options, log), home.api_token()
 
-    node, token = await trio.to_thread.run_sync(prepare)
+    held = (await trio.to_thread.run_sync(home.lock) if lock or options.api is not None
+            else None)
+    try:
+        node, token = await trio.to_thread.run_sync(prepare)
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
     embedded = EmbeddedNode(home, node)
     # An error from the app's block (or from starting) is raised as itself, not
     # wrapped in the nursery's ExceptionGroup: apps need no `except*`.
@@ -134,6 +145,8 @@ async def run_node(home: Home, options: NodeOptions, *,
             _remove_api_file(home, embedded.api_url)
         node.logbook.store.close()
         node.state.close()
+        if held is not None:
+            held.release()
 
 
 async def _start(nursery: trio.Nursery, address: tuple[str, int] | None, what: str,

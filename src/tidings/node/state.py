@@ -15,10 +15,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.wire.messages import Note
+
+
+class StaleStore(UsageError):
+    """This store is behind what peers hold of its own feed: publishing would fork it."""
+
 
 #: Addresses kept in the peer table; the least useful are dropped beyond it,
 #: so peer exchange cannot grow the table without bound.
@@ -44,7 +50,7 @@ LEARNED = ("exchange", "lan")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS follows (
-        feed TEXT PRIMARY KEY, added REAL NOT NULL)""",
+        feed TEXT PRIMARY KEY, added REAL NOT NULL, author BLOB, log_id TEXT)""",
     """CREATE TABLE IF NOT EXISTS peers (
         host TEXT NOT NULL, port INTEGER NOT NULL, source TEXT NOT NULL,
         node_key BLOB, failures INTEGER NOT NULL DEFAULT 0,
@@ -55,8 +61,30 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS clocks (
         peer BLOB NOT NULL, sent INTEGER NOT NULL, author BLOB NOT NULL,
         log_id TEXT NOT NULL, seq INTEGER NOT NULL, flags INTEGER NOT NULL,
+        head BLOB,
         PRIMARY KEY (peer, sent, author, log_id)) WITHOUT ROWID""",
+    # Identities (spec/12): the logs held, the identities followed (logs: the log ids
+    # followed, comma-separated; empty for every log), and this home's own.
+    """CREATE TABLE IF NOT EXISTS identity_events (
+        identity BLOB NOT NULL, hash BLOB NOT NULL, raw BLOB NOT NULL,
+        PRIMARY KEY (identity, hash)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS identity_follows (
+        identity BLOB PRIMARY KEY, logs TEXT NOT NULL, added REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL)""",
+    # This home's own feeds as peers hold them: publishing to a feed that a peer holds
+    # further than the store would fork it (a restored backup, a copied home).
+    """CREATE TABLE IF NOT EXISTS own_heads (feed TEXT PRIMARY KEY, seq INTEGER NOT NULL)""",
 ]
+#: Columns added to tables made by an older tidings (``ALTER TABLE ... ADD COLUMN``).
+#: A note names its head hash (spec/10 §2): without it a remembered note never
+#: equals the note it remembers, and every reconnect resent every note.
+#: A follow's feed also in binary (author key, log id): a client that follows
+#: 10,000 feeds starts without decoding 10,000 text ids.
+_ADDED_COLUMNS = [("clocks", "head", "BLOB"), ("follows", "author", "BLOB"),
+                  ("follows", "log_id", "TEXT")]
+
+#: Notes as a clock memory keeps them: ``{feed: note}``, sent and received.
+Clocks = tuple[dict[FeedId, Note], dict[FeedId, Note]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +130,11 @@ class NodeState:
             self._db.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                names = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in names:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._fill_binary_follows()
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"cannot open the node state {self.path}: {exc}") from None
         self._lock = threading.Lock()
@@ -128,7 +161,30 @@ class NodeState:
 
     def follow(self, feed: FeedId) -> bool:
         """Follow ``feed``; False if it was already followed."""
-        return self._change("INSERT OR IGNORE INTO follows VALUES (?, ?)", (str(feed), time.time()))
+        return self._change(
+            "INSERT OR IGNORE INTO follows (feed, added, author, log_id) VALUES (?, ?, ?, ?)",
+            (str(feed), time.time(), feed.author_key, feed.log_id))
+
+    def _fill_binary_follows(self) -> None:
+        """Give follows written by an older tidings (or by hand) their binary form."""
+        rows = self._db.execute("SELECT feed FROM follows WHERE author IS NULL").fetchall()
+        if not rows:
+            return
+        filled = []
+        for (text,) in rows:
+            try:
+                feed = FeedId.parse(text)
+            except UsageError:
+                continue  # (read as text, and refused there, by follows())
+            filled.append((feed.author_key, feed.log_id, text))
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("UPDATE follows SET author = ?, log_id = ? WHERE feed = ?",
+                                 filled)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def unfollow(self, feed: FeedId) -> bool:
         """Stop following ``feed``; False if it was not followed."""
@@ -141,8 +197,84 @@ class NodeState:
 
     def follows(self) -> list[FeedId]:
         with self._lock:
-            rows = self._db.execute("SELECT feed FROM follows ORDER BY added").fetchall()
-        return [FeedId.parse(feed) for (feed,) in rows]
+            rows = self._db.execute(
+                "SELECT feed, author, log_id FROM follows ORDER BY added").fetchall()
+        return [FeedId.parse(text) if author is None else FeedId(author, log_id)
+                for text, author, log_id in rows]
+
+    # -- identities (spec/12): the replicator's IdentityStore, and follows -------------
+
+    def identity_logs(self) -> dict[bytes, list[bytes]]:
+        with self._lock:
+            rows = self._db.execute("SELECT identity, raw FROM identity_events").fetchall()
+        logs: dict[bytes, list[bytes]] = {}
+        for identity, raw in rows:
+            logs.setdefault(bytes(identity), []).append(bytes(raw))
+        return logs
+
+    def identity_log(self, identity: bytes) -> list[bytes]:
+        with self._lock:
+            rows = self._db.execute("SELECT raw FROM identity_events WHERE identity = ?",
+                                    (identity,)).fetchall()
+        return [bytes(raw) for (raw,) in rows]
+
+    def save_identity_log(self, identity: bytes, events: list[bytes]) -> None:
+        """Keep exactly ``events`` of ``identity`` (what its IdentityLog keeps)."""
+        from tidings.core.kel import event_hash
+
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM identity_events WHERE identity = ?", (identity,))
+                self._db.executemany("INSERT INTO identity_events VALUES (?, ?, ?)",
+                                     [(identity, event_hash(raw), raw) for raw in events])
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def follow_identity(self, identity: bytes, logs: Iterable[str] = ()) -> bool:
+        """Follow ``identity`` (the logs named, or every log); False if nothing changed."""
+        text = ",".join(sorted(set(logs)))
+        with self._lock:
+            row = self._db.execute("SELECT logs FROM identity_follows WHERE identity = ?",
+                                   (identity,)).fetchone()
+        if row is not None and row[0] == text:
+            return False
+        self._write("INSERT OR REPLACE INTO identity_follows VALUES (?, ?, ?)",
+                    [(identity, text, time.time())])
+        return True
+
+    def unfollow_identity(self, identity: bytes) -> bool:
+        return self._change("DELETE FROM identity_follows WHERE identity = ?", (identity,))
+
+    def identity_follows(self) -> dict[bytes, frozenset[str]]:
+        """Followed identities and the logs followed of each (empty: every log)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT identity, logs FROM identity_follows ORDER BY added").fetchall()
+        return {bytes(i): frozenset(filter(None, logs.split(","))) for i, logs in rows}
+
+    def note_own_head(self, feed: FeedId, seq: int) -> None:
+        """A peer holds ``feed`` (one of this home's) up to ``seq``."""
+        self._write("INSERT INTO own_heads VALUES (?, ?) ON CONFLICT (feed) DO UPDATE "
+                    "SET seq = max(seq, excluded.seq)", [(str(feed), seq)])
+
+    def own_head(self, feed: FeedId) -> int:
+        """The highest seq of ``feed`` a peer was seen to hold (0: none seen)."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM own_heads WHERE feed = ?",
+                                   (str(feed),)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def setting(self, name: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?",
+                                   (name,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def set_setting(self, name: str, value: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO settings VALUES (?, ?)", [(name, value)])
 
     # -- peers ----------------------------------------------------------------
 
@@ -251,39 +383,91 @@ class NodeState:
 
     # -- clocks of past sessions (the replicator's ClockMemory) ---------------
 
-    def load(self, peer: bytes) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+    def load(self, peer: bytes) -> Clocks:
         sent: dict[FeedId, Note] = {}
         received: dict[FeedId, Note] = {}
         with self._lock:
             rows = self._db.execute(
-                "SELECT sent, author, log_id, seq, flags FROM clocks WHERE peer = ?", (peer,)
+                "SELECT sent, author, log_id, seq, flags, head FROM clocks WHERE peer = ?",
+                (peer,),
             ).fetchall()
-        for is_sent, author, log_id, seq, flags in rows:
-            (sent if is_sent else received)[FeedId(author, log_id)] = Note(seq, flags)
+        for is_sent, author, log_id, seq, flags, head in rows:
+            (sent if is_sent else received)[FeedId(author, log_id)] = Note(seq, flags, head)
         return sent, received
 
-    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
-        """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers)."""
-        rows = [
-            (peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags)
-            for is_sent, notes in ((1, sent), (0, received))
-            for feed, note in notes.items()
-        ]
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
+             *, since: Clocks | None = None) -> None:
+        """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers).
+
+        ``since`` is what this file holds for ``peer`` now (what :meth:`load` gave):
+        then only the notes that changed are written, so a reconnect that changed
+        nothing writes a few rows, not one per feed.
+        """
+        def rows(notes: Iterable[tuple[int, FeedId, Note]]) -> list[tuple[object, ...]]:
+            return [(peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags,
+                     note.head) for is_sent, feed, note in notes]
+
+        now = ((1, sent), (0, received))
+        if since is None:
+            changed = rows((is_sent, f, n) for is_sent, notes in now for f, n in notes.items())
+            gone: list[tuple[object, ...]] = []
+        else:
+            changed = rows((is_sent, f, n) for (is_sent, notes), old in zip(now, since, strict=True)
+                           for f, n in notes.items() if old.get(f) != n)
+            gone = [(peer, is_sent, f.author_key, f.log_id)
+                    for (is_sent, notes), old in zip(now, since, strict=True)
+                    for f in old if f not in notes]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DELETE FROM clocks WHERE peer = ?", (peer,))
-                self._db.executemany("INSERT INTO clocks VALUES (?, ?, ?, ?, ?, ?)", rows)
+                if since is None:
+                    self._db.execute("DELETE FROM clocks WHERE peer = ?", (peer,))
+                self._db.executemany(
+                    "DELETE FROM clocks WHERE peer = ? AND sent = ? AND author = ? AND log_id = ?",
+                    gone)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?)", changed)
                 self._db.execute("INSERT OR REPLACE INTO clock_peers VALUES (?, ?)",
                                  (peer, time.time()))
                 forgotten = [row[0] for row in self._db.execute(
                     "SELECT peer FROM clock_peers ORDER BY saved DESC LIMIT -1 OFFSET ?",
                     (MAX_REMEMBERED,),
                 )]
-                for old in forgotten:
-                    self._db.execute("DELETE FROM clocks WHERE peer = ?", (old,))
-                    self._db.execute("DELETE FROM clock_peers WHERE peer = ?", (old,))
+                for old_peer in forgotten:
+                    self._db.execute("DELETE FROM clocks WHERE peer = ?", (old_peer,))
+                    self._db.execute("DELETE FROM clock_peers WHERE peer = ?", (old_peer,))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:
+    """Refuse to publish to ``log_id`` when a peer holds this home's feed further than the
+    store does (a restored backup, a copied home): the post would fork the feed."""
+    if logbook.identity is None:
+        return
+    own = state.setting("identity")
+    if own is not None:  # spec/12 §7.5: never publish with a key the identity revoked
+        from tidings.core.kel import fold
+
+        current = fold(own, state.identity_log(own))  # (a few events: cheap)
+        device = current.devices.get(logbook.identity.author.key)
+        if device is not None and not device.active:
+            raise StaleStore(
+                f"this device ({device.name}) was revoked from its identity at log seq "
+                f"{device.revoked_seq}: what it writes now is nobody's. Pair this machine "
+                "again as a new device (`tidings device pair` in a new home)")
+    feed = logbook.identity.author.feed(log_id)
+    seen = state.own_head(feed)
+    if not seen or logbook.store.fork_proofs(feed):
+        return  # (a forked feed: the logbook refuses it, and says so)
+    head = logbook.head(feed)
+    held = head.seq if head is not None else 0
+    if seen > held:
+        raise StaleStore(
+            f"a peer holds seq {seen} of {feed} but this store only {held}: publishing "
+            "now would fork your own feed. Let the node sync first (`tidings up` with a "
+            "peer that holds it, or `tidings sync --peer HOST:PORT` after following it); "
+            "if this home was copied from another machine, make this one a new device "
+            "instead (`tidings device pair` in a new home)")

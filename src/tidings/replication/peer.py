@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from tidings.core.forks import MAX_RUN
 from tidings.core.ids import FeedId
 from tidings.replication.session import Session
-from tidings.wire.messages import MAX_SEQ_REQUEST
+from tidings.wire.messages import MAX_SEQ_REQUEST, IdentityNote
 
 
 @dataclass(slots=True)
@@ -64,6 +64,12 @@ class Peer:
     useful: int = 0
     #: Where its history of each diverged feed splits from ours.
     searches: dict[FeedId, ForkSearch] = field(default_factory=dict)
+    #: The last note the peer sent of each identity (wire version 3, spec/12 §6.3).
+    identity_notes: dict[bytes, IdentityNote] = field(default_factory=dict)
+    #: The peer's opening identity notes arrived (it sends them after its clock).
+    identities_noted: bool = False
+    #: Identity requests sent to the peer this session, per identity (bounded).
+    identity_asks: dict[bytes, int] = field(default_factory=dict)
     #: A newer connection to the same node replaced this one: the node closes it.
     superseded: bool = False
 

@@ -13,7 +13,7 @@ a worker thread, one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from tidings.core.entry import (
 )
 from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
+from tidings.core.kel import InvalidIdentityEvent, format_identity
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
     DuplicateConnection,
@@ -38,11 +39,13 @@ from tidings.errors import (
     InvalidForkProof,
     LocalProtocolError,
     PeerError,
+    PeerFlooding,
     PeerRefused,
     SelfConnection,
     UnsignedTail,
 )
 from tidings.replication.clock import LocalClock
+from tidings.replication.identities import IdentityBook
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.replication.payloads import MissingPayloads
 from tidings.replication.peer import ForkSearch, Peer
@@ -54,6 +57,9 @@ from tidings.replication.session import (
     Event,
     Failed,
     ForkProofReceived,
+    IdentityEventsReceived,
+    IdentityNotesReceived,
+    IdentityRequested,
     NotesReceived,
     PartialReceived,
     PartialRequested,
@@ -81,6 +87,13 @@ MAX_ADDRESSES_PER_SESSION = 64
 #: Seconds a source may claim entries without sending any before another peer
 #: is chosen for the feed (a peer that lies about what it holds, or withholds).
 STALL_AFTER = 30.0
+#: Identities whose notes are kept from one peer: a relay holds up to 1024 logs besides
+#: those followed; a peer noting far more is flooding.
+MAX_PEER_IDENTITY_NOTES = 4096
+#: Requests for one identity's log per session: a log of 4096 events takes at most 8
+#: answers of MAX_ANSWER_EVENTS; a peer whose answers never match its note is not asked
+#: again until the next session.
+MAX_IDENTITY_ASKS = 16
 #: Searches for where two histories split, at once per session: each is a few
 #: round trips of at most 64 entries; an author who forks many feeds waits.
 MAX_FORK_SEARCHES = 4
@@ -188,8 +201,18 @@ class Replicator:
         relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
         memory: ClockMemory | None = None,
         log: Callable[..., None] | None = None,
+        identities: IdentityBook | None = None,
     ) -> None:
         self.logbook = logbook
+        #: The identity logs kept and followed (spec/12), and what they make this node want.
+        self.identities = identities or IdentityBook()
+        #: Feeds of revoked devices of followed identities: the last seq that counts.
+        self.identity_caps: dict[FeedId, int] = {}
+        #: This node's own feeds that a peer holds further than its store (the seq).
+        self.own_behind: dict[FeedId, int] = {}
+        #: The device feeds of the followed identities (replaced whole, so other
+        #: threads may read it: embedded subscriptions do).
+        self.identity_feeds: frozenset[FeedId] = frozenset()
         #: ``log(event, **fields)``: what the node should tell its operator
         #: (forks found, damaged stored entries).
         self.log: Callable[..., None] = log or (lambda event, **fields: None)
@@ -220,6 +243,8 @@ class Replicator:
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
         self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
+        self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
+        self.identity_caps = self.identities.caps()
         self.refresh_local()
         if relay:
             # What a relay stored before a restart it still relays: its peers may
@@ -231,9 +256,13 @@ class Replicator:
 
     # -- what this node holds and wants ---------------------------------------
 
-    def refresh_local(self) -> list[FeedId]:
-        """Re-read the heads from the store (after a publish, or another process's write)."""
-        changed = self.local.update(self._heads(self.logbook.feeds()))
+    def refresh_local(self, feeds: Iterable[FeedId] | None = None) -> list[FeedId]:
+        """Re-read the heads from the store (after a publish, or another process's write).
+
+        With ``feeds``, only theirs: a publish costs the same at 10 feeds as at 10,000.
+        """
+        infos = self.logbook.feeds() if feeds is None else self.logbook.feed_infos(feeds)
+        changed = self.local.update(self._heads(infos))
         if self.hops > 1 and any(f in self.local.wanted for f in changed):
             self._recompute_wanted()
         self.router.local_changed(changed)
@@ -247,6 +276,9 @@ class Replicator:
             if info.forked_at is not None:
                 self.forked_at[info.feed] = info.forked_at  # also one another process stored
             damaged = self.damaged.get(info.feed)
+            cap = self.identity_caps.get(info.feed)
+            if cap is not None and seq > cap and (damaged is None or cap < damaged - 1):
+                damaged = cap + 1  # a revoked device's feed past its cut: not served
             if damaged is not None and seq >= damaged:
                 seq = damaged - 1
                 head_hash = self.logbook.store.hashes(info.feed, [seq]).get(seq) if seq else None
@@ -258,7 +290,8 @@ class Replicator:
         self._recompute_wanted()
 
     def _recompute_wanted(self) -> None:
-        wanted = set(self.follows) | self.relayed
+        self.identity_feeds = frozenset(self.identities.device_feeds())
+        wanted = set(self.follows) | self.relayed | self.identity_feeds | set(self.own_behind)
         frontier = set(self.follows)
         for _ in range(self.hops - 1):
             # The authors' public follows live in their "follows" logs (spec/10 §9).
@@ -384,6 +417,11 @@ class Replicator:
                                      "replicator's): open a new one")
         if isinstance(event, PeerReady):
             out.append(PeerConnected(session, event.version, event.relay))
+            if session.speaks_identities:
+                session.send_identity_notes(self.identities.notes())
+        elif isinstance(event, IdentityNotesReceived | IdentityRequested
+                        | IdentityEventsReceived):
+            self._on_identity(peer, event)
         elif isinstance(event, NotesReceived):
             self._on_notes(peer, event)
         elif isinstance(event, EntriesReceived):
@@ -405,6 +443,21 @@ class Replicator:
         # ClockExchanged: caught_up() reads the session's state.
 
     def _on_notes(self, peer: Peer, event: NotesReceived) -> None:
+        # Identities learn their devices' log names, and this node's own feeds are
+        # checked, from every note, before the notes are narrowed to what it keeps.
+        if self.identities.learn_feeds([feed for feed, _ in event.notes]):
+            self._identities_moved()
+        own = self.logbook.identity.author.key if self.logbook.identity is not None else None
+        for feed, note in event.notes:
+            if feed.author_key == own and note.seq > self.own_behind.get(feed, 0) \
+                    and note.seq > self.local.seq(feed):
+                # A peer holds more of this node's own feed than its store: a restored
+                # backup or a copied home. Publishing now would fork the feed.
+                self.own_behind[feed] = note.seq
+                self.log("own-feed-behind", feed=str(feed), seq=note.seq,
+                         held=self.local.seq(feed))
+                if feed not in self.local.wanted:
+                    self._recompute_wanted()  # fetch what this store lacks of it
         local = self.local
         feeds = [feed for feed, _ in event.notes if feed in local.wanted or feed in local.heads]
         if feeds:
@@ -574,9 +627,17 @@ class Replicator:
         if feed in peer.diverged:
             peer.session.count_unsolicited()  # in flight before it learned: dropped
             return
-        result = self.logbook.ingest(feed, event.items)
+        items = event.items
+        cap = self.identity_caps.get(feed)
+        if cap is not None:
+            # A revoked device's entries past its cut are not the identity's: not
+            # stored (spec/12 §7.2). Not the peer's fault: it may not know the revocation.
+            items = tuple(i for i in items if decode_entry(i[0]).seq <= cap)
+            if not items:
+                return
+        result = self.logbook.ingest(feed, items)
         added, error = result.added, result.error
-        if error is None and result.pending:
+        if error is None and result.pending and len(items) == len(event.items):
             error = UnsignedTail(
                 f"the message ends with {result.pending} unsigned entries: a sender ends "
                 "every entries message at a signed entry", feed=str(feed),
@@ -597,7 +658,7 @@ class Replicator:
         if added:
             head = self.logbook.store.head(feed)
             self.local.update([(feed, head.seq, head.hash)] if head else [])
-            last = decode_entry(event.items[-1][0]).seq if error is None else None
+            last = decode_entry(items[-1][0]).seq if error is None else None
             if head is not None:
                 peer.streamed[feed] = max(peer.streamed.get(feed, 0), head.seq)
             self.router.local_changed([feed], source=peer, delivered=last)
@@ -656,6 +717,126 @@ class Replicator:
             return
         if self.logbook.store.add_fork_proof(proof.feed, proof.seq, proof.to_bytes()):
             self._forked(proof.feed, peer, proof, made=False)
+
+
+    # -- identity logs (spec/12 §6.3) ------------------------------------------------
+
+    def _on_identity(self, peer: Peer,
+                     event: IdentityNotesReceived | IdentityRequested | IdentityEventsReceived,
+                     ) -> None:
+        session = peer.session
+        if isinstance(event, IdentityNotesReceived):
+            peer.identities_noted = True
+            for note in event.notes:
+                peer.identity_notes[note.identity] = note
+            if len(peer.identity_notes) > MAX_PEER_IDENTITY_NOTES:
+                raise PeerFlooding(f"notes of over {MAX_PEER_IDENTITY_NOTES} identities")
+            for note in event.notes:
+                if (note.seq > 0 and self.relay and not self.identities.wants(note.identity)
+                        and self.identities.hold(note.identity)):
+                    self._identity_changed(note.identity, None)  # a relay keeps what it is offered
+                self._maybe_request_identity(peer, note.identity)
+        elif isinstance(event, IdentityRequested):
+            session.send_identity_events(event.request_id, event.identity,
+                                         self.identities.served(event.identity, event.from_seq))
+        else:
+            identity = event.identity
+            if not (self.identities.wants(identity) or identity in self.identities.logs):
+                session.count_unsolicited()  # not followed, not held: in flight, or a flood
+                return
+            added = self.identities.add(identity, event.events)
+            if added.refused:
+                digest, refusal = added.refused[0]
+                raise InvalidData(InvalidIdentityEvent(
+                    refusal.rule, f"identity {format_identity(identity)} event "
+                    f"{digest.hex()[:16]}: {refusal.detail}", seq=refusal.seq))
+            if added.changed:
+                self._identity_changed(identity, peer)
+            if not event.more and self._identity_behind(peer, identity):
+                # The answer was cut short, or events the peer should have are pending
+                # here: ask again (from the head, else from 1), a bounded number of times.
+                self._maybe_request_identity(peer, identity)
+
+    def _identity_behind(self, peer: Peer, identity: bytes) -> bool:
+        """The peer noted a longer (or another) chain of ``identity`` than this node's."""
+        theirs = peer.identity_notes.get(identity)
+        if theirs is None or theirs.seq == 0:
+            return False
+        ours = self.identities.note(identity)
+        return theirs != ours and (theirs.seq >= ours.seq or theirs.status != ours.status)
+
+    def _maybe_request_identity(self, peer: Peer, identity: bytes,
+                                from_seq: int | None = None) -> None:
+        session = peer.session
+        if not (self.identities.wants(identity) or identity in self.identities.logs):
+            return
+        if not self._identity_behind(peer, identity) and from_seq is None:
+            return
+        if session.identity_requested(identity) or not session.can_request():
+            return
+        asked = peer.identity_asks.get(identity, 0)
+        if asked >= MAX_IDENTITY_ASKS:
+            return  # the peer's note promises more than its answers give: stop asking
+        peer.identity_asks[identity] = asked + 1
+        if from_seq is None:
+            state = self.identities.state(identity)
+            theirs = peer.identity_notes[identity]
+            from_seq = (state.seq + 1 if state is not None and state.status == "active"
+                        and theirs.seq > state.seq else 1)
+        session.request_identity(identity, from_seq)
+
+    def _identity_changed(self, identity: bytes, origin: Peer | None) -> None:
+        """The state of ``identity`` moved: spread it (spec/12 §6.3, 5), and apply it to
+        the device feeds this node wants (spec/12 §7.5)."""
+        state = self.identities.state(identity)
+        if state is None:
+            return
+        self.log("identity-changed", identity=format_identity(identity), seq=state.seq,
+                 status=state.status, devices=sum(1 for d in state.devices.values() if d.active))
+        note = self.identities.note(identity)
+        served = self.identities.served(identity)
+        for other in self.router.peers:
+            session = other.session
+            if not session.speaks_identities:
+                continue
+            theirs = other.identity_notes.get(identity)
+            if other is not origin and theirs is not None and theirs != note and served:
+                session.send_identity_events(None, identity, served)
+                other.identity_notes[identity] = note  # it will hold this once it folds it
+            session.send_identity_notes([note])
+        self._identities_moved()
+
+    def _identities_moved(self) -> None:
+        """Followed identities' devices or cuts changed: recompute the feeds wanted."""
+        # Devices' logs named before their device-add arrived (in the store, or in
+        # peers' notes): rare, so a scan of what is known is cheap enough.
+        self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
+        for peer in self.router.peers:
+            self.identities.learn_feeds(peer.session.received)
+        self.identity_caps = self.identities.caps()
+        self._recompute_wanted()
+        self.refresh_local()
+
+    def reload_identities(self) -> None:
+        """Another process changed the identity logs or follows (a CLI `device add`)."""
+        for identity in self.identities.reload():
+            self._identity_changed(identity, None)
+        self._identities_moved()
+        for peer in self.router.peers:
+            for identity in self.identities.follows:
+                self._maybe_request_identity(peer, identity)
+
+    def set_identity_follows(self, follows: Mapping[bytes, Iterable[str]]) -> None:
+        """Follow these identities (and logs of each); ask peers for their logs."""
+        new = set(follows) - set(self.identities.follows)
+        self.identities.set_follows(follows)
+        self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
+        for peer in self.router.peers:
+            if peer.session.speaks_identities and new:
+                peer.session.send_identity_notes([self.identities.note(i) for i in sorted(new)])
+                for identity in new:
+                    self._maybe_request_identity(peer, identity)
+        self._identities_moved()
 
     # -- serving what is stored -------------------------------------------------
 
@@ -850,13 +1031,21 @@ class Replicator:
         return moved
 
     def caught_up(self, session: Session) -> bool:
-        """The peer's opening clock is in and this node holds every wanted entry it has."""
+        """The peer's opening clock is in and this node holds every wanted entry it has
+        (and, on wire version 3, every identity log it wants: spec/12 §6.3, 6)."""
         peer = self.peers.get(session)
         if peer is None or not session.clock_exchanged:
+            return False
+        if session.speaks_identities and self.identities.follows and (
+                not peer.identities_noted or session.identity_requests_open() or any(
+                    self._identity_behind(peer, identity)
+                    and peer.identity_asks.get(identity, 0) < MAX_IDENTITY_ASKS
+                    for identity in self.identities.follows)):
             return False
         searching = peer.searches
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at
+            or self.local.seq(feed) >= self.identity_caps.get(feed, 2**64)  # a revoked device
             or (peer.excludes(feed) and feed not in searching)
             for feed in self.local.wanted
         )

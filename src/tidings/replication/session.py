@@ -35,6 +35,7 @@ from tidings.core.ids import FeedId
 from tidings.errors import (
     ClosedByPeer,
     LocalProtocolError,
+    MalformedMessage,
     PeerError,
     PeerFlooding,
     UnexpectedMessage,
@@ -45,6 +46,10 @@ from tidings.transport.channel import Channel
 from tidings.wire.messages import (
     EAGER,
     HEAD_PREFIX,
+    IDENTITY_VERSION,
+    MAX_IDENTITY_EVENT_BYTES,
+    MAX_IDENTITY_EVENTS,
+    MAX_IDENTITY_NOTES,
     MAX_NOTES,
     MAX_PARTIAL,
     VERSIONS,
@@ -53,6 +58,10 @@ from tidings.wire.messages import (
     ErrorMessage,
     ForkProofMessage,
     Hello,
+    IdentityEvents,
+    IdentityNote,
+    IdentityNotes,
+    IdentityRequest,
     Message,
     Note,
     PartialRequest,
@@ -102,6 +111,7 @@ class SessionState(enum.Enum):
 _EXCHANGE: frozenset[type[Message]] = frozenset({
     Clock, Entries, PartialRequest, PartialResponse, SeqRequest, SeqResponse,
     ForkProofMessage, Peers, Ping, ErrorMessage,
+    IdentityNotes, IdentityRequest, IdentityEvents,  # version 3 only (_handle)
 })
 #: The messages each state accepts; any other is :class:`UnexpectedMessage`.
 ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
@@ -188,6 +198,32 @@ class PeersReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityNotesReceived:
+    """The peer's notes of identities (wire version 3, spec/12 §6.3)."""
+
+    notes: tuple[IdentityNote, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRequested:
+    """The peer asks for the events of ``identity`` from ``from_seq``: answer it."""
+
+    request_id: int
+    identity: bytes
+    from_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityEventsReceived:
+    """Events of ``identity``: an answer to our request (``request_id``) or pushed (None)."""
+
+    request_id: int | None
+    identity: bytes
+    events: tuple[bytes, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """The session ended with ``error`` (always the last event): the peer broke
     the protocol, or sent an error message (:class:`ClosedByPeer`). Send
@@ -199,6 +235,7 @@ class Failed:
 Event = (
     Authenticated | PeerReady | NotesReceived | ClockExchanged | EntriesReceived
     | PartialReceived | SeqReceived | ForkProofReceived | PeersReceived | Failed
+    | IdentityNotesReceived | IdentityRequested | IdentityEventsReceived
 )
 
 
@@ -259,6 +296,8 @@ class Session:
         self._unsolicited = 0
         self._next_request = 0
         self._outstanding: dict[int, tuple[FeedId, int | tuple[int, ...]]] = {}
+        #: Identity requests this side has open, by request id: the identity asked for.
+        self._identity_requests: dict[int, bytes] = {}
         #: What this session streamed (for status and the simulator's redundancy figure).
         self.entries_sent = 0
         self.payload_bytes_sent = 0
@@ -518,18 +557,67 @@ class Session:
 
     def can_request(self) -> bool:
         """Whether another request (partial or seq) may go out now."""
-        return len(self._outstanding) < MAX_OUTSTANDING_PARTIALS and not self.failed
+        return (len(self._outstanding) + len(self._identity_requests) < MAX_OUTSTANDING_PARTIALS
+                and not self.failed)
 
-    def _request_id(self, asked: tuple[FeedId, int | tuple[int, ...]]) -> int:
+    def _request_id(self, asked: tuple[FeedId, int | tuple[int, ...]] | bytes) -> int:
         self._usable()
         if not self.can_request():
             raise LocalProtocolError("too many requests outstanding")
         request_id = self._next_request
-        while request_id in self._outstanding:
+        while request_id in self._outstanding or request_id in self._identity_requests:
             request_id = (request_id + 1) % 2**32
         self._next_request = (request_id + 1) % 2**32
-        self._outstanding[request_id] = asked
+        if isinstance(asked, bytes):
+            self._identity_requests[request_id] = asked
+        else:
+            self._outstanding[request_id] = asked
         return request_id
+
+    # -- identity logs (wire version 3, spec/12 §6.3) -------------------------------
+
+    @property
+    def speaks_identities(self) -> bool:
+        """Hellos exchanged on a version with identity messages."""
+        return self.version is not None and self.version >= IDENTITY_VERSION and not self.failed
+
+    def send_identity_notes(self, notes: list[IdentityNote]) -> None:
+        """Notes in as many messages as needed (one, empty, for none: the opening notes
+        say "nothing" too, so the peer knows when it has them all)."""
+        for start in range(0, max(len(notes), 1), MAX_IDENTITY_NOTES):
+            self._send(IdentityNotes(tuple(notes[start:start + MAX_IDENTITY_NOTES])))
+
+    def identity_requests_open(self) -> bool:
+        return bool(self._identity_requests)
+
+    def identity_requested(self, identity: bytes) -> bool:
+        """Whether a request for ``identity`` is open on this session."""
+        return identity in self._identity_requests.values()
+
+    def request_identity(self, identity: bytes, from_seq: int) -> int:
+        """Ask for the events of ``identity`` from ``from_seq``; returns the request id."""
+        request_id = self._request_id(identity)
+        self._send(IdentityRequest(request_id, identity, from_seq))
+        return request_id
+
+    def send_identity_events(self, request_id: int | None, identity: bytes,
+                             events: list[bytes]) -> None:
+        """Events of ``identity``, cut into messages within the bounds (spec/12 §6.2);
+        an answer (``request_id``) always sends at least one message."""
+        chunks: list[list[bytes]] = [[]]
+        size = 0
+        for event in events:
+            if len(chunks[-1]) >= MAX_IDENTITY_EVENTS or size + len(event) > \
+                    MAX_IDENTITY_EVENT_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(event)
+            size += len(event)
+        if request_id is None:
+            chunks = [c for c in chunks if c]
+        for index, chunk in enumerate(chunks):
+            more = int(request_id is not None and index < len(chunks) - 1)
+            self._send(IdentityEvents(request_id, identity, tuple(chunk), more))
 
     def request_partial(self, feed: FeedId, count: int) -> int:
         """Ask for the latest ``count`` entries of ``feed``; returns the request id."""
@@ -605,9 +693,31 @@ class Session:
             self._events.append(ForkProofReceived(message.proof))
         elif isinstance(message, Peers):
             self._events.append(PeersReceived(message.addresses))
+        elif isinstance(message, IdentityNotes | IdentityRequest | IdentityEvents):
+            self._on_identity(message)
         # Ping: its arrival is all it says.
         if moved is not None:
             self.state = moved
+
+    def _on_identity(self, message: IdentityNotes | IdentityRequest | IdentityEvents) -> None:
+        if self.version is None or self.version < IDENTITY_VERSION:
+            raise MalformedMessage(f"message type {message.TYPE} is unknown in wire version "
+                                   f"{self.version}")
+        if isinstance(message, IdentityNotes):
+            self._events.append(IdentityNotesReceived(message.notes))
+        elif isinstance(message, IdentityRequest):
+            self._events.append(IdentityRequested(message.request_id, message.identity,
+                                                  message.from_seq))
+        else:
+            if message.request_id is not None:
+                asked = self._identity_requests.get(message.request_id)
+                if asked != message.identity:
+                    raise UnexpectedMessage(
+                        f"no identity request {message.request_id} for this identity is open")
+                if not message.more:
+                    del self._identity_requests[message.request_id]
+            self._events.append(IdentityEventsReceived(
+                message.request_id, message.identity, message.events, bool(message.more)))
 
     def _on_response(self, message: PartialResponse | SeqResponse) -> None:
         asked = self._outstanding.get(message.request_id)

@@ -22,8 +22,12 @@ from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidId, LocalProtocolError, MalformedMessage, MessageTooLarge
 
-#: Wire protocol versions this implementation speaks, newest last.
-VERSIONS = (2,)
+#: Wire protocol versions this implementation speaks, newest last. Version 3 is
+#: version 2 plus the identity messages (types 11 to 13, spec/12 §6.2) and the
+#: blob messages (types 14 to 18, spec/13).
+VERSIONS = (2, 3)
+#: The first version with identity messages (and blob messages).
+IDENTITY_VERSION = 3
 #: One message: a payload at its largest (1 MiB) plus a batch's worth of
 #: entries and framing, so one oversized item can still travel alone.
 MAX_MESSAGE_SIZE = 2 * 1024 * 1024
@@ -392,15 +396,160 @@ class ErrorMessage:
         )
 
 
+# -- identity messages (wire version 3; spec/12 §6.2) -------------------------
+# Types 11 to 13 carry identity key event logs. decode_message() parses them at
+# any version; a session on version 2 refuses them (Session._handle), since W4
+# of version 2 allows types 0 to 10 only.
+
+#: Notes in one identity-notes message: 1024 of at most 50 bytes each is 50 KB.
+MAX_IDENTITY_NOTES = 1024
+#: Events in one identity-events message: 256 of at most 8 KiB (spec/12 §4.2)
+#: is 2 MiB less room for the heads, so a sender stops at 2 MiB - 4 KiB of event
+#: bytes, whichever comes first.
+MAX_IDENTITY_EVENTS = 256
+MAX_IDENTITY_EVENT_BYTES = MAX_MESSAGE_SIZE - 4096
+#: An identity event is at most 8192 bytes (spec/12 §4.2, K1).
+MAX_IDENTITY_EVENT_SIZE = 8192
+#: An identity log's seqs stop at 4096 (spec/12 §4.2, K5b).
+MAX_KEL_SEQ = 4096
+MAX_REQUEST_ID = 2**32 - 1
+#: Status in an identity note: 0 holds nothing (wants it), 1 active, 2 forked, 3 dead.
+IDENTITY_STATUSES = {"unknown": 0, "active": 1, "forked": 2, "dead": 3}
+
+
+def _bin32(value: Any, what: str) -> bytes:
+    return cast(bytes, _shape(value, bytes, what, max_len=32, min_len=32))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityNote:
+    """What one side holds of an identity: its chain's seq, head and status."""
+
+    identity: bytes
+    seq: int
+    head: bytes | None
+    status: int
+
+    def __post_init__(self) -> None:
+        _bin32(self.identity, "identity")
+        _uint(self.seq, "identity note seq", MAX_KEL_SEQ)
+        _uint(self.status, "identity note status", 3)
+        if (self.seq == 0) != (self.head is None) or (self.seq == 0) != (self.status == 0):
+            raise MalformedMessage("an identity note's seq 0, nil head and status 0 go together")
+        if self.head is not None:
+            _shape(self.head, bytes, "identity head", max_len=HEAD_PREFIX, min_len=HEAD_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityNotes:
+    """Type 11: what this side holds or wants of some identities."""
+
+    TYPE = 11
+    notes: tuple[IdentityNote, ...]
+
+    def fields(self) -> list[Any]:
+        return [[[n.identity, n.seq, n.head, n.status] for n in self.notes]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> IdentityNotes:
+        (raw,) = _arity(body, 1, "identity-notes")
+        _shape(raw, list, "identity notes", max_len=MAX_IDENTITY_NOTES)
+        notes = []
+        for note in raw:
+            _shape(note, list, "an identity note", max_len=4, min_len=4)
+            notes.append(IdentityNote(*note))
+        return cls(tuple(notes))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRequest:
+    """Type 12: send me the events of ``identity`` from ``from_seq``."""
+
+    TYPE = 12
+    request_id: int
+    identity: bytes
+    from_seq: int
+
+    def __post_init__(self) -> None:
+        _uint(self.request_id, "request id", MAX_REQUEST_ID)
+        _bin32(self.identity, "identity")
+        _uint(self.from_seq, "from_seq", MAX_KEL_SEQ, 1)
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.identity, self.from_seq]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> IdentityRequest:
+        return cls(*_arity(body, 3, "identity-request"))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityEvents:
+    """Type 13: events of ``identity``, an answer (``request_id`` set) or pushed (None)."""
+
+    TYPE = 13
+    request_id: int | None
+    identity: bytes
+    events: tuple[bytes, ...]
+    more: int
+
+    def __post_init__(self) -> None:
+        if self.request_id is not None:
+            _uint(self.request_id, "request id", MAX_REQUEST_ID)
+        _bin32(self.identity, "identity")
+        _shape(list(self.events), list, "identity events", max_len=MAX_IDENTITY_EVENTS)
+        for event in self.events:
+            _shape(event, bytes, "an identity event", max_len=MAX_IDENTITY_EVENT_SIZE, min_len=1)
+        _uint(self.more, "more", 1)
+        if self.more and self.request_id is None:
+            raise MalformedMessage("only an answer (with a request id) has more to come")
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.identity, list(self.events), self.more]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> IdentityEvents:
+        request_id, identity, events, more = _arity(body, 4, "identity-events")
+        _shape(events, list, "identity events", max_len=MAX_IDENTITY_EVENTS)
+        return cls(request_id, identity, tuple(events), more)
+
+
+IdentityMessage = IdentityNotes | IdentityRequest | IdentityEvents
+IDENTITY_MESSAGES: tuple[type, ...] = (
+    IdentityNotes, IdentityRequest, IdentityEvents)
+
+
+def encode_identity_message(message: IdentityMessage) -> bytes:
+    return encode_message(message)
+
+
+def decode_identity_message(body: bytes) -> IdentityMessage:
+    """Decode one body of type 11, 12 or 13 strictly (spec/09 §4 W1-W6)."""
+    message = decode_message(body)
+    if not isinstance(message, IdentityNotes | IdentityRequest | IdentityEvents):
+        raise MalformedMessage(f"message type {message.TYPE} is not an identity message")
+    return message
+
+
+def identity_note(state: Any) -> IdentityNote:
+    """The note a node sends for an :class:`~tidings.core.kel.IdentityState`."""
+    if state.status == "unknown":
+        return IdentityNote(state.identity, 0, None, 0)
+    return IdentityNote(state.identity, state.seq, state.head[:HEAD_PREFIX],
+                        IDENTITY_STATUSES[state.status])
+
+# -- end of identity messages --------------------------------------------------
+
+
 Message = (
     Hello | Clock | Entries | PartialRequest | PartialResponse | ForkProofMessage | Peers | Ping
-    | ErrorMessage | SeqRequest | SeqResponse
+    | ErrorMessage | SeqRequest | SeqResponse | IdentityNotes | IdentityRequest | IdentityEvents
 )
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
     cls.TYPE: cls.parse
     for cls in (
         Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
-        ErrorMessage, SeqRequest, SeqResponse,
+        ErrorMessage, SeqRequest, SeqResponse, IdentityNotes, IdentityRequest, IdentityEvents,
     )
 }
 
@@ -478,4 +627,4 @@ def decode_message(body: bytes) -> Message:
 def message_types() -> Sequence[type]:
     """Every message class, by type number (for the spec's vectors and tests)."""
     return [Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers,
-            Ping, ErrorMessage, SeqRequest, SeqResponse]
+            Ping, ErrorMessage, SeqRequest, SeqResponse, *IDENTITY_MESSAGES]

@@ -1,0 +1,284 @@
+"""Identity logs between replicators in memory (spec/12 §6.3): the log spreads, device
+feeds follow it, revocations and rotations reach nodes that learn of them later, and
+bad events end the session with a named rule."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tidings import Logbook, MemoryStore
+from tidings.core.ids import FeedId
+from tidings.core.kel import Cut, Revocation, format_identity
+from tidings.errors import InvalidData
+from tidings.identity import Identity
+from tidings.node.identities import merged_view
+from tidings.replication.identities import ALL_LOGS, IdentityBook, MemoryIdentities
+from tidings.replication.replicator import Replicator
+from tidings.wire.messages import IdentityEvents
+
+from .helpers import examples
+from .identity_helpers import Owner, key, pub
+from .replication_helpers import connect, run, sync, transport_key
+
+
+def device_node(name: str, owner: Owner | None, *, device: str | None = None,
+                follow: bool = True, relay: bool = False) -> Replicator:
+    """A node whose author key is ``device``'s, holding ``owner``'s log (None: nothing)."""
+    book = Logbook(MemoryStore(), Identity(key(device)) if device else None)
+    store = MemoryIdentities()
+    if owner is not None:
+        store.logs[owner.identity] = owner.raws()
+    follows = {owner_id(owner): ALL_LOGS} if follow else {}
+    return Replicator(book, static_private=transport_key(name), relay=relay,
+                      identities=IdentityBook(store, follows))
+
+
+_IDS: dict[str, bytes] = {}
+
+
+def owner_id(owner: Owner | None) -> bytes:
+    assert owner is not None
+    return owner.identity
+
+
+def reader(owner: Owner, logs: frozenset[str] = ALL_LOGS, name: str = "reader") -> Replicator:
+    book = Logbook(MemoryStore(), None)
+    return Replicator(book, static_private=transport_key(name),
+                      identities=IdentityBook(MemoryIdentities(), {owner.identity: logs}))
+
+
+def view(node: Replicator, owner: Owner, log_id: str = "blog") -> list[tuple[bytes, int]]:
+    state = node.identities.state(owner.identity)
+    assert state is not None
+    return [(m.item.device_key, m.item.seq) for m in merged_view(node.logbook, state, log_id)]
+
+
+@pytest.fixture
+def owner() -> Owner:
+    owner = Owner()
+    owner.add("laptop")
+    owner.add("phone")
+    return owner
+
+
+def test_a_follower_gets_the_log_and_every_device_feed(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    phone = device_node("phone", owner, device="phone")
+    for i in range(3):
+        laptop.logbook.publish(f"laptop {i}".encode(), "blog")
+        phone.logbook.publish(f"phone {i}".encode(), "blog")
+    laptop.refresh_local()
+    phone.refresh_local()
+    follower = reader(owner, frozenset({"blog"}))
+    run(connect(follower, laptop), connect(follower, phone))
+    state = follower.identities.state(owner.identity)
+    assert state is not None and state.status == "active" and len(state.devices) == 2
+    assert FeedId(pub("laptop"), "blog") in follower.local.wanted
+    items = view(follower, owner)
+    assert sorted(items) == sorted([(pub(d), s) for d in ("laptop", "phone") for s in (1, 2, 3)])
+    # Every node that holds the same entries shows the same view.
+    run(connect(laptop, phone))
+    assert view(laptop, owner) == view(phone, owner) == items
+
+
+def test_a_plain_feed_follow_reads_a_device_feed(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    laptop.logbook.publish(b"hello", "blog")
+    laptop.refresh_local()
+    feed = FeedId(pub("laptop"), "blog")
+    plain = Replicator(Logbook(MemoryStore(), None), static_private=transport_key("plain"),
+                       follows=[feed])
+    sync(plain, laptop)
+    assert plain.logbook.head(feed) is not None
+    assert plain.identities.held() == []
+
+
+def test_a_revocation_reaches_a_node_that_was_offline(owner: Owner) -> None:
+    laptop = device_node("laptop", owner, device="laptop")
+    for i in range(2):
+        laptop.logbook.publish(f"before {i}".encode(), "blog")
+    laptop.refresh_local()
+    relay = reader(owner, name="third")
+    offline = reader(owner, name="offline")
+    sync(relay, laptop)
+    sync(offline, laptop)
+    cut_hash = laptop.logbook.head(FeedId(pub("laptop"), "blog"))
+    assert cut_hash is not None
+    # The phone (holding the root here) revokes the lost laptop, cut at seq 2.
+    owner.revoke("laptop", [Cut("blog", 2, cut_hash.hash)])
+    phone = device_node("phone", owner, device="phone")
+    sync(relay, phone)
+    state = relay.identities.state(owner.identity)
+    assert state is not None and not state.devices[pub("laptop")].active
+    # The thief goes on writing with the laptop's key.
+    for i in range(3):
+        laptop.logbook.publish(f"after {i}".encode(), "blog")
+    laptop.refresh_local()
+    sync(relay, laptop)
+    assert relay.logbook.head(FeedId(pub("laptop"), "blog")).seq == 2  # type: ignore[union-attr]
+    # A node offline during the revocation learns it from the third node.
+    sync(offline, relay)
+    state = offline.identities.state(owner.identity)
+    assert state is not None and not state.devices[pub("laptop")].active
+    sync(offline, laptop)
+    assert [s for k, s in view(offline, owner) if k == pub("laptop")] == [1, 2]
+
+
+def test_a_rotation_makes_the_thiefs_events_superseded(owner: Owner) -> None:
+    node_a = reader(owner, name="a")
+    holder = device_node("holder", owner, device="phone")
+    sync(node_a, holder)
+    # A thief with the current root key adds its own device...
+    thief_event = owner.add("thief", keep=False)
+    thief = device_node("thiefnode", None, device="thief", follow=False)
+    thief.identities.add(owner.identity, [*owner.raws(), thief_event.raw])
+    thief.identities.set_follows({owner.identity: ALL_LOGS})
+    # ... and the owner rotates with the pre-committed next key from the event before.
+    owner.rotate()
+    holder2 = device_node("holder2", owner, device="phone")
+    node_b = reader(owner, name="b")
+    sync(node_b, thief)
+    sync(node_b, holder2)
+    sync(node_a, holder2)
+    sync(node_a, thief)
+    for node in (node_a, node_b):
+        state = node.identities.state(owner.identity)
+        assert state is not None and state.status == "active"
+        assert pub("thief") not in state.devices
+        assert state.outcomes.get(thief_event.hash) in (None, "superseded")
+
+
+def test_a_forged_event_ends_the_session_with_its_rule(owner: Owner) -> None:
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    forged = bytearray(owner.add("mallory", keep=False).raw)
+    forged[-1] ^= 1
+    link.sb.send_identity_events(None, owner.identity, [bytes(forged)])
+    with pytest.raises(InvalidData) as caught:
+        run(link)
+    assert caught.value.cause.rule == "bad-signature"  # type: ignore[attr-defined]
+    assert format_identity(owner.identity) in str(caught.value)
+
+
+def test_identity_messages_are_refused_on_wire_version_2(owner: Owner) -> None:
+    from tidings.wire import messages
+
+    a = reader(owner, name="a")
+    b = device_node("b", owner, device="laptop")
+    link = connect(a, b)
+    original = messages.VERSIONS
+    import tidings.replication.session as session_module
+    session_module.VERSIONS = (2,)  # type: ignore[assignment]
+    try:
+        run(link)
+        assert link.sa.version == 2 and not link.sa.speaks_identities
+        assert a.identities.state(owner.identity).status == "unknown"  # type: ignore[union-attr]
+        link.sb.channel.send(IdentityEvents(None, owner.identity, (), 0))
+        with pytest.raises(Exception) as caught:
+            run(link)
+        assert getattr(caught.value, "code", None) == "malformed"
+    finally:
+        session_module.VERSIONS = original  # type: ignore[assignment]
+
+
+def test_rotation_with_revocation_spreads(owner: Owner) -> None:
+    owner.rotate([Revocation(pub("laptop"), ())])
+    node = reader(owner)
+    sync(node, device_node("holder", owner, device="phone"))
+    state = node.identities.state(owner.identity)
+    assert state is not None and state.rotations and not state.devices[pub("laptop")].active
+
+
+@given(
+    posts=st.lists(st.tuples(st.sampled_from(["laptop", "phone"]), st.integers(0, 2)),
+                   min_size=1, max_size=12),
+    order=st.permutations([(0, 1), (1, 2), (0, 2), (2, 3), (3, 0)]),
+)
+@settings(max_examples=examples(25), deadline=None)
+def test_every_node_that_holds_the_same_entries_shows_the_same_view(
+        posts: list[tuple[str, int]], order: list[tuple[int, int]]) -> None:
+    """spec/12 §7.3: entries written on two devices, held by four nodes in any split,
+    exchanged in any order: every node ends with the same entries and the same view."""
+    owner = Owner()
+    owner.add("laptop")
+    owner.add("phone")
+    devices = {name: device_node(name, owner, device=name) for name in ("laptop", "phone")}
+    for index, (device, _) in enumerate(posts):
+        devices[device].logbook.publish(f"post {index}".encode(), "blog")
+    nodes = [devices["laptop"], devices["phone"], reader(owner, name="r1"),
+             reader(owner, name="r2")]
+    for node in nodes:
+        node.refresh_local()
+    # Each reader first meets one device only (its partition), then the nodes meet
+    # in the drawn order, twice round so that every entry reaches every node.
+    def meet(a: Replicator, b: Replicator) -> None:
+        sync(a, b).close()
+
+    for where, (_, home) in zip(nodes[2:], posts[:2], strict=False):
+        meet(where, nodes[home % 2])
+    for _ in range(2):
+        for a, b in order:
+            meet(nodes[a], nodes[b])
+    views = [view(node, owner) for node in nodes]
+    assert all(v == views[0] for v in views)
+    assert len(views[0]) == len(posts)
+
+
+def _stale_key(owner: Owner) -> bytes:
+    owner.rotate()  # root0 is replaced by root1
+    return owner.add("mallory", signer=key("root0"), keep=False).raw
+
+
+def _wrong_next_key(owner: Owner) -> bytes:
+    from tidings.core import kel
+
+    return kel.make_rotation(key("thief-next"), owner.state(), pub("thief-root"),
+                             pub("thief-next2")).raw
+
+
+def _other_identity(owner: Owner) -> bytes:
+    other = Owner("other-")
+    return other.add("mallory", keep=False).raw
+
+
+@pytest.mark.parametrize(("make", "rule"), [
+    (_stale_key, "stale-key"),
+    (_wrong_next_key, "next-key-mismatch"),
+    (_other_identity, "wrong-identity"),
+])
+def test_bad_events_end_the_session_with_their_rule(owner: Owner, make: object,
+                                                     rule: str) -> None:
+    """A device certified by a rotated-away root, a rotation that does not match the
+    pre-commitment, another identity's event: refused with the rule, stored nowhere."""
+    bad = make(owner)  # type: ignore[operator]
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    held_before = honest.identities.logs[owner.identity].events()
+    link.sb.send_identity_events(None, owner.identity, [bad])
+    with pytest.raises(InvalidData) as caught:
+        run(link)
+    assert caught.value.cause.rule == rule  # type: ignore[attr-defined]
+    assert honest.identities.logs[owner.identity].events() == held_before
+
+
+def test_a_peer_whose_note_promises_more_than_it_serves_is_asked_a_bounded_number_of_times(
+        owner: Owner) -> None:
+    from tidings.replication.replicator import MAX_IDENTITY_ASKS
+    from tidings.wire.messages import IdentityNote, IdentityRequest
+
+    honest = reader(owner, name="honest")
+    liar = device_node("liar", owner, device="laptop")
+    link = connect(honest, liar)
+    run(link)
+    assert honest.caught_up(link.sa)
+    link.sb.send_identity_notes([IdentityNote(owner.identity, 50, b"\x01" * 8, 1)])
+    run(link)
+    asks = [m for m in link.to_b if isinstance(m, IdentityRequest)]
+    assert 1 < len(asks) <= MAX_IDENTITY_ASKS + 1
+    assert honest.caught_up(link.sa)  # it stopped asking; the sync can end
