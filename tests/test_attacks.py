@@ -215,41 +215,12 @@ async def test_one_address_holds_at_most_its_share(tmp_path: Path) -> None:
         assert_healthy(a)
 
 
-# -- row 2: notes for made-up feeds ----------------------------------------------------------
+# -- rows 2, 6 and 7: notes, fork proofs and a msgpack bomb -------------------------------------
 
 
 def _clock_body(start: int, count: int, *, final: bool) -> bytes:
     notes = [[(start + i).to_bytes(32, "big"), "f", 1, 1, HEAD] for i in range(count)]
     return msgpack.packb([1, 0, notes, int(final)], use_bin_type=True)
-
-
-async def test_notes_for_made_up_feeds_cost_no_memory_or_disk(tmp_path: Path) -> None:
-    """Two sessions each name 50,000 made-up feeds (with what they 'want'): the notes
-    are not kept, in memory or in node.sqlite3. Bounds: +60 MiB RSS, node.sqlite3 < 1 MiB."""
-    a_home = author_home(tmp_path, "a", 30)
-    blog = feed_of(a_home, "blog")
-    with running(a_home) as a:
-        address = address_of(a)
-        before = rss_mib(a)
-        messages = 50_000 // MAX_NOTES + 1
-        for session in range(2):
-            adversary = await Adversary.opened(address)
-            for m in range(messages):
-                start = (session * messages + m) * MAX_NOTES
-                await adversary.send_body(_clock_body(start, MAX_NOTES,
-                                                      final=m == messages - 1))
-            await adversary.alive(blog)  # still served: naming feeds is no fault
-            if session == 0:
-                assert await honest_sync(tmp_path / "h", a.address, blog) == 30
-            await adversary.aclose()
-        grown = rss_mib(a) - before
-        assert await honest_sync(tmp_path / "h-after", a.address, blog) == 30
-        state_size = (a_home / "node.sqlite3").stat().st_size + _wal(a_home / "node.sqlite3")
-        figure("2", f"RSS +{grown:.0f} MiB after 2 x {messages * MAX_NOTES} notes; "
-                    f"node.sqlite3 {state_size / 1024:.0f} KiB")
-        assert grown < 60
-        assert state_size < 1 << 20
-        assert_healthy(a)
 
 
 def _wal(path: Path) -> int:
@@ -271,30 +242,6 @@ def _made_up_proofs(count: int) -> list[bytes]:
     return proofs
 
 
-async def test_fork_proofs_of_made_up_feeds_are_not_kept(tmp_path: Path) -> None:
-    """1,000 valid fork proofs of feeds nobody here holds or wants: none stored, the
-    node's feed list unchanged, a restart as quick as before (nothing to re-verify)."""
-    a_home = author_home(tmp_path, "a", 20)
-    blog = feed_of(a_home, "blog")
-    proofs = _made_up_proofs(1000)
-    with running(a_home) as a:
-        adversary = await Adversary.opened(address_of(a))
-        for start in range(0, len(proofs), 100):
-            await adversary.send(*(ForkProofMessage(p) for p in proofs[start:start + 100]))
-        await adversary.alive(blog)
-        assert await honest_sync(tmp_path / "h", a.address, blog) == 20
-        await adversary.aclose()
-        assert_healthy(a)
-    feeds = ok(tidings(a_home, "feeds", "--json")).json_lines()
-    store = sqlite3.connect(a_home / "store.sqlite3")
-    try:
-        (kept,) = store.execute("SELECT count(*) FROM fork_proofs").fetchone()
-    finally:
-        store.close()
-    figure("6", f"{len(proofs)} proofs sent, {kept} stored, `tidings feeds` lists {len(feeds)}")
-    assert kept == 0 and len(feeds) == 1
-
-
 # -- row 7: a msgpack bomb, and pings -----------------------------------------------------------
 
 
@@ -305,23 +252,60 @@ def _bomb() -> bytes:
     return b"\x94\x01\x00\xdc" + count.to_bytes(2, "big") + inner * count + b"\x01"
 
 
-async def test_a_msgpack_bomb_is_refused_while_decoding(tmp_path: Path) -> None:
-    """Four 2 MiB bombs: each connection is closed `malformed`; RSS grows < 40 MiB."""
+async def test_notes_proofs_and_bombs_cost_the_sender_not_the_node(tmp_path: Path) -> None:
+    """One node, in turn: two sessions each naming 50,000 made-up feeds (row 2); 1,000
+    valid fork proofs of made-up feeds (row 6); four 2 MiB msgpack bombs (row 7). Bounds:
+    RSS +60 MiB in all, node.sqlite3 < 1 MiB, no proof stored, each bomb `malformed`;
+    honest syncs succeed between the attacks."""
     a_home = author_home(tmp_path, "a", 30)
     blog = feed_of(a_home, "blog")
+    proofs = _made_up_proofs(1000)
     with running(a_home) as a:
+        address = address_of(a)
         before = rss_mib(a)
+        messages = 50_000 // MAX_NOTES + 1
+        for session in range(2):  # row 2
+            adversary = await Adversary.opened(address)
+            for m in range(messages):
+                start = (session * messages + m) * MAX_NOTES
+                await adversary.send_body(_clock_body(start, MAX_NOTES,
+                                                      final=m == messages - 1))
+            await adversary.alive(blog)  # still served: naming feeds is no fault
+            await adversary.aclose()
+        notes_grown = rss_mib(a) - before
+        assert await honest_sync(tmp_path / "h1", a.address, blog) == 30
+        state_size = (a_home / "node.sqlite3").stat().st_size + _wal(a_home / "node.sqlite3")
+        figure("2", f"RSS +{notes_grown:.0f} MiB after 2 x {messages * MAX_NOTES} notes; "
+                    f"node.sqlite3 {state_size / 1024:.0f} KiB")
+
+        adversary = await Adversary.opened(address)  # row 6
+        for start in range(0, len(proofs), 100):
+            await adversary.send(*(ForkProofMessage(p) for p in proofs[start:start + 100]))
+        await adversary.alive(blog)
+        await adversary.aclose()
+
+        bomb_before = rss_mib(a)  # row 7
         codes = []
         for _ in range(4):
-            adversary = await Adversary.opened(address_of(a))
+            adversary = await Adversary.opened(address)
             await adversary.send_body(_bomb())
             codes.append(await adversary.closed_with(timeout=WAIT))
+        bombs_grown = rss_mib(a) - bomb_before
+        figure("7", f"4 bombs of 2 MiB: RSS +{bombs_grown:.0f} MiB, closed with {set(codes)}")
+        assert await honest_sync(tmp_path / "h2", a.address, blog) == 30
         grown = rss_mib(a) - before
-        assert await honest_sync(tmp_path / "h", a.address, blog) == 30
-        figure("7", f"4 bombs of 2 MiB: RSS +{grown:.0f} MiB, closed with {set(codes)}")
-        assert codes == ["malformed"] * 4
-        assert grown < 40
         assert_healthy(a)
+    feeds = ok(tidings(a_home, "feeds", "--json")).json_lines()
+    store = sqlite3.connect(a_home / "store.sqlite3")
+    try:
+        (kept,) = store.execute("SELECT count(*) FROM fork_proofs").fetchone()
+    finally:
+        store.close()
+    figure("6", f"{len(proofs)} proofs sent, {kept} stored, `tidings feeds` lists {len(feeds)}")
+    assert state_size < 1 << 20
+    assert kept == 0 and len(feeds) == 1
+    assert codes == ["malformed"] * 4
+    assert grown < 60, f"RSS +{grown:.0f} MiB"
 
 
 async def test_ping_floods_do_not_stop_honest_syncs(tmp_path: Path) -> None:
