@@ -281,3 +281,27 @@ def test_export_and_import_make_a_new_machine_a_new_device(
     monkeypatch.setenv("TIDINGS_PASSPHRASE", "not the passphrase")
     wrong = tidings(new, "identity", "import", str(tmp_path / "root.key"))
     assert wrong.code == 2 and "passphrase" in wrong.err, wrong.err
+
+
+def test_import_never_reuses_a_device_key_of_another_or_a_revoked_device(
+        tmp_path: Path) -> None:
+    home, other = tmp_path / "home", tmp_path / "other"
+    identity = make_identity(home, tmp_path / "next.key", "laptop")
+    ok(tidings(home, "identity", "export", str(tmp_path / "root.key"), "--kdf-cost", "10"))
+    # A home whose device key is another identity's: refused, and nothing changes there.
+    make_identity(other, tmp_path / "other-next.key", "desk")
+    key_before = (other / "secret.key").read_bytes()
+    root_before = (other / "root.key").read_bytes()
+    refused = tidings(other, "identity", "import", str(tmp_path / "root.key"))
+    assert refused.code == 2 and "another identity" in refused.err, refused.err
+    assert "--home NEW_DIR" in refused.err
+    assert (other / "secret.key").read_bytes() == key_before
+    assert (other / "root.key").read_bytes() == root_before
+    assert identity_of(other) != identity
+    # The laptop's device is revoked (it was lost): restoring the root key onto a home
+    # that still holds the revoked device key is refused; it never writes again.
+    ok(tidings(home, "device", "revoke", "laptop"))
+    refused = tidings(home, "identity", "import", str(tmp_path / "root.key"))
+    assert refused.code == 2 and "revoked device 'laptop'" in refused.err, refused.err
+    shown = json.loads(ok(tidings(home, "identity", "show", "--json")).out)
+    assert [d["name"] for d in shown["devices"]] == ["laptop"]
