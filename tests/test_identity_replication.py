@@ -321,3 +321,23 @@ def test_the_logs_remembered_for_keys_not_yet_devices_are_bounded() -> None:
     # The oldest went first; the newest are kept.
     assert (MAX_UNPLACED_KEYS + 9).to_bytes(32, "big") in book.unplaced_logs
     assert (0).to_bytes(32, "big") not in book.unplaced_logs
+
+
+def test_the_authors_about_is_the_newest_across_devices(owner: Owner) -> None:
+    from tidings.content import About, encode
+    from tidings.node.identities import identity_about
+
+    store = MemoryStore()
+    # The device whose key sorts first wrote the older about: the newest counts.
+    first, second = sorted(("laptop", "phone"), key=pub)
+    older = Logbook(store, Identity(key(first)), clock=lambda: 1_000)
+    newer = Logbook(store, Identity(key(second)), clock=lambda: 2_000)
+    state = owner.state()
+    assert identity_about(Logbook(store), state) is None
+    older.publish(encode(About("Old name")), "about")
+    assert identity_about(Logbook(store), state) == About("Old name")
+    newer.publish(encode(About("New name")), "about")
+    assert identity_about(Logbook(store), state) == About("New name")
+    # Once the newer device is revoked with a cut before its about, the older counts.
+    owner.revoke(second)
+    assert identity_about(Logbook(store), owner.state()) == About("Old name")

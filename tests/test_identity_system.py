@@ -57,16 +57,22 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     for home, name in ((laptop, "laptop"), (phone, "phone")):
         for i in range(2):
             ok(tidings(home, "publish", "--log", "blog", f"{name} post {i}"))
+    # Each device said who the author is; the phone said it last, so it counts.
+    ok(tidings(laptop, "about", "--name", "Old name"))
+    ok(tidings(phone, "about", "--name", "Ann Author"))
     invite = ok(tidings(laptop, "share", "--log", "blog")).out.strip()
     assert invite.startswith("tinv1")
     ok(tidings(reader, "follow", invite))
-    laptop_blog = ok(tidings(laptop, "feeds", "--json")).json_lines()[0]["feed"]
+    [laptop_blog] = [f["feed"] for f in ok(tidings(laptop, "feeds", "--json")).json_lines()
+                     if str(f["feed"]).endswith("_blog")]
     ok(tidings(plain, "follow", str(laptop_blog)))
     with running(laptop) as on_laptop, running(phone) as on_phone, \
             running(reader, "--peer", on_laptop.address, "--peer", on_phone.address), \
             running(plain, "--peer", on_laptop.address):
         wait_for(lambda: len(merged(reader, f"{identity}:blog")) == 4, 60,
                  "the reader's merged blog")
+        wait_for(lambda: "Ann Author" in ok(tidings(reader, "show", identity)).out, 60,
+                 "the author's newest about")
         wait_for(lambda: len(ok(tidings(plain, "show", str(laptop_blog))).out.splitlines())
                  == 2, 60, "the plain reader's copy of the laptop's feed")
         text = ok(tidings(reader, "status")).out
@@ -89,6 +95,10 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     ns = "{http://www.w3.org/2005/Atom}"
     titles = [entry.findtext(f"{ns}title") or "" for entry in atom.iter(f"{ns}entry")]
     assert sorted(titles) == texts  # every post of both devices, once
+    assert atom.findtext(f"{ns}title") == "Ann Author"  # the newest about, not a device's
+    # `show` heads the author's stream with the display name.
+    shown = ok(tidings(reader, "show", f"{identity}:blog")).out.splitlines()
+    assert shown[0] == f"Ann Author ({identity})"
 
 
 def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
