@@ -11,6 +11,7 @@ from tests.embed_helpers import address_of, eventually
 from tests.identity_helpers import Owner, key
 from tidings import open_node
 from tidings.core.kel import format_identity
+from tidings.http.api import item_json
 from tidings.identity import Identity
 from tidings.node.state import NodeState
 from tidings.replication.identities import ALL_LOGS
@@ -55,6 +56,12 @@ async def test_a_reader_follows_an_author_and_reads_one_stream(tmp_path: Path) -
                 async for item in subscription:
                     if item.entry.log_id == "blog":
                         got.append(item.payload)
+                        # Each live item names the author and the device it belongs to,
+                        # in the embedding API and in /v1/events (the same JSON).
+                        device = "laptop" if item.payload == b"from the laptop" else "phone"
+                        assert (item.identity, item.device) == (author, device)
+                        shown = item_json(item)
+                        assert (shown["identity"], shown["device"]) == (author, device)
                     if len(got) == 2:
                         break
             assert sorted(got) == [b"from the laptop", b"from the phone"]

@@ -20,7 +20,7 @@ from tidings.wire.messages import IdentityEvents
 
 from .helpers import examples
 from .identity_helpers import Owner, key, pub
-from .replication_helpers import connect, run, sync, transport_key
+from .replication_helpers import connect, held, run, sync, transport_key
 
 
 def device_node(name: str, owner: Owner | None, *, device: str | None = None,
@@ -282,3 +282,62 @@ def test_a_peer_whose_note_promises_more_than_it_serves_is_asked_a_bounded_numbe
     asks = [m for m in link.to_b if isinstance(m, IdentityRequest)]
     assert 1 < len(asks) <= MAX_IDENTITY_ASKS + 1
     assert honest.caught_up(link.sa)  # it stopped asking; the sync can end
+
+
+def test_logs_a_peer_named_before_the_device_add_are_fetched_once_it_arrives(
+        owner: Owner) -> None:
+    # The tablet's node holds the identity log as it was before the tablet was added
+    # (so it cannot tell the reader), and notes its "notes" log, a log name the reader
+    # has not seen anywhere else.
+    before = owner.raws()
+    owner.add("tablet")
+    store = MemoryIdentities()
+    store.logs[owner.identity] = before
+    tablet = Replicator(Logbook(MemoryStore(), Identity(key("tablet"))),
+                        static_private=transport_key("tablet"),
+                        identities=IdentityBook(store, {owner.identity: ALL_LOGS}))
+    tablet.logbook.publish(b"scribbled", "notes")
+    tablet.refresh_local()
+    feed = FeedId(pub("tablet"), "notes")
+    follower = reader(owner)  # every log of the author
+    link = connect(follower, tablet)
+    run(link)
+    assert feed not in follower.local.wanted  # not a device of the author yet
+    # The device-add arrives later, from a node that holds the whole log and no
+    # tablet feed at all; the session with the tablet's node is still open.
+    sync(follower, device_node("phone", owner, device="phone"))
+    assert feed in follower.local.wanted
+    run(link)
+    assert held(follower, feed) == 1
+
+
+def test_the_logs_remembered_for_keys_not_yet_devices_are_bounded() -> None:
+    from tidings.replication.identities import MAX_UNPLACED_KEYS
+
+    book = IdentityBook()
+    for i in range(MAX_UNPLACED_KEYS + 10):
+        book.learn_feeds([FeedId(i.to_bytes(32, "big"), "blog")])
+    assert len(book.unplaced_logs) == MAX_UNPLACED_KEYS
+    # The oldest went first; the newest are kept.
+    assert (MAX_UNPLACED_KEYS + 9).to_bytes(32, "big") in book.unplaced_logs
+    assert (0).to_bytes(32, "big") not in book.unplaced_logs
+
+
+def test_the_authors_about_is_the_newest_across_devices(owner: Owner) -> None:
+    from tidings.content import About, encode
+    from tidings.node.identities import identity_about
+
+    store = MemoryStore()
+    # The device whose key sorts first wrote the older about: the newest counts.
+    first, second = sorted(("laptop", "phone"), key=pub)
+    older = Logbook(store, Identity(key(first)), clock=lambda: 1_000)
+    newer = Logbook(store, Identity(key(second)), clock=lambda: 2_000)
+    state = owner.state()
+    assert identity_about(Logbook(store), state) is None
+    older.publish(encode(About("Old name")), "about")
+    assert identity_about(Logbook(store), state) == About("Old name")
+    newer.publish(encode(About("New name")), "about")
+    assert identity_about(Logbook(store), state) == About("New name")
+    # Once the newer device is revoked with a cut before its about, the older counts.
+    owner.revoke(second)
+    assert identity_about(Logbook(store), owner.state()) == About("Old name")

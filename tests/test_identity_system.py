@@ -57,16 +57,22 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     for home, name in ((laptop, "laptop"), (phone, "phone")):
         for i in range(2):
             ok(tidings(home, "publish", "--log", "blog", f"{name} post {i}"))
+    # Each device said who the author is; the phone said it last, so it counts.
+    ok(tidings(laptop, "about", "--name", "Old name"))
+    ok(tidings(phone, "about", "--name", "Ann Author"))
     invite = ok(tidings(laptop, "share", "--log", "blog")).out.strip()
     assert invite.startswith("tinv1")
     ok(tidings(reader, "follow", invite))
-    laptop_blog = ok(tidings(laptop, "feeds", "--json")).json_lines()[0]["feed"]
+    [laptop_blog] = [f["feed"] for f in ok(tidings(laptop, "feeds", "--json")).json_lines()
+                     if str(f["feed"]).endswith("_blog")]
     ok(tidings(plain, "follow", str(laptop_blog)))
     with running(laptop) as on_laptop, running(phone) as on_phone, \
             running(reader, "--peer", on_laptop.address, "--peer", on_phone.address), \
             running(plain, "--peer", on_laptop.address):
         wait_for(lambda: len(merged(reader, f"{identity}:blog")) == 4, 60,
                  "the reader's merged blog")
+        wait_for(lambda: "Ann Author" in ok(tidings(reader, "show", identity)).out, 60,
+                 "the author's newest about")
         wait_for(lambda: len(ok(tidings(plain, "show", str(laptop_blog))).out.splitlines())
                  == 2, 60, "the plain reader's copy of the laptop's feed")
         text = ok(tidings(reader, "status")).out
@@ -89,6 +95,10 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     ns = "{http://www.w3.org/2005/Atom}"
     titles = [entry.findtext(f"{ns}title") or "" for entry in atom.iter(f"{ns}entry")]
     assert sorted(titles) == texts  # every post of both devices, once
+    assert atom.findtext(f"{ns}title") == "Ann Author"  # the newest about, not a device's
+    # `show` heads the author's stream with the display name.
+    shown = ok(tidings(reader, "show", f"{identity}:blog")).out.splitlines()
+    assert shown[0] == f"Ann Author ({identity})"
 
 
 def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
@@ -281,3 +291,27 @@ def test_export_and_import_make_a_new_machine_a_new_device(
     monkeypatch.setenv("TIDINGS_PASSPHRASE", "not the passphrase")
     wrong = tidings(new, "identity", "import", str(tmp_path / "root.key"))
     assert wrong.code == 2 and "passphrase" in wrong.err, wrong.err
+
+
+def test_import_never_reuses_a_device_key_of_another_or_a_revoked_device(
+        tmp_path: Path) -> None:
+    home, other = tmp_path / "home", tmp_path / "other"
+    identity = make_identity(home, tmp_path / "next.key", "laptop")
+    ok(tidings(home, "identity", "export", str(tmp_path / "root.key"), "--kdf-cost", "10"))
+    # A home whose device key is another identity's: refused, and nothing changes there.
+    make_identity(other, tmp_path / "other-next.key", "desk")
+    key_before = (other / "secret.key").read_bytes()
+    root_before = (other / "root.key").read_bytes()
+    refused = tidings(other, "identity", "import", str(tmp_path / "root.key"))
+    assert refused.code == 2 and "another identity" in refused.err, refused.err
+    assert "--home NEW_DIR" in refused.err
+    assert (other / "secret.key").read_bytes() == key_before
+    assert (other / "root.key").read_bytes() == root_before
+    assert identity_of(other) != identity
+    # The laptop's device is revoked (it was lost): restoring the root key onto a home
+    # that still holds the revoked device key is refused; it never writes again.
+    ok(tidings(home, "device", "revoke", "laptop"))
+    refused = tidings(home, "identity", "import", str(tmp_path / "root.key"))
+    assert refused.code == 2 and "revoked device 'laptop'" in refused.err, refused.err
+    shown = json.loads(ok(tidings(home, "identity", "show", "--json")).out)
+    assert [d["name"] for d in shown["devices"]] == ["laptop"]

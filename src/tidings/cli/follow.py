@@ -11,11 +11,11 @@ from tidings.cli.common import (
     entry_json,
     print_json,
 )
-from tidings.cli.reading import INDENT, format_when, headline_and_body
+from tidings.cli.reading import INDENT, format_when, headline_and_body, printable
 from tidings.core.content import decode
 from tidings.core.kel import format_identity
 from tidings.node.home import Home
-from tidings.node.identities import merged_entries, parse_target
+from tidings.node.identities import identity_about, merged_entries, parse_target
 from tidings.node.state import NodeState
 from tidings.replication.identities import ABOUT_LOG, IdentityBook
 
@@ -66,6 +66,7 @@ def show_merged(args: argparse.Namespace, home: Home) -> int:
             {info.feed.log_id for info in book.feeds() if info.feed.author_key in
              current.devices} - {ABOUT_LOG}))
         items = merged_entries(book, current, logs)
+        about = identity_about(book, current)
     finally:
         state.close()
         book.store.close()
@@ -73,6 +74,9 @@ def show_merged(args: argparse.Namespace, home: Home) -> int:
         items = items[args.since - 1:]
     if args.limit is not None:
         items = items[:args.limit] if args.since is not None else items[-args.limit:]
+    if about is not None and not args.json:
+        # The author's display name (their newest about, across devices) as a heading.
+        print(f"{printable(about.name)} ({format_identity(target.identity)})")
     for item in items:
         device = current.devices[item.entry.author]
         if args.json:

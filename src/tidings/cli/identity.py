@@ -197,12 +197,18 @@ def cmd_identity_import(args: argparse.Namespace, home: Home) -> int:
         raise CommandError(f"{args.file} holds a next key: `tidings identity rotate "
                            f"--next-key {args.file}` uses it")
     root = sealed.open(_passphrase(f"the root key file {args.file}", new=False))
+    # The file holds the root key only: this machine's device key is the home's own,
+    # made here (`home.init`) if the home has none, and never taken from elsewhere.
     device, _ = home.init()
     state = _state(home)
     try:
         known = state.setting(OWN_IDENTITY)
         if known is not None and known != sealed.identity:
-            raise CommandError("this home belongs to another identity")
+            raise CommandError(
+                f"this home's device key belongs to another identity "
+                f"({format_identity(known)}); a device key serves one identity. Import "
+                f"into a new home (`tidings --home NEW_DIR identity import {args.file}`), "
+                "which makes itself a new device key")
         state.set_setting(OWN_IDENTITY, sealed.identity)
         state.follow_identity(sealed.identity)
         current = identity_state(state, sealed.identity)
@@ -212,8 +218,19 @@ def cmd_identity_import(args: argparse.Namespace, home: Home) -> int:
             return EXIT_OK
         if current.root_key != public_bytes(root):
             raise CommandError("this is not the identity's current root key (was it rotated?)")
+        mine = current.devices.get(device.author.key)
+        if mine is not None and not mine.active:
+            raise CommandError(
+                f"this home's device key is the identity's revoked device {mine.name!r}; "
+                f"it never writes for the identity again. Import into a new home "
+                f"(`tidings --home NEW_DIR identity import {args.file}`), which makes "
+                "itself a new device key")
         _write_root(home, root)
-        if device.author.key not in current.devices:
+        if mine is not None:
+            # This home is one of the identity's devices already (it lost its root key
+            # file): the root key comes back; the device key stays what it was.
+            err(f"this home is the identity's device {mine.name!r}; its root key is back")
+        else:
             name = args.name or socket.gethostname()[:64] or "device"
             claim = kel.sign_device_claim(device.secret_key, sealed.identity, name)
             _append(state, sealed.identity, kel.make_device_add(

@@ -144,9 +144,15 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
                   if connection.session.peer_seq(f) == 0}
         return node.replicator.entries_received, absent
 
+    logs_before = _identity_logs(home)
     node, (received, absent) = _as_client(
         args, home, work, f"not caught up with {args.peer_address}", need_follows=True
     )
+    # Identity events fetched are something fetched (a new device's first sync of
+    # its identity log, before any device feed of it has an entry).
+    identities = node.replicator.identities
+    learned = any(len(log.events()) > len(logs_before.get(identity, ()))
+                  for identity, log in identities.logs.items() if identities.wants(identity))
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
     wanted = sorted(node.replicator.local.wanted, key=str)
@@ -156,7 +162,7 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
                     "feeds": {str(f): node.replicator.local.seq(f) for f in wanted},
                     "peer_holds_none": sorted(str(f) for f in absent),
                     "forked": {str(f): at for f, at in sorted(forked.items(), key=str)}})
-    elif len(absent) == len(wanted):
+    elif len(absent) == len(wanted) and not learned:
         raise CommandError(
             f"{args.peer_address} holds none of the {len(wanted)} followed feed(s) "
             f"(e.g. {wanted[0]}): nothing to fetch from it; try a peer that has them",
@@ -170,6 +176,19 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
             print(f"FORKED {feed} at seq {at}: its author signed two histories; "
                   f"kept up to seq {at - 1} (see `tidings forks`)")
     return EXIT_OK
+
+
+def _identity_logs(home: Home) -> dict[bytes, list[bytes]]:
+    """The identity logs this home's node state holds now (none yet: empty)."""
+    from tidings.node.state import NodeState
+
+    if not home.node_state_path.exists():
+        return {}
+    state = NodeState(home.node_state_path)
+    try:
+        return state.identity_logs()
+    finally:
+        state.close()
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:

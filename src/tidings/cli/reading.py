@@ -13,8 +13,10 @@ bidirectional overrides removed, so a payload cannot drive the terminal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -352,13 +354,31 @@ def cmd_watch(args: argparse.Namespace, home: Home) -> int:
     if sys.stderr.isatty():
         err("watching for new entries; Ctrl-C stops, and the next watch resumes here")
     for kind, event_id, data in _events(home, query, after):
-        if kind == "entry":
-            _print_event(data, args.json)
-            sys.stdout.flush()
-        if event_id:
-            _remember(cursor_path, event_id)
+        # Printing an entry and remembering its cursor is one step as far as
+        # Ctrl-C goes: a SIGINT that arrives in between waits until the cursor
+        # is saved, so the next watch neither repeats a line already shown nor
+        # skips one. (kill -9 in between repeats that one entry: at least once.)
+        with _sigint_deferred():
+            if kind == "entry":
+                _print_event(data, args.json)
+                sys.stdout.flush()
+            if event_id:
+                _remember(cursor_path, event_id)
     err("the node stopped")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """SIGINT held back (kept pending, not lost) inside the block, on POSIX."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield  # (Windows: no signal masks; a Ctrl-C in between may repeat a line)
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _require(home: Home) -> None:

@@ -325,6 +325,11 @@ class EmbeddedNode:
         ``after`` is a cursor from an earlier :class:`Item` (or ``"0-0"`` for
         everything stored); by default only entries that arrive from now on.
 
+        Entries come in the order they arrived here; an entry of a followed author's
+        device names the author and device (``item.identity``, ``item.device``). That
+        is not the author's merged order (spec/12 §7.3: a device that was offline
+        delivers older entries later); ``author_entries`` reads that order.
+
         Slow consumers: entries are read from the store page by page, never
         queued, so nothing is dropped and memory stays at one page however far
         behind the consumer is.

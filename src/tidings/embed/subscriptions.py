@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Collection, Container
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import trio
 
 from tidings.core.entry import decode_entry
 from tidings.core.ids import FeedId
+from tidings.core.kel import format_identity
 from tidings.embed.types import Item, Position
 from tidings.storage.base import Store
 
@@ -215,9 +217,33 @@ class Subscription:
                 )
             self._read_to = position
             if items:
-                return items
+                return self._attributed(items)
             if position == before:  # (else it skipped a page of other feeds: read on)
                 await changed.wait()
+
+    def _attributed(self, items: list[Item]) -> list[Item]:
+        """``items``, each naming the followed author (and device) it belongs to.
+
+        Live items come in arrival order, not the merged order of spec/12 §7.3: an
+        author's device that was offline delivers entries older than ones already
+        sent, and a stream never goes back. The merged key ``(timestamp, author key,
+        seq)`` of each item places it in the author's stream (``show ti1...``, the
+        authors API)."""
+        identities = self._node.replicator.identities
+        names: dict[bytes, tuple[str | None, str | None]] = {}
+        out = []
+        for item in items:
+            key = item.entry.author
+            if key not in names:
+                identity = identities.identity_of(key)
+                state = identities.state(identity) if identity is not None else None
+                device = state.devices.get(key) if state is not None else None
+                names[key] = (None if identity is None else format_identity(identity),
+                              None if device is None else device.name)
+            identity_text, device_name = names[key]
+            out.append(item if identity_text is None else
+                       replace(item, identity=identity_text, device=device_name))
+        return out
 
     def __aiter__(self) -> Subscription:
         return self

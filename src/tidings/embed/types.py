@@ -36,6 +36,11 @@ class Item:
     payload: bytes | None
     #: Where a subscription stands after this item, as ``(arrival, seq)``.
     position: Position | None = None
+    #: The followed author (``ti1...``) whose device wrote it, and that device's name;
+    #: None for a feed of no followed author (spec/12 §7.3: in the author's stream,
+    #: the item's place is its ``(timestamp, author key, seq)``).
+    identity: str | None = None
+    device: str | None = None
 
     @property
     def cursor(self) -> str | None:

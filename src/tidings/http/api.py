@@ -88,6 +88,9 @@ def item_json(item: Item) -> dict[str, Any]:
     }
     if item.cursor is not None:
         shown["cursor"] = item.cursor
+    if item.identity is not None:  # a followed author's device feed (spec/12)
+        shown["identity"] = item.identity
+        shown["device"] = item.device
     return shown
 
 
@@ -203,7 +206,7 @@ class Api(gateway.TokenLinks):
         self._token = token.encode()
         self.loopback = loopback
         self.cors_origins = cors_origins
-        self._events: dict[tuple[tuple[int, int], bool], bytes] = {}
+        self._events: dict[tuple[tuple[int, int], bool, str | None, str | None], bytes] = {}
         self._event_bytes = 0
 
     @property
@@ -230,7 +233,7 @@ class Api(gateway.TokenLinks):
         one entry, and a payload, once held, can only be deleted.
         """
         assert item.position is not None
-        key = (item.position, item.payload is not None)
+        key = (item.position, item.payload is not None, item.identity, item.device)
         event = self._events.get(key)
         if event is None:
             data = json.dumps(item_json(item), ensure_ascii=False)

@@ -366,7 +366,7 @@ class PublicFeeds:
         """``GET /authors/<ti1>/<log>.atom``: an author's merged stream (spec/12 §7.3):
         every device's entries of the log, in one order, as one Atom feed."""
         from tidings.core.kel import parse_identity
-        from tidings.node.identities import merged_view
+        from tidings.node.identities import identity_about, merged_view
         from tidings.storage.logbook import Logbook
 
         author, log_id = match["author"], match["log"]
@@ -386,8 +386,7 @@ class PublicFeeds:
                       if self.allows(m.feed)][-limit:]
             if not merged:
                 raise LookupError
-            about = next((a for key in sorted(state.devices)
-                          if (a := about_of(self.store, FeedId(key, log_id))) is not None), None)
+            about = identity_about(Logbook(self.store), state)  # newest across devices
             return syndication.author_atom(
                 author, log_id, [(m.entry, m.payload) for m in merged], about=about,
                 self_url=f"{self.base_url or ''}/authors/{author}/{log_id}.atom")

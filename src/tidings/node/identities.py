@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tidings.core.content import About, decode
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.invite import INVITE_PREFIX, parse_invite_input
@@ -116,6 +117,22 @@ def merged_entries(logbook: Logbook, state: IdentityState, log_ids: Iterable[str
         out += merged_view(logbook, state, log_id)
     out.sort(key=lambda m: (m.entry.timestamp, m.entry.author, m.entry.seq, m.entry.log_id))
     return out
+
+
+#: The log an author's "about" entries go to (spec/content.md §6.3).
+ABOUT_LOG = "about"
+
+
+def identity_about(logbook: Logbook, state: IdentityState) -> About | None:
+    """The identity's about: the newest about entry across its devices' ``about`` feeds,
+    newest by the merged order (spec/12 §7.3; a revoked device's past its cut does not
+    count); None if no device's about is held."""
+    for item in reversed(merged_view(logbook, state, ABOUT_LOG)):
+        if item.payload is not None:
+            content = decode(item.payload)
+            if isinstance(content, About):
+                return content
+    return None
 
 
 def describe(state: IdentityState) -> dict[str, object]:

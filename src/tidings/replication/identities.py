@@ -26,6 +26,11 @@ MAX_RELAYED_IDENTITIES = 1024
 #: Log ids learned per device key from peers' notes (an author with more logs than
 #: this is followed by naming the logs).
 MAX_LOGS_PER_DEVICE = 64
+#: Author keys whose log ids are remembered before any followed identity names them
+#: a device (a peer's note can come before the device-add): a cache, oldest first
+#: out. 4096 keys x a few log ids is well under a MB, and a peer naming more keys
+#: than this only evicts; what is evicted is learned again from the next clock.
+MAX_UNPLACED_KEYS = 4096
 #: The log an author's "about" entries go to (core/content.py): followed with every
 #: identity, so a reader can title its feeds.
 ABOUT_LOG = "about"
@@ -82,6 +87,10 @@ class IdentityBook:
         self.follows: dict[bytes, frozenset[str]] = {}
         #: Log ids seen per device key (from the store and from peers' notes).
         self.device_logs: dict[bytes, set[str]] = {}
+        #: Log ids seen per author key that is no followed identity's device (yet):
+        #: kept, bounded, so "every log" of an author holds whatever order the notes
+        #: and the device-add arrive in. Insertion order is age (oldest first).
+        self.unplaced_logs: dict[bytes, set[str]] = {}
         self.reload()
         self.set_follows(follows or {})
 
@@ -166,15 +175,40 @@ class IdentityBook:
     # -- device feeds ----------------------------------------------------------------
 
     def learn_feeds(self, feeds: Iterable[FeedId]) -> bool:
-        """Note the log ids of device keys' feeds (from the store, or peers' notes);
-        True if a followed identity's device has a log not seen before."""
+        """Note the log ids of author keys' feeds (from the store, or peers' notes);
+        True if a followed identity's device has a log not seen before. Log ids of
+        keys that are no device yet are remembered (bounded) until one becomes one."""
         devices = self._devices()
-        found = False
+        found = self._place(devices)
         for feed in feeds:
-            if feed.author_key in devices:
-                logs = self.device_logs.setdefault(feed.author_key, set())
+            key = feed.author_key
+            if key in devices:
+                logs = self.device_logs.setdefault(key, set())
                 if feed.log_id not in logs and len(logs) < MAX_LOGS_PER_DEVICE:
                     logs.add(feed.log_id)
+                    found = True
+            else:
+                self._remember(key, feed.log_id)
+        return found
+
+    def _remember(self, key: bytes, log_id: str) -> None:
+        logs = self.unplaced_logs.pop(key, None)  # (re-inserted: now the newest)
+        if logs is None:
+            logs = set()
+            while len(self.unplaced_logs) >= MAX_UNPLACED_KEYS:
+                del self.unplaced_logs[next(iter(self.unplaced_logs))]
+        if len(logs) < MAX_LOGS_PER_DEVICE:
+            logs.add(log_id)
+        self.unplaced_logs[key] = logs
+
+    def _place(self, devices: set[bytes]) -> bool:
+        """Move the remembered log ids of keys that are devices now; True if any is new."""
+        found = False
+        for key in [key for key in self.unplaced_logs if key in devices]:
+            logs = self.device_logs.setdefault(key, set())
+            for log_id in self.unplaced_logs.pop(key):
+                if log_id not in logs and len(logs) < MAX_LOGS_PER_DEVICE:
+                    logs.add(log_id)
                     found = True
         return found
 

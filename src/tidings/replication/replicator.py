@@ -840,11 +840,10 @@ class Replicator:
 
     def _identities_moved(self) -> None:
         """Followed identities' devices or cuts changed: recompute the feeds wanted."""
-        # Devices' logs named before their device-add arrived (in the store, or in
-        # peers' notes): rare, so a scan of what is known is cheap enough.
+        # Devices' logs named before their device-add arrived: those in peers' notes
+        # were remembered as they came (IdentityBook.unplaced_logs); the store's are
+        # scanned (rare, so cheap enough).
         self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
-        for peer in self.router.peers:
-            self.identities.learn_feeds(peer.session.received)
         self.identity_caps = self.identities.caps()
         self._recompute_wanted()
         self.refresh_local()
