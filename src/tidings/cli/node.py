@@ -150,9 +150,7 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     )
     # Identity events fetched are something fetched (a new device's first sync of
     # its identity log, before any device feed of it has an entry).
-    identities = node.replicator.identities
-    learned = any(len(log.events()) > len(logs_before.get(identity, ()))
-                  for identity, log in identities.logs.items() if identities.wants(identity))
+    learned = _identity_logs(home) != logs_before
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
     wanted = sorted(node.replicator.local.wanted, key=str)
