@@ -15,8 +15,10 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
 
 import trio
 
@@ -66,6 +68,31 @@ def attached_blobs(store: Store, feed: FeedId) -> frozenset[BlobId]:
         _attached.pop(next(iter(_attached)))
     _attached[key] = (extent, frozenset(found))
     return _attached[key][1]
+
+
+#: An upload left this long without a piece is abandoned: its file is removed (at
+#: the API's start and whenever an upload starts). An hour lets a client resume
+#: after a broken connection or a restart of the node.
+UPLOAD_IDLE_SECONDS = 3600.0
+
+
+def sweep_uploads(folder: Path, now: float | None = None,
+                  idle: float = UPLOAD_IDLE_SECONDS) -> list[str]:
+    """Remove the files of uploads idle longer than ``idle`` seconds; their names."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        children = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    for child in children:
+        try:
+            if now - child.stat().st_mtime > idle:
+                child.unlink()
+                removed.append(child.name)
+        except FileNotFoundError:
+            continue  # finished or removed meanwhile
+    return removed
 
 
 def parse_blob(text: str) -> tuple[BlobId, str | None]:
