@@ -79,9 +79,10 @@ def raw_tcp(size: int) -> float:
     def write() -> None:
         with socket.create_connection(listener.getsockname()) as out:
             sent = 0
-            while sent < size:
-                out.sendall(block)
-                sent += len(block)
+            while sent < size:  # exactly size: the reader closes after it
+                piece = block[:size - sent]
+                out.sendall(piece)
+                sent += len(piece)
 
     writer = threading.Thread(target=write)
     start = time.perf_counter()

@@ -191,3 +191,26 @@ def test_chunks_a_peer_leaves_out_are_asked_of_another(tmp_path: Path) -> None:
     run(liar, honest)
     assert whole(reader, blob) == data
     assert liar.sb.blobs.bytes_sent == 0 and not liar.sa.failed
+
+
+def test_a_removed_blob_is_not_fetched_again_by_policy_until_asked(tmp_path: Path) -> None:
+    from tidings.core.ids import FeedId
+    from tidings.replication.blob_fetch import BlobFetcher
+
+    data = os.urandom(3 * CHUNK_SIZE)
+    with BlobStore(tmp_path / "blobs") as store:
+        blob = store.import_bytes(data, pin=False)
+        assert store.remove(blob) and store.was_removed(blob)
+    post = encode(Post("episode", attachments=(
+        Attachment(None, "audio/mpeg", blob.size, blob=blob),)))
+    feed = FeedId(bytes(32), "podcast")
+    with BlobStore(tmp_path / "blobs") as store:  # remembered across a restart
+        assert store.was_removed(blob)
+        fetcher = BlobFetcher(store, BlobPolicy(limit=None))
+        fetcher.scan(feed, [(b"", post)])
+        assert blob not in fetcher.wants  # the policy does not bring it back
+        assert fetcher.want(blob)  # asked for (`tidings blob get`): fetched again
+        assert blob in fetcher.wants and not store.was_removed(blob)
+    with BlobStore(tmp_path / "blobs") as store:
+        assert not store.was_removed(blob)
+        assert (tmp_path / "blobs" / "removed").stat().st_mode & 0o777 == 0o600

@@ -480,3 +480,18 @@ def test_kill_9_during_an_import_leaves_nothing(tmp_path: Path) -> None:
 def test_blob_ids_name_the_folders(store: BlobStore) -> None:
     blob = store.import_bytes(b"named")
     assert BlobId.parse((store.path / str(blob)).name) == blob
+
+
+def test_abandoned_uploads_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    from tidings.http.blobs import UPLOAD_IDLE_SECONDS, sweep_uploads
+
+    folder = tmp_path / "uploads"
+    assert sweep_uploads(folder) == []  # no uploads yet
+    folder.mkdir()
+    old, live = folder / ("a" * 32), folder / ("b" * 32)
+    old.write_bytes(b"half an episode")
+    live.write_bytes(b"a piece just now")
+    now = live.stat().st_mtime
+    os.utime(old, (now - UPLOAD_IDLE_SECONDS - 1, now - UPLOAD_IDLE_SECONDS - 1))
+    assert sweep_uploads(folder, now) == [old.name]
+    assert not old.exists() and live.exists()

@@ -184,6 +184,24 @@ def test_about_names_the_author_and_each_log(home: Path) -> None:
         store.close()
 
 
+def test_about_describes_a_log_as_a_podcast_show(home: Path) -> None:
+    usage_error(tidings(home, "about", "--language", "en"), "--log")
+    ok(tidings(home, "about", "--name", "Alice"))
+    ok(tidings(home, "about", "--log", "podcast", "--name", "Maths aloud", "--language",
+               "en", "--category", "Science/Mathematics", "--explicit", "--artwork",
+               "https://example.org/art.jpg"))
+    assert decode(payloads(home, "about")[-1]).logs == (  # type: ignore[union-attr]
+        LogAbout("podcast", "Maths aloud", language="en", category="Science/Mathematics",
+                 explicit=True, artwork="https://example.org/art.jpg"),)
+    assert "category Science/Mathematics" in ok(tidings(home, "about")).out
+    ok(tidings(home, "about", "--log", "podcast", "--no-explicit", "--language", ""))
+    [show] = decode(payloads(home, "about")[-1]).logs  # type: ignore[union-attr]
+    assert (show.explicit, show.language, show.name) == (False, None, "Maths aloud")
+    bad = tidings(home, "about", "--log", "podcast", "--language", "English!")
+    assert bad.code != 0 and "language" in bad.err
+    usage_error(tidings(home, "about", "--log", "podcast", "--artwork", "tb1nope"), "blob")
+
+
 # -- polish -----------------------------------------------------------------------------
 
 

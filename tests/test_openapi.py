@@ -705,6 +705,11 @@ async def test_every_path_answers_as_documented(a: Client, b: EmbeddedNode) -> N
     assert store is not None
     blob = await trio.to_thread.run_sync(store.import_bytes, b"hello, world")
     other = await trio.to_thread.run_sync(store.import_bytes, b"another")
+    # The gateway serves only blobs its feeds attach (the local API serves any).
+    await a.check("/feeds/{feed}/blobs/{blob}", "get", f"/feeds/{own}/blobs/{blob}", 404,
+                  "not_found")
+    await a.node.publish(content_types.Post("hello", attachments=(content_types.Attachment(
+        None, "text/plain", 12, blob=blob),)), log="blog")
     bad_blob = "tb1" + "a" * 55 + "_12"
     unknown = "tb1b2ff5fbhjzjmfmg6pk7r22de7u4zpblxtahbg2wzbolbnu2ndi7ht2a_0"
     await a.check("/v1/blobs", "get", "/v1/blobs", 200)

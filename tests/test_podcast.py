@@ -23,6 +23,7 @@ from tests.test_cli import ok, tidings
 from tests.test_status_cli import serving_feeds
 from tidings.core.content import About, encode
 from tidings.node.home import Home
+from tidings.storage.blobs import BlobStore
 
 pytestmark = pytest.mark.system
 
@@ -58,6 +59,8 @@ def test_a_podcast_app_reads_the_rss_and_plays_the_episode_with_ranges(tmp_path:
                            "Show notes: the engine weaves algebra.", "--json"))
     line = published.json_lines()[0]
     feed = str(line["feed"])  # type: ignore[index]
+    with BlobStore.in_home(home) as blobs:  # held by the node, attached to no post
+        secret = blobs.import_bytes(b"%PDF-1.7 " + os.urandom(1000))
     base_url = "http://podcasts.example.org"
     with serving_feeds(home, "127.0.0.1:0", "--base-url", base_url) as (base, _, log):
         status, headers, body = _get(f"{base}feeds/{feed}.rss")
@@ -117,4 +120,7 @@ def test_a_podcast_app_reads_the_rss_and_plays_the_episode_with_ranges(tmp_path:
         # A blob of a feed this gateway does not serve is not found, like the feed.
         other = f"{base}feeds/tf1{'a' * 52}_x/blobs/" + enclosure.href.rsplit("/", 1)[1]
         assert _get(other)[0] in (400, 404)
+        # A blob the node holds but the feed does not attach: not served (no probing).
+        status, _, body = _get(f"{base}feeds/{feed}/blobs/{secret}.pdf")
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
     assert "Traceback" not in log.read_text()

@@ -51,6 +51,10 @@ def test_small_reads_are_spaced_and_work_waits_only_under_contention() -> None:
     assert budget.wait_after_small(10.0, 100) == 0.0
     assert budget.wait_after_small(10.0, 100) == pytest.approx(1 / SMALL_READS_PER_SECOND)
     assert budget.wait_after_small(20.0, 1 << 20) == 0.0  # a large read: never held
+    # a small read that left answers (a blob request): paced by the output bound
+    assert budget.wait_after_small(20.0, 100) == 0.0
+    assert budget.wait_after_small(20.0, 100, answered=True) == 0.0
+    assert budget.wait_after_small(20.0, 100) > 0.0
     budget.charge(30.0, WORK_BURST + 1.0)
     assert budget.wait_before_read(30.0, contended=False) == 0.0
     assert budget.wait_before_read(30.0, contended=True) > 0.0

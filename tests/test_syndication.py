@@ -478,3 +478,49 @@ def test_entries_link_to_their_pages_and_feeds_to_the_stylesheet() -> None:
                                       entry_url=lambda seq: f"../x/{seq}"))["items"]
     assert [(i["url"], i.get("external_url")) for i in items] == [
         ("../x/2", "https://example.org/a"), ("../x/1", None)]
+
+
+def test_rss_gives_the_logs_show_fields_as_podcast_apps_read_them() -> None:
+    """A log described as a show (content.md §6.3): language, category, explicit
+    flag and artwork reach feedparser and gPodder's podcastparser."""
+    import io
+
+    import podcastparser
+
+    from tidings.content import LogAbout
+    from tidings.http.syndication import rss
+
+    book = make_book()
+    book.publish(encode(Post("Episode 1", attachments=(EPISODE,))), "podcast")
+    feed = book.feed("podcast")
+    artwork = blob_id_of(b"\x89PNG artwork")
+    show = LogAbout("podcast", "Maths aloud", "Sums, spoken.", language="pt-BR",
+                    category="Science/Mathematics", explicit=True, artwork=artwork)
+    about = About("Alice", "Teaches maths.", avatar="https://example.org/alice.png",
+                  logs=(show,))
+    body = rss(feed, page_of(book, "podcast"), self_url="https://f.example.org/p.rss",
+               about=about, blob_url=lambda blob, media: f"https://f.example.org/b/{blob}")
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo, parsed.bozo_exception
+    assert parsed.feed.title == "Maths aloud" and parsed.feed.language == "pt-BR"
+    assert parsed.feed.image.href == f"https://f.example.org/b/{artwork}"
+    root = ET.fromstring(body)
+    itunes = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
+    channel = root.find("channel")
+    assert channel is not None
+    [category] = channel.findall(f"{itunes}category")
+    assert category.get("text") == "Science"
+    assert [c.get("text") for c in category] == ["Mathematics"]
+    assert channel.findtext(f"{itunes}explicit") == "true"  # Apple's spelling today
+    podcast = podcastparser.parse("https://f.example.org/p.rss", io.BytesIO(body))
+    assert podcast["description"] == "Sums, spoken."
+    assert podcast["explicit"] is True
+    assert podcast["cover_url"] == f"https://f.example.org/b/{artwork}"
+
+    # Without show fields: the author's avatar, no language, not explicit.
+    plain = rss(feed, page_of(book, "podcast"), self_url="https://f.example.org/p.rss",
+                about=About("Alice", avatar="https://example.org/alice.png"))
+    parsed = feedparser.parse(plain)
+    assert parsed.feed.image.href == "https://example.org/alice.png"
+    assert "language" not in parsed.feed and b"<itunes:explicit>false<" in plain
+    assert b"itunes:category" not in plain

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from tidings.cli.common import EXIT_OK, CommandError, entry_json, err, feed_arg, print_json
 from tidings.cli.reading import printable
+from tidings.core.blob import BlobId
 from tidings.core.content import (
     About,
     EntryRef,
@@ -172,12 +173,32 @@ def cmd_about(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+_SHOW_FIELDS = ("language", "category", "explicit", "artwork")
+
+
 def _changes(args: argparse.Namespace) -> bool:
-    return args.name is not None or args.description is not None
+    return args.name is not None or args.description is not None or any(
+        getattr(args, name) is not None for name in _SHOW_FIELDS)
+
+
+def _artwork(text: str) -> BlobId | str | None:
+    if not text:
+        return None
+    if text.startswith("tb"):
+        try:
+            return BlobId.parse(text)
+        except InvalidId as exc:
+            raise CommandError(f"--artwork: {exc}; give a blob id (`tidings blob ls`) or "
+                               "an image's http(s) URL") from None
+    return text
 
 
 def _updated(args: argparse.Namespace, current: About | None) -> About:
     if args.log is None:
+        given = [f"--{name}" for name in _SHOW_FIELDS if getattr(args, name) is not None]
+        if given:
+            raise CommandError(f"{', '.join(given)} describe one of your logs as a podcast "
+                               "show: add --log LOG")
         if current is None:
             if args.name is None:
                 raise CommandError("you have no about entry yet: give your --name first")
@@ -198,9 +219,13 @@ def _updated(args: argparse.Namespace, current: About | None) -> About:
     # '' removes a name or a description; a log with neither is not listed.
     new = LogAbout(log, name=old.name if args.name is None else args.name or None,
                    description=(old.description if args.description is None
-                                else args.description or None))
+                                else args.description or None),
+                   language=old.language if args.language is None else args.language or None,
+                   category=old.category if args.category is None else args.category or None,
+                   explicit=old.explicit if args.explicit is None else args.explicit,
+                   artwork=old.artwork if args.artwork is None else _artwork(args.artwork))
     logs[log] = new
-    if new.name is None and new.description is None:
+    if new == LogAbout(log):
         del logs[log]
     return dataclasses.replace(current, logs=tuple(logs[name] for name in sorted(logs)))
 
@@ -225,6 +250,12 @@ def _print_about(args: argparse.Namespace, about: About | None) -> int:
             line += f": {printable(log.name)}"
         if log.description:
             line += f" ({printable(log.description)})"
+        show = [f"{name} {printable(str(value))}" for name, value in (
+            ("language", log.language), ("category", log.category),
+            ("explicit", None if log.explicit is None else str(log.explicit).lower()),
+            ("artwork", log.artwork)) if value is not None]
+        if show:
+            line += f" [{', '.join(show)}]"
         print(line)
     return EXIT_OK
 
@@ -238,6 +269,15 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
                    help="a few words about you (with --log: about the log); '' removes it")
     p.add_argument("--log", metavar="LOG",
                    help="name or describe this log of yours instead of yourself")
+    show = p.add_argument_group("a log as a podcast show (with --log; '' removes a value)")
+    show.add_argument("--language", metavar="TAG", help="its language, such as en or pt-BR")
+    show.add_argument("--category", metavar="TEXT",
+                      help="its Apple Podcasts category, such as Technology or "
+                      "Science/Mathematics")
+    show.add_argument("--explicit", action=argparse.BooleanOptionalAction, default=None,
+                      help="whether it holds explicit content")
+    show.add_argument("--artwork", metavar="BLOB|URL",
+                      help="its square artwork: a blob id (`tidings blob ls`) or an image URL")
     p.set_defaults(run=cmd_about)
 
 

@@ -278,5 +278,6 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     q.set_defaults(run=lambda args, home: _pin(args, home, True))
     q = action("unpin", "let a blob be evicted when room is needed")
     q.set_defaults(run=lambda args, home: _pin(args, home, False))
-    q = action("rm", "remove a blob (the posts naming it stay valid)")
+    q = action("rm", "remove a blob (the posts naming it stay valid; no fetch policy "
+               "brings it back until you `blob get` it)")
     q.set_defaults(run=cmd_blob_rm)

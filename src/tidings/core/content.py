@@ -100,6 +100,10 @@ MAX_LINKS = 32
 MAX_TAGS = 32
 MAX_TAG = 64
 MAX_ATTACHMENTS = 16
+#: A language tag's length: BCP 47 tags in use are short ("en", "pt-BR",
+#: "zh-Hant-TW"); 35 is the longest RFC 5646 asks implementations to support.
+MAX_LANGUAGE = 35
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 #: Logs an about entry names: an author keeps a few logs, one per topic; 64
 #: entries of a name and a short description fit the content bound.
 MAX_ABOUT_LOGS = 64
@@ -224,6 +228,14 @@ class LogAbout:
     log: str
     name: str | None = None
     description: str | None = None
+    #: Podcast show fields (podcast apps read them from the gateway's RSS): the
+    #: log's language (a BCP 47 tag such as "en" or "pt-BR"), its Apple Podcasts
+    #: category ("Science", or "Science/Mathematics" with a subcategory), whether
+    #: it is explicit, and its artwork (a blob id or an image's URL).
+    language: str | None = None
+    category: str | None = None
+    explicit: bool | None = None
+    artwork: BlobId | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +321,10 @@ def _ref_json(ref: object) -> object:
 def _log_about_json(item: object) -> object:
     if not isinstance(item, LogAbout):
         return item
-    return _omit_empty({"log": item.log, "name": item.name, "description": item.description})
+    artwork = str(item.artwork) if isinstance(item.artwork, BlobId) else item.artwork
+    return _omit_empty({"log": item.log, "name": item.name, "description": item.description,
+                        "language": item.language, "category": item.category,
+                        "explicit": item.explicit, "artwork": artwork})
 
 
 def _attachment_json(attachment: object) -> object:
@@ -611,9 +626,40 @@ def _avatar(value: Any, path: str, strict: bool) -> EntryRef | str:
     raise InvalidContent(path, "must be an http or https URL, or a map with feed and seq")
 
 
+def _language(value: Any, path: str, strict: bool) -> str:
+    if isinstance(value, str) and len(value) <= MAX_LANGUAGE and _LANGUAGE.fullmatch(value):
+        return value
+    raise InvalidContent(path, f"must be a language tag such as en or pt-BR (BCP 47), of "
+                         f"at most {MAX_LANGUAGE} characters")
+
+
+def _category(value: Any, path: str, strict: bool) -> str:
+    text = _text(value, path, MAX_NAME, line=True)
+    parts = text.split("/")
+    if len(parts) > 2 or any(not part.strip() or part != part.strip() for part in parts):
+        raise InvalidContent(path, "must be a category such as Science, or a category and "
+                             "its subcategory such as Science/Mathematics")
+    return text
+
+
+def _explicit(value: Any, path: str, strict: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidContent(path, "must be true or false")
+
+
+def _artwork(value: Any, path: str, strict: bool) -> BlobId | str:
+    if isinstance(value, str) and value.startswith("tb"):
+        return _blob(value, path, strict)
+    if isinstance(value, str):
+        return _url(value, path)
+    raise InvalidContent(path, "must be a blob id (tb1...) or an http or https URL")
+
+
 def _log_about(value: Any, path: str, strict: bool) -> LogAbout:
     item = _map(value, path, "log, name, description")
-    _only(item, path, ("log", "name", "description"), strict)
+    _only(item, path, ("log", "name", "description", "language", "category", "explicit",
+                       "artwork"), strict)
     log = _required(item, "log", path)
     if not isinstance(log, str) or not LOG_ID_PATTERN.fullmatch(log):
         raise InvalidContent(f"{path}.log", "must be a log id (spec/01 §3)")
@@ -622,6 +668,10 @@ def _log_about(value: Any, path: str, strict: bool) -> LogAbout:
         _optional(item, "name", path, strict, lambda v, p, s: _text(v, p, MAX_NAME, line=True)),
         _optional(item, "description", path, strict,
                   lambda v, p, s: _text(v, p, MAX_DESCRIPTION)),
+        _optional(item, "language", path, strict, _language),
+        _optional(item, "category", path, strict, _category),
+        _optional(item, "explicit", path, strict, _explicit),
+        _optional(item, "artwork", path, strict, _artwork),
     )
 
 

@@ -40,7 +40,7 @@ from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
 from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
 from tidings.http import gateway
-from tidings.http.blobs import blob_response, parse_blob
+from tidings.http.blobs import blob_response, parse_blob, sweep_uploads
 from tidings.http.feedview import read_entries
 from tidings.http.server import (
     HttpError,
@@ -208,6 +208,7 @@ class Api(gateway.TokenLinks):
         self.cors_origins = cors_origins
         self._events: dict[tuple[tuple[int, int], bool, str | None, str | None], bytes] = {}
         self._event_bytes = 0
+        sweep_uploads(node.home.path / UPLOADS_DIR)  # left by an earlier run
 
     @property
     def store(self) -> Store:
@@ -704,6 +705,7 @@ async def _upload_finish(api: Api, request: Request, match: re.Match[str]) -> Re
 
 def _new_upload(folder: Path, upload: str) -> None:
     folder.mkdir(mode=0o700, exist_ok=True)
+    sweep_uploads(folder)  # uploads abandoned meanwhile
     (folder / upload).touch(mode=0o600)
 
 

@@ -15,20 +15,84 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
 
 import trio
 
 from tidings.core.blob import CHUNK_SIZE, BlobId
+from tidings.core.ids import FeedId
 from tidings.errors import UsageError
+from tidings.http.feedview import about_of, read_entries
 from tidings.http.server import HttpError, Request, Response, Send
+from tidings.replication.blob_fetch import blobs_in
+from tidings.storage.base import Store, undisputed_extent
 from tidings.storage.blobs import DATA_FILE, BlobStore, ChunksMissing
 
 #: Waits until chunk ``index`` of a blob is held (a node fetching it), or raises.
 ChunkWaiter = Callable[[BlobId, int], Awaitable[None]]
 
 _RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
+
+
+#: Entries read at a time while listing a feed's attachments (their payloads are
+#: small posts; read_entries skips large ones).
+_ATTACHED_WINDOW = 256
+#: Feeds whose attachment sets are remembered: a podcast app's Range requests
+#: ask the same feed over and over; a set is rebuilt when the feed grows.
+_ATTACHED_CACHE = 64
+_attached: dict[tuple[int, FeedId], tuple[int, frozenset[BlobId]]] = {}
+
+
+def attached_blobs(store: Store, feed: FeedId) -> frozenset[BlobId]:
+    """The blobs the posts of ``feed`` attach, and its log's show artwork: all the
+    gateway serves under the feed (spec/feeds.md), so nobody can probe what else the
+    node's chunk store holds."""
+    extent = undisputed_extent(store, feed)
+    key = (id(store), feed)
+    cached = _attached.get(key)
+    if cached is not None and cached[0] == extent:
+        return cached[1]
+    found: set[BlobId] = set()
+    for low in range(1, extent + 1, _ATTACHED_WINDOW):
+        for _, payload in read_entries(store, feed, low,
+                                       min(extent, low + _ATTACHED_WINDOW - 1)):
+            found.update(blob for blob, _ in blobs_in(payload))
+    about = about_of(store, feed)
+    show = about.log_about(feed.log_id) if about is not None else None
+    if show is not None and isinstance(show.artwork, BlobId):
+        found.add(show.artwork)
+    if len(_attached) >= _ATTACHED_CACHE:
+        _attached.pop(next(iter(_attached)))
+    _attached[key] = (extent, frozenset(found))
+    return _attached[key][1]
+
+
+#: An upload left this long without a piece is abandoned: its file is removed (at
+#: the API's start and whenever an upload starts). An hour lets a client resume
+#: after a broken connection or a restart of the node.
+UPLOAD_IDLE_SECONDS = 3600.0
+
+
+def sweep_uploads(folder: Path, now: float | None = None,
+                  idle: float = UPLOAD_IDLE_SECONDS) -> list[str]:
+    """Remove the files of uploads idle longer than ``idle`` seconds; their names."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        children = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    for child in children:
+        try:
+            if now - child.stat().st_mtime > idle:
+                child.unlink()
+                removed.append(child.name)
+        except FileNotFoundError:
+            continue  # finished or removed meanwhile
+    return removed
 
 
 def parse_blob(text: str) -> tuple[BlobId, str | None]:

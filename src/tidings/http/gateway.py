@@ -36,7 +36,7 @@ from tidings.core.kel import IdentityState
 from tidings.errors import TidingsError, UsageError
 from tidings.http import pages as webpages
 from tidings.http import syndication
-from tidings.http.blobs import blob_response, parse_blob
+from tidings.http.blobs import attached_blobs, blob_response, parse_blob
 from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
 from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
 from tidings.node.log import Logger
@@ -294,9 +294,12 @@ BLOB_PATH = rf"/feeds/{_FEED_ID}/blobs/(?P<blob>tb1[a-z2-7]+_[0-9]{{1,10}}(?:\.[
 
 
 async def render_blob(source: FeedSource, request: Request, match: re.Match[str]) -> Response:
-    """``GET /feeds/<feed>/blobs/<blob>[.ext]``: an enclosure, with Range and ETag."""
-    _feed(match)
+    """``GET /feeds/<feed>/blobs/<blob>[.ext]``: an enclosure, with Range and ETag;
+    only a blob the feed attaches (else "not found", as a blob not held)."""
+    feed = _feed(match)
     blob, media_type = parse_blob(match["blob"])
+    if blob not in await _render(lambda: attached_blobs(source.store, feed)):
+        raise HttpError(404, "not_found", f"the feed {feed} attaches no blob {blob}")
     return await blob_response(getattr(source, "blobs", None), blob, request, media_type,
                                wait=getattr(source, "wait_for_chunk", None))
 

@@ -32,6 +32,7 @@ from tidings.core.content import (
     About,
     Attachment,
     LinkShare,
+    LogAbout,
     Post,
     decode,
     describe,
@@ -211,6 +212,15 @@ def _items(feed: FeedId, entries: Page, later: Page,
 def _updated(items: Sequence[_Item]) -> str:
     # RFC 3339 texts of one form sort as the times they name.
     return max((item.updated for item in items), default=rfc3339(0))
+
+
+def _show_artwork(show: LogAbout | None, blob_url: BlobUrl | None) -> str | None:
+    """The log's artwork: its URL, or where the gateway serves its blob."""
+    if show is None or show.artwork is None:
+        return None
+    if isinstance(show.artwork, BlobId):
+        return blob_url(show.artwork, "image/jpeg") if blob_url is not None else None
+    return show.artwork
 
 
 def _avatar_url(about: About | None) -> str | None:
@@ -463,7 +473,9 @@ def rss(
     """
     items = _items(feed, entries, later, entry_url, blob_url)
     title = feed_title(feed, about)
-    description = (about.description if about is not None and about.description
+    show = about.log_about(feed.log_id) if about is not None else None
+    description = (show.description if show is not None and show.description
+                   else about.description if about is not None and about.description
                    else f"The log {feed.log_id} of {feed.author}")
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
@@ -479,12 +491,22 @@ def rss(
     lines += [
         _element("generator", "tidings"),
         _element("lastBuildDate", _rfc822_text(_updated(items))),
+    ]
+    if show is not None and show.language is not None:
+        lines.append(_element("language", show.language))
+    lines += [
         _element("itunes:author", _author_name(feed, about)),
         _element("itunes:summary", description),
-        _element("itunes:explicit", "false"),
+        _element("itunes:explicit",
+                 "true" if show is not None and show.explicit else "false"),
         _element("itunes:type", "episodic"),
     ]
-    avatar = _avatar_url(about)
+    if show is not None and show.category is not None:
+        top, _, sub = show.category.partition("/")
+        lines.append(f'<itunes:category text="{_escape_attribute(top)}">'
+                     + (f'<itunes:category text="{_escape_attribute(sub)}"/>' if sub else "")
+                     + "</itunes:category>")
+    avatar = _show_artwork(show, blob_url) or _avatar_url(about)
     if avatar is not None:
         lines += [_element("itunes:image", href=avatar),
                   f"<image>{_element('url', avatar)}{_element('title', title)}"

@@ -7,7 +7,10 @@ connections share. Two bounds keep one peer from taking that lock from the rest:
   ``1 / SMALL_READS_PER_SECOND`` apart: bytes that arrive meanwhile wait in the
   socket and are taken in one read. A peer sending a ping every millisecond
   costs 20 replicator calls a second, not a thousand; an honest live stream is
-  delayed by at most 50 ms.
+  delayed by at most 50 ms. A small read that leaves answers to send (a
+  request, a blob request) is not spaced: the peer must read the answers
+  before more of its reads are taken (the node's output bound), so a fetch
+  keeps its pipe full.
 * **Work**: the seconds the replicator spent on the peer's bytes are charged to
   it and refill at ``WORK_SHARE`` per second, up to ``WORK_BURST``. A peer in
   debt waits for its budget only while other connections wait for the lock, so a
@@ -45,9 +48,10 @@ class ReadBudget:
             waits.append(-self.credit / WORK_SHARE)
         return max(waits)
 
-    def wait_after_small(self, now: float, size: int) -> float:
-        """Seconds to wait before reading again, after a read of ``size`` bytes."""
-        if size >= SMALL_READ:
+    def wait_after_small(self, now: float, size: int, *, answered: bool = False) -> float:
+        """Seconds to wait before reading again, after a read of ``size`` bytes
+        (``answered``: it left answers to send, so the peer's reading of them paces it)."""
+        if size >= SMALL_READ or answered:
             return 0.0
         spacing = 1.0 / SMALL_READS_PER_SECOND
         wait = max(0.0, self.last_small + spacing - now)

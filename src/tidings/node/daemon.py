@@ -761,6 +761,7 @@ class Node:
                     if not connection.ready.is_set():
                         raise HandshakeFailed(HANDSHAKE_CLOSED)
                     break
+                size = len(data)  # data is emptied below when decoded outside the lock
                 budget = connection.budget
                 contended = self._lock.statistics().tasks_waiting > 0
                 hold = budget.wait_before_read(trio.current_time(), contended)
@@ -774,6 +775,8 @@ class Node:
                     data = b""
                 try:
                     events, work = await self._core(self._timed_receive, session, data)
+                    # Answers to send: paced by MAX_QUEUED_OUTPUT, not spaced (spec/14 §6).
+                    answered = session in self.replicator.local.dirty
                     budget.charge(trio.current_time(), work + decoded)
                     if failure is not None:
                         raise failure
@@ -784,7 +787,8 @@ class Node:
                 await self._act_on(events, connection)
                 connection.progress.set()
                 connection.progress = trio.Event()
-                spacing = budget.wait_after_small(trio.current_time(), len(data))
+                spacing = budget.wait_after_small(trio.current_time(), size,
+                                                  answered=answered)
                 if spacing:
                     await trio.sleep(spacing)  # small reads: what comes meanwhile, at once
         except PeerError as error:

@@ -192,7 +192,7 @@ class BlobFetcher:
         for _, payload in items:
             for blob, _media in blobs_in(payload):
                 if blob not in self.wants and self.policy.accepts(feed, blob.size) \
-                        and not self.store.has(blob):
+                        and not self.store.has(blob) and not self.store.was_removed(blob):
                     self.want(blob)
 
     # -- peers -----------------------------------------------------------------------------

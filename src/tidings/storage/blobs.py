@@ -69,6 +69,11 @@ HAVE_FILE = "have"
 PIN_FILE = "pinned"
 USED_FILE = "used"
 LOCK_FILE = ".lock"
+#: The blobs the owner removed, one id a line: no fetch policy brings them back.
+REMOVED_FILE = "removed"
+#: Removed blobs remembered: ~70 bytes each, so the file stays under 300 KB; the
+#: oldest are forgotten first (a policy may fetch them again).
+MAX_REMOVED = 4096
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 #: One :meth:`BlobStore.read` returns at most 16 MiB; :meth:`BlobStore.iter_range`
@@ -230,6 +235,8 @@ class BlobStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._blobs: dict[BlobId, _Blob] = {}
+        #: Blobs the owner removed (REMOVED_FILE), read on first use.
+        self._removed: dict[BlobId, None] | None = None
         self._importer = False
         try:
             self.path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
@@ -388,6 +395,7 @@ class BlobStore:
         """Start holding ``blob_id`` (no chunk yet), to fetch it; a blob held already is
         left as it is (``pin`` pins it)."""
         with self._mutex:
+            self._remember_removed(blob_id, False)  # asked for again
             blob = self._get(blob_id)
             if blob is None:
                 self._make_room(_overhead(blob_id), keep=blob_id)
@@ -789,13 +797,57 @@ class BlobStore:
         blob.pinned = pinned
 
     def remove(self, blob_id: BlobId) -> bool:
-        """Drop a blob and every chunk of it; False if it was not held."""
+        """Drop a blob and every chunk of it (its owner's choice: remembered, so that
+        no fetch policy brings it back until it is asked for again with
+        :meth:`begin`); False if it was not held."""
         with self._mutex:
+            self._remember_removed(blob_id, True)
             blob = self._get(blob_id)
             if blob is None:
                 return False
             self._discard(blob)
             return True
+
+    def was_removed(self, blob_id: BlobId) -> bool:
+        """Whether the owner removed ``blob_id`` and has not asked for it since."""
+        with self._mutex:
+            return blob_id in self._removed_ids()
+
+    def _removed_ids(self) -> dict[BlobId, None]:
+        if self._removed is None:
+            self._removed = {}
+            try:
+                text = (self.path / REMOVED_FILE).read_text("ascii", errors="replace")
+            except FileNotFoundError:
+                text = ""
+            for line in text.splitlines()[-MAX_REMOVED:]:
+                try:
+                    self._removed[BlobId.parse(line.strip())] = None
+                except InvalidBlobId:
+                    continue  # a torn or foreign line: that blob may be fetched again
+        return self._removed
+
+    def _remember_removed(self, blob_id: BlobId, removed: bool) -> None:
+        ids = self._removed_ids()
+        if (blob_id in ids) == removed:
+            return
+        if removed:
+            ids[blob_id] = None
+            while len(ids) > MAX_REMOVED:
+                del ids[next(iter(ids))]
+        else:
+            del ids[blob_id]
+        if self._importer:
+            return  # the owner keeps the file
+        temporary = self.path / f"{REMOVED_FILE}.new"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE)
+        try:
+            _pwrite_all(fd, "".join(f"{b}\n" for b in ids).encode("ascii"), 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.path / REMOVED_FILE)
+        _fsync_dir(self.path)
 
     def _discard(self, blob: _Blob) -> None:
         # Renamed away first, so that a crash leaves the blob whole or gone.
