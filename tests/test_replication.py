@@ -22,8 +22,10 @@ from tidings.errors import (
     DuplicateConnection,
     InvalidData,
     MalformedMessage,
+    NotesFull,
     PeerFlooding,
     PeerRefused,
+    RemoteProtocolError,
     SelfConnection,
     UnexpectedMessage,
     UnsupportedVersion,
@@ -555,6 +557,32 @@ def test_a_relay_stores_every_feed_offered_to_it_up_to_its_limit() -> None:
     sync(relay, e)
     assert sorted(held(relay, f) for f in from_e) == [0, 0, 2]
     assert len(relay.logbook.feeds()) == 4
+
+
+def test_notes_kept_are_counted_across_sessions_and_bounded() -> None:
+    """spec/14 §3: one count of the notes every session keeps; a clock that takes it
+    over the bound ends that session with busy (not the peer's fault), and a
+    closed session's notes no longer count."""
+    a, c = node("a", who=1), node("c", who=3)
+    from_a, from_c = publish_feeds(a.logbook, 6, 1), publish_feeds(c.logbook, 6, 1)
+    a.refresh_local()
+    c.refresh_local()
+    b = node("b", follows=[*from_a, *from_c])
+    first = sync(b, a)
+    kept = b.notes.used
+    assert kept == len(first.sa.received) >= 6
+    b.notes.limit = kept + 3
+    second = connect(b, c)
+    with pytest.raises(NotesFull, match="at most 9 feeds") as raised:
+        run(second)
+    assert raised.value.code == "busy" and not isinstance(raised.value, RemoteProtocolError)
+    assert second.sa.error is raised.value
+    assert b.notes.used == kept  # the failed session's notes were released
+    b.close_session(second.sa)
+    b.close_session(first.sa)
+    assert b.notes.used == 0
+    b.notes.limit = 100
+    assert [held(sync(b, c).b, f) for f in from_c] == [1] * 6  # served again later
 
 
 def test_a_full_relay_gives_an_unread_feeds_place_to_a_new_author() -> None:

@@ -63,6 +63,7 @@ from tidings.replication.session import (
     IdentityEventsReceived,
     IdentityNotesReceived,
     IdentityRequested,
+    NoteBudget,
     NotesReceived,
     PartialReceived,
     PartialRequested,
@@ -231,6 +232,8 @@ class Replicator:
         self.relay = relay
         self.relay_max_feeds = relay_max_feeds
         self.quota = RelayQuota(relay_max_feeds, relay_max_bytes)
+        #: Notes kept by all sessions together (spec/14 §3).
+        self.notes = NoteBudget()
         #: Payloads peers did not send, asked of other peers (nil is "not sent").
         self.payloads = MissingPayloads()
         self.memory: ClockMemory = memory or MemoryClocks()
@@ -339,7 +342,7 @@ class Replicator:
             initiator=initiator, static_private=self.static_private,
             network_key=self.network_key, ephemeral_private=ephemeral_private,
         )
-        session = Session(channel, self.local, relay=self.relay)
+        session = Session(channel, self.local, relay=self.relay, notes=self.notes)
         if initiator:
             channel.start()
         return session
@@ -377,6 +380,7 @@ class Replicator:
 
     def close_session(self, session: Session, *, remember: bool = True) -> None:
         """Forget a session; its clocks are kept for the next one with this peer."""
+        session.release_notes()
         peer = self.peers.pop(session, None)
         if peer is not None:
             key = peer.key
