@@ -26,7 +26,7 @@ import pytest
 import trio
 
 from tests.embed_helpers import PATIENCE, address_of, eventually
-from tests.http_client import EventStream, Reply, raw_request, read_events, request
+from tests.http_client import EventStream, Reply, collected, raw_request, read_events, request
 from tests.nodes import running, wait_for
 from tests.test_cli import _env, ok, tidings
 from tidings import FeedId
@@ -683,7 +683,7 @@ async def test_public_feeds_link_from_the_base_url_not_the_host_header(tmp_path:
     for base, expected in ((None, ".."),  # relative to the document
                            ("https://feeds.example.org/", "https://feeds.example.org")):
         handler = PublicFeeds(book.store, base)
-        reply = await handler(request)
+        reply = await collected(await handler(request))
         assert b"evil.example" not in reply.body
         # Atom's media type follows Accept (a browser gets XML it renders); nothing else varies.
         assert [value for name, value in reply.headers if name.lower() == "vary"] == ["Accept"]
@@ -719,7 +719,7 @@ async def test_feed_pages_never_read_large_payloads_and_keep_tokens_off_public_l
     book.store.entries_at = counting  # type: ignore[method-assign]
     request = Request("GET", "", f"/feeds/{feed}.atom", {"token": ["t0k3n"], "limit": ["2"]},
                       {"host": "127.0.0.1"}, b"", ("127.0.0.1", 1))
-    reply = await PublicFeeds(book.store)(request)
+    reply = await collected(await PublicFeeds(book.store)(request))
     parsed = feedparser.parse(reply.body)
     assert parsed.bozo == 0
     assert [e.title for e in parsed.entries] == ["the newest", f"<{MAX_SHOWN_PAYLOAD + 1} bytes>"]
