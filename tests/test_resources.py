@@ -4,13 +4,15 @@ The same bounds against real processes are in tests/test_attacks.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tidings.core.ids import FeedId
 from tidings.errors import MalformedMessage
 from tidings.node.budget import SMALL_READS_PER_SECOND, WORK_BURST, ReadBudget
 from tidings.node.slots import Standing, admit, inbound_cap, source
-from tidings.node.state import network_prefix
+from tidings.node.state import MAX_PER_SOURCE, NodeState, network_prefix
 from tidings.replication.payloads import MissingPayloads
 from tidings.replication.relay import MIN_HOLD, OFFER_TTL, PENDING_PER_PEER, RelayQuota
 from tidings.wire.messages import MAX_ARRAYS, decode_message
@@ -137,3 +139,28 @@ def test_a_msgpack_bomb_is_refused_while_it_is_decoded() -> None:
     bomb = b"\x94\x01\x00\xdc" + count.to_bytes(2, "big") + inner * count + b"\x01"
     with pytest.raises(MalformedMessage, match=f"over {MAX_ARRAYS} arrays"):
         decode_message(bomb)
+
+
+def test_learned_addresses_are_bounded_per_source_across_sessions(tmp_path: Path) -> None:
+    """spec/14 §5: a source (the network prefix of the peer that gave them) keeps at
+    most MAX_PER_SOURCE unproven addresses in the table, however many sessions it
+    opens, across restarts; a failed address makes room again; others keep theirs."""
+    path = tmp_path / "node.sqlite3"
+    state = NodeState(path)
+    for session in range(8):  # 8 sessions of 16 addresses, each in its own /24
+        fresh = [(f"10.{session}.{i}.1", 4000) for i in range(16)]
+        state.add_peers(fresh, "exchange", learned_from="198.51.100.7")
+    learned = [p for p in state.peers() if p.source == "exchange"]
+    assert len(learned) == MAX_PER_SOURCE
+    state.close()
+    state = NodeState(path)  # a restart: the count is in the table
+    state.add_peers([("10.200.0.1", 4000)], "exchange", learned_from="198.51.100.99")  # same /24
+    assert len([p for p in state.peers() if p.source == "exchange"]) == MAX_PER_SOURCE
+    state.add_peers([("10.201.0.1", 4000)], "exchange", learned_from="192.0.2.1")  # another
+    assert ("10.201.0.1", 4000) in {p.address for p in state.peers()}
+    assert state.forget_unproven(learned[0].address)
+    state.add_peers([("10.202.0.1", 4000)], "exchange", learned_from="198.51.100.7")
+    assert ("10.202.0.1", 4000) in {p.address for p in state.peers()}
+    state.add_peers([("10.203.0.1", 4000)], "config")  # configured: never bounded
+    assert ("10.203.0.1", 4000) in {p.address for p in state.peers()}
+    state.close()
