@@ -15,6 +15,8 @@ from typing import Any
 import h11
 import trio
 
+from tidings.http import server
+
 #: A test that waits longer than this for one reply has found a hang, not a slow server.
 REPLY_TIMEOUT = 60.0  # a hang guard, not a timing assertion: generous for a loaded machine
 
@@ -225,3 +227,17 @@ async def read_events(address: tuple[str, int], target: str, *, headers: Headers
 
 
 __all__ = ["Event", "EventStream", "Reply", "raw_request", "read_events", "request"]
+
+
+async def collected(reply: server.Response) -> server.Response:
+    """``reply`` with a streamed body (a gateway document) read whole into ``body``, as
+    a client would receive it; a reply built whole is returned as it is."""
+    if reply.stream is not None:
+        pieces: list[bytes] = []
+
+        async def take(data: bytes) -> None:
+            pieces.append(data)
+
+        await reply.stream(take)
+        reply.body, reply.stream = b"".join(pieces), None
+    return reply

@@ -26,7 +26,7 @@ import pytest
 import trio
 
 from tests.embed_helpers import PATIENCE, address_of, eventually
-from tests.http_client import EventStream, Reply, raw_request, read_events, request
+from tests.http_client import EventStream, Reply, collected, raw_request, read_events, request
 from tests.nodes import running, wait_for
 from tests.test_cli import _env, ok, tidings
 from tidings import FeedId
@@ -687,7 +687,7 @@ async def test_public_feeds_link_from_the_base_url_not_the_host_header(tmp_path:
     for base, expected in ((None, ".."),  # relative to the document
                            ("https://feeds.example.org/", "https://feeds.example.org")):
         handler = PublicFeeds(book.store, base)
-        reply = await handler(request)
+        reply = await collected(await handler(request))
         assert b"evil.example" not in reply.body
         # Atom's media type follows Accept (a browser gets XML it renders); nothing else varies.
         assert [value for name, value in reply.headers if name.lower() == "vary"] == ["Accept"]
@@ -723,7 +723,7 @@ async def test_feed_pages_never_read_large_payloads_and_keep_tokens_off_public_l
     book.store.entries_at = counting  # type: ignore[method-assign]
     request = Request("GET", "", f"/feeds/{feed}.atom", {"token": ["t0k3n"], "limit": ["2"]},
                       {"host": "127.0.0.1"}, b"", ("127.0.0.1", 1))
-    reply = await PublicFeeds(book.store)(request)
+    reply = await collected(await PublicFeeds(book.store)(request))
     parsed = feedparser.parse(reply.body)
     assert parsed.bozo == 0
     assert [e.title for e in parsed.entries] == ["the newest", f"<{MAX_SHOWN_PAYLOAD + 1} bytes>"]
@@ -731,3 +731,36 @@ async def test_feed_pages_never_read_large_payloads_and_keep_tokens_off_public_l
     assert "t0k3n" not in reply.body.decode()  # the public gateway takes no token
     assert dict(reply.headers)["Cache-Control"] == "max-age=60"
     book.store.close()
+
+
+# -- a full disk ----------------------------------------------------------------------
+
+
+async def test_a_full_disk_answers_507_and_publishing_resumes_when_space_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec/14 §4: a write that finds the disk full is a 507 that says what to do,
+    reads are still answered, and once space returns the same request succeeds.
+    The disk is the store's page limit (``TIDINGS_TEST_PAGE_LIMIT``), read at
+    each write."""
+    limit = tmp_path / "page-limit"
+    limit.write_text("0")  # no limit yet
+    monkeypatch.setenv("TIDINGS_TEST_PAGE_LIMIT", str(limit))
+    async with api_node(tmp_path / "a") as full:
+        big = {"log": "blog", "payload_base64": base64.b64encode(b"x" * 60_000).decode()}
+        assert (await full.post("/v1/publish", big)).status == 201
+        limit.write_text("1")  # SQLite keeps the pages it has: nothing more fits
+        statuses = [(await full.post("/v1/publish", big)) for _ in range(8)]
+        refused = [r for r in statuses if r.status != 201]
+        assert refused, [r.status for r in statuses]
+        assert {r.status for r in refused} == {507}
+        assert error_code(refused[0]) == "storage_full"
+        assert "free some space" in refused[0].json()["error"]["message"]
+        feed = str(full.node.feed("blog"))
+        listed = await full.get(f"/v1/feeds/{feed}/entries")
+        assert listed.status == 200
+        held = len(listed.json()["entries"])
+        assert (await full.get("/v1/status")).status == 200
+        limit.write_text("0")  # space returns
+        again = await full.post("/v1/publish", big)
+        assert again.status == 201, again.body
+        assert again.json()["seq"] == held + 1

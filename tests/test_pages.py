@@ -8,6 +8,7 @@ author wrote, a script, a link that is not http(s) or ours.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -21,10 +22,19 @@ import pytest
 from tidings import Identity, Logbook, SqliteStore
 from tidings.content import About, Attachment, LinkShare, Post, Replace, Retract, encode
 from tidings.http import gateway
-from tidings.http.gateway import PublicFeeds, TokenLinks
+from tidings.http.gateway import TokenLinks
 from tidings.http.pages import CSP, CSS
 from tidings.http.server import Request, Response
 from tidings.storage.base import Store
+
+from .http_client import collected
+
+
+class PublicFeeds(gateway.PublicFeeds):
+    """The gateway, with each streamed document read whole (as a client gets it)."""
+
+    async def __call__(self, request: Request) -> Response:
+        return await collected(await super().__call__(request))
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> & \u202eevil"
 
@@ -235,7 +245,7 @@ async def test_on_the_local_api_links_keep_the_token_and_stay_private(book: Logb
         pattern = next(p for _, p, call in gateway.ROUTES if call is route)
         match = re.fullmatch(pattern, path)
         assert match is not None
-        reply = await route(source, request(path, "token=s3cret"), match)
+        reply = await collected(await route(source, request(path, "token=s3cret"), match))
         page = parse(reply)
         ours = [h for h in page.hrefs() if h.startswith(".")]
         assert ours and all(h.endswith("token=s3cret") for h in ours), ours
@@ -286,3 +296,45 @@ def test_serve_feeds_takes_its_base_url_from_the_config(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
     usage_error(tidings(home, "serve-feeds", "--base-url", "feeds.example.org"),
                 "is not a base URL")
+
+
+async def _pieces(reply: Response) -> list[bytes]:
+    pieces: list[bytes] = []
+
+    async def take(data: bytes) -> None:
+        pieces.append(data)
+
+    assert reply.stream is not None
+    await reply.stream(take)
+    return pieces
+
+
+async def test_documents_are_streamed_in_pieces_within_the_page_budget(book: Logbook) -> None:
+    """spec/14 §8: a page of large posts is sent in pieces of about STREAM_PIECE bytes
+    as its entries are rendered (a client that does not read holds one piece, not
+    the document), and still ends at the page's byte budget with a next link."""
+    for _ in range(20):
+        book.publish(encode(Post("&" * 30_000)), "blog")  # 150 KB each once escaped
+    feed = book.feed("blog")
+    handler = gateway.PublicFeeds(book.store)
+    for path in (f"/feeds/{feed}.atom", f"/feeds/{feed}.rss", f"/feeds/{feed}.json",
+                 f"/feeds/{feed}"):
+        reply = await handler(request(path, "limit=200"))
+        assert reply.status == 200 and reply.body == b"" and reply.stream is not None, path
+        pieces = await _pieces(reply)
+        whole = b"".join(pieces)
+        assert len(pieces) >= 3, (path, len(pieces))
+        # A piece is at most STREAM_PIECE and one entry more (a 30,000 "&" post).
+        assert max(map(len, pieces)) <= gateway.STREAM_PIECE + 200_000, path
+        assert len(whole) < 2 * 1024 * 1024, (path, len(whole))
+        if path.endswith(".json"):
+            doc = json.loads(whole)
+            assert 1 < len(doc["items"]) < 20 and "next_url" in doc
+        elif path.endswith((".atom", ".rss")):
+            parsed = feedparser.parse(whole)
+            assert parsed.bozo == 0 and 1 < len(parsed.entries) < 20, path
+            assert "next" in {link.rel for link in parsed.feed.get("links", [])} or \
+                path.endswith(".rss")
+        else:
+            page = parse(Response(200, whole, reply.content_type, reply.headers))
+            assert any(a.get("rel") == "next" for a in page.of("a"))

@@ -22,13 +22,16 @@ from tidings.errors import (
     DuplicateConnection,
     InvalidData,
     MalformedMessage,
+    NotesFull,
     PeerFlooding,
     PeerRefused,
+    RemoteProtocolError,
     SelfConnection,
     UnexpectedMessage,
     UnsupportedVersion,
     WrongFeed,
 )
+from tidings.replication.relay import MIN_HOLD
 from tidings.replication.replicator import (
     PARTIAL_PAYLOAD_BYTES,
     MemoryClocks,
@@ -554,6 +557,76 @@ def test_a_relay_stores_every_feed_offered_to_it_up_to_its_limit() -> None:
     sync(relay, e)
     assert sorted(held(relay, f) for f in from_e) == [0, 0, 2]
     assert len(relay.logbook.feeds()) == 4
+
+
+def test_notes_kept_are_counted_across_sessions_and_bounded() -> None:
+    """spec/14 §3: one count of the notes every session keeps; a clock that takes it
+    over the bound ends that session with busy (not the peer's fault), and a
+    closed session's notes no longer count."""
+    a, c = node("a", who=1), node("c", who=3)
+    from_a, from_c = publish_feeds(a.logbook, 6, 1), publish_feeds(c.logbook, 6, 1)
+    a.refresh_local()
+    c.refresh_local()
+    b = node("b", follows=[*from_a, *from_c])
+    first = sync(b, a)
+    kept = b.notes.used
+    assert kept == len(first.sa.received) >= 6
+    b.notes.limit = kept + 3
+    second = connect(b, c)
+    with pytest.raises(NotesFull, match="at most 9 feeds") as raised:
+        run(second)
+    assert raised.value.code == "busy" and not isinstance(raised.value, RemoteProtocolError)
+    assert second.sa.error is raised.value
+    assert b.notes.used == kept  # the failed session's notes were released
+    b.close_session(second.sa)
+    b.close_session(first.sa)
+    assert b.notes.used == 0
+    b.notes.limit = 100
+    assert [held(sync(b, c).b, f) for f in from_c] == [1] * 6  # served again later
+
+
+def test_a_full_relay_gives_an_unread_feeds_place_to_a_new_author() -> None:
+    """spec/14 §4: at its feed quota, once its feeds are held MIN_HOLD, a relay takes a
+    new author's feed in the place of the least served one (deleted), and a feed
+    that readers read stays."""
+    a, e = node("a", who=1), node("e", who=5)
+    from_a = publish_feeds(a.logbook, 3, 2)
+    blog = publish_feeds(e.logbook, 1, 4)[0]
+    a.refresh_local()
+    e.refresh_local()
+    relay = node("relay", relay=True, relay_max_feeds=3)
+    relay.tick(1.0)
+    sync(relay, a)
+    assert [held(relay, f) for f in from_a] == [2, 2, 2]
+    reader = node("reader", follows=[from_a[0]])
+    sync(reader, relay)  # feed 0 is read
+    assert held(reader, from_a[0]) == 2
+    sync(relay, e)
+    assert held(relay, blog) == 0  # held too briefly to give way: refused for now
+    relay.tick(1.0 + MIN_HOLD)
+    sync(relay, e)
+    assert held(relay, blog) == 4
+    assert [held(relay, f) for f in from_a] == [2, 0, 2]  # the oldest unread gave way
+    assert relay.quota.bytes_used == sum(relay.logbook.store.feed_bytes(f)
+                                         for f in relay.quota.charged)
+
+
+def test_a_relays_byte_count_survives_a_restart(tmp_path: Path) -> None:
+    from tidings import SqliteStore
+    a = node("a", who=1)
+    feeds = publish_feeds(a.logbook, 2, 3, lambda f, i: bytes(1000))
+    a.refresh_local()
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    relay = node("relay", book=Logbook(store), relay=True, relay_max_bytes=100_000)
+    sync(relay, a)
+    used = relay.quota.bytes_used
+    assert used >= 6000 and [held(relay, f) for f in feeds] == [3, 3]
+    store.close()
+    again = node("relay", book=Logbook(SqliteStore(tmp_path / "relay.sqlite3")), relay=True,
+                 relay_max_bytes=100_000)
+    assert set(again.quota.charged) == set(feeds)
+    assert again.quota.bytes_used == sum(again.logbook.store.feed_bytes(f) for f in feeds)
+    assert abs(again.quota.bytes_used - used) < 200  # entries counted, not estimated
 
 
 def test_a_relay_counts_a_feed_named_twice_in_one_clock_once() -> None:

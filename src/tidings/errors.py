@@ -320,6 +320,14 @@ class StoreBusy(PeerError):
     code = "busy"
 
 
+class NotesFull(PeerError):
+    """This node keeps the notes of a bounded number of feeds across all its
+    connections (spec/14 §3) and this peer's clock went over it: the connection
+    ends, not the peer's fault; connect again later."""
+
+    code = "busy"
+
+
 class PeerEvicted(PeerError):
     """This node is at its bound of inbound connections and closed this one, the
     least proven, for a newcomer (spec/14 §2). Not a fault: connect again later."""

@@ -18,6 +18,7 @@ Normative description: ``spec/http-api.md`` and ``spec/openapi.json``. In short:
 from __future__ import annotations
 
 import base64
+import errno
 import hmac
 import ipaddress
 import json
@@ -38,7 +39,7 @@ from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
-from tidings.errors import InvalidContent, PeerError, TidingsError, UsageError
+from tidings.errors import InvalidContent, PeerError, StorageFull, TidingsError, UsageError
 from tidings.http import gateway
 from tidings.http.blobs import blob_response, parse_blob, sweep_uploads
 from tidings.http.feedview import read_entries
@@ -323,6 +324,12 @@ class Api(gateway.TokenLinks):
                 continue
             try:
                 return await candidate.call(self, request, match)
+            except StorageFull:
+                raise _storage_full() from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise _storage_full() from None
             except InvalidContent as exc:
                 raise HttpError(400, "invalid_content", str(exc)) from None
             except UsageError as exc:
@@ -333,6 +340,15 @@ class Api(gateway.TokenLinks):
                             [("Allow", ", ".join(sorted(set(allowed))))])
         raise HttpError(404, "not_found", f"no such endpoint: {request.path[:200]}; "
                         f"see {API_PREFIX}/openapi.json")
+
+
+def _storage_full() -> HttpError:
+    """A write that found the disk full (spec/14 §4): nothing was written, and the
+    node goes on serving reads; a 507 says so, never a 500."""
+    return HttpError(507, "storage_full",
+                     "the node's disk is full, and nothing was written: free some space "
+                     "on the disk that holds its home, then send the request again (the "
+                     "node resumes by itself)")
 
 
 def _is_loopback_ip(text: str) -> bool:
@@ -421,6 +437,8 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
             raise HttpError(400, "invalid_request", "payload_base64 must be base64") from None
     try:
         entry = await api.node.publish(payload, log)
+    except StorageFull:
+        raise
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
     return json_response(item_json(Item(entry, payload)), 201)

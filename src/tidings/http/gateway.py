@@ -23,7 +23,7 @@ relative to the document; never built from the request's ``Host``.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 from urllib.parse import quote
 
@@ -38,7 +38,7 @@ from tidings.http import pages as webpages
 from tidings.http import syndication
 from tidings.http.blobs import attached_blobs, blob_response, parse_blob
 from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
-from tidings.http.server import HttpError, HttpServer, Request, Response, error_response
+from tidings.http.server import HttpError, HttpServer, Request, Response, Send, error_response
 from tidings.node.log import Logger
 from tidings.storage.base import Store, undisputed_extent
 from tidings.storage.blobs import BlobStore
@@ -61,10 +61,10 @@ class TokenLinks:
     """A feed source whose links keep a ``?token=`` (the local API, not the public gateway)."""
 
 
-_FORMATS: dict[str, tuple[Callable[..., bytes], str]] = {
-    "atom": (syndication.atom, "application/atom+xml; charset=utf-8"),
-    "json": (syndication.json_feed, "application/feed+json; charset=utf-8"),
-    "rss": (syndication.rss, "application/rss+xml; charset=utf-8"),
+_FORMATS: dict[str, tuple[Callable[..., Iterator[str]], str]] = {
+    "atom": (syndication.atom_parts, "application/atom+xml; charset=utf-8"),
+    "json": (syndication.json_feed_parts, "application/feed+json; charset=utf-8"),
+    "rss": (syndication.rss_parts, "application/rss+xml; charset=utf-8"),
 }
 #: The Atom feed's bytes under the type browsers render (they show
 #: application/atom+xml as plain text, and apply no stylesheet to it).
@@ -140,6 +140,31 @@ async def _render(work: Callable[[], T]) -> T:
     return await trio.to_thread.run_sync(work, limiter=limiter)
 
 
+#: Bytes of a streamed document rendered per turn of a render slot (spec/14 §8).
+STREAM_PIECE = 64 * 1024
+
+
+def _streamed(parts: Iterator[str]) -> Callable[[Send], Awaitable[None]]:
+    """A response body sent as it is rendered: a piece of about STREAM_PIECE bytes
+    at a time, each rendered in a render slot, which is free again while the
+    client reads it. So a client that does not read holds one piece, not the
+    document, and no slot."""
+    def take() -> bytes:
+        out, size = [], 0
+        for part in parts:
+            data = part.encode("utf-8")
+            out.append(data)
+            size += len(data)
+            if size >= STREAM_PIECE:
+                break
+        return b"".join(out)
+
+    async def stream(send: Send) -> None:
+        while piece := await _render(take):
+            await send(piece)
+    return stream
+
+
 def _not_held(feed: FeedId | str) -> HttpError:
     return HttpError(404, "not_found", f"this node holds no entries of {feed}")
 
@@ -161,7 +186,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
     links = _links(source, request)
     serves_blobs = getattr(source, "blobs", None) is not None
 
-    def read_and_render() -> bytes:
+    def read_and_render() -> Iterator[str]:
         extent = undisputed_extent(source.store, feed)
         if not extent:
             raise LookupError
@@ -188,7 +213,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
         headers.append(("Vary", "Accept"))  # the type depends on it
         if wants_html(request):
             media = _ATOM_FOR_BROWSERS
-    return Response(200, body, media, headers=headers)
+    return Response(200, content_type=media, headers=headers, stream=_streamed(body))
 
 
 async def render_feed_page(source: FeedSource, request: Request,
@@ -198,13 +223,13 @@ async def render_feed_page(source: FeedSource, request: Request,
     before, limit = _paging(request)
     links = _links(source, request)
 
-    def read_and_render() -> bytes:
+    def read_and_render() -> Iterator[str]:
         page = view_page(source.store, feed, before, limit or DEFAULT_PAGE)
         if page is None:
             raise LookupError
         lowest = page.lowest
         next_url = links.feed_page(feed, lowest, limit) if page.more and lowest else None
-        return webpages.feed_page(
+        return webpages.feed_page_parts(
             feed, page.entries, page.corrected_at, links, about=about_of(source.store, feed),
             next_url=next_url, newest_url=links.feed_page(feed) if before else None)
 
@@ -212,7 +237,9 @@ async def render_feed_page(source: FeedSource, request: Request,
         body = await _render(read_and_render)
     except LookupError:
         raise _not_held(feed) from None
-    return _html(200, body, _headers(source, request))
+    response = _html(200, b"", _headers(source, request))
+    response.stream = _streamed(body)
+    return response
 
 
 async def render_entry_page(source: FeedSource, request: Request,

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -167,6 +167,12 @@ class Links:
 
 def _page(title: str, body: list[str], links: Links, *, alternates: Sequence[str] = ()
           ) -> bytes:
+    return "".join(_page_parts(title, body, links, alternates=alternates)).encode("utf-8")
+
+
+def _page_parts(title: str, body: Iterable[str], links: Links, *,
+                alternates: Sequence[str] = ()) -> Iterator[str]:
+    """The page in pieces: its head, each piece of ``body`` as it comes, its tail."""
     head = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -187,7 +193,10 @@ def _page(title: str, body: list[str], links: Links, *, alternates: Sequence[str
             '<footer><p>Served by tidings: signed, append-only logs. Every feed here is also '
             "an Atom feed and a JSON Feed for feed readers.</p></footer>",
             "</body>", "</html>", ""]
-    return "\n".join([*head, *body, *tail]).encode("utf-8")
+    yield "\n".join(head) + "\n"
+    for piece in body:
+        yield piece + "\n"
+    yield "\n".join(tail)
 
 
 def _alternates(feed: FeedId, title: str, links: Links) -> list[str]:
@@ -342,7 +351,24 @@ def feed_page(feed: FeedId, entries: Sequence[Shown[Entry]], corrected_at: dict[
               links: Links, *, about: About | None = None, next_url: str | None = None,
               newest_url: str | None = None) -> bytes:
     """``GET /feeds/<feed id>``: a page of a feed, newest first, corrections applied."""
+    return "".join(feed_page_parts(feed, entries, corrected_at, links, about=about,
+                                   next_url=next_url, newest_url=newest_url)).encode("utf-8")
+
+
+def feed_page_parts(feed: FeedId, entries: Sequence[Shown[Entry]],
+                    corrected_at: dict[int, int], links: Links, *,
+                    about: About | None = None, next_url: str | None = None,
+                    newest_url: str | None = None) -> Iterator[str]:
+    """:func:`feed_page` in pieces: each entry's article is rendered as it is sent."""
     title = feed_title(feed, about)
+    return _page_parts(title, _feed_page_body(feed, title, entries, corrected_at, links,
+                                              about, next_url, newest_url),
+                       links, alternates=_alternates(feed, title, links))
+
+
+def _feed_page_body(feed: FeedId, title: str, entries: Sequence[Shown[Entry]],
+                    corrected_at: dict[int, int], links: Links, about: About | None,
+                    next_url: str | None, newest_url: str | None) -> Iterator[str]:
     body = [f"<h1><bdi>{_h(title)}</bdi></h1>"]
     if about is not None and about.description:
         body.append(f'<p class="text" dir="auto">{_h(about.description)}</p>')
@@ -352,15 +378,16 @@ def feed_page(feed: FeedId, entries: Sequence[Shown[Entry]], corrected_at: dict[
     shown = [s for s in entries if s.state != CORRECTION]
     if not shown:
         body.append("<p>No entries on this page.</p>")
-    body += [_article(feed, s, corrected_at.get(s.entry.seq), links) for s in shown]
+    yield from body
+    for each in shown:
+        yield _article(feed, each, corrected_at.get(each.entry.seq), links)
     pages = []
     if next_url is not None:
         pages.append(f'<a rel="next" href="{_h(next_url)}">Older entries</a>')
     if newest_url is not None:
         pages.append(f'<a href="{_h(newest_url)}">Newest entries</a>')
     if pages:
-        body.append('<nav aria-label="Pages"><p>' + " · ".join(pages) + "</p></nav>")
-    return _page(title, body, links, alternates=_alternates(feed, title, links))
+        yield '<nav aria-label="Pages"><p>' + " · ".join(pages) + "</p></nav>"
 
 
 def entry_page(feed: FeedId, shown: Shown[Entry], corrected_at: int | None, links: Links, *,

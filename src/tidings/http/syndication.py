@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -253,7 +253,12 @@ def _element(name: str, text: str | None = None, **attributes: str | None) -> st
     return f"<{name}{attrs}>{_escape(text)}</{name}>"
 
 
-def atom(
+def atom(feed: FeedId, entries: Page, **options: Any) -> bytes:
+    """One page of ``feed`` as an Atom feed document, built whole: :func:`atom_parts`."""
+    return "".join(atom_parts(feed, entries, **options)).encode("utf-8")
+
+
+def atom_parts(
     feed: FeedId,
     entries: Page,
     *,
@@ -265,8 +270,9 @@ def atom(
     entry_url: Callable[[int], str] | None = None,
     stylesheet: str | None = None,
     blob_url: BlobUrl | None = None,
-) -> bytes:
-    """One page of ``feed`` as an Atom feed document (RFC 4287), UTF-8.
+) -> Iterator[str]:
+    """One page of ``feed`` as an Atom feed document (RFC 4287), in pieces: the head,
+    then each entry as it is rendered (the gateway streams them, spec/14 §8).
 
     ``entries`` are ``(entry, payload or None)``, newest first; ``later`` the
     entries after the page (any order), whose corrections apply to it
@@ -301,9 +307,10 @@ def atom(
     if avatar is not None:
         lines.append(_element("icon", avatar))
     lines.append(_element("generator", "tidings"))
-    lines += _atom_entries(items)
-    lines.append("</feed>\n")
-    return "\n".join(lines).encode("utf-8")
+    yield "\n".join(lines) + "\n"
+    for item in items:
+        yield "\n".join(_atom_entries([item])) + "\n"
+    yield "</feed>\n"
 
 
 def _atom_entries(items: Sequence[_Item]) -> list[str]:
@@ -405,7 +412,12 @@ def _json_attachment(attachment: Attachment) -> dict[str, Any]:
     return out
 
 
-def json_feed(
+def json_feed(feed: FeedId, entries: Page, **options: Any) -> bytes:
+    """One page of ``feed`` as a JSON Feed, built whole: :func:`json_feed_parts`."""
+    return "".join(json_feed_parts(feed, entries, **options)).encode("utf-8")
+
+
+def json_feed_parts(
     feed: FeedId,
     entries: Page,
     *,
@@ -417,8 +429,9 @@ def json_feed(
     entry_url: Callable[[int], str] | None = None,
     stylesheet: str | None = None,
     blob_url: BlobUrl | None = None,
-) -> bytes:
-    """One page of ``feed`` as a JSON Feed 1.1 document, UTF-8. Arguments as for :func:`atom`
+) -> Iterator[str]:
+    """One page of ``feed`` as a JSON Feed 1.1 document, in pieces (the items last, one
+    piece each, as they are rendered). Arguments as for :func:`atom`
     (``stylesheet`` is for Atom only: a browser shows JSON as it is). A retracted entry is
     left out: JSON Feed has no tombstones."""
     author: dict[str, Any] = {"name": _author_name(feed, about)}
@@ -436,9 +449,16 @@ def json_feed(
         doc["icon"] = author["avatar"] = avatar
     doc["authors"] = [author]
     doc["_tidings"] = {"feed": str(feed), "author": str(feed.author), "log_id": feed.log_id}
-    doc["items"] = [_json_item(item) for item in _items(feed, entries, later, entry_url,
-                                                        blob_url) if not item.retracted]
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    items = _items(feed, entries, later, entry_url, blob_url)
+    head = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    yield head[:-1] + ',"items":['  # (the same bytes as with "items" the last key)
+    first = True
+    for item in items:
+        if not item.retracted:
+            yield ("" if first else ",") + json.dumps(
+                _json_item(item), ensure_ascii=False, separators=(",", ":"))
+            first = False
+    yield "]}"
 
 
 # -- RSS 2.0 with the iTunes podcast tags ----------------------------------------------
@@ -452,7 +472,12 @@ def _duration(seconds: int) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
-def rss(
+def rss(feed: FeedId, entries: Page, **options: Any) -> bytes:
+    """One page of ``feed`` as RSS 2.0, built whole: :func:`rss_parts`."""
+    return "".join(rss_parts(feed, entries, **options)).encode("utf-8")
+
+
+def rss_parts(
     feed: FeedId,
     entries: Page,
     *,
@@ -464,8 +489,9 @@ def rss(
     entry_url: Callable[[int], str] | None = None,
     stylesheet: str | None = None,
     blob_url: BlobUrl | None = None,
-) -> bytes:
-    """One page of ``feed`` as RSS 2.0 with the iTunes podcast tags, for podcast apps.
+) -> Iterator[str]:
+    """One page of ``feed`` as RSS 2.0 with the iTunes podcast tags, for podcast apps,
+    in pieces (the head, then each item as it is rendered).
 
     Arguments as for :func:`atom`. The show's title, description and artwork come from
     the author's about content; each post with an audio or video attachment is an
@@ -512,6 +538,9 @@ def rss(
                   f"<image>{_element('url', avatar)}{_element('title', title)}"
                   f"{_element('link', html_url or self_url)}</image>"]
     for item in items:
+        if lines:
+            yield "\n".join(lines) + "\n"
+            lines = []
         if item.retracted:
             continue  # RSS has no tombstones: a retracted episode leaves the feed
         lines += ["<item>", _element("title", item.title),
@@ -531,7 +560,7 @@ def rss(
         lines += [_element("category", tag) for tag in item.tags if _clean(tag)]
         lines.append("</item>")
     lines += ["</channel>", "</rss>\n"]
-    return "\n".join(lines).encode("utf-8")
+    yield "\n".join(lines)
 
 
 def _rfc822_text(rfc3339_text: str) -> str:

@@ -372,7 +372,8 @@ class Node:
                         self._lan_seen.clear()  # forged beacons cannot grow it
                     self._lan_seen.add(address)
                     self.log.info("lan-peer", addr=format_address(address))
-                await self._state(self.state.add_peers, [address], "lan")
+                await self._state(self.state.add_peers, [address], "lan",
+                                  learned_from=address[0])
 
         nursery.start_soon(remember)
 
@@ -822,7 +823,8 @@ class Node:
                     waiter[1].append(event)
                     waiter[0].set()
             elif isinstance(event, AddressesLearned):
-                await self._state(self.state.add_peers, list(event.addresses), "exchange")
+                await self._state(self.state.add_peers, list(event.addresses), "exchange",
+                                  learned_from=connection.address[0])
 
     async def _send_error(self, connection: Connection, error: PeerError) -> None:
         """The goodbye: the session's error message, queued when it failed (spec/09 §6)."""

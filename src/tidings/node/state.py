@@ -45,6 +45,11 @@ MAX_REMEMBERED = 256
 #: prefix (/24 for IPv4, /48 for IPv6): one party with one network cannot fill
 #: the table or the dial queue with addresses it controls (spec/14 §5).
 MAX_PER_PREFIX = 4
+#: Learned addresses never connected to, kept from one source (the network prefix of
+#: the peer that gave them, or of a LAN beacon) across all its sessions and restarts:
+#: a party that reconnects, or comes back with fresh keys, cannot keep adding
+#: addresses; the per-session bound alone would let it (spec/14 §5).
+MAX_PER_SOURCE = 16
 #: Where learned addresses come from; configured and once-connected ones are dialed first.
 LEARNED = ("exchange", "lan")
 
@@ -81,7 +86,9 @@ _SCHEMA = [
 #: A follow's feed also in binary (author key, log id): a client that follows
 #: 10,000 feeds starts without decoding 10,000 text ids.
 _ADDED_COLUMNS = [("clocks", "head", "BLOB"), ("follows", "author", "BLOB"),
-                  ("follows", "log_id", "TEXT")]
+                  ("follows", "log_id", "TEXT"),
+                  # Who gave a learned address (the network prefix of its source).
+                  ("peers", "learned_from", "TEXT")]
 
 #: Notes as a clock memory keeps them: ``{feed: note}``, sent and received.
 Clocks = tuple[dict[FeedId, Note], dict[FeedId, Note]]
@@ -278,29 +285,38 @@ class NodeState:
 
     # -- peers ----------------------------------------------------------------
 
-    def add_peers(self, addresses: Iterable[tuple[str, int]], source: str) -> None:
+    def add_peers(self, addresses: Iterable[tuple[str, int]], source: str, *,
+                  learned_from: str | None = None) -> None:
         """Remember addresses (known ones keep their history).
 
         Learned ones (``exchange``, ``lan``) are taken only while their network
-        prefix holds fewer than MAX_PER_PREFIX addresses never connected to.
+        prefix holds fewer than MAX_PER_PREFIX addresses never connected to, and
+        while their source (``learned_from``: the host of the peer that gave them;
+        a LAN beacon's own host) has given fewer than MAX_PER_SOURCE of those.
         """
-        rows = [(host, port, source) for host, port in addresses]
+        giver = network_prefix(learned_from) if learned_from is not None else None
+        rows = [(host, port, source, giver) for host, port in addresses]
         if source in LEARNED and rows:
             with self._lock:
                 unproven = self._db.execute(
-                    "SELECT host FROM peers WHERE last_connected IS NULL AND source != 'config'"
+                    "SELECT host, learned_from FROM peers "
+                    "WHERE last_connected IS NULL AND source != 'config'"
                 ).fetchall()
             per_prefix: dict[str, int] = {}
-            for (host,) in unproven:
+            from_giver = 0
+            for host, given_by in unproven:
                 per_prefix[network_prefix(host)] = per_prefix.get(network_prefix(host), 0) + 1
+                from_giver += giver is not None and given_by == giver
             taken = []
             for row in rows:
                 prefix = network_prefix(row[0])
-                if per_prefix.get(prefix, 0) < MAX_PER_PREFIX:
+                if per_prefix.get(prefix, 0) < MAX_PER_PREFIX and from_giver < MAX_PER_SOURCE:
                     per_prefix[prefix] = per_prefix.get(prefix, 0) + 1
+                    from_giver += giver is not None
                     taken.append(row)
             rows = taken
-        self._write("INSERT OR IGNORE INTO peers (host, port, source) VALUES (?, ?, ?)", rows)
+        self._write("INSERT OR IGNORE INTO peers (host, port, source, learned_from) "
+                    "VALUES (?, ?, ?, ?)", rows)
         self._trim()
 
     def forget_unproven(self, address: tuple[str, int]) -> bool:

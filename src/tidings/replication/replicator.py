@@ -42,6 +42,7 @@ from tidings.errors import (
     PeerFlooding,
     PeerRefused,
     SelfConnection,
+    StorageFull,
     UnsignedTail,
 )
 from tidings.replication.blob_fetch import BlobFetcher, BlobPolicy, BlobStored
@@ -62,6 +63,7 @@ from tidings.replication.session import (
     IdentityEventsReceived,
     IdentityNotesReceived,
     IdentityRequested,
+    NoteBudget,
     NotesReceived,
     PartialReceived,
     PartialRequested,
@@ -230,6 +232,8 @@ class Replicator:
         self.relay = relay
         self.relay_max_feeds = relay_max_feeds
         self.quota = RelayQuota(relay_max_feeds, relay_max_bytes)
+        #: Notes kept by all sessions together (spec/14 §3).
+        self.notes = NoteBudget()
         #: Payloads peers did not send, asked of other peers (nil is "not sent").
         self.payloads = MissingPayloads()
         self.memory: ClockMemory = memory or MemoryClocks()
@@ -258,10 +262,14 @@ class Replicator:
         if relay:
             # What a relay stored before a restart it still relays: its peers may
             # open with delta clocks that never offer those feeds again.
-            held = [feed for feed in self.local.heads if self.local.heads[feed] > 0]
+            own = self.logbook.identity.author.key if self.logbook.identity else None
+            held = [feed for feed in self.local.heads
+                    if self.local.heads[feed] > 0 and feed.author_key != own]
             self.relayed = set(held[:relay_max_feeds])
-            self.quota.charged = set(self.relayed)
         self.set_follows(follows)
+        if relay:  # the byte quota survives a restart: counted from the store
+            self.quota.restore({feed: self.logbook.store.feed_bytes(feed)
+                                for feed in self.relayed - self.follows})
 
     # -- what this node holds and wants ---------------------------------------
 
@@ -334,7 +342,7 @@ class Replicator:
             initiator=initiator, static_private=self.static_private,
             network_key=self.network_key, ephemeral_private=ephemeral_private,
         )
-        session = Session(channel, self.local, relay=self.relay)
+        session = Session(channel, self.local, relay=self.relay, notes=self.notes)
         if initiator:
             channel.start()
         return session
@@ -372,6 +380,7 @@ class Replicator:
 
     def close_session(self, session: Session, *, remember: bool = True) -> None:
         """Forget a session; its clocks are kept for the next one with this peer."""
+        session.release_notes()
         peer = self.peers.pop(session, None)
         if peer is not None:
             key = peer.key
@@ -512,15 +521,32 @@ class Replicator:
             if feed in self.forked_at:
                 self._send_proof(peer, feed)
 
-    def _relay_full(self, feed: FeedId) -> None:
-        """The byte quota is spent: ``feed``, which just brought entries, and every offer
-        that brought nothing yet are fetched no more; other relayed feeds stop as they
-        next bring entries. What is held is kept and served (spec/14 §4)."""
-        dropped = ({feed} | set(self.quota.pending)) - self.follows
-        if not self.quota.warned:
+    def _relay_give_up(self, feed: FeedId, gone: list[FeedId]) -> None:
+        """The quota is full (spec/14 §4): the feeds in ``gone`` that the quota no
+        longer charges made room for ``feed`` (least served first) and are deleted;
+        ``feed`` itself, if still charged, is fetched no more (what it holds is kept
+        and served)."""
+        own = self.logbook.identity.author.key if self.logbook.identity else None
+        keep = self.follows | self.identity_feeds | set(self.own_behind)
+        evicted = [f for f in gone if f not in self.quota.charged and f not in keep
+                   and f.author_key != own]
+        if feed in self.quota.charged and feed in gone and not self.quota.warned:
             self.quota.warned = True
             self.log("relay-quota-full", bytes=self.quota.bytes_used)
-        self.quota.pending.clear()
+        deleted = []
+        for victim in evicted:
+            try:
+                self.logbook.store.delete_feed(victim)
+            except StorageFull:
+                continue  # (a full disk: kept, and no longer fetched)
+            deleted.append(victim)
+        if deleted:
+            self.log("relay-feeds-evicted", feeds=len(deleted), taking=str(feed),
+                     bytes=self.quota.bytes_used)
+            self.refresh_local(deleted)
+            for victim in deleted:
+                self._watch.pop(victim, None)
+        dropped = set(gone) - self.follows
         if dropped & self.relayed:
             self.relayed -= dropped
             self._recompute_wanted()
@@ -682,9 +708,9 @@ class Replicator:
             self.payloads.add(feed, [e.seq for e in nil if e.payload_size and e.seq <= top])
         if added and feed in self.relayed and feed not in self.follows:
             size = sum(len(raw) + len(payload or b"") for raw, payload in event.items)
-            self.quota.stored(feed, size * added // len(event.items))
-            if self.quota.bytes_used >= self.quota.max_bytes:
-                self._relay_full(feed)
+            gone = self.quota.stored(feed, size * added // len(event.items))
+        else:
+            gone = []
         if added and self.blobs is not None:
             self.blobs.scan(feed, event.items)
         if added:
@@ -696,6 +722,8 @@ class Replicator:
             self.router.local_changed([feed], source=peer, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds
+        if gone:
+            self._relay_give_up(feed, gone)
         if result.split_below is not None:
             # The author's other history: not this peer's fault. Find where they split.
             self._diverged(peer, feed, result.split_below - 1)
@@ -873,7 +901,10 @@ class Replicator:
 
     def _served(self, feed: FeedId, rows: Sequence[StoredEntry]) -> list[StoredEntry]:
         """``rows`` up to the first whose stored bytes are damaged (then that feed is
-        no longer served from there); a damaged payload is dropped, so it is fetched again."""
+        no longer served from there); a damaged payload is dropped, so it is fetched again.
+        A relay counts what it serves: the least served feeds give up their place first."""
+        if rows and feed in self.relayed:
+            self.quota.served(feed)
         for index, row in enumerate(rows):
             if entry_hash(row.raw) != row.hash:
                 self._damaged(feed, row.seq, "the entry's bytes do not match its stored hash")

@@ -36,6 +36,7 @@ from tidings.errors import (
     ClosedByPeer,
     LocalProtocolError,
     MalformedMessage,
+    NotesFull,
     PeerError,
     PeerFlooding,
     UnexpectedMessage,
@@ -77,6 +78,23 @@ from tidings.wire.messages import (
 
 #: Notes kept from one peer: a relay's clock can be large, but not unbounded.
 MAX_PEER_NOTES = 200_000
+#: Notes kept from all peers together (spec/14 §3). A kept note costs about 300
+#: bytes (its dict slot, feed id and note), so this bounds them near 300 MiB
+#: however many connections strangers hold; a node that holds or wants 15,000
+#: feeds reaches it only with over 64 peers that hold them all.
+MAX_NOTES_KEPT = 1_000_000
+
+
+@dataclass
+class NoteBudget:
+    """The notes kept by every session of one replicator, counted together."""
+
+    limit: int = MAX_NOTES_KEPT
+    used: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.used > self.limit
 #: Entries messages for feeds this node does not want, tolerated per session:
 #: a few arrive in flight after an unfollow or an eager switch.
 MAX_UNSOLICITED = 64
@@ -277,8 +295,12 @@ class Session:
     when the session ends.
     """
 
-    def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False) -> None:
+    def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False,
+                 notes: NoteBudget | None = None) -> None:
         self.channel = channel
+        #: Counts this session's kept notes with every other session's.
+        self.notes_budget = notes if notes is not None else NoteBudget()
+        self._notes_counted = 0
         self.local = local
         self.relay = relay
         self.state = SessionState.HANDSHAKE
@@ -370,6 +392,10 @@ class Session:
             raise LocalProtocolError(f"start() is for an authenticated session, not "
                                      f"{self.state.value}")
         self.sent, self.received = dict(sent or {}), dict(received or {})
+        self._count_notes()
+        if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
+            self.received.clear()
+            self._count_notes()
         digest = clock_digest(self.received) if self.received else None
         self.state = SessionState.HELLO
         self._send(Hello(VERSIONS, self.relay, digest))
@@ -421,6 +447,7 @@ class Session:
         if self.state in TERMINAL:
             return
         self.error = error
+        self.release_notes()
         self._pending_notes.clear()
         self._lazy_notes.clear()
         self._owed.clear()
@@ -781,6 +808,11 @@ class Session:
                 self._refresh(feed)  # it now wants the feed: tell it what this side holds
         if len(self.received) > MAX_PEER_NOTES:
             raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
+        self._count_notes()
+        if self.notes_budget.full:
+            raise NotesFull(
+                f"this node keeps notes of at most {self.notes_budget.limit} feeds across "
+                "all its connections and is at that bound: connect again later")
         if clock.notes:
             self._events.append(NotesReceived(clock.notes))
 
@@ -796,6 +828,20 @@ class Session:
         for feed in feeds:
             if feed not in self.local.wanted and feed not in self.local.heads:
                 self.received.pop(feed, None)
+        self._count_notes()
+
+    def _count_notes(self) -> None:
+        """Bring the shared count of kept notes up to date with this session's."""
+        if self._notes_counted >= 0:
+            self.notes_budget.used += len(self.received) - self._notes_counted
+            self._notes_counted = len(self.received)
+
+    def release_notes(self) -> None:
+        """The session is over: its notes no longer count (they may still be read, to
+        be remembered). Once released, they are never counted again."""
+        if self._notes_counted > 0:
+            self.notes_budget.used -= self._notes_counted
+        self._notes_counted = -1
 
     def _on_entries(self, message: Entries) -> None:
         if message.feed not in self.local.wanted:

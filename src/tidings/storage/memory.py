@@ -83,6 +83,14 @@ class MemoryStore:
         log[seq - 1] = log[seq - 1]._replace(payload=None)
         return True
 
+    def feed_bytes(self, feed: FeedId) -> int:
+        return sum(row.size for row in self._log(feed))
+
+    def delete_feed(self, feed: FeedId) -> None:
+        with self._lock:
+            self._entries[feed] = []  # (its arrivals stay: their ids are cursors)
+            self._proofs.pop(feed, None)
+
     def feeds(self) -> list[FeedInfo]:
         known = set(self._entries) | set(self._proofs)
         return sorted(

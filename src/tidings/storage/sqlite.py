@@ -346,6 +346,30 @@ class SqliteStore:
             )
             return cursor.rowcount > 0
 
+    def feed_bytes(self, feed: FeedId) -> int:
+        with self._lock:
+            fid = self._feed_id(feed)
+            if fid is None:
+                return 0
+            entries = self._db.execute(
+                "SELECT coalesce(sum(length(entry)), 0) FROM entries WHERE feed = ?", (fid,)
+            ).fetchone()[0]
+            payloads = self._db.execute(
+                "SELECT coalesce(sum(length(payload)), 0) FROM payloads WHERE feed = ?", (fid,)
+            ).fetchone()[0]
+        return int(entries) + int(payloads)
+
+    def delete_feed(self, feed: FeedId) -> None:
+        with self.transaction():
+            fid = self._feed_id(feed)
+            if fid is None:
+                return
+            for table in ("payloads", "entries", "fork_proofs"):
+                self._db.execute(f"DELETE FROM {table} WHERE feed = ?", (fid,))
+            # The feed's row and its arrivals stay: arrival ids are cursors that
+            # readers hold, and must never be handed out again.
+            self._db.execute("UPDATE feeds SET forked_at = NULL WHERE id = ?", (fid,))
+
     def feeds(self) -> list[FeedInfo]:
         with self._lock:
             rows = self._db.execute(
