@@ -606,7 +606,9 @@ def test_a_full_relay_gives_an_unread_feeds_place_to_a_new_author() -> None:
     relay.tick(1.0 + MIN_HOLD)
     sync(relay, e)
     assert held(relay, blog) == 4
-    assert [held(relay, f) for f in from_a] == [2, 0, 2]  # the oldest unread gave way
+    # The read feed stays; one of the two unread ones (taken at the same moment,
+    # so either is the oldest) gave way.
+    assert sorted(held(relay, f) for f in from_a[1:]) == [0, 2] and held(relay, from_a[0]) == 2
     assert relay.quota.bytes_used == sum(relay.logbook.store.feed_bytes(f)
                                          for f in relay.quota.charged)
 
