@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +56,20 @@ def pasted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Pa
         parts.append(f"echo '@@block {number} {heading}'\n{script}")
     parts.append('echo "@@scratch $PWD"')
     env = {"HOME": str(tmp / "home"), "PATH": "/usr/bin:/bin", "TMPDIR": str(tmp / "tmp")}
-    done = subprocess.run(
+    # Its own process group: a block that fails leaves no node of its running behind.
+    shell = subprocess.Popen(
         ["env", "-i", *(f"{k}={v}" for k, v in env.items()),
          "bash", "-euo", "pipefail", "-c", "\n".join(parts)],
-        cwd=checkout, capture_output=True, text=True, timeout=900,
+        cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = shell.communicate(timeout=900)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGTERM)
+        shell.wait()
+    done = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "Traceback" not in done.stderr, done.stderr
     outputs: dict[str, str] = {}

@@ -51,18 +51,23 @@ def api_call(home: Home, path: str, *, timeout: float = 10.0) -> Any:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
+    except (urllib.error.URLError, OSError) as exc:  # (HTTPError is a URLError)
+        raise api_failure(exc, url) from None
+
+
+def api_failure(exc: Exception, url: str) -> CommandError:
+    """What a failed request to the node's local API tells the person: the API's own
+    message when it answered with an error, else that the node does not answer."""
+    import urllib.error
+
+    if isinstance(exc, urllib.error.HTTPError):
         try:
             problem = json.loads(exc.read())["error"]["message"]
         except (ValueError, KeyError, TypeError):
             problem = str(exc)
-        raise CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CommandError(
-            f"the node at {url} does not answer ({reason}): is `tidings up` still running?",
-            EXIT_NOT_RUNNING,
-        ) from None
+        return CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA)
+    return CommandError(f"the node at {url} does not answer ({getattr(exc, 'reason', exc)}): "
+                        "is `tidings up` still running?", EXIT_NOT_RUNNING)
 
 
 def _unix_call(sock: str, path: str, token: str, timeout: float) -> Any:

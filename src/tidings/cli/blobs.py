@@ -117,7 +117,7 @@ def _api(home: Home, method: str, path: str, *, output: Path | None = None) -> A
     import urllib.error
     import urllib.request
 
-    from tidings.cli.api import EXIT_NOT_RUNNING
+    from tidings.cli.api import EXIT_NOT_RUNNING, api_failure
 
     try:
         url = json.loads(home.api_file.read_text())["url"]
@@ -137,15 +137,8 @@ def _api(home: Home, method: str, path: str, *, output: Path | None = None) -> A
                 shutil.copyfileobj(response, handle, 1024 * 1024)
             temporary.replace(output)
             return None
-    except urllib.error.HTTPError as exc:
-        try:
-            problem = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            problem = str(exc)
-        raise CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandError(f"the node at {url} does not answer ({getattr(exc, 'reason', exc)})"
-                           ": is `tidings up` still running?", EXIT_NOT_RUNNING) from None
+    except (urllib.error.URLError, OSError) as exc:  # (HTTPError is a URLError)
+        raise api_failure(exc, url) from None
 
 
 def _info_json(blob: BlobId, held: int, pinned: bool, disk: int) -> dict[str, Any]:

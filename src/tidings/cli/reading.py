@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tidings.cli.api import EXIT_NOT_RUNNING
+from tidings.cli.api import EXIT_NOT_RUNNING, api_failure
 from tidings.cli.common import (
     EXIT_BAD_DATA,
     EXIT_OK,
@@ -293,16 +293,8 @@ def _events(home: Home, query: str, after: str | None
     request = urllib.request.Request(f"{url}/v1/events?{query}", headers=headers)
     try:
         response = urllib.request.urlopen(request)
-    except urllib.error.HTTPError as exc:
-        try:
-            problem = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            problem = str(exc)
-        raise CommandError(f"the node's API refused: {problem}", EXIT_BAD_DATA) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandError(f"the node at {url} does not answer "
-                           f"({getattr(exc, 'reason', exc)}): is `tidings up` running?",
-                           EXIT_NOT_RUNNING) from None
+    except (urllib.error.URLError, OSError) as exc:  # (HTTPError is a URLError)
+        raise api_failure(exc, url) from None
     kind, event_id, data = "message", None, list[str]()
     with response:
         while True:
