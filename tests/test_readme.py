@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -41,9 +42,31 @@ def readme_blocks() -> list[tuple[str, str]]:
 def pasted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
     """Every block run in order in one fresh shell, as a reader pastes them: ``env -i``
     (only HOME and a system PATH), from a checkout. Returns each heading's stdout and
-    the scratch directory the README moves to."""
+    the scratch directory the README moves to.
+
+    Pasted once per test run: with pytest-xdist, the first worker to get here runs it
+    and the others read its outcome (under a lock in the run's shared directory)."""
     if sys.prefix == sys.base_prefix:
         pytest.skip("the README installs into a virtual environment; run the tests in one")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(shared / "readme.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        outcome_file = shared / "readme.json"
+        if not outcome_file.exists():
+            try:
+                outputs, scratch = _paste(tmp_path_factory)
+                outcome = {"outputs": outputs, "scratch": str(scratch)}
+            except AssertionError as exc:
+                outcome = {"failure": str(exc)}
+            outcome_file.write_text(json.dumps(outcome))
+        outcome = json.loads(outcome_file.read_text())
+    if "failure" in outcome:
+        raise AssertionError(outcome["failure"])
+    return outcome["outputs"], Path(outcome["scratch"])
+
+
+def _paste(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
     tmp = tmp_path_factory.mktemp("reader")
     checkout = tmp / "checkout"  # the checkout as the reader has it: .venv installed
     checkout.mkdir()
