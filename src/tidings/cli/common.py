@@ -108,3 +108,14 @@ def listen_address(text: str) -> str:
                 f"{host!r} in {text!r} is neither an IP address nor a host name "
                 f"({example})") from None
     return text
+
+
+def seconds_arg(text: str) -> float:
+    """An argparse type: a positive number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tidings import __version__
-from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json
+from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json, seconds_arg
 from tidings.core.content import encode
 from tidings.core.entry import decode_entry, payload_hash
 from tidings.core.ids import FeedId, check_log_id
@@ -210,16 +210,6 @@ def _at(timestamp: int) -> Callable[[], int]:
     return lambda: timestamp
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
-
-
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("import-feed", "import an RSS, Atom or JSON Feed back catalogue into a log, "
                 "oldest first, skipping items imported before (safe to run from cron)")
@@ -227,7 +217,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--log", required=True, metavar="NAME", help="the log to import into")
     p.add_argument("--dry-run", action="store_true",
                    help="print what would be imported; publish nothing")
-    p.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT, metavar="S",
+    p.add_argument("--timeout", type=seconds_arg, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"give up fetching a URL after S seconds (default {DEFAULT_TIMEOUT:g})")
     p.set_defaults(run=cmd_import_feed)
 

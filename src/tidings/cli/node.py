@@ -19,6 +19,7 @@ from tidings.cli.common import (
     feed_arg,
     listen_address,
     print_json,
+    seconds_arg,
 )
 from tidings.cli.reading import print_shown, view_entries
 from tidings.core.ids import FeedId
@@ -301,16 +302,6 @@ def cmd_network_new(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
-
-
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     network_help = "'public' (default) or a private network key from `tidings network new`"
 
@@ -340,7 +331,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("sync", "fetch what this home follows from one peer, then exit once caught up")
     p.add_argument("--peer", dest="peer_address", required=True, metavar="HOST:PORT")
     p.add_argument("--network", metavar="KEY", help=network_help)
-    p.add_argument("--timeout", type=_timeout, metavar="S",
+    p.add_argument("--timeout", type=seconds_arg, metavar="S",
                    help="give up (exit 1) after S seconds (default: no limit)")
     p.add_argument("--hops", type=int, metavar="N", help="as for `up`")
     p.set_defaults(run=cmd_sync)
@@ -351,7 +342,7 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--peer", dest="peer_address", required=True, metavar="HOST:PORT")
     p.add_argument("--latest", type=int, default=20, metavar="N", help="how many (default 20)")
     p.add_argument("--network", metavar="KEY", help=network_help)
-    p.add_argument("--timeout", type=_timeout, default=30.0, metavar="S")
+    p.add_argument("--timeout", type=seconds_arg, default=30.0, metavar="S")
     p.set_defaults(run=cmd_fetch)
 
     for name, run, text in (
