@@ -101,10 +101,12 @@ def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
 def _as_client(
     args: argparse.Namespace, home: Home, work: Callable[[Node, Connection], Awaitable[T]],
     timeout_message: str, *, need_follows: bool = False,
+    before: Callable[[Node], object] | None = None,
 ) -> tuple[Node, T]:
     """Dial ``args.peer_address`` with this home's sync key and run ``work`` on the connection.
 
     No listener: ``sync`` and ``fetch`` only pull, and may run while ``up`` does.
+    ``before`` sees the node once assembled, before it connects.
     """
     import trio
 
@@ -115,13 +117,15 @@ def _as_client(
     address = parse_address(args.peer_address)
     node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
     state = node.state
+    if before is not None:
+        before(node)
 
     async def body(node: Node) -> T:
         with trio.fail_after(args.timeout or math.inf):
             return await work(node, await node.connect(address))
 
     try:
-        if need_follows and not state.follows() and not state.identity_follows():
+        if need_follows and not node.replicator.follows and not state.identity_follows():
             raise CommandError("this home follows no feed: run `tidings follow FEED` first")
         return node, trio.run(node.run_client, body)
     except trio.TooSlowError:
@@ -134,8 +138,17 @@ def _as_client(
         state.close()
 
 
+#: Feeds a sync names one by one on its output, unless asked for all (--feeds): a
+#: home that follows 10,000 feeds gets a summary, not 10,000 lines.
+SYNC_LISTED = 10
+
+
 def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
+    held_before: dict[FeedId, int] = {}
+
+    def before(node: Node) -> None:
+        held_before.update(node.replicator.local.heads)
 
     async def work(node: Node, connection: Connection) -> tuple[int, set[FeedId]]:
         await node.wait_caught_up(connection, progress)
@@ -147,34 +160,52 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
 
     logs_before = _identity_logs(home)
     node, (received, absent) = _as_client(
-        args, home, work, f"not caught up with {args.peer_address}", need_follows=True
+        args, home, work, f"not caught up with {args.peer_address}", need_follows=True,
+        before=before,
     )
     # Identity events fetched are something fetched (a new device's first sync of
     # its identity log, before any device feed of it has an entry).
     learned = _identity_logs(home) != logs_before
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
-    wanted = sorted(node.replicator.local.wanted, key=str)
+    local = node.replicator.local
+    wanted = local.wanted
+    updated = {f: local.seq(f) for f in wanted if local.seq(f) != held_before.get(f, 0)}
     forked = {f: at for f, at in node.replicator.forked_at.items() if f in wanted}
     if args.json:
-        print_json({"peer": args.peer_address, "received": received,
-                    "feeds": {str(f): node.replicator.local.seq(f) for f in wanted},
-                    "peer_holds_none": sorted(str(f) for f in absent),
-                    "forked": {str(f): at for f, at in sorted(forked.items(), key=str)}})
+        report: dict[str, object] = {
+            "peer": args.peer_address, "received": received, "followed": len(wanted),
+            "updated": {str(f): seq for f, seq in sorted(updated.items(), key=_by_text)},
+            "peer_holds_none": sorted(str(f) for f in absent),
+            "forked": {str(f): at for f, at in sorted(forked.items(), key=_by_text)}}
+        if args.feeds:
+            report["feeds"] = {str(f): local.seq(f) for f in sorted(wanted, key=str)}
+        print_json(report)
     elif len(absent) == len(wanted) and not learned:
         raise CommandError(
             f"{args.peer_address} holds none of the {len(wanted)} followed feed(s) "
-            f"(e.g. {wanted[0]}): nothing to fetch from it; try a peer that has them",
-            EXIT_BAD_DATA)
+            f"(e.g. {min(map(str, wanted), default='none')}): nothing to fetch from it; "
+            "try a peer that has them", EXIT_BAD_DATA)
     else:
         print(f"caught up with {args.peer_address}: {received} new entries, "
               f"{len(wanted) - len(absent)} followed feeds")
-        for feed in sorted(absent, key=str):
+        shown = sorted(absent, key=str)
+        for feed in shown if args.feeds else shown[:SYNC_LISTED]:
             print(f"{args.peer_address} holds none of {feed}")
-        for feed, at in sorted(forked.items(), key=str):
+        if len(shown) > SYNC_LISTED and not args.feeds:
+            print(f"... and {len(shown) - SYNC_LISTED} more feeds it holds none of "
+                  "(--feeds lists them all)")
+        if args.feeds:
+            for feed in sorted(wanted, key=str):
+                print(f"{feed}  {local.seq(feed)}")
+        for feed, at in sorted(forked.items(), key=_by_text):
             print(f"FORKED {feed} at seq {at}: its author signed two histories; "
                   f"kept up to seq {at - 1} (see `tidings forks`)")
     return EXIT_OK
+
+
+def _by_text(item: tuple[FeedId, int]) -> str:
+    return str(item[0])
 
 
 def _identity_logs(home: Home) -> dict[bytes, list[bytes]]:
@@ -334,6 +365,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=seconds_arg, metavar="S",
                    help="give up (exit 1) after S seconds (default: no limit)")
     p.add_argument("--hops", type=int, metavar="N", help="as for `up`")
+    p.add_argument("--feeds", action="store_true",
+                   help="list every followed feed with the seq now held (--json: a \"feeds\" "
+                        "object); without it, the feeds this sync moved (\"updated\") and a count")
     p.set_defaults(run=cmd_sync)
 
     p = command("fetch", "print the latest entries of a feed from one peer, verified, "

@@ -175,6 +175,8 @@ class _ClockMemory:
             sent, received = self.state.load(self.prefix + peer)
             since = (dict(sent), dict(received))
         with self._guard:
+            if len(self._loaded) > 4 * MAX_REMEMBERED:  # sessions never saved (strangers)
+                self._loaded.clear()  # (a session's save then writes every note: safe)
             self._loaded[peer] = (self._saves.get(peer, 0), since)
         return sent, received
 
@@ -188,6 +190,15 @@ class _ClockMemory:
                 self._loaded.clear()
             self._saves[peer] = self._saves.get(peer, 0) + 1
             self._pending[peer] = (sent, received, since)
+
+    def remembers(self, peer: bytes) -> bool:
+        """Whether this session with ``peer`` began with its clocks remembered (it earned
+        that before): they are kept up to date then, or the next session would find
+        them stale, and both sides would send their whole clocks again."""
+        with self._guard:
+            loaded = self._loaded.get(peer)
+            return peer in self._pending or (
+                loaded is not None and (loaded[1] is None or any(loaded[1])))
 
     def flush(self) -> None:
         """Write the clocks saved since the last flush (outside the replicator's lock)."""
@@ -676,7 +687,9 @@ class Node:
                 error = connection.error
                 self._weigh(connection)
                 earned = connection.initiator or bool(
-                    connection.standing is not None and connection.standing.useful)
+                    connection.standing is not None and connection.standing.useful) or (
+                    session.channel.remote_static is not None
+                    and self._memory.remembers(session.channel.remote_static))
                 remember = earned and (error is None or not error.misbehaviour)
                 try:
                     await self._core(self.replicator.close_session, session,

@@ -1,0 +1,68 @@
+"""Reconnects that cost what changed (issue 16): remembered clocks that stay matched,
+and what `tidings sync` prints for a home that follows many feeds."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import feed_of, running
+from tests.test_cli import ok, tidings
+from tidings.core.ids import FeedId
+from tidings.node.state import NodeState
+from tidings.replication.clock import clock_digest
+from tidings.wire.messages import Note
+
+#: Every test here starts real processes (see tests/conftest.py).
+pytestmark = pytest.mark.system
+
+
+def _remembered(home: Path) -> tuple[dict[FeedId, Note], dict[FeedId, Note]]:
+    """The one peer's clocks this home remembers (sent, received)."""
+    db = sqlite3.connect(home / "node.sqlite3")
+    try:
+        peers = [row[0] for row in db.execute("SELECT DISTINCT peer FROM clocks")]
+    finally:
+        db.close()
+    assert len(peers) == 1, f"clocks remembered for {len(peers)} peers"
+    state = NodeState(home / "node.sqlite3")
+    try:
+        sent, received = state.load(peers[0])
+    finally:
+        state.close()
+    return sent, received
+
+
+def test_a_sync_that_only_received_keeps_both_sides_clocks_matched(tmp_path: Path) -> None:
+    """The sync client gives the node nothing in a session where only the node's notes
+    changed. The node must still update the clocks it remembered of the client: a stale
+    record makes both sides reset at the next reconnect (their whole clocks again)."""
+    a_home, b_home = tmp_path / "a", tmp_path / "b"
+    ok(tidings(a_home, "init"))
+    for log_id in ("blog", "news"):
+        ok(tidings(a_home, "publish", "--log", log_id, "first"))
+    blog, news = feed_of(a_home, "blog"), feed_of(a_home, "news")
+    for feed in (blog, news):
+        ok(tidings(b_home, "follow", str(feed)))
+    with running(a_home) as a:
+        first = ok(tidings(b_home, "sync", "--peer", a.address, "--json")).json_lines()[0]
+        assert first["received"] == 2
+        assert first["updated"] == {str(blog): 1, str(news): 1}
+        assert first["followed"] == 2 and "feeds" not in first
+        a.wait_log("event=disconnected")
+    ok(tidings(a_home, "publish", "--log", "blog", "second"))
+    with running(a_home) as a:
+        report = ok(tidings(b_home, "sync", "--peer", a.address, "--json", "--feeds")
+                    ).json_lines()[0]
+        assert report["received"] == 1
+        assert report["updated"] == {str(blog): 2}
+        assert report["feeds"] == {str(blog): 2, str(news): 1}
+        a.wait_log("event=disconnected")  # (after the node wrote its clocks)
+    a_sent, a_received = _remembered(a_home)
+    b_sent, b_received = _remembered(b_home)
+    assert a_sent[blog].seq == 2 and b_received[blog].seq == 2
+    # spec/10 §4: the next hellos carry digests that match, so both open with deltas.
+    assert clock_digest(a_sent) == clock_digest(b_received)
+    assert clock_digest(a_received) == clock_digest(b_sent)
