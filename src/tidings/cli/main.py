@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from tidings import __version__
-from tidings.cli import authoring
-from tidings.cli.api import add_commands as add_api_commands
-from tidings.cli.authoring import add_commands as add_authoring_commands
-from tidings.cli.blobs import add_commands as add_blob_commands
-from tidings.cli.blobs import publish_attachments, too_large_message
 from tidings.cli.common import (
     EXIT_BAD_DATA,
     EXIT_INTERRUPTED,
@@ -36,11 +32,6 @@ from tidings.cli.common import (
     feed_arg,
     print_json,
 )
-from tidings.cli.corrections import add_commands as add_correction_commands
-from tidings.cli.identity import add_commands as add_identity_commands
-from tidings.cli.import_feed import add_commands as add_import_feed_commands
-from tidings.cli.node import add_commands as add_node_commands
-from tidings.cli.reading import add_commands as add_reading_commands
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidEntry, PeerError, TidingsError, UsageError
@@ -77,6 +68,8 @@ def _stdin_lines_batches(stream: BinaryIO, binary: bool = False) -> Iterator[lis
     without reading it whole. Unless ``binary``, a line must be text that is
     not blank (:func:`authoring.check_line`).
     """
+    from tidings.cli import authoring
+
     batch: list[bytes] = []
     batch_bytes = 0
     number = 0
@@ -110,6 +103,9 @@ class _LineTooLong(Exception):
 
 
 def cmd_publish(args: argparse.Namespace, home: Home) -> int:
+    from tidings.cli import authoring
+    from tidings.cli.blobs import publish_attachments, too_large_message
+
     if args.attach:
         return publish_attachments(args, home)
     sources = sum([args.text is not None, args.file is not None, args.lines])
@@ -333,7 +329,48 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The module of tidings.cli that adds each command (the others are this module's):
+#: a command loads its own module alone, so `tidings sync` imports neither the
+#: content types nor the identities nor the HTTP side (tests/test_cli.py checks
+#: this table against the commands each module adds).
+COMMAND_MODULES = {
+    **dict.fromkeys(("status", "serve-feeds"), "api"),
+    "about": "authoring",
+    "blob": "blobs",
+    **dict.fromkeys(("retract", "edit"), "corrections"),
+    **dict.fromkeys(("identity", "share", "device"), "identity"),
+    "import-feed": "import_feed",
+    **dict.fromkeys(("up", "sync", "fetch", "follow", "unfollow", "following", "network"),
+                    "node"),
+    **dict.fromkeys(("show", "watch"), "reading"),
+}
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, when only ``--home DIR`` comes before it (else None)."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--home":
+            index += 2
+        elif arg.startswith("--home="):
+            index += 1
+        else:
+            return None if arg.startswith("-") else arg
+    return None
+
+
+def _add_module_commands(module: str, command: Callable[..., argparse.ArgumentParser]) -> None:
+    add = importlib.import_module(f"tidings.cli.{module}").add_commands
+    if module == "reading":
+        add(command, _positive)
+    else:
+        add(command)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a module of COMMAND_MODULES), just the
+    commands that module adds (what running one of them needs)."""
     parser = argparse.ArgumentParser(
         prog="tidings",
         description="Signed, append-only logs: publish, follow, replicate, verify, export.",
@@ -351,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON (one object a line)")
         return p
+
+    if only is not None:
+        _add_module_commands(only, command)
+        return parser
+    from tidings.cli import authoring
 
     p = command("init", "create the home directory and a new identity (keeps an existing one)")
     p.set_defaults(run=cmd_init)
@@ -372,9 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attach a file of any size (audio, video, PDF, image...) as a blob; "
                         "TEXT is the post's text (repeat for several files)")
     p.set_defaults(run=cmd_publish)
-    add_authoring_commands(command)
-
-    add_reading_commands(command, _positive)
+    _add_module_commands("authoring", command)
+    _add_module_commands("reading", command)
 
     p = command("feeds", "list the feeds in the store with their latest seq")
     p.set_defaults(run=cmd_feeds)
@@ -399,12 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("forks", "list the fork proofs in the store")
     p.set_defaults(run=cmd_forks)
-    add_node_commands(command)
-    add_api_commands(command)
-    add_correction_commands(command)
-    add_import_feed_commands(command)
-    add_identity_commands(command)
-    add_blob_commands(command)
+    for module in ("node", "api", "corrections", "import_feed", "identity", "blobs"):
+        _add_module_commands(module, command)
     return parser
 
 
@@ -434,7 +471,9 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    completing = "_ARGCOMPLETE" in os.environ  # (the shell asks for every command)
+    parser = build_parser(None if completing else COMMAND_MODULES.get(command_named(words) or ""))
     _complete(parser)
     args = parser.parse_args(argv)
     home = Home.resolve(args.home)

@@ -21,7 +21,6 @@ from tidings.cli.common import (
     print_json,
     seconds_arg,
 )
-from tidings.cli.reading import print_shown, view_entries
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.node.home import SYNC_KEY_FILE, Home
@@ -222,6 +221,7 @@ def _identity_logs(home: Home) -> dict[bytes, list[bytes]]:
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:
+    from tidings.cli.reading import print_shown, view_entries
     from tidings.core.entry import decode_entry
 
     feed = FeedId.from_input(args.feed) if args.feed.strip().startswith("tf1") else None

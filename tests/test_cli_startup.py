@@ -1,0 +1,68 @@
+"""A command loads what it needs (issue 16): `tidings sync` starts without the content
+types, identities or HTTP side, and `import tidings` loads nothing until a name is used."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+import tidings
+from tidings.cli.main import COMMAND_MODULES, build_parser, command_named
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
+
+
+def test_the_command_table_names_the_module_that_adds_each_command() -> None:
+    everything = _commands(build_parser())
+    for module in set(COMMAND_MODULES.values()):
+        adds = _commands(build_parser(module))
+        assert adds == {c for c, m in COMMAND_MODULES.items() if m == module}, module
+        assert adds <= everything
+    own = everything - set(COMMAND_MODULES)
+    assert own == {"init", "whoami", "publish", "feeds", "export", "import", "verify",
+                   "delete-payload", "forks"}
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["sync", "--peer", "x"], "sync"),
+    (["--home", "/h", "sync"], "sync"),
+    (["--home=/h", "show", "main"], "show"),
+    (["--help"], None),
+    (["--version"], None),
+    (["--home"], None),
+    ([], None),
+])
+def test_the_command_is_found_only_after_home(argv: list[str], named: str | None) -> None:
+    assert command_named(argv) == named
+
+
+def _loaded_by(code: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
+                           "print(' '.join(m for m in sys.modules if m.startswith('tidings')))"],
+                          capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_sync_loads_neither_content_nor_identities_nor_http() -> None:
+    loaded = _loaded_by("from tidings.cli.main import build_parser\n"
+                        "build_parser('node').parse_args(['sync', '--peer', '127.0.0.1:1'])")
+    assert "tidings.cli.node" in loaded
+    for heavy in ("tidings.cli.identity", "tidings.cli.reading", "tidings.cli.authoring",
+                  "tidings.core.kel", "tidings.http.feedimport", "tidings.embed"):
+        assert heavy not in loaded, heavy
+
+
+def test_import_tidings_loads_a_name_on_first_use() -> None:
+    assert _loaded_by("import tidings") == {"tidings"}
+    assert set(tidings.__all__) <= set(dir(tidings))
+    from tidings.core.content import Post
+
+    assert tidings.Post is Post
+    with pytest.raises(AttributeError):
+        _ = tidings.nothing_here  # type: ignore[attr-defined]
