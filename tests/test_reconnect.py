@@ -66,3 +66,38 @@ def test_a_sync_that_only_received_keeps_both_sides_clocks_matched(tmp_path: Pat
     # spec/10 §4: the next hellos carry digests that match, so both open with deltas.
     assert clock_digest(a_sent) == clock_digest(b_received)
     assert clock_digest(a_received) == clock_digest(b_sent)
+
+
+def test_a_node_keeps_the_clocks_it_wrote_until_another_process_writes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reconnect reads one row, not one per feed, while the file still holds what this
+    process wrote for the peer; once another process saved that peer's clocks, it reads
+    them from the file again."""
+    from tidings.node.daemon import _ClockMemory
+
+    path = tmp_path / "node.sqlite3"
+    state = NodeState(path)
+    memory = _ClockMemory(state, b"K" * 32)
+    peer = b"P" * 32
+    feeds = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 4)]
+    sent = {f: Note(1, 3, b"h" * 8) for f in feeds}
+    received = {f: Note(2, 1, b"g" * 8) for f in feeds}
+    memory.load(peer)
+    memory.save(peer, sent, received)
+    memory.flush()
+    reads: list[bytes] = []
+    real_load = NodeState.load
+    monkeypatch.setattr(NodeState, "load", lambda self, key: reads.append(key) or real_load(
+        self, key))
+    assert memory.load(peer) == (sent, received)
+    assert reads == []  # from memory
+    received[feeds[0]] = Note(3, 1, b"f" * 8)
+    memory.save(peer, sent, received)
+    memory.flush()
+    assert memory.load(peer) == (sent, received) and reads == []
+    other = NodeState(path)  # another process, with the same key, saves the peer's clocks
+    other.save(b"K" * 8 + peer, {feeds[1]: Note(5, 1, None)}, {})
+    other.close()
+    assert memory.load(peer) == ({feeds[1]: Note(5, 1, None)}, {})
+    assert reads == [b"K" * 8 + peer]
+    state.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -142,6 +143,11 @@ class _Publish:
     error: BaseException | None = None
 
 
+#: Notes of past sessions a node keeps in memory (the clocks it last wrote for its
+#: most recent peers), besides the file: about 100 bytes each, so 20 MiB at most.
+KEPT_NOTES = 200_000
+
+
 class _ClockMemory:
     """The replicator's clock memory in the node state, namespaced by our own key.
 
@@ -164,13 +170,22 @@ class _ClockMemory:
         #: changed since, unless another session with the peer saved meanwhile.
         self._loaded: dict[bytes, tuple[int, Clocks | None]] = {}
         self._saves: dict[bytes, int] = {}
+        #: The clocks last written for recent peers, with the time they were saved
+        #: under: while the file still names that time for the peer (no other process
+        #: wrote it since), a reconnect reads one row instead of one per feed.
+        self._kept: OrderedDict[bytes, tuple[float, Clocks]] = OrderedDict()
+        self._kept_notes = 0
 
     def load(self, peer: bytes) -> Clocks:
         with self._guard:
             pending = self._pending.get(peer)
+            kept = self._kept.get(peer)
         if pending is not None:  # not on disk yet: the next save writes it all
             sent, received = dict(pending[0]), dict(pending[1])
             since: Clocks | None = None
+        elif kept is not None and self.state.saved_at(self.prefix + peer) == kept[0]:
+            since = kept[1]  # (never changed: a later save keeps new dicts)
+            sent, received = dict(since[0]), dict(since[1])
         else:
             sent, received = self.state.load(self.prefix + peer)
             since = (dict(sent), dict(received))
@@ -208,10 +223,23 @@ class _ClockMemory:
                     return
                 peer = next(iter(self._pending))
                 sent, received, since = self._pending[peer]
-            self.state.save(self.prefix + peer, sent, received, since=since)
+            saved = self.state.save(self.prefix + peer, sent, received, since=since)
             with self._guard:
                 if self._pending.get(peer, (None, None, None))[0] is sent:
                     del self._pending[peer]
+                self._keep(peer, saved, (dict(sent), dict(received)))
+
+    def _keep(self, peer: bytes, saved: float, clocks: Clocks) -> None:
+        """Keep ``clocks`` as the file holds them for ``peer``, within KEPT_NOTES (under
+        the guard); the least recently saved peers are forgotten first."""
+        old = self._kept.pop(peer, None)
+        if old is not None:
+            self._kept_notes -= len(old[1][0]) + len(old[1][1])
+        self._kept[peer] = (saved, clocks)
+        self._kept_notes += len(clocks[0]) + len(clocks[1])
+        while self._kept_notes > KEPT_NOTES:
+            _, (_, gone) = self._kept.popitem(last=False)
+            self._kept_notes -= len(gone[0]) + len(gone[1])
 
 
 class Node:

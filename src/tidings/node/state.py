@@ -411,9 +411,17 @@ class NodeState:
             (sent if is_sent else received)[FeedId(author, log_id)] = Note(seq, flags, head)
         return sent, received
 
+    def saved_at(self, peer: bytes) -> float | None:
+        """When the clocks of ``peer`` were last saved (None: none are remembered)."""
+        with self._lock:
+            row = self._db.execute("SELECT saved FROM clock_peers WHERE peer = ?",
+                                   (peer,)).fetchone()
+        return None if row is None else float(row[0])
+
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
-             *, since: Clocks | None = None) -> None:
-        """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers).
+             *, since: Clocks | None = None) -> float:
+        """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers);
+        returns the time they are saved under (what :meth:`saved_at` gives until the next).
 
         ``since`` is what this file holds for ``peer`` now (what :meth:`load` gave):
         then only the notes that changed are written, so a reconnect that changed
@@ -443,8 +451,9 @@ class NodeState:
                     gone)
                 self._db.executemany(
                     "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?)", changed)
+                saved = time.time()
                 self._db.execute("INSERT OR REPLACE INTO clock_peers VALUES (?, ?)",
-                                 (peer, time.time()))
+                                 (peer, saved))
                 forgotten = [row[0] for row in self._db.execute(
                     "SELECT peer FROM clock_peers ORDER BY saved DESC LIMIT -1 OFFSET ?",
                     (MAX_REMEMBERED,),
@@ -456,6 +465,7 @@ class NodeState:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+        return saved
 
 
 def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:

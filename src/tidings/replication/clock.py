@@ -6,6 +6,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from tidings.core.ids import FeedId
@@ -13,6 +14,8 @@ from tidings.wire.messages import HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
 _NO_HEAD = bytes(HEAD_PREFIX)
+_FEED_ORDER = attrgetter("author_key", "log_id")
+_LENGTHS = [bytes([n]) for n in range(256)]
 
 
 def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
@@ -21,13 +24,18 @@ def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
     Two nodes compare digests to agree that one remembers exactly the notes
     the other sent, so a reconnect sends only what changed since.
     """
-    digest = hashlib.blake2b(digest_size=32)
-    for feed in sorted(notes, key=lambda f: (f.author_key, f.log_id.encode())):
+    parts: list[bytes] = []
+    add, pack = parts.append, _SEQ_FLAGS.pack
+    # Log ids are ASCII (spec/01), so comparing them as text compares their bytes.
+    for feed in sorted(notes, key=_FEED_ORDER):
         note = notes[feed]
         log_id = feed.log_id.encode()
-        digest.update(feed.author_key + bytes([len(log_id)]) + log_id)
-        digest.update(_SEQ_FLAGS.pack(note.seq, note.flags) + (note.head or _NO_HEAD))
-    return digest.digest()
+        add(feed.author_key)
+        add(_LENGTHS[len(log_id)])
+        add(log_id)
+        add(pack(note.seq, note.flags))
+        add(note.head or _NO_HEAD)
+    return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
 
 
 @dataclass(slots=True)

@@ -254,11 +254,12 @@ class Replicator:
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
         self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
-        self.identities.learn_feeds(info.feed for info in self.logbook.feeds())
+        infos = self.logbook.feeds()  # (read once: a client with 10,000 feeds starts at once)
+        self.identities.learn_feeds(info.feed for info in infos)
         self.identity_caps = self.identities.caps()
         #: Blobs fetched and served (spec/13 §8), if this node keeps a chunk store.
         self.blobs = BlobFetcher(blobs, blob_policy, log=self.log) if blobs is not None else None
-        self.refresh_local()
+        self._take_heads(infos)
         if relay:
             # What a relay stored before a restart it still relays: its peers may
             # open with delta clocks that never offer those feeds again.
@@ -278,7 +279,10 @@ class Replicator:
 
         With ``feeds``, only theirs: a publish costs the same at 10 feeds as at 10,000.
         """
-        infos = self.logbook.feeds() if feeds is None else self.logbook.feed_infos(feeds)
+        return self._take_heads(
+            self.logbook.feeds() if feeds is None else self.logbook.feed_infos(feeds))
+
+    def _take_heads(self, infos: Iterable[Any]) -> list[FeedId]:
         changed = self.local.update(self._heads(infos))
         if self.hops > 1 and any(f in self.local.wanted for f in changed):
             self._recompute_wanted()
