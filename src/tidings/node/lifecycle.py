@@ -14,11 +14,10 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tidings.embed.facade import EmbeddedNode
 from tidings.errors import ListenError, UsageError, first_error
 from tidings.node.daemon import Node
 from tidings.node.home import Home, private_file
@@ -26,6 +25,9 @@ from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import NodeState
 from tidings.storage.blobs import BlobStore
+
+if TYPE_CHECKING:  # (loaded by run_node: `tidings sync` assembles a node without it)
+    from tidings.embed.facade import EmbeddedNode
 
 
 def assemble_node(home: Home, options: NodeOptions, log: Logger | None = None, *,
@@ -117,6 +119,8 @@ async def run_node(home: Home, options: NodeOptions, *,
         if held is not None:
             held.release()
         raise
+    from tidings.embed.facade import EmbeddedNode
+
     embedded = EmbeddedNode(home, node)
     # An error from the app's block (or from starting) is raised as itself, not
     # wrapped in the nursery's ExceptionGroup: apps need no `except*`.

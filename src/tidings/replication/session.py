@@ -478,6 +478,8 @@ class Session:
             self.eager.add(feed)
         else:
             self.eager.discard(feed)
+        if self.version is None:
+            return  # the opening clock, still to go, says it (a new session: every feed)
         self._refresh(feed)
 
     def local_changed(self, feed: FeedId, *, delivered: int | None = None) -> None:
