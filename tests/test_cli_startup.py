@@ -51,10 +51,11 @@ def _loaded_by(code: str) -> set[str]:
 
 def test_sync_loads_neither_content_nor_identities_nor_http() -> None:
     loaded = _loaded_by("from tidings.cli.main import build_parser\n"
-                        "build_parser('node').parse_args(['sync', '--peer', '127.0.0.1:1'])")
-    assert "tidings.cli.node" in loaded
+                        "build_parser('node').parse_args(['sync', '--peer', '127.0.0.1:1'])\n"
+                        "import tidings.node.lifecycle  # (what cmd_sync loads)")
+    assert {"tidings.cli.node", "tidings.node.daemon"} <= loaded
     for heavy in ("tidings.cli.identity", "tidings.cli.reading", "tidings.cli.authoring",
-                  "tidings.core.kel", "tidings.http.feedimport", "tidings.embed"):
+                  "tidings.core.content", "tidings.http.feedimport", "tidings.embed"):
         assert heavy not in loaded, heavy
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tidings.core.blob import BlobId, InvalidBlob
-from tidings.core.content import Post, decode
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidData, UsageError
 from tidings.replication.blob_session import (
@@ -96,6 +95,8 @@ def blobs_in(payload: bytes | None) -> list[tuple[BlobId, str]]:
     payloads never mention a blob)."""
     if payload is None or b"blob" not in payload:
         return []
+    from tidings.core.content import Post, decode  # (here: a sync starts without it)
+
     content = decode(payload)
     if not isinstance(content, Post):
         return []

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tidings.core.content import follows_in
 from tidings.core.entry import (
     decode_entry,
     entry_hash,
@@ -332,6 +331,8 @@ class Replicator:
         scanned, found = self._follow_scan.get(feed, (0, set()))
         head = self.local.seq(feed)
         if head > scanned:
+            from tidings.core.content import follows_in  # (hops > 1 only)
+
             found = set(found)
             for _entry, payload in self.logbook.read(feed, since=scanned + 1):
                 if payload is not None:
