@@ -169,7 +169,8 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
         print(file=sys.stderr)
     local = node.replicator.local
     wanted = local.wanted
-    updated = {f: local.seq(f) for f in wanted if local.seq(f) != held_before.get(f, 0)}
+    heads = local.heads
+    updated = {f: heads.get(f, 0) for f in wanted if heads.get(f, 0) != held_before.get(f, 0)}
     forked = {f: at for f, at in node.replicator.forked_at.items() if f in wanted}
     if args.json:
         report: dict[str, object] = {

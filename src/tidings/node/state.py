@@ -407,8 +407,13 @@ class NodeState:
                 "SELECT sent, author, log_id, seq, flags, head FROM clocks WHERE peer = ?",
                 (peer,),
             ).fetchall()
+        feeds: dict[tuple[bytes, str], FeedId] = {}  # (most feeds are in both clocks)
         for is_sent, author, log_id, seq, flags, head in rows:
-            (sent if is_sent else received)[FeedId(author, log_id)] = Note(seq, flags, head)
+            key = (author, log_id)
+            feed = feeds.get(key)
+            if feed is None:
+                feed = feeds[key] = FeedId(author, log_id)
+            (sent if is_sent else received)[feed] = Note(seq, flags, head)
         return sent, received
 
     def saved_at(self, peer: bytes) -> float | None:

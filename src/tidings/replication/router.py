@@ -64,6 +64,11 @@ class Router:
         ``scan`` looks at every session; otherwise the best note seen stands
         for them (kept up to date by notes_received).
         """
+        if not self.peers and feed not in self.source:
+            # No session to stream from (a node starting, a client's last session
+            # gone): nothing to pick, whatever the feed (10,000 feeds at start).
+            self._best.pop(feed, None)
+            return
         if feed not in self.local.wanted:
             self._assign(feed, None)
             return
