@@ -441,8 +441,10 @@ class NodeState:
             changed = rows((is_sent, f, n) for is_sent, notes in now for f, n in notes.items())
             gone: list[tuple[object, ...]] = []
         else:
+            # (a note kept from the load is the same object: no comparison of fields)
             changed = rows((is_sent, f, n) for (is_sent, notes), old in zip(now, since, strict=True)
-                           for f, n in notes.items() if old.get(f) != n)
+                           for f, n in notes.items()
+                           if (o := old.get(f)) is not n and o != n)
             gone = [(peer, is_sent, f.author_key, f.log_id)
                     for (is_sent, notes), old in zip(now, since, strict=True)
                     for f in old if f not in notes]

@@ -111,6 +111,10 @@ class Router:
     def local_changed(self, feeds: Iterable[FeedId], source: Peer | None = None,
                       delivered: int | None = None) -> None:
         """This node's notes changed: tell every peer's session, and re-pick sources."""
+        if not self.peers and not self.source:  # nobody to tell, nothing to pick
+            for feed in feeds:
+                self._best.pop(feed, None)
+            return
         for feed in feeds:
             for peer in self.peers:
                 peer.session.local_changed(
