@@ -101,3 +101,42 @@ def test_a_node_keeps_the_clocks_it_wrote_until_another_process_writes_them(
     assert memory.load(peer) == ({feeds[1]: Note(5, 1, None)}, {})
     assert reads == [b"K" * 8 + peer]
     state.close()
+
+
+def test_the_digests_of_remembered_clocks_are_kept_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save stores clock_digest of each clock; a save that changed nothing computes
+    none; a row from an older tidings (no digests) gets them at its next save."""
+    import tidings.node.state as state_module
+    from tidings.node.daemon import _ClockMemory
+
+    state = NodeState(tmp_path / "node.sqlite3")
+    feeds = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 4)]
+    sent = {f: Note(1, 3, b"h" * 8) for f in feeds}
+    received = {f: Note(2, 1, b"g" * 8) for f in feeds}
+    _, digests = state.save(b"peer", sent, received)
+    assert digests == state.digests(b"peer") == (clock_digest(sent), clock_digest(received))
+    computed: list[int] = []
+    real = state_module.clock_digest
+    monkeypatch.setattr(state_module, "clock_digest",
+                        lambda notes: computed.append(len(notes)) or real(notes))
+    loaded = state.load(b"peer")
+    state.save(b"peer", *loaded, since=state.load(b"peer"))
+    assert computed == [] and state.digests(b"peer") == digests
+    received[feeds[0]] = Note(3, 1, b"f" * 8)
+    state.save(b"peer", sent, received, since=loaded)
+    assert computed == [3]  # the received clock only
+    assert state.digests(b"peer") == (clock_digest(sent), clock_digest(received))
+    state._db.execute("UPDATE clock_peers SET sent_digest = NULL, received_digest = NULL")
+    assert state.digests(b"peer") == (None, None)
+    state.save(b"peer", sent, received, since=state.load(b"peer"))
+    assert state.digests(b"peer") == (clock_digest(sent), clock_digest(received))
+    # The node's memory hands them to the session with the clocks it loads.
+    memory = _ClockMemory(state, b"K" * 32)
+    memory.load(b"peer2")
+    assert memory.digests(b"peer2") == (None, None)
+    memory.save(b"peer2", sent, received)
+    memory.flush()
+    assert memory.load(b"peer2") == (sent, received)
+    assert memory.digests(b"peer2") == (clock_digest(sent), clock_digest(received))
+    state.close()

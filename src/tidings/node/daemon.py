@@ -45,6 +45,7 @@ from tidings.node.state import (
     MAX_REMEMBERED,
     MISBEHAVIOUR_BACKOFF,
     Clocks,
+    Digests,
     NodeState,
     check_not_behind,
 )
@@ -173,23 +174,30 @@ class _ClockMemory:
         #: The clocks last written for recent peers, with the time they were saved
         #: under: while the file still names that time for the peer (no other process
         #: wrote it since), a reconnect reads one row instead of one per feed.
-        self._kept: OrderedDict[bytes, tuple[float, Clocks]] = OrderedDict()
+        self._kept: OrderedDict[bytes, tuple[float, Clocks, Digests]] = OrderedDict()
         self._kept_notes = 0
+        #: The digests of the clocks each load gave, until the session takes them.
+        self._digests: dict[bytes, Digests] = {}
 
     def load(self, peer: bytes) -> Clocks:
         with self._guard:
             pending = self._pending.get(peer)
             kept = self._kept.get(peer)
+        digests: Digests = (None, None)
         if pending is not None:  # not on disk yet: the next save writes it all
             sent, received = dict(pending[0]), dict(pending[1])
             since: Clocks | None = None
         elif kept is not None and self.state.saved_at(self.prefix + peer) == kept[0]:
-            since = kept[1]  # (never changed: a later save keeps new dicts)
+            since, digests = kept[1], kept[2]  # (never changed: a later save keeps new dicts)
             sent, received = dict(since[0]), dict(since[1])
         else:
             sent, received = self.state.load(self.prefix + peer)
+            digests = self.state.digests(self.prefix + peer)
             since = (dict(sent), dict(received))
         with self._guard:
+            if len(self._digests) > 4 * MAX_REMEMBERED:  # (taken at once by the session)
+                self._digests.clear()
+            self._digests[peer] = digests
             if len(self._loaded) > 4 * MAX_REMEMBERED:  # sessions never saved (strangers)
                 self._loaded.clear()  # (a session's save then writes every note: safe)
             self._loaded[peer] = (self._saves.get(peer, 0), since)
@@ -205,6 +213,11 @@ class _ClockMemory:
                 self._loaded.clear()
             self._saves[peer] = self._saves.get(peer, 0) + 1
             self._pending[peer] = (sent, received, since)
+
+    def digests(self, peer: bytes) -> Digests:
+        """``clock_digest`` of the clocks the last load gave for ``peer``, where known."""
+        with self._guard:
+            return self._digests.pop(peer, (None, None))
 
     def remembers(self, peer: bytes) -> bool:
         """Whether this session with ``peer`` began with its clocks remembered (it earned
@@ -223,22 +236,22 @@ class _ClockMemory:
                     return
                 peer = next(iter(self._pending))
                 sent, received, since = self._pending[peer]
-            saved = self.state.save(self.prefix + peer, sent, received, since=since)
+            saved, digests = self.state.save(self.prefix + peer, sent, received, since=since)
             with self._guard:
                 if self._pending.get(peer, (None, None, None))[0] is sent:
                     del self._pending[peer]
-                self._keep(peer, saved, (dict(sent), dict(received)))
+                self._keep(peer, saved, (dict(sent), dict(received)), digests)
 
-    def _keep(self, peer: bytes, saved: float, clocks: Clocks) -> None:
+    def _keep(self, peer: bytes, saved: float, clocks: Clocks, digests: Digests) -> None:
         """Keep ``clocks`` as the file holds them for ``peer``, within KEPT_NOTES (under
         the guard); the least recently saved peers are forgotten first."""
         old = self._kept.pop(peer, None)
         if old is not None:
             self._kept_notes -= len(old[1][0]) + len(old[1][1])
-        self._kept[peer] = (saved, clocks)
+        self._kept[peer] = (saved, clocks, digests)
         self._kept_notes += len(clocks[0]) + len(clocks[1])
         while self._kept_notes > KEPT_NOTES:
-            _, (_, gone) = self._kept.popitem(last=False)
+            _, (_, gone, _) = self._kept.popitem(last=False)
             self._kept_notes -= len(gone[0]) + len(gone[1])
 
 

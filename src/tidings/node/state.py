@@ -19,6 +19,7 @@ from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
+from tidings.replication.clock import clock_digest
 from tidings.wire.messages import Note
 
 
@@ -87,11 +88,17 @@ _SCHEMA = [
 #: 10,000 feeds starts without decoding 10,000 text ids.
 _ADDED_COLUMNS = [("clocks", "head", "BLOB"), ("follows", "author", "BLOB"),
                   ("follows", "log_id", "TEXT"),
+                  # The digests of a peer's remembered clocks (spec/10 §3), kept with
+                  # them: a reconnect that changed nothing computes none (NULL: computed).
+                  ("clock_peers", "sent_digest", "BLOB"),
+                  ("clock_peers", "received_digest", "BLOB"),
                   # Who gave a learned address (the network prefix of its source).
                   ("peers", "learned_from", "TEXT")]
 
 #: Notes as a clock memory keeps them: ``{feed: note}``, sent and received.
 Clocks = tuple[dict[FeedId, Note], dict[FeedId, Note]]
+#: ``clock_digest`` of each (None: not known).
+Digests = tuple[bytes | None, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,31 +430,42 @@ class NodeState:
                                    (peer,)).fetchone()
         return None if row is None else float(row[0])
 
+    def digests(self, peer: bytes) -> Digests:
+        """``clock_digest`` of the clocks remembered for ``peer`` (sent, received), as
+        saved with them; None where unknown (none saved, or by an older tidings)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sent_digest, received_digest FROM clock_peers WHERE peer = ?",
+                (peer,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
-             *, since: Clocks | None = None) -> float:
+             *, since: Clocks | None = None) -> tuple[float, Digests]:
         """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers);
-        returns the time they are saved under (what :meth:`saved_at` gives until the next).
+        returns the time they are saved under (what :meth:`saved_at` gives until the
+        next) and their digests (what :meth:`digests` gives).
 
         ``since`` is what this file holds for ``peer`` now (what :meth:`load` gave):
         then only the notes that changed are written, so a reconnect that changed
-        nothing writes a few rows, not one per feed.
+        nothing writes a few rows, not one per feed, and computes no digest.
         """
-        def rows(notes: Iterable[tuple[int, FeedId, Note]]) -> list[tuple[object, ...]]:
+        def rows(is_sent: int, notes: Iterable[tuple[FeedId, Note]]) -> list[tuple[object, ...]]:
             return [(peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags,
-                     note.head) for is_sent, feed, note in notes]
+                     note.head) for feed, note in notes]
 
-        now = ((1, sent), (0, received))
+        now = (sent, received)
         if since is None:
-            changed = rows((is_sent, f, n) for is_sent, notes in now for f, n in notes.items())
-            gone: list[tuple[object, ...]] = []
+            parts = [rows(1, sent.items()), rows(0, received.items())]
+            gones: list[list[tuple[object, ...]]] = [[], []]
         else:
             # (a note kept from the load is the same object: no comparison of fields)
-            changed = rows((is_sent, f, n) for (is_sent, notes), old in zip(now, since, strict=True)
-                           for f, n in notes.items()
-                           if (o := old.get(f)) is not n and o != n)
-            gone = [(peer, is_sent, f.author_key, f.log_id)
-                    for (is_sent, notes), old in zip(now, since, strict=True)
-                    for f in old if f not in notes]
+            parts = [rows(is_sent, ((f, n) for f, n in notes.items()
+                                    if (o := old.get(f)) is not n and o != n))
+                     for is_sent, notes, old in zip((1, 0), now, since, strict=True)]
+            gones = [[(peer, is_sent, f.author_key, f.log_id) for f in old if f not in notes]
+                     for is_sent, notes, old in zip((1, 0), now, since, strict=True)]
+        moved = [since is None or bool(part) or bool(gone) for part, gone in zip(
+            parts, gones, strict=True)]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -455,12 +473,22 @@ class NodeState:
                     self._db.execute("DELETE FROM clocks WHERE peer = ?", (peer,))
                 self._db.executemany(
                     "DELETE FROM clocks WHERE peer = ? AND sent = ? AND author = ? AND log_id = ?",
-                    gone)
+                    gones[0] + gones[1])
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?)", changed)
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    parts[0] + parts[1])
+                row = self._db.execute(
+                    "SELECT sent_digest, received_digest FROM clock_peers WHERE peer = ?",
+                    (peer,)).fetchone()
+                kept = (None, None) if row is None else row
+                sent_digest, received_digest = (
+                    clock_digest(notes) if changed or old is None else bytes(old)
+                    for notes, changed, old in zip(now, moved, kept, strict=True))
                 saved = time.time()
-                self._db.execute("INSERT OR REPLACE INTO clock_peers VALUES (?, ?)",
-                                 (peer, saved))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO clock_peers (peer, saved, sent_digest, "
+                    "received_digest) VALUES (?, ?, ?, ?)",
+                    (peer, saved, sent_digest, received_digest))
                 forgotten = [row[0] for row in self._db.execute(
                     "SELECT peer FROM clock_peers ORDER BY saved DESC LIMIT -1 OFFSET ?",
                     (MAX_REMEMBERED,),
@@ -472,7 +500,7 @@ class NodeState:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-        return saved
+        return saved, (sent_digest, received_digest)
 
 
 def check_not_behind(state: NodeState, logbook: Any, log_id: str) -> None:

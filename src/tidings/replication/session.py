@@ -307,6 +307,8 @@ class Session:
         self.state = SessionState.HANDSHAKE
         self.sent: dict[FeedId, Note] = {}
         self.received: dict[FeedId, Note] = {}
+        #: clock_digest(sent) as start() was given it, until sent changes.
+        self._sent_digest: bytes | None = None
         self.version: int | None = None
         self.peer_relay = False
         self.eager: set[FeedId] = set()  # feeds this side streams from this peer
@@ -380,24 +382,29 @@ class Session:
         return self._take_events()
 
     def start(self, *, sent: Mapping[FeedId, Note] | None = None,
-              received: Mapping[FeedId, Note] | None = None) -> None:
+              received: Mapping[FeedId, Note] | None = None,
+              digests: tuple[bytes | None, bytes | None] | None = None) -> None:
         """Accept the authenticated peer: send hello, with the clocks remembered
         from the last session with it (``sent``: the notes this side sent it;
         ``received``: those it sent).
 
         Messages that arrived meanwhile wait in the channel: the next
         :meth:`receive_data` reads them (call it with ``b""`` to read them now).
+        ``digests`` are ``clock_digest`` of ``sent`` and of ``received`` where the
+        caller knows them (kept with the clocks): not computed again then.
         """
         if self.state is not SessionState.AUTHENTICATED:
             self._usable()
             raise LocalProtocolError(f"start() is for an authenticated session, not "
                                      f"{self.state.value}")
         self.sent, self.received = dict(sent or {}), dict(received or {})
+        known_sent, known_received = digests or (None, None)
+        self._sent_digest = known_sent
         self._count_notes()
         if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
             self.received.clear()
             self._count_notes()
-        digest = clock_digest(self.received) if self.received else None
+        digest = (known_received or clock_digest(self.received)) if self.received else None
         self.state = SessionState.HELLO
         self._send(Hello(VERSIONS, self.relay, digest))
 
@@ -490,6 +497,7 @@ class Session:
         """
         if delivered is not None and delivered == self.local.seq(feed) and feed in self.sent:
             self.sent[feed] = self.our_note(feed)
+            self._sent_digest = None
             return
         self._refresh(feed)
 
@@ -531,12 +539,13 @@ class Session:
             final = start + MAX_NOTES >= len(notes)
             self._send(Clock(reset and start == 0, chunk, final))
             self.sent.update(chunk)
+            self._sent_digest = None
 
     def _send_opening_clock(self, peer_digest: bytes | None) -> None:
         self._pending_notes.clear()  # the opening clock says it all
         self._lazy_notes.clear()
         feeds = self.local.feeds() | set(self.sent)
-        if self.sent and peer_digest == clock_digest(self.sent):
+        if self.sent and peer_digest == (self._sent_digest or clock_digest(self.sent)):
             notes = tuple((f, self.our_note(f)) for f in self._changed_since_sent(feeds))
             self._send_notes(notes, reset=False)
         else:
