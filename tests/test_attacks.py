@@ -30,6 +30,7 @@ from tidings import FeedId, ForkProof, Identity, decode_entry
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
 from tidings.node.state import NodeState
+from tidings.storage.sqlite import SEQ_BITS, SqliteStore
 from tidings.wire.messages import (
     MAX_NOTES,
     Entries,
@@ -103,14 +104,7 @@ async def honest_sync(home: Path, address: str, feed: FeedId) -> int:
     )
     if done.returncode != 0:
         return 0
-    store = sqlite3.connect(home / "store.sqlite3")
-    try:
-        row = store.execute(
-            "SELECT max(e.seq) FROM entries e JOIN feeds f ON f.id = e.feed "
-            "WHERE f.log_id = ?", (feed.log_id,)).fetchone()
-    finally:
-        store.close()
-    return int(row[0] or 0)
+    return _held(home, feed)
 
 
 def _cli(home: Path) -> list[str]:
@@ -408,14 +402,12 @@ def _page_limit(path: Path) -> Iterator[None]:
 
 
 def _held(home: Path, feed: FeedId) -> int:
-    db = sqlite3.connect(home / "store.sqlite3")
+    store = SqliteStore(home / "store.sqlite3")
     try:
-        row = db.execute("SELECT max(e.seq) FROM entries e JOIN feeds f ON f.id = e.feed "
-                         "WHERE f.author = ? AND f.log_id = ?",
-                         (feed.author_key, feed.log_id)).fetchone()
+        head = store.head(feed)
     finally:
-        db.close()
-    return int(row[0] or 0)
+        store.close()
+    return head.seq if head is not None else 0
 
 
 # -- row 5: peer exchange ------------------------------------------------------------------------
@@ -669,9 +661,9 @@ async def test_the_gateway_bounds_each_page_and_takes_no_links_from_host(
 def _payload_count(home: Path, feed: FeedId) -> int:
     db = sqlite3.connect(home / "store.sqlite3")
     try:
-        row = db.execute("SELECT count(*) FROM payloads p JOIN feeds f ON f.id = p.feed "
-                         "WHERE f.author = ? AND f.log_id = ?",
-                         (feed.author_key, feed.log_id)).fetchone()
+        row = db.execute("SELECT count(e.payload) FROM entries e JOIN feeds f "
+                         "ON f.id = e.key >> ? WHERE f.author = ? AND f.log_id = ?",
+                         (SEQ_BITS, feed.author_key, feed.log_id)).fetchone()
     finally:
         db.close()
     return int(row[0])
