@@ -272,7 +272,7 @@ class SqliteStore:
                 "INSERT INTO feeds (author, log_id) VALUES (?, ?)", (feed.author_key, feed.log_id)
             )
             row = (cursor.lastrowid,)
-            if row[0] >= FEED_LIMIT:
+            if int(row[0] or 0) >= FEED_LIMIT:
                 raise UsageError(
                     f"the store {self.path} holds {FEED_LIMIT} feeds, the most its keys "
                     "can name: move feeds you no longer need to another store"
