@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,14 @@ FEED_LIMIT = 1 << (63 - SEQ_BITS)
 #: the end of each page, 5% of 4 KiB pages and half that of 8 KiB ones. A store
 #: made with another page size keeps it (SQLite fixes it when the file is made).
 PAGE_SIZE = 8192
+#: WAL checkpoints (copying committed pages into the database file and syncing
+#: it) run on a thread of their own once this many bytes of entries and payloads
+#: were committed, so that no commit waits for one (SQLite's own checkpoint runs
+#: inside the COMMIT that crosses its threshold). 4 MiB keeps the WAL small.
+CHECKPOINT_BYTES = 4 << 20
+#: ...and SQLite checkpoints inside a commit only when the WAL holds this many
+#: pages (128 MiB at 8 KiB): a backstop if the thread cannot keep up.
+WAL_BACKSTOP_PAGES = 16384
 #: How long a writer waits for another process's transaction before failing.
 BUSY_TIMEOUT_MS = 10_000
 #: Sequence numbers per ``IN (...)`` query; below SQLite's variable limit.
@@ -195,12 +203,15 @@ class SqliteStore:
         self._feed_ids: dict[FeedId, int] = {}
         self._page_limit_file = os.environ.get("TIDINGS_TEST_PAGE_LIMIT")
         self._page_limit = 0
+        self._written = 0  # bytes committed since the checkpoint thread last ran
+        self._checkpointer: _Checkpointer | None = None
         db = self._db
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a no-op once the file exists
             _set_wal(db)
             db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
             db.execute("PRAGMA foreign_keys = ON")
             migrate(db)
         except sqlite3.DatabaseError as exc:
@@ -231,6 +242,11 @@ class SqliteStore:
             try:
                 yield
                 self._db.execute("COMMIT")
+                if self._written >= CHECKPOINT_BYTES:
+                    self._written = 0
+                    if self._checkpointer is None:
+                        self._checkpointer = _Checkpointer(self.path)
+                    self._checkpointer.wake()
             except BaseException as exc:
                 if self._db.in_transaction:  # SQLite may have rolled back itself (full)
                     self._db.execute("ROLLBACK")
@@ -359,10 +375,14 @@ class SqliteStore:
             if rows[-1].seq >= SEQ_LIMIT or rows[0].seq < 1:
                 raise UsageError(f"this store keeps seqs 1 to 2^{SEQ_BITS} - 1 of a feed")
             base = fid << SEQ_BITS
+            # StoredEntry is the tuple (seq, hash, raw, payload): the rows go in as
+            # they are, the key made in SQL (base is an int this store computed).
             self._db.executemany(
-                "INSERT INTO entries (key, hash, entry, payload) VALUES (?, ?, ?, ?)",
-                [(base + seq, h, raw, p) for seq, h, raw, p in rows],
+                "INSERT INTO entries (key, hash, entry, payload) "
+                f"VALUES ({int(base)} + ?1, ?2, ?3, ?4)", rows,
             )
+            self._written += sum(len(raw) + len(p) if p is not None else len(raw)
+                                 for _, _, raw, p in rows)
             self._db.execute(
                 "INSERT INTO arrivals (feed, first_seq, last_seq) VALUES (?, ?, ?)",
                 (fid, rows[0].seq, rows[-1].seq),
@@ -482,4 +502,51 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self._db.close()  # the last connection checkpoints and removes the WAL
+
+
+class _Checkpointer:
+    """A thread with its own connection that runs passive WAL checkpoints when woken.
+
+    A passive checkpoint never blocks a writer; it copies what is committed into
+    the database file. A crash during one is harmless: the WAL still holds every
+    committed page, and SQLite replays it on the next open.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tidings-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # SQLite's own checkpoints (WAL_BACKSTOP_PAGES) still run
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA synchronous = FULL")
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopping:
+                    return
+                # Busy or full: the next wake tries again; the WAL keeps everything.
+                with suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            db.close()
