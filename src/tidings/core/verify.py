@@ -20,6 +20,7 @@ Nothing here does I/O. The caller supplies what it already trusts as an
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -137,6 +138,8 @@ def check_run(
     run_hashes: list[bytes] = []
     accepted = 0
     author, log_id, known = anchor.author, anchor.log_id, anchor.known
+    detached = anchor.detached
+    blake2b = hashlib.blake2b
     for index, entry in enumerate(entries):
         position = first_seq + index
         # Errors name the position (what a caller needs to keep the valid
@@ -164,7 +167,7 @@ def check_run(
                         f"row; at most {MAX_UNSIGNED_RUN} and {MAX_UNSIGNED_BYTES} may be",
                         feed=feed_text, seq=seq,
                     )
-            if seq > 1 and not (anchor.detached and index == 0) and (  # C6
+            if seq > 1 and not (detached and index == 0) and (  # C6
                 entry.backlink != (run_hashes[-1] if index else previous_hash)
             ):
                 raise WrongBacklink(f"backlink is not the hash of entry {seq - 1}",
@@ -173,7 +176,7 @@ def check_run(
             if target is not None:  # C7
                 if target >= first_seq:
                     expected: bytes | None = run_hashes[target - first_seq]
-                elif anchor.detached:
+                elif detached:
                     expected = entry.lipmaa_link
                 else:
                     expected = known.get(target)
@@ -185,8 +188,13 @@ def check_run(
                 if entry.lipmaa_link != expected:
                     raise WrongLipmaaLink(f"lipmaa link is not the hash of entry {target}",
                                           feed=feed_text, seq=seq)
-            if payloads is not None and payloads[index] is not None:  # C8, C9
-                entry.check_payload(payloads[index])  # type: ignore[arg-type]
+            if payloads is not None:  # C8, C9
+                payload = payloads[index]
+                if payload is not None and (
+                    len(payload) != entry.payload_size
+                    or blake2b(payload, digest_size=32).digest() != entry.payload_hash
+                ):
+                    entry.check_payload(payload)  # raises the error that names which
         except InvalidEntry as error:
             return RunCheck(accepted, index, error)
         run_hashes.append(entry.hash)
