@@ -83,6 +83,11 @@ def stored_is_signed(raw: bytes) -> bool:
     return bool(raw[2] & FLAG_SIGNED)
 
 
+def stored_is_end_of_log(raw: bytes) -> bool:
+    """Whether a *verified* entry ends its log (flags, byte 2, have bit 0)."""
+    return bool(raw[2] & FLAG_END_OF_LOG)
+
+
 def stored_payload_hash(raw: bytes) -> bytes:
     """The payload hash of a *verified* entry: the body's last 32 bytes."""
     end = len(raw) - SIG_PART if stored_is_signed(raw) else len(raw)
@@ -221,6 +226,19 @@ def check_signature(entry: Entry) -> None:
         ) from None
 
 
+def signature_holds(author: bytes, signature: bytes, body: bytes) -> bool:
+    """Whether ``signature`` is the author's over ``body``, by the rules of
+    :func:`check_signature` (which names the reason when it does not)."""
+    key = _public_key(author)
+    if key is None or _is_small_order_or_non_canonical(signature[:32]):
+        return False
+    try:
+        key.verify(signature, body)
+    except InvalidSignature:
+        return False
+    return True
+
+
 #: Log ids already found valid: entries of one feed repeat the same one, and
 #: checking it once per feed instead of once per entry speeds up batches.
 _valid_log_ids: set[str] = set()
@@ -246,10 +264,24 @@ _NULL = 0xF6
 _AUTHOR_END = 37
 
 
+#: The fields of an entry as :func:`read_fields` gives them: flags, author, log id,
+#: seq, timestamp, backlink, lipmaa link, payload size, payload hash, signature.
+Fields = tuple[int, bytes, str, int, int, "bytes | None", "bytes | None", int, bytes, bytes]
+
+
 def decode_canonical(raw: bytes) -> Entry | None:
     """The entry ``raw`` is, if it is exactly the canonical encoding (spec/02 §4) of
     valid fields (spec/04 D1-D9 all pass); otherwise None, and :func:`decode_entry`
-    finds which rule it breaks.
+    finds which rule it breaks."""
+    fields = read_fields(raw)
+    if fields is None:
+        return None
+    return Entry(*fields, raw, entry_hash(raw))
+
+
+def read_fields(raw: bytes) -> Fields | None:
+    """The fields of ``raw`` if it is exactly the canonical encoding (spec/02 §4) of
+    valid fields (spec/04 D1-D9 all pass); otherwise None.
 
     This reads the fixed layout of a version-2 entry byte by byte: the array
     head ``8a``, version ``02``, flags ``00``/``02``/``03``, ``58 20`` and the
@@ -372,8 +404,16 @@ def decode_canonical(raw: bytes) -> Entry | None:
         signature = b""
     if len(phash) != HASH_SIZE:  # the input ended inside the payload hash
         return None
-    return Entry(flags, raw[5:_AUTHOR_END], log_id, seq, timestamp, backlink, lipmaa_link,
-                 size, phash, signature, raw, entry_hash(raw))
+    author = _authors.get(raw[5:_AUTHOR_END])  # one bytes object per author, not per entry
+    if author is None:
+        if len(_authors) >= _PUBLIC_KEY_CACHE:
+            _authors.clear()
+        author = _authors.setdefault(raw[5:_AUTHOR_END], raw[5:_AUTHOR_END])
+    return (flags, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
+            signature)
+
+
+_authors: dict[bytes, bytes] = {}
 
 
 #: Log id bytes already found valid, and their text (see _valid_log_ids).
