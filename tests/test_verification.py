@@ -271,3 +271,17 @@ def _log() -> tuple[list[Entry], list[bytes]]:
 
 
 _LOG = _log()
+
+
+@pytest.mark.parametrize("log_id", ["a", "x" * 23, "y" * 24, "z" * 64])
+def test_one_pass_extension_reads_every_log_id_head(log_id: str) -> None:
+    book = Logbook(MemoryStore(), author(2), clock=lambda: 1)
+    entries = book.publish_batch([b"a", b"b", b"c"], log_id)
+    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in
+                                               zip(entries, [b"a", b"b", b"c"], strict=True)]
+    anchor = Anchor(entries[0].author, log_id)
+    done = extend_in_one_pass(items, anchor, lambda *row: row)
+    assert done is not None and done == _full_path(items, anchor)
+    assert done[1] == 3
+    other = Anchor(entries[0].author, log_id + "s" if len(log_id) < 64 else "other")
+    assert extend_in_one_pass(items, other, lambda *row: row) is None

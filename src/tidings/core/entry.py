@@ -325,7 +325,36 @@ def read_fields(raw: bytes) -> Fields | None:
         if len(_log_id_names) >= _LOG_ID_CACHE:
             _log_id_names.clear()
         _log_id_names[name] = log_id
-    p = end
+    rest = read_rest(raw, end, flags)
+    if rest is None:
+        return None
+    author = _authors.get(raw[5:_AUTHOR_END])  # one bytes object per author, not per entry
+    if author is None:
+        if len(_authors) >= _PUBLIC_KEY_CACHE:
+            _authors.clear()
+        author = _authors.setdefault(raw[5:_AUTHOR_END], raw[5:_AUTHOR_END])
+    return (flags, author, log_id, *rest)
+
+
+#: What :func:`read_rest` gives: seq, timestamp, backlink, lipmaa link, payload size,
+#: payload hash, signature.
+Rest = tuple[int, int, "bytes | None", "bytes | None", int, bytes, bytes]
+
+
+def feed_lead(author: bytes, log_id: str) -> bytes | None:
+    """Bytes 3.. of every canonical entry of the feed up to the end of its log id
+    (the author's head and key, the log id's head and text); None for a log id
+    that no entry may carry."""
+    name = log_id.encode()
+    if not LOG_ID_PATTERN.fullmatch(log_id) or len(author) != HASH_SIZE:
+        return None
+    text_head = bytes([0x60 + len(name)]) if len(name) < 24 else bytes([0x78, len(name)])
+    return b"\x58\x20" + author + text_head + name
+
+
+def read_rest(raw: bytes, p: int, flags: int) -> Rest | None:
+    """:func:`read_fields` from offset ``p``, just after the log id, to the end."""
+    n = len(raw)
     if p >= n:
         return None
     head = raw[p]  # seq
@@ -404,13 +433,7 @@ def read_fields(raw: bytes) -> Fields | None:
         signature = b""
     if len(phash) != HASH_SIZE:  # the input ended inside the payload hash
         return None
-    author = _authors.get(raw[5:_AUTHOR_END])  # one bytes object per author, not per entry
-    if author is None:
-        if len(_authors) >= _PUBLIC_KEY_CACHE:
-            _authors.clear()
-        author = _authors.setdefault(raw[5:_AUTHOR_END], raw[5:_AUTHOR_END])
-    return (flags, author, log_id, seq, timestamp, backlink, lipmaa_link, size, phash,
-            signature)
+    return seq, timestamp, backlink, lipmaa_link, size, phash, signature
 
 
 _authors: dict[bytes, bytes] = {}

@@ -26,15 +26,19 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tidings.core.entry import (
+    ALLOWED_FLAGS,
     FLAG_END_OF_LOG,
     FLAG_SIGNED,
+    MAX_ENTRY_SIZE,
     MAX_UNSIGNED_BYTES,
     MAX_UNSIGNED_RUN,
     SIG_PART,
+    VERSION,
     Entry,
     check_signature,
     decode_entry,
-    read_fields,
+    feed_lead,
+    read_rest,
     signature_holds,
 )
 from tidings.core.ids import FeedId
@@ -225,13 +229,17 @@ def extend_in_one_pass(
     (D1-D9, then C1-C9 in its order), for input where nothing fails; at the first
     failure this gives up and returns None, and the caller runs those two, which
     name the rule and keep the valid prefix. A run that passes is the common case
-    of replication, and here it costs one field read (:func:`read_fields`, no
+    of replication, and here it costs one field read (:func:`read_rest`, no
     :class:`Entry`), one entry hash and one row per entry. ``accepted`` is the
     number of leading rows up to the last signed entry, as in :class:`RunCheck`.
     """
     if anchor.detached or anchor.ended:
         return None
     author, log_id, known = anchor.author, anchor.log_id, anchor.known
+    lead = feed_lead(author, log_id)
+    if lead is None:
+        return None
+    rest_at = 3 + len(lead)
     first = expected_seq = anchor.head_seq + 1
     previous = known.get(anchor.head_seq) if anchor.head_seq else None
     if anchor.head_seq and previous is None:
@@ -242,11 +250,18 @@ def extend_in_one_pass(
     accepted = 0
     blake2b = hashlib.blake2b
     for raw, payload in items:
-        fields = read_fields(raw)  # D1-D9
-        if fields is None:
+        # D1-D9 as read_fields reads them, with the author and log id (C1) read as
+        # the bytes every canonical entry of this feed has there.
+        if len(raw) > MAX_ENTRY_SIZE or len(raw) < 78 or raw[0] != 0x8A or raw[1] != VERSION:
             return None
-        flags, entry_author, entry_log, seq, _, backlink, lipmaa_link, size, phash, sig = fields
-        if entry_author != author or entry_log != log_id or seq != expected_seq:  # C1, C2
+        flags = raw[2]
+        if flags not in ALLOWED_FLAGS or not raw.startswith(lead, 3):
+            return None
+        rest = read_rest(raw, rest_at, flags)
+        if rest is None:
+            return None
+        seq, _, backlink, lipmaa_link, size, phash, sig = rest
+        if seq != expected_seq:  # C2
             return None
         if flags & FLAG_SIGNED:  # C4
             if not signature_holds(author, sig, raw[:-SIG_PART]):
