@@ -354,12 +354,15 @@ def _big_feed(home: Path, count: int, size: int, *, init: bool = True) -> FeedId
         book.store.close()
 
 
-def _pages(path: Path) -> int:
+def _pages(path: Path, more_bytes: int = 0) -> int:
+    """The store's pages now, plus as many as ``more_bytes`` take at its page size."""
     db = sqlite3.connect(path)
     try:
-        return int(db.execute("PRAGMA page_count").fetchone()[0])
+        count, size = (int(db.execute(f"PRAGMA {what}").fetchone()[0])
+                       for what in ("page_count", "page_size"))
     finally:
         db.close()
+    return count + more_bytes // size
 
 
 async def test_a_full_disk_stops_ingest_keeps_serving_and_resumes(tmp_path: Path) -> None:
@@ -369,7 +372,7 @@ async def test_a_full_disk_stops_ingest_keeps_serving_and_resumes(tmp_path: Path
     big = _big_feed(w_home, 64, 64 * 1024)
     a_home = author_home(tmp_path, "a", 20)
     limit = tmp_path / "page-limit"
-    limit.write_text(str(_pages(a_home / "store.sqlite3") + 256))  # 1 MiB more at 4 KiB pages
+    limit.write_text(str(_pages(a_home / "store.sqlite3", 1 << 20)))  # room for 1 MiB more
     with running(w_home) as w, _page_limit(limit):
         a = NodeProcess(a_home, "--relay", "--peer", w.address)  # only it has the limit
         os.environ.pop("TIDINGS_TEST_PAGE_LIMIT")
