@@ -252,7 +252,8 @@ def extend_in_one_pass(
     for raw, payload in items:
         # D1-D9 as read_fields reads them, with the author and log id (C1) read as
         # the bytes every canonical entry of this feed has there.
-        if len(raw) > MAX_ENTRY_SIZE or len(raw) < 78 or raw[0] != 0x8A or raw[1] != VERSION:
+        if type(raw) is not bytes or len(raw) > MAX_ENTRY_SIZE or len(raw) < 78 \
+                or raw[0] != 0x8A or raw[1] != VERSION:
             return None
         flags = raw[2]
         if flags not in ALLOWED_FLAGS or not raw.startswith(lead, 3):
