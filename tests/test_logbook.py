@@ -23,6 +23,7 @@ from tidings.errors import (
     StoredEntryDamaged,
     UsageError,
 )
+from tidings.storage.sqlite import SEQ_MASK
 
 from .helpers import author, examples, make_log
 
@@ -204,8 +205,9 @@ def test_verify_finds_an_entry_changed_on_disk(tmp_path: Path) -> None:
     book = Logbook(SqliteStore(path), author(1))
     book.publish_batch([b"%d" % i for i in range(50)], "blog")
     db = sqlite3.connect(path)
-    raw = db.execute("SELECT entry FROM entries WHERE seq = 20").fetchone()[0]
-    db.execute("UPDATE entries SET entry = ? WHERE seq = 20", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    raw = db.execute("SELECT entry FROM entries WHERE key & ? = 20", (SEQ_MASK,)).fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE key & ? = 20",
+               (raw[:-1] + bytes([raw[-1] ^ 1]), SEQ_MASK))
     db.commit()
     report = Logbook(SqliteStore(path)).verify()[0]
     assert isinstance(report.error, StoredEntryDamaged) and report.error.seq == 20

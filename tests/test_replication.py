@@ -41,6 +41,7 @@ from tidings.replication.replicator import (
 from tidings.replication.session import MAX_UNSOLICITED, Session, SessionState
 from tidings.storage.base import StoredEntry
 from tidings.storage.logbook import FOLLOWS_LOG
+from tidings.storage.sqlite import SEQ_MASK
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.wire.messages import (
     EAGER,
@@ -967,8 +968,9 @@ def test_an_entry_damaged_on_disk_is_not_served_and_nobody_is_blamed(tmp_path: P
         a_book.publish_batch([b"post %d" % i for i in range(start, start + 10)], "blog")
     blog = a_book.feed("blog")
     db = sqlite3.connect(path)
-    raw = db.execute("SELECT entry FROM entries WHERE seq = 25").fetchone()[0]
-    db.execute("UPDATE entries SET entry = ? WHERE seq = 25", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    raw = db.execute("SELECT entry FROM entries WHERE key & ? = 25", (SEQ_MASK,)).fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE key & ? = 25",
+               (raw[:-1] + bytes([raw[-1] ^ 1]), SEQ_MASK))
     db.commit()
     db.close()
     events: list[tuple[str, dict[str, object]]] = []
@@ -995,7 +997,8 @@ def test_a_payload_damaged_on_disk_is_dropped_and_its_entry_still_served(
     a_book.publish_batch([b"post %d" % i for i in range(10)], "blog")
     blog = a_book.feed("blog")
     db = sqlite3.connect(path)
-    db.execute("UPDATE payloads SET payload = ? WHERE seq = 4", (b"post 9",))  # same size
+    db.execute("UPDATE entries SET payload = ? WHERE key & ? = 4",
+               (b"post 9", SEQ_MASK))  # same size
     db.commit()
     db.close()
     a = node("a", book=Logbook(SqliteStore(path), author(1)))

@@ -36,11 +36,12 @@ from tidings.core.entry import (
     Entry,
     decode_entry,
     sign_entry,
+    stored_is_end_of_log,
 )
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
-from tidings.core.verify import Anchor, RunCheck, check_run
+from tidings.core.verify import Anchor, RunCheck, check_run, extend_in_one_pass
 from tidings.errors import (
     ForkDetected,
     ForkedFeed,
@@ -267,6 +268,9 @@ class Logbook:
         with self.store.transaction():
             head = self.store.head(feed)
             head_seq = head.seq if head else 0
+            fast = self._extend_in_one_pass(feed, head, items)
+            if fast is not None:
+                return fast
             # Each step stops at its first error; a later step can only find
             # an error further back in the input, which then takes precedence.
             entries, error = _decode_items(items, feed_text, head_seq)
@@ -288,6 +292,27 @@ class Logbook:
         if isinstance(error, WrongBacklink) and not check.checked and new:
             below = self._split_below(feed, new)
         return IngestResult(check.accepted, duplicates, pending, error, below)
+
+    def _extend_in_one_pass(
+        self, feed: FeedId, head: StoredEntry | None,
+        items: Sequence[tuple[bytes, bytes | None]],
+    ) -> IngestResult | None:
+        """The common case of :meth:`ingest` in one pass: ``items`` extend the held
+        log, every one valid. None when that is not so (the full path then finds
+        duplicates, forks and the first error)."""
+        if not items or self.store.forked_at(feed) is not None:
+            return None
+        head_seq = head.seq if head is not None else 0
+        if head is not None and stored_is_end_of_log(head.raw):
+            return None
+        anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
+        done = extend_in_one_pass(items, anchor, StoredEntry)
+        if done is None:
+            return None
+        rows, accepted = done
+        if accepted:
+            self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
+        return IngestResult(accepted, 0, len(rows) - accepted)
 
     def _split_below(self, feed: FeedId, run: Sequence[Entry]) -> int | None:
         """``run[0]``'s seq if the run is the author's own on its face: consistent and
