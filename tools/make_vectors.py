@@ -2798,6 +2798,7 @@ def render(data: Any) -> str:
 
 
 def make_all() -> dict[str, str]:
+    from compact_vectors import make_compact  # tools/compact_vectors.py (spec/09 §8)
     from identity_vectors import make_identity  # tools/identity_vectors.py (spec/12)
 
     blog, notes, bob = build_logs()
@@ -2820,6 +2821,7 @@ def make_all() -> dict[str, str]:
         "content.json": render(make_content()),
         "blobs.json": render(make_blobs_json()),
         "identity.json": render(make_identity()),
+        "compact.json": render(make_compact(blog, notes, bob)),
     }
 
 
