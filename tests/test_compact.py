@@ -22,7 +22,7 @@ from tidings.errors import BadSignature, InvalidData, MalformedMessage
 from tidings.replication.session import MAX_UNSOLICITED, Failed, Session
 from tidings.storage.base import StoredEntry
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.wire.compact import compact_run, expand_run, feed_fields
+from tidings.wire.compact import compact_run, expand_entries, expand_run, feed_fields
 from tidings.wire.messages import (
     COMPACT_VERSION,
     VERSIONS,
@@ -147,6 +147,9 @@ def test_compacting_then_rebuilding_gives_the_same_bytes(
     assert decoded == message
     assert isinstance(decoded, CompactEntries)
     assert list(expand_run(decoded)) == items
+    # Decoded as it is rebuilt: the same Entry that decoding its bytes gives.
+    assert [(e, p) for e, p in expand_entries(decoded)] == \
+        [(decode_entry(raw), p) for raw, p in items]
     assert len(body) < len(encode_message(Entries(feed, tuple(items))))
 
 
@@ -368,3 +371,29 @@ def test_compact_runs_of_an_unwanted_feed_count_as_unsolicited() -> None:
     channel.send(run_)
     events = session.receive_data(channel.data_to_send())
     assert isinstance(events[-1], Failed) and events[-1].error.code == "flood"
+
+
+def test_a_run_that_would_not_rebuild_exactly_is_sent_in_full() -> None:
+    """compact_run gives None (the caller sends an entries message) for every run
+    whose compact form would rebuild into other bytes (spec/09 §8.4)."""
+    log, payloads = make_log(20, per_append=5)
+    feed = log[0].feed
+    items = [(e.raw, p) for e, p in zip(log, payloads, strict=True)]
+    other, other_payloads = make_log(20, per_append=5, log_id="diary")
+    forked, _ = make_log(20, per_append=5, payload=lambda i: b"another %d" % i)
+    cases = {
+        "another feed's entries": [(e.raw, p) for e, p in zip(other, other_payloads,
+                                                             strict=True)],
+        "a gap": items[:5] + items[6:],
+        "not ascending": [items[1], items[0]],
+        "a payload its entry did not sign": [*items[:3], (items[3][0], b"other"), *items[4:]],
+        "an entry of another history": [*items[:10], (forked[10].raw, None), *items[11:]],
+        "a trailing byte": [*items[:2], (items[2][0] + b"\x00", items[2][1])],
+        "a cut entry": [(items[0][0][:-1], None)],
+        "no entries": [],
+    }
+    assert compact_run(feed, items) is not None
+    for name, run_ in cases.items():
+        assert compact_run(feed, run_) is None, name
+    # A link inside the run that does not name the entry the run holds there.
+    assert compact_run(feed, [(forked[9].raw, None), *items[10:]]) is None

@@ -741,6 +741,19 @@ class CompactItem(NamedTuple):
 
 
 def _compact_item(raw: Any, first: bool) -> CompactItem:
+    # The usual item (a present payload), checked in one expression: a run holds up
+    # to 1024 of them. Anything else takes the checks below, which name the fault.
+    if type(raw) is list and len(raw) == 4:
+        flags, timestamp, payload, signature = raw
+        if (
+            type(flags) is int and flags in ENTRY_FLAGS
+            and ((type(timestamp) is int and 0 <= timestamp <= MAX_TIMESTAMP)
+                 or (timestamp is None and not first))
+            and type(payload) is bytes and len(payload) <= MAX_PAYLOAD_SIZE
+            and (signature is None if flags == 0
+                 else type(signature) is bytes and len(signature) == SIGNATURE_SIZE)
+        ):
+            return CompactItem(flags, timestamp, payload, None, signature)
     _shape(raw, list, "a compact item", max_len=4, min_len=4)
     flags = _uint(raw[0], "entry flags", 3)
     if flags not in ENTRY_FLAGS:
