@@ -301,10 +301,9 @@ class Session:
 
     def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False,
                  notes: NoteBudget | None = None,
-                 versions: tuple[int, ...] = VERSIONS) -> None:
+                 versions: tuple[int, ...] | None = None) -> None:
         self.channel = channel
-        #: The wire versions this side offers in its hello (spec/09 §7).
-        self.versions = versions
+        self._versions = versions
         #: Counts this session's kept notes with every other session's.
         self.notes_budget = notes if notes is not None else NoteBudget()
         self._notes_counted = 0
@@ -336,6 +335,16 @@ class Session:
         self.payload_bytes_sent = 0
         #: Blob transfer (spec/13 §8), at wire version 3.
         self.blobs = BlobExchange(self._send, self._mark)
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The wire versions this side offers in its hello (spec/09 §7): every one it
+        speaks, unless told fewer (an older peer, in tests)."""
+        return VERSIONS if self._versions is None else self._versions
+
+    @versions.setter
+    def versions(self, versions: tuple[int, ...]) -> None:
+        self._versions = versions
 
     @property
     def clock_exchanged(self) -> bool:
