@@ -19,7 +19,7 @@ from tidings.core.entry import FLAG_SIGNED, decode_entry, encode_body, payload_h
 from tidings.core.ids import FeedId
 from tidings.core.verify import Anchor, check_run, decode_run
 from tidings.errors import BadSignature, InvalidData, MalformedMessage
-from tidings.replication.session import MAX_UNSOLICITED, Failed, Session
+from tidings.replication.session import MAX_UNSOLICITED, EntriesReceived, Failed, Session
 from tidings.storage.base import StoredEntry
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.wire.compact import compact_run, expand_entries, expand_run, feed_fields
@@ -397,3 +397,21 @@ def test_a_run_that_would_not_rebuild_exactly_is_sent_in_full() -> None:
         assert compact_run(feed, run_) is None, name
     # A link inside the run that does not name the entry the run holds there.
     assert compact_run(feed, [(forked[9].raw, None), *items[10:]]) is None
+
+
+def test_a_compact_run_arrives_as_its_entries_decoded_as_rebuilt() -> None:
+    case = VECTORS["runs"][0]
+    feed = FeedId(bytes.fromhex(case["author"]), case["log_id"])
+    b = node("b", follows=[feed])
+    channel, session = bare_peer(b)
+    channel.send(decode_message(bytes.fromhex(case["body"])))
+    (event,) = [e for e in session.receive_data(channel.data_to_send())
+                if isinstance(e, EntriesReceived)]
+    assert event.items == tuple((bytes.fromhex(e["entry"]), unhex(e["payload"]))
+                                for e in case["entries"])
+    assert event.decoded == tuple(decode_entry(raw) for raw, _ in event.items)
+    # An entries message leaves the decoding to the node.
+    channel.send(Entries(feed, event.items))
+    (full,) = [e for e in session.receive_data(channel.data_to_send())
+               if isinstance(e, EntriesReceived)]
+    assert full.items == event.items and full.decoded is None

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
     ClosedByPeer,
@@ -45,7 +46,7 @@ from tidings.errors import (
 from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
-from tidings.wire.compact import compact_run, expand_run
+from tidings.wire.compact import compact_run, expand_entries
 from tidings.wire.messages import (
     BLOB_MESSAGES,
     BLOB_WIRE_VERSION,
@@ -195,6 +196,10 @@ class ClockExchanged:
 class EntriesReceived:
     feed: FeedId
     items: tuple[tuple[bytes, bytes | None], ...]
+    #: The entries of ``items``, decoded, when they came as a compact run
+    #: (spec/09 §8): rebuilt field by field, so every decoding check of spec/04 §2
+    #: holds and an ingest path may take them instead of decoding ``items``.
+    decoded: tuple[Entry, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -870,8 +875,13 @@ class Session:
             return
         # A compact run becomes the entries it stands for: the node verifies them
         # as any others, so one that rebuilds into unsigned bytes is invalid-data.
-        items = expand_run(message) if isinstance(message, CompactEntries) else message.items
-        self._events.append(EntriesReceived(message.feed, items))
+        if isinstance(message, CompactEntries):
+            rebuilt = expand_entries(message)
+            self._events.append(EntriesReceived(
+                message.feed, tuple((entry.raw, payload) for entry, payload in rebuilt),
+                tuple(entry for entry, _ in rebuilt)))
+        else:
+            self._events.append(EntriesReceived(message.feed, message.items))
 
     def count_unsolicited(self) -> None:
         """An entries message this node does not take (a feed it does not want, or of
