@@ -61,6 +61,10 @@ from tidings.core.ids import FeedId  # noqa: E402
 from tidings.node.home import Home  # noqa: E402
 from tidings.node.state import NodeState  # noqa: E402
 from tidings.storage.logbook import BATCH_SIZE  # noqa: E402
+from tidings.wire.messages import VERSIONS  # noqa: E402
+
+#: The wire version two nodes of this checkout speak (4: compact runs, spec/09 §8).
+WIRE_VERSION = VERSIONS[-1]
 
 perf_counter = time.perf_counter
 
@@ -176,7 +180,7 @@ class Source:
     home: Path
     feeds: list[FeedId]
     entries: int
-    wire_minimum: int  # bytes of every entry plus its payload: what any sync must ship
+    wire_minimum: int  # bytes of every entry plus its payload, as stored (a compact run ships less)
     signatures: int  # signed entries among them: a reader verifies each
     append_s: float  # seconds in publish_batch (payloads made beforehand), setup excluded
 
@@ -583,7 +587,8 @@ def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str
                    "bytes on the wire per entry, both ways", "bytes/entry",
                    Paired.once(proxied.wire_total / n, source.wire_minimum / n),
                    f"raw_entry_bytes_{key}",
-                   note=f"one proxied sync: {proxied.from_node:,} bytes node->client, "
+                   note=f"one proxied sync at wire version {WIRE_VERSION} (compact runs, "
+                        f"spec/09 §8): {proxied.from_node:,} bytes node->client, "
                         f"{proxied.to_node:,} bytes client->node (TCP payload); "
                         f"that sync took {proxied.elapsed_s:.2f} s")
     results.paired(f"disk_bytes_per_entry_{key}", section,

@@ -1922,7 +1922,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("not-an-array", "the integer 7", pack(7), [], "malformed"),
         ("a-map", "a map {0: [1]} instead of an array", pack({0: [1]}), [], "malformed"),
         ("empty-array", "an array with no type", pack([]), [], "malformed"),
-        ("unknown-type", "type 19, unknown in versions 2 and 3", pack([19]), [], "malformed"),
+        ("unknown-type", "type 20, unknown in versions 2 to 4", pack([20]), [], "malformed"),
         ("unknown-type-with-fields", "type 255 with two fields", pack([255, 1, 2]), [],
          "malformed"),
         ("negative-type", "type -1", pack([-1]), [], "malformed"),
@@ -2132,8 +2132,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("ping-before-hello", "a ping first", [ping], "unexpected", None),
         ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
          "unexpected", None),
-        ("no-common-version", "versions 1 and 4 only",
-         [encode_message(Hello((1, 4), False, None))], "version", None),
+        ("no-common-version", "versions 1 and 5 only",
+         [encode_message(Hello((1, 5), False, None))], "version", None),
         ("second-hello", "two hellos", [hello, hello], "unexpected", None),
         ("partial-response-not-requested", "an answer to a request the node never made",
          [hello, encode_message(PartialResponse(7, ()))], "unexpected", None),
@@ -2798,6 +2798,7 @@ def render(data: Any) -> str:
 
 
 def make_all() -> dict[str, str]:
+    from compact_vectors import make_compact  # tools/compact_vectors.py (spec/09 §8)
     from identity_vectors import make_identity  # tools/identity_vectors.py (spec/12)
 
     blog, notes, bob = build_logs()
@@ -2820,6 +2821,7 @@ def make_all() -> dict[str, str]:
         "content.json": render(make_content()),
         "blobs.json": render(make_blobs_json()),
         "identity.json": render(make_identity()),
+        "compact.json": render(make_compact(blog, notes, bob)),
     }
 
 

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
     ClosedByPeer,
@@ -45,9 +46,11 @@ from tidings.errors import (
 from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
+from tidings.wire.compact import compact_run, expand_entries
 from tidings.wire.messages import (
     BLOB_MESSAGES,
     BLOB_WIRE_VERSION,
+    COMPACT_VERSION,
     EAGER,
     HEAD_PREFIX,
     IDENTITY_VERSION,
@@ -58,6 +61,7 @@ from tidings.wire.messages import (
     MAX_PARTIAL,
     VERSIONS,
     Clock,
+    CompactEntries,
     Entries,
     ErrorMessage,
     ForkProofMessage,
@@ -134,6 +138,7 @@ _EXCHANGE: frozenset[type[Message]] = frozenset({
     ForkProofMessage, Peers, Ping, ErrorMessage,
     IdentityNotes, IdentityRequest, IdentityEvents,  # version 3 only (_handle)
     *BLOB_MESSAGES,  # version 3 only (_handle)
+    CompactEntries,  # version 4 only (_on_entries)
 })
 #: The messages each state accepts; any other is :class:`UnexpectedMessage`.
 ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
@@ -191,6 +196,10 @@ class ClockExchanged:
 class EntriesReceived:
     feed: FeedId
     items: tuple[tuple[bytes, bytes | None], ...]
+    #: The entries of ``items``, decoded, when they came as a compact run
+    #: (spec/09 §8): rebuilt field by field, so every decoding check of spec/04 §2
+    #: holds and an ingest path may take them instead of decoding ``items``.
+    decoded: tuple[Entry, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +305,10 @@ class Session:
     """
 
     def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False,
-                 notes: NoteBudget | None = None) -> None:
+                 notes: NoteBudget | None = None,
+                 versions: tuple[int, ...] | None = None) -> None:
         self.channel = channel
+        self._versions = versions
         #: Counts this session's kept notes with every other session's.
         self.notes_budget = notes if notes is not None else NoteBudget()
         self._notes_counted = 0
@@ -329,6 +340,16 @@ class Session:
         self.payload_bytes_sent = 0
         #: Blob transfer (spec/13 §8), at wire version 3.
         self.blobs = BlobExchange(self._send, self._mark)
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The wire versions this side offers in its hello (spec/09 §7): every one it
+        speaks, unless told fewer (an older peer, in tests)."""
+        return VERSIONS if self._versions is None else self._versions
+
+    @versions.setter
+    def versions(self, versions: tuple[int, ...]) -> None:
+        self._versions = versions
 
     @property
     def clock_exchanged(self) -> bool:
@@ -398,7 +419,7 @@ class Session:
             self._count_notes()
         digest = clock_digest(self.received) if self.received else None
         self.state = SessionState.HELLO
-        self._send(Hello(VERSIONS, self.relay, digest))
+        self._send(Hello(self.versions, self.relay, digest))
 
     def _take_messages(self) -> None:
         for message in self.channel.messages():
@@ -575,7 +596,9 @@ class Session:
         """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given)."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
-        self._send(Entries(feed, tuple(items)))
+        # At wire version 4 a run goes compact (spec/09 §8); in full where it cannot.
+        compact = compact_run(feed, items) if (self.version or 0) >= COMPACT_VERSION else None
+        self._send(compact if compact is not None else Entries(feed, tuple(items)))
         self.entries_sent += len(items)
         self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)
         theirs = self.received.get(feed)
@@ -708,7 +731,7 @@ class Session:
                     self._check_owed(feed)
                 self._events.append(ClockExchanged())
             return
-        elif isinstance(message, Entries):
+        elif isinstance(message, Entries | CompactEntries):
             self._on_entries(message)
         elif isinstance(message, PartialRequest | SeqRequest):
             # Answered as the socket drains (next_request), not at once: a peer
@@ -777,10 +800,10 @@ class Session:
             self._events.append(SeqReceived(message.request_id, feed, what_asked, message.items))
 
     def _on_hello(self, hello: Hello) -> None:
-        common = set(hello.versions) & set(VERSIONS)
+        common = set(hello.versions) & set(self.versions)
         if not common:
             raise UnsupportedVersion(
-                f"peer speaks versions {list(hello.versions)}, this node {list(VERSIONS)}"
+                f"peer speaks versions {list(hello.versions)}, this node {list(self.versions)}"
             )
         self.version = max(common)
         self.peer_relay = hello.relay
@@ -843,11 +866,22 @@ class Session:
             self.notes_budget.used -= self._notes_counted
         self._notes_counted = -1
 
-    def _on_entries(self, message: Entries) -> None:
+    def _on_entries(self, message: Entries | CompactEntries) -> None:
+        if isinstance(message, CompactEntries) and (self.version or 0) < COMPACT_VERSION:
+            raise MalformedMessage(f"message type {message.TYPE} is unknown in wire version "
+                                   f"{self.version}")
         if message.feed not in self.local.wanted:
             self.count_unsolicited()
             return
-        self._events.append(EntriesReceived(message.feed, message.items))
+        # A compact run becomes the entries it stands for: the node verifies them
+        # as any others, so one that rebuilds into unsigned bytes is invalid-data.
+        if isinstance(message, CompactEntries):
+            rebuilt = expand_entries(message)
+            self._events.append(EntriesReceived(
+                message.feed, tuple((entry.raw, payload) for entry, payload in rebuilt),
+                tuple(entry for entry, _ in rebuilt)))
+        else:
+            self._events.append(EntriesReceived(message.feed, message.items))
 
     def count_unsolicited(self) -> None:
         """An entries message this node does not take (a feed it does not want, or of
