@@ -320,22 +320,132 @@ class HttpServer:
             headers.insert(0, ("Content-Type", response.content_type))
             if response.stream is None:
                 headers.append(("Content-Length", str(len(response.body))))
-
-        async def send(data: bytes) -> None:
-            await _send(stream, data)
-
-        await send(connection.send(h11.Response(status_code=response.status, headers=headers)))
+        data = connection.send(h11.Response(status_code=response.status, headers=headers))
         if head:
             pass  # the headers of the answer a GET would get, and no body
         elif response.stream is None:
+            # One write for the whole answer: head, body and end.
             if response.body:
-                await send(connection.send(h11.Data(data=response.body)))
+                data += connection.send(h11.Data(data=response.body))
         else:
-            async def chunk(data: bytes) -> None:
-                await send(connection.send(h11.Data(data=data)))
+            await _send(stream, data)
+            # h11 chose the framing from the request (chunked for HTTP/1.1, else the
+            # body ends when the connection closes); the writer frames each write so.
+            chunked = b"\r\ntransfer-encoding: chunked\r\n" in data.lower()
+            writer = BodyWriter(stream, _chunk if chunked else _h11_framing(connection))
+            try:
+                await response.stream(writer)
+                await writer.flush()
+            finally:
+                writer.close()
+            data = b""  # (and h11 ends the body: the last chunk if chunked)
+        data += connection.send(h11.EndOfMessage())
+        if data:
+            await _send(stream, data)
 
-            await response.stream(chunk)
-        await send(connection.send(h11.EndOfMessage()))
+
+#: Bytes a streamed response may hold that its client has not taken yet
+#: (:meth:`BodyWriter.offer`): beyond them, a writer that must not wait (an event
+#: fan-out) stops offering and the stream catches up from where it stands.
+#: 256 KiB: hundreds of events; at the 512-connection cap, 128 MiB at worst.
+STREAM_BUFFER_BYTES = 256 * 1024
+
+
+class BodyWriter:
+    """How a streamed response writes its body, framing each write (chunked or not).
+
+    Awaited like a :data:`Send` (it waits up to SEND_TIMEOUT for the client to
+    take the bytes). A writer that must not wait, because it serves many streams
+    from one task (the SSE fan-out), uses :meth:`offer` instead: what the socket
+    takes now is written at once, the rest waits in a buffer that the stream's
+    own task sends with :meth:`flush`, and later offers join that buffer.
+    """
+
+    def __init__(self, stream: trio.SocketStream, frame: Callable[[bytes], list[bytes]]
+                 ) -> None:
+        self._stream = stream
+        self._fd = stream.socket.fileno()
+        self._frame = frame
+        self._pending = bytearray()
+        self._sending = False
+        self._closed = False
+        #: Set when :meth:`offer` left bytes for :meth:`flush` (a new event each time).
+        self.has_pending = trio.Event()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    @property
+    def closed(self) -> bool:
+        """The response ended, or a write found the connection broken."""
+        return self._closed
+
+    def close(self) -> None:
+        """No more writes (the server calls it before it closes the socket)."""
+        self._closed = True
+        self.has_pending.set()
+
+    async def __call__(self, data: bytes) -> None:
+        if not data:
+            return  # (an empty chunk would end a chunked body)
+        await self.flush()
+        self._sending = True
+        try:
+            await _send(self._stream, b"".join(self._frame(data)))
+        finally:
+            self._sending = False
+        if self._pending:  # offered meanwhile
+            await self.flush()
+
+    def offer(self, data: bytes) -> None:
+        """Write ``data`` without waiting: what the socket takes now, the rest after
+        what is pending (see :attr:`has_pending`). Nothing once closed."""
+        if self._closed or not data:
+            return
+        parts = self._frame(data)
+        if not self._pending and not self._sending:
+            try:
+                written = os.writev(self._fd, parts)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # reset, a broken pipe: the stream's task will find out
+                self.close()
+                return
+            total = sum(map(len, parts))
+            if written == total:
+                return
+            joined = b"".join(parts)
+            self._pending += memoryview(joined)[written:]
+        else:
+            for part in parts:
+                self._pending += part
+        self.has_pending.set()
+
+    async def flush(self) -> None:
+        """Send what :meth:`offer` left (waits up to SEND_TIMEOUT)."""
+        if self.has_pending.is_set():
+            self.has_pending = trio.Event()
+        if self._closed:
+            raise trio.BrokenResourceError("the stream was closed")
+        self._sending = True
+        try:
+            while self._pending:
+                data = bytes(self._pending)
+                self._pending.clear()
+                await _send(self._stream, data)
+        finally:
+            self._sending = False
+
+
+def _chunk(data: bytes) -> list[bytes]:
+    """One chunk of a chunked body (RFC 9112 §7.1), ``data`` not copied."""
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+def _h11_framing(connection: h11.Connection) -> Callable[[bytes], list[bytes]]:
+    """Bodies of a declared length (h11 checks it) or that end with the connection."""
+    return lambda data: [connection.send(h11.Data(data=data)) or b""]
 
 
 async def _send(stream: trio.SocketStream, data: bytes) -> None:
@@ -357,5 +467,5 @@ def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request
     )
 
 
-__all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",
+__all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
            "json_response"]
