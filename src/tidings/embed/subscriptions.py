@@ -221,6 +221,24 @@ class Subscription:
             if position == before:  # (else it skipped a page of other feeds: read on)
                 await changed.wait()
 
+    def store_changed(self) -> trio.Event:
+        """An event set at the next change to the node's store (take it before reading)."""
+        return self._node.changed()
+
+    async def ready(self) -> list[Item] | None:
+        """What is new without waiting, for one task serving many subscriptions (the
+        SSE fan-out): a page from the shared tail, empty if nothing is new, or None
+        when this subscription is behind the tail (then :meth:`next_page` reads the
+        store). A full page (PAGE_ENTRIES items) may have more after it."""
+        if self._buffer:
+            page, self._buffer = self._buffer, []
+            return page
+        position = self._read_to
+        if not await self._tail.reach(position):
+            return None
+        items, self._read_to = self._tail.after(position, self._wanted())
+        return self._attributed(items) if items else []
+
     def _attributed(self, items: list[Item]) -> list[Item]:
         """``items``, each naming the followed author (and device) it belongs to.
 

@@ -369,8 +369,10 @@ class BodyWriter:
         self._pending = bytearray()
         self._sending = False
         self._closed = False
-        #: Set when :meth:`offer` left bytes for :meth:`flush` (a new event each time).
-        self.has_pending = trio.Event()
+        #: Set when the stream's task has something to do: bytes :meth:`offer` left
+        #: for :meth:`flush`, or the writer closed (a fan-out may set it too). A new
+        #: event after each flush.
+        self.wakeup = trio.Event()
 
     @property
     def pending_bytes(self) -> int:
@@ -384,7 +386,7 @@ class BodyWriter:
     def close(self) -> None:
         """No more writes (the server calls it before it closes the socket)."""
         self._closed = True
-        self.has_pending.set()
+        self.wakeup.set()
 
     async def __call__(self, data: bytes) -> None:
         if not data:
@@ -400,7 +402,7 @@ class BodyWriter:
 
     def offer(self, data: bytes) -> None:
         """Write ``data`` without waiting: what the socket takes now, the rest after
-        what is pending (see :attr:`has_pending`). Nothing once closed."""
+        what is pending (see :attr:`wakeup`). Nothing once closed."""
         if self._closed or not data:
             return
         parts = self._frame(data)
@@ -420,12 +422,12 @@ class BodyWriter:
         else:
             for part in parts:
                 self._pending += part
-        self.has_pending.set()
+        self.wakeup.set()
 
     async def flush(self) -> None:
         """Send what :meth:`offer` left (waits up to SEND_TIMEOUT)."""
-        if self.has_pending.is_set():
-            self.has_pending = trio.Event()
+        if self.wakeup.is_set():
+            self.wakeup = trio.Event()
         if self._closed:
             raise trio.BrokenResourceError("the stream was closed")
         self._sending = True
