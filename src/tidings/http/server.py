@@ -236,6 +236,8 @@ class HttpServer:
                             client: tuple[str, int], *, first: bool,
                             state: _ConnectionState) -> Request | None:
         head: h11.Request | None = None
+        #: The head parsed once, for the check and then the handler (None: a bad target).
+        parsed: Request | None = None
         body = bytearray()
         # A new connection must start its request at once; a kept-alive one may idle.
         deadline = trio.current_time() + (REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT)
@@ -277,12 +279,13 @@ class HttpServer:
                         413, "payload_too_large",
                         f"the request body is over {MAX_BODY_BYTES} bytes"))
                     return None
-                if self.check_head is not None:
+                try:
+                    parsed = _request(event, b"", client)
+                except ValueError:
+                    parsed = None  # a bad target: answered once the request is whole
+                if self.check_head is not None and parsed is not None:
                     # Who may ask is known from the head: a stranger's body is never read.
-                    try:
-                        refused = self.check_head(_request(event, b"", client))
-                    except ValueError:
-                        refused = None  # a bad target: answered once the request is whole
+                    refused = self.check_head(parsed)
                     if refused is not None:
                         refused.headers.append(("Connection", "close"))
                         if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -297,6 +300,9 @@ class HttpServer:
                     return None
             elif isinstance(event, h11.EndOfMessage):
                 assert head is not None
+                if parsed is not None:
+                    parsed.body = bytes(body)
+                    return parsed
                 try:
                     return _request(head, bytes(body), client)
                 except ValueError as exc:  # too many query fields, a bad escape
