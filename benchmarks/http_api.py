@@ -530,11 +530,12 @@ class ApiNode(NodeProcess):
 #: The raw fan-out server, run as a child process: bare trio, HTTP/1.1 by hand.
 #: ``GET`` (any path) opens an SSE stream (chunked, like the node's); each ``POST``
 #: body's ``payload_base64`` goes out at once as one `entry` event, padded to the
-#: size of the node's events, written to every stream in turn; then 201. No
-#: store, no fsync, no per-subscriber task or encoding: the floor under the
-#: node's SSE path, with the same clients, sockets and process layout.
+#: size of the node's events, written to every stream in turn (straight to the
+#: socket, as the node's fan-out does, waiting only for what it does not take);
+#: then 201. No store, no fsync, no per-subscriber task or encoding: the floor
+#: under the node's SSE path, with the same clients, sockets and process layout.
 FANOUT_SERVER = r"""
-import json, sys, trio
+import json, os, sys, trio
 
 PAD = int(sys.argv[1])
 streams = []
@@ -580,7 +581,13 @@ async def handle(stream):
                            "seq": seq, "pad": "x" * PAD})
         event = chunk(b"event: entry\nid: 1-%d\ndata: %s\n\n" % (seq, data.encode()))
         for subscriber in streams:
-            await subscriber.send_all(event)
+            # As the node's fan-out: what the socket takes now, without waiting.
+            try:
+                written = os.write(subscriber.socket.fileno(), event)
+            except BlockingIOError:
+                written = 0
+            if written < len(event):
+                await subscriber.send_all(event[written:])
         await stream.send_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
         head, rest = await read_head(stream, rest)
 

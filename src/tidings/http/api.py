@@ -158,6 +158,10 @@ class EventFanout:
         self._streams_came = trio.Event()
         self.running = False
 
+    def pending(self) -> list[int]:
+        """Bytes each stream it serves holds that its client has not taken yet."""
+        return [live.writer.pending_bytes for live in self._live.values()]
+
     async def run(self) -> None:
         """Serve the streams until cancelled."""
         async with trio.open_nursery() as nursery:
