@@ -27,9 +27,9 @@ Figures, each sampled in pairs with a raw limit (benchmarks/pairs.py):
   (like with like: both group-commit what arrives during a commit); the
   in-process ``EmbeddedNode.publish`` itself (sequential, and from 8 tasks);
   and once more, back to back, while 100 SSE streams watch the feed, beside
-  as many publishes with no stream open (the streams only count their events
-  here: parsing 100 streams would cost this process more than the node spends,
-  and the publisher shares its event loop);
+  as many publishes with no stream open (the streams are a child process that
+  only counts their events: 100 streams parsed here would cost more than the
+  node spends, in the publisher's own event loop);
 * SSE delivery latency: 100 ``GET /v1/events`` streams (100 TCP connections)
   on the publishing feed while entries are published at a steady 20/s; the
   time from starting the publish request to each subscriber reading the event,
@@ -316,78 +316,96 @@ async def sse_subscriber(target: ApiTarget, path: str, reader: SseReader) -> Non
         await connection.aclose()
 
 
-async def sse_counter(target: ApiTarget, path: str, entries: int, ready: Callable[[], None],
-                      finished: Callable[[float], None]) -> None:
-    """One ``GET path`` stream that only counts `entry` events (no parsing), until
-    cancelled; ``finished(t)`` once ``entries`` came, ``t`` the time the last did.
+#: The streams of the bursts, run as a child process: plain sockets and one selector,
+#: HTTP by hand. Each stream only counts its `entry` events (no parsing). Why apart
+#: and so bare: 100 streams read by trio and h11, each event parsed, would cost
+#: more CPU per publish than the node spends, in the publisher's own event loop,
+#: so the figure would time this process. Prints ``ready`` once every stream had
+#: its ready event, then ``done T``: the perf_counter() (CLOCK_MONOTONIC, the same
+#: clock in every process) when the last stream held every entry.
+COUNTING_STREAMS = r"""
+import selectors, socket, sys, time
 
-    For the bursts: 100 streams that parse every event (h11, JSON, base64) would
-    cost this process more CPU per publish than the node spends, and the
-    publisher shares its event loop, so the figure would time the client.
-    """
-    connection = await HttpConnection.open(target.host, target.port)
-    try:
-        await connection.send_request("GET", path,
-                                      [*target.auth, ("Accept", "text/event-stream")])
-        response = await connection.next_event()
-        if not isinstance(response, h11.Response) or response.status_code != 200:
-            raise RuntimeError(f"GET {path[:60]} answered {response!r}")
-        # The body as it comes (chunk framing included): an event's start line is
-        # never split by a chunk header, as the node writes whole events.
-        data, _ = connection.h11.trailing_data
-        kept, count, seen_ready = b"", 0, False
-        marker, ready_marker = b"\nevent: entry\n", b"\nevent: ready\n"
-        while True:
-            text = kept + data
-            if not seen_ready and ready_marker in b"\n" + text:
-                seen_ready = True
-                ready()
-            count += (b"\n" + text).count(marker) - (b"\n" + kept).count(marker)
-            if count >= entries:
-                finished(perf_counter())
-                if count > entries:
-                    raise RuntimeError(f"a stream got {count} entries of {entries}")
-                await trio.sleep_forever()
-            kept = text[-len(marker):]
-            data = await connection.stream.receive_some(65536)
-            if not data:
-                raise RuntimeError("the SSE stream ended")
-    finally:
-        await connection.aclose()
+host, port, path, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+streams, entries = int(sys.argv[5]), int(sys.argv[6])
+ENTRY, READY = b"\nevent: entry\n", b"\nevent: ready\n"
+request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}"
+           "\r\nAccept: text/event-stream\r\n\r\n").encode()
+selector = selectors.DefaultSelector()
+state = {}
+for _ in range(streams):
+    sock = socket.create_connection((host, port))
+    sock.sendall(request)
+    sock.setblocking(False)
+    state[sock] = [b"", 0, False, False]  # last bytes, entries, ready, all came
+    selector.register(sock, selectors.EVENT_READ)
+ready = done = 0
+last = 0.0
+while done < streams:
+    events = selector.select(60.0)
+    if not events:
+        sys.exit(f"no stream read anything for 60 s: {done} of {streams} done")
+    now = time.perf_counter()
+    for key, _ in events:
+        data = key.fileobj.recv(65536)
+        if not data:
+            sys.exit("an SSE stream ended")
+        kept, count, seen, complete = state[key.fileobj]
+        if not seen and not kept and not data.startswith(b"HTTP/1.1 200 "):
+            sys.exit(f"GET {path[:60]} answered {data[:60]!r}")
+        text = kept + data
+        if not seen and READY in text:
+            seen = True
+            ready += 1
+            if ready == streams:
+                print("ready", flush=True)
+        # (A marker inside the kept bytes was counted with the bytes before.)
+        count += (b"\n" + text).count(ENTRY) - (b"\n" + kept).count(ENTRY)
+        if count > entries:
+            sys.exit(f"a stream got {count} entries of {entries}")
+        if count == entries and not complete:
+            complete = True
+            done += 1
+            last = max(last, now)
+        state[key.fileobj] = [text[-len(ENTRY):], count, seen, complete]
+print("done", repr(last), flush=True)
+"""
 
 
 async def sse_burst(target: ApiTarget, path: str, subscribers: int, entries: int
                     ) -> tuple[float, float]:
     """``entries`` publishes back to back over one connection while ``subscribers``
-    streams watch (:func:`sse_counter`): publishes/s, and seconds from the first
-    publish until every stream held every entry."""
-    ready, finished = Countdown(subscribers), Countdown(subscribers)
-    last: list[float] = []
+    streams watch (COUNTING_STREAMS, a child process): publishes/s, and seconds
+    from the first publish until every stream held every entry."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", COUNTING_STREAMS, target.host, str(target.port), path,
+         target.token, str(subscribers), str(entries)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=child_env(), text=True)
+    assert proc.stdout is not None
     publisher = await HttpConnection.open(target.host, target.port)
     try:
         with trio.fail_after(60.0 + entries / 10):
-            async with trio.open_nursery() as nursery:
-                def done(at: float) -> None:
-                    last.append(at)
-                    finished.count()
-
-                for _ in range(subscribers):
-                    nursery.start_soon(sse_counter, target, path, entries, ready.count, done)
-                await ready.event.wait()
-                await trio.sleep(0.2)  # let the server settle after the connects
-                with no_gc():
-                    start = perf_counter()
-                    for i in range(entries):
-                        await http_publish(publisher, target, paced_payload(i), SSE_LOG)
-                    acked = perf_counter()
-                    await finished.event.wait()
-                nursery.cancel_scope.cancel()
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+            if line.strip() != "ready":
+                raise RuntimeError(f"the counting streams did not start: {line!r}")
+            await trio.sleep(0.2)  # let the server settle after the connects
+            with no_gc():
+                start = perf_counter()
+                for i in range(entries):
+                    await http_publish(publisher, target, paced_payload(i), SSE_LOG)
+                acked = perf_counter()
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+        if not line.startswith("done "):
+            raise RuntimeError(f"the counting streams failed: {line!r}")
+        return entries / (acked - start), float(line.split()[1]) - start
     except trio.TooSlowError:
-        raise RuntimeError(f"the burst timed out: {len(last)} of {subscribers} streams "
-                           "held every entry") from None
+        raise RuntimeError("the burst timed out") from None
     finally:
         await publisher.aclose()
-    return entries / (acked - start), max(last) - start
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 class Countdown:
