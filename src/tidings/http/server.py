@@ -496,8 +496,18 @@ async def _read_body(stream: trio.SocketStream, buffer: bytearray, head: Request
 
 
 async def _send(stream: trio.SocketStream, data: bytes) -> None:
-    with trio.fail_after(SEND_TIMEOUT):
-        await stream.send_all(data)
+    """Send ``data``, waiting up to SEND_TIMEOUT for the client to take it. What the
+    socket takes at once (an answer, usually) goes without a trip through the
+    event loop."""
+    try:
+        written = os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        written = 0
+    except OSError as exc:  # reset, a broken pipe
+        raise trio.BrokenResourceError(str(exc)) from None
+    if written < len(data):
+        with trio.fail_after(SEND_TIMEOUT):
+            await stream.send_all(memoryview(data)[written:])
 
 
 def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request:
