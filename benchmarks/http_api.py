@@ -156,6 +156,7 @@ class HttpConnection:
         self.stream = stream
         self.host = host
         self.h11 = h11.Connection(h11.CLIENT)
+        self._left = b""  # bytes after the last answer (by request())
         #: perf_counter() when the last bytes came off the socket.
         self.received_at = 0.0
 
@@ -190,21 +191,41 @@ class HttpConnection:
 
     async def request(self, method: str, target: str, headers: Sequence[tuple[str, str]],
                       body: bytes = b"") -> tuple[int, bytes]:
-        await self.send_request(method, target, headers, body)
-        response = await self.next_event()
-        if not isinstance(response, h11.Response):
-            raise RuntimeError(f"expected an HTTP response, got {response!r}")
-        received = bytearray()
-        while True:
-            event = await self.next_event()
-            if isinstance(event, h11.Data):
-                received += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                raise RuntimeError(f"the connection ended mid-response: {event!r}")
-        self.h11.start_next_cycle()
-        return response.status_code, bytes(received)
+        """One request and its answer, HTTP/1.1 by hand (answers with a Content-Length).
+
+        Not h11: a client as lean as an app's (curl, a Go or Rust client) spends
+        microseconds a request, h11 hundreds, and on 2 cores this process's CPU
+        would be timed as the node's. With 8 connections it also spaces the
+        requests out, so fewer share a commit than in the in-process figure.
+        Only for connections that carry nothing else (the streams use h11).
+        """
+        head = "".join(f"{name}: {value}\r\n" for name, value in
+                       [("Host", self.host), *headers, ("Content-Length", str(len(body)))])
+        await self.stream.send_all(f"{method} {target} HTTP/1.1\r\n{head}\r\n".encode()
+                                   + body)
+        buffer = self._left
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            buffer += await self._receive()
+        lines = buffer[:end].decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        if length is None:
+            raise RuntimeError(f"an answer without a Content-Length: {lines[0]!r}")
+        buffer = buffer[end + 4:]
+        while len(buffer) < length:
+            buffer += await self._receive()
+        self._left = buffer[length:]
+        return status, buffer[:length]
+
+    async def _receive(self) -> bytes:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise RuntimeError("the connection ended mid-response")
+        return data
 
 
 @dataclass
