@@ -8,9 +8,11 @@ Usage::
 
 The node under test is a separate process, ``tidings --home H up --listen
 127.0.0.1:0 --no-lan --api 127.0.0.1:0``, and the clients are trio tasks in
-this process: HTTP/1.1 over real loopback TCP connections, h11 as the client
-state machine. Why a separate process: the local API exists for apps in other
-processes (and languages), so that is the path to measure; and with the node
+this process: HTTP/1.1 over real loopback TCP connections (requests by hand,
+as lean as an app's client; the latency streams read with h11), and the burst's
+streams a child process of plain sockets. Why a separate process: the local
+API exists for apps in other processes (and languages), so that is the path to
+measure; and with the node
 inside this process its event loop and GIL would also run the benchmark's own
 clients (h11 parsing, 100 SSE readers, bookkeeping), so every figure would mix
 server and client cost and the latency would include the client's own
