@@ -12,10 +12,9 @@ this process: HTTP/1.1 over real loopback TCP connections (requests by hand,
 as lean as an app's client; the latency streams read with h11), and the burst's
 streams a child process of plain sockets. Why a separate process: the local
 API exists for apps in other processes (and languages), so that is the path to
-measure; and with the node
-inside this process its event loop and GIL would also run the benchmark's own
-clients (h11 parsing, 100 SSE readers, bookkeeping), so every figure would mix
-server and client cost and the latency would include the client's own
+measure; and with the node inside this process its event loop and GIL would
+also run the benchmark's own clients (100 SSE readers, bookkeeping), so every
+figure would mix server and client cost and the latency would include the client's own
 scheduling. Apart, on 2 cores, the node gets a core and the clients the other.
 The in-process figures (``EmbeddedNode.publish``, ``subscribe()``) run in this
 process, which is what an embedding app does.
