@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -133,3 +134,50 @@ async def test_a_client_that_goes_away_leaves_the_fan_out(tmp_path: Path) -> Non
                 await trio.sleep(0.01)
         assert entry_seqs(bytes(staying_body)) == [1, 2, 3]
         await staying.aclose()
+
+
+async def test_a_stream_the_fan_out_fails_on_ends_and_the_others_go_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug met while serving one stream closes that stream (its client resumes from
+    the last event it got), never the fan-out or the API."""
+    async with serving(tmp_path / "n") as (node, api, port):
+        token = node.home.api_token()
+        first, second = await open_stream(port, token), await open_stream(port, token)
+        first_body, second_body = bytearray(), bytearray()
+        await read_until(first, first_body, b"event: ready")
+        await read_until(second, second_body, b"event: ready")
+        with trio.fail_after(GUARD):
+            while len(api.fanout.pending()) < 2:
+                await trio.sleep(0.01)
+        encode = api.event_bytes
+        failed: list[bool] = []
+
+        def fail_once(item: Any) -> bytes:
+            if not failed:
+                failed.append(True)
+                raise RuntimeError("a bug")
+            return encode(item)
+
+        monkeypatch.setattr(api, "event_bytes", fail_once)
+        await node.publish(b"one", "blog")
+        ended: list[trio.SocketStream] = []
+
+        async def one_entry_or_the_end(stream: trio.SocketStream, body: bytearray) -> None:
+            with trio.fail_after(GUARD):
+                while entry_seqs(bytes(body)) != [1] or not body.endswith(b"\n\n\r\n"):
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        ended.append(stream)
+                        return
+                    body += data
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one_entry_or_the_end, first, first_body)
+            nursery.start_soon(one_entry_or_the_end, second, second_body)
+        assert len(ended) == 1 and failed
+        served, body = (second, second_body) if ended == [first] else (first, first_body)
+        await node.publish(b"two", "blog")
+        await read_until(served, body, b"event: entry", 2)
+        assert entry_seqs(bytes(body)) == [1, 2]
+        await first.aclose()
+        await second.aclose()

@@ -188,23 +188,29 @@ class EventFanout:
             await changed.wait()
 
     async def _deliver(self) -> None:
-        event_bytes = self._api.event_bytes
         for live in list(self._live.values()):
-            writer = live.writer
-            while not (live.behind or writer.closed):
-                if writer.pending_bytes >= STREAM_BUFFER_BYTES:
-                    page = None  # its client is slow: it reads the store when it can
-                else:
-                    page = await live.subscription.ready()
-                if page is None:
-                    live.behind = True
-                    writer.wakeup.set()
-                    break
-                if page:
-                    writer.offer(b"".join([event_bytes(item) for item in page]))
-                    live.offered += 1
-                if len(page) < PAGE_ENTRIES:
-                    break
+            try:
+                await self._deliver_to(live)
+            except Exception as exc:  # a bug costs that stream, not the others
+                self._api.node.log.warning("sse-failed", error=f"{type(exc).__name__}: {exc}")
+                live.writer.close()  # (its client resumes from the last event it got)
+
+    async def _deliver_to(self, live: _Live) -> None:
+        writer = live.writer
+        while not (live.behind or writer.closed):
+            if writer.pending_bytes >= STREAM_BUFFER_BYTES:
+                page = None  # its client is slow: it reads the store when it can
+            else:
+                page = await live.subscription.ready()
+            if page is None:
+                live.behind = True
+                writer.wakeup.set()
+                return
+            if page:
+                writer.offer(b"".join([self._api.event_bytes(item) for item in page]))
+                live.offered += 1
+            if len(page) < PAGE_ENTRIES:
+                return
 
     async def follow(self, subscription: Subscription, writer: BodyWriter) -> None:
         """Serve one stream from here until it falls behind (then return, and the
