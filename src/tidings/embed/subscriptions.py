@@ -103,6 +103,10 @@ class Tail:
         self._used_at = 0.0
         self._lock = trio.Lock()
         self._bytes = 0
+        #: after() answers since the tail last changed, for readers of the same
+        #: feeds at the same place (a hundred streams of one feed share one).
+        self._answers: dict[tuple[Position, frozenset[FeedId]],
+                            tuple[list[Item], Position]] = {}
 
     async def reach(self, position: Position) -> bool:
         """Bring the tail up to date for a reader at ``position``; True if it holds
@@ -115,6 +119,7 @@ class Tail:
             self._start = self._end = position
             self._items, self._positions, self._bytes = [], [], 0
             self._read_at = None
+            self._answers.clear()
         self._used_at = now
         await self._refresh()
         return self._start <= position <= self._end
@@ -130,6 +135,7 @@ class Tail:
             store = self._node.logbook.store
             while True:
                 items, end = await trio.to_thread.run_sync(read_page, store, self._end, None)
+                self._answers.clear()
                 self._items += items
                 self._positions += [item.position for item in items if item.position]
                 self._bytes += sum(_size(item) for item in items)
@@ -149,10 +155,22 @@ class Tail:
         if drop:
             self._start = self._positions[drop - 1]
             del self._items[:drop], self._positions[:drop]
+            self._answers.clear()
 
     def after(self, position: Position, wanted: Container[FeedId] | None
               ) -> tuple[list[Item], Position]:
-        """Up to a page of held items after ``position`` in ``wanted``, and the new position."""
+        """Up to a page of held items after ``position`` in ``wanted``, and the new
+        position. (The list may be shared with other readers: do not change it.)"""
+        if isinstance(wanted, frozenset):
+            key = (position, wanted)
+            answer = self._answers.get(key)
+            if answer is None:
+                answer = self._answers[key] = self._after(position, wanted)
+            return answer
+        return self._after(position, wanted)
+
+    def _after(self, position: Position, wanted: Container[FeedId] | None
+               ) -> tuple[list[Item], Position]:
         found: list[Item] = []
         for index in range(bisect.bisect_right(self._positions, position), len(self._items)):
             item = self._items[index]
@@ -220,6 +238,24 @@ class Subscription:
                 return self._attributed(items)
             if position == before:  # (else it skipped a page of other feeds: read on)
                 await changed.wait()
+
+    def store_changed(self) -> trio.Event:
+        """An event set at the next change to the node's store (take it before reading)."""
+        return self._node.changed()
+
+    async def ready(self) -> list[Item] | None:
+        """What is new without waiting, for one task serving many subscriptions (the
+        SSE fan-out): a page from the shared tail, empty if nothing is new, or None
+        when this subscription is behind the tail (then :meth:`next_page` reads the
+        store). A full page (PAGE_ENTRIES items) may have more after it."""
+        if self._buffer:
+            page, self._buffer = self._buffer, []
+            return page
+        position = self._read_to
+        if not await self._tail.reach(position):
+            return None
+        items, self._read_to = self._tail.after(position, self._wanted())
+        return self._attributed(items) if items else []
 
     def _attributed(self, items: list[Item]) -> list[Item]:
         """``items``, each naming the followed author (and device) it belongs to.
