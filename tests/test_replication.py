@@ -34,6 +34,8 @@ from tidings.errors import (
 from tidings.replication.relay import MIN_HOLD
 from tidings.replication.replicator import (
     PARTIAL_PAYLOAD_BYTES,
+    STALL_AFTER,
+    STALL_WHILE_SERVING_AFTER,
     MemoryClocks,
     Replicator,
     Superseded,
@@ -1007,3 +1009,39 @@ def test_a_payload_damaged_on_disk_is_dropped_and_its_entry_still_served(
     assert held(b, blog) == 10
     assert [p for _, p in b.logbook.read(blog)][3] is None  # fetched again elsewhere, later
     assert a.logbook.read(blog)[3][1] is None  # the damaged copy is gone
+
+
+def test_a_source_serving_other_feeds_is_not_stalled_for_a_feed_that_waits_its_turn() -> None:
+    """spec/10 §5.2: a source that claims more of F and sends nothing is stalled after
+    STALL_AFTER; one that keeps sending other feeds' entries is given until
+    STALL_WHILE_SERVING_AFTER (an honest source serves its owed feeds in turn)."""
+    a = node("a", who=1)
+    feeds = publish_feeds(a.logbook, 2, 3)
+    a.refresh_local()
+    b = node("b", follows=feeds)
+    link = connect(b, a)
+    link.budget_b = 0  # a notes what it holds but streams nothing
+    run(link)
+    peer = b.peer(link.sa)
+    assert peer is not None and [held(b, f) for f in feeds] == [0, 0]
+    now = 0.0
+    assert b.tick(now) == []
+    # Entries of other feeds keep coming: the feeds wait their turn past STALL_AFTER ...
+    while now < STALL_WHILE_SERVING_AFTER - 2 * STALL_AFTER:
+        now += STALL_AFTER / 2
+        peer.useful += 1  # (what ingesting another feed's new entries counts)
+        assert b.tick(now) == [], f"stalled at {now} s while the source was serving"
+    # ... but not for ever.
+    while now <= STALL_WHILE_SERVING_AFTER + STALL_AFTER:
+        now += STALL_AFTER / 2
+        peer.useful += 1
+        if (moved := b.tick(now)):
+            break
+    assert set(moved) == set(feeds) and peer.stalled == set(feeds)
+    # A source that sends nothing at all is stalled after STALL_AFTER.
+    c = node("c", follows=feeds)
+    quiet = connect(c, a)
+    quiet.budget_b = 0
+    run(quiet)
+    assert c.tick(0.0) == [] and c.tick(STALL_AFTER / 2) == []
+    assert set(c.tick(STALL_AFTER)) == set(feeds)
