@@ -4,13 +4,16 @@ the CLI for everything else."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
 from tests.nodes import running, wait_for
-from tests.test_cli import ok, tidings
+from tests.test_cli import _env, ok, tidings
 from tests.test_status_cli import fetch, serving_feeds
 from tidings.core.ids import AuthorId, FeedId
 from tidings.node.state import NodeState
@@ -34,7 +37,8 @@ def make_identity(root_home: Path, next_key: Path, name: str) -> str:
 
 
 def pair(identity: str, root_home: Path, home: Path, name: str) -> None:
-    request = ok(tidings(home, "device", "pair", identity, "--name", name)).out.strip()
+    request = ok(tidings(home, "device", "pair", identity, "--name", name,
+                         "--no-wait")).out.strip()
     ok(tidings(root_home, "device", "approve", request, "--yes"))
 
 
@@ -99,6 +103,72 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     # `show` heads the author's stream with the display name.
     shown = ok(tidings(reader, "show", f"{identity}:blog")).out.splitlines()
     assert shown[0] == f"Ann Author ({identity})"
+
+
+def test_one_sync_gets_every_devices_posts(tmp_path: Path) -> None:
+    # The reader knows only the identity id: the devices, and so the device feeds it
+    # wants, it learns from the identity log in the same session that fetches them.
+    laptop, phone, reader = (tmp_path / n for n in ("laptop", "phone", "reader"))
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    pair(identity, laptop, phone, "phone")
+    for home, name in ((laptop, "laptop"), (phone, "phone")):
+        for i in range(3):
+            ok(tidings(home, "publish", "--log", "blog", f"{name} post {i}"))
+    with running(phone) as on_phone:  # the laptop fetches the phone's feed
+        ok(tidings(laptop, "sync", "--peer", on_phone.address, "--timeout", "60"))
+    ok(tidings(reader, "follow", identity))
+    with running(laptop) as on_laptop:
+        synced = ok(tidings(reader, "sync", "--peer", on_laptop.address, "--timeout", "60",
+                            "--json"))
+    assert json.loads(synced.out)["received"] >= 6
+    texts = sorted(str(item["payload"]) for item in merged(reader, f"{identity}:blog"))
+    assert texts == sorted(f"{d} post {i}" for d in ("laptop", "phone") for i in range(3))
+
+
+def test_device_pair_waits_for_the_approval(tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    err_file = tmp_path / "pair.err"
+    with running(laptop) as on_laptop, open(err_file, "wb") as err_out:
+        pairing = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "--home", str(phone), "device", "pair",
+             identity, "--name", "phone", "--peer", on_laptop.address, "--timeout", "120",
+             "--json"], stdout=subprocess.PIPE, stderr=err_out, env=_env())
+        try:
+            wait_for(lambda: "tpair1" in err_file.read_text(), 60, "the pairing request")
+            [request] = re.findall(r"tpair1\w+", err_file.read_text())[:1]
+            # Nothing is decided yet: the new device waits, saying so on stderr.
+            assert pairing.poll() is None
+            ok(tidings(laptop, "device", "approve", request, "--yes"))
+            out, _ = pairing.communicate(timeout=120)
+        finally:
+            if pairing.poll() is None:
+                pairing.kill()
+                pairing.wait()
+    assert pairing.returncode == 0, err_file.read_text()
+    result = json.loads(out)
+    assert result["approved"] is True and result["devices"] == 2
+    assert result["identity"] == identity and result["request"] == request
+    assert "waiting for the approval" in err_file.read_text()
+    # The new device knows it is one: its own identity log lists it.
+    shown = json.loads(ok(tidings(phone, "identity", "show", "--json")).out)
+    assert "phone" in json.dumps(shown)
+    # Asked again once approved, it answers at once, with no peer to ask.
+    again = ok(tidings(phone, "device", "pair", identity, "--name", "phone", "--timeout", "1"))
+    assert "approved" in again.out
+
+
+def test_device_pair_says_what_to_do_when_no_approval_comes(tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    with running(laptop) as on_laptop:
+        late = tidings(phone, "device", "pair", identity, "--name", "phone", "--peer",
+                       on_laptop.address, "--timeout", "1")
+    assert late.code == 1
+    assert "no approval arrived within 1 s" in late.err and "device approve" in late.err
+    assert late.out.startswith("tpair1")  # the request, to approve and wait again
+    alone = tidings(tmp_path / "tablet", "device", "pair", identity, "--name", "tablet")
+    assert alone.code == 1 and "--peer HOST:PORT" in alone.err and "--no-wait" in alone.err
 
 
 def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
@@ -235,7 +305,8 @@ def test_a_stolen_root_key_is_rotated_away(tmp_path: Path) -> None:
     shutil.copytree(phone, thief)  # the stolen machine: root.key and the log
     (thief / "node.lock").unlink(missing_ok=True)
     (thief / "node.key").unlink(missing_ok=True)
-    request = ok(tidings(gadget, "device", "pair", identity, "--name", "gadget")).out.strip()
+    request = ok(tidings(gadget, "device", "pair", identity, "--name", "gadget",
+                         "--no-wait")).out.strip()
     ok(tidings(thief, "device", "approve", request, "--yes"))
     ok(tidings(reader, "follow", identity))
     with running(thief) as on_thief:
