@@ -3,6 +3,7 @@ the CLI for everything else."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -386,3 +387,23 @@ def test_import_never_reuses_a_device_key_of_another_or_a_revoked_device(
     assert refused.code == 2 and "revoked device 'laptop'" in refused.err, refused.err
     shown = json.loads(ok(tidings(home, "identity", "show", "--json")).out)
     assert [d["name"] for d in shown["devices"]] == ["laptop"]
+
+
+def test_watch_takes_an_author(tmp_path: Path) -> None:
+    from tests.test_cli_person import HANG, _interrupt, _lines, _watch
+
+    laptop = tmp_path / "laptop"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    ok(tidings(laptop, "publish", "--log", "notes", "not this log"))
+    ok(tidings(laptop, "publish", "--log", "blog", "on the blog"))
+    with running(laptop, "--api", "127.0.0.1:0"):
+        proc = _watch(laptop, "--from-start", "--json", "--feed", f"{identity}:blog")
+        try:
+            first = json.loads(_lines(proc).get(timeout=HANG))
+        finally:
+            _interrupt(proc)
+    # The node's own device is labelled like a followed author's.
+    assert base64.b64decode(first["payload_base64"]) == b"on the blog"
+    assert (first["log"], first["identity"], first["device"]) == ("blog", identity, "laptop")
+    bad = tidings(laptop, "watch", "--feed", "ti1nope")
+    assert bad.code == 2 and "ti1nope" in bad.err
