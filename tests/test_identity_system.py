@@ -407,3 +407,56 @@ def test_watch_takes_an_author(tmp_path: Path) -> None:
     assert (first["log"], first["identity"], first["device"]) == ("blog", identity, "laptop")
     bad = tidings(laptop, "watch", "--feed", "ti1nope")
     assert bad.code == 2 and "ti1nope" in bad.err
+
+
+def test_an_authors_bundle_reads_as_the_merged_stream(tmp_path: Path) -> None:
+    from tidings.core.bundle import (
+        HEADER_V2,
+        EntryRecord,
+        IdentityRecord,
+        encode_entry_record,
+        encode_identity_record,
+        read_bundle,
+    )
+
+    laptop, phone, reader, other = (tmp_path / n for n in ("laptop", "phone", "reader",
+                                                            "other"))
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    pair(identity, laptop, phone, "phone")
+    ok(tidings(laptop, "publish", "--log", "blog", "laptop post"))
+    ok(tidings(phone, "publish", "--log", "blog", "phone post"))
+    # The phone's feed reaches the laptop by file, and the author's stream leaves it so.
+    ok(tidings(phone, "export", "blog", "-o", str(tmp_path / "phone.bundle")))
+    ok(tidings(laptop, "import", str(tmp_path / "phone.bundle")))
+    bundle = tmp_path / "author.bundle"
+    written = json.loads(ok(tidings(laptop, "export", f"{identity}:blog", "-o", str(bundle),
+                                    "--json")).out)
+    assert written["entries"] == 2 and written["identity_events"] == 3
+    assert bundle.read_bytes().startswith(HEADER_V2)
+    imported = json.loads(ok(tidings(reader, "import", str(bundle), "--json")).out)
+    assert (imported["added"], imported["identity_events"]) == (2, 3)
+    assert imported["identity_refused"] == []
+    items = merged(reader, f"{identity}:blog")
+    assert sorted((i["device"], i["payload"]) for i in items) == [
+        ("laptop", "laptop post"), ("phone", "phone post")]
+    # One device's feed carries the events that place it too.
+    ok(tidings(laptop, "export", "blog", "-o", str(tmp_path / "laptop.bundle")))
+    with open(tmp_path / "laptop.bundle", "rb") as handle:
+        records = list(read_bundle(handle.read))
+    assert [type(r).__name__ for r in records[:3]] == ["IdentityRecord"] * 3
+    # A forged identity event is refused by its rule; the entries stand on their own.
+    forged = HEADER_V2
+    last = max(i for i, r in enumerate(records) if isinstance(r, IdentityRecord))
+    for index, record in enumerate(records):
+        if isinstance(record, IdentityRecord):
+            event = record.event
+            if index == last:
+                event = event[:-1] + bytes([event[-1] ^ 1])  # its signature's last byte
+            forged += encode_identity_record(record.identity, event)
+        else:
+            assert isinstance(record, EntryRecord)
+            forged += encode_entry_record(record.entry, record.payload)
+    (tmp_path / "forged.bundle").write_bytes(forged)
+    refused = tidings(other, "import", str(tmp_path / "forged.bundle"))
+    assert refused.code == 1 and "refused (bad-signature)" in refused.err, refused.err
+    assert "imported 1 new entries" in refused.err

@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,6 +39,9 @@ from tidings.node.home import Home
 from tidings.node.identities import describe
 from tidings.node.state import NodeState
 from tidings.replication.identities import IdentityBook
+
+if TYPE_CHECKING:
+    from tidings.storage.logbook import Logbook
 
 ROOT_KEY_FILE = "root.key"
 ROOT_KEY_HEADER = "tidings-root-key-1"
@@ -533,6 +537,73 @@ def cmd_device_revoke(args: argparse.Namespace, home: Home) -> int:
     kept = ", ".join(f"{c.log_id} up to seq {c.seq}" for c in cuts) or "nothing"
     print(f"revoked {args.device}; of its feeds the identity keeps {kept}")
     return EXIT_OK
+
+
+# -- bundles (spec/07 §1: identity records) ------------------------------------------
+
+
+def bundle_contents(home: Home, book: Logbook, text: str
+                    ) -> tuple[list[FeedId], list[tuple[bytes, bytes]]] | None:
+    """What `tidings export` writes for an author (``ti1...[:log]``): the device feeds
+    of those logs held here (every log but none named), and the identity's log; None
+    for a feed."""
+    from tidings.node.identities import is_identity_text, parse_target
+
+    if not is_identity_text(text):
+        return None
+    target = parse_target(text)
+    state = NodeState(home.node_state_path)
+    try:
+        book_ = IdentityBook(state)
+        current = book_.state(target.identity)
+        if current is None or current.status == "unknown":
+            raise CommandError(f"this home holds no log of {format_identity(target.identity)}"
+                               ": `tidings follow` it and let the node sync")
+        events = [(target.identity, raw) for raw in book_.served(target.identity)]
+    finally:
+        state.close()
+    feeds = sorted((info.feed for info in book.feeds()
+                    if info.feed.author_key in current.devices
+                    and (not target.logs or info.feed.log_id in target.logs)), key=str)
+    return feeds, events
+
+
+def identity_events_for(home: Home, feeds: list[FeedId]) -> list[tuple[bytes, bytes]]:
+    """The identity log events that place ``feeds`` (device feeds of an identity this
+    home holds the log of: its own, or one it follows), for a bundle."""
+    if not home.node_state_path.exists():
+        return []
+    state = NodeState(home.node_state_path)
+    try:
+        book = IdentityBook(state)
+        events: list[tuple[bytes, bytes]] = []
+        for identity in sorted(book.logs):
+            current = book.state(identity)
+            if current is not None and any(f.author_key in current.devices for f in feeds):
+                events += [(identity, raw) for raw in book.served(identity)]
+        return events
+    finally:
+        state.close()
+
+
+def fold_imported(home: Home, events: list[tuple[bytes, bytes]]) -> tuple[int, list[str]]:
+    """Fold a bundle's identity records into this home's identity logs (spec/07 §3):
+    returns the identities whose state moved, and a line per event refused (its rule)."""
+    by_identity: dict[bytes, list[bytes]] = {}
+    for identity, raw in events:
+        by_identity.setdefault(identity, []).append(raw)
+    state = _state(home)
+    moved, refused = 0, []
+    try:
+        book = IdentityBook(state)
+        for identity, raws in by_identity.items():
+            added = book.add(identity, raws)
+            moved += added.changed
+            refused += [f"identity {format_identity(identity)}: an event was refused "
+                        f"({refusal.rule})" for _, refusal in added.refused]
+    finally:
+        state.close()
+    return moved, refused
 
 
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
