@@ -396,3 +396,36 @@ def test_one_session_suffices_when_the_notes_kept_aside_overflow(
     _caught_up_holds_everything(follower, hub, feeds)
     peer_session = next(iter(follower.peers))
     assert peer_session._unkept_evicted  # the fallback was what made it work
+
+
+def test_answers_to_wants_of_feeds_not_held_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A peer that newly wants feeds this node neither holds nor wants gets a (0, 0)
+    # note for each (so a reader that lost its notes need not wait), up to the bound,
+    # counted across sessions (the answers stay in the remembered clock).
+    from tidings.replication import session as session_module
+    from tidings.wire.messages import Clock
+
+    from .replication_helpers import node
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 3)
+    asker, other = node("asker"), node("other")
+    link = connect(asker, other)
+    run(link)
+    wanted = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 6)]
+    asker.set_follows(wanted)
+    run(link)
+    answered = {feed for message in link.received(asker) if isinstance(message, Clock)
+                for feed, note in message.notes if feed in wanted}
+    assert len(answered) == 3
+    assert all(other.local.seq(f) == 0 for f in wanted)
+    link.close()
+    # The next session starts from the remembered clocks: no room for more answers.
+    asker.set_follows([])
+    again = connect(asker, other)
+    run(again)
+    asker.set_follows([FeedId(bytes([9]) * 32, "blog")])
+    run(again)
+    later = {feed for message in again.received(asker) if isinstance(message, Clock)
+             for feed, _ in message.notes if feed == FeedId(bytes([9]) * 32, "blog")}
+    assert not later

@@ -408,6 +408,13 @@ class Session:
             raise LocalProtocolError(f"start() is for an authenticated session, not "
                                      f"{self.state.value}")
         self.sent, self.received = dict(sent or {}), dict(received or {})
+        # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
+        # clocks): they count against the bound from the start.
+        local = self.local
+        self._answered_unkept = sum(
+            1 for feed, note in self.sent.items()
+            if not note.seq and not note.flags and feed not in local.heads
+            and feed not in local.wanted)
         self._count_notes()
         if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
             self.received.clear()
@@ -872,8 +879,8 @@ class Session:
     def _answer_unkept(self, feed: FeedId) -> None:
         """The peer started to want a feed this side neither holds nor wants: say so
         (a (0, 0) note), so it need not wait (spec/10 §5.5). At most MAX_UNKEPT_NOTES
-        a session: each answer is a note in ``sent``, and a stranger could ask for any
-        number of feeds."""
+        such notes in ``sent`` (remembered across sessions): a stranger could ask for
+        any number of feeds."""
         if self._answered_unkept < MAX_UNKEPT_NOTES and feed not in self._pending_notes:
             self._answered_unkept += 1
             self._pending_notes[feed] = self.our_note(feed)
