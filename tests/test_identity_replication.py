@@ -429,3 +429,28 @@ def test_answers_to_wants_of_feeds_not_held_are_bounded(
     later = {feed for message in again.received(asker) if isinstance(message, Clock)
              for feed, _ in message.notes if feed == FeedId(bytes([9]) * 32, "blog")}
     assert not later
+
+
+def test_a_feed_followed_before_its_first_entry_streams_once_it_has_one() -> None:
+    # The reader wants the author's feed before the author has written to it: the
+    # author holds nothing of it then, so it sets the reader's eager note aside (and
+    # answers it with a (0, 0) note). Its first entry makes the feed held: the note
+    # set aside counts again, and the entry streams without another word from the
+    # reader (a three-node ring of examples/learning_network.py found this).
+    from .helpers import author
+    from .replication_helpers import node
+
+    writer, follower = node("writer", who=1), node("follower")
+    link = connect(follower, writer)
+    run(link)
+    feed = author(1).author.feed("main")
+    follower.set_follows([feed])
+    run(link)
+    writer.logbook.publish(b"first", "main")
+    writer.refresh_local()
+    run(link)
+    assert held(follower, feed) == 1
+    writer.logbook.publish(b"second", "main")
+    writer.refresh_local()
+    run(link)
+    assert held(follower, feed) == 2

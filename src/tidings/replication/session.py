@@ -510,6 +510,8 @@ class Session:
         ``delivered`` is the last seq of entries this peer just sent: the peer
         knows this side has them, so no note goes back for them.
         """
+        if feed in self._unkept:  # it holds or wants the feed now: the note set aside counts
+            self.restore_notes({feed})
         if delivered is not None and delivered == self.local.seq(feed) and feed in self.sent:
             self.sent[feed] = self.our_note(feed)
             return
