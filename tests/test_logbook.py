@@ -187,7 +187,9 @@ def test_a_tampered_bundle_stores_the_valid_prefix(store: Store) -> None:
     [
         (b"", "not a tidings bundle"),
         (b"PK\x03\x04 zip file", "not a tidings bundle"),
-        (HEADER[:-1] + b"\x02", "unknown bundle version"),
+        (HEADER[:-1] + b"\x03", "unknown bundle version"),
+        (HEADER + b"\x83\x02" + bytes([0x58, 32]) + bytes(32), "entry record (0)"),
+        (HEADER[:-1] + b"\x02\x83\x02\x41\x00\x40", "an identity is 32 bytes"),
         (HEADER + b"\x83\x00\x59\xff\xff", "bound"),
         (HEADER + b"\x83\x00\x58\x30abc", "truncated"),
         (HEADER + b"\x83\x00\x58\x10abc", "non-canonical length"),

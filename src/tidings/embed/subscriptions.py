@@ -24,6 +24,7 @@ from tidings.storage.base import Store
 
 if TYPE_CHECKING:
     from tidings.node.daemon import Node
+    from tidings.replication.identities import IdentityBook
 
 #: Entries one subscription holds in memory at most (one page read from the store).
 PAGE_ENTRIES = 256
@@ -81,6 +82,45 @@ class Followed:
     def __contains__(self, feed: object) -> bool:
         return feed in self._follows or (
             isinstance(feed, FeedId) and feed.author_key == self._own_key)
+
+
+def attributed(identities: IdentityBook, items: list[Item]) -> list[Item]:
+    """``items``, each that a device of a followed identity wrote (this node's own
+    identity is followed too) naming the identity and the device (spec/12)."""
+    names: dict[bytes, tuple[str | None, str | None]] = {}
+    out = []
+    for item in items:
+        key = item.entry.author
+        if key not in names:
+            identity = identities.identity_of(key)
+            state = identities.state(identity) if identity is not None else None
+            device = state.devices.get(key) if state is not None else None
+            names[key] = (None if identity is None else format_identity(identity),
+                          None if device is None else device.name)
+        identity_text, device_name = names[key]
+        out.append(item if identity_text is None else
+                   replace(item, identity=identity_text, device=device_name))
+    return out
+
+
+class Chosen:
+    """The feeds a subscription that names feeds reads: those named, and the device
+    feeds of the authors named (``ti1...[:log]``), devices added later included."""
+
+    def __init__(self, feeds: Collection[FeedId],
+                 authors: Collection[tuple[bytes, frozenset[str]]],
+                 devices_of: Callable[[bytes], Container[bytes]]) -> None:
+        self._feeds = frozenset(feeds)
+        #: Each author named: its identity, and the logs named (empty: every log).
+        self._authors = tuple(authors)
+        self._devices_of = devices_of
+
+    def __contains__(self, feed: object) -> bool:
+        if feed in self._feeds:
+            return True
+        return isinstance(feed, FeedId) and any(
+            (not logs or feed.log_id in logs) and feed.author_key in self._devices_of(identity)
+            for identity, logs in self._authors)
 
 
 class Tail:
@@ -192,11 +232,12 @@ class Subscription:
     follows, as they change).
     """
 
-    def __init__(self, node: Node, tail: Tail, feeds: Collection[FeedId] | None,
+    def __init__(self, node: Node, tail: Tail, feeds: Collection[FeedId] | Chosen | None,
                  after: Position, default_feeds: Callable[[], Container[FeedId]]) -> None:
         self._node = node
         self._tail = tail
-        self._feeds = None if feeds is None else frozenset(feeds)
+        self._feeds: Container[FeedId] | None = (
+            feeds if feeds is None or isinstance(feeds, Chosen) else frozenset(feeds))
         self._default_feeds = default_feeds
         #: Where the next read starts (past the items still in the buffer).
         self._read_to = after
@@ -258,28 +299,14 @@ class Subscription:
         return self._attributed(items) if items else []
 
     def _attributed(self, items: list[Item]) -> list[Item]:
-        """``items``, each naming the followed author (and device) it belongs to.
+        """``items``, each naming the author (and device) it belongs to.
 
         Live items come in arrival order, not the merged order of spec/12 §7.3: an
         author's device that was offline delivers entries older than ones already
         sent, and a stream never goes back. The merged key ``(timestamp, author key,
         seq)`` of each item places it in the author's stream (``show ti1...``, the
         authors API)."""
-        identities = self._node.replicator.identities
-        names: dict[bytes, tuple[str | None, str | None]] = {}
-        out = []
-        for item in items:
-            key = item.entry.author
-            if key not in names:
-                identity = identities.identity_of(key)
-                state = identities.state(identity) if identity is not None else None
-                device = state.devices.get(key) if state is not None else None
-                names[key] = (None if identity is None else format_identity(identity),
-                              None if device is None else device.name)
-            identity_text, device_name = names[key]
-            out.append(item if identity_text is None else
-                       replace(item, identity=identity_text, device=device_name))
-        return out
+        return attributed(self._node.replicator.identities, items)
 
     def __aiter__(self) -> Subscription:
         return self

@@ -92,7 +92,7 @@ def item_json(item: Item) -> dict[str, Any]:
     }
     if item.cursor is not None:
         shown["cursor"] = item.cursor
-    if item.identity is not None:  # a followed author's device feed (spec/12)
+    if item.identity is not None:  # a device feed of a followed author, or our own (spec/12)
         shown["identity"] = item.identity
         shown["device"] = item.device
     return shown
@@ -268,6 +268,17 @@ def _feed(text: str) -> FeedId:
         return FeedId.from_input(text)
     except UsageError as exc:
         raise HttpError(400, "invalid_feed", str(exc)) from None
+
+
+def _stream_feed(text: str) -> FeedId | str:
+    """A feed id, or an author (``ti1...`` or ``ti1...:log``: its device feeds) in
+    ``/v1/events?feeds=``, where commas part the items (one log per author item)."""
+    if text.startswith("ti1"):
+        if not re.fullmatch(r"ti1[a-z2-7]{55}(:[a-z0-9][a-z0-9_-]{0,63})?", text):
+            raise HttpError(400, "invalid_feed", f"{text[:70]}: an author is ti1... or "
+                            "ti1...:LOG here (name several logs as several items)")
+        return text
+    return _feed(text)
 
 
 def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -553,7 +564,7 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
         raise
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
-    return json_response(item_json(Item(entry, payload)), 201)
+    return json_response(item_json(api.node.attributed([Item(entry, payload)])[0]), 201)
 
 
 @route("GET", API_PREFIX + "/authors/(?P<author>ti1[a-z2-7]+)/entries")
@@ -671,9 +682,12 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         if len(names) > MAX_FEEDS_PER_STREAM:
             raise HttpError(400, "invalid_request",
                             f"at most {MAX_FEEDS_PER_STREAM} feeds per stream")
-        feeds = [_feed(name) for name in names]
+        feeds = [_stream_feed(name) for name in names]
     own = request.arg("own", "false") in ("1", "true")
-    subscription = api.node.subscribe(feeds, after=after, own=own)
+    try:
+        subscription = api.node.subscribe(feeds, after=after, own=own)
+    except UsageError as exc:  # (an author id that does not parse)
+        raise HttpError(400, "invalid_feed", str(exc)) from None
 
     async def stream(send: Callable[[bytes], Awaitable[None]]) -> None:
         page: list[Item] = []

@@ -327,7 +327,17 @@ class Replicator:
             frontier = found - wanted
             wanted |= found
         changed = wanted ^ self.local.wanted
+        new = wanted - self.local.wanted
         self.local.wanted = wanted
+        if new:
+            # Peers' notes of these feeds may have come before this node wanted them
+            # (a device feed noted before the identity log placed the device): take
+            # them back, so the sources are chosen and caught_up() counts them.
+            for peer in self.router.peers:
+                restored = peer.session.restore_notes(new)
+                if restored:
+                    self._compare_heads(peer, restored)
+                    self.router.notes_received(peer, [feed for feed, _ in restored])
         self.router.local_changed(changed)
 
     def _follows_of(self, feed: FeedId) -> set[FeedId]:
@@ -1140,6 +1150,8 @@ class Replicator:
                     and peer.identity_asks.get(identity, 0) < MAX_IDENTITY_ASKS
                     for identity in self.identities.follows)):
             return False
+        if any(feed in self.local.wanted for feed in session.awaiting):
+            return False  # a feed newly wanted: the peer's note of it is on its way
         searching = peer.searches
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at

@@ -107,6 +107,13 @@ MAX_UNSOLICITED = 64
 MAX_QUEUED_REQUESTS = 1024
 #: Requests (partial and seq) this side may have unanswered at once.
 MAX_OUTSTANDING_PARTIALS = 16
+#: The peer's notes of feeds this node neither held nor wanted when they came,
+#: kept per session in case it starts to want them (a followed author's device
+#: feeds, once the identity log places the device: spec/10 §5.5). A followed
+#: author's devices x logs are a few dozen; about 300 bytes a note, this is
+#: 300 KB per connection. A clock naming more such feeds only evicts the oldest,
+#: and an evicted note costs one round trip: the peer answers the new want.
+MAX_UNKEPT_NOTES = 1024
 
 
 # -- the state table -----------------------------------------------------------
@@ -326,6 +333,15 @@ class Session:
         self._lazy_notes: dict[FeedId, Note] = {}
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
+        #: Notes the peer sent of feeds not kept then (oldest first), bounded.
+        self._unkept: dict[FeedId, Note] = {}
+        #: Some were evicted: a new want may lack the peer's note until it answers.
+        self._unkept_evicted = False
+        #: Notes sent to answer wants of feeds this side neither holds nor wants.
+        self._answered_unkept = 0
+        #: Feeds this side started to want in this session, of which the peer has sent
+        #: no note: its answer is awaited before this side is caught up (spec/10 §10).
+        self.awaiting: set[FeedId] = set()
         self._events: list[Event] = []
         #: A fault of the channel found in the read that completed the handshake:
         #: raised once the messages before it are read (after start()).
@@ -413,6 +429,13 @@ class Session:
             raise LocalProtocolError(f"start() is for an authenticated session, not "
                                      f"{self.state.value}")
         self.sent, self.received = dict(sent or {}), dict(received or {})
+        # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
+        # clocks): they count against the bound from the start.
+        local = self.local
+        self._answered_unkept = sum(
+            1 for feed, note in self.sent.items()
+            if not note.seq and not note.flags and feed not in local.heads
+            and feed not in local.wanted)
         self._count_notes()
         if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
             self.received.clear()
@@ -472,6 +495,8 @@ class Session:
         self._pending_notes.clear()
         self._lazy_notes.clear()
         self._owed.clear()
+        self._unkept.clear()
+        self.awaiting.clear()
         self._requests.clear()
         self.blobs.clear()
         if isinstance(error, ClosedByPeer):
@@ -506,6 +531,8 @@ class Session:
         ``delivered`` is the last seq of entries this peer just sent: the peer
         knows this side has them, so no note goes back for them.
         """
+        if feed in self._unkept:  # it holds or wants the feed now: the note set aside counts
+            self.restore_notes({feed})
         if delivered is not None and delivered == self.local.seq(feed) and feed in self.sent:
             self.sent[feed] = self.our_note(feed)
             return
@@ -519,6 +546,12 @@ class Session:
         if ours == last:
             return
         theirs = self.received.get(feed)
+        if (ours.wants and (last is None or not last.wants) and theirs is None
+                and self._unkept_evicted and self.state in (SessionState.OPENING,
+                                                            SessionState.LIVE)):
+            # A new want after the opening clock, and the peer's note of the feed may
+            # have been evicted from those kept aside: its answer is awaited (§5.5).
+            self.awaiting.add(feed)
         if (
             last is None
             or last.flags != ours.flags
@@ -815,11 +848,18 @@ class Session:
             self.received.clear()
         for feed, note in clock.notes:
             before = self.received.get(feed)
+            self.awaiting.discard(feed)
             if not self._keeps(feed, note):
                 # Neither held nor wanted here: nothing to serve or take, and a
-                # stranger could name any number of such feeds (spec/14 §3).
+                # stranger could name any number of such feeds (spec/14 §3). Kept
+                # aside, bounded, in case this node starts to want it (restore_notes).
                 self.received.pop(feed, None)
+                if note.wants and self.state is SessionState.LIVE and (
+                        feed not in self._unkept or not self._unkept[feed].wants):
+                    self._answer_unkept(feed)
+                self._keep_aside(feed, note)
                 continue
+            self._unkept.pop(feed, None)
             self.received[feed] = note
             if before is None and feed in self.eager and self.state is SessionState.LIVE:
                 # Its first note of a feed this side streams from it: it may have
@@ -828,7 +868,15 @@ class Session:
                 self._mark()
             self._check_owed(feed)
             if note.wants and (before is None or not before.wants):
-                self._refresh(feed)  # it now wants the feed: tell it what this side holds
+                # It now wants the feed: tell it what this side holds. After the opening
+                # clocks, always, even a note sent before: the peer may have dropped it
+                # when it did not want the feed, and it waits for this answer (spec/10 §5.5).
+                if self.state is SessionState.LIVE:
+                    self._lazy_notes.pop(feed, None)
+                    self._pending_notes[feed] = self.our_note(feed)
+                    self._mark()
+                else:
+                    self._refresh(feed)
         if len(self.received) > MAX_PEER_NOTES:
             raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
         self._count_notes()
@@ -846,11 +894,46 @@ class Session:
         local = self.local
         return feed in local.heads or feed in local.wanted or (self.relay and note.seq > 0)
 
+    def _keep_aside(self, feed: FeedId, note: Note) -> None:
+        self._unkept.pop(feed, None)  # (re-inserted: now the newest)
+        if len(self._unkept) >= MAX_UNKEPT_NOTES:
+            del self._unkept[next(iter(self._unkept))]
+            self._unkept_evicted = True
+        self._unkept[feed] = note
+
+    def _answer_unkept(self, feed: FeedId) -> None:
+        """The peer started to want a feed this side neither holds nor wants: say so
+        (a (0, 0) note), so it need not wait (spec/10 §5.5). At most MAX_UNKEPT_NOTES
+        such notes in ``sent`` (remembered across sessions): a stranger could ask for
+        any number of feeds."""
+        if self._answered_unkept < MAX_UNKEPT_NOTES and feed not in self._pending_notes:
+            self._answered_unkept += 1
+            self._pending_notes[feed] = self.our_note(feed)
+            self._mark()
+
+    def restore_notes(self, feeds: set[FeedId]) -> list[tuple[FeedId, Note]]:
+        """This node now holds or wants ``feeds``: take back the peer's notes of them
+        that came when it did not (kept aside, bounded); returns those restored."""
+        restored = []
+        for feed in feeds & self._unkept.keys():
+            note = self._unkept.pop(feed)
+            if feed in self.received or not self._keeps(feed, note):
+                continue
+            self.received[feed] = note
+            self.awaiting.discard(feed)
+            self._check_owed(feed)
+            restored.append((feed, note))
+        if restored:
+            self._count_notes()
+        return restored
+
     def forget_notes(self, feeds: list[FeedId]) -> None:
         """Drop the peer's notes of ``feeds`` (offers a relay did not take)."""
         for feed in feeds:
             if feed not in self.local.wanted and feed not in self.local.heads:
-                self.received.pop(feed, None)
+                note = self.received.pop(feed, None)
+                if note is not None:
+                    self._keep_aside(feed, note)
         self._count_notes()
 
     def _count_notes(self) -> None:

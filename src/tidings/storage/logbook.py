@@ -23,9 +23,13 @@ from dataclasses import dataclass, field
 
 from tidings.core.bundle import (
     HEADER,
+    HEADER_V2,
+    MAX_BUNDLE_IDENTITY_EVENTS,
     EntryRecord,
     ForkProofRecord,
+    IdentityRecord,
     encode_entry_record,
+    encode_identity_record,
     encode_proof_record,
     read_bundle,
 )
@@ -126,6 +130,8 @@ class ImportResult:
     fork_proofs: int = 0
     feeds: set[FeedId] = field(default_factory=set)
     error: Exception | None = None
+    #: The identity records read (identity, event), for the caller to fold (spec/07 §3).
+    identity_events: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,24 +605,32 @@ class Logbook:
 
     # -- bundles ------------------------------------------------------------
 
-    def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
-        """Write ``feed`` (fork proofs, then entries and payloads) as a bundle.
+    def export_bundle(self, feed: FeedId | Sequence[FeedId], write: Callable[[bytes], object],
+                      *, identity_events: Sequence[tuple[bytes, bytes]] = ()) -> int:
+        """Write ``feed`` (fork proofs, then entries and payloads) as a bundle; several
+        feeds one after another. ``identity_events`` (identity, event) come first, in a
+        version 2 bundle (spec/07 §1).
 
         Of a forked feed, the entries before the fork. Returns the entries written.
         """
-        write(HEADER)
-        # Proofs first, so an importer learns of a fork before the entries past it.
-        for proof in self.store.fork_proofs(feed):
-            write(encode_proof_record(proof))
-        extent = self.extent(feed)
+        write(HEADER_V2 if identity_events else HEADER)
+        for identity, event in identity_events:
+            write(encode_identity_record(identity, event))
         written = 0
-        while written < extent and (
-            rows := self.store.entries(feed, written + 1, min(BATCH_SIZE, extent - written),
-                                       BATCH_BYTES)
-        ):
-            for row in rows:
-                write(encode_entry_record(row.raw, row.payload))
-            written += len(rows)
+        for one in [feed] if isinstance(feed, FeedId) else feed:
+            # Proofs first, so an importer learns of a fork before the entries past it.
+            for proof in self.store.fork_proofs(one):
+                write(encode_proof_record(proof))
+            extent = self.extent(one)
+            done = 0
+            while done < extent and (
+                rows := self.store.entries(one, done + 1, min(BATCH_SIZE, extent - done),
+                                           BATCH_BYTES)
+            ):
+                for row in rows:
+                    write(encode_entry_record(row.raw, row.payload))
+                done += len(rows)
+            written += done
         return written
 
     def import_bundle(
@@ -662,6 +676,12 @@ class Logbook:
 
         try:
             for record in read_bundle(read):
+                if isinstance(record, IdentityRecord):  # kept for the caller; a run goes on
+                    if len(result.identity_events) >= MAX_BUNDLE_IDENTITY_EVENTS:
+                        raise InvalidBundle(f"over {MAX_BUNDLE_IDENTITY_EVENTS} identity "
+                                            "records")
+                    result.identity_events.append((record.identity, record.event))
+                    continue
                 if isinstance(record, ForkProofRecord):
                     flush(final=True)
                     pending_feed = None  # a proof record ends the run
