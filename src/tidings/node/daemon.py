@@ -90,7 +90,9 @@ POLL_INTERVAL = 0.1
 #: Bytes taken from the socket at most per read. Whatever the kernel holds is
 #: processed under one store commit, so a large read while the peer streams
 #: means few fsyncs; the channel itself buffers at most one frame and one message.
-READ_SIZE = 1024 * 1024
+#: 4 MiB: a blob download hands the threads few, large reads (each read costs two
+#: hops to a worker thread, which on a busy machine cost more than the work).
+READ_SIZE = 4 * 1024 * 1024
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
@@ -228,6 +230,10 @@ class Node:
             blobs=blobs, blob_policy=self.options.blob_policy,
         )
         self._blobs_changed = trio.Event()
+        #: Checked chunks are written by :meth:`_write_blobs`, outside the lock.
+        self._blob_flush = trio.Event()
+        if self.replicator.blobs is not None:
+            self.replicator.blobs.write_behind = True
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
         #: Partial requests waiting for their answer, by (session, request id).
@@ -318,6 +324,26 @@ class Node:
                 return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
             finally:
                 self._wake_dirty()
+                fetcher = self.replicator.blobs
+                if fetcher is not None and fetcher.flush_wanted:
+                    self._blob_flush.set()
+
+    async def _write_blobs(self) -> None:
+        """Write the chunks the replicator checked, in a thread and outside the lock
+        (the next chunks are checked meanwhile): only then are they held."""
+        fetcher = self.replicator.blobs
+        if fetcher is None:
+            return
+        while True:
+            await self._blob_flush.wait()
+            self._blob_flush = trio.Event()
+            batches = await self._core(fetcher.take_unwritten)
+            if not batches:
+                continue
+            results = await trio.to_thread.run_sync(fetcher.write_batch, batches)
+            if await self._core(fetcher.written, results):
+                self._blobs_changed.set()
+                self._blobs_changed = trio.Event()
 
     def _wake_dirty(self) -> None:
         for session in self.replicator.local.dirty:
@@ -350,6 +376,7 @@ class Node:
                 if options.lan_discovery:
                     self._start_lan(nursery, host, bound[1])
             nursery.start_soon(self._poll_changes)
+            nursery.start_soon(self._write_blobs)
             nursery.start_soon(self._dial_loop, nursery)
             task_status.started(self.listen_address)
 
@@ -907,6 +934,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._background = nursery
             nursery.start_soon(self._poll_changes)
+            nursery.start_soon(self._write_blobs)
             try:
                 result = await body(self)
             except Exception as exc:  # raised below, not wrapped in the nursery's group
