@@ -7,8 +7,9 @@ explicitly; partial blobs found in the store at start, so a download resumes
 after a crash from the chunks it holds), learns which peers hold which chunks
 (``blob-query`` with a subscription, ``blob-have``), and splits the missing
 chunks among them: each peer gets at most :data:`PEER_IN_FLIGHT` chunks
-requested and unanswered, in requests of :data:`REQUEST_CHUNKS`, so a fast peer
-takes more and a slow one holds back little. A chunk that fails its proof is
+requested and unanswered at first, growing as it answers (up to
+:data:`MAX_PEER_IN_FLIGHT`), in requests of up to :data:`REQUEST_CHUNKS`, so a fast
+peer takes more and a slow one holds back little. A chunk that fails its proof is
 the peer's error (the session ends with ``invalid-data``; the chunks before it
 are kept); chunks a peer left out of an answer are asked of another.
 """
@@ -33,11 +34,15 @@ from tidings.replication.session import Session
 from tidings.storage.blobs import BlobQuotaExceeded, BlobStore, VerifiedChunk
 from tidings.wire.messages import BLOB_WIRE_VERSION, MAX_BLOB_DATA_CHUNKS, MAX_BLOB_RANGES
 
-#: Chunks requested and unanswered per peer: 2 MiB, so that a slow peer holds
-#: back little and a fast one keeps its pipe full (spec/13 §9).
-PEER_IN_FLIGHT = 128
-#: Chunks one request asks for: two requests per peer in flight, so the next
-#: is already asked when one answer ends.
+#: Chunks requested and unanswered per peer at first: 2 MiB, so that a slow peer
+#: holds back little (spec/13 §9)...
+PEER_IN_FLIGHT = 32
+#: ...growing by each chunk the peer sends (doubling each round trip, like TCP's slow
+#: start) up to 16 MiB, so that a fast peer keeps its pipe full while the receiver
+#: checks and writes what came before.
+MAX_PEER_IN_FLIGHT = 256
+#: Chunks one request asks for at most: several requests per peer in flight, so the
+#: next is already asked when one answer ends.
 REQUEST_CHUNKS = 32
 #: Chunk bytes checked before they are written with one pair of fsyncs: few fsyncs
 #: per blob, and a crash costs at most this much fetched again.
@@ -130,6 +135,8 @@ class _PeerFetch:
     requests: dict[int, tuple[BlobId, set[int]]] = field(default_factory=dict)
     #: Blobs to query once a request slot frees.
     to_query: list[BlobId] = field(default_factory=list)
+    #: Chunks it may have requested and unanswered (PEER_IN_FLIGHT, growing).
+    window: int = PEER_IN_FLIGHT
 
     @property
     def in_flight(self) -> int:
@@ -326,8 +333,9 @@ class BlobFetcher:
         asked = fetch.requests.get(event.request_id) if fetch is not None else None
         want = self.wants.get(event.blob)
         received = {index for index, _, _ in event.chunks}
-        if asked is not None:
+        if fetch is not None and asked is not None:
             asked[1].difference_update(received)
+            fetch.window = min(MAX_PEER_IN_FLIGHT, fetch.window + len(received))
         if want is not None:
             for index in received:
                 if want.in_flight.get(index) is peer:
@@ -375,9 +383,9 @@ class BlobFetcher:
         if self._unwritten >= MAX_UNWRITTEN:
             return  # the disk is behind: ask again once written() made room
         for want in list(self.wants.values()):
-            while blobs.can_request() and fetch.in_flight < PEER_IN_FLIGHT:
+            while blobs.can_request() and fetch.in_flight < fetch.window:
                 chunks = self._pick(want, peer, min(REQUEST_CHUNKS,
-                                                    PEER_IN_FLIGHT - fetch.in_flight))
+                                                    fetch.window - fetch.in_flight))
                 if not chunks:
                     break
                 request_id = blobs.request(want.blob, _ranges(chunks))

@@ -85,9 +85,6 @@ STREAM_BATCH_BYTES = 256 * 1024
 STREAM_BATCH_ENTRIES = 1000
 #: Bytes queued for one peer before the node waits for its socket to drain.
 SEND_BUDGET = 512 * 1024
-#: Blob chunk bytes queued per call while answering a peer's blob requests (spec/13 §9):
-#: few calls per blob, and a log message ready meanwhile waits behind at most this.
-BLOB_SEND_BUDGET = 2 * 1024 * 1024
 #: Payload bytes in one partial response; the rest of the payloads come with a full sync.
 PARTIAL_PAYLOAD_BYTES = MAX_MESSAGE_SIZE // 2
 #: Addresses one session may add to the peer table.
@@ -1020,8 +1017,7 @@ class Replicator:
         self.local.dirty.discard(session)
         while True:
             self._pump_log(session, budget)
-            if self.blobs is None or session.channel.pending_output >= max(budget,
-                                                                          BLOB_SEND_BUDGET) \
+            if self.blobs is None or session.channel.pending_output >= budget \
                     or (blob_budget is not None and blob_budget <= 0):
                 if self.blobs is None and not session.failed:
                     while (serve := session.blobs.next_serve()) is not None:
