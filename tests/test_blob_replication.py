@@ -254,6 +254,22 @@ def test_written_behind_chunks_are_held_only_once_durable(tmp_path: Path) -> Non
     fetcher.written(fetcher.write_batch(batches))
     assert fetcher.store.info(other) is None and other not in fetcher.wants
 
+    # Dropped, then asked for again, while a batch of it is written: it completes.
+    third_data = os.urandom(5 * CHUNK_SIZE)
+    third = publish_episode(alice, third_data)
+    run(link)
+    batches = fetcher.take_unwritten()
+    fetcher.drop(third)
+    fetcher.store.remove(third)
+    assert fetcher.want(third)
+    fetcher.written(fetcher.write_batch(batches))
+    for _ in range(10):
+        run(link)
+        if fetcher.store.has(third):
+            break
+        fetcher.written(fetcher.write_batch(fetcher.take_unwritten()))
+    assert whole(reader, third) == third_data and third not in fetcher.wants
+
 
 def test_the_fetch_window_starts_small_and_grows_as_the_peer_answers(tmp_path: Path) -> None:
     """32 chunks asked of a peer at first (a slow peer holds back little), more as it

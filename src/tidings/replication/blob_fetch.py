@@ -315,11 +315,14 @@ class BlobFetcher:
             want = self.wants.get(blob)
             if want is None:
                 continue  # dropped meanwhile
-            want.writing -= 1
+            if want.writing:
+                want.writing -= 1
             if isinstance(result, BlobQuotaExceeded):
                 self.log("blob-refused", blob=str(blob), error=str(result))
                 self.drop(blob)
                 continue
+            for index in result:  # (dropped and wanted again meanwhile: held all the same)
+                want.missing.pop(index, None)
             done = not want.missing and not want.unwritten and not want.writing
             out.append(BlobStored(blob, len(result), done))
             if done:
