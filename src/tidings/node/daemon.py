@@ -91,8 +91,8 @@ POLL_INTERVAL = 0.1
 #: Bytes taken from the socket at most per read. Whatever the kernel holds is
 #: processed under one store commit, so a large read while the peer streams
 #: means few fsyncs; the channel itself buffers at most one frame and one message.
-#: 4 MiB: a blob download hands the threads few, large reads (each read costs two
-#: hops to a worker thread, which on a busy machine cost more than the work).
+#: 4 MiB: a blob download hands the threads few, large reads (each read costs a hop
+#: to a worker thread or two, which on a busy machine can cost more than the work).
 READ_SIZE = 4 * 1024 * 1024
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
