@@ -63,6 +63,9 @@ from replication import (  # noqa: E402  (benchmarks/replication.py: homes, node
 from run import RawKind, Results, log  # noqa: E402
 
 from tidings.storage.logbook import BATCH_SIZE  # noqa: E402
+from tidings.wire.messages import VERSIONS  # noqa: E402
+
+WIRE_VERSION = VERSIONS[-1]  # what two nodes of this checkout speak
 
 perf_counter = time.perf_counter
 
@@ -303,7 +306,8 @@ def replicate(results: Results, sizes: Sizes, tmp: Path, key: str, section: str,
                 "into a fresh home or folder; start-up included")
     figure(results, f"wire_bytes_per_entry_{key}", section, "bytes on the wire per entry",
            "bytes/entry", Paired.once(proxied.wire_total / n, proxy.total / n),
-           note=f"TCP payload both ways, one proxied reader each: tidings "
+           note=f"TCP payload both ways, one proxied reader each (tidings at wire version "
+                f"{WIRE_VERSION}: compact runs, spec/09 §8; goal: at most Hypercore's): tidings "
                 f"{proxied.from_node:,} + {proxied.to_node:,}, Hypercore "
                 f"{proxy.from_node:,} + {proxy.to_node:,} (server->reader + reader->server)")
     figure(results, f"disk_bytes_per_entry_reader_{key}", section,

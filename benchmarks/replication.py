@@ -11,7 +11,7 @@ home S that holds the data. Process 2 is ``tidings --home R sync --peer
 127.0.0.1:PORT --json`` on a fresh home R that follows the feeds. The time from
 launching the sync to its exit is the replication time. Three scenarios:
 
-* one feed of 100,000 entries (10,000 with ``--quick``), ~100-byte payloads;
+* one feed of 100,000 entries (10,000 with ``--quick``), 200-byte payloads;
 * 1,000 feeds x 100 entries (100 x 100 with ``--quick``), one author per feed;
 * a reconnect: two homes that share 10,000 feeds (1,000 with ``--quick``) sync
   once, then 10 feeds get one more entry on the source, and R syncs again; then
@@ -62,11 +62,15 @@ from tidings.core.ids import FeedId  # noqa: E402
 from tidings.node.home import Home  # noqa: E402
 from tidings.node.state import NodeState  # noqa: E402
 from tidings.storage.logbook import BATCH_SIZE  # noqa: E402
+from tidings.wire.messages import VERSIONS  # noqa: E402
+
+#: The wire version two nodes of this checkout speak (4: compact runs, spec/09 §8).
+WIRE_VERSION = VERSIONS[-1]
 
 perf_counter = time.perf_counter
 
 TIMESTAMP = 1_700_000_000_000_000
-PAYLOAD_SIZE = 100
+PAYLOAD_SIZE = 200  # as issue 16 and benchmarks/anchor.py measure
 LOG_ID = "blog"
 SYNC_TIMEOUT_S = 600
 #: The node notices a write by another process within its POLL_INTERVAL (0.1 s).
@@ -94,7 +98,7 @@ SMOKE = Sizes("smoke", 1, 200, 500, 5, 10, 20, 2)
 
 
 def payload(i: int) -> bytes:
-    """A 100-byte payload, different for each ``i``."""
+    """A PAYLOAD_SIZE-byte payload, different for each ``i``."""
     head = b"entry %09d " % i
     return head + b"x" * (PAYLOAD_SIZE - len(head))
 
@@ -108,6 +112,11 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH")) if p)
     return env
+
+
+def dir_bytes(path: Path) -> int:
+    """Apparent size (st_size) of every file under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def tidings_cmd(home: Path, *args: str) -> list[str]:
@@ -172,7 +181,7 @@ class Source:
     home: Path
     feeds: list[FeedId]
     entries: int
-    wire_minimum: int  # bytes of every entry plus its payload: what any sync must ship
+    wire_minimum: int  # bytes of every entry plus its payload, as stored (a compact run ships less)
     signatures: int  # signed entries among them: a reader verifies each
     append_s: float  # seconds in publish_batch (payloads made beforehand), setup excluded
 
@@ -530,6 +539,7 @@ def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str
     runs: list[SyncRun] = []
     bares: list[Child] = []
     noops: list[SyncRun] = []
+    disks: list[int] = []  # the receiving home's bytes after its sync
     with running_node(source.home, tmp / f"node-{key}.log") as node:
         log(f"  node up on 127.0.0.1:{node.port}; {sizes.pairs} rounds: raw verifies, sync of "
             f"{n:,} entries, bare python, no-op sync ...")
@@ -538,6 +548,7 @@ def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str
             with no_gc():
                 verifies.append(raw_verify())
             runs.append(run_sync(home, node, n))
+            disks.append(dir_bytes(home))
             bares.append(bare_python())
             noops.append(run_sync(home, node, 0))
             log(f"    round {attempt + 1}: sync {runs[-1].elapsed_s:.2f} s, no-op "
@@ -577,9 +588,17 @@ def bench_bulk(results: Results, sizes: Sizes, tmp: Path, key: str, section: str
                    "bytes on the wire per entry, both ways", "bytes/entry",
                    Paired.once(proxied.wire_total / n, source.wire_minimum / n),
                    f"raw_entry_bytes_{key}",
-                   note=f"one proxied sync: {proxied.from_node:,} bytes node->client, "
+                   note=f"one proxied sync at wire version {WIRE_VERSION} (compact runs, "
+                        f"spec/09 §8): {proxied.from_node:,} bytes node->client, "
                         f"{proxied.to_node:,} bytes client->node (TCP payload); "
                         f"that sync took {proxied.elapsed_s:.2f} s")
+    results.paired(f"disk_bytes_per_entry_{key}", section,
+                   "receiver's disk bytes per entry, after the sync", "bytes/entry",
+                   Paired.of([d / n for d in disks], [source.wire_minimum / n] * len(disks)),
+                   f"raw_entry_bytes_{key}", bound=base.at_least_one(
+                       "a store keeps every entry and payload byte"),
+                   note="apparent size of every file in the receiving home after `sync` "
+                        "exits (store, node state, key-less home); goal (issue 16): <= 1.2x")
     results.add(Figure(f"wire_bytes_from_node_{key}", section, "bytes node->client, total",
                        float(proxied.from_node or 0), "bytes"))
     results.add(Figure(f"wire_bytes_to_node_{key}", section, "bytes client->node, total",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tidings import Identity, Logbook, MemoryStore
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.compact import compact_run
 from tidings.wire.messages import (
     WANT,
     Clock,
@@ -98,6 +99,10 @@ def main(out: Path) -> None:
                       for body in map(encode_message, messages))
     for index, message in enumerate(messages):
         write(out / "wire", f"message-{index}", b"\x00" + encode_message(message))
+    for name, run in (("compact-from-1", items[:8]), ("compact-from-9", items[8:40])):
+        compact = compact_run(feed, list(run))  # wire version 4 (spec/09 §8)
+        assert compact is not None
+        write(out / "wire", name, b"\x00" + encode_message(compact))
     # Odd first byte: the replicator. Then the stream; integers come from the end,
     # backwards: held 0 (or 8), no partial request, one piece count, one size (4096).
     write(out / "wire", "session", b"\x01" + stream + b"\xff\xff\x00\x00\x00")

@@ -15,7 +15,7 @@ from tidings import Logbook, MemoryStore
 from tidings.core.ids import FeedId
 from tidings.replication.replicator import PartialResult, Replicator, ReplicatorEvent
 from tidings.replication.session import Session
-from tidings.wire.messages import Clock, Entries, Message, encode_message
+from tidings.wire.messages import Clock, CompactEntries, Entries, Message, encode_message
 
 from .helpers import author
 
@@ -160,10 +160,11 @@ def held(replicator: Replicator, feed: FeedId) -> int:
 
 
 def entries_items(messages: Iterable[Message], feed: FeedId | None = None) -> int:
-    """Entries carried by the entries messages among ``messages`` (of ``feed``, or all)."""
+    """Entries carried by the entries messages (full or compact) among ``messages``
+    (of ``feed``, or all)."""
     return sum(
         len(m.items) for m in messages
-        if isinstance(m, Entries) and (feed is None or m.feed == feed)
+        if isinstance(m, Entries | CompactEntries) and (feed is None or m.feed == feed)
     )
 
 

@@ -52,12 +52,14 @@ from tidings.errors import PeerError
 from tidings.node.state import NodeState
 from tidings.replication.session import MAX_UNSOLICITED
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE, Channel
+from tidings.wire.compact import expand_run
 from tidings.wire.messages import (
     EAGER,
     MAX_MESSAGE_SIZE,
     MAX_NOTES,
     WANT,
     Clock,
+    CompactEntries,
     Entries,
     ErrorMessage,
     ForkProofMessage,
@@ -483,7 +485,7 @@ FIRST_MESSAGES: dict[str, tuple[bytes, str]] = {
     "hello: digest of 31 bytes": (_pack(0, [1], 0, b"x" * 31), "malformed"),
     "hello: a fourth field": (_pack(0, [1], 0, None, 0), "malformed"),
     "hello: versions is a map": (b"\x94\x00\x81\x01\x01\x00\xc0", "malformed"),
-    "hello: no common version": (_pack(0, [1, 4], 0, None), "version"),
+    "hello: no common version": (_pack(0, [1, 5], 0, None), "version"),
     "a ping before the hello": (_pack(7), "unexpected"),
     "a clock before the hello": (_pack(1, 1, [], 1), "unexpected"),
 }
@@ -538,7 +540,11 @@ LATER_MESSAGES: dict[str, tuple[bytes, str]] = {
     "clock: a head for seq 0": (_pack(1, 0, [[KEY, "blog", 0, 1, HEAD]], 1), "malformed"),
     "clock: no head": (_pack(1, 0, [[KEY, "blog", 1, 1]], 1), "malformed"),
     "type 11": (_pack(11), "malformed"),
-    "type 19": (_pack(19), "malformed"),
+    "type 20": (_pack(20), "malformed"),
+    "compact entries: no anchor for seq 4": (_pack(19, KEY, "blog", 5, b"", [[0, 0, b"", None]]),
+                                             "malformed"),
+    "compact entries: flags 1": (_pack(19, KEY, "blog", 1, b"", [[1, 0, b"", None]]),
+                                 "malformed"),
     "blob data: to no request": (_pack(15, 3, [], 1), "unexpected"),
     "blob have: to no query": (_pack(17, 3, bytes(40), b"\x00"), "unexpected"),
     "blob request: past the last chunk": (_pack(14, 1, bytes(32) + (65536 * 2).to_bytes(8, "big"),
@@ -814,9 +820,12 @@ async def test_a_slow_reader_does_not_make_the_node_buffer_the_feed(tmp_path: Pa
         seqs: list[int] = []
         with trio.fail_after(60):
             while len(seqs) < count:
-                message = await adversary.expect(lambda m: isinstance(m, Entries))
-                assert isinstance(message, Entries)
-                seqs.extend(decode_entry(raw).seq for raw, _ in message.items)
+                message = await adversary.expect(
+                    lambda m: isinstance(m, Entries | CompactEntries))
+                # Wire version 4: the node sends runs compact (spec/09 §8).
+                items = (expand_run(message) if isinstance(message, CompactEntries)
+                         else message.items)  # type: ignore[union-attr]
+                seqs.extend(decode_entry(raw).seq for raw, _ in items)
         assert seqs == list(range(1, count + 1))
         await adversary.aclose()
         after(target, {X_FEED: X_HELD, big: count})

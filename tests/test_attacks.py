@@ -30,6 +30,7 @@ from tidings import FeedId, ForkProof, Identity, decode_entry
 from tidings.core.lipmaa import link_target
 from tidings.node.home import Home
 from tidings.node.state import NodeState
+from tidings.storage.sqlite import SEQ_BITS, SqliteStore
 from tidings.wire.messages import (
     MAX_NOTES,
     Entries,
@@ -103,14 +104,7 @@ async def honest_sync(home: Path, address: str, feed: FeedId) -> int:
     )
     if done.returncode != 0:
         return 0
-    store = sqlite3.connect(home / "store.sqlite3")
-    try:
-        row = store.execute(
-            "SELECT max(e.seq) FROM entries e JOIN feeds f ON f.id = e.feed "
-            "WHERE f.log_id = ?", (feed.log_id,)).fetchone()
-    finally:
-        store.close()
-    return int(row[0] or 0)
+    return _held(home, feed)
 
 
 def _cli(home: Path) -> list[str]:
@@ -360,12 +354,15 @@ def _big_feed(home: Path, count: int, size: int, *, init: bool = True) -> FeedId
         book.store.close()
 
 
-def _pages(path: Path) -> int:
+def _pages(path: Path, more_bytes: int = 0) -> int:
+    """The store's pages now, plus as many as ``more_bytes`` take at its page size."""
     db = sqlite3.connect(path)
     try:
-        return int(db.execute("PRAGMA page_count").fetchone()[0])
+        count, size = (int(db.execute(f"PRAGMA {what}").fetchone()[0])
+                       for what in ("page_count", "page_size"))
     finally:
         db.close()
+    return count + more_bytes // size
 
 
 async def test_a_full_disk_stops_ingest_keeps_serving_and_resumes(tmp_path: Path) -> None:
@@ -375,7 +372,7 @@ async def test_a_full_disk_stops_ingest_keeps_serving_and_resumes(tmp_path: Path
     big = _big_feed(w_home, 64, 64 * 1024)
     a_home = author_home(tmp_path, "a", 20)
     limit = tmp_path / "page-limit"
-    limit.write_text(str(_pages(a_home / "store.sqlite3") + 256))  # 1 MiB more at 4 KiB pages
+    limit.write_text(str(_pages(a_home / "store.sqlite3", 1 << 20)))  # room for 1 MiB more
     with running(w_home) as w, _page_limit(limit):
         a = NodeProcess(a_home, "--relay", "--peer", w.address)  # only it has the limit
         os.environ.pop("TIDINGS_TEST_PAGE_LIMIT")
@@ -408,14 +405,12 @@ def _page_limit(path: Path) -> Iterator[None]:
 
 
 def _held(home: Path, feed: FeedId) -> int:
-    db = sqlite3.connect(home / "store.sqlite3")
+    store = SqliteStore(home / "store.sqlite3")
     try:
-        row = db.execute("SELECT max(e.seq) FROM entries e JOIN feeds f ON f.id = e.feed "
-                         "WHERE f.author = ? AND f.log_id = ?",
-                         (feed.author_key, feed.log_id)).fetchone()
+        head = store.head(feed)
     finally:
-        db.close()
-    return int(row[0] or 0)
+        store.close()
+    return head.seq if head is not None else 0
 
 
 # -- row 5: peer exchange ------------------------------------------------------------------------
@@ -669,9 +664,9 @@ async def test_the_gateway_bounds_each_page_and_takes_no_links_from_host(
 def _payload_count(home: Path, feed: FeedId) -> int:
     db = sqlite3.connect(home / "store.sqlite3")
     try:
-        row = db.execute("SELECT count(*) FROM payloads p JOIN feeds f ON f.id = p.feed "
-                         "WHERE f.author = ? AND f.log_id = ?",
-                         (feed.author_key, feed.log_id)).fetchone()
+        row = db.execute("SELECT count(e.payload) FROM entries e JOIN feeds f "
+                         "ON f.id = e.key >> ? WHERE f.author = ? AND f.log_id = ?",
+                         (SEQ_BITS, feed.author_key, feed.log_id)).fetchone()
     finally:
         db.close()
     return int(row[0])

@@ -383,3 +383,23 @@ def test_a_post_attaches_a_blob() -> None:
 def test_the_module_examples() -> None:
     failed, attempted = doctest.testmod(tidings.core.blob)
     assert attempted and not failed
+
+
+@pytest.mark.parametrize("count", [*range(1, 70), 1000, 65536])
+def test_chunk_layouts_are_the_walk_of_spec_13(count: int) -> None:
+    """The cached layout of a chunk (what checking and storing it use) is the walk of
+    spec/13 §3.1 and the in-order positions of §7, for every index of small trees and
+    some of the largest."""
+    from tidings.core.blob import chunk_layout, node_position, path_nodes, proof_nodes
+
+    indexes = range(count) if count < 1000 else [0, 1, count // 3, count - 2, count - 1]
+    for index in indexes:
+        layout = chunk_layout(index, count)
+        assert layout.proof_positions == tuple(node_position(s, e)
+                                               for s, e in proof_nodes(index, count))
+        assert layout.path_positions == tuple(node_position(s, e)
+                                              for s, e in path_nodes(index, count))
+        assert len(layout.right) == proof_depth(index, count) == len(proof_nodes(index, count))
+        for (start, _), on_the_right in zip(proof_nodes(index, count), layout.right,
+                                           strict=True):
+            assert on_the_right == (start > index)

@@ -214,3 +214,89 @@ def test_a_removed_blob_is_not_fetched_again_by_policy_until_asked(tmp_path: Pat
     with BlobStore(tmp_path / "blobs") as store:
         assert not store.was_removed(blob)
         assert (tmp_path / "blobs" / "removed").stat().st_mode & 0o777 == 0o600
+
+
+def test_written_behind_chunks_are_held_only_once_durable(tmp_path: Path) -> None:
+    """The node writes checked chunks in a thread of their own (write_behind): until
+    written() they are not held, so no reader or peer sees them; a blob dropped while
+    its chunks are being written is not made again."""
+    data = os.urandom(300 * CHUNK_SIZE + 7)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    reader = make(tmp_path, "reader", follows=(feed,))
+    fetcher = reader.blobs
+    assert fetcher is not None
+    fetcher.write_behind = True
+    link = connect(reader, alice)
+    for _ in range(100):
+        run(link)
+        if fetcher.store.has(blob):
+            break
+        assert fetcher.flush_wanted, "checked chunks wait to be written, the fetch not done"
+        before = fetcher.store.held(blob)
+        batches = fetcher.take_unwritten()
+        assert batches and not fetcher.flush_wanted
+        written = fetcher.write_batch(batches)
+        assert fetcher.store.held(blob) != before  # bits set only after the fsyncs
+        stored = fetcher.written(written)
+        assert stored and all(s.blob == blob for s in stored)
+    assert whole(reader, blob) == data
+    assert link.sb.blobs.bytes_sent == len(data)  # nothing asked twice
+
+    # Dropped (and removed) between taking a batch and writing it: not made again.
+    other = publish_episode(alice, os.urandom(3 * CHUNK_SIZE))
+    run(link)
+    batches = fetcher.take_unwritten()
+    assert [b for b, _ in batches] == [other]
+    fetcher.drop(other)
+    fetcher.store.remove(other)
+    fetcher.written(fetcher.write_batch(batches))
+    assert fetcher.store.info(other) is None and other not in fetcher.wants
+
+    # Dropped, then asked for again, while a batch of it is written: it completes.
+    third_data = os.urandom(5 * CHUNK_SIZE)
+    third = publish_episode(alice, third_data)
+    run(link)
+    batches = fetcher.take_unwritten()
+    fetcher.drop(third)
+    fetcher.store.remove(third)
+    assert fetcher.want(third)
+    fetcher.written(fetcher.write_batch(batches))
+    for _ in range(10):
+        run(link)
+        if fetcher.store.has(third):
+            break
+        fetcher.written(fetcher.write_batch(fetcher.take_unwritten()))
+    assert whole(reader, third) == third_data and third not in fetcher.wants
+
+
+def test_the_fetch_window_starts_small_and_grows_as_the_peer_answers(tmp_path: Path) -> None:
+    """32 chunks asked of a peer at first (a slow peer holds back little), more as it
+    answers, up to MAX_PEER_IN_FLIGHT (spec/13 §9)."""
+    from tidings.replication.blob_fetch import MAX_PEER_IN_FLIGHT, PEER_IN_FLIGHT
+    from tidings.wire.messages import BlobRequest
+
+    data = os.urandom(1200 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    reader = make(tmp_path, "reader", follows=(feed,))
+    link = connect(reader, alice)
+    asked: list[int] = []  # chunks asked for and not yet answered, after each step
+    outstanding = seen_a = seen_b = 0
+    for _ in range(10_000):
+        moved = link.step()
+        for message in link.to_b[seen_b:]:  # what alice received: the reader's requests
+            if isinstance(message, BlobRequest):
+                outstanding += sum(count for _, count in message.ranges)
+        for message in link.to_a[seen_a:]:  # what the reader received: the chunks
+            if isinstance(message, BlobData):
+                outstanding -= len(message.chunks)
+        seen_a, seen_b = len(link.to_a), len(link.to_b)
+        asked.append(outstanding)
+        if not moved:
+            break
+    assert whole(reader, blob) == data
+    first = next(n for n in asked if n)
+    assert first <= PEER_IN_FLIGHT < max(asked) <= MAX_PEER_IN_FLIGHT, (first, max(asked))

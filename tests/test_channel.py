@@ -311,7 +311,7 @@ def test_a_zero_length_message_is_malformed() -> None:
 def test_a_message_the_decoder_refuses_is_refused_by_the_channel() -> None:
     responder = channels()[1]
     peer = RawPeer(responder)
-    body = bytes([0x91, 0x13])  # [19]: no such type
+    body = bytes([0x91, 0x14])  # [20]: no such type
     with pytest.raises(MalformedMessage, match="unknown message type"):
         responder.receive_data(peer.seal(struct.pack(">I", len(body)) + body))
 

@@ -22,6 +22,7 @@ import pytest
 
 from tidings import AuthorId, FeedId, Identity
 from tidings.content import Post, encode
+from tidings.storage.sqlite import SEQ_MASK
 
 #: Every test here starts real processes (see tests/conftest.py).
 pytestmark = pytest.mark.system
@@ -516,7 +517,8 @@ def test_verify_reports_a_damaged_store_with_exit_1(home: Path) -> None:
     publish_lines(home, [b"one", b"two", b"three"])
     db = sqlite3.connect(home / "store.sqlite3")
     with db:
-        changed = db.execute("UPDATE payloads SET payload = ? WHERE seq = 2", (b"TWO",)).rowcount
+        changed = db.execute("UPDATE entries SET payload = ? WHERE key & ? = 2",
+                             (b"TWO", SEQ_MASK)).rowcount
     db.close()
     assert changed == 1
     result = tidings(home, "verify")

@@ -35,14 +35,6 @@ from tidings.errors import PeerError
 from tidings.node import daemon
 from tidings.node.home import Home
 
-#: Longer than any wait here should take on a slow machine; reaching it means a hang.
-#: For a read of what is stored already, which returns at once or never.
-HANG_GUARD = 5.0
-
-
-
-
-
 
 async def holds(node: EmbeddedNode, feed: FeedId, seq: int) -> bool:
     return await node.entry(feed, seq) is not None
@@ -216,7 +208,7 @@ async def test_a_slow_consumer_loses_nothing_and_holds_one_page_at_a_time(
         while len(got) < total:
             # Everything is stored and nothing more comes: a page that does not come
             # at once never will.
-            with trio.fail_after(HANG_GUARD):
+            with trio.fail_after(PATIENCE):
                 page = await subscription.next_page()
             assert 1 <= len(page) <= PAGE_ENTRIES
             pages += 1
@@ -259,7 +251,7 @@ async def test_a_burst_is_held_a_few_pages_at_a_time(
             book.store.close()
         got = 0
         while got < burst:
-            with trio.fail_after(HANG_GUARD):
+            with trio.fail_after(PATIENCE):
                 page = await subscription.next_page()
             assert 1 <= len(page) <= PAGE_ENTRIES
             got += len(page)

@@ -7,7 +7,7 @@ import contextlib
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidings import decode_entry
@@ -16,14 +16,24 @@ from tidings.core.entry import (
     FLAG_SIGNED,
     MAX_ENTRY_SIZE,
     SIG_HEAD,
+    Entry,
+    decode_by_reencoding,
+    decode_canonical,
     entry_hash,
     payload_hash,
     stored_is_signed,
     stored_payload_hash,
 )
-from tidings.errors import MalformedEntry, NonCanonicalEncoding, Oversize, UnknownVersion
+from tidings.core.lipmaa import link_target
+from tidings.errors import (
+    InvalidEntry,
+    MalformedEntry,
+    NonCanonicalEncoding,
+    Oversize,
+    UnknownVersion,
+)
 
-from .helpers import author, forge, make_log, sign_raw_body
+from .helpers import author, examples, forge, make_log, sign_raw_body
 
 
 def test_entry_is_body_then_signature_over_the_body() -> None:
@@ -264,3 +274,90 @@ def test_a_bignum_that_round_trips_is_still_a_tag(field: int) -> None:
     assert b"\xc2" in body and cbor2.dumps(cbor2.loads(body)) == body
     with pytest.raises(MalformedEntry, match="tags"):
         decode_entry(sign_raw_body(who, body))
+
+
+# -- the layout reader agrees with decode-and-re-encode ----------------------------------
+
+
+def _one_way(raw: bytes) -> object:
+    """What the re-encoding path makes of ``raw``: the entry, or the error's type."""
+    try:
+        return decode_by_reencoding(raw)
+    except InvalidEntry as exc:
+        return type(exc)
+
+
+def _valid_entries() -> list[bytes]:
+    """Entries of every shape the layout reader must take: seq 1 (no links), a backlink
+    alone, both links, unsigned and signed and end-of-log, 1-, 23-, 24- and 64-byte log
+    ids, integers at each head width."""
+    who = author(1)
+    entries, _ = make_log(45, per_append=7)  # both links, signed and unsigned
+    link = bytes(range(32))
+    raws = [e.raw for e in entries]
+    for log_id in ("a", "x" * 23, "y" * 24, "z" * 64):
+        raws.append(forge(who, log_id=log_id))
+    for value in (0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1):
+        raws.append(forge(who, timestamp=value))
+    for seq in (2, 23, 24, 255, 256, 2**16, 2**32, 2**63 - 1):
+        lipmaa = link if link_target(seq) is not None else None
+        raws.append(forge(who, seq=seq, backlink=link, lipmaa_link=lipmaa))
+    for size in (0, 23, 24, 255, 256, 65536, 2**20):
+        raws.append(forge(who, payload_size=size))
+    raws.append(forge(who, flags=FLAG_SIGNED | FLAG_END_OF_LOG))
+    raws.append(forge(who, flags=0))
+    return raws
+
+
+def test_the_layout_reader_takes_every_canonical_entry_unchanged() -> None:
+    for raw in _valid_entries():
+        fast = decode_canonical(raw)
+        assert fast is not None, raw.hex()
+        assert fast == decode_by_reencoding(raw) == decode_entry(raw)
+
+
+@given(st.data())
+@settings(max_examples=examples(400))
+def test_the_layout_reader_never_takes_what_re_encoding_refuses(data: st.DataObject) -> None:
+    """Flip, insert, delete or cut bytes of valid entries: whatever the layout reader
+    still takes, decode-and-re-encode takes too, as the same entry; and where the
+    re-encoding path takes the result, so does the reader (one rule, two readers)."""
+    raw = bytearray(data.draw(st.sampled_from(_VALID)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw)))
+        what = data.draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
+        if what == "flip" and at < len(raw):
+            raw[at] = data.draw(st.integers(0, 255))
+        elif what == "insert":
+            raw[at:at] = data.draw(st.binary(min_size=1, max_size=9))
+        elif what == "delete":
+            del raw[at:at + data.draw(st.integers(1, 9))]
+        else:
+            del raw[at:]
+    mutated = bytes(raw)
+    fast = decode_canonical(mutated)
+    slow = _one_way(mutated)
+    if fast is not None:
+        assert fast == slow
+    else:
+        assert not isinstance(slow, Entry)
+    if isinstance(slow, Entry):
+        assert fast == slow
+
+
+def test_the_layout_reader_refuses_tags_trailing_bytes_and_long_heads() -> None:
+    """cbor2 alone takes a tag and ignores trailing bytes; the layout reader does not."""
+    who = author(1)
+    raw = forge(who, flags=0)
+    assert decode_canonical(raw) is not None
+    assert decode_canonical(raw + b"\x00") is None
+    assert decode_canonical(b"\xd8\x18" + raw) is None  # a tag before the body
+    tagged_seq = raw.replace(b"\x64blog\x01", b"\x64blog\xc2\x41\x01", 1)
+    assert decode_canonical(tagged_seq) is None
+    long_seq = raw.replace(b"\x64blog\x01", b"\x64blog\x18\x01", 1)
+    assert decode_canonical(long_seq) is None
+    with pytest.raises(NonCanonicalEncoding):
+        decode_entry(long_seq)
+
+
+_VALID = _valid_entries()

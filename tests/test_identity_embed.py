@@ -72,3 +72,71 @@ async def test_a_reader_follows_an_author_and_reads_one_stream(tmp_path: Path) -
 async def _count(reader: object, author: str, wanted: int) -> bool:
     items = await reader.author_entries(author, "blog")  # type: ignore[attr-defined]
     return len(items) == wanted
+
+
+async def test_own_devices_items_name_the_identity_and_device(tmp_path: Path) -> None:
+    from tests.test_http_api import api_node
+
+    owner = Owner()
+    owner.add("laptop")
+    author = format_identity(owner.identity)
+    home = device_home(tmp_path / "laptop", owner, "laptop")
+    async with api_node(home) as api:
+        published = await api.post("/v1/publish", {"log": "blog", "content": {
+            "type": "post", "text": "mine"}})
+        assert published.status == 201
+        shown = published.json()
+        assert (shown["identity"], shown["device"]) == (author, "laptop")
+        feed = shown["feed"]
+        [listed] = (await api.get(f"/v1/feeds/{feed}/entries")).json()["entries"]
+        one = (await api.get(f"/v1/feeds/{feed}/entries/1")).json()
+        for entry in (listed, one):
+            assert (entry["identity"], entry["device"]) == (author, "laptop")
+        node = api.node
+        for item in [*await node.entries(feed), *await node.latest(feed),
+                     await node.entry(feed, 1)]:
+            assert item is not None and (item.identity, item.device) == (author, "laptop")
+        with trio.fail_after(30):
+            async for item in node.subscribe(after="0-0", own=True):
+                assert (item.identity, item.device) == (author, "laptop")
+                break
+        merged = (await api.get(f"/v1/authors/{author}/entries")).json()["entries"]
+        assert [(e["identity"], e["device"]) for e in merged] == [(author, "laptop")]
+        # /v1/events takes authors like the other endpoints: ti1... and ti1...:LOG.
+        for target in (author, f"{author}:blog"):
+            stream = await api.events(f"/v1/events?feeds={target}&after=0-0",
+                                      lambda s: bool(s.of("entry")))
+            [event] = [e.json() for e in stream.of("entry")]
+            assert (event["feed"], event["identity"], event["device"]) == (
+                feed, author, "laptop")
+        for bad in ("ti1nope", f"{author}:Not_A_Log"):
+            stream = await api.events(f"/v1/events?feeds={bad}", lambda s: False)
+            assert stream.status == 400, bad
+            assert stream.of("error")[0].json()["error"]["code"] == "invalid_feed"
+
+
+async def test_a_subscription_to_an_author_takes_in_devices_added_later(
+        tmp_path: Path) -> None:
+    owner = Owner()
+    owner.add("laptop")
+    author = format_identity(owner.identity)
+    reader_home = tmp_path / "reader"
+    reader_home.mkdir()
+    state = NodeState(reader_home / "node.sqlite3")
+    try:  # the reader holds the log as it was before the tablet joined
+        state.save_identity_log(owner.identity, owner.raws())
+        state.follow_identity(owner.identity, ALL_LOGS)
+    finally:
+        state.close()
+    owner.add("tablet")
+    tablet_home = device_home(tmp_path / "tablet", owner, "tablet")
+    async with open_node(reader_home) as reader, \
+            open_node(tablet_home, listen="127.0.0.1:0") as tablet:
+        subscription = reader.subscribe([f"{author}:blog"], after="0-0")
+        await tablet.publish(b"from the tablet", "notes")  # another log: not this one
+        await tablet.publish(b"from the tablet", "blog")
+        await reader.add_peer(address_of(tablet))
+        with trio.fail_after(60):
+            item = await subscription.__anext__()
+    assert (item.entry.log_id, item.payload) == ("blog", b"from the tablet")
+    assert (item.identity, item.device) == (author, "tablet")

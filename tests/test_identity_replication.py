@@ -341,3 +341,116 @@ def test_the_authors_about_is_the_newest_across_devices(owner: Owner) -> None:
     # Once the newer device is revoked with a cut before its about, the older counts.
     owner.revoke(second)
     assert identity_about(Logbook(store), owner.state()) == About("Old name")
+
+
+def _caught_up_holds_everything(follower: Replicator, hub: Replicator,
+                                feeds: list[FeedId]) -> None:
+    """Step one session until the follower first says it is caught up: by then it
+    holds every entry of ``feeds`` the hub holds (what a one-shot sync relies on)."""
+    link = connect(follower, hub)
+    for _ in range(200):
+        moved = link.step()
+        if follower.caught_up(link.sa):
+            break
+        assert moved, "the session went quiet before the follower was caught up"
+    else:
+        raise AssertionError("never caught up")
+    assert {f: held(follower, f) for f in feeds} == {f: held(hub, f) for f in feeds}
+
+
+def _hub_with_both_devices(owner: Owner, extra_feeds: int = 0) -> tuple[Replicator, list[FeedId]]:
+    laptop = device_node("laptop", owner, device="laptop")
+    phone = device_node("phone", owner, device="phone")
+    for i in range(3):
+        laptop.logbook.publish(f"laptop {i}".encode(), "blog")
+        phone.logbook.publish(f"phone {i}".encode(), "blog")
+    for i in range(extra_feeds):  # feeds the follower does not want, noted first
+        other = Logbook(laptop.logbook.store, Identity(key(f"stranger {i}")))
+        other.publish(b"unrelated", "blog")
+    laptop.refresh_local()
+    phone.refresh_local()
+    sync(laptop, phone)  # the laptop now holds the phone's feed too
+    feeds = [FeedId(pub(d), "blog") for d in ("laptop", "phone")]
+    assert all(held(laptop, f) == 3 for f in feeds)
+    return laptop, feeds
+
+
+def test_one_session_learns_the_devices_and_fetches_their_feeds(owner: Owner) -> None:
+    # The hub's notes of the device feeds come before the identity log that places
+    # the devices: they are kept aside and taken back once the log arrives, and
+    # the follower is caught up only once it holds both devices' entries.
+    hub, feeds = _hub_with_both_devices(owner)
+    _caught_up_holds_everything(reader(owner), hub, feeds)
+
+
+def test_one_session_suffices_when_the_notes_kept_aside_overflow(
+        owner: Owner, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the notes kept aside evicted (the hub names more unwanted feeds than the
+    # bound), the follower asks again: the hub answers each new want with its note
+    # (spec/10 §5.5), and the follower waits for those answers before it is caught up.
+    from tidings.replication import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 2)
+    hub, feeds = _hub_with_both_devices(owner, extra_feeds=6)
+    follower = reader(owner)
+    _caught_up_holds_everything(follower, hub, feeds)
+    peer_session = next(iter(follower.peers))
+    assert peer_session._unkept_evicted  # the fallback was what made it work
+
+
+def test_answers_to_wants_of_feeds_not_held_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A peer that newly wants feeds this node neither holds nor wants gets a (0, 0)
+    # note for each (so a reader that lost its notes need not wait), up to the bound,
+    # counted across sessions (the answers stay in the remembered clock).
+    from tidings.replication import session as session_module
+    from tidings.wire.messages import Clock
+
+    from .replication_helpers import node
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 3)
+    asker, other = node("asker"), node("other")
+    link = connect(asker, other)
+    run(link)
+    wanted = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 6)]
+    asker.set_follows(wanted)
+    run(link)
+    answered = {feed for message in link.received(asker) if isinstance(message, Clock)
+                for feed, note in message.notes if feed in wanted}
+    assert len(answered) == 3
+    assert all(other.local.seq(f) == 0 for f in wanted)
+    link.close()
+    # The next session starts from the remembered clocks: no room for more answers.
+    asker.set_follows([])
+    again = connect(asker, other)
+    run(again)
+    asker.set_follows([FeedId(bytes([9]) * 32, "blog")])
+    run(again)
+    later = {feed for message in again.received(asker) if isinstance(message, Clock)
+             for feed, _ in message.notes if feed == FeedId(bytes([9]) * 32, "blog")}
+    assert not later
+
+
+def test_a_feed_followed_before_its_first_entry_streams_once_it_has_one() -> None:
+    # The reader wants the author's feed before the author has written to it: the
+    # author holds nothing of it then, so it sets the reader's eager note aside (and
+    # answers it with a (0, 0) note). Its first entry makes the feed held: the note
+    # set aside counts again, and the entry streams without another word from the
+    # reader (a three-node ring of examples/learning_network.py found this).
+    from .helpers import author
+    from .replication_helpers import node
+
+    writer, follower = node("writer", who=1), node("follower")
+    link = connect(follower, writer)
+    run(link)
+    feed = author(1).author.feed("main")
+    follower.set_follows([feed])
+    run(link)
+    writer.logbook.publish(b"first", "main")
+    writer.refresh_local()
+    run(link)
+    assert held(follower, feed) == 1
+    writer.logbook.publish(b"second", "main")
+    writer.refresh_local()
+    run(link)
+    assert held(follower, feed) == 2

@@ -3,14 +3,18 @@ the CLI for everything else."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
 from tests.nodes import running, wait_for
-from tests.test_cli import ok, tidings
+from tests.test_cli import _env, ok, tidings
 from tests.test_status_cli import fetch, serving_feeds
 from tidings.core.ids import AuthorId, FeedId
 from tidings.node.state import NodeState
@@ -34,7 +38,8 @@ def make_identity(root_home: Path, next_key: Path, name: str) -> str:
 
 
 def pair(identity: str, root_home: Path, home: Path, name: str) -> None:
-    request = ok(tidings(home, "device", "pair", identity, "--name", name)).out.strip()
+    request = ok(tidings(home, "device", "pair", identity, "--name", name,
+                         "--no-wait")).out.strip()
     ok(tidings(root_home, "device", "approve", request, "--yes"))
 
 
@@ -99,6 +104,72 @@ def test_laptop_and_phone_are_one_blog_to_a_reader(tmp_path: Path) -> None:
     # `show` heads the author's stream with the display name.
     shown = ok(tidings(reader, "show", f"{identity}:blog")).out.splitlines()
     assert shown[0] == f"Ann Author ({identity})"
+
+
+def test_one_sync_gets_every_devices_posts(tmp_path: Path) -> None:
+    # The reader knows only the identity id: the devices, and so the device feeds it
+    # wants, it learns from the identity log in the same session that fetches them.
+    laptop, phone, reader = (tmp_path / n for n in ("laptop", "phone", "reader"))
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    pair(identity, laptop, phone, "phone")
+    for home, name in ((laptop, "laptop"), (phone, "phone")):
+        for i in range(3):
+            ok(tidings(home, "publish", "--log", "blog", f"{name} post {i}"))
+    with running(phone) as on_phone:  # the laptop fetches the phone's feed
+        ok(tidings(laptop, "sync", "--peer", on_phone.address, "--timeout", "60"))
+    ok(tidings(reader, "follow", identity))
+    with running(laptop) as on_laptop:
+        synced = ok(tidings(reader, "sync", "--peer", on_laptop.address, "--timeout", "60",
+                            "--json"))
+    assert json.loads(synced.out)["received"] >= 6
+    texts = sorted(str(item["payload"]) for item in merged(reader, f"{identity}:blog"))
+    assert texts == sorted(f"{d} post {i}" for d in ("laptop", "phone") for i in range(3))
+
+
+def test_device_pair_waits_for_the_approval(tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    err_file = tmp_path / "pair.err"
+    with running(laptop) as on_laptop, open(err_file, "wb") as err_out:
+        pairing = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "--home", str(phone), "device", "pair",
+             identity, "--name", "phone", "--peer", on_laptop.address, "--timeout", "120",
+             "--json"], stdout=subprocess.PIPE, stderr=err_out, env=_env())
+        try:
+            wait_for(lambda: "tpair1" in err_file.read_text(), 60, "the pairing request")
+            [request] = re.findall(r"tpair1\w+", err_file.read_text())[:1]
+            # Nothing is decided yet: the new device waits, saying so on stderr.
+            assert pairing.poll() is None
+            ok(tidings(laptop, "device", "approve", request, "--yes"))
+            out, _ = pairing.communicate(timeout=120)
+        finally:
+            if pairing.poll() is None:
+                pairing.kill()
+                pairing.wait()
+    assert pairing.returncode == 0, err_file.read_text()
+    result = json.loads(out)
+    assert result["approved"] is True and result["devices"] == 2
+    assert result["identity"] == identity and result["request"] == request
+    assert "waiting for the approval" in err_file.read_text()
+    # The new device knows it is one: its own identity log lists it.
+    shown = json.loads(ok(tidings(phone, "identity", "show", "--json")).out)
+    assert "phone" in json.dumps(shown)
+    # Asked again once approved, it answers at once, with no peer to ask.
+    again = ok(tidings(phone, "device", "pair", identity, "--name", "phone", "--timeout", "1"))
+    assert "approved" in again.out
+
+
+def test_device_pair_says_what_to_do_when_no_approval_comes(tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    with running(laptop) as on_laptop:
+        late = tidings(phone, "device", "pair", identity, "--name", "phone", "--peer",
+                       on_laptop.address, "--timeout", "1")
+    assert late.code == 1
+    assert "no approval arrived within 1 s" in late.err and "device approve" in late.err
+    assert late.out.startswith("tpair1")  # the request, to approve and wait again
+    alone = tidings(tmp_path / "tablet", "device", "pair", identity, "--name", "tablet")
+    assert alone.code == 1 and "--peer HOST:PORT" in alone.err and "--no-wait" in alone.err
 
 
 def test_a_revocation_reaches_a_node_that_was_offline(tmp_path: Path) -> None:
@@ -235,7 +306,8 @@ def test_a_stolen_root_key_is_rotated_away(tmp_path: Path) -> None:
     shutil.copytree(phone, thief)  # the stolen machine: root.key and the log
     (thief / "node.lock").unlink(missing_ok=True)
     (thief / "node.key").unlink(missing_ok=True)
-    request = ok(tidings(gadget, "device", "pair", identity, "--name", "gadget")).out.strip()
+    request = ok(tidings(gadget, "device", "pair", identity, "--name", "gadget",
+                         "--no-wait")).out.strip()
     ok(tidings(thief, "device", "approve", request, "--yes"))
     ok(tidings(reader, "follow", identity))
     with running(thief) as on_thief:
@@ -315,3 +387,76 @@ def test_import_never_reuses_a_device_key_of_another_or_a_revoked_device(
     assert refused.code == 2 and "revoked device 'laptop'" in refused.err, refused.err
     shown = json.loads(ok(tidings(home, "identity", "show", "--json")).out)
     assert [d["name"] for d in shown["devices"]] == ["laptop"]
+
+
+def test_watch_takes_an_author(tmp_path: Path) -> None:
+    from tests.test_cli_person import HANG, _interrupt, _lines, _watch
+
+    laptop = tmp_path / "laptop"
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    ok(tidings(laptop, "publish", "--log", "notes", "not this log"))
+    ok(tidings(laptop, "publish", "--log", "blog", "on the blog"))
+    with running(laptop, "--api", "127.0.0.1:0"):
+        proc = _watch(laptop, "--from-start", "--json", "--feed", f"{identity}:blog")
+        try:
+            first = json.loads(_lines(proc).get(timeout=HANG))
+        finally:
+            _interrupt(proc)
+    # The node's own device is labelled like a followed author's.
+    assert base64.b64decode(first["payload_base64"]) == b"on the blog"
+    assert (first["log"], first["identity"], first["device"]) == ("blog", identity, "laptop")
+    bad = tidings(laptop, "watch", "--feed", "ti1nope")
+    assert bad.code == 2 and "ti1nope" in bad.err
+
+
+def test_an_authors_bundle_reads_as_the_merged_stream(tmp_path: Path) -> None:
+    from tidings.core.bundle import (
+        HEADER_V2,
+        EntryRecord,
+        IdentityRecord,
+        encode_entry_record,
+        encode_identity_record,
+        read_bundle,
+    )
+
+    laptop, phone, reader, other = (tmp_path / n for n in ("laptop", "phone", "reader",
+                                                            "other"))
+    identity = make_identity(laptop, tmp_path / "next.key", "laptop")
+    pair(identity, laptop, phone, "phone")
+    ok(tidings(laptop, "publish", "--log", "blog", "laptop post"))
+    ok(tidings(phone, "publish", "--log", "blog", "phone post"))
+    # The phone's feed reaches the laptop by file, and the author's stream leaves it so.
+    ok(tidings(phone, "export", "blog", "-o", str(tmp_path / "phone.bundle")))
+    ok(tidings(laptop, "import", str(tmp_path / "phone.bundle")))
+    bundle = tmp_path / "author.bundle"
+    written = json.loads(ok(tidings(laptop, "export", f"{identity}:blog", "-o", str(bundle),
+                                    "--json")).out)
+    assert written["entries"] == 2 and written["identity_events"] == 3
+    assert bundle.read_bytes().startswith(HEADER_V2)
+    imported = json.loads(ok(tidings(reader, "import", str(bundle), "--json")).out)
+    assert (imported["added"], imported["identity_events"]) == (2, 3)
+    assert imported["identity_refused"] == []
+    items = merged(reader, f"{identity}:blog")
+    assert sorted((i["device"], i["payload"]) for i in items) == [
+        ("laptop", "laptop post"), ("phone", "phone post")]
+    # One device's feed carries the events that place it too.
+    ok(tidings(laptop, "export", "blog", "-o", str(tmp_path / "laptop.bundle")))
+    with open(tmp_path / "laptop.bundle", "rb") as handle:
+        records = list(read_bundle(handle.read))
+    assert [type(r).__name__ for r in records[:3]] == ["IdentityRecord"] * 3
+    # A forged identity event is refused by its rule; the entries stand on their own.
+    forged = HEADER_V2
+    last = max(i for i, r in enumerate(records) if isinstance(r, IdentityRecord))
+    for index, record in enumerate(records):
+        if isinstance(record, IdentityRecord):
+            event = record.event
+            if index == last:
+                event = event[:-1] + bytes([event[-1] ^ 1])  # its signature's last byte
+            forged += encode_identity_record(record.identity, event)
+        else:
+            assert isinstance(record, EntryRecord)
+            forged += encode_entry_record(record.entry, record.payload)
+    (tmp_path / "forged.bundle").write_bytes(forged)
+    refused = tidings(other, "import", str(tmp_path / "forged.bundle"))
+    assert refused.code == 1 and "refused (bad-signature)" in refused.err, refused.err
+    assert "imported 1 new entries" in refused.err

@@ -23,6 +23,7 @@ from tidings.errors import (
     StoredEntryDamaged,
     UsageError,
 )
+from tidings.storage.sqlite import SEQ_MASK
 
 from .helpers import author, examples, make_log
 
@@ -186,7 +187,9 @@ def test_a_tampered_bundle_stores_the_valid_prefix(store: Store) -> None:
     [
         (b"", "not a tidings bundle"),
         (b"PK\x03\x04 zip file", "not a tidings bundle"),
-        (HEADER[:-1] + b"\x02", "unknown bundle version"),
+        (HEADER[:-1] + b"\x03", "unknown bundle version"),
+        (HEADER + b"\x83\x02" + bytes([0x58, 32]) + bytes(32), "entry record (0)"),
+        (HEADER[:-1] + b"\x02\x83\x02\x41\x00\x40", "an identity is 32 bytes"),
         (HEADER + b"\x83\x00\x59\xff\xff", "bound"),
         (HEADER + b"\x83\x00\x58\x30abc", "truncated"),
         (HEADER + b"\x83\x00\x58\x10abc", "non-canonical length"),
@@ -204,8 +207,9 @@ def test_verify_finds_an_entry_changed_on_disk(tmp_path: Path) -> None:
     book = Logbook(SqliteStore(path), author(1))
     book.publish_batch([b"%d" % i for i in range(50)], "blog")
     db = sqlite3.connect(path)
-    raw = db.execute("SELECT entry FROM entries WHERE seq = 20").fetchone()[0]
-    db.execute("UPDATE entries SET entry = ? WHERE seq = 20", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    raw = db.execute("SELECT entry FROM entries WHERE key & ? = 20", (SEQ_MASK,)).fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE key & ? = 20",
+               (raw[:-1] + bytes([raw[-1] ^ 1]), SEQ_MASK))
     db.commit()
     report = Logbook(SqliteStore(path)).verify()[0]
     assert isinstance(report.error, StoredEntryDamaged) and report.error.seq == 20

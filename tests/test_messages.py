@@ -49,6 +49,8 @@ from tidings.wire.messages import (
     BlobQuery,
     BlobRequest,
     Clock,
+    CompactEntries,
+    CompactItem,
     Entries,
     ErrorMessage,
     ForkProofMessage,
@@ -155,6 +157,11 @@ EXAMPLES: list[Message] = [
     BlobHave(None, BLOB, None),
     BlobHave(5, BLOB, b"\x05"),
     BlobCancel(9),
+    # compact entries (spec/09 §8)
+    CompactEntries(FEED, 1, b"", (CompactItem(0, 0, b"", None, None),)),
+    CompactEntries(FEED, 8, bytes(64), (
+        CompactItem(0, 2**64 - 1, None, (2**20, bytes(32)), None),
+        CompactItem(3, None, b"x" * 10, None, bytes(64)))),
 ]
 
 
@@ -344,7 +351,7 @@ def test_str_and_bytes_are_not_interchangeable(
 
 
 @pytest.mark.parametrize(
-    "kind", [19, 20, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
+    "kind", [20, 21, 127, 2**64 - 1, -1, "7", b"\x07", None, [7], True],
     ids=repr,
 )
 def test_an_unknown_type_is_malformed(kind: Any) -> None:

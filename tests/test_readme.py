@@ -38,6 +38,22 @@ def readme_blocks() -> list[tuple[str, str]]:
     return blocks[2:]
 
 
+def test_no_block_waits_on_a_file_an_earlier_block_wrote() -> None:
+    """The blocks run in one shell and one directory, as a reader pastes them. A
+    block that starts a program in the background with its output in FILE, then
+    waits with ``until grep ... FILE``, must not reuse a FILE an earlier block wrote:
+    the shell truncates FILE in the background job, so the wait can match the
+    earlier program's line first (and read its address: the podcast walk-through's
+    first curl once went to the gateway walk-through's stopped server)."""
+    written: dict[str, str] = {}
+    for heading, script in readme_blocks():
+        for polled in re.findall(r"until grep -q [^;]*?(\S+);", script):
+            assert polled not in written, (
+                f"{heading!r} waits on {polled}, which {written[polled]!r} wrote too")
+        for name in re.findall(r"[12]?> ?([\w.-]+\.(?:log|out|txt))", script):
+            written.setdefault(name, heading)
+
+
 @pytest.fixture(scope="module")
 def pasted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
     """Every block run in order in one fresh shell, as a reader pastes them: ``env -i``

@@ -34,6 +34,8 @@ from tidings.errors import (
 from tidings.replication.relay import MIN_HOLD
 from tidings.replication.replicator import (
     PARTIAL_PAYLOAD_BYTES,
+    STALL_AFTER,
+    STALL_WHILE_SERVING_AFTER,
     MemoryClocks,
     Replicator,
     Superseded,
@@ -41,6 +43,7 @@ from tidings.replication.replicator import (
 from tidings.replication.session import MAX_UNSOLICITED, Session, SessionState
 from tidings.storage.base import StoredEntry
 from tidings.storage.logbook import FOLLOWS_LOG
+from tidings.storage.sqlite import SEQ_MASK
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
 from tidings.wire.messages import (
     EAGER,
@@ -967,8 +970,9 @@ def test_an_entry_damaged_on_disk_is_not_served_and_nobody_is_blamed(tmp_path: P
         a_book.publish_batch([b"post %d" % i for i in range(start, start + 10)], "blog")
     blog = a_book.feed("blog")
     db = sqlite3.connect(path)
-    raw = db.execute("SELECT entry FROM entries WHERE seq = 25").fetchone()[0]
-    db.execute("UPDATE entries SET entry = ? WHERE seq = 25", (raw[:-1] + bytes([raw[-1] ^ 1]),))
+    raw = db.execute("SELECT entry FROM entries WHERE key & ? = 25", (SEQ_MASK,)).fetchone()[0]
+    db.execute("UPDATE entries SET entry = ? WHERE key & ? = 25",
+               (raw[:-1] + bytes([raw[-1] ^ 1]), SEQ_MASK))
     db.commit()
     db.close()
     events: list[tuple[str, dict[str, object]]] = []
@@ -995,7 +999,8 @@ def test_a_payload_damaged_on_disk_is_dropped_and_its_entry_still_served(
     a_book.publish_batch([b"post %d" % i for i in range(10)], "blog")
     blog = a_book.feed("blog")
     db = sqlite3.connect(path)
-    db.execute("UPDATE payloads SET payload = ? WHERE seq = 4", (b"post 9",))  # same size
+    db.execute("UPDATE entries SET payload = ? WHERE key & ? = 4",
+               (b"post 9", SEQ_MASK))  # same size
     db.commit()
     db.close()
     a = node("a", book=Logbook(SqliteStore(path), author(1)))
@@ -1004,3 +1009,39 @@ def test_a_payload_damaged_on_disk_is_dropped_and_its_entry_still_served(
     assert held(b, blog) == 10
     assert [p for _, p in b.logbook.read(blog)][3] is None  # fetched again elsewhere, later
     assert a.logbook.read(blog)[3][1] is None  # the damaged copy is gone
+
+
+def test_a_source_serving_other_feeds_is_not_stalled_for_a_feed_that_waits_its_turn() -> None:
+    """spec/10 §5.2: a source that claims more of F and sends nothing is stalled after
+    STALL_AFTER; one that keeps sending other feeds' entries is given until
+    STALL_WHILE_SERVING_AFTER (an honest source serves its owed feeds in turn)."""
+    a = node("a", who=1)
+    feeds = publish_feeds(a.logbook, 2, 3)
+    a.refresh_local()
+    b = node("b", follows=feeds)
+    link = connect(b, a)
+    link.budget_b = 0  # a notes what it holds but streams nothing
+    run(link)
+    peer = b.peer(link.sa)
+    assert peer is not None and [held(b, f) for f in feeds] == [0, 0]
+    now = 0.0
+    assert b.tick(now) == []
+    # Entries of other feeds keep coming: the feeds wait their turn past STALL_AFTER ...
+    while now < STALL_WHILE_SERVING_AFTER - 2 * STALL_AFTER:
+        now += STALL_AFTER / 2
+        peer.useful += 1  # (what ingesting another feed's new entries counts)
+        assert b.tick(now) == [], f"stalled at {now} s while the source was serving"
+    # ... but not for ever.
+    while now <= STALL_WHILE_SERVING_AFTER + STALL_AFTER:
+        now += STALL_AFTER / 2
+        peer.useful += 1
+        if (moved := b.tick(now)):
+            break
+    assert set(moved) == set(feeds) and peer.stalled == set(feeds)
+    # A source that sends nothing at all is stalled after STALL_AFTER.
+    c = node("c", follows=feeds)
+    quiet = connect(c, a)
+    quiet.budget_b = 0
+    run(quiet)
+    assert c.tick(0.0) == [] and c.tick(STALL_AFTER / 2) == []
+    assert set(c.tick(STALL_AFTER)) == set(feeds)

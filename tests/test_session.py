@@ -32,6 +32,7 @@ from tidings.replication.session import (
     SessionState,
 )
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.wire.compact import compact_run
 from tidings.wire.messages import (
     VERSIONS,
     BlobCancel,
@@ -40,6 +41,7 @@ from tidings.wire.messages import (
     BlobQuery,
     BlobRequest,
     Clock,
+    CompactEntries,
     Entries,
     ErrorMessage,
     ForkProofMessage,
@@ -133,6 +135,7 @@ SAMPLES: dict[type[Message], Callable[[], Message]] = {
     BlobQuery: lambda: BlobQuery(5, BLOB, True),
     BlobHave: lambda: BlobHave(1, BLOB, None),
     BlobCancel: lambda: BlobCancel(4),
+    CompactEntries: lambda: compact_run(FEED, [(ENTRIES[0].raw, PAYLOADS[0])]),  # type: ignore
 }
 REACHABLE = [SessionState.HELLO, SessionState.OPENING, SessionState.LIVE]
 

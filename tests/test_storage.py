@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import tidings
 from tidings import Logbook, SqliteStore, Store
+from tidings.core.ids import FeedId
 from tidings.errors import UsageError
 from tidings.storage.base import StoredEntry
 from tidings.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
 
-from .helpers import make_log
+from .helpers import author, make_log
+
+SRC = str(Path(tidings.__file__).resolve().parent.parent)
 
 
 def rows(count: int) -> list[StoredEntry]:
@@ -79,18 +86,30 @@ def test_migrations_bring_an_old_store_forward_keeping_data(tmp_path: Path) -> N
     entries, payloads = make_log(3)
     old.execute("INSERT INTO feeds (id, author, log_id) VALUES (1, ?, 'blog')",
                 (entries[0].author,))
-    for e, p in zip(entries, payloads, strict=True):
-        old.execute("INSERT INTO entries VALUES (1, ?, ?, ?)", (e.seq, e.hash, e.raw))
-        old.execute("INSERT INTO payloads VALUES (1, ?, ?)", (e.seq, p))
+    others, other_payloads = make_log(2, log_id="notes")
+    old.execute("INSERT INTO feeds (id, author, log_id) VALUES (2, ?, 'notes')",
+                (others[0].author,))
+    for feed_id, log, bodies in ((1, entries, payloads), (2, others, other_payloads)):
+        for e, p in zip(log, bodies, strict=True):
+            old.execute("INSERT INTO entries VALUES (?, ?, ?, ?)", (feed_id, e.seq, e.hash, e.raw))
+            if (feed_id, e.seq) != (1, 2):  # one entry held without its payload
+                old.execute("INSERT INTO payloads VALUES (?, ?, ?)", (feed_id, e.seq, p))
     old.close()
     store = SqliteStore(path)
     version = store._db.execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION == len(MIGRATIONS)
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "entries_by_hash" not in indexes  # made by migration 2, dropped by 3
+    tables = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "payloads" not in tables  # payloads moved into their entries' rows (5)
     book = Logbook(store)
-    assert [r.ok for r in book.verify()] == [True]
-    assert [p for _, p in book.read(entries[0].feed)] == payloads
+    assert [r.ok for r in book.verify()] == [True, True]
+    feed, other = entries[0].feed, others[0].feed
+    assert [p for _, p in book.read(feed)] == [payloads[0], None, payloads[2]]
+    assert [p for _, p in book.read(other)] == other_payloads
+    assert store.payloads_held(feed, [1, 2, 3]) == {1, 3}
+    assert [(a.first_seq, a.last_seq) for a in store.arrivals(0, 10)] == [(1, 3), (1, 2)]
+    assert {i.feed: i.latest_seq for i in store.feeds()} == {feed: 3, other: 2}
 
 
 def test_a_store_from_a_newer_tidings_is_refused(tmp_path: Path) -> None:
@@ -122,3 +141,73 @@ def test_the_key_file_is_written_whole_and_leaves_nothing_behind(tmp_path: Path)
     assert leftovers == [stale.name]  # only the stale one; ours is gone
     again, created_again = home.init()
     assert not created_again and again.author == identity.author
+
+
+def _v4_store(path: Path, count: int) -> tuple[list[StoredEntry], FeedId]:
+    """A store as schema 4 wrote it: entries and payloads in two tables."""
+    entries, payloads = make_log(count)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    migrate(db, target=4)
+    db.execute("BEGIN")
+    db.execute("INSERT INTO feeds (id, author, log_id) VALUES (1, ?, 'blog')",
+               (entries[0].author,))
+    db.executemany("INSERT INTO entries VALUES (1, ?, ?, ?)",
+                   [(e.seq, e.hash, e.raw) for e in entries])
+    db.executemany("INSERT INTO payloads VALUES (1, ?, ?)",
+                   [(e.seq, p) for e, p in zip(entries, payloads, strict=True)])
+    db.execute("COMMIT")
+    db.close()
+    return ([StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)],
+            entries[0].feed)
+
+
+@pytest.mark.system
+def test_kill_9_during_the_migration_leaves_one_whole_schema(tmp_path: Path) -> None:
+    """Migration 5 moves every row in the transaction that bumps the version: killed
+    at any moment, the store opens afterwards with all its entries and payloads."""
+    source = tmp_path / "v4.db"
+    data, feed = _v4_store(source, 6000)
+    script = ("import sys; from tidings.storage.sqlite import SqliteStore\n"
+              "print('opening', flush=True); SqliteStore(sys.argv[1]).close()\n")
+    outcomes = set()
+    for attempt, delay in enumerate((0.0, 0.05, 0.1, 0.2, 0.4, 0.8)):
+        path = tmp_path / f"copy{attempt}.db"
+        path.write_bytes(source.read_bytes())
+        proc = subprocess.Popen([sys.executable, "-c", script, str(path)],
+                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": SRC})
+        assert proc.stdout is not None and proc.stdout.readline() == b"opening\n"
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+        outcomes.add(version)
+        store = SqliteStore(path)  # migrates what the killed process did not
+        try:
+            assert store.entries(feed) == data
+        finally:
+            store.close()
+    assert outcomes <= {4, SCHEMA_VERSION}
+
+
+def test_checkpoints_run_beside_the_commits_and_lose_nothing(tmp_path: Path) -> None:
+    """Past CHECKPOINT_BYTES of committed entries, a thread checkpoints the WAL; the
+    store reads the same before and after, and after a reopen."""
+    path = tmp_path / "big.db"
+    store = SqliteStore(path)
+    book = Logbook(store, author(1))
+    big = [bytes([i]) * (1 << 20) for i in range(6)]  # 6 MiB of payloads
+    for payload in big:
+        book.publish(payload, "media")
+    assert store._checkpointer is not None  # started once 4 MiB were committed
+    feed = book.feed("media")
+    before = store.entries(feed)
+    assert [row.payload for row in before] == big
+    store.close()
+    assert not (tmp_path / "big.db-wal").exists()  # the last close checkpointed it all
+    again = SqliteStore(path)
+    try:
+        assert again.entries(feed) == before
+        assert [r.ok for r in Logbook(again).verify()] == [True]
+    finally:
+        again.close()

@@ -511,7 +511,10 @@ def test_rss_gives_the_logs_show_fields_as_podcast_apps_read_them() -> None:
     [category] = channel.findall(f"{itunes}category")
     assert category.get("text") == "Science"
     assert [c.get("text") for c in category] == ["Mathematics"]
-    assert channel.findtext(f"{itunes}explicit") == "true"  # Apple's spelling today
+    # "yes": Apple and podcastparser read it as explicit, and feedparser reads nothing
+    # else as explicit (its "true" is None).
+    assert channel.findtext(f"{itunes}explicit") == "yes"
+    assert parsed.feed.itunes_explicit is True
     podcast = podcastparser.parse("https://f.example.org/p.rss", io.BytesIO(body))
     assert podcast["description"] == "Sums, spoken."
     assert podcast["explicit"] is True
@@ -523,4 +526,55 @@ def test_rss_gives_the_logs_show_fields_as_podcast_apps_read_them() -> None:
     parsed = feedparser.parse(plain)
     assert parsed.feed.image.href == "https://example.org/alice.png"
     assert "language" not in parsed.feed and b"<itunes:explicit>false<" in plain
+    assert not parsed.feed.itunes_explicit  # (feedparser: None, "not explicit")
+    assert podcastparser.parse("https://f.example.org/p.rss",
+                               io.BytesIO(plain))["explicit"] is False
     assert b"itunes:category" not in plain
+
+
+@pytest.mark.parametrize(("head", "extension", "media_type"), [
+    (b"\x89PNG\r\n\x1a\n", ".png", "image/png"),
+    (b"\xff\xd8\xff\xe0", ".jpg", "image/jpeg"),
+    (b"RIFF\0\0\0\0WEBPVP8 ", ".webp", "image/webp"),
+])
+async def test_the_gateways_artwork_url_has_the_blobs_own_type(
+        tmp_path: Any, head: bytes, extension: str, media_type: str) -> None:
+    """A show's artwork is a blob id without a type: the gateway's URL for it takes the
+    extension of what the blob's first bytes are (apps go by it), and serves that type."""
+    import io
+
+    import podcastparser
+
+    from tests.http_client import collected
+    from tidings import Identity, SqliteStore
+    from tidings.content import LogAbout
+    from tidings.http.gateway import PublicFeeds
+    from tidings.http.server import Request
+    from tidings.storage.blobs import BlobStore
+
+    book = Logbook(SqliteStore(tmp_path / "s.sqlite3"), Identity.generate())
+    with BlobStore(tmp_path / "blobs") as blobs:
+        artwork = blobs.import_bytes(head + bytes(100_000))
+        show = LogAbout("podcast", "Maths aloud", artwork=artwork)
+        book.publish(encode(About("Alice", logs=(show,))), "about")
+        book.publish(encode(Post("Episode 1", attachments=(EPISODE,))), "podcast")
+        feed = book.feed("podcast")
+        gateway = PublicFeeds(book.store, "https://f.example.org", blobs=blobs)
+
+        def get(path: str) -> Request:
+            return Request("GET", path, path, {}, {"host": "x"}, b"", ("127.0.0.1", 1))
+
+        body = (await collected(await gateway(get(f"/feeds/{feed}.rss")))).body
+        url = f"https://f.example.org/feeds/{feed}/blobs/{artwork}{extension}"
+        assert feedparser.parse(body).feed.image.href == url
+        assert podcastparser.parse("x", io.BytesIO(body))["cover_url"] == url
+        served = await collected(await gateway(get(url.removeprefix("https://f.example.org"))))
+        assert served.status == 200 and served.content_type == media_type
+        assert served.body.startswith(head)
+
+        # Not held (yet): no extension rather than a wrong one.
+        blobs.remove(artwork)
+        body = (await collected(await gateway(get(f"/feeds/{feed}.rss")))).body
+        assert feedparser.parse(body).feed.image.href == \
+            f"https://f.example.org/feeds/{feed}/blobs/{artwork}"
+    book.store.close()

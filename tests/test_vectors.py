@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tidings import Identity, Logbook, MemoryStore
-from tidings.core.bundle import EntryRecord, ForkProofRecord, read_bundle
+from tidings.core.bundle import EntryRecord, ForkProofRecord, IdentityRecord, read_bundle
 from tidings.core.entry import (
     FLAG_END_OF_LOG,
     FLAG_SIGNED,
@@ -524,6 +524,34 @@ def test_valid_bundles(case: dict[str, Any]) -> None:
     again = book.import_bundle(io.BytesIO(data).read)  # what it stored is a duplicate now
     assert (again.added, again.fork_proofs, again.duplicates) == (0, 0, len(held))
     assert type(again.error) is type(result.error)
+
+
+@pytest.mark.parametrize("case", BUNDLES["identity"], ids=lambda c: c["description"][:40])
+def test_bundles_with_identity_records(case: dict[str, Any]) -> None:
+    from tidings.core.kel import fold
+
+    data = bytes.fromhex(case["bundle"])
+    records = []
+    for record in read_bundle(io.BytesIO(data).read):
+        if isinstance(record, IdentityRecord):
+            records.append({"kind": "identity", "identity": record.identity.hex(),
+                            "event": record.event.hex()})
+        else:
+            assert isinstance(record, EntryRecord)
+            records.append({"kind": "entry", "entry": record.entry.hex(),
+                            "payload": hexed(record.payload)})
+    assert records == case["records"]
+    book, result = import_bundle(data)
+    check_outcome(book, result, case["expected"])
+    assert len(result.identity_events) == case["expected"]["identity_events"]
+    identity = bytes.fromhex(case["identity"])
+    assert {i for i, _ in result.identity_events} == {identity}
+    state = fold(identity, [raw for _, raw in result.identity_events])
+    assert sorted(key.hex() for key in state.devices) == case["devices"]
+    out = io.BytesIO()
+    book.export_bundle(FeedId.parse(case["feed"]), out.write,
+                       identity_events=result.identity_events)
+    assert out.getvalue() == data
 
 
 @pytest.mark.parametrize("case", by_name(BUNDLES["damaged"]))

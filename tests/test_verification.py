@@ -18,10 +18,11 @@ from tidings import (
 )
 from tidings.core.entry import Entry, decode_entry
 from tidings.core.lipmaa import links_needed
-from tidings.core.verify import check_run, decode_run
+from tidings.core.verify import check_run, decode_run, extend_in_one_pass
 from tidings.errors import (
     InvalidEntry,
     LinkedSeqMismatch,
+    MissingAnchor,
     SequenceGap,
     UnsignedTail,
     WrongBacklink,
@@ -200,3 +201,87 @@ def test_an_unknown_author_identity_has_no_say() -> None:
     other = Identity.generate()
     result = check_run([decode_entry(forge(other))], Anchor(author(1).author.key, "blog"))
     assert result.error is not None and result.error.rule == "wrong-feed"
+
+
+# -- the one-pass extension agrees with decode + check_run ------------------------------
+
+
+def _full_path(
+    items: list[tuple[bytes, bytes | None]], anchor: Anchor
+) -> tuple[list[tuple[int, bytes, bytes, bytes | None]], int] | None:
+    """decode_entry then check_run: the rows and accepted count when nothing fails."""
+    try:
+        entries = [decode_entry(raw) for raw, _ in items]
+    except InvalidEntry:
+        return None
+    try:
+        check = check_run(entries, anchor, [p for _, p in items])
+    except MissingAnchor:
+        return None
+    if check.error is not None:
+        return None
+    assert check.checked == len(entries)
+    return [(e.seq, e.hash, e.raw, p) for e, (_, p) in zip(entries, items, strict=True)], \
+        check.accepted
+
+
+@given(st.data())
+@settings(max_examples=examples(200))
+def test_one_pass_extension_is_decode_then_check_run(data: st.DataObject) -> None:
+    """Runs cut anywhere from a log (signed every few entries, one end-of-log), with
+    payloads dropped, swapped or changed, entries dropped, repeated or flipped: the
+    one-pass path takes exactly the runs that decode + check_run take whole, with the
+    same rows and accepted count, and gives up on every other."""
+    entries, payloads = _LOG
+    start = data.draw(st.integers(0, len(entries) - 1))
+    end = data.draw(st.integers(start, len(entries)))
+    items: list[tuple[bytes, bytes | None]] = [
+        (e.raw, p) for e, p in zip(entries[start:end], payloads[start:end], strict=True)]
+    for _ in range(data.draw(st.integers(0, 2))):
+        if not items:
+            break
+        at = data.draw(st.integers(0, len(items) - 1))
+        raw, payload = items[at]
+        what = data.draw(st.sampled_from(["none", "payload", "drop", "repeat", "flip"]))
+        if what == "none":
+            items[at] = (raw, None)
+        elif what == "payload":
+            items[at] = (raw, (payload or b"") + b"!")
+        elif what == "drop":
+            del items[at]
+        elif what == "repeat":
+            items.insert(at, items[at])
+        else:
+            byte = data.draw(st.integers(0, len(raw) - 1))
+            items[at] = (raw[:byte] + bytes([raw[byte] ^ 1]) + raw[byte + 1:], payload)
+    head = start
+    known = {seq: entries[seq - 1].hash for seq in range(1, head + 1)}
+    anchor = Anchor(entries[0].author, entries[0].log_id, head, known=known)
+    assert extend_in_one_pass(items, anchor, lambda *row: row) == _full_path(items, anchor)
+
+
+def _log() -> tuple[list[Entry], list[bytes]]:
+    book = Logbook(MemoryStore(), author(1), clock=lambda: 1)
+    entries: list[Entry] = []
+    payloads = [b"post %d" % i for i in range(90)]
+    for first in range(0, 85, 5):
+        entries += book.publish_batch(payloads[first:first + 5], "blog")
+    entries += book.publish_batch(payloads[85:], "blog", end_of_log=True)
+    return entries, payloads
+
+
+_LOG = _log()
+
+
+@pytest.mark.parametrize("log_id", ["a", "x" * 23, "y" * 24, "z" * 64])
+def test_one_pass_extension_reads_every_log_id_head(log_id: str) -> None:
+    book = Logbook(MemoryStore(), author(2), clock=lambda: 1)
+    entries = book.publish_batch([b"a", b"b", b"c"], log_id)
+    items: list[tuple[bytes, bytes | None]] = [(e.raw, p) for e, p in
+                                               zip(entries, [b"a", b"b", b"c"], strict=True)]
+    anchor = Anchor(entries[0].author, log_id)
+    done = extend_in_one_pass(items, anchor, lambda *row: row)
+    assert done is not None and done == _full_path(items, anchor)
+    assert done[1] == 3
+    other = Anchor(entries[0].author, log_id + "s" if len(log_id) < 64 else "other")
+    assert extend_in_one_pass(items, other, lambda *row: row) is None

@@ -29,7 +29,13 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tidings import Identity, Logbook, MemoryStore, content
-from tidings.core.bundle import HEADER, encode_entry_record, encode_proof_record
+from tidings.core.bundle import (
+    HEADER,
+    HEADER_V2,
+    encode_entry_record,
+    encode_identity_record,
+    encode_proof_record,
+)
 from tidings.core.corrections import Seq, effective_view
 from tidings.core.entry import (
     FLAG_END_OF_LOG,
@@ -1380,6 +1386,34 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
         return record_at(seq) + 2 + len(head(2, len(raw)))
 
     bad_bundle = {"kind": "InvalidBundle"}
+    # Alice's blog as a device feed of an identity: the inception and the device-add
+    # that place it, first, in a version 2 bundle (spec/07 §1).
+    from tidings.core import kel
+
+    root = Identity.from_seed(hashlib.blake2b(b"bundle root", digest_size=32).digest())
+    following = Identity.from_seed(hashlib.blake2b(b"bundle next", digest_size=32).digest())
+    inception = kel.make_inception(root.secret_key, following.author.key)
+    identity_id = inception.hash
+    add = kel.make_device_add(
+        root.secret_key, kel.fold(identity_id, [inception.raw]), feed.author_key, "laptop",
+        kel.sign_device_claim(blog.identity.secret_key, identity_id, "laptop"))
+    identity_log = [inception.raw, add.raw]
+    identity_records = b"".join(encode_identity_record(identity_id, raw)
+                                for raw in identity_log)
+    with_identity = HEADER_V2 + identity_records + bundle[len(HEADER):]
+    written = io.BytesIO()
+    plain.export_bundle(feed, written.write,
+                        identity_events=[(identity_id, raw) for raw in identity_log])
+    assert written.getvalue() == with_identity
+    identity_cases = [{
+        "description": "alice's blog (as in the first valid bundle) as the device feed of an "
+        "identity: its inception and the device-add of alice's key, then the entries",
+        "bundle": with_identity.hex(), "feed": str(feed),
+        "records": [{"kind": "identity", "identity": identity_id.hex(), "event": raw.hex()}
+                    for raw in identity_log] + records_json(contents),
+        "identity": identity_id.hex(), "devices": [feed.author_key.hex()],
+        "expected": outcome(8) | {"identity_events": 2},
+    }]
     e3_payload = entry_start(3) + len(contents[2][1]) + len(head(2, len(contents[2][2] or b"")))
     e5_sig_end = entry_start(5) + len(contents[4][1])
     reordered = [contents[i] for i in (0, 1, 3, 2, 4, 5, 6, 7)]
@@ -1418,9 +1452,17 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
         ("bad-magic", "the header's text is \"tidings-bundlf\"",
          cbor2.dumps(["tidings-bundlf", 1]) + bundle[len(HEADER):],
          outcome(0, error=bad_bundle)),
-        ("unknown-version", "the header's version is 2",
-         cbor2.dumps(["tidings-bundle", 2]) + bundle[len(HEADER):],
+        ("unknown-version", "the header's version is 3",
+         cbor2.dumps(["tidings-bundle", 3]) + bundle[len(HEADER):],
          outcome(0, error=bad_bundle)),
+        ("identity-record-in-version-1", "an identity record (kind 2) in a version 1 "
+         "bundle", HEADER + identity_records, outcome(0, error=bad_bundle)),
+        ("identity-not-32-bytes", "a version 2 bundle whose identity record names a "
+         "31-byte identity", HEADER_V2 + b"\x83\x02" + cbor2.dumps(identity_id[:31])
+         + cbor2.dumps(identity_log[0]), outcome(0, error=bad_bundle)),
+        ("oversize-identity-event", "a version 2 bundle whose identity record declares an "
+         "8193-byte event (the bytes are not there)", HEADER_V2 + b"\x83\x02"
+         + cbor2.dumps(identity_id) + head(2, 8193), outcome(0, error=bad_bundle)),
         ("oversize-entry", f"the first record holds a {MAX_ENTRY_SIZE + 1}-byte entry",
          rec1 + head(2, MAX_ENTRY_SIZE + 1) + bytes(MAX_ENTRY_SIZE + 1) + b"\xf6",
          outcome(0, error=bad_bundle)),
@@ -1452,6 +1494,7 @@ def make_bundles(blog: Log, forged: Forgeries) -> dict[str, Any]:
                    "expected": e} for d, r, again, e in valid],
         "damaged": [{"name": n, "description": d, "bundle": b.hex(), "expected": e}
                     for n, d, b, e in damaged],
+        "identity": identity_cases,
     }
 
 
@@ -1922,7 +1965,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("not-an-array", "the integer 7", pack(7), [], "malformed"),
         ("a-map", "a map {0: [1]} instead of an array", pack({0: [1]}), [], "malformed"),
         ("empty-array", "an array with no type", pack([]), [], "malformed"),
-        ("unknown-type", "type 19, unknown in versions 2 and 3", pack([19]), [], "malformed"),
+        ("unknown-type", "type 20, unknown in versions 2 to 4", pack([20]), [], "malformed"),
         ("unknown-type-with-fields", "type 255 with two fields", pack([255, 1, 2]), [],
          "malformed"),
         ("negative-type", "type -1", pack([-1]), [], "malformed"),
@@ -2132,8 +2175,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("ping-before-hello", "a ping first", [ping], "unexpected", None),
         ("clock-before-hello", "a clock first", [encode_message(Clock(True, (), True))],
          "unexpected", None),
-        ("no-common-version", "versions 1 and 4 only",
-         [encode_message(Hello((1, 4), False, None))], "version", None),
+        ("no-common-version", "versions 1 and 5 only",
+         [encode_message(Hello((1, 5), False, None))], "version", None),
         ("second-hello", "two hellos", [hello, hello], "unexpected", None),
         ("partial-response-not-requested", "an answer to a request the node never made",
          [hello, encode_message(PartialResponse(7, ()))], "unexpected", None),
@@ -2798,6 +2841,7 @@ def render(data: Any) -> str:
 
 
 def make_all() -> dict[str, str]:
+    from compact_vectors import make_compact  # tools/compact_vectors.py (spec/09 §8)
     from identity_vectors import make_identity  # tools/identity_vectors.py (spec/12)
 
     blog, notes, bob = build_logs()
@@ -2820,6 +2864,7 @@ def make_all() -> dict[str, str]:
         "content.json": render(make_content()),
         "blobs.json": render(make_blobs_json()),
         "identity.json": render(make_identity()),
+        "compact.json": render(make_compact(blog, notes, bob)),
     }
 
 

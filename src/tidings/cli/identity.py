@@ -16,10 +16,11 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tidings.cli.common import EXIT_OK, CommandError, err, print_json
+from tidings.cli.common import EXIT_BAD_DATA, EXIT_OK, CommandError, err, print_json, seconds_arg
 from tidings.core import kel
 from tidings.core.ids import FeedId
 from tidings.core.invite import Invite, make_pairing_request, parse_pairing_input
@@ -38,6 +39,9 @@ from tidings.node.home import Home
 from tidings.node.identities import describe
 from tidings.node.state import NodeState
 from tidings.replication.identities import IdentityBook
+
+if TYPE_CHECKING:
+    from tidings.storage.logbook import Logbook
 
 ROOT_KEY_FILE = "root.key"
 ROOT_KEY_HEADER = "tidings-root-key-1"
@@ -342,16 +346,143 @@ def cmd_device_pair(args: argparse.Namespace, home: Home) -> int:
         state.follow_identity(target.identity)
         if target.addresses:
             state.add_peers(target.addresses, "invite")
+        peers = [record.address for record in state.peers()]
     finally:
         state.close()
+    approve = ("on the device that holds the root key, run `tidings device approve REQUEST` "
+               "(REQUEST: the tpair1... line) and check that it shows this code")
+    if args.no_wait:
+        if args.json:
+            print_json({"request": str(request), "code": request.code})
+        else:
+            print(request)
+            err(f"verification code: {request.code}")
+            err(f"{approve}; this device is added once the approval arrives")
+        return EXIT_OK
     if args.json:
-        print_json({"request": str(request), "code": request.code})
+        err(f"pairing request: {request}")
     else:
-        print(request)
-        err(f"verification code: {request.code}")
-        err("on the device that holds the root key, run `tidings device approve REQUEST` and "
-            "check that it shows this code; this device is added once the approval arrives")
+        print(request, flush=True)
+    err(f"verification code: {request.code}")
+    err(approve)
+    peers = list(dict.fromkeys([*(parse_peer(text) for text in args.peer or ()), *peers]))
+    devices = _wait_for_approval(args, home, target.identity, device.author.key, peers)
+    name = format_identity(target.identity)
+    if args.json:
+        print_json({"request": str(request), "code": request.code, "identity": name,
+                    "device": args.name, "approved": True, "devices": devices})
+    else:
+        print(f"approved: this device ({args.name}) is one of the {devices} device(s) of "
+              f"{name}")
     return EXIT_OK
+
+
+def parse_peer(text: str) -> tuple[str, int]:
+    from tidings.node.options import parse_address
+
+    try:
+        return parse_address(text)
+    except Exception as exc:
+        raise CommandError(f"--peer {text}: {exc}") from None
+
+
+#: How long one attempt to hear the approval from one peer may take (a sync of the
+#: identity log and the followed feeds; what is left is fetched next round).
+PAIR_ATTEMPT = 20.0
+#: Seconds between rounds of asking the peers (and reading this home's node state).
+PAIR_ROUND = 2.0
+
+
+def _wait_for_approval(args: argparse.Namespace, home: Home, identity: bytes, key: bytes,
+                       peers: list[tuple[str, int]]) -> int:
+    """Wait until this home's identity log holds the device-add of ``key``: fetched from
+    ``peers`` in rounds, or written by a node running on this home. Returns the number of
+    active devices. Progress goes to stderr."""
+    import math
+    import time
+
+    import trio
+
+    from tidings.errors import PeerError, UsageError
+    from tidings.node.home import SYNC_KEY_FILE
+    from tidings.node.lifecycle import assemble_node
+
+    try:
+        home.lock().release()
+        running = False
+    except UsageError:
+        running = True  # its node fetches the log; this process reads the state
+    options = home.node_options("client")
+    node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
+    started = time.monotonic()
+    timeout = args.timeout or math.inf
+
+    def approved() -> int:
+        node.replicator.reload_identities()
+        state = node.replicator.identities.state(identity)
+        if state is None or key not in state.devices or not state.devices[key].active:
+            return 0
+        return sum(1 for d in state.devices.values() if d.active)
+
+    def progress(text: str) -> None:
+        spent = time.monotonic() - started
+        left = "" if timeout == math.inf else f", {max(0.0, timeout - spent):.0f} s left"
+        err(f"waiting for the approval: {text}{left}")
+
+    async def body(node: object) -> int:
+        from tidings.node.daemon import Node
+
+        assert isinstance(node, Node)
+        rounds = 0
+        while True:
+            devices = approved()
+            if devices:
+                return devices
+            for address in peers:
+                with trio.move_on_after(PAIR_ATTEMPT):
+                    try:
+                        connection = await node.connect(address)
+                        try:
+                            await node.wait_caught_up(connection)
+                        finally:
+                            connection.scope.cancel()
+                            await connection.closed.wait()
+                    except (OSError, PeerError):
+                        pass  # down or refusing now: asked again next round
+                devices = approved()
+                if devices:
+                    return devices
+            if rounds % 10 == 0:
+                progress(f"asked {len(peers)} peer(s)" if peers else
+                         "reading what this home's node fetches")
+            rounds += 1
+            await trio.sleep(PAIR_ROUND)
+
+    async def main() -> int:
+        devices = approved()  # (a sync or this home's node may have fetched it already)
+        if devices:
+            return devices
+        if not peers and not running:
+            raise CommandError(
+                "no peer to hear the approval from: give --peer HOST:PORT (a node that "
+                "will hold the identity log, such as the root device's), pair with an "
+                "invite that names addresses, run `tidings up` on this home, or pass "
+                "--no-wait", EXIT_BAD_DATA)
+        with trio.fail_after(timeout):
+            return int(await node.run_client(body))
+
+    try:
+        return trio.run(main)
+    except trio.TooSlowError:
+        raise CommandError(
+            f"no approval arrived within {args.timeout:g} s. Approve the request on the device "
+            "that holds the root key (`tidings device approve tpair1...`), make sure that "
+            "device's node runs and one of the peers asked can reach it, then run this "
+            "command again (the request is the same) or `tidings sync --peer HOST:PORT`",
+            EXIT_BAD_DATA) from None
+    finally:
+        node.logbook.store.close()
+        node.state.close()
 
 
 def cmd_device_approve(args: argparse.Namespace, home: Home) -> int:
@@ -408,6 +539,73 @@ def cmd_device_revoke(args: argparse.Namespace, home: Home) -> int:
     return EXIT_OK
 
 
+# -- bundles (spec/07 §1: identity records) ------------------------------------------
+
+
+def bundle_contents(home: Home, book: Logbook, text: str
+                    ) -> tuple[list[FeedId], list[tuple[bytes, bytes]]] | None:
+    """What `tidings export` writes for an author (``ti1...[:log]``): the device feeds
+    of those logs held here (every log but none named), and the identity's log; None
+    for a feed."""
+    from tidings.node.identities import is_identity_text, parse_target
+
+    if not is_identity_text(text):
+        return None
+    target = parse_target(text)
+    state = NodeState(home.node_state_path)
+    try:
+        book_ = IdentityBook(state)
+        current = book_.state(target.identity)
+        if current is None or current.status == "unknown":
+            raise CommandError(f"this home holds no log of {format_identity(target.identity)}"
+                               ": `tidings follow` it and let the node sync")
+        events = [(target.identity, raw) for raw in book_.served(target.identity)]
+    finally:
+        state.close()
+    feeds = sorted((info.feed for info in book.feeds()
+                    if info.feed.author_key in current.devices
+                    and (not target.logs or info.feed.log_id in target.logs)), key=str)
+    return feeds, events
+
+
+def identity_events_for(home: Home, feeds: list[FeedId]) -> list[tuple[bytes, bytes]]:
+    """The identity log events that place ``feeds`` (device feeds of an identity this
+    home holds the log of: its own, or one it follows), for a bundle."""
+    if not home.node_state_path.exists():
+        return []
+    state = NodeState(home.node_state_path)
+    try:
+        book = IdentityBook(state)
+        events: list[tuple[bytes, bytes]] = []
+        for identity in sorted(book.logs):
+            current = book.state(identity)
+            if current is not None and any(f.author_key in current.devices for f in feeds):
+                events += [(identity, raw) for raw in book.served(identity)]
+        return events
+    finally:
+        state.close()
+
+
+def fold_imported(home: Home, events: list[tuple[bytes, bytes]]) -> tuple[int, list[str]]:
+    """Fold a bundle's identity records into this home's identity logs (spec/07 §3):
+    returns the identities whose state moved, and a line per event refused (its rule)."""
+    by_identity: dict[bytes, list[bytes]] = {}
+    for identity, raw in events:
+        by_identity.setdefault(identity, []).append(raw)
+    state = _state(home)
+    moved, refused = 0, []
+    try:
+        book = IdentityBook(state)
+        for identity, raws in by_identity.items():
+            added = book.add(identity, raws)
+            moved += added.changed
+            refused += [f"identity {format_identity(identity)}: an event was refused "
+                        f"({refusal.rule})" for _, refusal in added.refused]
+    finally:
+        state.close()
+    return moved, refused
+
+
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("identity", "your identity: a root key that certifies this and your other "
                 "devices", json_flag=False)
@@ -459,9 +657,17 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = command("device", "the devices of your identity", json_flag=False)
     sub = p.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
-    q = sub_command(sub, "pair", "join an identity as a new device: prints a pairing request")
+    q = sub_command(sub, "pair", "join an identity as a new device: prints a pairing "
+                    "request, then waits until the root device's approval arrives")
     q.add_argument("target", metavar="ti1...|tinv1...")
     q.add_argument("--name", required=True, help="this device's name")
+    q.add_argument("--peer", action="append", metavar="HOST:PORT",
+                   help="ask this node for the approval (repeat; besides the invite's "
+                   "addresses and this home's known peers)")
+    q.add_argument("--timeout", type=seconds_arg, metavar="SECONDS", default=600.0,
+                   help="give up waiting after this long (default 600)")
+    q.add_argument("--no-wait", action="store_true",
+                   help="print the request and exit; the approval arrives with a later sync")
     q.set_defaults(run=cmd_device_pair)
     q = sub_command(sub, "approve", "add the device of a pairing request (on the device with "
                     "the root key)")

@@ -205,24 +205,37 @@ def cmd_feeds(args: argparse.Namespace, home: Home) -> int:
 
 
 def cmd_export(args: argparse.Namespace, home: Home) -> int:
+    from tidings.cli.identity import bundle_contents, identity_events_for
+
     book = home.open_logbook()
-    feed = feed_arg(args.feed, book)
-    if book.head(feed) is None and not book.fork_proofs(feed):
-        raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
+    # An author (ti1...[:log]): its device feeds and its identity log, one merged stream.
+    author = bundle_contents(home, book, args.feed)
+    if author is None:
+        feed = feed_arg(args.feed, book)
+        if book.head(feed) is None and not book.fork_proofs(feed):
+            raise CommandError(f"{feed} is not in this store (see `tidings feeds`)")
+        feeds, events = [feed], identity_events_for(home, [feed])
+    else:
+        feeds, events = author
+        if not feeds:
+            raise CommandError(f"this store holds no device feed of {args.feed}")
     out = Path(args.output)
     tmp = out.with_name(out.name + ".part")
     try:
         with open(tmp, "wb") as handle:
-            count = book.export_bundle(feed, handle.write)
+            count = book.export_bundle(feeds, handle.write, identity_events=events)
         tmp.replace(out)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise CommandError(f"cannot write {out}: {exc.strerror}") from None
+    named = ", ".join(str(f) for f in feeds)
     if args.json:
-        print_json({"feed": str(feed), "entries": count, "file": str(out)})
+        print_json({"feed": str(feeds[0]), "feeds": [str(f) for f in feeds], "entries": count,
+                    "identity_events": len(events), "file": str(out)})
     else:
-        err(f"wrote {count} entries of {feed} to {out}")
+        err(f"wrote {count} entries of {named}"
+            + (f" and {len(events)} identity log events" if events else "") + f" to {out}")
     return EXIT_OK
 
 
@@ -242,15 +255,26 @@ def cmd_import(args: argparse.Namespace, home: Home) -> int:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
     if show_progress:
         print(file=sys.stderr)
+    refused: list[str] = []
+    if result.identity_events:  # the logs that place the device feeds (spec/07 §3)
+        from tidings.cli.identity import fold_imported
+
+        _, refused = fold_imported(home, result.identity_events)
     if args.json:
         print_json({
             "added": result.added, "duplicates": result.duplicates,
             "fork_proofs": result.fork_proofs, "feeds": sorted(str(f) for f in result.feeds),
+            "identity_events": len(result.identity_events), "identity_refused": refused,
             "error": None if result.error is None else _error_json(result.error),
         })
     else:
         err(f"imported {result.added} new entries ({result.duplicates} already held, "
              f"{result.fork_proofs} fork proofs) from {args.file}")
+        for line in refused:
+            err(line)
+    if refused and result.error is None:
+        err("the entries stand on their own; the refused identity events were not kept")
+        return EXIT_BAD_DATA
     if result.error is not None:
         err(f"stopped at the first bad record: {result.error}")
         err("everything before it was verified and stored; nothing after it was")
@@ -420,8 +444,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = command("feeds", "list the feeds in the store with their latest seq")
     p.set_defaults(run=cmd_feeds)
 
-    p = command("export", "write a feed to a bundle file")
-    p.add_argument("feed", metavar="FEED", help="a feed id, or the name of one of your logs")
+    p = command("export", "write a feed (or an author's feeds) to a bundle file")
+    p.add_argument("feed", metavar="FEED", help="a feed id, the name of one of your logs, or "
+                   "an author (ti1...[:LOG]: its devices' feeds and identity log)")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle to write")
     p.set_defaults(run=cmd_export)
 

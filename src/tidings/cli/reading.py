@@ -340,7 +340,8 @@ def cmd_watch(args: argparse.Namespace, home: Home) -> int:
     if args.feed:
         book = home.open_logbook()
         try:
-            query += "&feeds=" + ",".join(str(feed_arg(text, book)) for text in args.feed)
+            query += "&feeds=" + ",".join(item for text in args.feed
+                                          for item in _stream_items(text, book))
         finally:
             book.store.close()
     if sys.stderr.isatty():
@@ -358,6 +359,23 @@ def cmd_watch(args: argparse.Namespace, home: Home) -> int:
                 _remember(cursor_path, event_id)
     err("the node stopped")
     return EXIT_OK
+
+
+def _stream_items(text: str, book: Any) -> list[str]:
+    """``--feed`` of watch: a feed (id, log or prefix), or an author (``ti1...``,
+    ``ti1...:log1,log2`` or an invite): the ``/v1/events?feeds=`` items for it."""
+    from tidings.core.kel import format_identity
+    from tidings.errors import UsageError
+    from tidings.node.identities import is_identity_text, parse_target
+
+    if not is_identity_text(text.strip()):
+        return [str(feed_arg(text, book))]
+    try:
+        target = parse_target(text)
+    except UsageError as exc:
+        raise CommandError(str(exc)) from None
+    author = format_identity(target.identity)
+    return [f"{author}:{log}" for log in target.logs] or [author]
 
 
 @contextlib.contextmanager
@@ -423,7 +441,8 @@ def add_commands(command: Callable[..., argparse.ArgumentParser],
     p = command("watch", "print new entries as they arrive at the running node, until "
                 "Ctrl-C; the next watch resumes where this one stopped")
     p.add_argument("--feed", action="append", metavar="FEED",
-                   help="only this feed (repeat for more; default: every new entry)")
+                   help="only this feed, or an author's (ti1..., ti1...:LOG: every "
+                   "device's); repeat for more; default: every new entry")
     p.add_argument("--after", metavar="CURSOR", help="start after this cursor")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--from-start", action="store_true",

@@ -30,6 +30,7 @@ disk is :mod:`tidings.storage.blobs`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -123,12 +124,14 @@ def _blake(*parts: bytes | bytearray | memoryview) -> bytes:
 
 def leaf_hash(chunk: bytes | bytearray | memoryview) -> bytes:
     """``BLAKE2b-256(00 || chunk)``."""
-    return _blake(LEAF_DOMAIN, chunk)
+    state = hashlib.blake2b(LEAF_DOMAIN, digest_size=HASH_SIZE)
+    state.update(chunk)  # (hashlib lets other threads run while it hashes a chunk)
+    return state.digest()
 
 
 def parent_hash(left: bytes, right: bytes) -> bytes:
     """``BLAKE2b-256(01 || left || right)``."""
-    return _blake(PARENT_DOMAIN, left, right)
+    return hashlib.blake2b(PARENT_DOMAIN + left + right, digest_size=HASH_SIZE).digest()
 
 
 def root_hash(tree: bytes, size: int) -> bytes:
@@ -172,7 +175,35 @@ def tree_nodes(count: int) -> int:
 
 def proof_depth(index: int, count: int) -> int:
     """Hashes in the proof of chunk ``index`` of ``count``."""
-    return len(_path(index, count))
+    return len(chunk_layout(index, count).right)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLayout:
+    """Where chunk ``index`` of a tree of ``count`` chunks sits: what checking it and
+    storing its proof need, computed once per ``(index, count)`` (a download checks
+    thousands of chunks of one tree; the walk of spec/13 §3.1 is pure Python)."""
+
+    #: For each hash of the proof, bottom first: the sibling is on the right.
+    right: tuple[bool, ...]
+    #: The in-order positions (spec/13 §7) of the proof's nodes, bottom first.
+    proof_positions: tuple[int, ...]
+    #: The positions of the nodes from the chunk's leaf up to the top of the tree.
+    path_positions: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=8192)  # ~1 KB each: a few MB, the chunks of 512 MB
+def chunk_layout(index: int, count: int) -> ChunkLayout:
+    """The :class:`ChunkLayout` of chunk ``index`` of ``count`` (``0 <= index < count``)."""
+    siblings = list(reversed(_path(index, count)))
+    low, high = index, index + 1
+    path = [node_position(low, high)]
+    for start, end, _ in siblings:
+        low, high = min(low, start), max(high, end)
+        path.append(node_position(low, high))
+    return ChunkLayout(tuple(on_the_right for _, _, on_the_right in siblings),
+                       tuple(node_position(start, end) for start, end, _ in siblings),
+                       tuple(path))
 
 
 def _path(index: int, count: int) -> list[tuple[int, int, bool]]:
@@ -223,7 +254,7 @@ def tree_from_proof(leaf: bytes, index: int, count: int, proof: bytes) -> tuple[
     """
     node = leaf
     on_the_way = [leaf]
-    for level, (_, _, on_the_right) in enumerate(reversed(_path(index, count))):
+    for level, on_the_right in enumerate(chunk_layout(index, count).right):
         sibling = proof[level * HASH_SIZE:(level + 1) * HASH_SIZE]
         node = parent_hash(node, sibling) if on_the_right else parent_hash(sibling, node)
         on_the_way.append(node)

@@ -5,7 +5,9 @@ each a CBOR array:
 
 * ``[0, entry, payload]``: entry bytes and the payload bytes, or null where the
   payload is absent (deleted or never fetched);
-* ``[1, proof]``: a fork proof's bytes.
+* ``[1, proof]``: a fork proof's bytes;
+* ``[2, identity, event]`` (bundle version 2): an event of an identity's log
+  (spec/12), so that the importer can place the bundle's device feeds.
 
 The reader parses this small grammar itself, strictly and with a bound on
 every length, so a hostile file can make it neither allocate nor read past the
@@ -21,13 +23,24 @@ import cbor2
 
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
+from tidings.core.kel import MAX_EVENT_SIZE
 from tidings.errors import InvalidBundle
 
 BUNDLE_VERSION = 1
 HEADER = bytes(cbor2.dumps(["tidings-bundle", BUNDLE_VERSION]))
+#: Version 2 adds identity records; a bundle without them is written as version 1.
+IDENTITY_BUNDLE_VERSION = 2
+HEADER_V2 = bytes(cbor2.dumps(["tidings-bundle", IDENTITY_BUNDLE_VERSION]))
 _HEADER_PREFIX = HEADER[:-1]
 RECORD_ENTRY = 0
 RECORD_FORK_PROOF = 1
+RECORD_IDENTITY = 2
+#: An identity id is the hash of its inception event (spec/12 §2).
+IDENTITY_SIZE = 32
+#: Identity records one bundle may carry: the importer keeps them all until it folds
+#: them (at most 8 KiB each: 8 MiB). An honest bundle carries the few logs of its
+#: feeds' authors, a few events each; a node serves at most 512 events of a log at once.
+MAX_BUNDLE_IDENTITY_EVENTS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +54,15 @@ class ForkProofRecord:
     proof: bytes
 
 
-BundleRecord = EntryRecord | ForkProofRecord
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    """An event of ``identity``'s log (not checked here: the importer folds it)."""
+
+    identity: bytes
+    event: bytes
+
+
+BundleRecord = EntryRecord | ForkProofRecord | IdentityRecord
 
 
 
@@ -62,6 +83,11 @@ def encode_entry_record(entry: bytes, payload: bytes | None) -> bytes:
 
 def encode_proof_record(proof: bytes) -> bytes:
     return b"\x82\x01" + _uint_head(2, len(proof)) + proof
+
+
+def encode_identity_record(identity: bytes, event: bytes) -> bytes:
+    return (b"\x83\x02" + _uint_head(2, len(identity)) + identity
+            + _uint_head(2, len(event)) + event)
 
 
 class _Reader:
@@ -105,8 +131,10 @@ def read_bundle(read: Callable[[int], bytes]) -> Iterator[BundleRecord]:
     reader.offset = len(header)
     if header[:-1] != _HEADER_PREFIX:
         raise InvalidBundle("not a tidings bundle (the file does not start with its header)")
-    if header != HEADER:
-        raise InvalidBundle(f"unknown bundle version (byte {header[-1]:#04x}); this reads 1")
+    if header not in (HEADER, HEADER_V2):
+        raise InvalidBundle(f"unknown bundle version (byte {header[-1]:#04x}); this reads 1 "
+                            "and 2")
+    version = header[-1]
     while True:
         at = reader.offset
         first = read(1)
@@ -115,8 +143,19 @@ def read_bundle(read: Callable[[int], bytes]) -> Iterator[BundleRecord]:
         reader.offset += 1
         if first == b"\x83":
             kind = reader.exact(1)
+            if kind == b"\x02" and version >= IDENTITY_BUNDLE_VERSION:
+                identity = reader.byte_string(IDENTITY_SIZE, "identity")
+                assert identity is not None
+                if len(identity) != IDENTITY_SIZE:
+                    raise InvalidBundle(f"byte {at}: an identity is {IDENTITY_SIZE} bytes, "
+                                        f"not {len(identity)}")
+                event = reader.byte_string(MAX_EVENT_SIZE, "identity event")
+                assert event is not None
+                yield IdentityRecord(identity, event)
+                continue
             if kind != b"\x00":
-                raise InvalidBundle(f"byte {at}: a 3-item record must be an entry record (0)")
+                raise InvalidBundle(f"byte {at}: a 3-item record must be an entry record (0)"
+                                    + (" or an identity record (2)" if version > 1 else ""))
             entry = reader.byte_string(MAX_ENTRY_SIZE, "entry")
             payload = reader.byte_string(MAX_PAYLOAD_SIZE, "payload", nullable=True)
             assert entry is not None

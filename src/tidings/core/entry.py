@@ -83,6 +83,11 @@ def stored_is_signed(raw: bytes) -> bool:
     return bool(raw[2] & FLAG_SIGNED)
 
 
+def stored_is_end_of_log(raw: bytes) -> bool:
+    """Whether a *verified* entry ends its log (flags, byte 2, have bit 0)."""
+    return bool(raw[2] & FLAG_END_OF_LOG)
+
+
 def stored_payload_hash(raw: bytes) -> bytes:
     """The payload hash of a *verified* entry: the body's last 32 bytes."""
     end = len(raw) - SIG_PART if stored_is_signed(raw) else len(raw)
@@ -221,6 +226,19 @@ def check_signature(entry: Entry) -> None:
         ) from None
 
 
+def signature_holds(author: bytes, signature: bytes, body: bytes) -> bool:
+    """Whether ``signature`` is the author's over ``body``, by the rules of
+    :func:`check_signature` (which names the reason when it does not)."""
+    key = _public_key(author)
+    if key is None or _is_small_order_or_non_canonical(signature[:32]):
+        return False
+    try:
+        key.verify(signature, body)
+    except InvalidSignature:
+        return False
+    return True
+
+
 #: Log ids already found valid: entries of one feed repeat the same one, and
 #: checking it once per feed instead of once per entry speeds up batches.
 _valid_log_ids: set[str] = set()
@@ -237,6 +255,194 @@ def _hash_field(value: Any, name: str) -> bytes:
     return value
 
 
+#: The shortest-head bounds of spec/02 §4: a 1-, 2-, 4- or 8-byte argument
+#: (heads 18, 19, 1a, 1b) is canonical only at or above these values.
+_UINT_MIN = {0x18: (1, 24), 0x19: (2, 1 << 8), 0x1A: (4, 1 << 16), 0x1B: (8, 1 << 32)}
+_HASH_HEAD = 0x5820  # a 32-byte byte string
+_NULL = 0xF6
+#: Bytes of the first five items of a canonical body: 8a 02 <flags> 58 20 <author>.
+_AUTHOR_END = 37
+
+
+#: The fields of an entry as :func:`read_fields` gives them: flags, author, log id,
+#: seq, timestamp, backlink, lipmaa link, payload size, payload hash, signature.
+Fields = tuple[int, bytes, str, int, int, "bytes | None", "bytes | None", int, bytes, bytes]
+
+
+def decode_canonical(raw: bytes) -> Entry | None:
+    """The entry ``raw`` is, if it is exactly the canonical encoding (spec/02 §4) of
+    valid fields (spec/04 D1-D9 all pass); otherwise None, and :func:`decode_entry`
+    finds which rule it breaks."""
+    fields = read_fields(raw)
+    if fields is None:
+        return None
+    return Entry(*fields, raw, entry_hash(raw))
+
+
+def read_fields(raw: bytes) -> Fields | None:
+    """The fields of ``raw`` if it is exactly the canonical encoding (spec/02 §4) of
+    valid fields (spec/04 D1-D9 all pass); otherwise None.
+
+    This reads the fixed layout of a version-2 entry byte by byte: the array
+    head ``8a``, version ``02``, flags ``00``/``02``/``03``, ``58 20`` and the
+    author, a text head (``61``..``77``, or ``78`` with a length of 24..64) and
+    the log id, seq and timestamp each in its *shortest* head, each link as
+    ``58 20`` and 32 bytes or ``f6`` exactly where its seq says, the payload
+    size in its shortest head, ``58 20`` and the payload hash, then exactly the
+    announced signature (``58 40`` and 64 bytes) and nothing more. Every item's
+    head is checked, so no tag, float, indefinite length or longer-than-needed
+    head can pass, and the end of the input is where the layout ends: each byte
+    accepted here is the byte the encoder of §4 writes for these fields, which
+    is what the re-encoding comparison of §5 tests. Callers need no round trip.
+    """
+    n = len(raw)
+    if n > MAX_ENTRY_SIZE or n < 78 or raw[0] != 0x8A or raw[1] != VERSION:
+        return None
+    flags = raw[2]
+    if flags not in ALLOWED_FLAGS or raw[3] != 0x58 or raw[4] != HASH_SIZE:
+        return None
+    head = raw[_AUTHOR_END]
+    if 0x61 <= head <= 0x77:
+        p = _AUTHOR_END + 1
+        end = p + head - 0x60
+    elif head == 0x78:
+        size = raw[_AUTHOR_END + 1]
+        if not 24 <= size <= MAX_LOG_ID_LEN:
+            return None
+        p = _AUTHOR_END + 2
+        end = p + size
+    else:
+        return None
+    name = raw[p:end]
+    log_id = _log_id_names.get(name)
+    if log_id is None:
+        try:
+            log_id = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not LOG_ID_PATTERN.fullmatch(log_id):
+            return None
+        if len(_log_id_names) >= _LOG_ID_CACHE:
+            _log_id_names.clear()
+        _log_id_names[name] = log_id
+    rest = read_rest(raw, end, flags)
+    if rest is None:
+        return None
+    author = _authors.get(raw[5:_AUTHOR_END])  # one bytes object per author, not per entry
+    if author is None:
+        if len(_authors) >= _PUBLIC_KEY_CACHE:
+            _authors.clear()
+        author = _authors.setdefault(raw[5:_AUTHOR_END], raw[5:_AUTHOR_END])
+    return (flags, author, log_id, *rest)
+
+
+#: What :func:`read_rest` gives: seq, timestamp, backlink, lipmaa link, payload size,
+#: payload hash, signature.
+Rest = tuple[int, int, "bytes | None", "bytes | None", int, bytes, bytes]
+
+
+def feed_lead(author: bytes, log_id: str) -> bytes | None:
+    """Bytes 3.. of every canonical entry of the feed up to the end of its log id
+    (the author's head and key, the log id's head and text); None for a log id
+    that no entry may carry."""
+    name = log_id.encode()
+    if not LOG_ID_PATTERN.fullmatch(log_id) or len(author) != HASH_SIZE:
+        return None
+    text_head = bytes([0x60 + len(name)]) if len(name) < 24 else bytes([0x78, len(name)])
+    return b"\x58\x20" + author + text_head + name
+
+
+def read_rest(raw: bytes, p: int, flags: int) -> Rest | None:
+    """:func:`read_fields` from offset ``p``, just after the log id, to the end."""
+    n = len(raw)
+    if p >= n:
+        return None
+    head = raw[p]  # seq
+    if head < 24:
+        seq = head
+        p += 1
+    else:
+        wide = _UINT_MIN.get(head)
+        if wide is None:
+            return None
+        width, least = wide
+        p += 1 + width
+        seq = int.from_bytes(raw[p - width:p], "big")
+        if seq < least or p > n:
+            return None
+    if seq > MAX_SEQ or seq < 1 or p >= n:
+        return None
+    head = raw[p]  # timestamp
+    if head < 24:
+        timestamp = head
+        p += 1
+    else:
+        wide = _UINT_MIN.get(head)
+        if wide is None:
+            return None
+        width, least = wide
+        p += 1 + width
+        timestamp = int.from_bytes(raw[p - width:p], "big")
+        if timestamp < least or p > n:
+            return None
+    backlink = lipmaa_link = None
+    if seq == 1:
+        if raw[p:p + 2] != b"\xf6\xf6":
+            return None
+        p += 2
+    else:
+        if raw[p:p + 2] != b"\x58\x20":
+            return None
+        backlink = raw[p + 2:p + 34]
+        p += 34
+        if link_target(seq) is None:
+            if p >= n or raw[p] != _NULL:
+                return None
+            p += 1
+        else:
+            if raw[p:p + 2] != b"\x58\x20":
+                return None
+            lipmaa_link = raw[p + 2:p + 34]
+            p += 34
+    if p >= n:
+        return None
+    head = raw[p]
+    if head < 24:
+        size = head
+        p += 1
+    else:
+        wide = _UINT_MIN.get(head)
+        if wide is None or head == 0x1B:  # a size needs at most 4 bytes (2^20)
+            return None
+        width, least = wide
+        size = int.from_bytes(raw[p + 1:p + 1 + width], "big")
+        if size < least or size > MAX_PAYLOAD_SIZE:
+            return None
+        p += 1 + width
+    if raw[p:p + 2] != b"\x58\x20":
+        return None
+    phash = raw[p + 2:p + 34]
+    p += 34
+    if flags & FLAG_SIGNED:
+        if n != p + SIG_PART or raw[p:p + 2] != SIG_HEAD:
+            return None
+        signature = raw[p + 2:]
+    elif n != p:
+        return None
+    else:
+        signature = b""
+    if len(phash) != HASH_SIZE:  # the input ended inside the payload hash
+        return None
+    return seq, timestamp, backlink, lipmaa_link, size, phash, signature
+
+
+_authors: dict[bytes, bytes] = {}
+
+
+#: Log id bytes already found valid, and their text (see _valid_log_ids).
+_log_id_names: dict[bytes, str] = {}
+
+
 def decode_entry(raw: bytes) -> Entry:
     """Decode and structurally check one entry; links and signature are not checked here.
 
@@ -245,6 +451,14 @@ def decode_entry(raw: bytes) -> Entry:
     """
     if type(raw) is not bytes:
         raw = bytes(raw)
+    entry = decode_canonical(raw)
+    return entry if entry is not None else decode_by_reencoding(raw)
+
+
+def decode_by_reencoding(raw: bytes) -> Entry:
+    """:func:`decode_entry` the way spec/02 §5 words it: decode, check every field,
+    re-encode and compare. Slower than :func:`decode_canonical`, and it names the
+    rule an entry breaks; every entry that one accepts, this accepts unchanged."""
     if len(raw) > MAX_ENTRY_SIZE:
         raise Oversize(f"entry is {len(raw)} bytes, the bound is {MAX_ENTRY_SIZE}")
     # Fast path: a canonical body starts 8a 02 <flags>, so the flags say where the

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Container, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from tidings.core.entry import Entry, decode_entry
 from tidings.core.ids import AuthorId, FeedId
 from tidings.core.kel import format_identity
 from tidings.core.media import duration_of, media_type_of
-from tidings.embed.subscriptions import Followed, Subscription, Tail
+from tidings.embed.subscriptions import Chosen, Followed, Subscription, Tail, attributed
 from tidings.embed.types import (
     AuthorItem,
     FeedProgress,
@@ -256,7 +256,10 @@ class EmbeddedNode:
                 {f.log_id for f in node.replicator.local.heads
                  if f.author_key in state.devices}))
             items = merged_entries(node.logbook, state, logs)[-limit:] if limit > 0 else []
-            return [AuthorItem(Item(m.entry, m.payload), state.devices[m.entry.author].name)
+            name = format_identity(target.identity)
+            return [AuthorItem(Item(m.entry, m.payload, identity=name,
+                                    device=state.devices[m.entry.author].name),
+                               state.devices[m.entry.author].name)
                     for m in items]
 
         return await node.locked(read)
@@ -287,7 +290,7 @@ class EmbeddedNode:
             raise UsageError("limit must be 1 to 10000")
         rows = await trio.to_thread.run_sync(
             partial(self._node.logbook.rows, _feed(feed), since, limit, 64 << 20))
-        return items_of(rows)
+        return self.attributed(items_of(rows))
 
     async def latest(self, feed: FeedId | str, *, before: int | None = None,
                      limit: int = 50) -> list[Item]:
@@ -296,7 +299,12 @@ class EmbeddedNode:
             raise UsageError("limit must be 1 to 10000")
         rows = await trio.to_thread.run_sync(
             partial(self._node.logbook.latest, _feed(feed), before=before, limit=limit))
-        return items_of(rows)
+        return self.attributed(items_of(rows))
+
+    def attributed(self, items: list[Item]) -> list[Item]:
+        """``items``, each written by a device of a followed identity (this node's own
+        included) naming the identity and device (``item.identity``, ``item.device``)."""
+        return attributed(self._node.replicator.identities, items)
 
     async def head_seq(self, feed: FeedId | str) -> int:
         """The highest seq of ``feed`` held here (0 if none): of a forked feed, the
@@ -307,7 +315,7 @@ class EmbeddedNode:
         """One stored entry, or None (also past the fork of a forked feed)."""
         rows = await trio.to_thread.run_sync(
             partial(self._node.logbook.rows, _feed(feed), seq, 1))
-        return items_of(rows)[0] if rows and rows[0].seq == seq else None
+        return self.attributed(items_of(rows))[0] if rows and rows[0].seq == seq else None
 
     async def payload(self, feed: FeedId | str, seq: int) -> bytes | None:
         """The payload of one entry, or None when it is not held."""
@@ -319,7 +327,7 @@ class EmbeddedNode:
         """New entries as they arrive, oldest first: ``async for item in node.subscribe():``.
 
         ``feeds`` limits it to those feeds (an author, ``ti1...[:log]``, stands for its
-        device feeds as they are when this is called); by default it follows the
+        device feeds, devices added later included); by default it follows the
         feeds this home follows and the device feeds of the authors it follows (as
         that changes), plus this author's own with ``own``.
         ``after`` is a cursor from an earlier :class:`Item` (or ``"0-0"`` for
@@ -334,8 +342,7 @@ class EmbeddedNode:
         queued, so nothing is dropped and memory stays at one page however far
         behind the consumer is.
         """
-        chosen = None if feeds is None else [
-            expanded for f in feeds for expanded in self._feeds_of(f)]
+        chosen = None if feeds is None else self._chosen(feeds)
         # The start is fixed now, not at the first read: an entry stored between
         # this call and the first `async for` step is not missed. (From the
         # node's memory: no store access on the event loop.)
@@ -347,18 +354,24 @@ class EmbeddedNode:
                             lambda: Followed(self._node.follows | replicator.identity_feeds,
                                              own_key))
 
-    def _feeds_of(self, feed: FeedId | str) -> list[FeedId]:
-        """A feed, or an author's (``ti1...[:log]``) device feeds as it stands now."""
-        if isinstance(feed, FeedId) or not is_identity_text(feed):
-            return [_feed(feed)]
-        target = parse_target(feed)
-        state = self._node.replicator.identities.state(target.identity)
-        if state is None:
-            return []
-        logs = set(target.logs)
-        return sorted((f for f in self._node.replicator.identities.device_feeds()
-                       if f.author_key in state.devices and (not logs or f.log_id in logs)),
-                      key=str)
+    def _chosen(self, feeds: Iterable[FeedId | str]) -> Chosen:
+        """Feeds, and authors (``ti1...[:log]``: their device feeds, as devices come
+        and go)."""
+        named: list[FeedId] = []
+        authors: list[tuple[bytes, frozenset[str]]] = []
+        for feed in feeds:
+            if isinstance(feed, FeedId) or not is_identity_text(feed):
+                named.append(_feed(feed))
+            else:
+                target = parse_target(feed)
+                authors.append((target.identity, frozenset(target.logs)))
+        identities = self._node.replicator.identities
+
+        def devices_of(identity: bytes) -> Container[bytes]:
+            state = identities.state(identity)
+            return state.devices if state is not None else ()
+
+        return Chosen(named, authors, devices_of)
 
     async def fetch_latest(self, feed: FeedId | str, count: int = 20, *,
                            peer: str | None = None, timeout: float = 30.0) -> list[Item]:

@@ -24,6 +24,7 @@ from tidings.storage.base import Store
 
 if TYPE_CHECKING:
     from tidings.node.daemon import Node
+    from tidings.replication.identities import IdentityBook
 
 #: Entries one subscription holds in memory at most (one page read from the store).
 PAGE_ENTRIES = 256
@@ -83,6 +84,45 @@ class Followed:
             isinstance(feed, FeedId) and feed.author_key == self._own_key)
 
 
+def attributed(identities: IdentityBook, items: list[Item]) -> list[Item]:
+    """``items``, each that a device of a followed identity wrote (this node's own
+    identity is followed too) naming the identity and the device (spec/12)."""
+    names: dict[bytes, tuple[str | None, str | None]] = {}
+    out = []
+    for item in items:
+        key = item.entry.author
+        if key not in names:
+            identity = identities.identity_of(key)
+            state = identities.state(identity) if identity is not None else None
+            device = state.devices.get(key) if state is not None else None
+            names[key] = (None if identity is None else format_identity(identity),
+                          None if device is None else device.name)
+        identity_text, device_name = names[key]
+        out.append(item if identity_text is None else
+                   replace(item, identity=identity_text, device=device_name))
+    return out
+
+
+class Chosen:
+    """The feeds a subscription that names feeds reads: those named, and the device
+    feeds of the authors named (``ti1...[:log]``), devices added later included."""
+
+    def __init__(self, feeds: Collection[FeedId],
+                 authors: Collection[tuple[bytes, frozenset[str]]],
+                 devices_of: Callable[[bytes], Container[bytes]]) -> None:
+        self._feeds = frozenset(feeds)
+        #: Each author named: its identity, and the logs named (empty: every log).
+        self._authors = tuple(authors)
+        self._devices_of = devices_of
+
+    def __contains__(self, feed: object) -> bool:
+        if feed in self._feeds:
+            return True
+        return isinstance(feed, FeedId) and any(
+            (not logs or feed.log_id in logs) and feed.author_key in self._devices_of(identity)
+            for identity, logs in self._authors)
+
+
 class Tail:
     """The entries stored most recently, read once for every caught-up subscription.
 
@@ -103,6 +143,10 @@ class Tail:
         self._used_at = 0.0
         self._lock = trio.Lock()
         self._bytes = 0
+        #: after() answers since the tail last changed, for readers of the same
+        #: feeds at the same place (a hundred streams of one feed share one).
+        self._answers: dict[tuple[Position, frozenset[FeedId]],
+                            tuple[list[Item], Position]] = {}
 
     async def reach(self, position: Position) -> bool:
         """Bring the tail up to date for a reader at ``position``; True if it holds
@@ -115,6 +159,7 @@ class Tail:
             self._start = self._end = position
             self._items, self._positions, self._bytes = [], [], 0
             self._read_at = None
+            self._answers.clear()
         self._used_at = now
         await self._refresh()
         return self._start <= position <= self._end
@@ -130,6 +175,7 @@ class Tail:
             store = self._node.logbook.store
             while True:
                 items, end = await trio.to_thread.run_sync(read_page, store, self._end, None)
+                self._answers.clear()
                 self._items += items
                 self._positions += [item.position for item in items if item.position]
                 self._bytes += sum(_size(item) for item in items)
@@ -149,10 +195,22 @@ class Tail:
         if drop:
             self._start = self._positions[drop - 1]
             del self._items[:drop], self._positions[:drop]
+            self._answers.clear()
 
     def after(self, position: Position, wanted: Container[FeedId] | None
               ) -> tuple[list[Item], Position]:
-        """Up to a page of held items after ``position`` in ``wanted``, and the new position."""
+        """Up to a page of held items after ``position`` in ``wanted``, and the new
+        position. (The list may be shared with other readers: do not change it.)"""
+        if isinstance(wanted, frozenset):
+            key = (position, wanted)
+            answer = self._answers.get(key)
+            if answer is None:
+                answer = self._answers[key] = self._after(position, wanted)
+            return answer
+        return self._after(position, wanted)
+
+    def _after(self, position: Position, wanted: Container[FeedId] | None
+               ) -> tuple[list[Item], Position]:
         found: list[Item] = []
         for index in range(bisect.bisect_right(self._positions, position), len(self._items)):
             item = self._items[index]
@@ -174,11 +232,12 @@ class Subscription:
     follows, as they change).
     """
 
-    def __init__(self, node: Node, tail: Tail, feeds: Collection[FeedId] | None,
+    def __init__(self, node: Node, tail: Tail, feeds: Collection[FeedId] | Chosen | None,
                  after: Position, default_feeds: Callable[[], Container[FeedId]]) -> None:
         self._node = node
         self._tail = tail
-        self._feeds = None if feeds is None else frozenset(feeds)
+        self._feeds: Container[FeedId] | None = (
+            feeds if feeds is None or isinstance(feeds, Chosen) else frozenset(feeds))
         self._default_feeds = default_feeds
         #: Where the next read starts (past the items still in the buffer).
         self._read_to = after
@@ -221,29 +280,33 @@ class Subscription:
             if position == before:  # (else it skipped a page of other feeds: read on)
                 await changed.wait()
 
+    def store_changed(self) -> trio.Event:
+        """An event set at the next change to the node's store (take it before reading)."""
+        return self._node.changed()
+
+    async def ready(self) -> list[Item] | None:
+        """What is new without waiting, for one task serving many subscriptions (the
+        SSE fan-out): a page from the shared tail, empty if nothing is new, or None
+        when this subscription is behind the tail (then :meth:`next_page` reads the
+        store). A full page (PAGE_ENTRIES items) may have more after it."""
+        if self._buffer:
+            page, self._buffer = self._buffer, []
+            return page
+        position = self._read_to
+        if not await self._tail.reach(position):
+            return None
+        items, self._read_to = self._tail.after(position, self._wanted())
+        return self._attributed(items) if items else []
+
     def _attributed(self, items: list[Item]) -> list[Item]:
-        """``items``, each naming the followed author (and device) it belongs to.
+        """``items``, each naming the author (and device) it belongs to.
 
         Live items come in arrival order, not the merged order of spec/12 §7.3: an
         author's device that was offline delivers entries older than ones already
         sent, and a stream never goes back. The merged key ``(timestamp, author key,
         seq)`` of each item places it in the author's stream (``show ti1...``, the
         authors API)."""
-        identities = self._node.replicator.identities
-        names: dict[bytes, tuple[str | None, str | None]] = {}
-        out = []
-        for item in items:
-            key = item.entry.author
-            if key not in names:
-                identity = identities.identity_of(key)
-                state = identities.state(identity) if identity is not None else None
-                device = state.devices.get(key) if state is not None else None
-                names[key] = (None if identity is None else format_identity(identity),
-                              None if device is None else device.name)
-            identity_text, device_name = names[key]
-            out.append(item if identity_text is None else
-                       replace(item, identity=identity_text, device=device_name))
-        return out
+        return attributed(self._node.replicator.identities, items)
 
     def __aiter__(self) -> Subscription:
         return self

@@ -39,11 +39,14 @@ from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
+from tidings.embed.subscriptions import PAGE_ENTRIES, Subscription
 from tidings.errors import InvalidContent, PeerError, StorageFull, TidingsError, UsageError
 from tidings.http import gateway
 from tidings.http.blobs import blob_response, parse_blob, sweep_uploads
 from tidings.http.feedview import read_entries
 from tidings.http.server import (
+    STREAM_BUFFER_BYTES,
+    BodyWriter,
     HttpError,
     HttpServer,
     Request,
@@ -89,7 +92,7 @@ def item_json(item: Item) -> dict[str, Any]:
     }
     if item.cursor is not None:
         shown["cursor"] = item.cursor
-    if item.identity is not None:  # a followed author's device feed (spec/12)
+    if item.identity is not None:  # a device feed of a followed author, or our own (spec/12)
         shown["identity"] = item.identity
         shown["device"] = item.device
     return shown
@@ -118,6 +121,114 @@ def status_json(status: Status, api_url: str | None) -> dict[str, Any]:
                         "devices": i.devices, "fork_seq": i.fork_seq}
                        for i in status.identities],
     }
+
+
+# -- live event streams -------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Live:
+    subscription: Subscription
+    writer: BodyWriter
+    #: Set by the fan-out when the stream must catch up by itself.
+    behind: bool = False
+    #: Writes offered so far (a stream that got none for a while sends a keep-alive).
+    offered: int = 0
+
+
+class EventFanout:
+    """Caught-up ``/v1/events`` streams, served by one task (:meth:`run`).
+
+    At each change to the store it reads what arrived once (the subscriptions'
+    shared tail), encodes each event once (:meth:`Api.event_bytes`) and offers
+    each stream its events without waiting (:meth:`BodyWriter.offer`): what the
+    socket takes goes at once, from this task, so a stream's own task sleeps
+    until its client is slow. What a client has not taken yet waits in its
+    writer, and later events join it, so a stream that fell behind catches up
+    in one write. A stream holding STREAM_BUFFER_BYTES not taken, or one that
+    fell behind the shared tail, leaves the fan-out and reads the store from
+    where it stands (its subscription; nothing is lost, memory stays bounded),
+    then comes back once it has caught up.
+    """
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self._live: dict[Subscription, _Live] = {}
+        self._wake = trio.Event()
+        self._streams_came = trio.Event()
+        self.running = False
+
+    def pending(self) -> list[int]:
+        """Bytes each stream it serves holds that its client has not taken yet."""
+        return [live.writer.pending_bytes for live in self._live.values()]
+
+    async def run(self) -> None:
+        """Serve the streams until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch)
+            self.running = True
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                    await self._deliver()
+            finally:
+                self.running = False
+
+    async def _watch(self) -> None:
+        """Wake the delivery task after every change to the store."""
+        while True:
+            if not self._live:
+                self._streams_came = trio.Event()
+                await self._streams_came.wait()
+                continue
+            # Taken before the delivery it wakes: a change after this sets it.
+            changed = next(iter(self._live)).store_changed()
+            self._wake.set()
+            await changed.wait()
+
+    async def _deliver(self) -> None:
+        for live in list(self._live.values()):
+            try:
+                await self._deliver_to(live)
+            except Exception as exc:  # a bug costs that stream, not the others
+                self._api.node.log.warning("sse-failed", error=f"{type(exc).__name__}: {exc}")
+                live.writer.close()  # (its client resumes from the last event it got)
+
+    async def _deliver_to(self, live: _Live) -> None:
+        writer = live.writer
+        while not (live.behind or writer.closed):
+            if writer.pending_bytes >= STREAM_BUFFER_BYTES:
+                page = None  # its client is slow: it reads the store when it can
+            else:
+                page = await live.subscription.ready()
+            if page is None:
+                live.behind = True
+                writer.wakeup.set()
+                return
+            if page:
+                writer.offer(b"".join([self._api.event_bytes(item) for item in page]))
+                live.offered += 1
+            if len(page) < PAGE_ENTRIES:
+                return
+
+    async def follow(self, subscription: Subscription, writer: BodyWriter) -> None:
+        """Serve one stream from here until it falls behind (then return, and the
+        stream reads on by itself) or its connection fails (an exception)."""
+        live = _Live(subscription, writer)
+        self._live[subscription] = live
+        self._streams_came.set()
+        self._wake.set()  # (what arrived before it joined)
+        try:
+            while not live.behind:
+                offered = live.offered
+                with trio.move_on_after(KEEPALIVE_EVERY):
+                    await writer.wakeup.wait()
+                if live.offered == offered and not writer.wakeup.is_set():
+                    writer.offer(b": keep-alive\n\n")
+                await writer.flush()  # (raises once the connection broke)
+        finally:
+            del self._live[subscription]
 
 
 # -- request helpers ----------------------------------------------------------
@@ -157,6 +268,17 @@ def _feed(text: str) -> FeedId:
         return FeedId.from_input(text)
     except UsageError as exc:
         raise HttpError(400, "invalid_feed", str(exc)) from None
+
+
+def _stream_feed(text: str) -> FeedId | str:
+    """A feed id, or an author (``ti1...`` or ``ti1...:log``: its device feeds) in
+    ``/v1/events?feeds=``, where commas part the items (one log per author item)."""
+    if text.startswith("ti1"):
+        if not re.fullmatch(r"ti1[a-z2-7]{55}(:[a-z0-9][a-z0-9_-]{0,63})?", text):
+            raise HttpError(400, "invalid_feed", f"{text[:70]}: an author is ti1... or "
+                            "ti1...:LOG here (name several logs as several items)")
+        return text
+    return _feed(text)
 
 
 def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -209,6 +331,7 @@ class Api(gateway.TokenLinks):
         self.cors_origins = cors_origins
         self._events: dict[tuple[tuple[int, int], bool, str | None, str | None], bytes] = {}
         self._event_bytes = 0
+        self.fanout = EventFanout(self)
         sweep_uploads(node.home.path / UPLOADS_DIR)  # left by an earlier run
 
     @property
@@ -441,7 +564,7 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
         raise
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
-    return json_response(item_json(Item(entry, payload)), 201)
+    return json_response(item_json(api.node.attributed([Item(entry, payload)])[0]), 201)
 
 
 @route("GET", API_PREFIX + "/authors/(?P<author>ti1[a-z2-7]+)/entries")
@@ -559,9 +682,12 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         if len(names) > MAX_FEEDS_PER_STREAM:
             raise HttpError(400, "invalid_request",
                             f"at most {MAX_FEEDS_PER_STREAM} feeds per stream")
-        feeds = [_feed(name) for name in names]
+        feeds = [_stream_feed(name) for name in names]
     own = request.arg("own", "false") in ("1", "true")
-    subscription = api.node.subscribe(feeds, after=after, own=own)
+    try:
+        subscription = api.node.subscribe(feeds, after=after, own=own)
+    except UsageError as exc:  # (an author id that does not parse)
+        raise HttpError(400, "invalid_feed", str(exc)) from None
 
     async def stream(send: Callable[[bytes], Awaitable[None]]) -> None:
         page: list[Item] = []
@@ -571,6 +697,7 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
         cursor = subscription.cursor
         await send(f"event: ready\nid: {cursor}\ndata: "
                    f"{json.dumps({'cursor': cursor})}\n\n".encode())
+        caught_up = True
         while True:
             if page:
                 # One write for the whole page: a stream that fell behind (a burst,
@@ -578,10 +705,14 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
                 # entry, and each event is encoded once for every stream.
                 await send(b"".join([api.event_bytes(item) for item in page]))
             page = []
+            if caught_up and isinstance(send, BodyWriter) and api.fanout.running:
+                # Caught up: the fan-out serves it until it falls behind.
+                await api.fanout.follow(subscription, send)
             with trio.move_on_after(KEEPALIVE_EVERY):
                 page = await subscription.next_page()
             if not page:
                 await send(b": keep-alive\n\n")
+            caught_up = len(page) < PAGE_ENTRIES
 
     return Response(200, content_type="text/event-stream", stream=stream,
                     headers=[("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")])
@@ -742,12 +873,10 @@ async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,
     api = Api(node, token, loopback=loopback, cors_origins=cors_origins)
     server = HttpServer(api, log=node.log, check_head=api.check_head,
                         extra_headers=[("X-Content-Type-Options", "nosniff")])
-    if unix is None:
-        await server.serve(host, port, task_status=task_status)
-        return
     # Also on a Unix domain socket in the home (mode 0600), which the CLI uses first.
-    listener = await server.unix_listener(unix)
+    listener = None if unix is None else await server.unix_listener(unix)
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(api.fanout.run)
         bound = await nursery.start(server.serve, host, port)
         if listener is not None:
             nursery.start_soon(server.serve_listener, listener, unix)

@@ -24,6 +24,7 @@ import trio
 
 from tidings.core.blob import CHUNK_SIZE, BlobId
 from tidings.core.ids import FeedId
+from tidings.core.media import media_type_of
 from tidings.errors import UsageError
 from tidings.http.feedview import about_of, read_entries
 from tidings.http.server import HttpError, Request, Response, Send
@@ -93,6 +94,25 @@ def sweep_uploads(folder: Path, now: float | None = None,
         except FileNotFoundError:
             continue  # finished or removed meanwhile
     return removed
+
+
+#: Bytes of a blob read to know its media type (the longest magic: an MP4's brand).
+SNIFF_BYTES = 16
+
+
+def sniffed_media_type(store: BlobStore | None, blob: BlobId) -> str | None:
+    """The media type a blob's first bytes name (``image/png``...), read verified from
+    the store; None if the store lacks its first chunk or the bytes name no type.
+    For a blob named without a type: a show's artwork (the extension on its URL is
+    what podcast apps go by)."""
+    if store is None:
+        return None
+    try:
+        head = store.read(blob, 0, min(SNIFF_BYTES, blob.size))
+    except (ChunksMissing, UsageError):
+        return None
+    kind = media_type_of("", head)
+    return None if kind == "application/octet-stream" else kind
 
 
 def parse_blob(text: str) -> tuple[BlobId, str | None]:

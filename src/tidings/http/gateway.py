@@ -36,7 +36,7 @@ from tidings.core.kel import IdentityState
 from tidings.errors import TidingsError, UsageError
 from tidings.http import pages as webpages
 from tidings.http import syndication
-from tidings.http.blobs import attached_blobs, blob_response, parse_blob
+from tidings.http.blobs import attached_blobs, blob_response, parse_blob, sniffed_media_type
 from tidings.http.feedview import about_of, page_low, read_entries, view_entry, view_page
 from tidings.http.server import HttpError, HttpServer, Request, Response, Send, error_response
 from tidings.node.log import Logger
@@ -184,7 +184,7 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
     kind = match["format"]
     render, media = _FORMATS[kind]
     links = _links(source, request)
-    serves_blobs = getattr(source, "blobs", None) is not None
+    blobs: BlobStore | None = getattr(source, "blobs", None)
 
     def read_and_render() -> Iterator[str]:
         extent = undisputed_extent(source.store, feed)
@@ -201,8 +201,9 @@ async def render_feed(source: FeedSource, request: Request, match: re.Match[str]
                       html_url=links.feed_page(feed),
                       entry_url=lambda seq: links.entry(feed, seq),
                       stylesheet=links.stylesheet() if kind == "atom" else None,
-                      blob_url=(lambda blob, media: links.blob(feed, blob, media))
-                      if serves_blobs else None)
+                      blob_url=(lambda blob, media: links.blob(
+                          feed, blob, media or sniffed_media_type(blobs, blob) or ""))
+                      if blobs is not None else None)
 
     try:
         body = await _render(read_and_render)

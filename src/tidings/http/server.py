@@ -1,10 +1,11 @@
-"""A small HTTP/1.1 server: h11's sans-IO parser on trio sockets.
+"""A small HTTP/1.1 server: the sans-IO framing of ``http1.py`` on trio sockets.
 
-Why h11: it is the HTTP/1.1 state machine and nothing else, like the rest of
-tidings' core (bytes in, events out), so the server stays a thin trio shell we
-can bound precisely: header size, body size, read and send deadlines, open
-connections. Responses either carry a body or stream it (Server-Sent Events);
-h11 picks the framing (Content-Length, chunked, or close).
+A thin trio shell bounded precisely: header size, body size, read and send
+deadlines, open connections. Why its own framing rather than h11's general
+state machine: a request's head is parsed in one pass (h11 cost several times
+the publish it carried), and an answer goes out in one write. Responses either
+carry a body or stream it (Server-Sent Events, blobs), framed by
+Content-Length, chunked, or the connection's end (HTTP/1.0).
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import h11
 import trio
 
+from tidings.http.http1 import (
+    MAX_HEADER_BYTES,
+    BadRequest,
+    ChunkedBody,
+    RequestHead,
+    head_end,
+    parse_head,
+    response_head,
+)
 from tidings.node.log import Logger
 from tidings.node.options import peer_address
 
-#: Request line and headers, in bytes, at most.
-MAX_HEADER_BYTES = 16 * 1024
 #: A request body at most (a 1 MiB payload in base64, with room to spare).
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: A client must send a whole request within this many seconds once it starts
@@ -200,16 +207,17 @@ class HttpServer:
                                 state: _ConnectionState) -> None:
         try:
             client = peer_address(stream)
-            connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            buffer = bytearray()  # bytes read and not yet parsed (a pipelined request)
             first = True
             while True:
                 state.idle_since = trio.current_time()
-                request = await self._read_request(stream, connection, client, first=first,
-                                                   state=state)
+                read = await self._read_request(stream, buffer, client, first=first,
+                                                state=state)
                 state.idle_since = state.reading_since = None
                 first = False
-                if request is None:
+                if read is None:
                     break
+                request, head = read
                 try:
                     response = await self.handler(request)
                 except HttpError as error:
@@ -219,143 +227,300 @@ class HttpServer:
                                      error=f"{type(exc).__name__}: {exc}")
                     response = error_response(HttpError(
                         500, "internal", "the node failed to answer; its log says why"))
-                await self._respond(stream, connection, response, head=request.method == "HEAD")
-                if connection.our_state is h11.MUST_CLOSE or \
-                        connection.their_state is h11.MUST_CLOSE:
-                    break
-                try:
-                    connection.start_next_cycle()
-                except h11.LocalProtocolError:
+                if not await self._respond(stream, response, head):
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
         except Exception as exc:  # one broken request must never stop the server
             self.log.warning("http-failed", error=f"{type(exc).__name__}: {exc}")
 
-    async def _read_request(self, stream: trio.SocketStream, connection: h11.Connection,
+    async def _read_request(self, stream: trio.SocketStream, buffer: bytearray,
                             client: tuple[str, int], *, first: bool,
-                            state: _ConnectionState) -> Request | None:
-        head: h11.Request | None = None
-        body = bytearray()
+                            state: _ConnectionState) -> tuple[Request, RequestHead] | None:
+        """The next request, its body read; None when the connection should close
+        (the client closed or idled, was too slow, or was refused and answered)."""
         # A new connection must start its request at once; a kept-alive one may idle.
-        deadline = trio.current_time() + (REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT)
-        started = False
-        while True:
+        with trio.move_on_after(REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT) as scope:
             try:
-                event = connection.next_event()
-            except h11.RemoteProtocolError as exc:
-                problem = str(exc).replace("bytearray(b", "(")
-                await self._refuse(stream, connection, HttpError(
-                    exc.error_status_hint, "bad_request", f"malformed HTTP request: {problem}"))
-                return None
-            if event is h11.NEED_DATA:
-                if connection.they_are_waiting_for_100_continue:
-                    await _send(stream, connection.send(h11.InformationalResponse(
-                        status_code=100, headers=[])))
-                with trio.move_on_at(deadline):
-                    data = await stream.receive_some(READ_SIZE)
-                    connection.receive_data(data)
-                    if not started and data:
-                        # One deadline for the whole request, from its first byte.
-                        started = True
-                        state.idle_since = None
-                        state.reading_since = trio.current_time()
-                        deadline = trio.current_time() + REQUEST_TIMEOUT
-                    continue
-                return None  # idle or too slow: close quietly
-            if isinstance(event, h11.Request):
-                head = event
-                size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers)
-                if size > MAX_HEADER_BYTES:
-                    await self._refuse(stream, connection, HttpError(
-                        431, "bad_request",
-                        f"the request line and headers are over {MAX_HEADER_BYTES} bytes"))
-                    return None
-                length = dict(event.headers).get(b"content-length")
-                if length is not None and int(length) > MAX_BODY_BYTES:
-                    await self._refuse(stream, connection, HttpError(
-                        413, "payload_too_large",
-                        f"the request body is over {MAX_BODY_BYTES} bytes"))
-                    return None
-                if self.check_head is not None:
+                while not buffer:
+                    if not await _receive(stream, buffer):
+                        return None
+                # One deadline for the whole request, from its first byte.
+                state.idle_since = None
+                state.reading_since = trio.current_time()
+                scope.deadline = trio.current_time() + REQUEST_TIMEOUT
+                found = head_end(buffer)
+                while found is None:
+                    if len(buffer) > MAX_HEADER_BYTES:
+                        raise BadRequest(431, "the request line and headers are over "
+                                         f"{MAX_HEADER_BYTES} bytes")
+                    if not await _receive(stream, buffer):
+                        return None
+                    found = head_end(buffer)
+                head = parse_head(bytes(buffer[:found[0]]))
+                del buffer[:found[1]]
+                if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
+                    raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+                try:
+                    request: Request | None = _request(head, b"", client)
+                except ValueError:
+                    request = None  # a bad target: answered once the request is whole
+                if self.check_head is not None and request is not None:
                     # Who may ask is known from the head: a stranger's body is never read.
-                    try:
-                        refused = self.check_head(_request(event, b"", client))
-                    except ValueError:
-                        refused = None  # a bad target: answered once the request is whole
+                    refused = self.check_head(request)
                     if refused is not None:
                         refused.headers.append(("Connection", "close"))
-                        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                            await self._respond(stream, connection, refused)
+                        await self._respond(stream, refused, head)
                         return None
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY_BYTES:
-                    await self._refuse(stream, connection, HttpError(
-                        413, "payload_too_large",
-                        f"the request body is over {MAX_BODY_BYTES} bytes"))
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                try:
-                    return _request(head, bytes(body), client)
-                except ValueError as exc:  # too many query fields, a bad escape
-                    await self._refuse(stream, connection, HttpError(
-                        400, "bad_request", f"malformed request target: {exc}"))
-                    return None
-            elif isinstance(event, h11.ConnectionClosed | h11.PAUSED):
+                if head.expect_continue and (head.chunked or head.content_length):
+                    await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+                body = await _read_body(stream, buffer, head)
+            except BadRequest as exc:
+                error = HttpError(exc.status, "payload_too_large" if exc.status == 413
+                                  else "bad_request", str(exc))
+                response = error_response(error)
+                response.headers.append(("Connection", "close"))
+                await self._respond(stream, response, None)
                 return None
+        if scope.cancelled_caught:
+            return None  # idle or too slow: close quietly
+        if request is None:
+            try:
+                request = _request(head, body, client)
+            except ValueError as exc:  # too many query fields, a bad escape
+                response = error_response(HttpError(
+                    400, "bad_request", f"malformed request target: {exc}"))
+                response.headers.append(("Connection", "close"))
+                await self._respond(stream, response, head)
+                return None
+        request.body = body
+        return request, head
 
-    async def _refuse(self, stream: trio.SocketStream, connection: h11.Connection,
-                      error: HttpError) -> None:
-        if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            response = error_response(error)
-            response.headers.append(("Connection", "close"))
-            await self._respond(stream, connection, response)
-
-    async def _respond(self, stream: trio.SocketStream, connection: h11.Connection,
-                       response: Response, *, head: bool = False) -> None:
+    async def _respond(self, stream: trio.SocketStream, response: Response,
+                       request: RequestHead | None) -> bool:
+        """Send ``response`` to ``request`` (None: one that could not be read); True
+        if the connection may carry another request."""
         headers = [*self.extra_headers, *response.headers]
-        if response.status != 204:  # (a 204 carries neither: RFC 9110 §8.6)
+        keep_alive = request is not None and request.keep_alive and not any(
+            name.lower() == "connection" and "close" in value.lower()
+            for name, value in response.headers)
+        head_only = request is not None and request.method == "HEAD"
+        length: int | None = len(response.body)
+        if response.status == 204:  # (a 204 carries neither: RFC 9110 §8.6)
+            length = None
+        else:
             headers.insert(0, ("Content-Type", response.content_type))
             if response.stream is None:
-                headers.append(("Content-Length", str(len(response.body))))
-
-        async def send(data: bytes) -> None:
-            await _send(stream, data)
-
-        await send(connection.send(h11.Response(status_code=response.status, headers=headers)))
-        if head:
-            pass  # the headers of the answer a GET would get, and no body
+                headers.append(("Content-Length", str(length)))
+            else:
+                declared = [value for name, value in response.headers
+                            if name.lower() == "content-length"]
+                length = int(declared[0]) if declared else None
+        chunked = response.stream is not None and length is None and (
+            request is not None and request.version == (1, 1))
+        if chunked:
+            headers.append(("Transfer-Encoding", "chunked"))
+        elif response.stream is not None and length is None:
+            keep_alive = False  # (an HTTP/1.0 client: the body ends with the connection)
+        if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
+            headers.append(("Connection", "close"))
+        data = response_head(response.status, headers)
+        if head_only or response.status in (204, 304):
+            await _send(stream, data)  # the headers of the answer a GET would get
         elif response.stream is None:
-            if response.body:
-                await send(connection.send(h11.Data(data=response.body)))
+            await _send(stream, data + response.body)  # one write for the whole answer
         else:
-            async def chunk(data: bytes) -> None:
-                await send(connection.send(h11.Data(data=data)))
+            await _send(stream, data)
+            writer = BodyWriter(stream, _chunk if chunked else _counted(length))
+            try:
+                await response.stream(writer)
+                await writer.flush()
+            finally:
+                writer.close()
+            if chunked:
+                await _send(stream, b"0\r\n\r\n")
+            elif length is not None and writer.written != length:
+                raise RuntimeError(f"a streamed body of {writer.written} bytes was declared "
+                                   f"as {length}")
+        return keep_alive
 
-            await response.stream(chunk)
-        await send(connection.send(h11.EndOfMessage()))
+
+#: Bytes a streamed response may hold that its client has not taken yet
+#: (:meth:`BodyWriter.offer`): beyond them, a writer that must not wait (an event
+#: fan-out) stops offering and the stream catches up from where it stands.
+#: 256 KiB: hundreds of events; at the 512-connection cap, 128 MiB at worst.
+STREAM_BUFFER_BYTES = 256 * 1024
+
+
+class BodyWriter:
+    """How a streamed response writes its body, framing each write (chunked or not).
+
+    Awaited like a :data:`Send` (it waits up to SEND_TIMEOUT for the client to
+    take the bytes). A writer that must not wait, because it serves many streams
+    from one task (the SSE fan-out), uses :meth:`offer` instead: what the socket
+    takes now is written at once, the rest waits in a buffer that the stream's
+    own task sends with :meth:`flush`, and later offers join that buffer.
+    """
+
+    def __init__(self, stream: trio.SocketStream, frame: Callable[[bytes], list[bytes]]
+                 ) -> None:
+        self._stream = stream
+        self._fd = stream.socket.fileno()
+        self._frame = frame
+        #: Body bytes taken so far (before framing).
+        self.written = 0
+        self._pending = bytearray()
+        self._sending = False
+        self._closed = False
+        #: Set when the stream's task has something to do: bytes :meth:`offer` left
+        #: for :meth:`flush`, or the writer closed (a fan-out may set it too). A new
+        #: event after each flush.
+        self.wakeup = trio.Event()
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    @property
+    def closed(self) -> bool:
+        """The response ended, or a write found the connection broken."""
+        return self._closed
+
+    def close(self) -> None:
+        """No more writes (the server calls it before it closes the socket)."""
+        self._closed = True
+        self.wakeup.set()
+
+    async def __call__(self, data: bytes) -> None:
+        if not data:
+            return  # (an empty chunk would end a chunked body)
+        await self.flush()
+        self._sending = True
+        try:
+            framed = b"".join(self._frame(data))
+            self.written += len(data)
+            await _send(self._stream, framed)
+        finally:
+            self._sending = False
+        if self._pending:  # offered meanwhile
+            await self.flush()
+
+    def offer(self, data: bytes) -> None:
+        """Write ``data`` without waiting: what the socket takes now, the rest after
+        what is pending (see :attr:`wakeup`). Nothing once closed."""
+        if self._closed or not data:
+            return
+        parts = self._frame(data)
+        self.written += len(data)
+        if not self._pending and not self._sending:
+            try:
+                written = os.writev(self._fd, parts)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # reset, a broken pipe: the stream's task will find out
+                self.close()
+                return
+            total = sum(map(len, parts))
+            if written == total:
+                return
+            joined = b"".join(parts)
+            self._pending += memoryview(joined)[written:]
+        else:
+            for part in parts:
+                self._pending += part
+        self.wakeup.set()
+
+    async def flush(self) -> None:
+        """Send what :meth:`offer` left (waits up to SEND_TIMEOUT)."""
+        if self.wakeup.is_set():
+            self.wakeup = trio.Event()
+        if self._closed:
+            raise trio.BrokenResourceError("the stream was closed")
+        self._sending = True
+        try:
+            while self._pending:
+                data = bytes(self._pending)
+                self._pending.clear()
+                await _send(self._stream, data)
+        finally:
+            self._sending = False
+
+
+def _chunk(data: bytes) -> list[bytes]:
+    """One chunk of a chunked body (RFC 9112 §7.1), ``data`` not copied."""
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+def _counted(length: int | None) -> Callable[[bytes], list[bytes]]:
+    """A body of a declared length (never more), or one the connection's end ends."""
+    sent = 0
+
+    def frame(data: bytes) -> list[bytes]:
+        nonlocal sent
+        sent += len(data)
+        if length is not None and sent > length:
+            raise RuntimeError(f"a streamed body over its declared {length} bytes")
+        return [data]
+
+    return frame
+
+
+async def _receive(stream: trio.SocketStream, buffer: bytearray) -> bool:
+    """Read what came into ``buffer``; False at the end of the stream."""
+    data = await stream.receive_some(READ_SIZE)
+    buffer += data
+    return bool(data)
+
+
+async def _read_body(stream: trio.SocketStream, buffer: bytearray, head: RequestHead) -> bytes:
+    """The body of ``head``'s request (MAX_BODY_BYTES at most), from ``buffer`` then the
+    stream; what follows it stays in ``buffer``."""
+    if head.chunked:
+        decoder = ChunkedBody()
+        body = bytearray()
+        while True:
+            body += decoder.take(buffer)
+            if len(body) > MAX_BODY_BYTES:
+                raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+            if decoder.done:
+                return bytes(body)
+            if not await _receive(stream, buffer):
+                raise trio.BrokenResourceError("the client closed mid-request")
+    length = head.content_length or 0
+    while len(buffer) < length:
+        if not await _receive(stream, buffer):
+            raise trio.BrokenResourceError("the client closed mid-request")
+    taken = bytes(buffer[:length])
+    del buffer[:length]
+    return taken
 
 
 async def _send(stream: trio.SocketStream, data: bytes) -> None:
-    with trio.fail_after(SEND_TIMEOUT):
-        await stream.send_all(data)
+    """Send ``data``, waiting up to SEND_TIMEOUT for the client to take it. What the
+    socket takes at once (an answer, usually) goes without a trip through the
+    event loop."""
+    try:
+        written = os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        written = 0
+    except OSError as exc:  # reset, a broken pipe
+        raise trio.BrokenResourceError(str(exc)) from None
+    if written < len(data):
+        with trio.fail_after(SEND_TIMEOUT):
+            await stream.send_all(memoryview(data)[written:])
 
 
-def _request(head: h11.Request, body: bytes, client: tuple[str, int]) -> Request:
-    target = head.target.decode("latin-1")
-    split = urlsplit(target)
+def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request:
+    split = urlsplit(head.target)
     headers: dict[str, str] = {}
-    for name, value in head.headers:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+    for key, text in head.headers:
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return Request(
-        method=head.method.decode("ascii"), target=target, path=unquote(split.path),
+        method=head.method, target=head.target, path=unquote(split.path),
         query=parse_qs(split.query, keep_blank_values=True, max_num_fields=64),
         headers=headers, body=body, client=client,
     )
 
 
-__all__ = ["HttpError", "HttpServer", "Request", "Response", "error_response",
+__all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
            "json_response"]

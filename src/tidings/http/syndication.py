@@ -122,8 +122,10 @@ class _Item:
 Page = Sequence[tuple[Entry, bytes | None]]
 
 
-#: Where the gateway serves a blob, as an enclosure URL: ``blob_url(blob, media_type)``.
-BlobUrl = Callable[[BlobId, str], str]
+#: Where the gateway serves a blob, as an enclosure URL: ``blob_url(blob, media_type)``;
+#: ``media_type`` None: the gateway finds it from the blob's first bytes (a show's
+#: artwork names a blob and no type).
+BlobUrl = Callable[[BlobId, str | None], str]
 
 
 def _enclosures(attachments: Sequence[Attachment], blob_url: BlobUrl | None
@@ -214,12 +216,21 @@ def _updated(items: Sequence[_Item]) -> str:
     return max((item.updated for item in items), default=rfc3339(0))
 
 
+def _explicit_text(show: LogAbout | None) -> str:
+    """``itunes:explicit`` as every reader reads it: Apple reads ``yes``/``true`` as
+    explicit and ``false``/``clean``/``no`` as not (its guide now shows
+    ``true``/``false``); podcastparser reads all of those; feedparser 6 reads only
+    ``yes`` as explicit (``true`` comes out as None, not explicit), and ``false`` as
+    None, which it documents as "not explicit". So: ``yes`` and ``false``."""
+    return "yes" if show is not None and show.explicit else "false"
+
+
 def _show_artwork(show: LogAbout | None, blob_url: BlobUrl | None) -> str | None:
     """The log's artwork: its URL, or where the gateway serves its blob."""
     if show is None or show.artwork is None:
         return None
     if isinstance(show.artwork, BlobId):
-        return blob_url(show.artwork, "image/jpeg") if blob_url is not None else None
+        return blob_url(show.artwork, None) if blob_url is not None else None
     return show.artwork
 
 
@@ -523,8 +534,7 @@ def rss_parts(
     lines += [
         _element("itunes:author", _author_name(feed, about)),
         _element("itunes:summary", description),
-        _element("itunes:explicit",
-                 "true" if show is not None and show.explicit else "false"),
+        _element("itunes:explicit", _explicit_text(show)),
         _element("itunes:type", "episodic"),
     ]
     if show is not None and show.category is not None:

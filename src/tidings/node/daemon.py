@@ -52,6 +52,7 @@ from tidings.node.state import (
 from tidings.replication.blob_fetch import BlobStored
 from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
+    SEND_BUDGET,
     AddressesLearned,
     EntriesStored,
     PartialResult,
@@ -92,10 +93,19 @@ POLL_INTERVAL = 0.1
 #: Bytes taken from the socket at most per read. Whatever the kernel holds is
 #: processed under one store commit, so a large read while the peer streams
 #: means few fsyncs; the channel itself buffers at most one frame and one message.
-READ_SIZE = 1024 * 1024
+#: 4 MiB: a blob download hands the threads few, large reads (each read costs a hop
+#: to a worker thread or two, which on a busy machine can cost more than the work).
+READ_SIZE = 4 * 1024 * 1024
 #: Output queued for one peer beyond which its requests are not read: answers
 #: wait for the socket, so a peer that never reads costs at most this much.
 MAX_QUEUED_OUTPUT = 1024 * 1024
+#: A connection whose last large write drained at this many bytes a second or more
+#: is fast: its writer queues FAST_SEND_BUDGET per call of the replicator, not
+#: SEND_BUDGET (fewer thread hops per blob), and a log message ready meanwhile still
+#: waits at most 20 ms behind it. Else a slow link's log messages would wait for
+#: seconds of blob bytes.
+FAST_LINK = 100_000_000
+FAST_SEND_BUDGET = 2 * 1024 * 1024
 #: Arrivals by other processes read per poll; more than this at once (a large
 #: import) and every head is read again instead.
 REFRESH_ARRIVALS = 1000
@@ -132,6 +142,9 @@ class Connection:
     blob_tokens: float = 0.0
     blob_refilled: float = field(default_factory=time.monotonic)
     blob_sent_before: int = 0
+    #: Bytes the next call of the replicator's pump may queue (SEND_BUDGET, or more
+    #: while the socket drains fast: see FAST_LINK).
+    pump_budget: int = SEND_BUDGET
 
 
 @dataclass(eq=False, slots=True)
@@ -280,6 +293,10 @@ class Node:
             blobs=blobs, blob_policy=self.options.blob_policy,
         )
         self._blobs_changed = trio.Event()
+        #: Checked chunks are written by :meth:`_write_blobs`, outside the lock.
+        self._blob_flush = trio.Event()
+        if self.replicator.blobs is not None:
+            self.replicator.blobs.write_behind = True
         self.connections: set[Connection] = set()
         self._by_session: dict[Session, Connection] = {}
         #: Partial requests waiting for their answer, by (session, request id).
@@ -370,6 +387,26 @@ class Node:
                 return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
             finally:
                 self._wake_dirty()
+                fetcher = self.replicator.blobs
+                if fetcher is not None and fetcher.flush_wanted:
+                    self._blob_flush.set()
+
+    async def _write_blobs(self) -> None:
+        """Write the chunks the replicator checked, in a thread and outside the lock
+        (the next chunks are checked meanwhile): only then are they held."""
+        fetcher = self.replicator.blobs
+        if fetcher is None:
+            return
+        while True:
+            await self._blob_flush.wait()
+            self._blob_flush = trio.Event()
+            batches = await self._core(fetcher.take_unwritten)
+            if not batches:
+                continue
+            results = await trio.to_thread.run_sync(fetcher.write_batch, batches)
+            if await self._core(fetcher.written, results):
+                self._blobs_changed.set()
+                self._blobs_changed = trio.Event()
 
     def _wake_dirty(self) -> None:
         for session in self.replicator.local.dirty:
@@ -402,6 +439,7 @@ class Node:
                 if options.lan_discovery:
                     self._start_lan(nursery, host, bound[1])
             nursery.start_soon(self._poll_changes)
+            nursery.start_soon(self._write_blobs)
             nursery.start_soon(self._dial_loop, nursery)
             task_status.started(self.listen_address)
 
@@ -817,22 +855,28 @@ class Node:
                         raise HandshakeFailed(HANDSHAKE_CLOSED)
                     break
                 size = len(data)  # data is emptied below when decoded outside the lock
+                asked_before = session.blobs.bytes_received
                 budget = connection.budget
                 contended = self._lock.statistics().tasks_waiting > 0
                 hold = budget.wait_before_read(trio.current_time(), contended)
                 if hold:
                     await trio.sleep(hold)  # its share is spent and others wait
                 decoded, failure = 0.0, None
-                if session.state in _DECODED_OUTSIDE:
-                    # Decrypted and decoded in a thread of its own, not under the lock
-                    # every connection shares (spec/14 §6); the messages wait in the channel.
+                if session.state in _DECODED_OUTSIDE and self._lock.locked():
+                    # Decrypted and decoded in a thread of its own while another call
+                    # holds the lock every connection shares (spec/14 §6); the messages
+                    # wait in the channel. (The lock free: both in one call, one thread
+                    # hop instead of two; a read holds it at most READ_SIZE longer.)
                     decoded, failure = await trio.to_thread.run_sync(_decode, session, data)
                     data = b""
                 try:
                     events, work = await self._core(self._timed_receive, session, data)
                     # Answers to send: paced by MAX_QUEUED_OUTPUT, not spaced (spec/14 §6).
                     answered = session in self.replicator.local.dirty
-                    budget.charge(trio.current_time(), work + decoded)
+                    # Blob chunks this node asked for are not the peer's load on it: their
+                    # share of the read is not charged (the fetch window bounds them).
+                    asked = (session.blobs.bytes_received - asked_before) / max(size, 1)
+                    budget.charge(trio.current_time(), (work + decoded) * max(0.0, 1 - asked))
                     if failure is not None:
                         raise failure
                 except StorageFull as full:
@@ -913,13 +957,17 @@ class Node:
         try:
             while True:
                 connection.wake = trio.Event()
-                data = await self._core(self.replicator.pump, session,
+                data = await self._core(self.replicator.pump, session, connection.pump_budget,
                                         blob_budget=self._blob_budget(connection))
                 self._blob_spent(connection)
                 if data:
+                    started = time.monotonic()
                     async with connection.send_lock:
                         await connection.stream.send_all(data)
                     connection.last_sent = time.monotonic()
+                    if len(data) >= SEND_BUDGET:  # large enough to time the link by
+                        fast = len(data) >= (connection.last_sent - started) * FAST_LINK
+                        connection.pump_budget = FAST_SEND_BUDGET if fast else SEND_BUDGET
                     connection.drained.set()
                     continue
                 idle_for = time.monotonic() - connection.last_sent
@@ -961,6 +1009,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._background = nursery
             nursery.start_soon(self._poll_changes)
+            nursery.start_soon(self._write_blobs)
             try:
                 result = await body(self)
             except Exception as exc:  # raised below, not wrapped in the nursery's group

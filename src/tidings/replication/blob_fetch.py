@@ -7,8 +7,9 @@ explicitly; partial blobs found in the store at start, so a download resumes
 after a crash from the chunks it holds), learns which peers hold which chunks
 (``blob-query`` with a subscription, ``blob-have``), and splits the missing
 chunks among them: each peer gets at most :data:`PEER_IN_FLIGHT` chunks
-requested and unanswered, in requests of :data:`REQUEST_CHUNKS`, so a fast peer
-takes more and a slow one holds back little. A chunk that fails its proof is
+requested and unanswered at first, growing as it answers (up to
+:data:`MAX_PEER_IN_FLIGHT`), in requests of up to :data:`REQUEST_CHUNKS`, so a fast
+peer takes more and a slow one holds back little. A chunk that fails its proof is
 the peer's error (the session ends with ``invalid-data``; the chunks before it
 are kept); chunks a peer left out of an answer are asked of another.
 """
@@ -32,15 +33,22 @@ from tidings.replication.session import Session
 from tidings.storage.blobs import BlobQuotaExceeded, BlobStore, VerifiedChunk
 from tidings.wire.messages import BLOB_WIRE_VERSION, MAX_BLOB_DATA_CHUNKS, MAX_BLOB_RANGES
 
-#: Chunks requested and unanswered per peer: 2 MiB, so that a slow peer holds
-#: back little and a fast one keeps its pipe full (spec/13 §9).
+#: Chunks requested and unanswered per peer at first: 2 MiB, so that a slow peer
+#: holds back little (spec/13 §9)...
 PEER_IN_FLIGHT = 32
-#: Chunks one request asks for: two requests per peer in flight, so the next
-#: is already asked when one answer ends.
-REQUEST_CHUNKS = 16
+#: ...growing by each chunk the peer sends (doubling each round trip, like TCP's slow
+#: start) up to 16 MiB, so that a fast peer keeps its pipe full while the receiver
+#: checks and writes what came before.
+MAX_PEER_IN_FLIGHT = 256
+#: Chunks one request asks for at most: several requests per peer in flight, so the
+#: next is already asked when one answer ends.
+REQUEST_CHUNKS = 32
 #: Chunk bytes checked before they are written with one pair of fsyncs: few fsyncs
 #: per blob, and a crash costs at most this much fetched again.
 FLUSH_BYTES = 4 * 1024 * 1024
+#: Chunk bytes checked and not yet durable (write-behind: a batch being written and
+#: the next): past this no more chunks are asked for, so a slow disk bounds memory.
+MAX_UNWRITTEN = 4 * FLUSH_BYTES
 #: The default fetch policy: blobs up to 512 MiB (a 3-hour episode at 320 kbit/s
 #: is 430 MB); larger ones wait for an explicit `tidings blob get`.
 DEFAULT_FETCH_LIMIT = 512 * 1024 * 1024
@@ -118,6 +126,8 @@ class _Want:
     sources: set[bytes] = field(default_factory=set)
     #: Chunks checked, to write with the next flush.
     unwritten: list[VerifiedChunk] = field(default_factory=list)
+    #: Batches of it being written (write-behind): complete only once they are.
+    writing: int = 0
 
 
 @dataclass(eq=False)
@@ -126,6 +136,8 @@ class _PeerFetch:
     requests: dict[int, tuple[BlobId, set[int]]] = field(default_factory=dict)
     #: Blobs to query once a request slot frees.
     to_query: list[BlobId] = field(default_factory=list)
+    #: Chunks it may have requested and unanswered (PEER_IN_FLIGHT, growing).
+    window: int = PEER_IN_FLIGHT
 
     @property
     def in_flight(self) -> int:
@@ -145,8 +157,13 @@ class BlobFetcher:
     """The blobs a node wants and the peers it fetches them from."""
 
     def __init__(self, store: BlobStore, policy: BlobPolicy | None = None, *,
-                 log: Callable[..., None] | None = None) -> None:
+                 log: Callable[..., None] | None = None, write_behind: bool = False) -> None:
         self.store = store
+        #: The driver writes checked chunks itself (:meth:`take_unwritten`, in another
+        #: thread, then :meth:`written`) when :attr:`flush_wanted` is set; else they
+        #: are written in :meth:`on_chunks` and :meth:`tick`.
+        self.write_behind = write_behind
+        self.flush_wanted = False
         self.policy = policy or BlobPolicy()
         self.log: Callable[..., None] = log or (lambda event, **fields: None)
         self.wants: dict[BlobId, _Want] = {}
@@ -185,6 +202,7 @@ class BlobFetcher:
         want = self.wants.pop(blob, None)
         if want is not None:
             self._unwritten -= sum(len(data) for _, data, _ in want.unwritten)
+            want.unwritten = []
             for peer in want.holders:
                 self.schedule(peer)
 
@@ -241,41 +259,87 @@ class BlobFetcher:
             want.unwritten.extend(accepted)
         self._answered(peer, event)
         if failure is not None:
-            self.flush()  # the chunks before the bad one are kept
+            if self.write_behind:
+                self.flush_wanted = True
+            else:
+                self.flush()  # the chunks before the bad one are kept
             raise InvalidData(InvalidBlob(failure.rule, f"{failure.detail} (blob {event.blob})",
                                           index=failure.index))
         stored = []
         if want is not None and (not want.missing or self._unwritten >= FLUSH_BYTES):
-            stored = self.flush()
+            if self.write_behind:
+                self.flush_wanted = True
+            else:
+                stored = self.flush()
         self.schedule(peer)
         return stored
 
     def flush(self) -> list[BlobStored]:
         """Write the chunks checked and not yet written; a blob whole now is complete."""
-        results = []
-        for want in list(self.wants.values()):
-            if not want.unwritten:
-                continue
-            chunks, want.unwritten = want.unwritten, []
+        batches = self.take_unwritten()
+        return self.written([(blob, chunks, self._write(blob, chunks, create=True))
+                             for blob, chunks in batches])
+
+    def take_unwritten(self) -> list[tuple[BlobId, list[VerifiedChunk]]]:
+        """The chunks checked and not yet written, by blob, to write with
+        :meth:`write_batch` (in another thread, outside the lock: checking and asking
+        go on meanwhile), then hand back to :meth:`written`."""
+        self.flush_wanted = False
+        batches = []
+        for want in self.wants.values():
+            if want.unwritten:
+                chunks, want.unwritten = want.unwritten, []
+                want.writing += 1
+                batches.append((want.blob, chunks))
+        return batches
+
+    def write_batch(self, batches: list[tuple[BlobId, list[VerifiedChunk]]]
+                    ) -> list[tuple[BlobId, list[VerifiedChunk], list[int] | BlobQuotaExceeded]]:
+        """Write what :meth:`take_unwritten` took (touches the store alone: thread-safe).
+        A blob dropped meanwhile is not created again."""
+        return [(blob, chunks, self._write(blob, chunks, create=False))
+                for blob, chunks in batches]
+
+    def _write(self, blob: BlobId, chunks: list[VerifiedChunk], *,
+               create: bool) -> list[int] | BlobQuotaExceeded:
+        try:
+            return self.store.write_verified(blob, chunks, create=create)
+        except BlobQuotaExceeded as exc:
+            return exc
+
+    def written(self, results: list[tuple[BlobId, list[VerifiedChunk],
+                                          list[int] | BlobQuotaExceeded]]) -> list[BlobStored]:
+        """What :meth:`write_batch` wrote: blobs whole now are complete."""
+        out = []
+        for blob, chunks, result in results:
             self._unwritten -= sum(len(data) for _, data, _ in chunks)
-            try:
-                written = self.store.write_verified(want.blob, chunks)
-            except BlobQuotaExceeded as exc:
-                self.log("blob-refused", blob=str(want.blob), error=str(exc))
-                self.drop(want.blob)
+            want = self.wants.get(blob)
+            if want is None:
+                continue  # dropped meanwhile
+            if want.writing:
+                want.writing -= 1
+            if isinstance(result, BlobQuotaExceeded):
+                self.log("blob-refused", blob=str(blob), error=str(result))
+                self.drop(blob)
                 continue
-            results.append(BlobStored(want.blob, len(written), not want.missing))
-            if not want.missing:
+            for index in result:  # (dropped and wanted again meanwhile: held all the same)
+                want.missing.pop(index, None)
+            done = not want.missing and not want.unwritten and not want.writing
+            out.append(BlobStored(blob, len(result), done))
+            if done:
                 self._complete(want)
-        return results
+        for peer in list(self._peers):  # room again below MAX_UNWRITTEN
+            self.schedule(peer)
+        return out
 
     def _answered(self, peer: Peer, event: BlobChunksReceived) -> None:
         fetch = self._peers.get(peer)
         asked = fetch.requests.get(event.request_id) if fetch is not None else None
         want = self.wants.get(event.blob)
         received = {index for index, _, _ in event.chunks}
-        if asked is not None:
+        if fetch is not None and asked is not None:
             asked[1].difference_update(received)
+            fetch.window = min(MAX_PEER_IN_FLIGHT, fetch.window + len(received))
         if want is not None:
             for index in received:
                 if want.in_flight.get(index) is peer:
@@ -320,10 +384,12 @@ class BlobFetcher:
             blob = fetch.to_query.pop(0)
             if blob in self.wants:
                 blobs.query(blob, subscribe=True)
+        if self._unwritten >= MAX_UNWRITTEN:
+            return  # the disk is behind: ask again once written() made room
         for want in list(self.wants.values()):
-            while blobs.can_request() and fetch.in_flight < PEER_IN_FLIGHT:
+            while blobs.can_request() and fetch.in_flight < fetch.window:
                 chunks = self._pick(want, peer, min(REQUEST_CHUNKS,
-                                                    PEER_IN_FLIGHT - fetch.in_flight))
+                                                    fetch.window - fetch.in_flight))
                 if not chunks:
                     break
                 request_id = blobs.request(want.blob, _ranges(chunks))
@@ -392,7 +458,10 @@ class BlobFetcher:
     def tick(self, sessions: Iterable[Session]) -> None:
         """Once a second: write what was checked, and tell subscribers what changed of
         the blobs they asked about."""
-        self.flush()
+        if self.write_behind:
+            self.flush_wanted = self.flush_wanted or self._unwritten > 0
+        else:
+            self.flush()
         for session in sessions:
             for blob in list(session.blobs.subscriptions):
                 self._announce(session, blob)

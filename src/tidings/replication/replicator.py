@@ -91,6 +91,11 @@ MAX_ADDRESSES_PER_SESSION = 64
 #: Seconds a source may claim entries without sending any before another peer
 #: is chosen for the feed (a peer that lies about what it holds, or withholds).
 STALL_AFTER = 30.0
+#: ... and seconds it may go without sending entries of one feed while it sends entries
+#: of others: an honest peer serves its owed feeds in turn, and with a thousand feeds
+#: owed on a loaded machine a feed's turn can come after STALL_AFTER; a peer that
+#: trickles one feed to keep another back is still replaced after this.
+STALL_WHILE_SERVING_AFTER = 10 * STALL_AFTER
 #: Identities whose notes are kept from one peer: a relay holds up to 1024 logs besides
 #: those followed; a peer noting far more is flooding.
 MAX_PEER_IDENTITY_NOTES = 4096
@@ -252,7 +257,9 @@ class Replicator:
         self.damaged: dict[FeedId, int] = {}
         self.entries_received = 0
         self._follow_scan: dict[FeedId, tuple[int, set[FeedId]]] = {}
-        self._watch: dict[FeedId, tuple[int, float, Peer]] = {}
+        #: Per feed behind its source: (head, since when, source, the source's
+        #: ``useful`` count then, since when the feed has not moved at all).
+        self._watch: dict[FeedId, tuple[int, float, Peer, int, float]] = {}
         infos = self.logbook.feeds()  # (read once: a client with 10,000 feeds starts at once)
         self.identities.learn_feeds(info.feed for info in infos)
         self.identity_caps = self.identities.caps()
@@ -323,7 +330,17 @@ class Replicator:
             frontier = found - wanted
             wanted |= found
         changed = wanted ^ self.local.wanted
+        new = wanted - self.local.wanted
         self.local.wanted = wanted
+        if new:
+            # Peers' notes of these feeds may have come before this node wanted them
+            # (a device feed noted before the identity log placed the device): take
+            # them back, so the sources are chosen and caught_up() counts them.
+            for peer in self.router.peers:
+                restored = peer.session.restore_notes(new)
+                if restored:
+                    self._compare_heads(peer, restored)
+                    self.router.notes_received(peer, [feed for feed, _ in restored])
         self.router.local_changed(changed)
 
     def _follows_of(self, feed: FeedId) -> set[FeedId]:
@@ -1094,7 +1111,8 @@ class Replicator:
 
         Seq notes held for lazy peers go out. A source whose note says it
         holds more than this node, and that sent nothing new for STALL_AFTER
-        seconds, stops being the feed's source for the rest of its session.
+        seconds (while it sent no other feed's entries either; STALL_WHILE_SERVING_AFTER
+        if it did), stops being the feed's source for the rest of its session.
         Returns the feeds moved.
         """
         for peer in self.router.peers:
@@ -1117,7 +1135,10 @@ class Replicator:
                 continue
             seen = self._watch.get(feed)
             if seen is None or seen[0] != head or seen[2] is not peer:
-                self._watch[feed] = (head, now, peer)
+                self._watch[feed] = (head, now, peer, peer.useful, now)
+            elif peer.useful != seen[3] and now - seen[4] < STALL_WHILE_SERVING_AFTER:
+                # The source is sending other feeds' entries: this one waits its turn.
+                self._watch[feed] = (head, now, peer, peer.useful, seen[4])
             elif now - seen[1] >= STALL_AFTER:
                 peer.stalled.add(feed)
                 del self._watch[feed]
@@ -1137,6 +1158,8 @@ class Replicator:
                     and peer.identity_asks.get(identity, 0) < MAX_IDENTITY_ASKS
                     for identity in self.identities.follows)):
             return False
+        if any(feed in self.local.wanted for feed in session.awaiting):
+            return False  # a feed newly wanted: the peer's note of it is on its way
         searching = peer.searches
         return all(
             self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.errors import (
     ClosedByPeer,
@@ -45,9 +46,11 @@ from tidings.errors import (
 from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
+from tidings.wire.compact import compact_run, expand_entries
 from tidings.wire.messages import (
     BLOB_MESSAGES,
     BLOB_WIRE_VERSION,
+    COMPACT_VERSION,
     EAGER,
     HEAD_PREFIX,
     IDENTITY_VERSION,
@@ -59,6 +62,7 @@ from tidings.wire.messages import (
     VERSIONS,
     WANT,
     Clock,
+    CompactEntries,
     Entries,
     ErrorMessage,
     ForkProofMessage,
@@ -104,6 +108,13 @@ MAX_UNSOLICITED = 64
 MAX_QUEUED_REQUESTS = 1024
 #: Requests (partial and seq) this side may have unanswered at once.
 MAX_OUTSTANDING_PARTIALS = 16
+#: The peer's notes of feeds this node neither held nor wanted when they came,
+#: kept per session in case it starts to want them (a followed author's device
+#: feeds, once the identity log places the device: spec/10 §5.5). A followed
+#: author's devices x logs are a few dozen; about 300 bytes a note, this is
+#: 300 KB per connection. A clock naming more such feeds only evicts the oldest,
+#: and an evicted note costs one round trip: the peer answers the new want.
+MAX_UNKEPT_NOTES = 1024
 
 
 # -- the state table -----------------------------------------------------------
@@ -135,6 +146,7 @@ _EXCHANGE: frozenset[type[Message]] = frozenset({
     ForkProofMessage, Peers, Ping, ErrorMessage,
     IdentityNotes, IdentityRequest, IdentityEvents,  # version 3 only (_handle)
     *BLOB_MESSAGES,  # version 3 only (_handle)
+    CompactEntries,  # version 4 only (_on_entries)
 })
 #: The messages each state accepts; any other is :class:`UnexpectedMessage`.
 ACCEPTS: dict[SessionState, frozenset[type[Message]]] = {
@@ -192,6 +204,10 @@ class ClockExchanged:
 class EntriesReceived:
     feed: FeedId
     items: tuple[tuple[bytes, bytes | None], ...]
+    #: The entries of ``items``, decoded, when they came as a compact run
+    #: (spec/09 §8): rebuilt field by field, so every decoding check of spec/04 §2
+    #: holds and an ingest path may take them instead of decoding ``items``.
+    decoded: tuple[Entry, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +313,10 @@ class Session:
     """
 
     def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False,
-                 notes: NoteBudget | None = None) -> None:
+                 notes: NoteBudget | None = None,
+                 versions: tuple[int, ...] | None = None) -> None:
         self.channel = channel
+        self._versions = versions
         #: Counts this session's kept notes with every other session's.
         self.notes_budget = notes if notes is not None else NoteBudget()
         self._notes_counted = 0
@@ -318,6 +336,15 @@ class Session:
         self._lazy_notes: dict[FeedId, Note] = {}
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
+        #: Notes the peer sent of feeds not kept then (oldest first), bounded.
+        self._unkept: dict[FeedId, Note] = {}
+        #: Some were evicted: a new want may lack the peer's note until it answers.
+        self._unkept_evicted = False
+        #: Notes sent to answer wants of feeds this side neither holds nor wants.
+        self._answered_unkept = 0
+        #: Feeds this side started to want in this session, of which the peer has sent
+        #: no note: its answer is awaited before this side is caught up (spec/10 §10).
+        self.awaiting: set[FeedId] = set()
         self._events: list[Event] = []
         #: A fault of the channel found in the read that completed the handshake:
         #: raised once the messages before it are read (after start()).
@@ -332,6 +359,16 @@ class Session:
         self.payload_bytes_sent = 0
         #: Blob transfer (spec/13 §8), at wire version 3.
         self.blobs = BlobExchange(self._send, self._mark)
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        """The wire versions this side offers in its hello (spec/09 §7): every one it
+        speaks, unless told fewer (an older peer, in tests)."""
+        return VERSIONS if self._versions is None else self._versions
+
+    @versions.setter
+    def versions(self, versions: tuple[int, ...]) -> None:
+        self._versions = versions
 
     @property
     def clock_exchanged(self) -> bool:
@@ -400,13 +437,20 @@ class Session:
         self.sent, self.received = dict(sent or {}), dict(received or {})
         known_sent, known_received = digests or (None, None)
         self._sent_digest = known_sent
+        # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
+        # clocks): they count against the bound from the start.
+        local = self.local
+        self._answered_unkept = sum(
+            1 for feed, note in self.sent.items()
+            if not note.seq and not note.flags and feed not in local.heads
+            and feed not in local.wanted)
         self._count_notes()
         if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
             self.received.clear()
             self._count_notes()
         digest = (known_received or clock_digest(self.received)) if self.received else None
         self.state = SessionState.HELLO
-        self._send(Hello(VERSIONS, self.relay, digest))
+        self._send(Hello(self.versions, self.relay, digest))
 
     def _take_messages(self) -> None:
         for message in self.channel.messages():
@@ -459,6 +503,8 @@ class Session:
         self._pending_notes.clear()
         self._lazy_notes.clear()
         self._owed.clear()
+        self._unkept.clear()
+        self.awaiting.clear()
         self._requests.clear()
         self.blobs.clear()
         if isinstance(error, ClosedByPeer):
@@ -495,6 +541,8 @@ class Session:
         ``delivered`` is the last seq of entries this peer just sent: the peer
         knows this side has them, so no note goes back for them.
         """
+        if feed in self._unkept:  # it holds or wants the feed now: the note set aside counts
+            self.restore_notes({feed})
         if delivered is not None and delivered == self.local.seq(feed) and feed in self.sent:
             self.sent[feed] = self.our_note(feed)
             self._sent_digest = None
@@ -509,6 +557,12 @@ class Session:
         if ours == last:
             return
         theirs = self.received.get(feed)
+        if (ours.wants and (last is None or not last.wants) and theirs is None
+                and self._unkept_evicted and self.state in (SessionState.OPENING,
+                                                            SessionState.LIVE)):
+            # A new want after the opening clock, and the peer's note of the feed may
+            # have been evicted from those kept aside: its answer is awaited (§5.5).
+            self.awaiting.add(feed)
         if (
             last is None
             or last.flags != ours.flags
@@ -612,7 +666,9 @@ class Session:
         """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given)."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
-        self._send(Entries(feed, tuple(items)))
+        # At wire version 4 a run goes compact (spec/09 §8); in full where it cannot.
+        compact = compact_run(feed, items) if (self.version or 0) >= COMPACT_VERSION else None
+        self._send(compact if compact is not None else Entries(feed, tuple(items)))
         self.entries_sent += len(items)
         self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)
         theirs = self.received.get(feed)
@@ -744,7 +800,7 @@ class Session:
                 self._check_all_owed()
                 self._events.append(ClockExchanged())
             return
-        elif isinstance(message, Entries):
+        elif isinstance(message, Entries | CompactEntries):
             self._on_entries(message)
         elif isinstance(message, PartialRequest | SeqRequest):
             # Answered as the socket drains (next_request), not at once: a peer
@@ -813,10 +869,10 @@ class Session:
             self._events.append(SeqReceived(message.request_id, feed, what_asked, message.items))
 
     def _on_hello(self, hello: Hello) -> None:
-        common = set(hello.versions) & set(VERSIONS)
+        common = set(hello.versions) & set(self.versions)
         if not common:
             raise UnsupportedVersion(
-                f"peer speaks versions {list(hello.versions)}, this node {list(VERSIONS)}"
+                f"peer speaks versions {list(hello.versions)}, this node {list(self.versions)}"
             )
         self.version = max(common)
         self.peer_relay = hello.relay
@@ -828,11 +884,18 @@ class Session:
             self.received.clear()
         for feed, note in clock.notes:
             before = self.received.get(feed)
+            self.awaiting.discard(feed)
             if not self._keeps(feed, note):
                 # Neither held nor wanted here: nothing to serve or take, and a
-                # stranger could name any number of such feeds (spec/14 §3).
+                # stranger could name any number of such feeds (spec/14 §3). Kept
+                # aside, bounded, in case this node starts to want it (restore_notes).
                 self.received.pop(feed, None)
+                if note.wants and self.state is SessionState.LIVE and (
+                        feed not in self._unkept or not self._unkept[feed].wants):
+                    self._answer_unkept(feed)
+                self._keep_aside(feed, note)
                 continue
+            self._unkept.pop(feed, None)
             self.received[feed] = note
             if before is None and feed in self.eager and self.state is SessionState.LIVE:
                 # Its first note of a feed this side streams from it: it may have
@@ -841,7 +904,15 @@ class Session:
                 self._mark()
             self._check_owed(feed)
             if note.wants and (before is None or not before.wants):
-                self._refresh(feed)  # it now wants the feed: tell it what this side holds
+                # It now wants the feed: tell it what this side holds. After the opening
+                # clocks, always, even a note sent before: the peer may have dropped it
+                # when it did not want the feed, and it waits for this answer (spec/10 §5.5).
+                if self.state is SessionState.LIVE:
+                    self._lazy_notes.pop(feed, None)
+                    self._pending_notes[feed] = self.our_note(feed)
+                    self._mark()
+                else:
+                    self._refresh(feed)
         if len(self.received) > MAX_PEER_NOTES:
             raise PeerFlooding(f"peer sent notes for over {MAX_PEER_NOTES} feeds")
         self._count_notes()
@@ -859,11 +930,46 @@ class Session:
         local = self.local
         return feed in local.heads or feed in local.wanted or (self.relay and note.seq > 0)
 
+    def _keep_aside(self, feed: FeedId, note: Note) -> None:
+        self._unkept.pop(feed, None)  # (re-inserted: now the newest)
+        if len(self._unkept) >= MAX_UNKEPT_NOTES:
+            del self._unkept[next(iter(self._unkept))]
+            self._unkept_evicted = True
+        self._unkept[feed] = note
+
+    def _answer_unkept(self, feed: FeedId) -> None:
+        """The peer started to want a feed this side neither holds nor wants: say so
+        (a (0, 0) note), so it need not wait (spec/10 §5.5). At most MAX_UNKEPT_NOTES
+        such notes in ``sent`` (remembered across sessions): a stranger could ask for
+        any number of feeds."""
+        if self._answered_unkept < MAX_UNKEPT_NOTES and feed not in self._pending_notes:
+            self._answered_unkept += 1
+            self._pending_notes[feed] = self.our_note(feed)
+            self._mark()
+
+    def restore_notes(self, feeds: set[FeedId]) -> list[tuple[FeedId, Note]]:
+        """This node now holds or wants ``feeds``: take back the peer's notes of them
+        that came when it did not (kept aside, bounded); returns those restored."""
+        restored = []
+        for feed in feeds & self._unkept.keys():
+            note = self._unkept.pop(feed)
+            if feed in self.received or not self._keeps(feed, note):
+                continue
+            self.received[feed] = note
+            self.awaiting.discard(feed)
+            self._check_owed(feed)
+            restored.append((feed, note))
+        if restored:
+            self._count_notes()
+        return restored
+
     def forget_notes(self, feeds: list[FeedId]) -> None:
         """Drop the peer's notes of ``feeds`` (offers a relay did not take)."""
         for feed in feeds:
             if feed not in self.local.wanted and feed not in self.local.heads:
-                self.received.pop(feed, None)
+                note = self.received.pop(feed, None)
+                if note is not None:
+                    self._keep_aside(feed, note)
         self._count_notes()
 
     def _count_notes(self) -> None:
@@ -879,11 +985,22 @@ class Session:
             self.notes_budget.used -= self._notes_counted
         self._notes_counted = -1
 
-    def _on_entries(self, message: Entries) -> None:
+    def _on_entries(self, message: Entries | CompactEntries) -> None:
+        if isinstance(message, CompactEntries) and (self.version or 0) < COMPACT_VERSION:
+            raise MalformedMessage(f"message type {message.TYPE} is unknown in wire version "
+                                   f"{self.version}")
         if message.feed not in self.local.wanted:
             self.count_unsolicited()
             return
-        self._events.append(EntriesReceived(message.feed, message.items))
+        # A compact run becomes the entries it stands for: the node verifies them
+        # as any others, so one that rebuilds into unsigned bytes is invalid-data.
+        if isinstance(message, CompactEntries):
+            rebuilt = expand_entries(message)
+            self._events.append(EntriesReceived(
+                message.feed, tuple((entry.raw, payload) for entry, payload in rebuilt),
+                tuple(entry for entry, _ in rebuilt)))
+        else:
+            self._events.append(EntriesReceived(message.feed, message.items))
 
     def count_unsolicited(self) -> None:
         """An entries message this node does not take (a feed it does not want, or of

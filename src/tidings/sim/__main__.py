@@ -12,6 +12,30 @@ from pathlib import Path
 from tidings.sim.network import SimConfig, Simulation
 from tidings.sim.scenario import Report, run
 
+#: What each option of SimConfig means, for --help (defaults are appended).
+_HELP = {
+    "nodes": "nodes in the network, authors included",
+    "authors": "nodes that publish (one 'blog' log each)",
+    "entries": "entries each author publishes",
+    "payload_size": "bytes of each entry's payload",
+    "follows": "authors each node follows",
+    "topology": "'learning' (a few popular authors, many small ones, relays) or "
+                "'random' (uniform follows, no preference)",
+    "degree": "peers each node dials",
+    "relays": "always-on relays",
+    "relay_links": "relays each node dials",
+    "latency": "one-way link latency, uniform between LO and HI seconds",
+    "bandwidth": "bytes per second each way on a link",
+    "loss": "chance that a piece of data is lost and sent again (each loss adds "
+            "3 x latency + 0.2 s, as a retransmission timeout would)",
+    "churn": "fraction of nodes that crash once during the run and restart",
+    "downtime": "seconds a crashed node stays down, uniform between LO and HI",
+    "late": "fraction of nodes that start offline and join between 1 and 10 s",
+    "publish_over": "authors publish during the first this many seconds",
+    "seed": "random seed: the same seed gives the same run",
+    "max_time": "virtual seconds after which an unconverged run stops (exit 1)",
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -23,10 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     for item in dataclasses.fields(SimConfig):
         value = getattr(defaults, item.name)
         flag = "--" + item.name.replace("_", "-")
+        text = f"{_HELP[item.name]} (default: {value})"
         if isinstance(value, tuple):
-            parser.add_argument(flag, type=float, nargs=2, default=value, metavar=("LO", "HI"))
+            parser.add_argument(flag, type=float, nargs=2, default=value, metavar=("LO", "HI"),
+                                help=text)
         else:
-            parser.add_argument(flag, type=type(value), default=value)
+            parser.add_argument(flag, type=type(value), default=value, help=text)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", metavar="PNG",
                         help="write a plot of delivery over time and the delay CDF "

@@ -53,10 +53,8 @@ from tidings.core.blob import (
     BlobId,
     InvalidBlob,
     InvalidBlobId,
+    chunk_layout,
     chunk_span,
-    node_position,
-    path_nodes,
-    proof_nodes,
     tree_nodes,
     verify_chunk,
 )
@@ -460,19 +458,28 @@ class BlobStore:
             if (held and held[index >> 3] >> (index & 7) & 1) or index in seen:
                 continue
             seen.add(index)
-            nodes = [(node_position(s, e), h)
-                     for (s, e), h in zip(path_nodes(index, count), on_the_way, strict=True)]
-            nodes += [(node_position(s, e), bytes(proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]))
-                      for k, (s, e) in enumerate(proof_nodes(index, count))]
+            layout = chunk_layout(index, count)
+            proof = bytes(proof)
+            nodes = list(zip(layout.path_positions, on_the_way, strict=True))
+            nodes += [(position, proof[k * HASH_SIZE:(k + 1) * HASH_SIZE])
+                      for k, position in enumerate(layout.proof_positions)]
             accepted.append((index, bytes(data), nodes))
         return accepted, None
 
-    def write_verified(self, blob_id: BlobId, chunks: list[VerifiedChunk]) -> list[int]:
+    def write_verified(self, blob_id: BlobId, chunks: list[VerifiedChunk], *,
+                       create: bool = True) -> list[int]:
         """Store chunks :meth:`verify_chunks` accepted, with one pair of fsyncs; returns
-        the indexes stored (those not held meanwhile)."""
+        the indexes stored (those not held meanwhile).
+
+        The bytes are written and synced outside the store's lock (reads, queries and
+        checks of other chunks go on meanwhile); only then, under it, are their bits
+        set. ``create``: begin the blob if the store does not hold it (else those
+        chunks are dropped: the blob was removed meanwhile)."""
         with self._mutex:
             blob = self._get(blob_id)
             if blob is None:
+                if not create:
+                    return []
                 self.begin(blob_id)
                 blob = self._blobs[blob_id]
             fresh, seen = [], set()
@@ -480,29 +487,34 @@ class BlobStore:
                 if not blob.has(chunk[0]) and chunk[0] not in seen:
                     seen.add(chunk[0])
                     fresh.append(chunk)
-            if fresh:
-                self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
-                self._write_chunks(blob, fresh)
-            return [index for index, _, _ in fresh]
-
-    def _write_chunks(self, blob: _Blob,
-                      chunks: list[tuple[int, bytes, list[tuple[int, bytes]]]]) -> None:
-        """Bytes and tree nodes first, made durable; only then the bits that name them."""
-        data_fd = os.open(blob.path / DATA_FILE, os.O_WRONLY)
-        try:
+            if not fresh:
+                return []
+            self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
+            data_fd = os.open(blob.path / DATA_FILE, os.O_WRONLY)
             tree_fd = os.open(blob.path / TREE_FILE, os.O_WRONLY)
-            try:
-                for index, data, nodes in chunks:
-                    _pwrite_all(data_fd, data, index * CHUNK_SIZE)
-                    for position, digest in nodes:
-                        _pwrite_all(tree_fd, digest, position * HASH_SIZE)
-                # (fdatasync: both files have their size from the start.)
-                os.fdatasync(data_fd)
-                os.fdatasync(tree_fd)
-            finally:
-                os.close(tree_fd)
+        try:
+            # Bytes and tree nodes first, made durable; only then the bits that name them.
+            # (A removal meanwhile renames the directory away: these writes then go to
+            # files about to be deleted, and no bit is set below.)
+            for index, data, nodes in fresh:
+                _pwrite_all(data_fd, data, index * CHUNK_SIZE)
+                for position, digest in nodes:
+                    _pwrite_all(tree_fd, digest, position * HASH_SIZE)
+            # (fdatasync: both files have their size from the start.)
+            os.fdatasync(data_fd)
+            os.fdatasync(tree_fd)
         finally:
             os.close(data_fd)
+            os.close(tree_fd)
+        with self._mutex:
+            if self._blobs.get(blob_id) is not blob:
+                return []  # removed (or replaced whole) while the bytes were written
+            fresh = [chunk for chunk in fresh if not blob.has(chunk[0])]
+            self._set_held(blob, fresh)
+            return [index for index, _, _ in fresh]
+
+    def _set_held(self, blob: _Blob, chunks: list[VerifiedChunk]) -> None:
+        """Set the bits of chunks whose bytes and tree nodes are durable."""
         have = bytearray(blob.have)
         for index, _, _ in chunks:
             have[index >> 3] |= 1 << (index & 7)
@@ -567,8 +579,13 @@ class BlobStore:
             data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
             tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
             try:
+                # The proofs from the whole tree, read at once, when that is less than a
+                # chunk's bytes per chunk read (a pread per proof hash otherwise).
+                tree_size = tree_nodes(blob_id.chunk_count) * HASH_SIZE
+                tree = _pread_exact(tree_fd, tree_size, 0) \
+                    if tree_size <= CHUNK_SIZE * len(wanted) else None
                 for index in wanted:
-                    chunk = self._read_verified(blob, index, data_fd, tree_fd)
+                    chunk = self._read_verified(blob, index, data_fd, tree_fd, tree)
                     if chunk is not None:
                         found.append((index, *chunk))
             finally:
@@ -577,15 +594,19 @@ class BlobStore:
             self._touch(blob)
             return found
 
-    def _read_verified(self, blob: _Blob, index: int, data_fd: int,
-                       tree_fd: int) -> tuple[bytes, bytes] | None:
+    def _read_verified(self, blob: _Blob, index: int, data_fd: int, tree_fd: int,
+                       tree: bytes | None = None) -> tuple[bytes, bytes] | None:
         """The chunk and its proof from disk, checked against the blob id; None (and
         the chunk is no longer held) if they do not verify."""
         count = blob.blob_id.chunk_count
         offset, length = chunk_span(blob.blob_id.size, index)
         data = _pread_exact(data_fd, length, offset)
-        proof = b"".join(_pread_exact(tree_fd, HASH_SIZE, node_position(s, e) * HASH_SIZE)
-                         for s, e in proof_nodes(index, count))
+        positions = chunk_layout(index, count).proof_positions
+        if tree is not None:  # the whole tree, read once for a run of chunks
+            proof = b"".join(tree[p * HASH_SIZE:(p + 1) * HASH_SIZE] for p in positions)
+        else:
+            proof = b"".join(_pread_exact(tree_fd, HASH_SIZE, p * HASH_SIZE)
+                             for p in positions)
         try:
             verify_chunk(blob.blob_id, index, data, proof)
         except InvalidBlob:

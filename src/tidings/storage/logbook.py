@@ -23,9 +23,13 @@ from dataclasses import dataclass, field
 
 from tidings.core.bundle import (
     HEADER,
+    HEADER_V2,
+    MAX_BUNDLE_IDENTITY_EVENTS,
     EntryRecord,
     ForkProofRecord,
+    IdentityRecord,
     encode_entry_record,
+    encode_identity_record,
     encode_proof_record,
     read_bundle,
 )
@@ -36,11 +40,12 @@ from tidings.core.entry import (
     Entry,
     decode_entry,
     sign_entry,
+    stored_is_end_of_log,
 )
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
-from tidings.core.verify import Anchor, RunCheck, check_run
+from tidings.core.verify import Anchor, RunCheck, check_run, extend_in_one_pass
 from tidings.errors import (
     ForkDetected,
     ForkedFeed,
@@ -125,6 +130,8 @@ class ImportResult:
     fork_proofs: int = 0
     feeds: set[FeedId] = field(default_factory=set)
     error: Exception | None = None
+    #: The identity records read (identity, event), for the caller to fold (spec/07 §3).
+    identity_events: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +274,9 @@ class Logbook:
         with self.store.transaction():
             head = self.store.head(feed)
             head_seq = head.seq if head else 0
+            fast = self._extend_in_one_pass(feed, head, items)
+            if fast is not None:
+                return fast
             # Each step stops at its first error; a later step can only find
             # an error further back in the input, which then takes precedence.
             entries, error = _decode_items(items, feed_text, head_seq)
@@ -288,6 +298,27 @@ class Logbook:
         if isinstance(error, WrongBacklink) and not check.checked and new:
             below = self._split_below(feed, new)
         return IngestResult(check.accepted, duplicates, pending, error, below)
+
+    def _extend_in_one_pass(
+        self, feed: FeedId, head: StoredEntry | None,
+        items: Sequence[tuple[bytes, bytes | None]],
+    ) -> IngestResult | None:
+        """The common case of :meth:`ingest` in one pass: ``items`` extend the held
+        log, every one valid. None when that is not so (the full path then finds
+        duplicates, forks and the first error)."""
+        if not items or self.store.forked_at(feed) is not None:
+            return None
+        head_seq = head.seq if head is not None else 0
+        if head is not None and stored_is_end_of_log(head.raw):
+            return None
+        anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
+        done = extend_in_one_pass(items, anchor, StoredEntry)
+        if done is None:
+            return None
+        rows, accepted = done
+        if accepted:
+            self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
+        return IngestResult(accepted, 0, len(rows) - accepted)
 
     def _split_below(self, feed: FeedId, run: Sequence[Entry]) -> int | None:
         """``run[0]``'s seq if the run is the author's own on its face: consistent and
@@ -574,24 +605,32 @@ class Logbook:
 
     # -- bundles ------------------------------------------------------------
 
-    def export_bundle(self, feed: FeedId, write: Callable[[bytes], object]) -> int:
-        """Write ``feed`` (fork proofs, then entries and payloads) as a bundle.
+    def export_bundle(self, feed: FeedId | Sequence[FeedId], write: Callable[[bytes], object],
+                      *, identity_events: Sequence[tuple[bytes, bytes]] = ()) -> int:
+        """Write ``feed`` (fork proofs, then entries and payloads) as a bundle; several
+        feeds one after another. ``identity_events`` (identity, event) come first, in a
+        version 2 bundle (spec/07 §1).
 
         Of a forked feed, the entries before the fork. Returns the entries written.
         """
-        write(HEADER)
-        # Proofs first, so an importer learns of a fork before the entries past it.
-        for proof in self.store.fork_proofs(feed):
-            write(encode_proof_record(proof))
-        extent = self.extent(feed)
+        write(HEADER_V2 if identity_events else HEADER)
+        for identity, event in identity_events:
+            write(encode_identity_record(identity, event))
         written = 0
-        while written < extent and (
-            rows := self.store.entries(feed, written + 1, min(BATCH_SIZE, extent - written),
-                                       BATCH_BYTES)
-        ):
-            for row in rows:
-                write(encode_entry_record(row.raw, row.payload))
-            written += len(rows)
+        for one in [feed] if isinstance(feed, FeedId) else feed:
+            # Proofs first, so an importer learns of a fork before the entries past it.
+            for proof in self.store.fork_proofs(one):
+                write(encode_proof_record(proof))
+            extent = self.extent(one)
+            done = 0
+            while done < extent and (
+                rows := self.store.entries(one, done + 1, min(BATCH_SIZE, extent - done),
+                                           BATCH_BYTES)
+            ):
+                for row in rows:
+                    write(encode_entry_record(row.raw, row.payload))
+                done += len(rows)
+            written += done
         return written
 
     def import_bundle(
@@ -637,6 +676,12 @@ class Logbook:
 
         try:
             for record in read_bundle(read):
+                if isinstance(record, IdentityRecord):  # kept for the caller; a run goes on
+                    if len(result.identity_events) >= MAX_BUNDLE_IDENTITY_EVENTS:
+                        raise InvalidBundle(f"over {MAX_BUNDLE_IDENTITY_EVENTS} identity "
+                                            "records")
+                    result.identity_events.append((record.identity, record.event))
+                    continue
                 if isinstance(record, ForkProofRecord):
                     flush(final=True)
                     pending_feed = None  # a proof record ends the run

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +70,51 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO arrivals (feed, first_seq, last_seq)
         SELECT feed, min(seq), max(seq) FROM entries GROUP BY feed ORDER BY feed;
     """,
+    # 4 -> 5: one row per entry, its payload inline, in one table keyed for
+    # locality: the rowid is feed << SEQ_BITS | seq, so a feed's entries sit side
+    # by side in seq order and an append writes only the B-tree's right edge of
+    # that feed. One insert per entry instead of two, no second B-tree, no index:
+    # about 15% fewer bytes on disk and a third less SQLite work per entry
+    # (measured in benchmarks/replication.py). Existing rows move over in the
+    # same transaction as the version bump, so a crash leaves either schema whole.
+    """
+    CREATE TABLE entries_v5 (
+        key INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL,
+        entry BLOB NOT NULL,
+        payload BLOB
+    );
+    INSERT INTO entries_v5 (key, hash, entry, payload)
+        SELECT (e.feed << 40) | e.seq, e.hash, e.entry, p.payload
+        FROM entries e LEFT JOIN payloads p ON p.feed = e.feed AND p.seq = e.seq
+        ORDER BY e.feed, e.seq;
+    DROP TABLE payloads;
+    DROP TABLE entries;
+    ALTER TABLE entries_v5 RENAME TO entries;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: A row's key is ``feed << SEQ_BITS | seq`` (migration 5 writes the 40 in SQL).
+#: Entries are stored from seq 1 without gaps (the logbook only ever extends a
+#: log), so 2^40 seqs is a trillion entries of one feed, hundreds of terabytes:
+#: beyond any store. The 23 bits left (SQLite keys are signed 64-bit) name
+#: 8 million feeds, more than a relay ever takes in (spec/14 bounds its feeds).
+SEQ_BITS = 40
+SEQ_LIMIT = 1 << SEQ_BITS
+SEQ_MASK = SEQ_LIMIT - 1
+FEED_LIMIT = 1 << (63 - SEQ_BITS)
+#: New stores use 8 KiB pages: entry rows (~200-600 bytes) waste half a row at
+#: the end of each page, 5% of 4 KiB pages and half that of 8 KiB ones. A store
+#: made with another page size keeps it (SQLite fixes it when the file is made).
+PAGE_SIZE = 8192
+#: WAL checkpoints (copying committed pages into the database file and syncing
+#: it) run on a thread of their own once this many bytes of entries and payloads
+#: were committed, so that no commit waits for one (SQLite's own checkpoint runs
+#: inside the COMMIT that crosses its threshold). 4 MiB keeps the WAL small.
+CHECKPOINT_BYTES = 4 << 20
+#: ...and SQLite checkpoints inside a commit only when the WAL holds this many
+#: pages (128 MiB at 8 KiB): a backstop if the thread cannot keep up.
+WAL_BACKSTOP_PAGES = 16384
 #: How long a writer waits for another process's transaction before failing.
 BUSY_TIMEOUT_MS = 10_000
 #: Sequence numbers per ``IN (...)`` query; below SQLite's variable limit.
@@ -100,6 +143,8 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
     connection.execute("BEGIN IMMEDIATE")
     try:
         for version in range(_schema_version(connection), target):
+            if version == 4:
+                _check_keys_fit(connection)
             for statement in filter(str.strip, MIGRATIONS[version].split(";")):
                 connection.execute(statement)
             connection.execute(f"PRAGMA user_version = {version + 1}")
@@ -108,6 +153,19 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
         raise
     connection.execute("COMMIT")
     return found
+
+
+def _check_keys_fit(connection: sqlite3.Connection) -> None:
+    """Before migration 5: every (feed, seq) must fit its packed key (SEQ_BITS)."""
+    feeds = connection.execute("SELECT coalesce(max(id), 0) FROM feeds").fetchone()[0]
+    seqs = connection.execute("SELECT coalesce(max(seq), 0) FROM entries").fetchone()[0]
+    if feeds >= FEED_LIMIT or seqs >= SEQ_LIMIT:
+        raise UsageError(
+            f"the store holds {feeds} feeds and seqs up to {seqs}, more than schema 5 "
+            f"keys hold ({FEED_LIMIT} feeds, seqs below 2^{SEQ_BITS}): keep it with the "
+            "tidings that wrote it, or export its feeds (`tidings export`) and import them "
+            "into a new store"
+        )
 
 
 def _set_wal(db: sqlite3.Connection) -> None:
@@ -145,11 +203,15 @@ class SqliteStore:
         self._feed_ids: dict[FeedId, int] = {}
         self._page_limit_file = os.environ.get("TIDINGS_TEST_PAGE_LIMIT")
         self._page_limit = 0
+        self._written = 0  # bytes committed since the checkpoint thread last ran
+        self._checkpointer: _Checkpointer | None = None
         db = self._db
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a no-op once the file exists
             _set_wal(db)
             db.execute("PRAGMA synchronous = FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
             db.execute("PRAGMA foreign_keys = ON")
             migrate(db)
         except sqlite3.DatabaseError as exc:
@@ -180,6 +242,11 @@ class SqliteStore:
             try:
                 yield
                 self._db.execute("COMMIT")
+                if self._written >= CHECKPOINT_BYTES:
+                    self._written = 0
+                    if self._checkpointer is None:
+                        self._checkpointer = _Checkpointer(self.path)
+                    self._checkpointer.wake()
             except BaseException as exc:
                 if self._db.in_transaction:  # SQLite may have rolled back itself (full)
                     self._db.execute("ROLLBACK")
@@ -221,90 +288,105 @@ class SqliteStore:
                 "INSERT INTO feeds (author, log_id) VALUES (?, ?)", (feed.author_key, feed.log_id)
             )
             row = (cursor.lastrowid,)
+            if int(row[0] or 0) >= FEED_LIMIT:
+                raise UsageError(
+                    f"the store {self.path} holds {FEED_LIMIT} feeds, the most its keys "
+                    "can name: move feeds you no longer need to another store"
+                )
         feed_id = int(row[0])
         self._feed_ids[feed] = feed_id
         return feed_id
 
+    def _range(self, feed: FeedId) -> int | None:
+        """The key of ``feed``'s seq 0 (its rows are keys ``base + 1 .. base + SEQ_LIMIT - 1``)."""
+        fid = self._feed_id(feed)
+        return None if fid is None else fid << SEQ_BITS
+
     def head(self, feed: FeedId) -> StoredEntry | None:
         with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None:
                 return None
             row = self._db.execute(
-                "SELECT seq, hash, entry FROM entries WHERE feed = ? ORDER BY seq DESC LIMIT 1",
-                (fid,),
+                "SELECT key, hash, entry FROM entries WHERE key > ? AND key < ? "
+                "ORDER BY key DESC LIMIT 1",
+                (base, base + SEQ_LIMIT),
             ).fetchone()
-        return StoredEntry(row[0], row[1], row[2], None) if row else None
+        return StoredEntry(row[0] - base, row[1], row[2], None) if row else None
 
     def _rows_at(self, feed: FeedId, seqs: Collection[int], query: str) -> list[tuple[Any, ...]]:
-        """``query`` (ending in ``seq IN ({marks})``) for ``seqs``, in chunks, ascending."""
+        """``query`` (ending in ``key IN ({marks})``, selecting the key first) for ``seqs``,
+        in chunks, ascending, with each key made a seq again."""
         with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None:
                 return []
-            wanted = sorted(set(seqs))
+            # A seq no row can have must not become another feed's key.
+            wanted = sorted({base + seq for seq in seqs if 0 < seq < SEQ_LIMIT})
             rows: list[tuple[Any, ...]] = []
             for start in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[start:start + _IN_CHUNK]
                 marks = ",".join("?" * len(chunk))
-                rows.extend(self._db.execute(query.format(marks=marks), (fid, *chunk)))
+                rows.extend((key - base, *rest)
+                            for key, *rest in self._db.execute(query.format(marks=marks), chunk))
             return rows
 
     def hashes(self, feed: FeedId, seqs: Collection[int]) -> dict[int, bytes]:
         return dict(self._rows_at(
-            feed, seqs, "SELECT seq, hash FROM entries WHERE feed = ? AND seq IN ({marks})"
+            feed, seqs, "SELECT key, hash FROM entries WHERE key IN ({marks})"
         ))
-
-    _SELECT = (
-        "SELECT e.seq, e.hash, e.entry, p.payload FROM entries e "
-        "LEFT JOIN payloads p ON p.feed = e.feed AND p.seq = e.seq "
-    )
 
     def entries(
         self, feed: FeedId, since: int = 1, limit: int | None = None,
         max_bytes: int | None = None,
     ) -> list[StoredEntry]:
         with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None or since >= SEQ_LIMIT:
                 return []
             cursor = self._db.execute(
-                self._SELECT + "WHERE e.feed = ? AND e.seq >= ? ORDER BY e.seq LIMIT ?",
-                (fid, since, -1 if limit is None else limit),
+                "SELECT key, hash, entry, payload FROM entries WHERE key >= ? AND key < ? "
+                "ORDER BY key LIMIT ?",
+                (base + max(since, 1), base + SEQ_LIMIT, -1 if limit is None else limit),
             )
             # The cursor steps row by row, so stopping at the byte budget never
             # loads the rows past it.
             try:
-                return take_within((StoredEntry(*row) for row in cursor), max_bytes)
+                return take_within(
+                    (StoredEntry(key - base, h, raw, p) for key, h, raw, p in cursor), max_bytes
+                )
             finally:
                 cursor.close()
 
     def entries_at(
         self, feed: FeedId, seqs: Collection[int], *, payloads: bool = True
     ) -> list[StoredEntry]:
-        if payloads:
-            query = self._SELECT + "WHERE e.feed = ? AND e.seq IN ({marks}) ORDER BY e.seq"
-        else:
-            query = ("SELECT seq, hash, entry, NULL FROM entries "
-                     "WHERE feed = ? AND seq IN ({marks}) ORDER BY seq")
+        query = ("SELECT key, hash, entry, payload FROM entries WHERE key IN ({marks}) ORDER BY key"
+                 if payloads else
+                 "SELECT key, hash, entry, NULL FROM entries WHERE key IN ({marks}) ORDER BY key")
         return [StoredEntry(*row) for row in self._rows_at(feed, seqs, query)]
 
     def append(self, feed: FeedId, rows: Sequence[StoredEntry]) -> None:
         with self.transaction():
             fid = self._feed_id(feed, create=True)
+            assert fid is not None
+            if not rows:
+                return
+            if rows[-1].seq >= SEQ_LIMIT or rows[0].seq < 1:
+                raise UsageError(f"this store keeps seqs 1 to 2^{SEQ_BITS} - 1 of a feed")
+            base = fid << SEQ_BITS
+            # StoredEntry is the tuple (seq, hash, raw, payload): the rows go in as
+            # they are, the key made in SQL (base is an int this store computed).
             self._db.executemany(
-                "INSERT INTO entries (feed, seq, hash, entry) VALUES (?, ?, ?, ?)",
-                [(fid, row.seq, row.hash, row.raw) for row in rows],
+                "INSERT INTO entries (key, hash, entry, payload) "
+                f"VALUES ({int(base)} + ?1, ?2, ?3, ?4)", rows,
             )
-            self._db.executemany(
-                "INSERT INTO payloads (feed, seq, payload) VALUES (?, ?, ?)",
-                [(fid, row.seq, row.payload) for row in rows if row.payload is not None],
+            self._written += sum(len(raw) + len(p) if p is not None else len(raw)
+                                 for _, _, raw, p in rows)
+            self._db.execute(
+                "INSERT INTO arrivals (feed, first_seq, last_seq) VALUES (?, ?, ?)",
+                (fid, rows[0].seq, rows[-1].seq),
             )
-            if rows:
-                self._db.execute(
-                    "INSERT INTO arrivals (feed, first_seq, last_seq) VALUES (?, ?, ?)",
-                    (fid, rows[0].seq, rows[-1].seq),
-                )
 
     def arrivals(self, after: int, limit: int) -> list[Arrival]:
         with self._lock:
@@ -323,49 +405,50 @@ class SqliteStore:
         return int(row[0] or 0)
 
     def payloads_held(self, feed: FeedId, seqs: Collection[int]) -> set[int]:
-        query = "SELECT seq FROM payloads WHERE feed = ? AND seq IN ({marks})"
+        query = "SELECT key FROM entries WHERE key IN ({marks}) AND payload IS NOT NULL"
         return {row[0] for row in self._rows_at(feed, seqs, query)}
 
     def put_payload(self, feed: FeedId, seq: int, payload: bytes) -> None:
         with self.transaction():
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None:
                 raise KeyError(f"{feed} is not in the store")
-            self._db.execute(
-                "INSERT OR REPLACE INTO payloads (feed, seq, payload) VALUES (?, ?, ?)",
-                (fid, seq, payload),
-            )
+            if not 0 < seq < SEQ_LIMIT or not self._db.execute(
+                "UPDATE entries SET payload = ? WHERE key = ?", (payload, base + seq)
+            ).rowcount:
+                raise KeyError(f"{feed} has no entry {seq} in the store")
 
     def delete_payload(self, feed: FeedId, seq: int) -> bool:
         with self.transaction():
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None or not 0 < seq < SEQ_LIMIT:
                 return False
             cursor = self._db.execute(
-                "DELETE FROM payloads WHERE feed = ? AND seq = ?", (fid, seq)
+                "UPDATE entries SET payload = NULL WHERE key = ? AND payload IS NOT NULL",
+                (base + seq,),
             )
             return cursor.rowcount > 0
 
     def feed_bytes(self, feed: FeedId) -> int:
         with self._lock:
-            fid = self._feed_id(feed)
-            if fid is None:
+            base = self._range(feed)
+            if base is None:
                 return 0
-            entries = self._db.execute(
-                "SELECT coalesce(sum(length(entry)), 0) FROM entries WHERE feed = ?", (fid,)
+            total = self._db.execute(
+                "SELECT coalesce(sum(length(entry)), 0) + coalesce(sum(length(payload)), 0) "
+                "FROM entries WHERE key > ? AND key < ?", (base, base + SEQ_LIMIT)
             ).fetchone()[0]
-            payloads = self._db.execute(
-                "SELECT coalesce(sum(length(payload)), 0) FROM payloads WHERE feed = ?", (fid,)
-            ).fetchone()[0]
-        return int(entries) + int(payloads)
+        return int(total)
 
     def delete_feed(self, feed: FeedId) -> None:
         with self.transaction():
             fid = self._feed_id(feed)
             if fid is None:
                 return
-            for table in ("payloads", "entries", "fork_proofs"):
-                self._db.execute(f"DELETE FROM {table} WHERE feed = ?", (fid,))
+            base = fid << SEQ_BITS
+            self._db.execute("DELETE FROM entries WHERE key > ? AND key < ?",
+                             (base, base + SEQ_LIMIT))
+            self._db.execute("DELETE FROM fork_proofs WHERE feed = ?", (fid,))
             # The feed's row and its arrivals stay: arrival ids are cursors that
             # readers hold, and must never be handed out again.
             self._db.execute("UPDATE feeds SET forked_at = NULL WHERE id = ?", (fid,))
@@ -373,9 +456,9 @@ class SqliteStore:
     def feeds(self) -> list[FeedInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT f.author, f.log_id, f.forked_at, h.seq, h.hash FROM feeds f "
-                "LEFT JOIN entries h ON h.feed = f.id AND h.seq = "
-                "(SELECT max(seq) FROM entries e WHERE e.feed = f.id) "
+                "SELECT f.author, f.log_id, f.forked_at, h.key - (f.id << 40), h.hash "
+                "FROM feeds f LEFT JOIN entries h ON h.key = (SELECT key FROM entries "
+                "WHERE key > f.id << 40 AND key < (f.id + 1) << 40 ORDER BY key DESC LIMIT 1) "
                 "ORDER BY f.author, f.log_id"
             ).fetchall()
         return [FeedInfo(FeedId(author, log_id), latest or 0, forked, head_hash) for
@@ -419,4 +502,51 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self._db.close()  # the last connection checkpoints and removes the WAL
+
+
+class _Checkpointer:
+    """A thread with its own connection that runs passive WAL checkpoints when woken.
+
+    A passive checkpoint never blocks a writer; it copies what is committed into
+    the database file. A crash during one is harmless: the WAL still holds every
+    committed page, and SQLite replays it on the next open.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tidings-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            return  # SQLite's own checkpoints (WAL_BACKSTOP_PAGES) still run
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA synchronous = FULL")
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopping:
+                    return
+                # Busy or full: the next wake tries again; the WAL keeps everything.
+                with suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            db.close()

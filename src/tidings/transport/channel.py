@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -81,7 +82,8 @@ class Channel:
         self._remote_static: bytes | None = None
         self._inbox = bytearray()  # raw bytes from the socket, at most one frame + 2
         self._stream = bytearray()  # decrypted plaintext, at most one message + a frame
-        self._outgoing = bytearray()  # encrypted bytes ready for the socket
+        self._outgoing: list[bytes] = []  # encrypted frames ready for the socket, joined once
+        self._outgoing_size = 0
         self._plaintext_out = bytearray()  # messages not yet sealed into frames
         self._messages: list[Message] = []
         self._handshake_step = 0
@@ -140,37 +142,57 @@ class Channel:
         """Feed bytes from the socket; raises a PeerError if the peer broke the protocol."""
         self.bytes_received += len(data)
         self._inbox += data
-        while len(self._inbox) >= 2:
-            (length,) = _LENGTH.unpack_from(self._inbox)
-            if length == 0:
-                raise BadFrame("empty frame")
-            if len(self._inbox) < 2 + length:
-                break
-            frame = bytes(self._inbox[2:2 + length])
-            del self._inbox[:2 + length]
-            if self._handshake is not None:
-                self._on_handshake_frame(frame)
-            else:
+        start = 0  # frames are read in place, and cut from the inbox once, below
+        try:
+            while len(self._inbox) - start >= 2:
+                (length,) = _LENGTH.unpack_from(self._inbox, start)
+                if length == 0:
+                    raise BadFrame("empty frame")
+                if len(self._inbox) - start < 2 + length:
+                    break
+                if self._handshake is not None:
+                    frame = bytes(self._inbox[start + 2:start + 2 + length])
+                    start += 2 + length
+                    self._on_handshake_frame(frame)
+                    continue
                 assert self._receive_cipher is not None
                 if length <= TAG_LEN:
                     raise BadFrame(f"transport frame of {length} bytes carries no data")
-                self._stream += self._receive_cipher.decrypt_with_ad(b"", frame)
+                frame_view = memoryview(self._inbox)[start + 2:start + 2 + length]
+                try:
+                    plain = self._receive_cipher.decrypt_with_ad(b"", frame_view)
+                finally:
+                    frame_view.release()  # (the inbox is cut below)
+                start += 2 + length
+                self._stream += plain
                 self._parse_stream()
+        finally:
+            del self._inbox[:start]
 
     def _parse_stream(self) -> None:
-        while len(self._stream) >= 4:
-            (length,) = _MESSAGE_LENGTH.unpack_from(self._stream)
-            if length > MAX_MESSAGE_SIZE:
-                raise MessageTooLarge(
-                    f"message length {length} is over the bound of {MAX_MESSAGE_SIZE} bytes"
-                )
-            if length == 0:
-                raise MalformedMessage("empty message")
-            if len(self._stream) < 4 + length:
-                break
-            body = bytes(self._stream[4:4 + length])
-            del self._stream[:4 + length]
-            self._messages.append(decode_message(body))
+        start = 0  # messages are decoded in place, and cut from the stream once
+        try:
+            while len(self._stream) - start >= 4:
+                (length,) = _MESSAGE_LENGTH.unpack_from(self._stream, start)
+                if length > MAX_MESSAGE_SIZE:
+                    raise MessageTooLarge(
+                        f"message length {length} is over the bound of {MAX_MESSAGE_SIZE} "
+                        "bytes"
+                    )
+                if length == 0:
+                    raise MalformedMessage("empty message")
+                if len(self._stream) - start < 4 + length:
+                    break
+                body = memoryview(self._stream)[start + 4:start + 4 + length]
+                try:
+                    # (msgpack reads any buffer: the body is decoded where it lies)
+                    message = decode_message(cast(bytes, body))
+                finally:
+                    body.release()  # (the stream is cut below)
+                start += 4 + length
+                self._messages.append(message)
+        finally:
+            del self._stream[:start]
 
     def messages(self) -> list[Message]:
         """Messages received so far, oldest first; each is returned once."""
@@ -188,25 +210,29 @@ class Channel:
 
     def _flush_plaintext(self) -> None:
         assert self._send_cipher is not None
-        view = memoryview(self._plaintext_out)
-        for start in range(0, len(view), MAX_FRAME_PLAINTEXT):
-            chunk = bytes(view[start:start + MAX_FRAME_PLAINTEXT])
-            self._queue_frame(self._send_cipher.encrypt_with_ad(b"", chunk))
-        view.release()
+        for start in range(0, len(self._plaintext_out), MAX_FRAME_PLAINTEXT):
+            piece = memoryview(self._plaintext_out)[start:start + MAX_FRAME_PLAINTEXT]
+            try:
+                self._queue_frame(self._send_cipher.encrypt_with_ad(b"", piece))
+            finally:
+                piece.release()  # (the buffer is cleared below)
         self._plaintext_out.clear()
 
     def _queue_frame(self, frame: bytes) -> None:
-        self._outgoing += _LENGTH.pack(len(frame)) + frame
+        self._outgoing.append(_LENGTH.pack(len(frame)))
+        self._outgoing.append(frame)
+        self._outgoing_size += 2 + len(frame)
 
     def data_to_send(self) -> bytes:
         """Bytes for the socket, in order; each is returned once."""
         if self.established and self._plaintext_out:
             self._flush_plaintext()
-        out = bytes(self._outgoing)
+        out = b"".join(self._outgoing)
         self._outgoing.clear()
+        self._outgoing_size = 0
         self.bytes_sent += len(out)
         return out
 
     @property
     def pending_output(self) -> int:
-        return len(self._outgoing) + len(self._plaintext_out)
+        return self._outgoing_size + len(self._plaintext_out)

@@ -85,10 +85,10 @@ class CipherState:
     def _nonce(self) -> bytes:
         return b"\x00\x00\x00\x00" + self.n.to_bytes(8, "little")
 
-    def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
+    def encrypt_with_ad(self, ad: bytes, plaintext: bytes | memoryview) -> bytes:
         """Encrypt with the next nonce; pass ``plaintext`` through while there is no key."""
         if self._aead is None:
-            return plaintext
+            return bytes(plaintext)
         if self.n >= _MAX_NONCE:
             raise LocalProtocolError("this cipher state has used every nonce; handshake again")
         if len(plaintext) > MAX_MESSAGE_LEN - TAG_LEN:
@@ -96,10 +96,10 @@ class CipherState:
         ciphertext, self.n = self._aead.encrypt(self._nonce(), plaintext, ad), self.n + 1
         return ciphertext
 
-    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes | memoryview) -> bytes:
         """Decrypt with the next nonce (unchanged on failure); BadFrame if it does not verify."""
         if self._aead is None:
-            return ciphertext
+            return bytes(ciphertext)
         if self.n >= _MAX_NONCE:
             raise BadFrame("the peer sent more messages than one cipher state allows")
         if not TAG_LEN <= len(ciphertext) <= MAX_MESSAGE_LEN:

@@ -13,7 +13,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgpack
 
@@ -22,12 +22,14 @@ from tidings.core.blob import MAX_PROOF_SIZE as MAX_CHUNK_PROOF
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
+from tidings.core.lipmaa import links_needed
 from tidings.errors import InvalidId, LocalProtocolError, MalformedMessage, MessageTooLarge
 
 #: Wire protocol versions this implementation speaks, newest last. Version 3 is
 #: version 2 plus the identity messages (types 11 to 13, spec/12 §6.2) and the
-#: blob messages (types 14 to 18, spec/13).
-VERSIONS = (2, 3)
+#: blob messages (types 14 to 18, spec/13); version 4 is version 3 plus the
+#: compact-entries message (type 19, spec/09 §8).
+VERSIONS = (2, 3, 4)
 #: The first version with identity messages (and blob messages).
 IDENTITY_VERSION = 3
 #: One message: a payload at its largest (1 MiB) plus a batch's worth of
@@ -699,20 +701,143 @@ BLOB_MESSAGES: tuple[type[BlobMessage], ...] = (
 
 # -- end of the blob messages ---------------------------------------------------------
 
+# -- compact entries (wire version 4, spec/09 §8) -------------------------------------
+# Type 19: a run of entries of one feed without what the receiver recomputes
+# (wire/compact.py turns full entries into one and back). A session below
+# version 4 treats the type as unknown (malformed).
+
+#: The wire version that carries compact-entries messages (spec/09 §8).
+COMPACT_VERSION = 4
+#: Bytes of one link hash among a compact run's anchors.
+ANCHOR_SIZE = 32
+#: Bytes of an Ed25519 signature.
+SIGNATURE_SIZE = 64
+#: Entry flags (spec/02 §1): 0 unsigned, 2 signed, 3 signed end-of-log.
+ENTRY_FLAGS = (0, 2, 3)
+#: Entry seqs stop at 2^63 - 1 (spec/02 §6).
+MAX_ENTRY_SEQ = 2**63 - 1
+MAX_TIMESTAMP = 2**64 - 1
+
+
+class CompactItem(NamedTuple):
+    """One entry of a compact run: what the receiver cannot recompute.
+
+    ``timestamp`` None: the same as the previous item's. ``payload`` None: the
+    payload is absent, and ``absent`` carries the signed ``(size, hash)``;
+    otherwise ``absent`` is None (size and hash follow from the payload).
+    ``signature`` is None exactly when the flags say unsigned.
+    """
+
+    flags: int
+    timestamp: int | None
+    payload: bytes | None
+    absent: tuple[int, bytes] | None
+    signature: bytes | None
+
+    def field(self) -> list[Any]:
+        size_hash = None if self.absent is None else list(self.absent)
+        return [self.flags, self.timestamp,
+                self.payload if self.payload is not None else size_hash, self.signature]
+
+
+def _compact_item(raw: Any, first: bool) -> CompactItem:
+    # The usual item (a present payload), checked in one expression: a run holds up
+    # to 1024 of them. Anything else takes the checks below, which name the fault.
+    if type(raw) is list and len(raw) == 4:
+        flags, timestamp, payload, signature = raw
+        if (
+            type(flags) is int and flags in ENTRY_FLAGS
+            and ((type(timestamp) is int and 0 <= timestamp <= MAX_TIMESTAMP)
+                 or (timestamp is None and not first))
+            and type(payload) is bytes and len(payload) <= MAX_PAYLOAD_SIZE
+            and (signature is None if flags == 0
+                 else type(signature) is bytes and len(signature) == SIGNATURE_SIZE)
+        ):
+            return CompactItem(flags, timestamp, payload, None, signature)
+    _shape(raw, list, "a compact item", max_len=4, min_len=4)
+    flags = _uint(raw[0], "entry flags", 3)
+    if flags not in ENTRY_FLAGS:
+        raise MalformedMessage("entry flags are 0, 2 or 3 (1 is malformed)")
+    timestamp = raw[1]
+    if timestamp is None:
+        if first:
+            raise MalformedMessage("the first compact item carries its timestamp")
+    else:
+        _uint(timestamp, "timestamp", MAX_TIMESTAMP)
+    payload, absent = raw[2], None
+    if type(payload) is list:
+        _shape(payload, list, "an absent payload's [size, hash]", max_len=2, min_len=2)
+        absent = (_uint(payload[0], "payload size", MAX_PAYLOAD_SIZE),
+                  _shape(payload[1], bytes, "payload hash", max_len=32, min_len=32))
+        payload = None
+    else:
+        _shape(payload, bytes, "a payload", max_len=MAX_PAYLOAD_SIZE)
+    signature = raw[3]
+    if flags & 2:
+        _shape(signature, bytes, "a signature", max_len=SIGNATURE_SIZE, min_len=SIGNATURE_SIZE)
+    elif signature is not None:
+        raise MalformedMessage("an unsigned item (flags 0) carries no signature (nil)")
+    return CompactItem(flags, timestamp, payload, absent, signature)
+
+
+def anchor_seqs(first: int, count: int) -> list[int]:
+    """The seqs below ``first`` whose hashes a run ``first..first+count-1`` carries as
+    anchors, ascending: every entry below the run that one of its links names."""
+    return sorted(links_needed(first, first + count - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class CompactEntries:
+    """Type 19: consecutive entries of one feed from ``first_seq``, compact.
+
+    ``anchors`` are the hashes of the entries below the run that its links name
+    (:func:`anchor_seqs`), joined in ascending seq order. The receiver rebuilds
+    every entry byte for byte (:func:`tidings.wire.compact.expand_run`).
+    """
+
+    TYPE = 19
+    feed: FeedId
+    first_seq: int
+    anchors: bytes
+    items: tuple[CompactItem, ...]
+
+    def fields(self) -> list[Any]:
+        return [self.feed.author_key, self.feed.log_id, self.first_seq, self.anchors,
+                [item.field() for item in self.items]]
+
+    @classmethod
+    def parse(cls, body: list[Any]) -> CompactEntries:
+        author, log_id, first, anchors, raw_items = _arity(body, 5, "compact entries")
+        feed = _feed(author, log_id)
+        first_seq = _uint(first, "first seq", MAX_ENTRY_SEQ, 1)
+        _shape(raw_items, list, "compact items", max_len=MAX_ITEMS, min_len=1)
+        if first_seq + len(raw_items) - 1 > MAX_ENTRY_SEQ:
+            raise MalformedMessage(f"a run of {len(raw_items)} from seq {first_seq} passes "
+                                   f"the last seq 2^63 - 1")
+        needed = len(anchor_seqs(first_seq, len(raw_items))) * ANCHOR_SIZE
+        _shape(anchors, bytes, "anchors", max_len=needed, min_len=needed)
+        items = tuple(_compact_item(raw, index == 0) for index, raw in enumerate(raw_items))
+        return cls(feed, first_seq, anchors, items)
+
+# -- end of compact entries ------------------------------------------------------------
+
+
 
 Message = (
     Hello | Clock | Entries | PartialRequest | PartialResponse | ForkProofMessage | Peers | Ping
     | ErrorMessage | SeqRequest | SeqResponse | IdentityNotes | IdentityRequest | IdentityEvents
-    | BlobMessage
+    | BlobMessage | CompactEntries
+)
+_MESSAGE_CLASSES: tuple[type[Message], ...] = (
+    Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
+    ErrorMessage, SeqRequest, SeqResponse, IdentityNotes, IdentityRequest, IdentityEvents,
+    *BLOB_MESSAGES, CompactEntries,
 )
 _PARSERS: dict[int, Callable[[list[Any]], Message]] = {
-    cls.TYPE: cls.parse
-    for cls in (
-        Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers, Ping,
-        ErrorMessage, SeqRequest, SeqResponse, IdentityNotes, IdentityRequest, IdentityEvents,
-        *BLOB_MESSAGES,
-    )
+    cls.TYPE: cls.parse for cls in _MESSAGE_CLASSES
 }
+# Two classes with one type number would silently shadow each other.
+assert len(_PARSERS) == len(_MESSAGE_CLASSES), "two message classes share a type number"
 
 
 def _arity(body: list[Any], count: int, what: str) -> list[Any]:
@@ -788,4 +913,5 @@ def decode_message(body: bytes) -> Message:
 def message_types() -> Sequence[type]:
     """Every message class, by type number (for the spec's vectors and tests)."""
     return [Hello, Clock, Entries, PartialRequest, PartialResponse, ForkProofMessage, Peers,
-            Ping, ErrorMessage, SeqRequest, SeqResponse, *IDENTITY_MESSAGES, *BLOB_MESSAGES]
+            Ping, ErrorMessage, SeqRequest, SeqResponse, *IDENTITY_MESSAGES, *BLOB_MESSAGES,
+            CompactEntries]
