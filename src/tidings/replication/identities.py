@@ -12,6 +12,7 @@ tables, or a dict in tests and the simulator). The replicator asks it:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -90,7 +91,9 @@ class IdentityBook:
         #: Log ids seen per author key that is no followed identity's device (yet):
         #: kept, bounded, so "every log" of an author holds whatever order the notes
         #: and the device-add arrive in. Insertion order is age (oldest first).
-        self.unplaced_logs: dict[bytes, set[str]] = {}
+        #: Oldest first (an OrderedDict: evicting the oldest is O(1), where deleting a
+        #: plain dict's first key again and again scans the holes it leaves).
+        self.unplaced_logs: OrderedDict[bytes, set[str]] = OrderedDict()
         self.reload()
         self.set_follows(follows or {})
 
@@ -192,14 +195,16 @@ class IdentityBook:
         return found
 
     def _remember(self, key: bytes, log_id: str) -> None:
-        logs = self.unplaced_logs.pop(key, None)  # (re-inserted: now the newest)
+        logs = self.unplaced_logs.get(key)
         if logs is None:
             logs = set()
             while len(self.unplaced_logs) >= MAX_UNPLACED_KEYS:
-                del self.unplaced_logs[next(iter(self.unplaced_logs))]
+                self.unplaced_logs.popitem(last=False)
+            self.unplaced_logs[key] = logs
+        else:
+            self.unplaced_logs.move_to_end(key)  # now the newest
         if len(logs) < MAX_LOGS_PER_DEVICE:
             logs.add(log_id)
-        self.unplaced_logs[key] = logs
 
     def _place(self, devices: set[bytes]) -> bool:
         """Move the remembered log ids of keys that are devices now; True if any is new."""

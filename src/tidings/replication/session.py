@@ -27,7 +27,7 @@ socket drains (backpressure).
 from __future__ import annotations
 
 import enum
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -337,7 +337,7 @@ class Session:
         self._pending_notes: dict[FeedId, Note] = {}
         self._owed: set[FeedId] = set()  # feeds the peer streams from us and lacks
         #: Notes the peer sent of feeds not kept then (oldest first), bounded.
-        self._unkept: dict[FeedId, Note] = {}
+        self._unkept: OrderedDict[FeedId, Note] = OrderedDict()  # oldest first
         #: Some were evicted: a new want may lack the peer's note until it answers.
         self._unkept_evicted = False
         #: Notes sent to answer wants of feeds this side neither holds nor wants.
@@ -933,7 +933,7 @@ class Session:
     def _keep_aside(self, feed: FeedId, note: Note) -> None:
         self._unkept.pop(feed, None)  # (re-inserted: now the newest)
         if len(self._unkept) >= MAX_UNKEPT_NOTES:
-            del self._unkept[next(iter(self._unkept))]
+            self._unkept.popitem(last=False)  # (O(1): a plain dict's first key is not)
             self._unkept_evicted = True
         self._unkept[feed] = note
 
