@@ -293,6 +293,71 @@ def extend_in_one_pass(
     return rows, accepted
 
 
+def extend_rebuilt(
+    entries: Sequence[Entry],
+    payloads: Sequence[bytes | None],
+    anchor: Anchor,
+    make_row: Callable[[int, bytes, bytes, bytes | None], Row],
+) -> tuple[list[Row], int] | None:
+    """:func:`extend_in_one_pass` for entries rebuilt from a compact run (spec/09 §8):
+    each ``Entry`` made by the rebuild, so its fields are its bytes' fields (D1-D9
+    hold by construction), its ``hash`` is the BLAKE2b of its ``raw``, and its
+    ``payload_hash`` and ``payload_size`` are those of its payload where one is given.
+
+    So nothing is read or hashed again; every rule of :func:`check_run` is still
+    checked, in its order: the feed (C1), consecutive seqs from the anchor (C2), the
+    signature of each signed entry (C4), unsigned runs (C5), each backlink and lipmaa
+    link against the entry before it or the anchor's hashes (C6, C7), the payload's
+    size (C8; its hash, C9, is the one the rebuild computed from it), nothing past an
+    end of log (C3). At the first failure this gives up and returns None, and the
+    caller runs the full path, which names the rule. Passing rebuilt entries that
+    were not made so is a bug of the caller: the full path is the one for anything else.
+    """
+    if anchor.detached or anchor.ended or len(entries) != len(payloads):
+        return None
+    author, log_id, known = anchor.author, anchor.log_id, anchor.known
+    first = expected_seq = anchor.head_seq + 1
+    previous = known.get(anchor.head_seq) if anchor.head_seq else None
+    if anchor.head_seq and previous is None:
+        return None
+    unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
+    hashes: list[bytes] = []
+    rows: list[Row] = []
+    accepted = 0
+    count = len(entries)
+    for entry, payload in zip(entries, payloads, strict=True):
+        flags, seq, raw = entry.flags, entry.seq, entry.raw
+        if seq != expected_seq or entry.author != author or entry.log_id != log_id \
+                or len(raw) > MAX_ENTRY_SIZE:  # C2, C1, D1
+            return None
+        if flags & FLAG_SIGNED:  # C4
+            if not signature_holds(author, entry.signature, raw[:-SIG_PART]):
+                return None
+            unsigned = unsigned_bytes = 0
+        else:  # C5
+            unsigned += 1
+            unsigned_bytes += entry.payload_size
+            if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
+                return None
+        if seq > 1 and entry.backlink != previous:  # C6
+            return None
+        target = link_target(seq)
+        if target is not None and entry.lipmaa_link != (  # C7
+                hashes[target - first] if target >= first else known.get(target, b"")):
+            return None
+        if payload is not None and len(payload) != entry.payload_size:  # C8
+            return None
+        previous = entry.hash
+        hashes.append(previous)
+        rows.append(make_row(seq, previous, raw, payload))
+        expected_seq += 1
+        if flags & FLAG_SIGNED:
+            accepted = len(rows)
+            if flags & FLAG_END_OF_LOG and expected_seq - first < count:  # C3
+                return None
+    return rows, accepted
+
+
 def verify_run(
     entries: Sequence[Entry],
     anchor: Anchor,

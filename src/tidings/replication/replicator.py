@@ -700,15 +700,16 @@ class Replicator:
         if feed in peer.diverged:
             peer.session.count_unsolicited()  # in flight before it learned: dropped
             return
-        items = event.items
+        items, rebuilt = event.items, event.decoded
         cap = self.identity_caps.get(feed)
         if cap is not None:
             # A revoked device's entries past its cut are not the identity's: not
             # stored (spec/12 §7.2). Not the peer's fault: it may not know the revocation.
             items = tuple(i for i in items if decode_entry(i[0]).seq <= cap)
+            rebuilt = None
             if not items:
                 return
-        result = self.logbook.ingest(feed, items)
+        result = self.logbook.ingest(feed, items, rebuilt)
         added, error = result.added, result.error
         if error is None and result.pending and len(items) == len(event.items):
             error = UnsignedTail(
@@ -1066,8 +1067,9 @@ class Replicator:
             if not rows:
                 session.forget_owed(feed)
                 continue
+            # _served checked each row's hash and payload: compact_run need not again.
             session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq,
-                                 rows[-1].hash)
+                                 rows[-1].hash, [r.hash for r in rows])
 
     def _stream_batch(self, feed: FeedId, since: int) -> list[StoredEntry]:
         """Entries ``since..`` to send in one message, ending at a signed entry (spec/10 §5.3).

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tidings.core.entry import Entry
@@ -625,12 +625,17 @@ class Session:
         self._owed.discard(feed)
 
     def send_entries(self, feed: FeedId, items: list[tuple[bytes, bytes | None]],
-                     last_seq: int, last_hash: bytes) -> None:
-        """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given)."""
+                     last_seq: int, last_hash: bytes,
+                     hashes: Sequence[bytes] | None = None) -> None:
+        """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given).
+
+        ``hashes``: the entries' hashes, where the caller has checked them and each
+        payload against its entry (see :func:`compact_run`)."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
         # At wire version 4 a run goes compact (spec/09 §8); in full where it cannot.
-        compact = compact_run(feed, items) if (self.version or 0) >= COMPACT_VERSION else None
+        compact = (compact_run(feed, items, hashes)
+                   if (self.version or 0) >= COMPACT_VERSION else None)
         self._send(compact if compact is not None else Entries(feed, tuple(items)))
         self.entries_sent += len(items)
         self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)

@@ -142,9 +142,14 @@ def _read_hash(raw: bytes, at: int) -> tuple[bytes, int]:
     return raw[at + 2:at + 34], at + 34
 
 
-def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
+def compact_run(feed: FeedId, items: Sequence[Item],
+                hashes: Sequence[bytes] | None = None) -> CompactEntries | None:
     """``items`` (consecutive entries of ``feed`` with payloads or None) as one
     compact-entries message, or None where they are not a run it can carry.
+
+    ``hashes``, when given, are the items' entry hashes, and each payload is known
+    to hash to what its entry names (a store that checked both as it read them,
+    as a node's serving path does): then neither is computed again here.
 
     The entries are read by the layout :func:`expand_run` writes, so that what it
     rebuilds is exactly ``items``. None when an entry is laid out otherwise (of
@@ -160,6 +165,8 @@ def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
     starts = {b"\x8a\x02" + bytes((flags,)) + feed_part: flags for flags in (0, 2, 3)}
     fields_end = 3 + len(feed_part)  # fields 0 to 3: the same in every entry of the feed
     blake2b = hashlib.blake2b
+    if hashes is not None and len(hashes) != len(items):
+        raise ValueError("compact_run needs one hash per item")
     below: dict[int, bytes] = {}  # anchors, by seq
     held: dict[int, bytes] = {}  # entry hashes of the run, by seq
     compact: list[CompactItem] = []
@@ -203,15 +210,16 @@ def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
                     return None
             if at != len(raw) or size > MAX_PAYLOAD_SIZE:
                 return None
-            if payload is not None and (len(payload) != size or
-                                        blake2b(payload, digest_size=32).digest() != phash):
+            if payload is not None and (len(payload) != size or (hashes is None and
+                                        blake2b(payload, digest_size=32).digest() != phash)):
                 return None
             compact.append(CompactItem(
                 flags, None if stamp == timestamp else stamp, payload,
                 None if payload is not None else (size, phash), signature,
             ))
             timestamp = stamp
-            held[seq] = blake2b(raw, digest_size=32).digest()
+            held[seq] = (blake2b(raw, digest_size=32).digest() if hashes is None
+                         else hashes[seq - first])
     except (LookupError, ValueError):  # a short entry, a head of another type
         return None
     seqs = anchor_seqs(first, len(items))
