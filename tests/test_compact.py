@@ -28,7 +28,13 @@ from tidings.errors import BadSignature, InvalidData, MalformedMessage
 from tidings.replication.session import MAX_UNSOLICITED, EntriesReceived, Failed, Session
 from tidings.storage.base import StoredEntry
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.wire.compact import compact_run, expand_entries, expand_run, feed_fields
+from tidings.wire.compact import (
+    compact_run,
+    expand_entries,
+    expand_run,
+    feed_fields,
+    rebuild_run,
+)
 from tidings.wire.messages import (
     COMPACT_VERSION,
     VERSIONS,
@@ -111,9 +117,7 @@ def test_a_tampered_compact_run_rebuilds_into_entries_that_break_the_rule(
     assert (result.error.rule, result.error.seq) == (case["rule"], case["seq"])
     assert case["code"] == "invalid-data"
     # The ingest path for rebuilt entries gives up too (the full path names the rule).
-    decoded = expand_entries(message)
-    assert extend_rebuilt([e for e, _ in decoded], [p for _, p in decoded], anchor,
-                          StoredEntry) is None
+    assert extend_rebuilt(rebuild_run(message), anchor, StoredEntry) is None
 
 
 def test_the_vectors_cover_every_kind_of_run() -> None:
@@ -168,9 +172,7 @@ def test_compacting_then_rebuilding_gives_the_same_bytes(
 def one_pass_agrees(message: CompactEntries, anchor: Anchor) -> tuple[list[Any], int] | None:
     """extend_rebuilt over the rebuilt entries, asserting it decides exactly as
     extend_in_one_pass does over their bytes."""
-    decoded = expand_entries(message)
-    fast = extend_rebuilt([e for e, _ in decoded], [p for _, p in decoded], anchor,
-                          StoredEntry)
+    fast = extend_rebuilt(rebuild_run(message), anchor, StoredEntry)
     assert fast == extend_in_one_pass(expand_run(message), anchor, StoredEntry)
     return fast
 
@@ -458,7 +460,9 @@ def test_a_compact_run_arrives_as_its_entries_decoded_as_rebuilt() -> None:
                 if isinstance(e, EntriesReceived)]
     assert event.items == tuple((bytes.fromhex(e["entry"]), unhex(e["payload"]))
                                 for e in case["entries"])
-    assert event.decoded == tuple(decode_entry(raw) for raw, _ in event.items)
+    assert event.decoded is not None
+    assert event.decoded.entries == tuple(decode_entry(raw) for raw, _ in event.items)
+    assert event.decoded.payloads == tuple(p for _, p in event.items)
     # An entries message leaves the decoding to the node.
     channel.send(Entries(feed, event.items))
     (full,) = [e for e in session.receive_data(channel.data_to_send())

@@ -293,43 +293,60 @@ def extend_in_one_pass(
     return rows, accepted
 
 
+@dataclass(frozen=True, slots=True)
+class RebuiltRun:
+    """Consecutive entries of one feed rebuilt from a compact run (spec/09 §8), as
+    :func:`tidings.wire.compact.rebuild_run` makes them, and only it.
+
+    By that construction every entry's fields are its bytes' fields (D1-D9 hold),
+    ``hash`` is the BLAKE2b of ``raw``, the seqs run on from the first, the feed is
+    the run's, each link to an entry of the run is that entry's hash, each link
+    below the run is ``below[target]`` (the run's anchors), and a given payload's
+    size and hash are what its entry names. :func:`extend_rebuilt` checks what that
+    leaves open: the anchors against what is held, signatures, unsigned runs, end of log.
+    """
+
+    entries: tuple[Entry, ...]
+    payloads: tuple[bytes | None, ...]
+    #: The hashes the run's links name below its first seq, by seq.
+    below: Mapping[int, bytes]
+
+
 def extend_rebuilt(
-    entries: Sequence[Entry],
-    payloads: Sequence[bytes | None],
+    run: RebuiltRun,
     anchor: Anchor,
     make_row: Callable[[int, bytes, bytes, bytes | None], Row],
 ) -> tuple[list[Row], int] | None:
-    """:func:`extend_in_one_pass` for entries rebuilt from a compact run (spec/09 §8):
-    each ``Entry`` made by the rebuild, so its fields are its bytes' fields (D1-D9
-    hold by construction), its ``hash`` is the BLAKE2b of its ``raw``, and its
-    ``payload_hash`` and ``payload_size`` are those of its payload where one is given.
+    """:func:`extend_in_one_pass` for a :class:`RebuiltRun`: ``(rows, accepted)`` when
+    every entry passes, else None (the caller then runs the full path, which names
+    the rule and keeps the valid prefix).
 
-    So nothing is read or hashed again; every rule of :func:`check_run` is still
-    checked, in its order: the feed (C1), consecutive seqs from the anchor (C2), the
-    signature of each signed entry (C4), unsigned runs (C5), each backlink and lipmaa
-    link against the entry before it or the anchor's hashes (C6, C7), the payload's
-    size (C8; its hash, C9, is the one the rebuild computed from it), nothing past an
-    end of log (C3). At the first failure this gives up and returns None, and the
-    caller runs the full path, which names the rule. Passing rebuilt entries that
-    were not made so is a bug of the caller: the full path is the one for anything else.
+    Nothing is read or hashed again. The rules of :func:`check_run` that the rebuild
+    does not make hold by construction are checked: the feed (C1) and first seq (C2)
+    once, the first backlink and every link below the run (C6, C7) once per anchor
+    against ``anchor.known``, then per entry the signature of a signed entry (C4),
+    unsigned runs (C5) and nothing past an end of log (C3).
     """
-    if anchor.detached or anchor.ended or len(entries) != len(payloads):
+    entries = run.entries
+    if not entries or anchor.detached or anchor.ended or len(run.payloads) != len(entries):
         return None
-    author, log_id, known = anchor.author, anchor.log_id, anchor.known
-    first = expected_seq = anchor.head_seq + 1
-    previous = known.get(anchor.head_seq) if anchor.head_seq else None
-    if anchor.head_seq and previous is None:
+    author, known = anchor.author, anchor.known
+    head = entries[0]
+    first = anchor.head_seq + 1
+    if head.seq != first or head.author != author or head.log_id != anchor.log_id:  # C2, C1
         return None
+    if first > 1 and first - 1 not in run.below:  # the first backlink names an anchor
+        return None
+    for seq, hashed in run.below.items():  # C6 of the first entry, C7 below the run
+        if known.get(seq) != hashed:
+            return None
     unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
-    hashes: list[bytes] = []
     rows: list[Row] = []
+    append = rows.append
     accepted = 0
     count = len(entries)
-    for entry, payload in zip(entries, payloads, strict=True):
-        flags, seq, raw = entry.flags, entry.seq, entry.raw
-        if seq != expected_seq or entry.author != author or entry.log_id != log_id \
-                or len(raw) > MAX_ENTRY_SIZE:  # C2, C1, D1
-            return None
+    for entry, payload in zip(entries, run.payloads, strict=True):
+        flags, raw = entry.flags, entry.raw
         if flags & FLAG_SIGNED:  # C4
             if not signature_holds(author, entry.signature, raw[:-SIG_PART]):
                 return None
@@ -339,21 +356,10 @@ def extend_rebuilt(
             unsigned_bytes += entry.payload_size
             if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
                 return None
-        if seq > 1 and entry.backlink != previous:  # C6
-            return None
-        target = link_target(seq)
-        if target is not None and entry.lipmaa_link != (  # C7
-                hashes[target - first] if target >= first else known.get(target, b"")):
-            return None
-        if payload is not None and len(payload) != entry.payload_size:  # C8
-            return None
-        previous = entry.hash
-        hashes.append(previous)
-        rows.append(make_row(seq, previous, raw, payload))
-        expected_seq += 1
+        append(make_row(entry.seq, entry.hash, raw, payload))
         if flags & FLAG_SIGNED:
             accepted = len(rows)
-            if flags & FLAG_END_OF_LOG and expected_seq - first < count:  # C3
+            if flags & FLAG_END_OF_LOG and accepted < count:  # C3
                 return None
     return rows, accepted
 

@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
+from tidings.core.verify import RebuiltRun
 from tidings.errors import (
     ClosedByPeer,
     LocalProtocolError,
@@ -46,7 +46,7 @@ from tidings.errors import (
 from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
-from tidings.wire.compact import compact_run, expand_entries
+from tidings.wire.compact import compact_run, rebuild_run
 from tidings.wire.messages import (
     BLOB_MESSAGES,
     BLOB_WIRE_VERSION,
@@ -205,8 +205,9 @@ class EntriesReceived:
     items: tuple[tuple[bytes, bytes | None], ...]
     #: The entries of ``items``, decoded, when they came as a compact run
     #: (spec/09 §8): rebuilt field by field, so every decoding check of spec/04 §2
-    #: holds and an ingest path may take them instead of decoding ``items``.
-    decoded: tuple[Entry, ...] | None = None
+    #: holds and an ingest path may take them instead of decoding ``items``
+    #: (``Logbook.ingest(..., rebuilt=)``).
+    decoded: RebuiltRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -964,10 +965,10 @@ class Session:
         # A compact run becomes the entries it stands for: the node verifies them
         # as any others, so one that rebuilds into unsigned bytes is invalid-data.
         if isinstance(message, CompactEntries):
-            rebuilt = expand_entries(message)
+            rebuilt = rebuild_run(message)
             self._events.append(EntriesReceived(
-                message.feed, tuple((entry.raw, payload) for entry, payload in rebuilt),
-                tuple(entry for entry, _ in rebuilt)))
+                message.feed, tuple(zip([e.raw for e in rebuilt.entries], rebuilt.payloads,
+                                        strict=True)), rebuilt))
         else:
             self._events.append(EntriesReceived(message.feed, message.items))
 

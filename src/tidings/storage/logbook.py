@@ -47,6 +47,7 @@ from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
 from tidings.core.verify import (
     Anchor,
+    RebuiltRun,
     RunCheck,
     check_run,
     extend_in_one_pass,
@@ -266,12 +267,12 @@ class Logbook:
         self,
         feed: FeedId,
         items: Sequence[tuple[bytes, bytes | None]],
-        rebuilt: Sequence[Entry] | None = None,
+        rebuilt: RebuiltRun | None = None,
     ) -> IngestResult:
         """Verify and store ``(entry bytes, payload or None)`` of ``feed``, ascending.
 
-        ``rebuilt``, when given, is ``items``' entries as a compact run's rebuild made
-        them (``EntriesReceived.decoded``): the common case then checks them without
+        ``rebuilt``, when given, is ``items`` as a compact run's rebuild made them
+        (``EntriesReceived.decoded``): the common case then checks them without
         reading or hashing their bytes again (:func:`extend_rebuilt`).
 
         Entries already stored are counted as duplicates. The valid prefix up
@@ -313,7 +314,7 @@ class Logbook:
     def _extend_in_one_pass(
         self, feed: FeedId, head: StoredEntry | None,
         items: Sequence[tuple[bytes, bytes | None]],
-        rebuilt: Sequence[Entry] | None = None,
+        rebuilt: RebuiltRun | None = None,
     ) -> IngestResult | None:
         """The common case of :meth:`ingest` in one pass: ``items`` extend the held
         log, every one valid. None when that is not so (the full path then finds
@@ -325,7 +326,7 @@ class Logbook:
             return None
         anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
         done = (extend_in_one_pass(items, anchor, StoredEntry) if rebuilt is None else
-                extend_rebuilt(rebuilt, [payload for _, payload in items], anchor, StoredEntry))
+                extend_rebuilt(rebuilt, anchor, StoredEntry))
         if done is None:
             return None
         rows, accepted = done

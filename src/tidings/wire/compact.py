@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target
+from tidings.core.verify import RebuiltRun
 from tidings.wire.messages import (
     ANCHOR_SIZE,
     MAX_ENTRY_SEQ,
@@ -70,24 +71,33 @@ def expand_run(message: CompactEntries) -> tuple[Item, ...]:
 
 
 def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
-    """:func:`expand_run`, each entry decoded: what ``decode_entry`` gives for its bytes.
+    """:func:`expand_run`, each entry decoded: what ``decode_entry`` gives for its bytes."""
+    run = rebuild_run(message)
+    return list(zip(run.entries, run.payloads, strict=True))
+
+
+def rebuild_run(message: CompactEntries) -> RebuiltRun:
+    """The entries a compact run stands for, decoded, with its anchors: what an
+    ingest path takes instead of decoding the bytes (:func:`extend_rebuilt`).
 
     Every field is known here, and every check of decoding (spec/04 §2) holds by
-    construction, so an ingest path may take these instead of decoding the bytes.
+    construction, as do the links inside the run and the payloads' sizes and hashes
+    (:class:`RebuiltRun` lists what this makes true).
     """
     first = message.first_seq
     anchors = message.anchors
-    hashes: dict[int, bytes | None] = {
-        seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
-        for i, seq in enumerate(anchor_seqs(first, len(message.items)))}
+    below = {seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
+             for i, seq in enumerate(anchor_seqs(first, len(message.items)))}
+    hashes: dict[int, bytes | None] = dict(below)
     hashes[0] = None  # entry 1's backlink
     author, log_id = message.feed.author_key, message.feed.log_id
     # Fields 0 to 3 differ only in the flags byte: made once per run.
     feed_part = feed_fields(message.feed)
     starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in (0, 2, 3)}
     blake2b = hashlib.blake2b
-    entries: list[tuple[Entry, bytes | None]] = []
-    append = entries.append
+    entries: list[Entry] = []
+    payloads: list[bytes | None] = []
+    append, keep = entries.append, payloads.append
     timestamp, timestamp_head = 0, b""
     for seq, (flags, stamp, payload, absent, signature) in enumerate(message.items, first):
         if stamp is not None:
@@ -111,9 +121,10 @@ def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
             b"" if signature is None else _SIG_HEAD + signature,
         ))
         entry_hash = hashes[seq] = blake2b(raw, digest_size=32).digest()
-        append((Entry(flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
-                      signature or b"", raw, entry_hash), payload))
-    return entries
+        append(Entry(flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
+                     signature or b"", raw, entry_hash))
+        keep(payload)
+    return RebuiltRun(tuple(entries), tuple(payloads), below)
 
 
 #: The heads of a CBOR unsigned integer with argument bytes: (bytes, least value
