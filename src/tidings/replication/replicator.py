@@ -732,11 +732,14 @@ class Replicator:
         if added and self.blobs is not None:
             self.blobs.scan(feed, event.items)
         if added:
-            head = self.logbook.store.head(feed)
-            self.local.update([(feed, head.seq, head.hash)] if head else [])
+            new_head = result.head
+            if new_head is None:
+                held_head = self.logbook.store.head(feed)
+                new_head = (held_head.seq, held_head.hash) if held_head else None
+            self.local.update([(feed, *new_head)] if new_head else [])
             last = decode_entry(items[-1][0]).seq if error is None else None
-            if head is not None:
-                peer.streamed[feed] = max(peer.streamed.get(feed, 0), head.seq)
+            if new_head is not None:
+                peer.streamed[feed] = max(peer.streamed.get(feed, 0), new_head[0])
             self.router.local_changed([feed], source=peer, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds

@@ -120,6 +120,9 @@ class IngestResult:
     pending: int = 0
     error: InvalidEntry | None = None
     split_below: int | None = None
+    #: The held head after this ingest, ``(seq, hash)``, where the common path
+    #: knows it without asking the store (None: ask the store).
+    head: tuple[int, bytes] | None = None
 
     def raise_error(self) -> IngestResult:
         """Raise :attr:`error` if there is one; otherwise return self."""
@@ -330,9 +333,11 @@ class Logbook:
         if done is None:
             return None
         rows, accepted = done
-        if accepted:
-            self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
-        return IngestResult(accepted, 0, len(rows) - accepted)
+        if not accepted:
+            return IngestResult(0, 0, len(rows))
+        self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
+        top = rows[accepted - 1]
+        return IngestResult(accepted, 0, len(rows) - accepted, head=(top.seq, top.hash))
 
     def _split_below(self, feed: FeedId, run: Sequence[Entry]) -> int | None:
         """``run[0]``'s seq if the run is the author's own on its face: consistent and
