@@ -99,6 +99,7 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     payloads: list[bytes | None] = []
     append, keep = entries.append, payloads.append
     timestamp, timestamp_head = 0, b""
+    size_heads: dict[int, bytes] = {}  # most runs carry a few payload sizes, many times
     for seq, (flags, stamp, payload, absent, signature) in enumerate(message.items, first):
         if stamp is not None:
             timestamp, timestamp_head = stamp, _head(0, stamp)
@@ -108,6 +109,9 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
         else:
             assert absent is not None
             size, phash = absent
+        size_head = size_heads.get(size)
+        if size_head is None:
+            size_head = size_heads[size] = _head(0, size)
         backlink = hashes[seq - 1]
         target = link_target(seq)
         lipmaa = None if target is None else hashes[target]
@@ -117,7 +121,7 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
             timestamp_head,
             _NULL if backlink is None else _HASH_HEAD + backlink,
             _NULL if lipmaa is None else _HASH_HEAD + lipmaa,
-            _head(0, size), _HASH_HEAD, phash,
+            size_head, _HASH_HEAD, phash,
             b"" if signature is None else _SIG_HEAD + signature,
         ))
         entry_hash = hashes[seq] = blake2b(raw, digest_size=32).digest()
