@@ -221,7 +221,7 @@ def test_ingesting_a_run_asks_the_store_little_and_reports_the_new_head(tmp_path
     feed = log[0].feed
     book = Logbook(SqliteStore(tmp_path / "s.db"))
     statements: list[str] = []
-    book.store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    book.store._db.set_trace_callback(statements.append)
     runs = [[(e.raw, p) for e, p in zip(log[a:b], payloads[a:b], strict=True)]
             for a, b in ((0, 100), (100, 200))]
     result = book.ingest(feed, runs[0])
