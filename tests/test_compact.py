@@ -17,12 +17,24 @@ from hypothesis import strategies as st
 
 from tidings.core.entry import FLAG_SIGNED, decode_entry, encode_body, payload_hash
 from tidings.core.ids import FeedId
-from tidings.core.verify import Anchor, check_run, decode_run
+from tidings.core.verify import (
+    Anchor,
+    check_run,
+    decode_run,
+    extend_in_one_pass,
+    extend_rebuilt,
+)
 from tidings.errors import BadSignature, InvalidData, MalformedMessage
 from tidings.replication.session import MAX_UNSOLICITED, EntriesReceived, Failed, Session
 from tidings.storage.base import StoredEntry
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
-from tidings.wire.compact import compact_run, expand_entries, expand_run, feed_fields
+from tidings.wire.compact import (
+    compact_run,
+    expand_entries,
+    expand_run,
+    feed_fields,
+    rebuild_run,
+)
 from tidings.wire.messages import (
     COMPACT_VERSION,
     VERSIONS,
@@ -104,6 +116,8 @@ def test_a_tampered_compact_run_rebuilds_into_entries_that_break_the_rule(
     assert result.error is not None
     assert (result.error.rule, result.error.seq) == (case["rule"], case["seq"])
     assert case["code"] == "invalid-data"
+    # The ingest path for rebuilt entries gives up too (the full path names the rule).
+    assert extend_rebuilt(rebuild_run(message), anchor, StoredEntry) is None
 
 
 def test_the_vectors_cover_every_kind_of_run() -> None:
@@ -151,6 +165,41 @@ def test_compacting_then_rebuilding_gives_the_same_bytes(
     assert [(e, p) for e, p in expand_entries(decoded)] == \
         [(decode_entry(raw), p) for raw, p in items]
     assert len(body) < len(encode_message(Entries(feed, tuple(items))))
+    # A server that checked its stored hashes and payloads gives the hashes: same message.
+    assert compact_run(feed, items, [decode_entry(raw).hash for raw, _ in items]) == message
+
+
+def one_pass_agrees(message: CompactEntries, anchor: Anchor) -> tuple[list[Any], int] | None:
+    """extend_rebuilt over the rebuilt entries, asserting it decides exactly as
+    extend_in_one_pass does over their bytes."""
+    fast = extend_rebuilt(rebuild_run(message), anchor, StoredEntry)
+    assert fast == extend_in_one_pass(expand_run(message), anchor, StoredEntry)
+    return fast
+
+
+@settings(max_examples=examples(60))
+@given(runs())
+def test_rebuilt_entries_are_accepted_as_their_bytes_are(
+        run_: tuple[FeedId, list[tuple[bytes, bytes | None]]]) -> None:
+    feed, items = run_
+    message = compact_run(feed, items)
+    assert message is not None
+    first = message.first_seq
+    known = dict(zip(anchor_seqs(first, len(items)),
+                     (message.anchors[i:i + 32] for i in range(0, len(message.anchors), 32)),
+                     strict=True))
+    anchor = Anchor(feed.author_key, feed.log_id, head_seq=first - 1, known=known)
+    done = one_pass_agrees(message, anchor)
+    assert done is not None
+    rows, _ = done
+    assert [(r.raw, r.payload) for r in rows] == items
+    # An anchor that names another hash below the run, or another head: given up.
+    if first > 1:
+        wrong = {seq: bytes(32) if seq == first - 1 else h for seq, h in known.items()}
+        assert one_pass_agrees(message, Anchor(feed.author_key, feed.log_id, first - 1,
+                                               known=wrong)) is None
+    assert one_pass_agrees(message, Anchor(feed.author_key, feed.log_id, first,
+                                           known=known)) is None
 
 
 @settings(max_examples=examples(200))
@@ -218,6 +267,8 @@ def test_a_damaged_compact_run_never_makes_a_verifier_accept_another_entry(
         return
     result = check_run(entries, anchor, [p for _, p in rebuilt])
     assert [e.raw for e in entries[:result.accepted]] == [e for e, _ in items[:result.accepted]]
+    fast = one_pass_agrees(damaged, anchor)
+    assert fast is None or (result.error is None and fast[1] == result.accepted)
 
 
 # -- sessions and replicators ----------------------------------------------------------
@@ -409,7 +460,9 @@ def test_a_compact_run_arrives_as_its_entries_decoded_as_rebuilt() -> None:
                 if isinstance(e, EntriesReceived)]
     assert event.items == tuple((bytes.fromhex(e["entry"]), unhex(e["payload"]))
                                 for e in case["entries"])
-    assert event.decoded == tuple(decode_entry(raw) for raw, _ in event.items)
+    assert event.decoded is not None
+    assert event.decoded.entries == tuple(decode_entry(raw) for raw, _ in event.items)
+    assert event.decoded.payloads == tuple(p for _, p in event.items)
     # An entries message leaves the decoding to the node.
     channel.send(Entries(feed, event.items))
     (full,) = [e for e in session.receive_data(channel.data_to_send())

@@ -211,3 +211,33 @@ def test_checkpoints_run_beside_the_commits_and_lose_nothing(tmp_path: Path) -> 
         assert [r.ok for r in Logbook(again).verify()] == [True]
     finally:
         again.close()
+
+
+def test_ingesting_a_run_asks_the_store_little_and_reports_the_new_head(tmp_path: Path) -> None:
+    """A run that extends a feed costs a few statements besides its rows: a new feed is
+    looked up once per transaction (not once per question), and the new head comes
+    back with the result, so the replicator need not read it again."""
+    log, payloads = make_log(200, per_append=100)
+    feed = log[0].feed
+    book = Logbook(SqliteStore(tmp_path / "s.db"))
+    statements: list[str] = []
+    book.store._db.set_trace_callback(statements.append)
+    runs = [[(e.raw, p) for e, p in zip(log[a:b], payloads[a:b], strict=True)]
+            for a, b in ((0, 100), (100, 200))]
+    result = book.ingest(feed, runs[0])
+    others = [s.split(" (")[0] for s in statements if not s.startswith("INSERT INTO entries")]
+    assert others == ["BEGIN IMMEDIATE", "SELECT id FROM feeds WHERE author = x'"
+                      + feed.author_key.hex() + f"' AND log_id = '{feed.log_id}'",
+                      "INSERT INTO feeds", "INSERT INTO arrivals", "COMMIT"]
+    assert result.added == 100 and result.head == (100, log[99].hash)
+    statements.clear()
+    result = book.ingest(feed, runs[1])
+    assert len([s for s in statements if not s.startswith("INSERT INTO entries")]) == 6
+    head = book.store.head(feed)
+    assert head is not None and result.head == (head.seq, head.hash) == (200, log[199].hash)
+    # A feed looked up absent and then added in one transaction is found after it.
+    other = author(2).author.feed("other")
+    with book.store.transaction():
+        assert book.store.head(other) is None and book.store.forked_at(other) is None
+        book.store.append(other, [])
+    assert book.store.hashes(other, [1]) == {} and other in {i.feed for i in book.feeds()}

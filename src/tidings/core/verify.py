@@ -293,6 +293,77 @@ def extend_in_one_pass(
     return rows, accepted
 
 
+@dataclass(frozen=True, slots=True)
+class RebuiltRun:
+    """Consecutive entries of one feed rebuilt from a compact run (spec/09 §8), as
+    :func:`tidings.wire.compact.rebuild_run` makes them, and only it.
+
+    By that construction every entry's fields are its bytes' fields (D1-D9 hold),
+    ``hash`` is the BLAKE2b of ``raw``, the seqs run on from the first, the feed is
+    the run's, each link to an entry of the run is that entry's hash, each link
+    below the run is ``below[target]`` (the run's anchors), and a given payload's
+    size and hash are what its entry names. :func:`extend_rebuilt` checks what that
+    leaves open: the anchors against what is held, signatures, unsigned runs, end of log.
+    """
+
+    entries: tuple[Entry, ...]
+    payloads: tuple[bytes | None, ...]
+    #: The hashes the run's links name below its first seq, by seq.
+    below: Mapping[int, bytes]
+
+
+def extend_rebuilt(
+    run: RebuiltRun,
+    anchor: Anchor,
+    make_row: Callable[[int, bytes, bytes, bytes | None], Row],
+) -> tuple[list[Row], int] | None:
+    """:func:`extend_in_one_pass` for a :class:`RebuiltRun`: ``(rows, accepted)`` when
+    every entry passes, else None (the caller then runs the full path, which names
+    the rule and keeps the valid prefix).
+
+    Nothing is read or hashed again. The rules of :func:`check_run` that the rebuild
+    does not make hold by construction are checked: the feed (C1) and first seq (C2)
+    once, the first backlink and every link below the run (C6, C7) once per anchor
+    against ``anchor.known``, then per entry the signature of a signed entry (C4),
+    unsigned runs (C5) and nothing past an end of log (C3).
+    """
+    entries = run.entries
+    if not entries or anchor.detached or anchor.ended or len(run.payloads) != len(entries):
+        return None
+    author, known = anchor.author, anchor.known
+    head = entries[0]
+    first = anchor.head_seq + 1
+    if head.seq != first or head.author != author or head.log_id != anchor.log_id:  # C2, C1
+        return None
+    if first > 1 and first - 1 not in run.below:  # the first backlink names an anchor
+        return None
+    for seq, hashed in run.below.items():  # C6 of the first entry, C7 below the run
+        if known.get(seq) != hashed:
+            return None
+    unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
+    rows: list[Row] = []
+    append = rows.append
+    accepted = 0
+    count = len(entries)
+    for entry, payload in zip(entries, run.payloads, strict=True):
+        flags, raw = entry.flags, entry.raw
+        if flags & FLAG_SIGNED:  # C4
+            if not signature_holds(author, entry.signature, raw[:-SIG_PART]):
+                return None
+            unsigned = unsigned_bytes = 0
+        else:  # C5
+            unsigned += 1
+            unsigned_bytes += entry.payload_size
+            if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
+                return None
+        append(make_row(entry.seq, entry.hash, raw, payload))
+        if flags & FLAG_SIGNED:
+            accepted = len(rows)
+            if flags & FLAG_END_OF_LOG and accepted < count:  # C3
+                return None
+    return rows, accepted
+
+
 def verify_run(
     entries: Sequence[Entry],
     anchor: Anchor,

@@ -13,14 +13,13 @@ a worker thread, one at a time.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tidings.core.entry import (
     decode_entry,
-    entry_hash,
-    payload_hash,
     stored_is_signed,
     stored_payload_hash,
     strict_cbor_item,
@@ -708,15 +707,16 @@ class Replicator:
         if feed in peer.diverged:
             peer.session.count_unsolicited()  # in flight before it learned: dropped
             return
-        items = event.items
+        items, rebuilt = event.items, event.decoded
         cap = self.identity_caps.get(feed)
         if cap is not None:
             # A revoked device's entries past its cut are not the identity's: not
             # stored (spec/12 §7.2). Not the peer's fault: it may not know the revocation.
             items = tuple(i for i in items if decode_entry(i[0]).seq <= cap)
+            rebuilt = None
             if not items:
                 return
-        result = self.logbook.ingest(feed, items)
+        result = self.logbook.ingest(feed, items, rebuilt)
         added, error = result.added, result.error
         if error is None and result.pending and len(items) == len(event.items):
             error = UnsignedTail(
@@ -739,11 +739,14 @@ class Replicator:
         if added and self.blobs is not None:
             self.blobs.scan(feed, event.items)
         if added:
-            head = self.logbook.store.head(feed)
-            self.local.update([(feed, head.seq, head.hash)] if head else [])
+            new_head = result.head
+            if new_head is None:
+                held_head = self.logbook.store.head(feed)
+                new_head = (held_head.seq, held_head.hash) if held_head else None
+            self.local.update([(feed, *new_head)] if new_head else [])
             last = decode_entry(items[-1][0]).seq if error is None else None
-            if head is not None:
-                peer.streamed[feed] = max(peer.streamed.get(feed, 0), head.seq)
+            if new_head is not None:
+                peer.streamed[feed] = max(peer.streamed.get(feed, 0), new_head[0])
             self.router.local_changed([feed], source=peer, delivered=last)
             if self.hops > 1 and feed in self.local.wanted:
                 self._recompute_wanted()  # new follow entries may add feeds
@@ -930,12 +933,13 @@ class Replicator:
         A relay counts what it serves: the least served feeds give up their place first."""
         if rows and feed in self.relayed:
             self.quota.served(feed)
+        blake2b = hashlib.blake2b  # entry_hash and payload_hash, without a call each
         for index, row in enumerate(rows):
-            if entry_hash(row.raw) != row.hash:
+            if blake2b(row.raw, digest_size=32).digest() != row.hash:
                 self._damaged(feed, row.seq, "the entry's bytes do not match its stored hash")
                 return list(rows[:index])
-            if row.payload is not None and payload_hash(row.payload) != stored_payload_hash(
-                    row.raw):
+            if row.payload is not None and blake2b(row.payload, digest_size=32).digest() \
+                    != stored_payload_hash(row.raw):
                 self.log("stored-payload-damaged", feed=str(feed), seq=row.seq)
                 self.logbook.delete_payload(feed, row.seq)
                 rows = [*rows[:index], row._replace(payload=None), *rows[index + 1:]]
@@ -1074,8 +1078,9 @@ class Replicator:
             if not rows:
                 session.forget_owed(feed)
                 continue
+            # _served checked each row's hash and payload: compact_run need not again.
             session.send_entries(feed, [(r.raw, r.payload) for r in rows], rows[-1].seq,
-                                 rows[-1].hash)
+                                 rows[-1].hash, [r.hash for r in rows])
 
     def _stream_batch(self, feed: FeedId, since: int) -> list[StoredEntry]:
         """Entries ``since..`` to send in one message, ending at a signed entry (spec/10 §5.3).

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
+from tidings.core.verify import RebuiltRun
 from tidings.errors import (
     ClosedByPeer,
     LocalProtocolError,
@@ -46,7 +46,7 @@ from tidings.errors import (
 from tidings.replication.blob_session import BlobEvent, BlobExchange
 from tidings.replication.clock import LocalClock, clock_digest
 from tidings.transport.channel import Channel
-from tidings.wire.compact import compact_run, expand_entries
+from tidings.wire.compact import compact_run, rebuild_run
 from tidings.wire.messages import (
     BLOB_MESSAGES,
     BLOB_WIRE_VERSION,
@@ -206,8 +206,9 @@ class EntriesReceived:
     items: tuple[tuple[bytes, bytes | None], ...]
     #: The entries of ``items``, decoded, when they came as a compact run
     #: (spec/09 §8): rebuilt field by field, so every decoding check of spec/04 §2
-    #: holds and an ingest path may take them instead of decoding ``items``.
-    decoded: tuple[Entry, ...] | None = None
+    #: holds and an ingest path may take them instead of decoding ``items``
+    #: (``Logbook.ingest(..., rebuilt=)``).
+    decoded: RebuiltRun | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,12 +663,17 @@ class Session:
         self._owed.discard(feed)
 
     def send_entries(self, feed: FeedId, items: list[tuple[bytes, bytes | None]],
-                     last_seq: int, last_hash: bytes) -> None:
-        """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given)."""
+                     last_seq: int, last_hash: bytes,
+                     hashes: Sequence[bytes] | None = None) -> None:
+        """Send consecutive entries of ``feed`` ending at ``last_seq`` (whose hash is given).
+
+        ``hashes``: the entries' hashes, where the caller has checked them and each
+        payload against its entry (see :func:`compact_run`)."""
         if not items:
             raise LocalProtocolError("send_entries needs at least one entry")
         # At wire version 4 a run goes compact (spec/09 §8); in full where it cannot.
-        compact = compact_run(feed, items) if (self.version or 0) >= COMPACT_VERSION else None
+        compact = (compact_run(feed, items, hashes)
+                   if (self.version or 0) >= COMPACT_VERSION else None)
         self._send(compact if compact is not None else Entries(feed, tuple(items)))
         self.entries_sent += len(items)
         self.payload_bytes_sent += sum(len(p) for _, p in items if p is not None)
@@ -995,10 +1001,10 @@ class Session:
         # A compact run becomes the entries it stands for: the node verifies them
         # as any others, so one that rebuilds into unsigned bytes is invalid-data.
         if isinstance(message, CompactEntries):
-            rebuilt = expand_entries(message)
+            rebuilt = rebuild_run(message)
             self._events.append(EntriesReceived(
-                message.feed, tuple((entry.raw, payload) for entry, payload in rebuilt),
-                tuple(entry for entry, _ in rebuilt)))
+                message.feed, tuple(zip([e.raw for e in rebuilt.entries], rebuilt.payloads,
+                                        strict=True)), rebuilt))
         else:
             self._events.append(EntriesReceived(message.feed, message.items))
 

@@ -45,7 +45,14 @@ from tidings.core.entry import (
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
-from tidings.core.verify import Anchor, RunCheck, check_run, extend_in_one_pass
+from tidings.core.verify import (
+    Anchor,
+    RebuiltRun,
+    RunCheck,
+    check_run,
+    extend_in_one_pass,
+    extend_rebuilt,
+)
 from tidings.errors import (
     ForkDetected,
     ForkedFeed,
@@ -113,6 +120,9 @@ class IngestResult:
     pending: int = 0
     error: InvalidEntry | None = None
     split_below: int | None = None
+    #: The held head after this ingest, ``(seq, hash)``, where the common path
+    #: knows it without asking the store (None: ask the store).
+    head: tuple[int, bytes] | None = None
 
     def raise_error(self) -> IngestResult:
         """Raise :attr:`error` if there is one; otherwise return self."""
@@ -260,8 +270,13 @@ class Logbook:
         self,
         feed: FeedId,
         items: Sequence[tuple[bytes, bytes | None]],
+        rebuilt: RebuiltRun | None = None,
     ) -> IngestResult:
         """Verify and store ``(entry bytes, payload or None)`` of ``feed``, ascending.
+
+        ``rebuilt``, when given, is ``items`` as a compact run's rebuild made them
+        (``EntriesReceived.decoded``): the common case then checks them without
+        reading or hashing their bytes again (:func:`extend_rebuilt`).
 
         Entries already stored are counted as duplicates. The valid prefix up
         to the last signed entry is stored; unsigned entries after it are
@@ -274,7 +289,7 @@ class Logbook:
         with self.store.transaction():
             head = self.store.head(feed)
             head_seq = head.seq if head else 0
-            fast = self._extend_in_one_pass(feed, head, items)
+            fast = self._extend_in_one_pass(feed, head, items, rebuilt)
             if fast is not None:
                 return fast
             # Each step stops at its first error; a later step can only find
@@ -302,6 +317,7 @@ class Logbook:
     def _extend_in_one_pass(
         self, feed: FeedId, head: StoredEntry | None,
         items: Sequence[tuple[bytes, bytes | None]],
+        rebuilt: RebuiltRun | None = None,
     ) -> IngestResult | None:
         """The common case of :meth:`ingest` in one pass: ``items`` extend the held
         log, every one valid. None when that is not so (the full path then finds
@@ -312,13 +328,16 @@ class Logbook:
         if head is not None and stored_is_end_of_log(head.raw):
             return None
         anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
-        done = extend_in_one_pass(items, anchor, StoredEntry)
+        done = (extend_in_one_pass(items, anchor, StoredEntry) if rebuilt is None else
+                extend_rebuilt(rebuilt, anchor, StoredEntry))
         if done is None:
             return None
         rows, accepted = done
-        if accepted:
-            self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
-        return IngestResult(accepted, 0, len(rows) - accepted)
+        if not accepted:
+            return IngestResult(0, 0, len(rows))
+        self.store.append(feed, rows[:accepted] if accepted < len(rows) else rows)
+        top = rows[accepted - 1]
+        return IngestResult(accepted, 0, len(rows) - accepted, head=(top.seq, top.hash))
 
     def _split_below(self, feed: FeedId, run: Sequence[Entry]) -> int | None:
         """``run[0]``'s seq if the run is the author's own on its face: consistent and

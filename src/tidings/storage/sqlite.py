@@ -201,6 +201,10 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._feed_ids: dict[FeedId, int] = {}
+        #: Feeds found absent inside the open write transaction: no other connection
+        #: can add one before it ends (BEGIN IMMEDIATE holds the write lock), so one
+        #: look-up serves the whole transaction. Emptied when the transaction ends.
+        self._absent: set[FeedId] = set()
         self._page_limit_file = os.environ.get("TIDINGS_TEST_PAGE_LIMIT")
         self._page_limit = 0
         self._written = 0  # bytes committed since the checkpoint thread last ran
@@ -260,6 +264,7 @@ class SqliteStore:
                 raise
             finally:
                 self._depth = 0
+                self._absent.clear()
 
     def _apply_page_limit(self) -> None:
         """Tests only: ``TIDINGS_TEST_PAGE_LIMIT`` names a file holding the store's
@@ -278,12 +283,18 @@ class SqliteStore:
         cached = self._feed_ids.get(feed)
         if cached is not None:
             return cached
-        row = self._db.execute(
-            "SELECT id FROM feeds WHERE author = ? AND log_id = ?", (feed.author_key, feed.log_id)
-        ).fetchone()
+        row: tuple[Any, ...] | None = None
+        if feed not in self._absent:
+            row = self._db.execute(
+                "SELECT id FROM feeds WHERE author = ? AND log_id = ?",
+                (feed.author_key, feed.log_id),
+            ).fetchone()
         if row is None:
             if not create:
+                if self._depth:
+                    self._absent.add(feed)
                 return None
+            self._absent.discard(feed)
             cursor = self._db.execute(
                 "INSERT INTO feeds (author, log_id) VALUES (?, ?)", (feed.author_key, feed.log_id)
             )

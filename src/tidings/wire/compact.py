@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target
+from tidings.core.verify import RebuiltRun
 from tidings.wire.messages import (
     ANCHOR_SIZE,
     MAX_ENTRY_SEQ,
@@ -70,25 +71,35 @@ def expand_run(message: CompactEntries) -> tuple[Item, ...]:
 
 
 def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
-    """:func:`expand_run`, each entry decoded: what ``decode_entry`` gives for its bytes.
+    """:func:`expand_run`, each entry decoded: what ``decode_entry`` gives for its bytes."""
+    run = rebuild_run(message)
+    return list(zip(run.entries, run.payloads, strict=True))
+
+
+def rebuild_run(message: CompactEntries) -> RebuiltRun:
+    """The entries a compact run stands for, decoded, with its anchors: what an
+    ingest path takes instead of decoding the bytes (:func:`extend_rebuilt`).
 
     Every field is known here, and every check of decoding (spec/04 §2) holds by
-    construction, so an ingest path may take these instead of decoding the bytes.
+    construction, as do the links inside the run and the payloads' sizes and hashes
+    (:class:`RebuiltRun` lists what this makes true).
     """
     first = message.first_seq
     anchors = message.anchors
-    hashes: dict[int, bytes | None] = {
-        seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
-        for i, seq in enumerate(anchor_seqs(first, len(message.items)))}
+    below = {seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
+             for i, seq in enumerate(anchor_seqs(first, len(message.items)))}
+    hashes: dict[int, bytes | None] = dict(below)
     hashes[0] = None  # entry 1's backlink
     author, log_id = message.feed.author_key, message.feed.log_id
     # Fields 0 to 3 differ only in the flags byte: made once per run.
     feed_part = feed_fields(message.feed)
     starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in (0, 2, 3)}
     blake2b = hashlib.blake2b
-    entries: list[tuple[Entry, bytes | None]] = []
-    append = entries.append
+    entries: list[Entry] = []
+    payloads: list[bytes | None] = []
+    append, keep = entries.append, payloads.append
     timestamp, timestamp_head = 0, b""
+    size_heads: dict[int, bytes] = {}  # most runs carry a few payload sizes, many times
     for seq, (flags, stamp, payload, absent, signature) in enumerate(message.items, first):
         if stamp is not None:
             timestamp, timestamp_head = stamp, _head(0, stamp)
@@ -98,6 +109,9 @@ def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
         else:
             assert absent is not None
             size, phash = absent
+        size_head = size_heads.get(size)
+        if size_head is None:
+            size_head = size_heads[size] = _head(0, size)
         backlink = hashes[seq - 1]
         target = link_target(seq)
         lipmaa = None if target is None else hashes[target]
@@ -107,13 +121,14 @@ def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
             timestamp_head,
             _NULL if backlink is None else _HASH_HEAD + backlink,
             _NULL if lipmaa is None else _HASH_HEAD + lipmaa,
-            _head(0, size), _HASH_HEAD, phash,
+            size_head, _HASH_HEAD, phash,
             b"" if signature is None else _SIG_HEAD + signature,
         ))
         entry_hash = hashes[seq] = blake2b(raw, digest_size=32).digest()
-        append((Entry(flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
-                      signature or b"", raw, entry_hash), payload))
-    return entries
+        append(Entry(flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
+                     signature or b"", raw, entry_hash))
+        keep(payload)
+    return RebuiltRun(tuple(entries), tuple(payloads), below)
 
 
 #: The heads of a CBOR unsigned integer with argument bytes: (bytes, least value
@@ -142,9 +157,14 @@ def _read_hash(raw: bytes, at: int) -> tuple[bytes, int]:
     return raw[at + 2:at + 34], at + 34
 
 
-def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
+def compact_run(feed: FeedId, items: Sequence[Item],
+                hashes: Sequence[bytes] | None = None) -> CompactEntries | None:
     """``items`` (consecutive entries of ``feed`` with payloads or None) as one
     compact-entries message, or None where they are not a run it can carry.
+
+    ``hashes``, when given, are the items' entry hashes, and each payload is known
+    to hash to what its entry names (a store that checked both as it read them,
+    as a node's serving path does): then neither is computed again here.
 
     The entries are read by the layout :func:`expand_run` writes, so that what it
     rebuilds is exactly ``items``. None when an entry is laid out otherwise (of
@@ -160,6 +180,8 @@ def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
     starts = {b"\x8a\x02" + bytes((flags,)) + feed_part: flags for flags in (0, 2, 3)}
     fields_end = 3 + len(feed_part)  # fields 0 to 3: the same in every entry of the feed
     blake2b = hashlib.blake2b
+    if hashes is not None and len(hashes) != len(items):
+        raise ValueError("compact_run needs one hash per item")
     below: dict[int, bytes] = {}  # anchors, by seq
     held: dict[int, bytes] = {}  # entry hashes of the run, by seq
     compact: list[CompactItem] = []
@@ -203,15 +225,16 @@ def compact_run(feed: FeedId, items: Sequence[Item]) -> CompactEntries | None:
                     return None
             if at != len(raw) or size > MAX_PAYLOAD_SIZE:
                 return None
-            if payload is not None and (len(payload) != size or
-                                        blake2b(payload, digest_size=32).digest() != phash):
+            if payload is not None and (len(payload) != size or (hashes is None and
+                                        blake2b(payload, digest_size=32).digest() != phash)):
                 return None
             compact.append(CompactItem(
                 flags, None if stamp == timestamp else stamp, payload,
                 None if payload is not None else (size, phash), signature,
             ))
             timestamp = stamp
-            held[seq] = blake2b(raw, digest_size=32).digest()
+            held[seq] = (blake2b(raw, digest_size=32).digest() if hashes is None
+                         else hashes[seq - first])
     except (LookupError, ValueError):  # a short entry, a head of another type
         return None
     seqs = anchor_seqs(first, len(items))
