@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -163,11 +164,12 @@ async def echo(request: Request) -> Response:
                           "body": request.body.decode()})
 
 
-async def exchange(data: bytes, *, until: int) -> bytes:
+async def exchange(data: bytes, *, until: int,
+                   handler: Callable[[Request], Awaitable[Response]] = echo) -> bytes:
     """Send ``data`` on a fresh connection; read until ``until`` answers came whole
     or the server closed."""
     async with trio.open_nursery() as nursery:
-        server = HttpServer(echo)
+        server = HttpServer(handler)
         _, port = await nursery.start(server.serve, "127.0.0.1", 0)
         with trio.fail_after(60):  # a hang guard
             stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -222,3 +224,23 @@ async def test_a_malformed_request_is_answered_400_and_closed() -> None:
                               b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n", until=2)
     assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"/next" not in received and b"Connection: close" in received
+
+
+async def test_a_malformed_target_is_answered_400_without_reading_the_body() -> None:
+    # The body is declared and never sent: the answer comes from the head alone.
+    received = await exchange(b"POST //[ HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Length: 2000000\r\n\r\n", until=1)
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"malformed request target" in received and b"Connection: close" in received
+
+
+async def test_a_304_carries_no_content_length() -> None:
+    async def not_modified(request: Request) -> Response:
+        return Response(304, b"", "audio/mpeg", headers=[("ETag", '"x"')])
+
+    received = await exchange(b"GET /blob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                              until=1,
+                              handler=not_modified)
+    head = received.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 304") and b'etag: "x"' in head
+    assert b"content-length" not in head and b"transfer-encoding" not in head

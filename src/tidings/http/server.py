@@ -263,8 +263,10 @@ class HttpServer:
                     raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
                 try:
                     request: Request | None = _request(head, b"", client)
-                except ValueError:
-                    request = None  # a bad target: answered once the request is whole
+                except ValueError as exc:  # too many query fields, a bad escape: the
+                    # body is not read (its sender may be a stranger), and the
+                    # connection closes, since where the next request starts is unknown
+                    raise BadRequest(400, f"malformed request target: {exc}") from None
                 if self.check_head is not None and request is not None:
                     # Who may ask is known from the head: a stranger's body is never read.
                     refused = self.check_head(request)
@@ -276,23 +278,17 @@ class HttpServer:
                     await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = await _read_body(stream, buffer, head)
             except BadRequest as exc:
-                error = HttpError(exc.status, "payload_too_large" if exc.status == 413
-                                  else "bad_request", str(exc))
+                if exc.status == 413:
+                    error = HttpError(413, "payload_too_large", str(exc))
+                else:  # (400, 431, 501, 505: the status says which)
+                    error = HttpError(exc.status, "bad_request", str(exc))
                 response = error_response(error)
                 response.headers.append(("Connection", "close"))
                 await self._respond(stream, response, None)
                 return None
         if scope.cancelled_caught:
             return None  # idle or too slow: close quietly
-        if request is None:
-            try:
-                request = _request(head, body, client)
-            except ValueError as exc:  # too many query fields, a bad escape
-                response = error_response(HttpError(
-                    400, "bad_request", f"malformed request target: {exc}"))
-                response.headers.append(("Connection", "close"))
-                await self._respond(stream, response, head)
-                return None
+        assert request is not None  # (a bad target raised BadRequest above)
         request.body = body
         return request, head
 
@@ -306,7 +302,10 @@ class HttpServer:
             for name, value in response.headers)
         head_only = request is not None and request.method == "HEAD"
         length: int | None = len(response.body)
-        if response.status == 204:  # (a 204 carries neither: RFC 9110 §8.6)
+        if response.status in (204, 304):
+            # A 204 carries neither; a 304 no Content-Length (it would have to be
+            # the 200's, and a cache merging a 0 into its stored answer empties it):
+            # RFC 9110 §8.6, §15.4.5.
             length = None
         else:
             headers.insert(0, ("Content-Type", response.content_type))
