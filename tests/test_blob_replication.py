@@ -300,3 +300,32 @@ def test_the_fetch_window_starts_small_and_grows_as_the_peer_answers(tmp_path: P
     assert whole(reader, blob) == data
     first = next(n for n in asked if n)
     assert first <= PEER_IN_FLIGHT < max(asked) <= MAX_PEER_IN_FLIGHT, (first, max(asked))
+
+
+def test_a_failed_chunk_write_drops_the_download_not_the_node(tmp_path: Path) -> None:
+    """A full disk (or the blob folder gone) while checked chunks are written: the
+    download stops with a log line, nothing is held, the session goes on."""
+    data = os.urandom(6 * CHUNK_SIZE)
+    alice = make(tmp_path, "alice", who=1)
+    blob = publish_episode(alice, data)
+    feed = next(iter(alice.local.heads))
+    logged: list[tuple[str, dict[str, object]]] = []
+    reader = make(tmp_path, "reader", follows=(feed,),
+                  log=lambda event, **fields: logged.append((event, fields)))
+    store = reader.blobs.store  # type: ignore[union-attr]
+    real = store.write_verified
+
+    def full(*args: object, **kwargs: object) -> list[int]:
+        raise OSError(28, "No space left on device")
+
+    store.write_verified = full  # type: ignore[method-assign]
+    link = connect(reader, alice)
+    run(link)  # (no exception: the session is whole)
+    assert not link.sa.failed and reader.local.seq(feed) == 1
+    assert [f["blob"] for e, f in logged if e == "blob-write-failed"] == [str(blob)]
+    assert not store.has(blob)
+    store.write_verified = real  # type: ignore[method-assign]
+    link.close()
+    assert reader.blobs.want(blob)  # type: ignore[union-attr]  # (as `blob get` asks)
+    run(connect(reader, alice))  # room again: fetched whole
+    assert whole(reader, blob) == data

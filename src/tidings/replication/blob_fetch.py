@@ -33,6 +33,9 @@ from tidings.replication.session import Session
 from tidings.storage.blobs import BlobQuotaExceeded, BlobStore, VerifiedChunk
 from tidings.wire.messages import BLOB_WIRE_VERSION, MAX_BLOB_DATA_CHUNKS, MAX_BLOB_RANGES
 
+#: What writing one blob's checked chunks came to: the indexes now held, or why none are.
+WriteResult = list[int] | BlobQuotaExceeded | OSError
+
 #: Chunks requested and unanswered per peer at first: 2 MiB, so that a slow peer
 #: holds back little (spec/13 §9)...
 PEER_IN_FLIGHT = 32
@@ -294,21 +297,21 @@ class BlobFetcher:
         return batches
 
     def write_batch(self, batches: list[tuple[BlobId, list[VerifiedChunk]]]
-                    ) -> list[tuple[BlobId, list[VerifiedChunk], list[int] | BlobQuotaExceeded]]:
+                    ) -> list[tuple[BlobId, list[VerifiedChunk], WriteResult]]:
         """Write what :meth:`take_unwritten` took (touches the store alone: thread-safe).
         A blob dropped meanwhile is not created again."""
         return [(blob, chunks, self._write(blob, chunks, create=False))
                 for blob, chunks in batches]
 
     def _write(self, blob: BlobId, chunks: list[VerifiedChunk], *,
-               create: bool) -> list[int] | BlobQuotaExceeded:
+               create: bool) -> WriteResult:
         try:
             return self.store.write_verified(blob, chunks, create=create)
-        except BlobQuotaExceeded as exc:
+        except (BlobQuotaExceeded, OSError) as exc:  # (a full disk, its folder gone, EIO)
             return exc
 
-    def written(self, results: list[tuple[BlobId, list[VerifiedChunk],
-                                          list[int] | BlobQuotaExceeded]]) -> list[BlobStored]:
+    def written(self, results: list[tuple[BlobId, list[VerifiedChunk], WriteResult]]
+                ) -> list[BlobStored]:
         """What :meth:`write_batch` wrote: blobs whole now are complete."""
         out = []
         for blob, chunks, result in results:
@@ -320,6 +323,13 @@ class BlobFetcher:
                 want.writing -= 1
             if isinstance(result, BlobQuotaExceeded):
                 self.log("blob-refused", blob=str(blob), error=str(result))
+                self.drop(blob)
+                continue
+            if isinstance(result, OSError):
+                # Nothing of these chunks is held; this download stops here (as at the
+                # quota: fetching on would fail again), the node and its other
+                # downloads go on; `tidings blob get` asks for the blob again.
+                self.log("blob-write-failed", blob=str(blob), error=str(result))
                 self.drop(blob)
                 continue
             for index in result:  # (dropped and wanted again meanwhile: held all the same)

@@ -491,7 +491,11 @@ class BlobStore:
                 return []
             self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
             data_fd = os.open(blob.path / DATA_FILE, os.O_WRONLY)
-            tree_fd = os.open(blob.path / TREE_FILE, os.O_WRONLY)
+            try:
+                tree_fd = os.open(blob.path / TREE_FILE, os.O_WRONLY)
+            except BaseException:
+                os.close(data_fd)
+                raise
         try:
             # Bytes and tree nodes first, made durable; only then the bits that name them.
             # (A removal meanwhile renames the directory away: these writes then go to
