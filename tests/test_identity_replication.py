@@ -20,7 +20,7 @@ from tidings.wire.messages import IdentityEvents
 
 from .helpers import examples
 from .identity_helpers import Owner, key, pub
-from .replication_helpers import connect, held, run, sync, transport_key
+from .replication_helpers import Link, connect, held, run, sync, transport_key
 
 
 def device_node(name: str, owner: Owner | None, *, device: str | None = None,
@@ -454,3 +454,48 @@ def test_a_feed_followed_before_its_first_entry_streams_once_it_has_one() -> Non
     writer.refresh_local()
     run(link)
     assert held(follower, feed) == 2
+
+
+def test_a_want_the_peer_never_answers_is_awaited_for_a_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past the peer's bound on answers (or a lost answer), a sync must still end: the
+    # replicator's tick stops waiting after AWAIT_ANSWER_AFTER (spec/10 §10 item 3).
+    from tidings.replication import session as session_module
+    from tidings.replication.replicator import AWAIT_ANSWER_AFTER
+
+    from .replication_helpers import node
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 3)
+    asker, other = node("asker"), node("other")
+    link = connect(asker, other)
+    run(link)
+    link.sa._unkept_evicted = True  # (as if the peer had named more feeds than kept aside)
+    wanted = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 6)]
+    asker.set_follows(wanted)
+    run(link)
+    assert len(link.sa.awaiting) == 2  # 3 answered, 2 past the peer's bound
+    assert not asker.caught_up(link.sa)
+    asker.tick(100.0)
+    asker.tick(100.0 + AWAIT_ANSWER_AFTER / 2)
+    assert not asker.caught_up(link.sa)
+    asker.tick(100.0 + AWAIT_ANSWER_AFTER)
+    assert not link.sa.awaiting and asker.caught_up(link.sa)
+
+
+def test_a_version_3_peer_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Answers to new wants came with wire version 4: on a version 3 session nothing is
+    # awaited (a feed noted before and dropped comes with the next session).
+    from .replication_helpers import node
+
+    asker, other = node("asker"), node("other")
+    sa = asker.open_session(initiator=True)
+    sb = other.open_session(initiator=False)
+    sb.versions = (2, 3)
+    link = Link(asker, other, sa, sb)
+    run(link)
+    assert sa.version == 3
+    sa._unkept_evicted = True
+    asker.set_follows([FeedId(bytes([1]) * 32, "blog")])
+    assert not sa.awaiting  # (at version 4 the feed would wait for the answer)
+    run(link)
+    assert asker.caught_up(sa)

@@ -70,6 +70,8 @@ class Peer:
     identities_noted: bool = False
     #: Identity requests sent to the peer this session, per identity (bounded).
     identity_asks: dict[bytes, int] = field(default_factory=dict)
+    #: When (the driver's clock) each feed in ``session.awaiting`` was first seen there.
+    awaiting_since: dict[FeedId, float] = field(default_factory=dict)
     #: A newer connection to the same node replaced this one: the node closes it.
     superseded: bool = False
 

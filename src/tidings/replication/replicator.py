@@ -95,6 +95,10 @@ STALL_AFTER = 30.0
 #: owed on a loaded machine a feed's turn can come after STALL_AFTER; a peer that
 #: trickles one feed to keep another back is still replaced after this.
 STALL_WHILE_SERVING_AFTER = 10 * STALL_AFTER
+#: Seconds a session waits for a peer's answer to a new want (spec/10 §5.5, §10 item
+#: 3) before taking it that the peer holds nothing of the feed: a peer answers at once,
+#: unless its bound on such answers is reached or it is lost; a sync must still end.
+AWAIT_ANSWER_AFTER = 10.0
 #: Identities whose notes are kept from one peer: a relay holds up to 1024 logs besides
 #: those followed; a peer noting far more is flooding.
 MAX_PEER_IDENTITY_NOTES = 4096
@@ -1122,6 +1126,7 @@ class Replicator:
         """
         for peer in self.router.peers:
             peer.session.flush_lazy()
+            self._expire_awaited(peer, now)
         if self.payloads.missing:
             self._ask_payloads()
         expired = [f for f in self.quota.expire(now) if f not in self.follows]
@@ -1150,6 +1155,16 @@ class Replicator:
                 self.router.consider(feed, scan=True)
                 moved.append(feed)
         return moved
+
+    @staticmethod
+    def _expire_awaited(peer: Peer, now: float) -> None:
+        awaiting, since = peer.session.awaiting, peer.awaiting_since
+        for feed in [f for f in since if f not in awaiting]:
+            del since[feed]
+        for feed in list(awaiting):
+            if now - since.setdefault(feed, now) >= AWAIT_ANSWER_AFTER:
+                awaiting.discard(feed)  # no answer: the peer holds nothing of it
+                del since[feed]
 
     def caught_up(self, session: Session) -> bool:
         """The peer's opening clock is in and this node holds every wanted entry it has

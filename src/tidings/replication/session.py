@@ -559,10 +559,12 @@ class Session:
             return
         theirs = self.received.get(feed)
         if (ours.wants and (last is None or not last.wants) and theirs is None
-                and self._unkept_evicted and self.state in (SessionState.OPENING,
-                                                            SessionState.LIVE)):
+                and self._unkept_evicted and (self.version or 0) >= COMPACT_VERSION
+                and self.state in (SessionState.OPENING, SessionState.LIVE)):
             # A new want after the opening clock, and the peer's note of the feed may
-            # have been evicted from those kept aside: its answer is awaited (§5.5).
+            # have been evicted from those kept aside: its answer is awaited (§5.5;
+            # a version 4 peer answers; the replicator stops waiting after
+            # AWAIT_ANSWER_AFTER, should it not).
             self.awaiting.add(feed)
         if (
             last is None
