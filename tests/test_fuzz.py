@@ -575,6 +575,25 @@ def test_a_node_fed_any_plaintext_after_the_handshake_raises_only_peer_errors(
             assert report.ok or report.forked_at is not None, report.error
 
 
+# -- regression: a malformed entry sent without its payload ------------------------
+#
+# The replicator read every entry that came without its payload (to fetch the payload
+# later) before it reported the run's error, so a malformed one raised MalformedEntry
+# out of receive(), not a PeerError (found by the property above in a full run).
+
+
+@pytest.mark.parametrize("held", [0, 2])
+def test_a_malformed_entry_without_its_payload_is_the_peers_fault(held: int) -> None:
+    node, session, peer = established_node(held)
+    peer.send(Hello((2,), False, None))
+    damaged = bytearray(LOG[held].raw)
+    damaged[0] ^= 1  # the body is no longer a 10-field array
+    peer.send(Entries(FEED, ((LOG[held].raw, None), (bytes(damaged), None))))
+    with pytest.raises(PeerError):
+        node.receive(session, peer.data_to_send())
+    assert node.logbook.store.head(FEED) is None or node.logbook.store.head(FEED).seq <= held + 1
+
+
 # -- regressions: deeply nested CBOR ---------------------------------------------------
 #
 # strict_cbor_item (tidings.core.entry) recursed once per nesting level of a

@@ -716,7 +716,16 @@ class Replicator:
         if cap is not None:
             # A revoked device's entries past its cut are not the identity's: not
             # stored (spec/12 §7.2). Not the peer's fault: it may not know the revocation.
-            items = tuple(i for i in items if decode_entry(i[0]).seq <= cap)
+            kept = []
+            for item in items:
+                try:
+                    seq = decode_entry(item[0]).seq
+                except InvalidEntry:
+                    kept.append(item)  # (the ingest below names what is wrong with it)
+                    break
+                if seq <= cap:
+                    kept.append(item)
+            items = tuple(kept)
             rebuilt = None
             if not items:
                 return
@@ -733,8 +742,16 @@ class Replicator:
         if any(payload is None for _, payload in event.items):
             held = self.logbook.store.head(feed)
             top = held.seq if held else 0
-            nil = (decode_entry(raw) for raw, payload in event.items if payload is None)
-            self.payloads.add(feed, [e.seq for e in nil if e.payload_size and e.seq <= top])
+            missing = []
+            for raw, payload in event.items:
+                if payload is None:
+                    try:
+                        entry = decode_entry(raw)
+                    except InvalidEntry:
+                        break  # past the valid prefix (the error above names it)
+                    if entry.payload_size and entry.seq <= top:
+                        missing.append(entry.seq)
+            self.payloads.add(feed, missing)
         if added and feed in self.relayed and feed not in self.follows:
             size = sum(len(raw) + len(payload or b"") for raw, payload in event.items)
             gone = self.quota.stored(feed, size * added // len(event.items))
