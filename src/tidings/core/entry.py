@@ -357,34 +357,12 @@ def read_rest(raw: bytes, p: int, flags: int) -> Rest | None:
     n = len(raw)
     if p >= n:
         return None
-    head = raw[p]  # seq
-    if head < 24:
-        seq = head
-        p += 1
-    else:
-        wide = _UINT_MIN.get(head)
-        if wide is None:
-            return None
-        width, least = wide
-        p += 1 + width
-        seq = int.from_bytes(raw[p - width:p], "big")
-        if seq < least or p > n:
-            return None
-    if seq > MAX_SEQ or seq < 1 or p >= n:
+    seq, p = _uint_at(raw, p, n)
+    if not 1 <= seq <= MAX_SEQ or p >= n:
         return None
-    head = raw[p]  # timestamp
-    if head < 24:
-        timestamp = head
-        p += 1
-    else:
-        wide = _UINT_MIN.get(head)
-        if wide is None:
-            return None
-        width, least = wide
-        p += 1 + width
-        timestamp = int.from_bytes(raw[p - width:p], "big")
-        if timestamp < least or p > n:
-            return None
+    timestamp, p = _uint_at(raw, p, n)
+    if timestamp < 0:
+        return None
     backlink = lipmaa_link = None
     if seq == 1:
         if raw[p:p + 2] != b"\xf6\xf6":
@@ -406,19 +384,9 @@ def read_rest(raw: bytes, p: int, flags: int) -> Rest | None:
             p += 34
     if p >= n:
         return None
-    head = raw[p]
-    if head < 24:
-        size = head
-        p += 1
-    else:
-        wide = _UINT_MIN.get(head)
-        if wide is None or head == 0x1B:  # a size needs at most 4 bytes (2^20)
-            return None
-        width, least = wide
-        size = int.from_bytes(raw[p + 1:p + 1 + width], "big")
-        if size < least or size > MAX_PAYLOAD_SIZE:
-            return None
-        p += 1 + width
+    size, p = _uint_at(raw, p, n)
+    if not 0 <= size <= MAX_PAYLOAD_SIZE:
+        return None
     if raw[p:p + 2] != b"\x58\x20":
         return None
     phash = raw[p + 2:p + 34]
@@ -434,6 +402,23 @@ def read_rest(raw: bytes, p: int, flags: int) -> Rest | None:
     if len(phash) != HASH_SIZE:  # the input ended inside the payload hash
         return None
     return seq, timestamp, backlink, lipmaa_link, size, phash, signature
+
+
+def _uint_at(raw: bytes, p: int, n: int) -> tuple[int, int]:
+    """The unsigned integer whose head is at ``raw[p]`` (``p < n``) and the offset
+    after it; (-1, p) unless the head is its shortest (spec/02 §4) and it fits."""
+    head = raw[p]
+    if head < 24:
+        return head, p + 1
+    wide = _UINT_MIN.get(head)
+    if wide is None:
+        return -1, p
+    width, least = wide
+    end = p + 1 + width
+    value = int.from_bytes(raw[p + 1:end], "big")
+    if value < least or end > n:
+        return -1, p
+    return value, end
 
 
 _authors: dict[bytes, bytes] = {}
