@@ -7,10 +7,10 @@ import argparse
 
 from tidings.cli.common import (
     EXIT_OK,
-    CommandError,
     entry_json,
     print_json,
 )
+from tidings.cli.identity import held_identity
 from tidings.cli.reading import INDENT, format_when, headline_and_body, printable
 from tidings.core.content import decode
 from tidings.core.kel import format_identity
@@ -57,11 +57,7 @@ def show_merged(args: argparse.Namespace, home: Home) -> int:
     book = home.open_logbook()
     state = NodeState(home.node_state_path)
     try:
-        identities = IdentityBook(state)
-        current = identities.state(target.identity)
-        if current is None or current.status == "unknown":
-            raise CommandError(f"this home holds no log of {format_identity(target.identity)}: "
-                               "`tidings follow` it and let the node sync")
+        current = held_identity(IdentityBook(state), target.identity)
         logs = target.logs or tuple(sorted(
             {info.feed.log_id for info in book.feeds() if info.feed.author_key in
              current.devices} - {ABOUT_LOG}))

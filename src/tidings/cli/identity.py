@@ -70,6 +70,15 @@ def identity_state(state: NodeState, identity: bytes) -> IdentityState:
     return found if found is not None else kel.fold(identity, [])
 
 
+def held_identity(book: IdentityBook, identity: bytes) -> IdentityState:
+    """The state of ``identity``, whose log this home must hold (else what to do)."""
+    current = book.state(identity)
+    if current is None or current.status == "unknown":
+        raise CommandError(f"this home holds no log of {format_identity(identity)}: "
+                           "`tidings follow` it and let the node sync")
+    return current
+
+
 def _root(home: Home) -> Ed25519PrivateKey:
     path = home.path / ROOT_KEY_FILE
     if not path.exists():
@@ -555,10 +564,7 @@ def bundle_contents(home: Home, book: Logbook, text: str
     state = NodeState(home.node_state_path)
     try:
         book_ = IdentityBook(state)
-        current = book_.state(target.identity)
-        if current is None or current.status == "unknown":
-            raise CommandError(f"this home holds no log of {format_identity(target.identity)}"
-                               ": `tidings follow` it and let the node sync")
+        current = held_identity(book_, target.identity)
         events = [(target.identity, raw) for raw in book_.served(target.identity)]
     finally:
         state.close()
