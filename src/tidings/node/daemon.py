@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
+from tidings.node.publishing import GroupCommit, Publish, Written
 from tidings.node.state import (
     MAX_REMEMBERED,
     MISBEHAVIOUR_BACKOFF,
@@ -145,16 +146,6 @@ class Connection:
     #: Bytes the next call of the replicator's pump may queue (SEND_BUDGET, or more
     #: while the socket drains fast: see FAST_LINK).
     pump_budget: int = SEND_BUDGET
-
-
-@dataclass(eq=False, slots=True)
-class _Publish:
-    """One publish waiting for its group commit: the entry once durable, or the error."""
-
-    payload: bytes
-    log_id: str
-    entry: Entry | None = None
-    error: BaseException | None = None
 
 
 #: Notes of past sessions a node keeps in memory (the clocks it last wrote for its
@@ -312,8 +303,8 @@ class Node:
         #: When a write first found the disk full (None: it is not full).
         self._full_since: float | None = None
         self._state_write_failed = False
-        #: Publishes waiting for the next group commit (Node.publish).
-        self._publishes: list[_Publish] = []
+        #: This author's publishes, committed in groups (Node.publish).
+        self._group_commit = GroupCommit(self._lock, self._publish_batch, self._published)
         #: Another process wrote to the store since the last full read of the heads.
         self._external_writes = False
         #: The newest arrival in the store (what subscriptions start after), kept
@@ -545,50 +536,35 @@ class Node:
     async def publish(self, payload: bytes, log_id: str) -> Entry:
         """Publish as this node's author (an embedding app); peers hear of it at once.
 
-        Group commit: publishes that arrive while another is being committed
-        wait for it, then go to disk together, in one transaction and one
-        fsync. Each returns only once its own entry is durable.
+        Group commit (node/publishing.py): publishes that arrive together go to
+        disk together, in one transaction and one fsync. Each returns only once
+        its own entry is durable.
         """
-        request = _Publish(payload, log_id)
-        self._publishes.append(request)
-        async with self._lock:
-            if request.entry is None and request.error is None:
-                batch, self._publishes = self._publishes, []
-                try:
-                    await trio.to_thread.run_sync(self._publish_batch, batch)
-                finally:
-                    self._wake_dirty()
-                self._notify()
-        if request.error is not None:
-            raise request.error
-        assert request.entry is not None
-        return request.entry
+        return await self._group_commit.publish(payload, log_id)
 
-    def _publish_batch(self, batch: list[_Publish]) -> None:
-        """Commit ``batch`` in one transaction (in the worker thread). A publish
-        refused before it writes (a bad payload, an ended log) fails alone;
-        anything else fails them all, and nothing of them is stored."""
-        published: list[_Publish] = []
-        try:
-            with self.logbook.store.transaction():
-                for request in batch:
-                    try:
-                        # A peer holds this feed further: publishing would fork it.
-                        check_not_behind(self.state, self.logbook, request.log_id)
-                        request.entry = self.logbook.publish(request.payload, request.log_id)
-                        published.append(request)
-                    except (TidingsError, TypeError) as exc:  # raised before any write
-                        request.error = exc
-        except BaseException as exc:
-            # Rolled back: none of them is stored, and each is told so.
-            for request in batch:
-                if request.entry is not None or request.error is None:
-                    request.entry, request.error = None, exc
-            raise
-        feeds = [request.entry.feed for request in published if request.entry is not None]
+    def _publish_batch(self, requests: Sequence[Publish]) -> Written:
+        """Write ``requests`` in one transaction (in the worker thread).
+        A publish refused before it writes (a bad payload, an ended log) fails
+        alone; anything raised fails them all, and nothing of them is stored."""
+        written: list[tuple[Publish, Entry | BaseException]] = []
+        with self.logbook.store.transaction():
+            for request in requests:
+                try:
+                    # A peer holds this feed further: publishing would fork it.
+                    check_not_behind(self.state, self.logbook, request.log_id)
+                    written.append(
+                        (request, self.logbook.publish(request.payload, request.log_id)))
+                except (TidingsError, TypeError) as exc:  # raised before any write
+                    written.append((request, exc))
+        feeds = [entry.feed for _, entry in written if isinstance(entry, Entry)]
         if feeds:
             self.replicator.refresh_local(feeds)
             self.last_arrival = self.logbook.store.last_arrival()
+        return written
+
+    def _published(self) -> None:
+        self._wake_dirty()
+        self._notify()
 
     async def set_follow(self, feed: FeedId, follow: bool) -> bool:
         """Follow or unfollow ``feed``; True if that changed anything."""

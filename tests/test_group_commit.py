@@ -1,0 +1,190 @@
+"""Group commit of a node's own publishes (node/publishing.py): what arrives together
+shares one commit, publishers that come back at once join the next one, and every
+publish is acknowledged only once its entry is durable, kill -9 included."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.embed_helpers import PATIENCE
+from tests.nodes import NodeProcess, wait_for
+from tests.test_cli import ok, tidings
+from tidings import FeedId, Identity, Logbook, SqliteStore
+from tidings.core.entry import Entry
+from tidings.node.home import Home
+from tidings.node.publishing import GroupCommit, Publish, Written
+
+
+class Book:
+    """A real logbook on a SQLite file, and the size of every group written to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.logbook = Logbook(SqliteStore(path), Identity.generate())
+        self.groups: list[int] = []
+        self.fail_on: bytes | None = None  # a payload whose write raises (after writing)
+
+    def write(self, requests: Sequence[Publish]) -> Written:
+        written: list[tuple[Publish, Entry | BaseException]] = []
+        with self.logbook.store.transaction():
+            for request in requests:
+                written.append((request, self.logbook.publish(request.payload, request.log_id)))
+                if request.payload == self.fail_on:
+                    raise OSError("the disk went away")
+        self.groups.append(len(written))
+        return written
+
+
+async def test_publishers_that_come_back_at_once_share_the_next_commit(tmp_path: Path) -> None:
+    """8 publishers, each publishing again a few scheduler turns after its answer, one
+    turn apart (as an app's HTTP connections do): the first one back does not commit
+    alone (the groups would settle into 1 + 7, or 2 + 6: twice the commits) but
+    waits for the others the last commit answered."""
+    book = Book(tmp_path / "s.db")
+    commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    rounds, publishers = 6, 8
+    entries: list[Entry] = []
+
+    async def publisher(index: int) -> None:
+        for i in range(rounds):
+            entries.append(await commits.publish(b"p%d-%d" % (index, i), "group"))
+            for _ in range(index + 1):  # the answer's way back, and the next request's
+                await trio.sleep(0)
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for index in range(publishers):
+                nursery.start_soon(publisher, index)
+    assert sum(book.groups) == rounds * publishers
+    # (Each wait is bounded by the last commit's time, so a badly stalled machine may
+    # split one group; never every group.)
+    assert len(book.groups) <= rounds + 1, book.groups
+    feed = book.logbook.feed("group")
+    stored = {entry.seq: entry.hash for entry, _ in book.logbook.read(feed)}
+    assert stored == {entry.seq: entry.hash for entry in entries}
+    assert sorted(stored) == list(range(1, rounds * publishers + 1))
+    book.logbook.store.close()
+
+
+async def test_a_group_that_fails_stores_none_of_it_and_tells_each(tmp_path: Path) -> None:
+    book = Book(tmp_path / "s.db")
+    commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    await commits.publish(b"first", "group")
+    book.fail_on = b"bad"
+    failed: list[BaseException] = []
+
+    async def one(payload: bytes) -> None:
+        try:
+            await commits.publish(payload, "group")
+        except OSError as exc:
+            failed.append(exc)
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for payload in (b"a", b"bad", b"c"):
+                nursery.start_soon(one, payload)
+    assert len(failed) == 3 and all(str(exc) == "the disk went away" for exc in failed)
+    book.fail_on = None
+    assert (await commits.publish(b"after", "group")).seq == 2  # nothing of the group stayed
+    book.logbook.store.close()
+
+
+# -- kill -9 while 8 connections publish over HTTP ---------------------------------------
+
+
+class Publisher(threading.Thread):
+    """One keep-alive connection publishing until the node dies; records each answer."""
+
+    def __init__(self, address: tuple[str, int], token: str, index: int) -> None:
+        super().__init__(daemon=True)
+        self.address, self.token, self.index = address, token, index
+        self.acked: list[tuple[int, str, bytes]] = []  # (seq, hash, payload) as answered
+
+    def run(self) -> None:
+        try:
+            with socket.create_connection(self.address, timeout=PATIENCE) as sock:
+                reader = sock.makefile("rb")
+                for i in range(100_000):
+                    payload = b"conn %d entry %d" % (self.index, i)
+                    body = json.dumps({"log": "crash",
+                                       "payload_base64": base64.b64encode(payload).decode()})
+                    sock.sendall(
+                        f"POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        f"Authorization: Bearer {self.token}\r\nContent-Type: application/json"
+                        f"\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+                    status = reader.readline()
+                    if not status:
+                        return  # the node died between two requests
+                    assert status.startswith(b"HTTP/1.1 201 "), status
+                    length = 0
+                    while (line := reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.decode().partition(":")
+                        if name.lower() == "content-length":
+                            length = int(value)
+                    answer = reader.read(length)
+                    if len(answer) < length:
+                        return  # died mid-answer: not acknowledged
+                    entry = json.loads(answer)
+                    self.acked.append((entry["seq"], entry["hash"], payload))
+        except (ConnectionError, TimeoutError, OSError):
+            return  # the node was killed
+
+
+def acknowledged(publishers: Sequence[Publisher], count: int) -> bool:
+    return sum(len(p.acked) for p in publishers) >= count
+
+
+@pytest.mark.system
+def test_kill_9_during_concurrent_http_publishes_keeps_every_acknowledged_entry(
+        tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    ok(tidings(home, "init"))
+    feed: FeedId = Home(home).identity().author.feed("crash")
+    acked: dict[int, tuple[str, bytes]] = {}
+    for round_index in range(2):  # the second round publishes on the store the kill left
+        node = NodeProcess(home)
+        try:
+            wait_for(lambda: (home / "api.json").exists(), what="api.json")
+            host, port = json.loads((home / "api.json").read_text())["url"].removeprefix(
+                "http://").rsplit(":", 1)
+            token = (home / "api.token").read_text().strip()
+            publishers = [Publisher((host, int(port)), token, 8 * round_index + i)
+                          for i in range(8)]
+            for publisher in publishers:
+                publisher.start()
+            wait_for(partial(acknowledged, publishers, 40),
+                     what="40 acknowledged publishes in this round")
+            node.proc.send_signal(signal.SIGKILL)
+            node.proc.wait()
+            for publisher in publishers:
+                publisher.join(PATIENCE)
+                assert not publisher.is_alive()
+        finally:
+            if node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait()
+            node.log_file.close()
+        assert node.proc.returncode == -signal.SIGKILL
+        for publisher in publishers:
+            for seq, digest, payload in publisher.acked:
+                assert seq not in acked, f"seq {seq} was acknowledged twice"
+                acked[seq] = (digest, payload)
+        book = Home(home).open_logbook()
+        try:
+            stored = {entry.seq: (entry.hash.hex(), payload)
+                      for entry, payload in book.read(feed)}
+            assert book.verify(feed)[0].ok
+        finally:
+            book.store.close()
+        assert sorted(stored) == list(range(1, len(stored) + 1))
+        missing = {seq: value for seq, value in acked.items() if stored.get(seq) != value}
+        assert not missing, f"acknowledged but not stored as answered: {sorted(missing)[:10]}"
