@@ -24,8 +24,11 @@ Figures, each sampled in pairs with a raw limit (benchmarks/pairs.py):
 * publishes/s: ``POST /v1/publish`` sequentially on one keep-alive connection,
   beside ``Logbook.publish`` on a ``SqliteStore`` (a durable publish: signing +
   fsync, one commit each, as a sequential publish is); from 8 concurrent
-  connections, beside the in-process ``EmbeddedNode.publish`` from 8 tasks
-  (like with like: both group-commit what arrives during a commit); the
+  keep-alive connections of a lean client in a child process (plain sockets: about
+  90 µs of CPU a request, where trio tasks in this process spent 250-400 µs, on
+  the same 2 cores as the node), beside the in-process ``EmbeddedNode.publish``
+  from 8 tasks (like with like: both group-commit, the same payloads, the same
+  durable SqliteStore, one feed each); the
   in-process ``EmbeddedNode.publish`` itself (sequential, and from 8 tasks);
   and once more, back to back, while 100 SSE streams watch the feed, beside
   as many publishes with no stream open (the streams are a child process that
@@ -62,6 +65,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -854,6 +858,8 @@ class HttpRuns:
     sequential: Paired  # entries/s beside raw Logbook.publish entries/s
     concurrent: Paired
     node_cpu_per_publish_us: float | None
+    #: The node's and the publishers' CPU a publish in the concurrent samples.
+    concurrent_note: str = ""
     #: Latency rounds: per round a raw Logbook.publish sample (ms), then a run of the bare
     #: fan-out and of the node, with all the streams, then both with one stream.
     raw_ms: list[float] = field(default_factory=list)
@@ -887,6 +893,108 @@ async def http_throughput(target: ApiTarget, n: int, connections: int) -> float:
     finally:
         for connection in opened:
             await connection.aclose()
+
+
+#: The concurrent publishers, run as a child process: ``connections`` keep-alive
+#: connections of plain non-blocking sockets and one selector, HTTP/1.1 by hand,
+#: each connection sending its next POST /v1/publish as soon as the last one is
+#: answered (201), with the same payloads and bodies as :func:`http_publish`. Why
+#: apart and so bare: an app's client (curl, Go, Rust, or Python's own sockets)
+#: spends tens of µs a request (this one about 90); trio tasks in this process spent
+#: 250-400 µs each, on the same 2 cores as the node, so the figure timed the
+#: benchmark's client nearly as much as the node. Reads ``go`` on stdin once
+#: connected, then prints the seconds from the first request written to the last
+#: answer read, and its CPU seconds over them.
+LEAN_PUBLISHERS = r"""
+import base64, json, selectors, socket, sys, time
+
+host, port, token, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+n, connections, size = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+head = (f"POST /v1/publish HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}"
+        "\r\nContent-Type: application/json\r\nContent-Length: ").encode()
+share = [n // connections + (1 if c < n % connections else 0) for c in range(connections)]
+
+def request(c, i):
+    payload = b"publish %09d " % (c * n + i)
+    payload += b"x" * (size - len(payload))
+    body = json.dumps({"log": log, "payload_base64": base64.b64encode(payload).decode()}).encode()
+    return head + b"%d\r\n\r\n" % len(body) + body
+
+selector = selectors.DefaultSelector()
+state = {}
+for c in range(connections):
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    state[sock] = [c, 0, b""]  # connection, requests answered, bytes of the answer so far
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()
+start, cpu = time.perf_counter(), time.process_time()
+for sock, (c, done, _) in state.items():
+    if share[c]:
+        sock.sendall(request(c, 0))
+        selector.register(sock, selectors.EVENT_READ)
+left = sum(1 for c in share if c)
+while left:
+    for key, _ in selector.select(60.0) or sys.exit("no answer for 60 s"):
+        sock = key.fileobj
+        c, done, data = state[sock]
+        data += sock.recv(65536) or sys.exit("the node closed a connection")
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            state[sock][2] = data
+            continue
+        if not data.startswith(b"HTTP/1.1 201 "):
+            sys.exit(f"POST /v1/publish answered {data[:300]!r}")
+        length = next(int(line.split(b":", 1)[1]) for line in data[:end].split(b"\r\n")
+                      if line[:15].lower() == b"content-length:")
+        if len(data) < end + 4 + length:
+            state[sock][2] = data
+            continue
+        if len(data) > end + 4 + length:
+            sys.exit("bytes after the answer: the node answered twice")
+        done += 1
+        state[sock][1:] = [done, b""]
+        if done < share[c]:
+            sock.sendall(request(c, done))
+        else:
+            selector.unregister(sock)
+            left -= 1
+print(time.perf_counter() - start, time.process_time() - cpu, flush=True)
+"""
+
+
+async def lean_throughput(target: ApiTarget, n: int, connections: int
+                          ) -> tuple[float, float]:
+    """``n`` publishes from ``connections`` keep-alive connections of LEAN_PUBLISHERS:
+    seconds from the first request to the last answer (connecting not timed), and
+    the publishers' CPU seconds over them."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEAN_PUBLISHERS, target.host, str(target.port), target.token,
+         PUBLISH_LOG, str(n), str(connections), str(PAYLOAD_SIZE)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(), text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        with trio.fail_after(60.0 + n / 10):
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+            if line.strip() != "ready":
+                raise RuntimeError(f"the publishers did not connect: {line!r}")
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = await trio.to_thread.run_sync(proc.stdout.readline)
+        try:
+            elapsed, cpu = map(float, line.split())
+            return elapsed, cpu
+        except ValueError:
+            raise RuntimeError(f"the publishers failed: {line!r}") from None
+    except trio.TooSlowError:
+        raise RuntimeError("the concurrent publishers timed out") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 async def latency_run(target: ApiTarget, path: str, streams: int, sizes: Sizes,
@@ -947,6 +1055,18 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
                 return count / await http_throughput(target, count, connections)
             return once
 
+        node_cpu_us: list[float] = []  # per concurrent sample: the node's CPU a publish ...
+        client_cpu_us: list[float] = []  # ... and the publishers'
+
+        async def lean(connections: int) -> float:
+            before = node.cpu_s()
+            seconds, client_cpu = await lean_throughput(target, n, connections)
+            after = node.cpu_s()
+            if before is not None and after is not None:
+                node_cpu_us.append((after - before) / n * 1e6)
+            client_cpu_us.append(client_cpu / n * 1e6)
+            return n / seconds
+
         async def main() -> HttpRuns:
             warm = await HttpConnection.open(target.host, target.port)
             await http_publish(warm, target, b"first", PUBLISH_LOG)  # the feed row; untimed
@@ -972,8 +1092,12 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
             log(f"HTTP: POST /v1/publish x {n:,} from {sizes.clients} connections, each after "
                 f"{n:,} in-process EmbeddedNode.publish from {sizes.clients} tasks ...")
             concurrent = await beside_embedded(sizes, tmp / "beside",
-                                               throughput(sizes.clients))
+                                               partial(lean, sizes.clients))
             runs = HttpRuns(sequential, concurrent, cpu_per_publish)
+            if node_cpu_us:
+                runs.concurrent_note = (
+                    f"node CPU {statistics.median(node_cpu_us):,.0f} µs a publish, the "
+                    f"publishers' {statistics.median(client_cpu_us):,.0f} µs (medians)")
 
             # The node's event size, so the bare fan-out pads its events to it (untimed).
             probe = await sse_run(target, path, 1, replace(sizes, entries=2, rate=math.inf))
@@ -1072,8 +1196,9 @@ def bench_http_api(results: Results, sizes: Sizes) -> None:
                                http.concurrent, "raw_embed_publish_concurrent", count=n,
                                goal_ratio=0.8)
     http_conc.note = (f"raw: EmbeddedNode.publish from {c} tasks in this process, just before "
-                      "each sample; both group-commit (publishes that arrive while one "
-                      "commits share the next commit), so no bound; "
+                      "each sample; both group-commit (publishes that arrive together share "
+                      "a commit), so no bound; the connections are a lean client in a child "
+                      f"process (LEAN_PUBLISHERS); {http.concurrent_note}; "
                       f"{http_conc.value / embed_conc.value:.2f}x the in-process figure above")
     if http.node_cpu_per_publish_us is not None:
         results.add(Figure("http_node_cpu_per_publish", pub,
