@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import signal
@@ -115,6 +116,10 @@ def _as_client(
     options = _options(args, home, "client")
     address = parse_address(args.peer_address)
     node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
+    # What is loaded so far (modules, the node's feeds and heads) lives until this process
+    # exits: the collector's full passes need not walk it again (two of them cost a
+    # reconnect at 10,000 feeds about 0.2 s).
+    gc.freeze()
     state = node.state
     if before is not None:
         before(node)
