@@ -158,8 +158,9 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
         await node.wait_caught_up(connection, progress)
         # What the peer said it holds: a followed feed it holds nothing of is not
         # "caught up", it is absent there.
+        noted = connection.session.received
         absent = {f for f in node.replicator.local.wanted
-                  if connection.session.peer_seq(f) == 0}
+                  if (n := noted.get(f)) is None or n.seq == 0}
         return node.replicator.entries_received, absent
 
     logs_before = _identity_logs(home)
