@@ -89,9 +89,9 @@ def unchanged_since(local: LocalClock, eager: Set[FeedId], sent: Mapping[FeedId,
     (spec/10 §4): a note for every feed held or wanted, each equal to this node's note
     now (``EAGER`` for the feeds in ``eager``), and (0, 0) for the others it names.
 
-    The same verdict as comparing note by note, in passes of ``map`` over the dicts
-    (C, no Python per feed): a reconnect that changed nothing, at 10,000 feeds, costs
-    about a millisecond instead of tens.
+    The same verdict as comparing note by note, in passes of ``map`` over the dicts:
+    no bytecode per feed but FeedId's ``__hash__`` (most of what is left: 10,000 feeds
+    in ~10 ms against ~16 for the loop, on a loaded machine).
     """
     heads, wanted = local.heads, local.wanted
     if not (heads.keys() <= sent.keys() and wanted <= sent.keys()):
