@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,35 @@ def test_sync_loads_neither_content_nor_identities_nor_http() -> None:
     for heavy in ("tidings.cli.identity", "tidings.cli.reading", "tidings.cli.authoring",
                   "tidings.core.content", "tidings.http.feedimport", "tidings.embed"):
         assert heavy not in loaded, heavy
+
+
+def test_sync_loads_no_key_serialization() -> None:
+    """Keys are read and written in their raw forms: cryptography's serialization package
+    (PEM, SSH, PKCS#12 ...) is ~25 ms of every sync's start-up, and no command needs it."""
+    loaded = _loaded_by("import tidings.cli.main, tidings.cli.node, tidings.node.lifecycle\n"
+                        "import sys\n"
+                        "print('SERIALIZATION' if 'cryptography.hazmat.primitives."
+                        "serialization' in sys.modules else '')")
+    assert "SERIALIZATION" not in loaded
+
+
+def test_only_the_program_itself_leaves_its_objects_to_exit(tmp_path: Path) -> None:
+    """The command line spares the interpreter's last collections (gc.freeze) only when
+    it is the program (``main()``); an app calling ``main(argv)`` keeps its collector."""
+    import gc
+
+    from tidings.cli.main import main
+
+    frozen = gc.get_freeze_count()
+    assert main(["--home", str(tmp_path / "home"), "init"]) == 0
+    assert gc.get_freeze_count() == frozen
+    done = subprocess.run([sys.executable, "-c", "import gc, sys\n"
+                           "from tidings.cli.main import main\n"
+                           "sys.argv = ['tidings', '--home', sys.argv[1], 'whoami']\n"
+                           "code = main()\n"
+                           "print(code, gc.get_freeze_count() > 0)", str(tmp_path / "home")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["0", "True"]  # (after whoami's author id)
 
 
 def test_import_tidings_loads_a_name_on_first_use() -> None:

@@ -76,3 +76,30 @@ def test_author_id_is_not_a_feed_id() -> None:
     text = str(author(3).author)
     with pytest.raises(InvalidId, match="author id"):
         FeedId.parse(text)
+
+
+def test_a_feed_is_one_object_while_referred_to_and_forgotten_after() -> None:
+    """FeedIds are interned (dict lookups match by identity), weakly: a node that met a
+    million feeds once does not keep them all."""
+    import gc
+
+    from tidings.core import ids
+
+    key = bytes(range(32))
+    first = FeedId(key, "interned")
+    assert FeedId(key, "interned") is first
+    assert FeedId(key, "other") is not first and FeedId(key, "other") != first
+    before = len(ids._INTERNED)
+    del first
+    gc.collect()
+    assert len(ids._INTERNED) < before and len(ids._REFERENCE_KEYS) == len(ids._INTERNED)
+    again = FeedId(key, "interned")  # made anew, and interned again
+    assert FeedId(key, "interned") is again and again == FeedId(key, "interned")
+
+
+@pytest.mark.parametrize("log_id", ["", "Blog", "-x", "a" * 65, "a b", "blog\n"])
+def test_a_refused_log_id_is_refused_every_time(log_id: str) -> None:
+    """The pattern's verdict is cached per log id: a second look refuses it as the first."""
+    for _ in range(2):
+        with pytest.raises(InvalidId):
+            FeedId(bytes(32), log_id)

@@ -14,12 +14,6 @@ import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 
 from tidings.core.ids import AuthorId
 from tidings.errors import UsageError
@@ -43,9 +37,8 @@ class Identity:
 
     def __init__(self, secret: Ed25519PrivateKey) -> None:
         self._secret = secret
-        self.author = AuthorId(
-            secret.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        )
+        # (the raw forms: cryptography's serialization module costs a sync ~25 ms to import)
+        self.author = AuthorId(secret.public_key().public_bytes_raw())
 
     @classmethod
     def generate(cls) -> Identity:
@@ -65,7 +58,7 @@ class Identity:
 
     def save(self, path: Path) -> None:
         """Write the secret key to a new file with mode 0600; never overwrites."""
-        seed = self._secret.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        seed = self._secret.private_bytes_raw()
         write_key_file(path, KEY_FILE_HEADER, seed)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import signal
@@ -114,7 +115,12 @@ def _as_client(
 
     options = _options(args, home, "client")
     address = parse_address(args.peer_address)
+    # What is loaded (the modules, then the node's feeds and heads) lives until this
+    # process exits: the collector's full passes need not walk it again (at 10,000 feeds
+    # those passes, over both, cost a reconnect about 0.2 s).
+    gc.freeze()
     node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
+    gc.freeze()
     state = node.state
     if before is not None:
         before(node)
@@ -153,8 +159,9 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
         await node.wait_caught_up(connection, progress)
         # What the peer said it holds: a followed feed it holds nothing of is not
         # "caught up", it is absent there.
+        noted = connection.session.received
         absent = {f for f in node.replicator.local.wanted
-                  if connection.session.peer_seq(f) == 0}
+                  if (n := noted.get(f)) is None or n.seq == 0}
         return node.replicator.entries_received, absent
 
     logs_before = _identity_logs(home)
@@ -170,7 +177,8 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     local = node.replicator.local
     wanted = local.wanted
     heads = local.heads
-    updated = {f: heads.get(f, 0) for f in wanted if heads.get(f, 0) != held_before.get(f, 0)}
+    updated = {} if heads == held_before else {  # (nothing moved: one comparison in C)
+        f: heads.get(f, 0) for f in wanted if heads.get(f, 0) != held_before.get(f, 0)}
     forked = {f: at for f, at in node.replicator.forked_at.items() if f in wanted}
     if args.json:
         report: dict[str, object] = {

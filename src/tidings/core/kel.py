@@ -39,7 +39,6 @@ from typing import Any, NamedTuple
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tidings.core.entry import is_acceptable_author_key, strict_cbor_item
 from tidings.core.ids import (
@@ -134,7 +133,7 @@ def key_digest(public_key: bytes) -> bytes:
 
 
 def public_bytes(secret: Ed25519PrivateKey) -> bytes:
-    return secret.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return secret.public_key().public_bytes_raw()
 
 
 def verify_signature(key: bytes, signature: bytes, message: bytes) -> bool:

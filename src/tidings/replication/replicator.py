@@ -1197,10 +1197,13 @@ class Replicator:
             return False
         if any(feed in self.local.wanted for feed in session.awaiting):
             return False  # a feed newly wanted: the peer's note of it is on its way
-        searching = peer.searches
-        return all(
-            self.local.seq(feed) >= session.peer_seq(feed) or feed in self.forked_at
-            or self.local.seq(feed) >= self.identity_caps.get(feed, 2**64)  # a revoked device
-            or (peer.excludes(feed) and feed not in searching)
-            for feed in self.local.wanted
-        )
+        searching, received, held = peer.searches, session.received, self.local.heads
+        for feed in self.local.wanted:  # (called at every read: one lean pass)
+            theirs = received.get(feed)
+            if theirs is None or (seq := held.get(feed, 0)) >= theirs.seq:
+                continue
+            if not (feed in self.forked_at
+                    or seq >= self.identity_caps.get(feed, 2**64)  # a revoked device
+                    or (peer.excludes(feed) and feed not in searching)):
+                return False
+        return True

@@ -25,7 +25,6 @@ import struct
 from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tidings.errors import (
     BadFrame,
@@ -51,9 +50,7 @@ _MESSAGE_LENGTH = struct.Struct(">I")
 
 
 def public_key(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw
-    )
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
 
 
 def check_network_key(key: bytes) -> bytes:
