@@ -35,7 +35,12 @@ from tidings.errors import (
     MessageTooLarge,
 )
 from tidings.transport.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
-from tidings.wire.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
+from tidings.wire.messages import (
+    MAX_MESSAGE_SIZE,
+    Message,
+    decode_message,
+    encode_message_parts,
+)
 
 #: Names the transport version; a peer of another version fails at message 1.
 PROLOGUE = b"tidings/transport/2"
@@ -203,10 +208,13 @@ class Channel:
 
     def send(self, message: Message) -> int:
         """Queue ``message``; returns its size on the wire before encryption."""
-        body = encode_message(message)
+        parts = encode_message_parts(message)  # (a blob chunk's bytes copied once, here)
+        size = sum(len(part) for part in parts)
         # Sealed into frames in data_to_send(), so messages queued together share frames.
-        self._plaintext_out += _MESSAGE_LENGTH.pack(len(body)) + body
-        return len(body) + 4
+        self._plaintext_out += _MESSAGE_LENGTH.pack(size)
+        for part in parts:
+            self._plaintext_out += part
+        return size + 4
 
     def _flush_plaintext(self) -> None:
         assert self._send_cipher is not None
