@@ -81,6 +81,9 @@ MAX_READ = 16 * 1024 * 1024
 #: Blobs whose tree (at most 4 MiB) the store keeps in memory to serve chunks: a
 #: node serves a few blobs at a time, and reads each tree once, not per chunk.
 MAX_TREES_READ = 4
+#: Blobs whose checked nodes (CheckedNodes: at most ~1 MB each) the store keeps: those
+#: read or written last. A node fetches and serves a few blobs at a time.
+MAX_CHECKED_BLOBS = 8
 #: Buffers handed to one pwritev at most (below every system's IOV_MAX of 1024).
 MAX_IOV = 512
 #: Bytes read from a file per step of an import: the import's whole buffer.
@@ -266,6 +269,8 @@ class BlobStore:
         self._blobs: dict[BlobId, _Blob] = {}
         #: The blobs whose tree is kept in memory to serve chunks, oldest first.
         self._trees_read: list[_Blob] = []
+        #: The blobs whose checked nodes are kept, oldest first (a dict as an ordered set).
+        self._checked: dict[_Blob, None] = {}
         #: Blobs the owner removed (REMOVED_FILE), read on first use.
         self._removed: dict[BlobId, None] | None = None
         self._importer = False
@@ -481,7 +486,7 @@ class BlobStore:
         with self._mutex:
             blob = self._get(blob_id)
             held = bytes(blob.have) if blob is not None else b""
-            checked = blob.checked if blob is not None else CheckedNodes()
+            checked = self._checked_nodes(blob) if blob is not None else CheckedNodes()
         accepted: list[VerifiedChunk] = []
         seen: set[int] = set()
         for index, data, proof in chunks:
@@ -656,11 +661,22 @@ class BlobStore:
             proof = b"".join(_pread_exact(tree_fd, HASH_SIZE, p * HASH_SIZE)
                              for p in positions)
         try:
-            verify_chunk(blob.blob_id, index, data, proof, blob.checked)
+            verify_chunk(blob.blob_id, index, data, proof, self._checked_nodes(blob))
         except InvalidBlob:
             self._forget(blob, [index])
             return None
         return data, proof
+
+    def _checked_nodes(self, blob: _Blob) -> CheckedNodes:
+        """The blob's checked nodes (under the lock), kept only for the
+        MAX_CHECKED_BLOBS blobs used last: memory stays bounded however many are read."""
+        self._checked.pop(blob, None)
+        self._checked[blob] = None
+        while len(self._checked) > MAX_CHECKED_BLOBS:
+            oldest = next(iter(self._checked))
+            del self._checked[oldest]
+            oldest.checked = CheckedNodes()
+        return blob.checked
 
     def _forget(self, blob: _Blob, indexes: list[int]) -> None:
         blob.tree = None
@@ -926,6 +942,7 @@ class BlobStore:
         _fsync_dir(self.path)
         del self._blobs[blob.blob_id]
         blob.tree = None
+        self._checked.pop(blob, None)
         shutil.rmtree(trash, ignore_errors=True)
 
     def evict(self, need: int = 0, *, keep: BlobId | None = None) -> list[BlobId]:
