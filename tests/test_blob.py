@@ -31,6 +31,7 @@ from tidings.core.blob import (
     BlobId,
     BlobTree,
     BlobVerifier,
+    CheckedNodes,
     InvalidBlob,
     InvalidBlobId,
     blob_id_of,
@@ -403,3 +404,52 @@ def test_chunk_layouts_are_the_walk_of_spec_13(count: int) -> None:
         for (start, _), on_the_right in zip(proof_nodes(index, count), layout.right,
                                            strict=True):
             assert on_the_right == (start > index)
+
+
+# -- checking chunks with the nodes checked before ---------------------------------------
+
+
+@settings(max_examples=examples(40))
+@given(st.integers(1, 70), st.integers(0, 2**32))
+def test_checked_nodes_give_the_full_walks_outcome(count: int, seed: int) -> None:
+    """A walk that stops at a node checked before accepts exactly what the full walk
+    accepts (spec/13 §5.2 V4), and returns the same path, whatever the order."""
+    rnd = random.Random(seed)
+    size = (count - 1) * CHUNK_SIZE + rnd.randint(1, CHUNK_SIZE)
+    data = rnd.randbytes(size)
+    tree = BlobTree.of(data)
+    blob = tree.blob_id
+    checked = CheckedNodes()
+    order = list(range(count))
+    rnd.shuffle(order)
+    for index in order:
+        offset, length = blob.chunk_span(index)
+        chunk, proof = data[offset:offset + length], tree.proof(index)
+        bad_chunk = bytearray(chunk)
+        bad_chunk[rnd.randrange(length)] ^= 1 << rnd.randrange(8)
+        with pytest.raises(InvalidBlob) as raised:
+            verify_chunk(blob, index, bytes(bad_chunk), proof, checked)
+        assert raised.value.rule == "blob-chunk-proof"
+        if proof:  # one bit of any one hash of the proof
+            bad_proof = bytearray(proof)
+            bad_proof[rnd.randrange(len(proof))] ^= 1 << rnd.randrange(8)
+            with pytest.raises(InvalidBlob):
+                verify_chunk(blob, index, chunk, bytes(bad_proof), checked)
+        assert verify_chunk(blob, index, chunk, proof, checked) == \
+            verify_chunk(blob, index, chunk, proof)
+    assert len(checked) == tree_nodes(count)  # every node, each checked once
+
+
+def test_a_run_of_chunks_checks_about_one_hash_each() -> None:
+    data = bytes(64 * CHUNK_SIZE)
+    tree = BlobTree.of(data)
+    checked = CheckedNodes()
+    hashed = []
+    real_parent = tidings.core.blob.parent_hash
+    tidings.core.blob.parent_hash = lambda a, b: hashed.append(1) or real_parent(a, b)
+    try:
+        for index in range(64):
+            verify_chunk(tree.blob_id, index, data[:CHUNK_SIZE], tree.proof(index), checked)
+    finally:
+        tidings.core.blob.parent_hash = real_parent
+    assert len(hashed) < 2 * 64  # not 6 a chunk (64 chunks: a tree 6 levels deep)

@@ -259,6 +259,17 @@ def test_a_damaged_tree_node_is_found_too(store: BlobStore) -> None:
     assert store.check(blob) == [] and store.read(blob) == data
 
 
+def test_checked_nodes_are_kept_for_a_few_blobs_only(store: BlobStore) -> None:
+    """Reading checks every chunk again; the nodes that shorten those checks are kept
+    for the blobs used last only, so memory stays bounded however many are served."""
+    blobs = [store.import_bytes(blob_data(3 * CHUNK_SIZE, seed)) for seed in range(12)]
+    for blob in blobs:
+        assert len(store.chunks(blob, range(3))) == 3
+    kept = [blob for blob in blobs if len(store._blobs[blob].checked)]
+    assert kept == blobs[-tidings.storage.blobs.MAX_CHECKED_BLOBS:]
+    assert store.read(blobs[0]) == blob_data(3 * CHUNK_SIZE, 0)  # checked again in full
+
+
 def test_a_cut_file_starts_the_blob_again(tmp_path: Path) -> None:
     data = blob_data(2 * CHUNK_SIZE)
     with BlobStore(tmp_path / "blobs") as store:

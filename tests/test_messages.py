@@ -69,6 +69,7 @@ from tidings.wire.messages import (
     SeqResponse,
     decode_message,
     encode_message,
+    encode_message_parts,
     message_types,
 )
 
@@ -651,3 +652,20 @@ def test_the_seqs_of_a_seq_request_ascend_strictly(seqs: list[int]) -> None:
 def test_an_ipv6_zone_id_is_not_an_address(host: str) -> None:
     """A zone names an interface of the sender's machine: meaningless to the receiver."""
     assert "host" in str(malformed(raw(6, [[host, 8008]])))
+
+
+@settings(max_examples=examples(100))
+@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(
+    st.integers(0, 65535), st.sampled_from([0, 1, 255, 256, 65535, CHUNK_SIZE]),
+    st.integers(0, 16)), max_size=4), st.booleans())
+def test_blob_data_in_parts_is_the_same_bytes(request_id: int, shapes: list[tuple[int, int, int]],
+                                              final: bool) -> None:
+    """A blob-data message is queued in pieces (its chunks' bytes uncopied): together
+    they are exactly the msgpack body."""
+    chunks = tuple((index, bytes([index & 0xFF]) * length, bytes(HASHES * 32))
+                   for index, length, HASHES in shapes)
+    message = BlobData(request_id, chunks, final or not chunks)
+    parts = encode_message_parts(message)
+    assert b"".join(parts) == encode_message(message)
+    assert decode_message(b"".join(parts)) == message
+    assert all(part is data for part, (_, data, _) in zip(parts[1::2], chunks, strict=False))

@@ -35,7 +35,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from tidings.core.ids import INPUT_WHITESPACE
 from tidings.errors import InvalidId, LocalProtocolError, TidingsError
@@ -195,15 +195,26 @@ class ChunkLayout:
 @functools.lru_cache(maxsize=8192)  # ~1 KB each: a few MB, the chunks of 512 MB
 def chunk_layout(index: int, count: int) -> ChunkLayout:
     """The :class:`ChunkLayout` of chunk ``index`` of ``count`` (``0 <= index < count``)."""
-    siblings = list(reversed(_path(index, count)))
-    low, high = index, index + 1
-    path = [node_position(low, high)]
-    for start, end, _ in siblings:
-        low, high = min(low, start), max(high, end)
-        path.append(node_position(low, high))
-    return ChunkLayout(tuple(on_the_right for _, _, on_the_right in siblings),
-                       tuple(node_position(start, end) for start, end, _ in siblings),
-                       tuple(path))
+    # The walk of _path, with node_position inlined: a receiver computes this once
+    # per chunk it fetches.
+    right: list[bool] = []
+    proof: list[int] = []
+    path: list[int] = []
+    start, end = 0, count
+    while end - start > 1:
+        middle = start + (1 << ((end - start - 1).bit_length() - 1))
+        path.append(2 * middle - 1)
+        if index < middle:
+            low, high = middle, end
+            end = middle
+        else:
+            low, high = start, middle
+            start = middle
+        right.append(index < middle)
+        proof.append(2 * low if high - low == 1
+                     else 2 * (low + (1 << ((high - low - 1).bit_length() - 1))) - 1)
+    path.append(2 * index)
+    return ChunkLayout(tuple(reversed(right)), tuple(reversed(proof)), tuple(reversed(path)))
 
 
 def _path(index: int, count: int) -> list[tuple[int, int, bool]]:
@@ -365,14 +376,54 @@ class BlobId:
 # -- verifying (spec/13 §5) ------------------------------------------------------------
 
 
+#: Node hashes a :class:`CheckedNodes` keeps before it starts again: about 150 bytes
+#: each, so at most ~1 MB per blob, and a run of chunks in order needs a few dozen.
+MAX_CHECKED_NODES = 8192
+
+
+class CheckedNodes:
+    """Node hashes of one blob's tree that a chunk's walk to the root has checked.
+
+    Given to :func:`verify_chunk`, they shorten the check of the next chunk: its
+    walk stops at the first node on its path already checked (equal: the rest of
+    its proof is compared with the checked nodes; different: ``blob-chunk-proof``),
+    so a run of neighbouring chunks costs about one leaf hash each instead of a
+    walk of up to 16 hashes to the root. The outcome is the one of the full walk
+    (spec/13 §5.2 V4): a checked node is the true hash of its subtree, since it
+    led to the root. Safe to share between threads (each update is one dict call).
+    """
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self) -> None:
+        self._nodes: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def _add(self, layout: ChunkLayout, path: list[bytes], proof: bytes,
+             levels: int | None = None) -> None:
+        """Keep the nodes of a walk: the path (``path``, from the leaf) and the proof's
+        siblings, of its first ``levels`` levels (None: all)."""
+        if len(self._nodes) > MAX_CHECKED_NODES:
+            self._nodes = {}  # (a fresh dict: another thread may be reading the old one)
+        found = dict(zip(layout.path_positions, path, strict=False))  # (path: a prefix)
+        for level, position in enumerate(layout.proof_positions[:levels]):
+            found[position] = proof[level * HASH_SIZE:(level + 1) * HASH_SIZE]
+        self._nodes.update(found)
+
+
 def verify_chunk(blob: BlobId, index: int, data: bytes | bytearray | memoryview,
-                 proof: bytes | bytearray | memoryview) -> list[bytes]:
+                 proof: bytes | bytearray | memoryview,
+                 checked: CheckedNodes | None = None) -> list[bytes]:
     """Check chunk ``index`` of ``blob`` against its proof; raises :class:`InvalidBlob`.
 
     The checks run in the order of spec/13 §5.2: ``blob-chunk-index``,
     ``blob-chunk-length``, ``blob-proof-length``, ``blob-chunk-proof``.
     Returns the hashes of the nodes from the chunk's leaf up to the top of the tree,
-    now verified (the chunk store keeps them).
+    now verified (the chunk store keeps them). ``checked``: the nodes of this blob
+    checked before (the walk stops at the first of them it meets), and to which
+    this chunk's are added.
     """
     blob.check_index(index)
     count = blob.chunk_count
@@ -386,11 +437,48 @@ def verify_chunk(blob: BlobId, index: int, data: bytes | bytearray | memoryview,
         raise InvalidBlob("blob-proof-length",
                           f"its proof has {depth} hashes ({depth * HASH_SIZE} bytes), "
                           f"not {len(proof)} bytes", index=index)
-    top, on_the_way = tree_from_proof(leaf_hash(data), index, count, bytes(proof))
+    proof = bytes(proof)
+    leaf = leaf_hash(data)
+    if checked is None:
+        top, on_the_way = tree_from_proof(leaf, index, count, proof)
+    else:
+        layout = chunk_layout(index, count)
+        nodes = checked._nodes
+        top, on_the_way = leaf, [leaf]
+        for level, on_the_right in enumerate(layout.right):
+            known = nodes.get(layout.path_positions[level])
+            if known is not None:
+                rest = _checked_rest(nodes, layout, level, proof)
+                if rest is not None:  # (None: forgotten meanwhile; walk on)
+                    above, siblings_match = rest
+                    if known != top or not siblings_match:
+                        raise InvalidBlob("blob-chunk-proof",
+                                          "chunk and proof lead to another root", index=index)
+                    checked._add(layout, on_the_way, proof, level)
+                    return on_the_way + above
+            sibling = proof[level * HASH_SIZE:(level + 1) * HASH_SIZE]
+            top = parent_hash(top, sibling) if on_the_right else parent_hash(sibling, top)
+            on_the_way.append(top)
     if root_hash(top, blob.size) != blob.root:
         raise InvalidBlob("blob-chunk-proof", "chunk and proof lead to another root",
                           index=index)
+    if checked is not None:
+        checked._add(layout, on_the_way, proof)
     return on_the_way
+
+
+def _checked_rest(nodes: dict[int, bytes], layout: ChunkLayout, level: int,
+                  proof: bytes) -> tuple[list[bytes], bool] | None:
+    """Where a walk meets a checked node at ``level``: the checked hashes of the path
+    above it, and whether the proof's siblings from that level up are the checked
+    ones (else it leads to another root); None if some were not kept."""
+    above = [nodes.get(position) for position in layout.path_positions[level + 1:]]
+    siblings = [nodes.get(position) for position in layout.proof_positions[level:]]
+    if None in above or None in siblings:
+        return None
+    match = all(sibling == proof[k * HASH_SIZE:(k + 1) * HASH_SIZE]
+                for k, sibling in enumerate(siblings, start=level))
+    return cast(list[bytes], above), match
 
 
 def blob_id_of(data: bytes | bytearray | memoryview) -> BlobId:

@@ -51,6 +51,7 @@ from tidings.core.blob import (
     MAX_BLOB_SIZE,
     BlobHasher,
     BlobId,
+    CheckedNodes,
     InvalidBlob,
     InvalidBlobId,
     chunk_layout,
@@ -77,6 +78,14 @@ TRASH_PREFIX = ".trash-"
 #: One :meth:`BlobStore.read` returns at most 16 MiB; :meth:`BlobStore.iter_range`
 #: streams longer ranges a chunk at a time.
 MAX_READ = 16 * 1024 * 1024
+#: Blobs whose tree (at most 4 MiB) the store keeps in memory to serve chunks: a
+#: node serves a few blobs at a time, and reads each tree once, not per chunk.
+MAX_TREES_READ = 4
+#: Blobs whose checked nodes (CheckedNodes: at most ~1 MB each) the store keeps: those
+#: read or written last. A node fetches and serves a few blobs at a time.
+MAX_CHECKED_BLOBS = 8
+#: Buffers handed to one pwritev at most (below every system's IOV_MAX of 1024).
+MAX_IOV = 512
 #: Bytes read from a file per step of an import: the import's whole buffer.
 IMPORT_STEP = 1024 * 1024
 _FILE_MODE = 0o600
@@ -134,7 +143,8 @@ class BlobInfo:
 class _Blob:
     """The store's memory of one blob: its bitmap and bookkeeping."""
 
-    __slots__ = ("blob_id", "have", "held", "held_bytes", "last_used", "path", "pinned")
+    __slots__ = ("blob_id", "checked", "have", "held", "held_bytes", "last_used", "path",
+                 "pinned", "tree")
 
     def __init__(self, blob_id: BlobId, path: Path, have: bytearray, pinned: bool,
                  last_used: int) -> None:
@@ -145,6 +155,11 @@ class _Blob:
         self.last_used = last_used
         self.held = 0
         self.held_bytes = 0
+        #: Nodes of its tree checked against its id: a chunk's check stops at them.
+        self.checked = CheckedNodes()
+        #: Its tree file as last read to serve chunks (see BlobStore.chunks); None once
+        #: chunks are written (nodes were added) or forgotten.
+        self.tree: bytes | None = None
         for index in range(blob_id.chunk_count):
             if self.has(index):
                 self.held += 1
@@ -210,6 +225,25 @@ def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> N
         view, offset = view[written:], offset + written
 
 
+def _write_runs(fd: int, pieces: list[tuple[int, bytes]]) -> None:
+    """Write ``(offset, bytes)`` pieces, ascending by offset: each run of adjacent ones
+    with one system call."""
+    run: list[bytes] = []
+    start = end = 0
+    for offset, data in [*pieces, (-1, b"")]:
+        if run and (offset != end or len(run) >= MAX_IOV):
+            written = os.pwritev(fd, run, start)
+            if written < end - start:  # (short writes are legal: the rest one by one)
+                _pwrite_all(fd, b"".join(run)[written:], start + written)
+            run = []
+        if offset < 0:
+            break
+        if not run:
+            start = end = offset
+        run.append(data)
+        end += len(data)
+
+
 class BlobStore:
     """Blobs in a directory (``HOME/blobs``): import, fetch chunk by chunk, read.
 
@@ -233,6 +267,10 @@ class BlobStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._blobs: dict[BlobId, _Blob] = {}
+        #: The blobs whose tree is kept in memory to serve chunks, oldest first.
+        self._trees_read: list[_Blob] = []
+        #: The blobs whose checked nodes are kept, oldest first (a dict as an ordered set).
+        self._checked: dict[_Blob, None] = {}
         #: Blobs the owner removed (REMOVED_FILE), read on first use.
         self._removed: dict[BlobId, None] | None = None
         self._importer = False
@@ -448,11 +486,12 @@ class BlobStore:
         with self._mutex:
             blob = self._get(blob_id)
             held = bytes(blob.have) if blob is not None else b""
+            checked = self._checked_nodes(blob) if blob is not None else CheckedNodes()
         accepted: list[VerifiedChunk] = []
         seen: set[int] = set()
         for index, data, proof in chunks:
             try:
-                on_the_way = verify_chunk(blob_id, index, data, proof)
+                on_the_way = verify_chunk(blob_id, index, data, proof, checked)
             except InvalidBlob as exc:
                 return accepted, exc
             if (held and held[index >> 3] >> (index & 7) & 1) or index in seen:
@@ -499,11 +538,15 @@ class BlobStore:
         try:
             # Bytes and tree nodes first, made durable; only then the bits that name them.
             # (A removal meanwhile renames the directory away: these writes then go to
-            # files about to be deleted, and no bit is set below.)
-            for index, data, nodes in fresh:
-                _pwrite_all(data_fd, data, index * CHUNK_SIZE)
-                for position, digest in nodes:
-                    _pwrite_all(tree_fd, digest, position * HASH_SIZE)
+            # files about to be deleted, and no bit is set below.) Neighbouring chunks and
+            # nodes go in one write each: the chunks of a batch share most of their
+            # proofs' nodes, and a node is 32 bytes.
+            nodes: dict[int, bytes] = {}
+            for _, _, chunk_nodes in fresh:
+                nodes.update(chunk_nodes)
+            _write_runs(data_fd, sorted((index * CHUNK_SIZE, data) for index, data, _ in fresh))
+            _write_runs(tree_fd, sorted((position * HASH_SIZE, digest)
+                                        for position, digest in nodes.items()))
             # (fdatasync: both files have their size from the start.)
             os.fdatasync(data_fd)
             os.fdatasync(tree_fd)
@@ -513,6 +556,7 @@ class BlobStore:
         with self._mutex:
             if self._blobs.get(blob_id) is not blob:
                 return []  # removed (or replaced whole) while the bytes were written
+            blob.tree = None  # (nodes were added: read again to serve)
             fresh = [chunk for chunk in fresh if not blob.has(chunk[0])]
             self._set_held(blob, fresh)
             return [index for index, _, _ in fresh]
@@ -583,11 +627,16 @@ class BlobStore:
             data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
             tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
             try:
-                # The proofs from the whole tree, read at once, when that is less than a
-                # chunk's bytes per chunk read (a pread per proof hash otherwise).
-                tree_size = tree_nodes(blob_id.chunk_count) * HASH_SIZE
-                tree = _pread_exact(tree_fd, tree_size, 0) \
-                    if tree_size <= CHUNK_SIZE * len(wanted) else None
+                # The proofs from the whole tree (at most 4 MiB), read once while no
+                # chunk is added (a blob being served is most often whole). Each proof is
+                # checked with its chunk all the same.
+                tree = blob.tree
+                if tree is None:
+                    tree = blob.tree = _pread_exact(
+                        tree_fd, tree_nodes(blob_id.chunk_count) * HASH_SIZE, 0)
+                    self._trees_read.append(blob)
+                    while len(self._trees_read) > MAX_TREES_READ:
+                        self._trees_read.pop(0).tree = None
                 for index in wanted:
                     chunk = self._read_verified(blob, index, data_fd, tree_fd, tree)
                     if chunk is not None:
@@ -612,13 +661,25 @@ class BlobStore:
             proof = b"".join(_pread_exact(tree_fd, HASH_SIZE, p * HASH_SIZE)
                              for p in positions)
         try:
-            verify_chunk(blob.blob_id, index, data, proof)
+            verify_chunk(blob.blob_id, index, data, proof, self._checked_nodes(blob))
         except InvalidBlob:
             self._forget(blob, [index])
             return None
         return data, proof
 
+    def _checked_nodes(self, blob: _Blob) -> CheckedNodes:
+        """The blob's checked nodes (under the lock), kept only for the
+        MAX_CHECKED_BLOBS blobs used last: memory stays bounded however many are read."""
+        self._checked.pop(blob, None)
+        self._checked[blob] = None
+        while len(self._checked) > MAX_CHECKED_BLOBS:
+            oldest = next(iter(self._checked))
+            del self._checked[oldest]
+            oldest.checked = CheckedNodes()
+        return blob.checked
+
     def _forget(self, blob: _Blob, indexes: list[int]) -> None:
+        blob.tree = None
         have = bytearray(blob.have)
         for index in indexes:
             have[index >> 3] &= ~(1 << (index & 7)) & 0xFF
@@ -880,6 +941,8 @@ class BlobStore:
         os.rename(blob.path, trash)
         _fsync_dir(self.path)
         del self._blobs[blob.blob_id]
+        blob.tree = None
+        self._checked.pop(blob, None)
         shutil.rmtree(trash, ignore_errors=True)
 
     def evict(self, need: int = 0, *, keep: BlobId | None = None) -> list[BlobId]:

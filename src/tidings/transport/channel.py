@@ -34,7 +34,12 @@ from tidings.errors import (
     MessageTooLarge,
 )
 from tidings.transport.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
-from tidings.wire.messages import MAX_MESSAGE_SIZE, Message, decode_message, encode_message
+from tidings.wire.messages import (
+    MAX_MESSAGE_SIZE,
+    Message,
+    decode_message,
+    encode_message_parts,
+)
 
 #: Names the transport version; a peer of another version fails at message 1.
 PROLOGUE = b"tidings/transport/2"
@@ -138,24 +143,28 @@ class Channel:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the socket; raises a PeerError if the peer broke the protocol."""
         self.bytes_received += len(data)
-        self._inbox += data
-        start = 0  # frames are read in place, and cut from the inbox once, below
+        # Frames are read in place: in ``data`` itself when nothing waits before it (a
+        # large read is not copied), else in the inbox; what remains is kept once, below.
+        if self._inbox:
+            self._inbox += data
+        inbox: bytes | bytearray = self._inbox or data
+        start = 0
         try:
-            while len(self._inbox) - start >= 2:
-                (length,) = _LENGTH.unpack_from(self._inbox, start)
+            while len(inbox) - start >= 2:
+                (length,) = _LENGTH.unpack_from(inbox, start)
                 if length == 0:
                     raise BadFrame("empty frame")
-                if len(self._inbox) - start < 2 + length:
+                if len(inbox) - start < 2 + length:
                     break
                 if self._handshake is not None:
-                    frame = bytes(self._inbox[start + 2:start + 2 + length])
+                    frame = bytes(inbox[start + 2:start + 2 + length])
                     start += 2 + length
                     self._on_handshake_frame(frame)
                     continue
                 assert self._receive_cipher is not None
                 if length <= TAG_LEN:
                     raise BadFrame(f"transport frame of {length} bytes carries no data")
-                frame_view = memoryview(self._inbox)[start + 2:start + 2 + length]
+                frame_view = memoryview(inbox)[start + 2:start + 2 + length]
                 try:
                     plain = self._receive_cipher.decrypt_with_ad(b"", frame_view)
                 finally:
@@ -164,7 +173,10 @@ class Channel:
                 self._stream += plain
                 self._parse_stream()
         finally:
-            del self._inbox[:start]
+            if inbox is self._inbox:
+                del self._inbox[:start]
+            else:
+                self._inbox += memoryview(inbox)[start:]
 
     def _parse_stream(self) -> None:
         start = 0  # messages are decoded in place, and cut from the stream once
@@ -200,10 +212,13 @@ class Channel:
 
     def send(self, message: Message) -> int:
         """Queue ``message``; returns its size on the wire before encryption."""
-        body = encode_message(message)
+        parts = encode_message_parts(message)  # (a blob chunk's bytes copied once, here)
+        size = sum(len(part) for part in parts)
         # Sealed into frames in data_to_send(), so messages queued together share frames.
-        self._plaintext_out += _MESSAGE_LENGTH.pack(len(body)) + body
-        return len(body) + 4
+        self._plaintext_out += _MESSAGE_LENGTH.pack(size)
+        for part in parts:
+            self._plaintext_out += part
+        return size + 4
 
     def _flush_plaintext(self) -> None:
         assert self._send_cipher is not None
