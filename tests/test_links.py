@@ -37,6 +37,23 @@ def test_link_target_is_absent_where_it_would_repeat_the_backlink() -> None:
     assert link_target(13) == 4
 
 
+def test_link_targets_from_the_table_are_lipmaa_on_both_sides_of_its_limit() -> None:
+    """link_target keeps a table of jumps up to _TABLE_LIMIT (grown as asked), an LRU
+    cache above: both give lipmaa(n), unless it repeats the backlink."""
+    from tidings.core.lipmaa import _TABLE_LIMIT
+
+    def reference(n: int) -> int | None:
+        return None if lipmaa(n) == n - 1 else lipmaa(n)
+
+    # Small seqs first (the table grows block by block), then far ones (in one step
+    # to its limit), then a stride across it, twice: the second read is the table's.
+    far = [_TABLE_LIMIT - 1, _TABLE_LIMIT, _TABLE_LIMIT + 1, 10**12, 2**63 - 1]
+    seqs = [*range(2, 20_000), *far, *range(20_000, _TABLE_LIMIT + 5000, 97)]
+    expected = [reference(n) for n in seqs]
+    for _ in range(2):
+        assert [link_target(n) for n in seqs] == expected
+
+
 @given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9))
 def test_shortest_path_follows_real_links(a: int, b: int) -> None:
     newer, older = max(a, b), min(a, b)

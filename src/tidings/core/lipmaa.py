@@ -8,6 +8,7 @@ verify recent entries of a long log without fetching the rest.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from functools import lru_cache
 
@@ -44,9 +45,30 @@ def is_spine(n: int) -> bool:
     return _spine_at_or_above(n) == n
 
 
-#: Decoding and verifying one entry both ask for its link target; caching the
-#: recent ones halves the cost of a batch. 64k ints is about 10 MB at most.
-@lru_cache(maxsize=1 << 16)
+#: Every entry's link target is asked for several times (compacting, decoding,
+#: verifying a run): up to _TABLE_LIMIT they are kept in a table of jumps
+#: (``n - lipmaa(n)``, 4 bytes a seq, grown to the largest seq asked for: 1 MiB at
+#: most), which a long log's stream reads in order without ever computing one
+#: twice; an LRU cache for larger seqs. (An LRU of 64k alone missed every time on a
+#: stream of more seqs than it holds, and a miss costs about 1.5 us.)
+_TABLE_LIMIT = 1 << 18
+_TABLE_BLOCK = 4096
+_jumps = array("I", (1, 1))  # seqs 0 and 1: no lipmaa link of their own
+
+
+def _grow(n: int) -> array[int]:
+    """The table of jumps, grown to hold ``n``. A new table replaces the old one
+    whole, so a thread reading the old one meanwhile still reads correct jumps."""
+    global _jumps
+    old = _jumps
+    if n < len(old):
+        return old
+    table = array("I", old)
+    table.extend(m - lipmaa(m) for m in range(len(old), min(_TABLE_LIMIT, n + _TABLE_BLOCK)))
+    _jumps = table
+    return table
+
+
 def link_target(n: int) -> int | None:
     """``lipmaa(n)`` when entry ``n`` carries a lipmaa link, ``None`` when it has none.
 
@@ -55,6 +77,15 @@ def link_target(n: int) -> int | None:
     """
     if n <= 1:
         return None
+    if n >= _TABLE_LIMIT:
+        return _far_link_target(n)
+    table = _jumps
+    jump = table[n] if n < len(table) else _grow(n)[n]
+    return None if jump == 1 else n - jump
+
+
+@lru_cache(maxsize=1 << 12)
+def _far_link_target(n: int) -> int | None:
     target = lipmaa(n)
     return None if target == n - 1 else target
 

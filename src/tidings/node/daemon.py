@@ -146,6 +146,9 @@ class Connection:
     #: Bytes the next call of the replicator's pump may queue (SEND_BUDGET, or more
     #: while the socket drains fast: see FAST_LINK).
     pump_budget: int = SEND_BUDGET
+    #: Calls of its reader and writer into the replicator, waiting for the lock or
+    #: running (:meth:`Node._peer_core`).
+    calls: int = 0
 
 
 #: Notes of past sessions a node keeps in memory (the clocks it last wrote for its
@@ -296,6 +299,10 @@ class Node:
         self._connections_changed = trio.Event()
         self.listen_address: tuple[str, int] | None = None
         self._lock = trio.Lock()
+        #: Calls into the replicator made for connections (waiting or running): only
+        #: these make another connection's reads contended (spec/14 §6), not the
+        #: node's own tasks (its poll, a sync's progress checks).
+        self._peer_calls = 0
         self._dialing: set[tuple[str, int]] = set()
         self._lan_seen: set[tuple[str, int]] = set()
         self._versions = (self._store_version(), state.data_version())
@@ -381,6 +388,24 @@ class Node:
                 fetcher = self.replicator.blobs
                 if fetcher is not None and fetcher.flush_wanted:
                     self._blob_flush.set()
+
+    async def _peer_core(self, connection: Connection, call: Callable[..., T],
+                         *args: Any, **kwargs: Any) -> T:
+        """:meth:`_core` for ``connection``'s reader or writer, counted while it waits
+        or runs: what makes another connection's reads contended."""
+        connection.calls += 1
+        self._peer_calls += 1
+        try:
+            return await self._core(call, *args, **kwargs)
+        finally:
+            connection.calls -= 1
+            self._peer_calls -= 1
+
+    def _contended(self, connection: Connection) -> bool:
+        """Whether another connection waits for the replicator, or holds it (spec/14 §6).
+        The node's own tasks do not count: with one peer, its reads are never held
+        back (a sync's progress checks would otherwise stall the sync they watch)."""
+        return self._peer_calls > connection.calls
 
     async def _write_blobs(self) -> None:
         """Write the chunks the replicator checked, in a thread and outside the lock
@@ -834,7 +859,7 @@ class Node:
                 size = len(data)  # data is emptied below when decoded outside the lock
                 asked_before = session.blobs.bytes_received
                 budget = connection.budget
-                contended = self._lock.statistics().tasks_waiting > 0
+                contended = self._contended(connection)
                 hold = budget.wait_before_read(trio.current_time(), contended)
                 if hold:
                     await trio.sleep(hold)  # its share is spent and others wait
@@ -847,7 +872,8 @@ class Node:
                     decoded, failure = await trio.to_thread.run_sync(_decode, session, data)
                     data = b""
                 try:
-                    events, work = await self._core(self._timed_receive, session, data)
+                    events, work = await self._peer_core(connection, self._timed_receive,
+                                                         session, data)
                     # Answers to send: paced by MAX_QUEUED_OUTPUT, not spaced (spec/14 §6).
                     answered = session in self.replicator.local.dirty
                     # Blob chunks this node asked for are not the peer's load on it: their
@@ -934,8 +960,9 @@ class Node:
         try:
             while True:
                 connection.wake = trio.Event()
-                data = await self._core(self.replicator.pump, session, connection.pump_budget,
-                                        blob_budget=self._blob_budget(connection))
+                data = await self._peer_core(connection, self.replicator.pump, session,
+                                             connection.pump_budget,
+                                             blob_budget=self._blob_budget(connection))
                 self._blob_spent(connection)
                 if data:
                     started = time.monotonic()

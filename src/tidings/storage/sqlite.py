@@ -18,7 +18,7 @@ from typing import Any
 
 from tidings.core.ids import FeedId
 from tidings.errors import StorageFull, UsageError
-from tidings.storage.base import Arrival, FeedInfo, StoredEntry, take_within
+from tidings.storage.base import Arrival, FeedInfo, StoredEntry
 
 #: Each migration takes the schema from its index to index + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -361,13 +361,19 @@ class SqliteStore:
                 (base + max(since, 1), base + SEQ_LIMIT, -1 if limit is None else limit),
             )
             # The cursor steps row by row, so stopping at the byte budget never
-            # loads the rows past it.
+            # loads the rows past it (take_within, inline: a stream reads 1000 at once).
+            rows: list[StoredEntry] = []
+            append, new = rows.append, tuple.__new__
+            total = 0
             try:
-                return take_within(
-                    (StoredEntry(key - base, h, raw, p) for key, h, raw, p in cursor), max_bytes
-                )
+                for key, h, raw, p in cursor:
+                    append(new(StoredEntry, (key - base, h, raw, p)))
+                    total += len(raw) if p is None else len(raw) + len(p)
+                    if max_bytes is not None and total >= max_bytes:
+                        break
             finally:
                 cursor.close()
+            return rows
 
     def entries_at(
         self, feed: FeedId, seqs: Collection[int], *, payloads: bool = True

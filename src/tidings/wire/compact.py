@@ -19,6 +19,7 @@ import hashlib
 from collections.abc import Sequence
 
 from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
+from tidings.core.entry import VERSION as ENTRY_VERSION
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target
 from tidings.core.verify import RebuiltRun
@@ -98,8 +99,10 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     entries: list[Entry] = []
     payloads: list[bytes | None] = []
     append, keep = entries.append, payloads.append
+    new = tuple.__new__  # Entry(...) less its Python-level __new__: a run holds up to 1024
     timestamp, timestamp_head = 0, b""
     size_heads: dict[int, bytes] = {}  # most runs carry a few payload sizes, many times
+    seq_initial, seq_width, seq_next = b"", 0, 24  # the seqs' head below seq_next
     for seq, (flags, stamp, payload, absent, signature) in enumerate(message.items, first):
         if stamp is not None:
             timestamp, timestamp_head = stamp, _head(0, stamp)
@@ -112,21 +115,26 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
         size_head = size_heads.get(size)
         if size_head is None:
             size_head = size_heads[size] = _head(0, size)
+        if seq < 24:
+            seq_head = bytes((seq,))
+        else:
+            if seq >= seq_next:  # the seq's head grows a size (24, 2^8, 2^16, 2^32)
+                initial, seq_width, seq_next = _uint_width(seq)
+                seq_initial = bytes((initial,))
+            seq_head = seq_initial + seq.to_bytes(seq_width, "big")
         backlink = hashes[seq - 1]
         target = link_target(seq)
         lipmaa = None if target is None else hashes[target]
         raw = b"".join((
-            starts[flags],
-            bytes((seq,)) if seq < 24 else _head(0, seq),
-            timestamp_head,
+            starts[flags], seq_head, timestamp_head,
             _NULL if backlink is None else _HASH_HEAD + backlink,
             _NULL if lipmaa is None else _HASH_HEAD + lipmaa,
             size_head, _HASH_HEAD, phash,
             b"" if signature is None else _SIG_HEAD + signature,
         ))
         entry_hash = hashes[seq] = blake2b(raw, digest_size=32).digest()
-        append(Entry(flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
-                     signature or b"", raw, entry_hash))
+        append(new(Entry, (flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
+                           signature or b"", raw, entry_hash, ENTRY_VERSION)))
         keep(payload)
     return RebuiltRun(tuple(entries), tuple(payloads), below)
 
@@ -134,6 +142,15 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
 #: The heads of a CBOR unsigned integer with argument bytes: (bytes, least value
 #: that needs them), so a longer head than needed is told apart.
 _UINT_HEADS = {24: (1, 24), 25: (2, 1 << 8), 26: (4, 1 << 16), 27: (8, 1 << 32)}
+
+
+def _uint_width(value: int) -> tuple[int, int, int]:
+    """For a value of 24 or more: its shortest unsigned head's initial byte, the bytes
+    of its argument, and the least value whose head is longer (spec/02 §4)."""
+    for initial, (width, _) in _UINT_HEADS.items():
+        if 24 <= value < 1 << (8 * width):
+            return initial, width, 1 << (8 * width)
+    raise ValueError(f"{value} has no unsigned head of an argument")
 
 
 def _read_uint(raw: bytes, at: int) -> tuple[int, int]:
@@ -173,6 +190,11 @@ def compact_run(feed: FeedId, items: Sequence[Item],
     the run, a link inside the run does not name the entry the run holds there,
     or a payload differs from the size and hash its entry signed: entries a
     node verified and stored never do that, and the caller then sends them in full.
+
+    Each entry is sliced at the offsets its layout fixes, not decoded: fields 0 to
+    3 are one of three known prefixes, the seq one known head, the timestamp most
+    often the previous entry's very bytes, the links known hashes, and the payload
+    hash and signature sit at fixed offsets from the end (spec/09 §8).
     """
     if not items:
         return None
@@ -183,58 +205,96 @@ def compact_run(feed: FeedId, items: Sequence[Item],
     if hashes is not None and len(hashes) != len(items):
         raise ValueError("compact_run needs one hash per item")
     below: dict[int, bytes] = {}  # anchors, by seq
-    held: dict[int, bytes] = {}  # entry hashes of the run, by seq
+    held: list[bytes] = []  # entry hashes of the run, by seq - first
+    keep = held.append
     compact: list[CompactItem] = []
-    timestamp: int | None = None
+    append = compact.append
+    new = tuple.__new__
+    stamp_bytes = b""  # the previous entry's timestamp as encoded (a shortest head)
+    signed_tail = 2 + SIGNATURE_SIZE  # the signature's head and bytes, at the end
+    size_heads: dict[int, bytes] = {}
+    seq_initial = seq_width = seq_next = 0  # the head of the seqs up to seq_next - 1
     try:
         first, _ = _read_uint(items[0][0], fields_end)
-        for seq, (raw, payload) in enumerate(items, first):
-            flags = starts[raw[:fields_end]]  # KeyError: another feed or layout
-            seq_head = bytes((seq,)) if seq < 24 else _head(0, seq)
-            at = fields_end + len(seq_head)
-            if not 1 <= seq <= MAX_ENTRY_SEQ or raw[fields_end:at] != seq_head:
+        if not 1 <= first <= MAX_ENTRY_SEQ - len(items) + 1:
+            return None
+        for index, (raw, payload) in enumerate(items):
+            seq = first + index
+            flags = starts.get(raw[:fields_end])
+            if flags is None:  # another feed, version or layout
                 return None
-            stamp, at = _read_uint(raw, at)
+            if seq < 24:
+                if raw[fields_end] != seq:
+                    return None
+                at = fields_end + 1
+            else:
+                if seq >= seq_next:  # the seq's head grows a size (24, 2^8, 2^16, 2^32)
+                    seq_initial, seq_width, seq_next = _uint_width(seq)
+                at = fields_end + 1 + seq_width
+                if raw[fields_end] != seq_initial \
+                        or raw[fields_end + 1:at] != seq.to_bytes(seq_width, "big"):
+                    return None
+            if index and raw.startswith(stamp_bytes, at):  # the same timestamp: None
+                stamp = None
+                at += len(stamp_bytes)
+            else:  # (a shortest head: equal bytes exactly when the values are equal)
+                stamp, end = _read_uint(raw, at)
+                stamp_bytes, at = raw[at:end], end
             if seq == 1:
                 if raw[at] != 0xF6:
                     return None
                 at += 1
             else:
-                link, at = _read_hash(raw, at)
-                if (held.get(seq - 1) if seq > first else below.setdefault(seq - 1, link)) \
-                        != link:
+                if not raw.startswith(_HASH_HEAD, at):
                     return None
+                link = raw[at + 2:at + 34]
+                at += 34
+                if index:
+                    if held[index - 1] != link:
+                        return None
+                else:
+                    below[seq - 1] = link
             target = link_target(seq)
             if target is None:
                 if raw[at] != 0xF6:
                     return None
                 at += 1
             else:
-                link, at = _read_hash(raw, at)
-                if (held.get(target) if target >= first else below.setdefault(target, link)) \
-                        != link:
+                if not raw.startswith(_HASH_HEAD, at):
                     return None
-            size, at = _read_uint(raw, at)
-            phash, at = _read_hash(raw, at)
+                link = raw[at + 2:at + 34]
+                at += 34
+                if (held[target - first] if target >= first
+                        else below.setdefault(target, link)) != link:
+                    return None
+            # The tail, from the end: [size] [payload hash] [signature, if signed].
+            end = len(raw)
             signature = None
             if flags & _FLAG_SIGNED:
-                if raw[at:at + 2] != _SIG_HEAD:
+                end -= signed_tail
+                if end < at or not raw.startswith(_SIG_HEAD, end):
                     return None
-                signature, at = raw[at + 2:], len(raw)
-                if len(signature) != SIGNATURE_SIZE:
+                signature = raw[end + 2:]
+            end -= 34
+            if end < at or not raw.startswith(_HASH_HEAD, end):
+                return None
+            phash = raw[end + 2:end + 34]
+            if payload is None:
+                size, at = _read_uint(raw, at)
+                if at != end or size > MAX_PAYLOAD_SIZE:
                     return None
-            if at != len(raw) or size > MAX_PAYLOAD_SIZE:
-                return None
-            if payload is not None and (len(payload) != size or (hashes is None and
-                                        blake2b(payload, digest_size=32).digest() != phash)):
-                return None
-            compact.append(CompactItem(
-                flags, None if stamp == timestamp else stamp, payload,
-                None if payload is not None else (size, phash), signature,
-            ))
-            timestamp = stamp
-            held[seq] = (blake2b(raw, digest_size=32).digest() if hashes is None
-                         else hashes[seq - first])
+                absent: tuple[int, bytes] | None = (size, phash)
+            else:  # the size is the payload's: its head, made once per size in the run
+                absent = None
+                size = len(payload)
+                size_head = size_heads.get(size)
+                if size_head is None:
+                    size_head = size_heads[size] = _head(0, size)
+                if size > MAX_PAYLOAD_SIZE or raw[at:end] != size_head or (
+                        hashes is None and blake2b(payload, digest_size=32).digest() != phash):
+                    return None
+            append(new(CompactItem, (flags, stamp, payload, absent, signature)))
+            keep(blake2b(raw, digest_size=32).digest() if hashes is None else hashes[index])
     except (LookupError, ValueError):  # a short entry, a head of another type
         return None
     seqs = anchor_seqs(first, len(items))

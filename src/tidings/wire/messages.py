@@ -740,6 +740,9 @@ class CompactItem(NamedTuple):
                 self.payload if self.payload is not None else size_hash, self.signature]
 
 
+_new_tuple = tuple.__new__
+
+
 def _compact_item(raw: Any, first: bool) -> CompactItem:
     # The usual item (a present payload), checked in one expression: a run holds up
     # to 1024 of them. Anything else takes the checks below, which name the fault.
@@ -753,7 +756,8 @@ def _compact_item(raw: Any, first: bool) -> CompactItem:
             and (signature is None if flags == 0
                  else type(signature) is bytes and len(signature) == SIGNATURE_SIZE)
         ):
-            return CompactItem(flags, timestamp, payload, None, signature)
+            # (tuple.__new__: without NamedTuple's Python-level __new__, a third of this)
+            return _new_tuple(CompactItem, (flags, timestamp, payload, None, signature))
     _shape(raw, list, "a compact item", max_len=4, min_len=4)
     flags = _uint(raw[0], "entry flags", 3)
     if flags not in ENTRY_FLAGS:
@@ -802,8 +806,11 @@ class CompactEntries:
     items: tuple[CompactItem, ...]
 
     def fields(self) -> list[Any]:
+        # CompactItem.field() inline (a run holds up to 1024 items).
         return [self.feed.author_key, self.feed.log_id, self.first_seq, self.anchors,
-                [item.field() for item in self.items]]
+                [[flags, stamp, payload if payload is not None or absent is None else list(absent),
+                  signature]
+                 for flags, stamp, payload, absent, signature in self.items]]
 
     @classmethod
     def parse(cls, body: list[Any]) -> CompactEntries:
