@@ -13,6 +13,7 @@ example into a failure. ``HYPOTHESIS_PROFILE=thorough`` runs more examples.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A runner started in the background by a shell without job control (`pytest &`,
+    # nohup, some CI launchers) ignores SIGINT, and every process a test starts
+    # would inherit that: the Ctrl-C tests would then wait for a process that
+    # cannot hear them. Processes started here get Ctrl-C as a terminal gives it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if config.getoption("--fast"):
         if "HYPOTHESIS_PROFILE" not in os.environ:
             settings.load_profile("fast")
