@@ -36,6 +36,7 @@ import trio
 from tidings.core import content as content_types
 from tidings.core.blob import MAX_BLOB_SIZE, BlobId
 from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
@@ -404,6 +405,11 @@ class Api(gateway.TokenLinks):
                 response = await self._dispatch(request)
         except HttpError as error:
             response = error_response(error)
+        return self.cors(request, response)
+
+    def cors(self, request: Request, response: Response) -> Response:
+        """``response`` allowed to a web app's origin, if configured."""
+        origin = request.headers.get("origin")
         if origin is not None and origin in self.cors_origins:
             response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         return response
@@ -558,13 +564,35 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
             payload = base64.b64decode(text if isinstance(text, str) else "!", validate=True)
         except ValueError:
             raise HttpError(400, "invalid_request", "payload_base64 must be base64") from None
+
+    def created(entry: Entry) -> Response:
+        return api.cors(request, json_response(
+            item_json(api.node.attributed([Item(entry, payload)])[0]), 201))
+
+    answered = False
+
+    def answer(entry: Entry) -> Callable[[], None]:
+        # Framed while the commit's fsync runs, sent by the commit once durable.
+        assert request.early is not None
+        send = request.early(created(entry))
+
+        def durable() -> None:
+            nonlocal answered
+            answered = True
+            send()
+
+        return durable
+
     try:
-        entry = await api.node.publish(payload, log)
+        entry = await api.node.publish(
+            payload, log, answer=None if request.early is None else answer)
     except StorageFull:
         raise
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
-    return json_response(item_json(api.node.attributed([Item(entry, payload)])[0]), 201)
+    if answered:
+        return Response(201)  # (the server does not send it: the commit sent the answer)
+    return created(entry)
 
 
 @route("GET", API_PREFIX + "/authors/(?P<author>ti1[a-z2-7]+)/entries")

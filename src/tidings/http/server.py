@@ -69,6 +69,10 @@ class Request:
     headers: dict[str, str]
     body: bytes
     client: tuple[str, int]
+    #: Set by the server: ``early(response)`` frames ``response`` (one with a body,
+    #: not streamed) now and returns what sends it without waiting, from any task
+    #: (see :class:`_Early`); the handler's own response is then not sent.
+    early: Callable[[Response], Callable[[], None]] | None = field(default=None, repr=False)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """One query parameter (the last if repeated)."""
@@ -218,6 +222,7 @@ class HttpServer:
                 if read is None:
                     break
                 request, head = read
+                early = request.early = _Early(self, stream, head)
                 try:
                     response = await self.handler(request)
                 except HttpError as error:
@@ -227,7 +232,14 @@ class HttpServer:
                                      error=f"{type(exc).__name__}: {exc}")
                     response = error_response(HttpError(
                         500, "internal", "the node failed to answer; its log says why"))
-                if not await self._respond(stream, response, head):
+                finally:
+                    early.live = False
+                if early.sent:
+                    if early.unsent:  # (what the socket did not take at once)
+                        await _send(stream, early.unsent)
+                    if not early.keep_alive:
+                        break
+                elif not await self._respond(stream, response, head):
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
@@ -292,10 +304,30 @@ class HttpServer:
         request.body = body
         return request, head
 
+    def framed(self, response: Response, request: RequestHead | None) -> tuple[bytes, bool]:
+        """A response with a body, not streamed, as sent to ``request``, and whether
+        the connection may carry another request after it."""
+        assert response.stream is None
+        headers = [("Content-Type", response.content_type), *self.extra_headers,
+                   *response.headers, ("Content-Length", str(len(response.body)))]
+        keep_alive = request is not None and request.keep_alive and not any(
+            name.lower() == "connection" and "close" in value.lower()
+            for name, value in response.headers)
+        if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
+            headers.append(("Connection", "close"))
+        data = response_head(response.status, headers)
+        if request is not None and request.method == "HEAD":
+            return data, keep_alive
+        return data + response.body, keep_alive
+
     async def _respond(self, stream: trio.SocketStream, response: Response,
                        request: RequestHead | None) -> bool:
         """Send ``response`` to ``request`` (None: one that could not be read); True
         if the connection may carry another request."""
+        if response.stream is None and response.status not in (204, 304):
+            data, keep_alive = self.framed(response, request)
+            await _send(stream, data)  # one write for the whole answer
+            return keep_alive
         headers = [*self.extra_headers, *response.headers]
         keep_alive = request is not None and request.keep_alive and not any(
             name.lower() == "connection" and "close" in value.lower()
@@ -342,6 +374,42 @@ class HttpServer:
                 raise RuntimeError(f"a streamed body of {writer.written} bytes was declared "
                                    f"as {length}")
         return keep_alive
+
+
+class _Early:
+    """A request's answer sent before its handler returns (:attr:`Request.early`).
+
+    The group commit sends the answers of all its publishes at once, from one
+    task, once they are durable: each is framed while the commit runs, then
+    written with one non-blocking write; what the socket does not take, the
+    connection's task sends when it runs. Only while the handler runs: a
+    connection whose handler left (cancelled, failed) is never written to.
+    """
+
+    def __init__(self, server: HttpServer, stream: trio.SocketStream,
+                 head: RequestHead) -> None:
+        self._server = server
+        self._stream = stream
+        self._head = head
+        self.live = True
+        self.sent = False
+        self.keep_alive = True
+        self.unsent = b""
+
+    def __call__(self, response: Response) -> Callable[[], None]:
+        data, keep_alive = self._server.framed(response, self._head)
+
+        def send() -> None:
+            if not self.live or self.sent:
+                return
+            self.sent, self.keep_alive = True, keep_alive
+            try:
+                written = os.write(self._stream.socket.fileno(), data)
+            except OSError:  # (full, reset: the connection's task sends it or finds out)
+                written = 0
+            self.unsent = data[written:]
+
+        return send
 
 
 #: Bytes a streamed response may hold that its client has not taken yet
