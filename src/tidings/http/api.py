@@ -444,7 +444,7 @@ class Api(gateway.TokenLinks):
     async def _dispatch(self, request: Request) -> Response:
         allowed: list[str] = []
         method = "GET" if request.method == "HEAD" else request.method
-        for candidate in _ROUTES:
+        for candidate in _BY_PATH.get(request.path, _ROUTES):
             match = candidate.pattern.fullmatch(request.path)
             if match is None:
                 continue
@@ -888,6 +888,15 @@ def _new_upload(folder: Path, upload: str) -> None:
 
 for _method, _path, _call in gateway.ROUTES:
     route(_method, _path)(_call)
+
+#: The routes a path without variable parts (/v1/publish, /v1/status) can take: the
+#: same, in the same order, as trying every route's pattern on it (each key is
+#: matched against every pattern here), without that loop on every request.
+_BY_PATH = {
+    path: [candidate for candidate in _ROUTES if candidate.pattern.fullmatch(path)]
+    for path in {candidate.pattern.pattern for candidate in _ROUTES}
+    if not re.search(r"[\\()\[\]{}*+?|^$]", path)
+}
 
 
 async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -578,15 +579,22 @@ async def _send(stream: trio.SocketStream, data: bytes) -> None:
 
 
 def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request:
-    split = urlsplit(head.target)
     headers: dict[str, str] = {}
     for key, text in head.headers:
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return Request(
-        method=head.method, target=head.target, path=unquote(split.path),
-        query=parse_qs(split.query, keep_blank_values=True, max_num_fields=64),
-        headers=headers, body=body, client=client,
-    )
+    target = head.target
+    if _PLAIN_PATH.fullmatch(target):  # (what urlsplit and unquote would leave as it is)
+        path, query = target, {}
+    else:
+        split = urlsplit(target)
+        path = unquote(split.path)
+        query = parse_qs(split.query, keep_blank_values=True, max_num_fields=64)
+    return Request(method=head.method, target=target, path=path, query=query,
+                   headers=headers, body=body, client=client)
+
+
+#: A target that is a plain path: no query, fragment or escape, not "//host...".
+_PLAIN_PATH = re.compile(r"/(?!/)[^?#%]*")
 
 
 __all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
