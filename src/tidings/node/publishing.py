@@ -130,11 +130,17 @@ class GroupCommit:
             # Rolled back: none of them is stored, and each is told so.
             for request in group:
                 request.entry, request.error = None, exc
+            self._after()
             raise
         finally:
             self._commit_s = trio.current_time() - started
             self._answered, self._since, self._all_back = len(group), 0, trio.Event()
-            self._after()
+        try:
+            self._answer(group, written)
+        finally:
+            self._after()  # (after the answers: they go first)
+
+    def _answer(self, group: list[Publish], written: Written) -> None:
         for request, outcome in written:
             if isinstance(outcome, Entry):
                 request.entry = outcome
