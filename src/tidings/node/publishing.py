@@ -162,7 +162,8 @@ class GroupCommit:
         """Called by the writer in its worker thread once it has written the group's
         rows, before it commits: the answers are prepared on the event loop meanwhile."""
         assert self._token is not None
-        self._token.run_sync_soon(self._prepare, written)
+        if any(request.answer is not None for request, _ in written):
+            self._token.run_sync_soon(self._prepare, written)
 
     @staticmethod
     def _prepare(written: Written) -> None:
