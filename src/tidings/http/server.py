@@ -44,6 +44,9 @@ REQUEST_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 60.0
 #: A client that reads nothing for this long is cut off (SSE clients resume).
 SEND_TIMEOUT = 30.0
+#: How often the server looks for connections past those deadlines (each is kept
+#: within this): one task for all connections, not a timer a request.
+SWEEP_EVERY = 0.5
 MAX_CONNECTIONS = 512
 READ_SIZE = 64 * 1024
 
@@ -119,6 +122,8 @@ class _ConnectionState:
     #: When the request being read started (None when none is half sent).
     reading_since: float | None = None
     client: str = ""
+    #: No request has come yet (the first must start within REQUEST_TIMEOUT).
+    first: bool = True
 
 
 class HttpServer:
@@ -145,7 +150,32 @@ class HttpServer:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
         task_status.started((host, int(bound[1])))
-        await trio.serve_listeners(self._connection, listeners)
+        await self._serve_listeners(listeners)
+
+    async def _serve_listeners(self, listeners: list[trio.SocketListener]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep)
+            await trio.serve_listeners(self._connection, listeners)
+            nursery.cancel_scope.cancel()
+
+    async def _sweep(self) -> None:
+        """Close the connections past a deadline: a request not all read within
+        REQUEST_TIMEOUT of its first byte, a new connection silent that long, a
+        kept-alive one idle for KEEPALIVE_TIMEOUT (closed quietly, as a slow client
+        gets no answer). One task for all: a request sets no timer of its own."""
+        while True:
+            await trio.sleep(SWEEP_EVERY)
+            now = trio.current_time()
+            for state in list(self._connections):
+                if state.reading_since is not None:
+                    late = now - state.reading_since >= REQUEST_TIMEOUT
+                elif state.idle_since is not None:
+                    late = now - state.idle_since >= (
+                        REQUEST_TIMEOUT if state.first else KEEPALIVE_TIMEOUT)
+                else:
+                    late = False  # answering: its writes have their own deadline
+                if late:
+                    state.scope.cancel()
 
     async def unix_listener(self, path: Path) -> trio.SocketListener | None:
         """A listener on a Unix domain socket at ``path`` (mode 0600: who may connect is
@@ -170,7 +200,7 @@ class HttpServer:
                              path: Path | None = None) -> None:
         """Serve one listener (a Unix socket's ``path`` is removed when it stops)."""
         try:
-            await trio.serve_listeners(self._connection, [listener])
+            await self._serve_listeners([listener])
         finally:
             if path is not None:
                 with suppress(OSError):
@@ -213,13 +243,11 @@ class HttpServer:
         try:
             client = peer_address(stream)
             buffer = bytearray()  # bytes read and not yet parsed (a pipelined request)
-            first = True
             while True:
                 state.idle_since = trio.current_time()
-                read = await self._read_request(stream, buffer, client, first=first,
-                                                state=state)
+                read = await self._read_request(stream, buffer, client, state=state)
                 state.idle_since = state.reading_since = None
-                first = False
+                state.first = False
                 if read is None:
                     break
                 request, head = read
@@ -248,59 +276,57 @@ class HttpServer:
             self.log.warning("http-failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _read_request(self, stream: trio.SocketStream, buffer: bytearray,
-                            client: tuple[str, int], *, first: bool,
+                            client: tuple[str, int], *,
                             state: _ConnectionState) -> tuple[Request, RequestHead] | None:
         """The next request, its body read; None when the connection should close
-        (the client closed or idled, was too slow, or was refused and answered)."""
-        # A new connection must start its request at once; a kept-alive one may idle.
-        with trio.move_on_after(REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT) as scope:
-            try:
-                while not buffer:
-                    if not await _receive(stream, buffer):
-                        return None
-                # One deadline for the whole request, from its first byte.
-                state.idle_since = None
-                state.reading_since = trio.current_time()
-                scope.deadline = trio.current_time() + REQUEST_TIMEOUT
+        (the client closed, or was refused and answered). A new connection must
+        start its request at once, a kept-alive one may idle, and a request must
+        be all read within REQUEST_TIMEOUT of its first byte: :meth:`_sweep`
+        cancels the connection's scope past those deadlines."""
+        try:
+            while not buffer:
+                if not await _receive(stream, buffer):
+                    return None
+            # One deadline for the whole request, from its first byte.
+            state.idle_since = None
+            state.reading_since = trio.current_time()
+            found = head_end(buffer)
+            while found is None:
+                if len(buffer) > MAX_HEADER_BYTES:
+                    raise BadRequest(431, "the request line and headers are over "
+                                     f"{MAX_HEADER_BYTES} bytes")
+                if not await _receive(stream, buffer):
+                    return None
                 found = head_end(buffer)
-                while found is None:
-                    if len(buffer) > MAX_HEADER_BYTES:
-                        raise BadRequest(431, "the request line and headers are over "
-                                         f"{MAX_HEADER_BYTES} bytes")
-                    if not await _receive(stream, buffer):
-                        return None
-                    found = head_end(buffer)
-                head = parse_head(bytes(buffer[:found[0]]))
-                del buffer[:found[1]]
-                if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
-                    raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-                try:
-                    request: Request | None = _request(head, b"", client)
-                except ValueError as exc:  # too many query fields, a bad escape: the
-                    # body is not read (its sender may be a stranger), and the
-                    # connection closes, since where the next request starts is unknown
-                    raise BadRequest(400, f"malformed request target: {exc}") from None
-                if self.check_head is not None and request is not None:
-                    # Who may ask is known from the head: a stranger's body is never read.
-                    refused = self.check_head(request)
-                    if refused is not None:
-                        refused.headers.append(("Connection", "close"))
-                        await self._respond(stream, refused, head)
-                        return None
-                if head.expect_continue and (head.chunked or head.content_length):
-                    await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = await _read_body(stream, buffer, head)
-            except BadRequest as exc:
-                if exc.status == 413:
-                    error = HttpError(413, "payload_too_large", str(exc))
-                else:  # (400, 431, 501, 505: the status says which)
-                    error = HttpError(exc.status, "bad_request", str(exc))
-                response = error_response(error)
-                response.headers.append(("Connection", "close"))
-                await self._respond(stream, response, None)
-                return None
-        if scope.cancelled_caught:
-            return None  # idle or too slow: close quietly
+            head = parse_head(bytes(buffer[:found[0]]))
+            del buffer[:found[1]]
+            if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
+                raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+            try:
+                request: Request | None = _request(head, b"", client)
+            except ValueError as exc:  # too many query fields, a bad escape: the
+                # body is not read (its sender may be a stranger), and the
+                # connection closes, since where the next request starts is unknown
+                raise BadRequest(400, f"malformed request target: {exc}") from None
+            if self.check_head is not None and request is not None:
+                # Who may ask is known from the head: a stranger's body is never read.
+                refused = self.check_head(request)
+                if refused is not None:
+                    refused.headers.append(("Connection", "close"))
+                    await self._respond(stream, refused, head)
+                    return None
+            if head.expect_continue and (head.chunked or head.content_length):
+                await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await _read_body(stream, buffer, head)
+        except BadRequest as exc:
+            if exc.status == 413:
+                error = HttpError(413, "payload_too_large", str(exc))
+            else:  # (400, 431, 501, 505: the status says which)
+                error = HttpError(exc.status, "bad_request", str(exc))
+            response = error_response(error)
+            response.headers.append(("Connection", "close"))
+            await self._respond(stream, response, None)
+            return None
         assert request is not None  # (a bad target raised BadRequest above)
         request.body = body
         return request, head
