@@ -9,7 +9,7 @@ import json
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,19 +29,33 @@ class Book:
     """A real logbook on a SQLite file, and the size of every group written to it."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.logbook = Logbook(SqliteStore(path), Identity.generate())
         self.groups: list[int] = []
         self.fail_on: bytes | None = None  # a payload whose write raises (after writing)
+        #: Told once the rows are written, before the commit (as the node's writer does).
+        self.commits: GroupCommit | None = None
 
     def write(self, requests: Sequence[Publish]) -> Written:
         written: list[tuple[Publish, Entry | BaseException]] = []
         with self.logbook.store.transaction():
             for request in requests:
                 written.append((request, self.logbook.publish(request.payload, request.log_id)))
-                if request.payload == self.fail_on:
-                    raise OSError("the disk went away")
+            if self.commits is not None:
+                self.commits.written(written)
+            if any(request.payload == self.fail_on for request in requests):
+                raise OSError("the disk went away")
         self.groups.append(len(written))
         return written
+
+    def durable(self, entry: Entry) -> bool:
+        """Whether ``entry`` is committed (read on another connection to the file)."""
+        store = SqliteStore(self.path)
+        try:
+            head = store.head(entry.feed)
+        finally:
+            store.close()
+        return head is not None and head.seq >= entry.seq
 
 
 async def test_publishers_that_come_back_at_once_share_the_next_commit(tmp_path: Path) -> None:
@@ -95,6 +109,58 @@ async def test_a_group_that_fails_stores_none_of_it_and_tells_each(tmp_path: Pat
     assert len(failed) == 3 and all(str(exc) == "the disk went away" for exc in failed)
     book.fail_on = None
     assert (await commits.publish(b"after", "group")).seq == 2  # nothing of the group stayed
+    book.logbook.store.close()
+
+
+async def test_answers_are_prepared_during_the_commit_and_sent_once_durable(
+        tmp_path: Path) -> None:
+    """A publisher's answer hook: prepared with the written entry before the commit
+    ends (not yet durable), sent by the commit once durable, all of a group before
+    any publisher's task runs; never sent for a group that failed, nor to a
+    publisher that left."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    await commits.publish(b"first", "group")
+    events: list[tuple[str, int, bool]] = []  # (what, seq, durable then)
+    returned: list[int] = []
+
+    def answer(entry: Entry) -> Callable[[], None]:
+        events.append(("prepared", entry.seq, book.durable(entry)))
+        return lambda: events.append(("sent", entry.seq, book.durable(entry)))
+
+    async def one(payload: bytes) -> None:
+        entry = await commits.publish(payload, "group", answer)
+        returned.append(entry.seq)
+        events.append(("returned", entry.seq, True))
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(one, b"p%d" % i)
+    assert sorted(returned) == [2, 3, 4, 5] and book.groups[1:] == [4]
+    assert sorted((what, seq) for what, seq, _ in events if what == "prepared") == [
+        ("prepared", seq) for seq in range(2, 6)]
+    assert not any(durable for what, _, durable in events if what == "prepared")
+    sent = [(seq, durable) for what, seq, durable in events if what == "sent"]
+    assert sorted(sent) == [(seq, True) for seq in range(2, 6)]
+    kinds = [what for what, _, _ in events]
+    assert kinds.index("returned") > max(i for i, k in enumerate(kinds) if k == "sent")
+
+    # A group that fails: prepared, never sent.
+    events.clear()
+    book.fail_on = b"bad"
+    with pytest.raises(OSError):
+        await commits.publish(b"bad", "group", answer)
+    assert [what for what, _, _ in events] == ["prepared"]
+
+    # A publisher cancelled while its group commits is not answered.
+    events.clear()
+    book.fail_on = None
+    with trio.move_on_after(0) as scope:
+        await commits.publish(b"gone", "group", answer)
+    assert scope.cancelled_caught
+    assert await commits.publish(b"after", "group") is not None
+    assert [what for what, _, _ in events if what == "sent"] == []
     book.logbook.store.close()
 
 

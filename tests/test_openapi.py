@@ -1243,6 +1243,34 @@ async def test_a_request_must_arrive_within_the_request_timeout(
     assert closed_at[0] - start <= server_module.REQUEST_TIMEOUT + 1
 
 
+async def test_a_silent_connection_and_an_idle_kept_alive_one_are_closed(
+        autojump_clock: trio.abc.Clock) -> None:
+    """A new connection that sends nothing is closed after REQUEST_TIMEOUT; one kept
+    alive after an answer, after KEEPALIVE_TIMEOUT idle (not before)."""
+    async def handler(request: server_module.Request) -> server_module.Response:
+        return server_module.json_response({})
+
+    async def closed_after(stream: trio.SocketStream) -> float:
+        start = trio.current_time()
+        with trio.fail_after(300):
+            while await stream.receive_some(1024):
+                start = trio.current_time()  # (an answer: idle from here)
+        return trio.current_time() - start
+
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(server_module.HttpServer(handler).serve,
+                                         "127.0.0.1", 0)
+        silent = await trio.open_tcp_stream(host, port)
+        waited = await closed_after(silent)
+        assert server_module.REQUEST_TIMEOUT <= waited <= server_module.REQUEST_TIMEOUT + 1
+        kept = await trio.open_tcp_stream(host, port)
+        await kept.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        waited = await closed_after(kept)
+        assert (server_module.KEEPALIVE_TIMEOUT <= waited
+                <= server_module.KEEPALIVE_TIMEOUT + 1)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_failing_handler_gets_a_500_and_the_server_keeps_serving() -> None:
     calls = []
 

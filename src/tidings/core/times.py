@@ -24,6 +24,6 @@ def rfc3339(timestamp: int) -> str:
     >>> rfc3339(1_700_000_000_000_000), rfc3339(1_700_000_000_000_001)
     ('2023-11-14T22:13:20Z', '2023-11-14T22:13:20.000001Z')
     """
-    moment = entry_datetime(timestamp)
-    fraction = f".{moment.microsecond:06d}" if moment.microsecond else ""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    # (isoformat: four-digit years, microseconds only when not 0, and several times
+    # faster than strftime; its "+00:00" becomes the "Z".)
+    return entry_datetime(timestamp).isoformat()[:-6] + "Z"

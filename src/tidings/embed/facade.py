@@ -46,6 +46,7 @@ from tidings.node.home import Home
 from tidings.node.identities import Target, is_identity_text, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
+from tidings.node.publishing import Answer
 from tidings.storage.base import Store
 from tidings.storage.blobs import BlobNotFound, BlobStore, ChunksMissing
 from tidings.storage.logbook import DEFAULT_LOG, FOLLOWS_LOG
@@ -99,7 +100,8 @@ class EmbeddedNode:
     # -- writing --
 
     async def publish(self, payload: bytes | Content, log: str = DEFAULT_LOG, *,
-                      attachments: Sequence[str | Path | Attachment] = ()) -> Entry:
+                      attachments: Sequence[str | Path | Attachment] = (),
+                      answer: Answer | None = None) -> Entry:
         """Append ``payload`` (bytes, or a content type like :class:`~tidings.content.Post`)
         to this author's ``log``; returns the entry once it is durable. Peers get it at once::
 
@@ -110,6 +112,10 @@ class EmbeddedNode:
         pinned, and the post names it; peers fetch it chunk by chunk::
 
             await node.publish(tidings.Post("Episode 1"), "podcast", attachments=["ep1.mp3"])
+
+        ``answer`` is for a server in front of the node (the HTTP API): called with the
+        entry before it is durable, it returns what sends the server's answer, which
+        is called once the entry is durable (node/publishing.py).
         """
         if attachments:
             if not isinstance(payload, content_types.Post):
@@ -119,7 +125,7 @@ class EmbeddedNode:
             payload = dataclasses.replace(
                 payload, attachments=(*payload.attachments, *made))
         raw = payload if isinstance(payload, bytes) else content_types.encode(payload)
-        return await self._node.publish(raw, log)
+        return await self._node.publish(raw, log, answer)
 
     # -- blobs (spec/13) --
 

@@ -36,6 +36,7 @@ import trio
 from tidings.core import content as content_types
 from tidings.core.blob import MAX_BLOB_SIZE, BlobId
 from tidings.core.corrections import MAX_CORRECTION_DISTANCE, effective_view
+from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
 from tidings.core.times import rfc3339
 from tidings.embed import EmbeddedNode, FeedProgress, Item, PeerInfo, Status, parse_cursor
@@ -404,6 +405,11 @@ class Api(gateway.TokenLinks):
                 response = await self._dispatch(request)
         except HttpError as error:
             response = error_response(error)
+        return self.cors(request, response)
+
+    def cors(self, request: Request, response: Response) -> Response:
+        """``response`` allowed to a web app's origin, if configured."""
+        origin = request.headers.get("origin")
         if origin is not None and origin in self.cors_origins:
             response.headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         return response
@@ -438,7 +444,7 @@ class Api(gateway.TokenLinks):
     async def _dispatch(self, request: Request) -> Response:
         allowed: list[str] = []
         method = "GET" if request.method == "HEAD" else request.method
-        for candidate in _ROUTES:
+        for candidate in _BY_PATH.get(request.path, _ROUTES):
             match = candidate.pattern.fullmatch(request.path)
             if match is None:
                 continue
@@ -558,13 +564,35 @@ async def _publish(api: Api, request: Request, match: re.Match[str]) -> Response
             payload = base64.b64decode(text if isinstance(text, str) else "!", validate=True)
         except ValueError:
             raise HttpError(400, "invalid_request", "payload_base64 must be base64") from None
+
+    def created(entry: Entry) -> Response:
+        return api.cors(request, json_response(
+            item_json(api.node.attributed([Item(entry, payload)])[0]), 201))
+
+    answered = False
+
+    def answer(entry: Entry) -> Callable[[], None]:
+        # Framed while the commit's fsync runs, sent by the commit once durable.
+        assert request.early is not None
+        send = request.early(created(entry))
+
+        def durable() -> None:
+            nonlocal answered
+            answered = True
+            send()
+
+        return durable
+
     try:
-        entry = await api.node.publish(payload, log)
+        entry = await api.node.publish(
+            payload, log, answer=None if request.early is None else answer)
     except StorageFull:
         raise
     except TidingsError as exc:
         raise HttpError(400, "invalid_request", str(exc)) from None
-    return json_response(item_json(api.node.attributed([Item(entry, payload)])[0]), 201)
+    if answered:
+        return Response(201)  # (the server does not send it: the commit sent the answer)
+    return created(entry)
 
 
 @route("GET", API_PREFIX + "/authors/(?P<author>ti1[a-z2-7]+)/entries")
@@ -860,6 +888,15 @@ def _new_upload(folder: Path, upload: str) -> None:
 
 for _method, _path, _call in gateway.ROUTES:
     route(_method, _path)(_call)
+
+#: The routes a path without variable parts (/v1/publish, /v1/status) can take: the
+#: same, in the same order, as trying every route's pattern on it (each key is
+#: matched against every pattern here), without that loop on every request.
+_BY_PATH = {
+    path: [candidate for candidate in _ROUTES if candidate.pattern.fullmatch(path)]
+    for path in {candidate.pattern.pattern for candidate in _ROUTES}
+    if not re.search(r"[\\()\[\]{}*+?|^$]", path)
+}
 
 
 async def serve_api(node: EmbeddedNode, address: tuple[str, int], token: str,

@@ -98,13 +98,26 @@ def parse_head(data: bytes) -> RequestHead:
 
 def _framed(method: str, target: str, version: tuple[int, int],
             headers: list[tuple[str, str]]) -> RequestHead:
-    hosts = [value for name, value in headers if name == "host"]
-    if len(hosts) > 1:
+    hosts = 0
+    lengths: set[str] = set()
+    codings: list[str] = []
+    connection: set[str] = set()
+    expect: list[str] = []
+    for name, value in headers:  # (one pass: the fields that frame the request)
+        if name == "host":
+            hosts += 1
+        elif name == "content-length":
+            lengths.add(value)
+        elif name == "transfer-encoding":
+            codings.append(value)
+        elif name == "connection":
+            connection.update(token.strip().lower() for token in value.split(","))
+        elif name == "expect":
+            expect.append(value.strip().lower())
+    if hosts > 1:
         raise BadRequest(400, "more than one Host header")
     if not hosts and version == (1, 1):
         raise BadRequest(400, "an HTTP/1.1 request needs a Host header")
-    lengths = {value for name, value in headers if name == "content-length"}
-    codings = [value for name, value in headers if name == "transfer-encoding"]
     length = None
     if lengths:
         if len(lengths) > 1:
@@ -122,9 +135,6 @@ def _framed(method: str, target: str, version: tuple[int, int],
         if ", ".join(codings).strip().lower() != "chunked":
             raise BadRequest(501, "the only transfer coding served is chunked")
         chunked = True
-    connection = {token.strip().lower() for name, value in headers if name == "connection"
-                  for token in value.split(",")}
-    expect = [value.strip().lower() for name, value in headers if name == "expect"]
     return RequestHead(
         method=method, target=target, version=version, headers=headers,
         content_length=length, chunked=chunked,

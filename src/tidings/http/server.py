@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -43,6 +44,9 @@ REQUEST_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 60.0
 #: A client that reads nothing for this long is cut off (SSE clients resume).
 SEND_TIMEOUT = 30.0
+#: How often the server looks for connections past those deadlines (each is kept
+#: within this): one task for all connections, not a timer a request.
+SWEEP_EVERY = 0.5
 MAX_CONNECTIONS = 512
 READ_SIZE = 64 * 1024
 
@@ -69,6 +73,10 @@ class Request:
     headers: dict[str, str]
     body: bytes
     client: tuple[str, int]
+    #: Set by the server: ``early(response)`` frames ``response`` (one with a body,
+    #: not streamed) now and returns what sends it without waiting, from any task
+    #: (see :class:`_Early`); the handler's own response is then not sent.
+    early: Callable[[Response], Callable[[], None]] | None = field(default=None, repr=False)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """One query parameter (the last if repeated)."""
@@ -114,6 +122,8 @@ class _ConnectionState:
     #: When the request being read started (None when none is half sent).
     reading_since: float | None = None
     client: str = ""
+    #: No request has come yet (the first must start within REQUEST_TIMEOUT).
+    first: bool = True
 
 
 class HttpServer:
@@ -140,7 +150,32 @@ class HttpServer:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
         task_status.started((host, int(bound[1])))
-        await trio.serve_listeners(self._connection, listeners)
+        await self._serve_listeners(listeners)
+
+    async def _serve_listeners(self, listeners: list[trio.SocketListener]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep)
+            await trio.serve_listeners(self._connection, listeners)
+            nursery.cancel_scope.cancel()
+
+    async def _sweep(self) -> None:
+        """Close the connections past a deadline: a request not all read within
+        REQUEST_TIMEOUT of its first byte, a new connection silent that long, a
+        kept-alive one idle for KEEPALIVE_TIMEOUT (closed quietly, as a slow client
+        gets no answer). One task for all: a request sets no timer of its own."""
+        while True:
+            await trio.sleep(SWEEP_EVERY)
+            now = trio.current_time()
+            for state in list(self._connections):
+                if state.reading_since is not None:
+                    late = now - state.reading_since >= REQUEST_TIMEOUT
+                elif state.idle_since is not None:
+                    late = now - state.idle_since >= (
+                        REQUEST_TIMEOUT if state.first else KEEPALIVE_TIMEOUT)
+                else:
+                    late = False  # answering: its writes have their own deadline
+                if late:
+                    state.scope.cancel()
 
     async def unix_listener(self, path: Path) -> trio.SocketListener | None:
         """A listener on a Unix domain socket at ``path`` (mode 0600: who may connect is
@@ -165,7 +200,7 @@ class HttpServer:
                              path: Path | None = None) -> None:
         """Serve one listener (a Unix socket's ``path`` is removed when it stops)."""
         try:
-            await trio.serve_listeners(self._connection, [listener])
+            await self._serve_listeners([listener])
         finally:
             if path is not None:
                 with suppress(OSError):
@@ -208,16 +243,15 @@ class HttpServer:
         try:
             client = peer_address(stream)
             buffer = bytearray()  # bytes read and not yet parsed (a pipelined request)
-            first = True
             while True:
                 state.idle_since = trio.current_time()
-                read = await self._read_request(stream, buffer, client, first=first,
-                                                state=state)
+                read = await self._read_request(stream, buffer, client, state=state)
                 state.idle_since = state.reading_since = None
-                first = False
+                state.first = False
                 if read is None:
                     break
                 request, head = read
+                early = request.early = _Early(self, stream, head)
                 try:
                     response = await self.handler(request)
                 except HttpError as error:
@@ -227,7 +261,14 @@ class HttpServer:
                                      error=f"{type(exc).__name__}: {exc}")
                     response = error_response(HttpError(
                         500, "internal", "the node failed to answer; its log says why"))
-                if not await self._respond(stream, response, head):
+                finally:
+                    early.live = False
+                if early.sent:
+                    if early.unsent:  # (what the socket did not take at once)
+                        await _send(stream, early.unsent)
+                    if not early.keep_alive:
+                        break
+                elif not await self._respond(stream, response, head):
                     break
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             pass
@@ -235,67 +276,85 @@ class HttpServer:
             self.log.warning("http-failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _read_request(self, stream: trio.SocketStream, buffer: bytearray,
-                            client: tuple[str, int], *, first: bool,
+                            client: tuple[str, int], *,
                             state: _ConnectionState) -> tuple[Request, RequestHead] | None:
         """The next request, its body read; None when the connection should close
-        (the client closed or idled, was too slow, or was refused and answered)."""
-        # A new connection must start its request at once; a kept-alive one may idle.
-        with trio.move_on_after(REQUEST_TIMEOUT if first else KEEPALIVE_TIMEOUT) as scope:
-            try:
-                while not buffer:
-                    if not await _receive(stream, buffer):
-                        return None
-                # One deadline for the whole request, from its first byte.
-                state.idle_since = None
-                state.reading_since = trio.current_time()
-                scope.deadline = trio.current_time() + REQUEST_TIMEOUT
+        (the client closed, or was refused and answered). A new connection must
+        start its request at once, a kept-alive one may idle, and a request must
+        be all read within REQUEST_TIMEOUT of its first byte: :meth:`_sweep`
+        cancels the connection's scope past those deadlines."""
+        try:
+            while not buffer:
+                if not await _receive(stream, buffer):
+                    return None
+            # One deadline for the whole request, from its first byte.
+            state.idle_since = None
+            state.reading_since = trio.current_time()
+            found = head_end(buffer)
+            while found is None:
+                if len(buffer) > MAX_HEADER_BYTES:
+                    raise BadRequest(431, "the request line and headers are over "
+                                     f"{MAX_HEADER_BYTES} bytes")
+                if not await _receive(stream, buffer):
+                    return None
                 found = head_end(buffer)
-                while found is None:
-                    if len(buffer) > MAX_HEADER_BYTES:
-                        raise BadRequest(431, "the request line and headers are over "
-                                         f"{MAX_HEADER_BYTES} bytes")
-                    if not await _receive(stream, buffer):
-                        return None
-                    found = head_end(buffer)
-                head = parse_head(bytes(buffer[:found[0]]))
-                del buffer[:found[1]]
-                if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
-                    raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-                try:
-                    request: Request | None = _request(head, b"", client)
-                except ValueError as exc:  # too many query fields, a bad escape: the
-                    # body is not read (its sender may be a stranger), and the
-                    # connection closes, since where the next request starts is unknown
-                    raise BadRequest(400, f"malformed request target: {exc}") from None
-                if self.check_head is not None and request is not None:
-                    # Who may ask is known from the head: a stranger's body is never read.
-                    refused = self.check_head(request)
-                    if refused is not None:
-                        refused.headers.append(("Connection", "close"))
-                        await self._respond(stream, refused, head)
-                        return None
-                if head.expect_continue and (head.chunked or head.content_length):
-                    await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = await _read_body(stream, buffer, head)
-            except BadRequest as exc:
-                if exc.status == 413:
-                    error = HttpError(413, "payload_too_large", str(exc))
-                else:  # (400, 431, 501, 505: the status says which)
-                    error = HttpError(exc.status, "bad_request", str(exc))
-                response = error_response(error)
-                response.headers.append(("Connection", "close"))
-                await self._respond(stream, response, None)
-                return None
-        if scope.cancelled_caught:
-            return None  # idle or too slow: close quietly
+            head = parse_head(bytes(buffer[:found[0]]))
+            del buffer[:found[1]]
+            if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
+                raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+            try:
+                request: Request | None = _request(head, b"", client)
+            except ValueError as exc:  # too many query fields, a bad escape: the
+                # body is not read (its sender may be a stranger), and the
+                # connection closes, since where the next request starts is unknown
+                raise BadRequest(400, f"malformed request target: {exc}") from None
+            if self.check_head is not None and request is not None:
+                # Who may ask is known from the head: a stranger's body is never read.
+                refused = self.check_head(request)
+                if refused is not None:
+                    refused.headers.append(("Connection", "close"))
+                    await self._respond(stream, refused, head)
+                    return None
+            if head.expect_continue and (head.chunked or head.content_length):
+                await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await _read_body(stream, buffer, head)
+        except BadRequest as exc:
+            if exc.status == 413:
+                error = HttpError(413, "payload_too_large", str(exc))
+            else:  # (400, 431, 501, 505: the status says which)
+                error = HttpError(exc.status, "bad_request", str(exc))
+            response = error_response(error)
+            response.headers.append(("Connection", "close"))
+            await self._respond(stream, response, None)
+            return None
         assert request is not None  # (a bad target raised BadRequest above)
         request.body = body
         return request, head
+
+    def framed(self, response: Response, request: RequestHead | None) -> tuple[bytes, bool]:
+        """A response with a body, not streamed, as sent to ``request``, and whether
+        the connection may carry another request after it."""
+        assert response.stream is None
+        headers = [("Content-Type", response.content_type), *self.extra_headers,
+                   *response.headers, ("Content-Length", str(len(response.body)))]
+        keep_alive = request is not None and request.keep_alive and not any(
+            name.lower() == "connection" and "close" in value.lower()
+            for name, value in response.headers)
+        if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
+            headers.append(("Connection", "close"))
+        data = response_head(response.status, headers)
+        if request is not None and request.method == "HEAD":
+            return data, keep_alive
+        return data + response.body, keep_alive
 
     async def _respond(self, stream: trio.SocketStream, response: Response,
                        request: RequestHead | None) -> bool:
         """Send ``response`` to ``request`` (None: one that could not be read); True
         if the connection may carry another request."""
+        if response.stream is None and response.status not in (204, 304):
+            data, keep_alive = self.framed(response, request)
+            await _send(stream, data)  # one write for the whole answer
+            return keep_alive
         headers = [*self.extra_headers, *response.headers]
         keep_alive = request is not None and request.keep_alive and not any(
             name.lower() == "connection" and "close" in value.lower()
@@ -342,6 +401,42 @@ class HttpServer:
                 raise RuntimeError(f"a streamed body of {writer.written} bytes was declared "
                                    f"as {length}")
         return keep_alive
+
+
+class _Early:
+    """A request's answer sent before its handler returns (:attr:`Request.early`).
+
+    The group commit sends the answers of all its publishes at once, from one
+    task, once they are durable: each is framed while the commit runs, then
+    written with one non-blocking write; what the socket does not take, the
+    connection's task sends when it runs. Only while the handler runs: a
+    connection whose handler left (cancelled, failed) is never written to.
+    """
+
+    def __init__(self, server: HttpServer, stream: trio.SocketStream,
+                 head: RequestHead) -> None:
+        self._server = server
+        self._stream = stream
+        self._head = head
+        self.live = True
+        self.sent = False
+        self.keep_alive = True
+        self.unsent = b""
+
+    def __call__(self, response: Response) -> Callable[[], None]:
+        data, keep_alive = self._server.framed(response, self._head)
+
+        def send() -> None:
+            if not self.live or self.sent:
+                return
+            self.sent, self.keep_alive = True, keep_alive
+            try:
+                written = os.write(self._stream.socket.fileno(), data)
+            except OSError:  # (full, reset: the connection's task sends it or finds out)
+                written = 0
+            self.unsent = data[written:]
+
+        return send
 
 
 #: Bytes a streamed response may hold that its client has not taken yet
@@ -510,15 +605,22 @@ async def _send(stream: trio.SocketStream, data: bytes) -> None:
 
 
 def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request:
-    split = urlsplit(head.target)
     headers: dict[str, str] = {}
     for key, text in head.headers:
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return Request(
-        method=head.method, target=head.target, path=unquote(split.path),
-        query=parse_qs(split.query, keep_blank_values=True, max_num_fields=64),
-        headers=headers, body=body, client=client,
-    )
+    target = head.target
+    if _PLAIN_PATH.fullmatch(target):  # (what urlsplit and unquote would leave as it is)
+        path, query = target, {}
+    else:
+        split = urlsplit(target)
+        path = unquote(split.path)
+        query = parse_qs(split.query, keep_blank_values=True, max_num_fields=64)
+    return Request(method=head.method, target=target, path=path, query=query,
+                   headers=headers, body=body, client=client)
+
+
+#: A target that is a plain path: no query, fragment or escape, not "//host...".
+_PLAIN_PATH = re.compile(r"/(?!/)[^?#%]*")
 
 
 __all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",

@@ -41,7 +41,7 @@ from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
-from tidings.node.publishing import GroupCommit, Publish, Written
+from tidings.node.publishing import Answer, GroupCommit, Publish, Written
 from tidings.node.state import (
     MAX_REMEMBERED,
     MISBEHAVIOUR_BACKOFF,
@@ -559,14 +559,14 @@ class Node:
         """``call(*args)`` in a worker thread while the replicator is idle (to read its state)."""
         return await self._core(call, *args)
 
-    async def publish(self, payload: bytes, log_id: str) -> Entry:
+    async def publish(self, payload: bytes, log_id: str, answer: Answer | None = None) -> Entry:
         """Publish as this node's author (an embedding app); peers hear of it at once.
 
         Group commit (node/publishing.py): publishes that arrive together go to
         disk together, in one transaction and one fsync. Each returns only once
-        its own entry is durable.
+        its own entry is durable (and ``answer``, if given, is sent then).
         """
-        return await self._group_commit.publish(payload, log_id)
+        return await self._group_commit.publish(payload, log_id, answer)
 
     def _publish_batch(self, requests: Sequence[Publish]) -> Written:
         """Write ``requests`` in one transaction (in the worker thread).
@@ -582,6 +582,7 @@ class Node:
                         (request, self.logbook.publish(request.payload, request.log_id)))
                 except (TidingsError, TypeError) as exc:  # raised before any write
                     written.append((request, exc))
+            self._group_commit.written(written)  # (answers are prepared during the fsync)
         feeds = [entry.feed for _, entry in written if isinstance(entry, Entry)]
         if feeds:
             self.replicator.refresh_local(feeds)

@@ -15,10 +15,20 @@ publishes as the last commit answered, but never longer than that commit took
 (waiting longer would cost more than committing them next). It waits before
 the transaction opens: the store is never held waiting for the event loop, where
 an app's own call to the store would then wait for the store.
+
+Answers: a publisher may give an ``answer`` hook (the HTTP API does). While the
+commit's fsync runs, the event loop has nothing else to do (every publisher waits
+for it), so once the writer has written the group's rows it calls
+:meth:`GroupCommit.written` and the loop prepares each answer then (an HTTP
+response's JSON and head); once the commit is durable the leader sends them all
+at once, before any publisher's task runs (8 answers leave within a fraction of
+a millisecond, not one task switch after another). An answer is sent only once
+the commit is durable; one that fails is never sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +45,14 @@ class Publish:
     log_id: str
     entry: Entry | None = None
     error: BaseException | None = None
+    #: Called on the event loop with the written entry, before it is durable: returns
+    #: what sends its answer (called once it is durable, never if the commit fails).
+    answer: Answer | None = None
+    send: Callable[[], None] | None = None
+
+
+#: A publisher's answer hook (see the module's docstring): it must not block.
+Answer = Callable[[Entry], Callable[[], None]]
 
 
 #: What a writer returns: per publish it took, its entry, or why it was refused
@@ -64,21 +82,27 @@ class GroupCommit:
         #: once as many came), and how long that commit took.
         self._answered, self._since, self._all_back = 0, 0, trio.Event()
         self._commit_s = 0.0
+        self._token: trio.lowlevel.TrioToken | None = None
 
-    async def publish(self, payload: bytes, log_id: str) -> Entry:
-        """``payload`` appended to ``log_id``; returns once the entry is durable."""
-        request = Publish(payload, log_id)
+    async def publish(self, payload: bytes, log_id: str, answer: Answer | None = None) -> Entry:
+        """``payload`` appended to ``log_id``; returns once the entry is durable.
+        ``answer`` (optional) prepares and sends the publisher's answer (see above)."""
+        request = Publish(payload, log_id, answer=answer)
         self._waiting.append(request)
         self._since += 1
         if self._since >= self._answered:
             self._all_back.set()
-        while request.entry is None and request.error is None:
-            if self._committing is not None:
-                # Its end wakes every publish waiting: those it stored, and those
-                # that came too late for it (one of which then leads the next).
-                await self._committing.wait()
-            else:
-                await self._lead()
+        try:
+            while request.entry is None and request.error is None:
+                if self._committing is not None:
+                    # Its end wakes every publish waiting: those it stored, and those
+                    # that came too late for it (one of which then leads the next).
+                    await self._committing.wait()
+                else:
+                    await self._lead()
+        finally:
+            # (A publisher that left, cancelled, is not answered by the commit.)
+            request.answer = request.send = None
         if request.error is not None:
             raise request.error
         assert request.entry is not None
@@ -98,6 +122,7 @@ class GroupCommit:
             with trio.move_on_after(self._commit_s):
                 await self._all_back.wait()
         group, self._waiting = self._waiting, []
+        self._token = trio.lowlevel.current_trio_token()
         started = trio.current_time()
         try:
             written = await trio.to_thread.run_sync(self._write, group)
@@ -105,11 +130,17 @@ class GroupCommit:
             # Rolled back: none of them is stored, and each is told so.
             for request in group:
                 request.entry, request.error = None, exc
+            self._after()
             raise
         finally:
             self._commit_s = trio.current_time() - started
             self._answered, self._since, self._all_back = len(group), 0, trio.Event()
-            self._after()
+        try:
+            self._answer(group, written)
+        finally:
+            self._after()  # (after the answers: they go first)
+
+    def _answer(self, group: list[Publish], written: Written) -> None:
         for request, outcome in written:
             if isinstance(outcome, Entry):
                 request.entry = outcome
@@ -118,3 +149,27 @@ class GroupCommit:
         for request in group:
             if request.entry is None and request.error is None:  # (a writer's bug)
                 request.error = RuntimeError("the group commit skipped a publish")
+        # Durable: every answer goes now, before any publisher's task runs.
+        self._prepare([(request, request.entry) for request in group
+                       if request.entry is not None and request.send is None])
+        for request in group:
+            send, request.send = request.send, None
+            if send is not None and request.entry is not None:
+                with contextlib.suppress(Exception):  # (a bug: it answers by itself)
+                    send()
+
+    def written(self, written: Written) -> None:
+        """Called by the writer in its worker thread once it has written the group's
+        rows, before it commits: the answers are prepared on the event loop meanwhile."""
+        assert self._token is not None
+        if any(request.answer is not None for request, _ in written):
+            self._token.run_sync_soon(self._prepare, written)
+
+    @staticmethod
+    def _prepare(written: Written) -> None:
+        for request, outcome in written:
+            if isinstance(outcome, Entry) and request.answer is not None:
+                try:
+                    request.send = request.answer(outcome)
+                except Exception:  # (a publisher's bug: it answers by itself, as without one)
+                    request.answer = None
