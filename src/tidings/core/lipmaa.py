@@ -84,6 +84,18 @@ def link_target(n: int) -> int | None:
     return None if jump == 1 else n - jump
 
 
+def link_targets(first: int, count: int) -> list[int | None]:
+    """:func:`link_target` of each of ``first .. first + count - 1``, in one call: a
+    run of up to 1024 entries reads its jumps in one slice of the table instead of
+    one call per entry."""
+    last = first + count - 1
+    if first < 2 or last >= _TABLE_LIMIT:
+        return [link_target(n) for n in range(first, last + 1)]
+    table = _jumps if last < len(_jumps) else _grow(last)
+    return [None if jump == 1 else n - jump
+            for n, jump in zip(range(first, last + 1), table[first:last + 1], strict=True)]
+
+
 @lru_cache(maxsize=1 << 12)
 def _far_link_target(n: int) -> int | None:
     target = lipmaa(n)
