@@ -187,11 +187,8 @@ def links_needed(first: int, last: int) -> set[int]:
     A verifier (or an author appending) needs the hashes of exactly these
     entries to check (or make) the links of the run.
     """
-    needed: set[int] = set()
+    needed = {target for target in link_targets(first, last - first + 1)
+              if target is not None and target < first}
     if first > 1:
         needed.add(first - 1)
-    for n in range(first, last + 1):
-        target = link_target(n)
-        if target is not None and target < first:
-            needed.add(target)
     return needed
