@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tidings import certificate_pool, lipmaa
-from tidings.core.lipmaa import is_spine, link_target, links_needed, shortest_path
+from tidings.core.lipmaa import (
+    is_spine,
+    link_target,
+    link_targets,
+    links_needed,
+    shortest_path,
+)
 
 
 def test_lipmaa_matches_bamboo_for_small_numbers() -> None:
@@ -52,6 +58,24 @@ def test_link_targets_from_the_table_are_lipmaa_on_both_sides_of_its_limit() -> 
     expected = [reference(n) for n in seqs]
     for _ in range(2):
         assert [link_target(n) for n in seqs] == expected
+
+
+def test_the_table_of_jumps_is_lipmaa_at_every_seq_it_holds() -> None:
+    """The table is made block by block from its own start (not one lipmaa per seq):
+    every entry of it, and every size it is cut at, is lipmaa's."""
+    from tidings.core.lipmaa import _TABLE_LIMIT, _jump_table
+
+    table = _jump_table(_TABLE_LIMIT)
+    assert len(table) == _TABLE_LIMIT and table[0] == table[1] == 1
+    assert all(table[n] == n - lipmaa(n) for n in range(2, _TABLE_LIMIT))
+    for size in (2, 3, 4, 5, 13, 14, 40, 41, 4097):
+        assert _jump_table(size) == table[:size]
+
+
+@pytest.mark.parametrize("first,count", [(1, 0), (1, 1), (1, 1024), (2, 300), (5000, 1024),
+                                         (262_000, 1024), (10**12, 5)])
+def test_link_targets_of_a_run_are_link_target_of_each(first: int, count: int) -> None:
+    assert link_targets(first, count) == [link_target(n) for n in range(first, first + count)]
 
 
 @given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9))

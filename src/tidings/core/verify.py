@@ -215,6 +215,8 @@ def check_run(
 
 
 Row = TypeVar("Row")
+#: A row type that is a tuple of (seq, hash, raw, payload), as a store's NamedTuple is.
+TupleRow = TypeVar("TupleRow", bound=tuple[int, bytes, bytes, bytes | None])
 
 
 def extend_in_one_pass(
@@ -315,8 +317,8 @@ class RebuiltRun:
 def extend_rebuilt(
     run: RebuiltRun,
     anchor: Anchor,
-    make_row: Callable[[int, bytes, bytes, bytes | None], Row],
-) -> tuple[list[Row], int] | None:
+    row_type: type[TupleRow],
+) -> tuple[list[TupleRow], int] | None:
     """:func:`extend_in_one_pass` for a :class:`RebuiltRun`: ``(rows, accepted)`` when
     every entry passes, else None (the caller then runs the full path, which names
     the rule and keeps the valid prefix).
@@ -341,26 +343,27 @@ def extend_rebuilt(
         if known.get(seq) != hashed:
             return None
     unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
-    rows: list[Row] = []
-    append = rows.append
     accepted = 0
     count = len(entries)
-    for entry, payload in zip(entries, run.payloads, strict=True):
-        flags, raw = entry.flags, entry.raw
+    for index, entry in enumerate(entries, 1):
+        flags = entry.flags
         if flags & FLAG_SIGNED:  # C4
-            if not signature_holds(author, entry.signature, raw[:-SIG_PART]):
+            if not signature_holds(author, entry.signature, entry.raw[:-SIG_PART]):
                 return None
             unsigned = unsigned_bytes = 0
+            accepted = index
+            if flags & FLAG_END_OF_LOG and accepted < count:  # C3
+                return None
         else:  # C5
             unsigned += 1
             unsigned_bytes += entry.payload_size
             if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
                 return None
-        append(make_row(entry.seq, entry.hash, raw, payload))
-        if flags & FLAG_SIGNED:
-            accepted = len(rows)
-            if flags & FLAG_END_OF_LOG and accepted < count:  # C3
-                return None
+    # The rows, each (seq, hash, raw, payload) made as the tuple it is, without the
+    # row type's Python-level constructor: a run holds up to 1024.
+    new = tuple.__new__
+    rows: list[TupleRow] = [new(row_type, (entry.seq, entry.hash, entry.raw, payload))
+                            for entry, payload in zip(entries, run.payloads, strict=True)]
     return rows, accepted
 
 

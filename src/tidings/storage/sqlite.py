@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 #: beyond any store. The 23 bits left (SQLite keys are signed 64-bit) name
 #: 8 million feeds, more than a relay ever takes in (spec/14 bounds its feeds).
 SEQ_BITS = 40
+_RAW, _PAYLOAD = itemgetter(2), itemgetter(3)  # a StoredEntry's entry bytes and payload
 SEQ_LIMIT = 1 << SEQ_BITS
 SEQ_MASK = SEQ_LIMIT - 1
 FEED_LIMIT = 1 << (63 - SEQ_BITS)
@@ -398,8 +400,9 @@ class SqliteStore:
                 "INSERT INTO entries (key, hash, entry, payload) "
                 f"VALUES ({int(base)} + ?1, ?2, ?3, ?4)", rows,
             )
-            self._written += sum(len(raw) + len(p) if p is not None else len(raw)
-                                 for _, _, raw, p in rows)
+            # (map over the columns: half the cost of a generator over the rows)
+            self._written += (sum(map(len, map(_RAW, rows)))
+                              + sum(map(len, filter(None, map(_PAYLOAD, rows)))))
             self._db.execute(
                 "INSERT INTO arrivals (feed, first_seq, last_seq) VALUES (?, ?, ?)",
                 (fid, rows[0].seq, rows[-1].seq),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
 from tidings.core.entry import VERSION as ENTRY_VERSION
 from tidings.core.ids import FeedId
-from tidings.core.lipmaa import link_target
+from tidings.core.lipmaa import link_target, link_targets
 from tidings.core.verify import RebuiltRun
 from tidings.wire.messages import (
     ANCHOR_SIZE,
@@ -87,10 +87,9 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     """
     first = message.first_seq
     anchors = message.anchors
+    items = message.items
     below = {seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
-             for i, seq in enumerate(anchor_seqs(first, len(message.items)))}
-    hashes: dict[int, bytes | None] = dict(below)
-    hashes[0] = None  # entry 1's backlink
+             for i, seq in enumerate(anchor_seqs(first, len(items)))}
     author, log_id = message.feed.author_key, message.feed.log_id
     # Fields 0 to 3 differ only in the flags byte: made once per run.
     feed_part = feed_fields(message.feed)
@@ -98,12 +97,19 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     blake2b = hashlib.blake2b
     entries: list[Entry] = []
     payloads: list[bytes | None] = []
-    append, keep = entries.append, payloads.append
+    held: list[bytes] = []  # the run's entry hashes, by seq - first
+    append, keep, hold = entries.append, payloads.append, held.append
     new = tuple.__new__  # Entry(...) less its Python-level __new__: a run holds up to 1024
     timestamp, timestamp_head = 0, b""
     size_heads: dict[int, bytes] = {}  # most runs carry a few payload sizes, many times
     seq_initial, seq_width, seq_next = b"", 0, 24  # the seqs' head below seq_next
-    for seq, (flags, stamp, payload, absent, signature) in enumerate(message.items, first):
+    # The backlink of the first entry is the anchor below it (none for entry 1),
+    # then each entry's is the previous entry's hash.
+    backlink: bytes | None = below.get(first - 1)
+    backlink_part = _NULL if backlink is None else _HASH_HEAD + backlink
+    targets = link_targets(first, len(items))  # one call per run, not per entry
+    seq = first
+    for (flags, stamp, payload, absent, signature), target in zip(items, targets, strict=True):
         if stamp is not None:
             timestamp, timestamp_head = stamp, _head(0, stamp)
         if payload is not None:
@@ -122,20 +128,23 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
                 initial, seq_width, seq_next = _uint_width(seq)
                 seq_initial = bytes((initial,))
             seq_head = seq_initial + seq.to_bytes(seq_width, "big")
-        backlink = hashes[seq - 1]
-        target = link_target(seq)
-        lipmaa = None if target is None else hashes[target]
+        if target is None:
+            lipmaa, lipmaa_part = None, _NULL
+        else:
+            lipmaa = held[target - first] if target >= first else below[target]
+            lipmaa_part = _HASH_HEAD + lipmaa
         raw = b"".join((
-            starts[flags], seq_head, timestamp_head,
-            _NULL if backlink is None else _HASH_HEAD + backlink,
-            _NULL if lipmaa is None else _HASH_HEAD + lipmaa,
+            starts[flags], seq_head, timestamp_head, backlink_part, lipmaa_part,
             size_head, _HASH_HEAD, phash,
             b"" if signature is None else _SIG_HEAD + signature,
         ))
-        entry_hash = hashes[seq] = blake2b(raw, digest_size=32).digest()
+        entry_hash = blake2b(raw, digest_size=32).digest()
+        hold(entry_hash)
         append(new(Entry, (flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
                            signature or b"", raw, entry_hash, ENTRY_VERSION)))
         keep(payload)
+        backlink, backlink_part = entry_hash, _HASH_HEAD + entry_hash
+        seq += 1
     return RebuiltRun(tuple(entries), tuple(payloads), below)
 
 
