@@ -141,7 +141,7 @@ _INTERNED: dict[tuple[bytes, str], weakref.ref[FeedId]] = {}
 #: Each reference's key, by the reference's id, for its callback (a plain weak
 #: reference carries no key of its own).
 _REFERENCE_KEYS: dict[int, tuple[bytes, str]] = {}
-_set = object.__setattr__
+_new_object = object.__new__
 
 
 def _forget(reference: weakref.ref[FeedId]) -> None:
@@ -177,10 +177,10 @@ class FeedId:
         if not isinstance(author_key, bytes) or len(author_key) != KEY_SIZE:
             raise InvalidId("an author key is exactly 32 bytes", "bad-key")
         check_log_id(log_id)
-        self = object.__new__(cls)
-        _set(self, "author_key", author_key)
-        _set(self, "log_id", log_id)
-        _set(self, "_hash", hash(key))
+        self = _new_object(cls)
+        _set_author_key(self, author_key)
+        _set_log_id(self, log_id)
+        _set_hash(self, hash(key))
         reference = weakref.ref(self, _forget)
         _REFERENCE_KEYS[id(reference)] = key
         _INTERNED[key] = reference
@@ -241,3 +241,10 @@ class FeedId:
         if check != _checksum(FEED_PREFIX, key, log_id):
             raise InvalidId("feed id checksum does not match: is it mistyped?", "bad-checksum")
         return cls(key, log_id)
+
+
+#: FeedId's slots, set straight through their descriptors (FeedId refuses setattr):
+#: a fifth of making each of the 10,000 FeedIds a client reads at start.
+_set_author_key = vars(FeedId)["author_key"].__set__
+_set_log_id = vars(FeedId)["log_id"].__set__
+_set_hash = vars(FeedId)["_hash"].__set__

@@ -478,9 +478,12 @@ class SqliteStore:
             rows = self._db.execute(
                 "SELECT f.author, f.log_id, f.forked_at, h.key - (f.id << 40), h.hash "
                 "FROM feeds f LEFT JOIN entries h ON h.key = (SELECT key FROM entries "
-                "WHERE key > f.id << 40 AND key < (f.id + 1) << 40 ORDER BY key DESC LIMIT 1) "
-                "ORDER BY f.author, f.log_id"
+                "WHERE key > f.id << 40 AND key < (f.id + 1) << 40 ORDER BY key DESC LIMIT 1)"
             ).fetchall()
+        # Sorted here, not by ORDER BY: walking the (author, log_id) index costs a
+        # table seek per feed, twice the whole query at 10,000 feeds. (author, log_id)
+        # is unique, so the sort never compares the columns after them.
+        rows.sort()
         return [FeedInfo(FeedId(author, log_id), latest or 0, forked, head_hash) for
                 author, log_id, forked, latest, head_hash in rows]
 
