@@ -786,3 +786,25 @@ def test_interrupted_publish_lines_says_what_is_durable(home: Path) -> None:
     assert proc.wait(timeout=60) == 130
     assert "published lines 1-2000 (last seq 2000)" in err, err
     assert "Traceback" not in err
+
+
+def test_a_ctrl_c_inside_a_step_waits_for_the_step() -> None:
+    """sigint_deferred: a SIGINT that comes inside the block (taken by whichever thread
+    the kernel picks: a store's checkpointer may be one) raises only once it ends."""
+    import os
+    import signal
+    import threading
+
+    from tidings.cli.common import sigint_deferred
+
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            other = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+            other.start()
+            other.join()
+            for _ in range(1000):  # (bytecodes: where a KeyboardInterrupt would land)
+                steps.append("x")
+            steps.append("done")
+    assert steps[-1] == "done"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

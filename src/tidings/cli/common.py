@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from tidings.core.entry import Entry
@@ -23,6 +27,32 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Ctrl-C held back inside the block, then acted on: a command stops between two
+    steps, never inside one, so what it says it did is what it did.
+
+    The Python-level handler is swapped, not the thread's signal mask: a process
+    with other threads (the store's checkpointer) may take the signal on one of
+    them, and a mask on this thread would not hold it back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # (handlers are the main thread's to set)
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # (Python's default raises KeyboardInterrupt)
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
+            # (SIG_IGN: the command was told to ignore Ctrl-C, and does)
 
 
 def err(message: str) -> None:

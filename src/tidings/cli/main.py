@@ -32,6 +32,7 @@ from tidings.cli.common import (
     err,
     feed_arg,
     print_json,
+    sigint_deferred,
 )
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
@@ -122,10 +123,12 @@ def cmd_publish(args: argparse.Namespace, home: Home) -> int:
         total, first, last = 0, None, None
         try:
             for batch in _stdin_lines_batches(sys.stdin.buffer, args.binary):
-                published = book.publish_batch(batch, log_id)
-                first = first or published[0]
-                last = published[-1]
-                total += len(batch)
+                # A Ctrl-C waits for the batch: what the message below says is durable is.
+                with sigint_deferred():
+                    published = book.publish_batch(batch, log_id)
+                    first = first or published[0]
+                    last = published[-1]
+                    total += len(batch)
                 if sys.stderr.isatty():
                     print(f"\rpublished {total} entries", end="", file=sys.stderr, flush=True)
         except BaseException as exc:

@@ -13,10 +13,8 @@ bidirectional overrides removed, so a payload cannot drive the terminal.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import re
-import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -30,6 +28,7 @@ from tidings.cli.common import (
     err,
     feed_arg,
     print_json,
+    sigint_deferred,
 )
 from tidings.core.content import (
     About,
@@ -351,7 +350,7 @@ def cmd_watch(args: argparse.Namespace, home: Home) -> int:
         # Ctrl-C goes: a SIGINT that arrives in between waits until the cursor
         # is saved, so the next watch neither repeats a line already shown nor
         # skips one. (kill -9 in between repeats that one entry: at least once.)
-        with _sigint_deferred():
+        with sigint_deferred():
             if kind == "entry":
                 _print_event(data, args.json)
                 sys.stdout.flush()
@@ -376,19 +375,6 @@ def _stream_items(text: str, book: Any) -> list[str]:
         raise CommandError(str(exc)) from None
     author = format_identity(target.identity)
     return [f"{author}:{log}" for log in target.logs] or [author]
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """SIGINT held back (kept pending, not lost) inside the block, on POSIX."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield  # (Windows: no signal masks; a Ctrl-C in between may repeat a line)
-        return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _require(home: Home) -> None:
