@@ -798,13 +798,12 @@ def test_a_ctrl_c_inside_a_step_waits_for_the_step() -> None:
     from tidings.cli.common import sigint_deferred
 
     steps: list[str] = []
-    with pytest.raises(KeyboardInterrupt):
-        with sigint_deferred():
-            other = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
-            other.start()
-            other.join()
-            for _ in range(1000):  # (bytecodes: where a KeyboardInterrupt would land)
-                steps.append("x")
-            steps.append("done")
+    with pytest.raises(KeyboardInterrupt), sigint_deferred():
+        other = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+        other.start()
+        other.join()
+        for _ in range(1000):  # (bytecodes: where a KeyboardInterrupt would land)
+            steps.append("x")
+        steps.append("done")
     assert steps[-1] == "done"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
