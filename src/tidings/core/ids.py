@@ -134,21 +134,25 @@ def _feed_text(author_key: bytes, log_id: str) -> str:
     return f"{FEED_PREFIX}{_b32(author_key + check)}_{log_id}"
 
 
+class _Reference(weakref.ref["FeedId"]):
+    """A weak reference to an interned FeedId that carries its key (for :func:`_forget`)."""
+
+    __slots__ = ("key",)
+    key: tuple[bytes, str]
+
+
 #: The one FeedId of each (author key, log id) still referred to, by weak reference;
-#: a plain dict of plain weak references (not a WeakValueDictionary, whose Python-level
+#: a plain dict of C-level weak references (not a WeakValueDictionary, whose Python-level
 #: references cost a client that reads 10,000 feeds about half its FeedId time).
-_INTERNED: dict[tuple[bytes, str], weakref.ref[FeedId]] = {}
-#: Each reference's key, by the reference's id, for its callback (a plain weak
-#: reference carries no key of its own).
-_REFERENCE_KEYS: dict[int, tuple[bytes, str]] = {}
+_INTERNED: dict[tuple[bytes, str], _Reference] = {}
 _new_object = object.__new__
 
 
 def _forget(reference: weakref.ref[FeedId]) -> None:
     """A FeedId is gone: drop its entry, unless a newer one took the key meanwhile."""
-    key = _REFERENCE_KEYS.pop(id(reference), None)
-    if key is not None and _INTERNED.get(key) is reference:
-        del _INTERNED[key]
+    assert isinstance(reference, _Reference)
+    if _INTERNED.get(reference.key) is reference:
+        del _INTERNED[reference.key]
 
 
 class FeedId:
@@ -181,8 +185,8 @@ class FeedId:
         _set_author_key(self, author_key)
         _set_log_id(self, log_id)
         _set_hash(self, hash(key))
-        reference = weakref.ref(self, _forget)
-        _REFERENCE_KEYS[id(reference)] = key
+        reference = _Reference(self, _forget)
+        reference.key = key
         _INTERNED[key] = reference
         return self
 
