@@ -734,11 +734,6 @@ class CompactItem(NamedTuple):
     absent: tuple[int, bytes] | None
     signature: bytes | None
 
-    def field(self) -> list[Any]:
-        size_hash = None if self.absent is None else list(self.absent)
-        return [self.flags, self.timestamp,
-                self.payload if self.payload is not None else size_hash, self.signature]
-
 
 _new_tuple = tuple.__new__
 
@@ -806,7 +801,8 @@ class CompactEntries:
     items: tuple[CompactItem, ...]
 
     def fields(self) -> list[Any]:
-        # CompactItem.field() inline (a run holds up to 1024 items).
+        # An item's field: the payload, or the [size, hash] of an absent one (inline,
+        # without a call per item: a run holds up to 1024 of them).
         return [self.feed.author_key, self.feed.log_id, self.first_seq, self.anchors,
                 [[flags, stamp, payload if payload is not None or absent is None else list(absent),
                   signature]
