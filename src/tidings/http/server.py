@@ -337,12 +337,8 @@ class HttpServer:
         assert response.stream is None
         headers = [("Content-Type", response.content_type), *self.extra_headers,
                    *response.headers, ("Content-Length", str(len(response.body)))]
-        keep_alive = request is not None and request.keep_alive and not any(
-            name.lower() == "connection" and "close" in value.lower()
-            for name, value in response.headers)
-        if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
-            headers.append(("Connection", "close"))
-        data = response_head(response.status, headers)
+        keep_alive = _keeps_alive(response, request)
+        data = _head(response.status, headers, keep_alive)
         if request is not None and request.method == "HEAD":
             return data, keep_alive
         return data + response.body, keep_alive
@@ -351,44 +347,31 @@ class HttpServer:
                        request: RequestHead | None) -> bool:
         """Send ``response`` to ``request`` (None: one that could not be read); True
         if the connection may carry another request."""
-        if response.stream is None and response.status not in (204, 304):
-            data, keep_alive = self.framed(response, request)
-            await _send(stream, data)  # one write for the whole answer
-            return keep_alive
-        headers = [*self.extra_headers, *response.headers]
-        keep_alive = request is not None and request.keep_alive and not any(
-            name.lower() == "connection" and "close" in value.lower()
-            for name, value in response.headers)
-        head_only = request is not None and request.method == "HEAD"
-        length: int | None = len(response.body)
         if response.status in (204, 304):
             # A 204 carries neither; a 304 no Content-Length (it would have to be
             # the 200's, and a cache merging a 0 into its stored answer empties it):
             # RFC 9110 §8.6, §15.4.5.
-            length = None
-        else:
-            headers.insert(0, ("Content-Type", response.content_type))
-            if response.stream is None:
-                headers.append(("Content-Length", str(length)))
-            else:
-                declared = [value for name, value in response.headers
-                            if name.lower() == "content-length"]
-                length = int(declared[0]) if declared else None
-        chunked = response.stream is not None and length is None and (
-            request is not None and request.version == (1, 1))
+            keep_alive = _keeps_alive(response, request)
+            await _send(stream, _head(response.status, [*self.extra_headers,
+                                                        *response.headers], keep_alive))
+            return keep_alive
+        if response.stream is None:
+            data, keep_alive = self.framed(response, request)
+            await _send(stream, data)  # one write for the whole answer
+            return keep_alive
+        headers = [("Content-Type", response.content_type), *self.extra_headers,
+                   *response.headers]
+        keep_alive = _keeps_alive(response, request)
+        declared = [value for name, value in response.headers
+                    if name.lower() == "content-length"]
+        length = int(declared[0]) if declared else None
+        chunked = length is None and request is not None and request.version == (1, 1)
         if chunked:
             headers.append(("Transfer-Encoding", "chunked"))
-        elif response.stream is not None and length is None:
+        elif length is None:
             keep_alive = False  # (an HTTP/1.0 client: the body ends with the connection)
-        if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
-            headers.append(("Connection", "close"))
-        data = response_head(response.status, headers)
-        if head_only or response.status in (204, 304):
-            await _send(stream, data)  # the headers of the answer a GET would get
-        elif response.stream is None:
-            await _send(stream, data + response.body)  # one write for the whole answer
-        else:
-            await _send(stream, data)
+        await _send(stream, _head(response.status, headers, keep_alive))
+        if request is None or request.method != "HEAD":  # (HEAD: a GET's headers alone)
             writer = BodyWriter(stream, _chunk if chunked else _counted(length))
             try:
                 await response.stream(writer)
@@ -401,6 +384,21 @@ class HttpServer:
                 raise RuntimeError(f"a streamed body of {writer.written} bytes was declared "
                                    f"as {length}")
         return keep_alive
+
+
+def _keeps_alive(response: Response, request: RequestHead | None) -> bool:
+    """Whether the connection may carry another request after ``response``."""
+    return request is not None and request.keep_alive and not any(
+        name.lower() == "connection" and "close" in value.lower()
+        for name, value in response.headers)
+
+
+def _head(status: int, headers: list[tuple[str, str]], keep_alive: bool) -> bytes:
+    """The response head, saying ``Connection: close`` unless ``keep_alive`` (or a
+    Connection header is there already)."""
+    if not keep_alive and not any(name.lower() == "connection" for name, _ in headers):
+        headers.append(("Connection", "close"))
+    return response_head(status, headers)
 
 
 class _Early:
