@@ -244,6 +244,19 @@ def _write_runs(fd: int, pieces: list[tuple[int, bytes]]) -> None:
         end += len(data)
 
 
+def _touch(recent: dict[_Blob, None], blob: _Blob, limit: int) -> list[_Blob]:
+    """Make ``blob`` the most recently used of ``recent``; returns (and drops) the
+    least recently used beyond ``limit``."""
+    recent.pop(blob, None)
+    recent[blob] = None
+    dropped = []
+    while len(recent) > limit:
+        oldest = next(iter(recent))
+        del recent[oldest]
+        dropped.append(oldest)
+    return dropped
+
+
 class BlobStore:
     """Blobs in a directory (``HOME/blobs``): import, fetch chunk by chunk, read.
 
@@ -267,9 +280,9 @@ class BlobStore:
         self._clock = clock
         self._mutex = threading.RLock()
         self._blobs: dict[BlobId, _Blob] = {}
-        #: The blobs whose tree is kept in memory to serve chunks, oldest first.
-        self._trees_read: list[_Blob] = []
-        #: The blobs whose checked nodes are kept, oldest first (a dict as an ordered set).
+        #: The blobs whose tree is kept in memory to serve chunks, and those whose
+        #: checked nodes are kept: least recently used first (dicts as ordered sets).
+        self._trees_read: dict[_Blob, None] = {}
         self._checked: dict[_Blob, None] = {}
         #: Blobs the owner removed (REMOVED_FILE), read on first use.
         self._removed: dict[BlobId, None] | None = None
@@ -634,9 +647,8 @@ class BlobStore:
                 if tree is None:
                     tree = blob.tree = _pread_exact(
                         tree_fd, tree_nodes(blob_id.chunk_count) * HASH_SIZE, 0)
-                    self._trees_read.append(blob)
-                    while len(self._trees_read) > MAX_TREES_READ:
-                        self._trees_read.pop(0).tree = None
+                for old in _touch(self._trees_read, blob, MAX_TREES_READ):
+                    old.tree = None
                 for index in wanted:
                     chunk = self._read_verified(blob, index, data_fd, tree_fd, tree)
                     if chunk is not None:
@@ -670,12 +682,8 @@ class BlobStore:
     def _checked_nodes(self, blob: _Blob) -> CheckedNodes:
         """The blob's checked nodes (under the lock), kept only for the
         MAX_CHECKED_BLOBS blobs used last: memory stays bounded however many are read."""
-        self._checked.pop(blob, None)
-        self._checked[blob] = None
-        while len(self._checked) > MAX_CHECKED_BLOBS:
-            oldest = next(iter(self._checked))
-            del self._checked[oldest]
-            oldest.checked = CheckedNodes()
+        for old in _touch(self._checked, blob, MAX_CHECKED_BLOBS):
+            old.checked = CheckedNodes()
         return blob.checked
 
     def _forget(self, blob: _Blob, indexes: list[int]) -> None:
@@ -942,6 +950,7 @@ class BlobStore:
         _fsync_dir(self.path)
         del self._blobs[blob.blob_id]
         blob.tree = None
+        self._trees_read.pop(blob, None)
         self._checked.pop(blob, None)
         shutil.rmtree(trash, ignore_errors=True)
 
