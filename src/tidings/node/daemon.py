@@ -659,6 +659,8 @@ class Node:
                 await self._connections_changed.wait()
 
     async def _dial(self, address: tuple[str, int]) -> None:
+        # The address stays in _dialing until it is in self.connections: the dial
+        # loop, woken meanwhile, must not see it free and dial it a second time.
         try:
             try:
                 with trio.fail_after(CONNECT_TIMEOUT):
@@ -673,9 +675,15 @@ class Node:
                               error=getattr(exc, "strerror", None) or type(exc).__name__,
                               retry_in=f"{wait:.0f}s")
                 return
+            try:
+                connection = await self._open_connection(stream, address, initiator=True)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                raise
         finally:
             self._dialing.discard(address)
-        await self._serve(await self._open_connection(stream, address, initiator=True))
+        await self._serve(connection)
 
     async def connect(self, address: tuple[str, int]) -> Connection:
         """Dial one peer for this process's own use (sync, fetch); serve it in the background.
