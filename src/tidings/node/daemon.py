@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ import trio
 from tidings.core.blob import BlobId
 from tidings.core.entry import Entry
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.errors import (
     ClosedByPeer,
     DuplicateConnection,
@@ -112,7 +113,7 @@ FAST_SEND_BUDGET = 2 * 1024 * 1024
 REFRESH_ARRIVALS = 1000
 
 
-@dataclass(eq=False)
+@record(frozen=False, eq=False, slots=False)
 class Connection:
     """One peer connection: its session and the trio objects around it."""
 

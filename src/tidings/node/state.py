@@ -13,11 +13,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.errors import UsageError
 from tidings.replication.clock import clock_digest
 from tidings.wire.messages import Note
@@ -101,7 +101,7 @@ Clocks = tuple[dict[FeedId, Note], dict[FeedId, Note]]
 Digests = tuple[bytes | None, bytes | None]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeerRecord:
     host: str
     port: int

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import repeat
 from operator import add, attrgetter, mul
 from typing import Any
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.wire.messages import EAGER, HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
@@ -40,7 +41,7 @@ def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
     return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class LocalClock:
     """This node's side: the latest contiguous seq held per feed and the feeds it wants.
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 from tidings.core.ids import FeedId
 from tidings.core.kel import IdentityLog, IdentityState, Refusal, event_hash
+from tidings.core.records import record
 from tidings.wire.messages import IdentityNote, identity_note
 
 #: Identities a relay keeps besides those it follows: each log is a few KB, and a
@@ -53,7 +54,7 @@ class IdentityStore(Protocol):
         ...
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class MemoryIdentities:
     """Identity logs in a dict, for tests and the simulator."""
 
@@ -66,7 +67,7 @@ class MemoryIdentities:
         self.logs[identity] = list(events)
 
 
-@dataclass(frozen=True)
+@record(slots=False)
 class Added:
     """What :meth:`IdentityBook.add` did with events of one identity."""
 

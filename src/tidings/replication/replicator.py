@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from tidings.core.entry import (
@@ -27,6 +27,7 @@ from tidings.core.entry import (
 from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.kel import InvalidIdentityEvent, format_identity
+from tidings.core.records import record
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
     DuplicateConnection,
@@ -122,7 +123,7 @@ class ClockMemory(Protocol):
         ...
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class MemoryClocks:
     """Clock memory in a dict, for tests and the simulator."""
 
@@ -141,7 +142,7 @@ class MemoryClocks:
 # -- what the replicator tells its driver -------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeerConnected:
     """Hellos exchanged with ``session``'s peer: the connection is ready."""
 
@@ -150,7 +151,7 @@ class PeerConnected:
     relay: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialResult:
     """A verified answer to :meth:`Replicator.request_partial`: entries and payloads."""
 
@@ -160,21 +161,21 @@ class PartialResult:
     entries: list[tuple[bytes, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AddressesLearned:
     """Peer exchange: addresses a peer gave (at most MAX_ADDRESSES_PER_SESSION per session)."""
 
     addresses: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntriesStored:
     """``count`` new entries are durable in the store (subscribers may read them)."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Superseded:
     """A newer connection to the same node replaced ``session``: close its connection."""
 
