@@ -72,6 +72,16 @@ class LocalClock:
 
     def update(self, heads: Iterable[tuple[FeedId, int, bytes | None]]) -> list[FeedId]:
         """Record new heads ``(feed, seq, entry hash at seq)``; returns the feeds changed."""
+        if not self.heads and not self.head_hashes:
+            heads = list(heads)
+            seqs = {feed: seq for feed, seq, _ in heads if seq}
+            if len(seqs) == len(heads) or len({feed for feed, _, _ in heads}) == len(heads):
+                # The first load (10,000 feeds when a client starts), each feed once: what
+                # the loop below does, in comprehensions. A head hash goes with a seq.
+                self.heads.update(seqs)
+                self.head_hashes.update({feed: head_hash[:HEAD_PREFIX]
+                                         for feed, seq, head_hash in heads if seq and head_hash})
+                return list(seqs)
         changed = []
         for feed, seq, head_hash in heads:
             prefix = head_hash[:HEAD_PREFIX] if head_hash and seq else None

@@ -184,6 +184,10 @@ class IdentityBook:
         keys that are no device yet are remembered (bounded) until one becomes one."""
         devices = self._devices()
         found = self._place(devices)
+        if not devices and not self.unplaced_logs:
+            feeds = list(feeds)
+            if len(feeds) > MAX_UNPLACED_KEYS and self._remember_grouped(feeds):
+                return found
         for feed in feeds:
             key = feed.author_key
             if key in devices:
@@ -194,6 +198,27 @@ class IdentityBook:
             else:
                 self._remember(key, feed.log_id)
         return found
+
+    def _remember_grouped(self, feeds: list[FeedId]) -> bool:
+        """What :meth:`_remember` of each feed in turn leaves, from an empty cache, when
+        each key's feeds come together (the store's feeds, sorted: a client's 10,000 at
+        start): the last MAX_UNPLACED_KEYS keys, each with the log ids it came with,
+        without evicting the ones before one by one. False (nothing done) otherwise."""
+        grouped: dict[bytes, set[str]] = {}
+        last: bytes | None = None
+        logs: set[str] = set()
+        for feed in feeds:
+            key = feed.author_key
+            if key != last:
+                if key in grouped:
+                    return False  # this key came before another: not grouped
+                logs = grouped[key] = set()
+                last = key
+            if len(logs) < MAX_LOGS_PER_DEVICE:
+                logs.add(feed.log_id)
+        for key in list(grouped)[-MAX_UNPLACED_KEYS:]:
+            self.unplaced_logs[key] = grouped[key]
+        return True
 
     def _remember(self, key: bytes, log_id: str) -> None:
         logs = self.unplaced_logs.get(key)

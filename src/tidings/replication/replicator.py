@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from tidings.core.entry import (
@@ -197,6 +198,10 @@ def _proof_feed(raw: bytes) -> FeedId | None:
         return None
 
 
+#: What :meth:`Replicator._heads` takes of a FeedInfo with nothing to cap.
+_HEAD_FIELDS = attrgetter("feed", "latest_seq", "head_hash")
+
+
 def _dialer(session: Session) -> bytes | None:
     channel = session.channel
     return channel.local_static if channel.initiator else channel.remote_static
@@ -301,6 +306,12 @@ class Replicator:
 
     def _heads(self, infos: Iterable[Any]) -> list[tuple[FeedId, int, bytes | None]]:
         """(feed, seq, hash) of what this node serves of each feed: up to a fork or damage."""
+        if not self.damaged and not self.identity_caps:  # (a client's start: 10,000 feeds)
+            infos = infos if isinstance(infos, list) else list(infos)
+            for info in infos:
+                if info.forked_at is not None:
+                    self.forked_at[info.feed] = info.forked_at
+            return list(map(_HEAD_FIELDS, infos))
         heads = []
         for info in infos:
             seq, head_hash = info.latest_seq, info.head_hash
