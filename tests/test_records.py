@@ -225,3 +225,18 @@ def test_a_mutable_record_with_eq_is_not_hashable_and_fields_are_fresh() -> None
         hash(one)
     one.a = 5
     assert one != two
+
+
+def test_init_is_made_on_first_use_and_shows_its_signature_before() -> None:
+    """``__init__`` is compiled when first looked up; inspect sees the same signature
+    before any instance as after, and as the dataclass's."""
+    made = record(frozen_body())
+    assert type(made.__dict__["__init__"]).__name__ == "_LazyInit"
+    assert str(inspect.signature(made)) == str(inspect.signature(DataFrozen))
+    assert inspect.isfunction(made.__dict__["__init__"])  # (now compiled, in place)
+    fresh = record(frozen=False)(mutable_body())
+
+    class Sub(fresh):  # type: ignore[valid-type,misc]
+        pass
+
+    assert Sub(3).count == 1 and inspect.isfunction(fresh.__dict__["__init__"])
