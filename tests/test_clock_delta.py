@@ -78,3 +78,19 @@ def test_each_part_of_a_note_counts() -> None:
     # A feed neither held nor wanted, noted before: unchanged while its note is (0, 0).
     assert unchanged_since(local, {feed}, {**sent, other: Note(0, 0)})
     assert not unchanged_since(local, {feed}, {**sent, other: Note(0, WANT)})
+
+
+@settings(max_examples=examples(100))
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3),
+                          st.sampled_from([None, b"", b"h" * 32, b"i" * 32])), max_size=12))
+def test_a_first_update_of_many_heads_is_the_update_of_each_in_turn(
+    items: list[tuple[int, int, bytes | None]],
+) -> None:
+    """A clock's first update (a client's 10,000 heads at start) takes a bulk path; it
+    records and reports what updating with one head at a time does (feeds repeated too)."""
+    heads = [(FeedId(bytes([k]) * 32, "log"), seq, head) for k, seq, head in items]
+    at_once, in_turn = LocalClock(), LocalClock()
+    changed = at_once.update(heads)
+    changed_in_turn = [feed for item in heads for feed in in_turn.update([item])]
+    assert (at_once.heads, at_once.head_hashes) == (in_turn.heads, in_turn.head_hashes)
+    assert changed == changed_in_turn

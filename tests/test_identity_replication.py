@@ -323,6 +323,31 @@ def test_the_logs_remembered_for_keys_not_yet_devices_are_bounded() -> None:
     assert (0).to_bytes(32, "big") not in book.unplaced_logs
 
 
+@settings(max_examples=examples(40))
+@given(keys=st.lists(st.integers(0, 30), min_size=0, max_size=60),
+       logs=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=60),
+       bound=st.integers(1, 12), sort=st.booleans())
+def test_many_feeds_at_once_are_remembered_as_one_at_a_time(
+    keys: list[int], logs: list[str], bound: int, sort: bool,
+) -> None:
+    """learn_feeds of many feeds (a client's store at start, grouped by key when sorted)
+    leaves the cache exactly as learning them one at a time does, evictions included."""
+    from unittest import mock
+
+    from tidings.replication import identities
+
+    feeds = [FeedId(k.to_bytes(32, "big"), log) for k, log in zip(keys, logs * 60, strict=False)]
+    if sort:
+        feeds.sort(key=lambda f: (f.author_key, f.log_id))
+    with mock.patch.object(identities, "MAX_UNPLACED_KEYS", bound), \
+            mock.patch.object(identities, "MAX_LOGS_PER_DEVICE", 2):
+        at_once, one_by_one = IdentityBook(), IdentityBook()
+        at_once.learn_feeds(feeds)
+        for feed in feeds:
+            one_by_one.learn_feeds([feed])
+    assert list(at_once.unplaced_logs.items()) == list(one_by_one.unplaced_logs.items())
+
+
 def test_the_authors_about_is_the_newest_across_devices(owner: Owner) -> None:
     from tidings.content import About, encode
     from tidings.node.identities import identity_about

@@ -40,6 +40,29 @@ def test_remembered_clocks_keep_note_heads_and_a_save_writes_only_what_changed(
         state.close()
 
 
+def test_a_save_of_clocks_that_did_not_change_writes_no_note(tmp_path: Path) -> None:
+    """A reconnect that changed nothing (equal notes, kept or made anew) writes no clock
+    row, and one changed note among equal ones is still written."""
+    feeds = [Identity.from_seed(bytes([i]) * 32).author.feed("main") for i in range(1, 4)]
+    sent = {feed: Note(3, 1, bytes([i]) * 8) for i, feed in enumerate(feeds)}
+    state = NodeState(tmp_path / "node.sqlite3")
+    try:
+        state.save(b"peer", sent, dict(sent))
+        loaded = state.load(b"peer")
+        writes: list[str] = []
+        state._db.set_trace_callback(writes.append)
+        state.save(b"peer", {f: Note(n.seq, n.flags, n.head) for f, n in sent.items()},
+                   dict(loaded[1]), since=loaded)
+        assert not [w for w in writes if "INTO clocks" in w or "FROM clocks" in w]
+        moved = {**loaded[1], feeds[1]: Note(4, 1, b"\x04" * 8)}
+        state.save(b"peer", dict(loaded[0]), moved, since=loaded)
+        state._db.set_trace_callback(None)
+        assert sum(w.startswith("INSERT OR REPLACE INTO clocks") for w in writes) == 1
+        assert state.load(b"peer") == (sent, moved)
+    finally:
+        state.close()
+
+
 def test_a_clock_table_from_before_note_heads_gets_the_column(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     db = sqlite3.connect(path)

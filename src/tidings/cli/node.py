@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
+from itertools import compress
+from operator import attrgetter, not_
 from typing import TYPE_CHECKING, TypeVar
 
 from tidings.cli.common import (
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from tidings.replication.replicator import PartialResult
 
 T = TypeVar("T")
+_SEQ = attrgetter("seq")
 #: A client's first-generation collection threshold (Python's default is 700): see
 #: _as_client. Garbage in cycles waits at most this many allocations longer.
 CLIENT_GC_THRESHOLD = 10_000
@@ -173,8 +176,10 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
         # What the peer said it holds: a followed feed it holds nothing of is not
         # "caught up", it is absent there.
         noted = connection.session.received
-        absent = {f for f in node.replicator.local.wanted
-                  if (n := noted.get(f)) is None or n.seq == 0}
+        wanted = node.replicator.local.wanted
+        # (in C-level passes: 10,000 feeds took a no-op reconnect ~10 ms in a loop)
+        absent = (wanted - noted.keys()) | wanted.intersection(
+            compress(noted, map(not_, map(_SEQ, noted.values()))))
         return node.replicator.entries_received, absent
 
     logs_before = _identity_logs(home)

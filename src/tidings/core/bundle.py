@@ -17,13 +17,13 @@ bounds, and fails with :class:`InvalidBundle` on anything else.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import cbor2
 
 from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.kel import MAX_EVENT_SIZE
+from tidings.core.records import record
 from tidings.errors import InvalidBundle
 
 BUNDLE_VERSION = 1
@@ -43,18 +43,18 @@ IDENTITY_SIZE = 32
 MAX_BUNDLE_IDENTITY_EVENTS = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntryRecord:
     entry: bytes
     payload: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForkProofRecord:
     proof: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityRecord:
     """An event of ``identity``'s log (not checked here: the importer folds it)."""
 

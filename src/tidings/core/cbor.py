@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from tidings.core.records import record
 
 #: Levels of arrays and maps around an item: content allows 16 (spec/content.md
 #: C4); no entry, proof or bundle record needs more than 3. The bound keeps a
@@ -45,7 +46,7 @@ class _NotAField:
 NOT_A_FIELD: Any = _NotAField()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rules:
     """What a reader accepts beyond integers, text and arrays."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cbor2
 
@@ -30,6 +29,7 @@ from tidings.core.entry import (
     strict_cbor_item,
 )
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.errors import InvalidEntry, InvalidForkProof
 
 PROOF_VERSION = 2
@@ -41,7 +41,7 @@ MAX_RUN = MAX_UNSIGNED_RUN + 1
 MAX_PROOF_SIZE = 2 + 2 * (2 + MAX_RUN * (3 + MAX_ENTRY_SIZE))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForkProof:
     """Two branches of one feed from the seq where they split, ordered by hash."""
 

@@ -12,9 +12,9 @@ import base64
 import hashlib
 import re
 import weakref
-from dataclasses import dataclass
 from functools import lru_cache
 
+from tidings.core.records import record
 from tidings.errors import InvalidId
 
 AUTHOR_PREFIX = "ta1"
@@ -72,7 +72,7 @@ def check_log_id(log_id: str) -> str:
 INPUT_WHITESPACE = " \t\n\r"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuthorId:
     """An author: an Ed25519 public key. ``str()`` gives the text form."""
 

@@ -33,7 +33,7 @@ import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, NamedTuple
 
 import cbor2
@@ -51,6 +51,7 @@ from tidings.core.ids import (
     _b32,
     _unb32,
 )
+from tidings.core.records import record
 from tidings.errors import InvalidId, MalformedEntry, TidingsError
 
 KEL_VERSION = 1
@@ -200,7 +201,7 @@ class Revocation(NamedTuple):
     cuts: tuple[Cut, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Event:
     """A decoded identity event. Fields a kind lacks are ``None``."""
 
@@ -431,7 +432,7 @@ def resign(secret: Ed25519PrivateKey, fields: list[Any]) -> bytes:
 # -- state ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Device:
     """A device of an identity. ``revoked_seq`` is None while it is active; a
     revoked device's feeds count up to their cuts (feeds without one: none)."""
@@ -451,7 +452,7 @@ class Device:
         return self.cuts.get(log_id)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Path:
     """The key state after an event, along one path of the log."""
 
@@ -467,14 +468,14 @@ class _Path:
     rotations: tuple[tuple[int, bytes], ...]
 
 
-@dataclass(frozen=True)
+@record(slots=False)
 class Refusal:
     rule: str
     seq: int | None
     detail: str
 
 
-@dataclass(frozen=True)
+@record(slots=False)
 class IdentityState:
     """What a set of events says about an identity (the result of :func:`fold`).
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
 
 from tidings.core.entry import (
@@ -43,6 +43,7 @@ from tidings.core.entry import (
 )
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import certificate_pool, link_target
+from tidings.core.records import record
 from tidings.errors import (
     EntryAfterEndOfLog,
     ForkDetected,
@@ -58,7 +59,7 @@ from tidings.errors import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Anchor:
     """What a verifier already trusts about a feed before a run is checked.
 
@@ -86,7 +87,7 @@ class Anchor:
         return FeedId(self.author, self.log_id)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunCheck:
     """The outcome of checking a run.
 
@@ -295,7 +296,7 @@ def extend_in_one_pass(
     return rows, accepted
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RebuiltRun:
     """Consecutive entries of one feed rebuilt from a compact run (spec/09 §8), as
     :func:`tidings.wire.compact.rebuild_run` makes them, and only it.

@@ -19,7 +19,7 @@ connections share. Two bounds keep one peer from taking that lock from the rest:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tidings.core.records import record
 
 #: A read of fewer bytes than this is small (pings, notes, trickles).
 SMALL_READ = 4096
@@ -32,7 +32,7 @@ WORK_BURST = 1.0
 MIN_CHARGE = 0.001
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ReadBudget:
     """One connection's budget; times are seconds on the node's clock."""
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from tidings.core.ids import check_log_id
+from tidings.core.records import record
 from tidings.errors import InvalidId, UsageError
 from tidings.identity import Identity, read_key_file, write_key_file
 from tidings.node.options import (
@@ -123,7 +124,7 @@ _SETTINGS: dict[str, dict[str, type]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     default_log: str = DEFAULT_LOG
     #: The [node] table, checked for names and types (values checked where used).

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from tidings.core.records import record
 
 #: Inbound connections from one source address: a few honest nodes may share an
 #: address behind NAT; more than this from one host is one party taking slots.
 DEFAULT_PER_ADDRESS = 4
 
 
-@dataclass(eq=False)
+@record(frozen=False, eq=False, slots=False)
 class Standing:
     """What one connection has been worth to this node."""
 
@@ -57,7 +59,7 @@ def source(address: tuple[str, int]) -> str:
     return str(parsed)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Admission:
     """The answer to a newcomer: take it (evicting ``evict`` first, if any), or refuse."""
 

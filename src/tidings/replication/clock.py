@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping, Set
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import repeat
 from operator import add, attrgetter, mul
 from typing import Any
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.wire.messages import EAGER, HEAD_PREFIX, WANT, Note
 
 _SEQ_FLAGS = struct.Struct(">QB")
@@ -40,7 +41,7 @@ def clock_digest(notes: Mapping[FeedId, Note]) -> bytes:
     return hashlib.blake2b(b"".join(parts), digest_size=32).digest()
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class LocalClock:
     """This node's side: the latest contiguous seq held per feed and the feeds it wants.
 
@@ -71,6 +72,16 @@ class LocalClock:
 
     def update(self, heads: Iterable[tuple[FeedId, int, bytes | None]]) -> list[FeedId]:
         """Record new heads ``(feed, seq, entry hash at seq)``; returns the feeds changed."""
+        if not self.heads and not self.head_hashes:
+            heads = list(heads)
+            seqs = {feed: seq for feed, seq, _ in heads if seq}
+            if len(seqs) == len(heads) or len({feed for feed, _, _ in heads}) == len(heads):
+                # The first load (10,000 feeds when a client starts), each feed once: what
+                # the loop below does, in comprehensions. A head hash goes with a seq.
+                self.heads.update(seqs)
+                self.head_hashes.update({feed: head_hash[:HEAD_PREFIX]
+                                         for feed, seq, head_hash in heads if seq and head_hash})
+                return list(seqs)
         changed = []
         for feed, seq, head_hash in heads:
             prefix = head_hash[:HEAD_PREFIX] if head_hash and seq else None

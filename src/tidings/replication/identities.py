@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 from tidings.core.ids import FeedId
 from tidings.core.kel import IdentityLog, IdentityState, Refusal, event_hash
+from tidings.core.records import record
 from tidings.wire.messages import IdentityNote, identity_note
 
 #: Identities a relay keeps besides those it follows: each log is a few KB, and a
@@ -53,7 +54,7 @@ class IdentityStore(Protocol):
         ...
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class MemoryIdentities:
     """Identity logs in a dict, for tests and the simulator."""
 
@@ -66,7 +67,7 @@ class MemoryIdentities:
         self.logs[identity] = list(events)
 
 
-@dataclass(frozen=True)
+@record(slots=False)
 class Added:
     """What :meth:`IdentityBook.add` did with events of one identity."""
 
@@ -183,6 +184,10 @@ class IdentityBook:
         keys that are no device yet are remembered (bounded) until one becomes one."""
         devices = self._devices()
         found = self._place(devices)
+        if not devices and not self.unplaced_logs:
+            feeds = list(feeds)
+            if len(feeds) > MAX_UNPLACED_KEYS and self._remember_grouped(feeds):
+                return found
         for feed in feeds:
             key = feed.author_key
             if key in devices:
@@ -193,6 +198,27 @@ class IdentityBook:
             else:
                 self._remember(key, feed.log_id)
         return found
+
+    def _remember_grouped(self, feeds: list[FeedId]) -> bool:
+        """What :meth:`_remember` of each feed in turn leaves, from an empty cache, when
+        each key's feeds come together (the store's feeds, sorted: a client's 10,000 at
+        start): the last MAX_UNPLACED_KEYS keys, each with the log ids it came with,
+        without evicting the ones before one by one. False (nothing done) otherwise."""
+        grouped: dict[bytes, set[str]] = {}
+        last: bytes | None = None
+        logs: set[str] = set()
+        for feed in feeds:
+            key = feed.author_key
+            if key != last:
+                if key in grouped:
+                    return False  # this key came before another: not grouped
+                logs = grouped[key] = set()
+                last = key
+            if len(logs) < MAX_LOGS_PER_DEVICE:
+                logs.add(feed.log_id)
+        for key in list(grouped)[-MAX_UNPLACED_KEYS:]:
+            self.unplaced_logs[key] = grouped[key]
+        return True
 
     def _remember(self, key: bytes, log_id: str) -> None:
         logs = self.unplaced_logs.get(key)

@@ -10,9 +10,10 @@ Pure bookkeeping; bounded so that a peer sending nil payloads costs little.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.wire.messages import MAX_SEQ_REQUEST
 
 #: Seqs remembered as missing their payload, over all feeds (the oldest are
@@ -20,7 +21,7 @@ from tidings.wire.messages import MAX_SEQ_REQUEST
 MAX_MISSING = 65_536
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class MissingPayloads:
     #: Seqs of each feed held without their payload.
     missing: dict[FeedId, set[int]] = field(default_factory=dict)

@@ -10,15 +10,16 @@ where its history of a feed splits from ours (spec/10 §8).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tidings.core.forks import MAX_RUN
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.replication.session import Session
 from tidings.wire.messages import MAX_SEQ_REQUEST, IdentityNote
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ForkSearch:
     """Finding the first seq at which a peer's history of a feed differs from ours.
 
@@ -42,7 +43,7 @@ class ForkSearch:
         return tuple(sorted({self.lo + 1 + (inside * i) // count for i in range(count)}))
 
 
-@dataclass(eq=False)
+@record(frozen=False, eq=False, slots=False)
 class Peer:
     """One connected peer, as the replicator sees it."""
 

@@ -16,9 +16,10 @@ that grows stops being fetched); what the relay holds it keeps and serves.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 
 #: Seconds an offered feed may bring nothing before it is dropped.
 OFFER_TTL = 60.0
@@ -38,7 +39,7 @@ MIN_HOLD = 300.0
 MAX_SERVED = 1 << 30
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class Charged:
     """A relayed feed charged to the quota."""
 
@@ -48,7 +49,7 @@ class Charged:
     served: int = 0
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class RelayQuota:
     max_feeds: int
     max_bytes: int

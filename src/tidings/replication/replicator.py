@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from tidings.core.entry import (
@@ -27,6 +28,7 @@ from tidings.core.entry import (
 from tidings.core.forks import MAX_PROOF_SIZE, MAX_RUN, ForkProof
 from tidings.core.ids import FeedId
 from tidings.core.kel import InvalidIdentityEvent, format_identity
+from tidings.core.records import record
 from tidings.core.verify import partial_seqs, verify_partial
 from tidings.errors import (
     DuplicateConnection,
@@ -122,7 +124,7 @@ class ClockMemory(Protocol):
         ...
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class MemoryClocks:
     """Clock memory in a dict, for tests and the simulator."""
 
@@ -141,7 +143,7 @@ class MemoryClocks:
 # -- what the replicator tells its driver -------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeerConnected:
     """Hellos exchanged with ``session``'s peer: the connection is ready."""
 
@@ -150,7 +152,7 @@ class PeerConnected:
     relay: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialResult:
     """A verified answer to :meth:`Replicator.request_partial`: entries and payloads."""
 
@@ -160,21 +162,21 @@ class PartialResult:
     entries: list[tuple[bytes, bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AddressesLearned:
     """Peer exchange: addresses a peer gave (at most MAX_ADDRESSES_PER_SESSION per session)."""
 
     addresses: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntriesStored:
     """``count`` new entries are durable in the store (subscribers may read them)."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Superseded:
     """A newer connection to the same node replaced ``session``: close its connection."""
 
@@ -194,6 +196,10 @@ def _proof_feed(raw: bytes) -> FeedId | None:
         return decode_entry(items[1][0]).feed
     except (InvalidEntry, LookupError, TypeError):
         return None
+
+
+#: What :meth:`Replicator._heads` takes of a FeedInfo with nothing to cap.
+_HEAD_FIELDS = attrgetter("feed", "latest_seq", "head_hash")
 
 
 def _dialer(session: Session) -> bytes | None:
@@ -300,6 +306,12 @@ class Replicator:
 
     def _heads(self, infos: Iterable[Any]) -> list[tuple[FeedId, int, bytes | None]]:
         """(feed, seq, hash) of what this node serves of each feed: up to a fork or damage."""
+        if not self.damaged and not self.identity_caps:  # (a client's start: 10,000 feeds)
+            infos = infos if isinstance(infos, list) else list(infos)
+            for info in infos:
+                if info.forked_at is not None:
+                    self.forked_at[info.feed] = info.forked_at
+            return list(map(_HEAD_FIELDS, infos))
         heads = []
         for info in infos:
             seq, head_hash = info.latest_seq, info.head_hash

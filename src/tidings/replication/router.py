@@ -29,6 +29,14 @@ class Router:
         """A new peer: it streams the wanted feeds that have no source yet."""
         self.peers.append(peer)
         self._members.add(peer)
+        if not self.source and peer.session.version is None:
+            # The first peer, before its hello (a client's one session: 10,000 feeds):
+            # what the loop below does then, at once (set_eager before the opening
+            # clock only marks the feed, which that clock says).
+            wanted = list(self.local.wanted)
+            self.source.update(dict.fromkeys(wanted, peer))
+            peer.session.eager.update(wanted)
+            return
         for feed in self.local.wanted:
             if feed not in self.source:
                 self._assign(feed, peer)

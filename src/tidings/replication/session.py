@@ -29,9 +29,9 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.core.verify import RebuiltRun
 from tidings.errors import (
     ClosedByPeer,
@@ -90,7 +90,7 @@ MAX_PEER_NOTES = 200_000
 MAX_NOTES_KEPT = 1_000_000
 
 
-@dataclass
+@record(frozen=False, slots=False)
 class NoteBudget:
     """The notes kept by every session of one replicator, counted together."""
 
@@ -174,7 +174,7 @@ TERMINAL = frozenset({SessionState.FAILED, SessionState.CLOSED})
 # -- events for the node ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Authenticated:
     """The handshake is done: the peer's transport key is ``peer``. Call
     :meth:`Session.start` (or :meth:`Session.fail` to refuse it)."""
@@ -182,7 +182,7 @@ class Authenticated:
     peer: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeerReady:
     """Hello exchanged: the session speaks ``version``."""
 
@@ -190,17 +190,17 @@ class PeerReady:
     relay: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotesReceived:
     notes: tuple[tuple[FeedId, Note], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClockExchanged:
     """The peer's opening clock is complete: what it holds is known."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntriesReceived:
     feed: FeedId
     items: tuple[tuple[bytes, bytes | None], ...]
@@ -211,7 +211,7 @@ class EntriesReceived:
     decoded: RebuiltRun | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialReceived:
     request_id: int
     feed: FeedId
@@ -219,7 +219,7 @@ class PartialReceived:
     items: tuple[tuple[bytes, bytes | None], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeqReceived:
     request_id: int
     feed: FeedId
@@ -227,24 +227,24 @@ class SeqReceived:
     items: tuple[tuple[bytes, bytes | None], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForkProofReceived:
     proof: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeersReceived:
     addresses: tuple[tuple[str, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityNotesReceived:
     """The peer's notes of identities (wire version 3, spec/12 §6.3)."""
 
     notes: tuple[IdentityNote, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityRequested:
     """The peer asks for the events of ``identity`` from ``from_seq``: answer it."""
 
@@ -253,7 +253,7 @@ class IdentityRequested:
     from_seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityEventsReceived:
     """Events of ``identity``: an answer to our request (``request_id``) or pushed (None)."""
 
@@ -263,7 +263,7 @@ class IdentityEventsReceived:
     more: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Failed:
     """The session ended with ``error`` (always the last event): the peer broke
     the protocol, or sent an error message (:class:`ClosedByPeer`). Send
@@ -282,7 +282,7 @@ Event = (
 # -- the peer's requests, answered as the socket drains ------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialRequested:
     """The peer asks for the latest ``count`` entries of ``feed`` (spec/10 §7.1)."""
 
@@ -291,7 +291,7 @@ class PartialRequested:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeqRequested:
     """The peer asks for the entries of ``feed`` at ``seqs`` (spec/10 §7.2)."""
 

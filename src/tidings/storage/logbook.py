@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tidings.core.bundle import (
     HEADER,
@@ -45,6 +45,7 @@ from tidings.core.entry import (
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
+from tidings.core.records import record
 from tidings.core.verify import (
     Anchor,
     RebuiltRun,
@@ -102,7 +103,7 @@ def _rows(entries: Sequence[Entry], payloads: Sequence[bytes | None]) -> list[St
     return [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IngestResult:
     """What :meth:`Logbook.ingest` did with a run.
 
@@ -131,7 +132,7 @@ class IngestResult:
         return self
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ImportResult:
     """What an import stored before it finished or hit ``error``."""
 
@@ -144,7 +145,7 @@ class ImportResult:
     identity_events: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VerifyReport:
     feed: FeedId
     entries: int

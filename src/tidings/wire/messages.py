@@ -12,7 +12,6 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Sequence, Sized
-from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 import msgpack
@@ -23,6 +22,7 @@ from tidings.core.entry import MAX_ENTRY_SIZE, MAX_PAYLOAD_SIZE
 from tidings.core.forks import MAX_PROOF_SIZE
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import links_needed
+from tidings.core.records import record
 from tidings.errors import InvalidId, LocalProtocolError, MalformedMessage, MessageTooLarge
 
 #: Wire protocol versions this implementation speaks, newest last. Version 3 is
@@ -128,7 +128,7 @@ def _items(raw: Any, max_items: int, what: str) -> list[tuple[bytes, bytes | Non
     return items
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Note:
     """What one side holds of a feed and wants from the other.
 
@@ -153,7 +153,7 @@ class Note:
         return bool(self.flags & EAGER)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hello:
     """The first message each side sends: versions spoken and the clock it remembers."""
 
@@ -176,7 +176,7 @@ class Hello:
         return cls(parsed, bool(_uint(relay, "relay flag", 1)), digest)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Clock:
     """Notes: for each feed, the seq held and what is wanted (spec/10 §2)."""
 
@@ -216,7 +216,7 @@ class Clock:
         return cls(bool(_uint(reset, "reset", 1)), tuple(notes), bool(_uint(final, "final", 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Entries:
     """Consecutive entries of one feed, ascending, each with its payload or nil."""
 
@@ -237,7 +237,7 @@ class Entries:
         return cls(feed, tuple(parsed))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialRequest:
     """Ask for the latest ``count`` entries of a feed, with their certificate pool."""
 
@@ -258,7 +258,7 @@ class PartialRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PartialResponse:
     """The entries a partial request asked for plus their pool; empty if not held."""
 
@@ -278,7 +278,7 @@ class PartialResponse:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeqRequest:
     """Ask for the entries at given seqs of a feed (finding where two histories
     split, a fork proof's branch, payloads this node lacks)."""
@@ -305,7 +305,7 @@ class SeqRequest:
                    bool(_uint(payloads, "payloads flag", 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SeqResponse:
     """The entries a seq request asked for that the sender holds, ascending."""
 
@@ -325,7 +325,7 @@ class SeqResponse:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForkProofMessage:
     """A fork proof (spec/06-forks.md), passed on to peers that follow the feed."""
 
@@ -341,7 +341,7 @@ class ForkProofMessage:
         return cls(_shape(proof, bytes, "fork proof", max_len=MAX_PROOF_SIZE, min_len=1))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Peers:
     """Addresses of other nodes on the same network (peer exchange)."""
 
@@ -365,7 +365,7 @@ class Peers:
         return cls(tuple(addresses))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ping:
     """Keeps an idle connection alive; needs no answer."""
 
@@ -380,7 +380,7 @@ class Ping:
         return cls()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ErrorMessage:
     """The sender is closing the connection because of ``code`` (spec/09 §6)."""
 
@@ -425,7 +425,7 @@ def _bin32(value: Any, what: str) -> bytes:
     return cast(bytes, _shape(value, bytes, what, max_len=32, min_len=32))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityNote:
     """What one side holds of an identity: its chain's seq, head and status."""
 
@@ -444,7 +444,7 @@ class IdentityNote:
             _shape(self.head, bytes, "identity head", max_len=HEAD_PREFIX, min_len=HEAD_PREFIX)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityNotes:
     """Type 11: what this side holds or wants of some identities."""
 
@@ -465,7 +465,7 @@ class IdentityNotes:
         return cls(tuple(notes))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityRequest:
     """Type 12: send me the events of ``identity`` from ``from_seq``."""
 
@@ -487,7 +487,7 @@ class IdentityRequest:
         return cls(*_arity(body, 3, "identity-request"))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IdentityEvents:
     """Type 13: events of ``identity``, an answer (``request_id`` set) or pushed (None)."""
 
@@ -567,7 +567,7 @@ def _blob(raw: Any) -> BlobId:
         raise MalformedMessage(f"bad blob id: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobRequest:
     """Ask for chunks of a blob: ascending, disjoint ``(first, count)`` ranges."""
 
@@ -599,7 +599,7 @@ class BlobRequest:
         return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID), blob, tuple(ranges))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobData:
     """Chunks of an answer to a blob request, each ``(index, data, proof)``."""
 
@@ -630,7 +630,7 @@ class BlobData:
         return cls(_uint(request_id, "request id", _BLOB_REQUEST_ID), tuple(chunks), is_final)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobQuery:
     """Ask which chunks of a blob the peer holds (and, subscribed, when that changes)."""
 
@@ -649,7 +649,7 @@ class BlobQuery:
                    bool(_uint(subscribe, "subscribe", 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobHave:
     """What the sender holds of a blob: a bitmap, or None for all of it.
 
@@ -678,7 +678,7 @@ class BlobHave:
                                                           _BLOB_REQUEST_ID), blob, held)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobCancel:
     """The requester needs no more of an answer."""
 
@@ -785,7 +785,7 @@ def anchor_seqs(first: int, count: int) -> list[int]:
     return sorted(links_needed(first, first + count - 1))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CompactEntries:
     """Type 19: consecutive entries of one feed from ``first_seq``, compact.
 
