@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import trio
 
@@ -42,6 +42,7 @@ from tidings.node.budget import ReadBudget
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
 from tidings.node.publishing import Answer, GroupCommit, Publish, Written
+from tidings.node.readbuffer import ReadBuffer
 from tidings.node.state import (
     MAX_REMEMBERED,
     MISBEHAVIOUR_BACKOFF,
@@ -835,6 +836,7 @@ class Node:
         # The handshake has one deadline in all (a peer trickling bytes cannot
         # stretch it); after it, any data restarts the idle timer.
         handshake_deadline = trio.current_time() + HANDSHAKE_TIMEOUT
+        reads = ReadBuffer(READ_SIZE)  # (each read's bytes are done with before the next)
         try:
             while True:
                 if connection.ready.is_set():
@@ -848,7 +850,7 @@ class Node:
                     connection.wake.set()
                     await connection.drained.wait()
                 with trio.move_on_at(deadline) as waited:
-                    data = await connection.stream.receive_some(READ_SIZE)
+                    data = cast(bytes, await reads.read(connection.stream))
                 if waited.cancelled_caught:
                     if connection.ready.is_set():
                         raise PeerTimeout(f"silent for {IDLE_TIMEOUT:.0f} s")
