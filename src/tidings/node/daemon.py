@@ -51,6 +51,7 @@ from tidings.node.state import (
     NodeState,
     check_not_behind,
 )
+from tidings.node.threads import run_in_thread
 from tidings.replication.blob_fetch import BlobStored
 from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
@@ -383,7 +384,7 @@ class Node:
         sessions that have output now (and only those)."""
         async with self._lock:
             try:
-                return await trio.to_thread.run_sync(partial(call, *args, **kwargs))
+                return await run_in_thread(partial(call, *args, **kwargs))
             finally:
                 self._wake_dirty()
                 fetcher = self.replicator.blobs
@@ -420,7 +421,7 @@ class Node:
             batches = await self._core(fetcher.take_unwritten)
             if not batches:
                 continue
-            results = await trio.to_thread.run_sync(fetcher.write_batch, batches)
+            results = await run_in_thread(partial(fetcher.write_batch, batches))
             if await self._core(fetcher.written, results):
                 self._blobs_changed.set()
                 self._blobs_changed = trio.Event()
@@ -872,7 +873,7 @@ class Node:
                     # holds the lock every connection shares (spec/14 §6); the messages
                     # wait in the channel. (The lock free: both in one call, one thread
                     # hop instead of two; a read holds it at most READ_SIZE longer.)
-                    decoded, failure = await trio.to_thread.run_sync(_decode, session, data)
+                    decoded, failure = await run_in_thread(partial(_decode, session, data))
                     data = b""
                 try:
                     events, work = await self._peer_core(connection, self._timed_receive,
