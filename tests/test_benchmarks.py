@@ -133,3 +133,21 @@ def test_the_hypercore_anchor_skips_cleanly_without_node_or_npm(tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "SKIPPED" in done.stderr and "node" in done.stderr
     assert "skipped" in json.loads(done.stdout)
+
+
+def test_the_blob_ceiling_prints_each_steps_cost_and_the_best_rates_they_allow() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "blob_ceiling.py"), "--mb", "2", "--rounds", "1",
+         "--json"], capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    steps = report["cpu_ms_per_mb"]
+    for name in ("blake2b_64k", "chacha_encrypt", "chacha_decrypt", "pwrite_fsync_4m",
+                 "pread_64k", "tcp_send", "tcp_receive"):
+        assert steps[name] > 0, name
+    # Each node's floor is the sum of its steps; two cores at best run both at once.
+    receiver, sender = report["receiver_ms_per_mb"], report["sender_ms_per_mb"]
+    assert receiver > steps["blake2b_64k"] and sender > steps["blake2b_64k"]
+    assert report["two_shared_cores_mb_s"] == pytest.approx(2000 / (receiver + sender))
+    assert report["one_core_each_mb_s"] == pytest.approx(1000 / max(receiver, sender))

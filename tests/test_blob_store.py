@@ -506,3 +506,25 @@ def test_abandoned_uploads_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
     os.utime(old, (now - UPLOAD_IDLE_SECONDS - 1, now - UPLOAD_IDLE_SECONDS - 1))
     assert sweep_uploads(folder, now) == [old.name]
     assert not old.exists() and live.exists()
+
+
+def test_a_blob_served_often_has_its_used_file_written_at_most_once_a_second(
+        tmp_path: Path) -> None:
+    from tidings.storage.blobs import USED_FILE, USED_RESOLUTION
+
+    now = [2_000_000_000_000_000_000]
+    with BlobStore(tmp_path / "blobs", clock=lambda: now[0]) as store:
+        blob = store.import_bytes(blob_data(3 * CHUNK_SIZE))
+        used = store.path / str(blob) / USED_FILE
+        store.chunks(blob, [0])
+        written = used.stat().st_mtime_ns
+        assert written == now[0]  # (the first use after opening is written)
+        now[0] += USED_RESOLUTION // 2
+        store.chunks(blob, [1])  # used, in memory: not written again yet
+        assert used.stat().st_mtime_ns == written
+        assert store.info(blob).last_used == now[0]  # type: ignore[union-attr]
+        now[0] += USED_RESOLUTION
+        store.chunks(blob, [2])
+        assert used.stat().st_mtime_ns == now[0]
+    with BlobStore(tmp_path / "blobs") as store:  # reopened: the last use written
+        assert store.info(blob).last_used == now[0]  # type: ignore[union-attr]

@@ -345,3 +345,35 @@ def test_any_chunking_of_a_message_stream_yields_the_same_messages(
         received += responder.messages()
         start, cut = end, cut + 1
     assert received == [message for message, _ in sent]
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(
+    st.lists(st.tuples(any_message, st.booleans()), min_size=1, max_size=8),
+    st.lists(st.integers(1, 70_000), min_size=1, max_size=40),
+)
+def test_reads_through_one_reused_buffer_yield_the_same_messages(
+    sent: list[tuple[Message, bool]], sizes: list[int]
+) -> None:
+    """As the node reads (node/readbuffer.py): each read is a view of one buffer that
+    the next read overwrites, so the channel must keep nothing of it (frames cut
+    anywhere, in their length or body, across reads of any size)."""
+    initiator, responder = established()
+    stream = b""
+    for message, flush in sent:
+        initiator.send(message)
+        if flush:
+            stream += initiator.data_to_send()
+    stream += initiator.data_to_send()
+    buffer = bytearray(max(sizes))
+    received: list[Message] = []
+    start = cut = 0
+    while start < len(stream):
+        piece = stream[start:start + sizes[cut % len(sizes)]]
+        buffer[:len(piece)] = piece
+        with memoryview(buffer) as view:
+            responder.receive_data(view[:len(piece)])
+        buffer[:] = b"\xa5" * len(buffer)  # the next read lands here
+        received += responder.messages()
+        start, cut = start + len(piece), cut + 1
+    assert received == [message for message, _ in sent]

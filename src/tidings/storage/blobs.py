@@ -78,6 +78,9 @@ TRASH_PREFIX = ".trash-"
 #: One :meth:`BlobStore.read` returns at most 16 MiB; :meth:`BlobStore.iter_range`
 #: streams longer ranges a chunk at a time.
 MAX_READ = 16 * 1024 * 1024
+#: A blob's ``used`` file is rewritten at most once a second (ns): after a restart,
+#: eviction goes by uses a second apart at worst.
+USED_RESOLUTION = 1_000_000_000
 #: Blobs whose tree (at most 4 MiB) the store keeps in memory to serve chunks: a
 #: node serves a few blobs at a time, and reads each tree once, not per chunk.
 MAX_TREES_READ = 4
@@ -143,16 +146,22 @@ class BlobInfo:
 class _Blob:
     """The store's memory of one blob: its bitmap and bookkeeping."""
 
-    __slots__ = ("blob_id", "checked", "have", "held", "held_bytes", "last_used", "path",
-                 "pinned", "tree")
+    __slots__ = ("blob_id", "checked", "data_file", "have", "held", "held_bytes", "last_used",
+                 "path", "pinned", "tree", "tree_file", "used_file", "used_written")
 
     def __init__(self, blob_id: BlobId, path: Path, have: bytearray, pinned: bool,
                  last_used: int) -> None:
         self.blob_id = blob_id
         self.path = path
+        # (as strings, made once: a blob being served opens them for every message)
+        self.data_file = str(path / DATA_FILE)
+        self.tree_file = str(path / TREE_FILE)
+        self.used_file = str(path / USED_FILE)
         self.have = have
         self.pinned = pinned
         self.last_used = last_used
+        #: The last use written to the ``used`` file (its mtime).
+        self.used_written = last_used
         self.held = 0
         self.held_bytes = 0
         #: Nodes of its tree checked against its id: a chunk's check stops at them.
@@ -542,9 +551,9 @@ class BlobStore:
             if not fresh:
                 return []
             self._make_room(sum(len(data) for _, data, _ in fresh), keep=blob_id)
-            data_fd = os.open(blob.path / DATA_FILE, os.O_WRONLY)
+            data_fd = os.open(blob.data_file, os.O_WRONLY)
             try:
-                tree_fd = os.open(blob.path / TREE_FILE, os.O_WRONLY)
+                tree_fd = os.open(blob.tree_file, os.O_WRONLY)
             except BaseException:
                 os.close(data_fd)
                 raise
@@ -615,8 +624,8 @@ class BlobStore:
             blob = self._require(blob_id)
             if not blob.has(index):
                 raise ChunksMissing(blob_id, [index])
-            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
-            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            data_fd = os.open(blob.data_file, os.O_RDONLY)
+            tree_fd = os.open(blob.tree_file, os.O_RDONLY)
             try:
                 found = self._read_verified(blob, index, data_fd, tree_fd)
             finally:
@@ -637,8 +646,8 @@ class BlobStore:
             if blob is None or not wanted:
                 return []
             found = []
-            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
-            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            data_fd = os.open(blob.data_file, os.O_RDONLY)
+            tree_fd = os.open(blob.tree_file, os.O_RDONLY)
             try:
                 # The proofs from the whole tree (at most 4 MiB), read once while no
                 # chunk is added (a blob being served is most often whole). Each proof is
@@ -755,8 +764,8 @@ class BlobStore:
         with self._mutex:
             blob = self._require(blob_id)
             damaged = []
-            data_fd = os.open(blob.path / DATA_FILE, os.O_RDONLY)
-            tree_fd = os.open(blob.path / TREE_FILE, os.O_RDONLY)
+            data_fd = os.open(blob.data_file, os.O_RDONLY)
+            tree_fd = os.open(blob.tree_file, os.O_RDONLY)
             try:
                 for index in range(blob_id.chunk_count):
                     if blob.has(index) and self._read_verified(
@@ -997,11 +1006,15 @@ class BlobStore:
         return blob
 
     def _touch(self, blob: _Blob) -> None:
-        """Note a use of the blob (the order of eviction)."""
+        """Note a use of the blob (the order of eviction): at once in memory, and in
+        its ``used`` file (the order after a restart) at most once per USED_RESOLUTION:
+        a blob being served is used for every message."""
         now = self._clock()
         blob.last_used = now
-        with contextlib.suppress(OSError):
-            os.utime(blob.path / USED_FILE, ns=(now, now))
+        if not 0 <= now - blob.used_written < USED_RESOLUTION:
+            blob.used_written = now
+            with contextlib.suppress(OSError):
+                os.utime(blob.used_file, ns=(now, now))
 
 
 def _overhead_for_size(size: int) -> int:

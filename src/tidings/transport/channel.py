@@ -140,31 +140,50 @@ class Channel:
 
     # -- bytes in ------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the socket; raises a PeerError if the peer broke the protocol."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the socket; raises a PeerError if the peer broke the protocol.
+
+        ``data`` is read before this returns and not kept (the caller may reuse it)."""
         self.bytes_received += len(data)
-        # Frames are read in place: in ``data`` itself when nothing waits before it (a
-        # large read is not copied), else in the inbox; what remains is kept once, below.
-        if self._inbox:
-            self._inbox += data
-        inbox: bytes | bytearray = self._inbox or data
+        rest = memoryview(data)
+        inbox = self._inbox
+        if inbox:
+            # A frame began in an earlier read: it is completed from the head of this
+            # one (only its own bytes are copied), then the rest is read where it lies.
+            if len(inbox) < 2:
+                take = 2 - len(inbox)
+                inbox += rest[:take]
+                rest = rest[take:]
+            if len(inbox) >= 2:
+                take = 2 + _LENGTH.unpack_from(inbox)[0] - len(inbox)
+                inbox += rest[:take]
+                rest = rest[take:]
+            self._read_frames(inbox)
+            if inbox:
+                return  # (this read ended inside that frame: nothing of it is left)
+        self._read_frames(rest)
+
+    def _read_frames(self, buffer: bytearray | memoryview) -> None:
+        """Take the whole frames at the start of ``buffer`` (the inbox, or a read): a
+        large read is decrypted in place, not copied; what follows them is kept in the
+        inbox (at most one frame and its length)."""
         start = 0
         try:
-            while len(inbox) - start >= 2:
-                (length,) = _LENGTH.unpack_from(inbox, start)
+            while len(buffer) - start >= 2:
+                (length,) = _LENGTH.unpack_from(buffer, start)
                 if length == 0:
                     raise BadFrame("empty frame")
-                if len(inbox) - start < 2 + length:
+                if len(buffer) - start < 2 + length:
                     break
                 if self._handshake is not None:
-                    frame = bytes(inbox[start + 2:start + 2 + length])
+                    frame = bytes(buffer[start + 2:start + 2 + length])
                     start += 2 + length
                     self._on_handshake_frame(frame)
                     continue
                 assert self._receive_cipher is not None
                 if length <= TAG_LEN:
                     raise BadFrame(f"transport frame of {length} bytes carries no data")
-                frame_view = memoryview(inbox)[start + 2:start + 2 + length]
+                frame_view = memoryview(buffer)[start + 2:start + 2 + length]
                 try:
                     plain = self._receive_cipher.decrypt_with_ad(b"", frame_view)
                 finally:
@@ -173,10 +192,10 @@ class Channel:
                 self._stream += plain
                 self._parse_stream()
         finally:
-            if inbox is self._inbox:
+            if buffer is self._inbox:
                 del self._inbox[:start]
             else:
-                self._inbox += memoryview(inbox)[start:]
+                self._inbox += buffer[start:]
 
     def _parse_stream(self) -> None:
         start = 0  # messages are decoded in place, and cut from the stream once
