@@ -396,16 +396,18 @@ class Api(gateway.TokenLinks):
     async def __call__(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         try:
-            self._check_host(request)
-            self._check_origin(origin)
+            if not request.checked:  # (the server checked it with check_head)
+                self._check_host(request)
+                self._check_origin(origin)
             if request.method == "OPTIONS" and origin is not None:
                 response = self._preflight()
             else:
-                self._check_token(request)
+                if not request.checked:
+                    self._check_token(request)
                 response = await self._dispatch(request)
         except HttpError as error:
             response = error_response(error)
-        return self.cors(request, response)
+        return self.cors(request, response) if origin is not None else response
 
     def cors(self, request: Request, response: Response) -> Response:
         """``response`` allowed to a web app's origin, if configured."""
