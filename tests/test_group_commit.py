@@ -35,6 +35,12 @@ class Book:
         self.fail_on: bytes | None = None  # a payload whose write raises (after writing)
         #: Told once the rows are written, before the commit (as the node's writer does).
         self.commits: GroupCommit | None = None
+        #: Tell it too once the commit is durable, then wait for this (the writer's own
+        #: work after the commit), then raise ``fail_after`` if set.
+        self.say_durable = False
+        self.after_commit: threading.Event | None = None
+        self.fail_after: BaseException | None = None
+        self.durable_groups: list[int] = []
 
     def write(self, requests: Sequence[Publish]) -> Written:
         written: list[tuple[Publish, Entry | BaseException]] = []
@@ -46,6 +52,13 @@ class Book:
             if any(request.payload == self.fail_on for request in requests):
                 raise OSError("the disk went away")
         self.groups.append(len(written))
+        if self.say_durable and self.commits is not None:
+            self.durable_groups.append(len(written))
+            self.commits.durable(written)
+            if self.after_commit is not None:
+                self.after_commit.wait(PATIENCE)
+            if self.fail_after is not None:
+                raise self.fail_after
         return written
 
     def durable(self, entry: Entry) -> bool:
@@ -165,6 +178,51 @@ async def test_answers_are_prepared_during_the_commit_and_sent_once_durable(
     assert scope.cancelled_caught
     assert await commits.publish(b"after", "group") is not None
     assert [what for what, _, _ in events if what == "sent"] == []
+    book.logbook.store.close()
+
+
+async def test_a_durable_group_is_answered_from_the_writer_and_returns_before_it_ends(
+        tmp_path: Path) -> None:
+    """Once the writer says the commit is durable, the prepared answers go from its
+    thread at once (each durable by then), and the group's publishers return while
+    the writer still works; a writer failing after that fails none of them."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    async with trio.open_nursery() as nursery:  # (the next commits gather 4)
+        for i in range(4):
+            nursery.start_soon(commits.publish, b"first %d" % i, "group")
+    book.say_durable = True
+    loop_thread = threading.get_ident()
+    sent: list[tuple[int, bool, bool]] = []  # (seq, durable then, from the loop's thread)
+
+    def answer(entry: Entry) -> Callable[[], None]:
+        return lambda: sent.append(
+            (entry.seq, book.durable(entry), threading.get_ident() == loop_thread))
+
+    for fail in (None, OSError("after the commit")):
+        book.after_commit, book.fail_after = threading.Event(), fail
+        returned: list[int] = []
+        sent.clear()
+
+        async def one(payload: bytes, returned: list[int] = returned) -> None:
+            returned.append((await commits.publish(payload, "group", answer)).seq)
+
+        with trio.fail_after(PATIENCE):
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    nursery.start_soon(one, b"p%d" % i)
+                # The group said durable returns while the writer still waits.
+                while not book.durable_groups or len(returned) < book.durable_groups[-1]:
+                    await trio.sleep(0.001)
+                assert not book.after_commit.is_set()
+                book.after_commit.set()
+        # Prepared answers went from the writer's thread; any the event loop had not
+        # prepared yet went from the loop once the writer returned. Each once, durable.
+        assert sorted(seq for seq, _, _ in sent) == sorted(returned)
+        assert all(durable for _, durable, _ in sent)
+        assert len(set(returned)) == 4
+    book.say_durable = False
+    assert (await commits.publish(b"after", "group")).seq == 13  # all 12 were stored
     book.logbook.store.close()
 
 
