@@ -226,6 +226,41 @@ async def test_a_durable_group_is_answered_from_the_writer_and_returns_before_it
     book.logbook.store.close()
 
 
+async def test_publishes_that_come_while_a_writer_finishes_commit_next_in_order(
+        tmp_path: Path) -> None:
+    """Publishers answered early publish again while the writer of their commit still
+    works: those join the next commit, which waits for that writer to end; each entry
+    is durable when its publish returns, and the seqs follow the commits' order."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    await commits.publish(b"first", "group")
+    book.say_durable = True
+    book.after_commit = threading.Event()
+    returned: list[tuple[int, bool]] = []  # (seq, durable when returned)
+
+    async def twice(index: int) -> None:
+        for i in range(2):
+            entry = await commits.publish(b"p%d-%d" % (index, i), "group")
+            returned.append((entry.seq, book.durable(entry)))
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(twice, index)
+            # The first commit answered them; its writer still waits, so the second
+            # publishes of those it answered wait for it too.
+            while not book.durable_groups or len(returned) < book.durable_groups[0]:
+                await trio.sleep(0.001)
+            assert len(book.durable_groups) == 1 and len(returned) == book.durable_groups[0]
+            book.after_commit.set()
+    assert all(durable for _, durable in returned)
+    assert sorted(seq for seq, _ in returned) == list(range(2, 8))
+    assert sum(book.durable_groups) == 6
+    feed = book.logbook.feed("group")
+    assert [entry.seq for entry, _ in book.logbook.read(feed)] == list(range(1, 8))
+    book.logbook.store.close()
+
+
 # -- kill -9 while 8 connections publish over HTTP ---------------------------------------
 
 

@@ -114,8 +114,12 @@ class Response:
     stream: Callable[[Send], Awaitable[None]] | None = None
 
 
+#: One encoder for every answer (``json.dumps`` with an option builds one a call).
+JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def json_response(value: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(value, ensure_ascii=False).encode() + b"\n")
+    return Response(status, (JSON.encode(value) + "\n").encode())
 
 
 def error_response(error: HttpError) -> Response:
@@ -697,5 +701,5 @@ def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request
 _PLAIN_PATH = re.compile(r"/(?!/)[^?#%]*")
 
 
-__all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
+__all__ = ["JSON", "BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
            "json_response"]

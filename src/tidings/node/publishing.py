@@ -1,13 +1,13 @@
 """Group commit of a node's own publishes: what arrives together shares one fsync.
 
-One commit at a time, each in a task of its own (started by a publish when none
-is under way): it takes every publish waiting (after gathering, below) and
-writes them in one transaction in a worker thread; then
-every publish of the group returns, each only once its own entry is durable:
-all woken at once as soon as the writer says the commit is durable
-(:meth:`GroupCommit.durable`), while it finishes its own work after the commit,
-or else when the commit ends. Publishes that arrive during the commit wait for
-its end, and one of them leads the next.
+One commit at a time, each in a task of its own (started by the first publish
+that finds none open): it takes every publish waiting (after gathering, below)
+and writes them in one transaction in a worker thread; then every publish of the
+group returns, each only once its own entry is durable: all woken at once as
+soon as the writer says the commit is durable (:meth:`GroupCommit.durable`),
+while it finishes its own work after the commit, or else when the commit ends.
+A publish that comes once a commit has taken its group joins the next one, whose
+task waits for the commit before it to end: each publisher waits for one wake-up.
 
 Why a commit gathers at all: publishers usually publish again at once when
 answered (an app's tasks, or its keep-alive HTTP connections), and those that
@@ -72,11 +72,10 @@ Written = Sequence[tuple[Publish, Entry | BaseException]]
 
 @dataclass(eq=False, slots=True)
 class _Commit:
-    """One commit under way: ``answered`` once its publishes know their outcome (as soon
-    as it is durable), ``ended`` once the commit is over (the next may start)."""
+    """One commit: ``answered`` once the publishes it took know their outcome (as soon
+    as it is durable)."""
 
     answered: trio.Event = field(default_factory=trio.Event)
-    ended: trio.Event = field(default_factory=trio.Event)
     #: The publishes it took.
     group: list[Publish] = field(default_factory=list)
 
@@ -98,8 +97,10 @@ class GroupCommit:
         self._after = after
         #: Publishes no commit has taken yet.
         self._waiting: list[Publish] = []
-        #: The commit under way (None: none is).
-        self._committing: _Commit | None = None
+        #: The commit that takes the publishes that come now (None: the next publish
+        #: starts one), and the one whose writer runs.
+        self._open: _Commit | None = None
+        self._writing: _Commit | None = None
         #: How many publishes the last commit took, how many came since (set once as
         #: many came), and how long the last commit took.
         self._answered, self._since, self._all_back = 0, 0, trio.Event()
@@ -119,19 +120,15 @@ class GroupCommit:
             self._all_back.set()
         try:
             while request.entry is None and request.error is None:
-                commit = self._committing
+                commit = self._open
                 if commit is None:
-                    # The commit runs in a task of its own: this publisher, answered,
-                    # returns without waiting for the writer to finish.
-                    commit = self._committing = _Commit()
+                    # Each commit runs in a task of its own (waiting for the one before
+                    # it to end): this publisher, answered, returns without waiting for
+                    # the writer to finish, and one that comes meanwhile joins the next.
+                    commit = self._open = _Commit()
                     trio.lowlevel.spawn_system_task(self._lead, commit, name="group commit")
-                if not commit.answered.is_set():
-                    # Wakes the publishes it took, once durable (or failed), and those
-                    # that came too late for it...
-                    await commit.answered.wait()
-                else:
-                    # ...which wait for its end (then one of them leads the next).
-                    await commit.ended.wait()
+                # It takes this publish, and wakes it once durable (or failed).
+                await commit.answered.wait()
         finally:
             # (A publisher that left, cancelled, is not answered by the commit.)
             with self._answers:
@@ -150,20 +147,21 @@ class GroupCommit:
                 if request.entry is None and request.error is None:
                     request.error = exc
         finally:
-            self._committing = None
+            if self._open is commit:  # (it ended before it took any: the next will)
+                self._open = None
             commit.answered.set()
-            commit.ended.set()
 
     async def _commit(self, commit: _Commit) -> None:
         if self._since < self._answered:
             with trio.move_on_after(self._commit_s):
                 await self._all_back.wait()
         group = commit.group = self._waiting
-        self._waiting = []
+        self._waiting, self._open = [], None
         # (Those that come from now on are for the next commit.)
         self._answered, self._since, self._all_back = len(group), 0, trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         started = trio.current_time()
+        self._writing = commit
         try:
             written = await trio.to_thread.run_sync(self._write, group)
         except BaseException as exc:
@@ -178,6 +176,7 @@ class GroupCommit:
                 return
             raise
         finally:
+            self._writing = None
             self._commit_s = trio.current_time() - started
         try:
             self._answer(group, written)
@@ -229,7 +228,7 @@ class GroupCommit:
         for send in sends:
             with contextlib.suppress(Exception):  # (a bug: it answers by itself)
                 send()
-        commit = self._committing
+        commit = self._writing
         if commit is not None:
             self._token.run_sync_soon(self._durable, commit, written)
 
