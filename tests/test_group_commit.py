@@ -216,8 +216,8 @@ async def test_a_durable_group_is_answered_from_the_writer_and_returns_before_it
                     await trio.sleep(0.001)
                 assert not book.after_commit.is_set()
                 book.after_commit.set()
-        # Prepared answers went from the writer's thread; any the event loop had not
-        # prepared yet went from the loop once the writer returned. Each once, durable.
+        # Prepared answers went from the writer's thread; any the event loop prepared
+        # after that went from the loop before it woke the publishers. Each once, durable.
         assert sorted(seq for seq, _, _ in sent) == sorted(returned)
         assert all(durable for _, durable, _ in sent)
         assert len(set(returned)) == 4

@@ -219,6 +219,13 @@ class GroupCommit:
         (never after one that failed): sends the answers prepared by then, and wakes the
         group's publishers, while the writer finishes (its work after the commit)."""
         assert self._token is not None
+        self._send_ready(written)
+        commit = self._writing
+        if commit is not None:
+            self._token.run_sync_soon(self._durable, commit, written)
+
+    def _send_ready(self, written: Written) -> None:
+        """Send the answers of a durable group prepared by now (each once)."""
         with self._answers:
             sends = []
             for request, outcome in written:
@@ -228,11 +235,11 @@ class GroupCommit:
         for send in sends:
             with contextlib.suppress(Exception):  # (a bug: it answers by itself)
                 send()
-        commit = self._writing
-        if commit is not None:
-            self._token.run_sync_soon(self._durable, commit, written)
 
     def _durable(self, commit: _Commit, written: Written) -> None:
+        # (Those prepared after the writer sent what was ready go now, before any
+        # publisher's task runs.)
+        self._send_ready(written)
         self._settle(written)
         commit.answered.set()
 
