@@ -57,6 +57,7 @@ import base64
 import itertools
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -964,6 +965,17 @@ print(time.perf_counter() - start, time.process_time() - cpu, flush=True)
 """
 
 
+def main_thread_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process's main thread (its event loop), from
+    /proc (None off Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def lean_throughput(target: ApiTarget, n: int, connections: int
                           ) -> tuple[float, float]:
     """``n`` publishes from ``connections`` keep-alive connections of LEAN_PUBLISHERS:
@@ -1058,12 +1070,16 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
         node_cpu_us: list[float] = []  # per concurrent sample: the node's CPU a publish ...
         client_cpu_us: list[float] = []  # ... and the publishers'
 
+        loop_cpu_us: list[float] = []  # ... and of the node's, its event loop's (main thread)
+
         async def lean(connections: int) -> float:
-            before = node.cpu_s()
+            before, loop_before = node.cpu_s(), main_thread_cpu_s(node.proc.pid)
             seconds, client_cpu = await lean_throughput(target, n, connections)
-            after = node.cpu_s()
+            after, loop_after = node.cpu_s(), main_thread_cpu_s(node.proc.pid)
             if before is not None and after is not None:
                 node_cpu_us.append((after - before) / n * 1e6)
+            if loop_before is not None and loop_after is not None:
+                loop_cpu_us.append((loop_after - loop_before) / n * 1e6)
             client_cpu_us.append(client_cpu / n * 1e6)
             return n / seconds
 
@@ -1095,8 +1111,10 @@ def bench_http(sizes: Sizes, tmp: Path) -> HttpRuns:
                                                partial(lean, sizes.clients))
             runs = HttpRuns(sequential, concurrent, cpu_per_publish)
             if node_cpu_us:
+                loop = (f" ({statistics.median(loop_cpu_us):,.0f} on its event loop, the rest "
+                        "in its store's threads)" if loop_cpu_us else "")
                 runs.concurrent_note = (
-                    f"node CPU {statistics.median(node_cpu_us):,.0f} µs a publish, the "
+                    f"node CPU {statistics.median(node_cpu_us):,.0f} µs a publish{loop}, the "
                     f"publishers' {statistics.median(client_cpu_us):,.0f} µs (medians)")
 
             # The node's event size, so the bare fan-out pads its events to it (untimed).

@@ -35,6 +35,12 @@ class Book:
         self.fail_on: bytes | None = None  # a payload whose write raises (after writing)
         #: Told once the rows are written, before the commit (as the node's writer does).
         self.commits: GroupCommit | None = None
+        #: Tell it too once the commit is durable, then wait for this (the writer's own
+        #: work after the commit), then raise ``fail_after`` if set.
+        self.say_durable = False
+        self.after_commit: threading.Event | None = None
+        self.fail_after: BaseException | None = None
+        self.durable_groups: list[int] = []
 
     def write(self, requests: Sequence[Publish]) -> Written:
         written: list[tuple[Publish, Entry | BaseException]] = []
@@ -46,6 +52,13 @@ class Book:
             if any(request.payload == self.fail_on for request in requests):
                 raise OSError("the disk went away")
         self.groups.append(len(written))
+        if self.say_durable and self.commits is not None:
+            self.durable_groups.append(len(written))
+            self.commits.durable(written)
+            if self.after_commit is not None:
+                self.after_commit.wait(PATIENCE)
+            if self.fail_after is not None:
+                raise self.fail_after
         return written
 
     def durable(self, entry: Entry) -> bool:
@@ -165,6 +178,86 @@ async def test_answers_are_prepared_during_the_commit_and_sent_once_durable(
     assert scope.cancelled_caught
     assert await commits.publish(b"after", "group") is not None
     assert [what for what, _, _ in events if what == "sent"] == []
+    book.logbook.store.close()
+
+
+async def test_a_durable_group_is_answered_from_the_writer_and_returns_before_it_ends(
+        tmp_path: Path) -> None:
+    """Once the writer says the commit is durable, the prepared answers go from its
+    thread at once (each durable by then), and the group's publishers return while
+    the writer still works; a writer failing after that fails none of them."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    async with trio.open_nursery() as nursery:  # (the next commits gather 4)
+        for i in range(4):
+            nursery.start_soon(commits.publish, b"first %d" % i, "group")
+    book.say_durable = True
+    loop_thread = threading.get_ident()
+    sent: list[tuple[int, bool, bool]] = []  # (seq, durable then, from the loop's thread)
+
+    def answer(entry: Entry) -> Callable[[], None]:
+        return lambda: sent.append(
+            (entry.seq, book.durable(entry), threading.get_ident() == loop_thread))
+
+    for fail in (None, OSError("after the commit")):
+        book.after_commit, book.fail_after = threading.Event(), fail
+        returned: list[int] = []
+        sent.clear()
+
+        async def one(payload: bytes, returned: list[int] = returned) -> None:
+            returned.append((await commits.publish(payload, "group", answer)).seq)
+
+        with trio.fail_after(PATIENCE):
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    nursery.start_soon(one, b"p%d" % i)
+                # The group said durable returns while the writer still waits.
+                while not book.durable_groups or len(returned) < book.durable_groups[-1]:
+                    await trio.sleep(0.001)
+                assert not book.after_commit.is_set()
+                book.after_commit.set()
+        # Prepared answers went from the writer's thread; any the event loop prepared
+        # after that went from the loop before it woke the publishers. Each once, durable.
+        assert sorted(seq for seq, _, _ in sent) == sorted(returned)
+        assert all(durable for _, durable, _ in sent)
+        assert len(set(returned)) == 4
+    book.say_durable = False
+    assert (await commits.publish(b"after", "group")).seq == 13  # all 12 were stored
+    book.logbook.store.close()
+
+
+async def test_publishes_that_come_while_a_writer_finishes_commit_next_in_order(
+        tmp_path: Path) -> None:
+    """Publishers answered early publish again while the writer of their commit still
+    works: those join the next commit, which waits for that writer to end; each entry
+    is durable when its publish returns, and the seqs follow the commits' order."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    await commits.publish(b"first", "group")
+    book.say_durable = True
+    book.after_commit = threading.Event()
+    returned: list[tuple[int, bool]] = []  # (seq, durable when returned)
+
+    async def twice(index: int) -> None:
+        for i in range(2):
+            entry = await commits.publish(b"p%d-%d" % (index, i), "group")
+            returned.append((entry.seq, book.durable(entry)))
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            for index in range(3):
+                nursery.start_soon(twice, index)
+            # The first commit answered them; its writer still waits, so the second
+            # publishes of those it answered wait for it too.
+            while not book.durable_groups or len(returned) < book.durable_groups[0]:
+                await trio.sleep(0.001)
+            assert len(book.durable_groups) == 1 and len(returned) == book.durable_groups[0]
+            book.after_commit.set()
+    assert all(durable for _, durable in returned)
+    assert sorted(seq for seq, _ in returned) == list(range(2, 8))
+    assert sum(book.durable_groups) == 6
+    feed = book.logbook.feed("group")
+    assert [entry.seq for entry, _ in book.logbook.read(feed)] == list(range(1, 8))
     book.logbook.store.close()
 
 

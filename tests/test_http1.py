@@ -244,3 +244,70 @@ async def test_a_304_carries_no_content_length() -> None:
     head = received.split(b"\r\n\r\n", 1)[0].lower()
     assert head.startswith(b"http/1.1 304") and b'etag: "x"' in head
     assert b"content-length" not in head and b"transfer-encoding" not in head
+
+
+async def test_a_repeated_head_is_read_and_checked_once_and_any_other_again() -> None:
+    """A keep-alive client sends the same head again and again: the server reads and
+    checks it once (the same bytes read the same way), and reads and checks any head
+    that differs by a byte, which the check may refuse."""
+    checked: list[str] = []
+    seen: list[bool] = []
+
+    def check(request: Request) -> Response | None:
+        checked.append(request.headers.get("authorization", ""))
+        if request.headers.get("authorization") != "ok":
+            return Response(401, b"no\n")
+        return None
+
+    async def handler(request: Request) -> Response:
+        seen.append(request.checked)
+        request.headers["mine"] = "changed"  # (a handler's change is its request's own)
+        return await echo(request)
+
+    async with trio.open_nursery() as nursery:
+        server = HttpServer(handler, check_head=check)
+        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        with trio.fail_after(60):  # a hang guard
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            same = b"POST /p HTTP/1.1\r\nHost: x\r\nAuthorization: ok\r\nContent-Length: 3\r\n\r\n"
+            await stream.send_all(same + b"one" + same + b"two" + same + b"abc"
+                                  + same.replace(b"3", b"4") + b"four"
+                                  + same.replace(b"ok", b"no") + b"bad")
+            received = b""
+            while True:
+                more = await stream.receive_some(65536)
+                if not more:
+                    break
+                received += more
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert [b["body"] for b in bodies(received)] == ["one", "two", "abc", "four"]
+    assert received.count(b"HTTP/1.1 200 OK") == 4
+    assert b"HTTP/1.1 401 Unauthorized" in received and b"Connection: close" in received
+    assert checked == ["ok", "ok", "no"] and seen == [True] * 4
+
+
+async def test_many_pipelined_requests_are_answered_in_order_beside_others() -> None:
+    """A client whose requests are all there when read (pipelined) still lets the
+    server's other connections be answered meanwhile, and gets each answer in order."""
+    count = 200
+    async with trio.open_nursery() as nursery:
+        server = HttpServer(echo)
+        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        with trio.fail_after(60):  # a hang guard
+            busy = await trio.open_tcp_stream("127.0.0.1", port)
+            other = await trio.open_tcp_stream("127.0.0.1", port)
+            await busy.send_all(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+                                         for i in range(count)))
+            await other.send_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}\n"):
+                answer += await other.receive_some(65536)
+            received = b""
+            while received.count(b"HTTP/1.1 200") < count or not received.endswith(b"\n"):
+                received += await busy.receive_some(65536)
+            await busy.aclose()
+            await other.aclose()
+        nursery.cancel_scope.cancel()
+    assert bodies(answer)[0]["path"] == "/other"
+    assert [b["path"] for b in bodies(received)] == [f"/{i}" for i in range(count)]

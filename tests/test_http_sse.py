@@ -181,3 +181,26 @@ async def test_a_stream_the_fan_out_fails_on_ends_and_the_others_go_on(
         assert entry_seqs(bytes(body)) == [1, 2]
         await first.aclose()
         await second.aclose()
+
+
+async def test_the_api_checks_the_token_itself_behind_a_server_that_does_not(
+        tmp_path: Path) -> None:
+    """Behind a server without its head check, the API checks host and token on each
+    request itself (a request the server checked is not checked twice)."""
+    async with open_node(tmp_path / "n") as node:
+        api = Api(node, node.home.api_token(), loopback=True)
+        server = HttpServer(api)  # (no check_head)
+        async with trio.open_nursery() as nursery:
+            _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+            with trio.fail_after(GUARD):
+                for token, status in (("wrong", b"401"), (node.home.api_token(), b"200")):
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    await stream.send_all(f"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                          f"Authorization: Bearer {token}\r\n"
+                                          "Connection: close\r\n\r\n".encode())
+                    received = b""
+                    while more := await stream.receive_some(65536):
+                        received += more
+                    assert received.startswith(b"HTTP/1.1 " + status), received[:200]
+                    await stream.aclose()
+            nursery.cancel_scope.cancel()

@@ -115,7 +115,8 @@ class EmbeddedNode:
 
         ``answer`` is for a server in front of the node (the HTTP API): called with the
         entry before it is durable, it returns what sends the server's answer, which
-        is called once the entry is durable (node/publishing.py).
+        is called once the entry is durable, maybe from the store's writer thread, so
+        it must not block (node/publishing.py).
         """
         if attachments:
             if not isinstance(payload, content_types.Post):

@@ -46,6 +46,7 @@ from tidings.http import gateway
 from tidings.http.blobs import blob_response, parse_blob, sweep_uploads
 from tidings.http.feedview import read_entries
 from tidings.http.server import (
+    JSON,
     STREAM_BUFFER_BYTES,
     BodyWriter,
     HttpError,
@@ -362,7 +363,7 @@ class Api(gateway.TokenLinks):
         key = (item.position, item.payload is not None, item.identity, item.device)
         event = self._events.get(key)
         if event is None:
-            data = json.dumps(item_json(item), ensure_ascii=False)
+            data = JSON.encode(item_json(item))
             event = f"event: entry\nid: {item.cursor}\ndata: {data}\n\n".encode()
             while self._events and (len(self._events) >= EVENT_CACHE or
                                     self._event_bytes + len(event) > EVENT_CACHE_BYTES):
@@ -396,16 +397,18 @@ class Api(gateway.TokenLinks):
     async def __call__(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         try:
-            self._check_host(request)
-            self._check_origin(origin)
+            if not request.checked:  # (the server checked it with check_head)
+                self._check_host(request)
+                self._check_origin(origin)
             if request.method == "OPTIONS" and origin is not None:
                 response = self._preflight()
             else:
-                self._check_token(request)
+                if not request.checked:
+                    self._check_token(request)
                 response = await self._dispatch(request)
         except HttpError as error:
             response = error_response(error)
-        return self.cors(request, response)
+        return self.cors(request, response) if origin is not None else response
 
     def cors(self, request: Request, response: Response) -> Response:
         """``response`` allowed to a web app's origin, if configured."""

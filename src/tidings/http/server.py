@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -48,6 +49,13 @@ SEND_TIMEOUT = 30.0
 #: within this): one task for all connections, not a timer a request.
 SWEEP_EVERY = 0.5
 MAX_CONNECTIONS = 512
+#: Requests a connection may take in a row that were all there when read, without
+#: letting other tasks run (a client that sends the next at once; its handler may
+#: never wait): then it yields once. A checkpoint for each would cost a trip
+#: through the scheduler for every request of a quick client.
+MAX_UNWAITED = 8
+#: Answer heads kept framed (a few statuses and types are all a server sends).
+MAX_CACHED_HEADS = 64
 READ_SIZE = 64 * 1024
 
 
@@ -77,6 +85,15 @@ class Request:
     #: not streamed) now and returns what sends it without waiting, from any task
     #: (see :class:`_Early`); the handler's own response is then not sent.
     early: Callable[[Response], Callable[[], None]] | None = field(default=None, repr=False)
+    #: Set by the server once its ``check_head`` let this request's head through: a
+    #: handler that would check the same (the API's host, origin and token) need not.
+    checked: bool = False
+
+    def copy(self) -> Request:
+        """This request as read from its head: no body, no answer hook (its own
+        headers, which a handler may change)."""
+        return Request(self.method, self.target, self.path, self.query, dict(self.headers),
+                       b"", self.client, checked=self.checked)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """One query parameter (the last if repeated)."""
@@ -97,8 +114,12 @@ class Response:
     stream: Callable[[Send], Awaitable[None]] | None = None
 
 
+#: One encoder for every answer (``json.dumps`` with an option builds one a call).
+JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def json_response(value: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(value, ensure_ascii=False).encode() + b"\n")
+    return Response(status, (JSON.encode(value) + "\n").encode())
 
 
 def error_response(error: HttpError) -> Response:
@@ -124,6 +145,15 @@ class _ConnectionState:
     client: str = ""
     #: No request has come yet (the first must start within REQUEST_TIMEOUT).
     first: bool = True
+    #: The last request head read on this connection, as sent, and what it was read
+    #: as (its check passed): a client sends the same head again and again (only the
+    #: body changes), and the same bytes are read, and checked, the same way.
+    last_head: bytes = b""
+    last_read: tuple[RequestHead, Request] | None = None
+    #: The request being read had to wait for the client (the task yielded then)...
+    waited: bool = False
+    #: ...and how many in a row did not.
+    unwaited: int = 0
 
 
 class HttpServer:
@@ -139,6 +169,8 @@ class HttpServer:
         self.log = log or Logger(level="quiet")
         self.extra_headers = extra_headers or []
         self._connections: set[_ConnectionState] = set()
+        #: Heads of answers with no headers of their own, by (status, type, keep-alive).
+        self._heads: dict[tuple[int, str, bool], bytes] = {}
 
     @property
     def open_connections(self) -> int:
@@ -245,11 +277,22 @@ class HttpServer:
             buffer = bytearray()  # bytes read and not yet parsed (a pipelined request)
             while True:
                 state.idle_since = trio.current_time()
+                state.waited = False
                 read = await self._read_request(stream, buffer, client, state=state)
                 state.idle_since = state.reading_since = None
                 state.first = False
                 if read is None:
                     break
+                if state.waited:
+                    state.unwaited = 0
+                else:
+                    # It was all there (pipelined, or a quick client): the task did not
+                    # let others run while it read. Its handler usually does (it waits
+                    # for the store); one that never waits must not keep the loop.
+                    state.unwaited += 1
+                    if state.unwaited >= MAX_UNWAITED:
+                        state.unwaited = 0
+                        await trio.lowlevel.checkpoint()
                 request, head = read
                 early = request.early = _Early(self, stream, head)
                 try:
@@ -262,7 +305,7 @@ class HttpServer:
                     response = error_response(HttpError(
                         500, "internal", "the node failed to answer; its log says why"))
                 finally:
-                    early.live = False
+                    early.close()
                 if early.sent:
                     if early.unsent:  # (what the socket did not take at once)
                         await _send(stream, early.unsent)
@@ -285,7 +328,7 @@ class HttpServer:
         cancels the connection's scope past those deadlines."""
         try:
             while not buffer:
-                if not await _receive(stream, buffer):
+                if not await _receive(stream, buffer, state):
                     return None
             # One deadline for the whole request, from its first byte.
             state.idle_since = None
@@ -295,29 +338,38 @@ class HttpServer:
                 if len(buffer) > MAX_HEADER_BYTES:
                     raise BadRequest(431, "the request line and headers are over "
                                      f"{MAX_HEADER_BYTES} bytes")
-                if not await _receive(stream, buffer):
+                if not await _receive(stream, buffer, state):
                     return None
                 found = head_end(buffer)
-            head = parse_head(bytes(buffer[:found[0]]))
+            raw = bytes(buffer[:found[0]])
             del buffer[:found[1]]
-            if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
-                raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-            try:
-                request: Request | None = _request(head, b"", client)
-            except ValueError as exc:  # too many query fields, a bad escape: the
-                # body is not read (its sender may be a stranger), and the
-                # connection closes, since where the next request starts is unknown
-                raise BadRequest(400, f"malformed request target: {exc}") from None
-            if self.check_head is not None and request is not None:
-                # Who may ask is known from the head: a stranger's body is never read.
-                refused = self.check_head(request)
-                if refused is not None:
-                    refused.headers.append(("Connection", "close"))
-                    await self._respond(stream, refused, head)
-                    return None
+            if raw == state.last_head and state.last_read is not None:
+                # The same head as the last request's: read and checked the same way.
+                head, last = state.last_read
+                request: Request | None = last.copy()
+            else:
+                state.last_read = None
+                head = parse_head(raw)
+                if head.content_length is not None and head.content_length > MAX_BODY_BYTES:
+                    raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+                try:
+                    request = _request(head, b"", client)
+                except ValueError as exc:  # too many query fields, a bad escape: the
+                    # body is not read (its sender may be a stranger), and the
+                    # connection closes, since where the next request starts is unknown
+                    raise BadRequest(400, f"malformed request target: {exc}") from None
+                if self.check_head is not None:
+                    # Who may ask is known from the head: a stranger's body is never read.
+                    refused = self.check_head(request)
+                    if refused is not None:
+                        refused.headers.append(("Connection", "close"))
+                        await self._respond(stream, refused, head)
+                        return None
+                    request.checked = True
+                state.last_head, state.last_read = raw, (head, request.copy())
             if head.expect_continue and (head.chunked or head.content_length):
                 await _send(stream, b"HTTP/1.1 100 Continue\r\n\r\n")
-            body = await _read_body(stream, buffer, head)
+            body = await _read_body(stream, buffer, head, state)
         except BadRequest as exc:
             if exc.status == 413:
                 error = HttpError(413, "payload_too_large", str(exc))
@@ -335,13 +387,19 @@ class HttpServer:
         """A response with a body, not streamed, as sent to ``request``, and whether
         the connection may carry another request after it."""
         assert response.stream is None
-        headers = [("Content-Type", response.content_type), *self.extra_headers,
-                   *response.headers, ("Content-Length", str(len(response.body)))]
         keep_alive = _keeps_alive(response, request)
-        data = _head(response.status, headers, keep_alive)
+        length = b"Content-Length: %d\r\n\r\n" % len(response.body)
+        key = (response.status, response.content_type, keep_alive)
+        start = None if response.headers else self._heads.get(key)
+        if start is None:  # (the head less its Content-Length, which ends it)
+            headers = [("Content-Type", response.content_type), *self.extra_headers,
+                       *response.headers]
+            start = _head(response.status, headers, keep_alive)[:-2]
+            if not response.headers and len(self._heads) < MAX_CACHED_HEADS:
+                self._heads[key] = start
         if request is not None and request.method == "HEAD":
-            return data, keep_alive
-        return data + response.body, keep_alive
+            return start + length, keep_alive
+        return b"".join((start, length, response.body)), keep_alive
 
     async def _respond(self, stream: trio.SocketStream, response: Response,
                        request: RequestHead | None) -> bool:
@@ -404,11 +462,12 @@ def _head(status: int, headers: list[tuple[str, str]], keep_alive: bool) -> byte
 class _Early:
     """A request's answer sent before its handler returns (:attr:`Request.early`).
 
-    The group commit sends the answers of all its publishes at once, from one
-    task, once they are durable: each is framed while the commit runs, then
-    written with one non-blocking write; what the socket does not take, the
-    connection's task sends when it runs. Only while the handler runs: a
-    connection whose handler left (cancelled, failed) is never written to.
+    The group commit sends the answers of all its publishes at once, once they
+    are durable, from the thread that committed them (or from one task): each is
+    framed while the commit runs, then written with one non-blocking write; what
+    the socket does not take, the connection's task sends when it runs. Only while
+    the handler runs: a connection whose handler left (cancelled, failed) is never
+    written to (:meth:`close`, under the same lock as a send from another thread).
     """
 
     def __init__(self, server: HttpServer, stream: trio.SocketStream,
@@ -416,23 +475,30 @@ class _Early:
         self._server = server
         self._stream = stream
         self._head = head
+        self._lock = threading.Lock()
         self.live = True
         self.sent = False
         self.keep_alive = True
         self.unsent = b""
 
+    def close(self) -> None:
+        """The handler left: nothing is sent from now on (the socket may close)."""
+        with self._lock:
+            self.live = False
+
     def __call__(self, response: Response) -> Callable[[], None]:
         data, keep_alive = self._server.framed(response, self._head)
 
         def send() -> None:
-            if not self.live or self.sent:
-                return
-            self.sent, self.keep_alive = True, keep_alive
-            try:
-                written = os.write(self._stream.socket.fileno(), data)
-            except OSError:  # (full, reset: the connection's task sends it or finds out)
-                written = 0
-            self.unsent = data[written:]
+            with self._lock:
+                if not self.live or self.sent:
+                    return
+                self.sent, self.keep_alive = True, keep_alive
+                try:
+                    written = os.write(self._stream.socket.fileno(), data)
+                except OSError:  # (full, reset: the connection's task sends it or finds out)
+                    written = 0
+                self.unsent = data[written:]
 
         return send
 
@@ -557,14 +623,28 @@ def _counted(length: int | None) -> Callable[[bytes], list[bytes]]:
     return frame
 
 
-async def _receive(stream: trio.SocketStream, buffer: bytearray) -> bool:
-    """Read what came into ``buffer``; False at the end of the stream."""
-    data = await stream.receive_some(READ_SIZE)
-    buffer += data
-    return bool(data)
+async def _receive(stream: trio.SocketStream, buffer: bytearray,
+                   state: _ConnectionState | None = None) -> bool:
+    """Read what came into ``buffer``; False at the end of the stream. Straight from
+    the socket (what ``receive_some`` does less its layers: this is most of a small
+    request's trips through the event loop): it waits only when nothing is there."""
+    fd = stream.socket.fileno()
+    while True:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(fd)  # (cancelled by the connection's scope)
+            if state is not None:
+                state.waited = True
+            continue
+        except OSError as exc:  # reset
+            raise trio.BrokenResourceError(str(exc)) from None
+        buffer += data
+        return bool(data)
 
 
-async def _read_body(stream: trio.SocketStream, buffer: bytearray, head: RequestHead) -> bytes:
+async def _read_body(stream: trio.SocketStream, buffer: bytearray, head: RequestHead,
+                     state: _ConnectionState | None = None) -> bytes:
     """The body of ``head``'s request (MAX_BODY_BYTES at most), from ``buffer`` then the
     stream; what follows it stays in ``buffer``."""
     if head.chunked:
@@ -576,11 +656,11 @@ async def _read_body(stream: trio.SocketStream, buffer: bytearray, head: Request
                 raise BadRequest(413, f"the request body is over {MAX_BODY_BYTES} bytes")
             if decoder.done:
                 return bytes(body)
-            if not await _receive(stream, buffer):
+            if not await _receive(stream, buffer, state):
                 raise trio.BrokenResourceError("the client closed mid-request")
     length = head.content_length or 0
     while len(buffer) < length:
-        if not await _receive(stream, buffer):
+        if not await _receive(stream, buffer, state):
             raise trio.BrokenResourceError("the client closed mid-request")
     taken = bytes(buffer[:length])
     del buffer[:length]
@@ -621,5 +701,5 @@ def _request(head: RequestHead, body: bytes, client: tuple[str, int]) -> Request
 _PLAIN_PATH = re.compile(r"/(?!/)[^?#%]*")
 
 
-__all__ = ["BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
+__all__ = ["JSON", "BodyWriter", "HttpError", "HttpServer", "Request", "Response", "error_response",
            "json_response"]

@@ -603,7 +603,8 @@ class Node:
                 except (TidingsError, TypeError) as exc:  # raised before any write
                     written.append((request, exc))
             self._group_commit.written(written)  # (answers are prepared during the fsync)
-        feeds = [entry.feed for _, entry in written if isinstance(entry, Entry)]
+        self._group_commit.durable(written)  # (and sent from here once it is durable)
+        feeds = list(dict.fromkeys(entry.feed for _, entry in written if isinstance(entry, Entry)))
         if feeds:
             self.replicator.refresh_local(feeds)
             self.last_arrival = self.logbook.store.last_arrival()

@@ -1,10 +1,13 @@
 """Group commit of a node's own publishes: what arrives together shares one fsync.
 
-One publish at a time leads a commit: it takes every publish waiting (after
-gathering, below) and writes them in one transaction in a worker thread; then
-every publish of the group returns, each only once its own entry is durable.
-Publishes that arrive during the commit wait for it, all woken at once when it
-ends, and one of them leads the next.
+One commit at a time, each in a task of its own (started by the first publish
+that finds none open): it takes every publish waiting (after gathering, below)
+and writes them in one transaction in a worker thread; then every publish of the
+group returns, each only once its own entry is durable: all woken at once as
+soon as the writer says the commit is durable (:meth:`GroupCommit.durable`),
+while it finishes its own work after the commit, or else when the commit ends.
+A publish that comes once a commit has taken its group joins the next one, whose
+task waits for the commit before it to end: each publisher waits for one wake-up.
 
 Why a commit gathers at all: publishers usually publish again at once when
 answered (an app's tasks, or its keep-alive HTTP connections), and those that
@@ -20,17 +23,22 @@ Answers: a publisher may give an ``answer`` hook (the HTTP API does). While the
 commit's fsync runs, the event loop has nothing else to do (every publisher waits
 for it), so once the writer has written the group's rows it calls
 :meth:`GroupCommit.written` and the loop prepares each answer then (an HTTP
-response's JSON and head); once the commit is durable the leader sends them all
-at once, before any publisher's task runs (8 answers leave within a fraction of
-a millisecond, not one task switch after another). An answer is sent only once
-the commit is durable; one that fails is never sent.
+response's JSON and head). Once the commit is durable, the writer calls
+:meth:`GroupCommit.durable` in its thread, which sends every answer prepared by
+then at once, from that thread: the answers leave as soon as the fsync ends,
+without waiting for the event loop to hear of it, and while that thread writes
+them (the GIL released in each write) the event loop is free to read the requests
+that come back. The leader sends any answer not prepared by then, before any
+publisher's task runs. An answer is sent only once the commit is durable; one
+that fails is never sent, nor one whose publisher left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -51,7 +59,9 @@ class Publish:
     send: Callable[[], None] | None = None
 
 
-#: A publisher's answer hook (see the module's docstring): it must not block.
+#: A publisher's answer hook (see the module's docstring): called on the event loop,
+#: it must not block; what it returns sends the answer, must not block either, and
+#: may be called from the writer's thread (then while the publisher still waits).
 Answer = Callable[[Entry], Callable[[], None]]
 
 
@@ -60,13 +70,24 @@ Answer = Callable[[Entry], Callable[[], None]]
 Written = Sequence[tuple[Publish, Entry | BaseException]]
 
 
+@dataclass(eq=False, slots=True)
+class _Commit:
+    """One commit: ``answered`` once the publishes it took know their outcome (as soon
+    as it is durable)."""
+
+    answered: trio.Event = field(default_factory=trio.Event)
+    #: The publishes it took.
+    group: list[Publish] = field(default_factory=list)
+
+
 class GroupCommit:
     """The publishes of one node, committed in groups.
 
     ``write(requests)`` runs in a worker thread while ``lock`` is held: it writes
     every publish of ``requests`` in one transaction and commits it. If it raises,
-    nothing of the group is stored and each of its publishes raises that.
-    ``after()`` runs on the event loop after each commit, stored or not.
+    nothing of the group is stored and each of its publishes raises that (unless it
+    said the group was durable first, :meth:`durable`). ``after()`` runs on the
+    event loop after each commit, stored or not.
     """
 
     def __init__(self, lock: trio.Lock, write: Callable[[Sequence[Publish]], Written],
@@ -76,13 +97,18 @@ class GroupCommit:
         self._after = after
         #: Publishes no commit has taken yet.
         self._waiting: list[Publish] = []
-        #: Set when the commit under way ends (None: none is).
-        self._committing: trio.Event | None = None
-        #: How many publishes the last commit answered, how many came since (set
-        #: once as many came), and how long that commit took.
+        #: The commit that takes the publishes that come now (None: the next publish
+        #: starts one), and the one whose writer runs.
+        self._open: _Commit | None = None
+        self._writing: _Commit | None = None
+        #: How many publishes the last commit took, how many came since (set once as
+        #: many came), and how long the last commit took.
         self._answered, self._since, self._all_back = 0, 0, trio.Event()
         self._commit_s = 0.0
         self._token: trio.lowlevel.TrioToken | None = None
+        #: Held while answers are made ready (event loop) or taken to be sent (the
+        #: writer's thread, :meth:`durable`), and while a leaving publisher drops its own.
+        self._answers = threading.Lock()
 
     async def publish(self, payload: bytes, log_id: str, answer: Answer | None = None) -> Entry:
         """``payload`` appended to ``log_id``; returns once the entry is durable.
@@ -94,58 +120,80 @@ class GroupCommit:
             self._all_back.set()
         try:
             while request.entry is None and request.error is None:
-                if self._committing is not None:
-                    # Its end wakes every publish waiting: those it stored, and those
-                    # that came too late for it (one of which then leads the next).
-                    await self._committing.wait()
-                else:
-                    await self._lead()
+                commit = self._open
+                if commit is None:
+                    # Each commit runs in a task of its own (waiting for the one before
+                    # it to end): this publisher, answered, returns without waiting for
+                    # the writer to finish, and one that comes meanwhile joins the next.
+                    commit = self._open = _Commit()
+                    trio.lowlevel.spawn_system_task(self._lead, commit, name="group commit")
+                # It takes this publish, and wakes it once durable (or failed).
+                await commit.answered.wait()
         finally:
             # (A publisher that left, cancelled, is not answered by the commit.)
-            request.answer = request.send = None
+            with self._answers:
+                request.answer = request.send = None
         if request.error is not None:
             raise request.error
         assert request.entry is not None
         return request.entry
 
-    async def _lead(self) -> None:
-        done = self._committing = trio.Event()
+    async def _lead(self, commit: _Commit) -> None:
         try:
             async with self._lock:
-                await self._commit()
+                await self._commit(commit)
+        except Exception as exc:  # (a bug: each publish of it not answered yet raises it)
+            for request in commit.group:
+                if request.entry is None and request.error is None:
+                    request.error = exc
         finally:
-            self._committing = None
-            done.set()
+            if self._open is commit:  # (it ended before it took any: the next will)
+                self._open = None
+            commit.answered.set()
 
-    async def _commit(self) -> None:
+    async def _commit(self, commit: _Commit) -> None:
         if self._since < self._answered:
             with trio.move_on_after(self._commit_s):
                 await self._all_back.wait()
-        group, self._waiting = self._waiting, []
+        group = commit.group = self._waiting
+        self._waiting, self._open = [], None
+        # (Those that come from now on are for the next commit.)
+        self._answered, self._since, self._all_back = len(group), 0, trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         started = trio.current_time()
+        self._writing = commit
         try:
             written = await trio.to_thread.run_sync(self._write, group)
         except BaseException as exc:
-            # Rolled back: none of them is stored, and each is told so.
+            # Rolled back: none of them is stored, and each is told so (but those the
+            # writer said were durable before it failed), the leader too: by its own
+            # publish, which raises ``exc`` or returns its durable entry.
             for request in group:
-                request.entry, request.error = None, exc
+                if request.entry is None:
+                    request.error = exc
             self._after()
+            if isinstance(exc, Exception):
+                return
             raise
         finally:
+            self._writing = None
             self._commit_s = trio.current_time() - started
-            self._answered, self._since, self._all_back = len(group), 0, trio.Event()
         try:
             self._answer(group, written)
         finally:
             self._after()  # (after the answers: they go first)
 
-    def _answer(self, group: list[Publish], written: Written) -> None:
+    @staticmethod
+    def _settle(written: Written) -> None:
         for request, outcome in written:
-            if isinstance(outcome, Entry):
-                request.entry = outcome
-            else:
-                request.error = outcome
+            if request.entry is None and request.error is None:
+                if isinstance(outcome, Entry):
+                    request.entry = outcome
+                else:
+                    request.error = outcome
+
+    def _answer(self, group: list[Publish], written: Written) -> None:
+        self._settle(written)
         for request in group:
             if request.entry is None and request.error is None:  # (a writer's bug)
                 request.error = RuntimeError("the group commit skipped a publish")
@@ -153,7 +201,8 @@ class GroupCommit:
         self._prepare([(request, request.entry) for request in group
                        if request.entry is not None and request.send is None])
         for request in group:
-            send, request.send = request.send, None
+            with self._answers:
+                send, request.send = request.send, None
             if send is not None and request.entry is not None:
                 with contextlib.suppress(Exception):  # (a bug: it answers by itself)
                     send()
@@ -165,11 +214,43 @@ class GroupCommit:
         if any(request.answer is not None for request, _ in written):
             self._token.run_sync_soon(self._prepare, written)
 
-    @staticmethod
-    def _prepare(written: Written) -> None:
+    def durable(self, written: Written) -> None:
+        """Called by the writer in its worker thread once the group's commit is durable
+        (never after one that failed): sends the answers prepared by then, and wakes the
+        group's publishers, while the writer finishes (its work after the commit)."""
+        assert self._token is not None
+        self._send_ready(written)
+        commit = self._writing
+        if commit is not None:
+            self._token.run_sync_soon(self._durable, commit, written)
+
+    def _send_ready(self, written: Written) -> None:
+        """Send the answers of a durable group prepared by now (each once)."""
+        with self._answers:
+            sends = []
+            for request, outcome in written:
+                if request.send is not None and isinstance(outcome, Entry):
+                    sends.append(request.send)
+                    request.answer = request.send = None  # (answered: not again)
+        for send in sends:
+            with contextlib.suppress(Exception):  # (a bug: it answers by itself)
+                send()
+
+    def _durable(self, commit: _Commit, written: Written) -> None:
+        # (Those prepared after the writer sent what was ready go now, before any
+        # publisher's task runs.)
+        self._send_ready(written)
+        self._settle(written)
+        commit.answered.set()
+
+    def _prepare(self, written: Written) -> None:
         for request, outcome in written:
             if isinstance(outcome, Entry) and request.answer is not None:
                 try:
-                    request.send = request.answer(outcome)
+                    send = request.answer(outcome)
                 except Exception:  # (a publisher's bug: it answers by itself, as without one)
                     request.answer = None
+                    continue
+                with self._answers:
+                    if request.answer is not None:  # (not left meanwhile)
+                        request.send = send
