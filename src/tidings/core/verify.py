@@ -328,10 +328,22 @@ class RebuiltRun:
     below: Mapping[int, bytes]
 
 
+def signatures_hold(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether every ``(signature, body)`` of ``signed`` is ``author``'s (C4), one by one."""
+    return all(signature_holds(author, signature, body) for signature, body in signed)
+
+
+#: How :func:`extend_rebuilt` checks a run's signatures: ``(author, [(signature,
+#: body), ...]) -> every one holds``. :func:`signatures_hold` unless the caller has a
+#: way that decides the same (the logbook checks on two cores).
+SignatureCheck = Callable[[bytes, Sequence[tuple[bytes, bytes]]], bool]
+
+
 def extend_rebuilt(
     run: RebuiltRun,
     anchor: Anchor,
     row_type: type[TupleRow],
+    check_signatures: SignatureCheck = signatures_hold,
 ) -> tuple[list[TupleRow], int] | None:
     """:func:`extend_in_one_pass` for a :class:`RebuiltRun`: ``(rows, accepted)`` when
     every entry passes, else None (the caller then runs the full path, which names
@@ -374,10 +386,11 @@ def extend_rebuilt(
                 return None
         unsigned = unsigned_bytes = 0
         start = stop + 1
-    for index in signed:  # C4
-        raw = raws[index]
-        if not signature_holds(author, raw[-SIG_SIZE:], raw[:-SIG_PART]):
-            return None
+    signed_raws = list(map(raws.__getitem__, signed))
+    if signed_raws and not check_signatures(author, list(zip(  # C4
+            [raw[-SIG_SIZE:] for raw in signed_raws], [raw[:-SIG_PART] for raw in signed_raws],
+            strict=True))):
+        return None
     # The rows, each (seq, hash, raw, payload) made as the tuple it is, without the
     # row type's Python-level constructor (map: no Python code per row).
     rows: list[TupleRow] = list(map(tuple.__new__, repeat(row_type), zip(

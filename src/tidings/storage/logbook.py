@@ -68,6 +68,7 @@ from tidings.errors import (
 )
 from tidings.identity import Identity
 from tidings.storage.base import FeedInfo, Store, StoredEntry, undisputed_extent
+from tidings.storage.signatures import signatures_hold_split
 
 DEFAULT_LOG = "main"
 #: The log public follow and unfollow entries go to (spec/content.md).
@@ -329,7 +330,7 @@ class Logbook:
             return None
         anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
         done = (extend_in_one_pass(items, anchor, StoredEntry) if rebuilt is None else
-                extend_rebuilt(rebuilt, anchor, StoredEntry))
+                extend_rebuilt(rebuilt, anchor, StoredEntry, signatures_hold_split))
         if done is None:
             return None
         rows, accepted = done

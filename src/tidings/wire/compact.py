@@ -15,12 +15,10 @@ link rule) and is disconnected with ``invalid-data``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import operator
+import struct
 from collections.abc import Sequence
 from itertools import compress, repeat
-from typing import Literal
 
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
@@ -76,12 +74,6 @@ def expand_run(message: CompactEntries) -> tuple[Item, ...]:
     return tuple(zip(run.raws, run.payloads, strict=True))
 
 
-#: A payload's hash object, and its digest: mapped over a run's payloads, so that
-#: hashing them runs no Python code per payload.
-_payload_hasher = functools.partial(hashlib.blake2b, digest_size=32)
-_digest = operator.methodcaller("digest")
-
-
 def rebuild_run(message: CompactEntries) -> RebuiltRun:
     """The entries a compact run stands for, as the columns an ingest path takes
     instead of decoding their bytes (:func:`extend_rebuilt`), with its anchors.
@@ -106,9 +98,11 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     # Fields 0 to 3 differ only in the flags byte: made once per run.
     starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in ENTRY_FLAGS}
     flags, stamps, payloads, absent, signatures = zip(*items, strict=True)
+    blake2b = hashlib.blake2b
     if None not in payloads:  # (the usual run: every payload travels)
         sizes: list[int] = list(map(len, payloads))
-        payload_hashes: list[bytes] = list(map(_digest, map(_payload_hasher, payloads)))
+        payload_hashes: list[bytes] = [blake2b(payload, digest_size=32).digest()
+                                       for payload in payloads]
     else:
         sizes, payload_hashes = [], []
         for payload, size_hash in zip(payloads, absent, strict=True):
@@ -118,7 +112,7 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
                 payload_hashes.append(size_hash[1])
             else:
                 sizes.append(len(payload))
-                payload_hashes.append(_digest(_payload_hasher(payload)))
+                payload_hashes.append(blake2b(payload, digest_size=32).digest())
     size_heads = {size: _head(0, size) for size in set(sizes)}
     # The bytes before the links: fields 0 to 3, the seq, the timestamp.
     before = list(map(b"".join, zip(map(starts.__getitem__, flags), _uint_heads(first, count),
@@ -136,7 +130,6 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     raws: list[bytes] = []
     hashes: list[bytes] = []
     keep_raw, keep_hash = raws.append, hashes.append
-    blake2b = hashlib.blake2b
     join = b"".join
     for seq, head, target, tail in zip(range(first, first + count), before,
                                        link_targets(first, count), after, strict=True):
@@ -148,6 +141,11 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     feed = message.feed
     return RebuiltRun(feed.author_key, feed.log_id, first, flags, raws, hashes, sizes, payloads,
                       below)
+
+
+#: An initial byte and a big-endian argument of 1, 2, 4 or 8 bytes, packed at once.
+_UINT_HEAD_FORMATS = {width: struct.Struct(f">B{code}")
+                      for width, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
 
 
 def _uint_heads(first: int, count: int) -> list[bytes]:
@@ -162,9 +160,7 @@ def _uint_heads(first: int, count: int) -> list[bytes]:
         else:
             initial, width, limit = _uint_width(seq)
             stop = min(end, limit)
-            big: repeat[Literal["big"]] = repeat("big")
-            heads += map(bytes((initial,)).__add__,
-                         map(int.to_bytes, range(seq, stop), repeat(width), big))
+            heads += map(_UINT_HEAD_FORMATS[width].pack, repeat(initial), range(seq, stop))
         seq = stop
     return heads
 
