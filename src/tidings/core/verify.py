@@ -339,6 +339,19 @@ def signatures_hold(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> boo
 SignatureCheck = Callable[[bytes, Sequence[tuple[bytes, bytes]]], bool]
 
 
+def signed_pairs(run: RebuiltRun) -> list[tuple[bytes, bytes]]:
+    """``(signature, body)`` of each signed entry of ``run``: what C4 checks (a signed
+    entry's bytes end in its signature, the rest is the body it signs)."""
+    return _signed_pairs(run.raws, compress(range(len(run.raws)),
+                                            map(and_, run.flags, repeat(FLAG_SIGNED))))
+
+
+def _signed_pairs(raws: Sequence[bytes], signed: Iterable[int]) -> list[tuple[bytes, bytes]]:
+    signed_raws = list(map(raws.__getitem__, signed))
+    return list(zip([raw[-SIG_SIZE:] for raw in signed_raws],
+                    [raw[:-SIG_PART] for raw in signed_raws], strict=True))
+
+
 def extend_rebuilt(
     run: RebuiltRun,
     anchor: Anchor,
@@ -386,10 +399,7 @@ def extend_rebuilt(
                 return None
         unsigned = unsigned_bytes = 0
         start = stop + 1
-    signed_raws = list(map(raws.__getitem__, signed))
-    if signed_raws and not check_signatures(author, list(zip(  # C4
-            [raw[-SIG_SIZE:] for raw in signed_raws], [raw[:-SIG_PART] for raw in signed_raws],
-            strict=True))):
+    if signed and not check_signatures(author, _signed_pairs(raws, signed)):  # C4
         return None
     # The rows, each (seq, hash, raw, payload) made as the tuple it is, without the
     # row type's Python-level constructor (map: no Python code per row).

@@ -444,6 +444,10 @@ class Replicator:
         with self.logbook.store.transaction():
             try:
                 pending = session.receive_data(data)
+                runs = [event.decoded for event in pending
+                        if isinstance(event, EntriesReceived) and event.decoded is not None]
+                if len(runs) > 2:  # (one or two: each is checked on two cores as it comes)
+                    self.logbook.check_ahead(runs)
                 while pending:
                     event = pending.pop(0)
                     if isinstance(event, Failed):
@@ -455,6 +459,8 @@ class Replicator:
                         self._handle(session, event, out)
             except PeerError as error:
                 failure = error
+            finally:
+                self.logbook.forget_ahead()
         if self.entries_received > before:
             out.append(EntriesStored(self.entries_received - before))
         if failure is not None:

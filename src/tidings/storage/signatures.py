@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Sequence
 
-from tidings.core.verify import signatures_hold
+from tidings.core.verify import SignatureCheck, signatures_hold
 
 #: Fewer signatures than this are checked on the calling thread alone: handing half
 #: to the helper costs a few context switches, about what one check costs.
@@ -22,15 +22,29 @@ MIN_SPLIT = 4
 
 
 class _Job:
-    __slots__ = ("author", "done", "error", "holds", "signed")
+    __slots__ = ("author", "done", "error", "holds", "signed", "taken")
 
     def __init__(self, author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> None:
         self.author = author
         self.signed = signed
         self.holds = False
         self.error: BaseException | None = None
+        self.taken = threading.Lock()  # held by the thread that runs the job
         self.done = threading.Lock()
-        self.done.acquire()  # released by the helper once the job is done
+        self.done.acquire()  # released once the job is done (or dropped)
+
+    def take(self) -> bool:
+        """Whether this thread is the one to run the job (the helper, or a caller
+        that reached it before the helper did)."""
+        return self.taken.acquire(blocking=False)
+
+    def run(self) -> None:
+        try:
+            self.holds = signatures_hold(self.author, self.signed)
+        except BaseException as exc:  # handed to the waiting caller
+            self.error = exc
+        finally:
+            self.done.release()
 
     def wait(self) -> bool:
         with self.done:
@@ -49,11 +63,8 @@ class _Helper:
     def _run(self) -> None:
         while True:
             job = self.jobs.get()
-            try:
-                job.holds = signatures_hold(job.author, job.signed)
-            except BaseException as exc:  # handed to the waiting caller
-                job.error = exc
-            job.done.release()
+            if job.take():
+                job.run()
 
 
 _helper: _Helper | None = None
@@ -68,22 +79,81 @@ def _forget_helper() -> None:
 os.register_at_fork(after_in_child=_forget_helper)
 
 
-def signatures_hold_split(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> bool:
-    """:func:`~tidings.core.verify.signatures_hold`, its first half checked on the
-    helper thread while this thread checks the rest (a
-    :data:`~tidings.core.verify.SignatureCheck`)."""
+def _two_cores() -> bool:
+    return (os.cpu_count() or 1) >= 2
+
+
+def _the_helper() -> _Helper:
     global _helper
-    if len(signed) < MIN_SPLIT or (os.cpu_count() or 1) < 2:
-        return signatures_hold(author, signed)
     helper = _helper
     if helper is None:
         with _helper_lock:
             helper = _helper = _helper or _Helper()
+    return helper
+
+
+def signatures_hold_split(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> bool:
+    """:func:`~tidings.core.verify.signatures_hold`, its first half checked on the
+    helper thread while this thread checks the rest (a
+    :data:`~tidings.core.verify.SignatureCheck`)."""
+    if len(signed) < MIN_SPLIT or not _two_cores():
+        return signatures_hold(author, signed)
     half = len(signed) // 2
     job = _Job(author, signed[:half])
-    helper.jobs.put(job)
+    _the_helper().jobs.put(job)
     here = signatures_hold(author, signed[half:])
     return job.wait() and here
 
 
-__all__ = ["MIN_SPLIT", "signatures_hold_split"]
+class ChecksAhead:
+    """Signature checks of runs that are still to be ingested, started on the helper
+    thread at once: while the ingesting thread stores one run, the helper checks the
+    signatures of the next (a read often carries tens of runs).
+
+    :meth:`check` gives the :data:`~tidings.core.verify.SignatureCheck` for a run:
+    the answer of its job when asked about exactly the job's signatures, which the
+    caller runs itself if the helper has not begun it; anything else is checked
+    afresh. Everything is checked, by the same function, whichever thread checks it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, tuple[object, _Job]] = {}  # by id(run), the run kept alive
+
+    def start(self, run: object, author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> None:
+        """Begin checking ``run``'s signatures (its ``(signature, body)`` pairs)."""
+        if not signed or not _two_cores():
+            return
+        job = _Job(author, signed)
+        self._jobs[id(run)] = (run, job)
+        _the_helper().jobs.put(job)
+
+    def check(self, run: object) -> SignatureCheck:
+        entry = self._jobs.pop(id(run), None)
+        if entry is None or entry[0] is not run:
+            return signatures_hold_split
+        job = entry[1]
+
+        def check(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> bool:
+            if author != job.author or list(signed) != list(job.signed):
+                _drop(job)
+                return signatures_hold_split(author, signed)
+            if job.take():  # not begun: the helper is busy with others, run it here
+                job.run()
+            return job.wait()
+
+        return check
+
+    def forget(self) -> None:
+        """Drop the checks not asked for (a run that took another path): those the
+        helper has not begun are not run."""
+        for _, job in self._jobs.values():
+            _drop(job)
+        self._jobs.clear()
+
+
+def _drop(job: _Job) -> None:
+    if job.take():
+        job.done.release()
+
+
+__all__ = ["MIN_SPLIT", "ChecksAhead", "signatures_hold_split"]
