@@ -15,13 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings.core.entry import (
-    FLAG_SIGNED,
-    MAX_PAYLOAD_SIZE,
-    decode_entry,
-    encode_body,
-    payload_hash,
-)
+from tidings.core.entry import FLAG_SIGNED, decode_entry, encode_body, payload_hash
 from tidings.core.ids import FeedId
 from tidings.core.verify import (
     Anchor,
@@ -48,8 +42,6 @@ from tidings.wire.messages import (
     CompactItem,
     Entries,
     Hello,
-    _compact_item,
-    _usual_items,
     anchor_seqs,
     decode_message,
     encode_message,
@@ -186,48 +178,6 @@ def assert_columns_decode(run_: RebuiltRun, items: list[tuple[bytes, bytes | Non
     assert list(run_.sizes) == [e.payload_size for e in entries]
     assert [run_.first + index for index in range(len(items))] == [e.seq for e in entries]
     assert {(run_.author, run_.log_id)} == {(e.author, e.log_id) for e in entries}
-
-
-#: Item fields near and across each bound the wire checks name (spec/09 §8).
-_ITEM_FIELDS = st.one_of(
-    st.sampled_from([0, 1, 2, 3, 4, -1, True, False, None, 2**64 - 1, 2**64, b"", "x", [],
-                     [3, b"h" * 32]]),
-    st.integers(0, 2**64), st.binary(max_size=70),
-    st.sampled_from([b"s" * 64, b"s" * 63, b"s" * 65, b"p" * MAX_PAYLOAD_SIZE,
-                     b"p" * (MAX_PAYLOAD_SIZE + 1)]),
-)
-
-
-@st.composite
-def raw_items(draw: st.DrawFn) -> list[Any]:
-    """Decoded compact items as msgpack gives them: mostly well formed, some not."""
-    usual = st.tuples(st.sampled_from([0, 2, 3]), st.one_of(st.none(), st.integers(0, 2**64 - 1)),
-                      st.binary(max_size=40)).map(
-        lambda t: [t[0], t[1], t[2], None if t[0] == 0 else b"s" * 64])
-    odd = st.one_of(st.lists(_ITEM_FIELDS, min_size=3, max_size=5), _ITEM_FIELDS)
-    items = draw(st.lists(st.one_of(usual, usual, usual, odd), min_size=1, max_size=12))
-    if draw(st.booleans()) and type(items[0]) is list and len(items[0]) == 4 \
-            and items[0][1] is None:
-        items[0][1] = draw(st.integers(0, 2**64 - 1))
-    return items
-
-
-@settings(max_examples=examples(300))
-@given(raw_items())
-def test_a_run_checked_as_a_whole_parses_as_item_by_item(raw: list[Any]) -> None:
-    # The run-wide check (no Python code per item) takes a run exactly when every item
-    # passes the item-by-item check with a payload present, and makes the same items.
-    one_by_one: tuple[CompactItem, ...] | None
-    try:
-        one_by_one = tuple(_compact_item(item, index == 0) for index, item in enumerate(raw))
-    except MalformedMessage:
-        one_by_one = None
-    whole = _usual_items(raw)
-    if one_by_one is not None and all(item.payload is not None for item in one_by_one):
-        assert whole == one_by_one
-        assert all(type(item) is CompactItem for item in whole)
-    else:
-        assert whole is None
 
 
 def one_pass_agrees(message: CompactEntries, anchor: Anchor) -> tuple[list[Any], int] | None:

@@ -8,14 +8,11 @@ subclass naming what is wrong. Anything else escaping it is a bug.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import itertools
-import operator
 import re
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any, NamedTuple, cast
 
 import msgpack
@@ -717,7 +714,6 @@ ANCHOR_SIZE = 32
 SIGNATURE_SIZE = 64
 #: Entry flags (spec/02 §1): 0 unsigned, 2 signed, 3 signed end-of-log.
 ENTRY_FLAGS = (0, 2, 3)
-_ENTRY_FLAG_SET = frozenset(ENTRY_FLAGS)
 #: Entry seqs stop at 2^63 - 1 (spec/02 §6).
 MAX_ENTRY_SEQ = 2**63 - 1
 MAX_TIMESTAMP = 2**64 - 1
@@ -783,33 +779,6 @@ def _compact_item(raw: Any, first: bool) -> CompactItem:
     return CompactItem(flags, timestamp, payload, absent, signature)
 
 
-_is_not_none = functools.partial(operator.is_not, None)
-
-
-def _usual_items(raw: list[Any]) -> tuple[CompactItem, ...] | None:
-    """The items of a run where every payload travels, checked field by field over the
-    whole run in C-level passes (``map``, ``set``, ``zip``: no Python code per item),
-    exactly as :func:`_compact_item` checks each; None if any item is otherwise (an
-    absent payload, or a fault: the item-by-item path then names it)."""
-    if set(map(type, raw)) != {list} or set(map(len, raw)) != {4}:
-        return None
-    flags, timestamps, payloads, signatures = zip(*raw, strict=True)
-    stamps = list(filter(_is_not_none, timestamps))
-    signed = list(filter(_is_not_none, signatures))
-    if not (
-        set(map(type, flags)) == {int} and set(flags) <= _ENTRY_FLAG_SET
-        and type(timestamps[0]) is int  # the first item carries its timestamp
-        and set(map(type, stamps)) == {int} and min(stamps) >= 0 and max(stamps) <= MAX_TIMESTAMP
-        and set(map(type, payloads)) == {bytes} and max(map(len, payloads)) <= MAX_PAYLOAD_SIZE
-        # a signature exactly where the flags say signed, and each 64 bytes
-        and list(map(operator.not_, flags)) == list(map(operator.is_, signatures, repeat(None)))
-        and set(map(type, signed)) <= {bytes} and set(map(len, signed)) <= {SIGNATURE_SIZE}
-    ):
-        return None
-    return tuple(map(_new_tuple, repeat(CompactItem),
-                     zip(flags, timestamps, payloads, repeat(None), signatures, strict=False)))
-
-
 def anchor_seqs(first: int, count: int) -> list[int]:
     """The seqs below ``first`` whose hashes a run ``first..first+count-1`` carries as
     anchors, ascending: every entry below the run that one of its links names."""
@@ -850,9 +819,7 @@ class CompactEntries:
                                    f"the last seq 2^63 - 1")
         needed = len(anchor_seqs(first_seq, len(raw_items))) * ANCHOR_SIZE
         _shape(anchors, bytes, "anchors", max_len=needed, min_len=needed)
-        items = _usual_items(raw_items)
-        if items is None:  # anything else: item by item, naming the first fault
-            items = tuple(_compact_item(raw, index == 0) for index, raw in enumerate(raw_items))
+        items = tuple(_compact_item(raw, index == 0) for index, raw in enumerate(raw_items))
         return cls(feed, first_seq, anchors, items)
 
 # -- end of compact entries ------------------------------------------------------------
