@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import stat
@@ -16,8 +17,8 @@ import tidings
 from tidings import Logbook, SqliteStore, Store
 from tidings.core.ids import FeedId
 from tidings.errors import UsageError
-from tidings.storage.base import StoredEntry
-from tidings.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, migrate
+from tidings.storage.base import Arrival, StoredEntry
+from tidings.storage.sqlite import MIGRATIONS, ROWS_PER_INSERT, SCHEMA_VERSION, migrate
 
 from .helpers import author, make_log
 
@@ -41,6 +42,49 @@ def test_append_and_read_back(store: Store) -> None:
     assert store.entries_at(feed, [3, 1, 40]) == [data[0], data[2]]
     assert store.hashes(feed, {1, 7, 99}) == {1: data[0].hash, 7: data[6].hash}
     assert [(f.feed, f.latest_seq, f.forked_at) for f in store.feeds()] == [(feed, 30, None)]
+
+
+def test_appends_of_every_length_read_back_as_written(tmp_path: Path) -> None:
+    # SqliteStore writes ROWS_PER_INSERT rows a statement and one statement for the
+    # rest: runs shorter than one statement, exactly some statements, and between,
+    # some payloads absent, each read back byte for byte after reopening.
+    data = rows(3 * ROWS_PER_INSERT + 30)
+    data = [row._replace(payload=None) if row.seq % 5 == 0 else row for row in data]
+    feed = make_log(1)[0][0].feed
+    lengths = [1, ROWS_PER_INSERT - 1, ROWS_PER_INSERT, 2 * ROWS_PER_INSERT + 3, 1]
+    store = SqliteStore(tmp_path / "s.db")
+    at = 0
+    for length in lengths:
+        store.append(feed, data[at:at + length])
+        at += length
+    store.close()
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        assert store.entries(feed) == data[:at]
+        assert store.arrivals(0, 10) == [
+            Arrival(index + 1, feed, first + 1, first + length)
+            for index, (first, length) in enumerate(
+                zip(itertools.accumulate([0, *lengths[:-1]]), lengths, strict=True))]
+        assert store.payloads_held(feed, range(1, at + 1)) == {
+            row.seq for row in data[:at] if row.payload is not None}
+    finally:
+        store.close()
+
+
+def test_a_duplicate_row_in_a_multi_row_insert_writes_nothing_of_the_append(
+        tmp_path: Path) -> None:
+    data = rows(ROWS_PER_INSERT + 2)
+    feed = make_log(1)[0][0].feed
+    store = SqliteStore(tmp_path / "s.db")
+    try:
+        store.append(feed, data[:3])
+        with pytest.raises(sqlite3.IntegrityError):
+            store.append(feed, data[3:9] + data[2:3] + data[9:])  # seq 3 again, mid-statement
+        assert store.entries(feed) == data[:3]
+        store.append(feed, data[3:])
+        assert store.entries(feed) == data
+    finally:
+        store.close()
 
 
 def test_payloads_can_be_deleted_without_touching_entries(store: Store) -> None:

@@ -187,8 +187,15 @@ def links_needed(first: int, last: int) -> set[int]:
     A verifier (or an author appending) needs the hashes of exactly these
     entries to check (or make) the links of the run.
     """
+    return set(_links_needed(first, last))
+
+
+@lru_cache(maxsize=64)
+def _links_needed(first: int, last: int) -> frozenset[int]:
+    # Kept for the last few runs: a received run asks three times (its wire check,
+    # its rebuild, the ingest's anchor), each a pass over its seqs.
     needed = {target for target in link_targets(first, last - first + 1)
               if target is not None and target < first}
     if first > 1:
         needed.add(first - 1)
-    return needed
+    return frozenset(needed)

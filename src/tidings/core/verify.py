@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
+from itertools import compress, repeat
+from operator import and_
 from typing import TypeVar
 
 from tidings.core.entry import (
@@ -33,6 +35,7 @@ from tidings.core.entry import (
     MAX_UNSIGNED_BYTES,
     MAX_UNSIGNED_RUN,
     SIG_PART,
+    SIG_SIZE,
     VERSION,
     Entry,
     check_signature,
@@ -299,26 +302,62 @@ def extend_in_one_pass(
 @record
 class RebuiltRun:
     """Consecutive entries of one feed rebuilt from a compact run (spec/09 §8), as
-    :func:`tidings.wire.compact.rebuild_run` makes them, and only it.
+    :func:`tidings.wire.compact.rebuild_run` makes them, and only it: a column per
+    field the ingest path needs, no object per entry.
 
-    By that construction every entry's fields are its bytes' fields (D1-D9 hold),
-    ``hash`` is the BLAKE2b of ``raw``, the seqs run on from the first, the feed is
-    the run's, each link to an entry of the run is that entry's hash, each link
-    below the run is ``below[target]`` (the run's anchors), and a given payload's
-    size and hash are what its entry names. :func:`extend_rebuilt` checks what that
-    leaves open: the anchors against what is held, signatures, unsigned runs, end of log.
+    By that construction every entry's bytes decode (D1-D9 hold) into the run's
+    author and log id, seq ``first + index``, ``flags[index]`` and a payload size of
+    ``sizes[index]``; ``hashes[index]`` is the BLAKE2b of ``raws[index]``; a signed
+    entry's bytes end in its signature; each link to an entry of the run is that
+    entry's hash, each link below the run is ``below[target]`` (the run's anchors);
+    and a given payload's size and hash are what its entry names.
+    :func:`extend_rebuilt` checks what that leaves open: the anchors against what is
+    held, signatures, unsigned runs, end of log.
     """
 
-    entries: tuple[Entry, ...]
-    payloads: tuple[bytes | None, ...]
+    author: bytes
+    log_id: str
+    #: The seq of ``raws[0]``.
+    first: int
+    flags: Sequence[int]
+    raws: Sequence[bytes]
+    hashes: Sequence[bytes]
+    #: Each entry's payload size, as its entry names it (the payload may be absent).
+    sizes: Sequence[int]
+    payloads: Sequence[bytes | None]
     #: The hashes the run's links name below its first seq, by seq.
     below: Mapping[int, bytes]
+
+
+def signatures_hold(author: bytes, signed: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether every ``(signature, body)`` of ``signed`` is ``author``'s (C4), one by one."""
+    return all(signature_holds(author, signature, body) for signature, body in signed)
+
+
+#: How :func:`extend_rebuilt` checks a run's signatures: ``(author, [(signature,
+#: body), ...]) -> every one holds``. :func:`signatures_hold` unless the caller has a
+#: way that decides the same (the logbook checks on two cores).
+SignatureCheck = Callable[[bytes, Sequence[tuple[bytes, bytes]]], bool]
+
+
+def signed_pairs(run: RebuiltRun) -> list[tuple[bytes, bytes]]:
+    """``(signature, body)`` of each signed entry of ``run``: what C4 checks (a signed
+    entry's bytes end in its signature, the rest is the body it signs)."""
+    return _signed_pairs(run.raws, compress(range(len(run.raws)),
+                                            map(and_, run.flags, repeat(FLAG_SIGNED))))
+
+
+def _signed_pairs(raws: Sequence[bytes], signed: Iterable[int]) -> list[tuple[bytes, bytes]]:
+    signed_raws = list(map(raws.__getitem__, signed))
+    return list(zip([raw[-SIG_SIZE:] for raw in signed_raws],
+                    [raw[:-SIG_PART] for raw in signed_raws], strict=True))
 
 
 def extend_rebuilt(
     run: RebuiltRun,
     anchor: Anchor,
     row_type: type[TupleRow],
+    check_signatures: SignatureCheck = signatures_hold,
 ) -> tuple[list[TupleRow], int] | None:
     """:func:`extend_in_one_pass` for a :class:`RebuiltRun`: ``(rows, accepted)`` when
     every entry passes, else None (the caller then runs the full path, which names
@@ -327,45 +366,47 @@ def extend_rebuilt(
     Nothing is read or hashed again. The rules of :func:`check_run` that the rebuild
     does not make hold by construction are checked: the feed (C1) and first seq (C2)
     once, the first backlink and every link below the run (C6, C7) once per anchor
-    against ``anchor.known``, then per entry the signature of a signed entry (C4),
-    unsigned runs (C5) and nothing past an end of log (C3).
+    against ``anchor.known``, the signature of each signed entry (C4), each stretch
+    of unsigned entries (C5) and nothing past an end of log (C3), column by column.
     """
-    entries = run.entries
-    if not entries or anchor.detached or anchor.ended or len(run.payloads) != len(entries):
+    raws, flags = run.raws, run.flags
+    count = len(raws)
+    if (not count or anchor.detached or anchor.ended or len(run.payloads) != count
+            or len(flags) != count or len(run.hashes) != count or len(run.sizes) != count):
         return None
     author, known = anchor.author, anchor.known
-    head = entries[0]
     first = anchor.head_seq + 1
-    if head.seq != first or head.author != author or head.log_id != anchor.log_id:  # C2, C1
+    if run.first != first or run.author != author or run.log_id != anchor.log_id:  # C2, C1
         return None
     if first > 1 and first - 1 not in run.below:  # the first backlink names an anchor
         return None
     for seq, hashed in run.below.items():  # C6 of the first entry, C7 below the run
         if known.get(seq) != hashed:
             return None
+    if FLAG_SIGNED | FLAG_END_OF_LOG in flags[:-1]:  # C3: an end of log before the last
+        return None
+    signed = list(compress(range(count), map(and_, flags, repeat(FLAG_SIGNED))))
+    # C5: each stretch of unsigned entries, from the anchor's (before the first
+    # signed entry) or from a signed entry's, up to the next signed entry or the end.
+    # The counts only grow along a stretch, so its end is where it is largest.
+    sizes = run.sizes
     unsigned, unsigned_bytes = anchor.unsigned, anchor.unsigned_bytes
-    accepted = 0
-    count = len(entries)
-    for index, entry in enumerate(entries, 1):
-        flags = entry.flags
-        if flags & FLAG_SIGNED:  # C4
-            if not signature_holds(author, entry.signature, entry.raw[:-SIG_PART]):
-                return None
-            unsigned = unsigned_bytes = 0
-            accepted = index
-            if flags & FLAG_END_OF_LOG and accepted < count:  # C3
-                return None
-        else:  # C5
-            unsigned += 1
-            unsigned_bytes += entry.payload_size
+    start = 0
+    for stop in (*signed, count):
+        if stop > start:
+            unsigned += stop - start
+            unsigned_bytes += sum(sizes[start:stop])
             if unsigned > MAX_UNSIGNED_RUN or unsigned_bytes > MAX_UNSIGNED_BYTES:
                 return None
+        unsigned = unsigned_bytes = 0
+        start = stop + 1
+    if signed and not check_signatures(author, _signed_pairs(raws, signed)):  # C4
+        return None
     # The rows, each (seq, hash, raw, payload) made as the tuple it is, without the
-    # row type's Python-level constructor: a run holds up to 1024.
-    new = tuple.__new__
-    rows: list[TupleRow] = [new(row_type, (entry.seq, entry.hash, entry.raw, payload))
-                            for entry, payload in zip(entries, run.payloads, strict=True)]
-    return rows, accepted
+    # row type's Python-level constructor (map: no Python code per row).
+    rows: list[TupleRow] = list(map(tuple.__new__, repeat(row_type), zip(
+        range(first, first + count), run.hashes, raws, run.payloads, strict=True)))
+    return rows, signed[-1] + 1 if signed else 0
 
 
 def verify_run(

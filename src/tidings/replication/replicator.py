@@ -14,6 +14,7 @@ a worker thread, one at a time.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
 from operator import attrgetter
@@ -78,6 +79,12 @@ from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
 from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
+
+_payload_of = operator.itemgetter(1)  # of an item (entry bytes, payload or None)
+#: Whether a payload may attach a blob: ``blobs_in`` finds none in a payload without
+#: these bytes. Asked of a received run in one C-level pass before the blob fetcher
+#: reads each payload (most runs attach nothing).
+_names_a_blob = operator.methodcaller("__contains__", b"blob")
 
 #: Bytes of entries read per batch when streaming: big enough to amortise one
 #: store read and one signature check, small enough to interleave feeds.
@@ -449,6 +456,10 @@ class Replicator:
         with self.logbook.store.transaction():
             try:
                 pending = session.receive_data(data)
+                runs = [event.decoded for event in pending
+                        if isinstance(event, EntriesReceived) and event.decoded is not None]
+                if len(runs) > 2:  # (one or two: each is checked on two cores as it comes)
+                    self.logbook.check_ahead(runs)
                 while pending:
                     event = pending.pop(0)
                     if isinstance(event, Failed):
@@ -460,6 +471,8 @@ class Replicator:
                         self._handle(session, event, out)
             except PeerError as error:
                 failure = error
+            finally:
+                self.logbook.forget_ahead()
         if self.entries_received > before:
             out.append(EntriesStored(self.entries_received - before))
         if failure is not None:
@@ -751,7 +764,7 @@ class Replicator:
             )
         self.entries_received += added
         peer.useful += added
-        if any(payload is None for _, payload in event.items):
+        if None in map(_payload_of, event.items):
             held = self.logbook.store.head(feed)
             top = held.seq if held else 0
             missing = []
@@ -769,7 +782,8 @@ class Replicator:
             gone = self.quota.stored(feed, size * added // len(event.items))
         else:
             gone = []
-        if added and self.blobs is not None:
+        if added and self.blobs is not None and any(
+                map(_names_a_blob, filter(None, map(_payload_of, event.items)))):
             self.blobs.scan(feed, event.items)
         if added:
             new_head = result.head

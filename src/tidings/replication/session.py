@@ -1010,8 +1010,7 @@ class Session:
         if isinstance(message, CompactEntries):
             rebuilt = rebuild_run(message)
             self._events.append(EntriesReceived(
-                message.feed, tuple(zip([e.raw for e in rebuilt.entries], rebuilt.payloads,
-                                        strict=True)), rebuilt))
+                message.feed, tuple(zip(rebuilt.raws, rebuilt.payloads, strict=True)), rebuilt))
         else:
             self._events.append(EntriesReceived(message.feed, message.items))
 

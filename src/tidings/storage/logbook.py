@@ -53,6 +53,7 @@ from tidings.core.verify import (
     check_run,
     extend_in_one_pass,
     extend_rebuilt,
+    signed_pairs,
 )
 from tidings.errors import (
     ForkDetected,
@@ -69,6 +70,7 @@ from tidings.errors import (
 )
 from tidings.identity import Identity
 from tidings.storage.base import FeedInfo, Store, StoredEntry, undisputed_extent
+from tidings.storage.signatures import ChecksAhead
 
 DEFAULT_LOG = "main"
 #: The log public follow and unfollow entries go to (spec/content.md).
@@ -171,6 +173,8 @@ class Logbook:
         self.store = store
         self.identity = identity
         self._clock = clock
+        #: Signature checks of received runs begun before their ingest (check_ahead).
+        self._ahead = ChecksAhead()
 
     # -- publishing -------------------------------------------------------
 
@@ -315,6 +319,17 @@ class Logbook:
             below = self._split_below(feed, new)
         return IngestResult(check.accepted, duplicates, pending, error, below)
 
+    def check_ahead(self, runs: Iterable[RebuiltRun]) -> None:
+        """Begin checking the signatures of ``runs``, which :meth:`ingest` is about to
+        take in this order, on a second core: the ingest of each then uses that
+        check (the same check it would make). :meth:`forget_ahead` once they are in."""
+        for run in runs:
+            self._ahead.start(run, run.author, signed_pairs(run))
+
+    def forget_ahead(self) -> None:
+        """Drop what :meth:`check_ahead` began for runs that were not ingested."""
+        self._ahead.forget()
+
     def _extend_in_one_pass(
         self, feed: FeedId, head: StoredEntry | None,
         items: Sequence[tuple[bytes, bytes | None]],
@@ -330,7 +345,7 @@ class Logbook:
             return None
         anchor = self._prefix_anchor(feed, head_seq, head_seq + 1, head_seq + len(items))
         done = (extend_in_one_pass(items, anchor, StoredEntry) if rebuilt is None else
-                extend_rebuilt(rebuilt, anchor, StoredEntry))
+                extend_rebuilt(rebuilt, anchor, StoredEntry, self._ahead.check(rebuilt)))
         if done is None:
             return None
         rows, accepted = done

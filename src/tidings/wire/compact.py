@@ -16,15 +16,17 @@ link rule) and is disconnected with ``invalid-data``.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
+from itertools import compress, repeat
 
-from tidings.core.entry import MAX_PAYLOAD_SIZE, Entry
-from tidings.core.entry import VERSION as ENTRY_VERSION
+from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target, link_targets
 from tidings.core.verify import RebuiltRun
 from tidings.wire.messages import (
     ANCHOR_SIZE,
+    ENTRY_FLAGS,
     MAX_ENTRY_SEQ,
     SIGNATURE_SIZE,
     CompactEntries,
@@ -68,84 +70,116 @@ def expand_run(message: CompactEntries) -> tuple[Item, ...]:
     range and the anchors are exactly as many as the run's links need; what is
     rebuilt here is total. Whether the author signed it is for the verifier.
     """
-    return tuple((entry.raw, payload) for entry, payload in expand_entries(message))
-
-
-def expand_entries(message: CompactEntries) -> list[tuple[Entry, bytes | None]]:
-    """:func:`expand_run`, each entry decoded: what ``decode_entry`` gives for its bytes."""
     run = rebuild_run(message)
-    return list(zip(run.entries, run.payloads, strict=True))
+    return tuple(zip(run.raws, run.payloads, strict=True))
 
 
 def rebuild_run(message: CompactEntries) -> RebuiltRun:
-    """The entries a compact run stands for, decoded, with its anchors: what an
-    ingest path takes instead of decoding the bytes (:func:`extend_rebuilt`).
+    """The entries a compact run stands for, as the columns an ingest path takes
+    instead of decoding their bytes (:func:`extend_rebuilt`), with its anchors.
 
     Every field is known here, and every check of decoding (spec/04 §2) holds by
     construction, as do the links inside the run and the payloads' sizes and hashes
     (:class:`RebuiltRun` lists what this makes true).
+
+    Only the links depend on the entry before (its hash), so everything else is made
+    for the whole run first, field by field in C-level passes (``map``, ``zip``,
+    ``bytes.join``): each entry's bytes before its links (fields 0 to 5) and after
+    them (size, payload hash, signature). The one Python-level pass per entry then
+    joins those with the two links and hashes the result.
     """
     first = message.first_seq
     anchors = message.anchors
     items = message.items
+    count = len(items)
     below = {seq: anchors[i * ANCHOR_SIZE:(i + 1) * ANCHOR_SIZE]
-             for i, seq in enumerate(anchor_seqs(first, len(items)))}
-    author, log_id = message.feed.author_key, message.feed.log_id
-    # Fields 0 to 3 differ only in the flags byte: made once per run.
+             for i, seq in enumerate(anchor_seqs(first, count))}
     feed_part = feed_fields(message.feed)
-    starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in (0, 2, 3)}
+    # Fields 0 to 3 differ only in the flags byte: made once per run.
+    starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in ENTRY_FLAGS}
+    flags, stamps, payloads, absent, signatures = zip(*items, strict=True)
     blake2b = hashlib.blake2b
-    entries: list[Entry] = []
-    payloads: list[bytes | None] = []
-    held: list[bytes] = []  # the run's entry hashes, by seq - first
-    append, keep, hold = entries.append, payloads.append, held.append
-    new = tuple.__new__  # Entry(...) less its Python-level __new__: a run holds up to 1024
-    timestamp, timestamp_head = 0, b""
-    size_heads: dict[int, bytes] = {}  # most runs carry a few payload sizes, many times
-    seq_initial, seq_width, seq_next = b"", 0, 24  # the seqs' head below seq_next
-    # The backlink of the first entry is the anchor below it (none for entry 1),
-    # then each entry's is the previous entry's hash.
-    backlink: bytes | None = below.get(first - 1)
-    backlink_part = _NULL if backlink is None else _HASH_HEAD + backlink
-    targets = link_targets(first, len(items))  # one call per run, not per entry
-    seq = first
-    for (flags, stamp, payload, absent, signature), target in zip(items, targets, strict=True):
-        if stamp is not None:
-            timestamp, timestamp_head = stamp, _head(0, stamp)
-        if payload is not None:
-            size = len(payload)
-            phash = blake2b(payload, digest_size=32).digest()
-        else:
-            assert absent is not None
-            size, phash = absent
-        size_head = size_heads.get(size)
-        if size_head is None:
-            size_head = size_heads[size] = _head(0, size)
-        if seq < 24:
-            seq_head = bytes((seq,))
-        else:
-            if seq >= seq_next:  # the seq's head grows a size (24, 2^8, 2^16, 2^32)
-                initial, seq_width, seq_next = _uint_width(seq)
-                seq_initial = bytes((initial,))
-            seq_head = seq_initial + seq.to_bytes(seq_width, "big")
-        if target is None:
-            lipmaa, lipmaa_part = None, _NULL
-        else:
-            lipmaa = held[target - first] if target >= first else below[target]
-            lipmaa_part = _HASH_HEAD + lipmaa
-        raw = b"".join((
-            starts[flags], seq_head, timestamp_head, backlink_part, lipmaa_part,
-            size_head, _HASH_HEAD, phash,
-            b"" if signature is None else _SIG_HEAD + signature,
-        ))
+    if None not in payloads:  # (the usual run: every payload travels)
+        sizes: list[int] = list(map(len, payloads))
+        payload_hashes: list[bytes] = [blake2b(payload, digest_size=32).digest()
+                                       for payload in payloads]
+    else:
+        sizes, payload_hashes = [], []
+        for payload, size_hash in zip(payloads, absent, strict=True):
+            if payload is None:
+                assert size_hash is not None
+                sizes.append(size_hash[0])
+                payload_hashes.append(size_hash[1])
+            else:
+                sizes.append(len(payload))
+                payload_hashes.append(blake2b(payload, digest_size=32).digest())
+    size_heads = {size: _head(0, size) for size in set(sizes)}
+    # The bytes before the links: fields 0 to 3, the seq, the timestamp.
+    before = list(map(b"".join, zip(map(starts.__getitem__, flags), _uint_heads(first, count),
+                                    _timestamp_heads(stamps), strict=True)))
+    # ... and after them: the payload size and hash, the signature of a signed entry.
+    after = list(map(b"".join, zip(map(size_heads.__getitem__, sizes), repeat(_HASH_HEAD),
+                                   payload_hashes)))
+    for index in compress(range(count), signatures):  # (a signature is 64 bytes, never b"")
+        after[index] += _SIG_HEAD + signatures[index]
+    # The links, as their encoded fields by seq: the anchors below the run, then each
+    # entry's hash as it is made; None (no lipmaa link) is a null.
+    links: dict[int | None, bytes] = {seq: _HASH_HEAD + hashed for seq, hashed in below.items()}
+    links[None] = _NULL
+    backlink = links.get(first - 1, _NULL)  # entry 1 has none
+    raws: list[bytes] = []
+    hashes: list[bytes] = []
+    keep_raw, keep_hash = raws.append, hashes.append
+    join = b"".join
+    for seq, head, target, tail in zip(range(first, first + count), before,
+                                       link_targets(first, count), after, strict=True):
+        raw = join((head, backlink, links[target], tail))
         entry_hash = blake2b(raw, digest_size=32).digest()
-        hold(entry_hash)
-        append(new(Entry, (flags, author, log_id, seq, timestamp, backlink, lipmaa, size, phash,
-                           signature or b"", raw, entry_hash, ENTRY_VERSION)))
-        keep(payload)
-        backlink, backlink_part = entry_hash, _HASH_HEAD + entry_hash
-        seq += 1
-    return RebuiltRun(tuple(entries), tuple(payloads), below)
+        keep_raw(raw)
+        keep_hash(entry_hash)
+        links[seq] = backlink = _HASH_HEAD + entry_hash
+    feed = message.feed
+    return RebuiltRun(feed.author_key, feed.log_id, first, flags, raws, hashes, sizes, payloads,
+                      below)
+
+
+#: An initial byte and a big-endian argument of 1, 2, 4 or 8 bytes, packed at once.
+_UINT_HEAD_FORMATS = {width: struct.Struct(f">B{code}")
+                      for width, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
+
+
+def _uint_heads(first: int, count: int) -> list[bytes]:
+    """The shortest CBOR unsigned heads of ``first .. first + count - 1``: made a
+    stretch of one head size at a time, each in one C-level pass."""
+    heads: list[bytes] = []
+    seq, end = first, first + count
+    while seq < end:
+        if seq < 24:
+            stop = min(end, 24)
+            heads += map(bytes, zip(range(seq, stop)))  # bytes((seq,))
+        else:
+            initial, width, limit = _uint_width(seq)
+            stop = min(end, limit)
+            heads += map(_UINT_HEAD_FORMATS[width].pack, repeat(initial), range(seq, stop))
+        seq = stop
+    return heads
+
+
+def _timestamp_heads(stamps: Sequence[int | None]) -> list[bytes]:
+    """Each item's timestamp as encoded; None is the previous item's (the first item
+    carries one: the wire checks say so)."""
+    if stamps.count(None) == len(stamps) - 1:  # one timestamp for the whole run
+        return [_head(0, stamps[0] or 0)] * len(stamps)
+    heads: list[bytes] = []
+    keep = heads.append
+    head = b""
+    for stamp in stamps:
+        if stamp is not None:
+            # (microseconds since 1970 take 8 bytes: that head made inline)
+            head = (b"\x1b" + stamp.to_bytes(8, "big") if stamp >= 1 << 32
+                    else _head(0, stamp))
+        keep(head)
+    return heads
 
 
 #: The heads of a CBOR unsigned integer with argument bytes: (bytes, least value
