@@ -4,7 +4,6 @@ one by one (core/verify.signatures_hold), and the ingest path uses them."""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +14,7 @@ from tidings.core.verify import signatures_hold
 from tidings.errors import BadSignature, InvalidData
 from tidings.storage.signatures import MIN_SPLIT, ChecksAhead, signatures_hold_split
 from tidings.wire.compact import compact_run
+from tidings.wire.messages import CompactEntries
 
 from .helpers import examples, make_log
 from .replication_helpers import held, node
@@ -138,10 +138,11 @@ def test_a_read_of_several_runs_stores_those_before_a_bad_signature() -> None:
         messages.append(message)
     item = messages[2].items[9]  # seq 90, signed
     assert item.signature is not None
-    messages[2] = replace(messages[2], items=(
-        *messages[2].items[:9],
+    third = messages[2]
+    messages[2] = CompactEntries(third.feed, third.first_seq, third.anchors, (
+        *third.items[:9],
         item._replace(signature=bytes([item.signature[0] ^ 1]) + item.signature[1:]),
-        *messages[2].items[10:]))
+        *third.items[10:]))
     for message in messages:
         channel.send(message)
     with pytest.raises(InvalidData) as caught:
