@@ -240,3 +240,35 @@ def test_init_is_made_on_first_use_and_shows_its_signature_before() -> None:
         pass
 
     assert Sub(3).count == 1 and inspect.isfunction(fresh.__dict__["__init__"])
+
+
+def test_a_record_cannot_be_subclassed() -> None:
+    @record
+    class Base:
+        x: int
+
+    with pytest.raises(TypeError, match="cannot be subclassed"):
+        @record
+        class Derived(Base):  # (a dataclass here would silently lose x)
+            y: int
+
+
+def test_a_record_that_contains_itself_has_a_repr() -> None:
+    @record(frozen=False)
+    class Box:
+        inside: list[object]
+
+    box = Box([])
+    box.inside.append(box)
+    assert repr(box).endswith(".Box(inside=[...])")  # (the qualname, as dataclass)
+
+
+def test_the_types_apps_are_given_stay_dataclasses() -> None:
+    # (apps use dataclasses.replace/asdict/fields on what the API returns)
+    import tidings
+    from tidings.node.options import NodeOptions
+    from tidings.storage.base import FeedInfo
+
+    for cls in (tidings.ImportResult, tidings.IngestResult, tidings.VerifyReport, FeedInfo,
+                NodeOptions):
+        assert dataclasses.is_dataclass(cls), cls

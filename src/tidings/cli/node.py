@@ -66,12 +66,16 @@ def cmd_up(args: argparse.Namespace, home: Home) -> int:
     from tidings.errors import ListenError
     from tidings.node.lifecycle import run_node
     from tidings.node.log import Logger
+    from tidings.node.memory import tune_allocator
 
     identity, created = home.init()
     log = Logger(level="debug" if args.verbose else "info", as_json=args.log_json)
     if created:
         log.info("created-identity", author=str(identity.author), home=str(home.path))
     options = _options(args, home, "daemon")
+    # The node's own process: its large buffers reused (node/memory.py). Not in
+    # run_node: an app that embeds a node keeps its allocator as it set it.
+    tune_allocator()
 
     async def main() -> int:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

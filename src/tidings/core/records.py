@@ -19,7 +19,8 @@ itself is kept, as ``dataclass`` keeps it. Unlike a dataclass, a record has no
 take it (use a dataclass where those are wanted). Anything this does not handle
 (a base class other than ``object``, ``InitVar``, ``KW_ONLY``, ``init=False``
 fields, ``__slots__`` of its own, ``order``...) gets a real dataclass, so
-``record`` is never wrong, only sometimes no faster.
+``record`` is never wrong, only sometimes no faster. A record cannot be
+subclassed (``TypeError``): make the base a dataclass.
 
 tests/test_records.py checks each behaviour against ``dataclass`` side by side.
 """
@@ -27,11 +28,15 @@ tests/test_records.py checks each behaviour against ``dataclass`` side by side.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform, overload
 
 T = TypeVar("T", bound=type)
+
+#: A record's field names, on its class: what marks it as one.
+_MARK = "__record_fields__"
 
 #: What the generated ``__init__`` reads from its closure (names no field takes).
 _SET = "__record_set"
@@ -178,6 +183,11 @@ def _comparisons(cls: type, plan: _Plan) -> dict[str, Callable[..., Any]]:
 
 
 def _build(cls: type, frozen: bool, eq: bool, slots: bool) -> type:
+    if any(_MARK in base.__dict__ for base in cls.__mro__[1:]):
+        # (dataclass reads a base's fields from __dataclass_fields__, which a record
+        # has none of: the subclass would silently lose the base's fields)
+        raise TypeError(f"{cls.__qualname__} derives from a record, which cannot be "
+                        "subclassed: make the base a dataclass")
     plan = _plan(cls)
     own = cls.__dict__
     if plan is None or (frozen and ("__setattr__" in own or "__delattr__" in own)):
@@ -189,6 +199,7 @@ def _build(cls: type, frozen: bool, eq: bool, slots: bool) -> type:
         shown = _values(plan.repr_names)
         labels = tuple(f"{name}=" for name in plan.repr_names)
 
+        @reprlib.recursive_repr()
         def __repr__(self: Any) -> str:
             parts = ", ".join([f"{label}{value!r}"
                                for label, value in zip(labels, shown(self), strict=True)])
@@ -253,6 +264,7 @@ def _build(cls: type, frozen: bool, eq: bool, slots: bool) -> type:
     body = dict(own)
     body.update(methods)
     body.setdefault("__match_args__", names)
+    body[_MARK] = names
     if body.get("__doc__") is None:
         body["__doc__"] = f"{cls.__name__}({', '.join(names)})"
     if slots:
@@ -275,6 +287,7 @@ def _build(cls: type, frozen: bool, eq: bool, slots: bool) -> type:
                     setattr(cls, name, value.default)
         if "__match_args__" not in own:
             setattr(cls, "__match_args__", names)  # noqa: B010  (mypy: a type has none)
+        setattr(cls, _MARK, names)
         if own.get("__doc__") is None:
             cls.__doc__ = body["__doc__"]
         made = cls

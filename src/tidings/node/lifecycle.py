@@ -22,7 +22,6 @@ from tidings.errors import ListenError, UsageError, first_error
 from tidings.node.daemon import Node
 from tidings.node.home import Home, private_file
 from tidings.node.log import Logger, short_key
-from tidings.node.memory import tune_allocator
 from tidings.node.options import NodeOptions, format_address
 from tidings.node.state import NodeState
 from tidings.storage.blobs import BlobStore
@@ -111,8 +110,6 @@ async def run_node(home: Home, options: NodeOptions, *,
     def prepare() -> tuple[Node, str]:
         home.init()
         return assemble_node(home, options, log), home.api_token()
-
-    tune_allocator()  # (a node process: its large buffers reused, node/memory.py)
 
     held = (await trio.to_thread.run_sync(home.lock) if lock or options.api is not None
             else None)

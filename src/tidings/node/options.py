@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tidings.core.ids import FeedId
-from tidings.core.records import record
 from tidings.errors import InvalidId, UsageError
 from tidings.replication.blob_fetch import DEFAULT_FETCH_LIMIT, BlobPolicy, parse_size
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
@@ -100,7 +99,7 @@ def _ipv4(text: str) -> str:
                          "(the address of the interface to use, or 0.0.0.0)") from None
 
 
-@record(frozen=False, slots=False)
+@dataclass
 class NodeOptions:
     """Everything that decides how a node runs. The defaults are the node's defaults."""
 

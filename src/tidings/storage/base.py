@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from tidings.core.ids import FeedId
-from tidings.core.records import record
 
 
 class StoredEntry(NamedTuple):
@@ -39,7 +39,7 @@ def take_within(rows: Iterable[StoredEntry], max_bytes: int | None) -> list[Stor
     return taken
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class FeedInfo:
     feed: FeedId
     latest_seq: int

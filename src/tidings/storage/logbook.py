@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 
 from tidings.core.bundle import (
     HEADER,
@@ -45,7 +45,6 @@ from tidings.core.entry import (
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
 from tidings.core.lipmaa import certificate_pool, link_target, links_needed
-from tidings.core.records import record
 from tidings.core.verify import (
     Anchor,
     RebuiltRun,
@@ -105,7 +104,7 @@ def _rows(entries: Sequence[Entry], payloads: Sequence[bytes | None]) -> list[St
     return [StoredEntry(e.seq, e.hash, e.raw, p) for e, p in zip(entries, payloads, strict=True)]
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     """What :meth:`Logbook.ingest` did with a run.
 
@@ -134,7 +133,7 @@ class IngestResult:
         return self
 
 
-@record(frozen=False)
+@dataclass(slots=True)
 class ImportResult:
     """What an import stored before it finished or hit ``error``."""
 
@@ -147,7 +146,7 @@ class ImportResult:
     identity_events: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-@record
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     feed: FeedId
     entries: int

@@ -102,6 +102,8 @@ def signatures_hold_split(author: bytes, signed: Sequence[tuple[bytes, bytes]]) 
     job = _Job(author, signed[:half])
     _the_helper().jobs.put(job)
     here = signatures_hold(author, signed[half:])
+    if job.take():  # not begun: the helper is busy with checks ahead, run it here
+        job.run()
     return job.wait() and here
 
 
