@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.embed_helpers import PATIENCE
 from tests.nodes import NodeProcess, wait_for
 from tests.test_cli import ok, tidings
 from tidings import FeedId, Identity, Logbook, SqliteStore
 from tidings.core.entry import Entry
+from tidings.errors import UsageError
 from tidings.node.home import Home
 from tidings.node.publishing import GroupCommit, Publish, Written
 
@@ -354,3 +356,46 @@ def test_kill_9_during_concurrent_http_publishes_keeps_every_acknowledged_entry(
         assert sorted(stored) == list(range(1, len(stored) + 1))
         missing = {seq: value for seq, value in acked.items() if stored.get(seq) != value}
         assert not missing, f"acknowledged but not stored as answered: {sorted(missing)[:10]}"
+
+
+async def test_a_closed_group_commit_fails_what_it_has_not_written_after_its_writer_ends(
+        tmp_path: Path) -> None:
+    """When the node stops, the store closes once the commit being written ends; a
+    publish waiting for the next commit, or made after, fails with a UsageError and
+    nothing more is written (commits run as system tasks, outside the node's nursery)."""
+    book = Book(tmp_path / "s.db")
+    commits = book.commits = GroupCommit(trio.Lock(), book.write, lambda: None)
+    await commits.publish(b"first", "group")
+    book.say_durable = True
+    book.after_commit = threading.Event()  # (the writer waits after its commit)
+    outcomes: dict[str, int | BaseException] = {}
+    closed = trio.Event()
+
+    async def one(name: str, payload: bytes) -> None:
+        try:
+            outcomes[name] = (await commits.publish(payload, "group")).seq
+        except UsageError as exc:
+            outcomes[name] = exc
+
+    async def close() -> None:
+        await commits.aclose()
+        closed.set()
+
+    with trio.fail_after(PATIENCE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, "written", b"a")
+            while not book.durable_groups:
+                await trio.sleep(0.001)
+            nursery.start_soon(one, "late", b"b")  # the next commit: waits for the writer
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(close)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not closed.is_set()  # the writer still runs
+            book.after_commit.set()
+    assert closed.is_set()
+    assert outcomes["written"] == 2
+    assert isinstance(outcomes["late"], UsageError)
+    with pytest.raises(UsageError, match="stopped"):
+        await commits.publish(b"after", "group")
+    assert book.groups == [1, 1]  # nothing written once closed
+    book.logbook.store.close()

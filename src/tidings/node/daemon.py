@@ -588,6 +588,11 @@ class Node:
         """
         return await self._group_commit.publish(payload, log_id, answer)
 
+    async def stop_publishing(self) -> None:
+        """Refuse publishes from now on (UsageError) and wait for the commit being
+        written: call it before the store closes."""
+        await self._group_commit.aclose()
+
     def _publish_batch(self, requests: Sequence[Publish]) -> Written:
         """Write ``requests`` in one transaction (in the worker thread).
         A publish refused before it writes (a bad payload, an ended log) fails

@@ -154,6 +154,8 @@ async def run_node(home: Home, options: NodeOptions, *,
         if failure is not None:
             raise failure
     finally:
+        with trio.CancelScope(shield=True):  # (a commit's task outlives the nursery)
+            await node.stop_publishing()
         if embedded.api_url is not None:
             _remove_api_file(home, embedded.api_url)
         node.logbook.store.close()

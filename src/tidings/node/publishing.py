@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import trio
 
 from tidings.core.entry import Entry
+from tidings.errors import UsageError
 
 
 @dataclass(eq=False, slots=True)
@@ -73,9 +74,10 @@ Written = Sequence[tuple[Publish, Entry | BaseException]]
 @dataclass(eq=False, slots=True)
 class _Commit:
     """One commit: ``answered`` once the publishes it took know their outcome (as soon
-    as it is durable)."""
+    as it is durable), ``ended`` once its task has ended (its writer too)."""
 
     answered: trio.Event = field(default_factory=trio.Event)
+    ended: trio.Event = field(default_factory=trio.Event)
     #: The publishes it took.
     group: list[Publish] = field(default_factory=list)
 
@@ -109,10 +111,14 @@ class GroupCommit:
         #: Held while answers are made ready (event loop) or taken to be sent (the
         #: writer's thread, :meth:`durable`), and while a leaving publisher drops its own.
         self._answers = threading.Lock()
+        #: Set by :meth:`aclose`: nothing more is written.
+        self._closed = False
 
     async def publish(self, payload: bytes, log_id: str, answer: Answer | None = None) -> Entry:
         """``payload`` appended to ``log_id``; returns once the entry is durable.
         ``answer`` (optional) prepares and sends the publisher's answer (see above)."""
+        if self._closed:
+            raise _stopped()
         request = Publish(payload, log_id, answer=answer)
         self._waiting.append(request)
         self._since += 1
@@ -138,6 +144,15 @@ class GroupCommit:
         assert request.entry is not None
         return request.entry
 
+    async def aclose(self) -> None:
+        """Stop: a publish not written yet (or made from now on) raises UsageError, and
+        this returns once the commit being written, if any, has ended: the store may
+        close then. (Commits run as system tasks, outside the node's nursery.)"""
+        self._closed = True
+        self._all_back.set()  # (a commit gathering its group stops waiting)
+        while (commit := self._writing or self._open) is not None:
+            await commit.ended.wait()
+
     async def _lead(self, commit: _Commit) -> None:
         try:
             async with self._lock:
@@ -150,6 +165,7 @@ class GroupCommit:
             if self._open is commit:  # (it ended before it took any: the next will)
                 self._open = None
             commit.answered.set()
+            commit.ended.set()
 
     async def _commit(self, commit: _Commit) -> None:
         if self._since < self._answered:
@@ -157,6 +173,10 @@ class GroupCommit:
                 await self._all_back.wait()
         group = commit.group = self._waiting
         self._waiting, self._open = [], None
+        if self._closed:  # (the node stops: the store is about to close)
+            for request in group:
+                request.error = _stopped()
+            return
         # (Those that come from now on are for the next commit.)
         self._answered, self._since, self._all_back = len(group), 0, trio.Event()
         self._token = trio.lowlevel.current_trio_token()
@@ -254,3 +274,7 @@ class GroupCommit:
                 with self._answers:
                     if request.answer is not None:  # (not left meanwhile)
                         request.send = send
+
+
+def _stopped() -> UsageError:
+    return UsageError("the node has stopped: publish while it runs (inside open_node)")
