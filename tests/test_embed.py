@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -190,6 +191,29 @@ async def test_a_subscription_starts_when_subscribe_is_called(author: EmbeddedNo
         await eventually(lambda: subscription.cursor is not None, "the read to start")
         await author.publish(b"published while reading", log="notes")
     assert seqs(first) == [1]
+
+
+async def test_a_subscription_from_now_opened_once_a_publish_returned_starts_after_it(
+        author: EmbeddedNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish returns once durable, while its writer still finishes (group commit,
+    node/publishing.py): what a subscription "from now" counts as now already
+    includes that entry. (Found as an SSE stream from now that began with it.)"""
+    node = author._node
+    writer_may_finish = threading.Event()
+    refresh = node.replicator.refresh_local
+
+    def slow_refresh(feeds: Any) -> None:  # the writer's work after the commit
+        writer_may_finish.wait(PATIENCE)
+        refresh(feeds)
+
+    monkeypatch.setattr(node.replicator, "refresh_local", slow_refresh)
+    try:
+        await author.publish(b"answered before its writer ended", log="notes")
+        subscription = author.subscribe(own=True)
+    finally:
+        writer_may_finish.set()
+    await author.publish(b"published after subscribe()", log="notes")
+    assert seqs(await take(subscription, 1)) == [2]
 
 
 async def test_a_slow_consumer_loses_nothing_and_holds_one_page_at_a_time(

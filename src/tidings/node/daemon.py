@@ -608,11 +608,16 @@ class Node:
                 except (TidingsError, TypeError) as exc:  # raised before any write
                     written.append((request, exc))
             self._group_commit.written(written)  # (answers are prepared during the fsync)
+            feeds = list(dict.fromkeys(
+                entry.feed for _, entry in written if isinstance(entry, Entry)))
+            arrival = self.logbook.store.last_arrival() if feeds else None
+        if arrival is not None:
+            # Before any answer goes: a subscription "from now" that a publisher opens
+            # once answered starts after its entry (embed/facade.py subscribe).
+            self.last_arrival = arrival
         self._group_commit.durable(written)  # (and sent from here once it is durable)
-        feeds = list(dict.fromkeys(entry.feed for _, entry in written if isinstance(entry, Entry)))
         if feeds:
             self.replicator.refresh_local(feeds)
-            self.last_arrival = self.logbook.store.last_arrival()
         return written
 
     def _published(self) -> None:
