@@ -165,11 +165,12 @@ async def echo(request: Request) -> Response:
 
 
 async def exchange(data: bytes, *, until: int,
-                   handler: Callable[[Request], Awaitable[Response]] = echo) -> bytes:
+                   handler: Callable[[Request], Awaitable[Response]] = echo,
+                   check_head: Callable[[Request], Response | None] | None = None) -> bytes:
     """Send ``data`` on a fresh connection; read until ``until`` answers came whole
     or the server closed."""
     async with trio.open_nursery() as nursery:
-        server = HttpServer(handler)
+        server = HttpServer(handler, check_head=check_head)
         _, port = await nursery.start(server.serve, "127.0.0.1", 0)
         with trio.fail_after(60):  # a hang guard
             stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -264,23 +265,10 @@ async def test_a_repeated_head_is_read_and_checked_once_and_any_other_again() ->
         request.headers["mine"] = "changed"  # (a handler's change is its request's own)
         return await echo(request)
 
-    async with trio.open_nursery() as nursery:
-        server = HttpServer(handler, check_head=check)
-        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
-        with trio.fail_after(60):  # a hang guard
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            same = b"POST /p HTTP/1.1\r\nHost: x\r\nAuthorization: ok\r\nContent-Length: 3\r\n\r\n"
-            await stream.send_all(same + b"one" + same + b"two" + same + b"abc"
-                                  + same.replace(b"3", b"4") + b"four"
-                                  + same.replace(b"ok", b"no") + b"bad")
-            received = b""
-            while True:
-                more = await stream.receive_some(65536)
-                if not more:
-                    break
-                received += more
-            await stream.aclose()
-        nursery.cancel_scope.cancel()
+    same = b"POST /p HTTP/1.1\r\nHost: x\r\nAuthorization: ok\r\nContent-Length: 3\r\n\r\n"
+    received = await exchange(  # (read until the server closes, after the refusal)
+        same + b"one" + same + b"two" + same + b"abc" + same.replace(b"3", b"4") + b"four"
+        + same.replace(b"ok", b"no") + b"bad", until=6, handler=handler, check_head=check)
     assert [b["body"] for b in bodies(received)] == ["one", "two", "abc", "four"]
     assert received.count(b"HTTP/1.1 200 OK") == 4
     assert b"HTTP/1.1 401 Unauthorized" in received and b"Connection: close" in received
