@@ -318,6 +318,17 @@ def test_a_message_the_decoder_refuses_is_refused_by_the_channel() -> None:
 
 # -- any chunking --------------------------------------------------------------------
 
+def sealed(initiator: Channel, sent: list[tuple[Message, bool]]) -> bytes:
+    """The bytes of ``sent`` as the initiator frames them: each message with those
+    before it since the last flush (a True), the rest at the end."""
+    stream = b""
+    for message, flush in sent:
+        initiator.send(message)
+        if flush:
+            stream += initiator.data_to_send()
+    return stream + initiator.data_to_send()
+
+
 @settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.tuples(any_message, st.booleans()), min_size=1, max_size=8),
@@ -331,12 +342,7 @@ def test_any_chunking_of_a_message_stream_yields_the_same_messages(
     initiator.start()
     responder.receive_data(initiator.data_to_send())
     initiator.receive_data(responder.data_to_send())
-    stream = b""  # message 3 leads it
-    for message, flush in sent:
-        initiator.send(message)
-        if flush:
-            stream += initiator.data_to_send()
-    stream += initiator.data_to_send()
+    stream = sealed(initiator, sent)  # message 3 leads it
     received: list[Message] = []
     start = cut = 0
     while start < len(stream):
@@ -359,12 +365,7 @@ def test_reads_through_one_reused_buffer_yield_the_same_messages(
     the next read overwrites, so the channel must keep nothing of it (frames cut
     anywhere, in their length or body, across reads of any size)."""
     initiator, responder = established()
-    stream = b""
-    for message, flush in sent:
-        initiator.send(message)
-        if flush:
-            stream += initiator.data_to_send()
-    stream += initiator.data_to_send()
+    stream = sealed(initiator, sent)
     buffer = bytearray(max(sizes))
     received: list[Message] = []
     start = cut = 0
