@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter, methodcaller
 
 from tidings.core.blob import BlobId, InvalidBlob
 from tidings.core.ids import FeedId
@@ -101,10 +102,16 @@ def parse_size(text: str) -> int:
     return int(value * _UNITS[unit])
 
 
+#: Whether a payload may attach a blob: a post's attachment names its blob under this
+#: key, so a payload without these bytes attaches none (most payloads).
+_may_attach = methodcaller("__contains__", b"blob")
+_payload_of = itemgetter(1)  # of an item (entry bytes, payload or None)
+
+
 def blobs_in(payload: bytes | None) -> list[tuple[BlobId, str]]:
     """The blobs a payload's post attaches, with their media types (cheaply: most
     payloads never mention a blob)."""
-    if payload is None or b"blob" not in payload:
+    if payload is None or not _may_attach(payload):
         return []
     from tidings.core.content import Post, decode  # (here: a sync starts without it)
 
@@ -210,8 +217,9 @@ class BlobFetcher:
                 self.schedule(peer)
 
     def scan(self, feed: FeedId, items: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """New entries of ``feed``: want the blobs their posts attach, by policy."""
-        for _, payload in items:
+        """New entries of ``feed``: want the blobs their posts attach, by policy. (The
+        payloads that may attach one are found in one C-level pass over the run.)"""
+        for payload in filter(_may_attach, filter(None, map(_payload_of, items))):
             for blob, _media in blobs_in(payload):
                 if blob not in self.wants and self.policy.accepts(feed, blob.size) \
                         and not self.store.has(blob) and not self.store.was_removed(blob):

@@ -81,10 +81,6 @@ from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
 from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
 
 _payload_of = operator.itemgetter(1)  # of an item (entry bytes, payload or None)
-#: Whether a payload may attach a blob: ``blobs_in`` finds none in a payload without
-#: these bytes. Asked of a received run in one C-level pass before the blob fetcher
-#: reads each payload (most runs attach nothing).
-_names_a_blob = operator.methodcaller("__contains__", b"blob")
 
 #: Bytes of entries read per batch when streaming: big enough to amortise one
 #: store read and one signature check, small enough to interleave feeds.
@@ -782,8 +778,7 @@ class Replicator:
             gone = self.quota.stored(feed, size * added // len(event.items))
         else:
             gone = []
-        if added and self.blobs is not None and any(
-                map(_names_a_blob, filter(None, map(_payload_of, event.items)))):
+        if added and self.blobs is not None:
             self.blobs.scan(feed, event.items)
         if added:
             new_head = result.head
