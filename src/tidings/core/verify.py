@@ -343,8 +343,12 @@ SignatureCheck = Callable[[bytes, Sequence[tuple[bytes, bytes]]], bool]
 def signed_pairs(run: RebuiltRun) -> list[tuple[bytes, bytes]]:
     """``(signature, body)`` of each signed entry of ``run``: what C4 checks (a signed
     entry's bytes end in its signature, the rest is the body it signs)."""
-    return _signed_pairs(run.raws, compress(range(len(run.raws)),
-                                            map(and_, run.flags, repeat(FLAG_SIGNED))))
+    return _signed_pairs(run.raws, _signed_indexes(run.flags))
+
+
+def _signed_indexes(flags: Sequence[int]) -> list[int]:
+    """The indexes of a run's signed entries (one C-level pass over its flags)."""
+    return list(compress(range(len(flags)), map(and_, flags, repeat(FLAG_SIGNED))))
 
 
 def _signed_pairs(raws: Sequence[bytes], signed: Iterable[int]) -> list[tuple[bytes, bytes]]:
@@ -385,7 +389,7 @@ def extend_rebuilt(
             return None
     if FLAG_SIGNED | FLAG_END_OF_LOG in flags[:-1]:  # C3: an end of log before the last
         return None
-    signed = list(compress(range(count), map(and_, flags, repeat(FLAG_SIGNED))))
+    signed = _signed_indexes(flags)
     # C5: each stretch of unsigned entries, from the anchor's (before the first
     # signed entry) or from a signed entry's, up to the next signed entry or the end.
     # The counts only grow along a stretch, so its end is where it is largest.
