@@ -45,6 +45,9 @@ class Book:
         self.durable_groups: list[int] = []
 
     def write(self, requests: Sequence[Publish]) -> Written:
+        # (What this writer waits for, and raises, are read as it starts: a test's next
+        # round sets new ones while the last writer of this round may still be running.)
+        after_commit, fail_after = self.after_commit, self.fail_after
         written: list[tuple[Publish, Entry | BaseException]] = []
         with self.logbook.store.transaction():
             for request in requests:
@@ -57,10 +60,10 @@ class Book:
         if self.say_durable and self.commits is not None:
             self.durable_groups.append(len(written))
             self.commits.durable(written)
-            if self.after_commit is not None:
-                self.after_commit.wait(PATIENCE)
-            if self.fail_after is not None:
-                raise self.fail_after
+            if after_commit is not None:
+                after_commit.wait(PATIENCE)
+            if fail_after is not None:
+                raise fail_after
         return written
 
     def durable(self, entry: Entry) -> bool:
