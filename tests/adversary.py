@@ -33,7 +33,8 @@ from tidings.node.daemon import Connection, Node, NodeOptions
 from tidings.node.log import Logger
 from tidings.node.state import NodeState
 from tidings.replication.session import Session
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, MAX_FRAME_PLAINTEXT, Channel
+from tidings.transport.channel import MAX_FRAME_PLAINTEXT, Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import (
     VERSIONS,
     Clock,

@@ -51,7 +51,8 @@ from tidings.core.lipmaa import link_target
 from tidings.errors import PeerError
 from tidings.node.state import NodeState
 from tidings.replication.session import MAX_UNSOLICITED
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE, Channel
+from tidings.transport.channel import PROLOGUE, Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.compact import expand_run
 from tidings.wire.messages import (
     EAGER,

@@ -12,7 +12,8 @@ from tidings import Logbook, MemoryStore
 from tidings.core.blob import CHUNK_SIZE, BlobId
 from tidings.core.content import Attachment, Post, encode
 from tidings.errors import InvalidData
-from tidings.replication.blob_fetch import BlobPolicy, BlobStored
+from tidings.replication.blob_fetch import BlobStored
+from tidings.replication.blob_policy import BlobPolicy
 from tidings.replication.replicator import Replicator
 from tidings.storage.blobs import BlobStore
 from tidings.wire.messages import BlobData

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from tidings.core.entry import MAX_PAYLOAD_SIZE
 from tidings.errors import BadFrame, HandshakeFailed, MalformedMessage, MessageTooLarge
 from tidings.transport.channel import (
-    DEFAULT_NETWORK_KEY,
     MAX_FRAME_PLAINTEXT,
     PROLOGUE,
     Channel,
     public_key,
 )
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.transport.noise import TAG_LEN, CipherState, NoiseHandshake
 from tidings.wire.messages import (
     MAX_MESSAGE_SIZE,

@@ -28,7 +28,8 @@ from tidings.core.verify import (
 from tidings.errors import BadSignature, InvalidData, MalformedMessage
 from tidings.replication.session import MAX_UNSOLICITED, EntriesReceived, Failed, Session
 from tidings.storage.base import StoredEntry
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.compact import (
     compact_run,
     expand_run,

@@ -16,7 +16,7 @@ from tidings.transport.beacon import (
     make_beacon,
     read_beacon,
 )
-from tidings.transport.channel import DEFAULT_NETWORK_KEY
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 
 PRIVATE = bytes(range(32))
 

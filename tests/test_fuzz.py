@@ -75,7 +75,8 @@ from tidings.errors import (
 )
 from tidings.replication.replicator import Replicator
 from tidings.replication.session import TERMINAL, Authenticated, Failed, Session
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import (
     EAGER,
     WANT,

@@ -25,7 +25,8 @@ from tidings.errors import PeerError
 from tidings.node.home import Home
 from tidings.replication.clock import LocalClock
 from tidings.replication.session import Authenticated, Session
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import MAX_MESSAGE_SIZE, Entries, ErrorMessage
 
 #: Every test here starts real processes (see tests/conftest.py).

@@ -18,7 +18,8 @@ import pytest
 from noise.connection import Keypair, NoiseConnection
 
 from tests.nodes import running
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, PROLOGUE
+from tidings.transport.channel import PROLOGUE
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import VERSIONS, Clock, Hello, decode_message
 
 #: Every test here starts real processes (see tests/conftest.py).

@@ -44,7 +44,8 @@ from tidings.replication.session import MAX_UNSOLICITED, Session, SessionState
 from tidings.storage.base import StoredEntry
 from tidings.storage.logbook import FOLLOWS_LOG
 from tidings.storage.sqlite import SEQ_MASK
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import (
     EAGER,
     VERSIONS,

@@ -31,7 +31,8 @@ from tidings.replication.session import (
     Session,
     SessionState,
 )
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.compact import compact_run
 from tidings.wire.messages import (
     VERSIONS,

@@ -21,11 +21,11 @@ from tidings.replication.clock import LocalClock, clock_digest
 from tidings.replication.session import TERMINAL, Authenticated, Failed, Session
 from tidings.transport.beacon import BEACON_SIZE, make_beacon, read_beacon
 from tidings.transport.channel import (
-    DEFAULT_NETWORK_KEY,
     PROLOGUE,
     Channel,
     public_key,
 )
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.transport.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
 from tidings.wire.messages import (
     Clock,

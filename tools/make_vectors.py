@@ -59,11 +59,11 @@ from tidings.replication.clock import LocalClock, clock_digest
 from tidings.replication.session import Session
 from tidings.transport.beacon import make_beacon
 from tidings.transport.channel import (
-    DEFAULT_NETWORK_KEY,
     PROLOGUE,
     Channel,
     public_key,
 )
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.transport.noise import PROTOCOL_NAME, CipherState, NoiseHandshake
 from tidings.wire.messages import (
     EAGER,

@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable
 
 from tidings.cli.common import EXIT_OK, CommandError, entry_json, err, feed_arg, print_json
-from tidings.cli.reading import printable
 from tidings.core.blob import BlobId
 from tidings.core.content import (
     About,
@@ -31,7 +30,6 @@ from tidings.core.content import (
 )
 from tidings.core.ids import check_log_id
 from tidings.errors import InvalidContent, InvalidId
-from tidings.http.feedview import ABOUT_LOG, about_of
 from tidings.node.home import Home
 from tidings.storage.logbook import Logbook
 
@@ -131,22 +129,13 @@ def argv_bytes(text: str) -> bytes:
     return os.fsencode(text)
 
 
-def add_publish_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--title", metavar="TITLE", help="make a post with this title")
-    p.add_argument("--tag", action="append", metavar="TAG",
-                   help="make a post with this tag (repeat for more)")
-    p.add_argument("--link", action="append", metavar="URL",
-                   help="make a post that links to this http(s) URL (repeat for more)")
-    p.add_argument("--reply-to", metavar="FEED:SEQ",
-                   help="make a post that answers entry SEQ of FEED (a feed id or a log name)")
-    p.add_argument("--binary", action="store_true",
-                   help="publish the bytes as they are (default: UTF-8 text, not blank)")
-
-
 # -- about ----------------------------------------------------------------------------
 
 
 def cmd_about(args: argparse.Namespace, home: Home) -> int:
+    # (Here, as printable in _print_about: `tidings publish` loads this module too.)
+    from tidings.http.feedview import ABOUT_LOG, about_of
+
     book = home.open_logbook(need_identity=_changes(args))
     try:
         if book.identity is None:
@@ -235,6 +224,8 @@ def _about_json(about: About | None) -> dict[str, object] | None:
 
 
 def _print_about(args: argparse.Namespace, about: About | None) -> int:
+    from tidings.cli.reading import printable
+
     if args.json:
         print_json(_about_json(about))
         return EXIT_OK
@@ -281,6 +272,6 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.set_defaults(run=cmd_about)
 
 
-__all__ = ["add_commands", "add_publish_arguments", "argv_bytes", "check_line",
+__all__ = ["add_commands", "argv_bytes", "check_line",
            "check_publish_args", "payload_of", "text_of", "wants_post"]
 

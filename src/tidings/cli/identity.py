@@ -556,7 +556,8 @@ def bundle_contents(home: Home, book: Logbook, text: str
     """What `tidings export` writes for an author (``ti1...[:log]``): the device feeds
     of those logs held here (every log but none named), and the identity's log; None
     for a feed."""
-    from tidings.node.identities import is_identity_text, parse_target
+    from tidings.core.ids import is_identity_text
+    from tidings.node.identities import parse_target
 
     if not is_identity_text(text):
         return None

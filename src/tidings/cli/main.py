@@ -357,11 +357,13 @@ def _positive(text: str) -> int:
     return value
 
 
-#: The module of tidings.cli that adds each command (the others are this module's):
-#: a command loads its own module alone, so `tidings sync` imports neither the
-#: content types nor the identities nor the HTTP side (tests/test_cli.py checks
-#: this table against the commands each module adds).
+#: The module of tidings.cli that adds each command ("main": this module): a command
+#: loads its own module alone, so `tidings sync` imports neither the content types nor
+#: the identities nor the HTTP side, and `tidings publish` none of the node's modules
+#: (tests/test_cli_startup.py checks this table against the commands each module adds).
 COMMAND_MODULES = {
+    **dict.fromkeys(("init", "whoami", "publish", "feeds", "export", "import", "verify",
+                     "delete-payload", "forks"), "main"),
     **dict.fromkeys(("status", "serve-feeds"), "api"),
     "about": "authoring",
     "blob": "blobs",
@@ -396,9 +398,23 @@ def _add_module_commands(module: str, command: Callable[..., argparse.ArgumentPa
         add(command)
 
 
+def _add_publish_arguments(p: argparse.ArgumentParser) -> None:
+    """What makes ``publish`` write a post (cli/authoring.py reads them)."""
+    p.add_argument("--title", metavar="TITLE", help="make a post with this title")
+    p.add_argument("--tag", action="append", metavar="TAG",
+                   help="make a post with this tag (repeat for more)")
+    p.add_argument("--link", action="append", metavar="URL",
+                   help="make a post that links to this http(s) URL (repeat for more)")
+    p.add_argument("--reply-to", metavar="FEED:SEQ",
+                   help="make a post that answers entry SEQ of FEED (a feed id or a log name)")
+    p.add_argument("--binary", action="store_true",
+                   help="publish the bytes as they are (default: UTF-8 text, not blank)")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with ``only`` (a module of COMMAND_MODULES), just the
-    commands that module adds (what running one of them needs)."""
+    commands that module adds (what running one of them needs): the whole has this
+    module's commands in two parts, with authoring's and reading's between them."""
     parser = argparse.ArgumentParser(
         prog="tidings",
         description="Signed, append-only logs: publish, follow, replicate, verify, export.",
@@ -417,10 +433,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print JSON (one object a line)")
         return p
 
-    if only is not None:
+    if only is not None and only != "main":
         _add_module_commands(only, command)
         return parser
-    from tidings.cli import authoring
 
     p = command("init", "create the home directory and a new identity (keeps an existing one)")
     p.set_defaults(run=cmd_init)
@@ -437,13 +452,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                    help="publish each line of standard input as its own entry")
     p.add_argument("--end", action="store_true",
                    help="make this the log's last entry (end of log)")
-    authoring.add_publish_arguments(p)
+    _add_publish_arguments(p)
     p.add_argument("--attach", action="append", metavar="FILE", default=[],
                    help="attach a file of any size (audio, video, PDF, image...) as a blob; "
                         "TEXT is the post's text (repeat for several files)")
     p.set_defaults(run=cmd_publish)
-    _add_module_commands("authoring", command)
-    _add_module_commands("reading", command)
+    if only is None:
+        _add_module_commands("authoring", command)
+        _add_module_commands("reading", command)
 
     p = command("feeds", "list the feeds in the store with their latest seq")
     p.set_defaults(run=cmd_feeds)
@@ -469,8 +485,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = command("forks", "list the fork proofs in the store")
     p.set_defaults(run=cmd_forks)
-    for module in ("node", "api", "corrections", "import_feed", "identity", "blobs"):
-        _add_module_commands(module, command)
+    if only is None:
+        for module in ("node", "api", "corrections", "import_feed", "identity", "blobs"):
+            _add_module_commands(module, command)
     return parser
 
 

@@ -301,10 +301,11 @@ def _followed_feed(text: str, home: Home) -> FeedId:
 
 
 def cmd_follow(args: argparse.Namespace, home: Home, follow: bool = True) -> int:
-    from tidings.cli.follow import follow_identity
-    from tidings.node.identities import is_identity_text
+    from tidings.core.ids import is_identity_text
 
     if is_identity_text(args.feed):  # an author (spec/12): every device's feeds
+        from tidings.cli.follow import follow_identity  # (here: a feed's follow loads less)
+
         return follow_identity(args.feed, home, follow)
     text = args.feed.strip()
     if text.startswith("ta1"):  # one key's log: ta1...:LOG is the feed tf1..._LOG

@@ -225,10 +225,11 @@ def view_entries(entries: list[tuple[Entry, bytes | None]]
 
 
 def cmd_show(args: argparse.Namespace, home: Home) -> int:
-    from tidings.cli.follow import show_merged
-    from tidings.node.identities import is_identity_text
+    from tidings.core.ids import is_identity_text
 
     if is_identity_text(args.feed):  # an author's merged stream (spec/12 §7.3)
+        from tidings.cli.follow import show_merged  # (here: a feed's show loads less)
+
         return show_merged(args, home)
     book = home.open_logbook()
     try:
@@ -363,9 +364,10 @@ def cmd_watch(args: argparse.Namespace, home: Home) -> int:
 def _stream_items(text: str, book: Any) -> list[str]:
     """``--feed`` of watch: a feed (id, log or prefix), or an author (``ti1...``,
     ``ti1...:log1,log2`` or an invite): the ``/v1/events?feeds=`` items for it."""
+    from tidings.core.ids import is_identity_text
     from tidings.core.kel import format_identity
     from tidings.errors import UsageError
-    from tidings.node.identities import is_identity_text, parse_target
+    from tidings.node.identities import parse_target
 
     if not is_identity_text(text.strip()):
         return [str(feed_arg(text, book))]

@@ -19,6 +19,9 @@ from tidings.errors import InvalidId
 
 AUTHOR_PREFIX = "ta1"
 FEED_PREFIX = "tf1"
+#: An author's identity (spec/12; core/kel.py) and an invite to follow one (core/invite.py).
+IDENTITY_PREFIX = "ti1"
+INVITE_PREFIX = "tinv1"
 KEY_SIZE = 32
 CHECKSUM_SIZE = 2
 #: 34 bytes (key + checksum) in unpadded base32.
@@ -252,3 +255,10 @@ class FeedId:
 _set_author_key = vars(FeedId)["author_key"].__set__
 _set_log_id = vars(FeedId)["log_id"].__set__
 _set_hash = vars(FeedId)["_hash"].__set__
+
+
+def is_identity_text(text: str) -> bool:
+    """Whether ``text`` names an author's identity (``ti1...``, an invite ``tinv1...``)
+    rather than a feed: which way a command that takes either reads it."""
+    text = text.strip()
+    return text.startswith(IDENTITY_PREFIX) or text.startswith(INVITE_PREFIX)

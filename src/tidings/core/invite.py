@@ -24,7 +24,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tidings.core.entry import strict_cbor_item
-from tidings.core.ids import INPUT_WHITESPACE, KEY_SIZE, LOG_ID_PATTERN
+from tidings.core.ids import INPUT_WHITESPACE, INVITE_PREFIX, KEY_SIZE, LOG_ID_PATTERN
 from tidings.core.kel import (
     SIG_SIZE,
     blake256,
@@ -37,7 +37,6 @@ from tidings.core.kel import (
 )
 from tidings.errors import MalformedEntry, UsageError
 
-INVITE_PREFIX = "tinv1"
 PAIRING_PREFIX = "tpair1"
 CHECKSUM_SIZE = 4
 #: Logs an invite names: a person's few public logs; the rest a reader finds later.

@@ -44,6 +44,7 @@ from tidings.core.entry import is_acceptable_author_key, strict_cbor_item
 from tidings.core.ids import (
     AUTHOR_PREFIX,
     FEED_PREFIX,
+    IDENTITY_PREFIX,
     INPUT_WHITESPACE,
     KEY_SIZE,
     KEY_TEXT_LEN,
@@ -91,7 +92,6 @@ DEVICE_CLAIM_TAG = "tidings/device/1"
 MAX_DISPUTED = 256
 MAX_PENDING = 256
 
-IDENTITY_PREFIX = "ti1"
 
 #: Statuses of an event in a fold that are not refusals.
 APPLIED = "applied"

@@ -20,7 +20,7 @@ from tidings.core import content as content_types
 from tidings.core.blob import CHUNK_SIZE, BlobId
 from tidings.core.content import Attachment
 from tidings.core.entry import Entry, decode_entry
-from tidings.core.ids import AuthorId, FeedId
+from tidings.core.ids import AuthorId, FeedId, is_identity_text
 from tidings.core.kel import format_identity
 from tidings.core.media import duration_of, media_type_of
 from tidings.embed.subscriptions import Chosen, Followed, Subscription, Tail, attributed
@@ -43,7 +43,7 @@ from tidings.errors import (
 )
 from tidings.node.daemon import Connection, Node
 from tidings.node.home import Home
-from tidings.node.identities import Target, is_identity_text, parse_target
+from tidings.node.identities import Target, parse_target
 from tidings.node.log import Logger
 from tidings.node.options import format_address, parse_address
 from tidings.node.publishing import Answer

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 from tidings.core.content import About, decode
 from tidings.core.entry import Entry
-from tidings.core.ids import FeedId, check_log_id
-from tidings.core.invite import INVITE_PREFIX, parse_invite_input
+from tidings.core.ids import INVITE_PREFIX, FeedId, check_log_id
+from tidings.core.invite import parse_invite_input
 from tidings.core.kel import (
-    IDENTITY_PREFIX,
     IdentityState,
     format_identity,
     parse_identity_input,
@@ -58,11 +57,6 @@ class Target:
     identity: bytes
     logs: tuple[str, ...] = ()
     addresses: tuple[tuple[str, int], ...] = ()
-
-
-def is_identity_text(text: str) -> bool:
-    text = text.strip()
-    return text.startswith(IDENTITY_PREFIX) or text.startswith(INVITE_PREFIX)
 
 
 def parse_target(text: str) -> Target:

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 from tidings.core.ids import FeedId
 from tidings.errors import InvalidId, UsageError
-from tidings.replication.blob_fetch import DEFAULT_FETCH_LIMIT, BlobPolicy, parse_size
+from tidings.replication.blob_policy import DEFAULT_FETCH_LIMIT, BlobPolicy, parse_size
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.transport.beacon import ANY_INTERFACE, MULTICAST_PORT
-from tidings.transport.channel import DEFAULT_NETWORK_KEY
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 
 DEFAULT_PORT = 7654
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_PORT}"

@@ -16,13 +16,14 @@ are kept); chunks a peer left out of an answer are asked of another.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter, methodcaller
 
 from tidings.core.blob import BlobId, InvalidBlob
 from tidings.core.ids import FeedId
-from tidings.errors import InvalidData, UsageError
+from tidings.errors import InvalidData
+from tidings.replication.blob_policy import BlobPolicy
 from tidings.replication.blob_session import (
     BlobChunksReceived,
     BlobHeld,
@@ -53,55 +54,6 @@ FLUSH_BYTES = 4 * 1024 * 1024
 #: Chunk bytes checked and not yet durable (write-behind: a batch being written and
 #: the next): past this no more chunks are asked for, so a slow disk bounds memory.
 MAX_UNWRITTEN = 4 * FLUSH_BYTES
-#: The default fetch policy: blobs up to 512 MiB (a 3-hour episode at 320 kbit/s
-#: is 430 MB); larger ones wait for an explicit `tidings blob get`.
-DEFAULT_FETCH_LIMIT = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BlobPolicy:
-    """Which attachments of replicated feeds to fetch: ``limit`` bytes at most (None:
-    all; 0: none), and per feed the same, overriding it."""
-
-    limit: int | None = DEFAULT_FETCH_LIMIT
-    feeds: Mapping[FeedId, int | None] = field(default_factory=dict)
-
-    def accepts(self, feed: FeedId, size: int) -> bool:
-        limit = self.feeds.get(feed, self.limit)
-        return limit is None or size <= limit
-
-    @staticmethod
-    def parse_limit(value: object) -> int | None:
-        """``"all"``, ``"none"``, a byte count, or a size such as ``"500MB"``, ``"2GiB"``."""
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        text = str(value).strip().lower().replace(" ", "")
-        if text == "all":
-            return None
-        if text == "none":
-            return 0
-        return parse_size(text)
-
-
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """``"500MB"``, ``"2GiB"``, ``"1048576"``: a number of bytes."""
-    text = str(text).strip().lower().replace(" ", "")
-    number = text.rstrip("kmgtib")
-    unit = text[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in _UNITS or value < 0:
-        raise UsageError(f"{text!r} is not a size: write bytes, or a number with KB, MB, "
-                         "GB, KiB, MiB or GiB (or 'all', 'none' for a fetch policy)")
-    return int(value * _UNITS[unit])
-
-
 #: Whether a payload may attach a blob: a post's attachment names its blob under this
 #: key, so a payload without these bytes attaches none (most payloads).
 _may_attach = methodcaller("__contains__", b"blob")

@@ -46,7 +46,8 @@ from tidings.errors import (
     StorageFull,
     UnsignedTail,
 )
-from tidings.replication.blob_fetch import BlobFetcher, BlobPolicy, BlobStored
+from tidings.replication.blob_fetch import BlobFetcher, BlobStored
+from tidings.replication.blob_policy import BlobPolicy
 from tidings.replication.blob_session import BlobChunksReceived, BlobHeld, BlobQueried
 from tidings.replication.clock import LocalClock
 from tidings.replication.identities import IdentityBook
@@ -77,7 +78,8 @@ from tidings.replication.session import (
 from tidings.storage.base import StoredEntry
 from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel, public_key
+from tidings.transport.channel import Channel, public_key
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
 
 _payload_of = operator.itemgetter(1)  # of an item (entry bytes, payload or None)

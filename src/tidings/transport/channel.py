@@ -19,7 +19,6 @@ message spans frames and small ones share a frame.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 from typing import cast
@@ -33,6 +32,7 @@ from tidings.errors import (
     MalformedMessage,
     MessageTooLarge,
 )
+from tidings.transport.network import NETWORK_KEY_SIZE
 from tidings.transport.noise import MAX_MESSAGE_LEN, TAG_LEN, CipherState, NoiseHandshake
 from tidings.wire.messages import (
     MAX_MESSAGE_SIZE,
@@ -45,9 +45,6 @@ from tidings.wire.messages import (
 PROLOGUE = b"tidings/transport/2"
 #: Handshake message 1: the initiator's ephemeral key and the tag of an empty payload.
 MESSAGE_1_SIZE = 32 + TAG_LEN
-NETWORK_KEY_SIZE = 32
-#: The network everyone is on unless they choose a private one.
-DEFAULT_NETWORK_KEY = hashlib.blake2b(b"tidings public network 1", digest_size=32).digest()
 #: Plaintext bytes one transport frame carries (Noise's message bound less the tag).
 MAX_FRAME_PLAINTEXT = MAX_MESSAGE_LEN - TAG_LEN
 _LENGTH = struct.Struct(">H")
