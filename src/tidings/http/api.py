@@ -745,7 +745,7 @@ async def _events(api: Api, request: Request, match: re.Match[str]) -> Response:
                 await send(b": keep-alive\n\n")
             caught_up = len(page) < PAGE_ENTRIES
 
-    return Response(200, content_type="text/event-stream", stream=stream,
+    return Response(200, content_type="text/event-stream", stream=stream, endless=True,
                     headers=[("Cache-Control", "no-store"), ("X-Accel-Buffering", "no")])
 
 

@@ -112,6 +112,9 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     #: Streams the body instead (then ``body`` is ignored): called with a send function.
     stream: Callable[[Send], Awaitable[None]] | None = None
+    #: The stream has no end (server-sent events): it may wait long between writes,
+    #: so the client hanging up ends it at once, not at its next write.
+    endless: bool = False
 
 
 #: One encoder for every answer (``json.dumps`` with an option builds one a call).
@@ -432,8 +435,11 @@ class HttpServer:
         if request is None or request.method != "HEAD":  # (HEAD: a GET's headers alone)
             writer = BodyWriter(stream, _chunk if chunked else _counted(length))
             try:
-                await response.stream(writer)
-                await writer.flush()
+                if response.endless:
+                    await _until_hangup(stream, writer, response.stream)
+                else:
+                    await response.stream(writer)
+                await writer.flush()  # (raises if the client hung up)
             finally:
                 writer.close()
             if chunked:
@@ -442,6 +448,34 @@ class HttpServer:
                 raise RuntimeError(f"a streamed body of {writer.written} bytes was declared "
                                    f"as {length}")
         return keep_alive
+
+
+async def _until_hangup(stream: trio.SocketStream, writer: BodyWriter,
+                        body: Callable[[Send], Awaitable[None]]) -> None:
+    """Run ``body`` until it ends or the client hangs up (the end of its side of the
+    connection, or a reset): then the writer closes and ``body`` is cancelled."""
+    with trio.CancelScope() as body_scope:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_close_at_hangup, stream, writer, body_scope)
+                await body(writer)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # (the body's own error, in the nursery's group)
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+
+async def _close_at_hangup(stream: trio.SocketStream, writer: BodyWriter,
+                           body_scope: trio.CancelScope) -> None:
+    try:
+        data = await stream.socket.recv(1, socket.MSG_PEEK)  # (waits; takes nothing)
+    except OSError:  # reset
+        data = b""
+    if data:
+        return  # the client sent more (its next request): read after this response
+    writer.close()
+    body_scope.cancel()
 
 
 def _keeps_alive(response: Response, request: RequestHead | None) -> bool:
