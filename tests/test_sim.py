@@ -1,7 +1,7 @@
 """The network simulator drives the real replicators; small runs here, large ones by hand.
 
 ``python -m tidings.sim --nodes 1000 --authors 100 --entries 100 --follows 20 --relays 10``
-is the large run (see benchmarks/README.md); these keep to a few seconds each.
+is the large run (README.md, "Simulating a network"); these keep to seconds each.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tidings.sim import SimConfig, run
+from tidings.sim import Report, SimConfig, Simulation, run
 
 #: Simulated networks of dozens of nodes: seconds each (see tests/conftest.py).
 pytestmark = pytest.mark.slow
@@ -21,8 +21,15 @@ pytestmark = pytest.mark.slow
 SMALL = SimConfig(nodes=60, authors=12, entries=30, follows=4, relays=3, seed=7)
 
 
-def test_a_learning_network_converges_with_little_redundancy() -> None:
-    report, sim = run(SMALL)
+@pytest.fixture(scope="module")
+def small() -> tuple[Report, Simulation]:
+    """One run of SMALL, which the tests below only read (seconds each run)."""
+    return run(SMALL)
+
+
+def test_a_learning_network_converges_with_little_redundancy(
+        small: tuple[Report, Simulation]) -> None:
+    report, sim = small
     assert report.converged, report
     assert report.entries_delivered == report.entries_needed > 0
     assert report.redundancy <= 1.5
@@ -35,8 +42,9 @@ def test_a_learning_network_converges_with_little_redundancy() -> None:
     assert report.convergence_s is not None and report.convergence_s >= report.floor_s / 2
 
 
-def test_nodes_that_do_not_follow_a_feed_do_not_store_it() -> None:
-    _, sim = run(SMALL)
+def test_nodes_that_do_not_follow_a_feed_do_not_store_it(
+        small: tuple[Report, Simulation]) -> None:
+    _, sim = small
     for node in sim.nodes:
         if node.relay:
             continue
@@ -57,8 +65,8 @@ def test_convergence_under_loss_and_churn(topology: str) -> None:
     assert report.peer_errors == 0
 
 
-def test_one_seed_gives_one_run() -> None:
-    first, _ = run(SMALL)
+def test_one_seed_gives_one_run(small: tuple[Report, Simulation]) -> None:
+    first, _ = small
     second, _ = run(SMALL)
     keys = ("convergence_s", "entries_sent", "payload_bytes_sent", "delay_p99_s", "connections")
     assert {k: getattr(first, k) for k in keys} == {k: getattr(second, k) for k in keys}
