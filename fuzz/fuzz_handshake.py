@@ -18,7 +18,8 @@ import atheris
 
 with atheris.instrument_imports():
     from tidings.errors import PeerError
-    from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+    from tidings.transport.channel import Channel
+    from tidings.transport.network import DEFAULT_NETWORK_KEY
 
 
 def key(name: str) -> bytes:

@@ -28,7 +28,8 @@ with atheris.instrument_imports():
     from tidings import Identity, Logbook, MemoryStore
     from tidings.errors import PeerError
     from tidings.replication.replicator import Replicator
-    from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+    from tidings.transport.channel import Channel
+    from tidings.transport.network import DEFAULT_NETWORK_KEY
     from tidings.wire.messages import decode_message
 
 AUTHOR = Identity.from_seed(b"\x01" * 32)

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from tidings import Identity, Logbook, MemoryStore
-from tidings.transport.channel import DEFAULT_NETWORK_KEY, Channel
+from tidings.transport.channel import Channel
+from tidings.transport.network import DEFAULT_NETWORK_KEY
 from tidings.wire.compact import compact_run
 from tidings.wire.messages import (
     WANT,

@@ -4,6 +4,8 @@ each breach on a small tree made here."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +90,17 @@ def test_each_breach_is_found(tmp_path: Path, files: dict[str, str], found: str)
 ])
 def test_what_is_allowed_is_not_a_breach(tmp_path: Path, files: dict[str, str]) -> None:
     assert check_imports.check(tree(tmp_path, files)) == []
+
+
+def test_every_name_the_fuzz_harnesses_take_from_tidings_is_there() -> None:
+    """fuzz/ runs only under atheris (docs/fuzzing.md), never in the suite: a name moved
+    in tidings would break it unnoticed, so each ``from tidings... import`` is checked."""
+    checked = 0
+    for script in sorted((ROOT / "fuzz").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tidings"):
+                module = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{script.name}: {node.module}.{alias.name}"
+                    checked += 1
+    assert checked > 10
