@@ -138,7 +138,14 @@ async def test_a_client_that_hangs_up_leaves_the_fan_out_at_once(
             await node.publish(b"%d" % index, "blog")
         await read_until(staying, staying_body, b"event: entry", 3)
         assert entry_seqs(bytes(staying_body)) == [1, 2, 3]
+        # What a client sends after its request is ignored, and its hang-up still seen.
+        await staying.send_all(b"\r\nGET / HTTP/1.1\r\n\r\n")
+        await node.publish(b"3", "blog")
+        await read_until(staying, staying_body, b"event: entry", 4)
         await staying.aclose()
+        with trio.fail_after(GUARD):
+            while api.fanout.pending():
+                await trio.sleep(0.01)
 
 
 async def test_a_stream_the_fan_out_fails_on_ends_and_the_others_go_on(

@@ -113,7 +113,8 @@ class Response:
     #: Streams the body instead (then ``body`` is ignored): called with a send function.
     stream: Callable[[Send], Awaitable[None]] | None = None
     #: The stream has no end (server-sent events): it may wait long between writes,
-    #: so the client hanging up ends it at once, not at its next write.
+    #: so the client hanging up ends it at once, not at its next write. Its connection
+    #: carries no other request.
     endless: bool = False
 
 
@@ -468,12 +469,14 @@ async def _until_hangup(stream: trio.SocketStream, writer: BodyWriter,
 
 async def _close_at_hangup(stream: trio.SocketStream, writer: BodyWriter,
                            body_scope: trio.CancelScope) -> None:
-    try:
-        data = await stream.socket.recv(1, socket.MSG_PEEK)  # (waits; takes nothing)
-    except OSError:  # reset
-        data = b""
-    if data:
-        return  # the client sent more (its next request): read after this response
+    # What the client sends meanwhile is dropped: after an endless response the
+    # connection carries no other request, so nothing of it could be answered.
+    while True:
+        try:
+            if not await stream.socket.recv(READ_SIZE):
+                break  # the end of the client's side
+        except OSError:  # reset
+            break
     writer.close()
     body_scope.cancel()
 
