@@ -61,6 +61,30 @@ def test_sync_loads_neither_content_nor_identities_nor_http() -> None:
         assert heavy not in loaded, heavy
 
 
+def test_the_store_commands_load_neither_the_node_nor_identities_nor_http(
+        tmp_path: Path) -> None:
+    """`whoami`, `publish`, `feeds`... (cli/main.py's own commands) parse with their own
+    part of the command line; `show` and `follow` of a feed load no identity module."""
+    loaded = _loaded_by("from tidings.cli.main import build_parser\n"
+                        "build_parser('main').parse_args(['publish', '--title', 't', 'x'])\n"
+                        "import tidings.cli.authoring  # (what cmd_publish loads)")
+    for heavy in ("tidings.node.daemon", "tidings.replication.replicator",
+                  "tidings.replication.blob_fetch", "tidings.transport.noise",
+                  "tidings.cli.node", "tidings.cli.reading", "tidings.cli.identity",
+                  "tidings.node.identities", "tidings.http.feedview"):
+        assert heavy not in loaded, heavy
+    from tidings.cli.main import main
+
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "init"]) == 0
+    assert main(["--home", home, "publish", "--log", "blog", "one"]) == 0
+    for command in ("show", "follow"):
+        loaded = _loaded_by("import contextlib, io\nfrom tidings.cli.main import main\n"
+                            "with contextlib.redirect_stdout(io.StringIO()):\n"
+                            f"    assert main(['--home', {home!r}, {command!r}, 'blog']) == 0")
+        assert "tidings.cli.follow" not in loaded and "tidings.node.identities" not in loaded
+
+
 def test_sync_loads_no_key_serialization() -> None:
     """Keys are read and written in their raw forms: cryptography's serialization package
     (PEM, SSH, PKCS#12 ...) is ~25 ms of every sync's start-up, and no command needs it."""

@@ -15,7 +15,8 @@ it from R, and so on), so A often streams to B directly. Each round the test
 waits a random moment and kills with SIGKILL one or two random nodes, all four
 at once (a power cut), or the running ``tidings publish``. The home of a killed
 node is checked while the node is down, and A's home after each killed publish
-(publishing held meanwhile): ``tidings verify`` exits 0, ``PRAGMA
+(publishing held meanwhile): what ``tidings verify`` checks passes (checked in
+this process; the command itself runs on every home at the end), ``PRAGMA
 integrity_check`` is ok, every feed is contiguous from seq 1 with its payloads,
 and nothing an earlier check saw is gone (``tests.test_crash.check_store``). A
 killed node then restarts on the same home and port, mostly at once, now and

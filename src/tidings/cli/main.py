@@ -359,8 +359,8 @@ def _positive(text: str) -> int:
 
 #: The module of tidings.cli that adds each command ("main": this module): a command
 #: loads its own module alone, so `tidings sync` imports neither the content types nor
-#: the identities nor the HTTP side, and `tidings publish` none of the node's modules
-#: (tests/test_cli_startup.py checks this table against the commands each module adds).
+#: the identities nor the HTTP side, and `tidings publish` neither the daemon nor the
+#: replication nor the HTTP side (tests/test_cli_startup.py checks both).
 COMMAND_MODULES = {
     **dict.fromkeys(("init", "whoami", "publish", "feeds", "export", "import", "verify",
                      "delete-payload", "forks"), "main"),
