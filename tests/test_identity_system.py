@@ -139,6 +139,8 @@ def test_device_pair_waits_for_the_approval(tmp_path: Path) -> None:
             wait_for(lambda: "tpair1" in err_file.read_text(), 60, "the pairing request")
             [request] = re.findall(r"tpair1\w+", err_file.read_text())[:1]
             # Nothing is decided yet: the new device waits, saying so on stderr.
+            wait_for(lambda: "waiting for the approval" in err_file.read_text(), 60,
+                     "the new device to say it waits")
             assert pairing.poll() is None
             ok(tidings(laptop, "device", "approve", request, "--yes"))
             out, _ = pairing.communicate(timeout=120)
@@ -150,7 +152,6 @@ def test_device_pair_waits_for_the_approval(tmp_path: Path) -> None:
     result = json.loads(out)
     assert result["approved"] is True and result["devices"] == 2
     assert result["identity"] == identity and result["request"] == request
-    assert "waiting for the approval" in err_file.read_text()
     # The new device knows it is one: its own identity log lists it.
     shown = json.loads(ok(tidings(phone, "identity", "show", "--json")).out)
     assert "phone" in json.dumps(shown)

@@ -447,6 +447,10 @@ def _wait_for_approval(args: argparse.Namespace, home: Home, identity: bytes, ke
             devices = approved()
             if devices:
                 return devices
+            if rounds % 10 == 0:  # (before the first round too: it may take a while)
+                progress(f"asking {len(peers)} peer(s)" if peers else
+                         "reading what this home's node fetches")
+            rounds += 1
             for address in peers:
                 with trio.move_on_after(PAIR_ATTEMPT):
                     try:
@@ -461,10 +465,6 @@ def _wait_for_approval(args: argparse.Namespace, home: Home, identity: bytes, ke
                 devices = approved()
                 if devices:
                     return devices
-            if rounds % 10 == 0:
-                progress(f"asked {len(peers)} peer(s)" if peers else
-                         "reading what this home's node fetches")
-            rounds += 1
             await trio.sleep(PAIR_ROUND)
 
     async def main() -> int:
