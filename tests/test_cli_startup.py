@@ -26,9 +26,6 @@ def test_the_command_table_names_the_module_that_adds_each_command() -> None:
         assert adds == {c for c, m in COMMAND_MODULES.items() if m == module}, module
         assert adds <= everything
     assert everything == set(COMMAND_MODULES)
-    assert _commands(build_parser("main")) == {
-        "init", "whoami", "publish", "feeds", "export", "import", "verify", "delete-payload",
-        "forks"}
 
 
 @pytest.mark.parametrize(("argv", "named"), [
