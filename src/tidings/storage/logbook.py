@@ -39,12 +39,12 @@ from tidings.core.entry import (
     MAX_UNSIGNED_RUN,
     Entry,
     decode_entry,
-    sign_entry,
     stored_is_end_of_log,
 )
 from tidings.core.forks import MAX_RUN, ForkProof, branch_run
 from tidings.core.ids import FeedId, check_log_id
-from tidings.core.lipmaa import certificate_pool, link_target, links_needed
+from tidings.core.lipmaa import certificate_pool, links_needed
+from tidings.core.signing import sign_run
 from tidings.core.verify import (
     Anchor,
     RebuiltRun,
@@ -216,7 +216,6 @@ class Logbook:
             return []
         author = identity.author.key
         secret = identity.secret_key
-        entries: list[Entry] = []
         with self.store.transaction():
             forked = self.store.forked_at(feed)
             if forked is not None:
@@ -231,37 +230,23 @@ class Logbook:
                     f"log {log_id!r} ended at seq {head_seq}: publish to another log"
                 )
             hashes = self.store.hashes(feed, links_needed(head_seq + 1, head_seq + len(payloads)))
-            previous = head.hash if head else None
-            timestamp = self._clock()
             last = len(payloads) - 1
+            signed: list[bool] = []
             unsigned = unsigned_bytes = 0  # a stored head is always signed
             for index, payload in enumerate(payloads):
-                seq = head_seq + 1 + index
-                target = link_target(seq)
-                signed = (
-                    index == last
-                    or unsigned + 1 > MAX_UNSIGNED_RUN
-                    or unsigned_bytes + len(payload) > MAX_UNSIGNED_BYTES
-                )
-                entry = sign_entry(
-                    secret,
-                    author=author,
-                    log_id=feed.log_id,
-                    seq=seq,
-                    timestamp=timestamp,
-                    payload=payload,
-                    backlink=previous,
-                    lipmaa_link=hashes[target] if target is not None else None,
-                    end_of_log=end_of_log and index == last,
-                    signed=signed,
-                )
-                if signed:
+                sign = (index == last or unsigned + 1 > MAX_UNSIGNED_RUN
+                        or unsigned_bytes + len(payload) > MAX_UNSIGNED_BYTES)
+                signed.append(sign)
+                if sign:
                     unsigned = unsigned_bytes = 0
                 else:
                     unsigned += 1
                     unsigned_bytes += len(payload)
-                hashes[seq] = previous = entry.hash
-                entries.append(entry)
+            entries = sign_run(
+                secret, author=author, log_id=feed.log_id, first_seq=head_seq + 1,
+                timestamp=self._clock(), payloads=payloads, signed=signed,
+                backlink=head.hash if head else None, links=hashes, end_of_log=end_of_log,
+            )
             self.store.append(
                 feed,
                 _rows(entries, payloads),

@@ -16,11 +16,18 @@ link rule) and is disconnected with ``invalid-data``.
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Sequence
 from itertools import compress, repeat
 
 from tidings.core.entry import MAX_PAYLOAD_SIZE
+from tidings.core.heads import HASH_HEAD as _HASH_HEAD
+from tidings.core.heads import NULL as _NULL
+from tidings.core.heads import SIG_HEAD as _SIG_HEAD
+from tidings.core.heads import UINT_HEADS as _UINT_HEADS
+from tidings.core.heads import feed_part
+from tidings.core.heads import head as _head
+from tidings.core.heads import uint_heads as _uint_heads
+from tidings.core.heads import uint_width as _uint_width
 from tidings.core.ids import FeedId
 from tidings.core.lipmaa import link_target, link_targets
 from tidings.core.verify import RebuiltRun
@@ -36,31 +43,13 @@ from tidings.wire.messages import (
 
 Item = tuple[bytes, bytes | None]
 
-_HASH_HEAD = b"\x58\x20"  # a 32-byte CBOR byte string
-_NULL = b"\xf6"
-_SIG_HEAD = b"\x58\x40"  # a 64-byte CBOR byte string
 _FLAG_SIGNED = 2
-
-
-def _head(major: int, value: int) -> bytes:
-    """The shortest CBOR head of ``major`` type for ``value`` (spec/02 §4)."""
-    top = major << 5
-    if value < 24:
-        return bytes((top | value,))
-    if value < 1 << 8:
-        return bytes((top | 24, value))
-    if value < 1 << 16:
-        return bytes((top | 25, value >> 8, value & 0xFF))
-    if value < 1 << 32:
-        return bytes((top | 26,)) + value.to_bytes(4, "big")
-    return bytes((top | 27,)) + value.to_bytes(8, "big")
 
 
 def feed_fields(feed: FeedId) -> bytes:
     """Body fields 2 and 3 (author, log id) in their canonical encoding: the same in
     every entry of the feed, so a run encodes them once."""
-    log_id = feed.log_id.encode()
-    return _HASH_HEAD + feed.author_key + _head(3, len(log_id)) + log_id
+    return feed_part(feed.author_key, feed.log_id)
 
 
 def expand_run(message: CompactEntries) -> tuple[Item, ...]:
@@ -143,28 +132,6 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
                       below)
 
 
-#: An initial byte and a big-endian argument of 1, 2, 4 or 8 bytes, packed at once.
-_UINT_HEAD_FORMATS = {width: struct.Struct(f">B{code}")
-                      for width, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))}
-
-
-def _uint_heads(first: int, count: int) -> list[bytes]:
-    """The shortest CBOR unsigned heads of ``first .. first + count - 1``: made a
-    stretch of one head size at a time, each in one C-level pass."""
-    heads: list[bytes] = []
-    seq, end = first, first + count
-    while seq < end:
-        if seq < 24:
-            stop = min(end, 24)
-            heads += map(bytes, zip(range(seq, stop)))  # bytes((seq,))
-        else:
-            initial, width, limit = _uint_width(seq)
-            stop = min(end, limit)
-            heads += map(_UINT_HEAD_FORMATS[width].pack, repeat(initial), range(seq, stop))
-        seq = stop
-    return heads
-
-
 def _timestamp_heads(stamps: Sequence[int | None]) -> list[bytes]:
     """Each item's timestamp as encoded; None is the previous item's (the first item
     carries one: the wire checks say so)."""
@@ -180,20 +147,6 @@ def _timestamp_heads(stamps: Sequence[int | None]) -> list[bytes]:
                     else _head(0, stamp))
         keep(head)
     return heads
-
-
-#: The heads of a CBOR unsigned integer with argument bytes: (bytes, least value
-#: that needs them), so a longer head than needed is told apart.
-_UINT_HEADS = {24: (1, 24), 25: (2, 1 << 8), 26: (4, 1 << 16), 27: (8, 1 << 32)}
-
-
-def _uint_width(value: int) -> tuple[int, int, int]:
-    """For a value of 24 or more: its shortest unsigned head's initial byte, the bytes
-    of its argument, and the least value whose head is longer (spec/02 §4)."""
-    for initial, (width, _) in _UINT_HEADS.items():
-        if 24 <= value < 1 << (8 * width):
-            return initial, width, 1 << (8 * width)
-    raise ValueError(f"{value} has no unsigned head of an argument")
 
 
 def _read_uint(raw: bytes, at: int) -> tuple[int, int]:
