@@ -763,7 +763,7 @@ async def test_the_node_state_holds_no_part_of_the_private_key(tmp_path: Path) -
 
 
 def _memory_key(target: Target, adversary: Adversary) -> bytes:
-    """The key the node's clock memory (daemon._ClockMemory) files a peer under."""
+    """The key the node's clock memory (core.ClockMemory) files a peer under."""
     memory = target.node.replicator.memory
     return memory.prefix + adversary.public_key  # type: ignore[attr-defined,no-any-return]
 

@@ -73,7 +73,7 @@ def test_a_node_keeps_the_clocks_it_wrote_until_another_process_writes_them(
     """A reconnect reads one row, not one per feed, while the file still holds what this
     process wrote for the peer; once another process saved that peer's clocks, it reads
     them from the file again."""
-    from tidings.node.daemon import _ClockMemory
+    from tidings.node.core import ClockMemory as _ClockMemory
 
     path = tmp_path / "node.sqlite3"
     state = NodeState(path)
@@ -108,7 +108,7 @@ def test_the_digests_of_remembered_clocks_are_kept_with_them(
     """A save stores clock_digest of each clock; a save that changed nothing computes
     none; a row from an older tidings (no digests) gets them at its next save."""
     import tidings.node.state as state_module
-    from tidings.node.daemon import _ClockMemory
+    from tidings.node.core import ClockMemory as _ClockMemory
 
     state = NodeState(tmp_path / "node.sqlite3")
     feeds = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 4)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from itertools import compress
 from operator import attrgetter, not_
@@ -31,6 +32,7 @@ from tidings.node.options import DEFAULT_API_LISTEN, DEFAULT_LISTEN, NodeOptions
 from tidings.storage.logbook import FOLLOWS_LOG
 
 if TYPE_CHECKING:
+    from tidings.node.client import SyncClient
     from tidings.node.daemon import Connection, Node
     from tidings.node.state import NodeState
     from tidings.replication.replicator import PartialResult
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 _SEQ = attrgetter("seq")
 #: A client's first-generation collection threshold (Python's default is 700): see
-#: _as_client. Garbage in cycles waits at most this many allocations longer.
+#: _loading_for_good. Garbage in cycles waits at most this many allocations longer.
 CLIENT_GC_THRESHOLD = 10_000
 
 # The node's modules (trio, the protocol) load only when a node command runs:
@@ -108,23 +110,35 @@ def _progress_printer(enabled: bool) -> Callable[[int, int], None] | None:
     return show
 
 
+@contextlib.contextmanager
+def _loading_for_good() -> Iterator[None]:
+    """Load what lives until this process exits (the modules, then a client's feeds
+    and heads): the collector need not walk it, while it loads (at 10,000 feeds, ~120
+    young-generation passes over what is being loaded, ~40 ms of a no-op reconnect)
+    nor after (full passes over both cost a reconnect about 0.2 s). Loading is
+    bounded by what the home holds; the session then runs with the collector."""
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        gc.enable()
+    # A received run's objects (its messages, entries, rows: about five per entry) live
+    # until it is stored: collecting every 700 allocations walked each of them once or
+    # twice, about 1 us per entry of a sync. Every 10,000, most are freed unwalked.
+    gc.set_threshold(CLIENT_GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _as_client(
     args: argparse.Namespace, home: Home, work: Callable[[Node, Connection], Awaitable[T]],
-    timeout_message: str, *, need_follows: bool = False,
-    before: Callable[[Node], object] | None = None,
+    timeout_message: str,
 ) -> tuple[Node, T]:
     """Dial ``args.peer_address`` with this home's sync key and run ``work`` on the connection.
 
-    No listener: ``sync`` and ``fetch`` only pull, and may run while ``up`` does.
-    ``before`` sees the node once assembled, before it connects.
+    No listener: ``fetch`` only pulls, and may run while ``up`` does (``sync``
+    dials without a node: node/client.py).
     """
-    # What is loaded (the modules, then the node's feeds and heads) lives until this
-    # process exits: the collector need not walk it, while it loads (at 10,000 feeds,
-    # ~120 young-generation passes over what is being loaded, ~40 ms of a no-op
-    # reconnect) nor after (full passes over both cost a reconnect about 0.2 s).
-    # Loading is bounded by what the home holds; the session runs with the collector.
-    gc.disable()
-    try:
+    with _loading_for_good():
         import trio
 
         from tidings.node.lifecycle import assemble_node
@@ -134,24 +148,13 @@ def _as_client(
         address = parse_address(args.peer_address)
         gc.freeze()
         node = assemble_node(home, options, key_file=SYNC_KEY_FILE, create=True)
-        gc.freeze()
-    finally:
-        gc.enable()
-    # A received run's objects (its messages, entries, rows: about five per entry) live
-    # until it is stored: collecting every 700 allocations walked each of them once or
-    # twice, about 1 us per entry of a sync. Every 10,000, most are freed unwalked.
-    gc.set_threshold(CLIENT_GC_THRESHOLD, *gc.get_threshold()[1:])
     state = node.state
-    if before is not None:
-        before(node)
 
     async def body(node: Node) -> T:
         with trio.fail_after(args.timeout or math.inf):
             return await work(node, await node.connect(address))
 
     try:
-        if need_follows and not node.replicator.follows and not state.identity_follows():
-            raise CommandError("this home follows no feed: run `tidings follow FEED` first")
         return node, trio.run(node.run_client, body)
     except trio.TooSlowError:
         raise CommandError(f"{timeout_message} after {args.timeout} s", EXIT_BAD_DATA) from None
@@ -170,38 +173,61 @@ SYNC_LISTED = 10
 
 def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
-    held_before: dict[FeedId, int] = {}
+    with _loading_for_good():
+        from tidings.node.client import SyncClient, Timeout
+        from tidings.node.core import open_parts
+        from tidings.node.log import Logger
+        from tidings.node.options import parse_address
 
-    def before(node: Node) -> None:
-        held_before.update(node.replicator.local.heads)
+        options = _options(args, home, "client")
+        address = parse_address(args.peer_address)
+        gc.freeze()
+        parts = open_parts(home, options, Logger(level="quiet"), key_file=SYNC_KEY_FILE,
+                           create=True)
+        try:
+            client = SyncClient(parts, options)
+        except BaseException:
+            parts.close()
+            raise
+    try:
+        return _sync(args, client, address, progress, Timeout)
+    finally:
+        parts.close()
 
-    async def work(node: Node, connection: Connection) -> tuple[int, set[FeedId]]:
-        await node.wait_caught_up(connection, progress)
-        # What the peer said it holds: a followed feed it holds nothing of is not
-        # "caught up", it is absent there.
-        noted = connection.session.received
-        wanted = node.replicator.local.wanted
-        # (in C-level passes: 10,000 feeds took a no-op reconnect ~10 ms in a loop)
-        absent = (wanted - noted.keys()) | wanted.intersection(
-            compress(noted, map(not_, map(_SEQ, noted.values()))))
-        return node.replicator.entries_received, absent
 
-    logs_before = _identity_logs(home)
-    node, (received, absent) = _as_client(
-        args, home, work, f"not caught up with {args.peer_address}", need_follows=True,
-        before=before,
-    )
+def _sync(args: argparse.Namespace, client: SyncClient, address: tuple[str, int],
+          progress: Callable[[int, int], None] | None, timeout: type[Exception]) -> int:
+    replicator, state = client.replicator, client.parts.state
+    if not replicator.follows and not state.identity_follows():
+        raise CommandError("this home follows no feed: run `tidings follow FEED` first")
+    held_before = dict(replicator.local.heads)
+    logs_before = state.identity_logs()
+    try:
+        session = client.sync(address, timeout=args.timeout or math.inf, progress=progress)
+    except timeout:
+        raise CommandError(f"not caught up with {args.peer_address} after {args.timeout} s",
+                           EXIT_BAD_DATA) from None
+    except OSError as exc:
+        raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
+                           EXIT_BAD_DATA) from None
+    # What the peer said it holds: a followed feed it holds nothing of is not
+    # "caught up", it is absent there.
+    noted = session.received
+    wanted = replicator.local.wanted
+    # (in C-level passes: 10,000 feeds took a no-op reconnect ~10 ms in a loop)
+    absent = (wanted - noted.keys()) | wanted.intersection(
+        compress(noted, map(not_, map(_SEQ, noted.values()))))
+    received = replicator.entries_received
     # Identity events fetched are something fetched (a new device's first sync of
     # its identity log, before any device feed of it has an entry).
-    learned = _identity_logs(home) != logs_before
+    learned = state.identity_logs() != logs_before
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
-    local = node.replicator.local
-    wanted = local.wanted
+    local = replicator.local
     heads = local.heads
     updated = {} if heads == held_before else {  # (nothing moved: one comparison in C)
         f: heads.get(f, 0) for f in wanted if heads.get(f, 0) != held_before.get(f, 0)}
-    forked = {f: at for f, at in node.replicator.forked_at.items() if f in wanted}
+    forked = {f: at for f, at in replicator.forked_at.items() if f in wanted}
     if args.json:
         report: dict[str, object] = {
             "peer": args.peer_address, "received": received, "followed": len(wanted),
@@ -236,19 +262,6 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
 
 def _by_text(item: tuple[FeedId, int]) -> str:
     return str(item[0])
-
-
-def _identity_logs(home: Home) -> dict[bytes, list[bytes]]:
-    """The identity logs this home's node state holds now (none yet: empty)."""
-    from tidings.node.state import NodeState
-
-    if not home.node_state_path.exists():
-        return {}
-    state = NodeState(home.node_state_path)
-    try:
-        return state.identity_logs()
-    finally:
-        state.close()
 
 
 def cmd_fetch(args: argparse.Namespace, home: Home) -> int:

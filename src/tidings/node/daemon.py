@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sqlite3
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import field
 from functools import partial
@@ -42,28 +40,35 @@ from tidings.errors import (
 )
 from tidings.node import discovery, slots
 from tidings.node.budget import ReadBudget
+from tidings.node.core import (
+    CONNECT_TIMEOUT,
+    HANDSHAKE_CLOSED,
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_QUEUED_OUTPUT,
+    PING_AFTER,
+    READ_SIZE,
+    check_caught_up,
+    make_replicator,
+    remaining,
+)
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address, peer_address
 from tidings.node.publishing import Answer, GroupCommit, Publish, Written
 from tidings.node.readbuffer import ReadBuffer
 from tidings.node.state import (
-    MAX_REMEMBERED,
     MISBEHAVIOUR_BACKOFF,
-    Clocks,
-    Digests,
     NodeState,
     check_not_behind,
 )
 from tidings.node.threads import run_in_thread
 from tidings.replication.blob_fetch import BlobStored
-from tidings.replication.identities import IdentityBook
 from tidings.replication.replicator import (
     SEND_BUDGET,
     AddressesLearned,
     EntriesStored,
     PartialResult,
     PeerConnected,
-    Replicator,
     ReplicatorEvent,
     Superseded,
 )
@@ -71,40 +76,16 @@ from tidings.replication.session import Session, SessionState
 from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import Logbook
 from tidings.transport.beacon import is_loopback
-from tidings.transport.channel import public_key
-from tidings.wire.messages import MAX_ADDRESSES, Note
+from tidings.wire.messages import MAX_ADDRESSES
 
 T = TypeVar("T")
 
-#: A peer must finish the handshake and hello within this many seconds: a few
-#: round trips, so short; a connection that has not finished is the first evicted.
-HANDSHAKE_TIMEOUT = 5.0
-#: Silence longer than this ends a connection; a ping goes out after PING_AFTER
-#: idle seconds, so a live peer is never silent that long.
-IDLE_TIMEOUT = 90.0
-PING_AFTER = 30.0
-CONNECT_TIMEOUT = 10.0
 #: LAN peers remembered as already logged (beacons are unauthenticated on the
 #: public network key: anyone on the LAN can forge them).
 MAX_LAN_SEEN = 256
-#: What a peer closing during the handshake may mean: the node cannot tell which.
-HANDSHAKE_CLOSED = (
-    "the peer closed the connection during the handshake: it may be at its bound of "
-    "connections from this address (try again later), on another network (check "
-    "--network), or speak another protocol version (this node speaks tidings/transport/2)"
-)
 #: How often to look for writes by other processes (publish, follow): a
 #: cheap PRAGMA, and the bound on how late a CLI publish goes out live.
 POLL_INTERVAL = 0.1
-#: Bytes taken from the socket at most per read. Whatever the kernel holds is
-#: processed under one store commit, so a large read while the peer streams
-#: means few fsyncs; the channel itself buffers at most one frame and one message.
-#: 4 MiB: a blob download hands the threads few, large reads (each read costs a hop
-#: to a worker thread or two, which on a busy machine can cost more than the work).
-READ_SIZE = 4 * 1024 * 1024
-#: Output queued for one peer beyond which its requests are not read: answers
-#: wait for the socket, so a peer that never reads costs at most this much.
-MAX_QUEUED_OUTPUT = 1024 * 1024
 #: A connection whose last large write drained at this many bytes a second or more
 #: is fast: its writer queues FAST_SEND_BUDGET per call of the replicator, not
 #: SEND_BUDGET (fewer thread hops per blob), and a log message ready meanwhile still
@@ -164,122 +145,11 @@ class Connection:
     calls: int = 0
 
 
-#: Notes of past sessions a node keeps in memory (the clocks it last wrote for its
-#: most recent peers), besides the file: about 100 bytes each, so 20 MiB at most.
-KEPT_NOTES = 200_000
-
-
 def _dial_host(host: str) -> str | bytes:
     """An ASCII host (an address, most names) as the bytes trio would make of it: a str
     first goes to the C resolver, which loads Python's IDNA codec for it (~5 ms of a
     sync's start). Other names stay text, for trio's own IDNA encoding."""
     return host.encode("ascii") if host.isascii() else host
-
-
-class _ClockMemory:
-    """The replicator's clock memory in the node state, namespaced by our own key.
-
-    ``tidings up`` and ``tidings sync`` use different transport keys on one
-    home, so each keeps its own record of what it told each peer.
-    """
-
-    def __init__(self, state: NodeState, local_key: bytes) -> None:
-        self.state = state
-        self.prefix = local_key[:8]
-        #: Clocks to write, taken under the replicator's lock and written after it
-        #: is released (:meth:`flush`): a large clock never stalls replication.
-        #: Each with the notes the file held at the load it follows, or None:
-        #: then the save writes every note.
-        self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note],
-                                         Clocks | None]] = {}
-        self._guard = threading.Lock()
-        #: What the file held for each peer at its session's load, and how many
-        #: saves for that peer came before: a save writes only the notes that
-        #: changed since, unless another session with the peer saved meanwhile.
-        self._loaded: dict[bytes, tuple[int, Clocks | None]] = {}
-        self._saves: dict[bytes, int] = {}
-        #: The clocks last written for recent peers, with the time they were saved
-        #: under: while the file still names that time for the peer (no other process
-        #: wrote it since), a reconnect reads one row instead of one per feed.
-        self._kept: OrderedDict[bytes, tuple[float, Clocks, Digests]] = OrderedDict()
-        self._kept_notes = 0
-        #: The digests of the clocks each load gave, until the session takes them.
-        self._digests: dict[bytes, Digests] = {}
-
-    def load(self, peer: bytes) -> Clocks:
-        with self._guard:
-            pending = self._pending.get(peer)
-            kept = self._kept.get(peer)
-        digests: Digests = (None, None)
-        if pending is not None:  # not on disk yet: the next save writes it all
-            sent, received = dict(pending[0]), dict(pending[1])
-            since: Clocks | None = None
-        elif kept is not None and self.state.saved_at(self.prefix + peer) == kept[0]:
-            since, digests = kept[1], kept[2]  # (never changed: a later save keeps new dicts)
-            sent, received = dict(since[0]), dict(since[1])
-        else:
-            sent, received = self.state.load(self.prefix + peer)
-            digests = self.state.digests(self.prefix + peer)
-            since = (dict(sent), dict(received))
-        with self._guard:
-            if len(self._digests) > 4 * MAX_REMEMBERED:  # (taken at once by the session)
-                self._digests.clear()
-            self._digests[peer] = digests
-            if len(self._loaded) > 4 * MAX_REMEMBERED:  # sessions never saved (strangers)
-                self._loaded.clear()  # (a session's save then writes every note: safe)
-            self._loaded[peer] = (self._saves.get(peer, 0), since)
-        return sent, received
-
-    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
-        with self._guard:
-            saves, since = self._loaded.pop(peer, (-1, None))
-            if saves != self._saves.get(peer, 0) or peer in self._pending:
-                since = None  # written by another session since, or not yet: write it all
-            if len(self._saves) > 4 * MAX_REMEMBERED:  # strangers with fresh keys: start over
-                self._saves.clear()
-                self._loaded.clear()
-            self._saves[peer] = self._saves.get(peer, 0) + 1
-            self._pending[peer] = (sent, received, since)
-
-    def digests(self, peer: bytes) -> Digests:
-        """``clock_digest`` of the clocks the last load gave for ``peer``, where known."""
-        with self._guard:
-            return self._digests.pop(peer, (None, None))
-
-    def remembers(self, peer: bytes) -> bool:
-        """Whether this session with ``peer`` began with its clocks remembered (it earned
-        that before): they are kept up to date then, or the next session would find
-        them stale, and both sides would send their whole clocks again."""
-        with self._guard:
-            loaded = self._loaded.get(peer)
-            return peer in self._pending or (
-                loaded is not None and (loaded[1] is None or any(loaded[1])))
-
-    def flush(self) -> None:
-        """Write the clocks saved since the last flush (outside the replicator's lock)."""
-        while True:
-            with self._guard:
-                if not self._pending:
-                    return
-                peer = next(iter(self._pending))
-                sent, received, since = self._pending[peer]
-            saved, digests = self.state.save(self.prefix + peer, sent, received, since=since)
-            with self._guard:
-                if self._pending.get(peer, (None, None, None))[0] is sent:
-                    del self._pending[peer]
-                self._keep(peer, saved, (dict(sent), dict(received)), digests)
-
-    def _keep(self, peer: bytes, saved: float, clocks: Clocks, digests: Digests) -> None:
-        """Keep ``clocks`` as the file holds them for ``peer``, within KEPT_NOTES (under
-        the guard); the least recently saved peers are forgotten first."""
-        old = self._kept.pop(peer, None)
-        if old is not None:
-            self._kept_notes -= len(old[1][0]) + len(old[1][1])
-        self._kept[peer] = (saved, clocks, digests)
-        self._kept_notes += len(clocks[0]) + len(clocks[1])
-        while self._kept_notes > KEPT_NOTES:
-            _, (_, gone, _) = self._kept.popitem(last=False)
-            self._kept_notes -= len(gone[0]) + len(gone[1])
 
 
 class Node:
@@ -288,24 +158,14 @@ class Node:
     def __init__(self, logbook: Logbook, state: NodeState, transport_key: bytes,
                  options: NodeOptions | None = None, log: Logger | None = None, *,
                  blobs: BlobStore | None = None) -> None:
-        self._blob_started: dict[str, float] = {}
         self.logbook = logbook
         #: The chunk store (HOME/blobs); None: this node moves no blobs.
         self.blobs = blobs
         self.state = state
         self.options = options or NodeOptions()
         self.log = log or Logger()
-        self._memory = _ClockMemory(state, public_key(transport_key))
-        self.replicator = Replicator(
-            logbook, static_private=transport_key, network_key=self.options.network_key,
-            follows=state.follows(), hops=self.options.hops, relay=self.options.relay,
-            relay_max_feeds=self.options.relay_max_feeds,
-            relay_max_bytes=self.options.relay_max_bytes,
-            memory=self._memory,
-            log=self._replicator_event,
-            identities=IdentityBook(state, state.identity_follows()),
-            blobs=blobs, blob_policy=self.options.blob_policy,
-        )
+        self.replicator, self._memory = make_replicator(
+            logbook, state, transport_key, self.options, self.log, blobs)
         self._blobs_changed = trio.Event()
         #: Checked chunks are written by :meth:`_write_blobs`, outside the lock.
         self._blob_flush = trio.Event()
@@ -342,23 +202,6 @@ class Node:
     def follows(self) -> frozenset[FeedId]:
         """The feeds this home follows (as the node replicates them now)."""
         return frozenset(self.replicator.follows)
-
-    def _replicator_event(self, event: str, **fields: object) -> None:
-        """What the replicator tells the operator: forks found and proven, damaged bytes."""
-        level = ("info" if event in ("fork-suspected", "identity-changed")
-                 or event.startswith("blob-") else "warning")
-        if event == "own-feed-behind":  # (in the worker thread: the state has its own lock)
-            self.state.note_own_head(FeedId.parse(str(fields["feed"])), int(str(fields["seq"])))
-            fields = {**fields, "hint": "sync before publishing to it: a post now would fork it"}
-        elif event == "blob-refused":
-            level = "warning"
-        elif event == "blob-wanted":
-            self._blob_started[str(fields["blob"])] = time.monotonic()
-        elif event == "blob-complete":
-            started = self._blob_started.pop(str(fields["blob"]), None)
-            if started is not None:
-                fields["seconds"] = f"{time.monotonic() - started:.2f}"
-        self.log.log(level, event, **fields)
 
     # -- telling readers (subscriptions) that the store changed ---------------------
 
@@ -1090,29 +933,10 @@ class Node:
             await moved.wait()
 
     def _check_caught_up(self, session: Session) -> None:
-        """Caught up, but is something left that this peer will never give?"""
-        local, peer = self.replicator.local, self.replicator.peer(session)
-        if peer is None:
-            return
-        caps = self.replicator.identity_caps  # a revoked device's feed ends at its cut
-        behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
-                  and f not in self.replicator.forked_at and local.seq(f) < caps.get(f, 2**64)]
-        stalled = [f for f in behind if f in peer.stalled]
-        if stalled:
-            raise PeerTimeout(
-                f"the peer claims entries it does not send ({len(stalled)} feed(s), "
-                f"e.g. {stalled[0]}); try another peer"
-            )
-        diverged = [f for f in behind if f in peer.diverged]
-        if diverged:
-            raise PeerTimeout(
-                f"the peer holds another branch of {diverged[0]}: its author forked "
-                "the feed, and no proof of it could be made with this peer"
-            )
+        check_caught_up(self.replicator, session)
 
     def _remaining(self, session: Session) -> int:
-        local = self.replicator.local
-        return sum(max(0, session.peer_seq(f) - local.seq(f)) for f in local.wanted)
+        return remaining(self.replicator, session)
 
     async def fetch_latest(self, connection: Connection, feed: FeedId,
                            count: int) -> PartialResult:

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tidings.errors import ListenError, UsageError, first_error
+from tidings.errors import ListenError, first_error
+from tidings.node.core import open_parts
 from tidings.node.daemon import Node
 from tidings.node.home import Home, private_file
 from tidings.node.log import Logger, short_key
 from tidings.node.options import NodeOptions, format_address
-from tidings.node.state import NodeState
-from tidings.storage.blobs import BlobStore
 
 if TYPE_CHECKING:  # (loaded by run_node: `tidings sync` assembles a node without it)
     from tidings.embed.facade import EmbeddedNode
@@ -39,22 +38,9 @@ def assemble_node(home: Home, options: NodeOptions, log: Logger | None = None, *
     home must hold an identity; with it, a missing home is made without one (a
     client that only keeps others' feeds needs no key).
     """
-    book = home.open_logbook(create=True) if create else home.open_logbook(need_identity=True)
-    try:
-        state = NodeState(home.node_state_path)
-    except BaseException:
-        book.store.close()
-        raise
-    key = home.transport_key() if key_file is None else home.transport_key(key_file)
     log = log or Logger(level="quiet")
-    try:
-        blobs: BlobStore | None = BlobStore.in_home(home.path, quota=options.blob_quota)
-    except UsageError as exc:
-        # One process at a time keeps the chunk store (`tidings sync` beside `up`):
-        # this one replicates logs only.
-        log.warning("blobs-unavailable", error=str(exc))
-        blobs = None
-    return Node(book, state, key, options, log, blobs=blobs)
+    parts = open_parts(home, options, log, key_file=key_file, create=create)
+    return Node(parts.logbook, parts.state, parts.key, options, log, blobs=parts.blobs)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,215 @@
+"""The blocking one-peer client of `tidings sync` (node/client.py) against hand-driven peers.
+
+The client runs in a thread (it blocks); the peer is an Adversary on a trio listener,
+both on loopback. What the trio node does around a connection it dialed, the
+client must do too: end a sync the peer stalls, time out a silent peer, tell a
+peer that broke the protocol why it is dropped, remember the clocks of a clean
+session, and keep the addresses a peer gives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+import tidings.node.client as client_module
+import tidings.replication.replicator as replicator_module
+from tests.adversary import WAIT, Adversary, Closed
+from tests.helpers import author
+from tidings import Logbook, SqliteStore
+from tidings.errors import HandshakeFailed, PeerError, PeerTimeout
+from tidings.node.client import SyncClient, Timeout
+from tidings.node.core import Parts
+from tidings.node.options import NodeOptions
+from tidings.node.state import NodeState
+from tidings.transport.channel import public_key
+from tidings.wire.messages import HEAD_PREFIX, VERSIONS, Clock, Hello, Note, Peers, Ping
+
+FEED = author(7).author.feed("blog")
+
+
+async def _sync(tmp_path: Path, serve: Callable[[trio.SocketStream], Awaitable[None]], *,
+                timeout: float = WAIT) -> tuple[object, NodeState, bytes]:
+    """`SyncClient.sync` (in a thread) against ``serve`` on a loopback listener: what
+    it returned or raised, the client's node state (still open) and its key."""
+    directory = tmp_path / "client"
+    directory.mkdir()
+    state = NodeState(directory / "node.sqlite3")
+    state.follow(FEED)
+    key = os.urandom(32)
+    parts = Parts(Logbook(SqliteStore(directory / "store.sqlite3")), state, key, None)
+    client = SyncClient(parts, NodeOptions())
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
+    outcome: list[object] = []
+
+    def dial() -> None:
+        try:
+            outcome.append(client.sync(address, timeout=timeout))
+        except (PeerError, Timeout, OSError) as exc:
+            outcome.append(exc)
+
+    served = trio.Event()
+
+    async def server() -> None:
+        stream = await listeners[0].accept()
+        try:
+            await serve(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, Closed):
+            pass  # the client closed the connection: what each test waits for
+        finally:
+            served.set()
+            await stream.aclose()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            await trio.to_thread.run_sync(dial)
+            with trio.move_on_after(5):  # (a peer that reads what the client said last)
+                await served.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        parts.logbook.store.close()
+        await listeners[0].aclose()
+    return outcome[0], state, key
+
+
+def _opened(serve: Callable[[Adversary], Awaitable[None]]
+            ) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """``serve`` after the Noise handshake, as the dialed side."""
+    async def run(stream: trio.SocketStream) -> None:
+        peer = Adversary(stream, initiator=False)
+        await peer.handshake()
+        await serve(peer)
+    return run
+
+
+@pytest.mark.parametrize("claimed", [
+    pytest.param(0, id="tells the truth"),  # the control: the sync ends at once
+    pytest.param(1000, id="claims 1000, sends nothing"),
+])
+async def test_a_sync_against_a_stalling_peer_ends_with_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, claimed: int) -> None:
+    monkeypatch.setattr(replicator_module, "STALL_AFTER", 1.0)  # (30 s by default)
+    head = os.urandom(HEAD_PREFIX) if claimed else None
+
+    async def serve(peer: Adversary) -> None:
+        await peer.hello(clock=((FEED, Note(claimed, 0, head)),))
+        while True:  # alive, never idle: it only pings
+            await peer.send(Ping())
+            await trio.sleep(0.2)
+
+    outcome, state, key = await _sync(tmp_path, _opened(serve))
+    try:
+        if claimed:
+            assert isinstance(outcome, PeerTimeout), outcome
+            assert "claims entries it does not send" in str(outcome)
+        else:
+            assert not isinstance(outcome, BaseException), outcome
+            # A clean session's clocks are remembered for the next one (spec/10 §3).
+            peers = {row[0][:8] for row in state._db.execute("SELECT peer FROM clocks")}
+            assert peers == {public_key(key)[:8]}
+    finally:
+        state.close()
+
+
+async def test_a_peer_that_closes_during_the_handshake_is_named(tmp_path: Path) -> None:
+    async def serve(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1000)  # the first handshake message, then a close
+
+    outcome, state, _ = await _sync(tmp_path, serve)
+    state.close()
+    assert isinstance(outcome, HandshakeFailed), outcome
+    assert "during the handshake" in str(outcome)
+
+
+async def test_a_silent_peer_times_out_at_the_handshake_deadline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "HANDSHAKE_TIMEOUT", 0.5)  # (5 s by default)
+
+    async def serve(stream: trio.SocketStream) -> None:
+        while await stream.receive_some(1000):  # silent until the client closes
+            pass
+
+    outcome, state, _ = await _sync(tmp_path, serve)
+    state.close()
+    assert isinstance(outcome, PeerTimeout), outcome
+    assert "no handshake within" in str(outcome)
+
+
+async def test_the_callers_deadline_ends_a_sync(tmp_path: Path) -> None:
+    async def serve(stream: trio.SocketStream) -> None:
+        while await stream.receive_some(1000):  # silent until the client closes
+            pass
+
+    outcome, state, _ = await _sync(tmp_path, serve, timeout=0.3)
+    state.close()
+    assert isinstance(outcome, Timeout), outcome
+
+
+async def test_a_peer_that_breaks_the_protocol_is_told_why(tmp_path: Path) -> None:
+    said: list[str | None] = []
+
+    async def serve(peer: Adversary) -> None:
+        # It claims entries (the sync waits for them), then sends what no message is.
+        await peer.hello(clock=((FEED, Note(3, 0, os.urandom(HEAD_PREFIX))),))
+        await peer.send_body(b"\xff" * 9)
+        said.append(await peer.closed_with())
+
+    outcome, state, _ = await _sync(tmp_path, _opened(serve))
+    state.close()
+    assert isinstance(outcome, PeerError) and outcome.misbehaviour, outcome
+    assert said and said[0] is not None  # the error message's code came before the close
+
+
+async def test_the_addresses_a_peer_gives_are_kept(tmp_path: Path) -> None:
+    given = (("127.0.0.5", 7001), ("127.0.0.6", 7002))
+
+    async def serve(peer: Adversary) -> None:
+        # The addresses come with the hello, before the opening clock that ends the sync.
+        peer.channel.send(Hello(VERSIONS, False, None))
+        peer.channel.send(Peers(given))
+        peer.channel.send(Clock(True, (), True))
+        await peer.flush()
+        await peer.silently_closed()
+
+    outcome, state, _ = await _sync(tmp_path, _opened(serve))
+    try:
+        assert not isinstance(outcome, BaseException), outcome
+        known = {(p.host, p.port): p.source for p in state.peers()}
+        assert all(known.get(a) == "exchange" for a in given), known
+    finally:
+        state.close()
+
+
+def test_the_client_loads_no_event_loop() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import sys, tidings.node.client\n"
+                           "print('trio' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+async def test_a_waiting_client_pings_its_peer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for entries, the client says something every PING_AFTER seconds, so a
+    peer never closes it as idle (spec/08 §6)."""
+    monkeypatch.setattr(client_module, "PING_AFTER", 0.3)  # (30 s by default)
+    pinged: list[object] = []
+
+    async def serve(peer: Adversary) -> None:
+        await peer.hello(clock=((FEED, Note(3, 0, os.urandom(HEAD_PREFIX))),))
+        pinged.append(await peer.expect(lambda m: isinstance(m, Ping)))
+        await peer.aclose()
+
+    outcome, state, _ = await _sync(tmp_path, _opened(serve))
+    state.close()
+    assert pinged
+    assert isinstance(outcome, PeerTimeout), outcome
+    assert "closed the connection before the sync finished" in str(outcome)
