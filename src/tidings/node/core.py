@@ -246,8 +246,8 @@ def check_caught_up(replicator: Replicator, session: Session) -> None:
     """Caught up with ``session``'s peer, but is something left that it will never give?
     Raises PeerTimeout naming it (a stalled source, another branch of a forked feed)."""
     local, peer = replicator.local, replicator.peer(session)
-    if peer is None:
-        return
+    if peer is None or not (peer.stalled or peer.diverged):
+        return  # (the usual end: nothing the peer holds is withheld, at any number of feeds)
     caps = replicator.identity_caps  # a revoked device's feed ends at its cut
     behind = [f for f in local.wanted if session.peer_seq(f) > local.seq(f)
               and f not in replicator.forked_at and local.seq(f) < caps.get(f, 2**64)]

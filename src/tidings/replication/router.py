@@ -51,7 +51,13 @@ class Router:
             self._members.discard(peer)
         for feed in [f for f, p in self._best.items() if p is peer]:
             del self._best[feed]
-        for feed in [f for f, p in self.source.items() if p is peer]:
+        gone = [f for f, p in self.source.items() if p is peer]
+        if not self.peers:  # (the last session: no other source to pick, for any feed)
+            for feed in gone:
+                del self.source[feed]
+                self._best.pop(feed, None)
+            return
+        for feed in gone:
             del self.source[feed]
             self.consider(feed, scan=True)
 
