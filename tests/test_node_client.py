@@ -9,7 +9,9 @@ session, and keep the addresses a peer gives.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,22 +20,34 @@ import trio
 
 import tidings.node.client as client_module
 import tidings.replication.replicator as replicator_module
-from tests.adversary import WAIT, Adversary, Closed
+from tests.adversary import WAIT, Adversary, Closed, publish
 from tests.helpers import author
-from tidings import Logbook, SqliteStore
+from tidings import Identity, Logbook, SqliteStore
 from tidings.errors import HandshakeFailed, PeerError, PeerTimeout
 from tidings.node.client import SyncClient, Timeout
 from tidings.node.core import Parts
 from tidings.node.options import NodeOptions
 from tidings.node.state import NodeState
 from tidings.transport.channel import public_key
-from tidings.wire.messages import HEAD_PREFIX, VERSIONS, Clock, Hello, Note, Peers, Ping
+from tidings.wire.messages import (
+    EAGER,
+    HEAD_PREFIX,
+    VERSIONS,
+    WANT,
+    Clock,
+    Hello,
+    Note,
+    Peers,
+    Ping,
+)
 
 FEED = author(7).author.feed("blog")
 
 
 async def _sync(tmp_path: Path, serve: Callable[[trio.SocketStream], Awaitable[None]], *,
-                timeout: float = WAIT) -> tuple[object, NodeState, bytes]:
+                timeout: float = WAIT,
+                prepare: Callable[[NodeState, tuple[str, int]], object] = lambda *_: None,
+                ) -> tuple[object, NodeState, bytes]:
     """`SyncClient.sync` (in a thread) against ``serve`` on a loopback listener: what
     it returned or raised, the client's node state (still open) and its key."""
     directory = tmp_path / "client"
@@ -45,6 +59,7 @@ async def _sync(tmp_path: Path, serve: Callable[[trio.SocketStream], Awaitable[N
     client = SyncClient(parts, NodeOptions())
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
+    prepare(state, address)
     outcome: list[object] = []
 
     def dial() -> None:
@@ -213,3 +228,101 @@ async def test_a_waiting_client_pings_its_peer(
     assert pinged
     assert isinstance(outcome, PeerTimeout), outcome
     assert "closed the connection before the sync finished" in str(outcome)
+
+
+async def test_a_peer_that_leaves_ends_the_sync_but_is_not_blamed(tmp_path: Path) -> None:
+    """A peer that closes mid-sync (or stalls) ends it with an error for the caller, but
+    is told nothing and keeps its standing: a disconnect, not a failure (as the node
+    records it), so a node on the same home retries it without a backoff."""
+    said: list[int] = []
+
+    async def serve(peer: Adversary) -> None:
+        await peer.hello(clock=((FEED, Note(3, 0, os.urandom(HEAD_PREFIX))),))
+        await peer.send_eof()
+        said.append(await peer.silently_closed())
+
+    outcome, state, _ = await _sync(
+        tmp_path, _opened(serve),
+        prepare=lambda state, address: state.add_peers([address], "config"))
+    try:
+        assert isinstance(outcome, PeerTimeout), outcome
+        assert "closed the connection before the sync finished" in str(outcome)
+        [record] = state.peers()
+        assert record.failures == 0 and record.last_connected is not None
+    finally:
+        state.close()
+
+
+async def test_a_busy_node_state_does_not_fail_the_sync(tmp_path: Path) -> None:
+    """node.sqlite3 locked by another process (`tidings up` writing to it): the peer
+    table and the clocks go unrecorded, and the sync still succeeds."""
+    blockers: list[sqlite3.Connection] = []
+
+    def lock(state: NodeState, address: tuple[str, int]) -> None:
+        state._db.execute("PRAGMA busy_timeout = 20")  # (10 s by default)
+        blocker = sqlite3.connect(tmp_path / "client" / "node.sqlite3", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        blockers.append(blocker)
+
+    async def serve(peer: Adversary) -> None:
+        await peer.hello()
+        await peer.silently_closed()
+
+    outcome, state, _ = await _sync(tmp_path, _opened(serve), prepare=lock)
+    blockers[0].close()
+    state.close()
+    assert not isinstance(outcome, BaseException), outcome
+
+
+async def test_uploading_to_a_slow_peer_does_not_stop_hearing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client serves what the peer asks (its own feed, ~12 MB) to a peer that reads
+    slowly and pings: it keeps reading that peer all along (its silence is not counted
+    while the client itself has answers to send), so the sync runs to the caller's
+    deadline instead of failing with 'silent'."""
+    monkeypatch.setattr(client_module, "IDLE_TIMEOUT", 1.0)  # (90 s by default)
+    directory = tmp_path / "client"
+    directory.mkdir()
+    state = NodeState(directory / "node.sqlite3")
+    state.follow(FEED)
+    book = Logbook(SqliteStore(directory / "store.sqlite3"), Identity.generate())
+    own = publish(book, "big", 6000, payload_size=2000)
+    client = SyncClient(Parts(book, state, os.urandom(32), None), NodeOptions())
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
+    outcome: list[object] = []
+
+    def dial() -> None:
+        try:
+            outcome.append(client.sync(address, timeout=3.0))
+        except (PeerError, Timeout) as exc:
+            outcome.append(exc)
+
+    async def server() -> None:
+        stream = await listeners[0].accept()
+        peer = Adversary(stream, initiator=False)
+        await peer.handshake()
+        await peer.hello(clock=((FEED, Note(3, 0, os.urandom(HEAD_PREFIX))),
+                                (own, Note(0, WANT | EAGER, None))))
+        async with trio.open_nursery() as nursery:
+            async def pinger() -> None:
+                while True:
+                    await peer.send(Ping())
+                    await trio.sleep(0.3)
+
+            nursery.start_soon(pinger)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while await stream.receive_some(65536):  # 512 KiB a second
+                    await trio.sleep(0.125)
+            nursery.cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            await trio.to_thread.run_sync(dial)
+            nursery.cancel_scope.cancel()
+    finally:
+        book.store.close()
+        state.close()
+        await listeners[0].aclose()
+    assert isinstance(outcome[0], Timeout), outcome

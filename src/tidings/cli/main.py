@@ -528,6 +528,9 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    if list(words) == ["--version"]:  # (what argparse prints, without building the parser)
+        print(f"tidings {__version__}")
+        return EXIT_OK
     completing = "_ARGCOMPLETE" in os.environ  # (the shell asks for every command)
     parser = build_parser(None if completing else COMMAND_MODULES.get(command_named(words) or ""))
     _complete(parser)

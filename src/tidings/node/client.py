@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 import selectors
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tidings.errors import (
     ClosedByPeer,
@@ -43,6 +45,7 @@ from tidings.node.core import (
 from tidings.node.log import Logger
 from tidings.node.options import NodeOptions, format_address
 from tidings.replication.replicator import (
+    SEND_BUDGET,
     AddressesLearned,
     PeerConnected,
     Replicator,
@@ -51,8 +54,7 @@ from tidings.replication.replicator import (
 from tidings.replication.session import Session
 from tidings.wire.messages import MAX_ADDRESSES
 
-#: Bytes the replicator may queue per call (what a fast connection's writer takes).
-SEND_BUDGET = 2 * 1024 * 1024
+T = TypeVar("T")
 #: How often time passes for the replicator (stalled sources) and other processes'
 #: writes to the home are looked for.
 TICK = 1.0
@@ -73,6 +75,12 @@ class SyncClient:
             parts.logbook, parts.state, parts.key, options, self.log, parts.blobs)
         self.session: Session | None = None
         self._versions = (self._store_version(), parts.state.data_version())
+        self._state_write_failed = False
+        #: The upload rate's token bucket (blob chunks the peer asks of this home).
+        self._upload_rate = options.blob_upload_rate
+        self._blob_tokens = 0.0
+        self._blob_refilled = time.monotonic()
+        self._blob_sent = 0
 
     def sync(self, address: tuple[str, int], *, timeout: float = math.inf,
              progress: Callable[[int, int], None] | None = None) -> Session:
@@ -89,30 +97,33 @@ class SyncClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             self.session = session = self.replicator.open_session(initiator=True)
-            self._run(sock, address, session, deadline, progress)
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                self._run(_Link(sock, selector, address), session, deadline, progress)
             return session
         finally:
             sock.close()
 
-    def _run(self, sock: socket.socket, address: tuple[str, int], session: Session,
-             deadline: float, progress: Callable[[int, int], None] | None) -> None:
+    def _run(self, link: _Link, session: Session, deadline: float,
+             progress: Callable[[int, int], None] | None) -> None:
         replicator = self.replicator
         start = replicator.entries_received
-        selector = selectors.DefaultSelector()
-        selector.register(sock, selectors.EVENT_READ)
-        out = bytearray()
         now = time.monotonic()
-        handshake_by, heard, sent, next_tick = now + HANDSHAKE_TIMEOUT, now, now, now + TICK
+        handshake_by, heard, next_tick = now + HANDSHAKE_TIMEOUT, now, now + TICK
         ready = False
-        error: PeerError | None = None
+        error: PeerError | None = None  # what the session failed with (the peer's fault)
+        ended: PeerError | None = None  # what ends the sync but is no fault of the session
         try:
             while True:
-                if len(out) < MAX_QUEUED_OUTPUT:  # (what the session queued meanwhile)
-                    out += replicator.pump(session, SEND_BUDGET)
+                if not link.out:  # (what the session queued meanwhile, once the last went)
+                    link.out += replicator.pump(session, SEND_BUDGET, self._blob_budget())
+                    self._blob_spent(session)
                 if ready and replicator.caught_up(session):
-                    check_caught_up(replicator, session)
-                    if out:  # (notes to the peer: what the remembered clocks say it was told)
-                        self._send(sock, out)
+                    try:
+                        check_caught_up(replicator, session)
+                    except PeerTimeout as stalled:  # (what this peer will never give)
+                        ended = stalled
+                    link.drain(2.0)  # (notes: what the remembered clocks say it was told)
                     return
                 now = time.monotonic()
                 if now >= deadline:
@@ -120,44 +131,71 @@ class SyncClient:
                 if now >= next_tick:
                     next_tick = now + TICK
                     self._tick(now)
-                if ready and now - sent >= PING_AFTER and not session.failed:
+                if ready and now - link.sent >= PING_AFTER and not session.failed:
                     session.ping()
-                    out += replicator.pump(session, SEND_BUDGET)
-                    sent = now  # (it goes at the next write)
+                    link.out += replicator.pump(session, SEND_BUDGET, 0)
+                    link.sent = now  # (it goes at the next write)
+                # A peer that asks faster than it reads the answers is not read until it
+                # has taken them (bounded memory, as the node does: spec/14 §6); its
+                # silence meanwhile is not counted.
+                reading = session.channel.pending_output <= MAX_QUEUED_OUTPUT
+                if not reading:
+                    heard = now
                 silent_by = heard + IDLE_TIMEOUT if ready else handshake_by
                 if now >= silent_by:
                     raise PeerTimeout(f"silent for {IDLE_TIMEOUT:.0f} s" if ready else
                                       f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
-                # A peer that asks faster than it reads the answers is not read until it
-                # has taken them (bounded memory, as the node does: spec/14 §6).
-                reading = len(out) + session.channel.pending_output <= MAX_QUEUED_OUTPUT
-                selector.modify(sock, selectors.EVENT_WRITE if out and not reading else
-                                selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
-                wait = min(deadline, next_tick, silent_by, sent + PING_AFTER) - now
-                for _, mask in selector.select(max(0.0, wait)):
-                    if mask & selectors.EVENT_WRITE:
-                        del out[:self._send(sock, out)]
-                        sent = time.monotonic()
-                    if mask & selectors.EVENT_READ:
-                        data = self._receive(sock, ready)
-                        heard = time.monotonic()
-                        for event in self._take(session, data):
-                            if isinstance(event, PeerConnected):
-                                ready = True
-                                self._on_ready(session, address)
-                            elif isinstance(event, AddressesLearned):
-                                self.parts.state.add_peers(list(event.addresses), "exchange",
-                                                           learned_from=address[0])
-                        if progress is not None and session.clock_exchanged:
-                            progress(replicator.entries_received - start,
-                                     remaining(replicator, session))
+                wait = min(deadline, next_tick, silent_by, link.sent + PING_AFTER) - now
+                readable, writable = link.wait(reading, max(0.0, wait))
+                data = link.read() if readable else None
+                if writable and not link.write() and data is None:
+                    data = b""  # (reset: the peer is gone, as if it had closed)
+                if data is not None:
+                    heard = time.monotonic()
+                    if not data:
+                        if not ready:
+                            raise HandshakeFailed(HANDSHAKE_CLOSED)
+                        ended = PeerTimeout("the peer closed the connection before the sync "
+                                            "finished")
+                        return
+                    for event in self._take(session, data):
+                        if isinstance(event, PeerConnected):
+                            ready = True
+                            self._on_ready(session, link.address)
+                        elif isinstance(event, AddressesLearned):
+                            self._state(self.parts.state.add_peers, list(event.addresses),
+                                        "exchange", learned_from=link.address[0])
+                    if progress is not None and session.clock_exchanged:
+                        progress(replicator.entries_received - start,
+                                 remaining(replicator, session))
         except PeerError as failure:
             error = failure
-            error.peer = error.peer or format_address(address)
-            self._say_goodbye(sock, session, out, error)
+            error.peer = error.peer or format_address(link.address)
+            self._say_goodbye(link, session, error)
             raise
         finally:
-            self._close(session, address, error, ready)
+            self._close(session, link.address, error, ready)
+            if ended is not None:
+                ended.peer = ended.peer or format_address(link.address)
+                raise ended
+
+    def _blob_budget(self) -> int | None:
+        """Blob bytes the session may send now: a token bucket of one second's worth of
+        ``blob_upload_rate`` (None: no limit), as the node keeps one per connection."""
+        rate = self._upload_rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        self._blob_tokens = min(float(rate),
+                                self._blob_tokens + (now - self._blob_refilled) * rate)
+        self._blob_refilled = now
+        return max(0, int(self._blob_tokens))
+
+    def _blob_spent(self, session: Session) -> None:
+        sent = session.blobs.bytes_sent
+        if self._upload_rate:
+            self._blob_tokens -= sent - self._blob_sent
+        self._blob_sent = sent
 
     def _take(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
         try:
@@ -166,41 +204,27 @@ class SyncClient:
             raise StoreBusy("this node's disk is full: it takes no entries for now "
                             "(it still serves); try again later") from None
 
-    @staticmethod
-    def _send(sock: socket.socket, data: bytearray) -> int:
-        try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:  # reset
-            raise PeerTimeout("the peer closed the connection before the sync finished: "
-                              f"{exc.strerror or exc}") from None
-
-    @staticmethod
-    def _receive(sock: socket.socket, ready: bool) -> bytes:
-        try:
-            data = sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            data = b""
-            if ready:
-                raise PeerTimeout("the peer closed the connection before the sync finished: "
-                                  f"{exc.strerror or exc}") from None
-        if not data:
-            if not ready:
-                raise HandshakeFailed(HANDSHAKE_CLOSED)
-            raise PeerTimeout("the peer closed the connection before the sync finished")
-        return data
-
     def _on_ready(self, session: Session, address: tuple[str, int]) -> None:
         peer = session.channel.remote_static
         assert peer is not None
         state = self.parts.state
-        state.connected(address, peer, time.time())
-        addresses = [a for a in state.good_addresses(MAX_ADDRESSES) if a != address]
+        self._state(state.connected, address, peer, time.time())
+        addresses = [a for a in self._state(state.good_addresses, MAX_ADDRESSES) or ()
+                     if a != address]
         if addresses and not session.failed:
             session.send_peers(addresses)
+
+    def _state(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """A write to node.sqlite3 (peer table, clocks) that may find it busy or full:
+        the sync goes on without it (a missed write costs a backoff or a full clock)."""
+        try:
+            return call(*args, **kwargs)
+        except (sqlite3.Error, StorageFull) as exc:
+            if not self._state_write_failed:
+                self._state_write_failed = True
+                self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
+                                 detail="the sync goes on; peers and clocks are not recorded")
+            return None
 
     def _tick(self, now: float) -> None:
         """A second passed: the replicator's clock, and other processes' writes (a CLI
@@ -223,23 +247,16 @@ class SyncClient:
         version = getattr(self.parts.logbook.store, "data_version", None)
         return int(version()) if version is not None else 0
 
-    def _say_goodbye(self, sock: socket.socket, session: Session, out: bytearray,
-                     error: PeerError) -> None:
+    @staticmethod
+    def _say_goodbye(link: _Link, session: Session, error: PeerError) -> None:
         """The session's error message to a peer that broke the protocol (spec/09 §6):
         best effort, for two seconds at most. Never to a stranger, never an answer
         to the peer's own error."""
         if isinstance(error, HandshakeFailed | ClosedByPeer):
             return
         session.fail(error)
-        data = bytes(out) + session.data_to_send()
-        until = time.monotonic() + 2.0
-        try:
-            sock.setblocking(True)
-            while data and time.monotonic() < until:
-                sock.settimeout(max(0.01, until - time.monotonic()))
-                data = data[sock.send(data):]
-        except OSError:
-            pass
+        link.out += session.data_to_send()
+        link.drain(2.0)
 
     def _close(self, session: Session, address: tuple[str, int], error: PeerError | None,
                ready: bool) -> None:
@@ -247,12 +264,66 @@ class SyncClient:
         record how the connection with ``address`` went."""
         misbehaved = error is not None and error.misbehaviour
         self.replicator.close_session(session, remember=not misbehaved)
-        self.memory.flush()
+        self._state(self.memory.flush)
         state = self.parts.state
         if isinstance(error, SelfConnection):
-            state.forget(address)  # (this very node, heard of from a peer)
-        elif not ready and not misbehaved and state.forget_unproven(address):
+            self._state(state.forget, address)  # (this very node, heard of from a peer)
+        elif not ready and not misbehaved and self._state(state.forget_unproven, address):
             pass  # a learned address whose handshake failed: forgotten (spec/14 §5)
         else:
-            state.failed(address, time.time(), misbehaved=misbehaved,
-                         disconnected=(error is None and ready) or isinstance(error, StoreBusy))
+            self._state(state.failed, address, time.time(), misbehaved=misbehaved,
+                        disconnected=(error is None and ready) or isinstance(error, StoreBusy))
+
+
+class _Link:
+    """The connection's socket (non-blocking), its selector, and the bytes not sent yet."""
+
+    def __init__(self, sock: socket.socket, selector: selectors.BaseSelector,
+                 address: tuple[str, int]) -> None:
+        self.sock, self.selector, self.address = sock, selector, address
+        self.out = bytearray()
+        self.sent = time.monotonic()  # when bytes last went (the ping's clock)
+
+    def wait(self, reading: bool, timeout: float) -> tuple[bool, bool]:
+        """Wait up to ``timeout`` for the socket: (readable, writable)."""
+        events = (selectors.EVENT_READ if reading else 0) | (
+            selectors.EVENT_WRITE if self.out else 0)
+        if not events:  # (nothing to read or write: only the time passes)
+            time.sleep(timeout)
+            return False, False
+        self.selector.modify(self.sock, events)
+        readable = writable = False
+        for _, mask in self.selector.select(timeout):
+            readable = bool(mask & selectors.EVENT_READ)
+            writable = bool(mask & selectors.EVENT_WRITE)
+        return readable, writable
+
+    def write(self) -> bool:
+        """Send what the socket takes now; False when the peer is gone (reset)."""
+        try:
+            written = self.sock.send(self.out)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        del self.out[:written]
+        self.sent = time.monotonic()
+        return True
+
+    def read(self) -> bytes | None:
+        """What came: b"" when the peer closed the connection (or reset it), None when
+        nothing had come after all."""
+        try:
+            return self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def drain(self, seconds: float) -> None:
+        """Send what is queued, for ``seconds`` at most; a peer gone meanwhile is ignored."""
+        until = time.monotonic() + seconds
+        while self.out and time.monotonic() < until:
+            self.selector.modify(self.sock, selectors.EVENT_WRITE)
+            if self.selector.select(max(0.0, until - time.monotonic())) and not self.write():
+                return
