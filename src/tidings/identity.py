@@ -10,7 +10,6 @@ import base64
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -75,6 +74,8 @@ def write_key_file(path: Path, header: str, key: bytes) -> None:
     processes saving at once cannot both win (the loser gets
     ``FileExistsError``).
     """
+    import tempfile  # (here: every command loads this module, few write a key)
+
     text = f"{header} {base64.b32encode(key).decode().rstrip('=').lower()}\n"
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     temporary = Path(name)  # mkstemp makes it 0600

@@ -125,9 +125,14 @@ def network_prefix(host: str) -> str:
     return str(ipaddress.ip_network(f"{parsed}/{bits}", strict=False))
 
 
+#: The jitter of reconnection waits: a generator of the node's own, so that neither
+#: the app that embeds a node nor its tests see the module ``random`` move.
+_JITTER = random.Random()
+
+
 def backoff(failures: int, rng: random.Random | None = None) -> float:
     """Seconds to wait after ``failures`` failures in a row."""
-    jitter = (rng or random).uniform(0.5, 1.5)
+    jitter = (rng or _JITTER).uniform(0.5, 1.5)
     return float(min(BACKOFF_BASE * 2 ** min(failures, 20), BACKOFF_CAP) * jitter)
 
 
@@ -384,7 +389,7 @@ class NodeState:
                 "SELECT failures FROM peers WHERE host = ? AND port = ?", address
             ).fetchone()
         failures = (row[0] if row else 0) + (0 if disconnected else 1)
-        wait = RECONNECT_AFTER * random.uniform(0.5, 1.5) if disconnected else backoff(failures)
+        wait = RECONNECT_AFTER * _JITTER.uniform(0.5, 1.5) if disconnected else backoff(failures)
         if misbehaved:
             wait = max(wait, MISBEHAVIOUR_BACKOFF)
         self._write(

@@ -36,8 +36,6 @@ import fcntl
 import io
 import os
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -353,7 +351,7 @@ class BlobStore:
         for child in sorted(self.path.iterdir()):
             if child.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
                 if not self._importer:  # (the owner's, or another importer's, at work)
-                    shutil.rmtree(child, ignore_errors=True)  # an import or removal cut short
+                    _rmtree(child, ignore_errors=True)  # an import or removal cut short
                 continue
             try:
                 blob_id = BlobId.parse(child.name)
@@ -812,7 +810,7 @@ class BlobStore:
             try:
                 return self._install(work, self._import_into(work, stream, pin), pin)
             except BaseException:
-                shutil.rmtree(work, ignore_errors=True)  # gone already once installed
+                _rmtree(work, ignore_errors=True)  # gone already once installed
                 raise
 
     def _import_into(self, work: Path, stream: BinaryIO, pin: bool) -> BlobId:
@@ -861,7 +859,7 @@ class BlobStore:
         """Put a whole blob made under ``work`` in place of what the store held of it."""
         old = self._get(blob_id)
         if old is not None and old.complete:
-            shutil.rmtree(work, ignore_errors=True)
+            _rmtree(work, ignore_errors=True)
             if pin:
                 self._set_pinned(old, True)
             self._touch(old)
@@ -961,7 +959,7 @@ class BlobStore:
         blob.tree = None
         self._trees_read.pop(blob, None)
         self._checked.pop(blob, None)
-        shutil.rmtree(trash, ignore_errors=True)
+        _rmtree(trash, ignore_errors=True)
 
     def evict(self, need: int = 0, *, keep: BlobId | None = None) -> list[BlobId]:
         """Evict the least recently used unpinned blobs until ``need`` more bytes fit
@@ -1023,4 +1021,12 @@ def _overhead_for_size(size: int) -> int:
 
 
 def _mkdtemp(parent: Path) -> str:
+    import tempfile  # (here, as shutil below: a sync that moves no blob never loads them)
+
     return tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent)  # mode 0700
+
+
+def _rmtree(path: Path, *, ignore_errors: bool) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
