@@ -326,3 +326,42 @@ async def test_uploading_to_a_slow_peer_does_not_stop_hearing_it(
         state.close()
         await listeners[0].aclose()
     assert isinstance(outcome[0], Timeout), outcome
+
+
+async def test_a_peer_named_by_host_name_is_dialed(tmp_path: Path) -> None:
+    """``localhost`` is looked up (in a thread, within the connect deadline), then each
+    of its addresses tried: the listener on 127.0.0.1 answers even where ::1 comes
+    first. (A name of the machine's own: no lookup leaves it.)"""
+    directory = tmp_path / "client"
+    directory.mkdir()
+    state = NodeState(directory / "node.sqlite3")
+    state.follow(FEED)
+    parts = Parts(Logbook(SqliteStore(directory / "store.sqlite3")), state, os.urandom(32), None)
+    client = SyncClient(parts, NodeOptions())
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    outcome: list[object] = []
+
+    def dial() -> None:
+        try:
+            outcome.append(client.sync(("localhost", port), timeout=WAIT))
+        except (PeerError, Timeout, OSError) as exc:
+            outcome.append(exc)
+
+    async def server() -> None:
+        stream = await listeners[0].accept()
+        peer = Adversary(stream, initiator=False)
+        await peer.handshake()
+        await peer.hello()
+        with contextlib.suppress(Closed, trio.BrokenResourceError):
+            await peer.silently_closed()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            await trio.to_thread.run_sync(dial)
+            nursery.cancel_scope.cancel()
+    finally:
+        parts.close()
+        await listeners[0].aclose()
+    assert not isinstance(outcome[0], BaseException), outcome

@@ -16,6 +16,7 @@ import math
 import selectors
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -92,7 +93,7 @@ class SyncClient:
         and :class:`Timeout` once ``timeout`` seconds passed.
         """
         deadline = time.monotonic() + timeout
-        sock = socket.create_connection(address, timeout=min(CONNECT_TIMEOUT, timeout))
+        sock = _dial(address, min(deadline, time.monotonic() + CONNECT_TIMEOUT))
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
@@ -273,6 +274,42 @@ class SyncClient:
         else:
             self._state(state.failed, address, time.time(), misbehaved=misbehaved,
                         disconnected=(error is None and ready) or isinstance(error, StoreBusy))
+
+
+def _dial(address: tuple[str, int], deadline: float) -> socket.socket:
+    """A TCP connection to ``address`` by ``deadline`` (its name looked up, then each of
+    its addresses tried in turn, all within it); raises OSError (TimeoutError)."""
+    host, port = address
+    found: list[Any] = []
+    lookup = threading.Thread(target=lambda: found.append(_addresses(host, port)),
+                              name="tidings-lookup", daemon=True)
+    lookup.start()  # (getaddrinfo has no timeout of its own; a daemon thread left
+    lookup.join(max(0.0, deadline - time.monotonic()))  # waiting is dropped at exit)
+    if not found:
+        raise TimeoutError(f"no address found for {host} in time")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    last: OSError = TimeoutError("timed out")
+    for family, kind, proto, _, where in found[0]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(where)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last
+
+
+def _addresses(host: str, port: int) -> list[Any] | OSError:
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return exc
 
 
 class _Link:
