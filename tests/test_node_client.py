@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -365,3 +367,43 @@ async def test_a_peer_named_by_host_name_is_dialed(tmp_path: Path) -> None:
         parts.close()
         await listeners[0].aclose()
     assert not isinstance(outcome[0], BaseException), outcome
+
+
+def test_an_address_that_never_answers_does_not_hold_up_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name's first address drops the connection attempt (here a loopback listener
+    whose accept queue is full): the next is tried ATTEMPT_DELAY later, beside it, and
+    the first to answer is kept; the deadline bounds the whole."""
+    from tidings.node.client import _dial
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(4):  # (a queue of 0 takes one or two: then SYNs are dropped)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(hole.getsockname())
+        fillers.append(filler)
+    good = socket.socket()
+    good.bind(("127.0.0.1", 0))
+    good.listen(5)
+    found = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", hole.getsockname()),
+             (socket.AF_INET, socket.SOCK_STREAM, 6, "", good.getsockname())]
+    monkeypatch.setattr(client_module, "_addresses", lambda host, port: found)
+    try:
+        dialed = _dial(("two-addresses.example", 1), time.monotonic() + WAIT)
+        assert dialed.getpeername() == good.getsockname()
+        dialed.close()
+    finally:
+        for each in (hole, good, *fillers):
+            each.close()
+
+
+def test_a_name_the_idna_codec_refuses_is_an_unknown_host() -> None:
+    """Not a traceback from the lookup's thread and a time-out: the error the CLI
+    shows as "cannot connect to ...". (Refused before any lookup is made.)"""
+    from tidings.node.client import _dial
+
+    with pytest.raises(socket.gaierror, match="not a host name"):
+        _dial(("é..b", 1), time.monotonic() + WAIT)

@@ -12,7 +12,9 @@ to a peer that broke the protocol, and the clocks are remembered for the next ti
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import selectors
 import socket
 import sqlite3
@@ -276,11 +278,19 @@ class SyncClient:
                         disconnected=(error is None and ready) or isinstance(error, StoreBusy))
 
 
+#: Seconds an address has to answer before the next one is tried beside it (RFC 8305's
+#: "connection attempt delay", as trio's open_tcp_stream waits).
+ATTEMPT_DELAY = 0.25
+
+
 def _dial(address: tuple[str, int], deadline: float) -> socket.socket:
-    """A TCP connection to ``address`` by ``deadline`` (its name looked up, then each of
-    its addresses tried in turn, all within it); raises OSError (TimeoutError)."""
+    """A TCP connection to ``address`` by ``deadline``: its name looked up, then its
+    addresses tried in order, each one ATTEMPT_DELAY after the one before while the
+    earlier ones still may answer (an address that never does costs a quarter of a
+    second, not the deadline); the first to connect is kept. Raises OSError
+    (TimeoutError when the deadline passed)."""
     host, port = address
-    found: list[Any] = []
+    found: list[list[Any] | OSError] = []
     lookup = threading.Thread(target=lambda: found.append(_addresses(host, port)),
                               name="tidings-lookup", daemon=True)
     lookup.start()  # (getaddrinfo has no timeout of its own; a daemon thread left
@@ -289,27 +299,60 @@ def _dial(address: tuple[str, int], deadline: float) -> socket.socket:
         raise TimeoutError(f"no address found for {host} in time")
     if isinstance(found[0], OSError):
         raise found[0]
+    waiting = list(found[0])
     last: OSError = TimeoutError("timed out")
-    for family, kind, proto, _, where in found[0]:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock = socket.socket(family, kind, proto)
+    with selectors.DefaultSelector() as selector:
+        trying: dict[socket.socket, None] = {}
         try:
-            sock.settimeout(left)
-            sock.connect(where)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-    raise last
+            next_at = time.monotonic()
+            while waiting or trying:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise last if not trying else TimeoutError("timed out")
+                if waiting and (now >= next_at or not trying):
+                    family, kind, proto, _, where = waiting.pop(0)
+                    sock = socket.socket(family, kind, proto)
+                    try:
+                        sock.setblocking(False)
+                        error = sock.connect_ex(where)
+                    except BaseException:
+                        sock.close()
+                        raise
+                    if error not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                        sock.close()
+                        last = OSError(error, os.strerror(error))
+                        continue
+                    trying[sock] = None
+                    selector.register(sock, selectors.EVENT_WRITE)
+                    next_at = now + ATTEMPT_DELAY
+                wake = min(deadline, next_at) if waiting else deadline
+                for key, _ in selector.select(max(0.0, wake - time.monotonic())):
+                    sock = key.fileobj  # type: ignore[assignment]
+                    selector.unregister(sock)
+                    del trying[sock]
+                    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if error:
+                        sock.close()
+                        last = OSError(error, os.strerror(error))
+                        continue
+                    sock.setblocking(True)
+                    return sock
+            raise last
+        finally:
+            for sock in trying:
+                sock.close()
 
 
 def _addresses(host: str, port: int) -> list[Any] | OSError:
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # (an ASCII name as bytes: the C resolver takes it as it is, without the IDNA
+        # codec, which refuses names such as "a..b" with a UnicodeError)
+        return socket.getaddrinfo(host.encode("ascii") if host.isascii() else host, port,
+                                  type=socket.SOCK_STREAM)
     except OSError as exc:
         return exc
+    except UnicodeError as exc:
+        return socket.gaierror(socket.EAI_NONAME, f"not a host name: {exc}")
 
 
 class _Link:
