@@ -47,26 +47,29 @@ FEED = author(7).author.feed("blog")
 
 
 async def _sync(tmp_path: Path, serve: Callable[[trio.SocketStream], Awaitable[None]], *,
-                timeout: float = WAIT,
-                prepare: Callable[[NodeState, tuple[str, int]], object] = lambda *_: None,
+                timeout: float = WAIT, host: str = "127.0.0.1",
+                identity: Identity | None = None,
+                prepare: Callable[[Parts, tuple[str, int]], object] = lambda *_: None,
                 ) -> tuple[object, NodeState, bytes]:
-    """`SyncClient.sync` (in a thread) against ``serve`` on a loopback listener: what
-    it returned or raised, the client's node state (still open) and its key."""
+    """`SyncClient.sync` (in a thread, dialing ``host``) against ``serve`` on a loopback
+    listener: what it returned or raised, the client's node state (still open) and its
+    key. ``prepare`` sees the client's parts and the listener's address first."""
     directory = tmp_path / "client"
     directory.mkdir()
     state = NodeState(directory / "node.sqlite3")
     state.follow(FEED)
     key = os.urandom(32)
-    parts = Parts(Logbook(SqliteStore(directory / "store.sqlite3")), state, key, None)
-    client = SyncClient(parts, NodeOptions())
+    parts = Parts(Logbook(SqliteStore(directory / "store.sqlite3"), identity), state, key,
+                  None)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
-    prepare(state, address)
+    prepare(parts, address)
+    client = SyncClient(parts, NodeOptions())
     outcome: list[object] = []
 
     def dial() -> None:
         try:
-            outcome.append(client.sync(address, timeout=timeout))
+            outcome.append(client.sync((host, address[1]), timeout=timeout))
         except (PeerError, Timeout, OSError) as exc:
             outcome.append(exc)
 
@@ -245,7 +248,7 @@ async def test_a_peer_that_leaves_ends_the_sync_but_is_not_blamed(tmp_path: Path
 
     outcome, state, _ = await _sync(
         tmp_path, _opened(serve),
-        prepare=lambda state, address: state.add_peers([address], "config"))
+        prepare=lambda parts, address: parts.state.add_peers([address], "config"))
     try:
         assert isinstance(outcome, PeerTimeout), outcome
         assert "closed the connection before the sync finished" in str(outcome)
@@ -260,8 +263,8 @@ async def test_a_busy_node_state_does_not_fail_the_sync(tmp_path: Path) -> None:
     table and the clocks go unrecorded, and the sync still succeeds."""
     blockers: list[sqlite3.Connection] = []
 
-    def lock(state: NodeState, address: tuple[str, int]) -> None:
-        state._db.execute("PRAGMA busy_timeout = 20")  # (10 s by default)
+    def lock(parts: Parts, address: tuple[str, int]) -> None:
+        parts.state._db.execute("PRAGMA busy_timeout = 20")  # (10 s by default)
         blocker = sqlite3.connect(tmp_path / "client" / "node.sqlite3", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         blockers.append(blocker)
@@ -283,90 +286,47 @@ async def test_uploading_to_a_slow_peer_does_not_stop_hearing_it(
     while the client itself has answers to send), so the sync runs to the caller's
     deadline instead of failing with 'silent'."""
     monkeypatch.setattr(client_module, "IDLE_TIMEOUT", 1.0)  # (90 s by default)
-    directory = tmp_path / "client"
-    directory.mkdir()
-    state = NodeState(directory / "node.sqlite3")
-    state.follow(FEED)
-    book = Logbook(SqliteStore(directory / "store.sqlite3"), Identity.generate())
-    own = publish(book, "big", 6000, payload_size=2000)
-    client = SyncClient(Parts(book, state, os.urandom(32), None), NodeOptions())
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    address = ("127.0.0.1", listeners[0].socket.getsockname()[1])
-    outcome: list[object] = []
+    identity = Identity.generate()
+    own = identity.author.feed("big")
 
-    def dial() -> None:
-        try:
-            outcome.append(client.sync(address, timeout=3.0))
-        except (PeerError, Timeout) as exc:
-            outcome.append(exc)
-
-    async def server() -> None:
-        stream = await listeners[0].accept()
-        peer = Adversary(stream, initiator=False)
-        await peer.handshake()
+    async def serve(peer: Adversary) -> None:
         await peer.hello(clock=((FEED, Note(3, 0, os.urandom(HEAD_PREFIX))),
                                 (own, Note(0, WANT | EAGER, None))))
+        gone = (trio.BrokenResourceError, trio.ClosedResourceError)  # (the client left)
         async with trio.open_nursery() as nursery:
             async def pinger() -> None:
-                while True:
-                    await peer.send(Ping())
-                    await trio.sleep(0.3)
+                with contextlib.suppress(*gone):
+                    while True:
+                        await peer.send(Ping())
+                        await trio.sleep(0.3)
 
             nursery.start_soon(pinger)
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                while await stream.receive_some(65536):  # 512 KiB a second
-                    await trio.sleep(0.125)
+            slow_until = trio.current_time() + 3.0  # (the client's deadline; then drained)
+            with contextlib.suppress(*gone):
+                while await peer.stream.receive_some(65536):  # 512 KiB a second
+                    if trio.current_time() < slow_until:
+                        await trio.sleep(0.125)
             nursery.cancel_scope.cancel()
 
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server)
-            await trio.to_thread.run_sync(dial)
-            nursery.cancel_scope.cancel()
-    finally:
-        book.store.close()
-        state.close()
-        await listeners[0].aclose()
-    assert isinstance(outcome[0], Timeout), outcome
+    outcome, state, _ = await _sync(
+        tmp_path, _opened(serve), timeout=3.0, identity=identity,
+        prepare=lambda parts, _: publish(parts.logbook, "big", 6000, payload_size=2000))
+    state.close()
+    assert isinstance(outcome, Timeout), outcome
 
 
 async def test_a_peer_named_by_host_name_is_dialed(tmp_path: Path) -> None:
     """``localhost`` is looked up (in a thread, within the connect deadline), then each
     of its addresses tried: the listener on 127.0.0.1 answers even where ::1 comes
     first. (A name of the machine's own: no lookup leaves it.)"""
-    directory = tmp_path / "client"
-    directory.mkdir()
-    state = NodeState(directory / "node.sqlite3")
-    state.follow(FEED)
-    parts = Parts(Logbook(SqliteStore(directory / "store.sqlite3")), state, os.urandom(32), None)
-    client = SyncClient(parts, NodeOptions())
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    outcome: list[object] = []
 
-    def dial() -> None:
-        try:
-            outcome.append(client.sync(("localhost", port), timeout=WAIT))
-        except (PeerError, Timeout, OSError) as exc:
-            outcome.append(exc)
-
-    async def server() -> None:
-        stream = await listeners[0].accept()
-        peer = Adversary(stream, initiator=False)
-        await peer.handshake()
+    async def serve(peer: Adversary) -> None:
         await peer.hello()
-        with contextlib.suppress(Closed, trio.BrokenResourceError):
-            await peer.silently_closed()
+        await peer.silently_closed()
 
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server)
-            await trio.to_thread.run_sync(dial)
-            nursery.cancel_scope.cancel()
-    finally:
-        parts.close()
-        await listeners[0].aclose()
-    assert not isinstance(outcome[0], BaseException), outcome
+    outcome, state, _ = await _sync(tmp_path, _opened(serve), host="localhost")
+    state.close()
+    assert not isinstance(outcome, BaseException), outcome
 
 
 def test_an_address_that_never_answers_does_not_hold_up_the_next(
