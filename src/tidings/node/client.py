@@ -41,6 +41,7 @@ from tidings.node.core import (
     PING_AFTER,
     READ_SIZE,
     Parts,
+    UploadBucket,
     check_caught_up,
     make_replicator,
     remaining,
@@ -80,10 +81,7 @@ class SyncClient:
         self._versions = (self._store_version(), parts.state.data_version())
         self._state_write_failed = False
         #: The upload rate's token bucket (blob chunks the peer asks of this home).
-        self._upload_rate = options.blob_upload_rate
-        self._blob_tokens = 0.0
-        self._blob_refilled = time.monotonic()
-        self._blob_sent = 0
+        self._upload = UploadBucket(options.blob_upload_rate)
 
     def sync(self, address: tuple[str, int], *, timeout: float = math.inf,
              progress: Callable[[int, int], None] | None = None) -> Session:
@@ -119,8 +117,9 @@ class SyncClient:
         try:
             while True:
                 if not link.out:  # (what the session queued meanwhile, once the last went)
-                    link.out += replicator.pump(session, SEND_BUDGET, self._blob_budget())
-                    self._blob_spent(session)
+                    link.out += replicator.pump(session, SEND_BUDGET,
+                                                self._upload.budget(session))
+                    self._upload.spent(session)
                 if ready and replicator.caught_up(session):
                     try:
                         check_caught_up(replicator, session)
@@ -149,6 +148,9 @@ class SyncClient:
                     raise PeerTimeout(f"silent for {IDLE_TIMEOUT:.0f} s" if ready else
                                       f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
                 wait = min(deadline, next_tick, silent_by, link.sent + PING_AFTER) - now
+                refill = self._upload.refill_wait()
+                if refill is not None and session.blobs.serving:  # the bucket refills
+                    wait = min(wait, refill)
                 readable, writable = link.wait(reading, max(0.0, wait))
                 data = link.read() if readable else None
                 if writable and not link.write() and data is None:
@@ -181,24 +183,6 @@ class SyncClient:
             if ended is not None:
                 ended.peer = ended.peer or format_address(link.address)
                 raise ended
-
-    def _blob_budget(self) -> int | None:
-        """Blob bytes the session may send now: a token bucket of one second's worth of
-        ``blob_upload_rate`` (None: no limit), as the node keeps one per connection."""
-        rate = self._upload_rate
-        if not rate:
-            return None
-        now = time.monotonic()
-        self._blob_tokens = min(float(rate),
-                                self._blob_tokens + (now - self._blob_refilled) * rate)
-        self._blob_refilled = now
-        return max(0, int(self._blob_tokens))
-
-    def _blob_spent(self, session: Session) -> None:
-        sent = session.blobs.bytes_sent
-        if self._upload_rate:
-            self._blob_tokens -= sent - self._blob_sent
-        self._blob_sent = sent
 
     def _take(self, session: Session, data: bytes) -> list[ReplicatorEvent]:
         try:

@@ -166,6 +166,37 @@ class ClockMemory:
             self._kept_notes -= len(gone[0]) + len(gone[1])
 
 
+class UploadBucket:
+    """A connection's upload rate limit (``blob_upload_rate``): a token bucket of one
+    second's worth of blob chunk bytes; with no rate, no limit. The replicator's pump
+    takes :meth:`budget` as its ``blob_budget``, then :meth:`spent` counts what went."""
+
+    def __init__(self, rate: int | None) -> None:
+        self.rate = rate
+        self.tokens = 0.0
+        self._refilled = time.monotonic()
+        self._sent_before = 0
+
+    def budget(self, session: Session) -> int | None:
+        """Blob bytes ``session`` may send now (None: no limit)."""
+        rate = self.rate
+        if not rate:
+            return None
+        now = time.monotonic()
+        self.tokens = min(float(rate), self.tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        self._sent_before = session.blobs.bytes_sent
+        return max(0, int(self.tokens))
+
+    def spent(self, session: Session) -> None:
+        if self.rate:
+            self.tokens -= session.blobs.bytes_sent - self._sent_before
+
+    def refill_wait(self) -> float | None:
+        """Seconds until the bucket holds bytes again, once spent (None: no limit)."""
+        return max(0.01, -self.tokens / self.rate) if self.rate else None
+
+
 class Parts:
     """A home opened for a node: its store, node state, transport key and chunk store
     (None: this process moves no blobs). :meth:`close` closes the first two."""

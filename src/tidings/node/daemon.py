@@ -48,6 +48,7 @@ from tidings.node.core import (
     MAX_QUEUED_OUTPUT,
     PING_AFTER,
     READ_SIZE,
+    UploadBucket,
     check_caught_up,
     make_replicator,
     remaining,
@@ -132,9 +133,8 @@ class Connection:
     #: What its reads may cost the replicator (node/budget.py).
     budget: ReadBudget = field(default_factory=ReadBudget)
     #: Blob bytes this connection may still send now (the upload rate limit's bucket).
-    blob_tokens: float = 0.0
-    blob_refilled: float = field(default_factory=time.monotonic)
-    blob_sent_before: int = 0
+    #: The upload rate limit's bucket (set by the node when it opens the connection).
+    upload: UploadBucket = field(default_factory=lambda: UploadBucket(None))
     #: Bytes the next call of the replicator's pump may queue (SEND_BUDGET, or more
     #: while the socket drains fast: see FAST_LINK).
     pump_budget: int = SEND_BUDGET
@@ -627,6 +627,7 @@ class Node:
                                initiator: bool) -> Connection:
         session = await self._core(self.replicator.open_session, initiator=initiator)
         connection = Connection(session, stream, address, initiator)
+        connection.upload = UploadBucket(self.options.blob_upload_rate)
         connection.standing = slots.Standing(address, initiator, time.monotonic())
         self.connections.add(connection)
         self._by_session[session] = connection
@@ -846,8 +847,8 @@ class Node:
                 connection.wake = trio.Event()
                 data = await self._peer_core(connection, self.replicator.pump, session,
                                              connection.pump_budget,
-                                             blob_budget=self._blob_budget(connection))
-                self._blob_spent(connection)
+                                             blob_budget=connection.upload.budget(session))
+                connection.upload.spent(session)
                 if data:
                     started = time.monotonic()
                     async with connection.send_lock:
@@ -863,9 +864,9 @@ class Node:
                     continue
                 idle_for = time.monotonic() - connection.last_sent
                 wait = max(0.0, PING_AFTER - idle_for)
-                rate = self.options.blob_upload_rate
-                if rate and session.blobs.serving:  # waits for the bucket to refill
-                    wait = min(wait, max(0.01, -connection.blob_tokens / rate))
+                refill = connection.upload.refill_wait()
+                if refill is not None and session.blobs.serving:  # the bucket refills
+                    wait = min(wait, refill)
                 with trio.move_on_after(wait):
                     await connection.wake.wait()
                 if not connection.wake.is_set() and connection.ready.is_set() \
@@ -874,23 +875,6 @@ class Node:
                 connection.drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             scope.cancel()
-
-    def _blob_budget(self, connection: Connection) -> int | None:
-        """Blob bytes the connection may send now: a token bucket of one second's worth."""
-        rate = self.options.blob_upload_rate
-        if not rate:
-            return None
-        now = time.monotonic()
-        connection.blob_tokens = min(
-            float(rate), connection.blob_tokens + (now - connection.blob_refilled) * rate)
-        connection.blob_refilled = now
-        connection.blob_sent_before = connection.session.blobs.bytes_sent
-        return max(0, int(connection.blob_tokens))
-
-    def _blob_spent(self, connection: Connection) -> None:
-        if self.options.blob_upload_rate:
-            sent = connection.session.blobs.bytes_sent - connection.blob_sent_before
-            connection.blob_tokens -= sent
 
     # -- for sync and fetch ---------------------------------------------------------
 
