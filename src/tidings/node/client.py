@@ -17,11 +17,10 @@ import math
 import os
 import selectors
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from tidings.errors import (
     ClosedByPeer,
@@ -41,6 +40,7 @@ from tidings.node.core import (
     PING_AFTER,
     READ_SIZE,
     Parts,
+    StateWrites,
     UploadBucket,
     check_caught_up,
     make_replicator,
@@ -58,7 +58,6 @@ from tidings.replication.replicator import (
 from tidings.replication.session import Session
 from tidings.wire.messages import MAX_ADDRESSES
 
-T = TypeVar("T")
 #: How often time passes for the replicator (stalled sources) and other processes'
 #: writes to the home are looked for.
 TICK = 1.0
@@ -79,7 +78,7 @@ class SyncClient:
             parts.logbook, parts.state, parts.key, options, self.log, parts.blobs)
         self.session: Session | None = None
         self._versions = (self._store_version(), parts.state.data_version())
-        self._state_write_failed = False
+        self._state = StateWrites(self.log)
         #: The upload rate's token bucket (blob chunks the peer asks of this home).
         self._upload = UploadBucket(options.blob_upload_rate)
 
@@ -200,18 +199,6 @@ class SyncClient:
                      if a != address]
         if addresses and not session.failed:
             session.send_peers(addresses)
-
-    def _state(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-        """A write to node.sqlite3 (peer table, clocks) that may find it busy or full:
-        the sync goes on without it (a missed write costs a backoff or a full clock)."""
-        try:
-            return call(*args, **kwargs)
-        except (sqlite3.Error, StorageFull) as exc:
-            if not self._state_write_failed:
-                self._state_write_failed = True
-                self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
-                                 detail="the sync goes on; peers and clocks are not recorded")
-            return None
 
     def _tick(self, now: float) -> None:
         """A second passed: the replicator's clock, and other processes' writes (a CLI

@@ -8,13 +8,15 @@ app's node: node/daemon.py) and the blocking one-peer client of ``tidings sync``
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tidings.core.ids import FeedId
-from tidings.errors import PeerTimeout, UsageError
+from tidings.errors import PeerTimeout, StorageFull, UsageError
 from tidings.node.home import Home
 from tidings.node.log import Logger
 from tidings.node.options import NodeOptions
@@ -26,6 +28,8 @@ from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import Logbook
 from tidings.transport.channel import public_key
 from tidings.wire.messages import Note
+
+T = TypeVar("T")
 
 # -- a connection's bounds (both drivers keep them) ------------------------------
 
@@ -164,6 +168,26 @@ class ClockMemory:
         while self._kept_notes > KEPT_NOTES:
             _, (_, gone, _) = self._kept.popitem(last=False)
             self._kept_notes -= len(gone[0]) + len(gone[1])
+
+
+class StateWrites:
+    """Writes to node.sqlite3 (peer table, clocks) that may find it busy (another
+    process writing) or its disk full: the driver goes on without them (a missed write
+    costs a backoff or a full clock), and the first failure is logged once."""
+
+    def __init__(self, log: Logger) -> None:
+        self._log = log
+        self._failed = False
+
+    def __call__(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        try:
+            return call(*args, **kwargs)
+        except (sqlite3.Error, StorageFull) as exc:
+            if not self._failed:
+                self._failed = True
+                self._log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
+                                  detail="peers and clocks are not recorded meanwhile")
+            return None
 
 
 class UploadBucket:

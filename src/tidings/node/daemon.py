@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import field
@@ -48,6 +47,7 @@ from tidings.node.core import (
     MAX_QUEUED_OUTPUT,
     PING_AFTER,
     READ_SIZE,
+    StateWrites,
     UploadBucket,
     check_caught_up,
     make_replicator,
@@ -189,7 +189,7 @@ class Node:
         self._changed = trio.Event()
         #: When a write first found the disk full (None: it is not full).
         self._full_since: float | None = None
-        self._state_write_failed = False
+        self._state_writes = StateWrites(self.log)
         #: This author's publishes, committed in groups (Node.publish).
         self._group_commit = GroupCommit(self._lock, self._publish_batch, self._published)
         #: Another process wrote to the store since the last full read of the heads.
@@ -489,16 +489,9 @@ class Node:
         await self._core(self.replicator.refresh_local)
 
     async def _state(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
-        """A write to node.sqlite3 (peer table, clocks) that may find the disk full:
-        the node goes on without it (a missed write costs a backoff or a full clock)."""
-        try:
-            return await _io(call, *args, **kwargs)
-        except (sqlite3.Error, StorageFull) as exc:
-            if not self._state_write_failed:
-                self._state_write_failed = True
-                self.log.warning("state-write-failed", error=f"{type(exc).__name__}: {exc}",
-                                 detail="the node goes on; peers and clocks are not recorded")
-            return None
+        """A write to node.sqlite3 in a worker thread: the node goes on without it if
+        it fails (:class:`~tidings.node.core.StateWrites`)."""
+        return await _io(self._state_writes, call, *args, **kwargs)
 
     async def set_identity_follow(self, identity: bytes, logs: frozenset[str],
                                   follow: bool) -> bool:
