@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodes import feed_of, running
+from tests.nodes import feed_of, running, wait_for
 from tests.test_cli import ok, tidings
+from tidings import SqliteStore
 from tidings.core.ids import FeedId
 from tidings.node.state import NodeState
 from tidings.replication.clock import clock_digest
@@ -140,3 +141,108 @@ def test_the_digests_of_remembered_clocks_are_kept_with_them(
     assert memory.load(b"peer2") == (sent, received)
     assert memory.digests(b"peer2") == (clock_digest(sent), clock_digest(received))
     state.close()
+
+
+def _client_sync(home: Path, address: str) -> tuple[bool, bool, int, object]:
+    """One `tidings sync` as the command makes it, in this process: whether its session
+    stayed settled, whether the replicator loaded its feeds, the entries received, and
+    the report's summary."""
+    from tidings.node.client import SyncClient, summarize
+    from tidings.node.core import open_parts
+    from tidings.node.home import SYNC_KEY_FILE, Home
+    from tidings.node.log import Logger
+    from tidings.node.options import NodeOptions, parse_address
+
+    parts = open_parts(Home(home), NodeOptions(), Logger(level="quiet"),
+                       key_file=SYNC_KEY_FILE, create=True)
+    try:
+        client = SyncClient(parts, NodeOptions())
+        session = client.sync(parse_address(address), timeout=60)
+        replicator = client.replicator
+        summary = (client.settled_summary if session.settled
+                   else summarize(replicator, session))
+        return session.settled, replicator.loaded, replicator.entries_received, summary
+    finally:
+        parts.close()
+
+
+def _settled_stamps(home: Path) -> list[bytes | None]:
+    db = sqlite3.connect(home / "node.sqlite3")
+    try:
+        return [row[0] for row in db.execute("SELECT settled FROM clock_peers")]
+    finally:
+        db.close()
+
+
+def test_a_reconnect_that_changes_nothing_loads_no_feed_and_any_change_loads_them(
+        tmp_path: Path) -> None:
+    """A sync that ended with nothing owed either way leaves a stamp of the home with its
+    clocks; the next one, finding the home unchanged and the peer's digest the same,
+    opens with an empty delta and reads no feed (issue 16: a no-op reconnect at 10,000
+    feeds in about the time of the imports). Whatever changed, on either side (the
+    peer's entries, a follow, the store, the peer's memory), the state is loaded and
+    the sync is what it always was.
+
+    (Where one side names a feed the other neither holds nor wants, the other does not
+    keep that note, the digests differ at every reconnect, and the opening clock is
+    a reset (spec/10 §4, §5.5): such a session never starts settled.)"""
+    a_home, b_home = tmp_path / "a", tmp_path / "b"
+    ok(tidings(a_home, "init"))
+    for log_id in ("blog", "news"):
+        ok(tidings(a_home, "publish", "--log", log_id, "first"))
+    blog, news, links = (feed_of(a_home, log_id) for log_id in ("blog", "news", "links"))
+    for feed in (blog, news):
+        ok(tidings(b_home, "follow", str(feed)))
+    with running(a_home) as a:
+        settled, loaded, received, summary = _client_sync(b_home, a.address)
+        assert (settled, loaded, received) == (False, True, 2)
+        assert len(_settled_stamps(b_home)) == 1 and _settled_stamps(b_home)[0]
+        settled, loaded, received, again = _client_sync(b_home, a.address)
+        assert (settled, loaded, received) == (True, False, 0)
+        assert again == summary  # the report of the sync that left the stamp
+        report = ok(tidings(b_home, "sync", "--peer", a.address, "--json", "--feeds")
+                    ).json_lines()[0]
+        assert report == {"peer": a.address, "received": 0, "followed": 2, "updated": {},
+                          "peer_holds_none": [], "forked": {},
+                          "feeds": {str(blog): 1, str(news): 1}}
+        # The peer has more: its delta names the feed, and the session loads at once.
+        ok(tidings(a_home, "publish", "--log", "blog", "second"))
+        wait_for(lambda: _client_sync(b_home, a.address)[2] == 1, what="the new entry")
+        assert _client_sync(b_home, a.address)[:3] == (True, False, 0)
+        # A follow changes the home's stamp: loaded from the start.
+        ok(tidings(a_home, "publish", "--log", "links", "first"))
+        ok(tidings(b_home, "follow", str(links)))
+        wait_for(lambda: _client_sync(b_home, a.address)[:3] == (False, True, 1),
+                 what="the new feed")
+        settled, loaded, received, summary = _client_sync(b_home, a.address)
+        assert (settled, loaded, received) == (True, False, 0)
+        assert summary.followed == 3 and summary.absent == ()
+        a.wait_log("event=disconnected")
+    # A write to the store by another process (an import of the peer's feed).
+    bundle = tmp_path / "blog.bundle"
+    ok(tidings(a_home, "publish", "--log", "blog", "third"))
+    ok(tidings(a_home, "export", str(blog), "--output", str(bundle)))
+    ok(tidings(b_home, "import", str(bundle)))
+    with running(a_home) as a:
+        settled, loaded, received, _ = _client_sync(b_home, a.address)
+        assert (settled, loaded, received) == (False, True, 0)
+        assert _client_sync(b_home, a.address)[:3] == (True, False, 0)
+        a.wait_log("event=disconnected")
+    # The peer forgot what it told this home: its hello's digest differs, the client
+    # loads and sends its whole clock, and all is as before.
+    db = sqlite3.connect(a_home / "node.sqlite3")
+    db.execute("DELETE FROM clocks")
+    db.execute("DELETE FROM clock_peers")
+    db.commit()
+    db.close()
+    with running(a_home) as a:
+        settled, loaded, received, summary = _client_sync(b_home, a.address)
+        assert (settled, loaded, received) == (False, True, 0)
+        assert summary.followed == 3 and summary.absent == ()
+        assert _client_sync(b_home, a.address)[:3] == (True, False, 0)
+    store = SqliteStore(b_home / "store.sqlite3")
+    try:
+        assert {info.feed: info.latest_seq for info in store.feeds()} == {
+            blog: 3, news: 1, links: 1}
+    finally:
+        store.close()

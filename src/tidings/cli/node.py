@@ -11,9 +11,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from itertools import compress
-from operator import attrgetter, not_
-from typing import TYPE_CHECKING, TypeVar
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tidings.cli.common import (
     EXIT_BAD_DATA,
@@ -171,6 +170,15 @@ def _as_client(
 SYNC_LISTED = 10
 
 
+def _arrived(store: Any, after: int) -> set[FeedId]:
+    """The feeds of the entries the store took in since arrival ``after``."""
+    feeds: set[FeedId] = set()
+    while batch := store.arrivals(after, 10_000):
+        feeds.update(arrival.feed for arrival in batch)
+        after = batch[-1].id
+    return feeds
+
+
 def cmd_sync(args: argparse.Namespace, home: Home) -> int:
     progress = _progress_printer(sys.stderr.isatty() and not args.json)
     with _loading_for_good():
@@ -197,10 +205,13 @@ def cmd_sync(args: argparse.Namespace, home: Home) -> int:
 
 def _sync(args: argparse.Namespace, client: SyncClient, address: tuple[str, int],
           progress: Callable[[int, int], None] | None, timeout: type[Exception]) -> int:
+    from tidings.node.client import summarize
+
     replicator, state = client.replicator, client.parts.state
-    if not replicator.follows and not state.identity_follows():
+    if not state.following() and not state.identity_follows():
         raise CommandError("this home follows no feed: run `tidings follow FEED` first")
-    held_before = dict(replicator.local.heads)
+    store = replicator.logbook.store
+    arrived_after = store.last_arrival()
     logs_before = state.identity_logs()
     try:
         session = client.sync(address, timeout=args.timeout or math.inf, progress=progress)
@@ -211,51 +222,51 @@ def _sync(args: argparse.Namespace, client: SyncClient, address: tuple[str, int]
         raise CommandError(f"cannot connect to {args.peer_address}: {exc.strerror or exc}",
                            EXIT_BAD_DATA) from None
     # What the peer said it holds: a followed feed it holds nothing of is not
-    # "caught up", it is absent there.
-    noted = session.received
-    wanted = replicator.local.wanted
-    # (in C-level passes: 10,000 feeds took a no-op reconnect ~10 ms in a loop)
-    absent = (wanted - noted.keys()) | wanted.intersection(
-        compress(noted, map(not_, map(_SEQ, noted.values()))))
+    # "caught up", it is absent there. A session that changed nothing (started settled,
+    # and no message needed the clocks) loaded no feed: its report is the last one's.
+    summary = client.settled_summary if session.settled else summarize(replicator, session)
+    assert summary is not None
+    absent = summary.absent
     received = replicator.entries_received
     # Identity events fetched are something fetched (a new device's first sync of
     # its identity log, before any device feed of it has an entry).
     learned = state.identity_logs() != logs_before
     if sys.stderr.isatty() and not args.json:
         print(file=sys.stderr)
+    if args.feeds:
+        replicator.load()  # (every feed is listed: a settled session loaded none)
     local = replicator.local
-    heads = local.heads
-    updated = {} if heads == held_before else {  # (nothing moved: one comparison in C)
-        f: heads.get(f, 0) for f in wanted if heads.get(f, 0) != held_before.get(f, 0)}
-    forked = {f: at for f, at in replicator.forked_at.items() if f in wanted}
+    wanted = local.wanted
+    updated = {feed: local.seq(feed) for feed in _arrived(store, arrived_after)
+               if feed in wanted}
+    forked = summary.forked
     if args.json:
         report: dict[str, object] = {
-            "peer": args.peer_address, "received": received, "followed": len(wanted),
+            "peer": args.peer_address, "received": received, "followed": summary.followed,
             "updated": {str(f): seq for f, seq in sorted(updated.items(), key=_by_text)},
-            "peer_holds_none": sorted(str(f) for f in absent),
-            "forked": {str(f): at for f, at in sorted(forked.items(), key=_by_text)}}
+            "peer_holds_none": list(absent), "forked": dict(sorted(forked.items()))}
         if args.feeds:
             report["feeds"] = {str(f): local.seq(f) for f in sorted(wanted, key=str)}
         print_json(report)
-    elif len(absent) == len(wanted) and not learned:
+    elif len(absent) == summary.followed and not learned:
         raise CommandError(
-            f"{args.peer_address} holds none of the {len(wanted)} followed feed(s) "
-            f"(e.g. {min(map(str, wanted), default='none')}): nothing to fetch from it; "
+            f"{args.peer_address} holds none of the {summary.followed} followed feed(s) "
+            f"(e.g. {absent[0] if absent else 'none'}): nothing to fetch from it; "
             "try a peer that has them", EXIT_BAD_DATA)
     else:
         print(f"caught up with {args.peer_address}: {received} new entries, "
-              f"{len(wanted) - len(absent)} followed feeds")
-        shown = sorted(absent, key=str)
-        for feed in shown if args.feeds else shown[:SYNC_LISTED]:
-            print(f"{args.peer_address} holds none of {feed}")
+              f"{summary.followed - len(absent)} followed feeds")
+        shown = absent
+        for name in shown if args.feeds else shown[:SYNC_LISTED]:
+            print(f"{args.peer_address} holds none of {name}")
         if len(shown) > SYNC_LISTED and not args.feeds:
             print(f"... and {len(shown) - SYNC_LISTED} more feeds it holds none of "
                   "(--feeds lists them all)")
         if args.feeds:
             for feed in sorted(wanted, key=str):
                 print(f"{feed}  {local.seq(feed)}")
-        for feed, at in sorted(forked.items(), key=_by_text):
-            print(f"FORKED {feed} at seq {at}: its author signed two histories; "
+        for name, at in sorted(forked.items()):
+            print(f"FORKED {name} at seq {at}: its author signed two histories; "
                   f"kept up to seq {at - 1} (see `tidings forks`)")
     return EXIT_OK
 

@@ -22,7 +22,7 @@ from tidings.node.log import Logger
 from tidings.node.options import NodeOptions
 from tidings.node.state import MAX_REMEMBERED, Clocks, Digests, NodeState
 from tidings.replication.identities import IdentityBook
-from tidings.replication.replicator import Replicator
+from tidings.replication.replicator import Deferral, Replicator
 from tidings.replication.session import Session
 from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import Logbook
@@ -79,7 +79,7 @@ class ClockMemory:
         #: Each with the notes the file held at the load it follows, or None:
         #: then the save writes every note.
         self._pending: dict[bytes, tuple[dict[FeedId, Note], dict[FeedId, Note],
-                                         Clocks | None]] = {}
+                                         Clocks | None, bytes | None]] = {}
         self._guard = threading.Lock()
         #: What the file held for each peer at its session's load, and how many
         #: saves for that peer came before: a save writes only the notes that
@@ -118,7 +118,10 @@ class ClockMemory:
             self._loaded[peer] = (self._saves.get(peer, 0), since)
         return sent, received
 
-    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
+             settled: bytes | None = None) -> None:
+        """Remember the clocks of a session with ``peer`` (written by :meth:`flush`);
+        ``settled``: see :meth:`NodeState.save`."""
         with self._guard:
             saves, since = self._loaded.pop(peer, (-1, None))
             if saves != self._saves.get(peer, 0) or peer in self._pending:
@@ -127,7 +130,14 @@ class ClockMemory:
                 self._saves.clear()
                 self._loaded.clear()
             self._saves[peer] = self._saves.get(peer, 0) + 1
-            self._pending[peer] = (sent, received, since)
+            self._pending[peer] = (sent, received, since, settled)
+
+    def settled(self, peer: bytes) -> bytes | None:
+        """The stamp the clocks of ``peer`` were last saved settled under, if they were."""
+        with self._guard:
+            if peer in self._pending:
+                return None
+        return self.state.settled(self.prefix + peer)
 
     def digests(self, peer: bytes) -> Digests:
         """``clock_digest`` of the clocks the last load gave for ``peer``, where known."""
@@ -150,10 +160,11 @@ class ClockMemory:
                 if not self._pending:
                     return
                 peer = next(iter(self._pending))
-                sent, received, since = self._pending[peer]
-            saved, digests = self.state.save(self.prefix + peer, sent, received, since=since)
+                sent, received, since, settled = self._pending[peer]
+            saved, digests = self.state.save(self.prefix + peer, sent, received, since=since,
+                                             settled=settled)
             with self._guard:
-                if self._pending.get(peer, (None, None, None))[0] is sent:
+                if self._pending.get(peer, (None,))[0] is sent:
                     del self._pending[peer]
                 self._keep(peer, saved, (dict(sent), dict(received)), digests)
 
@@ -232,6 +243,8 @@ class Parts:
     def close(self) -> None:
         self.logbook.store.close()
         self.state.close()
+        if self.blobs is not None:
+            self.blobs.close()  # (its lock: another open of the home may take it)
 
 
 def open_parts(home: Home, options: NodeOptions, log: Logger, *,
@@ -258,16 +271,21 @@ def open_parts(home: Home, options: NodeOptions, log: Logger, *,
 
 
 def make_replicator(logbook: Logbook, state: NodeState, key: bytes, options: NodeOptions,
-                    log: Logger, blobs: BlobStore | None) -> tuple[Replicator, ClockMemory]:
-    """The replicator of a node with these parts, and its clock memory."""
+                    log: Logger, blobs: BlobStore | None,
+                    settled: Callable[[bytes], Digests | None] | None = None,
+                    ) -> tuple[Replicator, ClockMemory]:
+    """The replicator of a node with these parts, and its clock memory; with
+    ``settled`` (see :class:`Deferral`), one that loads its state when first needed."""
     memory = ClockMemory(state, public_key(key))
     replicator = Replicator(
         logbook, static_private=key, network_key=options.network_key,
-        follows=state.follows(), hops=options.hops, relay=options.relay,
-        relay_max_feeds=options.relay_max_feeds, relay_max_bytes=options.relay_max_bytes,
+        follows=state.follows() if settled is None else (), hops=options.hops,
+        relay=options.relay, relay_max_feeds=options.relay_max_feeds,
+        relay_max_bytes=options.relay_max_bytes,
         memory=memory, log=replicator_log(state, log),
         identities=IdentityBook(state, state.identity_follows()),
         blobs=blobs, blob_policy=options.blob_policy,
+        defer=None if settled is None else Deferral(state.follows, settled),
     )
     return replicator, memory
 

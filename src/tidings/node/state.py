@@ -93,7 +93,11 @@ _ADDED_COLUMNS = [("clocks", "head", "BLOB"), ("follows", "author", "BLOB"),
                   ("clock_peers", "sent_digest", "BLOB"),
                   ("clock_peers", "received_digest", "BLOB"),
                   # Who gave a learned address (the network prefix of its source).
-                  ("peers", "learned_from", "TEXT")]
+                  ("peers", "learned_from", "TEXT"),
+                  # What the home was when a session with the peer ended settled (the
+                  # clocks hold exactly this side's notes, nothing owed either way):
+                  # the next one, finding the same, starts without loading the notes.
+                  ("clock_peers", "settled", "BLOB")]
 
 #: Notes as a clock memory keeps them: ``{feed: note}``, sent and received.
 Clocks = tuple[dict[FeedId, Note], dict[FeedId, Note]]
@@ -213,6 +217,11 @@ class NodeState:
         with self._lock:
             changed = self._db.execute(statement, row).rowcount
         return bool(changed)
+
+    def following(self) -> bool:
+        """Whether any feed is followed (without reading them)."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM follows LIMIT 1").fetchone() is not None
 
     def follows(self) -> list[FeedId]:
         with self._lock:
@@ -445,8 +454,30 @@ class NodeState:
                 (peer,)).fetchone()
         return (None, None) if row is None else (row[0], row[1])
 
+    def settled(self, peer: bytes) -> bytes | None:
+        """The stamp the clocks of ``peer`` were saved settled under (see :meth:`save`)."""
+        with self._lock:
+            row = self._db.execute("SELECT settled FROM clock_peers WHERE peer = ?",
+                                   (peer,)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def stamp(self) -> bytes:
+        """What this file holds that decides the feeds a home wants (follows, identities,
+        its own feeds' heads seen on peers), summed up without a row per feed in Python:
+        any change to those tables changes it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT (SELECT count(*) || ' ' || total(added) || ' ' || "
+                "coalesce(max(rowid), 0) FROM follows), (SELECT count(*) || ' ' || "
+                "total(added) || ' ' || coalesce(group_concat(hex(identity) || logs), '') FROM "
+                "identity_follows), (SELECT count(*) FROM identity_events), "
+                "(SELECT count(*) || ' ' || total(seq) FROM own_heads), "
+                "(SELECT hex(value) FROM settings WHERE name = 'identity')").fetchone()
+        return " | ".join(str(part) for part in row).encode()
+
     def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
-             *, since: Clocks | None = None) -> tuple[float, Digests]:
+             *, since: Clocks | None = None, settled: bytes | None = None,
+             ) -> tuple[float, Digests]:
         """Remember the clocks of a session with ``peer`` (the latest MAX_REMEMBERED peers);
         returns the time they are saved under (what :meth:`saved_at` gives until the
         next) and their digests (what :meth:`digests` gives).
@@ -454,6 +485,9 @@ class NodeState:
         ``since`` is what this file holds for ``peer`` now (what :meth:`load` gave):
         then only the notes that changed are written, so a reconnect that changed
         nothing writes a few rows, not one per feed, and computes no digest.
+        ``settled`` is the stamp of the home (the caller's, opaque here) when the clocks
+        hold exactly what this side would say now and nothing is owed either way;
+        :meth:`settled` gives it back until the next save.
         """
         def rows(is_sent: int, notes: Iterable[tuple[FeedId, Note]]) -> list[tuple[object, ...]]:
             return [(peer, is_sent, feed.author_key, feed.log_id, note.seq, note.flags,
@@ -495,8 +529,8 @@ class NodeState:
                 saved = time.time()
                 self._db.execute(
                     "INSERT OR REPLACE INTO clock_peers (peer, saved, sent_digest, "
-                    "received_digest) VALUES (?, ?, ?, ?)",
-                    (peer, saved, sent_digest, received_digest))
+                    "received_digest, settled) VALUES (?, ?, ?, ?, ?)",
+                    (peer, saved, sent_digest, received_digest, settled))
                 forgotten = [row[0] for row in self._db.execute(
                     "SELECT peer FROM clock_peers ORDER BY saved DESC LIMIT -1 OFFSET ?",
                     (MAX_REMEMBERED,),

@@ -49,7 +49,7 @@ from tidings.errors import (
 from tidings.replication.blob_fetch import BlobFetcher, BlobStored
 from tidings.replication.blob_policy import BlobPolicy
 from tidings.replication.blob_session import BlobChunksReceived, BlobHeld, BlobQueried
-from tidings.replication.clock import LocalClock
+from tidings.replication.clock import LocalClock, unchanged_since
 from tidings.replication.identities import IdentityBook
 from tidings.replication.limits import DEFAULT_RELAY_MAX_BYTES, DEFAULT_RELAY_MAX_FEEDS
 from tidings.replication.payloads import MissingPayloads
@@ -80,7 +80,7 @@ from tidings.storage.blobs import BlobStore
 from tidings.storage.logbook import FOLLOWS_LOG, Logbook
 from tidings.transport.channel import Channel, public_key
 from tidings.transport.network import DEFAULT_NETWORK_KEY
-from tidings.wire.messages import HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
+from tidings.wire.messages import EAGER, HEAD_PREFIX, MAX_MESSAGE_SIZE, Note
 
 _payload_of = operator.itemgetter(1)  # of an item (entry bytes, payload or None)
 
@@ -125,7 +125,10 @@ class ClockMemory(Protocol):
         """(notes this node sent the peer, notes the peer sent) at the last session."""
         ...
 
-    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
+             settled: bytes | None = None) -> None:
+        """Keep them; ``settled`` (opaque, given when the session ended settled: see
+        :meth:`Replicator.settles`) may be kept with them."""
         ...
 
 
@@ -141,11 +144,28 @@ class MemoryClocks:
         sent, received = self.clocks.get(peer, ({}, {}))
         return dict(sent), dict(received)
 
-    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note]) -> None:
+    def save(self, peer: bytes, sent: dict[FeedId, Note], received: dict[FeedId, Note],
+             settled: bytes | None = None) -> None:
         self.clocks[peer] = (dict(sent), dict(received))
 
 
 # -- what the replicator tells its driver -------------------------------------
+
+
+@record
+class Deferral:
+    """How a replicator that loads nothing per feed until it must (``tidings sync``)
+    finds what it did not load.
+
+    ``follows`` reads the followed feeds (when the replicator first needs its state).
+    ``settled(peer key)`` gives the digests (sent, received) of the clocks remembered
+    for that peer if they were saved settled (:meth:`Replicator.settles`) and this
+    home is still what it was then; else None. A session with such a peer starts
+    without loading anything per feed (:meth:`Session.start`).
+    """
+
+    follows: Callable[[], Iterable[FeedId]]
+    settled: Callable[[bytes], tuple[bytes | None, bytes | None] | None]
 
 
 @record
@@ -229,7 +249,10 @@ class Replicator:
         identities: IdentityBook | None = None,
         blobs: BlobStore | None = None,
         blob_policy: BlobPolicy | None = None,
+        defer: Deferral | None = None,
     ) -> None:
+        if defer is not None and relay:
+            raise ValueError("a relay loads its feeds at once: it takes offers from the start")
         self.logbook = logbook
         #: The identity logs kept and followed (spec/12), and what they make this node want.
         self.identities = identities or IdentityBook()
@@ -274,11 +297,20 @@ class Replicator:
         #: Per feed behind its source: (head, since when, source, the source's
         #: ``useful`` count then, since when the feed has not moved at all).
         self._watch: dict[FeedId, tuple[int, float, Peer, int, float]] = {}
+        #: Blobs fetched and served (spec/13 §8), if this node keeps a chunk store.
+        self.blobs = BlobFetcher(blobs, blob_policy, log=self.log) if blobs is not None else None
+        #: Set until the state is loaded (:meth:`load`), with the peers whose sessions
+        #: started settled meanwhile.
+        self._defer = defer
+        self._settled_peers: list[Peer] = []
+        if defer is None:
+            self._load_state(follows)
+
+    def _load_state(self, follows: Iterable[FeedId]) -> None:
+        relay, relay_max_feeds = self.relay, self.relay_max_feeds
         infos = self.logbook.feeds()  # (read once: a client with 10,000 feeds starts at once)
         self.identities.learn_feeds(info.feed for info in infos)
         self.identity_caps = self.identities.caps()
-        #: Blobs fetched and served (spec/13 §8), if this node keeps a chunk store.
-        self.blobs = BlobFetcher(blobs, blob_policy, log=self.log) if blobs is not None else None
         self._take_heads(infos)
         if relay:
             # What a relay stored before a restart it still relays: its peers may
@@ -292,6 +324,57 @@ class Replicator:
             self.quota.restore({feed: self.logbook.store.feed_bytes(feed)
                                 for feed in self.relayed - self.follows})
 
+    def load(self) -> None:
+        """Load what a deferred replicator did not (:class:`Deferral`), and the clocks
+        of the sessions that started settled. Their notes then say what they said:
+        the peers are taken out of the router while the state loads (no session hears
+        of 10,000 feeds coming in), and put back once their clocks are in."""
+        defer, self._defer = self._defer, None
+        if defer is None:
+            return
+        settled, self._settled_peers = self._settled_peers, []
+        for peer in settled:
+            self.router.remove(peer)
+        self._load_state(defer.follows())
+        for peer in settled:
+            assert peer.key is not None
+            sent, received = self.memory.load(peer.key)
+            digests = getattr(self.memory, "digests", None)
+            if digests is not None:
+                digests(peer.key)  # (taken: the session knows them)
+            peer.session.unsettle(sent, received)
+            self.router.add(peer)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the state is in memory (always, but for a :class:`Deferral`)."""
+        return self._defer is None
+
+    def settles(self, session: Session) -> bool:
+        """Whether ``session`` may end settled: the clocks it leaves hold exactly the
+        notes this node would open its next session with this peer with (every wanted
+        feed streamed from it, as a first session does), the peer holds nothing wanted
+        that this node lacks, this node owes it nothing it streams, and no blob is
+        wanted. A session that started settled and needed nothing stays so."""
+        if session.settled:
+            return True
+        peer = self.peers.get(session)
+        if (peer is None or not session.clock_exchanged or session.failed or self.relay
+                or self.damaged or self.own_behind or not session.received
+                or (self.blobs is not None and self.blobs.wants)
+                or self.notes.used > self.notes.limit // 2):
+            return False
+        local, received = self.local, session.received
+        if not unchanged_since(local, local.wanted, session.sent):
+            return False
+        heads = local.heads
+        for feed in local.wanted:
+            theirs = received.get(feed)
+            if theirs is not None and theirs.seq > heads.get(feed, 0):
+                return False  # (caught up all the same: a fork, a stalled source)
+        return not any(theirs.flags & EAGER and theirs.seq < heads.get(feed, 0)
+                       for feed, theirs in received.items())
+
     # -- what this node holds and wants ---------------------------------------
 
     def refresh_local(self, feeds: Iterable[FeedId] | None = None) -> list[FeedId]:
@@ -299,6 +382,7 @@ class Replicator:
 
         With ``feeds``, only theirs: a publish costs the same at 10 feeds as at 10,000.
         """
+        self.load()
         return self._take_heads(
             self.logbook.feeds() if feeds is None else self.logbook.feed_infos(feeds))
 
@@ -333,6 +417,7 @@ class Replicator:
         return heads
 
     def set_follows(self, follows: Iterable[FeedId]) -> None:
+        self.load()
         self.follows = set(follows)
         self._recompute_wanted()
 
@@ -414,6 +499,15 @@ class Replicator:
             existing.superseded = True
             self.router.remove(existing)
             events.append(Superseded(existing.session))
+        settled = (self._defer.settled(key) if self._defer is not None and not (
+            self.blobs is not None and self.blobs.wants) else None)
+        if settled is not None and None not in settled:
+            session.start(digests=settled, settled=self.load)
+            peer = self.peers[session] = Peer(session)
+            self.router.add(peer)  # (nothing is wanted yet: nothing is assigned)
+            self._settled_peers.append(peer)
+            return events
+        self.load()
         sent, received = self.memory.load(key)
         # A memory that keeps the clocks' digests too (the node's) spares computing them.
         digests = getattr(self.memory, "digests", None)
@@ -423,14 +517,24 @@ class Replicator:
         self.router.add(peer)
         return events
 
-    def close_session(self, session: Session, *, remember: bool = True) -> None:
-        """Forget a session; its clocks are kept for the next one with this peer."""
+    def close_session(self, session: Session, *, remember: bool = True,
+                      settled: bytes | None = None) -> None:
+        """Forget a session; its clocks are kept for the next one with this peer.
+
+        ``settled``: the home's stamp, when :meth:`settles` said so of the session (a
+        memory that takes it, the node's, keeps it with the clocks).
+        """
         session.release_notes()
         peer = self.peers.pop(session, None)
         if peer is not None:
             key = peer.key
-            if remember and key is not None and session.version is not None:
-                self.memory.save(key, session.sent, session.received)
+            if peer in self._settled_peers:  # its clocks were never loaded: they stand
+                self._settled_peers.remove(peer)
+            elif remember and key is not None and session.version is not None:
+                if settled is None:
+                    self.memory.save(key, session.sent, session.received)
+                else:
+                    self.memory.save(key, session.sent, session.received, settled)
             for asked in [k for k in self.payloads.requests if k[0] == key]:
                 del self.payloads.requests[asked]  # its answers will not come
             self.router.remove(peer)

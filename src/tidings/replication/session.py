@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tidings.core.ids import FeedId
 from tidings.core.records import record
@@ -347,6 +347,9 @@ class Session:
         #: no note: its answer is awaited before this side is caught up (spec/10 §10).
         self.awaiting: set[FeedId] = set()
         self._events: list[Event] = []
+        #: Set while the session runs on settled clocks (see :meth:`start`): called
+        #: before a message that needs them, it loads them (:meth:`unsettle`).
+        self._settled: Callable[[], None] | None = None
         #: A fault of the channel found in the read that completed the handshake:
         #: raised once the messages before it are read (after start()).
         self._deferred: PeerError | None = None
@@ -421,7 +424,8 @@ class Session:
 
     def start(self, *, sent: Mapping[FeedId, Note] | None = None,
               received: Mapping[FeedId, Note] | None = None,
-              digests: tuple[bytes | None, bytes | None] | None = None) -> None:
+              digests: tuple[bytes | None, bytes | None] | None = None,
+              settled: Callable[[], None] | None = None) -> None:
         """Accept the authenticated peer: send hello, with the clocks remembered
         from the last session with it (``sent``: the notes this side sent it;
         ``received``: those it sent).
@@ -430,14 +434,38 @@ class Session:
         :meth:`receive_data` reads them (call it with ``b""`` to read them now).
         ``digests`` are ``clock_digest`` of ``sent`` and of ``received`` where the
         caller knows them (kept with the clocks): not computed again then.
+
+        ``settled`` (with both ``digests``, and neither clock given): the caller vouches
+        that the clocks it remembers, of those digests, hold exactly the notes this side
+        would send now, and that nothing is owed either way; the local clock may be
+        empty meanwhile. The session then reads neither: it opens with the delta that
+        says nothing changed, and calls ``settled`` before the first message that
+        needs them (a note, an entry, a request), which must load the local clock and
+        call :meth:`unsettle`. A reconnect that changes nothing costs nothing per feed.
         """
         if self.state is not SessionState.AUTHENTICATED:
             self._usable()
             raise LocalProtocolError(f"start() is for an authenticated session, not "
                                      f"{self.state.value}")
-        self.sent, self.received = dict(sent or {}), dict(received or {})
         known_sent, known_received = digests or (None, None)
         self._sent_digest = known_sent
+        if settled is not None:
+            if known_sent is None or known_received is None or sent or received:
+                raise LocalProtocolError("a settled start takes both digests and no clocks")
+            self._settled = settled
+            digest: bytes | None = known_received
+        else:
+            self._take_clocks(sent or {}, received or {})
+            if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
+                self.received.clear()
+                self._count_notes()
+            digest = (known_received or clock_digest(self.received)) if self.received else None
+        self.state = SessionState.HELLO
+        self._send(Hello(self.versions, self.relay, digest))
+
+    def _take_clocks(self, sent: Mapping[FeedId, Note], received: Mapping[FeedId, Note],
+                     ) -> None:
+        self.sent, self.received = dict(sent), dict(received)
         # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
         # clocks): they count against the bound from the start.
         local = self.local
@@ -446,12 +474,38 @@ class Session:
             if not note.seq and not note.flags and feed not in local.heads
             and feed not in local.wanted)
         self._count_notes()
-        if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
-            self.received.clear()
-            self._count_notes()
-        digest = (known_received or clock_digest(self.received)) if self.received else None
-        self.state = SessionState.HELLO
-        self._send(Hello(self.versions, self.relay, digest))
+
+    @property
+    def settled(self) -> bool:
+        """Started settled, and no message needed the clocks yet (see :meth:`start`)."""
+        return self._settled is not None
+
+    def unsettle(self, sent: Mapping[FeedId, Note], received: Mapping[FeedId, Note]) -> None:
+        """The remembered clocks of a session started settled, the local clock now loaded:
+        from here on it runs as any other."""
+        if self._settled is None:
+            raise LocalProtocolError("unsettle() is for a session started settled")
+        self._settled = None
+        self._take_clocks(sent, received)
+        if self.clock_exchanged:
+            self._check_all_owed()
+
+    def _load_clocks(self) -> None:
+        assert self._settled is not None
+        self._settled()
+        if self._settled is not None:
+            raise LocalProtocolError("the settled callback must call unsettle()")
+
+    def _needs_clocks(self, message: Message) -> bool:
+        """Whether a settled session must load its clocks before ``message``: all but
+        those that leave them as they are (an empty delta, a ping, addresses, identity
+        notes and requests, which the replicator answers from its identity book)."""
+        kind = type(message)
+        if kind is Clock:
+            assert isinstance(message, Clock)
+            return message.reset or bool(message.notes)
+        return kind not in (Hello, Ping, Peers, IdentityRequest) and not (
+            kind is IdentityNotes and not self.relay)
 
     def _take_messages(self) -> None:
         for message in self.channel.messages():
@@ -599,6 +653,11 @@ class Session:
             self._sent_digest = None
 
     def _send_opening_clock(self, peer_digest: bytes | None) -> None:
+        if self._settled is not None:
+            if peer_digest == self._sent_digest:
+                self._send_notes((), reset=False)  # nothing changed (start() was told so)
+                return
+            self._load_clocks()  # the peer remembers another clock
         self._pending_notes.clear()  # the opening clock says it all
         self._lazy_notes.clear()
         # (the feeds named are only needed when something changed: their sets cost
@@ -804,6 +863,8 @@ class Session:
             self.state = SessionState.CLOSED
             self.error = ClosedByPeer(message.code, message.detail)
             raise self.error
+        if self._settled is not None and self._needs_clocks(message):
+            self._load_clocks()
         if isinstance(message, Hello):
             self._on_hello(message)
         elif isinstance(message, Clock):

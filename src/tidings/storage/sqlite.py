@@ -96,6 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE entries;
     ALTER TABLE entries_v5 RENAME TO entries;
     """,
+    # 5 -> 6: a generation, counted up by every transaction that writes: a process
+    # that finds it where it left it knows the store holds what it held then,
+    # without reading a row per feed (`tidings sync` at 10,000 feeds: node/client.py).
+    """
+    CREATE TABLE generation (n INTEGER NOT NULL);
+    INSERT INTO generation (n) VALUES (0);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: A row's key is ``feed << SEQ_BITS | seq`` (migration 5 writes the 40 in SQL).
@@ -261,6 +268,12 @@ class SqliteStore:
         with self._lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
+    def generation(self) -> int:
+        """Counts the transactions that wrote to the store, by any process: the same
+        number means the same stored entries, heads and forks."""
+        with self._lock:
+            return int(self._db.execute("SELECT n FROM generation").fetchone()[0])
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
@@ -274,8 +287,11 @@ class SqliteStore:
             self._apply_page_limit()
             self._db.execute("BEGIN IMMEDIATE")
             self._depth = 1
+            changes = self._db.total_changes
             try:
                 yield
+                if self._db.total_changes != changes:  # (most reads of a sync write nothing)
+                    self._db.execute("UPDATE generation SET n = n + 1")
                 self._db.execute("COMMIT")
                 if self._written >= CHECKPOINT_BYTES:
                     self._written = 0
