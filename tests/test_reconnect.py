@@ -182,7 +182,10 @@ def test_a_reconnect_that_changes_nothing_loads_no_feed_and_any_change_loads_the
     feeds in about the time of the imports). Whatever changed, on either side (the
     peer's entries, a follow, the store, the peer's memory), the state is loaded and
     the sync is what it always was.
-"""
+
+    (Where one side names a feed the other neither holds nor wants, the other does not
+    keep that note, the digests differ at every reconnect, and the opening clock is
+    a reset (spec/10 §4, §5.5): such a session never starts settled.)"""
     a_home, b_home = tmp_path / "a", tmp_path / "b"
     ok(tidings(a_home, "init"))
     for log_id in ("blog", "news"):
@@ -206,18 +209,11 @@ def test_a_reconnect_that_changes_nothing_loads_no_feed_and_any_change_loads_the
         ok(tidings(a_home, "publish", "--log", "blog", "second"))
         wait_for(lambda: _client_sync(b_home, a.address)[2] == 1, what="the new entry")
         assert _client_sync(b_home, a.address)[:3] == (True, False, 0)
-        # A follow changes the home's stamp: loaded from the start. The peer holds
-        # nothing of the feed and keeps no note of it (spec/10 §4: the delta on the
-        # notes kept), and the next sync is settled all the same.
-        ok(tidings(b_home, "follow", str(links)))
-        settled, loaded, received, summary = _client_sync(b_home, a.address)
-        assert (settled, loaded, received) == (False, True, 0)
-        assert summary.followed == 3 and summary.absent == (str(links),)
-        assert _client_sync(b_home, a.address) == (True, False, 0, summary)
-        # The peer comes to hold it: this home's note, which it dropped, goes again,
-        # and the entry comes.
+        # A follow changes the home's stamp: loaded from the start.
         ok(tidings(a_home, "publish", "--log", "links", "first"))
-        wait_for(lambda: _client_sync(b_home, a.address)[2] == 1, what="the new feed")
+        ok(tidings(b_home, "follow", str(links)))
+        wait_for(lambda: _client_sync(b_home, a.address)[:3] == (False, True, 1),
+                 what="the new feed")
         settled, loaded, received, summary = _client_sync(b_home, a.address)
         assert (settled, loaded, received) == (True, False, 0)
         assert summary.followed == 3 and summary.absent == ()

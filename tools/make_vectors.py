@@ -2214,18 +2214,6 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         ("reconnect-digest-differs", "the peer's digest is of other notes: a reset",
          older, seen, clock_digest(current), True, current),
     ]
-    # The peer kept only the notes of the feeds it holds or wants (R names only the
-    # blog as such): its digest is of those (K), at wire version 4, from a non-relay.
-    kept = {blog_feed: current[blog_feed]}
-    kept_cases = [  # (name, description, peer's versions, its relay flag, reset)
-        ("reconnect-kept-delta", "wire version 4: the peer's digest is of the notes it "
-         "kept (those of the feeds R notes as held or wanted: the blog): a delta, and "
-         "nothing changed", VERSIONS, False, False),
-        ("reconnect-kept-relay", "the same digest from a relay (it takes offers): a reset",
-         VERSIONS, True, True),
-        ("reconnect-kept-version-2", "the same digest at wire version 2: a reset",
-         (2,), False, True),
-    ]
     local = opening_local()
     local_json = {
         "heads": [{"author": f.author_key.hex(), "log_id": f.log_id, "seq": s,
@@ -2235,13 +2223,8 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
                    for f in sorted(local.wanted, key=str)],
     }
     opening_json = []
-    every = [(*case, (2,), False) for case in opening] + [
-        (name, description, current, seen, clock_digest(kept), reset,
-         {} if not reset else current, versions, relay)
-        for name, description, versions, relay, reset in kept_cases]
-    for name, description, sent, received, digest, reset, expected, versions, relay in every:
-        peer_hello = Hello(versions, relay, digest)
-        heard = run_opening(sent, received, peer_hello)
+    for name, description, sent, received, digest, reset, expected in opening:
+        heard = run_opening(sent, received, digest)
         assert heard[0] == Hello(VERSIONS, False, clock_digest(received) if received else None)
         assert len(heard) == 2 and isinstance(heard[1], Clock), heard
         assert (heard[1].reset, heard[1].final) == (reset, True), name
@@ -2249,7 +2232,7 @@ def make_wire(blog: Log, notes: Log, bob: Log, forged: Forgeries) -> dict[str, A
         opening_json.append({
             "name": name, "description": description, "local": local_json,
             "sent": notes_list(sent), "received": notes_list(received),
-            "peer_hello": encode_message(peer_hello).hex(),
+            "peer_hello": encode_message(Hello((2,), False, digest)).hex(),
             "hello": encode_message(heard[0]).hex(),
             "clock": {"reset": int(reset), "final": 1, "notes": notes_list(expected)},
         })
@@ -2316,16 +2299,16 @@ def opening_local() -> LocalClock:
 
 
 def run_opening(sent: dict[FeedId, Note], received: dict[FeedId, Note],
-                peer_hello: Hello) -> list[Message]:
+                peer_digest: bytes | None) -> list[Message]:
     """What the responder of handshake.json sends as :func:`opening_local`, remembering
-    ``sent`` and ``received``, when its peer's hello is ``peer_hello``."""
+    ``sent`` and ``received``, when its peer's hello carries ``peer_digest``."""
     initiator, responder = channel_pair()
     run_handshake(initiator, responder)
     session = Session(responder, opening_local())
     session.receive_data(b"")  # the handshake is done: authenticated
     session.start(sent=sent, received=received)
     initiator.receive_data(session.data_to_send())
-    initiator.send(peer_hello)
+    initiator.send(Hello((2,), False, peer_digest))
     session.receive_data(initiator.data_to_send())
     initiator.receive_data(session.data_to_send())
     return initiator.messages()

@@ -52,7 +52,6 @@ from tidings.node.core import (
 )
 from tidings.node.log import Logger
 from tidings.node.options import NodeOptions, format_address
-from tidings.replication.clock import clock_digest
 from tidings.replication.replicator import (
     SEND_BUDGET,
     AddressesLearned,
@@ -270,13 +269,12 @@ class SyncClient:
             found = json.loads(saved)
             summary = Summary(int(found["followed"]), tuple(found["absent"]),
                               dict(found["forked"]))
-            expect = bytes.fromhex(found["expect"])
         except (ValueError, KeyError, TypeError):
             return None
         if found.get("stamp") != self._stamp():
             return None
         self.settled_summary = summary
-        return expect, self.parts.state.digests(self.memory.prefix + peer)[1]
+        return self.parts.state.digests(self.memory.prefix + peer)
 
     def _settled_stamp(self, session: Session) -> bytes | None:
         """What to save with the clocks of ``session`` if it ended settled: the home's
@@ -290,13 +288,8 @@ class SyncClient:
         if stamp is None:
             return None
         summary = summarize(replicator, session)
-        # The digest the peer's next hello will carry: of the notes it kept of those
-        # this side sent (all of them, but where the rule of spec/10 §4 applies).
-        kept = session.kept_by_peer()
-        expect = clock_digest(session.sent if kept is None else kept)
-        return json.dumps({"stamp": stamp, "expect": expect.hex(),
-                           "followed": summary.followed, "absent": summary.absent,
-                           "forked": summary.forked}).encode()
+        return json.dumps({"stamp": stamp, "followed": summary.followed,
+                           "absent": summary.absent, "forked": summary.forked}).encode()
 
     def _store_version(self) -> int:
         version = getattr(self.parts.logbook.store, "data_version", None)

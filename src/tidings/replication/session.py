@@ -350,11 +350,6 @@ class Session:
         #: Set while the session runs on settled clocks (see :meth:`start`): called
         #: before a message that needs them, it loads them (:meth:`unsettle`).
         self._settled: Callable[[], None] | None = None
-        #: Feeds of ``sent`` whose notes the peer did not keep (it neither held nor
-        #: wanted them) when this session opened with a delta on the notes it kept
-        #: (spec/10 §4): this side's note goes again once the peer's note of the feed
-        #: says it holds or wants it. (None: computed when the clocks load.)
-        self._dropped_by_peer: set[FeedId] | None = set()
         #: A fault of the channel found in the read that completed the handshake:
         #: raised once the messages before it are read (after start()).
         self._deferred: PeerError | None = None
@@ -491,12 +486,7 @@ class Session:
         if self._settled is None:
             raise LocalProtocolError("unsettle() is for a session started settled")
         self._settled = None
-        self._sent_digest = None  # (it may be of the notes the peer kept)
         self._take_clocks(sent, received)
-        if self._dropped_by_peer is None:  # the settled opening was a delta
-            kept = self.kept_by_peer()
-            self._dropped_by_peer = set() if kept is None else set(self.sent.keys()
-                                                                   - kept.keys())
         if self.clock_exchanged:
             self._check_all_owed()
 
@@ -665,19 +655,14 @@ class Session:
     def _send_opening_clock(self, peer_digest: bytes | None) -> None:
         if self._settled is not None:
             if peer_digest == self._sent_digest:
-                # Nothing changed (start() was told so). The digest may be of the notes
-                # the peer kept: the feeds it dropped are found when the clocks load.
-                self._dropped_by_peer = None
-                self._send_notes((), reset=False)
+                self._send_notes((), reset=False)  # nothing changed (start() was told so)
                 return
             self._load_clocks()  # the peer remembers another clock
         self._pending_notes.clear()  # the opening clock says it all
         self._lazy_notes.clear()
         # (the feeds named are only needed when something changed: their sets cost
         # ~5 ms at 10,000 feeds, as much as finding that nothing did)
-        if self.sent and peer_digest is not None and (
-                peer_digest == (self._sent_digest or clock_digest(self.sent))
-                or self._matches_kept(peer_digest)):
+        if self.sent and peer_digest == (self._sent_digest or clock_digest(self.sent)):
             # Nothing changed since (the usual reconnect): found without Python per feed.
             changed = [] if unchanged_since(self.local, self.eager, self.sent) else (
                 self._changed_since_sent(self.local.feeds() | set(self.sent)))
@@ -689,25 +674,6 @@ class Session:
             self._send_notes(tuple((f, self.our_note(f)) for f in feeds), reset=True)
         # Nothing is streamed on remembered notes: what the peer wants now is
         # known once its opening clock is complete (see _on_clock).
-
-    def kept_by_peer(self) -> dict[FeedId, Note] | None:
-        """The notes of ``sent`` that the peer kept, as ``received`` tells: those of the
-        feeds its notes say it holds or wants (spec/10 §4); None where the rule does
-        not apply (before wire version 4, or with a relay, which takes offers)."""
-        if (self.version or 0) < COMPACT_VERSION or self.peer_relay:
-            return None
-        received = self.received
-        return {feed: note for feed, note in self.sent.items()
-                if (theirs := received.get(feed)) is not None and (theirs.seq or theirs.wants)}
-
-    def _matches_kept(self, peer_digest: bytes) -> bool:
-        """The peer's digest is of the notes of ``sent`` it kept (spec/10 §4): a delta
-        then, and the dropped ones go again once it holds or wants their feeds."""
-        kept = self.kept_by_peer()
-        if kept is None or len(kept) == len(self.sent) or clock_digest(kept) != peer_digest:
-            return False
-        self._dropped_by_peer = set(self.sent.keys() - kept.keys())
-        return True
 
     def _changed_since_sent(self, feeds: Iterable[FeedId]) -> list[FeedId]:
         """The feeds whose note (:meth:`our_note`) differs from the one last sent: the
@@ -1005,13 +971,6 @@ class Session:
                 continue
             self._unkept.pop(feed, None)
             self.received[feed] = note
-            if self._dropped_by_peer and feed in self._dropped_by_peer and (
-                    note.seq or note.wants):
-                # It holds or wants a feed whose note from this side it did not keep.
-                self._dropped_by_peer.discard(feed)
-                self._lazy_notes.pop(feed, None)
-                self._pending_notes[feed] = self.our_note(feed)
-                self._mark()
             if before is None and feed in self.eager and self.state is SessionState.LIVE:
                 # Its first note of a feed this side streams from it: it may have
                 # forgotten our note while it held nothing of the feed. Repeat it.
