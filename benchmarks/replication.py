@@ -16,6 +16,12 @@ launching the sync to its exit is the replication time. Three scenarios:
 * a reconnect: two homes that share 10,000 feeds (1,000 with ``--quick``) sync
   once, then 10 feeds get one more entry on the source, and R syncs again; then
   R reconnects with nothing changed, once per round (each after a bare python).
+  Then, as between a reader and a peer that serves others too, the source takes
+  a tenth as many feeds that a second reader R2 does not follow, R2 follows a
+  hundredth as many that the source lacks, and R2 syncs once and reconnects with
+  nothing changed, once per round: a peer keeps no note of a feed it neither
+  holds nor wants, so the clock digests differ and each reconnect is a reset
+  (spec/10 §4; figures "reconnect (mixed) ...", no goal: what a fix would show).
 
 Bytes on the wire are counted by a small TCP proxy in this process, between the
 sync client and the node. Every timed sync comes right after a sample of its
@@ -196,15 +202,17 @@ class Source:
 
 def build_source(home: Path, authors: Sequence[int], per_feed: int, *,
                  make_payload: Callable[[int], bytes] = payload,
-                 one_transaction: bool = True) -> Source:
+                 one_transaction: bool = True, init: bool = True) -> Source:
     """A home holding one ``LOG_ID`` log per author, ``per_feed`` entries each.
 
     With ``one_transaction`` every write happens in one store transaction
     (``publish_batch`` nests in it), so the setup pays one durable commit, not
     one per feed. Without it, each ``publish_batch`` of ``BATCH_SIZE`` is its
-    own durable transaction, as ``tidings publish --lines`` writes.
+    own durable transaction, as ``tidings publish --lines`` writes. Without ``init``
+    the home exists already (the Source describes only what this call adds).
     """
-    Home(home).init()
+    if init:
+        Home(home).init()
     store = SqliteStore(Home(home).store_path)
     feeds: list[FeedId] = []
     minimum = signatures = 0
@@ -675,6 +683,19 @@ def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
         for _ in range(sizes.pairs):
             idle_bares.append(bare_python())
             idles.append(run_sync(home, node, 0, proxied=True))
+        unfollowed, lacking = max(1, shared // 10), max(1, shared // 100)
+        log(f"  mixed: the source takes {unfollowed:,} feeds a second reader does not "
+            f"follow; it follows {lacking} the source lacks; first sync and reconnects ...")
+        build_source(source.home, range(200_001, 200_001 + unfollowed), 1, init=False)
+        time.sleep(NODE_NOTICE_S)
+        mixed = make_receiver(tmp / "r-mixed", [*source.feeds, *(
+            author(index).author.feed(LOG_ID) for index in range(300_001, 300_001 + lacking))])
+        run_sync(mixed, node, shared + changed, proxied=True)  # (the changed: 2 entries)
+        mixed_bares: list[Child] = []
+        mixed_idles: list[SyncRun] = []
+        for _ in range(sizes.pairs):
+            mixed_bares.append(bare_python())
+            mixed_idles.append(run_sync(mixed, node, 0, proxied=True))
         node_bare = bare_python()
         node_rss = node.peak_rss_kib()
         node.stop()
@@ -712,6 +733,24 @@ def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
                         f"{statistics.median(r.client_cpu_s for r in idles) * 1000:.0f} ms, "
                         f"node CPU {statistics.median(node_cpus or [0.0]) * 1000:.0f} ms; "
                         "goal (issue 16): <= 300 ms and <= 400 bytes at 10,000 feeds")
+    results.paired("reconnect_mixed_unchanged_bytes", section,
+                   "reconnect (mixed), nothing changed: bytes both ways", "bytes",
+                   Paired.of([float(r.wire_total) for r in mixed_idles],
+                             [float(first.wire_total)] * len(mixed_idles)),
+                   "reconnect_first_sync_bytes", raw_label="first sync",
+                   note=f"the source also holds {unfollowed:,} feeds this reader does not "
+                        f"follow, and it follows {lacking} the source lacks: neither side "
+                        "keeps the other's notes of those, the digests differ, and every "
+                        "reconnect sends whole clocks (spec/10 §4); the first: "
+                        f"{mixed_idles[0].from_node:,} node->client, "
+                        f"{mixed_idles[0].to_node:,} client->node")
+    results.paired("reconnect_mixed_unchanged_time", section,
+                   "reconnect (mixed), nothing changed: launch to exit", "ms",
+                   Paired.of([r.elapsed_s * 1000 for r in mixed_idles],
+                             [b.elapsed_s * 1000 for b in mixed_bares]),
+                   "raw_python_startup", bound=START_FLOOR,
+                   note=f"median client CPU "
+                        f"{statistics.median(r.client_cpu_s for r in mixed_idles) * 1000:.0f} ms")
     results.paired("reconnect_changed_time", section,
                    f"reconnect, {changed} changed: launch to exit", "ms",
                    Paired.once(again.elapsed_s * 1000, bares[1].elapsed_s * 1000),
