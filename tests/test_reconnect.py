@@ -246,3 +246,36 @@ def test_a_reconnect_that_changes_nothing_loads_no_feed_and_any_change_loads_the
             blog: 3, news: 1, links: 1}
     finally:
         store.close()
+
+
+def test_a_follow_by_another_process_as_a_sync_ends_is_not_stamped_as_settled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stamp is read before the client looks for other processes' writes: a follow
+    that commits just before the stamp is read leaves no stamp (it would vouch for
+    clocks that do not name the new feed), and the next sync fetches the feed."""
+    a_home, b_home = tmp_path / "a", tmp_path / "b"
+    ok(tidings(a_home, "init"))
+    for log_id in ("blog", "news"):
+        ok(tidings(a_home, "publish", "--log", log_id, "first"))
+    blog, news = feed_of(a_home, "blog"), feed_of(a_home, "news")
+    ok(tidings(b_home, "follow", str(blog)))
+    real_stamp = NodeState.stamp
+    followed: list[bool] = []
+
+    def stamp_after_a_follow(self: NodeState) -> bytes:
+        if not followed:  # (once: another process follows a feed right then)
+            followed.append(True)
+            other = NodeState(b_home / "node.sqlite3")
+            try:
+                other.follow(news)
+            finally:
+                other.close()
+        return real_stamp(self)
+
+    with running(a_home) as a:
+        monkeypatch.setattr(NodeState, "stamp", stamp_after_a_follow)
+        assert _client_sync(b_home, a.address)[:3] == (False, True, 1)
+        assert followed and _settled_stamps(b_home) == [None]
+        monkeypatch.setattr(NodeState, "stamp", real_stamp)
+        assert _client_sync(b_home, a.address)[:3] == (False, True, 1)  # news comes
+        assert _client_sync(b_home, a.address)[:3] == (True, False, 0)

@@ -25,6 +25,7 @@ from itertools import compress
 from operator import attrgetter, not_
 from typing import Any
 
+import tidings
 from tidings.core.records import record
 from tidings.errors import (
     ClosedByPeer,
@@ -60,7 +61,7 @@ from tidings.replication.replicator import (
     ReplicatorEvent,
 )
 from tidings.replication.session import Session
-from tidings.wire.messages import MAX_ADDRESSES
+from tidings.wire.messages import MAX_ADDRESSES, VERSIONS
 
 #: How often time passes for the replicator (stalled sources) and other processes'
 #: writes to the home are looked for.
@@ -105,7 +106,8 @@ class SyncClient:
         #: What a home is, as far as the feeds it wants and holds go, but for the
         #: store's generation and the state's stamp (see :meth:`_stamp`).
         identity = parts.logbook.identity
-        self._options = (f"hops={options.hops} network={options.network_key.hex()} "
+        self._options = (f"tidings={tidings.__version__} wire={max(VERSIONS)} "
+                         f"hops={options.hops} network={options.network_key.hex()} "
                          f"blobs={parts.blobs is not None} "
                          f"own={identity.author.key.hex() if identity else ''}")
         #: The report of the last session that ended settled, when this one starts so.
@@ -253,11 +255,15 @@ class SyncClient:
 
     def _stamp(self) -> str | None:
         """What decides this home's notes: the same stamp, the same notes (None: the
-        store keeps no generation)."""
-        generation = getattr(self.parts.logbook.store, "generation", None)
+        store keeps no generation). The last arrival is there too: a tidings older than
+        schema 6 (a node still running when the store was migrated) appends without
+        counting the generation up."""
+        store = self.parts.logbook.store
+        generation = getattr(store, "generation", None)
         if generation is None:
             return None
-        return f"{generation()} {self._options} {self.parts.state.stamp().decode()}"
+        return (f"{generation()} {store.last_arrival()} {self._options} "
+                f"{self.parts.state.stamp().decode()}")
 
     def _settled(self, peer: bytes) -> tuple[bytes | None, bytes | None] | None:
         """The replicator's :class:`Deferral`: the digests of the clocks remembered for
@@ -281,11 +287,11 @@ class SyncClient:
         stamp and the sync's report (None: it did not, or another process wrote to
         the home since this one last looked)."""
         replicator = self.replicator
-        if (not replicator.loaded or session.settled or not replicator.settles(session)
-                or (self._store_version(), self.parts.state.data_version()) != self._versions):
+        if not replicator.loaded or session.settled or not replicator.settles(session):
             return None
-        stamp = self._stamp()
-        if stamp is None:
+        stamp = self._stamp()  # (read first: a write that comes before it shows below)
+        if stamp is None or (self._store_version(), self.parts.state.data_version()
+                             ) != self._versions:
             return None
         summary = summarize(replicator, session)
         return json.dumps({"stamp": stamp, "followed": summary.followed,
