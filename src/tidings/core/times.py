@@ -25,5 +25,14 @@ def rfc3339(timestamp: int) -> str:
     ('2023-11-14T22:13:20Z', '2023-11-14T22:13:20.000001Z')
     """
     # (isoformat: four-digit years, microseconds only when not 0, and several times
-    # faster than strftime; its "+00:00" becomes the "Z".)
-    return entry_datetime(timestamp).isoformat()[:-6] + "Z"
+    # faster than strftime; its "+00:00" becomes the "Z".) The text up to the second is
+    # kept for the last second asked: publishes and events come many to a second.
+    global _last_second
+    second, micros = divmod(min(max(timestamp, 0), LAST_US), 1_000_000)
+    if _last_second[0] != second:
+        _last_second = (second, (EPOCH + timedelta(seconds=second)).isoformat()[:-6])
+    return f"{_last_second[1]}.{micros:06d}Z" if micros else f"{_last_second[1]}Z"
+
+
+#: The last second :func:`rfc3339` wrote, and its text (replaced whole: thread-safe).
+_last_second: tuple[int, str] = (-1, "")
