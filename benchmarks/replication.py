@@ -659,6 +659,28 @@ def bench_many_feeds(results: Results, sizes: Sizes, tmp: Path) -> None:
     bench_bulk(results, sizes, tmp, "many_feeds", section, source)
 
 
+def unchanged_figures(results: Results, section: str, label: str, idles: list[SyncRun],
+                      bares: list[Child], first: SyncRun, *, bytes_note: str,
+                      time_note: str = "") -> None:
+    """The bytes and the time of reconnects with nothing changed (``idles``, each after a
+    bare python of ``bares``), as ``label_unchanged_bytes`` and ``..._time``."""
+    key = label.replace(" (", "_").rstrip(")")
+    results.paired(f"{key}_unchanged_bytes", section,
+                   f"{label}, nothing changed: bytes both ways", "bytes",
+                   Paired.of([float(r.wire_total) for r in idles],
+                             [float(first.wire_total)] * len(idles)),
+                   "reconnect_first_sync_bytes", raw_label="first sync",
+                   note=f"each of {len(idles)} reconnects; {bytes_note}")
+    results.paired(f"{key}_unchanged_time", section,
+                   f"{label}, nothing changed: launch to exit", "ms",
+                   Paired.of([r.elapsed_s * 1000 for r in idles],
+                             [b.elapsed_s * 1000 for b in bares]),
+                   "raw_python_startup", bound=START_FLOOR,
+                   note=f"each reconnect after a bare python; median client CPU "
+                        f"{statistics.median(r.client_cpu_s for r in idles) * 1000:.0f} ms"
+                        + (f", {time_note}" if time_note else ""))
+
+
 def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
     shared, changed = sizes.shared, sizes.changed
     section = (f"6. Reconnect: {shared:,} shared feeds x 1 entry, then {changed} get one "
@@ -715,42 +737,22 @@ def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
                    note=f"{again.from_node:,} node->client, {again.to_node:,} client->node; "
                         f"took {again.elapsed_s:.2f} s; first sync {first.wire_total:,} bytes")
     idle = idles[0]  # right after the reconnect that received: the one a stale clock resets
-    results.paired("reconnect_unchanged_bytes", section,
-                   "reconnect, nothing changed: bytes both ways", "bytes",
-                   Paired.of([float(r.wire_total) for r in idles],
-                             [float(first.wire_total)] * len(idles)),
-                   "reconnect_first_sync_bytes", raw_label="first sync",
-                   note=f"each of {len(idles)} reconnects; the first: {idle.from_node:,} "
-                        f"node->client, {idle.to_node:,} client->node; bytes of each: "
-                        f"{', '.join(f'{r.wire_total:,}' for r in idles)}")
     node_cpus = [r.node_cpu_s for r in idles if r.node_cpu_s is not None]
-    results.paired("reconnect_unchanged_time", section,
-                   "reconnect, nothing changed: launch to exit", "ms",
-                   Paired.of([r.elapsed_s * 1000 for r in idles],
-                             [b.elapsed_s * 1000 for b in idle_bares]),
-                   "raw_python_startup", bound=START_FLOOR,
-                   note=f"each reconnect after a bare python; median client CPU "
-                        f"{statistics.median(r.client_cpu_s for r in idles) * 1000:.0f} ms, "
-                        f"node CPU {statistics.median(node_cpus or [0.0]) * 1000:.0f} ms; "
-                        "goal (issue 16): <= 300 ms and <= 400 bytes at 10,000 feeds")
-    results.paired("reconnect_mixed_unchanged_bytes", section,
-                   "reconnect (mixed), nothing changed: bytes both ways", "bytes",
-                   Paired.of([float(r.wire_total) for r in mixed_idles],
-                             [float(first.wire_total)] * len(mixed_idles)),
-                   "reconnect_first_sync_bytes", raw_label="first sync",
-                   note=f"the source also holds {unfollowed:,} feeds this reader does not "
-                        f"follow, and it follows {lacking} the source lacks: neither side "
-                        "keeps the other's notes of those, the digests differ, and every "
-                        "reconnect sends whole clocks (spec/10 §4); the first: "
-                        f"{mixed_idles[0].from_node:,} node->client, "
-                        f"{mixed_idles[0].to_node:,} client->node")
-    results.paired("reconnect_mixed_unchanged_time", section,
-                   "reconnect (mixed), nothing changed: launch to exit", "ms",
-                   Paired.of([r.elapsed_s * 1000 for r in mixed_idles],
-                             [b.elapsed_s * 1000 for b in mixed_bares]),
-                   "raw_python_startup", bound=START_FLOOR,
-                   note=f"median client CPU "
-                        f"{statistics.median(r.client_cpu_s for r in mixed_idles) * 1000:.0f} ms")
+    unchanged_figures(
+        results, section, "reconnect", idles, idle_bares, first,
+        bytes_note=f"the first: {idle.from_node:,} node->client, {idle.to_node:,} "
+                   f"client->node; bytes of each: "
+                   f"{', '.join(f'{r.wire_total:,}' for r in idles)}",
+        time_note=f"node CPU {statistics.median(node_cpus or [0.0]) * 1000:.0f} ms; goal "
+                  "(issue 16): <= 300 ms and <= 400 bytes at 10,000 feeds")
+    unchanged_figures(
+        results, section, "reconnect (mixed)", mixed_idles, mixed_bares, first,
+        bytes_note=f"the source also holds {unfollowed:,} feeds this reader does not "
+                   f"follow, and it follows {lacking} the source lacks: neither side keeps "
+                   "the other's notes of those, the digests differ, and every reconnect "
+                   f"sends whole clocks (spec/10 §4); the first: "
+                   f"{mixed_idles[0].from_node:,} node->client, "
+                   f"{mixed_idles[0].to_node:,} client->node")
     results.paired("reconnect_changed_time", section,
                    f"reconnect, {changed} changed: launch to exit", "ms",
                    Paired.once(again.elapsed_s * 1000, bares[1].elapsed_s * 1000),
