@@ -19,9 +19,9 @@ launching the sync to its exit is the replication time. Three scenarios:
   Then, as between a reader and a peer that serves others too, the source takes
   a tenth as many feeds that a second reader R2 does not follow, R2 follows a
   hundredth as many that the source lacks, and R2 syncs once and reconnects with
-  nothing changed, once per round: a peer keeps no note of a feed it neither
-  holds nor wants, so the clock digests differ and each reconnect is a reset
-  (spec/10 §4; figures "reconnect (mixed) ...", no goal: what a fix would show).
+  nothing changed, once per round: each side remembers the other's notes of the
+  feeds it neither holds nor wants (set aside, spec/10 §5.5), so the clock
+  digests match and each reconnect is a delta (figures "reconnect (mixed) ...").
 
 Bytes on the wire are counted by a small TCP proxy in this process, between the
 sync client and the node. Every timed sync comes right after a sample of its
@@ -748,9 +748,9 @@ def bench_reconnect(results: Results, sizes: Sizes, tmp: Path) -> None:
     unchanged_figures(
         results, section, "reconnect (mixed)", mixed_idles, mixed_bares, first,
         bytes_note=f"the source also holds {unfollowed:,} feeds this reader does not "
-                   f"follow, and it follows {lacking} the source lacks: neither side keeps "
-                   "the other's notes of those, the digests differ, and every reconnect "
-                   f"sends whole clocks (spec/10 §4); the first: "
+                   f"follow, and it follows {lacking} the source lacks: each side "
+                   "remembers the other's notes of those, set aside (spec/10 §5.5), so "
+                   f"reconnects open with a delta; the first: "
                    f"{mixed_idles[0].from_node:,} node->client, "
                    f"{mixed_idles[0].to_node:,} client->node")
     results.paired("reconnect_changed_time", section,

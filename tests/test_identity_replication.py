@@ -433,7 +433,7 @@ def test_answers_to_wants_of_feeds_not_held_are_bounded(
 
     from .replication_helpers import node
 
-    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 3)
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_ANSWERS", 3)
     asker, other = node("asker"), node("other")
     link = connect(asker, other)
     run(link)
@@ -490,7 +490,7 @@ def test_a_want_the_peer_never_answers_is_awaited_for_a_bounded_time(
 
     from .replication_helpers import node
 
-    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 3)
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_ANSWERS", 3)
     asker, other = node("asker"), node("other")
     link = connect(asker, other)
     run(link)
@@ -524,3 +524,26 @@ def test_a_version_3_peer_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> 
     assert not sa.awaiting  # (at version 4 the feed would wait for the answer)
     run(link)
     assert asker.caught_up(sa)
+
+
+def test_device_feeds_named_before_the_identity_was_followed_come_after_a_restart(
+        owner: Owner) -> None:
+    # The reader synced with the hub before it followed the identity: the hub's notes of
+    # the device feeds were set aside and remembered with the clocks. A new process of
+    # the reader follows the identity: the hub opens with a delta that does not name
+    # those feeds again, and the reader learns them from the notes it remembered.
+    from tidings.replication.replicator import MemoryClocks
+    from tidings.wire.messages import Clock
+
+    hub, feeds = _hub_with_both_devices(owner)
+    book, memory = Logbook(MemoryStore(), None), MemoryClocks()
+    before = Replicator(book, static_private=transport_key("reader"), memory=memory)
+    sync(before, hub).close()
+    assert all(held(before, f) == 0 for f in feeds)
+    after = Replicator(book, static_private=transport_key("reader"), memory=memory,
+                       identities=IdentityBook(MemoryIdentities(), {owner.identity: ALL_LOGS}))
+    link = connect(after, hub)
+    run(link)
+    opening = next(m for m in link.to_a if isinstance(m, Clock))  # (one message: no notes)
+    assert opening.final and not opening.reset and not opening.notes
+    assert all(held(after, f) == 3 for f in feeds)

@@ -69,6 +69,32 @@ def test_a_sync_that_only_received_keeps_both_sides_clocks_matched(tmp_path: Pat
     assert clock_digest(a_received) == clock_digest(b_sent)
 
 
+def test_clocks_stay_matched_when_each_side_names_feeds_the_other_neither_holds_nor_wants(
+        tmp_path: Path) -> None:
+    """The node holds a feed the client does not follow, and the client follows one the
+    node lacks: each remembers the other's note of it (set aside, spec/10 §5.5), so
+    the remembered clocks match across both processes and reconnects open with deltas
+    (before: whole clocks every time)."""
+    a_home, b_home = tmp_path / "a", tmp_path / "b"
+    ok(tidings(a_home, "init"))
+    for log_id in ("blog", "other"):
+        ok(tidings(a_home, "publish", "--log", log_id, "first"))
+    blog, other = feed_of(a_home, "blog"), feed_of(a_home, "other")
+    absent = FeedId(bytes([7]) * 32, "blog")
+    for feed in (blog, absent):
+        ok(tidings(b_home, "follow", str(feed)))
+    with running(a_home) as a:
+        for count in (1, 2):
+            report = ok(tidings(b_home, "sync", "--peer", a.address, "--json")).json_lines()[0]
+            a.wait_log("(?s)" + ".*".join(["event=disconnected"] * count))  # (clocks written)
+    assert report["received"] == 0 and report["followed"] == 2
+    a_sent, a_received = _remembered(a_home)
+    b_sent, b_received = _remembered(b_home)
+    assert set(b_received) >= {blog, other} and absent in a_received
+    assert clock_digest(a_sent) == clock_digest(b_received)
+    assert clock_digest(a_received) == clock_digest(b_sent)
+
+
 def test_a_node_keeps_the_clocks_it_wrote_until_another_process_writes_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reconnect reads one row, not one per feed, while the file still holds what this

@@ -56,6 +56,7 @@ from tidings.wire.messages import (
     ForkProofMessage,
     Hello,
     IdentityNotes,
+    Message,
     Note,
     PartialRequest,
     PartialResponse,
@@ -374,6 +375,135 @@ def test_a_reconnect_after_one_side_lost_its_memory_exchanges_full_clocks(
         clocks = [m for m in received if isinstance(m, Clock)]
         assert clocks[0].reset
         assert {f for m in clocks for f, _ in m.notes} >= set(feeds)
+
+
+def mixed_feeds() -> tuple[Replicator, Replicator, list[FeedId], list[FeedId], list[FeedId]]:
+    """A holds 20 feeds B follows and 5 it does not; B also follows 3 feeds A lacks."""
+    a, b, shared, _ = shared_feeds(20)
+    unfollowed = publish_feeds(Logbook(a.logbook.store, author(2)), 5, 3)
+    a.refresh_local()
+    absent = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 4)]
+    b.set_follows([*shared, *absent])
+    sync(b, a).close()  # (both now remember what the other named)
+    return a, b, shared, unfollowed, absent
+
+
+def opening_notes(messages: list[Message]) -> list[Clock]:
+    """The clock messages of the opening clock (the first batch)."""
+    clocks = []
+    for message in messages:
+        if isinstance(message, Clock):
+            clocks.append(message)
+            if message.final:
+                break
+    return clocks
+
+
+def test_a_reconnect_with_a_peer_that_names_feeds_not_followed_sends_only_what_changed(
+) -> None:
+    # A peer holds feeds this reader does not follow, and the reader wants feeds the
+    # peer lacks: each remembers the other's notes of them too (set aside), so the
+    # next hello names every note the peer sent and both open with a delta (spec/10 §4).
+    a, b, shared, unfollowed, absent = mixed_feeds()
+    assert set(b.memory.load(a.local_static)[1]) == {*shared, *unfollowed}
+    assert set(a.memory.load(b.local_static)[1]) == {*shared, *absent}
+    a.logbook.publish(b"changed", shared[0].log_id)
+    a.refresh_local()
+    again = sync(b, a)
+    for received in (again.to_a, again.to_b):
+        opening = opening_notes(received)
+        assert not any(m.reset for m in opening)
+        assert [f for m in opening for f, _ in m.notes] in ([], [shared[0]])
+    assert held(b, shared[0]) == 4 and all(held(b, f) == 0 for f in unfollowed)
+    again.close()
+    quiet = sync(b, a)
+    assert quiet.bytes_exchanged < 0.2 * (clock_bytes(again.to_a) + clock_bytes(again.to_b)
+                                          + 2000)
+    assert all(not m.notes for m in opening_notes(quiet.to_a) + opening_notes(quiet.to_b))
+
+
+def test_a_feed_followed_between_sessions_is_fetched_on_the_note_set_aside() -> None:
+    # The reader starts to follow a feed the peer named before (set aside, remembered):
+    # the peer's opening delta does not name it again, and the reader knows from the
+    # remembered note that it lags: it is not caught up until it holds the entries.
+    a, b, shared, unfollowed, absent = mixed_feeds()
+    b = node("b", book=b.logbook, memory=b.memory)  # (a new process: the same home)
+    b.set_follows([*shared, *absent, unfollowed[0]])
+    link = connect(b, a)
+    link.budget_b = 0  # A sends notes, but no entries yet
+    run(link)
+    assert not any(m.reset for m in opening_notes(link.to_a))
+    assert held(b, unfollowed[0]) == 0 and not b.caught_up(link.sa)
+    link.budget_b = None
+    run(link)
+    assert held(b, unfollowed[0]) == 3 and b.caught_up(link.sa)
+
+
+def test_notes_set_aside_past_the_bound_are_not_remembered_and_the_next_clocks_are_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.replication import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 2)
+    a, b, shared, unfollowed, absent = mixed_feeds()
+    assert set(b.memory.load(a.local_static)[1]) == set(shared)  # (5 unfollowed: evicted)
+    b.set_follows([*shared, *absent, unfollowed[0]])
+    again = sync(b, a)
+    assert any(m.reset for m in opening_notes(again.to_a))  # A's whole clock
+    assert held(b, unfollowed[0]) == 3
+    assert b.notes.aside > 0
+    again.close()
+    assert b.notes.aside == a.notes.aside == 0  # (closed sessions count none)
+
+
+def test_a_stranger_that_dialed_in_has_few_notes_set_aside_until_its_clocks_are_remembered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # B names feeds it wants to a node it dials for the first time, which lacks them: A
+    # sets aside only a few (a stranger could name any number), so the next session
+    # opens with whole clocks once; from then on A remembers B's clocks, sets
+    # aside as for a peer it dialed, and reconnects open with deltas.
+    from tidings.replication import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_STRANGER_UNKEPT_NOTES", 2)
+    a = node("a", who=1)
+    shared = publish_feeds(a.logbook, 2, 3)
+    a.refresh_local()
+    absent = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 4)]
+    b = node("b", follows=[*shared, *absent])
+    sync(b, a).close()
+    assert set(a.memory.load(b.local_static)[1]) == set(shared)
+    again = sync(b, a)
+    assert opening_notes(again.to_b)[0].reset  # B's whole clock, to A
+    again.close()
+    assert set(a.memory.load(b.local_static)[1]) == {*shared, *absent}
+    quiet = sync(b, a)
+    assert not opening_notes(quiet.to_b)[0].reset and not opening_notes(quiet.to_b)[0].notes
+
+
+def test_notes_set_aside_are_bounded_across_sessions() -> None:
+    a, b, shared, _, _ = mixed_feeds()
+    b.notes.aside_limit = 2
+    link = connect(b, a)
+    run(link)
+    assert b.notes.aside == 2 and len(link.sa.aside()) == 2
+    assert set(link.sa.remembered()) == set(shared)  # (some evicted: not remembered)
+    link.close()
+    assert b.notes.aside == 0
+
+
+def test_a_relay_remembers_no_offer_it_did_not_take() -> None:
+    # An offer a relay had no room for is offered again with the next whole clock.
+    # A want of a feed the relay lacks is remembered as another node's would be.
+    absent = FeedId(bytes([7]) * 32, "blog")
+    a = node("a", who=1, follows=[absent])
+    feeds = publish_feeds(a.logbook, 2, 3)
+    a.refresh_local()
+    relay = node("relay", relay=True, relay_max_feeds=1)
+    sync(relay, a).close()
+    taken = [f for f in feeds if held(relay, f)]
+    assert len(taken) == 1
+    assert set(relay.memory.load(a.local_static)[1]) == {*taken, absent}
+    again = sync(relay, a)
+    assert opening_notes(again.to_a)[0].reset  # (the offer not taken comes again)
 
 
 def test_a_reset_clock_replaces_every_note_remembered_from_the_peer() -> None:

@@ -344,6 +344,7 @@ class Replicator:
                 digests(peer.key)  # (taken: the session knows them)
             peer.session.unsettle(sent, received)
             self.router.add(peer)
+            self._learn_aside(peer.session)
 
     @property
     def loaded(self) -> bool:
@@ -515,7 +516,16 @@ class Replicator:
                       digests=digests(key) if digests is not None else None)
         peer = self.peers[session] = Peer(session)
         self.router.add(peer)
+        self._learn_aside(session)
         return events
+
+    def _learn_aside(self, session: Session) -> None:
+        """The remembered notes set aside may name the feeds of a followed identity's
+        devices: learned as when they came (the peer opens with a delta that does not
+        name them again)."""
+        aside = session.aside()
+        if aside and self.identities.learn_feeds(aside):
+            self._identities_moved()
 
     def close_session(self, session: Session, *, remember: bool = True,
                       settled: bytes | None = None) -> None:
@@ -531,10 +541,11 @@ class Replicator:
             if peer in self._settled_peers:  # its clocks were never loaded: they stand
                 self._settled_peers.remove(peer)
             elif remember and key is not None and session.version is not None:
+                received = session.remembered()
                 if settled is None:
-                    self.memory.save(key, session.sent, session.received)
+                    self.memory.save(key, session.sent, received)
                 else:
-                    self.memory.save(key, session.sent, session.received, settled)
+                    self.memory.save(key, session.sent, received, settled)
             for asked in [k for k in self.payloads.requests if k[0] == key]:
                 del self.payloads.requests[asked]  # its answers will not come
             self.router.remove(peer)

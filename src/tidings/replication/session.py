@@ -88,6 +88,10 @@ MAX_PEER_NOTES = 200_000
 #: however many connections strangers hold; a node that holds or wants 15,000
 #: feeds reaches it only with over 64 peers that hold them all.
 MAX_NOTES_KEPT = 1_000_000
+#: Notes of feeds not kept, set aside, from all peers together (spec/14 §3): about
+#: 50 MiB. A session that would go over it sets aside no more (its next session
+#: with the peer then opens with whole clocks, as one without the notes would).
+MAX_NOTES_ASIDE = 65_536
 
 
 @record(frozen=False, slots=False)
@@ -96,6 +100,9 @@ class NoteBudget:
 
     limit: int = MAX_NOTES_KEPT
     used: int = 0
+    #: Notes set aside (of feeds not kept), counted apart: never a reason to close.
+    aside: int = 0
+    aside_limit: int = MAX_NOTES_ASIDE
 
     @property
     def full(self) -> bool:
@@ -108,13 +115,23 @@ MAX_UNSOLICITED = 64
 MAX_QUEUED_REQUESTS = 1024
 #: Requests (partial and seq) this side may have unanswered at once.
 MAX_OUTSTANDING_PARTIALS = 16
-#: The peer's notes of feeds this node neither held nor wanted when they came,
-#: kept per session in case it starts to want them (a followed author's device
-#: feeds, once the identity log places the device: spec/10 §5.5). A followed
-#: author's devices x logs are a few dozen; about 300 bytes a note, this is
-#: 300 KB per connection. A clock naming more such feeds only evicts the oldest,
-#: and an evicted note costs one round trip: the peer answers the new want.
-MAX_UNKEPT_NOTES = 1024
+#: The peer's notes of feeds this node neither held nor wanted when they came, set
+#: aside per session: in case it starts to want them (a followed author's device
+#: feeds, once the identity log places the device: spec/10 §5.5), and remembered
+#: with the kept ones, so that the next session's hello names every note the peer
+#: sent and it opens with a delta (spec/10 §4): a reader whose peer holds feeds it
+#: does not follow would otherwise exchange whole clocks at every reconnect. About
+#: 800 bytes a note (measured: its feed id, note and slot): 25 MiB for a session
+#: this node dialed, or with a peer whose clocks it remembers (and MAX_NOTES_ASIDE
+#: for all); a stranger's session, which is not remembered unless it gives
+#: something, sets aside MAX_STRANGER_UNKEPT_NOTES. A clock naming more such feeds
+#: evicts the oldest: an evicted note costs one round trip (the peer answers a new
+#: want), and the next session whole clocks.
+MAX_UNKEPT_NOTES = 32_768
+MAX_STRANGER_UNKEPT_NOTES = 1024
+#: Wants of feeds this side neither holds nor wants answered per session (each
+#: answer is a (0, 0) note kept in ``sent``: spec/10 §5.5, spec/14 §3).
+MAX_UNKEPT_ANSWERS = 1024
 
 
 # -- the state table -----------------------------------------------------------
@@ -309,8 +326,9 @@ class Session:
 
     ``sent`` and ``received`` are the clocks remembered from the last session
     with this peer (what this side sent, and what the peer sent), given to
-    :meth:`start`; the node persists them from :attr:`sent` and :attr:`received`
-    when the session ends.
+    :meth:`start`; the node persists them from :attr:`sent` and :meth:`remembered`
+    when the session ends. :attr:`received` holds the peer's notes of the feeds this
+    side holds or wants; those of other feeds are set aside (bounded).
     """
 
     def __init__(self, channel: Channel, local: LocalClock, *, relay: bool = False,
@@ -341,6 +359,9 @@ class Session:
         self._unkept: OrderedDict[FeedId, Note] = OrderedDict()  # oldest first
         #: Some were evicted: a new want may lack the peer's note until it answers.
         self._unkept_evicted = False
+        #: This node dialed the peer, or remembers clocks of it (see start()): it may
+        #: set aside MAX_UNKEPT_NOTES, not MAX_STRANGER_UNKEPT_NOTES.
+        self._known = False
         #: Notes sent to answer wants of feeds this side neither holds nor wants.
         self._answered_unkept = 0
         #: Feeds this side started to want in this session, of which the peer has sent
@@ -449,26 +470,40 @@ class Session:
                                      f"{self.state.value}")
         known_sent, known_received = digests or (None, None)
         self._sent_digest = known_sent
+        self._known = bool(self.channel.initiator or sent or received or settled)
         if settled is not None:
             if known_sent is None or known_received is None or sent or received:
                 raise LocalProtocolError("a settled start takes both digests and no clocks")
             self._settled = settled
             digest: bytes | None = known_received
         else:
-            self._take_clocks(sent or {}, received or {})
+            received = received or {}
+            self._take_clocks(sent or {}, received)
             if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
                 self.received.clear()
                 self._count_notes()
-            digest = (known_received or clock_digest(self.received)) if self.received else None
+                self._clear_aside()
+                received = {}
+            # (the digest of every note remembered: those set aside too)
+            digest = (known_received or clock_digest(received)) if received else None
         self.state = SessionState.HELLO
         self._send(Hello(self.versions, self.relay, digest))
 
     def _take_clocks(self, sent: Mapping[FeedId, Note], received: Mapping[FeedId, Note],
                      ) -> None:
-        self.sent, self.received = dict(sent), dict(received)
+        self.sent = dict(sent)
+        local = self.local
+        # The remembered notes of feeds neither held nor wanted now are set aside.
+        aside = received.keys() - local.heads.keys() - local.wanted
+        if aside:
+            self.received = {f: n for f, n in received.items() if f not in aside}
+            self._clear_aside()
+            for feed in aside:
+                self._keep_aside(feed, received[feed])
+        else:
+            self.received = dict(received)
         # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
         # clocks): they count against the bound from the start.
-        local = self.local
         self._answered_unkept = sum(
             1 for feed, note in self.sent.items()
             if not note.seq and not note.flags and feed not in local.heads
@@ -554,11 +589,10 @@ class Session:
         if self.state in TERMINAL:
             return
         self.error = error
-        self.release_notes()
+        self.release_notes()  # (what was received, set aside too, may still be remembered)
         self._pending_notes.clear()
         self._lazy_notes.clear()
         self._owed.clear()
-        self._unkept.clear()
         self.awaiting.clear()
         self._requests.clear()
         self.blobs.clear()
@@ -954,8 +988,9 @@ class Session:
         self._send_opening_clock(hello.clock_digest)
 
     def _on_clock(self, clock: Clock) -> None:
-        if clock.reset:
+        if clock.reset:  # every note the peer sends again: those set aside too
             self.received.clear()
+            self._clear_aside()
         for feed, note in clock.notes:
             before = self.received.get(feed)
             self.awaiting.discard(feed)
@@ -969,7 +1004,7 @@ class Session:
                     self._answer_unkept(feed)
                 self._keep_aside(feed, note)
                 continue
-            self._unkept.pop(feed, None)
+            self._take_aside(feed)
             self.received[feed] = note
             if before is None and feed in self.eager and self.state is SessionState.LIVE:
                 # Its first note of a feed this side streams from it: it may have
@@ -1005,18 +1040,55 @@ class Session:
         return feed in local.heads or feed in local.wanted or (self.relay and note.seq > 0)
 
     def _keep_aside(self, feed: FeedId, note: Note) -> None:
-        self._unkept.pop(feed, None)  # (re-inserted: now the newest)
-        if len(self._unkept) >= MAX_UNKEPT_NOTES:
-            self._unkept.popitem(last=False)  # (O(1): a plain dict's first key is not)
-            self._unkept_evicted = True
-        self._unkept[feed] = note
+        unkept = self._unkept
+        if unkept.pop(feed, None) is None:  # (else re-inserted: now the newest)
+            budget = self.notes_budget
+            if len(unkept) >= (MAX_UNKEPT_NOTES if self._known else MAX_STRANGER_UNKEPT_NOTES) or (
+                    budget.aside >= budget.aside_limit and self._notes_counted >= 0):
+                self._unkept_evicted = True
+                if not unkept:
+                    return  # (other sessions' notes fill the node's bound)
+                unkept.popitem(last=False)  # (O(1): a plain dict's first key is not)
+            elif self._notes_counted >= 0:
+                budget.aside += 1
+        unkept[feed] = note
+
+    def _take_aside(self, feed: FeedId) -> Note | None:
+        note = self._unkept.pop(feed, None)
+        if note is not None and self._notes_counted >= 0:
+            self.notes_budget.aside -= 1
+        return note
+
+    def _clear_aside(self) -> None:
+        """Forget every note set aside; the next ones are complete again."""
+        if self._notes_counted >= 0:
+            self.notes_budget.aside -= len(self._unkept)
+        self._unkept.clear()
+        self._unkept_evicted = False
+
+    def remembered(self) -> dict[FeedId, Note]:
+        """The peer's notes to remember for the next session with it: those kept, and
+        those set aside when none was evicted, so that the digest the next hello names
+        is that of every note the peer sent (the peer then opens with a delta, spec/10
+        §4). A relay remembers no offer it did not take (seq above 0), only wants of
+        feeds it lacks: an offer is made again in the next whole clock, when it may
+        have room."""
+        if not self._unkept or self._unkept_evicted:
+            return self.received
+        if self.relay:
+            return {**self.received, **{f: n for f, n in self._unkept.items() if not n.seq}}
+        return {**self.received, **self._unkept}
+
+    def aside(self) -> list[FeedId]:
+        """The feeds of the notes set aside (neither held nor wanted when they came)."""
+        return list(self._unkept)
 
     def _answer_unkept(self, feed: FeedId) -> None:
         """The peer started to want a feed this side neither holds nor wants: say so
-        (a (0, 0) note), so it need not wait (spec/10 §5.5). At most MAX_UNKEPT_NOTES
+        (a (0, 0) note), so it need not wait (spec/10 §5.5). At most MAX_UNKEPT_ANSWERS
         such notes in ``sent`` (remembered across sessions): a stranger could ask for
         any number of feeds."""
-        if self._answered_unkept < MAX_UNKEPT_NOTES and feed not in self._pending_notes:
+        if self._answered_unkept < MAX_UNKEPT_ANSWERS and feed not in self._pending_notes:
             self._answered_unkept += 1
             self._pending_notes[feed] = self.our_note(feed)
             self._mark()
@@ -1026,8 +1098,10 @@ class Session:
         that came when it did not (kept aside, bounded); returns those restored."""
         restored = []
         for feed in feeds & self._unkept.keys():
-            note = self._unkept.pop(feed)
-            if feed in self.received or not self._keeps(feed, note):
+            note = self._take_aside(feed)
+            assert note is not None
+            if not self._keeps(feed, note):
+                self._keep_aside(feed, note)  # (still remembered)
                 continue
             self.received[feed] = note
             self.awaiting.discard(feed)
@@ -1057,6 +1131,8 @@ class Session:
         be remembered). Once released, they are never counted again."""
         if self._notes_counted > 0:
             self.notes_budget.used -= self._notes_counted
+        if self._notes_counted >= 0:
+            self.notes_budget.aside -= len(self._unkept)
         self._notes_counted = -1
 
     def _on_entries(self, message: Entries | CompactEntries) -> None:
