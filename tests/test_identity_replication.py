@@ -547,3 +547,24 @@ def test_device_feeds_named_before_the_identity_was_followed_come_after_a_restar
     opening = next(m for m in link.to_a if isinstance(m, Clock))  # (one message: no notes)
     assert opening.final and not opening.reset and not opening.notes
     assert all(held(after, f) == 3 for f in feeds)
+
+
+def test_device_feeds_remembered_aside_come_though_the_bound_is_full_when_they_load(
+        owner: Owner) -> None:
+    # As above, but another session fills the node's bound on notes set aside: the
+    # remembered notes cannot all be taken back, so the hello names no digest, the hub
+    # sends its whole clock, and the reader learns the device feeds from it.
+    from tidings.replication.replicator import MemoryClocks
+
+    from .test_replication import busy_with_notes_aside
+
+    hub, feeds = _hub_with_both_devices(owner)
+    book, memory = Logbook(MemoryStore(), None), MemoryClocks()
+    sync(Replicator(book, static_private=transport_key("reader"), memory=memory), hub).close()
+    after = Replicator(book, static_private=transport_key("reader"), memory=memory,
+                       identities=IdentityBook(MemoryIdentities(), {owner.identity: ALL_LOGS}))
+    busy_with_notes_aside(after, 2)
+    link = connect(after, hub)
+    run(link)
+    assert after.caught_up(link.sa)
+    assert all(held(after, f) == 3 for f in feeds)

@@ -490,6 +490,50 @@ def test_notes_set_aside_are_bounded_across_sessions() -> None:
     assert b.notes.aside == 0
 
 
+def busy_with_notes_aside(replicator: Replicator, limit: int) -> Link:
+    """An open session of ``replicator`` whose notes set aside fill its node-wide bound,
+    made ``limit`` (standing for MAX_NOTES_ASIDE filled by other peers)."""
+    replicator.notes.aside_limit = limit
+    other = node("other", who=5)
+    publish_feeds(other.logbook, limit, 1)  # feeds the replicator does not follow
+    other.refresh_local()
+    busy = connect(replicator, other)
+    run(busy)
+    assert replicator.notes.aside == limit
+    return busy
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_want_remembered_aside_is_served_though_the_bound_is_full_when_it_loads(
+        full: bool) -> None:
+    # B follows A's feed "later" before A has an entry of it: A answers with a (0, 0)
+    # note and sets B's eager want aside, and remembers it. A restarts, and its bound
+    # on notes set aside is full when B reconnects: it cannot take the want back, so
+    # its hello names no digest and B sends its whole clock (a digest of what A no
+    # longer holds would make B open with a delta that leaves the want unsaid, and A
+    # would never stream "later"). B also repeats its note when A first holds some of
+    # "later" (spec/10 §2).
+    memory = MemoryClocks()
+    a, b = node("a", who=1, memory=memory), node("b")
+    later = a.logbook.feed("later")
+    link = connect(b, a)
+    run(link)
+    b.set_follows([later])
+    run(link)
+    link.close()
+    assert later in memory.load(b.local_static)[1]  # A remembers B's want (set aside)
+    a = node("a", book=a.logbook, memory=memory)  # a new process
+    if full:
+        busy_with_notes_aside(a, 2)
+    again = connect(b, a)
+    run(again)
+    assert opening_notes(again.to_b)[0].reset == full  # B's whole clock when A is full
+    a.logbook.publish(b"now", "later")
+    a.refresh_local()
+    run(again)
+    assert held(b, later) == 1
+
+
 def test_a_relay_remembers_no_offer_it_did_not_take() -> None:
     # An offer a relay had no room for is offered again with the next whole clock.
     # A want of a feed the relay lacks is remembered as another node's would be.

@@ -478,8 +478,11 @@ class Session:
             digest: bytes | None = known_received
         else:
             received = received or {}
-            self._take_clocks(sent or {}, received)
-            if self.notes_budget.full:  # at the bound: the peer sends its whole clock again
+            whole = self._take_clocks(sent or {}, received)
+            if self.notes_budget.full or not whole:
+                # At a bound: the hello names no digest, and the peer sends its whole
+                # clock again (a digest of notes not held would make it send a delta
+                # that leaves them unsaid: spec/10 §4).
                 self.received.clear()
                 self._count_notes()
                 self._clear_aside()
@@ -490,16 +493,25 @@ class Session:
         self._send(Hello(self.versions, self.relay, digest))
 
     def _take_clocks(self, sent: Mapping[FeedId, Note], received: Mapping[FeedId, Note],
-                     ) -> None:
+                     *, bounded: bool = True) -> bool:
+        """Take the remembered clocks; the peer's notes of feeds neither held nor wanted
+        now are set aside, all of them or (``bounded``, when the node's bound on notes
+        set aside has no room for them all) none: False then, and the hello must not
+        name the digest of what is remembered."""
         self.sent = dict(sent)
         local = self.local
-        # The remembered notes of feeds neither held nor wanted now are set aside.
         aside = received.keys() - local.heads.keys() - local.wanted
+        self._clear_aside()
+        whole = True
         if aside:
             self.received = {f: n for f, n in received.items() if f not in aside}
-            self._clear_aside()
-            for feed in aside:
-                self._keep_aside(feed, received[feed])
+            budget = self.notes_budget
+            if bounded and budget.aside + len(aside) > budget.aside_limit:
+                whole = False
+            else:  # (remembered only if none was evicted: within the bounds then)
+                self._unkept.update((feed, received[feed]) for feed in aside)
+                if self._notes_counted >= 0:
+                    budget.aside += len(aside)
         else:
             self.received = dict(received)
         # Answers to wants of feeds not kept stay in ``sent`` across sessions (delta
@@ -509,6 +521,7 @@ class Session:
             if not note.seq and not note.flags and feed not in local.heads
             and feed not in local.wanted)
         self._count_notes()
+        return whole
 
     @property
     def settled(self) -> bool:
@@ -521,7 +534,9 @@ class Session:
         if self._settled is None:
             raise LocalProtocolError("unsettle() is for a session started settled")
         self._settled = None
-        self._take_clocks(sent, received)
+        # (the hello named their digest already: none may be dropped; a settled session
+        # is a sync client's only one, so this goes past no other session's notes)
+        self._take_clocks(sent, received, bounded=False)
         if self.clock_exchanged:
             self._check_all_owed()
 
@@ -1006,9 +1021,11 @@ class Session:
                 continue
             self._take_aside(feed)
             self.received[feed] = note
-            if before is None and feed in self.eager and self.state is SessionState.LIVE:
-                # Its first note of a feed this side streams from it: it may have
-                # forgotten our note while it held nothing of the feed. Repeat it.
+            if feed in self.eager and self.state is SessionState.LIVE and (
+                    before is None or (not before.seq and note.seq)):
+                # Its first note of a feed this side streams from it, or its first
+                # that holds some of it: it may have forgotten our note while it held
+                # nothing of the feed (spec/10 §2). Repeat it.
                 self._pending_notes[feed] = self.our_note(feed)
                 self._mark()
             self._check_owed(feed)
