@@ -534,6 +534,46 @@ def test_a_want_remembered_aside_is_served_though_the_bound_is_full_when_it_load
     assert held(b, later) == 1
 
 
+def test_a_follower_whose_source_first_gets_the_feed_streams_it_once_and_clocks_stay_matched(
+) -> None:
+    # A and B follow C's feed F; A is connected only to B, so B is A's source. B then
+    # gets F's 50 entries from C: its note to A goes from seq 0 to 50 and it streams
+    # them. A repeats its note (spec/10 §2: the peer's last note had seq 0), and the
+    # note must be A's as it stands when sent (holding 50), not as when the offer came
+    # (holding none): B would take A as lacking them, stream all 50 again, and the
+    # next session would find S and R apart (whole clocks).
+    c = node("c", who=3)
+    [feed] = publish_feeds(c.logbook, 1, 50)
+    c.refresh_local()
+    a, b = node("a", follows=[feed]), node("b", follows=[feed])
+    ab = connect(a, b)
+    run(ab)
+    assert feed in ab.sa.eager  # B is A's source
+    run(ab, connect(b, c))
+    assert held(a, feed) == 50 and entries_items(ab.to_a, feed) == 50
+    assert ab.sa.sent[feed] == ab.sb.received[feed] and ab.sb.sent[feed] == ab.sa.received[feed]
+    ab.close()
+    again = sync(a, b)
+    assert not any(m.reset for m in opening_notes(again.to_a) + opening_notes(again.to_b))
+
+
+def test_remembered_notes_past_the_sessions_bound_on_notes_set_aside_are_not_taken_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A remembers B's notes of 10 feeds both wanted; A then unfollows them: at the next
+    # session, they would all be set aside, past the session's bound (4 here). None is
+    # taken back, and A's hello names no digest: B sends its whole clock.
+    from tidings.replication import session as session_module
+
+    monkeypatch.setattr(session_module, "MAX_UNKEPT_NOTES", 4)
+    absent = [FeedId(bytes([i]) * 32, "blog") for i in range(1, 11)]
+    a, b = node("a", follows=absent), node("b", follows=absent)
+    sync(a, b).close()
+    a.set_follows([])
+    link = sync(a, b)
+    assert len(link.sa.aside()) <= 4
+    assert opening_notes(link.to_a)[0].reset  # B's whole clock
+
+
 def test_a_relay_remembers_no_offer_it_did_not_take() -> None:
     # An offer a relay had no room for is offered again with the next whole clock.
     # A want of a feed the relay lacks is remembered as another node's would be.

@@ -495,9 +495,9 @@ class Session:
     def _take_clocks(self, sent: Mapping[FeedId, Note], received: Mapping[FeedId, Note],
                      *, bounded: bool = True) -> bool:
         """Take the remembered clocks; the peer's notes of feeds neither held nor wanted
-        now are set aside, all of them or (``bounded``, when the node's bound on notes
-        set aside has no room for them all) none: False then, and the hello must not
-        name the digest of what is remembered."""
+        now are set aside, all of them or (``bounded``, when the session's or the
+        node's bound on notes set aside has no room for them all) none: False then,
+        and the hello must not name the digest of what is remembered."""
         self.sent = dict(sent)
         local = self.local
         aside = received.keys() - local.heads.keys() - local.wanted
@@ -506,7 +506,8 @@ class Session:
         if aside:
             self.received = {f: n for f, n in received.items() if f not in aside}
             budget = self.notes_budget
-            if bounded and budget.aside + len(aside) > budget.aside_limit:
+            if bounded and (budget.aside + len(aside) > budget.aside_limit or len(aside) > (
+                    MAX_UNKEPT_NOTES if self._known else MAX_STRANGER_UNKEPT_NOTES)):
                 whole = False
             else:  # (remembered only if none was evicted: within the bounds then)
                 self._unkept.update((feed, received[feed]) for feed in aside)
@@ -574,7 +575,11 @@ class Session:
     def data_to_send(self) -> bytes:
         """Bytes for the peer (also the goodbye of a failed session)."""
         if self._pending_notes and self.version is not None and not self.failed:
-            notes = tuple(self._pending_notes.items())
+            # Each note as it stands now, not as it stood when it became due: entries
+            # stored since (those the peer just sent, say) would make it out of date,
+            # and the peer would take it as this side lacking them (spec/10 §5.5).
+            our_note = self.our_note
+            notes = tuple((feed, our_note(feed)) for feed in self._pending_notes)
             self._pending_notes.clear()
             self._send_notes(notes, reset=False)
         return self.channel.data_to_send()
