@@ -186,3 +186,16 @@ def publish_feeds(
         )
         feeds.append(book.feed(log_id))
     return feeds
+
+
+def busy_with_notes_aside(replicator: Replicator, limit: int) -> Link:
+    """An open session of ``replicator`` whose notes set aside fill its node-wide bound,
+    made ``limit`` (standing for MAX_NOTES_ASIDE filled by other peers)."""
+    replicator.notes.aside_limit = limit
+    other = node("other", who=5)
+    publish_feeds(other.logbook, limit, 1)  # feeds the replicator does not follow
+    other.refresh_local()
+    busy = connect(replicator, other)
+    run(busy)
+    assert replicator.notes.aside == limit
+    return busy

@@ -556,7 +556,7 @@ def test_device_feeds_remembered_aside_come_though_the_bound_is_full_when_they_l
     # sends its whole clock, and the reader learns the device feeds from it.
     from tidings.replication.replicator import MemoryClocks
 
-    from .test_replication import busy_with_notes_aside
+    from .replication_helpers import busy_with_notes_aside
 
     hub, feeds = _hub_with_both_devices(owner)
     book, memory = Logbook(MemoryStore(), None), MemoryClocks()

@@ -66,6 +66,7 @@ from tidings.wire.messages import (
 from .helpers import author, examples, forge, make_log
 from .replication_helpers import (
     Link,
+    busy_with_notes_aside,
     clock_bytes,
     connect,
     drain,
@@ -488,19 +489,6 @@ def test_notes_set_aside_are_bounded_across_sessions() -> None:
     assert set(link.sa.remembered()) == set(shared)  # (some evicted: not remembered)
     link.close()
     assert b.notes.aside == 0
-
-
-def busy_with_notes_aside(replicator: Replicator, limit: int) -> Link:
-    """An open session of ``replicator`` whose notes set aside fill its node-wide bound,
-    made ``limit`` (standing for MAX_NOTES_ASIDE filled by other peers)."""
-    replicator.notes.aside_limit = limit
-    other = node("other", who=5)
-    publish_feeds(other.logbook, limit, 1)  # feeds the replicator does not follow
-    other.refresh_local()
-    busy = connect(replicator, other)
-    run(busy)
-    assert replicator.notes.aside == limit
-    return busy
 
 
 @pytest.mark.parametrize("full", [False, True])

@@ -506,8 +506,8 @@ class Session:
         if aside:
             self.received = {f: n for f, n in received.items() if f not in aside}
             budget = self.notes_budget
-            if bounded and (budget.aside + len(aside) > budget.aside_limit or len(aside) > (
-                    MAX_UNKEPT_NOTES if self._known else MAX_STRANGER_UNKEPT_NOTES)):
+            if bounded and (budget.aside + len(aside) > budget.aside_limit
+                            or len(aside) > self._aside_bound):
                 whole = False
             else:  # (remembered only if none was evicted: within the bounds then)
                 self._unkept.update((feed, received[feed]) for feed in aside)
@@ -1065,7 +1065,7 @@ class Session:
         unkept = self._unkept
         if unkept.pop(feed, None) is None:  # (else re-inserted: now the newest)
             budget = self.notes_budget
-            if len(unkept) >= (MAX_UNKEPT_NOTES if self._known else MAX_STRANGER_UNKEPT_NOTES) or (
+            if len(unkept) >= self._aside_bound or (
                     budget.aside >= budget.aside_limit and self._notes_counted >= 0):
                 self._unkept_evicted = True
                 if not unkept:
@@ -1074,6 +1074,10 @@ class Session:
             elif self._notes_counted >= 0:
                 budget.aside += 1
         unkept[feed] = note
+
+    @property
+    def _aside_bound(self) -> int:
+        return MAX_UNKEPT_NOTES if self._known else MAX_STRANGER_UNKEPT_NOTES
 
     def _take_aside(self, feed: FeedId) -> Note | None:
         note = self._unkept.pop(feed, None)
