@@ -195,6 +195,51 @@ async def test_a_stream_the_fan_out_fails_on_ends_and_the_others_go_on(
         await second.aclose()
 
 
+async def test_the_fan_out_lets_other_tasks_run_between_a_few_streams(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round of writes to many streams does not hold the event loop: another task
+    (the next publish's request, in a node) runs after every few streams, and each
+    stream still gets every entry once, in order."""
+    count = 3 * api_module.STREAMS_PER_YIELD + 1
+    async with serving(tmp_path / "n") as (node, api, port):
+        token = node.home.api_token()
+        streams = [await open_stream(port, token) for _ in range(count)]
+        bodies = [bytearray() for _ in streams]
+        for stream, body in zip(streams, bodies, strict=True):
+            await read_until(stream, body, b"event: ready")
+        with trio.fail_after(GUARD):
+            while len(api.fanout.pending()) < count:
+                await trio.sleep(0.01)
+        order: list[str] = []
+        encode = api.event_bytes
+
+        def recorded(item: Any) -> bytes:
+            order.append("stream")
+            return encode(item)
+
+        async def other_task() -> None:
+            while True:
+                order.append("other")
+                await trio.lowlevel.checkpoint()
+
+        monkeypatch.setattr(api, "event_bytes", recorded)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_task)
+            await node.publish(b"one", "blog")
+            for stream, body in zip(streams, bodies, strict=True):
+                await read_until(stream, body, b"event: entry")
+            nursery.cancel_scope.cancel()
+        assert order.count("stream") == count
+        longest = max(len(run) for run in "".join(
+            "s" if step == "stream" else " " for step in order).split())
+        # Other tasks run between the fan-out's turns. (Two turns can meet, one
+        # ending a batch of runnable tasks and the next opening the next batch.)
+        assert longest <= 2 * api_module.STREAMS_PER_YIELD
+        for stream, body in zip(streams, bodies, strict=True):
+            assert entry_seqs(bytes(body)) == [1]
+            await stream.aclose()
+
+
 async def test_the_api_checks_the_token_itself_behind_a_server_that_does_not(
         tmp_path: Path) -> None:
     """Behind a server without its head check, the API checks host and token on each
