@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import ClassVar, cast
 
 from tidings.core.ids import INPUT_WHITESPACE
+from tidings.core.records import record
 from tidings.errors import InvalidId, LocalProtocolError, TidingsError
 
 # -- bounds (spec/13 §1, §6) ---------------------------------------------------------
@@ -178,7 +179,7 @@ def proof_depth(index: int, count: int) -> int:
     return len(chunk_layout(index, count).right)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChunkLayout:
     """Where chunk ``index`` of a tree of ``count`` chunks sits: what checking it and
     storing its proof need, computed once per ``(index, count)`` (a download checks

@@ -17,11 +17,12 @@ are kept); chunks a peer left out of an answer are asked of another.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from operator import itemgetter, methodcaller
 
 from tidings.core.blob import BlobId, InvalidBlob
 from tidings.core.ids import FeedId
+from tidings.core.records import record
 from tidings.errors import InvalidData
 from tidings.replication.blob_policy import BlobPolicy
 from tidings.replication.blob_session import (
@@ -73,7 +74,7 @@ def blobs_in(payload: bytes | None) -> list[tuple[BlobId, str]]:
     return [(a.blob, a.media_type) for a in content.attachments if a.blob is not None]
 
 
-@dataclass(eq=False)
+@record(frozen=False, slots=False, eq=False)
 class _Want:
     blob: BlobId
     #: Chunks not held, ascending (a dict as an ordered set).
@@ -92,7 +93,7 @@ class _Want:
     writing: int = 0
 
 
-@dataclass(eq=False)
+@record(frozen=False, slots=False, eq=False)
 class _PeerFetch:
     #: Our open requests to this peer: request id -> (blob, chunks asked, not yet received).
     requests: dict[int, tuple[BlobId, set[int]]] = field(default_factory=dict)
@@ -106,7 +107,7 @@ class _PeerFetch:
         return sum(len(chunks) for _, chunks in self.requests.values())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobStored:
     """Chunks of ``blob`` are durable in the store (``complete``: all of them)."""
 

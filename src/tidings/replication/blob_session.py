@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from tidings.core.blob import BlobId
+from tidings.core.records import record
 from tidings.errors import LocalProtocolError, PeerFlooding, UnexpectedMessage
 from tidings.wire.messages import (
     MAX_BLOB_DATA_CHUNKS,
@@ -39,7 +40,7 @@ MAX_QUEUED_BLOB_REQUESTS = 64
 MAX_BLOB_SUBSCRIPTIONS = 256
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobChunksReceived:
     """Chunks of an answer to our request ``request_id`` for ``blob``, not yet checked
     against the blob id (the replicator checks each as it stores it)."""
@@ -51,7 +52,7 @@ class BlobChunksReceived:
     final: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobHeld:
     """What the peer holds of ``blob``: a bitmap, or None for all of it. ``request_id``
     is our query it answers, None for an announcement."""
@@ -61,7 +62,7 @@ class BlobHeld:
     held: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BlobQueried:
     """The peer asks what this node holds of ``blob``: answer with
     :meth:`BlobExchange.send_have` (at once: the answer is a bitmap in memory)."""
@@ -73,7 +74,7 @@ class BlobQueried:
 BlobEvent = BlobChunksReceived | BlobHeld | BlobQueried
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Asked:
     blob: BlobId
     #: (first, count) ranges of a request; None for a query.
@@ -82,7 +83,7 @@ class _Asked:
     last: int = -1
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class BlobServe:
     """A peer's request being answered: the chunks still to consider, in order."""
 
