@@ -44,6 +44,11 @@ FLAG_SIGNED = 2
 #: log is always signed: nothing may follow it, so nothing else could vouch for it.
 ALLOWED_FLAGS = frozenset({0, FLAG_SIGNED, FLAG_SIGNED | FLAG_END_OF_LOG})
 HASH_SIZE = 32
+#: BLAKE2b-256 with nothing hashed yet. A hash made from a copy of it (``copy``,
+#: ``update``, ``digest``) takes about a quarter less time for a short entry or
+#: payload than ``hashlib.blake2b(data, digest_size=32)``, which parses its
+#: keywords and sets the state up at each call: the hot paths hash from copies.
+BLAKE2B_256 = hashlib.blake2b(digest_size=HASH_SIZE)
 SIG_SIZE = 64
 #: CBOR head of a 64-byte byte string: major type 2, one-byte length 0x40.
 SIG_HEAD = b"\x58\x40"
@@ -67,12 +72,16 @@ MAX_UNSIGNED_BYTES = 1 << 18
 
 def payload_hash(payload: bytes) -> bytes:
     """BLAKE2b-256 of a payload, as the entry's ``payload_hash`` field holds it."""
-    return hashlib.blake2b(payload, digest_size=HASH_SIZE).digest()
+    state = BLAKE2B_256.copy()
+    state.update(payload)
+    return state.digest()
 
 
 def entry_hash(raw: bytes) -> bytes:
     """BLAKE2b-256 of an entry's full bytes (body and signature): what links point at."""
-    return hashlib.blake2b(raw, digest_size=HASH_SIZE).digest()
+    state = BLAKE2B_256.copy()
+    state.update(raw)
+    return state.digest()
 
 
 def stored_is_signed(raw: bytes) -> bool:

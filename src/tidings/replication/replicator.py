@@ -13,7 +13,6 @@ a worker thread, one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
@@ -21,6 +20,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from tidings.core.entry import (
+    BLAKE2B_256,
     decode_entry,
     stored_is_signed,
     stored_payload_hash,
@@ -1092,13 +1092,18 @@ class Replicator:
         A relay counts what it serves: the least served feeds give up their place first."""
         if rows and feed in self.relayed:
             self.quota.served(feed)
-        blake2b = hashlib.blake2b  # entry_hash and payload_hash, without a call each
+        hasher = BLAKE2B_256.copy  # entry_hash and payload_hash, without a call each
         for index, row in enumerate(rows):
-            if blake2b(row.raw, digest_size=32).digest() != row.hash:
+            state = hasher()
+            state.update(row.raw)
+            if state.digest() != row.hash:
                 self._damaged(feed, row.seq, "the entry's bytes do not match its stored hash")
                 return list(rows[:index])
-            if row.payload is not None and blake2b(row.payload, digest_size=32).digest() \
-                    != stored_payload_hash(row.raw):
+            if row.payload is None:
+                continue
+            state = hasher()
+            state.update(row.payload)
+            if state.digest() != stored_payload_hash(row.raw):
                 self.log("stored-payload-damaged", feed=str(feed), seq=row.seq)
                 self.logbook.delete_payload(feed, row.seq)
                 rows = [*rows[:index], row._replace(payload=None), *rows[index + 1:]]

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Sequence
 from itertools import compress, repeat
 
-from tidings.core.entry import MAX_PAYLOAD_SIZE
+from tidings.core.entry import BLAKE2B_256, MAX_PAYLOAD_SIZE
 from tidings.core.heads import HASH_HEAD as _HASH_HEAD
 from tidings.core.heads import NULL as _NULL
 from tidings.core.heads import SIG_HEAD as _SIG_HEAD
@@ -88,10 +88,15 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in ENTRY_FLAGS}
     flags, stamps, payloads, absent, signatures = zip(*items, strict=True)
     blake2b = hashlib.blake2b
+    hasher = BLAKE2B_256.copy  # (a copy per hash: see BLAKE2B_256)
     if None not in payloads:  # (the usual run: every payload travels)
         sizes: list[int] = list(map(len, payloads))
-        payload_hashes: list[bytes] = [blake2b(payload, digest_size=32).digest()
-                                       for payload in payloads]
+        payload_hashes: list[bytes] = []
+        keep_payload_hash = payload_hashes.append
+        for payload in payloads:
+            state = hasher()
+            state.update(payload)
+            keep_payload_hash(state.digest())
     else:
         sizes, payload_hashes = [], []
         for payload, size_hash in zip(payloads, absent, strict=True):
@@ -123,7 +128,9 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     for seq, head, target, tail in zip(range(first, first + count), before,
                                        link_targets(first, count), after, strict=True):
         raw = join((head, backlink, links[target], tail))
-        entry_hash = blake2b(raw, digest_size=32).digest()
+        state = hasher()
+        state.update(raw)
+        entry_hash = state.digest()
         keep_raw(raw)
         keep_hash(entry_hash)
         links[seq] = backlink = _HASH_HEAD + entry_hash
