@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tidings import Logbook, MemoryStore
-from tidings.core.blob import CHUNK_SIZE, BlobId
+from tidings.core.blob import CHUNK_SIZE, BlobId, blob_id_of
 from tidings.core.content import Attachment, Post, encode
 from tidings.errors import InvalidData
 from tidings.replication.blob_fetch import BlobStored
@@ -215,6 +215,26 @@ def test_a_removed_blob_is_not_fetched_again_by_policy_until_asked(tmp_path: Pat
     with BlobStore(tmp_path / "blobs") as store:
         assert not store.was_removed(blob)
         assert (tmp_path / "blobs" / "removed").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_run_wants_the_blobs_its_posts_attach_and_nothing_for_other_payloads(
+        tmp_path: Path) -> None:
+    """Only content (a CBOR map) can attach a blob: a run of other payloads wants
+    nothing, even one that holds the bytes "blob"; a post among them is found."""
+    from tidings.core.ids import FeedId
+    from tidings.replication.blob_fetch import BlobFetcher
+
+    blob = blob_id_of(os.urandom(3 * CHUNK_SIZE))
+    post = encode(Post("episode", attachments=(
+        Attachment(None, "audio/mpeg", blob.size, blob=blob),)))
+    others = [(b"", b"a blob of text"), (b"", None), (b"", b"\xa0"), (b"", post[1:])]
+    feed = FeedId(bytes(32), "podcast")
+    with BlobStore(tmp_path / "blobs") as store:
+        fetcher = BlobFetcher(store, BlobPolicy(limit=None))
+        fetcher.scan(feed, others)
+        assert not fetcher.wants
+        fetcher.scan(feed, [*others, (b"", post), (b"", b"more")])
+        assert list(fetcher.wants) == [blob]
 
 
 def test_written_behind_chunks_are_held_only_once_durable(tmp_path: Path) -> None:

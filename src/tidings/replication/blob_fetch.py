@@ -59,6 +59,10 @@ MAX_UNWRITTEN = 4 * FLUSH_BYTES
 #: key, so a payload without these bytes attaches none (most payloads).
 _may_attach = methodcaller("__contains__", b"blob")
 _payload_of = itemgetter(1)  # of an item (entry bytes, payload or None)
+_first_byte = itemgetter(0)
+#: The first bytes of a payload that is not content: content is one CBOR map of a
+#: definite length (0xa0..0xbb, core/content.py), so no other payload is a post.
+_NOT_CONTENT_HEADS = bytes(set(range(256)) - set(range(0xA0, 0xBC)))
 
 
 def blobs_in(payload: bytes | None) -> list[tuple[BlobId, str]]:
@@ -171,8 +175,11 @@ class BlobFetcher:
 
     def scan(self, feed: FeedId, items: Iterable[tuple[bytes, bytes | None]]) -> None:
         """New entries of ``feed``: want the blobs their posts attach, by policy. (The
-        payloads that may attach one are found in one C-level pass over the run.)"""
-        for payload in filter(_may_attach, filter(None, map(_payload_of, items))):
+        payloads that may attach one are found in C-level passes over the run.)"""
+        payloads = list(filter(None, map(_payload_of, items)))
+        if not bytes(map(_first_byte, payloads)).translate(None, _NOT_CONTENT_HEADS):
+            return  # (no payload is content, so none attaches a blob)
+        for payload in filter(_may_attach, payloads):
             for blob, _media in blobs_in(payload):
                 if blob not in self.wants and self.policy.accepts(feed, blob.size) \
                         and not self.store.has(blob) and not self.store.was_removed(blob):
