@@ -98,7 +98,7 @@ class Sizes:
     changed: int  # feeds that get one more entry before the reconnect
 
 
-FULL = Sizes("full", 3, 5000, 100_000, 1000, 100, 10_000, 10)
+FULL = Sizes("full", 5, 5000, 100_000, 1000, 100, 10_000, 10)
 QUICK = Sizes("quick", 3, 2000, 10_000, 100, 100, 1000, 10)
 #: Tiny: for the test that checks the benchmark still runs; its figures mean nothing.
 SMOKE = Sizes("smoke", 1, 200, 500, 5, 10, 20, 2)
