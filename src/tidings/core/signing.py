@@ -25,6 +25,7 @@ from tidings.core.entry import (
     MAX_SEQ,
     VERSION,
     Entry,
+    payload_hashes,
     sign_entry,
 )
 from tidings.core.heads import HASH_HEAD, NULL, SIG_HEAD, feed_part, head, uint_heads
@@ -102,18 +103,14 @@ def sign_run(
     fields = feed_part(author, log_id)
     starts = {f: _ARRAY_HEAD + head(0, VERSION) + bytes((f,)) + fields for f in set(flags)}
     stamp = head(0, timestamp)
+    hashes = payload_hashes(payloads)
     hasher = BLAKE2B_256.copy  # (a copy per hash: see BLAKE2B_256)
-    payload_hashes = []
-    for payload in payloads:
-        state = hasher()
-        state.update(payload)
-        payload_hashes.append(state.digest())
     size_heads = {size: head(0, size) for size in set(sizes)}
     # The body's bytes before the links (fields 0 to 5), and after them (7, 8).
     before = list(map(b"".join, zip(map(starts.__getitem__, flags),
                                     uint_heads(first_seq, count), repeat(stamp))))
     after = list(map(b"".join, zip(map(size_heads.__getitem__, sizes), repeat(HASH_HEAD),
-                                   payload_hashes)))
+                                   hashes)))
     sign = secret.sign
     join = b"".join
     new = tuple.__new__
@@ -123,7 +120,7 @@ def sign_run(
     back = NULL if backlink is None else HASH_HEAD + backlink
     for seq, start, target, end, sign_it, flag, size, payload_hash in zip(
             range(first_seq, last_seq + 1), before, targets, after, signed, flags, sizes,
-            payload_hashes, strict=True):
+            hashes, strict=True):
         body = join((start, back, encoded[target], end))
         if sign_it:
             signature = sign(body)

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Sequence
 from itertools import compress, repeat
 
-from tidings.core.entry import BLAKE2B_256, MAX_PAYLOAD_SIZE
+from tidings.core.entry import BLAKE2B_256, MAX_PAYLOAD_SIZE, payload_hash, payload_hashes
 from tidings.core.heads import HASH_HEAD as _HASH_HEAD
 from tidings.core.heads import NULL as _NULL
 from tidings.core.heads import SIG_HEAD as _SIG_HEAD
@@ -87,33 +87,27 @@ def rebuild_run(message: CompactEntries) -> RebuiltRun:
     # Fields 0 to 3 differ only in the flags byte: made once per run.
     starts = {flags: b"\x8a\x02" + bytes((flags,)) + feed_part for flags in ENTRY_FLAGS}
     flags, stamps, payloads, absent, signatures = zip(*items, strict=True)
-    blake2b = hashlib.blake2b
     hasher = BLAKE2B_256.copy  # (a copy per hash: see BLAKE2B_256)
     if None not in payloads:  # (the usual run: every payload travels)
         sizes: list[int] = list(map(len, payloads))
-        payload_hashes: list[bytes] = []
-        keep_payload_hash = payload_hashes.append
-        for payload in payloads:
-            state = hasher()
-            state.update(payload)
-            keep_payload_hash(state.digest())
+        phashes = payload_hashes(payloads)
     else:
-        sizes, payload_hashes = [], []
+        sizes, phashes = [], []
         for payload, size_hash in zip(payloads, absent, strict=True):
             if payload is None:
                 assert size_hash is not None
                 sizes.append(size_hash[0])
-                payload_hashes.append(size_hash[1])
+                phashes.append(size_hash[1])
             else:
                 sizes.append(len(payload))
-                payload_hashes.append(blake2b(payload, digest_size=32).digest())
+                phashes.append(payload_hash(payload))
     size_heads = {size: _head(0, size) for size in set(sizes)}
     # The bytes before the links: fields 0 to 3, the seq, the timestamp.
     before = list(map(b"".join, zip(map(starts.__getitem__, flags), _uint_heads(first, count),
                                     _timestamp_heads(stamps), strict=True)))
     # ... and after them: the payload size and hash, the signature of a signed entry.
     after = list(map(b"".join, zip(map(size_heads.__getitem__, sizes), repeat(_HASH_HEAD),
-                                   payload_hashes)))
+                                   phashes)))
     for index in compress(range(count), signatures):  # (a signature is 64 bytes, never b"")
         after[index] += _SIG_HEAD + signatures[index]
     # The links, as their encoded fields by seq: the anchors below the run, then each
